@@ -1,0 +1,134 @@
+"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split``.
+
+Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
+Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cxrtriage import config
+
+
+def _data_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    found = config.data_dir()
+    if found is None:
+        raise SystemExit("error: no data directory; pass --data-dir or set CXRTRIAGE_DATA_DIR (see prototype/data_scripts/download_datasets.sh)")
+    return found
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cxrtriage.batch import predict_paths
+
+    return predict_paths(args.paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from cxrtriage.train.trainer import TrainConfig, train
+    except ImportError as exc:
+        raise SystemExit(f"error: training needs the [train] extra: pip install 'cxrtriage[train]' ({exc})")
+    cfg = TrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs, seed=args.seed,
+                      kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads)
+    ckpt = train(cfg)
+    print(f"checkpoint written to {ckpt}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from cxrtriage.train.export import export_bundle
+    except ImportError as exc:
+        raise SystemExit(f"error: export needs the [train] extra: pip install 'cxrtriage[train]' ({exc})")
+    out = export_bundle(Path(args.checkpoint), Path(args.out), data_dir=_data_dir(args.data_dir), train_log=args.train_log,
+                        trace=Path(args.trace) if args.trace else None)
+    print(f"model bundle written to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cxrtriage.evaluate import run_evaluation
+
+    report = run_evaluation(_data_dir(args.data_dir), model_dir=args.model_dir, out=Path(args.out), n_boot=args.n_boot,
+                            update_card=args.update_card)
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cxrtriage.bench import run_bench
+
+    run_bench(repeats=args.repeats, onnx_fp32=args.fp32, checkpoint=args.checkpoint, out=args.out)
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from cxrtriage.data import SPLIT_FILE, make_default_split, write_split
+
+    write_split(make_default_split(_data_dir(args.data_dir)))
+    print(f"split written to {SPLIT_FILE}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cxrtriage", description="Offline chest X-ray triage (decision support only — not a diagnostic tool).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("predict", help="triage one or more images (PNG, JPEG, DICOM)")
+    s.add_argument("paths", nargs="+", help="image files")
+    s.add_argument("--prior-report-file", help="text file with the prior radiology report (applies to every input)")
+    s.add_argument("--out", help="write JSON lines here instead of stdout")
+    s.add_argument("--model-dir", help="model bundle directory (default: the bundled model)")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("train", help="train the bundled CNN on the committed split (needs [train])")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="runs/bundled")
+    s.add_argument("--epochs", type=int, default=30)
+    s.add_argument("--seed", type=int, default=1129)
+    s.add_argument("--pediatric-per-epoch", type=int, default=1000, help="pediatric images sampled per epoch (0: NIH only)")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("export", help="ONNX export, int8 static quantisation, calibration, metadata (needs [train])")
+    s.add_argument("--checkpoint", default="runs/bundled/checkpoint.pt")
+    s.add_argument("--train-log", default=None, help="train_log.json to record (default: next to the checkpoint)")
+    s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
+    s.add_argument("--data-dir")
+    s.add_argument("--trace", help="write a human-readable trace of the conversion steps here")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("evaluate", help="evaluate the model on held-out test patients")
+    s.add_argument("--data-dir")
+    s.add_argument("--model-dir")
+    s.add_argument("--out", default="runs/eval/metrics.json")
+    s.add_argument("--n-boot", type=int, default=2000)
+    s.add_argument("--update-card", action="store_true", help="write the measured numbers into the bundled model card")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
+    s.add_argument("--repeats", type=int, default=50)
+    s.add_argument("--fp32", help="fp32 ONNX model to compare (default: the one next to the bundle if present)")
+    s.add_argument("--checkpoint", help="torch checkpoint to compare (needs [train])")
+    s.add_argument("--out", help="also write the numbers as JSON here")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("split", help="rewrite the committed patient-level split from the data directory")
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_split)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

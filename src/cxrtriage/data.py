@@ -1,0 +1,149 @@
+"""Dataset tables of the public CXR data (NIH ChestX-ray14 subset, Kermany pediatric) and the fixed split.
+
+Only labels and IDs are read here; images are read through :mod:`cxrtriage.io` by whoever needs them.
+The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "split.csv"
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image: ``dataset/image_id`` is its stable identity."""
+
+    dataset: str  # "nih" | "kermany"
+    image_id: str  # NIH image index, or the Kermany file path relative to kermany/
+    path: Path
+    patient: str
+    urgent: int  # 1 urgent, 0 non-urgent
+    view: str = ""
+    sex: str = ""
+    age: str = ""
+    findings: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.image_id}"
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: see prototype/data_scripts/download_datasets.sh")
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def nih_records(data_dir: Path) -> list[Record]:
+    root = Path(data_dir) / "nih"
+    return [
+        Record(
+            dataset="nih",
+            image_id=row["image_index"],
+            path=root / row["file"],
+            patient=f"nih-{row['patient_id']}",
+            urgent=int(row["urgency"] == "urgent"),
+            view=row.get("view", ""),
+            sex=row.get("sex", ""),
+            age=row.get("age", ""),
+            findings=row.get("nih_labels", ""),
+        )
+        for row in _read_csv(root / "labels.csv")
+    ]
+
+
+def _kermany_patient(row: dict[str, str]) -> str:
+    """Patient key; the table's key is a placeholder ('IM', 'NORMAL2-IM') for normal files, so derive it
+    from the file name (IM-0115-0001.jpeg -> IM-0115, NORMAL2-IM-0123-0001.jpeg -> NORMAL2-IM-0123)."""
+    key = row.get("patient_key", "")
+    if key and key not in ("IM", "NORMAL2-IM"):
+        return f"kermany-{key}"
+    stem = Path(row["file"]).stem
+    return "kermany-" + stem.rsplit("-", 1)[0]
+
+
+def kermany_records(data_dir: Path) -> list[Record]:
+    root = Path(data_dir) / "kermany"
+    return [
+        Record(
+            dataset="kermany",
+            image_id=row["file"],
+            path=root / row["file"],
+            patient=_kermany_patient(row),
+            urgent=int(row["urgency"] == "urgent"),
+            findings=row.get("label", ""),
+        )
+        for row in _read_csv(root / "labels.csv")
+    ]
+
+
+def nih_boxes(data_dir: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Expert boxes by NIH image id, (x, y, w, h) in the pixel space of the shipped PNGs."""
+    boxes: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
+    for row in _read_csv(Path(data_dir) / "nih" / "boxes.csv"):
+        boxes[row["image_index"]].append(tuple(float(row[k]) for k in ("x", "y", "w", "h")))  # type: ignore[misc]
+    return dict(boxes)
+
+
+def make_split(records: list[Record], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """Patient-level split: every image of a patient lands in the same part (images of one patient
+    are correlated, so an image-level split would leak)."""
+    patients = sorted({r.patient for r in records})
+    random.Random(seed).shuffle(patients)
+    n = len(patients)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    part = {p: "train" for p in patients[:n_train]}
+    part.update({p: "val" for p in patients[n_train : n_train + n_val]})
+    part.update({p: "test" for p in patients[n_train + n_val :]})
+    return {r.key: part[r.patient] for r in records}
+
+
+def write_split(assignments: dict[str, str], path: Path = SPLIT_FILE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["key", "split"])
+        for key in sorted(assignments):
+            writer.writerow([key, assignments[key]])
+
+
+def read_split(path: Path = SPLIT_FILE) -> dict[str, str]:
+    return {row["key"]: row["split"] for row in _read_csv(path)}
+
+
+def split_sha256(path: Path = SPLIT_FILE) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_split_records(data_dir: Path, datasets: tuple[str, ...] = ("nih", "kermany")) -> dict[str, list[Record]]:
+    """Records of the committed split, grouped by part; images missing from the split are ignored."""
+    loaders = {"nih": nih_records, "kermany": kermany_records}
+    split = read_split()
+    parts: dict[str, list[Record]] = {name: [] for name in SPLIT_NAMES}
+    for name in datasets:
+        for rec in loaders[name](data_dir):
+            part = split.get(rec.key)
+            if part:
+                parts[part].append(rec)
+    return parts
+
+
+DEFAULT_SPLIT = {"seed": 1129, "nih": (0.70, 0.15, 0.15), "kermany": (0.80, 0.10, 0.10)}
+
+
+def make_default_split(data_dir: Path) -> dict[str, str]:
+    """The committed split: NIH 70/15/15 and pediatric 80/10/10 by patient, fixed seed."""
+    seed = int(DEFAULT_SPLIT["seed"])  # type: ignore[arg-type]
+    out = make_split(nih_records(data_dir), DEFAULT_SPLIT["nih"], seed)  # type: ignore[arg-type]
+    out.update(make_split(kermany_records(data_dir), DEFAULT_SPLIT["kermany"], seed))  # type: ignore[arg-type]
+    return out

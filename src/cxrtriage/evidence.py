@@ -1,0 +1,373 @@
+"""Evidence regions from the class activation map (CAM), and crop thumbnails of them.
+
+The network's urgency logit is ``b + mean_ij(w . F[:, i, j])``, so the CAM
+``CAM[i, j] = w . F[:, i, j]`` is an exact additive decomposition of the logit over
+feature-map cells: positive cells push the study towards *Urgent*. Evidence boxes are
+therefore drawn only around positive CAM, and a box's ``strength`` is the share of the
+total positive CAM mass it contains — a crop is emitted only where the map supports one.
+
+Runtime code: numpy + Pillow only (no torch, no scipy), so the inference path stays small.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import config
+from .schema import Crop
+
+__all__ = [
+    "EvidenceBox",
+    "anatomical_zone",
+    "cam_peak",
+    "class_activation_map",
+    "find_evidence_boxes",
+    "save_crop_thumbnails",
+]
+
+#: The CAM is upsampled by this factor before thresholding, for smoother boxes.
+UPSAMPLE = 4
+#: Half-width (as a fraction of image width) of the central band called mediastinal.
+CENTRAL_BAND = 0.1
+
+
+@dataclass(frozen=True)
+class EvidenceBox:
+    """One region of positive evidence, in ORIGINAL image pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    strength: float  # share of the total positive CAM mass inside this region (0-1)
+    peak_xy: tuple[int, int]  # location of the region's maximum, original pixels
+    region: str  # anatomical zone, see anatomical_zone()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _as_finite_array(value: object, name: str, ndim: int) -> np.ndarray:
+    """Convert to a float64 array of the given rank, rejecting NaN/inf and empty arrays."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array") from exc
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _check_image_size(image_size: object) -> tuple[int, int]:
+    """Validate ``(width, height)`` of the original image."""
+    try:
+        width, height = image_size  # type: ignore[misc]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"image_size must be (width, height), got {image_size!r}") from exc
+    for name, v in (("width", width), ("height", height)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"image_size {name} must be a positive integer, got {v!r}")
+    return int(width), int(height)
+
+
+# ----------------------------------------------------------------------------- CAM
+
+
+def class_activation_map(feature_map: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``CAM[i, j] = weight . feature_map[:, i, j]`` as float32 of shape (h, w).
+
+    Because the head is linear after global average pooling, ``CAM.mean() + bias`` is
+    exactly the urgency logit, which is what makes the map a faithful explanation.
+    """
+    fmap = _as_finite_array(feature_map, "feature_map", 3)
+    w = _as_finite_array(weight, "weight", 1)
+    if fmap.shape[0] != w.shape[0]:
+        raise ValueError(
+            f"feature_map has {fmap.shape[0]} channels but weight has {w.shape[0]} entries"
+        )
+    return np.tensordot(w, fmap, axes=(0, 0)).astype(np.float32)
+
+
+def _upsample_bilinear(cam: np.ndarray, factor: int) -> np.ndarray:
+    """Bilinear upsampling with pixel-centre alignment and clamped edges (numpy only)."""
+    h, w = cam.shape
+
+    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = (np.arange(n * factor) + 0.5) / factor - 0.5
+        src = np.clip(src, 0.0, n - 1)
+        lo = np.floor(src).astype(np.intp)
+        hi = np.minimum(lo + 1, n - 1)
+        return lo, hi, src - lo
+
+    r0, r1, fr = axis(h)
+    c0, c1, fc = axis(w)
+    top = cam[r0][:, c0] * (1 - fc) + cam[r0][:, c1] * fc
+    bottom = cam[r1][:, c0] * (1 - fc) + cam[r1][:, c1] * fc
+    return top * (1 - fr)[:, None] + bottom * fr[:, None]
+
+
+def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels of a boolean mask (0 = background), by BFS.
+
+    The working grid is small (e.g. 64 x 64), so plain Python BFS is fast enough and
+    keeps scipy off the runtime path.
+    """
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    n = 0
+    for r0, c0 in zip(*np.nonzero(mask)):
+        if labels[r0, c0]:
+            continue
+        n += 1
+        labels[r0, c0] = n
+        queue = deque([(int(r0), int(c0))])
+        while queue:
+            r, c = queue.popleft()
+            for dr in (-1, 0, 1):
+                rr = r + dr
+                if rr < 0 or rr >= h:
+                    continue
+                for dc in (-1, 0, 1):
+                    cc = c + dc
+                    if 0 <= cc < w and mask[rr, cc] and not labels[rr, cc]:
+                        labels[rr, cc] = n
+                        queue.append((rr, cc))
+    return labels, n
+
+
+def _cell_labels(labels: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Assign each CAM cell to the component covering most of its working-grid pixels (0 = none).
+
+    Strength is measured on the original cells, where the CAM is an exact share of the
+    logit; measuring it on the interpolated grid would leak mass into sub-threshold blur.
+    """
+    h, w = shape
+    blocks = labels.reshape(h, factor, w, factor).transpose(0, 2, 1, 3).reshape(h, w, -1)
+    out = np.zeros((h, w), dtype=np.int32)
+    for i, j in zip(*np.nonzero(blocks.max(axis=2))):
+        values, counts = np.unique(blocks[i, j][blocks[i, j] > 0], return_counts=True)
+        out[i, j] = values[np.argmax(counts)]
+    return out
+
+
+def find_evidence_boxes(
+    cam: np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    max_boxes: int = 3,
+    rel_threshold: float = 0.5,
+    min_strength: float = 0.05,
+) -> list[EvidenceBox]:
+    """Boxes (original pixels) around the strongest regions of positive CAM.
+
+    ``image_size`` is (width, height) of the original image; the model saw it squashed
+    to a square, so map cell (i, j) covers x in [j*W/w, (j+1)*W/w), y in [i*H/h, (i+1)*H/h).
+    The CAM is upsampled bilinearly by ``UPSAMPLE``, thresholded at
+    ``rel_threshold * max`` (positive cells only), split into 8-connected components,
+    ranked by positive mass. Mass is summed over the original cells each component
+    covers (so a lone hot cell has strength 1.0 and strengths sum to <= 1); regions
+    holding less than ``min_strength`` of the total positive mass are dropped, and
+    regions over non-positive cells only never form a box. Returns [] when nothing in
+    the map is positive.
+    """
+    cam_arr = _as_finite_array(cam, "cam", 2)
+    width, height = _check_image_size(image_size)
+    if isinstance(max_boxes, bool) or not isinstance(max_boxes, (int, np.integer)) or max_boxes < 0:
+        raise ValueError(f"max_boxes must be a non-negative integer, got {max_boxes!r}")
+    if not (math.isfinite(rel_threshold) and 0.0 < rel_threshold <= 1.0):
+        raise ValueError(f"rel_threshold must be in (0, 1], got {rel_threshold!r}")
+    if not (math.isfinite(min_strength) and 0.0 <= min_strength <= 1.0):
+        raise ValueError(f"min_strength must be in [0, 1], got {min_strength!r}")
+    if max_boxes == 0 or cam_arr.max() <= 0:
+        return []
+
+    up = _upsample_bilinear(cam_arr, UPSAMPLE)
+    peak = float(up.max())
+    if peak <= 0:
+        return []
+    mask = (up >= rel_threshold * peak) & (up > 0)
+    labels, n = _label_components(mask)
+    if n == 0:
+        return []
+
+    gh, gw = up.shape
+    sx, sy = width / gw, height / gh  # original pixels per working-grid pixel
+    cell_pos = np.clip(cam_arr, 0.0, None)
+    total = float(cell_pos.sum())
+    cell_labels = _cell_labels(labels, cam_arr.shape, UPSAMPLE)
+    masses = np.bincount(cell_labels.ravel(), weights=cell_pos.ravel(), minlength=n + 1)
+    order = sorted(range(1, n + 1), key=lambda k: (-masses[k], k))
+
+    boxes: list[EvidenceBox] = []
+    for k in order:
+        strength = float(masses[k]) / total
+        if strength < min_strength or masses[k] <= 0:
+            break  # ranked by mass, so every later region is weaker still
+        rows, cols = np.nonzero(labels == k)
+        x0 = min(int(math.floor(cols.min() * sx)), width - 1)
+        y0 = min(int(math.floor(rows.min() * sy)), height - 1)
+        x1 = min(int(math.ceil((cols.max() + 1) * sx)), width)
+        y1 = min(int(math.ceil((rows.max() + 1) * sy)), height)
+        bw, bh = max(1, x1 - x0), max(1, y1 - y0)
+        best = int(np.argmax(up[rows, cols]))
+        px = min(int((cols[best] + 0.5) * sx), width - 1)
+        py = min(int((rows[best] + 0.5) * sy), height - 1)
+        region = anatomical_zone(x0 + bw / 2, y0 + bh / 2, width, height)
+        boxes.append(
+            EvidenceBox(
+                x=x0, y=y0, w=bw, h=bh,
+                strength=min(1.0, strength), peak_xy=(px, py), region=region,
+            )
+        )
+        if len(boxes) >= max_boxes:
+            break
+    return boxes
+
+
+def anatomical_zone(cx: float, cy: float, width: int, height: int) -> str:
+    """Name the lung zone of a point on a frontal (PA/AP) chest radiograph.
+
+    Radiological convention: the image is viewed as if facing the patient, so the
+    patient's RIGHT is on the IMAGE LEFT. Side: ``cx/W < 0.5`` -> "right", otherwise
+    "left", except the central band ``|cx/W - 0.5| < 0.1``, which is called
+    "central (mediastinal)". Level: thirds of the height, ``cy/H < 1/3`` "upper",
+    ``< 2/3`` "middle", else "lower". Returns e.g. "right lower zone". These are
+    coarse image-geometry zones, not a segmentation of the lungs.
+    """
+    for name, v in (("cx", cx), ("cy", cy)):
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"width and height must be positive, got {width}x{height}")
+    fx = min(max(float(cx) / width, 0.0), 1.0)
+    fy = min(max(float(cy) / height, 0.0), 1.0)
+    if abs(fx - 0.5) < CENTRAL_BAND:
+        side = "central (mediastinal)"
+    elif fx < 0.5:
+        side = "right"  # image left = patient's right
+    else:
+        side = "left"
+    if fy < 1 / 3:
+        level = "upper"
+    elif fy < 2 / 3:
+        level = "middle"
+    else:
+        level = "lower"
+    return f"{side} {level} zone"
+
+
+def cam_peak(cam: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int]:
+    """Centre of the CAM's arg-max cell in original pixels (x, y), for the pointing game."""
+    cam_arr = _as_finite_array(cam, "cam", 2)
+    width, height = _check_image_size(image_size)
+    h, w = cam_arr.shape
+    i, j = np.unravel_index(int(np.argmax(cam_arr)), cam_arr.shape)
+    x = min(int((j + 0.5) * width / w), width - 1)
+    y = min(int((i + 0.5) * height / h), height - 1)
+    return x, y
+
+
+# ----------------------------------------------------------------------------- thumbnails
+
+
+def _write_png_atomic(img: Image.Image, out_dir: Path) -> Path:
+    """Save under a random name, via a temp file + os.replace, so readers never see a partial PNG.
+
+    Random names keep thumbnails unguessable and free of patient identifiers.
+    """
+    for _ in range(8):
+        final = out_dir / f"{secrets.token_hex(8)}.png"
+        if not final.exists():
+            break
+    else:  # pragma: no cover - 64-bit collisions are practically impossible
+        raise OSError(f"could not find a free thumbnail name in {out_dir}")
+    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            img.save(fh, format="PNG")
+        os.replace(tmp_name, final)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return final
+
+
+def save_crop_thumbnails(
+    pixels: np.ndarray,
+    boxes: Sequence[EvidenceBox],
+    out_dir: Path | None = None,
+    *,
+    thumb_size: int = 224,
+    margin: float = 0.1,
+) -> list[Crop]:
+    """Write one PNG thumbnail per box and return the matching :class:`Crop` records.
+
+    ``pixels`` is the float32 (H, W) display image in [0, 1]. Each crop gets a margin of
+    ``margin`` x the box size (clipped to the image) for context, and is resized so its
+    long side is ``thumb_size``. Nothing is drawn on it; the Crop carries the BOX
+    coordinates (without margin). Files written by a call that fails are removed.
+    """
+    img = _as_finite_array(pixels, "pixels", 2)
+    if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 1:
+        raise ValueError(f"thumb_size must be a positive integer, got {thumb_size!r}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a non-negative number, got {margin!r}")
+    height, width = img.shape
+    for box in boxes:
+        if box.w < 1 or box.h < 1 or box.x < 0 or box.y < 0 or box.x + box.w > width or box.y + box.h > height:
+            raise ValueError(
+                f"box (x={box.x}, y={box.y}, w={box.w}, h={box.h}) does not fit the "
+                f"{width}x{height} image"
+            )
+    if not boxes:
+        return []
+
+    directory = Path(out_dir) if out_dir is not None else config.crops_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    img8 = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+    crops: list[Crop] = []
+    written: list[Path] = []
+    try:
+        for box in boxes:
+            mx, my = int(round(margin * box.w)), int(round(margin * box.h))
+            x0, y0 = max(0, box.x - mx), max(0, box.y - my)
+            x1, y1 = min(width, box.x + box.w + mx), min(height, box.y + box.h + my)
+            patch = Image.fromarray(np.ascontiguousarray(img8[y0:y1, x0:x1]))
+            pw, ph = patch.size
+            scale = thumb_size / max(pw, ph)
+            size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
+            thumb = patch.resize(size, Image.Resampling.LANCZOS)
+            path = _write_png_atomic(thumb, directory)
+            written.append(path)
+            crops.append(
+                Crop(
+                    x=box.x, y=box.y, w=box.w, h=box.h,
+                    thumb_path=str(path), region=box.region, strength=box.strength,
+                )
+            )
+    except BaseException:
+        for path in written:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
+    return crops

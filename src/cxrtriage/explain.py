@@ -1,0 +1,53 @@
+"""The one-line explanation, built only from evidence the system actually has.
+
+The bundled model has a single urgency head, so the explanation never names a finding (no "pneumonia"):
+it states the score band, where the model's evidence lies in anatomical terms, and whether the prior report
+agrees. Findings are named only inside verbatim quotes of the prior report (provenance), never here.
+"""
+
+from __future__ import annotations
+
+from cxrtriage.evidence import EvidenceBox
+from cxrtriage.report import ReportAnalysis
+
+
+def score_band(score: float, threshold: float, review_band: tuple[float, float]) -> str:
+    low, high = review_band
+    if low <= score < high:
+        return "borderline"
+    if score >= threshold:
+        return "high" if score >= max(high, 0.5 * (1 + threshold)) else "moderately high"
+    return "low"
+
+
+def _where(boxes: list[EvidenceBox]) -> str:
+    zones: list[str] = []
+    for box in boxes:
+        if box.region not in zones:
+            zones.append(box.region)
+    if not zones:
+        return ""
+    return zones[0] if len(zones) == 1 else ", ".join(zones[:-1]) + " and " + zones[-1]
+
+
+def build_explanation(label: str, score: float, threshold: float, review_band: tuple[float, float],
+                      boxes: list[EvidenceBox], report: ReportAnalysis | None, needs_review: bool) -> str:
+    band = score_band(score, threshold, review_band)
+    parts = [f"{label}: {band} urgency score {score:.2f} (threshold {threshold:.2f})"]
+    where = _where(boxes)
+    if where:
+        verb = "urgent-pattern evidence strongest in the" if label == "Urgent" else "weak urgent-pattern evidence, mostly in the"
+        parts.append(f"{verb} {where}")
+    elif label == "Urgent":
+        parts.append("no focal region stands out in the activation map")
+    if report is not None and report.sentences:
+        n_sup, n_con = len(report.supporting), len(report.contradicting)
+        if n_sup:
+            parts.append(f"prior report affirms an urgent finding ({n_sup} sentence{'s' if n_sup > 1 else ''} quoted)")
+        elif n_con:
+            parts.append("prior report denies urgent findings")
+        elif report.uncertain:
+            parts.append("prior report raises an urgent finding as uncertain")
+    if needs_review:
+        parts.append("needs human review")
+    return "; ".join(parts) + "."

@@ -1,0 +1,111 @@
+"""``predict()``: the one function every caller (CLI, REST, UI, notebooks) uses.
+
+Order of work: decode -> header/statistics gate -> model -> embedding gate -> label and review band ->
+evidence crops -> prior-report provenance -> similar cases -> explanation.
+
+How the prior report affects the result (tested in tests/test_pipeline.py):
+* it never changes the score, and never turns Urgent into Non-Urgent;
+* if the model says Non-Urgent but the prior report affirms an urgent finding, the result keeps the
+  model's label but is flagged ``needs_review`` with a warning: a prior report describes an earlier study,
+  so it cannot decide the current one, but a disagreement must reach a human.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image
+
+from cxrtriage import config, safety
+from cxrtriage.backends import Backend, load_backend
+from cxrtriage.evidence import find_evidence_boxes, save_crop_thumbnails
+from cxrtriage.explain import build_explanation
+from cxrtriage.io import LoadedImage, load_image
+from cxrtriage.provenance import case_provenance, report_provenance
+from cxrtriage.report import analyze_prior_report
+from cxrtriage.schema import Prediction
+
+ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
+
+
+class Triage:
+    """A loaded backend plus the settings of the pipeline around it. Thread-safe for concurrent predict()."""
+
+    def __init__(self, backend: Backend | None = None, *, backend_name: str = "bundled",
+                 model_dir: str | Path | None = None, crops_dir: str | Path | None = None, n_neighbours: int = 3) -> None:
+        self.backend = backend if backend is not None else load_backend(backend_name, model_dir)
+        self.crops_dir = Path(crops_dir) if crops_dir else None
+        self.n_neighbours = n_neighbours
+
+    def predict(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        pixels, meta = loaded.pixels, loaded.meta
+        timings["decode"] = (time.perf_counter() - t_start) * 1e3
+        warnings = list(meta.warnings)
+
+        t = time.perf_counter()
+        safety.check_header_and_statistics(pixels, meta, getattr(meta, "colourfulness", None))
+        timings["gate"] = (time.perf_counter() - t) * 1e3
+
+        out = self.backend.analyze(pixels)
+        timings.update(out.timings_ms)
+
+        t = time.perf_counter()
+        index = self.backend.index
+        knn_sim = None
+        neighbours = []
+        if index is not None and out.embedding is not None:
+            knn_sim = index.knn_similarity(out.embedding, self.backend.knn_k)
+            safety.check_embedding(knn_sim, self.backend.min_knn_similarity)
+            neighbours = index.nearest(out.embedding, self.n_neighbours)
+        timings["neighbours"] = (time.perf_counter() - t) * 1e3
+
+        threshold, band = self.backend.threshold, self.backend.review_band
+        label, needs_review = safety.decide(out.score, threshold, band)
+
+        t = time.perf_counter()
+        height, width = pixels.shape
+        boxes = find_evidence_boxes(out.cam, (width, height)) if out.cam is not None else []
+        crops = save_crop_thumbnails(pixels, boxes, self.crops_dir or config.crops_dir()) if save_crops and boxes else []
+        timings["crops"] = (time.perf_counter() - t) * 1e3
+
+        t = time.perf_counter()
+        report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
+        if report is not None and label == "Non-Urgent" and report.has_affirmed_urgent_finding:
+            needs_review = True
+            warnings.append("the prior report affirms an urgent finding but the image score is below the threshold: "
+                            "review the current image against the prior report")
+        timings["report"] = (time.perf_counter() - t) * 1e3
+
+        explanation = build_explanation(label, out.score, threshold, band, boxes, report, needs_review)
+        provenance = report_provenance(report) + case_provenance(neighbours)
+        image_info = meta.to_dict()
+        if knn_sim is not None:
+            image_info["knn_similarity"] = round(knn_sim, 4)
+        timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return Prediction(
+            label=label, score=round(float(out.score), 4), explanation=explanation, crops=crops, provenance=provenance,
+            threshold=round(threshold, 4), review_band=(round(band[0], 4), round(band[1], 4)), needs_review=needs_review,
+            model=self.backend.info, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
+            image=image_info,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def get_triage(backend_name: str | None = None, model_dir: str | None = None) -> Triage:
+    """Process-wide cached engine: the model loads once."""
+    name = backend_name or os.environ.get("CXRTRIAGE_BACKEND", "bundled")
+    return Triage(backend_name=name, model_dir=model_dir)
+
+
+def predict(image_or_path: ImageInput, prior_report: str | None = None, *, backend: str | None = None,
+            model_dir: str | Path | None = None, save_crops: bool = True) -> Prediction:
+    """Triage one frontal chest radiograph. Raises cxrtriage.errors.InputError subclasses for bad inputs."""
+    return get_triage(backend, str(model_dir) if model_dir else None).predict(image_or_path, prior_report, save_crops=save_crops)

@@ -1,0 +1,79 @@
+"""Safety rules: the not-a-chest-X-ray gate and the review-band decision.
+
+The gate runs in two stages. Cheap checks on the DICOM header and image statistics reject what is obviously
+not a frontal chest radiograph (CT/MR slices, lateral views, blank or noise images, colour photographs,
+strange aspect ratios). Then, after the model has run, the image embedding must lie close enough to the
+training images (mean cosine similarity of its k nearest training cases above a bound set on validation
+chest images at export time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cxrtriage.errors import InvalidImageError, NotAChestXrayError
+from cxrtriage.io import ImageMeta
+from cxrtriage.preprocess import resize_square
+
+NON_RADIOGRAPH_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO"}
+LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
+NON_CHEST_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "KNEE", "HAND", "FOOT", "ANKLE", "WRIST", "ELBOW", "HIP", "PELVIS",
+                        "SPINE", "CSPINE", "LSPINE", "ABDOMEN", "BREAST", "SHOULDER", "LEG", "ARM", "EXTREMITY"}
+MIN_SIDE = 64
+MAX_ASPECT = 2.0
+MIN_STD = 0.03
+MAX_COLOURFULNESS = 0.08
+MAX_ROUGHNESS = 0.35
+
+
+def image_statistics(pixels: np.ndarray) -> dict[str, float]:
+    """Statistics on a 128 px copy: contrast (std) and roughness (mean |Laplacian| relative to std), which is
+    high for noise and text-like screenshots and low for radiographs, whose content is smooth at that scale."""
+    small = resize_square(pixels, 128).astype(np.float64)
+    std = float(small.std())
+    lap = np.abs(4 * small[1:-1, 1:-1] - small[:-2, 1:-1] - small[2:, 1:-1] - small[1:-1, :-2] - small[1:-1, 2:])
+    roughness = float(lap.mean() / max(std, 1e-6))
+    return {"std": std, "roughness": roughness}
+
+
+def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, colourfulness: float | None = None) -> dict[str, float]:
+    """Raise NotAChestXrayError / InvalidImageError for inputs that are clearly not frontal chest radiographs."""
+    if meta.modality and meta.modality.upper() in NON_RADIOGRAPH_MODALITIES:
+        raise NotAChestXrayError(f"this DICOM is a {meta.modality} image, not a chest radiograph (expected CR or DX)")
+    if meta.view_position and meta.view_position.upper() in LATERAL_VIEWS:
+        raise NotAChestXrayError(f"this is a lateral view ({meta.view_position}); cxrtriage only triages frontal (PA/AP) chest radiographs")
+    if meta.body_part and meta.body_part.upper().replace(" ", "") in NON_CHEST_BODY_PARTS:
+        raise NotAChestXrayError(f"the DICOM header says the body part is {meta.body_part}, not the chest")
+    h, w = pixels.shape
+    if min(h, w) < MIN_SIDE:
+        raise InvalidImageError(f"image is {w}x{h} pixels; at least {MIN_SIDE} px on each side is needed")
+    if max(h, w) / min(h, w) > MAX_ASPECT:
+        raise NotAChestXrayError(f"aspect ratio {max(h, w) / min(h, w):.1f}:1 is not that of a chest radiograph")
+    if colourfulness is not None and colourfulness > MAX_COLOURFULNESS:
+        raise NotAChestXrayError("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph")
+    stats = image_statistics(pixels)
+    if stats["std"] < MIN_STD:
+        raise NotAChestXrayError("the image is blank or nearly uniform")
+    if stats["roughness"] > MAX_ROUGHNESS:
+        raise NotAChestXrayError("the image looks like noise or a screenshot, not a chest radiograph")
+    return stats
+
+
+def check_embedding(knn_similarity: float | None, min_similarity: float | None) -> None:
+    """Reject images whose embedding is far from every training chest radiograph."""
+    if knn_similarity is None or min_similarity is None:
+        return
+    if knn_similarity < min_similarity:
+        raise NotAChestXrayError(
+            "the image does not resemble the frontal chest radiographs the model was trained on "
+            f"(similarity {knn_similarity:.2f} < {min_similarity:.2f})"
+        )
+
+
+def decide(score: float, threshold: float, review_band: tuple[float, float]) -> tuple[str, bool]:
+    """Label and review flag. Safety-first: a score in the review band is labelled Urgent even below the
+    threshold, because the threshold itself is uncertain there."""
+    low, high = review_band
+    needs_review = low <= score < high
+    urgent = score >= threshold or needs_review
+    return ("Urgent" if urgent else "Non-Urgent"), needs_review

@@ -1,0 +1,84 @@
+"""Result types shared by every caller (CLI, REST, UI, notebooks).
+
+The first five fields of :class:`Prediction` are exactly the specification's
+``{label, score, explanation, crops: [{x, y, w, h, thumb_path}], provenance: [{source, snippet}]}``;
+everything after them is clearly separate extra information.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DISCLAIMER = "For clinical decision support only — not a diagnostic tool."
+
+Label = Literal["Urgent", "Non-Urgent"]
+
+
+class Crop(BaseModel):
+    """One evidence region, in pixels of the original (uploaded) image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    x: int = Field(ge=0, description="left edge, original image pixels")
+    y: int = Field(ge=0, description="top edge, original image pixels")
+    w: int = Field(gt=0, description="width, original image pixels")
+    h: int = Field(gt=0, description="height, original image pixels")
+    thumb_path: str = Field(description="path of the PNG thumbnail of this crop")
+    region: str | None = Field(default=None, description="anatomical zone, e.g. 'right lower zone'")
+    strength: float | None = Field(default=None, description="share of positive activation mass in this region (0-1)")
+
+
+class Provenance(BaseModel):
+    """Where a claim comes from: a verbatim prior-report sentence or a similar training case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="'prior_report' or 'training_case:<dataset>/<image id>'")
+    snippet: str = Field(description="verbatim quote, or a short description of the similar case")
+    relation: str | None = Field(default=None, description="supports / contradicts / uncertain / similar_case")
+    similarity: float | None = Field(default=None, description="cosine similarity for training cases")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    name: str
+    version: str
+    sha256: str
+    backend: str = "bundled"
+
+
+class Prediction(BaseModel):
+    """Result of :func:`cxrtriage.predict`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- the specification's fields ---
+    label: Label
+    score: float = Field(ge=0.0, le=1.0, description="calibrated probability that the study is urgent")
+    explanation: str
+    crops: list[Crop] = Field(default_factory=list, max_length=3)
+    provenance: list[Provenance] = Field(default_factory=list)
+    # --- extra fields ---
+    threshold: float = Field(description="operating threshold on the calibrated score")
+    review_band: tuple[float, float] = Field(description="scores in [low, high) need human review and are labelled Urgent")
+    needs_review: bool
+    disclaimer: str = DISCLAIMER
+    model: ModelInfo
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")
+
+
+def prediction_json_schema() -> dict:
+    """JSON Schema of the Prediction, for clients and the smoke test."""
+    return Prediction.model_json_schema()
+
+
+def dump_json_schema(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(prediction_json_schema(), fh, indent=2)
+        fh.write("\n")

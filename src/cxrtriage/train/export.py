@@ -1,0 +1,240 @@
+"""Checkpoint -> shipped model bundle: fp32 ONNX, static int8 QDQ ONNX, calibration, operating point,
+review band, similar-case index, out-of-distribution statistics and metadata (``model.json``).
+
+Every step is checked and written to a trace (the specification's ``medgemma_quant.tracing.txt`` idea).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from cxrtriage import metrics
+from cxrtriage.data import Record, load_split_records, split_sha256
+from cxrtriage.embedding_index import center_and_normalise
+from cxrtriage.train.model import ArchConfig, CXRNet
+from cxrtriage.train.trainer import load_cache
+
+MODEL_FILE = "model.onnx"
+META_FILE = "model.json"
+INDEX_FILE = "index.npz"
+VERSION = "0.1.0"
+N_CALIB = 256
+N_INDEX_PEDIATRIC = 600
+KNN_K = 5
+
+
+def load_checkpoint(path: Path) -> tuple[CXRNet, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    arch = ArchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["arch"].items()})
+    model = CXRNet(arch)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+def export_fp32(model: CXRNet, size: int, path: Path) -> None:
+    dummy = torch.zeros(1, 1, size, size)
+    torch.onnx.export(
+        model, (dummy,), str(path), input_names=["image"], output_names=["urgency_logit", "feature_map"],
+        dynamic_axes={"image": {0: "batch"}, "urgency_logit": {0: "batch"}, "feature_map": {0: "batch"}},
+        opset_version=17, dynamo=False, external_data=False,
+    )
+
+
+class _Reader(CalibrationDataReader):
+    """Feeds preprocessed training images to the int8 calibrator."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._it = iter([{"image": b} for b in batches])
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+def _normalise(images_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return ((images_u8.astype(np.float32) / 255.0 - mean) / std)[:, None]
+
+
+def run_onnx(path: Path, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Return (logits [N], pooled embeddings [N, C]) from an ONNX bundle model."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits, embs = [], []
+    for i in range(0, len(x), batch):
+        logit, fmap = sess.run(None, {"image": x[i : i + batch]})
+        logits.append(logit[:, 0])
+        embs.append(fmap.mean(axis=(2, 3)))
+    return np.concatenate(logits), np.concatenate(embs)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling (temperature + bias) on validation logits."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(logits[:, None], y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: str | None = None,
+                  trace: Path | None = None) -> Path:
+    lines: list[str] = []
+
+    def log(msg: str) -> None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S")
+        lines.append(f"[{stamp}] {msg}")
+        print(msg, flush=True)
+
+    torch.set_num_threads(2)
+    model, ckpt = load_checkpoint(checkpoint)
+    pre = ckpt["preprocess"]
+    size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
+    log(f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}")
+
+    parts = load_split_records(data_dir)
+    rng = np.random.default_rng(0)
+    tr = parts["train"]
+    calib_recs = [tr[i] for i in rng.choice(len(tr), min(N_CALIB, len(tr)), replace=False)]
+    va_nih = [r for r in parts["val"] if r.dataset == "nih"]
+    va_ped = [r for r in parts["val"] if r.dataset == "kermany"]
+    idx_recs = [r for r in tr if r.dataset == "nih"]
+    ped_tr = [r for r in tr if r.dataset == "kermany"]
+    idx_recs += [ped_tr[i] for i in rng.choice(len(ped_tr), min(N_INDEX_PEDIATRIC, len(ped_tr)), replace=False)]
+
+    def prep(recs: list[Record], desc: str) -> np.ndarray:
+        return _normalise(load_cache(recs, size, desc), mean, std)
+
+    x_cal, x_vn, x_vp, x_idx = prep(calib_recs, "calibration"), prep(va_nih, "NIH val"), prep(va_ped, "pediatric val"), prep(idx_recs, "index")
+    y_vn = np.array([r.urgent for r in va_nih])
+    y_vp = np.array([r.urgent for r in va_ped])
+
+    work = Path(tempfile.mkdtemp(prefix="cxrtriage-export-"))
+    try:
+        fp32 = work / "model.fp32.onnx"
+        export_fp32(model, size, fp32)
+        log(f"torch.onnx.export opset 17 -> fp32 ONNX {fp32.stat().st_size / 1e6:.2f} MB")
+        with torch.no_grad():
+            t_logit, t_fmap = model(torch.from_numpy(x_vn[:32]))
+        o_logit, o_emb = run_onnx(fp32, x_vn[:32])
+        d = float(np.abs(t_logit[:, 0].numpy() - o_logit).max())
+        log(f"parity torch vs ONNX fp32 on 32 NIH val images: max |logit diff| = {d:.2e}")
+        if d > 1e-3:
+            raise RuntimeError(f"fp32 ONNX does not match torch (max diff {d})")
+
+        pre_path = work / "model.pre.onnx"
+        quant_pre_process(str(fp32), str(pre_path))
+        log("onnxruntime.quantization.quant_pre_process: shape inference + graph optimisation")
+        int8 = work / MODEL_FILE
+        quantize_static(
+            str(pre_path), str(int8), _Reader([x_cal[i : i + 16] for i in range(0, len(x_cal), 16)]),
+            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        log(f"quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax over {len(x_cal)} training images "
+            f"-> {int8.stat().st_size / 1e6:.2f} MB")
+
+        f_logit_vn, _ = run_onnx(fp32, x_vn)
+        q_logit_vn, _ = run_onnx(int8, x_vn)
+        f_logit_vp, _ = run_onnx(fp32, x_vp)
+        q_logit_vp, q_emb_vp = run_onnx(int8, x_vp)
+        auc = {
+            "nih_val_fp32": metrics.roc_auc(y_vn, f_logit_vn), "nih_val_int8": metrics.roc_auc(y_vn, q_logit_vn),
+            "pediatric_val_fp32": metrics.roc_auc(y_vp, f_logit_vp), "pediatric_val_int8": metrics.roc_auc(y_vp, q_logit_vp),
+        }
+        corr = float(np.corrcoef(f_logit_vn, q_logit_vn)[0, 1])
+        log(f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}")
+
+        # Calibration and operating point on the int8 model that ships.
+        a, b = fit_platt(q_logit_vn, y_vn)
+        p_vn, p_vp = _sigmoid(a * q_logit_vn + b), _sigmoid(a * q_logit_vp + b)
+        groups_vn = [r.patient for r in va_nih]
+        t_nih = metrics.threshold_for_sensitivity(y_vn, p_vn, 0.95)
+        t_ped = metrics.threshold_for_sensitivity(y_vp, p_vp, 0.95)
+        threshold = min(t_nih, t_ped)
+        lo, hi = metrics.bootstrap_threshold_interval(y_vn, p_vn, target=0.95, n_boot=1000, alpha=0.10, seed=0, groups=groups_vn)
+        band = (float(min(lo, threshold)), float(max(hi, threshold)))
+        log(f"Platt calibration on NIH val: a={a:.4f} b={b:.4f}; ECE NIH val {metrics.expected_calibration_error(y_vn, p_vn):.4f}")
+        log(f"threshold for sensitivity>=0.95: NIH val {t_nih:.4f}, pediatric val {t_ped:.4f} -> operating threshold {threshold:.4f}; review band {band[0]:.4f}-{band[1]:.4f} (90% cluster-bootstrap interval of the NIH threshold)")
+
+        # Similar-case index and out-of-distribution statistics.
+        _, q_emb_idx = run_onnx(int8, x_idx)
+        _, q_emb_vn = run_onnx(int8, x_vn)
+        centre = q_emb_idx.mean(axis=0)
+        index_emb = center_and_normalise(q_emb_idx, centre)
+        val_emb = center_and_normalise(np.concatenate([q_emb_vn, q_emb_vp]), centre)
+        sims = np.sort(val_emb @ index_emb.T, axis=1)[:, -KNN_K:].mean(axis=1)
+        ood = {"k": KNN_K, "val_knn_similarity_quantiles": {str(q): float(np.quantile(sims, q)) for q in (0.0, 0.005, 0.01, 0.05, 0.5)}}
+        ood["min_knn_similarity"] = float(np.quantile(sims, 0.0) - 0.1)
+        log(f"similar-case index: {len(idx_recs)} training images ({sum(r.dataset == 'nih' for r in idx_recs)} NIH); "
+            f"validation kNN similarity quantiles {ood['val_knn_similarity_quantiles']}; gate below {ood['min_knn_similarity']:.3f}")
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(int8, out_dir / MODEL_FILE)
+        np.savez_compressed(
+            out_dir / INDEX_FILE,
+            keys=np.array([r.key for r in idx_recs]), labels=np.array([r.urgent for r in idx_recs], np.int8),
+            embeddings=index_emb.astype(np.float16), centre=centre.astype(np.float32),
+        )
+        fp32_keep = checkpoint.parent / "model.fp32.onnx"
+        shutil.copy2(fp32, fp32_keep)
+        log(f"fp32 ONNX kept for benchmarks at {fp32_keep} (not shipped)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    head = model.head
+    tlog_path = Path(train_log) if train_log else checkpoint.parent / "train_log.json"
+    tlog = json.loads(tlog_path.read_text()) if tlog_path.is_file() else {}
+    meta = {
+        "name": "cxrtriage-bundled-cxrnet",
+        "version": VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "task": "urgency triage of frontal chest radiographs (decision support only)",
+        "labels": ["Non-Urgent", "Urgent"],
+        "arch": ckpt["arch"],
+        "preprocess": {**pre, "input_range": "[0,1] grey, display polarity (MONOCHROME2)"},
+        "outputs": {"urgency_logit": "[N,1] raw logit", "feature_map": "[N,C,h,w] last feature map (CAM source)"},
+        "head": {"weight": head.weight.detach()[0].tolist(), "bias": float(head.bias.detach()[0])},
+        "quantization": {"format": "QDQ static int8", "weights": "int8 per-channel", "activations": "uint8",
+                         "calibration": f"MinMax over {len(x_cal)} training images", "tool": f"onnxruntime {ort.__version__}"},
+        "calibration": {"type": "platt", "a": a, "b": b, "fit_on": f"NIH validation patients ({len(va_nih)} images)"},
+        "threshold": float(threshold),
+        "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on BOTH NIH and pediatric validation sets",
+        "review_band": list(band),
+        "review_band_rule": "90% cluster-bootstrap interval of the NIH validation threshold, widened to contain the threshold; "
+                            "scores in [low, high) carry needs_review and are labelled Urgent (safety-first)",
+        "validation": {"auc": auc, "fp32_int8_logit_correlation": corr, "threshold_nih": t_nih, "threshold_pediatric": t_ped},
+        "ood": ood,
+        "training_data": {
+            "datasets": ["NIH ChestX-ray14 (subset at ../shared/data/nih)", "Kermany pediatric CXR train split (../shared/data/kermany)"],
+            "split": "patient-level, seed 1129: NIH 70/15/15, pediatric 80/10/10 (src/cxrtriage/splits/split.csv)",
+            "split_sha256": split_sha256(),
+        },
+        "training": {k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")},
+        "files": {MODEL_FILE: _sha256(out_dir / MODEL_FILE), INDEX_FILE: _sha256(out_dir / INDEX_FILE)},
+        "sha256": _sha256(out_dir / MODEL_FILE),
+        "size_bytes": (out_dir / MODEL_FILE).stat().st_size,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    log(f"metadata written to {out_dir / META_FILE}; model sha256 {meta['sha256']}")
+    if trace:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        trace.write_text("\n".join(lines) + "\n")
+    return out_dir
