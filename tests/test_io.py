@@ -119,7 +119,8 @@ def png_with_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    idat = chunk(b"IDAT", zlib.compress(b"\0" * 16))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
 
 
 def lungs_and_spine(px: np.ndarray) -> tuple[float, float]:
@@ -225,7 +226,9 @@ def test_dicom_window_center_width_exact(tmp_path: Path) -> None:
 def test_dicom_rescale_before_window_exact() -> None:
     stored = np.array([[0, 100, 200, 300, 400]], dtype=np.uint16)
     # modality values: -100, 100, 300, 500, 700; window 100..500 is in modality units
-    ds = make_dicom(stored, bits_stored=12, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=300.5, WindowWidth=401)
+    ds = make_dicom(
+        stored, bits_stored=12, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=300.5, WindowWidth=401
+    )
     px = assert_valid(load_image(dicom_bytes(ds)))
     np.testing.assert_allclose(px[0], [0, 0, 0.5, 1, 1], atol=1e-6)
 
@@ -416,7 +419,8 @@ def test_identifiers_never_leave_the_loader(caplog: pytest.LogCaptureFixture) ->
             assert uid not in text
     assert set(result.meta.to_dict()) == {
         "source_format", "width", "height", "modality", "view_position", "body_part",
-        "photometric_interpretation", "bits_stored", "pixel_spacing_mm", "pixel_spacing_tag", "frames", "warnings",
+        "photometric_interpretation", "bits_stored", "pixel_spacing_mm", "pixel_spacing_tag", "frames",
+        "warnings",
     }  # fmt: skip
 
 
@@ -433,7 +437,10 @@ def test_identifiers_not_in_error_messages(breakage: str, caplog: pytest.LogCapt
     elif breakage == "bad_syntax":
         ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6"
         ds.PixelData = encapsulate([ds.PixelData])
-    data = dicom_bytes(ds, implicit_vr=False, little_endian=True) if breakage == "bad_syntax" else dicom_bytes(ds)
+    if breakage == "bad_syntax":  # a private syntax needs the encoding spelled out for writing
+        data = dicom_bytes(ds, implicit_vr=False, little_endian=True)
+    else:
+        data = dicom_bytes(ds)
     if breakage == "cut_file":
         data = data[: data.index(b"SECRET123") + 4]
     with pytest.raises(InputError) as info:
@@ -639,8 +646,12 @@ def test_zero_byte_file(tmp_path: Path) -> None:
         load_image(b"")
 
 
+def noise_image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+
+
 def test_truncated_png(tmp_path: Path) -> None:
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)), "PNG")
+    data = encode(noise_image(), "PNG")
     path = tmp_path / "cut.png"
     path.write_bytes(data[:100])
     with pytest.raises(InvalidImageError, match="PNG"):
@@ -648,7 +659,7 @@ def test_truncated_png(tmp_path: Path) -> None:
 
 
 def test_truncated_jpeg() -> None:
-    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)), "JPEG")
+    data = encode(noise_image(), "JPEG")
     for cut in (len(data) // 2, 300):
         with pytest.raises(InvalidImageError, match="JPEG"):
             load_image(data[:cut])
@@ -661,7 +672,9 @@ def test_text_file_named_png(tmp_path: Path) -> None:
         load_image(path)
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("GIF", "GIF"), ("BMP", "BMP"), ("TIFF", "TIFF"), ("WEBP", "WebP")])
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("GIF", "GIF"), ("BMP", "BMP"), ("TIFF", "TIFF"), ("WEBP", "WebP")]
+)
 def test_other_raster_formats_rejected_by_name(fmt: str, name: str, tmp_path: Path) -> None:
     path = tmp_path / "image.png"
     Image.new("RGB", (8, 8), (10, 20, 30)).save(path, format=fmt)

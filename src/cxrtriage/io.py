@@ -72,7 +72,8 @@ _MAX_BYTES_PER_PIXEL = 16
 _FILE_SIZE_HEADROOM = 16 * 1024 * 1024
 _PIL_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO")}
 _DICOM_VRS = frozenset(
-    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
+    .split()
 )
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "GIF"),
@@ -225,7 +226,9 @@ def load_image(src: ImageSource, *, max_pixels: int | None = None) -> LoadedImag
         return _load_bytes(data, limit)
     if isinstance(src, (str, os.PathLike)):
         return _load_bytes(_read_file(Path(src), limit), limit)
-    raise TypeError(f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image")
+    raise TypeError(
+        f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image"
+    )
 
 
 def _read_file(path: Path, limit: int) -> bytes:
@@ -380,7 +383,8 @@ def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:
     _check_pixels(int(arr.shape[0]) * int(arr.shape[1]), limit, f" ({arr.shape[1]} x {arr.shape[0]})")
     pixels = _array_to_unit(arr)
     bits = 1 if arr.dtype == np.bool_ else arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
-    meta = ImageMeta(source_format="array", width=int(pixels.shape[1]), height=int(pixels.shape[0]), bits_stored=bits)
+    height, width = pixels.shape
+    meta = ImageMeta(source_format="array", width=int(width), height=int(height), bits_stored=bits)
     return LoadedImage(pixels=pixels, meta=meta)
 
 
@@ -498,7 +502,9 @@ def _read_dataset(data: bytes) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001
-        raise InvalidImageError("the DICOM file is corrupt or truncated and its header cannot be read") from None
+        raise InvalidImageError(
+            "the DICOM file is corrupt or truncated and its header cannot be read"
+        ) from None
 
 
 def _ensure_transfer_syntax(ds: Dataset, warnings: list[str]) -> None:
@@ -536,7 +542,10 @@ def _require_decoder(ds: Dataset) -> None:
     """Refuse compressed syntaxes we cannot decode with a clear, typed error."""
     syntax = UID(str(ds.file_meta.TransferSyntaxUID))
     # Only registered (public) syntax names are quoted; a private UID could be site-specific.
-    label = f"DICOM transfer syntax '{syntax.name}'" if syntax.is_transfer_syntax else "A private or unknown DICOM transfer syntax"
+    if syntax.is_transfer_syntax:
+        label = f"DICOM transfer syntax '{syntax.name}'"
+    else:
+        label = "A private or unknown DICOM transfer syntax"
     try:
         decoder = get_decoder(syntax)
     except Exception:  # noqa: BLE001 - NotImplementedError for syntaxes without any decoder
@@ -594,7 +603,8 @@ def _voi_lut_unit(values: np.ndarray, ds: Dataset) -> np.ndarray:
     """Apply the first VOI LUT; its output range is taken from its own entries."""
     ints = np.rint(values).astype(np.int64) if values.dtype.kind == "f" else values.astype(np.int64)
     out = apply_voi(ints, ds)
-    nr_entries, first_map = int(ds.VOILUTSequence[0].LUTDescriptor[0]) or 65536, int(ds.VOILUTSequence[0].LUTDescriptor[1])
+    descriptor = ds.VOILUTSequence[0].LUTDescriptor
+    nr_entries, first_map = int(descriptor[0]) or 65536, int(descriptor[1])
     entries = apply_voi(np.arange(first_map, first_map + nr_entries, dtype=np.int64), ds)
     return np.clip(_rescale(out, float(entries.min()), float(entries.max())), 0.0, 1.0)
 
@@ -647,7 +657,7 @@ def _tag_int(ds: Dataset, keyword: str) -> int | None:
 
 
 def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
-    """(row, col) spacing in mm from the first usable of PixelSpacing, ImagerPixelSpacing, NominalScanned..."""
+    """(row, col) spacing in mm and the tag it came from, trying the tags of ``_SPACING_TAGS`` in order."""
     for keyword in _SPACING_TAGS:
         try:
             value = ds.get(keyword)

@@ -234,6 +234,9 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     log(f"metadata written to {out_dir / META_FILE}; model sha256 {meta['sha256']}")
+    from cxrtriage.model_card import write_card
+
+    log(f"model card written to {write_card(out_dir)} (test metrics: run `cxrtriage evaluate --update-card`)")
     if trace:
         trace.parent.mkdir(parents=True, exist_ok=True)
         trace.write_text("\n".join(lines) + "\n")

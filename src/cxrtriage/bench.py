@@ -1,0 +1,125 @@
+"""``cxrtriage bench``: speed and memory of the bundled model, printed as numbers.
+
+End-to-end predict on a 1024x1024 PNG (decode, preprocess, model, map, crops, neighbours, thumbnails), then the
+model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from cxrtriage import config
+from cxrtriage.data import load_split_records
+from cxrtriage.io import load_image
+from cxrtriage.pipeline import Triage
+from cxrtriage.preprocess import to_model_input
+
+
+def _times(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def _stats(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "n": len(ms)}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _bench_image(tmp: Path) -> Path:
+    """A real NIH test radiograph upsampled to 1024x1024 (the native NIH size), written as PNG."""
+    data = config.data_dir(required=True)
+    rec = next(r for r in load_split_records(data, ("nih",))["test"])
+    pixels = load_image(rec.path).pixels
+    img = Image.fromarray(np.round(pixels * 255).astype(np.uint8)).resize((1024, 1024), Image.BILINEAR)
+    path = tmp / "bench_1024.png"
+    img.save(path)
+    return path
+
+
+def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: str | None = None, out: str | None = None) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-bench-"))
+    try:
+        image = _bench_image(tmp)
+        engine = Triage(crops_dir=tmp / "crops")
+        backend = engine.backend
+        results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                         "image": "1024x1024 8-bit PNG (NIH test image upsampled)"}
+        results["end_to_end"] = _stats(_times(lambda: engine.predict(image), repeats))
+        parts = {}
+        for _ in range(repeats):
+            for k, v in engine.predict(image).timings_ms.items():
+                parts.setdefault(k, []).append(v)
+        results["end_to_end_breakdown_p50_ms"] = {k: round(statistics.median(v), 2) for k, v in parts.items()}
+        x = to_model_input(load_image(image).pixels, backend.preprocess_cfg)
+        results["model_int8_onnx"] = _stats(_times(lambda: backend.run(x), repeats))
+        results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
+        results["peak_rss_mb_onnx_path"] = round(_peak_rss_mb(), 1)
+        fp32 = Path(onnx_fp32) if onnx_fp32 else Path("runs/bundled/model.fp32.onnx")
+        if fp32.is_file():
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+            results["model_fp32_onnx"] = _stats(_times(lambda: sess.run(None, {"image": x}), repeats))
+            results["model_fp32_size_mb"] = round(fp32.stat().st_size / 1e6, 3)
+            results["int8_speedup_vs_fp32"] = round(results["model_fp32_onnx"]["p50_ms"] / results["model_int8_onnx"]["p50_ms"], 2)
+        else:
+            results["model_fp32_onnx"] = f"skipped: {fp32} not found (run `cxrtriage export`)"
+        if checkpoint and Path(checkpoint).is_file():
+            try:
+                import torch
+
+                from cxrtriage.train.export import load_checkpoint
+            except ImportError:
+                results["model_torch"] = "skipped: torch not installed (pip install 'cxrtriage[train]')"
+            else:
+                model, _ = load_checkpoint(Path(checkpoint))
+                xt = torch.from_numpy(x)
+                with torch.inference_mode():
+                    results["model_torch_fp32"] = _stats(_times(lambda: model(xt), repeats))
+        else:
+            results["model_torch_fp32"] = "skipped: no --checkpoint given or found"
+        results["peak_rss_mb_total"] = round(_peak_rss_mb(), 1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _print(results)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _print(r: dict) -> None:
+    print(f"cxrtriage bench on {r['machine']['cpus']} CPU(s), {r['machine']['platform']}")
+    print(f"input: {r['image']}")
+    for key in ("end_to_end", "model_int8_onnx", "model_fp32_onnx", "model_torch_fp32"):
+        v = r.get(key)
+        if isinstance(v, dict):
+            print(f"  {key:<20} p50 {v['p50_ms']:8.2f} ms   p95 {v['p95_ms']:8.2f} ms   (n={v['n']})")
+        elif v:
+            print(f"  {key:<20} {v}")
+    print(f"  breakdown p50 (ms): {r['end_to_end_breakdown_p50_ms']}")
+    if "int8_speedup_vs_fp32" in r:
+        print(f"  int8 speed-up vs fp32 ONNX: {r['int8_speedup_vs_fp32']}x")
+    print(f"  model size int8: {r['model_int8_size_mb']} MB" + (f", fp32: {r['model_fp32_size_mb']} MB" if "model_fp32_size_mb" in r else ""))
+    print(f"  peak RSS: {r['peak_rss_mb_onnx_path']} MB (ONNX path), {r['peak_rss_mb_total']} MB (after all comparisons)")
