@@ -68,6 +68,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cxrtriage.demo import run_demo
+
+    return run_demo(args.paths)
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from cxrtriage.data import SPLIT_FILE, make_default_split, write_split
 
@@ -118,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", help="torch checkpoint to compare (needs [train])")
     s.add_argument("--out", help="also write the numbers as JSON here")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("demo", help="triage example images from the data directory (or the given paths) and print readable results")
+    s.add_argument("paths", nargs="*")
+    s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("split", help="rewrite the committed patient-level split from the data directory")
     s.add_argument("--data-dir")

@@ -110,6 +110,7 @@ class ImageMeta:
     pixel_spacing_mm: tuple[float, float] | None = None
     pixel_spacing_tag: str | None = None
     frames: int = 1
+    colourfulness: float | None = None  # mean channel spread (0 grey .. 1) of colour inputs, None for grey
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,6 +328,7 @@ def _pil_to_loaded(img: Image.Image, kind: str, limit: int) -> LoadedImage:
         width=int(pixels.shape[1]),
         height=int(pixels.shape[0]),
         bits_stored=bits,
+        colourfulness=_colourfulness(arr),
         warnings=tuple(warnings),
     )
     return LoadedImage(pixels=pixels, meta=meta)
@@ -384,7 +386,8 @@ def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:
     pixels = _array_to_unit(arr)
     bits = 1 if arr.dtype == np.bool_ else arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
     height, width = pixels.shape
-    meta = ImageMeta(source_format="array", width=int(width), height=int(height), bits_stored=bits)
+    meta = ImageMeta(source_format="array", width=int(width), height=int(height), bits_stored=bits,
+                     colourfulness=_colourfulness(arr))
     return LoadedImage(pixels=pixels, meta=meta)
 
 
@@ -405,6 +408,18 @@ def _array_to_unit(arr: np.ndarray) -> np.ndarray:
     if alpha is not None:
         grey = grey * _alpha_to_unit(alpha)  # composite over black
     return _finish(grey)
+
+
+def _colourfulness(arr: np.ndarray) -> float | None:
+    """Mean spread between colour channels relative to the value range: ~0 for grey images saved as RGB,
+    clearly above 0 for photographs and screenshots (used by the not-a-chest-X-ray gate)."""
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        return None
+    rgb = arr[..., :3].astype(np.float32)
+    span = float(rgb.max() - rgb.min())
+    if span <= 0:
+        return 0.0
+    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / span)
 
 
 def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

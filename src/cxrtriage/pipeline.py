@@ -26,6 +26,7 @@ from cxrtriage.backends import Backend, load_backend
 from cxrtriage.evidence import find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain import build_explanation
 from cxrtriage.io import LoadedImage, load_image
+from cxrtriage.polarity import FLIP_WARNING, should_flip
 from cxrtriage.provenance import case_provenance, report_provenance
 from cxrtriage.report import analyze_prior_report
 from cxrtriage.schema import Prediction
@@ -42,6 +43,17 @@ class Triage:
         self.crops_dir = Path(crops_dir) if crops_dir else None
         self.n_neighbours = n_neighbours
 
+    def _flip_polarity(self, pixels: np.ndarray) -> bool:
+        index = self.backend.index
+        if index is None:
+            return False
+
+        def similarity(p: np.ndarray) -> float:
+            emb = self.backend.analyze(p).embedding
+            return index.knn_similarity(emb, self.backend.knn_k) if emb is not None else 0.0
+
+        return should_flip(pixels, similarity)
+
     def predict(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -55,6 +67,10 @@ class Triage:
         timings["gate"] = (time.perf_counter() - t) * 1e3
 
         out = self.backend.analyze(pixels)
+        if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and self._flip_polarity(pixels):
+            pixels = (1.0 - pixels).astype(np.float32)
+            out = self.backend.analyze(pixels)
+            warnings.append(FLIP_WARNING)
         timings.update(out.timings_ms)
 
         t = time.perf_counter()

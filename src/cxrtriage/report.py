@@ -82,6 +82,8 @@ _MAX_SENTENCE_CHARS = 1000
 
 DEFAULT_MAX_CHARS = 20000
 
+_SPAN_GROUP = "cxrtriage_findings"
+
 
 # --------------------------------------------------------------------------------------------- #
 # Result types
@@ -214,7 +216,7 @@ _FINDING_RULES: list[tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = 
 
 # Look-alikes that must not count (matched as _EXCLUDED_LABEL so they shadow the urgent match).
 _EXCLUDED_RULES: list[list[dict[str, Any]]] = [
-    [_lower("pericardial", "joint", "knee", "subpulmonic-free"), _lower("effusion", "effusions")],
+    [_lower("pericardial", "joint", "knee"), _lower("effusion", "effusions")],
     [_lower("soft"), _opt({"ORTH": "-"}), _lower("tissue"), _lower("edema")],
     [_lower("subcutaneous", "extremity", "facial", "peripheral", "pedal", "leg"), _lower("edema")],
     [_lower("body"), _lower("mass")],
@@ -271,7 +273,7 @@ def _context_rules() -> list[Any]:
                 [_lower("no"), _opt(_lower("significant", "interval", "substantial", "appreciable", "definite")),
                  _lower("change", "changes", "increase", "decrease", "enlargement", "worsening", "progression"),
                  _opt(_lower("in", "of"))])
-    add(neg, "PSEUDO", "not only", "not necessarily", "no further", "without change")
+    add(neg, "PSEUDO", "not only", "not necessarily", "without change")
 
     # -- uncertainty ----------------------------------------------------------------------------
     add(pos, "FORWARD", "may represent", "may reflect", "may be", "might represent", "could represent",
@@ -282,8 +284,15 @@ def _context_rules() -> list[Any]:
         "developing")
     add(pos, "BACKWARD", "cannot be excluded", "can not be excluded", "cannot be ruled out",
         "can not be ruled out", "not excluded", "not entirely excluded", "is not excluded",
-        "is possible", "is suspected", "is questioned", "?")
-    add(pos, "BIDIRECTIONAL", "versus", "vs", "vs.", "suspected")
+        "is possible", "is suspected", "is questioned")
+    add(pos, "BIDIRECTIONAL", "versus", "vs", "vs.", "suspected", "?")
+    add(pos, "FORWARD", "may include", "could include", "differential includes", "differential diagnosis",
+        "etiologies include", "other etiologies")
+    # "atelectasis or pneumonia" / "pneumonia or atelectasis": the radiologist cannot tell them apart
+    benign = _lower("atelectasis", "scar", "scarring", "fibrosis", "thickening", "fat")
+    either = [_opt(_lower("and")), _opt({"ORTH": "/"}), _lower("or", "and/or")]
+    rules.append(ConTextRule("atelectasis or", pos, pattern=[benign, *either], direction="FORWARD", max_scope=3))
+    rules.append(ConTextRule("or atelectasis", pos, pattern=[*either, benign], direction="BACKWARD", max_scope=3))
 
     # -- requests / hypothetical -----------------------------------------------------------------
     add(hyp, "FORWARD", "evaluate for", "evaluation for", "evaluation of", "eval for", "assess for",
@@ -317,11 +326,17 @@ def get_nlp() -> "Language":
     from medspacy.context import ConTextRule
     from medspacy.target_matcher import TargetRule
 
-    nlp = medspacy.load(
-        medspacy_enable=["medspacy_tokenizer", "medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"],
-        load_rules=False,
-    )
+    # medspaCy tokenizer + PyRuSH from medspacy.load(); the matcher and ConText are added here with
+    # their results in a span group: appending to doc.ents one span at a time (the "ents" default)
+    # is quadratic and took seconds on a 20 000-character input.
+    nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_pyrush"])
     nlp.get_pipe("medspacy_pyrush").max_sentence_length = _MAX_SENTENCE_CHARS
+    matcher = nlp.add_pipe(
+        "medspacy_target_matcher", config={"result_type": "group", "span_group_name": _SPAN_GROUP}
+    )
+    context = nlp.add_pipe(
+        "medspacy_context", config={"rules": None, "input_span_type": "group", "span_group_name": _SPAN_GROUP}
+    )
 
     target_rules = [
         TargetRule(f"{finding}#{i}", finding.upper().replace(" ", "_"), pattern=pattern, attributes=attrs)
@@ -330,9 +345,8 @@ def get_nlp() -> "Language":
     target_rules += [
         TargetRule(f"excluded#{i}", _EXCLUDED_LABEL, pattern=pattern) for i, pattern in enumerate(_EXCLUDED_RULES)
     ]
-    nlp.get_pipe("medspacy_target_matcher").add(target_rules)
+    matcher.add(target_rules)
 
-    context = nlp.get_pipe("medspacy_context")
     defaults = [
         rule
         for rule in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH)
@@ -425,7 +439,7 @@ def analyze_prior_report(text: str | None, *, max_chars: int = DEFAULT_MAX_CHARS
     doc = get_nlp()(clean)
 
     by_sentence: dict[int, list[Mention]] = {}
-    for ent in doc.ents:
+    for ent in doc.spans[_SPAN_GROUP] if _SPAN_GROUP in doc.spans else ():
         finding = _LABEL_TO_FINDING.get(ent.label_)
         if finding is None:
             continue

@@ -21,9 +21,9 @@ NON_CHEST_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "KNEE", "HAND", "FOOT", "ANKLE
                         "SPINE", "CSPINE", "LSPINE", "ABDOMEN", "BREAST", "SHOULDER", "LEG", "ARM", "EXTREMITY"}
 MIN_SIDE = 64
 MAX_ASPECT = 2.0
-MIN_STD = 0.03
+MIN_STD = 0.05
 MAX_COLOURFULNESS = 0.08
-MAX_ROUGHNESS = 0.35
+MAX_ROUGHNESS = 0.45
 
 
 def image_statistics(pixels: np.ndarray) -> dict[str, float]:
@@ -53,7 +53,7 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, colourfulne
         raise NotAChestXrayError("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph")
     stats = image_statistics(pixels)
     if stats["std"] < MIN_STD:
-        raise NotAChestXrayError("the image is blank or nearly uniform")
+        raise NotAChestXrayError("the image is blank or has almost no contrast")
     if stats["roughness"] > MAX_ROUGHNESS:
         raise NotAChestXrayError("the image looks like noise or a screenshot, not a chest radiograph")
     return stats

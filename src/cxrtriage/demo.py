@@ -1,0 +1,79 @@
+"""``cxrtriage demo``: triage a few real example radiographs (or the given paths) and print readable results.
+
+Until the web demo exists this is what ``make demo`` runs. Examples come from the data directory
+(CXRTRIAGE_DATA_DIR): held-out NIH test images, the SIIM DICOM and a pediatric test image.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cxrtriage import config
+from cxrtriage.errors import CXRTriageError
+from cxrtriage.schema import DISCLAIMER
+
+#: a synthetic prior report written for the demo (not taken from any dataset)
+DEMO_PRIOR_REPORT = ("FINDINGS: Small right pleural effusion, new since the prior study. No pneumothorax. "
+                     "Heart size is normal.\nIMPRESSION: Small right effusion. Possible early right lower lobe pneumonia.")
+
+
+def example_paths() -> list[Path]:
+    from cxrtriage.data import load_split_records
+
+    data = config.data_dir()
+    if data is None:
+        return []
+    out: list[Path] = []
+    test = load_split_records(data)["test"]
+    nih = [r for r in test if r.dataset == "nih"]
+    ped = [r for r in test if r.dataset == "kermany"]
+    out += [next(r.path for r in nih if r.urgent), next(r.path for r in nih if not r.urgent)]
+    dicom = data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm"
+    if dicom.is_file():
+        out.append(dicom)
+    if ped:
+        out.append(ped[0].path)
+    return out
+
+
+def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) -> int:
+    from cxrtriage.pipeline import get_triage
+
+    targets = [Path(p) for p in paths] or example_paths()
+    if not targets:
+        print("No example images: set CXRTRIAGE_DATA_DIR to the data folder (see prototype/data_scripts/download_datasets.sh) "
+              "or run `make demo IMG=path/to/chest.png`.", file=sys.stderr)
+        return 2
+    engine = get_triage()
+    info = engine.backend.info
+    print(f"cxrtriage demo — model {info.name} {info.version} ({engine.backend.footprint_mb():.2f} MB int8 ONNX), offline\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    with out.open("w", encoding="utf-8") as sink:
+        for i, path in enumerate(targets):
+            prior = DEMO_PRIOR_REPORT if (not paths and i == 0) else None
+            try:
+                res = engine.predict(path, prior)
+            except CXRTriageError as exc:
+                failed += 1
+                print(f"{path}\n  ERROR: {exc}\n")
+                sink.write(json.dumps({"path": str(path), "error": str(exc)}) + "\n")
+                continue
+            sink.write(json.dumps({"path": str(path), **res.model_dump(mode="json")}) + "\n")
+            review = "  [needs review]" if res.needs_review else ""
+            print(f"{path}\n  {res.label}  score {res.score:.2f} (threshold {res.threshold:.2f}){review}")
+            print(f"  {res.explanation}")
+            for c in res.crops:
+                print(f"  crop x={c.x} y={c.y} w={c.w} h={c.h} ({c.region}) -> {c.thumb_path}")
+            if prior:
+                print(f"  prior report (synthetic demo text): {prior!r}")
+            for p in res.provenance:
+                print(f"  provenance [{p.source}] {p.relation}: {p.snippet}")
+            for w in res.warnings:
+                print(f"  warning: {w}")
+            print(f"  {res.timings_ms['total']:.0f} ms end to end\n")
+    print(DISCLAIMER)
+    print(f"Full JSON for each image: {out}")
+    return 1 if failed else 0
