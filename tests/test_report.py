@@ -102,7 +102,11 @@ def test_pyrush_debug_logging_is_silenced(capfd: pytest.CaptureFixture[str]) -> 
         ("Moderate bilateral pleural fluid.", "supports", {"effusion": "affirmed"}),
         ("Stable small left effusions.", "supports", {"effusion": "affirmed"}),
         ("Consolidative opacity in the right upper lobe.", "supports", {"consolidation": "affirmed"}),
-        ("Findings compatible with pneumonic infiltrate.", "supports", {"pneumonia": "affirmed", "infiltrate": "affirmed"}),
+        (
+            "Findings compatible with pneumonic infiltrate.",
+            "supports",
+            {"pneumonia": "affirmed", "infiltrate": "affirmed"},
+        ),
         # negated
         ("No pneumothorax or effusion.", "contradicts", {"pneumothorax": "negated", "effusion": "negated"}),
         (
@@ -278,13 +282,14 @@ def test_bad_max_chars_raises(bad: int) -> None:
 
 
 def test_control_characters_are_blanked_and_offsets_kept() -> None:
-    text = "No pneumo\x00thorax.\x1b[31m Small left\u202e pleural effusion.\x07"
+    text = "No pneumothorax.\x00\x1b Small left\u202e pleural effusion.\x07"
     analysis = analyze_prior_report(text)
     supporting = analysis.supporting
     assert len(supporting) == 1
     s = supporting[0]
     assert s.text == "Small left  pleural effusion."
     assert text[s.start : s.end] == "Small left\u202e pleural effusion."  # same offsets, same length
+    assert [x.relation for x in analysis.sentences] == ["contradicts", "supports"]
     for sentence in analysis.sentences:
         assert all(ch.isprintable() or ch in "\t\n\r" for ch in sentence.text)
 
@@ -341,8 +346,9 @@ def test_iu_normal_reports_rarely_affirm_urgent_findings(iu_rows: list[dict[str,
     flagged = [r["uid"] for r in sample if analyze_prior_report(_report_text(r)).has_affirmed_urgent_finding]
     rate = len(flagged) / len(sample)
     print(f"IU normal reports with an affirmed urgent finding: {len(flagged)}/{len(sample)} = {rate:.1%}")
-    # measured 0/200 on this sample (3/1391 = 0.2% over all normal reports, IU typos such as
-    # "clear airspace disease" with a missing word); 3 % leaves room for rule changes
+    # measured 1/200 = 0.5% on this sample and 3/1391 = 0.2% over all normal reports (an IU typo,
+    # "clear airspace disease" with a word missing, and "resolving edema", which counts as still
+    # present); 3 % leaves room for rule changes
     assert rate <= 0.03, flagged
 
 

@@ -40,11 +40,14 @@ Decisions worth knowing (all deliberate, tested in ``tests/test_report.py``):
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.abc
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps import light
     from spacy.language import Language
@@ -83,6 +86,7 @@ _MAX_SENTENCE_CHARS = 1000
 DEFAULT_MAX_CHARS = 20000
 
 _SPAN_GROUP = "cxrtriage_findings"
+_CURRENT = "CURRENT"  # ConText category of "now"/"new": ends the scope of a history cue
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -303,6 +307,9 @@ def _context_rules() -> list[Any]:
     # -- history -----------------------------------------------------------------------------------
     add(hist, "FORWARD", "history of", "hx of", "past history of", "prior history of", "remote history of",
         "known history of")
+    # "history of pneumonia, now with effusion": cues of the present end a history scope (only that
+    # one: a TERMINATE cue would also end "possible" in "possible new pneumonia").
+    add(_CURRENT, "PSEUDO", "now", "currently", "new", "newly", "today", "at present")
 
     # -- scope terminators: in medspaCy a TERMINATE cue ends the scope of every category, so each
     # literal is added once ("but" is already a default).
@@ -311,6 +318,29 @@ def _context_rules() -> list[Any]:
 
 
 @functools.lru_cache(maxsize=1)
+class _BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden while loading spaCy)", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def _torch_hidden() -> Iterator[None]:
+    """Import spaCy without torch: thinc (spaCy's ML layer) imports torch whenever it is installed, which
+    costs a second and hundreds of MB, and the inference path must stay torch-free. The rule-based pipeline
+    here never uses torch. If torch is already imported (training, benchmarks) nothing changes."""
+    if "torch" in sys.modules:
+        yield
+        return
+    blocker = _BlockTorch()
+    sys.meta_path.insert(0, blocker)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(blocker)
+
+
 def get_nlp() -> "Language":
     """Build the medspaCy pipeline once (it takes seconds) and reuse it.
 
@@ -322,9 +352,10 @@ def get_nlp() -> "Language":
 
     logger.disable("PyRuSH")  # only PyRuSH's own loguru records; other loggers are untouched
 
-    import medspacy
-    from medspacy.context import ConTextRule
-    from medspacy.target_matcher import TargetRule
+    with _torch_hidden():
+        import medspacy
+        from medspacy.context import ConTextRule
+        from medspacy.target_matcher import TargetRule
 
     # medspaCy tokenizer + PyRuSH from medspacy.load(); the matcher and ConText are added here with
     # their results in a span group: appending to doc.ents one span at a time (the "ents" default)
@@ -352,7 +383,11 @@ def get_nlp() -> "Language":
         for rule in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH)
         if rule.literal.lower() not in _OVERRIDDEN_DEFAULT_LITERALS
     ]
-    context.add(defaults + _context_rules())
+    rules = defaults + _context_rules()
+    for rule in rules:
+        if rule.category == "HISTORICAL":
+            rule.terminated_by.add(_CURRENT)
+    context.add(rules)
     return nlp
 
 

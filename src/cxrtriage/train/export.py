@@ -24,7 +24,7 @@ from cxrtriage import metrics
 from cxrtriage.data import Record, load_split_records, split_sha256
 from cxrtriage.embedding_index import center_and_normalise
 from cxrtriage.train.model import ArchConfig, CXRNet
-from cxrtriage.train.trainer import load_cache
+from cxrtriage.train.trainer import limit_per_dataset, load_cache
 
 MODEL_FILE = "model.onnx"
 META_FILE = "model.json"
@@ -95,7 +95,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: str | None = None,
-                  trace: Path | None = None) -> Path:
+                  trace: Path | None = None, limit: int | None = None) -> Path:
+    """``limit`` caps the images used per dataset and part (smoke tests only)."""
     lines: list[str] = []
 
     def log(msg: str) -> None:
@@ -109,7 +110,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
     log(f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}")
 
-    parts = load_split_records(data_dir)
+    parts = {k: limit_per_dataset(v, limit) for k, v in load_split_records(data_dir).items()}
     rng = np.random.default_rng(0)
     tr = parts["train"]
     calib_recs = [tr[i] for i in rng.choice(len(tr), min(N_CALIB, len(tr)), replace=False)]

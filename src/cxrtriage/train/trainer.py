@@ -46,7 +46,21 @@ class TrainConfig:
     ema_decay: float = 0.995
     seed: int = 1129
     threads: int = 2
+    limit: int | None = None  # cap on images per dataset and part (smoke tests only)
     arch: dict = field(default_factory=lambda: ArchConfig(stem=(16, 32), widths=(32, 64, 128, 192)).to_dict())
+
+
+def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
+    """Keep at most ``limit`` records of each dataset (order preserved); None keeps all."""
+    if limit is None:
+        return records
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        if seen.get(r.dataset, 0) < limit:
+            seen[r.dataset] = seen.get(r.dataset, 0) + 1
+            out.append(r)
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -109,7 +123,7 @@ def train(cfg: TrainConfig) -> Path:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = ("nih", "kermany") if cfg.kermany_per_epoch > 0 else ("nih",)
-    parts = load_split_records(Path(cfg.data_dir), datasets)
+    parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(Path(cfg.data_dir), datasets).items()}
     tr_nih = [r for r in parts["train"] if r.dataset == "nih"]
     tr_ker = [r for r in parts["train"] if r.dataset == "kermany"]
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]

@@ -1,0 +1,175 @@
+"""End-to-end behaviour of cxrtriage.predict on real radiographs with the bundled model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from cxrtriage.errors import InvalidImageError, NotAChestXrayError, UnsupportedFormatError
+from cxrtriage.schema import DISCLAIMER, Prediction, prediction_json_schema
+
+SPEC_FIELDS = ["label", "score", "explanation", "crops", "provenance"]
+
+
+def _schema_valid(pred: Prediction) -> dict:
+    doc = json.loads(pred.model_dump_json())
+    jsonschema.validate(doc, prediction_json_schema())
+    assert list(doc)[:5] == SPEC_FIELDS
+    for crop in doc["crops"]:
+        assert {"x", "y", "w", "h", "thumb_path"} <= set(crop)
+    for prov in doc["provenance"]:
+        assert {"source", "snippet"} <= set(prov)
+    return doc
+
+
+def test_nih_test_images_give_schema_valid_results(engine, test_records):
+    nih = [r for r in test_records if r.dataset == "nih"][:6]
+    for rec in nih:
+        pred = engine.predict(rec.path)
+        doc = _schema_valid(pred)
+        assert doc["label"] in ("Urgent", "Non-Urgent")
+        assert 0.0 <= doc["score"] <= 1.0
+        assert doc["disclaimer"] == DISCLAIMER
+        assert doc["model"]["sha256"] and len(doc["model"]["sha256"]) == 64
+        assert doc["explanation"].startswith(doc["label"])
+        # every crop is inside the original image and its thumbnail exists
+        width, height = doc["image"]["width"], doc["image"]["height"]
+        assert 0 <= len(doc["crops"]) <= 3
+        for c in doc["crops"]:
+            assert c["x"] + c["w"] <= width and c["y"] + c["h"] <= height
+            assert Path(c["thumb_path"]).is_file()
+        # similar training cases are IDs of training images, never test images
+        cases = [p for p in doc["provenance"] if p["source"].startswith("training_case:")]
+        assert cases and all(p["source"].startswith(("training_case:nih/", "training_case:kermany/")) for p in cases)
+
+
+def test_label_follows_threshold_and_review_band(engine, test_records):
+    for rec in [r for r in test_records if r.dataset == "nih"][:10]:
+        pred = engine.predict(rec.path, save_crops=False)
+        low, high = pred.review_band
+        assert low <= pred.threshold <= high
+        if pred.score >= pred.threshold or low <= pred.score < high:
+            assert pred.label == "Urgent"
+        else:
+            assert pred.label == "Non-Urgent"
+        assert pred.needs_review == (low <= pred.score < high)
+
+
+def test_every_dicom_in_data_is_triaged(engine, data_dir):
+    files = sorted((data_dir / "dicom").glob("*.dcm"))
+    assert len(files) == 3
+    for f in files:
+        _schema_valid(engine.predict(f))
+
+
+def test_mislabelled_monochrome1_is_analysed_with_positive_polarity(engine, data_dir):
+    original = engine.predict(data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm", save_crops=False)
+    retagged = engine.predict(data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm", save_crops=False)
+    assert any("MONOCHROME1" in w for w in retagged.warnings)
+    assert retagged.score == pytest.approx(original.score, abs=1e-4)
+    correct_mono1 = engine.predict(data_dir / "dicom" / "CR-MONO1-10-chest.dcm", save_crops=False)
+    assert not any("MONOCHROME1" in w for w in correct_mono1.warnings)
+
+
+def test_boxes_are_in_original_pixels(engine, data_dir, tmp_path):
+    """The same image at two sizes gives boxes that scale with the image."""
+    src = data_dir / "nih" / "images" / "00000150_002.png"
+    big = tmp_path / "big.png"
+    Image.open(src).resize((1024, 1024), Image.BILINEAR).save(big)
+    small_pred, big_pred = engine.predict(src), engine.predict(big)
+    assert small_pred.crops and big_pred.crops
+    a, b = small_pred.crops[0], big_pred.crops[0]
+    assert abs(b.x - 2 * a.x) <= 24 and abs(b.w - 2 * a.w) <= 24
+
+
+def test_prior_report_is_quoted_verbatim_and_never_downgrades(engine, test_records):
+    rec = next(r for r in test_records if r.dataset == "nih")
+    report = "FINDINGS: Large right pneumothorax. No pleural effusion.\nIMPRESSION: Right pneumothorax."
+    without = engine.predict(rec.path, save_crops=False)
+    with_report = engine.predict(rec.path, report, save_crops=False)
+    assert with_report.score == without.score  # the report never changes the score
+    quotes = [p for p in with_report.provenance if p.source == "prior_report"]
+    assert quotes and all(p.snippet in report for p in quotes)
+    assert any(p.relation == "supports" for p in quotes)
+    assert any(p.relation == "contradicts" and "effusion" in p.snippet for p in quotes)
+    if without.label == "Non-Urgent":
+        assert with_report.label == "Non-Urgent" and with_report.needs_review
+        assert any("prior report" in w for w in with_report.warnings)
+    else:
+        assert with_report.label == "Urgent"
+
+
+def test_prior_report_rule_flags_disagreement(engine, test_records):
+    """A Non-Urgent image with a prior report affirming an urgent finding is flagged for review; a negated
+    mention ("no pneumothorax") does not count as support."""
+    for rec in [r for r in test_records if r.dataset == "nih" and not r.urgent]:
+        base = engine.predict(rec.path, save_crops=False)
+        if base.label == "Non-Urgent" and not base.needs_review:
+            break
+    else:
+        pytest.skip("no confidently Non-Urgent NIH test image")
+    negated = engine.predict(rec.path, "No pneumothorax. No pleural effusion.", save_crops=False)
+    assert negated.label == "Non-Urgent" and not negated.needs_review
+    affirmed = engine.predict(rec.path, "Moderate left pleural effusion.", save_crops=False)
+    assert affirmed.label == "Non-Urgent" and affirmed.needs_review
+    assert "prior report affirms" in affirmed.explanation
+
+
+def test_explanation_names_no_finding(engine, test_records):
+    findings = ("pneumonia", "pneumothorax", "effusion", "edema", "consolidation", "mass", "infiltrat", "cardiomegaly")
+    for rec in [r for r in test_records if r.dataset == "nih"][:8]:
+        text = engine.predict(rec.path, save_crops=False).explanation.lower()
+        assert not any(f in text for f in findings), text
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera", "moon", "text", "brick", "coins", "page", "horse", "clock", "checkerboard"])
+def test_photographs_are_rejected(engine, name):
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    with pytest.raises(NotAChestXrayError):
+        engine.predict(img, save_crops=False)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_ct_and_mr_are_rejected(engine, name):
+    import pydicom.data
+
+    with pytest.raises(NotAChestXrayError, match="not a chest radiograph"):
+        engine.predict(pydicom.data.get_testdata_file(name), save_crops=False)
+
+
+@pytest.mark.parametrize("kind", ["black", "white", "grey", "noise", "gradient"])
+def test_synthetic_non_images_are_rejected(engine, kind):
+    rng = np.random.default_rng(0)
+    arr = {
+        "black": np.zeros((512, 512)), "white": np.ones((512, 512)), "grey": np.full((400, 400), 0.5),
+        "noise": rng.random((512, 512)), "gradient": np.tile(np.linspace(0, 1, 512), (512, 1)),
+    }[kind].astype(np.float32)
+    with pytest.raises(NotAChestXrayError):
+        engine.predict(arr, save_crops=False)
+
+
+def test_bad_files_raise_typed_errors(engine, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image\n")
+    with pytest.raises(InvalidImageError):
+        engine.predict(empty)
+    with pytest.raises(UnsupportedFormatError):
+        engine.predict(text)
+
+
+def test_no_stray_files_after_rejection(engine, tmp_path):
+    crops = Path(engine.crops_dir)
+    before = set(crops.iterdir()) if crops.exists() else set()
+    with pytest.raises(NotAChestXrayError):
+        engine.predict(np.zeros((256, 256), np.float32))
+    after = set(crops.iterdir()) if crops.exists() else set()
+    assert after == before

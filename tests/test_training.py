@@ -1,0 +1,49 @@
+"""The real training -> export -> int8 -> predict loop, run in seconds on a handful of real images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the [train] extra")
+
+
+def test_augmentation_never_flips_left_right():
+    from cxrtriage.train.trainer import augment
+
+    x = torch.zeros(8, 1, 64, 64)
+    x[:, :, 20:44, 4:16] = 1.0  # a bright block on the image left
+    out = augment(x, torch.Generator().manual_seed(0))
+    left, right = out[..., :, :32].mean(), out[..., :, 32:].mean()
+    assert left > 3 * right
+
+
+def test_train_export_predict_roundtrip(data_dir, tmp_path):
+    from cxrtriage.pipeline import Triage
+    from cxrtriage.train.export import export_bundle
+    from cxrtriage.train.trainer import TrainConfig, train
+
+    arch = {"name": "tiny", "in_channels": 1, "stem": (8, 8), "widths": (8, 8, 8, 16), "strides": (1, 2, 2, 1),
+            "dilations": (1, 1, 1, 2), "dropout": 0.0}
+    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, input_size=64,
+                      kermany_per_epoch=8, limit=16, arch=arch)
+    ckpt = train(cfg)
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert len(log["history"]) == 2 and log["config"]["seed"] == cfg.seed
+
+    bundle = export_bundle(ckpt, tmp_path / "bundle", data_dir=data_dir, trace=tmp_path / "trace.txt", limit=16)
+    meta = json.loads((bundle / "model.json").read_text())
+    trace = (tmp_path / "trace.txt").read_text()
+    assert "quantize_static" in trace and "parity torch vs ONNX fp32" in trace
+    assert meta["preprocess"]["input_size"] == 64
+    assert meta["review_band"][0] <= meta["threshold"] <= meta["review_band"][1]
+
+    engine = Triage(model_dir=bundle, crops_dir=tmp_path / "crops")
+    pred = engine.predict(data_dir / "nih" / "images" / "00000150_002.png")
+    assert pred.label in ("Urgent", "Non-Urgent") and pred.model.sha256 == meta["sha256"]
+    # int8 model and its fp32 source agree on the ranking of a few images
+    fp32 = tmp_path / "run" / "model.fp32.onnx"
+    assert fp32.is_file()
+    assert np.isfinite(pred.score)
