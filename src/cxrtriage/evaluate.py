@@ -48,6 +48,17 @@ def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
             "records": kept, "rejected": rejected}
 
 
+def _write_jsonl(res: dict, threshold: float, preds: Path, gold: Path) -> None:
+    """Predictions and gold labels in the format of prototype/eval/eval_metrics.py, so the metrics can be
+    recomputed independently: ``python prototype/eval/eval_metrics.py --preds P --gold G``."""
+    with preds.open("w") as fp, gold.open("w") as fg:
+        for rec, score, label, review in zip(res["records"], res["scores"], res["labels"], res["review"]):
+            fp.write(json.dumps({"path": str(rec.path), "score": float(score), "label": "Urgent" if label else "Non-Urgent",
+                                 "threshold": threshold, "needs_review": bool(review)}) + "\n")
+            fg.write(json.dumps({"path": str(rec.path), "urgency": "urgent" if rec.urgent else "non_urgent", "view": rec.view,
+                                 "sex": rec.sex, "patient_id": rec.patient}) + "\n")
+
+
 def _summary(res: dict, threshold: float, n_boot: int) -> dict:
     y, s = res["y"], res["scores"]
     groups = [r.patient for r in res["records"]]
@@ -150,6 +161,8 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    _write_jsonl(nih, threshold, out.parent / "nih_test_preds.jsonl", out.parent / "nih_test_gold.jsonl")
+    _write_jsonl(ped, threshold, out.parent / "pediatric_test_preds.jsonl", out.parent / "pediatric_test_gold.jsonl")
     if update_card:
         from cxrtriage.model_card import update_bundle_metrics
 

@@ -45,11 +45,12 @@ def load_checkpoint(path: Path) -> tuple[CXRNet, dict]:
 
 
 def export_fp32(model: CXRNet, size: int, path: Path) -> None:
+    """torch.export-based ONNX export (opset 18) with a dynamic batch dimension."""
     dummy = torch.zeros(1, 1, size, size)
     torch.onnx.export(
         model, (dummy,), str(path), input_names=["image"], output_names=["urgency_logit", "feature_map"],
-        dynamic_axes={"image": {0: "batch"}, "urgency_logit": {0: "batch"}, "feature_map": {0: "batch"}},
-        opset_version=17, dynamo=False, external_data=False,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=18, dynamo=True, external_data=False,
+        verbose=False,
     )
 
 
@@ -131,7 +132,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     try:
         fp32 = work / "model.fp32.onnx"
         export_fp32(model, size, fp32)
-        log(f"torch.onnx.export opset 17 -> fp32 ONNX {fp32.stat().st_size / 1e6:.2f} MB")
+        log(f"torch.onnx.export (dynamo, opset 18) -> fp32 ONNX {fp32.stat().st_size / 1e6:.2f} MB")
         with torch.no_grad():
             t_logit, t_fmap = model(torch.from_numpy(x_vn[:32]))
         o_logit, o_emb = run_onnx(fp32, x_vn[:32])

@@ -6,8 +6,9 @@ Design decisions (measured, see the model card):
   NIH-only ranks pediatric images worse than chance.
 * No horizontal flips: chest anatomy is lateralised (heart on the patient's left), a flipped film is not a
   plausible radiograph. Small rotations, scale/translation and intensity (contrast, brightness, gamma) jitter.
-* An exponential moving average of the weights is evaluated and kept: with ~120 validation images, epoch-to-epoch
-  AUC is noisy and EMA weights are steadier.
+* Learning rate 1e-3 (one-cycle) with a short exponential moving average of the weights (decay 0.9 per step).
+  Measured on NIH-only runs of 20 epochs: lr 3e-3 with a long EMA (0.995) stalled at NIH validation AUC ~0.67,
+  while lr 1e-3 with the short EMA reached ~0.89 (runs/exp/*/train_log.json when reproduced).
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ class TrainConfig:
     out_dir: str = "runs/bundled"
     epochs: int = 30
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 5e-4
     input_size: int = 256
     kermany_per_epoch: int = 1000  # 0 = NIH only
-    ema_decay: float = 0.995
+    ema_decay: float = 0.9
     seed: int = 1129
     threads: int = 2
     limit: int | None = None  # cap on images per dataset and part (smoke tests only)
@@ -51,16 +52,15 @@ class TrainConfig:
 
 
 def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
-    """Keep at most ``limit`` records of each dataset (order preserved); None keeps all."""
+    """A seeded random sample of at most ``limit`` records of each dataset (order preserved); None keeps all.
+    Random, not the first rows: the label tables are sorted by finding, so the first rows are one class."""
     if limit is None:
         return records
-    seen: dict[str, int] = {}
-    out = []
-    for r in records:
-        if seen.get(r.dataset, 0) < limit:
-            seen[r.dataset] = seen.get(r.dataset, 0) + 1
-            out.append(r)
-    return out
+    keep: set[str] = set()
+    for dataset in sorted({r.dataset for r in records}):
+        keys = [r.key for r in records if r.dataset == dataset]
+        keep.update(random.Random(0).sample(keys, min(limit, len(keys))))
+    return [r for r in records if r.key in keep]
 
 
 def seed_everything(seed: int) -> None:
@@ -186,7 +186,7 @@ def train(cfg: TrainConfig) -> Path:
                "elapsed_s": round(time.time() - t0, 1)}
         history.append(row)
         print(json.dumps(row), flush=True)
-        if auc_nih > best["auc"]:
+        if epoch == 0 or auc_nih > best["auc"]:  # NaN (one-class validation) never beats a real AUC
             best = {"auc": auc_nih, "epoch": epoch + 1}
             state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
 
