@@ -33,16 +33,17 @@ test-slow: install
 	$(BIN)/pytest -q -m slow
 
 bench: install
-	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out runs/bench.json
+	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card
 
 evaluate: install
-	$(BIN)/cxrtriage evaluate --update-card
+	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json
 
 train: install
 	$(BIN)/cxrtriage train --out runs/bundled
+	$(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
 
 export: install
-	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace runs/bundled/export_trace.txt
+	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -57,14 +57,16 @@ def _bench_image(tmp: Path) -> Path:
     return path
 
 
-def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: str | None = None, out: str | None = None) -> dict:
+def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: str | None = None, out: str | None = None,
+              update_card: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-bench-"))
     try:
         image = _bench_image(tmp)
         engine = Triage(crops_dir=tmp / "crops")
         backend = engine.backend
         results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                         "image": "1024x1024 8-bit PNG (NIH test image upsampled)"}
+                         "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
+                         "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else "")}
         results["end_to_end"] = _stats(_times(lambda: engine.predict(image), repeats))
         parts = {}
         for _ in range(repeats):
@@ -103,6 +105,10 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _print(results)
+    if update_card:
+        from cxrtriage.model_card import update_bundle_bench
+
+        update_bundle_bench(results)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2) + "\n")

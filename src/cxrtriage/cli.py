@@ -47,7 +47,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise SystemExit(f"error: export needs the [train] extra: pip install 'cxrtriage[train]' ({exc})")
     out = export_bundle(Path(args.checkpoint), Path(args.out), data_dir=_data_dir(args.data_dir), train_log=args.train_log,
-                        trace=Path(args.trace) if args.trace else None)
+                        trace=Path(args.trace) if args.trace else None,
+                        ablation_logs=[Path(p) for p in args.compare_log])
     print(f"model bundle written to {out}")
     return 0
 
@@ -64,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from cxrtriage.bench import run_bench
 
-    run_bench(repeats=args.repeats, onnx_fp32=args.fp32, checkpoint=args.checkpoint, out=args.out)
+    run_bench(repeats=args.repeats, onnx_fp32=args.fp32, checkpoint=args.checkpoint, out=args.out, update_card=args.update_card)
     return 0
 
 
@@ -108,12 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
     s.add_argument("--data-dir")
     s.add_argument("--trace", help="write a human-readable trace of the conversion steps here")
+    s.add_argument("--compare-log", action="append", default=[],
+                   help="train_log.json of an alternative run (e.g. NIH only) to record beside the chosen one")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("evaluate", help="evaluate the model on held-out test patients")
     s.add_argument("--data-dir")
     s.add_argument("--model-dir")
-    s.add_argument("--out", default="runs/eval/metrics.json")
+    s.add_argument("--out", default="runs/eval/metrics.json", help="report JSON (per-image predictions and gold labels go to runs/eval/)")
     s.add_argument("--n-boot", type=int, default=2000)
     s.add_argument("--update-card", action="store_true", help="write the measured numbers into the bundled model card")
     s.set_defaults(func=cmd_evaluate)
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fp32", help="fp32 ONNX model to compare (default: the one next to the bundle if present)")
     s.add_argument("--checkpoint", help="torch checkpoint to compare (needs [train])")
     s.add_argument("--out", help="also write the numbers as JSON here")
+    s.add_argument("--update-card", action="store_true", help="record the numbers in the bundled model card")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("demo", help="triage example images from the data directory (or the given paths) and print readable results")

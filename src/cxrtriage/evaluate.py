@@ -131,7 +131,10 @@ def _fp32_vs_int8(engine: Triage, records: list[Record], fp32_path: Path) -> dic
 
 
 def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n_boot: int = 2000,
-                   update_card: bool = False, fp32_path: Path = Path("runs/bundled/model.fp32.onnx")) -> dict:
+                   update_card: bool = False, fp32_path: Path = Path("runs/bundled/model.fp32.onnx"),
+                   jsonl_dir: Path = Path("runs/eval")) -> dict:
+    """Write the report to ``out``; per-image predictions and gold labels go to ``jsonl_dir`` (kept out of the
+    repository: they copy dataset labels)."""
     engine = Triage(model_dir=model_dir)
     threshold = engine.backend.threshold
     parts = load_split_records(Path(data_dir))
@@ -161,8 +164,9 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    _write_jsonl(nih, threshold, out.parent / "nih_test_preds.jsonl", out.parent / "nih_test_gold.jsonl")
-    _write_jsonl(ped, threshold, out.parent / "pediatric_test_preds.jsonl", out.parent / "pediatric_test_gold.jsonl")
+    jsonl_dir.mkdir(parents=True, exist_ok=True)
+    _write_jsonl(nih, threshold, jsonl_dir / "nih_test_preds.jsonl", jsonl_dir / "nih_test_gold.jsonl")
+    _write_jsonl(ped, threshold, jsonl_dir / "pediatric_test_preds.jsonl", jsonl_dir / "pediatric_test_gold.jsonl")
     if update_card:
         from cxrtriage.model_card import update_bundle_metrics
 

@@ -31,7 +31,24 @@ def _op_rows(name: str, block: dict) -> list[str]:
     ]
 
 
-def render(meta: dict, report: dict | None) -> str:
+def _decision_lines(meta: dict) -> list[str]:
+    runs = [r for r in [meta.get("training_chosen"), *meta.get("training_alternatives", [])] if r]
+    if len(runs) < 2:
+        return []
+    lines = ["## Data decision: adult only, or adult + pediatric", "",
+             "Best-epoch validation AUC of each run (same split, seed and settings except the pediatric images):", "",
+             "| run | pediatric images / epoch | epochs | NIH val AUC | pediatric val AUC |", "|---|---|---|---|---|"]
+    for i, r in enumerate(runs):
+        name = "chosen" if i == 0 else "alternative"
+        lines.append(f"| {name}: `{r['command']}` | {r['pediatric_per_epoch']} | {r['epochs']} | {_f(r['val_auc_nih'])} | "
+                     f"{_f(r['val_auc_pediatric'])} |")
+    lines += ["", "One model must serve adults and children; mixing keeps the adult ranking while an adult-only model "
+              "does not transfer to pediatric films (compare the columns above).", ""]
+    return lines
+
+
+def render(meta: dict) -> str:
+    report = meta.get("test_metrics")
     tr = meta.get("training", {}) or {}
     cfg = tr.get("config") or {}
     val = meta.get("validation", {})
@@ -82,13 +99,14 @@ def render(meta: dict, report: dict | None) -> str:
         f"{(tr.get('best_epoch') or {}).get('epoch')} by NIH validation AUC.",
         f"- Wall time {_f(tr.get('wall_seconds'), 0)} s on {tr.get('threads')} CPU threads, torch {tr.get('torch')}.",
         "",
+        *_decision_lines(meta),
         "## Validation (used for calibration and the operating point)",
         f"- AUC NIH val fp32 {_f(val['auc'].get('nih_val_fp32'))}, int8 {_f(val['auc'].get('nih_val_int8'))}; "
         f"pediatric val fp32 {_f(val['auc'].get('pediatric_val_fp32'))}, int8 {_f(val['auc'].get('pediatric_val_int8'))}.",
         f"- fp32 vs int8 logit correlation {_f(val.get('fp32_int8_logit_correlation'), 4)}.",
         "",
     ]
-    if report is None:
+    if not report:
         lines += ["## Test results", "Not yet measured: run `cxrtriage evaluate --update-card`.", ""]
     else:
         nih, ped, loc = report["nih_test"], report["pediatric_test"], report["localisation"]
@@ -123,6 +141,23 @@ def render(meta: dict, report: dict | None) -> str:
         if q:
             lines.append(f"- int8 vs fp32 on NIH test: AUC {_f(q['auc_int8'])} vs {_f(q['auc_fp32'])} (change {_f(q['auc_change'], 4)}).")
         lines.append("")
+    bench = meta.get("bench")
+    if bench:
+        lines += [
+            "## Speed and memory",
+            f"Measured by `{bench['command']}` on {bench['machine']['cpus']} CPU(s) ({bench['machine']['platform']}), "
+            f"input {bench['image']}:",
+            "",
+            "| what | p50 ms | p95 ms |", "|---|---|---|",
+        ]
+        for key in ("end_to_end", "model_int8_onnx", "model_fp32_onnx", "model_torch_fp32"):
+            v = bench.get(key)
+            if isinstance(v, dict):
+                lines.append(f"| {key} | {v['p50_ms']} | {v['p95_ms']} |")
+        lines += ["", f"Model size {bench['model_int8_size_mb']} MB int8" +
+                  (f" ({bench['model_fp32_size_mb']} MB fp32)" if "model_fp32_size_mb" in bench else "") +
+                  (f"; int8 speed-up over fp32 ONNX {bench['int8_speedup_vs_fp32']}x" if "int8_speedup_vs_fp32" in bench else "") +
+                  f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path.", ""]
     lines += [
         "## Limitations",
         "- Small training set (hundreds of adult images): wide confidence intervals, and the operating point is set on "
@@ -131,32 +166,43 @@ def render(meta: dict, report: dict | None) -> str:
         "- Trained on 512 px downsampled NIH PNGs and 224 px squashed pediatric JPEGs; other devices, DICOM windowing "
         "and populations can shift scores. Calibration was fitted on adults only.",
         "- Class activation maps are coarse (16x16) and show where the model looked, not a lesion outline.",
-        "- Speed and memory: measured by `cxrtriage bench` (numbers in runs/bench.json and the README when recorded).",
         "",
     ]
     return "\n".join(lines)
 
 
-def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:
-    """Store the test summary in model.json and regenerate the model card."""
+TEST_KEYS = ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", "ece", "needs_review_fraction",
+             "rejected_by_gate", "specificity_at_sensitivity_0.95", "sensitivity_at_specificity_0.80")
+
+
+def _update(model_dir: Path | None, key: str, value: dict) -> Path:
     model_dir = model_dir or config.model_dir()
     meta_path = model_dir / "model.json"
     meta = json.loads(meta_path.read_text())
-    meta["test_metrics"] = {
+    meta[key] = value
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return write_card(model_dir)
+
+
+def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:
+    """Store the test results in model.json and regenerate the model card."""
+    value = {
         "command": report["command"], "created": report["created"], "summary": report["summary"],
-        "nih_test": {k: report["nih_test"][k] for k in ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", "ece")},
-        "pediatric_test": {k: report["pediatric_test"][k] for k in ("n", "n_pos", "auc", "auc_ci95", "operating_point", "ece")},
+        "nih_test": {**{k: report["nih_test"][k] for k in TEST_KEYS}, "subgroups": report["nih_test"]["subgroups"]},
+        "pediatric_test": {k: report["pediatric_test"][k] for k in TEST_KEYS},
         "localisation": {k: report["localisation"][k] for k in ("all_boxed_images", "test_split_only")},
         "fp32_vs_int8_nih_test": report.get("fp32_vs_int8_nih_test"),
     }
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    card = model_dir / CARD_FILE
-    card.write_text(render(meta, report))
-    return card
+    return _update(model_dir, "test_metrics", value)
+
+
+def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:
+    """Store benchmark numbers in model.json and regenerate the model card."""
+    return _update(model_dir, "bench", bench)
 
 
 def write_card(model_dir: Path) -> Path:
     meta = json.loads((model_dir / "model.json").read_text())
     card = model_dir / CARD_FILE
-    card.write_text(render(meta, None))
+    card.write_text(render(meta))
     return card

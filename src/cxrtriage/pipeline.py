@@ -86,11 +86,8 @@ class Triage:
         threshold, band = self.backend.threshold, self.backend.review_band
         label, needs_review = safety.decide(out.score, threshold, band)
 
-        t = time.perf_counter()
         height, width = pixels.shape
         boxes = find_evidence_boxes(out.cam, (width, height)) if out.cam is not None else []
-        crops = save_crop_thumbnails(pixels, boxes, self.crops_dir or config.crops_dir()) if save_crops and boxes else []
-        timings["crops"] = (time.perf_counter() - t) * 1e3
 
         t = time.perf_counter()
         report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
@@ -105,6 +102,11 @@ class Triage:
         image_info = meta.to_dict()
         if knn_sim is not None:
             image_info["knn_similarity"] = round(knn_sim, 4)
+
+        # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
+        t = time.perf_counter()
+        crops = save_crop_thumbnails(pixels, boxes, self.crops_dir or config.crops_dir()) if save_crops and boxes else []
+        timings["crops"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(
             label=label, score=round(float(out.score), 4), explanation=explanation, crops=crops, provenance=provenance,

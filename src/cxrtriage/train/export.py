@@ -95,9 +95,20 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _run_summary(log: dict) -> dict:
+    """Best-epoch validation numbers of one training run, for the data decision in the model card."""
+    hist = log.get("history", [])
+    best = max(hist, key=lambda r: r["val_auc_nih"] if r["val_auc_nih"] == r["val_auc_nih"] else -1) if hist else {}
+    cfg = log.get("config", {})
+    return {"command": log.get("command"), "pediatric_per_epoch": cfg.get("kermany_per_epoch"), "epochs": cfg.get("epochs"),
+            "best_epoch": best.get("epoch"), "val_auc_nih": best.get("val_auc_nih"),
+            "val_auc_pediatric": best.get("val_auc_pediatric"), "wall_seconds": log.get("wall_seconds")}
+
+
 def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: str | None = None,
-                  trace: Path | None = None, limit: int | None = None) -> Path:
-    """``limit`` caps the images used per dataset and part (smoke tests only)."""
+                  trace: Path | None = None, limit: int | None = None, ablation_logs: list[Path] | None = None) -> Path:
+    """``limit`` caps the images used per dataset and part (smoke tests only). ``ablation_logs``: train_log.json
+    files of alternative runs (e.g. NIH only) whose validation curves are recorded next to the chosen run's."""
     lines: list[str] = []
 
     def log(msg: str) -> None:
@@ -230,6 +241,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             "split_sha256": split_sha256(),
         },
         "training": {k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")},
+        "training_alternatives": [_run_summary(json.loads(Path(p).read_text())) for p in (ablation_logs or [])],
+        "training_chosen": _run_summary(tlog) if tlog else None,
         "files": {MODEL_FILE: _sha256(out_dir / MODEL_FILE), INDEX_FILE: _sha256(out_dir / INDEX_FILE)},
         "sha256": _sha256(out_dir / MODEL_FILE),
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,

@@ -122,10 +122,11 @@ def train(cfg: TrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    datasets = ("nih", "kermany") if cfg.kermany_per_epoch > 0 else ("nih",)
+    # pediatric validation images are always scored, so an NIH-only run shows what it does on children
+    datasets = ("nih", "kermany") if (Path(cfg.data_dir) / "kermany" / "labels.csv").is_file() else ("nih",)
     parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(Path(cfg.data_dir), datasets).items()}
     tr_nih = [r for r in parts["train"] if r.dataset == "nih"]
-    tr_ker = [r for r in parts["train"] if r.dataset == "kermany"]
+    tr_ker = [r for r in parts["train"] if r.dataset == "kermany"] if cfg.kermany_per_epoch > 0 else []
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]
     va_ker = [r for r in parts["val"] if r.dataset == "kermany"]
     t0 = time.time()

@@ -1,0 +1,68 @@
+"""Decision rule, review band and explanation text: pure functions, no model needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrtriage.errors import InvalidImageError, NotAChestXrayError
+from cxrtriage.evidence import EvidenceBox
+from cxrtriage.explain import build_explanation
+from cxrtriage.io import ImageMeta
+from cxrtriage.report import analyze_prior_report
+from cxrtriage.safety import check_embedding, check_header_and_statistics, decide
+
+
+@pytest.mark.parametrize(
+    "score,expected",
+    [(0.10, ("Non-Urgent", False)), (0.24, ("Urgent", True)), (0.30, ("Urgent", True)), (0.35, ("Urgent", True)),
+     (0.40, ("Urgent", False)), (0.95, ("Urgent", False))],
+)
+def test_review_band_is_labelled_urgent(score, expected):
+    assert decide(score, threshold=0.30, review_band=(0.22, 0.40)) == expected
+
+
+def _meta(**kw) -> ImageMeta:
+    return ImageMeta(source_format="dicom", width=512, height=512, **kw)
+
+
+def _chest_like() -> np.ndarray:
+    y, x = np.mgrid[0:512, 0:512] / 512.0
+    return (0.5 + 0.3 * np.sin(3 * x) * np.cos(2 * y)).astype(np.float32)
+
+
+@pytest.mark.parametrize("meta,message", [
+    (_meta(modality="CT"), "CT image"),
+    (_meta(modality="DX", view_position="LL"), "lateral"),
+    (_meta(modality="CR", body_part="KNEE"), "KNEE"),
+])
+def test_header_gate(meta, message):
+    with pytest.raises(NotAChestXrayError, match=message):
+        check_header_and_statistics(_chest_like(), meta)
+
+
+def test_statistics_gate_rejects_colour_tiny_and_elongated_images():
+    with pytest.raises(NotAChestXrayError, match="colour"):
+        check_header_and_statistics(_chest_like(), _meta(), colourfulness=0.3)
+    with pytest.raises(InvalidImageError, match="at least 64"):
+        check_header_and_statistics(np.random.rand(32, 32).astype(np.float32), _meta())
+    with pytest.raises(NotAChestXrayError, match="aspect ratio"):
+        check_header_and_statistics(np.random.rand(100, 400).astype(np.float32), _meta())
+
+
+def test_embedding_gate():
+    check_embedding(0.9, 0.5)
+    check_embedding(None, 0.5)
+    with pytest.raises(NotAChestXrayError, match="does not resemble"):
+        check_embedding(0.2, 0.5)
+
+
+def test_explanation_uses_zones_and_report_but_names_no_finding():
+    box = EvidenceBox(x=10, y=300, w=100, h=100, strength=0.8, peak_xy=(50, 350), region="right lower zone")
+    report = analyze_prior_report("Right lower lobe pneumonia. No pneumothorax.")
+    text = build_explanation("Urgent", 0.91, 0.3, (0.22, 0.4), [box], report, needs_review=False)
+    assert text.startswith("Urgent: high urgency score 0.91")
+    assert "right lower zone" in text and "prior report affirms" in text
+    assert "pneumonia" not in text.lower() and "pneumothorax" not in text.lower()
+    borderline = build_explanation("Urgent", 0.25, 0.3, (0.22, 0.4), [], None, needs_review=True)
+    assert "borderline" in borderline and "needs human review" in borderline
