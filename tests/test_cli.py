@@ -86,3 +86,13 @@ def test_unknown_command_is_usage_error():
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_demo_triages_examples(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "For clinical decision support only — not a diagnostic tool." in out
+    assert "score" in out and "provenance [prior_report]" in out
+    rows = _rows(tmp_path / "runs" / "demo" / "predictions.jsonl")
+    assert len(rows) >= 3 and all("label" in r for r in rows)

@@ -45,7 +45,7 @@ def test_model_is_int8_quantized():
 
 def test_index_has_ids_and_labels_only():
     with np.load(config.BUNDLED_WEIGHTS_DIR / "index.npz") as z:
-        assert set(z.files) == {"keys", "labels", "embeddings", "centre"}
+        assert set(z.files) == {"keys", "labels", "embeddings", "centre", "layout_mean", "layout_components"}
         keys = z["keys"]
         assert z["embeddings"].ndim == 2 and z["embeddings"].shape[0] == len(keys)
     split = read_split()

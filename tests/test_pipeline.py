@@ -173,3 +173,24 @@ def test_no_stray_files_after_rejection(engine, tmp_path):
         engine.predict(np.zeros((256, 256), np.float32))
     after = set(crops.iterdir()) if crops.exists() else set()
     assert after == before
+
+
+def test_no_pydicom_sample_file_is_triaged(engine):
+    """None of pydicom's bundled DICOMs (CT, MR, US, NM, RT dose, segmentations, colour secondary captures...)
+    is a chest radiograph: each must end in a typed input error, never a result and never a crash."""
+    import warnings
+
+    import pydicom.data
+
+    from cxrtriage.errors import InputError
+
+    triaged = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for f in pydicom.data.get_testdata_files("*.dcm"):
+            try:
+                engine.predict(f, save_crops=False)
+                triaged.append(Path(f).name)
+            except InputError:
+                pass
+    assert triaged == []

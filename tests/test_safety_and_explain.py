@@ -43,7 +43,7 @@ def test_header_gate(meta, message):
 
 def test_statistics_gate_rejects_colour_tiny_and_elongated_images():
     with pytest.raises(NotAChestXrayError, match="colour"):
-        check_header_and_statistics(_chest_like(), _meta(), colourfulness=0.3)
+        check_header_and_statistics(_chest_like(), _meta(colourfulness=0.3))
     with pytest.raises(InvalidImageError, match="at least 64"):
         check_header_and_statistics(np.random.rand(32, 32).astype(np.float32), _meta())
     with pytest.raises(NotAChestXrayError, match="aspect ratio"):

@@ -43,17 +43,6 @@ class Triage:
         self.crops_dir = Path(crops_dir) if crops_dir else None
         self.n_neighbours = n_neighbours
 
-    def _flip_polarity(self, pixels: np.ndarray) -> bool:
-        index = self.backend.index
-        if index is None:
-            return False
-
-        def similarity(p: np.ndarray) -> float:
-            emb = self.backend.analyze(p).embedding
-            return index.knn_similarity(emb, self.backend.knn_k) if emb is not None else 0.0
-
-        return should_flip(pixels, similarity)
-
     def predict(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
@@ -63,14 +52,18 @@ class Triage:
         warnings = list(meta.warnings)
 
         t = time.perf_counter()
-        safety.check_header_and_statistics(pixels, meta, getattr(meta, "colourfulness", None))
+        safety.check_header_and_statistics(pixels, meta)
+        layout = self.backend.layout
+        residual = None
+        if layout is not None:
+            if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(pixels, layout):
+                pixels = (1.0 - pixels).astype(np.float32)
+                warnings.append(FLIP_WARNING)
+            residual = layout.residual(pixels)
+            safety.check_layout(residual, self.backend.max_layout_residual)
         timings["gate"] = (time.perf_counter() - t) * 1e3
 
         out = self.backend.analyze(pixels)
-        if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and self._flip_polarity(pixels):
-            pixels = (1.0 - pixels).astype(np.float32)
-            out = self.backend.analyze(pixels)
-            warnings.append(FLIP_WARNING)
         timings.update(out.timings_ms)
 
         t = time.perf_counter()
@@ -102,6 +95,8 @@ class Triage:
         image_info = meta.to_dict()
         if knn_sim is not None:
             image_info["knn_similarity"] = round(knn_sim, 4)
+        if residual is not None:
+            image_info["layout_residual"] = round(residual, 4)
 
         # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
         t = time.perf_counter()

@@ -1,10 +1,11 @@
 """Safety rules: the not-a-chest-X-ray gate and the review-band decision.
 
-The gate runs in two stages. Cheap checks on the DICOM header and image statistics reject what is obviously
-not a frontal chest radiograph (CT/MR slices, lateral views, blank or noise images, colour photographs,
-strange aspect ratios). Then, after the model has run, the image embedding must lie close enough to the
-training images (mean cosine similarity of its k nearest training cases above a bound set on validation
-chest images at export time).
+The gate runs in three stages. Cheap checks on the DICOM header and image statistics reject what is obviously
+not a frontal chest radiograph (CT/MR slices, lateral views, blank, noise or smooth synthetic images, colour
+photographs, strange aspect ratios). Then the coarse layout of the image must be explained by the principal
+components of training radiographs (cxrtriage.layout; the bound is set on validation images at export time).
+Last, after the model has run, the image embedding must lie close enough to the training images (mean cosine
+similarity of its k nearest training cases); this catches little on its own, see cxrtriage.layout.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from cxrtriage.errors import InvalidImageError, NotAChestXrayError
 from cxrtriage.io import ImageMeta
 from cxrtriage.preprocess import resize_square
 
-NON_RADIOGRAPH_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO"}
+NON_RADIOGRAPH_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO",
+                             "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "SEG", "REG", "KO", "PR", "DOC", "GM", "XC", "BMD"}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
 NON_CHEST_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "KNEE", "HAND", "FOOT", "ANKLE", "WRIST", "ELBOW", "HIP", "PELVIS",
                         "SPINE", "CSPINE", "LSPINE", "ABDOMEN", "BREAST", "SHOULDER", "LEG", "ARM", "EXTREMITY"}
@@ -24,6 +26,7 @@ MAX_ASPECT = 2.0
 MIN_STD = 0.05
 MAX_COLOURFULNESS = 0.08
 MAX_ROUGHNESS = 0.45
+MIN_ROUGHNESS = 0.01
 
 
 def image_statistics(pixels: np.ndarray) -> dict[str, float]:
@@ -36,7 +39,7 @@ def image_statistics(pixels: np.ndarray) -> dict[str, float]:
     return {"std": std, "roughness": roughness}
 
 
-def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, colourfulness: float | None = None) -> dict[str, float]:
+def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta) -> dict[str, float]:
     """Raise NotAChestXrayError / InvalidImageError for inputs that are clearly not frontal chest radiographs."""
     if meta.modality and meta.modality.upper() in NON_RADIOGRAPH_MODALITIES:
         raise NotAChestXrayError(f"this DICOM is a {meta.modality} image, not a chest radiograph (expected CR or DX)")
@@ -49,14 +52,27 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, colourfulne
         raise InvalidImageError(f"image is {w}x{h} pixels; at least {MIN_SIDE} px on each side is needed")
     if max(h, w) / min(h, w) > MAX_ASPECT:
         raise NotAChestXrayError(f"aspect ratio {max(h, w) / min(h, w):.1f}:1 is not that of a chest radiograph")
-    if colourfulness is not None and colourfulness > MAX_COLOURFULNESS:
+    if meta.colourfulness is not None and meta.colourfulness > MAX_COLOURFULNESS:
         raise NotAChestXrayError("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph")
     stats = image_statistics(pixels)
     if stats["std"] < MIN_STD:
         raise NotAChestXrayError("the image is blank or has almost no contrast")
     if stats["roughness"] > MAX_ROUGHNESS:
         raise NotAChestXrayError("the image looks like noise or a screenshot, not a chest radiograph")
+    if stats["roughness"] < MIN_ROUGHNESS:
+        raise NotAChestXrayError("the image is a smooth synthetic pattern, not a chest radiograph")
     return stats
+
+
+def check_layout(residual: float | None, max_residual: float | None) -> None:
+    """Reject images whose coarse layout is unlike the training chest radiographs (see cxrtriage.layout)."""
+    if residual is None or max_residual is None:
+        return
+    if residual > max_residual:
+        raise NotAChestXrayError(
+            "the image does not have the layout of a frontal chest radiograph "
+            f"(layout residual {residual:.2f} > {max_residual:.2f})"
+        )
 
 
 def check_embedding(knn_similarity: float | None, min_similarity: float | None) -> None:

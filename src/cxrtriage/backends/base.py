@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from cxrtriage.embedding_index import EmbeddingIndex
+from cxrtriage.layout import ChestLayoutModel
 from cxrtriage.schema import ModelInfo
 
 
@@ -28,6 +29,8 @@ class Backend(Protocol):
     index: EmbeddingIndex | None
     min_knn_similarity: float | None
     knn_k: int
+    layout: ChestLayoutModel | None
+    max_layout_residual: float | None
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         """Score a (H, W) float [0,1] grey image."""

@@ -15,6 +15,7 @@ from cxrtriage.backends.base import BackendOutput
 from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.evidence import class_activation_map
+from cxrtriage.layout import ChestLayoutModel
 from cxrtriage.preprocess import to_model_input
 from cxrtriage.schema import ModelInfo
 
@@ -36,6 +37,14 @@ def read_metadata(model_dir: Path) -> dict:
     if not path.is_file():
         raise ModelError(f"model metadata {path} not found: run `cxrtriage export` or reinstall the package")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
+    with np.load(index_path, allow_pickle=False) as z:
+        if "layout_mean" not in z.files:
+            return None
+        return ChestLayoutModel(mean=z["layout_mean"].astype(np.float64), components=z["layout_components"].astype(np.float64),
+                                input_size=input_size)
 
 
 class BundledOnnxBackend:
@@ -64,7 +73,9 @@ class BundledOnnxBackend:
         self.review_band = (float(self.meta["review_band"][0]), float(self.meta["review_band"][1]))
         index_path = self.model_dir / INDEX_FILE
         self.index = EmbeddingIndex.load(index_path) if index_path.is_file() else None
+        self.layout = load_layout(index_path, int(self.preprocess_cfg["input_size"])) if index_path.is_file() else None
         ood = self.meta.get("ood", {})
+        self.max_layout_residual = ood.get("max_layout_residual")
         self.min_knn_similarity = ood.get("min_knn_similarity")
         self.knn_k = int(ood.get("k", 5))
         self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha, backend="bundled")
