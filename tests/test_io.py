@@ -420,7 +420,7 @@ def test_identifiers_never_leave_the_loader(caplog: pytest.LogCaptureFixture) ->
     assert set(result.meta.to_dict()) == {
         "source_format", "width", "height", "modality", "view_position", "body_part",
         "photometric_interpretation", "bits_stored", "pixel_spacing_mm", "pixel_spacing_tag", "frames",
-        "warnings",
+        "colourfulness", "warnings",
     }  # fmt: skip
 
 
@@ -731,3 +731,12 @@ def test_directory_path(tmp_path: Path) -> None:
 def test_invalid_max_pixels() -> None:
     with pytest.raises(ValueError):
         load_image(np.zeros((2, 2)), max_pixels=0)
+
+
+def test_colourfulness_separates_grey_from_colour():
+    grey_rgb = np.repeat(np.linspace(0, 255, 64 * 64, dtype=np.uint8).reshape(64, 64, 1), 3, axis=2)
+    colour = grey_rgb.copy()
+    colour[..., 0] = 255 - colour[..., 0]
+    assert load_image(grey_rgb).meta.colourfulness == 0.0
+    assert load_image(colour).meta.colourfulness > 0.3
+    assert load_image(grey_rgb[..., 0]).meta.colourfulness is None

@@ -298,7 +298,7 @@ def _write_png_atomic(img: Image.Image, out_dir: Path) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".png")
     try:
         with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG")
+            img.save(fh, format="PNG", compress_level=1)  # thumbnails are small; speed over bytes
         os.replace(tmp_name, final)
     except BaseException:
         try:

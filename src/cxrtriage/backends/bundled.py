@@ -64,6 +64,9 @@ class BundledOnnxBackend:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or int(os.environ.get("CXRTRIAGE_THREADS", "0") or 0)
         opts.log_severity_level = 3
+        # No busy-waiting after a run: on small CPUs the spinning threads slowed the Python steps that follow
+        # (CAM, neighbours, thumbnails) more than the model itself takes.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
         self.preprocess_cfg = self.meta["preprocess"]
         self.head_weight = np.asarray(self.meta["head"]["weight"], dtype=np.float32)
