@@ -317,7 +317,6 @@ def _context_rules() -> list[Any]:
     return rules
 
 
-@functools.lru_cache(maxsize=1)
 class _BlockTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name == "torch" or name.startswith("torch."):
@@ -341,6 +340,7 @@ def _torch_hidden() -> Iterator[None]:
         sys.meta_path.remove(blocker)
 
 
+@functools.lru_cache(maxsize=1)
 def get_nlp() -> "Language":
     """Build the medspaCy pipeline once (it takes seconds) and reuse it.
 
