@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,22 +26,17 @@ from cxrtriage.preprocess import to_model_input
 
 def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
     scores, labels, review, y, kept, rejected = [], [], [], [], [], []
-    crops_dir = Path(tempfile.mkdtemp(prefix="cxrtriage-eval-crops-"))
-    engine.crops_dir = crops_dir
-    try:
-        for rec in tqdm(records, desc=desc, unit="img"):
-            try:
-                pred = engine.predict(rec.path, save_crops=False)
-            except InputError as exc:
-                rejected.append({"key": rec.key, "error": str(exc)})
-                continue
-            scores.append(pred.score)
-            labels.append(int(pred.label == "Urgent"))
-            review.append(int(pred.needs_review))
-            y.append(rec.urgent)
-            kept.append(rec)
-    finally:
-        shutil.rmtree(crops_dir, ignore_errors=True)
+    for rec in tqdm(records, desc=desc, unit="img"):
+        try:
+            pred = engine.predict(rec.path, save_crops=False)
+        except InputError as exc:
+            rejected.append({"key": rec.key, "error": str(exc)})
+            continue
+        scores.append(pred.score)
+        labels.append(int(pred.label == "Urgent"))
+        review.append(int(pred.needs_review))
+        y.append(rec.urgent)
+        kept.append(rec)
     return {"scores": np.array(scores), "labels": np.array(labels), "review": np.array(review), "y": np.array(y),
             "records": kept, "rejected": rejected}
 

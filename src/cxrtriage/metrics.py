@@ -420,7 +420,6 @@ def expected_calibration_error(y_true: ArrayLike, probs: ArrayLike, n_bins: int 
     """
     y, p = _check_probs(y_true, probs, n_bins)
     ids = _bin_ids(p, n_bins)
-    counts = np.bincount(ids, minlength=n_bins)
     sum_p = np.bincount(ids, weights=p, minlength=n_bins)
     sum_y = np.bincount(ids, weights=y.astype(np.float64), minlength=n_bins)
     # |sum_y - sum_p| / n equals (n_bin / n) * |rate - conf| and is 0 for empty bins.

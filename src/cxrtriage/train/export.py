@@ -12,7 +12,6 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
