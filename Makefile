@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 IMG ?=
+PORT ?= 7860
 
-.PHONY: install demo test test-slow bench evaluate train export clean help
+.PHONY: install demo demo-cli smoke test test-slow bench evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
-	@echo "make demo      triage example chest X-rays on the bundled model (or IMG=path/to/image)"
+	@echo "make demo      serve the web UI and REST API on http://localhost:7860/ui (offline, bundled model)"
+	@echo "make demo-cli  triage example chest X-rays in the terminal (or IMG=path/to/image)"
+	@echo "make smoke     start the server and run demo_app/tests/smoke_test.sh against it"
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
@@ -24,7 +27,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
+	$(BIN)/cxrtriage serve --port $(PORT)
+
+demo-cli: install
 	$(BIN)/cxrtriage demo $(IMG)
+
+smoke: install
+	PYTHON=$(BIN)/python PATH="$(CURDIR)/$(BIN):$$PATH" demo_app/tests/smoke_test.sh --start
 
 test: install
 	$(BIN)/pytest -q

@@ -1,4 +1,4 @@
-"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split``.
+"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split | serve``.
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
@@ -83,6 +83,34 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the web service (API + UI) with uvicorn; needs the [demo] extra, imported only here."""
+    try:
+        import uvicorn
+        from uvicorn.config import LOGGING_CONFIG
+
+        import fastapi  # noqa: F401  (fail here with a clear message rather than inside a worker)
+        from cxrtriage.server_settings import ServerSettings
+    except ImportError as exc:
+        raise SystemExit(f"error: the web service needs the [demo] extra: pip install 'cxrtriage[demo]' ({exc})")
+    from pydantic import ValidationError
+
+    try:
+        settings = ServerSettings()
+    except ValidationError as exc:
+        print(f"error: invalid CXRTRIAGE_* setting: {exc}", file=sys.stderr)
+        return 2
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    print(f"cxrtriage UI: http://{host}:{port}/ui  API docs: http://{host}:{port}/docs", flush=True)
+    log_config = {**LOGGING_CONFIG, "loggers": {**LOGGING_CONFIG["loggers"],
+                                                "cxrtriage": {"handlers": ["default"], "level": "INFO", "propagate": False}}}
+    # access_log off: uvicorn's line holds client address and query string; cxrtriage logs its own sanitised line.
+    uvicorn.run("cxrtriage.server:create_app", factory=True, host=host, port=port, workers=args.workers,
+                access_log=False, log_config=log_config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cxrtriage", description="Offline chest X-ray triage (decision support only — not a diagnostic tool).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("split", help="rewrite the committed patient-level split from the data directory")
     s.add_argument("--data-dir")
     s.set_defaults(func=cmd_split)
+
+    s = sub.add_parser("serve", help="run the web service: REST API, UI at /ui, docs at /docs (needs [demo])")
+    s.add_argument("--host", help="interface to listen on (default: CXRTRIAGE_HOST or 127.0.0.1)")
+    s.add_argument("--port", type=int, help="TCP port (default: CXRTRIAGE_PORT or 7860)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

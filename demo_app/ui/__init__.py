@@ -1,0 +1,1 @@
+"""Standalone Gradio UI for cxrtriage (the usual way is ``cxrtriage serve``, which mounts it at /ui)."""

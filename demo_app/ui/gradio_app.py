@@ -1,0 +1,36 @@
+"""Run the cxrtriage web UI alone (no REST API) on http://127.0.0.1:7860/.
+
+    python -m demo_app.ui.gradio_app [--host 0.0.0.0] [--port 7860]
+
+The usual way is ``cxrtriage serve``, which serves the REST API and mounts this same UI at ``/ui``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cxrtriage.webui import build_blocks, launch
+
+__all__ = ["build_blocks", "main"]  # build_blocks re-exported for notebooks and custom launchers
+
+
+def main(argv: list[str] | None = None) -> None:
+    from cxrtriage.pipeline import get_triage
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    args = parser.parse_args(argv)
+
+    engine = get_triage()
+
+    def status() -> dict:
+        backend = engine.backend
+        return {"model_size_mb": backend.footprint_mb(), "median_latency_ms": None,  # the UI measures its own
+                "model": backend.info.model_dump(), "backend": backend.info.backend}
+
+    launch(lambda: engine, status, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
