@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,demo,dev]'
+	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
