@@ -32,16 +32,11 @@ import contextlib
 import functools
 import logging
 import math
-import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import anyio
-import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -49,15 +44,19 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from cxrtriage.crop_store import is_crop_name, prune_crops
+from cxrtriage.crop_store import prune_crops
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
 from cxrtriage.io import sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.server_middleware import (
+    REQUEST_ID_KEY, BodySizeLimitMiddleware, BodyTooLargeError, CropFiles, RequestLogMiddleware,
+)
+from cxrtriage.server_runtime import (
+    Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
+)
 from cxrtriage.server_settings import ServerSettings
 
 __all__ = [
@@ -68,19 +67,10 @@ __all__ = [
 log = logging.getLogger("cxrtriage.server")
 
 CROPS_URL = "/static/crops"
-REQUEST_ID_KEY = "cxrtriage.request_id"
 _SNIFF_BYTES = 132
 _NOT_READY_RETRY_S = 5
-_LOGGED_PATHS = frozenset({"/", "/predict", "/health", "/ready", "/status", "/metrics", "/docs", "/redoc",
-                           "/openapi.json", "/docs/oauth2-redirect"})
 
 
-class Engine(Protocol):
-    """What the service needs of an engine (a :class:`cxrtriage.pipeline.Triage`, or a fake in tests)."""
-
-    backend: Any
-
-    def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction: ...
 
 
 # ----------------------------------------------------------------------------- request -> Prediction
@@ -127,315 +117,26 @@ def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None,
 # ----------------------------------------------------------------------------- engine loading
 
 
-def load_engine(settings: ServerSettings) -> Engine:
-    """Load the model once for the process; crops go to the directory the server serves."""
-    from cxrtriage.pipeline import Triage
-
-    return Triage(backend_name=settings.backend, model_dir=settings.model_dir, crops_dir=settings.crops_dir)
 
 
-def warm_up(engine: Engine) -> None:
-    """Make the first real request fast: one blank inference (ONNX session, memory arenas) and medspaCy (~4 s).
-
-    A blank array goes straight to the backend: the pipeline's gate would (rightly) reject it.
-    """
-    from cxrtriage.report import get_nlp
-
-    engine.backend.analyze(np.zeros((256, 256), np.float32))
-    get_nlp()
 
 
-class EngineState:
-    """Readiness of the engine, shared between the loader task, request handlers and the UI (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._engine: Engine | None = None
-        self._error: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        with self._lock:
-            return self._engine is not None
-
-    @property
-    def engine(self) -> Engine | None:
-        with self._lock:
-            return self._engine
-
-    @property
-    def error(self) -> str | None:
-        with self._lock:
-            return self._error
-
-    def set_ready(self, engine: Engine) -> None:
-        with self._lock:
-            self._engine, self._error = engine, None
-
-    def set_failed(self, message: str) -> None:
-        with self._lock:
-            self._engine, self._error = None, message
-
-    def get_engine(self) -> Engine:
-        """The loaded engine; :class:`ModelError` while loading or after a failed load."""
-        with self._lock:
-            if self._engine is not None:
-                return self._engine
-            error = self._error
-        if error:
-            raise ModelError(f"the model could not be loaded: {error}")
-        raise ModelError("the model is still loading; retry in a few seconds")
 
 
-async def _to_thread(func: Callable[..., Any], *args: Any) -> Any:
-    """Run blocking work in a thread; on shutdown, stop waiting for it instead of hanging."""
-    try:
-        return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
-    except TypeError:  # anyio < 4.1
-        return await anyio.to_thread.run_sync(func, *args, cancellable=True)
-
-
-async def _load_in_background(state: EngineState, loader: Callable[[], Engine], warmup: bool) -> None:
-    t0 = time.perf_counter()
-    try:
-        engine = await _to_thread(loader)
-        if warmup:
-            await _to_thread(warm_up, engine)
-    except ModelError as exc:
-        log.error("model could not be loaded: %s", exc)
-        state.set_failed(str(exc))
-    except Exception:
-        log.exception("model loading or warm-up failed")
-        state.set_failed("unexpected error during loading or warm-up (see the server log)")
-    else:
-        state.set_ready(engine)
-        info = getattr(engine.backend, "info", None)
-        log.info("model ready in %.1f s: %s %s", time.perf_counter() - t0,
-                 getattr(info, "name", "?"), getattr(info, "version", "?"))
 
 
 # ----------------------------------------------------------------------------- stats and limits
 
 
-class ServiceStats:
-    """Request counters and a window of recent inference latencies (thread-safe: the UI reads it too)."""
-
-    def __init__(self, window: int = 200) -> None:
-        self._lock = threading.Lock()
-        self._latencies: deque[float] = deque(maxlen=window)
-        self.started = time.monotonic()
-        self.served = 0
-        self.rejected = 0
-        self.failed = 0
-
-    def add_latency(self, seconds: float) -> None:
-        with self._lock:
-            self._latencies.append(seconds)
-
-    def count(self, status: int) -> None:
-        """Count one finished /predict request by HTTP status: 2xx served, 4xx rejected, 5xx failed."""
-        with self._lock:
-            if status < 400:
-                self.served += 1
-            elif status < 500:
-                self.rejected += 1
-            else:
-                self.failed += 1
-
-    def median_seconds(self) -> float | None:
-        with self._lock:
-            return float(np.median(self._latencies)) if self._latencies else None
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            lat = np.asarray(self._latencies, dtype=float)
-            served, rejected, failed = self.served, self.rejected, self.failed
-        return {
-            "median_latency_ms": round(float(np.median(lat)) * 1e3, 2) if lat.size else None,
-            "p95_latency_ms": round(float(np.percentile(lat, 95)) * 1e3, 2) if lat.size else None,
-            "latency_window": int(lat.size),
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "requests_served": served,
-            "requests_rejected": rejected,
-            "requests_failed": failed,
-        }
 
 
-class QueueFullError(Exception):
-    """More requests are running or waiting than the service accepts (HTTP 429)."""
 
 
-class InferenceLimiter:
-    """At most ``max_concurrent`` inferences run and at most ``max_queue`` wait; the rest are refused at once.
-
-    Refusing beats queueing without bound: a client waiting minutes behind a backlog is worse off than one
-    told to retry. Uses asyncio primitives only, so it must be used from the event loop it was first used on
-    (one limiter per app start-up).
-    """
-
-    def __init__(self, max_concurrent: int, max_queue: int) -> None:
-        if max_concurrent < 1 or max_queue < 0:
-            raise ValueError("max_concurrent must be >= 1 and max_queue >= 0")
-        self.max_concurrent = max_concurrent
-        self.max_queue = max_queue
-        self._semaphore = asyncio.Semaphore(max_concurrent)
-        self.active = 0
-        self.waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one inference slot; raises :class:`QueueFullError` without waiting when the queue is full."""
-        if self.active + self.waiting >= self.max_concurrent + self.max_queue:
-            raise QueueFullError
-        self.waiting += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self.waiting -= 1
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
-            self._semaphore.release()
 
 
 # ----------------------------------------------------------------------------- ASGI middleware
 
 
-class BodyTooLargeError(StarletteHTTPException):
-    """Raised from ``receive`` once the streamed body passes the limit.
-
-    An HTTPException on purpose: FastAPI re-raises those from body parsing (other errors become 400).
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=f"the upload is larger than the limit of {_mib(limit)}")
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024 / 1024:g} MiB"
-
-
-def _too_large_response(limit: int, scope: Scope) -> JSONResponse:
-    return JSONResponse({"detail": f"the upload is larger than the limit of {_mib(limit)}",
-                         "error_type": "PayloadTooLarge", "request_id": str(scope.get(REQUEST_ID_KEY, "-"))},
-                        status_code=413)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", []):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-class BodySizeLimitMiddleware:
-    """413 for bodies over ``max_bytes``: from Content-Length before reading anything, else while streaming.
-
-    Chunked uploads have no Content-Length, so the bytes actually received are counted too; the upload is
-    never read (or spooled) past the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
-            return
-        received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLargeError(self.max_bytes)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLargeError:  # not turned into a response further in (e.g. a mounted sub-app)
-            if started:
-                raise
-            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
-
-
-def _loggable_path(path: str) -> str:
-    """Known API paths as they are; anything else cut to its first segment.
-
-    Other paths can carry client-chosen text (Gradio serves uploads under their original file name, which
-    may be a patient's name); crop names are random but are not needed in the log either.
-    """
-    if path in _LOGGED_PATHS:
-        return path
-    first = path.lstrip("/").split("/", 1)[0]
-    return f"/{first}/..." if first else "/"
-
-
-class RequestLogMiddleware:
-    """Gives each request an id (``X-Request-ID`` header, ``scope["cxrtriage.request_id"]``) and logs one line.
-
-    The line holds id, method, a sanitised path, status and latency, and nothing about the content.
-    """
-
-    def __init__(self, app: ASGIApp, on_done: Callable[[Scope, int, float], None] | None = None) -> None:
-        self.app = app
-        self.on_done = on_done
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = uuid.uuid4().hex[:16]
-        scope[REQUEST_ID_KEY] = rid
-        status = 500
-        t0 = time.perf_counter()
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - t0
-            log.info("request %s %s %s -> %d in %.1f ms", rid, scope.get("method", "?"),
-                     _loggable_path(scope.get("path", "")), status, elapsed * 1e3)
-            if self.on_done is not None:
-                try:
-                    self.on_done(scope, status, elapsed)
-                except Exception:  # pragma: no cover - bookkeeping must never break a response
-                    log.exception("request %s: bookkeeping failed", rid)
-
-
-class CropFiles(StaticFiles):
-    """``StaticFiles`` that serves only engine-named thumbnails (16 hex + .png), never other files in the folder."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        if not is_crop_name(path):
-            raise StarletteHTTPException(status_code=404)
-        return await super().get_response(path, scope)
 
 
 # ----------------------------------------------------------------------------- the app
@@ -568,7 +269,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         runtime.reset_limiter()
         await run_in_threadpool(runtime.prune)
         tasks = [
-            asyncio.create_task(_load_in_background(runtime.state, loader, settings.warmup)),
+            asyncio.create_task(load_in_background(runtime.state, loader, settings.warmup)),
             asyncio.create_task(_prune_periodically(runtime)),
         ]
         try:

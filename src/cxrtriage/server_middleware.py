@@ -1,0 +1,158 @@
+"""ASGI middleware of the web service: request-body size limit (413 while streaming), request log without
+client-chosen text, and the read-only crops file server."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cxrtriage.crop_store import is_crop_name
+
+log = logging.getLogger("cxrtriage.server")
+
+REQUEST_ID_KEY = "cxrtriage.request_id"
+_LOGGED_PATHS = frozenset({"/", "/predict", "/health", "/ready", "/status", "/metrics", "/docs", "/redoc",
+                           "/openapi.json", "/docs/oauth2-redirect"})
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    """Raised from ``receive`` once the streamed body passes the limit.
+
+    An HTTPException on purpose: FastAPI re-raises those from body parsing (other errors become 400).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"the upload is larger than the limit of {_mib(limit)}")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024 / 1024:g} MiB"
+
+
+def _too_large_response(limit: int, scope: Scope) -> JSONResponse:
+    return JSONResponse({"detail": f"the upload is larger than the limit of {_mib(limit)}",
+                         "error_type": "PayloadTooLarge", "request_id": str(scope.get(REQUEST_ID_KEY, "-"))},
+                        status_code=413)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over ``max_bytes``: from Content-Length before reading anything, else while streaming.
+
+    Chunked uploads have no Content-Length, so the bytes actually received are counted too; the upload is
+    never read (or spooled) past the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLargeError:  # not turned into a response further in (e.g. a mounted sub-app)
+            if started:
+                raise
+            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
+
+
+def _loggable_path(path: str) -> str:
+    """Known API paths as they are; anything else cut to its first segment.
+
+    Other paths can carry client-chosen text (Gradio serves uploads under their original file name, which
+    may be a patient's name); crop names are random but are not needed in the log either.
+    """
+    if path in _LOGGED_PATHS:
+        return path
+    first = path.lstrip("/").split("/", 1)[0]
+    return f"/{first}/..." if first else "/"
+
+
+class RequestLogMiddleware:
+    """Gives each request an id (``X-Request-ID`` header, ``scope["cxrtriage.request_id"]``) and logs one line.
+
+    The line holds id, method, a sanitised path, status and latency, and nothing about the content.
+    """
+
+    def __init__(self, app: ASGIApp, on_done: Callable[[Scope, int, float], None] | None = None) -> None:
+        self.app = app
+        self.on_done = on_done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex[:16]
+        scope[REQUEST_ID_KEY] = rid
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - t0
+            log.info("request %s %s %s -> %d in %.1f ms", rid, scope.get("method", "?"),
+                     _loggable_path(scope.get("path", "")), status, elapsed * 1e3)
+            if self.on_done is not None:
+                try:
+                    self.on_done(scope, status, elapsed)
+                except Exception:  # pragma: no cover - bookkeeping must never break a response
+                    log.exception("request %s: bookkeeping failed", rid)
+
+
+class CropFiles(StaticFiles):
+    """``StaticFiles`` that serves only engine-named thumbnails (16 hex + .png), never other files in the folder."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if not is_crop_name(path):
+            raise StarletteHTTPException(status_code=404)
+        return await super().get_response(path, scope)

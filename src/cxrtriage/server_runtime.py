@@ -1,0 +1,200 @@
+"""Service runtime pieces: the engine protocol and its background loading, request statistics and the bounded
+inference queue (429 when full)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+import anyio
+import numpy as np
+
+from cxrtriage.errors import ModelError
+from cxrtriage.schema import Prediction
+from cxrtriage.server_settings import ServerSettings
+
+log = logging.getLogger("cxrtriage.server")
+
+
+class Engine(Protocol):
+    """What the service needs of an engine (a :class:`cxrtriage.pipeline.Triage`, or a fake in tests)."""
+
+    backend: Any
+
+    def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction: ...
+
+
+def load_engine(settings: ServerSettings) -> Engine:
+    """Load the model once for the process; crops go to the directory the server serves."""
+    from cxrtriage.pipeline import Triage
+
+    return Triage(backend_name=settings.backend, model_dir=settings.model_dir, crops_dir=settings.crops_dir)
+
+
+def warm_up(engine: Engine) -> None:
+    """Make the first real request fast: one blank inference (ONNX session, memory arenas) and medspaCy (~4 s).
+
+    A blank array goes straight to the backend: the pipeline's gate would (rightly) reject it.
+    """
+    from cxrtriage.report import get_nlp
+
+    engine.backend.analyze(np.zeros((256, 256), np.float32))
+    get_nlp()
+
+
+class EngineState:
+    """Readiness of the engine, shared between the loader task, request handlers and the UI (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        with self._lock:
+            return self._engine is not None
+
+    @property
+    def engine(self) -> Engine | None:
+        with self._lock:
+            return self._engine
+
+    @property
+    def error(self) -> str | None:
+        with self._lock:
+            return self._error
+
+    def set_ready(self, engine: Engine) -> None:
+        with self._lock:
+            self._engine, self._error = engine, None
+
+    def set_failed(self, message: str) -> None:
+        with self._lock:
+            self._engine, self._error = None, message
+
+    def get_engine(self) -> Engine:
+        """The loaded engine; :class:`ModelError` while loading or after a failed load."""
+        with self._lock:
+            if self._engine is not None:
+                return self._engine
+            error = self._error
+        if error:
+            raise ModelError(f"the model could not be loaded: {error}")
+        raise ModelError("the model is still loading; retry in a few seconds")
+
+
+async def _to_thread(func: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking work in a thread; on shutdown, stop waiting for it instead of hanging."""
+    try:
+        return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
+    except TypeError:  # anyio < 4.1
+        return await anyio.to_thread.run_sync(func, *args, cancellable=True)
+
+
+async def load_in_background(state: EngineState, loader: Callable[[], Engine], warmup: bool) -> None:
+    t0 = time.perf_counter()
+    try:
+        engine = await _to_thread(loader)
+        if warmup:
+            await _to_thread(warm_up, engine)
+    except ModelError as exc:
+        log.error("model could not be loaded: %s", exc)
+        state.set_failed(str(exc))
+    except Exception:
+        log.exception("model loading or warm-up failed")
+        state.set_failed("unexpected error during loading or warm-up (see the server log)")
+    else:
+        state.set_ready(engine)
+        info = getattr(engine.backend, "info", None)
+        log.info("model ready in %.1f s: %s %s", time.perf_counter() - t0,
+                 getattr(info, "name", "?"), getattr(info, "version", "?"))
+
+
+class ServiceStats:
+    """Request counters and a window of recent inference latencies (thread-safe: the UI reads it too)."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._lock = threading.Lock()
+        self._latencies: deque[float] = deque(maxlen=window)
+        self.started = time.monotonic()
+        self.served = 0
+        self.rejected = 0
+        self.failed = 0
+
+    def add_latency(self, seconds: float) -> None:
+        with self._lock:
+            self._latencies.append(seconds)
+
+    def count(self, status: int) -> None:
+        """Count one finished /predict request by HTTP status: 2xx served, 4xx rejected, 5xx failed."""
+        with self._lock:
+            if status < 400:
+                self.served += 1
+            elif status < 500:
+                self.rejected += 1
+            else:
+                self.failed += 1
+
+    def median_seconds(self) -> float | None:
+        with self._lock:
+            return float(np.median(self._latencies)) if self._latencies else None
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            lat = np.asarray(self._latencies, dtype=float)
+            served, rejected, failed = self.served, self.rejected, self.failed
+        return {
+            "median_latency_ms": round(float(np.median(lat)) * 1e3, 2) if lat.size else None,
+            "p95_latency_ms": round(float(np.percentile(lat, 95)) * 1e3, 2) if lat.size else None,
+            "latency_window": int(lat.size),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "requests_served": served,
+            "requests_rejected": rejected,
+            "requests_failed": failed,
+        }
+
+
+class QueueFullError(Exception):
+    """More requests are running or waiting than the service accepts (HTTP 429)."""
+
+
+class InferenceLimiter:
+    """At most ``max_concurrent`` inferences run and at most ``max_queue`` wait; the rest are refused at once.
+
+    Refusing beats queueing without bound: a client waiting minutes behind a backlog is worse off than one
+    told to retry. Uses asyncio primitives only, so it must be used from the event loop it was first used on
+    (one limiter per app start-up).
+    """
+
+    def __init__(self, max_concurrent: int, max_queue: int) -> None:
+        if max_concurrent < 1 or max_queue < 0:
+            raise ValueError("max_concurrent must be >= 1 and max_queue >= 0")
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self._semaphore = asyncio.Semaphore(max_concurrent)
+        self.active = 0
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one inference slot; raises :class:`QueueFullError` without waiting when the queue is full."""
+        if self.active + self.waiting >= self.max_concurrent + self.max_queue:
+            raise QueueFullError
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self._semaphore.release()
