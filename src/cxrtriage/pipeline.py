@@ -49,7 +49,7 @@ class Triage:
         loaded = image if isinstance(image, LoadedImage) else load_image(image)
         pixels, meta = loaded.pixels, loaded.meta
         timings["decode"] = (time.perf_counter() - t_start) * 1e3
-        warnings = list(meta.warnings)
+        warnings = list(meta.warnings) + list(getattr(self.backend, "warnings", []))
 
         t = time.perf_counter()
         safety.check_header_and_statistics(pixels, meta)

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from cxrtriage.backends.base import Backend, BackendOutput
 
 
+def _bundled(model_dir: str | Path | None) -> Backend:
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+
+    return BundledOnnxBackend(model_dir)
+
+
+def _medsiglip(model_dir: str | Path | None) -> Backend:
+    """MedSigLIP embeddings + linear probe; model from model_dir / CXRTRIAGE_MODEL, probe from CXRTRIAGE_CLASSIFIER."""
+    from cxrtriage.backends.medsiglip import from_env
+
+    return from_env(model_dir)
+
+
+# name -> loader(model_dir). Heavy imports (torch, transformers) stay inside the loaders so the bundled path
+# never pays for them. Add a backend by adding one entry.
+BACKENDS: dict[str, Callable[[str | Path | None], Backend]] = {
+    "bundled": _bundled,
+    "medsiglip": _medsiglip,
+}
+
+
 def load_backend(name: str = "bundled", model_dir: str | Path | None = None) -> Backend:
     """Backend factory used by every caller (CLI, service, UI, notebooks)."""
-    if name == "bundled":
-        from cxrtriage.backends.bundled import BundledOnnxBackend
+    loader = BACKENDS.get(name)
+    if loader is None:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
+    return loader(model_dir)
 
-        return BundledOnnxBackend(model_dir)
-    raise ValueError(f"unknown backend {name!r}; available: bundled")
 
-
-__all__ = ["Backend", "BackendOutput", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendOutput", "load_backend"]

@@ -1,0 +1,272 @@
+"""MedSigLIP (google/medsiglip-448) backend: image embeddings + a small linear probe for the urgency score.
+
+Why a linear probe: MedSigLIP is an embedding model, not a triage classifier. A logistic-regression head on its
+L2-normalised image embeddings, Platt-calibrated and thresholded with the same rules as the bundled model, gives a
+score with a known operating point. Without a probe the backend falls back to zero-shot prompts, which are NOT
+calibrated: it says so in ``warnings``.
+
+Inference needs torch + transformers only (no sklearn); training lives in :mod:`cxrtriage.hai_def.probe`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from cxrtriage.backends.base import BackendOutput
+from cxrtriage.embedding_index import EmbeddingIndex
+from cxrtriage.errors import ModelError
+from cxrtriage.hai_def.model_source import pick_device_dtype, resolve_model
+from cxrtriage.schema import ModelInfo
+
+DEFAULT_MODEL = "google/medsiglip-448"
+PROBE_FILE = "probe.json"
+INDEX_FILE = "index.npz"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+URGENT_PROMPTS = ["chest x-ray with an urgent finding such as pneumothorax, consolidation, effusion, edema"]
+NORMAL_PROMPTS = ["normal chest x-ray"]
+ZERO_SHOT_WARNING = ("no linear probe given (CXRTRIAGE_CLASSIFIER): the urgency score comes from zero-shot prompts and "
+                     "is UNCALIBRATED; threshold 0.5 and review band 0.4-0.6 are placeholders, not a validated operating point")
+
+
+@dataclass
+class LinearProbe:
+    """Logistic-regression head on L2-normalised image embeddings, Platt calibration and operating point.
+
+    Stored as a small JSON file (``probe.json``) so it is reviewable and needs no pickle.
+    """
+
+    weight: list[float]
+    bias: float
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+    threshold: float = 0.5
+    review_band: tuple[float, float] = (0.4, 0.6)
+    meta: dict[str, Any] = field(default_factory=dict)  # model id, training sizes, rules, validation numbers
+
+    def logit(self, embedding: np.ndarray) -> np.ndarray:
+        return np.asarray(embedding, dtype=np.float64) @ np.asarray(self.weight, dtype=np.float64) + self.bias
+
+    def calibrate(self, logit: float | np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.platt_a * np.asarray(logit, dtype=np.float64) + self.platt_b)))
+
+    def score(self, embedding: np.ndarray) -> np.ndarray:
+        return self.calibrate(self.logit(embedding))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        if path.is_dir():
+            path = path / PROBE_FILE
+        d = asdict(self)
+        d["review_band"] = list(self.review_band)
+        path.write_text(json.dumps(d, indent=1), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LinearProbe":
+        path = Path(path)
+        if path.is_dir():
+            path = path / PROBE_FILE
+        if not path.is_file():
+            raise ModelError(f"linear probe {path} not found (train one with cxrtriage.hai_def.probe.train_linear_probe)")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            band = d.get("review_band", (0.4, 0.6))
+            return cls(weight=[float(w) for w in d["weight"]], bias=float(d["bias"]), platt_a=float(d.get("platt_a", 1.0)),
+                       platt_b=float(d.get("platt_b", 0.0)), threshold=float(d.get("threshold", 0.5)),
+                       review_band=(float(band[0]), float(band[1])), meta=dict(d.get("meta", {})))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelError(f"linear probe {path} is malformed: {exc}") from exc
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file; a hub-cache symlink points at a blob named by its sha256, so large weights aren't re-read."""
+    if path.is_symlink():
+        name = path.resolve().name
+        if re.fullmatch(r"[0-9a-f]{64}", name):
+            return name
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weight_files(model_dir: Path) -> list[Path]:
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+class MedSigLIPBackend:
+    """Backend protocol over a MedSigLIP (or any SigLIP) checkpoint plus an optional linear probe."""
+
+    def __init__(self, model: str | Path = DEFAULT_MODEL, *, classifier: str | Path | None = None,
+                 device: str | None = None, dtype: Any = None, batch_size: int = 16) -> None:
+        import torch
+        from transformers import AutoModel, AutoProcessor
+
+        model = str(model)
+        self.model_dir = Path(resolve_model(model, kind="MedSigLIP"))
+        self.device, default_dtype = pick_device_dtype(device, large=False)
+        self.dtype = dtype or default_dtype
+        self.batch_size = batch_size
+        try:
+            self.model = AutoModel.from_pretrained(self.model_dir, dtype=self.dtype).to(self.device).eval()
+            self.processor = AutoProcessor.from_pretrained(self.model_dir)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load MedSigLIP from {self.model_dir}: {exc}") from exc
+        if not hasattr(self.model, "get_image_features") or not hasattr(self.model, "get_text_features"):
+            raise ModelError(f"{self.model_dir} is not a SigLIP image-text model")
+        self._torch = torch
+        self.image_size = self._processor_size()
+        self.warnings: list[str] = []
+
+        probe_path = Path(classifier) if classifier else self.model_dir / PROBE_FILE
+        if classifier or probe_path.is_file():
+            self.probe: LinearProbe | None = LinearProbe.load(probe_path)
+            probe_path = probe_path / PROBE_FILE if probe_path.is_dir() else probe_path
+            self.threshold = self.probe.threshold
+            self.review_band = self.probe.review_band
+            dim = self._embedding_dim()
+            if len(self.probe.weight) != dim:
+                raise ModelError(f"linear probe {probe_path} expects {len(self.probe.weight)}-d embeddings, the model gives {dim}")
+            index_path = probe_path.parent / INDEX_FILE
+            self.index: EmbeddingIndex | None = EmbeddingIndex.load(index_path) if index_path.is_file() else None
+            ood = self.probe.meta.get("ood", {})
+            self.min_knn_similarity: float | None = ood.get("min_knn_similarity")
+            self.knn_k = int(ood.get("k", 5))
+        else:
+            self.probe = None
+            probe_path = None
+            self.threshold, self.review_band = 0.5, (0.4, 0.6)
+            self.index, self.min_knn_similarity, self.knn_k = None, None, 5
+            self.warnings.append(ZERO_SHOT_WARNING)
+            self._urgency_text = self._text_embeddings(URGENT_PROMPTS + NORMAL_PROMPTS)
+        self.probe_path = probe_path
+        self.layout = None  # no chest-layout model for MedSigLIP: the pipeline skips that gate
+        self.max_layout_residual = None
+
+        files = _weight_files(self.model_dir) + ([probe_path] if probe_path else [])
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.name}:{_file_sha256(f)}\n".encode())
+        self._files = files
+        is_hub = not Path(model).expanduser().is_dir()
+        name = model if is_hub else self.model_dir.name
+        version = self.model_dir.name if is_hub else "local"  # hub snapshot dir name = commit hash
+        self.info = ModelInfo(name=name, version=version, sha256=h.hexdigest(), backend="medsiglip")
+
+    # -- preprocessing -------------------------------------------------------------------------------------------
+    def _processor_size(self) -> tuple[int, int]:
+        size = getattr(self.processor.image_processor, "size", None) or {}
+        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+        h, w = get("height"), get("width")
+        if not h or not w:
+            edge = get("shortest_edge") or self.model.config.vision_config.image_size
+            h = w = edge
+        return int(h), int(w)
+
+    def to_pil(self, pixels: np.ndarray) -> Image.Image:
+        """(H, W) float [0,1] grey -> 3-channel uint8 PIL at the model size. Resizing here, before the processor,
+        keeps one well-defined (bilinear, antialiased) resize for a 3000 px DICOM as for a 448 px PNG."""
+        arr = np.asarray(pixels, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ValueError(f"expected a (H, W) grey image, got shape {arr.shape}")
+        grey = Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), mode="L")
+        h, w = self.image_size
+        return grey.resize((w, h), Image.BILINEAR).convert("RGB")
+
+    # -- embeddings ----------------------------------------------------------------------------------------------
+    def _image_features(self, images: list[Image.Image]) -> np.ndarray:
+        torch = self._torch
+        inputs = self.processor(images=images, return_tensors="pt")
+        pv = inputs["pixel_values"].to(self.device, self.dtype)
+        with torch.inference_mode():
+            out = self.model.get_image_features(pixel_values=pv)
+        feats = getattr(out, "pooler_output", out)
+        return feats.float().cpu().numpy()
+
+    def embed(self, pixels_list: Sequence[np.ndarray]) -> np.ndarray:
+        """L2-normalised image embeddings (N, D) float32, in batches of ``batch_size``."""
+        chunks = []
+        for i in range(0, len(pixels_list), self.batch_size):
+            chunks.append(self._image_features([self.to_pil(p) for p in pixels_list[i:i + self.batch_size]]))
+        if not chunks:
+            return np.zeros((0, self._embedding_dim()), dtype=np.float32)
+        emb = np.concatenate(chunks).astype(np.float32)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def _embedding_dim(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "projection_dim", None) or cfg.vision_config.hidden_size)
+
+    def _text_embeddings(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised text embeddings. SigLIP was trained with max_length padding: other padding shifts scores."""
+        torch = self._torch
+        inputs = self.processor(text=texts, padding="max_length", truncation=True, return_tensors="pt")
+        with torch.inference_mode():
+            out = self.model.get_text_features(input_ids=inputs["input_ids"].to(self.device))
+        t = getattr(out, "pooler_output", out).float().cpu().numpy()
+        return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+
+    def _scale_bias(self) -> tuple[float, float]:
+        scale = float(self.model.logit_scale.detach().float().exp().cpu())
+        bias = float(self.model.logit_bias.detach().float().cpu()) if getattr(self.model, "logit_bias", None) is not None else 0.0
+        return scale, bias
+
+    def zero_shot(self, pixels: np.ndarray, prompts: dict[str, list[str]]) -> dict[str, float]:
+        """Per-class probability: SigLIP's sigmoid(scale * cos + bias), independent per class (not a softmax),
+        using each class's prompt embeddings averaged and re-normalised."""
+        img = self.embed([pixels])[0]
+        scale, bias = self._scale_bias()
+        out = {}
+        for label, texts in prompts.items():
+            if not texts:
+                raise ValueError(f"zero-shot class {label!r} has no prompts")
+            t = self._text_embeddings(list(texts)).mean(axis=0)
+            t /= max(float(np.linalg.norm(t)), 1e-12)
+            out[label] = float(1.0 / (1.0 + math.exp(-(scale * float(img @ t) + bias))))
+        return out
+
+    # -- Backend protocol ----------------------------------------------------------------------------------------
+    def _zero_shot_logit(self, emb: np.ndarray) -> float:
+        """Urgent-vs-normal logit difference: sigmoid of it is the two-way softmax of SigLIP's logits."""
+        scale, _ = self._scale_bias()
+        n_u = len(URGENT_PROMPTS)
+        sims = self._urgency_text @ emb
+        return float(scale * (sims[:n_u].mean() - sims[n_u:].mean()))
+
+    def analyze(self, pixels: np.ndarray) -> BackendOutput:
+        t0 = time.perf_counter()
+        emb = self.embed([pixels])[0]
+        t1 = time.perf_counter()
+        if self.probe is not None:
+            logit = float(self.probe.logit(emb))
+            score = float(self.probe.calibrate(logit))
+        else:
+            logit = self._zero_shot_logit(emb)
+            score = float(1.0 / (1.0 + math.exp(-logit)))
+        return BackendOutput(logit=logit, score=score, cam=None, embedding=emb,
+                             timings_ms={"model": (t1 - t0) * 1e3, "head": (time.perf_counter() - t1) * 1e3})
+
+    def footprint_mb(self) -> float:
+        return sum(f.resolve().stat().st_size for f in self._files) / 1e6
+
+
+def from_env(model_dir: str | Path | None = None) -> MedSigLIPBackend:
+    """The ``load_backend("medsiglip")`` entry: an explicit model_dir, else CXRTRIAGE_MODEL, else the hub id;
+    the probe from CXRTRIAGE_CLASSIFIER (else ``probe.json`` inside the model directory, else zero-shot)."""
+    model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
+    classifier = os.environ.get("CXRTRIAGE_CLASSIFIER") or None
+    device = os.environ.get("CXRTRIAGE_DEVICE") or None
+    return MedSigLIPBackend(model, classifier=classifier, device=device)

@@ -1,0 +1,128 @@
+"""MedGemma as an explainer and second opinion, never as the labeller.
+
+Design: the Urgent / Non-Urgent label and its score stay with the calibrated classifier. MedGemma supplies a
+one-line explanation, an optional localising box, an optional verbatim quote from the prior report, and its own
+urgency, which callers only compare with the classifier's label (an agreement flag, see :func:`agrees_with`).
+Why: generative output is not calibrated (there is no probability to threshold or to tune for sensitivity), and
+MedGemma 4B follows instructions poorly, so its free text is parsed defensively
+(:mod:`cxrtriage.hai_def.medgemma_output`), retried once with a repair prompt, and on failure dropped in favour
+of the classifier's own explanation — the triage result never depends on MedGemma producing valid JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrtriage.errors import ModelError
+from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer, parse_medgemma_output
+from cxrtriage.hai_def.medgemma_prompt import build_messages, repair_turns
+
+log = logging.getLogger(__name__)
+
+PARSE_FAILURE_WARNING = "MedGemma output could not be parsed; the classifier's explanation is shown"
+GENERATION_FAILURE_WARNING = "MedGemma failed to generate an answer; the classifier's explanation is shown"
+
+
+def grey_to_pil(pixels: np.ndarray):
+    """(H, W) float [0, 1] grey (or uint8 / RGB) array -> RGB PIL image, as MedGemma expects 3 channels."""
+    from PIL import Image
+
+    arr = np.asarray(pixels)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
+        arr = (arr * 255.0 + 0.5).astype(np.uint8)
+    img = Image.fromarray(arr)
+    return img.convert("RGB")
+
+
+def agrees_with(answer: MedGemmaAnswer | None, label: str) -> bool | None:
+    """Second-opinion flag: does MedGemma's urgency match the classifier's label? None if it gave none."""
+    if answer is None or answer.urgency is None:
+        return None
+    return answer.urgency == label
+
+
+class MedGemmaExplainer:
+    """Loads a MedGemma checkpoint (or the tiny stand-in) and explains one image at a time."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str | None = None,
+        dtype: Any = None,
+        max_new_tokens: int = 160,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        # bf16 on both: halves memory and is faster than fp32 on these CPUs for the 4B model
+        self.dtype = dtype or torch.bfloat16
+        self.max_new_tokens = int(max_new_tokens)
+        self.model_dir = str(model_dir)
+        # audit / test hooks of the last explain() call (one explainer per thread: not shared across threads)
+        self.raw_outputs: list[str] = []
+        self.last_new_token_count = 0
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.model_dir)
+            self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=self.dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"Could not load MedGemma from {self.model_dir}: {exc}") from exc
+        self.model.to(self.device).eval()
+
+    # ----------------------------------------------------------------- generation
+
+    def _generate(self, messages: list[dict]) -> str:
+        """Greedy generation; returns only the new text, special tokens kept so thinking traces can be cut."""
+        import torch
+
+        enc = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        inputs = {}
+        for key, value in enc.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            inputs[key] = value
+        prompt_len = inputs["input_ids"].shape[1]
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new_tokens = out[0, prompt_len:]
+        self.last_new_token_count = int(new_tokens.shape[0])
+        return self.processor.decode(new_tokens, skip_special_tokens=False)
+
+    def explain(self, pixels: np.ndarray, prior_report: str | None) -> tuple[MedGemmaAnswer | None, list[str]]:
+        """Ask MedGemma about one image; (answer, warnings), answer None when unusable after one repair retry."""
+        image = grey_to_pil(pixels)
+        image_size = (int(np.asarray(pixels).shape[0]), int(np.asarray(pixels).shape[1]))
+        messages = build_messages(prior_report)
+        messages[1]["content"][0]["image"] = image  # the single image slot of the user turn
+        self.raw_outputs = []
+        try:
+            text = self._generate(messages)
+            self.raw_outputs.append(text)
+            answer = parse_medgemma_output(text, image_size, prior_report)
+            if answer is not None:
+                return answer, []
+            log.info("MedGemma answer not parseable, retrying once with the repair prompt")
+            text = self._generate(messages + repair_turns(text))
+            self.raw_outputs.append(text)
+            answer = parse_medgemma_output(text, image_size, prior_report)
+        except Exception:  # an optional explainer must never break triage
+            log.exception("MedGemma generation failed")
+            return None, [GENERATION_FAILURE_WARNING]
+        if answer is None:
+            return None, [PARSE_FAILURE_WARNING]
+        return answer, []

@@ -1,0 +1,73 @@
+"""Where HAI-DEF weights come from: a local directory or the local Hugging Face cache, never the network.
+
+The models are gated (the HAI-DEF terms must be accepted on huggingface.co), so the app never downloads at run
+time: a clinic machine is often offline, and a silent multi-GB download is not acceptable. When the weights are
+missing the error tells the user exactly what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cxrtriage.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("cxrtriage.hai_def")
+
+#: Shown in every "model not found" message: the bundled ONNX model always works offline.
+FALLBACK_HINT = "or use the bundled model: CXRTRIAGE_BACKEND=bundled"
+
+
+def missing_model_message(repo_id: str, kind: str) -> str:
+    """The user-facing text for an absent hub model (separate so docs/tests can show the exact wording)."""
+    return (
+        f"{kind} model {repo_id!r} is not in the local Hugging Face cache and cxrtriage never downloads at run time. "
+        f"Accept the HAI-DEF terms at https://huggingface.co/{repo_id}, then run `hf auth login` and "
+        f"`hf download {repo_id}` (older huggingface_hub: `huggingface-cli download {repo_id}`), "
+        f"or set CXRTRIAGE_MODEL to a local directory with the weights; {FALLBACK_HINT}"
+    )
+
+
+def resolve_model(name_or_path: str, *, kind: str) -> str:
+    """A local directory as is, else the snapshot directory of a hub id from the local HF cache only.
+
+    ``kind`` ("MedSigLIP", "MedGemma") only words the error message. Honours HF_HOME / HF_HUB_CACHE.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise ModelError(f"{kind} model path {str(path)!r} is a file, not a model directory; {FALLBACK_HINT}")
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1
+    if looks_local:
+        raise ModelError(f"{kind} model directory {name_or_path!r} does not exist; {FALLBACK_HINT}")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub comes with transformers
+        raise ModelError(f"huggingface_hub is not installed, cannot resolve {name_or_path!r}; {FALLBACK_HINT}") from exc
+    try:
+        return str(snapshot_download(name_or_path, local_files_only=True))
+    except Exception as exc:  # LocalEntryNotFoundError, HFValidationError, ...: all mean "not usable offline"
+        raise ModelError(missing_model_message(name_or_path, kind)) from exc
+
+
+def pick_device_dtype(prefer: str | None = None, *, large: bool = False) -> tuple[str, "torch.dtype"]:
+    """CUDA with bf16 when available, else CPU (bf16 too: halves memory; fp32 for MedGemma 4B needs ~16 GB).
+
+    ``prefer`` ("cpu", "cuda", "cuda:1") overrides the automatic choice; ``large`` logs a memory warning on CPU.
+    """
+    import torch
+
+    if prefer:
+        device = prefer
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {prefer!r} requested but CUDA is not available; use device='cpu'")
+    else:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and large:
+        log.warning("running a large model on CPU in bf16: expect several GB of RAM and slow inference")
+    return device, torch.bfloat16
