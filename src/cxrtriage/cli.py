@@ -23,8 +23,34 @@ def _data_dir(arg: str | None) -> Path:
     return found
 
 
+def _apply_backend_options(args: argparse.Namespace) -> None:
+    """``--backend`` / ``--model`` -> CXRTRIAGE_BACKEND / CXRTRIAGE_MODEL (CXRTRIAGE_MODEL_DIR for the bundled
+    backend), set before any engine is built so predict, demo and serve (incl. its workers) all see them."""
+    import os
+
+    if getattr(args, "backend", None):
+        os.environ["CXRTRIAGE_BACKEND"] = args.backend
+    if getattr(args, "model", None):
+        backend = os.environ.get("CXRTRIAGE_BACKEND") or "bundled"
+        os.environ["CXRTRIAGE_MODEL_DIR" if backend == "bundled" else "CXRTRIAGE_MODEL"] = args.model
+    if getattr(args, "backend", None) or getattr(args, "model", None):
+        from cxrtriage.pipeline import get_triage
+
+        get_triage.cache_clear()  # an engine cached under other settings must not be reused
+
+
+def _add_backend_options(s: argparse.ArgumentParser) -> None:
+    from cxrtriage.backends import BACKENDS
+
+    s.add_argument("--backend", choices=sorted(BACKENDS), help="model backend (default: CXRTRIAGE_BACKEND or bundled)")
+    s.add_argument("--model", help="model id or directory for the backend, e.g. google/medgemma-4b-it "
+                                   "(default: CXRTRIAGE_MODEL, or the backend's default)")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrtriage.batch import predict_paths
+
+    _apply_backend_options(args)
 
     return predict_paths(args.paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
 
@@ -72,6 +98,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cxrtriage.demo import run_demo
 
+    _apply_backend_options(args)
     return run_demo(args.paths)
 
 
@@ -95,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: the web service needs the [demo] extra: pip install 'cxrtriage[demo]' ({exc})")
     from pydantic import ValidationError
 
+    _apply_backend_options(args)
     try:
         settings = ServerSettings()
     except ValidationError as exc:
@@ -120,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prior-report-file", help="text file with the prior radiology report (applies to every input)")
     s.add_argument("--out", help="write JSON lines here instead of stdout")
     s.add_argument("--model-dir", help="model bundle directory (default: the bundled model)")
+    _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("train", help="train the bundled CNN on the committed split (needs [train])")
@@ -159,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="triage example images from the data directory (or the given paths) and print readable results")
     s.add_argument("paths", nargs="*")
+    _add_backend_options(s)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("split", help="rewrite the committed patient-level split from the data directory")
@@ -169,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="interface to listen on (default: CXRTRIAGE_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="TCP port (default: CXRTRIAGE_PORT or 7860)")
     s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
+    _add_backend_options(s)
     s.set_defaults(func=cmd_serve)
     return p
 

@@ -92,6 +92,19 @@ class Triage:
 
         explanation = build_explanation(label, out.score, threshold, band, boxes, report, needs_review)
         provenance = report_provenance(report) + case_provenance(neighbours)
+        # Optional explainer hook (the `medgemma` backend): it may replace the explanation and add provenance and
+        # warnings, and a second opinion that disagrees flags the result for review; it never changes label or score.
+        explain = getattr(self.backend, "explain", None)
+        if callable(explain):
+            t = time.perf_counter()
+            extra = explain(pixels, prior_report, label)
+            text, extra_prov, extra_warnings = extra
+            explanation = text or explanation
+            provenance += [p for p in extra_prov if not (p.source == "prior_report" and any(
+                p.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report"))]
+            warnings += extra_warnings
+            needs_review = needs_review or bool(getattr(extra, "needs_review", False))
+            timings["explain"] = (time.perf_counter() - t) * 1e3
         image_info = meta.to_dict()
         if knn_sim is not None:
             image_info["knn_similarity"] = round(knn_sim, 4)

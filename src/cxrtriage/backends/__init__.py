@@ -21,11 +21,20 @@ def _medsiglip(model_dir: str | Path | None) -> Backend:
     return from_env(model_dir)
 
 
+def _medgemma(model_dir: str | Path | None) -> Backend:
+    """Classifier (bundled, or MedSigLIP probe via CXRTRIAGE_CLASSIFIER) labels; MedGemma (model_dir / CXRTRIAGE_MODEL)
+    explains and gives a second opinion."""
+    from cxrtriage.backends.medgemma import from_env
+
+    return from_env(model_dir)
+
+
 # name -> loader(model_dir). Heavy imports (torch, transformers) stay inside the loaders so the bundled path
 # never pays for them. Add a backend by adding one entry.
 BACKENDS: dict[str, Callable[[str | Path | None], Backend]] = {
     "bundled": _bundled,
     "medsiglip": _medsiglip,
+    "medgemma": _medgemma,
 }
 
 

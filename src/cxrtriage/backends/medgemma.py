@@ -1,0 +1,161 @@
+"""``medgemma`` backend: a calibrated classifier labels and scores; MedGemma explains and gives a second opinion.
+
+Design (see :mod:`cxrtriage.hai_def.medgemma`): generative output is not calibrated and MedGemma 4B follows
+instructions poorly, so the Urgent / Non-Urgent label, the score, the operating point and the safety gates all
+come from the wrapped classifier backend (the bundled ONNX model by default, or MedSigLIP + a linear probe when
+``CXRTRIAGE_CLASSIFIER`` names a probe). MedGemma only adds, through :meth:`MedGemmaBackend.explain`:
+
+* a one-line explanation, prefixed ``"MedGemma: "`` so readers know it is generative text;
+* its own urgency as a ``second_opinion`` provenance item, compared with the classifier's label; a disagreement
+  becomes a warning and flags the result for review (it never changes the label);
+* a supporting quote from the prior report, kept only when it occurs verbatim in the report.
+
+If MedGemma's output cannot be parsed the classifier's own explanation is kept and a warning says so.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from cxrtriage.backends.base import Backend, BackendOutput
+from cxrtriage.hai_def.model_source import resolve_model
+from cxrtriage.schema import Provenance
+
+if TYPE_CHECKING:
+    from cxrtriage.hai_def.medgemma import MedGemmaExplainer
+
+DEFAULT_MODEL = "google/medgemma-4b-it"
+EXPLANATION_PREFIX = "MedGemma: "
+DISAGREEMENT_PREFIX = "MedGemma's second opinion ("
+
+
+def disagreement_warning(opinion: str, label: str) -> str:
+    return f"{DISAGREEMENT_PREFIX}{opinion}) disagrees with the classifier label ({label}): review"
+
+
+class SecondOpinion(NamedTuple):
+    """What :meth:`MedGemmaBackend.explain` returns; unpacks as ``(explanation, provenance, warnings)``."""
+
+    explanation: str | None
+    provenance: list[Provenance]
+    warnings: list[str]
+
+    @property
+    def needs_review(self) -> bool:
+        """True when MedGemma disagrees with the classifier: a disagreement must reach a human."""
+        return any(w.startswith(DISAGREEMENT_PREFIX) for w in self.warnings)
+
+
+class MedGemmaBackend:
+    """Backend protocol delegated to ``classifier``, plus :meth:`explain` from MedGemma (loaded on first use)."""
+
+    def __init__(self, model: str | Path, classifier: Backend, *, device: str | None = None,
+                 max_new_tokens: int = 160) -> None:
+        self.model = str(model)
+        # Resolve now so that a missing model fails at load time with the clear "how to get it" ModelError.
+        self.model_dir = resolve_model(self.model, kind="MedGemma")
+        self.classifier = classifier
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+        self._explainer: MedGemmaExplainer | None = None
+        # MedGemmaExplainer keeps per-call state and generation is heavy: one call at a time.
+        self._lock = threading.Lock()
+        is_local = Path(self.model).expanduser().is_dir()
+        name = Path(self.model_dir).name if is_local else self.model
+        self.info = self.classifier.info.model_copy(update={"backend": "medgemma", "name": name})
+
+    # -- Backend protocol: everything from the calibrated classifier ------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.classifier.threshold
+
+    @property
+    def review_band(self) -> tuple[float, float]:
+        return self.classifier.review_band
+
+    @property
+    def index(self) -> Any:
+        return self.classifier.index
+
+    @property
+    def min_knn_similarity(self) -> float | None:
+        return self.classifier.min_knn_similarity
+
+    @property
+    def knn_k(self) -> int:
+        return self.classifier.knn_k
+
+    @property
+    def layout(self) -> Any:
+        return self.classifier.layout
+
+    @property
+    def max_layout_residual(self) -> float | None:
+        return self.classifier.max_layout_residual
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(getattr(self.classifier, "warnings", []))
+
+    def analyze(self, pixels: np.ndarray) -> BackendOutput:
+        return self.classifier.analyze(pixels)
+
+    def footprint_mb(self) -> float:
+        return self.classifier.footprint_mb()
+
+    # -- MedGemma -----------------------------------------------------------------------------------------------
+    def explainer(self) -> MedGemmaExplainer:
+        """The MedGemma explainer, loaded on first use (call under ``self._lock``)."""
+        if self._explainer is None:
+            from cxrtriage.hai_def.medgemma import MedGemmaExplainer
+
+            self._explainer = MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens)
+        return self._explainer
+
+    def explain(self, pixels: np.ndarray, prior_report: str | None, label: str) -> SecondOpinion:
+        """MedGemma's explanation, second-opinion provenance and warnings for one image already labelled ``label``."""
+        from cxrtriage.hai_def.medgemma import agrees_with
+
+        with self._lock:
+            answer, warnings = self.explainer().explain(pixels, prior_report)
+        warnings = list(warnings)
+        if answer is None:
+            return SecondOpinion(None, [], warnings)
+        agree = agrees_with(answer, label)
+        if agree is None:
+            snippet = f"MedGemma gave no recognisable urgency; the classifier label ({label}) stands"
+        else:
+            snippet = (f"MedGemma second opinion: {answer.urgency}; "
+                       f"{'agrees' if agree else 'disagrees'} with the classifier label ({label})")
+        provenance = [Provenance(source="medgemma", snippet=snippet, relation="second_opinion")]
+        if answer.supporting_quote:
+            provenance.append(Provenance(source="prior_report", snippet=answer.supporting_quote, relation="supports"))
+        if agree is False:
+            warnings.append(disagreement_warning(str(answer.urgency), label))
+        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings)
+
+
+def load_classifier() -> Backend:
+    """The calibrated classifier: bundled ONNX unless CXRTRIAGE_CLASSIFIER names a MedSigLIP linear probe."""
+    probe = (os.environ.get("CXRTRIAGE_CLASSIFIER") or "").strip()
+    if not probe or probe == "bundled":
+        from cxrtriage.backends.bundled import BundledOnnxBackend
+
+        return BundledOnnxBackend(None)
+    from cxrtriage.backends.medsiglip import DEFAULT_MODEL as MEDSIGLIP_DEFAULT
+    from cxrtriage.backends.medsiglip import MedSigLIPBackend
+
+    return MedSigLIPBackend(os.environ.get("CXRTRIAGE_MEDSIGLIP_MODEL") or MEDSIGLIP_DEFAULT, classifier=probe,
+                            device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+
+
+def from_env(model_dir: str | Path | None = None) -> MedGemmaBackend:
+    """The ``load_backend("medgemma")`` entry: MedGemma from model_dir, else CXRTRIAGE_MODEL, else the hub id."""
+    model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
+    resolve_model(model, kind="MedGemma")  # fail fast, before loading the classifier
+    return MedGemmaBackend(model, load_classifier(), device=os.environ.get("CXRTRIAGE_DEVICE") or None)

@@ -1,0 +1,140 @@
+"""The `medgemma` backend: the bundled classifier labels and scores, MedGemma (a tiny random stand-in here) explains.
+
+Random weights produce garbage, so the real-generation test checks the fallback (the classifier's explanation
+is kept, with a parse warning); a valid, disagreeing answer is injected by replacing MedGemmaExplainer.explain.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from cxrtriage.backends import load_backend  # noqa: E402
+from cxrtriage.backends.medgemma import MedGemmaBackend  # noqa: E402
+from cxrtriage.errors import ModelError  # noqa: E402
+from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
+from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer  # noqa: E402
+from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402
+from cxrtriage.pipeline import Triage  # noqa: E402
+from cxrtriage.schema import Prediction  # noqa: E402
+
+REPORT = "Small right effusion."
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CXRTRIAGE_* backend settings leak in from the user, nor out from the CLI tests (monkeypatch restores)."""
+    for var in ("CXRTRIAGE_BACKEND", "CXRTRIAGE_MODEL", "CXRTRIAGE_MODEL_DIR", "CXRTRIAGE_CLASSIFIER"):
+        monkeypatch.setenv(var, "x")  # records the original value (or its absence) for teardown
+        monkeypatch.delenv(var)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_medgemma(tmp_path_factory.mktemp("tiny_medgemma_backend"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def image(data_dir: Path) -> Path:
+    path = data_dir / "nih" / "images" / "00000150_002.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not in the data directory")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gemma_engine(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Triage:
+    backend = load_backend("medgemma", tiny_dir)
+    backend.max_new_tokens = 16  # random weights: keep the garbage short
+    return Triage(backend=backend, crops_dir=tmp_path_factory.mktemp("crops_medgemma"))
+
+
+def test_loader_wraps_the_bundled_classifier(tiny_dir: Path) -> None:
+    backend = load_backend("medgemma", tiny_dir)
+    assert isinstance(backend, MedGemmaBackend)
+    assert type(backend.classifier).__name__ == "BundledOnnxBackend"
+    assert backend.info.backend == "medgemma" and backend.info.name == tiny_dir.name
+    assert backend.threshold == backend.classifier.threshold and backend.layout is backend.classifier.layout
+    assert backend._explainer is None  # MedGemma loads lazily, on the first explanation
+
+
+def test_garbage_output_keeps_classifier_label_and_explanation(gemma_engine: Triage, engine: Triage, image: Path) -> None:
+    base = engine.predict(image, REPORT, save_crops=False)
+    res = gemma_engine.predict(image, REPORT, save_crops=False)
+    Prediction.model_validate(json.loads(res.model_dump_json()))
+    assert res.model.backend == "medgemma"
+    assert (res.label, res.score, res.threshold) == (base.label, base.score, base.threshold)
+    assert res.explanation == base.explanation and res.needs_review == base.needs_review
+    assert PARSE_FAILURE_WARNING in res.warnings
+    assert not any(p.source == "medgemma" for p in res.provenance)
+
+
+def test_disagreeing_second_opinion_is_shown_and_flags_review(gemma_engine: Triage, engine: Triage, image: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    base = engine.predict(image, REPORT, save_crops=False)
+    other = "Non-Urgent" if base.label == "Urgent" else "Urgent"
+    answer = MedGemmaAnswer(urgency=other, explanation="Small right pleural effusion.", box_xywh=None,
+                            supporting_quote="Small right effusion", raw="{}")
+    monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
+    res = gemma_engine.predict(image, REPORT, save_crops=False)
+    assert res.explanation == "MedGemma: Small right pleural effusion."
+    (opinion,) = [p for p in res.provenance if p.source == "medgemma"]
+    assert opinion.relation == "second_opinion" and other in opinion.snippet and "disagrees" in opinion.snippet
+    assert res.needs_review is True
+    assert (res.label, res.score) == (base.label, base.score)
+    assert any(w.startswith(f"MedGemma's second opinion ({other}) disagrees") for w in res.warnings)
+    # MedGemma's verified quote is added as a supporting quote unless a report sentence already contains it
+    quotes = [p.snippet for p in res.provenance if p.source == "prior_report"]
+    if "Small right effusion." in [p.snippet for p in base.provenance if p.source == "prior_report"]:
+        assert "Small right effusion" not in quotes
+    else:
+        assert any(p.snippet == "Small right effusion" and p.relation == "supports" for p in res.provenance)
+
+
+def test_agreeing_second_opinion_does_not_flag_review(gemma_engine: Triage, engine: Triage, image: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    base = engine.predict(image, None, save_crops=False)
+    answer = MedGemmaAnswer(urgency=base.label, explanation="Looks as scored.", box_xywh=None, supporting_quote=None, raw="{}")
+    monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
+    res = gemma_engine.predict(image, None, save_crops=False)
+    assert res.explanation.startswith("MedGemma") and res.needs_review == base.needs_review
+    assert any(p.relation == "second_opinion" and "agrees" in p.snippet for p in res.provenance)
+    assert not any("disagrees" in w for w in res.warnings)
+
+
+def test_cli_predict_with_medgemma_backend(tiny_dir: Path, image: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrtriage.cli import main
+
+    answer = MedGemmaAnswer(urgency=None, explanation="Stand-in answer.", box_xywh=None, supporting_quote=None, raw="{}")
+    monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))  # skip slow generation
+    out = tmp_path / "p.jsonl"
+    try:
+        assert main(["predict", "--backend", "medgemma", "--model", str(tiny_dir), str(image), "--out", str(out)]) == 0
+    finally:
+        from cxrtriage.pipeline import get_triage
+
+        get_triage.cache_clear()  # do not leave a MedGemma engine cached for other tests
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["model"]["backend"] == "medgemma" and row["explanation"] == "MedGemma: Stand-in answer."
+
+
+def test_missing_hub_model_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = "google/medgemma-not-in-any-cache"
+    monkeypatch.setenv("CXRTRIAGE_MODEL", missing)
+    with pytest.raises(ModelError) as exc:
+        load_backend("medgemma")
+    assert missing in str(exc.value) and "CXRTRIAGE_BACKEND=bundled" in str(exc.value)
+
+
+def test_cli_rejects_unknown_backend(capsys: pytest.CaptureFixture) -> None:
+    from cxrtriage.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "--backend", "nope", "x.png"])
+    assert exc.value.code == 2 and "medgemma" in capsys.readouterr().err
