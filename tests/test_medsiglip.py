@@ -139,3 +139,26 @@ def test_missing_hub_model_message(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "CXRTRIAGE_BACKEND=bundled" in msg
     with pytest.raises(ModelError, match="CXRTRIAGE_BACKEND=bundled"):
         resolve_model(str(tmp_path / "nowhere"), kind="MedSigLIP")
+
+
+def test_service_serves_the_medsiglip_backend(tiny_siglip: Path, data_dir: Path, tmp_path: Path) -> None:
+    """Backend selection by configuration reaches the web service: /status and /predict report medsiglip."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from cxrtriage.server import create_app
+    from cxrtriage.server_settings import ServerSettings
+
+    settings = ServerSettings(backend="medsiglip", model_dir=str(tiny_siglip), crops_dir=tmp_path / "crops", ui=False)
+    with TestClient(create_app(settings)) as client:
+        for _ in range(120):
+            if client.get("/ready").status_code == 200:
+                break
+            time.sleep(0.25)
+        assert client.get("/status").json()["backend"] == "medsiglip"
+        with open(data_dir / "nih" / "images" / "00000165_001.png", "rb") as fh:
+            r = client.post("/predict", files={"file": ("x.png", fh, "image/png")})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["model"]["backend"] == "medsiglip" and any("UNCALIBRATED" in w for w in body["warnings"])
