@@ -48,7 +48,8 @@ def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) 
         return 2
     engine = get_triage()
     info = engine.backend.info
-    print(f"cxrtriage demo — model {info.name} {info.version} ({engine.backend.footprint_mb():.2f} MB int8 ONNX), offline\n")
+    print(f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
+          f"({engine.backend.footprint_mb():.2f} MB on disk), offline\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     with out.open("w", encoding="utf-8") as sink:
