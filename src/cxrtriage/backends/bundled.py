@@ -12,6 +12,7 @@ import numpy as np
 
 from cxrtriage import config
 from cxrtriage.backends.base import BackendOutput
+from cxrtriage.calibration import platt
 from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.evidence import class_activation_map
@@ -84,7 +85,7 @@ class BundledOnnxBackend:
         self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha, backend="bundled")
 
     def calibrate(self, logit: float | np.ndarray) -> float | np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self._a * np.asarray(logit) + self._b)))
+        return platt(logit, self._a, self._b)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw ONNX outputs for a preprocessed batch: (logits [N], feature maps [N, C, h, w])."""

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage.backends.base import BackendOutput
+from cxrtriage.calibration import platt
 from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.hai_def.model_source import pick_device_dtype, resolve_model
@@ -59,7 +60,7 @@ class LinearProbe:
         return np.asarray(embedding, dtype=np.float64) @ np.asarray(self.weight, dtype=np.float64) + self.bias
 
     def calibrate(self, logit: float | np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.platt_a * np.asarray(logit, dtype=np.float64) + self.platt_b)))
+        return platt(np.asarray(logit, dtype=np.float64), self.platt_a, self.platt_b)
 
     def score(self, embedding: np.ndarray) -> np.ndarray:
         return self.calibrate(self.logit(embedding))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from cxrtriage import metrics
+from cxrtriage.calibration import fit_platt, platt
 from cxrtriage.backends.medsiglip import LinearProbe
 
 TARGET_SENSITIVITY = 0.95
@@ -39,9 +40,8 @@ def train_linear_probe(embeddings: np.ndarray, labels: np.ndarray, val_embedding
     head = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed).fit(x, y)
     w, b = head.coef_[0].astype(np.float64), float(head.intercept_[0])
     val_logit = xv @ w + b
-    platt = LogisticRegression(C=1e6, max_iter=1000).fit(val_logit[:, None], yv)
-    a, pb = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    p_val = 1.0 / (1.0 + np.exp(-(a * val_logit + pb)))
+    a, pb = fit_platt(val_logit, yv)
+    p_val = platt(val_logit, a, pb)
     threshold = metrics.threshold_for_sensitivity(yv, p_val, TARGET_SENSITIVITY)
     lo, hi = metrics.bootstrap_threshold_interval(yv, p_val, target=TARGET_SENSITIVITY, n_boot=n_boot,
                                                   alpha=REVIEW_BAND_ALPHA, seed=seed, groups=groups)

@@ -20,6 +20,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cxrtriage import metrics
+from cxrtriage.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, split_sha256
 from cxrtriage.embedding_index import center_and_normalise
 from cxrtriage.layout import ChestLayoutModel, layout_features
@@ -86,18 +87,6 @@ def run_onnx(path: Path, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling (temperature + bias) on validation logits."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e6, max_iter=1000).fit(logits[:, None], y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _run_summary(log: dict) -> dict:
@@ -197,7 +186,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
         # Calibration and operating point on the int8 model that ships.
         a, b = fit_platt(q_logit_vn, y_vn)
-        p_vn, p_vp = _sigmoid(a * q_logit_vn + b), _sigmoid(a * q_logit_vp + b)
+        p_vn, p_vp = platt(q_logit_vn, a, b), platt(q_logit_vp, a, b)
         groups_vn = [r.patient for r in va_nih]
         t_nih = metrics.threshold_for_sensitivity(y_vn, p_vn, 0.95)
         t_ped = metrics.threshold_for_sensitivity(y_vp, p_vp, 0.95)
