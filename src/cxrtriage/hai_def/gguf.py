@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from cxrtriage.errors import ModelError
-from cxrtriage.hai_def.medgemma import GENERATION_FAILURE_WARNING, PARSE_FAILURE_WARNING, grey_to_pil
-from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer, parse_medgemma_output
+from cxrtriage.hai_def.medgemma import ask_with_one_repair, grey_to_pil
+from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer
 from cxrtriage.hai_def.medgemma_prompt import REPAIR_PROMPT, build_messages
 
 log = logging.getLogger(__name__)
@@ -295,25 +295,18 @@ class GgufExplainer:
         image_size = (int(arr.shape[0]), int(arr.shape[1]))
         messages = _to_openai_messages(build_messages(prior_report), pil_to_data_uri(grey_to_pil(arr)))
         self.raw_outputs = []
-        try:
-            text = self._generate(messages)
-            self.raw_outputs.append(text)
-            answer = parse_medgemma_output(text, image_size, prior_report)
-            if answer is not None:
-                return answer, []
-            log.info("GGUF MedGemma answer not parseable, retrying once with the repair prompt")
-            repair = [
-                {"role": "assistant", "content": [{"type": "text", "text": text}]},
-                {"role": "user", "content": [{"type": "text", "text": REPAIR_PROMPT}]},
-            ]
-            first_count = self.last_new_token_count
-            text = self._generate(messages + repair)
-            self.last_new_token_count += first_count
-            self.raw_outputs.append(text)
-            answer = parse_medgemma_output(text, image_size, prior_report)
-        except Exception:  # an optional explainer must never break triage
-            log.exception("GGUF MedGemma generation failed")
-            return None, [GENERATION_FAILURE_WARNING]
-        if answer is None:
-            return None, [PARSE_FAILURE_WARNING]
-        return answer, []
+        counts: list[int] = []
+
+        def generate(msgs: list[dict]) -> str:
+            text = self._generate(msgs)
+            counts.append(self.last_new_token_count)
+            return text
+
+        def repair(previous: str) -> list[dict]:
+            return [{"role": "assistant", "content": [{"type": "text", "text": previous}]},
+                    {"role": "user", "content": [{"type": "text", "text": REPAIR_PROMPT}]}]
+
+        result = ask_with_one_repair(generate, messages, repair, image_size, prior_report, self.raw_outputs,
+                                     "GGUF MedGemma")
+        self.last_new_token_count = sum(counts)  # both attempts, as before
+        return result

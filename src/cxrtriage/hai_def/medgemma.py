@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -25,6 +25,30 @@ log = logging.getLogger(__name__)
 
 PARSE_FAILURE_WARNING = "MedGemma output could not be parsed; the classifier's explanation is shown"
 GENERATION_FAILURE_WARNING = "MedGemma failed to generate an answer; the classifier's explanation is shown"
+
+
+def ask_with_one_repair(generate: Callable[[list[dict]], str], messages: list[dict],
+                        repair: Callable[[str], list[dict]], image_size: tuple[int, int], prior_report: str | None,
+                        raw_outputs: list[str], name: str) -> tuple[MedGemmaAnswer | None, list[str]]:
+    """The protocol every MedGemma runtime (transformers, llama.cpp) follows: generate, parse defensively, one
+    retry with the repair prompt, then a fallback warning. Never raises: an optional explainer must not break
+    triage. ``repair`` builds the runtime's own message format for the retry turns."""
+    try:
+        text = generate(messages)
+        raw_outputs.append(text)
+        answer = parse_medgemma_output(text, image_size, prior_report)
+        if answer is not None:
+            return answer, []
+        log.info("%s answer not parseable, retrying once with the repair prompt", name)
+        text = generate(messages + repair(text))
+        raw_outputs.append(text)
+        answer = parse_medgemma_output(text, image_size, prior_report)
+    except Exception:
+        log.exception("%s generation failed", name)
+        return None, [GENERATION_FAILURE_WARNING]
+    if answer is None:
+        return None, [PARSE_FAILURE_WARNING]
+    return answer, []
 
 
 def grey_to_pil(pixels: np.ndarray):
@@ -110,19 +134,5 @@ class MedGemmaExplainer:
         messages = build_messages(prior_report)
         messages[1]["content"][0]["image"] = image  # the single image slot of the user turn
         self.raw_outputs = []
-        try:
-            text = self._generate(messages)
-            self.raw_outputs.append(text)
-            answer = parse_medgemma_output(text, image_size, prior_report)
-            if answer is not None:
-                return answer, []
-            log.info("MedGemma answer not parseable, retrying once with the repair prompt")
-            text = self._generate(messages + repair_turns(text))
-            self.raw_outputs.append(text)
-            answer = parse_medgemma_output(text, image_size, prior_report)
-        except Exception:  # an optional explainer must never break triage
-            log.exception("MedGemma generation failed")
-            return None, [GENERATION_FAILURE_WARNING]
-        if answer is None:
-            return None, [PARSE_FAILURE_WARNING]
-        return answer, []
+        return ask_with_one_repair(self._generate, messages, repair_turns, image_size, prior_report,
+                                   self.raw_outputs, "MedGemma")
