@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Convert a local MedGemma checkpoint (e.g. google/medgemma-4b-it, downloaded with its licence accepted) into
 # the two GGUF files llama.cpp needs: the text model and the vision projector (mmproj), then optionally
-# quantise the text model to Q4_K_M (~2.5 GB) with llama-quantize if that binary is on PATH.
+# quantise the text model to Q4_K_M (~2.5 GB) with llama.cpp's quantiser (llama-cpp-python bindings).
 #
 # Usage: scripts/convert_medgemma_gguf.sh HF_DIR OUT_DIR [CONVERTER]
 #   HF_DIR     local Hugging Face checkpoint (config.json, *.safetensors, tokenizer.model, ...)
@@ -31,10 +31,16 @@ model, mmproj = convert_to_gguf(sys.argv[1], sys.argv[2], converter=sys.argv[3],
 print(f"text model: {model}\nmmproj:     {mmproj}")
 PY
 
-if command -v llama-quantize >/dev/null 2>&1; then
-  llama-quantize "$OUT_DIR/model-f16.gguf" "$OUT_DIR/model-Q4_K_M.gguf" Q4_K_M
-  echo "quantised: $OUT_DIR/model-Q4_K_M.gguf"
+# Q4_K_M through llama.cpp's quantiser in the llama-cpp-python bindings ([edge] extra); no llama-quantize binary.
+if "$PYTHON" -c "import llama_cpp" >/dev/null 2>&1; then
+  "$PYTHON" - "$OUT_DIR" <<'PY'
+import sys
+from pathlib import Path
+from cxrtriage.hai_def.gguf import quantize_gguf
+out = Path(sys.argv[1])
+print(f"quantised:  {quantize_gguf(out / 'model-f16.gguf', out / 'model-Q4_K_M.gguf', 'Q4_K_M')}")
+PY
 else
-  echo "llama-quantize not on PATH: keeping f16 only (build llama.cpp's tools, then run"
-  echo "  llama-quantize $OUT_DIR/model-f16.gguf $OUT_DIR/model-Q4_K_M.gguf Q4_K_M)"
+  echo "llama-cpp-python ([edge] extra) not installed: keeping f16 only; install it, then run"
+  echo "  python -c \"from cxrtriage.hai_def.gguf import quantize_gguf; quantize_gguf('$OUT_DIR/model-f16.gguf', '$OUT_DIR/model-Q4_K_M.gguf')\""
 fi

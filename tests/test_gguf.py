@@ -78,3 +78,24 @@ def test_gguf_explainer_runs_on_real_image(gguf_files: tuple[Path, Path], nih_pi
     else:
         assert isinstance(answer, MedGemmaAnswer) and warnings == []
     assert explainer.last_new_token_count > 0  # the model really generated tokens
+
+
+def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`CXRTRIAGE_BACKEND=medgemma-gguf`: the bundled classifier labels, llama.cpp MedGemma explains or falls back."""
+    from cxrtriage.backends import load_backend
+    from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING
+    from cxrtriage.pipeline import Triage
+
+    root = config.data_dir()
+    image = root / "nih" / "images" / "00000150_002.png" if root else None
+    if image is None or not image.is_file():
+        pytest.skip("NIH image not in the data directory")
+    monkeypatch.delenv("CXRTRIAGE_CLASSIFIER", raising=False)
+    backend = load_backend("medgemma-gguf", gguf_files[0].parent)
+    backend.max_new_tokens = 12
+    res = Triage(backend=backend, crops_dir=tmp_path).predict(image, REPORT)
+    base = Triage(crops_dir=tmp_path).predict(image, REPORT)
+    assert res.model.backend == "medgemma-gguf"
+    assert (res.label, res.score) == (base.label, base.score)
+    assert res.explanation.startswith("MedGemma: ") or PARSE_FAILURE_WARNING in res.warnings

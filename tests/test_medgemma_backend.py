@@ -138,3 +138,45 @@ def test_cli_rejects_unknown_backend(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["predict", "--backend", "nope", "x.png"])
     assert exc.value.code == 2 and "medgemma" in capsys.readouterr().err
+
+
+def test_medgemma_box_becomes_a_marked_crop(gemma_engine: Triage, image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MedGemma's [y0,x0,y1,x1]/1000 box (already in pixels here) is saved as one more crop, marked as MedGemma's,
+    and the result still has at most 3 crops."""
+    from PIL import Image
+
+    with Image.open(image) as im:
+        width, height = im.size
+    box = (width // 10, height // 2, width // 4, height // 5)  # image left, lower half: the patient's right lung
+    answer = MedGemmaAnswer(urgency="Urgent", explanation="Right lower opacity.", box_xywh=box, supporting_quote=None,
+                            raw="{}")
+    monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
+    res = gemma_engine.predict(image, None)
+    assert 1 <= len(res.crops) <= 3
+    mine = [c for c in res.crops if c.source == "medgemma"]
+    assert len(mine) == 1 and (mine[0].x, mine[0].y, mine[0].w, mine[0].h) == box
+    assert mine[0].strength is None and mine[0].region.startswith("right ")
+    assert Path(mine[0].thumb_path).is_file()
+    assert all(c.source == "activation_map" for c in res.crops if c is not mine[0])
+
+
+def test_medgemma_gguf_backend_needs_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without GGUF files the edge backend fails at load time with a sentence saying how to produce them."""
+    with pytest.raises(ModelError, match="CXRTRIAGE_MODEL"):
+        load_backend("medgemma-gguf")
+    with pytest.raises(ModelError, match="convert-gguf"):
+        load_backend("medgemma-gguf", tmp_path)
+    (tmp_path / "model-Q4_K_M.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ModelError, match="mmproj"):
+        load_backend("medgemma-gguf", tmp_path)
+
+
+def test_medgemma_gguf_backend_picks_the_quantised_file(tmp_path: Path) -> None:
+    from cxrtriage.backends.medgemma import MedGemmaGgufBackend
+
+    for name in ("model-f16.gguf", "model-Q4_K_M.gguf", "mmproj-f16.gguf"):
+        (tmp_path / name).write_bytes(b"GGUF")
+    backend = load_backend("medgemma-gguf", tmp_path)
+    assert isinstance(backend, MedGemmaGgufBackend) and backend.info.backend == "medgemma-gguf"
+    assert Path(backend.model_dir).name == "model-Q4_K_M.gguf" and backend.mmproj.name == "mmproj-f16.gguf"
+    assert backend._explainer is None  # llama.cpp loads lazily, on the first explanation

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage import config
+from cxrtriage.cli_hai_def import add_parser as add_hai_def_parser
 
 
 def _data_dir(arg: str | None) -> Path:
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_serve)
+
+    add_hai_def_parser(sub)  # cxrtriage hai-def ... (cxrtriage.cli_hai_def)
     return p
 
 

@@ -67,7 +67,8 @@ def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) 
             print(f"{path}\n  {res.label}  score {res.score:.2f} (threshold {res.threshold:.2f}){review}")
             print(f"  {res.explanation}")
             for c in res.crops:
-                print(f"  crop x={c.x} y={c.y} w={c.w} h={c.h} ({c.region}) -> {c.thumb_path}")
+                by = " [MedGemma's box]" if c.source == "medgemma" else ""
+                print(f"  crop x={c.x} y={c.y} w={c.w} h={c.h} ({c.region}){by} -> {c.thumb_path}")
             if prior:
                 print(f"  prior report (synthetic demo text): {prior!r}")
             for p in res.provenance:

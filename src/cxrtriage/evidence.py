@@ -49,9 +49,10 @@ class EvidenceBox:
     y: int
     w: int
     h: int
-    strength: float  # share of the total positive CAM mass inside this region (0-1)
-    peak_xy: tuple[int, int]  # location of the region's maximum, original pixels
+    strength: float | None  # share of the total positive CAM mass inside this region (0-1); None if not from the CAM
+    peak_xy: tuple[int, int]  # location of the region's maximum (the box centre when not from the CAM), original pixels
     region: str  # anatomical zone, see anatomical_zone()
+    source: str = "activation_map"  # what proposed the box: "activation_map" (classifier) or "medgemma"
 
 
 # ----------------------------------------------------------------------------- validation
@@ -238,6 +239,18 @@ def find_evidence_boxes(
     return boxes
 
 
+def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int], source: str) -> EvidenceBox:
+    """An evidence box proposed by something other than the CAM (e.g. MedGemma), clipped to the image
+    (``image_size`` is (width, height)); no CAM strength."""
+    width, height = _check_image_size(image_size)
+    x, y, w, h = (int(v) for v in xywh)
+    x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
+    w, h = max(1, min(w, width - x)), max(1, min(h, height - y))
+    cx, cy = x + w // 2, y + h // 2
+    return EvidenceBox(x=x, y=y, w=w, h=h, strength=None, peak_xy=(cx, cy), region=anatomical_zone(cx, cy, width, height),
+                       source=source)
+
+
 def anatomical_zone(cx: float, cy: float, width: int, height: int) -> str:
     """Name the lung zone of a point on a frontal (PA/AP) chest radiograph.
 
@@ -360,7 +373,7 @@ def save_crop_thumbnails(
             crops.append(
                 Crop(
                     x=box.x, y=box.y, w=box.w, h=box.h,
-                    thumb_path=str(path), region=box.region, strength=box.strength,
+                    thumb_path=str(path), region=box.region, strength=box.strength, source=box.source,
                 )
             )
     except BaseException:

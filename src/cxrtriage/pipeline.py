@@ -23,15 +23,22 @@ from PIL import Image
 
 from cxrtriage import config, safety
 from cxrtriage.backends import Backend, load_backend
-from cxrtriage.evidence import find_evidence_boxes, save_crop_thumbnails
+from cxrtriage.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain import build_explanation
 from cxrtriage.io import LoadedImage, load_image
 from cxrtriage.polarity import FLIP_WARNING, should_flip
 from cxrtriage.provenance import case_provenance, report_provenance
 from cxrtriage.report import analyze_prior_report
-from cxrtriage.schema import Prediction
+from cxrtriage.schema import Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
+MAX_CROPS = 3  # the specification's 1-3 evidence crops
+
+
+def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
+    """True for a prior-report quote already contained in a quote the pipeline itself took from the report."""
+    return item.source == "prior_report" and any(
+        item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report")
 
 
 class Triage:
@@ -80,7 +87,7 @@ class Triage:
         label, needs_review = safety.decide(out.score, threshold, band)
 
         height, width = pixels.shape
-        boxes = find_evidence_boxes(out.cam, (width, height)) if out.cam is not None else []
+        boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS) if out.cam is not None else []
 
         t = time.perf_counter()
         report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
@@ -98,12 +105,13 @@ class Triage:
         if callable(explain):
             t = time.perf_counter()
             extra = explain(pixels, prior_report, label)
-            text, extra_prov, extra_warnings = extra
-            explanation = text or explanation
-            provenance += [p for p in extra_prov if not (p.source == "prior_report" and any(
-                p.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report"))]
-            warnings += extra_warnings
+            explanation = extra.explanation or explanation
+            provenance += [p for p in extra.provenance if not _quoted_already(p, provenance)]
+            warnings += extra.warnings
             needs_review = needs_review or bool(getattr(extra, "needs_review", False))
+            if getattr(extra, "box_xywh", None):
+                # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
+                boxes = boxes[: MAX_CROPS - 1] + [box_from_xywh(extra.box_xywh, (width, height), "medgemma")]
             timings["explain"] = (time.perf_counter() - t) * 1e3
         image_info = meta.to_dict()
         if knn_sim is not None:

@@ -29,6 +29,9 @@ class Crop(BaseModel):
     thumb_path: str = Field(description="path of the PNG thumbnail of this crop")
     region: str | None = Field(default=None, description="anatomical zone, e.g. 'right lower zone'")
     strength: float | None = Field(default=None, description="share of positive activation mass in this region (0-1)")
+    source: Literal["activation_map", "medgemma"] = Field(
+        default="activation_map",
+        description="what proposed the box: the classifier's activation map, or MedGemma (generative, unverified)")
 
 
 class Provenance(BaseModel):

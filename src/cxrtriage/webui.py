@@ -50,7 +50,7 @@ INSTALL_HINT = "the web UI needs Gradio: pip install 'cxrtriage[demo]'"
 DISPLAY_MAX_SIDE = 1024
 #: outline colours of the evidence boxes 1, 2, 3 (also used for the gallery captions' numbering)
 BOX_COLOURS = ("#ffb000", "#00d5ff", "#ff4fd8")
-_HAI_DEF_BACKENDS = frozenset({"medsiglip", "medgemma", "medgemma-gguf"})
+_HAI_DEF_BACKENDS = frozenset({"medsiglip", "medsiglip-onnx", "medgemma", "medgemma-gguf"})
 
 UI_CSS = """
 .cxr-disclaimer {background:#fff4d6; border:2px solid #b7791f; color:#5c3d00; border-radius:8px;
@@ -170,6 +170,8 @@ def crop_gallery(pred: Prediction) -> list[tuple[Image.Image, str]]:
             log.warning("crop thumbnail %s could not be read", crop.thumb_path)
             continue
         caption = f"{i + 1}. {crop.region or 'evidence region'}"
+        if crop.source == "medgemma":
+            caption += " (MedGemma's box, generative, unverified)"
         if crop.strength is not None:
             caption += f" (strength {crop.strength:.2f})"
         items.append((thumb, caption))

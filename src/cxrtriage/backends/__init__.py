@@ -15,7 +15,8 @@ def _bundled(model_dir: str | Path | None) -> Backend:
 
 
 def _medsiglip(model_dir: str | Path | None) -> Backend:
-    """MedSigLIP embeddings + linear probe; model from model_dir / CXRTRIAGE_MODEL, probe from CXRTRIAGE_CLASSIFIER."""
+    """MedSigLIP embeddings + linear probe; model from model_dir / CXRTRIAGE_MODEL, probe from CXRTRIAGE_CLASSIFIER.
+    A directory holding an ONNX export (model.json + model.onnx) is served torch-free by BundledOnnxBackend."""
     from cxrtriage.backends.medsiglip import from_env
 
     return from_env(model_dir)
@@ -29,12 +30,20 @@ def _medgemma(model_dir: str | Path | None) -> Backend:
     return from_env(model_dir)
 
 
+def _medgemma_gguf(model_dir: str | Path | None) -> Backend:
+    """As ``medgemma``, with MedGemma as GGUF (text model + mmproj) through llama.cpp (the [edge] extra)."""
+    from cxrtriage.backends.medgemma import gguf_from_env
+
+    return gguf_from_env(model_dir)
+
+
 # name -> loader(model_dir). Heavy imports (torch, transformers) stay inside the loaders so the bundled path
 # never pays for them. Add a backend by adding one entry.
 BACKENDS: dict[str, Callable[[str | Path | None], Backend]] = {
     "bundled": _bundled,
     "medsiglip": _medsiglip,
     "medgemma": _medgemma,
+    "medgemma-gguf": _medgemma_gguf,
 }
 
 

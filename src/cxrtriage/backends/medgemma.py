@@ -8,7 +8,11 @@ come from the wrapped classifier backend (the bundled ONNX model by default, or 
 * a one-line explanation, prefixed ``"MedGemma: "`` so readers know it is generative text;
 * its own urgency as a ``second_opinion`` provenance item, compared with the classifier's label; a disagreement
   becomes a warning and flags the result for review (it never changes the label);
-* a supporting quote from the prior report, kept only when it occurs verbatim in the report.
+* a supporting quote from the prior report, kept only when it occurs verbatim in the report;
+* its evidence box, turned into one more crop marked ``source="medgemma"`` (unverified generative localisation).
+
+Two runtimes share this class and its contract: ``medgemma`` (transformers, :class:`MedGemmaBackend`) and
+``medgemma-gguf`` (llama.cpp on a GGUF text model + mmproj, :class:`MedGemmaGgufBackend`, the edge runtime).
 
 If MedGemma's output cannot be parsed the classifier's own explanation is kept and a warning says so.
 """
@@ -39,11 +43,12 @@ def disagreement_warning(opinion: str, label: str) -> str:
 
 
 class SecondOpinion(NamedTuple):
-    """What :meth:`MedGemmaBackend.explain` returns; unpacks as ``(explanation, provenance, warnings)``."""
+    """What :meth:`MedGemmaBackend.explain` returns to the pipeline's explainer hook."""
 
     explanation: str | None
     provenance: list[Provenance]
     warnings: list[str]
+    box_xywh: tuple[int, int, int, int] | None = None  # MedGemma's evidence box, original-image pixels
 
     @property
     def needs_review(self) -> bool:
@@ -54,20 +59,25 @@ class SecondOpinion(NamedTuple):
 class MedGemmaBackend:
     """Backend protocol delegated to ``classifier``, plus :meth:`explain` from MedGemma (loaded on first use)."""
 
+    backend_name = "medgemma"
+
     def __init__(self, model: str | Path, classifier: Backend, *, device: str | None = None,
                  max_new_tokens: int = 160) -> None:
         self.model = str(model)
         # Resolve now so that a missing model fails at load time with the clear "how to get it" ModelError.
-        self.model_dir = resolve_model(self.model, kind="MedGemma")
+        self.model_dir = self._locate(self.model)
         self.classifier = classifier
         self.device = device
         self.max_new_tokens = max_new_tokens
         self._explainer: MedGemmaExplainer | None = None
         # MedGemmaExplainer keeps per-call state and generation is heavy: one call at a time.
         self._lock = threading.Lock()
-        is_local = Path(self.model).expanduser().is_dir()
+        is_local = Path(self.model).expanduser().exists()
         name = Path(self.model_dir).name if is_local else self.model
-        self.info = self.classifier.info.model_copy(update={"backend": "medgemma", "name": name})
+        self.info = self.classifier.info.model_copy(update={"backend": self.backend_name, "name": name})
+
+    def _locate(self, model: str) -> str:
+        return resolve_model(model, kind="MedGemma")
 
     # -- Backend protocol: everything from the calibrated classifier ------------------------------------------
     @property
@@ -109,12 +119,15 @@ class MedGemmaBackend:
         return self.classifier.footprint_mb()
 
     # -- MedGemma -----------------------------------------------------------------------------------------------
+    def _load_explainer(self) -> MedGemmaExplainer:
+        from cxrtriage.hai_def.medgemma import MedGemmaExplainer
+
+        return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens)
+
     def explainer(self) -> MedGemmaExplainer:
         """The MedGemma explainer, loaded on first use (call under ``self._lock``)."""
         if self._explainer is None:
-            from cxrtriage.hai_def.medgemma import MedGemmaExplainer
-
-            self._explainer = MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens)
+            self._explainer = self._load_explainer()
         return self._explainer
 
     def explain(self, pixels: np.ndarray, prior_report: str | None, label: str) -> SecondOpinion:
@@ -137,7 +150,29 @@ class MedGemmaBackend:
             provenance.append(Provenance(source="prior_report", snippet=answer.supporting_quote, relation="supports"))
         if agree is False:
             warnings.append(disagreement_warning(str(answer.urgency), label))
-        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings)
+        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings, answer.box_xywh)
+
+
+class MedGemmaGgufBackend(MedGemmaBackend):
+    """The edge runtime: MedGemma as GGUF (text model + mmproj) through llama.cpp, same contract as above.
+
+    ``model`` is a directory holding the text ``*.gguf`` and ``mmproj*.gguf`` (as written by
+    ``cxrtriage hai-def convert-gguf``), or the text ``.gguf`` file with ``CXRTRIAGE_MMPROJ`` or an mmproj beside it.
+    """
+
+    backend_name = "medgemma-gguf"
+
+    def _locate(self, model: str) -> str:
+        from cxrtriage.hai_def.gguf import find_gguf_pair
+
+        text, self.mmproj = find_gguf_pair(model)
+        return str(text)
+
+    def _load_explainer(self) -> Any:
+        from cxrtriage.hai_def.gguf import GgufExplainer
+
+        threads = int(os.environ.get("CXRTRIAGE_THREADS", "0") or 0) or None
+        return GgufExplainer(self.model_dir, self.mmproj, n_threads=threads, max_new_tokens=self.max_new_tokens)
 
 
 def load_classifier() -> Backend:
@@ -159,3 +194,17 @@ def from_env(model_dir: str | Path | None = None) -> MedGemmaBackend:
     model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
     resolve_model(model, kind="MedGemma")  # fail fast, before loading the classifier
     return MedGemmaBackend(model, load_classifier(), device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+
+
+def gguf_from_env(model_dir: str | Path | None = None) -> MedGemmaGgufBackend:
+    """The ``load_backend("medgemma-gguf")`` entry: GGUF files from model_dir, else CXRTRIAGE_MODEL (required)."""
+    from cxrtriage.errors import ModelError
+    from cxrtriage.hai_def.gguf import find_gguf_pair
+
+    model = str(model_dir) if model_dir else os.environ.get("CXRTRIAGE_MODEL")
+    if not model:
+        raise ModelError("the medgemma-gguf backend needs CXRTRIAGE_MODEL (or --model): a directory with the MedGemma "
+                         "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "
+                         "or use CXRTRIAGE_BACKEND=bundled")
+    find_gguf_pair(model)  # fail fast, before loading the classifier
+    return MedGemmaGgufBackend(model, load_classifier())

@@ -393,8 +393,9 @@ def verify_reload(out_dir: str | Path, image, max_new_tokens: int = 8, task: Tas
 # ------------------------------------------------------------------------------------------ MedSigLIP probe
 
 
-def _balanced(records: list, limit: int | None) -> list:
-    """Up to ``limit`` records per dataset, half urgent and half not where possible (deterministic order)."""
+def balanced_records(records: list, limit: int | None) -> list:
+    """Up to ``limit`` records per dataset, half urgent and half not where possible (deterministic order);
+    all records when ``limit`` is None. Used for the probe's train/val and the CLI's fine-tuning examples."""
     if limit is None:
         return list(records)
     out = []
@@ -403,6 +404,9 @@ def _balanced(records: list, limit: int | None) -> list:
         for y in (1, 0):
             out += [r for r in records if r.dataset == ds and r.urgent == y][:half]
     return out
+
+
+_balanced = balanced_records  # former private name
 
 
 def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
@@ -422,7 +426,7 @@ def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path:
     from cxrtriage.io import load_image
 
     parts = load_split_records(Path(data_dir), datasets)
-    train, val = _balanced(parts["train"], limit), _balanced(parts["val"], limit)
+    train, val = balanced_records(parts["train"], limit), balanced_records(parts["val"], limit)
     backend = MedSigLIPBackend(str(model_dir), device=device)
 
     def embed(recs):

@@ -212,6 +212,56 @@ def convert_to_gguf(
     return model_gguf, mmproj_gguf
 
 
+QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0")
+MMPROJ_ENV = "CXRTRIAGE_MMPROJ"  # the vision projector when CXRTRIAGE_MODEL names a single .gguf file
+
+
+def quantize_gguf(src: str | Path, dst: str | Path, quant: str = "Q4_K_M", threads: int | None = None) -> Path:
+    """Quantise a GGUF text model with llama.cpp's own quantiser, through llama-cpp-python's bindings (so no
+    separate ``llama-quantize`` binary is needed). The mmproj is left f16: quantising it costs quality for little size."""
+    if quant not in QUANT_TYPES:
+        raise ValueError(f"quantisation {quant!r} not offered; choose from {', '.join(QUANT_TYPES)}")
+    llama_cpp = _import_llama_cpp()
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise ModelError(f"GGUF file not found: {src}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
+    params.nthread = threads or (os.cpu_count() or 1)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    if rc != 0 or not dst.is_file():
+        raise ModelError(f"llama.cpp quantisation {src} -> {dst} ({quant}) failed with code {rc}")
+    return dst
+
+
+def find_gguf_pair(location: str | Path) -> tuple[Path, Path]:
+    """(text model, mmproj) from a directory holding one ``mmproj*.gguf`` and one other ``*.gguf`` (a quantised
+    file is preferred over f16/bf16/f32 when both are there), or from a text-model file plus ``$CXRTRIAGE_MMPROJ``
+    or a ``mmproj*.gguf`` beside it. Raises ModelError saying how to produce the files."""
+    hint = ("convert a local MedGemma checkpoint with `cxrtriage hai-def convert-gguf --model HF_DIR --out DIR` "
+            "(or scripts/convert_medgemma_gguf.sh), or use CXRTRIAGE_BACKEND=bundled")
+    loc = Path(location).expanduser()
+    if loc.is_file():
+        model = loc
+        mm_env = os.environ.get(MMPROJ_ENV)
+        mmprojs = [Path(mm_env)] if mm_env else sorted(loc.parent.glob("mmproj*.gguf"))
+    elif loc.is_dir():
+        mmprojs = sorted(loc.glob("mmproj*.gguf"))
+        texts = [p for p in sorted(loc.glob("*.gguf")) if not p.name.startswith("mmproj")]
+        quantised = [p for p in texts if not any(t in p.name.lower() for t in ("f16", "bf16", "f32"))]
+        texts = quantised or texts
+        if len(texts) != 1:
+            found = ", ".join(p.name for p in texts) or "none"
+            raise ModelError(f"expected one MedGemma text GGUF in {loc}, found {found}: {hint}")
+        model = texts[0]
+    else:
+        raise ModelError(f"MedGemma GGUF location {loc} does not exist: {hint}")
+    if len(mmprojs) != 1 or not mmprojs[0].is_file():
+        raise ModelError(f"expected one vision projector (mmproj*.gguf) for {model}, found "
+                         f"{', '.join(str(p) for p in mmprojs) or 'none'}; set {MMPROJ_ENV}: {hint}")
+    return model, mmprojs[0]
+
+
 def pil_to_data_uri(image) -> str:
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -103,8 +103,24 @@ def build_tiny_tokenizer():
     )
 
 
-def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
-    """Build, save and return ``out_dir`` holding a tiny MedGemma-shaped checkpoint with its processor."""
+#: google/medgemma-4b-it's sizes (Gemma 3 4B + SigLIP-400M at 896 px), used for random-weight speed benchmarks.
+REAL_TEXT_SIZES = {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34, "num_attention_heads": 8,
+                   "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262208, "sliding_window": 1024,
+                   "query_pre_attn_scalar": 256}
+REAL_VISION_SIZES = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+                     "image_size": 896, "patch_size": 14}
+REAL_MM_TOKENS = 256
+TINY_TEXT_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "num_key_value_heads": 1, "head_dim": 32, "sliding_window": 512}
+TINY_VISION_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "image_size": IMAGE_SIZE, "patch_size": PATCH_SIZE}
+
+
+def build_medgemma_stand_in(seed: int = 0, scale: str = "tiny"):
+    """(model, processor) with MedGemma's architecture and random weights; ``scale`` "tiny" (seconds) or "real"
+    (google/medgemma-4b-it's layer sizes, 4.3B parameters, built in the current default dtype: wrap in
+    ``torch.set_default_dtype(torch.bfloat16)`` or it needs ~17 GB). The tokenizer is always the tiny one
+    (the real vocabulary size is kept for the embedding); speed benchmarks only, never quality."""
     import torch
     from transformers import (
         Gemma3Config,
@@ -114,13 +130,16 @@ def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
         GenerationConfig,
     )
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if scale not in ("tiny", "real"):
+        raise ValueError(f"scale must be 'tiny' or 'real', got {scale!r}")
     torch.manual_seed(seed)
+    text_sizes, vision_sizes = (TINY_TEXT_SIZES, TINY_VISION_SIZES) if scale == "tiny" else (REAL_TEXT_SIZES, REAL_VISION_SIZES)
+    mm_tokens = MM_TOKENS_PER_IMAGE if scale == "tiny" else REAL_MM_TOKENS
+    image_size = int(vision_sizes["image_size"])
 
     tokenizer = build_tiny_tokenizer()
     image_processor = Gemma3ImageProcessorPil(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"height": image_size, "width": image_size},
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
@@ -128,7 +147,7 @@ def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
         image_processor=image_processor,
         tokenizer=tokenizer,
         chat_template=GEMMA3_CHAT_TEMPLATE,
-        image_seq_length=MM_TOKENS_PER_IMAGE,
+        image_seq_length=mm_tokens,
     )
 
     ids = tokenizer.convert_tokens_to_ids
@@ -136,28 +155,14 @@ def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
     config = Gemma3Config(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 32,
             "max_position_embeddings": 4096,
-            "sliding_window": 512,
+            **text_sizes,
             "pad_token_id": ids("<pad>"),
             "bos_token_id": ids("<bos>"),
             "eos_token_id": eos_ids,
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH_SIZE,
-            "vision_use_head": False,
-        },
-        mm_tokens_per_image=MM_TOKENS_PER_IMAGE,
+        vision_config={**vision_sizes, "vision_use_head": False},
+        mm_tokens_per_image=mm_tokens,
         boi_token_index=ids("<start_of_image>"),
         eoi_token_index=ids("<end_of_image>"),
         image_token_index=ids("<image_soft_token>"),
@@ -169,7 +174,14 @@ def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
     model.generation_config = GenerationConfig(
         bos_token_id=ids("<bos>"), eos_token_id=eos_ids, pad_token_id=ids("<pad>"), do_sample=False
     )
-    model.eval()
+    return model.eval(), processor
+
+
+def build_tiny_medgemma(out_dir: Path, seed: int = 0) -> Path:
+    """Build, save and return ``out_dir`` holding a tiny MedGemma-shaped checkpoint with its processor."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, processor = build_medgemma_stand_in(seed, "tiny")
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir

@@ -1,0 +1,396 @@
+"""``cxrtriage hai-def bench``: speed of the HAI-DEF models at their REAL sizes, with RANDOM weights.
+
+The gated weights cannot be downloaded here, but speed depends on shapes, not on weight values: the
+architectures are built from configs with Google's layer sizes (MedSigLIP-448's vision tower: SigLIP so400m/14 at
+448 px; MedGemma 4B: Gemma 3 4B + SigLIP so400m/14 at 896 px, 256 image tokens) and random weights. Every number
+this prints says so. Nothing here measures accuracy.
+
+Measured, per part (``--parts``):
+
+* ``medsiglip``: the vision tower per image in torch fp32, torch bf16 and onnxruntime dynamic int8 (exported with
+  the same exporter and quantiser as :mod:`cxrtriage.hai_def.onnx_export`), plus ORT fp32 and the int8-vs-fp32
+  embedding cosine.
+* ``medgemma``: transformers, CPU bf16, one image + a fixed-length text prompt: time to first token (prefill incl.
+  the 896 px vision tower) and time per further token (greedy decoding).
+* ``gguf``: the same random MedGemma saved, converted to GGUF with llama.cpp's converter
+  (:func:`cxrtriage.hai_def.gguf.convert_to_gguf`), quantised to Q4_K_M with llama.cpp's quantiser, and timed
+  with llama.cpp: prompt tokens per second and time per generated token (llama.cpp's own counters), and the
+  mmproj image encoding + first token through the multimodal chat handler. Needs the ``[edge]`` extra and
+  ``CXRTRIAGE_GGUF_CONVERTER``; skipped with the reason otherwise.
+
+The bundled model's numbers are read from ``prototype/eval/bench_results.json`` (``cxrtriage bench``) and
+printed beside these, so the table compares like with like on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cxrtriage.bench import _peak_rss_mb
+
+#: MedSigLIP-448's vision tower (SigLIP so400m/14 at 448 px, 429M parameters).
+SIGLIP_448_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+                     "image_size": 448, "patch_size": 14}
+TINY_SIGLIP_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "image_size": 32, "patch_size": 8}
+RANDOM_WEIGHTS_NOTE = ("RANDOM weights at the real layer sizes (the gated weights are not available here): "
+                       "these numbers are speed only and say nothing about accuracy")
+TINY_NOTE = "TINY random stand-ins (a plumbing check): these numbers say nothing about the real models' speed"
+BUNDLED_RESULTS = Path("prototype/eval/bench_results.json")
+PARTS = ("medsiglip", "medgemma", "gguf")
+GGUF_QUANT = "Q4_K_M"
+
+
+def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _summary(sec: list[float]) -> dict[str, float]:
+    return {"median_s": round(statistics.median(sec), 4), "min_s": round(min(sec), 4), "n": len(sec)}
+
+
+def _n_params(model: Any) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+
+# ----------------------------------------------------------------------------------------------- MedSigLIP
+
+
+def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
+    """SigLIP vision tower at MedSigLIP-448's size: torch fp32 / bf16, ORT fp32 / dynamic int8, per image."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import SiglipVisionConfig, SiglipVisionModel
+
+    sizes = SIGLIP_448_VISION if scale == "real" else TINY_SIGLIP_VISION
+    torch.manual_seed(0)
+    model = SiglipVisionModel(SiglipVisionConfig(**sizes)).eval()
+    side = int(sizes["image_size"])
+    x = torch.randn(1, 3, side, side)
+    res: dict[str, Any] = {"config": dict(sizes), "params_m": round(_n_params(model) / 1e6, 1),
+                           "input": f"1x3x{side}x{side}"}
+
+    def run(m, inp):
+        with torch.inference_mode():
+            return m(pixel_values=inp).pooler_output
+
+    ref = run(model, x).float().numpy()
+    res["torch_fp32"] = _summary(_seconds(lambda: run(model, x), repeats))
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, pixel_values):
+            return self.inner(pixel_values=pixel_values).pooler_output
+
+    fp32_path, int8_path = work / "siglip_vision.onnx", work / "siglip_vision.int8.onnx"
+    t = time.perf_counter()
+    torch.onnx.export(Pooled(model), (x,), str(fp32_path), input_names=["pixel_values"], output_names=["pooled"],
+                      opset_version=17, dynamo=False)
+    res["onnx_export_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    res["quantize_s"] = round(time.perf_counter() - t, 1)
+    res["onnx_size_mb"] = {"fp32": round(fp32_path.stat().st_size / 1e6, 1), "int8": round(int8_path.stat().st_size / 1e6, 1)}
+
+    bf16 = model.to(torch.bfloat16)  # in place: the fp32 copy is no longer needed
+    xb = x.to(torch.bfloat16)
+    res["torch_bf16"] = _summary(_seconds(lambda: run(bf16, xb), repeats))
+    res["cosine_bf16_vs_fp32"] = round(_cosine(run(bf16, xb).float().numpy(), ref), 5)
+    del model, bf16
+    gc.collect()
+
+    xn = x.numpy()
+    for tag, path in (("ort_fp32", fp32_path), ("ort_int8_dynamic", int8_path)):
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        out = sess.run(None, {"pixel_values": xn})[0]
+        res[tag] = _summary(_seconds(lambda: sess.run(None, {"pixel_values": xn}), repeats))
+        res[f"cosine_{tag}_vs_torch_fp32"] = round(_cosine(out, ref), 5)
+        del sess
+    res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------- MedGemma
+
+
+def _medgemma_inputs(model: Any, n_text: int, seed: int = 0) -> dict:
+    """input_ids = <bos> + n_text random text tokens + <start_of_image> + image tokens + <end_of_image> + turn end,
+    with token_type_ids marking image tokens, and random pixel values at the vision tower's size."""
+    import torch
+
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    n_img = int(cfg.mm_tokens_per_image)
+    text_ids = torch.randint(20, 300, (n_text,), generator=g)  # ordinary tokens of the stand-in vocabulary
+    ids = torch.cat([torch.tensor([cfg.text_config.bos_token_id]), text_ids, torch.tensor([cfg.boi_token_index]),
+                     torch.full((n_img,), cfg.image_token_index), torch.tensor([cfg.eoi_token_index])])[None]
+    side = int(cfg.vision_config.image_size)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "token_type_ids": (ids == cfg.image_token_index).long(),
+            "pixel_values": torch.randn(1, 3, side, side, generator=g)}
+
+
+def build_random_medgemma(scale: str):
+    """MedGemma's architecture at ``scale`` with random weights, built directly in bf16 (fp32 would need ~17 GB)."""
+    import torch
+
+    from cxrtriage.hai_def.tiny_gemma import build_medgemma_stand_in
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        return build_medgemma_stand_in(0, scale)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> dict:
+    """Time to first token (one generated token) and per further token: (t(N) - t(1)) / (N - 1), greedy."""
+    import torch
+
+    inputs = _medgemma_inputs(model, n_text)
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    prompt_len = int(inputs["input_ids"].shape[1])
+
+    def gen(n: int):
+        with torch.inference_mode():
+            return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+    first = _seconds(lambda: gen(1), repeats)
+    full = _seconds(lambda: gen(new_tokens), repeats, warmup=0)
+    ttft = statistics.median(first)
+    per_token = (statistics.median(full) - ttft) / max(new_tokens - 1, 1)
+    return {"params_m": round(_n_params(model) / 1e6, 1), "dtype": "bfloat16", "device": "cpu",
+            "prompt_tokens": prompt_len, "image_tokens": int(model.config.mm_tokens_per_image),
+            "image_size": int(model.config.vision_config.image_size), "new_tokens": new_tokens,
+            "time_to_first_token": _summary(first), "generate_n_tokens": _summary(full),
+            "per_token_s": round(per_token, 4), "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
+            "peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
+# ----------------------------------------------------------------------------------------------- GGUF
+
+
+def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter: str | None) -> dict:
+    """Convert the saved random MedGemma (f16 text GGUF + f16 mmproj), quantise the text model, time llama.cpp."""
+    from cxrtriage.hai_def.gguf import GgufExplainer, _import_llama_cpp, convert_to_gguf, quantize_gguf
+
+    llama_cpp = _import_llama_cpp()
+    res: dict[str, Any] = {}
+    t = time.perf_counter()
+    model_f16, mmproj = convert_to_gguf(hf_dir, work / "gguf", converter=converter, outtype="f16",
+                                        synthesize_tokenizer_model=True)
+    res["convert_s"] = round(time.perf_counter() - t, 1)
+    shutil.rmtree(hf_dir, ignore_errors=True)
+    q_path = work / "gguf" / f"model-{GGUF_QUANT}.gguf"
+    t = time.perf_counter()
+    quantize_gguf(model_f16, q_path, GGUF_QUANT)
+    res["quantize_s"] = round(time.perf_counter() - t, 1)
+    res["size_mb"] = {"text_f16": round(model_f16.stat().st_size / 1e6, 1), f"text_{GGUF_QUANT}": round(q_path.stat().st_size / 1e6, 1),
+                      "mmproj_f16": round(mmproj.stat().st_size / 1e6, 1)}
+    model_f16.unlink()
+    threads = os.cpu_count() or 1
+    res["threads"] = threads
+
+    # text only: llama.cpp's own prompt-eval and eval counters
+    llm = llama_cpp.Llama(model_path=str(q_path), n_ctx=2048, n_threads=threads, n_gpu_layers=0, verbose=False)
+    prompt = [llm.token_bos()] + list(np.random.default_rng(0).integers(20, 300, n_text + 258).tolist())
+    llm.reset()
+    llama_cpp.llama_perf_context_reset(llm.ctx)
+    llm.create_completion(prompt, max_tokens=new_tokens, temperature=0.0, top_k=1)
+    perf = llama_cpp.llama_perf_context(llm.ctx)
+    res["prompt_tokens"] = int(perf.n_p_eval)
+    res["prompt_eval_s"] = round(perf.t_p_eval_ms / 1e3, 3)
+    res["prompt_tokens_per_s"] = round(perf.n_p_eval / max(perf.t_p_eval_ms / 1e3, 1e-9), 1)
+    res["generated_tokens"] = int(perf.n_eval)
+    res["per_token_s"] = round(perf.t_eval_ms / 1e3 / max(perf.n_eval, 1), 4)
+    res["tokens_per_s"] = round(perf.n_eval / max(perf.t_eval_ms / 1e3, 1e-9), 2)
+    del llm
+    gc.collect()
+
+    # image + short prompt through the multimodal handler: mmproj encoding + prefill + one token
+    explainer = GgufExplainer(q_path, mmproj, n_ctx=2048, n_threads=threads, max_new_tokens=1)
+    rng = np.random.default_rng(0)
+    pixels = rng.random((512, 512)).astype(np.float32)
+    from cxrtriage.hai_def.gguf import _to_openai_messages, pil_to_data_uri
+    from cxrtriage.hai_def.medgemma import grey_to_pil
+
+    msgs = _to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
+                               pil_to_data_uri(grey_to_pil(pixels)))
+    res["image_prompt_first_token"] = _summary(_seconds(lambda: explainer._generate(msgs), 2, warmup=0))
+    res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    return res
+
+
+def _gguf_prerequisites(converter: str | None) -> str | None:
+    """None when llama-cpp-python and the converter are there, else the reason (a ModelError's message)."""
+    from cxrtriage.errors import ModelError
+    from cxrtriage.hai_def.gguf import _import_llama_cpp, find_converter
+
+    try:
+        _import_llama_cpp()
+        find_converter(converter)
+    except ModelError as exc:
+        return str(exc)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------- driver
+
+
+def _bundled_numbers(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    r = json.loads(path.read_text(encoding="utf-8"))
+    return {"end_to_end_p50_ms": r.get("end_to_end", {}).get("p50_ms"),
+            "model_int8_p50_ms": r.get("model_int8_onnx", {}).get("p50_ms"),
+            "model_size_mb": r.get("model_int8_size_mb"), "source": str(path)}
+
+
+def run_hai_def_bench(*, scale: str = "real", parts: tuple[str, ...] = PARTS, repeats: int = 3, n_text: int = 300,
+                      new_tokens: int = 16, converter: str | None = None, out: str | Path | None = None,
+                      work_dir: str | Path | None = None, bundled_results: Path = BUNDLED_RESULTS) -> dict:
+    """Run the selected parts; a part that cannot run (missing extra, converter) is recorded as skipped with why."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    if scale not in ("real", "tiny"):
+        raise ValueError(f"scale must be 'real' or 'tiny', got {scale!r}")
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    work = Path(tempfile.mkdtemp(prefix="cxrtriage-hai-bench-", dir=work_dir))
+    results: dict[str, Any] = {
+        "note": RANDOM_WEIGHTS_NOTE if scale == "real" else TINY_NOTE, "scale": scale,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__},
+        "command": f"cxrtriage hai-def bench --scale {scale} --parts {','.join(parts)} --repeats {repeats} "
+                   f"--text-tokens {n_text} --new-tokens {new_tokens}",
+        "bundled_model": _bundled_numbers(Path(bundled_results)),
+    }
+    try:
+        if "medsiglip" in parts:
+            print("benchmarking the MedSigLIP-448 vision tower ...", flush=True)
+            results["medsiglip_vision"] = bench_medsiglip_vision(scale, work, repeats)
+        if "medgemma" in parts or "gguf" in parts:
+            print("building MedGemma 4B with random weights (bf16) ...", flush=True)
+            t = time.perf_counter()
+            model, processor = build_random_medgemma(scale)
+            results["medgemma_build_s"] = round(time.perf_counter() - t, 1)
+            if "medgemma" in parts:
+                print("benchmarking MedGemma (transformers, CPU bf16) ...", flush=True)
+                results["medgemma_transformers"] = bench_medgemma(model, n_text, new_tokens, repeats)
+            gguf_ready = None
+            if "gguf" in parts:
+                gguf_ready = _gguf_prerequisites(converter)
+                if gguf_ready is None:
+                    hf_dir = work / "medgemma_random"  # saved, then freed before conversion: peak RAM stays ~10 GB
+                    model.save_pretrained(hf_dir)
+                    processor.save_pretrained(hf_dir)
+            del model
+            gc.collect()
+            if "gguf" in parts:
+                if gguf_ready is not None:
+                    results["medgemma_gguf"] = f"skipped: {gguf_ready}"
+                else:
+                    print(f"converting to GGUF {GGUF_QUANT} and benchmarking llama.cpp ...", flush=True)
+                    results["medgemma_gguf"] = bench_gguf(work / "medgemma_random", work, n_text, new_tokens, converter)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def print_table(r: dict) -> None:
+    print(f"\nHAI-DEF speed on {r['machine']['cpus']} CPU(s), {r['machine']['platform']}")
+    print(f"NOTE: {r['note']} (scale: {r['scale']})")
+    b = r.get("bundled_model")
+    if b:
+        print(f"  bundled int8 CNN (cxrtriage bench)       model {b['model_int8_p50_ms']} ms, end-to-end {b['end_to_end_p50_ms']} ms, "
+              f"{b['model_size_mb']} MB")
+    else:
+        print("  bundled int8 CNN: run `make bench` to record its numbers beside these")
+    v = r.get("medsiglip_vision")
+    if isinstance(v, dict):
+        print(f"  MedSigLIP vision tower ({v['params_m']}M params, {v['input']}) per image:")
+        for key in ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8_dynamic"):
+            if key in v:
+                print(f"    {key:<18} {v[key]['median_s'] * 1e3:10.1f} ms")
+        print(f"    int8 cosine vs fp32 {v.get('cosine_ort_int8_dynamic_vs_torch_fp32')}, ONNX size fp32 {v['onnx_size_mb']['fp32']} MB "
+              f"-> int8 {v['onnx_size_mb']['int8']} MB")
+    g = r.get("medgemma_transformers")
+    if isinstance(g, dict):
+        print(f"  MedGemma ({g['params_m']}M params) transformers CPU bf16, prompt {g['prompt_tokens']} tokens "
+              f"({g['image_tokens']} image, {g['image_size']} px):")
+        print(f"    time to first token {g['time_to_first_token']['median_s']:.2f} s, then {g['per_token_s']:.3f} s/token "
+              f"({g['tokens_per_s']} tokens/s)")
+    q = r.get("medgemma_gguf")
+    if isinstance(q, dict):
+        print(f"  MedGemma GGUF {GGUF_QUANT} (llama.cpp, {q['threads']} threads): {q['per_token_s']:.3f} s/token "
+              f"({q['tokens_per_s']} tokens/s), prompt {q['prompt_tokens_per_s']} tokens/s, image+prompt -> first token "
+              f"{q['image_prompt_first_token']['median_s']:.2f} s; sizes {q['size_mb']}")
+    elif q:
+        print(f"  MedGemma GGUF: {q}")
+
+
+def add_bench_parser(sub: Any) -> None:
+    """Register ``bench`` under the ``cxrtriage hai-def`` sub-command group."""
+    p = sub.add_parser("bench", help="speed of MedSigLIP / MedGemma / GGUF at real sizes with RANDOM weights",
+                       description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=("real", "tiny"), default="real",
+                   help="real layer sizes (minutes, ~10 GB RAM) or tiny ones (seconds; checks the plumbing)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--text-tokens", type=int, default=300, help="text tokens in the MedGemma prompt besides the image")
+    p.add_argument("--new-tokens", type=int, default=16, help="tokens generated to time decoding")
+    p.add_argument("--converter", help="convert_hf_to_gguf.py (default: $CXRTRIAGE_GGUF_CONVERTER)")
+    p.add_argument("--out", help="write the results JSON here (e.g. prototype/eval/hai_def_bench.json)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"error: the HAI-DEF benchmark needs the [hai-def] extra: pip install 'cxrtriage[hai-def]' ({exc})")
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    try:
+        run_hai_def_bench(scale=args.scale, parts=parts, repeats=args.repeats, n_text=args.text_tokens,
+                          new_tokens=args.new_tokens, converter=args.converter, out=args.out)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}")
+    return 0
