@@ -1,6 +1,20 @@
 """Image -> model input, driven entirely by the model's metadata (``preprocess`` block of model.json).
 
 Training and inference both call :func:`to_model_input`, so the two can never drift apart.
+
+Keys of the ``preprocess`` block:
+
+* ``input_size``: S (square) or [H, W].
+* ``channels``: 1 (default) or 3; a grey image is replicated to every channel.
+* ``mean`` / ``std``: a scalar, or one value per channel.
+* ``resize``: how the image reaches the model size:
+
+  - ``"squash-bilinear"`` (default, the bundled CNN): float [0,1] image clipped, PIL bilinear resize in float
+    ("F" mode) to (H, W) without keeping the aspect ratio, then ``(x - mean) / std``.
+  - ``"siglip-uint8-bilinear"`` (a MedSigLIP ONNX bundle): exactly ``MedSigLIPBackend.to_pil`` followed by the
+    checkpoint's SigLIP image processor: clip, ``rint(x * 255)`` to uint8, PIL bilinear resize of the "L" image to
+    (H, W), then ``x * rescale_factor`` (the processor's, 1/255) and ``(x - mean[c]) / std[c]`` with the
+    processor's image_mean/std. The processor's own resize is a no-op at that size (the image already has it).
 """
 
 from __future__ import annotations
@@ -10,6 +24,10 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
+SQUASH_BILINEAR = "squash-bilinear"
+SIGLIP_UINT8_BILINEAR = "siglip-uint8-bilinear"
+RESIZE_MODES = (SQUASH_BILINEAR, SIGLIP_UINT8_BILINEAR)
+
 
 def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     """Resize a float [0,1] (H, W) image to (size, size) without keeping the aspect ratio.
@@ -17,15 +35,76 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
     Squashing (not letterboxing) matches how the training images were prepared: NIH images are square and
     the pediatric set was already squashed by its publisher.
     """
+    return resize_squash(pixels, size, size)
+
+
+def resize_squash(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Float PIL ("F") bilinear resize of a (H, W) image to (height, width), aspect ratio not kept."""
     img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32)
+
+
+def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``MedSigLIPBackend.to_pil`` without the RGB step: uint8 "L" image, PIL bilinear to (height, width)."""
+    arr = np.asarray(pixels, dtype=np.float32)
+    grey = Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), mode="L")
+    return np.asarray(grey.resize((width, height), Image.BILINEAR), dtype=np.uint8)
+
+
+def input_hw(cfg: Mapping[str, Any]) -> tuple[int, int]:
+    """(height, width) of the model input from ``input_size`` (S or [H, W])."""
+    size = cfg["input_size"]
+    if isinstance(size, (list, tuple)):
+        if len(size) != 2:
+            raise ValueError(f"input_size must be S or [H, W], got {size!r}")
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def _per_channel(value: Any, channels: int, key: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, channels)
+    if arr.size != channels:
+        raise ValueError(f"preprocess {key} has {arr.size} values for {channels} channels")
+    return arr
+
+
+def check_config(cfg: Mapping[str, Any]) -> None:
+    """Raise ValueError for a ``preprocess`` block this module cannot honour (called when a model loads)."""
+    mode = cfg.get("resize", SQUASH_BILINEAR)
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown preprocess resize mode {mode!r}; supported: {', '.join(RESIZE_MODES)}")
+    channels = int(cfg.get("channels", 1))
+    if channels not in (1, 3):
+        raise ValueError(f"preprocess channels must be 1 or 3, got {channels}")
+    input_hw(cfg)
+    _per_channel(cfg["mean"], channels, "mean")
+    std = _per_channel(cfg["std"], channels, "std")
+    if np.any(std == 0):
+        raise ValueError("preprocess std must be non-zero")
 
 
 def to_model_input(pixels: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
-    """(H, W) float [0,1] -> (1, 1, S, S) float32 normalised with the model's mean/std."""
+    """(H, W) float [0,1] -> (1, C, H', W') float32 normalised as the model's metadata says."""
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {pixels.shape}")
-    size = int(cfg["input_size"])
-    x = resize_square(np.clip(pixels, 0.0, 1.0), size)
-    x = (x - float(cfg["mean"])) / float(cfg["std"])
-    return x[None, None].astype(np.float32)
+    h, w = input_hw(cfg)
+    mode = cfg.get("resize", SQUASH_BILINEAR)
+    channels = int(cfg.get("channels", 1))
+    mean, std = cfg["mean"], cfg["std"]
+    if mode == SQUASH_BILINEAR:
+        x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
+        if channels == 1 and np.ndim(mean) == 0 and np.ndim(std) == 0:
+            # the bundled CNN's path, unchanged (float32 arithmetic)
+            x = (x - float(mean)) / float(std)
+            return x[None, None].astype(np.float32)
+        x = x.astype(np.float64)
+    elif mode == SIGLIP_UINT8_BILINEAR:
+        x = resize_uint8(pixels, h, w).astype(np.float64) * float(cfg.get("rescale_factor", 1.0 / 255.0))
+    else:
+        raise ValueError(f"unknown preprocess resize mode {mode!r}; supported: {', '.join(RESIZE_MODES)}")
+    m = _per_channel(mean, channels, "mean")[:, None, None]
+    s = _per_channel(std, channels, "std")[:, None, None]
+    out = (x[None] - m) / s
+    return out[None].astype(np.float32)

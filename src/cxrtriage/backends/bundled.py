@@ -1,4 +1,20 @@
-"""The bundled int8 ONNX CNN: numpy + onnxruntime only (no torch)."""
+"""ONNX model bundles (``model.onnx`` + ``model.json``): numpy + onnxruntime only (no torch, no transformers).
+
+One runtime class, :class:`BundledOnnxBackend`, serves every bundle; everything model-specific comes from
+``model.json`` (like timm's ``pretrained_cfg``):
+
+* ``preprocess``: input size, channels, per-channel mean/std and the resize mode (:mod:`cxrtriage.preprocess`);
+* ``output_roles``: which ONNX output is the urgency ``logit``, which (if any) the ``feature_map`` for the CAM
+  (needs ``head.weight``), and which (if any) the ``embedding`` for similar cases / the OOD gate. Without
+  ``output_roles`` the bundled CNN's layout is assumed: ``urgency_logit`` [N,1] and ``feature_map`` [N,C,h,w],
+  embedding = the feature map's global average;
+* ``calibration`` (Platt a, b), ``threshold``, ``review_band``, ``ood`` and ``backend`` (the name every
+  Prediction reports; default "bundled").
+
+Bundles: the shipped CNN (:mod:`cxrtriage.train.export`, backend "bundled") and the MedSigLIP vision tower + linear
+probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "medsiglip-onnx": outputs
+``image_embedding`` and ``urgency_logit``, no CAM).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +33,15 @@ from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.evidence import class_activation_map
 from cxrtriage.layout import ChestLayoutModel
-from cxrtriage.preprocess import to_model_input
+from cxrtriage.preprocess import check_config, input_hw, to_model_input
 from cxrtriage.schema import ModelInfo
 
 MODEL_FILE = "model.onnx"
 META_FILE = "model.json"
 INDEX_FILE = "index.npz"
+#: output_roles assumed when model.json has none: the bundled CNN's outputs
+DEFAULT_LOGIT_OUTPUT = "urgency_logit"
+DEFAULT_FEATURE_MAP_OUTPUT = "feature_map"
 
 
 def _sha256(path: Path) -> str:
@@ -49,7 +68,7 @@ def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
 
 
 class BundledOnnxBackend:
-    """Runs ``model.onnx`` with the preprocessing, calibration and operating point from ``model.json``."""
+    """Runs ``model.onnx`` with the preprocessing, output roles, calibration and operating point from ``model.json``."""
 
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
         import onnxruntime as ort
@@ -70,41 +89,79 @@ class BundledOnnxBackend:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
         self.preprocess_cfg = self.meta["preprocess"]
-        self.head_weight = np.asarray(self.meta["head"]["weight"], dtype=np.float32)
+        try:
+            check_config(self.preprocess_cfg)
+        except (KeyError, ValueError) as exc:
+            raise ModelError(f"{self.model_dir / META_FILE}: bad preprocess block: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.logit_output, self.feature_map_output, self.embedding_output = self._output_roles()
+        head = self.meta.get("head")
+        self.head_weight = np.asarray(head["weight"], dtype=np.float32) if head else None
         cal = self.meta["calibration"]
         self._a, self._b = float(cal["a"]), float(cal["b"])
         self.threshold = float(self.meta["threshold"])
         self.review_band = (float(self.meta["review_band"][0]), float(self.meta["review_band"][1]))
         index_path = self.model_dir / INDEX_FILE
         self.index = EmbeddingIndex.load(index_path) if index_path.is_file() else None
-        self.layout = load_layout(index_path, int(self.preprocess_cfg["input_size"])) if index_path.is_file() else None
-        ood = self.meta.get("ood", {})
+        self.layout = load_layout(index_path, input_hw(self.preprocess_cfg)[0]) if index_path.is_file() else None
+        ood = self.meta.get("ood") or {}
         self.max_layout_residual = ood.get("max_layout_residual")
         self.min_knn_similarity = ood.get("min_knn_similarity")
         self.knn_k = int(ood.get("k", 5))
-        self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha, backend="bundled")
+        self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha,
+                              backend=str(self.meta.get("backend", "bundled")))
+
+    def _output_roles(self) -> tuple[str, str | None, str | None]:
+        """(logit, feature map or None, embedding or None) output names, from ``output_roles`` or the CNN default."""
+        roles = self.meta.get("output_roles")
+        if roles is None:
+            logit = DEFAULT_LOGIT_OUTPUT if DEFAULT_LOGIT_OUTPUT in self.output_names else self.output_names[0]
+            fmap = DEFAULT_FEATURE_MAP_OUTPUT if DEFAULT_FEATURE_MAP_OUTPUT in self.output_names else None
+            return logit, fmap, None
+        logit, fmap, emb = roles.get("logit"), roles.get("feature_map"), roles.get("embedding")
+        for role, name in (("logit", logit), ("feature_map", fmap), ("embedding", emb)):
+            if name is not None and name not in self.output_names:
+                raise ModelError(f"{META_FILE} output_roles.{role} = {name!r} is not an output of {self.model_path} "
+                                 f"(outputs: {', '.join(self.output_names)})")
+        if logit is None:
+            raise ModelError(f"{META_FILE} output_roles has no logit output")
+        return logit, fmap, emb
 
     def calibrate(self, logit: float | np.ndarray) -> float | np.ndarray:
         return platt(logit, self._a, self._b)
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ONNX outputs for a preprocessed batch: (logits [N], feature maps [N, C, h, w])."""
-        logit, fmap = self.session.run(None, {"image": x})
-        return logit[:, 0], fmap
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every ONNX output for a preprocessed batch, by name."""
+        return dict(zip(self.output_names, self.session.run(None, {self.input_name: x})))
+
+    def _logits(self, outs: dict[str, np.ndarray]) -> np.ndarray:
+        logit = outs[self.logit_output]
+        return logit.reshape(logit.shape[0], -1)[:, 0]  # [N, 1] (CNN) or [N] (MedSigLIP probe) -> [N]
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw outputs for a preprocessed batch: (logits [N], feature maps [N, C, h, w], or None when the model has
+        no feature-map output, e.g. a MedSigLIP bundle)."""
+        outs = self.run_outputs(x)
+        return self._logits(outs), (outs[self.feature_map_output] if self.feature_map_output else None)
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         t0 = time.perf_counter()
         x = to_model_input(pixels, self.preprocess_cfg)
         t1 = time.perf_counter()
-        logits, fmaps = self.run(x)
+        outs = self.run_outputs(x)
         t2 = time.perf_counter()
-        fmap = fmaps[0]
-        cam = class_activation_map(fmap, self.head_weight)
-        logit = float(logits[0])
-        return BackendOutput(
-            logit=logit, score=float(self.calibrate(logit)), cam=cam, embedding=fmap.mean(axis=(1, 2)),
-            timings_ms={"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "cam": (time.perf_counter() - t2) * 1e3},
-        )
+        logit = float(self._logits(outs)[0])
+        fmap = outs[self.feature_map_output][0] if self.feature_map_output else None
+        cam = class_activation_map(fmap, self.head_weight) if fmap is not None and self.head_weight is not None else None
+        if self.embedding_output:
+            embedding = outs[self.embedding_output][0]
+        else:
+            embedding = fmap.mean(axis=(1, 2)) if fmap is not None else None
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+        timings["cam" if cam is not None else "head"] = (time.perf_counter() - t2) * 1e3
+        return BackendOutput(logit=logit, score=float(self.calibrate(logit)), cam=cam, embedding=embedding,
+                             timings_ms=timings)
 
     def footprint_mb(self) -> float:
         return self.model_path.stat().st_size / 1e6

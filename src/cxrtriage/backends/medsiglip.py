@@ -6,6 +6,11 @@ score with a known operating point. Without a probe the backend falls back to ze
 calibrated: it says so in ``warnings``.
 
 Inference needs torch + transformers only (no sklearn); training lives in :mod:`cxrtriage.hai_def.probe`.
+
+ONNX bundle: :func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle` exports the vision tower + probe head to
+``model.onnx`` (dynamic int8) + ``model.json``. ``load_backend("medsiglip", dir)`` (``CXRTRIAGE_BACKEND=medsiglip
+CXRTRIAGE_MODEL=dir``) on such a directory serves it with :class:`cxrtriage.backends.bundled.BundledOnnxBackend`:
+numpy + onnxruntime only, torch and transformers are never imported (see :func:`from_env`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from cxrtriage.backends.base import BackendOutput
+from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.calibration import platt
 from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
@@ -64,6 +69,13 @@ class LinearProbe:
 
     def score(self, embedding: np.ndarray) -> np.ndarray:
         return self.calibrate(self.logit(embedding))
+
+    def fingerprint(self) -> str:
+        """sha256 of what decides the score (weights, bias, Platt, operating point), independent of file layout."""
+        d = {"weight": [float(w) for w in self.weight], "bias": float(self.bias), "platt_a": float(self.platt_a),
+             "platt_b": float(self.platt_b), "threshold": float(self.threshold),
+             "review_band": [float(self.review_band[0]), float(self.review_band[1])]}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -264,10 +276,38 @@ class MedSigLIPBackend:
         return sum(f.resolve().stat().st_size for f in self._files) / 1e6
 
 
-def from_env(model_dir: str | Path | None = None) -> MedSigLIPBackend:
+def is_onnx_bundle(path: str | Path) -> bool:
+    """True for a local directory holding an exported ONNX bundle (``model.json`` + ``model.onnx``)."""
+    p = Path(path).expanduser()
+    return p.is_dir() and (p / "model.json").is_file() and (p / "model.onnx").is_file()
+
+
+def _onnx_bundle(model_dir: Path, classifier: str | None) -> Backend:
+    """The ONNX export served by the bundled runtime (no torch); its probe is baked in, so a CXRTRIAGE_CLASSIFIER
+    that names a different probe is an error rather than silently ignored."""
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+
+    backend = BundledOnnxBackend(model_dir)
+    if classifier:
+        baked = (backend.meta.get("probe") or {}).get("fingerprint")
+        given = LinearProbe.load(classifier).fingerprint()
+        if baked != given:
+            raise ModelError(f"{model_dir} is an ONNX bundle with its own linear probe baked in, but CXRTRIAGE_CLASSIFIER "
+                             f"names a different probe ({classifier}): unset CXRTRIAGE_CLASSIFIER, or export a bundle "
+                             "with that probe (cxrtriage.hai_def.onnx_export.export_medsiglip_bundle)")
+    return backend
+
+
+def from_env(model_dir: str | Path | None = None) -> Backend:
     """The ``load_backend("medsiglip")`` entry: an explicit model_dir, else CXRTRIAGE_MODEL, else the hub id;
-    the probe from CXRTRIAGE_CLASSIFIER (else ``probe.json`` inside the model directory, else zero-shot)."""
+    the probe from CXRTRIAGE_CLASSIFIER (else ``probe.json`` inside the model directory, else zero-shot).
+
+    A local directory with ``model.json`` + ``model.onnx`` (an :func:`export_medsiglip_bundle
+    <cxrtriage.hai_def.onnx_export.export_medsiglip_bundle>` output) is served by ``BundledOnnxBackend``
+    (numpy + onnxruntime, no torch/transformers); anything else by the torch :class:`MedSigLIPBackend`."""
     model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
     classifier = os.environ.get("CXRTRIAGE_CLASSIFIER") or None
+    if is_onnx_bundle(model):
+        return _onnx_bundle(Path(model).expanduser(), classifier)
     device = os.environ.get("CXRTRIAGE_DEVICE") or None
     return MedSigLIPBackend(model, classifier=classifier, device=device)

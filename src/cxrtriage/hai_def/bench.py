@@ -124,7 +124,6 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
     xb = x.to(torch.bfloat16)
     res["torch_bf16"] = _summary(_seconds(lambda: run(bf16, xb), repeats))
     res["cosine_bf16_vs_fp32"] = round(_cosine(run(bf16, xb).float().numpy(), ref), 5)
-    del model, bf16
     gc.collect()
 
     xn = x.numpy()
@@ -135,7 +134,6 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
         out = sess.run(None, {"pixel_values": xn})[0]
         res[tag] = _summary(_seconds(lambda: sess.run(None, {"pixel_values": xn}), repeats))
         res[f"cosine_{tag}_vs_torch_fp32"] = round(_cosine(out, ref), 5)
-        del sess
     res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return res
 
