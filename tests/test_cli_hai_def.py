@@ -87,6 +87,15 @@ def test_train_probe_on_tiny_siglip(tiny, data_dir: Path, tmp_path: Path, capsys
     assert 0.0 <= res["val_auc"] <= 1.0 and res["n_train"] > 0 and res["n_val"] > 0
     assert Path(res["probe_path"]) == tmp_path / "probe" / "probe.json" and Path(res["probe_path"]).is_file()
     assert "CXRTRIAGE_CLASSIFIER=" in captured.err
+    # MedSigLIP embeddings power the similar-case index: training IDs and labels only, with an OOD gate
+    from cxrtriage.backends.medsiglip import LinearProbe
+    from cxrtriage.embedding_index import EmbeddingIndex
+
+    index = EmbeddingIndex.load(Path(res["index_path"]))
+    assert len(index.keys) == res["n_train"] and set(index.labels.tolist()) <= {0, 1}
+    assert all(str(k).startswith(("nih/", "kermany/")) for k in index.keys)
+    ood = LinearProbe.load(res["probe_path"]).meta["ood"]
+    assert ood["min_knn_similarity"] == res["min_knn_similarity"] < ood["val_knn_similarity_quantiles"]["0.0"]
 
 
 def test_finetune_on_tiny_medgemma(tiny, data_dir: Path, tmp_path: Path, capsys) -> None:

@@ -121,6 +121,7 @@ def test_full_pipeline_prediction(backend, labelled_images, tmp_path: Path) -> N
     assert Prediction.model_validate(pred.model_dump()) == pred
     assert pred.model.backend == "medsiglip" and pred.label in ("Urgent", "Non-Urgent")
     assert pred.crops == []
+    assert "no localisation" in pred.explanation and "activation map" in pred.explanation  # says why: no map at all
     # without a trained probe the score is zero-shot: the user is told it is uncalibrated
     assert any("UNCALIBRATED" in w for w in pred.warnings)
 

@@ -86,10 +86,14 @@ def _ready(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    port = _free_port()
+    yield from _serve(_build_app(port, tmp_path_factory.mktemp("ui-crops")), port)
+
+
+def _serve(app, port: int):
+    """Run ``app`` on 127.0.0.1:port in a thread; yield its URL once the model is ready; stop it afterwards."""
     import uvicorn
 
-    port = _free_port()
-    app = _build_app(port, tmp_path_factory.mktemp("ui-crops"))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -311,3 +315,55 @@ def test_display_image_is_8_bit_and_boxes_scale(tmp_path: Path) -> None:
     pred = _prediction(crops=[Crop(x=100, y=200, w=300, h=400, thumb_path=str(tmp_path / "t.png"), region="right lower zone")])
     boxed = np.asarray(draw_boxes(img, pred, scale))
     assert boxed.shape == (1024, 512, 3) and (boxed != np.asarray(img)).any()
+
+
+# ------------------------------------------------------------------ a HAI-DEF backend, set up as a user would
+
+
+@pytest.fixture(scope="module")
+def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+    """The real service on the MedSigLIP ONNX bundle, built with the documented commands on a tiny random-weight
+    MedSigLIP: `hai-def tiny` -> `hai-def train-probe` (real images) -> `hai-def export-onnx`."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("sklearn")
+    from cxrtriage.cli import main
+    from cxrtriage.server import create_app
+    from cxrtriage.server_settings import ServerSettings
+
+    work = tmp_path_factory.mktemp("hai-def-ui")
+    assert main(["hai-def", "tiny", "--out", str(work / "tiny"), "--which", "medsiglip"]) == 0
+    assert main(["hai-def", "train-probe", "--model", str(work / "tiny" / "medsiglip"), "--out", str(work / "probe"),
+                 "--data-dir", str(data_dir), "--limit", "6", "--n-boot", "50"]) == 0
+    assert main(["hai-def", "export-onnx", "--model", str(work / "tiny" / "medsiglip"), "--probe", str(work / "probe"),
+                 "--out", str(work / "bundle")]) == 0
+    port = _free_port()
+    app = create_app(ServerSettings(port=port, crops_dir=work / "crops", backend="medsiglip", model_dir=work / "bundle"))
+    yield from _serve(app, port)
+
+
+@needs_chromium
+def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, data_dir: Path) -> None:
+    """A real triage through the MedSigLIP ONNX backend: a label, no CAM crops claimed, the backend named and the
+    HAI-DEF terms notice in the footer, the disclaimer still visible."""
+    from cxrtriage.schema import DISCLAIMER
+    from cxrtriage.webui import HAI_DEF_NOTICE
+
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.requests = []  # type: ignore[attr-defined]
+    page.on("request", lambda req: page.requests.append(req.url))  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{hai_def_url}/ui/", wait_until="networkidle")
+        _upload(page, data_dir.joinpath(*CHEST))
+        _triage(page)
+        assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
+        assert LABEL_RE.match(page.locator("#cxr-label .cxr-label").inner_text().strip())
+        page.wait_for_function("() => /\\d ms/.test(document.querySelector('#cxr-footer').innerText)")
+        foot = page.locator("#cxr-footer").inner_text()
+        assert HAI_DEF_NOTICE in foot and "backend medsiglip-onnx" in foot, foot
+        assert DISCLAIMER in page.locator("#cxr-disclaimer").inner_text()
+        assert page.locator("#cxr-crops img").count() == 0  # MedSigLIP has no activation map: no evidence crops
+        _assert_offline(page)
+    finally:
+        context.close()

@@ -18,6 +18,24 @@ def center_and_normalise(emb: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
+KNN_QUANTILES = (0.0, 0.005, 0.01, 0.05, 0.5)
+OOD_MARGIN = 0.1  # gate below the lowest validation kNN similarity minus this margin
+
+
+def build_index_and_ood(index_emb: np.ndarray, val_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(centre, centred-normalised index embeddings, ``ood`` block) from raw training (index) and validation
+    embeddings: the validation images' mean similarity to their k nearest training cases sets the gate, so every
+    validation image passes it. One rule for every backend that ships an index (bundled CNN, MedSigLIP probe)."""
+    centre = np.asarray(index_emb, dtype=np.float32).mean(axis=0)
+    index = center_and_normalise(index_emb, centre)
+    val = center_and_normalise(val_emb, centre)
+    k = max(1, min(int(k), len(index)))
+    sims = np.sort(val @ index.T, axis=1)[:, -k:].mean(axis=1)
+    ood = {"k": k, "val_knn_similarity_quantiles": {str(q): float(np.quantile(sims, q)) for q in KNN_QUANTILES},
+           "min_knn_similarity": float(np.quantile(sims, 0.0) - OOD_MARGIN)}
+    return centre, index, ood
+
+
 @dataclass(frozen=True)
 class Neighbour:
     key: str  # "<dataset>/<image id>"

@@ -31,13 +31,18 @@ def _where(boxes: list[EvidenceBox]) -> str:
 
 
 def build_explanation(label: str, score: float, threshold: float, review_band: tuple[float, float],
-                      boxes: list[EvidenceBox], report: ReportAnalysis | None, needs_review: bool) -> str:
+                      boxes: list[EvidenceBox], report: ReportAnalysis | None, needs_review: bool,
+                      *, has_map: bool = True) -> str:
+    """One line: label, score against the threshold, where the evidence is, what the prior report says.
+    ``has_map`` is False for backends without an activation map (MedSigLIP), which localise nothing."""
     band = score_band(score, threshold, review_band)
     parts = [f"{label}: {band} urgency score {score:.2f} (threshold {threshold:.2f})"]
     where = _where(boxes)
     if where:
         verb = "urgent-pattern evidence strongest in the" if label == "Urgent" else "weak urgent-pattern evidence, mostly in the"
         parts.append(f"{verb} {where}")
+    elif not has_map:
+        parts.append("this model gives no localisation (no activation map), so no evidence region is shown")
     elif label == "Urgent":
         parts.append("no focal region stands out in the activation map")
     if report is not None and report.sentences:

@@ -97,7 +97,8 @@ class Triage:
                             "review the current image against the prior report")
         timings["report"] = (time.perf_counter() - t) * 1e3
 
-        explanation = build_explanation(label, out.score, threshold, band, boxes, report, needs_review)
+        explanation = build_explanation(label, out.score, threshold, band, boxes, report, needs_review,
+                                        has_map=out.cam is not None)
         provenance = report_provenance(report) + case_provenance(neighbours)
         # Optional explainer hook (the `medgemma` backend): it may replace the explanation and add provenance and
         # warnings, and a second opinion that disagrees flags the result for review; it never changes label or score.

@@ -22,7 +22,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cxrtriage import metrics
 from cxrtriage.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, split_sha256
-from cxrtriage.embedding_index import center_and_normalise
+from cxrtriage.embedding_index import build_index_and_ood
 from cxrtriage.layout import ChestLayoutModel, layout_features
 from cxrtriage.train.model import ArchConfig, CXRNet
 from cxrtriage.train.trainer import limit_per_dataset, load_cache
@@ -199,12 +199,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         # Similar-case index and out-of-distribution statistics.
         _, q_emb_idx = run_onnx(int8, x_idx)
         _, q_emb_vn = run_onnx(int8, x_vn)
-        centre = q_emb_idx.mean(axis=0)
-        index_emb = center_and_normalise(q_emb_idx, centre)
-        val_emb = center_and_normalise(np.concatenate([q_emb_vn, q_emb_vp]), centre)
-        sims = np.sort(val_emb @ index_emb.T, axis=1)[:, -KNN_K:].mean(axis=1)
-        ood = {"k": KNN_K, "val_knn_similarity_quantiles": {str(q): float(np.quantile(sims, q)) for q in (0.0, 0.005, 0.01, 0.05, 0.5)}}
-        ood["min_knn_similarity"] = float(np.quantile(sims, 0.0) - 0.1)
+        centre, index_emb, ood = build_index_and_ood(q_emb_idx, np.concatenate([q_emb_vn, q_emb_vp]), KNN_K)
         ood["max_layout_residual"] = max_layout_residual
         ood["layout_components"] = LAYOUT_K
         log(f"similar-case index: {len(idx_recs)} training images ({sum(r.dataset == 'nih' for r in idx_recs)} NIH); "
