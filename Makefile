@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: install demo demo-cli smoke test test-slow bench evaluate train export clean help
+.PHONY: install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -15,6 +15,7 @@ help:
 	@echo "make smoke     start the server and run demo_app/tests/smoke_test.sh against it"
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
+	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 
@@ -43,6 +44,9 @@ test-slow: install
 
 bench: install
 	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card
+
+bench-hai-def: install
+	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json
 
 evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json

@@ -112,7 +112,9 @@ def test_urgency_example_encodes(tiny_medgemma: Path, nih_records) -> None:
 def test_qlora_on_cpu_raises(tiny_medgemma: Path, nih_records, tmp_path: Path) -> None:
     from cxrtriage.hai_def.finetune import FinetuneConfig, build_examples, finetune
 
-    with pytest.raises(RuntimeError, match="CUDA"):
+    from cxrtriage.errors import ModelError
+
+    with pytest.raises(ModelError, match="CUDA"):
         finetune(tiny_medgemma, build_examples(nih_records[:1], "urgency"), tmp_path / "q",
                  FinetuneConfig(qlora=True), device="cpu")
 

@@ -180,3 +180,23 @@ def test_medgemma_gguf_backend_picks_the_quantised_file(tmp_path: Path) -> None:
     assert isinstance(backend, MedGemmaGgufBackend) and backend.info.backend == "medgemma-gguf"
     assert Path(backend.model_dir).name == "model-Q4_K_M.gguf" and backend.mmproj.name == "mmproj-f16.gguf"
     assert backend._explainer is None  # llama.cpp loads lazily, on the first explanation
+
+
+def test_four_bit_on_cpu_is_a_clear_error(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CXRTRIAGE_4BIT=1 (bitsandbytes NF4) is GPU-only: on CPU the explainer refuses with a sentence, no traceback."""
+    monkeypatch.setenv("CXRTRIAGE_4BIT", "1")
+    backend = load_backend("medgemma", tiny_dir)
+    backend.device = "cpu"
+    with pytest.raises(ModelError, match="CUDA GPU"):
+        backend.explainer()
+
+
+def test_cli_finetune_qlora_on_cpu_exits_2(tiny_dir: Path, data_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    from cxrtriage.cli import main
+
+    code = main(["hai-def", "finetune", "--model", str(tiny_dir), "--out", str(tmp_path / "ft"), "--qlora",
+                 "--device", "cpu", "--data-dir", str(data_dir), "--limit", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "CUDA GPU" in err and "Traceback" not in err
+    assert not (tmp_path / "ft").exists()  # refused before any work

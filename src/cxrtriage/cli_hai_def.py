@@ -261,13 +261,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available; use --device cpu")
-    if cfg.qlora and not device.startswith("cuda"):
-        raise UsageError("--qlora needs a CUDA GPU (bitsandbytes 4-bit NF4); drop --qlora to train on CPU")
     if cfg.qlora:
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise UsageError("--qlora needs bitsandbytes, which cannot be imported: pip install bitsandbytes") from None
+        from cxrtriage.hai_def.model_source import require_4bit
+
+        require_4bit(device)  # ModelError -> one sentence, exit 2
     data_dir = _data_dir(args.data_dir)
     parts = load_split_records(data_dir)
     records = balanced_records(parts["train"], args.limit)

@@ -122,7 +122,9 @@ class MedGemmaBackend:
     def _load_explainer(self) -> MedGemmaExplainer:
         from cxrtriage.hai_def.medgemma import MedGemmaExplainer
 
-        return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens)
+        four_bit = os.environ.get("CXRTRIAGE_4BIT", "").strip().lower() in ("1", "true", "yes")
+        return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens,
+                                 load_in_4bit=four_bit)
 
     def explainer(self) -> MedGemmaExplainer:
         """The MedGemma explainer, loaded on first use (call under ``self._lock``)."""

@@ -229,15 +229,6 @@ def collate(items: list[dict], pad_id: int) -> dict:
 # ------------------------------------------------------------------------------------------ training
 
 
-def _check_qlora(device) -> None:
-    if device.type != "cuda":
-        raise RuntimeError("qlora=True needs a CUDA GPU (bitsandbytes 4-bit NF4); on CPU set qlora=False")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as exc:
-        raise RuntimeError("qlora=True needs bitsandbytes: pip install bitsandbytes (CUDA only)") from exc
-
-
 def _lora_target_regex(target_modules: str | Sequence[str]) -> str:
     """peft regex matching only linear layers inside the language model (vision tower/projector stay frozen)."""
     if target_modules == "all-linear":
@@ -256,12 +247,9 @@ def _load_base(model_dir: str | Path, cfg: FinetuneConfig, device, quantize: boo
     dtype = torch.bfloat16 if (device.type == "cuda" and cfg.bf16) else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if quantize:
-        from transformers import BitsAndBytesConfig
+        from cxrtriage.hai_def.model_source import four_bit_kwargs
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype)
-        kwargs["device_map"] = {"": device.index or 0}
+        kwargs.update(four_bit_kwargs(str(device), dtype))
     model = AutoModelForImageTextToText.from_pretrained(str(model_dir), **kwargs)
     if not quantize:
         model.to(device)
@@ -285,7 +273,9 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
         raise ValueError("no training examples")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.qlora:
-        _check_qlora(dev)
+        from cxrtriage.hai_def.model_source import require_4bit
+
+        require_4bit(str(dev))  # before any work: a clear error, not a bitsandbytes traceback
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)

@@ -83,15 +83,20 @@ class MedGemmaExplainer:
         device: str | None = None,
         dtype: Any = None,
         max_new_tokens: int = 160,
+        load_in_4bit: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        from cxrtriage.hai_def.model_source import four_bit_kwargs, pick_device_dtype
+
+        # bf16 on CUDA and CPU: halves memory and is faster than fp32 on these CPUs for the 4B model (CPU warns)
+        device_name, default_dtype = pick_device_dtype(device, large=True)
+        self.device = torch.device(device_name)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
-        # bf16 on both: halves memory and is faster than fp32 on these CPUs for the 4B model
-        self.dtype = dtype or torch.bfloat16
+        self.dtype = dtype or default_dtype
+        extra = four_bit_kwargs(device_name, self.dtype) if load_in_4bit else {}
         self.max_new_tokens = int(max_new_tokens)
         self.model_dir = str(model_dir)
         # audit / test hooks of the last explain() call (one explainer per thread: not shared across threads)
@@ -99,10 +104,12 @@ class MedGemmaExplainer:
         self.last_new_token_count = 0
         try:
             self.processor = AutoProcessor.from_pretrained(self.model_dir)
-            self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=self.dtype)
+            self.model = AutoModelForImageTextToText.from_pretrained(self.model_dir, dtype=self.dtype, **extra)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"Could not load MedGemma from {self.model_dir}: {exc}") from exc
-        self.model.to(self.device).eval()
+        if not extra:  # a 4-bit model is already placed by device_map
+            self.model.to(self.device)
+        self.model.eval()
 
     # ----------------------------------------------------------------- generation
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cxrtriage.errors import ModelError
 
@@ -71,3 +71,26 @@ def pick_device_dtype(prefer: str | None = None, *, large: bool = False) -> tupl
     if device == "cpu" and large:
         log.warning("running a large model on CPU in bf16: expect several GB of RAM and slow inference")
     return device, torch.bfloat16
+
+
+def require_4bit(device: str) -> None:
+    """Raise ModelError unless 4-bit NF4 (bitsandbytes) can run on ``device``: CUDA only, bitsandbytes installed."""
+    if not str(device).startswith("cuda"):
+        raise ModelError(f"4-bit loading (bitsandbytes NF4) needs a CUDA GPU, the device is {str(device)!r}: "
+                         "unset CXRTRIAGE_4BIT / drop --qlora, or run on a GPU")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes (CUDA only)") from exc
+
+
+def four_bit_kwargs(device: str, compute_dtype: Any) -> dict[str, Any]:
+    """``from_pretrained`` kwargs for a 4-bit NF4 base (bitsandbytes, CUDA only); a clear ModelError elsewhere.
+    Shared by inference (CXRTRIAGE_4BIT=1) and QLoRA fine-tuning."""
+    require_4bit(device)
+    from transformers import BitsAndBytesConfig
+
+    index = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype),
+            "device_map": {"": index}}
