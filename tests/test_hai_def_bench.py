@@ -62,3 +62,11 @@ def test_gguf_part_is_skipped_with_the_reason_without_a_converter(tmp_path: Path
     r = run_hai_def_bench(scale="tiny", parts=("gguf",), repeats=1, converter=str(tmp_path / "missing.py"),
                           work_dir=tmp_path)
     assert isinstance(r["medgemma_gguf"], str) and r["medgemma_gguf"].startswith("skipped:")
+
+
+def test_cli_bench_bad_part_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from cxrtriage.cli import main
+
+    assert main(["hai-def", "bench", "--scale", "tiny", "--parts", "medsiglip,resnet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parts" in err and "Traceback" not in err

@@ -11,7 +11,7 @@ Measured, per part (``--parts``):
   the same exporter and quantiser as :mod:`cxrtriage.hai_def.onnx_export`), plus ORT fp32 and the int8-vs-fp32
   embedding cosine.
 * ``medgemma``: transformers, CPU bf16, one image + a fixed-length text prompt: time to first token (prefill incl.
-  the 896 px vision tower) and time per further token (greedy decoding).
+  the 896 px vision tower) and the median time per further token (greedy decoding; every token timestamped).
 * ``gguf``: the same random MedGemma saved, converted to GGUF with llama.cpp's converter
   (:func:`cxrtriage.hai_def.gguf.convert_to_gguf`), quantised to Q4_K_M with llama.cpp's quantiser, and timed
   with llama.cpp: prompt tokens per second and time per generated token (llama.cpp's own counters), and the
@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cxrtriage.bench import _peak_rss_mb
+from cxrtriage.bench import _peak_rss_mb, _times
 
 #: MedSigLIP-448's vision tower (SigLIP so400m/14 at 448 px, 429M parameters).
 SIGLIP_448_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
@@ -54,14 +54,8 @@ GGUF_QUANT = "Q4_K_M"
 
 
 def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+    """Wall times in seconds (the bundled bench's timer; these models take seconds, not milliseconds)."""
+    return [ms / 1e3 for ms in _times(fn, repeats, warmup)]
 
 
 def _summary(sec: list[float]) -> dict[str, float]:
@@ -173,26 +167,45 @@ def build_random_medgemma(scale: str):
 
 
 def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> dict:
-    """Time to first token (one generated token) and per further token: (t(N) - t(1)) / (N - 1), greedy."""
+    """Greedy generation of ``new_tokens`` tokens, ``repeats`` times; a stopping criterion that never stops
+    timestamps every generated token, so time to first token (prefill incl. the vision tower) and the time per
+    further token come from the same calls."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class TokenClock(StoppingCriteria):
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        def __call__(self, input_ids, scores, **kwargs):
+            self.stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     inputs = _medgemma_inputs(model, n_text)
     inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
     prompt_len = int(inputs["input_ids"].shape[1])
 
-    def gen(n: int):
+    def gen() -> tuple[float, list[float]]:
+        clock = TokenClock()
+        t0 = time.perf_counter()
         with torch.inference_mode():
-            return model.generate(**inputs, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+            out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 stopping_criteria=StoppingCriteriaList([clock]))
+        if out.shape[1] - prompt_len != new_tokens or len(clock.stamps) != new_tokens:
+            raise RuntimeError(f"expected {new_tokens} new tokens, got {out.shape[1] - prompt_len}")
+        return clock.stamps[0] - t0, list(np.diff(clock.stamps))
 
-    first = _seconds(lambda: gen(1), repeats)
-    full = _seconds(lambda: gen(new_tokens), repeats, warmup=0)
-    ttft = statistics.median(first)
-    per_token = (statistics.median(full) - ttft) / max(new_tokens - 1, 1)
+    gen()  # warm-up
+    runs = [gen() for _ in range(repeats)]
+    ttft = [r[0] for r in runs]
+    gaps = [g for r in runs for g in r[1]]
+    per_token = statistics.median(gaps) if gaps else float("nan")
     return {"params_m": round(_n_params(model) / 1e6, 1), "dtype": "bfloat16", "device": "cpu",
             "prompt_tokens": prompt_len, "image_tokens": int(model.config.mm_tokens_per_image),
             "image_size": int(model.config.vision_config.image_size), "new_tokens": new_tokens,
-            "time_to_first_token": _summary(first), "generate_n_tokens": _summary(full),
-            "per_token_s": round(per_token, 4), "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
+            "time_to_first_token": _summary(ttft),
+            "per_token_s": round(per_token, 4), "per_token_p90_s": round(float(np.percentile(gaps, 90)), 4) if gaps else None,
+            "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
             "peak_rss_mb": round(_peak_rss_mb(), 1)}
 
 
@@ -380,15 +393,21 @@ def add_bench_parser(sub: Any) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    """Exit 2 with one sentence for a missing extra or a bad option (the CLI's convention)."""
+    import sys
+
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise SystemExit(f"error: the HAI-DEF benchmark needs the [hai-def] extra: pip install 'cxrtriage[hai-def]' ({exc})")
+        print(f"error: the HAI-DEF benchmark needs the [hai-def] extra: pip install 'cxrtriage[hai-def]' ({exc})",
+              file=sys.stderr)
+        return 2
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     try:
         run_hai_def_bench(scale=args.scale, parts=parts, repeats=args.repeats, n_text=args.text_tokens,
                           new_tokens=args.new_tokens, converter=args.converter, out=args.out)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0

@@ -73,7 +73,7 @@ class FinetuneConfig:
     epochs: int = 1
     per_device_batch: int = 4
     grad_accum: int = 4
-    max_length: int = 512
+    max_length: int = 768  # urgency task: ~165 text + 258 image + ~60 answer tokens (text at ~4 chars per token)
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = True
     qlora: bool = False
