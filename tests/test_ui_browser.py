@@ -342,7 +342,7 @@ def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
 
 
 @needs_chromium
-def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, data_dir: Path) -> None:
+def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, data_dir: Path, tmp_path: Path) -> None:
     """A real triage through the MedSigLIP ONNX backend: a label, no CAM crops claimed, the backend named and the
     HAI-DEF terms notice in the footer, the disclaimer still visible."""
     from cxrtriage.schema import DISCLAIMER
@@ -364,6 +364,8 @@ def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, d
         assert HAI_DEF_NOTICE in foot and "backend medsiglip-onnx" in foot, foot
         assert DISCLAIMER in page.locator("#cxr-disclaimer").inner_text()
         assert page.locator("#cxr-crops img").count() == 0  # MedSigLIP has no activation map: no evidence crops
+        assert "no localisation" in page.locator("#cxr-explanation").inner_text()  # and the explanation says so
+        page.screenshot(path=str(tmp_path / "ui_hai_def.png"), full_page=True)
         _assert_offline(page)
     finally:
         context.close()

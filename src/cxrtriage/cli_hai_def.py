@@ -67,8 +67,13 @@ def _require(command: str, modules: dict[str, str]) -> None:
     if missing:
         names = ", ".join(_PIP_NAMES.get(n, n) for n, _, _ in missing)
         extras = ",".join(sorted({e for _, e, _ in missing}))
-        raise UsageError(f"`cxrtriage hai-def {command}` needs {names}, which cannot be imported: "
-                         f"pip install 'cxrtriage[{extras}]' ({missing[0][2]})")
+        how = f"pip install 'cxrtriage[{extras}]'"
+        if "edge" in extras:  # llama-cpp-python must be built with portable flags on CPUs with AMX
+            from cxrtriage.hai_def.gguf import EDGE_CMAKE_ARGS
+
+            how = f'CMAKE_ARGS="{EDGE_CMAKE_ARGS}" pip install --no-binary llama-cpp-python \'cxrtriage[{extras}]\''
+        raise UsageError(f"`cxrtriage hai-def {command}` needs {names}, which cannot be imported: {how} "
+                         f"({missing[0][2]})")
 
 
 def _data_dir(arg: str | None) -> Path:
