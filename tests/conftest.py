@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data directory (tests skip without it) and one engine on the bundled model."""
+"""Shared fixtures: the real data directory (tests skip without it), one engine on the bundled model, one NIH image,
+and the tiny random-weight MedSigLIP / MedGemma stand-ins (built once per session; tests must not write into them)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,31 @@ def test_records(data_dir: Path):
     from cxrtriage.data import load_split_records
 
     return load_split_records(data_dir)["test"]
+
+
+@pytest.fixture(scope="session")
+def nih_pixels(data_dir: Path):
+    """The first NIH image of the data directory as (H, W) float [0, 1] pixels."""
+    from cxrtriage.io import load_image
+
+    images = sorted((data_dir / "nih" / "images").glob("*.png"))[:1]
+    if not images:
+        pytest.skip("no NIH images in the data directory")
+    return load_image(images[0]).pixels
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    pytest.importorskip("sentencepiece")
+    from cxrtriage.hai_def.tiny import build_tiny_siglip
+
+    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_medgemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma
+
+    return build_tiny_medgemma(tmp_path_factory.mktemp("tiny-medgemma"), seed=0)

@@ -13,13 +13,6 @@ pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module")
-def tiny_medgemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma
-
-    return build_tiny_medgemma(tmp_path_factory.mktemp("tiny-medgemma"))
-
-
-@pytest.fixture(scope="module")
 def nih_records(data_dir: Path):
     """8 NIH train records, 4 urgent and 4 non-urgent."""
     from cxrtriage.data import load_split_records

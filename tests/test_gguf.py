@@ -49,17 +49,6 @@ def gguf_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
 
 
-@pytest.fixture(scope="module")
-def nih_pixels() -> np.ndarray:
-    root = config.data_dir()
-    images = sorted((root / "nih" / "images").glob("*.png"))[:1] if root else []
-    if not images:
-        pytest.skip("no NIH images in the data directory")
-    from cxrtriage.io import load_image
-
-    return load_image(images[0]).pixels
-
-
 def test_conversion_writes_text_and_mmproj(gguf_files: tuple[Path, Path]) -> None:
     model, mmproj = gguf_files
     for path in (model, mmproj):

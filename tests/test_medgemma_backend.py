@@ -19,7 +19,6 @@ from cxrtriage.backends.medgemma import MedGemmaBackend  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
 from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer  # noqa: E402
-from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402
 from cxrtriage.pipeline import Triage  # noqa: E402
 from cxrtriage.schema import Prediction  # noqa: E402
 
@@ -35,8 +34,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_medgemma(tmp_path_factory.mktemp("tiny_medgemma_backend"), seed=0)
+def tiny_dir(tiny_medgemma: Path) -> Path:
+    return tiny_medgemma
 
 
 @pytest.fixture(scope="session")

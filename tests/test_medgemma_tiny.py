@@ -17,10 +17,8 @@ pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 
-from cxrtriage import config  # noqa: E402
 from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING, MedGemmaExplainer, agrees_with  # noqa: E402
 from cxrtriage.hai_def.medgemma_prompt import REPAIR_PROMPT  # noqa: E402
-from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402
 
 REPORT = "Frontal chest radiograph.\nThere is a large right pleural effusion.\nNo pneumothorax."
 ANSWER = (
@@ -29,25 +27,14 @@ ANSWER = (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_medgemma(tmp_path_factory.mktemp("tiny_medgemma"), seed=0)
+@pytest.fixture(scope="session")
+def tiny_dir(tiny_medgemma: Path) -> Path:
+    return tiny_medgemma
 
 
 @pytest.fixture(scope="module")
 def explainer(tiny_dir: Path) -> MedGemmaExplainer:
     return MedGemmaExplainer(str(tiny_dir), device="cpu", max_new_tokens=12)
-
-
-@pytest.fixture(scope="module")
-def nih_pixels() -> np.ndarray:
-    root = config.data_dir()
-    images = sorted((root / "nih" / "images").glob("*.png"))[:1] if root else []
-    if not images:
-        pytest.skip("no NIH images in the data directory")
-    from cxrtriage.io import load_image
-
-    return load_image(images[0]).pixels
 
 
 def _fake_generate(explainer: MedGemmaExplainer, texts: list[str], calls: list[str]):

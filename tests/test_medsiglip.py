@@ -15,13 +15,6 @@ pytest.importorskip("sentencepiece")
 
 
 @pytest.fixture(scope="session")
-def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrtriage.hai_def.tiny import build_tiny_siglip
-
-    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
-
-
-@pytest.fixture(scope="session")
 def backend(tiny_siglip: Path):
     from cxrtriage.backends.medsiglip import MedSigLIPBackend
 

@@ -24,13 +24,6 @@ def _images(n: int = 5, seed: int = 1) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrtriage.hai_def.tiny import build_tiny_siglip
-
-    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip-onnx"))
-
-
-@pytest.fixture(scope="module")
 def probe(tiny_siglip: Path):
     from cxrtriage.backends.medsiglip import LinearProbe
 

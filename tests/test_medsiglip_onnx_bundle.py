@@ -39,13 +39,6 @@ def _images(n: int, seed: int) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cxrtriage.hai_def.tiny import build_tiny_siglip
-
-    return build_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip-bundle"))
-
-
-@pytest.fixture(scope="module")
 def torch_plain(tiny_siglip: Path):
     """fp32 torch backend without a probe: the embeddings the probe is trained on."""
     import torch
