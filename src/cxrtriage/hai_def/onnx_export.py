@@ -45,6 +45,7 @@ embedder (no private helper is imported).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -142,6 +143,28 @@ def _export(module: Any, dummy: Any, path: Path, output_names: list[str], opset:
         raise RuntimeError("ONNX export of the SigLIP vision tower failed: " + " || ".join(errors)) from exc
 
 
+class _DropPreprocessHint(logging.Filter):
+    """onnxruntime's quantiser logs "Please consider to run pre-processing before quantization" on the root logger
+    for every call; that advice targets static quantisation of CNNs, so it is only noise here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_dynamic_int8(fp32_path: str | Path, int8_path: str | Path) -> Path:
+    """onnxruntime dynamic int8 (QInt8 weights), the transformer-friendly scheme used for every SigLIP export."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    hint = _DropPreprocessHint()
+    root = logging.getLogger()
+    root.addFilter(hint)
+    try:
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(hint)
+    return Path(int8_path)
+
+
 def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | None = None, opset: int = 17,
                             images: Sequence[np.ndarray] | None = None, *,
                             backend: MedSigLIPBackend | None = None) -> dict:
@@ -155,7 +178,6 @@ def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | 
     """
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +193,7 @@ def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | 
     t0 = time.perf_counter()
     exporter = _export(module, torch.zeros(1, 3, h, w), fp32_path, output_names, opset)
     t1 = time.perf_counter()
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    quantize_dynamic_int8(fp32_path, int8_path)
     t2 = time.perf_counter()
 
     imgs = list(images) if images is not None else _synthetic_images(4)
