@@ -199,3 +199,14 @@ def test_cli_finetune_qlora_on_cpu_exits_2(tiny_dir: Path, data_dir: Path, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and "CUDA GPU" in err and "Traceback" not in err
     assert not (tmp_path / "ft").exists()  # refused before any work
+
+
+def test_footprint_counts_medgemma_weights(tiny_dir: Path, tmp_path: Path) -> None:
+    """The size the UI shows includes MedGemma's own files, not only the classifier's."""
+    backend = load_backend("medgemma", tiny_dir)
+    weights = sum(p.stat().st_size for p in tiny_dir.glob("*.safetensors")) / 1e6
+    assert weights > 0 and abs(backend.footprint_mb() - (backend.classifier.footprint_mb() + weights)) < 1e-9
+    for name, size in (("model-Q4_K_M.gguf", 3000), ("mmproj-f16.gguf", 1000)):
+        (tmp_path / name).write_bytes(b"G" * size)
+    gguf = load_backend("medgemma-gguf", tmp_path)
+    assert abs(gguf.footprint_mb() - (gguf.classifier.footprint_mb() + 4000 / 1e6)) < 1e-9

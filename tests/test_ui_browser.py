@@ -290,8 +290,12 @@ def test_footer_numbers_and_hai_def_notice() -> None:
     assert ">–</span> ms on this machine" in before and HAI_DEF_NOTICE not in before
     after = footer_html({"model_size_mb": 0.97, "median_latency_ms": None, "model": {"backend": "bundled"}}, 83.4)
     assert ">83</span> ms on this machine (median)" in after
-    for backend in ("medsiglip", "medgemma", "medgemma-gguf"):
-        assert HAI_DEF_NOTICE in footer_html({"model_size_mb": 1, "median_latency_ms": 5, "backend": backend})
+    for backend in ("medsiglip", "medsiglip-onnx", "medgemma", "medgemma-gguf"):
+        foot = footer_html({"model_size_mb": 1, "median_latency_ms": 5, "backend": backend})
+        assert HAI_DEF_NOTICE in foot
+        # only a single quantised ONNX file is called that; torch / GGUF backends report their files on disk
+        assert ("quantized ONNX size:" in foot) == (backend == "medsiglip-onnx")
+        assert ("model files on disk:" in foot) == (backend != "medsiglip-onnx")
 
 
 def test_user_text_is_escaped() -> None:

@@ -264,6 +264,14 @@ def backend_of(status: dict) -> str | None:
     return status.get("backend") or model.get("backend")
 
 
+#: backends whose whole model is one quantised ONNX file; the others report their weight files on disk
+_ONNX_BACKENDS = frozenset({"bundled", "medsiglip-onnx"})
+
+
+def _size_label(backend: str | None) -> str:
+    return "quantized ONNX size" if backend is None or backend in _ONNX_BACKENDS else "model files on disk"
+
+
 def footer_html(status: dict, local_median_ms: float | None = None) -> str:
     """Model size and the median latency measured by this running instance ("–" before the first request)."""
     size = _fmt_number(status.get("model_size_mb"), 2)
@@ -277,7 +285,7 @@ def footer_html(status: dict, local_median_ms: float | None = None) -> str:
     name = " ".join(str(model[k]) for k in ("name", "version") if model.get(k))
     backend = backend_of(status)
     parts = ['<div class="cxr-footer">',
-             f'<div class="cxr-stats">quantized ONNX size: <span id="cxr-size">{size}</span> MB; '
+             f'<div class="cxr-stats">{_size_label(backend)}: <span id="cxr-size">{size}</span> MB; '
              f'inference time: <span id="cxr-latency">{latency}</span> ms on this machine'
              f"{' (median)' if latency != '–' else ''}"
              f"{f' · model {_esc(name)}' if name else ''}{f' · backend {_esc(backend)}' if backend else ''}</div>"]

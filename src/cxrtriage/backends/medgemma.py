@@ -116,7 +116,12 @@ class MedGemmaBackend:
         return self.classifier.analyze(pixels)
 
     def footprint_mb(self) -> float:
-        return self.classifier.footprint_mb()
+        """The classifier's files plus MedGemma's weight files (what this backend needs on disk)."""
+        return self.classifier.footprint_mb() + sum(f.stat().st_size for f in self._weight_files()) / 1e6
+
+    def _weight_files(self) -> list[Path]:
+        root = Path(self.model_dir)
+        return sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
 
     # -- MedGemma -----------------------------------------------------------------------------------------------
     def _load_explainer(self) -> MedGemmaExplainer:
@@ -169,6 +174,9 @@ class MedGemmaGgufBackend(MedGemmaBackend):
 
         text, self.mmproj = find_gguf_pair(model)
         return str(text)
+
+    def _weight_files(self) -> list[Path]:
+        return [Path(self.model_dir), Path(self.mmproj)]
 
     def _load_explainer(self) -> Any:
         from cxrtriage.hai_def.gguf import GgufExplainer
