@@ -194,3 +194,19 @@ def test_no_pydicom_sample_file_is_triaged(engine):
             except InputError:
                 pass
     assert triaged == []
+
+
+def test_layout_gate_copy_feeds_the_model_without_changing_results(engine, data_dir) -> None:
+    """The pipeline hands the layout gate's squashed copy to the bundled model (one resize instead of two); the
+    model's output must be exactly what the full-size image gives."""
+    from cxrtriage.io import load_image
+    from cxrtriage.preprocess import resize_square
+
+    backend = engine.backend
+    size = backend.layout.input_size
+    assert backend.accepts_squashed(size) and not backend.accepts_squashed(size + 1)
+    path = sorted((data_dir / "nih" / "images").glob("*.png"))[0]
+    pixels = load_image(path).pixels
+    full, squashed = backend.analyze(pixels), backend.analyze(resize_square(pixels, size))
+    assert full.logit == squashed.logit and (full.cam == squashed.cam).all()
+    assert (full.embedding == squashed.embedding).all()

@@ -27,6 +27,7 @@ from cxrtriage.evidence import box_from_xywh, find_evidence_boxes, save_crop_thu
 from cxrtriage.explain import build_explanation
 from cxrtriage.io import LoadedImage, load_image
 from cxrtriage.polarity import FLIP_WARNING, should_flip
+from cxrtriage.preprocess import resize_square
 from cxrtriage.provenance import case_provenance, report_provenance
 from cxrtriage.report import analyze_prior_report
 from cxrtriage.schema import Prediction, Provenance
@@ -62,15 +63,23 @@ class Triage:
         safety.check_header_and_statistics(pixels, meta)
         layout = self.backend.layout
         residual = None
+        model_pixels = pixels
         if layout is not None:
             if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(pixels, layout):
                 pixels = (1.0 - pixels).astype(np.float32)
                 warnings.append(FLIP_WARNING)
-            residual = layout.residual(pixels)
+            # one squash to the model size serves the layout gate and, when the backend says its result is the
+            # same for a pre-squashed image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at
+            # a 2500x2000 DICOM)
+            squashed = resize_square(np.clip(pixels, 0.0, 1.0), layout.input_size)
+            residual = layout.residual(squashed)
             safety.check_layout(residual, self.backend.max_layout_residual)
+            accepts = getattr(self.backend, "accepts_squashed", None)
+            if callable(accepts) and accepts(layout.input_size):
+                model_pixels = squashed
         timings["gate"] = (time.perf_counter() - t) * 1e3
 
-        out = self.backend.analyze(pixels)
+        out = self.backend.analyze(model_pixels)
         timings.update(out.timings_ms)
 
         t = time.perf_counter()

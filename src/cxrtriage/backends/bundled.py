@@ -33,7 +33,7 @@ from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.evidence import class_activation_map
 from cxrtriage.layout import ChestLayoutModel
-from cxrtriage.preprocess import check_config, input_hw, to_model_input
+from cxrtriage.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
 from cxrtriage.schema import ModelInfo
 
 MODEL_FILE = "model.onnx"
@@ -127,6 +127,13 @@ class BundledOnnxBackend:
         if logit is None:
             raise ModelError(f"{META_FILE} output_roles has no logit output")
         return logit, fmap, emb
+
+    def accepts_squashed(self, size: int) -> bool:
+        """True when ``analyze`` of an image already squashed to size x size gives exactly the result for the
+        original (the float squash-bilinear resize to the same size is an identity copy), so the pipeline may hand
+        over the layout gate's copy instead of resizing twice."""
+        return (self.preprocess_cfg.get("resize", SQUASH_BILINEAR) == SQUASH_BILINEAR
+                and input_hw(self.preprocess_cfg) == (size, size))
 
     def calibrate(self, logit: float | np.ndarray) -> float | np.ndarray:
         return platt(logit, self._a, self._b)

@@ -115,6 +115,10 @@ class MedGemmaBackend:
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         return self.classifier.analyze(pixels)
 
+    def accepts_squashed(self, size: int) -> bool:
+        accepts = getattr(self.classifier, "accepts_squashed", None)
+        return bool(callable(accepts) and accepts(size))
+
     def footprint_mb(self) -> float:
         """The classifier's files plus MedGemma's weight files (what this backend needs on disk)."""
         return self.classifier.footprint_mb() + sum(f.stat().st_size for f in self._weight_files()) / 1e6
