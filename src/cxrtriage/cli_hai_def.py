@@ -13,7 +13,6 @@ import argparse
 import functools
 import importlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -310,13 +309,9 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
     if args.quantize:
         needs["llama_cpp"] = "edge"
     _require("convert-gguf", needs)
-    from cxrtriage.hai_def.gguf import CONVERTER_ENV, convert_to_gguf, find_converter
+    from cxrtriage.hai_def.gguf import convert_to_gguf, find_converter
 
-    if not (args.converter or os.environ.get(CONVERTER_ENV)):  # the most likely thing to be missing: checked first
-        raise UsageError(f"no GGUF converter: pass --converter PATH or set {CONVERTER_ENV} to llama.cpp's "
-                         "convert_hf_to_gguf.py, which ships in the llama-cpp-python sdist (pip download "
-                         "--no-binary :all: --no-deps llama-cpp-python, then vendor/llama.cpp/convert_hf_to_gguf.py)")
-    converter = find_converter(args.converter)
+    converter = find_converter(args.converter)  # the most likely thing to be missing: checked first (ModelError)
     model = Path(_resolve(args.model, "MedGemma"))
     if not (model / "tokenizer.model").is_file() and not args.synthesize_tokenizer_model:
         print(f"warning: {model} has no tokenizer.model, which llama.cpp's Gemma 3 converter reads; if conversion "

@@ -124,8 +124,9 @@ class MedGemmaBackend:
         return self.classifier.footprint_mb() + sum(f.stat().st_size for f in self._weight_files()) / 1e6
 
     def _weight_files(self) -> list[Path]:
-        root = Path(self.model_dir)
-        return sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin"))
+        from cxrtriage.hai_def.model_source import weight_files
+
+        return weight_files(self.model_dir)
 
     # -- MedGemma -----------------------------------------------------------------------------------------------
     def _load_explainer(self) -> MedGemmaExplainer:

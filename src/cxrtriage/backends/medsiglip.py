@@ -32,13 +32,13 @@ from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.calibration import platt
 from cxrtriage.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
-from cxrtriage.hai_def.model_source import pick_device_dtype, resolve_model
+from cxrtriage.hai_def.model_source import pick_device_dtype, resolve_model, weight_files
+from cxrtriage.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
 
 DEFAULT_MODEL = "google/medsiglip-448"
 PROBE_FILE = "probe.json"
 INDEX_FILE = "index.npz"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 URGENT_PROMPTS = ["chest x-ray with an urgent finding such as pneumothorax, consolidation, effusion, edema"]
 NORMAL_PROMPTS = ["normal chest x-ray"]
@@ -116,8 +116,15 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _weight_files(model_dir: Path) -> list[Path]:
-    return sorted(p for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+def processor_image_size(image_processor: Any, fallback: int) -> tuple[int, int]:
+    """(height, width) the checkpoint's image processor produces; ``fallback`` when it only states an edge or
+    nothing (shared by the torch backend and the ONNX embedder so both resize to the same size)."""
+    size = getattr(image_processor, "size", None) or {}
+    get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
+    h, w = get("height"), get("width")
+    if not h or not w:
+        h = w = get("shortest_edge") or fallback
+    return int(h), int(w)
 
 
 class MedSigLIPBackend:
@@ -169,7 +176,7 @@ class MedSigLIPBackend:
         self.layout = None  # no chest-layout model for MedSigLIP: the pipeline skips that gate
         self.max_layout_residual = None
 
-        files = _weight_files(self.model_dir) + ([probe_path] if probe_path else [])
+        files = weight_files(self.model_dir) + ([probe_path] if probe_path else [])
         h = hashlib.sha256()
         for f in files:
             h.update(f"{f.name}:{_file_sha256(f)}\n".encode())
@@ -181,13 +188,7 @@ class MedSigLIPBackend:
 
     # -- preprocessing -------------------------------------------------------------------------------------------
     def _processor_size(self) -> tuple[int, int]:
-        size = getattr(self.processor.image_processor, "size", None) or {}
-        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
-        h, w = get("height"), get("width")
-        if not h or not w:
-            edge = get("shortest_edge") or self.model.config.vision_config.image_size
-            h = w = edge
-        return int(h), int(w)
+        return processor_image_size(self.processor.image_processor, self.model.config.vision_config.image_size)
 
     def to_pil(self, pixels: np.ndarray) -> Image.Image:
         """(H, W) float [0,1] grey -> 3-channel uint8 PIL at the model size. Resizing here, before the processor,
@@ -195,9 +196,8 @@ class MedSigLIPBackend:
         arr = np.asarray(pixels, dtype=np.float32)
         if arr.ndim != 2:
             raise ValueError(f"expected a (H, W) grey image, got shape {arr.shape}")
-        grey = Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), mode="L")
         h, w = self.image_size
-        return grey.resize((w, h), Image.BILINEAR).convert("RGB")
+        return Image.fromarray(resize_uint8(arr, h, w), mode="L").convert("RGB")
 
     # -- embeddings ----------------------------------------------------------------------------------------------
     def _image_features(self, images: list[Image.Image]) -> np.ndarray:

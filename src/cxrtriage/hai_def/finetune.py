@@ -396,9 +396,6 @@ def balanced_records(records: list, limit: int | None) -> list:
     return out
 
 
-_balanced = balanced_records  # former private name
-
-
 def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
                           limit: int | None = None, *, device: str | None = None, n_boot: int = 1000,
                           datasets: tuple[str, ...] = ("nih", "kermany")) -> dict:

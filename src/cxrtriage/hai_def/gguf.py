@@ -58,7 +58,7 @@ def find_converter(converter: str | Path | None = None) -> Path:
     candidate = converter or os.environ.get(CONVERTER_ENV)
     if not candidate:
         raise ModelError(
-            "No GGUF converter given: pass converter= or set "
+            "No GGUF converter given: pass --converter PATH (converter= in Python) or set "
             f"{CONVERTER_ENV} to llama.cpp's convert_hf_to_gguf.py (it ships in the llama-cpp-python sdist: "
             "pip download --no-binary :all: --no-deps llama-cpp-python, then "
             "vendor/llama.cpp/convert_hf_to_gguf.py)"

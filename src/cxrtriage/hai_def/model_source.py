@@ -94,3 +94,11 @@ def four_bit_kwargs(device: str, compute_dtype: Any) -> dict[str, Any]:
     return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                       bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype),
             "device_map": {"": index}}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def weight_files(model_dir: str | Path) -> list[Path]:
+    """The weight files of a local checkpoint directory (for its fingerprint and its size on disk)."""
+    return sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))

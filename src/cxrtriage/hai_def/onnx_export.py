@@ -52,7 +52,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cxrtriage.backends.medsiglip import LinearProbe, MedSigLIPBackend
+from cxrtriage.backends.medsiglip import LinearProbe, MedSigLIPBackend, processor_image_size
 
 FP32_FILE = "medsiglip_vision.onnx"
 INT8_FILE = "medsiglip_vision.int8.onnx"
@@ -466,12 +466,7 @@ class OnnxSiglipEmbedder:
         self.image_size = self._size()
 
     def _size(self) -> tuple[int, int]:
-        size = getattr(self.image_processor, "size", None) or {}
-        get = size.get if isinstance(size, dict) else lambda k, d=None: getattr(size, k, d)
-        h, w = get("height"), get("width")
-        if not h or not w:
-            h = w = get("shortest_edge") or self.session.get_inputs()[0].shape[-1]
-        return int(h), int(w)
+        return processor_image_size(self.image_processor, self.session.get_inputs()[0].shape[-1])
 
     # the backend's resize/grey->RGB step, reused as-is (it only reads self.image_size)
     to_pil = MedSigLIPBackend.to_pil
