@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
+.PHONY: notebooks install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -16,13 +16,14 @@ help:
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
+	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,dev]'
+	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,notebooks,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,6 +42,10 @@ test: install
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
+
+PROFILE ?= smoke
+notebooks: install
+	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
 
 bench: install
 	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from cxrtriage import config
@@ -36,6 +37,50 @@ def example_paths() -> list[Path]:
     if ped:
         out.append(ped[0].path)
     return out
+
+
+@dataclass(frozen=True)
+class Example:
+    """A named real example for the quickstart: an image path and, for one of them, a prior report."""
+
+    name: str
+    path: Path
+    prior_report: str | None = None
+    note: str = ""
+
+
+def quickstart_examples(data: Path) -> list[Example]:
+    """The quickstart notebook's five examples, each a different input path through the engine: an adult PNG, a
+    pediatric JPEG, the MONOCHROME1 ACR-NEMA DICOM, the JPEG-compressed DICOM, and an adult PNG with a (synthetic)
+    prior report. Test-split images only; a missing file is an error that names it."""
+    from cxrtriage.data import load_split_records
+
+    test = load_split_records(data)["test"]
+    nih = [r for r in test if r.dataset == "nih"]
+    ped = [r for r in test if r.dataset == "kermany"]
+    if not nih or not ped:
+        raise FileNotFoundError(f"{data}: the NIH and pediatric test images of the committed split were not found")
+    adult = next(r for r in nih if not r.urgent)
+    urgent = next(r for r in nih if r.urgent)
+    child = next(r for r in ped if r.urgent)
+    examples = [
+        Example("adult PNG", adult.path, note=f"NIH ChestX-ray14 {adult.view}, test split, truth {_truth(adult.urgent)}"),
+        Example("pediatric JPEG", child.path, note=f"pediatric (Kermany), test split, truth {_truth(child.urgent)}"),
+        Example("MONOCHROME1 ACR-NEMA DICOM", data / "dicom" / "CR-MONO1-10-chest.dcm",
+                note="1993 Fuji CR, no Part-10 header, 10-bit MONOCHROME1; no label"),
+        Example("JPEG-compressed DICOM", data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm",
+                note="SIIM-ACR CR PA, JPEG Baseline transfer syntax; pneumothorax-negative"),
+        Example("adult PNG + prior report", urgent.path, DEMO_PRIOR_REPORT,
+                note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; the prior report is synthetic demo text"),
+    ]
+    missing = [str(e.path) for e in examples if not e.path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"example images missing from the data directory: {', '.join(missing)}")
+    return examples
+
+
+def _truth(urgent: int) -> str:
+    return "Urgent" if urgent else "Non-Urgent"
 
 
 def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) -> int:

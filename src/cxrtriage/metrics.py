@@ -38,6 +38,8 @@ __all__ = [
     "subgroup_metrics",
     "summarize",
     "threshold_for_sensitivity",
+    "roc_curve",
+    "precision_recall_curve",
     "to_jsonable",
 ]
 
@@ -347,6 +349,22 @@ def operating_point(y_true: ArrayLike, scores: ArrayLike, threshold: float) -> O
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fpr, tpr, _ = _sklearn_metrics().roc_curve(y, s, drop_intermediate=False)
     return fpr, tpr
+
+
+def roc_curve(y_true: ArrayLike, scores: ArrayLike) -> dict[str, list[float]]:
+    """ROC points (false-positive rate, true-positive rate, threshold) for plotting; every threshold kept."""
+    y, s = _check_pair(y_true, scores)
+    fpr, tpr, thr = _sklearn_metrics().roc_curve(y, s, drop_intermediate=False)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": thr.tolist()}
+
+
+def precision_recall_curve(y_true: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
+    """Precision-recall points and average precision (area under the PR curve, step-wise) for plotting."""
+    y, s = _check_pair(y_true, scores)
+    sk = _sklearn_metrics()
+    precision, recall, thr = sk.precision_recall_curve(y, s)
+    return {"precision": precision.tolist(), "recall": recall.tolist(), "threshold": thr.tolist(),
+            "average_precision": float(sk.average_precision_score(y, s)) if 0 < y.sum() < y.shape[0] else math.nan}
 
 
 def sensitivity_at_specificity(y_true: ArrayLike, scores: ArrayLike, target: float) -> float:

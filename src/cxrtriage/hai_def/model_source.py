@@ -102,3 +102,23 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 def weight_files(model_dir: str | Path) -> list[Path]:
     """The weight files of a local checkpoint directory (for its fingerprint and its size on disk)."""
     return sorted(p for p in Path(model_dir).iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+#: The MedGemma 4B multimodal checkpoints tried, newest first, when no model is named.
+MEDGEMMA_CANDIDATES = ("google/medgemma-1.5-4b-it", "google/medgemma-4b-it")
+
+
+def find_local_medgemma(named: str | None = None) -> str | None:
+    """A real MedGemma available offline: ``named`` (hub id or directory) if given, else the first of
+    :data:`MEDGEMMA_CANDIDATES` in the local Hugging Face cache; None when there is none (never downloads).
+
+    A named model that cannot be found is an error (the user asked for it); the candidates are only probed.
+    """
+    if named:
+        return resolve_model(named, kind="MedGemma")
+    for repo_id in MEDGEMMA_CANDIDATES:
+        try:
+            return resolve_model(repo_id, kind="MedGemma")
+        except ModelError:
+            continue
+    return None

@@ -1,0 +1,169 @@
+"""What every prototype notebook does first and last: resolve its profile and locations, and time itself.
+
+The notebooks in ``prototype/notebooks/`` stay thin: their parameters cell (papermill style) sets ``PROFILE``,
+``DATA_DIR`` and ``MODEL``; the next cell calls :func:`start` and the last one ``run.finish()``, which prints how
+long the notebook took on this machine. Locations fall back to the package configuration
+(``CXRTRIAGE_DATA_DIR``, ``CXRTRIAGE_MODEL``), so a notebook, the CLI and the service read the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxrtriage import config
+
+PROFILES = ("smoke", "full")
+
+
+def machine_description() -> str:
+    """One line naming this machine's CPU count, memory and accelerator (for the timing figure)."""
+    cores = os.cpu_count() or 0
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        mem = f", {pages * page_size / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError, AttributeError):
+        mem = ""
+    gpu = "no GPU"
+    try:  # only report a GPU when torch is already installed; never import it just for this
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                gpu = f"GPU {torch.cuda.get_device_name(0)}"
+    except Exception:  # noqa: BLE001 - a description must never fail the notebook
+        pass
+    return f"{platform.machine()}, {cores} CPU cores{mem}, {gpu}, Python {platform.python_version()}"
+
+
+@dataclass
+class NotebookRun:
+    """The resolved parameters of one notebook execution, and its clock."""
+
+    name: str
+    profile: str
+    data_dir: Path | None
+    model: str | None
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def full(self) -> bool:
+        return self.profile == "full"
+
+    def require_data(self) -> Path:
+        """The data directory, or an error that says how to provide it."""
+        if self.data_dir is None or not self.data_dir.is_dir():
+            raise FileNotFoundError(
+                f"{self.name}: no data directory. Set DATA_DIR in the parameters cell or CXRTRIAGE_DATA_DIR "
+                "(in a container: -v /path/to/data:/data -e CXRTRIAGE_DATA_DIR=/data); "
+                "prototype/data_scripts/download_datasets.sh says how to obtain the public datasets."
+            )
+        return self.data_dir
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def finish(self) -> float:
+        """Print (and return) the wall time of the whole notebook on this machine."""
+        seconds = self.elapsed_s()
+        print(f"{self.name} ({self.profile} profile) took {seconds:.0f} s ({seconds / 60:.1f} min) "
+              f"on this machine: {machine_description()}")
+        return seconds
+
+
+def project_root(start_dir: Path | None = None) -> Path | None:
+    """The cxrtriage checkout the notebook runs in (found upwards from the working directory), if any."""
+    here = (start_dir or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "cxrtriage"' in pyproject.read_text(encoding="utf-8", errors="replace"):
+            return folder
+    return None
+
+
+def output_dir(name: str) -> Path:
+    """Where a notebook writes what it builds (checkpoints, stand-ins, CSVs): ``runs/notebooks/<name>`` in the
+    checkout (ignored by git), or under the system temp directory when run outside one (e.g. in a container)."""
+    root = project_root()
+    base = root / "runs" if root else Path(tempfile.gettempdir()) / "cxrtriage-runs"
+    path = base / "notebooks" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start(name: str, profile: str = "smoke", data_dir: str | Path | None = None, model: str | None = None) -> NotebookRun:
+    """Validate the parameters cell and resolve locations from the package configuration."""
+    profile = str(profile).strip().lower()
+    if profile not in PROFILES:
+        raise ValueError(f"PROFILE must be one of {', '.join(PROFILES)}, got {profile!r}")
+    resolved = Path(data_dir).expanduser() if data_dir else config.data_dir()
+    model = model or os.environ.get("CXRTRIAGE_MODEL") or None
+    run = NotebookRun(name=name, profile=profile, data_dir=resolved, model=model)
+    print(f"{name}: profile {profile}; data {resolved if resolved else 'not found'}; "
+          f"model {model or 'the backend default'}; {machine_description()}")
+    return run
+
+
+# --------------------------------------------------------------------------- execution (make notebooks)
+
+
+@dataclass
+class ExecutionResult:
+    """One executed notebook: where its outputs went and how long it took."""
+
+    notebook: str
+    profile: str
+    seconds: float
+    executed: Path
+    html: Path
+
+
+def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smoke", *,
+                     parameters: dict | None = None, timeout_s: int = 3600) -> ExecutionResult:
+    """Run one notebook with papermill (parameters injected after the ``parameters`` cell), in its own folder,
+    then export the executed copy to HTML. Raises papermill's execution error (naming the failing cell) when a
+    cell fails, so ``make notebooks`` and CI fail on any error."""
+    from cxrtriage.optional import require
+
+    papermill = require("papermill", extra="notebooks")
+    nbconvert = require("nbconvert", extra="notebooks")
+    nbformat = require("nbformat", extra="notebooks")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    path = Path(path).resolve()
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    executed = out / path.name
+    started = time.perf_counter()
+    papermill.execute_notebook(str(path), str(executed), parameters={"PROFILE": profile, **(parameters or {})},
+                               cwd=str(path.parent), kernel_name="python3", execution_timeout=timeout_s,
+                               progress_bar=False)
+    seconds = time.perf_counter() - started
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    html = executed.with_suffix(".html")
+    html.write_text(body, encoding="utf-8")
+    return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html)
+
+
+def record_timing(result: ExecutionResult, path: str | Path) -> dict:
+    """Merge one notebook's wall time into the timings JSON (per notebook and profile, with the machine)."""
+    import datetime as _dt
+    import json
+
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    data.setdefault("notebooks", {}).setdefault(result.notebook, {})[result.profile] = {
+        "seconds": round(result.seconds, 1),
+        "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
+        "command": f"make notebooks PROFILE={result.profile}",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return data
