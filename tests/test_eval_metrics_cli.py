@@ -67,7 +67,11 @@ def test_report_matches_metrics_module(cli: ModuleType, tmp_path: Path, capsys: 
     p = _write_jsonl(tmp_path / "preds.jsonl", preds)
     out = tmp_path / "m" / "metrics.json"
 
-    rc = cli.main(["--preds", str(p), "--gold", str(g), "--out", str(out), "--n-boot", "300", "--seed", "4"])
+    # The strays (a gold row never predicted, a prediction without gold) stop the run unless allowed.
+    assert cli.main(["--preds", str(p), "--gold", str(g), "--n-boot", "10"]) == 2
+    assert "never_predicted.png" in capsys.readouterr().err
+    rc = cli.main(["--preds", str(p), "--gold", str(g), "--out", str(out), "--n-boot", "300", "--seed", "4",
+                   "--allow-unmatched"])
     assert rc == 0
     r = json.loads(out.read_text())
 

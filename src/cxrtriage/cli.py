@@ -1,4 +1,4 @@
-"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split | serve``.
+"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split | serve | test-set | ratings``.
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
@@ -52,8 +52,70 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cxrtriage.batch import predict_paths
 
     _apply_backend_options(args)
+    paths = list(args.paths)
+    if args.examples:
+        from cxrtriage.scoring import InputProblem, example_paths
 
-    return predict_paths(args.paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
+        try:
+            paths += [str(p) for p in example_paths(Path(args.examples), _data_dir(args.data_dir), limit=args.limit)]
+        except InputProblem as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    elif args.limit is not None:
+        paths = paths[: max(args.limit, 0)]
+    if not paths:
+        print("error: give image paths or --examples FILE", file=sys.stderr)
+        return 2
+    return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
+
+
+def cmd_test_set(args: argparse.Namespace) -> int:
+    """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
+    from cxrtriage.scoring import InputProblem, held_out_examples, write_jsonl
+
+    try:
+        rows = held_out_examples(_data_dir(args.data_dir), args.dataset)
+    except (InputProblem, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        write_jsonl(rows, Path(args.out))
+        n_urgent = sum(r["label"] == "Urgent" for r in rows)
+        print(f"wrote {len(rows)} test images ({n_urgent} Urgent) to {args.out}", file=sys.stderr)
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    """``ratings export``: a rating sheet from predictions; ``ratings summarise``: read filled sheets back."""
+    from cxrtriage import clinician_rating as cr
+    from cxrtriage.scoring import InputProblem, read_jsonl
+
+    try:
+        if args.action == "export":
+            rows = [row for _, row in read_jsonl(Path(args.preds))]
+            scored = [r for r in rows if not r.get("error")]
+            if not scored:
+                raise InputProblem(f"{args.preds}: no scored prediction to rate")
+            data_dir = Path(args.data_dir) if args.data_dir else config.data_dir()
+            out = cr.export_rating_sheet(scored, Path(args.out), n=args.n, seed=args.seed, data_dir=data_dir,
+                                         thumb_paths=not args.no_thumb_paths)
+            skipped = f" ({len(rows) - len(scored)} error rows skipped)" if len(scored) < len(rows) else ""
+            print(f"wrote a rating sheet of {args.n or len(scored)} cases to {out}{skipped}; ratings are empty, "
+                  "for clinicians to fill in (see prototype/eval/CLINICIAN_RATING.md)", file=sys.stderr)
+            return 0
+        ratings = [r for sheet in args.sheets for r in cr.read_ratings(Path(sheet), reference=args.reference)]
+        summary = cr.summarise_ratings(ratings)
+    except (InputProblem, ValueError) as exc:  # RatingSheetError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(cr.format_summary(summary))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -145,10 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("predict", help="triage one or more images (PNG, JPEG, DICOM)")
-    s.add_argument("paths", nargs="+", help="image files")
+    s.add_argument("paths", nargs="*", help="image files")
     s.add_argument("--prior-report-file", help="text file with the prior radiology report (applies to every input)")
     s.add_argument("--out", help="write JSON lines here instead of stdout")
     s.add_argument("--model-dir", help="model bundle directory (default: the bundled model)")
+    s.add_argument("--examples", help="also triage the images of a test-examples / gold JSONL ('path' relative to "
+                                      "the data directory), e.g. from `cxrtriage test-set`")
+    s.add_argument("--data-dir", help="data directory for --examples (default: CXRTRIAGE_DATA_DIR or ../shared/data)")
+    s.add_argument("--limit", type=int, help="only the first N images (of --examples, else of the paths)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 
@@ -202,6 +268,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("test-set", help="write the held-out test images of the committed split as gold JSONL (no images)")
+    s.add_argument("--out", help="JSONL file (default: stdout); prototype/eval/test_examples.jsonl is --dataset all")
+    s.add_argument("--dataset", choices=["nih", "kermany", "all"], default="all")
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_test_set)
+
+    s = sub.add_parser("ratings", help="clinician rating sheets: export model outputs, summarise filled sheets")
+    rsub = s.add_subparsers(dest="action", required=True)
+    r = rsub.add_parser("export", help="write a CSV with the model's outputs and EMPTY rating columns")
+    r.add_argument("--preds", required=True, help="predictions JSONL (cxrtriage predict --out)")
+    r.add_argument("--out", required=True, help="CSV sheet to write")
+    r.add_argument("--n", type=int, help="export N cases, stratified by dataset and label (default: all)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the case choice (default 0)")
+    r.add_argument("--data-dir", help="write image paths relative to this folder (default: the data directory)")
+    r.add_argument("--no-thumb-paths", action="store_true", help="leave the crop thumbnail column empty (temporary files)")
+    r.set_defaults(func=cmd_ratings)
+    r = rsub.add_parser("summarise", aliases=["summarize"], help="validate filled sheets and summarise agreement")
+    r.add_argument("sheets", nargs="+", help="filled CSV sheets (one per rater)")
+    r.add_argument("--reference", help="the exported sheet: unknown case ids and changed labels become errors")
+    r.add_argument("--out", help="also write the summary as JSON here")
+    r.set_defaults(func=cmd_ratings)
 
     add_hai_def_parser(sub)  # cxrtriage hai-def ... (cxrtriage.cli_hai_def)
     return p
