@@ -210,3 +210,31 @@ def test_layout_gate_copy_feeds_the_model_without_changing_results(engine, data_
     full, squashed = backend.analyze(pixels), backend.analyze(resize_square(pixels, size))
     assert full.logit == squashed.logit and (full.cam == squashed.cam).all()
     assert (full.embedding == squashed.embedding).all()
+
+
+class _PinnedScore:
+    """The bundled backend with its threshold and score pinned, to probe the decision at the 4th decimal."""
+
+    def __init__(self, inner, score: float, threshold: float, band: tuple[float, float]) -> None:
+        self._inner, self._score, self.threshold, self.review_band = inner, score, threshold, band
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def analyze(self, pixels):
+        from dataclasses import replace
+
+        return replace(self._inner.analyze(pixels), score=self._score)
+
+
+@pytest.mark.parametrize("raw_score, label", [(0.215505, "Urgent"), (0.21544, "Non-Urgent"), (0.2156, "Urgent")])
+def test_decision_is_made_on_the_reported_values(engine, data_dir, raw_score: float, label: str) -> None:
+    """A score within 1e-4 of the threshold: the JSON (score, threshold, label) must agree with itself, so that
+    re-scoring predictions files (eval_metrics.py) reproduces the pipeline's decisions exactly."""
+    from cxrtriage.pipeline import Triage
+
+    path = sorted((data_dir / "nih" / "images").glob("*.png"))[0]
+    pinned = Triage(_PinnedScore(engine.backend, raw_score, threshold=0.215513, band=(0.1, 0.12)))
+    pred = pinned.predict(path, save_crops=False)
+    assert (pred.score, pred.threshold) == (round(raw_score, 4), 0.2155)
+    assert pred.label == label == ("Urgent" if pred.score >= pred.threshold else "Non-Urgent")

@@ -18,6 +18,9 @@ from cxrtriage.schema import DISCLAIMER
 #: a synthetic prior report written for the demo (not taken from any dataset)
 DEMO_PRIOR_REPORT = ("FINDINGS: Small right pleural effusion, new since the prior study. No pneumothorax. "
                      "Heart size is normal.\nIMPRESSION: Small right effusion. Possible early right lower lobe pneumonia.")
+#: a synthetic normal prior report (not from any dataset), to show negated mentions quoted as "contradicts"
+DEMO_NORMAL_PRIOR_REPORT = ("FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax. "
+                            "Heart size is normal.\nIMPRESSION: No acute cardiopulmonary abnormality.")
 
 
 def example_paths() -> list[Path]:

@@ -92,8 +92,12 @@ class Triage:
             neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
-        threshold, band = self.backend.threshold, self.backend.review_band
-        label, needs_review = safety.decide(out.score, threshold, band)
+        # Decide on the values the result reports (4 decimals), so that anyone re-scoring the JSON
+        # (eval_metrics.py) gets exactly the pipeline's decisions, also for a score within 1e-4 of the threshold.
+        score = safety.reported(out.score)
+        threshold = safety.reported(self.backend.threshold)
+        band = (safety.reported(self.backend.review_band[0]), safety.reported(self.backend.review_band[1]))
+        label, needs_review = safety.decide(score, threshold, band)
 
         height, width = pixels.shape
         boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS) if out.cam is not None else []
@@ -106,7 +110,7 @@ class Triage:
                             "review the current image against the prior report")
         timings["report"] = (time.perf_counter() - t) * 1e3
 
-        explanation = build_explanation(label, out.score, threshold, band, boxes, report, needs_review,
+        explanation = build_explanation(label, score, threshold, band, boxes, report, needs_review,
                                         has_map=out.cam is not None)
         provenance = report_provenance(report) + case_provenance(neighbours)
         # Optional explainer hook (the `medgemma` backend): it may replace the explanation and add provenance and
@@ -135,8 +139,8 @@ class Triage:
         timings["crops"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(
-            label=label, score=round(float(out.score), 4), explanation=explanation, crops=crops, provenance=provenance,
-            threshold=round(threshold, 4), review_band=(round(band[0], 4), round(band[1], 4)), needs_review=needs_review,
+            label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
+            threshold=threshold, review_band=band, needs_review=needs_review,
             model=self.backend.info, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
             image=image_info,
         )

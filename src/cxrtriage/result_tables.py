@@ -51,3 +51,39 @@ def timing_rows(preds: Mapping[str, Prediction]) -> list[dict[str, Any]]:
         row["total_ms"] = round(pred.timings_ms.get("total", float("nan")), 1)
         rows.append(row)
     return rows
+
+
+def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per test set from :func:`cxrtriage.scoring.evaluate_files` reports: the numbers a reader quotes."""
+    rows = []
+    for name, r in reports.items():
+        op, tr = r["operating_point"], r.get("target_recall") or {}
+        top = tr.get("operating_point") or {}
+        lo, hi = r["auc_ci95"]
+        rows.append({
+            "test set": name, "n": r["n"], "urgent": r["n_pos"],
+            "AUC [95% CI]": f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}]" if r["auc"] is not None else "n/a",
+            "threshold (shipped)": round(r["threshold"], 3),
+            "sensitivity": _r(op["sensitivity"]), "specificity": _r(op["specificity"]),
+            "PPV": _r(op["ppv"]), "NPV": _r(op["npv"]),
+            f"threshold for recall {tr.get('target', '')}": _r(tr.get("threshold")),
+            "sensitivity there": _r(top.get("sensitivity")), "specificity there": _r(top.get("specificity")),
+            "ECE": _r(r.get("ece")),
+            "not scored (gate)": r.get("not_scored", {}).get("n", 0),
+        })
+    return rows
+
+
+def _r(value: Any, digits: int = 3) -> Any:
+    return None if value is None else round(float(value), digits)
+
+
+def subgroup_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Subgroup table (view, sex, age band, ...) from an evaluation report, counts first."""
+    rows = []
+    for field, groups in report.get("subgroups", {}).items():
+        for name, g in groups.items():
+            rows.append({"by": field, "group": name, "n": g["n"], "urgent": g["n_pos"], "AUC": _r(g["auc"]),
+                         "sensitivity": _r(g["sensitivity"]), "specificity": _r(g["specificity"]),
+                         "PPV": _r(g["ppv"]), "NPV": _r(g["npv"])})
+    return rows

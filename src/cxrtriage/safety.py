@@ -86,6 +86,15 @@ def check_embedding(knn_similarity: float | None, min_similarity: float | None) 
         )
 
 
+#: decimals of the score, threshold and review band in every result
+REPORTED_DECIMALS = 4
+
+
+def reported(value: float) -> float:
+    """A score or threshold as results report it; decisions are made on these values, not the raw floats."""
+    return round(float(value), REPORTED_DECIMALS)
+
+
 def decide(score: float, threshold: float, review_band: tuple[float, float]) -> tuple[str, bool]:
     """Label and review flag. Safety-first: a score in the review band is labelled Urgent even below the
     threshold, because the threshold itself is uncertain there."""

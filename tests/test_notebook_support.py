@@ -1,0 +1,102 @@
+"""The notebooks' shared support: parameters, output folders, timing records, papermill execution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cxrtriage import notebook_run
+
+
+def test_start_validates_the_profile_and_resolves_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="PROFILE must be one of smoke, full"):
+        notebook_run.start("nb", "quick")
+    monkeypatch.setenv("CXRTRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CXRTRIAGE_MODEL", "some/model")
+    run = notebook_run.start("nb", " FULL ")
+    assert run.full and run.data_dir == tmp_path and run.model == "some/model"
+    assert notebook_run.start("nb", "smoke", data_dir=tmp_path / "x", model="m").model == "m"
+
+
+def test_require_data_says_how_to_provide_it(tmp_path: Path) -> None:
+    run = notebook_run.start("nb", "smoke", data_dir=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="CXRTRIAGE_DATA_DIR.*download_datasets.sh"):
+        run.require_data()
+
+
+def test_finish_prints_the_wall_time_and_machine(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = notebook_run.start("nbname", "smoke", data_dir=tmp_path)
+    seconds = run.finish()
+    out = capsys.readouterr().out
+    assert seconds >= 0 and "nbname (smoke profile) took" in out and "CPU cores" in out
+
+
+def test_output_dir_is_inside_the_checkout_runs_folder() -> None:
+    path = notebook_run.output_dir("unit-test-notebook")
+    root = notebook_run.project_root()
+    assert root is not None and path == root / "runs" / "notebooks" / "unit-test-notebook" and path.is_dir()
+    path.rmdir()
+
+
+def test_output_dir_outside_a_checkout_goes_to_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert notebook_run.project_root() is None
+    assert "cxrtriage-runs" in str(notebook_run.output_dir("x"))
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nbformat = pytest.importorskip("nbformat")
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell('PROFILE = "smoke"')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_execute_notebook_injects_the_profile_and_writes_html(tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "demo.ipynb", 'print("profile is", PROFILE)')
+    result = notebook_run.execute_notebook(nb, tmp_path / "executed", "full")
+    html = result.html.read_text(encoding="utf-8")
+    assert "profile is full" in html and result.executed.is_file() and result.seconds > 0
+    timings = notebook_run.record_timing(result, tmp_path / "timings.json")
+    assert json.loads((tmp_path / "timings.json").read_text()) == timings
+    assert timings["notebooks"]["demo.ipynb"]["full"]["command"] == "make notebooks PROFILE=full"
+
+
+def test_a_failing_cell_fails_the_execution(tmp_path: Path) -> None:
+    papermill = pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "bad.ipynb", 'raise RuntimeError("broken cell")')
+    with pytest.raises(papermill.PapermillExecutionError, match="broken cell"):
+        notebook_run.execute_notebook(nb, tmp_path / "executed")
+
+
+# --------------------------------------------------------------------------- the committed notebooks
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "prototype" / "notebooks"
+NOTEBOOKS = ("01_quickstart_inference.ipynb", "02_fine_tune_medgemma.ipynb", "03_evaluation_and_metrics.ipynb")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    path = NOTEBOOK_DIR / name
+    if not path.is_file():
+        pytest.fail(f"{name} is missing from prototype/notebooks/")
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters' (papermill)"
+    src = params[0].source
+    assert 'PROFILE = "smoke"' in src and "DATA_DIR = None" in src and "MODEL = None" in src
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "notebook_run.start(" in code and "run.finish()" in code
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), \
+        "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
+    assert path.stat().st_size < 2_000_000
+    assert "not a diagnostic tool" in nb.cells[0].source
