@@ -451,7 +451,7 @@ def evaluate_files(preds_path: Path, gold_path: Path, *, threshold: float | None
         "target_recall": _at_target_recall(y, s, target_recall),
         "target_specificity": target_specificity,
         "sensitivity_at_target_specificity": metrics.sensitivity_at_specificity(y, s, target_specificity),
-        # cxrtriage writes score and threshold rounded to 4 decimals: a tie may hide an unrounded score just below.
+        # Ties are worth a note: with 4-decimal scores one case sat exactly on the shipped threshold.
         "n_scores_equal_threshold": int(np.sum(s == thr)),
         "not_scored": _not_scored(gold, preds, j.not_scored),
         "unmatched": {"gold_without_prediction": j.gold_only, "predictions_without_gold": j.preds_only},
@@ -510,9 +510,8 @@ def format_report(r: dict[str, Any]) -> str:
             f"PPV {_f(lop['ppv'])}, NPV {_f(lop['npv'])}"
         )
     if r.get("n_scores_equal_threshold"):
-        lines.append(f"note: {r['n_scores_equal_threshold']} score(s) equal the threshold as written and count as "
-                     "Urgent (score >= threshold); cxrtriage rounds both to 4 decimals, so the unrounded score may be "
-                     "just below")
+        lines.append(f"note: {r['n_scores_equal_threshold']} score(s) equal the threshold as written; they count "
+                     "as Urgent (score >= threshold), as the pipeline decides on the reported 4-decimal values")
     tr = r.get("target_recall")
     if tr:
         name = f"threshold for recall >= {tr['target']}"
