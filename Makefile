@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: notebooks install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
+.PHONY: notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
+	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 
@@ -46,6 +47,9 @@ test-slow: install
 PROFILE ?= smoke
 notebooks: install
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
+
+prototype-md: install
+	$(BIN)/python -m cxrtriage.prototype_report prototype/prototype.md
 
 bench: install
 	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card

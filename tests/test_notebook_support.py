@@ -100,3 +100,27 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) 
         "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
     assert path.stat().st_size < 2_000_000
     assert "not a diagnostic tool" in nb.cells[0].source
+
+
+def test_prototype_md_results_block_is_current() -> None:
+    """prototype.md quotes numbers only through its generated block; it must match the metrics files."""
+    from cxrtriage.prototype_report import BEGIN, END, render_block
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "prototype" / "prototype.md").read_text(encoding="utf-8")
+    block = text[text.index(BEGIN): text.index(END) + len(END)]
+    assert block == render_block(root / "prototype" / "eval"), "stale: run `make prototype-md`"
+
+
+def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
+    from cxrtriage.prototype_report import render_block, update_document
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"threshold": 0.3, "nih_test": {"n": 7, "n_pos": 3, "auc": 0.81}}))
+    block = render_block(tmp_path / "eval")
+    assert "| NIH adult test: images (urgent) | 7 (3) | `prototype/eval/metrics.json` (`make evaluate`) |" in block
+    assert "n/a" in block  # absent files and fields say so instead of disappearing
+    doc = tmp_path / "prototype.md"
+    doc.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        update_document(doc, tmp_path / "eval")

@@ -143,7 +143,9 @@ def render(meta: dict) -> str:
         ]
         q = report.get("fp32_vs_int8_nih_test")
         if q:
-            lines.append(f"- int8 vs fp32 on NIH test: AUC {_f(q['auc_int8'])} vs {_f(q['auc_fp32'])} (change {_f(q['auc_change'], 4)}).")
+            when = f" (measured {q['measured']}; {q['note']})" if q.get("note") else ""
+            lines.append(f"- int8 vs fp32 on NIH test: AUC {_f(q['auc_int8'])} vs {_f(q['auc_fp32'])} "
+                         f"(change {_f(q['auc_change'], 4)}){when}.")
         lines.append("")
     bench = meta.get("bench")
     if bench:
