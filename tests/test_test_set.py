@@ -160,3 +160,14 @@ def test_spec_command_chain_on_the_whole_nih_test_set_agrees_with_metrics_json(d
     ref = json.loads(METRICS_JSON.read_text())["nih_test"]
     assert r["n"] == ref["n"] and r["n_pos"] == ref["n_pos"]
     assert r["auc"] == pytest.approx(ref["auc"], abs=1e-3)  # scores are written with 4 decimals
+
+
+def test_readme_documents_the_chain_and_quotes_metrics_json() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for command in ("cxrtriage test-set --dataset nih --out test_labels.jsonl",
+                    "cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl",
+                    "python prototype/eval/eval_metrics.py --preds demo_outputs.jsonl --gold test_labels.jsonl"):
+        assert command in readme
+    ref = json.loads(METRICS_JSON.read_text())["nih_test"]
+    lo, hi = ref["auc_ci95"]
+    assert f"AUC {ref['auc']:.3f} [{lo:.3f}, {hi:.3f}]" in readme
