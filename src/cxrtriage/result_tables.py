@@ -16,8 +16,8 @@ def summary_row(name: str, pred: Prediction) -> dict[str, Any]:
     return {
         "example": name,
         "label": pred.label,
-        "score": round(pred.score, 3),
-        "threshold": round(pred.threshold, 3),
+        "score": pred.score,  # as reported (4 decimals): the label is decided on exactly these values
+        "threshold": pred.threshold,
         "needs_review": pred.needs_review,
         "crops": len(pred.crops),
         "provenance": len(pred.provenance),
