@@ -160,6 +160,9 @@ def test_spec_command_chain_on_the_whole_nih_test_set_agrees_with_metrics_json(d
     ref = json.loads(METRICS_JSON.read_text())["nih_test"]
     assert r["n"] == ref["n"] and r["n_pos"] == ref["n_pos"]
     assert r["auc"] == pytest.approx(ref["auc"], abs=1e-3)  # scores are written with 4 decimals
+    # the pipeline decides on the reported 4-decimal values, so the operating point is exactly the same
+    assert {k: r["operating_point"][k] for k in ("tp", "fp", "tn", "fn")} == \
+        {k: ref["operating_point"][k] for k in ("tp", "fp", "tn", "fn")}
 
 
 def test_readme_documents_the_chain_and_quotes_metrics_json() -> None:
