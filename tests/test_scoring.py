@@ -220,3 +220,10 @@ def test_example_paths_resolve_against_the_data_dir(tmp_path: Path) -> None:
     bad = _jsonl(tmp_path / "bad.jsonl", [{"image_id": "a.png", "y": 1}])
     with pytest.raises(S.InputProblem, match=r"bad.jsonl:1: missing field 'path'"):
         S.example_paths(bad, tmp_path / "d")
+
+
+def test_age_bands_for_the_subgroup_table() -> None:
+    from cxrtriage.scoring import age_band
+
+    assert [age_band(a) for a in (4, "17", 18, "45", 60, 88)] == ["0-17", "0-17", "18-39", "40-59", "60+", "60+"]
+    assert [age_band(a) for a in (None, "", "unknown", -1, 412)] == [None] * 5

@@ -54,7 +54,9 @@ __all__ = [
         "write_jsonl",
 ]
 
-SUBGROUP_FIELDS = ("view", "sex")
+SUBGROUP_FIELDS = ("view", "sex", "age_band")
+#: Age bands (years, lower bound inclusive) for the subgroup table: children, young, middle-aged and older adults.
+AGE_BANDS = ((0, "0-17"), (18, "18-39"), (40, "40-59"), (60, "60+"))
 #: How many ids an error message or the printed report lists before "... and N more".
 MAX_LISTED_IDS = 10
 #: The IoU above which an evidence box counts as "found the lesion" in the report.
@@ -144,8 +146,20 @@ def gold_label(row: dict[str, Any], where: str) -> int:
     return mapping[value]
 
 
+def age_band(age: Any) -> str | None:
+    """The :data:`AGE_BANDS` label of an age in years (a number or numeric string); None when unknown."""
+    try:
+        years = float(age)
+    except (TypeError, ValueError):
+        return None
+    if not 0 <= years < 130:
+        return None
+    return [label for low, label in AGE_BANDS if years >= low][-1]
+
+
 def load_gold(path: Path) -> dict[str, dict[str, Any]]:
-    """Gold rows by image id: ``y`` (1 = urgent), ``view``, ``sex``, ``patient_id`` (None when absent)."""
+    """Gold rows by image id: ``y`` (1 = urgent), ``view``, ``sex``, ``age_band`` (from ``age``), ``patient_id``
+    (None when absent)."""
     path = Path(path)
     gold: dict[str, dict[str, Any]] = {}
     for lineno, row in read_jsonl(path):
@@ -154,8 +168,8 @@ def load_gold(path: Path) -> dict[str, dict[str, Any]]:
         if key in gold:
             raise InputProblem(f"{where}: file name {key!r} appears twice in the gold file (also line "
                                f"{gold[key]['line']}); the join is by file name")
-        gold[key] = {"y": gold_label(row, where), "line": lineno,
-                     **{f: row.get(f) for f in (*SUBGROUP_FIELDS, "patient_id")}}
+        gold[key] = {"y": gold_label(row, where), "line": lineno, "view": row.get("view"), "sex": row.get("sex"),
+                     "age_band": age_band(row.get("age")), "patient_id": row.get("patient_id")}
     if not gold:
         raise InputProblem(f"{path} contains no rows (empty gold file)")
     return gold
