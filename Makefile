@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
 	@echo "make demo      serve the web UI and REST API on http://localhost:7860/ui (offline, bundled model)"
 	@echo "make demo-cli  triage example chest X-rays in the terminal (or IMG=path/to/image)"
 	@echo "make smoke     start the server and run demo_app/tests/smoke_test.sh against it"
+	@echo "make container-test  build both images with podman, smoke-test the demo container, run notebook 01 in the prototype one (root; ~10 min cold)"
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
@@ -37,6 +38,9 @@ demo-cli: install
 
 smoke: install
 	PYTHON=$(BIN)/python PATH="$(CURDIR)/$(BIN):$$PATH" demo_app/tests/smoke_test.sh --start
+
+container-test: install
+	PYTHON=$(BIN)/python scripts/container_test.sh
 
 test: install
 	$(BIN)/pytest -q
