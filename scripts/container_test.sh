@@ -202,6 +202,14 @@ end
 build_args=(--format docker --network host --force-rm --layers)
 [[ -r "${CA_BUNDLE}" ]] && build_args+=(-v "${CA_BUNDLE}:${CA_BUNDLE}:ro")
 
+# Rebuilding after a change leaves the previous image's layers untagged (about 2 GB for the prototype image):
+# remove dangling images, never tagged ones or the layer cache of the current images.
+prune_dangling() {
+    local n
+    n="$(podman image prune -f 2>/dev/null | grep -c . || true)"
+    [[ "${n}" == 0 ]] || log "removed ${n} dangling image layer(s) left by earlier builds"
+}
+
 free_port() {
     "${PYTHON}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
@@ -215,6 +223,7 @@ run_demo() {
     log "building from a copy with FROM ${BASE_IMAGE} (was: $(grep '^FROM' demo_app/docker/Dockerfile))"
     podman build "${build_args[@]}" -f "${df}" -t "${DEMO_IMAGE}" . || fail "demo image build failed"
     log "image size: $(podman image inspect --format '{{.Size}}' "${DEMO_IMAGE}" | awk '{printf "%.0f MB", $1/1e6}')"
+    prune_dangling
     end
 
     begin "demo: container + smoke_test.sh"
@@ -255,6 +264,7 @@ run_prototype() {
     log "building with --build-arg BASE=${BASE_IMAGE} (the Dockerfile's default: python:3.11.13-slim-bookworm)"
     podman build "${args[@]}" -f prototype/Dockerfile.prototype -t "${PROTO_IMAGE}" . || fail "prototype image build failed"
     log "image size: $(podman image inspect --format '{{.Size}}' "${PROTO_IMAGE}" | awk '{printf "%.0f MB", $1/1e6}')"
+    prune_dangling
     local check
     check="$(podman run --rm --network none "${PROTO_IMAGE}" sh -c \
         'pip check && python -c "import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda)" && pwd')" \
