@@ -34,6 +34,9 @@ TASKS = ("urgency", "explanation")
 # Gemma 3 language-model projections; restricted to the language model by :func:`_lora_target_regex`.
 GEMMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
+#: seconds between progress-bar refreshes (``progress=True``)
+PROGRESS_EVERY_S = 5.0
+
 EXPLANATION_QUESTION = "Describe the main finding of this chest X-ray in one line."
 NON_URGENT_SENTENCE = "No urgent finding in the training labels."
 _NO_FINDING = {"", "no finding", "normal"}
@@ -41,17 +44,21 @@ _NO_FINDING = {"", "no finding", "normal"}
 
 @dataclass
 class FinetuneConfig:
-    """Every hyper-parameter of the MedGemma LoRA recipe. Defaults target one 24-40 GB GPU (4B model, bf16).
+    """Every hyper-parameter of the MedGemma LoRA recipe. Defaults target one 24-40 GB GPU (4B model, bf16);
+    with ``qlora=True`` one 16-24 GB GPU is expected to suffice (not measured here: no GPU, no real weights).
 
     task: "urgency" (strict JSON answer, the explainer's prompt) or "explanation" (one-line sentence).
-    lora_r / lora_alpha / lora_dropout: LoRA rank, scaling (alpha / r) and dropout.
+    lora_r: LoRA rank (size of the low-rank update).
+    lora_alpha: LoRA scaling numerator (the update is scaled by lora_alpha / lora_r).
+    lora_dropout: dropout on the LoRA branch's input.
     target_modules: "all-linear" or a tuple of module names; either way only modules inside the language
         model are adapted (the vision tower and projector stay frozen).
-    learning_rate: AdamW learning rate (linear warm-up over ``warmup_ratio`` of the steps, then constant).
+    learning_rate: AdamW learning rate (linear warm-up, then constant).
     weight_decay: AdamW weight decay on the LoRA weights.
+    warmup_ratio: fraction of the optimizer steps spent in the linear learning-rate warm-up.
     epochs: passes over the examples.
-    per_device_batch: examples per forward pass; grad_accum: forward passes per optimizer step
-        (effective batch = per_device_batch * grad_accum).
+    per_device_batch: examples per forward pass.
+    grad_accum: forward passes per optimizer step (effective batch = per_device_batch * grad_accum).
     max_length: token budget per example (prompt incl. image tokens + answer); answers are cut at the end,
         an example whose prompt alone exceeds it is an error.
     max_grad_norm: gradient clipping.
@@ -86,6 +93,140 @@ class FinetuneConfig:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.per_device_batch < 1 or self.grad_accum < 1 or self.epochs < 1:
             raise ValueError("per_device_batch, grad_accum and epochs must be >= 1")
+
+
+def field_docs(cls: type = FinetuneConfig) -> dict[str, str]:
+    """Field name -> its sentence in the class docstring (entries ``name: text`` or ``a / b / c: text``, continued
+    on deeper-indented lines). The hyper-parameter table of the 02 notebook is built from this, never retyped."""
+    import inspect
+    import re
+
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    entries: list[tuple[list[str], list[str]]] = []
+    for line in doc.splitlines():
+        m = re.match(r"^([A-Za-z_]\w*(?:\s*/\s*[A-Za-z_]\w*)*):\s+(.*)$", line)
+        if m:
+            entries.append(([n.strip() for n in m.group(1).split("/")], [m.group(2).strip()]))
+        elif entries and line.startswith((" ", "\t")) and line.strip():
+            entries[-1][1].append(line.strip())
+        elif not line.strip() and entries:
+            entries.append(([], []))  # a blank line ends the current entry
+    out: dict[str, str] = {}
+    for names, text in entries:
+        for name in names:
+            out.setdefault(name, " ".join(text))
+    return out
+
+
+def config_rows(cfg: FinetuneConfig | None = None) -> list[dict[str, Any]]:
+    """One row per :class:`FinetuneConfig` field: ``field``, ``value`` (of ``cfg``), ``default``, ``changed``,
+    ``cli`` (the ``cxrtriage hai-def finetune`` flag; every field is also settable with ``--config cfg.json``)
+    and ``meaning`` (from the docstring)."""
+    from dataclasses import MISSING, fields
+
+    from cxrtriage.cli_hai_def import FINETUNE_FLAGS
+
+    cfg = cfg or FinetuneConfig()
+    docs = field_docs(type(cfg))
+    flags = {fld: "--" + flag.replace("_", "-") for flag, fld in FINETUNE_FLAGS.items()}
+    flags.update({"qlora": "--qlora", "gradient_checkpointing": "--no-gradient-checkpointing"})
+
+    def show(v: Any) -> Any:
+        return ", ".join(v) if isinstance(v, tuple) else v
+
+    rows = []
+    for f in fields(cfg):
+        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        value = getattr(cfg, f.name)
+        rows.append({"field": f.name, "value": show(value), "default": show(default), "changed": value != default,
+                     "cli": flags.get(f.name, "--config"), "meaning": docs.get(f.name, "")})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ which model
+
+
+#: kind -> (hub id of the real model, config model_type)
+REAL_MODELS = {"MedGemma": ("google/medgemma-4b-it", "gemma3"), "MedSigLIP": ("google/medsiglip-448", "siglip")}
+#: hidden sizes below this are stand-ins (the tiny ones have 32-64; the real models 1152 / 2560)
+REAL_MIN_HIDDEN = 512
+STAND_IN_NOTE = "random weights: its outputs mean nothing medically"
+HARDWARE = {
+    "MedGemma": ("QLoRA of MedGemma 4B needs one CUDA GPU with 16-24 GB (4-bit NF4 base through bitsandbytes, bf16 "
+                 "compute, gradient checkpointing; an estimate, not measured here), the weights downloaded once "
+                 "after accepting the HAI-DEF terms: `hf download google/medgemma-4b-it`, then "
+                 "`cxrtriage hai-def finetune --model google/medgemma-4b-it --out ft --task urgency --qlora`"),
+    "MedSigLIP": ("embedding the split with MedSigLIP-448 takes ~2 s per image on a CPU (prototype/models/"
+                  "README_models.md), so the real probe is meant for a CUDA GPU: `hf download google/medsiglip-448`, "
+                  "then `cxrtriage hai-def train-probe --model google/medsiglip-448 --out probe`"),
+}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which checkpoint a notebook trains: ``path``, whether it is a random-weight ``stand_in``, the ``device``,
+    and a ``note`` saying why (shown in the notebook)."""
+
+    kind: str
+    path: str
+    stand_in: bool
+    device: str
+    note: str
+
+
+def _hidden_size(model_dir: str | Path, kind: str) -> tuple[str | None, int | None]:
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return None, None
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    sub = cfg.get("text_config" if kind == "MedGemma" else "vision_config") or {}
+    return cfg.get("model_type"), sub.get("hidden_size")
+
+
+def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full: bool,
+                 cuda: bool | None = None) -> ModelChoice:
+    """The real HAI-DEF model when the ``full`` profile can train it here (``requested``, else a known hub id in
+    the local Hugging Face cache; of the right architecture and real size; and a CUDA GPU), else ``stand_in``.
+    The smoke profile always uses the stand-in. A ``requested`` model that cannot be found raises ModelError.
+    Never downloads; the note says what was found and what the real run needs."""
+    if kind not in REAL_MODELS:
+        raise ValueError(f"kind must be one of {tuple(REAL_MODELS)}, got {kind!r}")
+    hub_id, model_type = REAL_MODELS[kind]
+    fallback = f"the tiny {kind} stand-in runs instead ({STAND_IN_NOTE}). Real run: {HARDWARE[kind]}"
+    if not full:
+        extra = f"; {requested!r} is only used by the full profile" if requested else ""
+        return ModelChoice(kind, str(stand_in), True, "cpu",
+                           f"smoke profile: the tiny {kind} stand-in ({STAND_IN_NOTE}){extra}")
+    from cxrtriage.errors import ModelError
+    from cxrtriage.hai_def.model_source import find_local_medgemma, resolve_model
+
+    if kind == "MedGemma":  # a named model that is missing is an error (as in the 01 notebook); else probe the cache
+        path = find_local_medgemma(requested)
+    else:
+        try:
+            path = resolve_model(requested or hub_id, kind=kind)
+        except ModelError:
+            if requested:
+                raise
+            path = None
+    if path is None:
+        return ModelChoice(kind, str(stand_in), True, "cpu", f"no real {kind} weights in the local Hugging Face "
+                           "cache (nothing is downloaded), so " + fallback)
+    found_type, hidden = _hidden_size(path, kind)
+    if found_type != model_type:
+        return ModelChoice(kind, str(stand_in), True, "cpu", f"{path} is not a {kind} checkpoint (model_type "
+                           f"{found_type!r}, expected {model_type!r}), so " + fallback)
+    if hidden is None or hidden < REAL_MIN_HIDDEN:
+        return ModelChoice(kind, str(path), True, "cpu", f"{path} is far smaller than the real {kind} (hidden size "
+                           f"{hidden}), so it is treated as a stand-in: its outputs mean nothing medically")
+    if cuda is None:
+        import torch
+
+        cuda = bool(torch.cuda.is_available())
+    if not cuda:
+        return ModelChoice(kind, str(stand_in), True, "cpu", f"{kind} weights found at {path}, but there is no CUDA "
+                           "GPU here, so " + fallback)
+    return ModelChoice(kind, str(path), False, "cuda", f"full profile: the real {kind} weights at {path}, on CUDA")
 
 
 # ------------------------------------------------------------------------------------------ targets from labels
@@ -257,14 +398,16 @@ def _load_base(model_dir: str | Path, cfg: FinetuneConfig, device, quantize: boo
 
 
 def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_dir: str | Path,
-             cfg: FinetuneConfig | None = None, device: str | None = None) -> Path:
-    """LoRA fine-tune of MedGemma on chat examples; writes ``adapter/``, ``merged/`` and ``train_log.json``.
+             cfg: FinetuneConfig | None = None, device: str | None = None, *, progress: bool = False) -> Path:
+    """LoRA fine-tune of MedGemma on chat examples; writes ``adapter/``, ``merged/`` and ``train_log.json``
+    (config, and per optimizer step: step, epoch, loss, lr).
 
     Examples come from :func:`build_examples` (an ``"image"`` key, else ``"image_path"`` is read).
-    Returns ``out_dir``.
+    ``progress`` shows a progress bar over the optimizer steps with the running loss. Returns ``out_dir``.
     """
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
+    from tqdm import tqdm
     from transformers import AutoProcessor
 
     cfg = cfg or FinetuneConfig()
@@ -313,6 +456,9 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
     history: list[dict] = []
     model.train()
     step = 0
+    # a refresh at most every few seconds: a saved notebook keeps every refresh as one more line
+    bar = tqdm(total=total_steps, desc=f"LoRA {cfg.task}", unit="step", disable=not progress,
+               mininterval=PROGRESS_EVERY_S)
     for epoch in range(cfg.epochs):
         order = list(range(len(encoded)))
         gen.shuffle(order)
@@ -338,9 +484,12 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
             step += 1
             loss = loss_sum / total_tok
             history.append({"step": step, "epoch": epoch, "loss": loss, "lr": sched.get_last_lr()[0]})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             if step % cfg.log_every == 0:
                 log.info("step %d/%d epoch %d loss %.4f", step, total_steps, epoch, loss)
 
+    bar.close()
     adapter_dir = out_dir / "adapter"
     model.save_pretrained(adapter_dir)
     processor.save_pretrained(adapter_dir)
@@ -380,6 +529,41 @@ def verify_reload(out_dir: str | Path, image, max_new_tokens: int = 8, task: Tas
     return processor.decode(out[0, n:], skip_special_tokens=True)
 
 
+def compare_adapter_and_merged(out_dir: str | Path, base_model_dir: str | Path, image, task: Task = "urgency",
+                               max_new_tokens: int = 16) -> dict[str, Any]:
+    """Reload both saved forms of one fine-tune — the base + ``out_dir/adapter`` (peft, unmerged) and
+    ``out_dir/merged`` — on CPU in fp32, run the same prompt and image through each, and compare: the largest
+    absolute difference of the next-token logits over the prompt, and whether greedy decoding gives the same
+    tokens. Returns ``{"max_abs_logit_diff", "same_greedy_text", "adapter_text", "merged_text", "prompt_tokens"}``.
+    (After QLoRA the adapter was trained on a 4-bit base but is merged into the unquantised one, so expect a
+    larger difference there.)"""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    out_dir = Path(out_dir)
+    processor = AutoProcessor.from_pretrained(str(out_dir / "merged"))
+    messages = _with_image(prompt_messages(task), _example_image({"image": image}))
+    enc = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                        return_tensors="pt")
+    n = int(enc["input_ids"].shape[1])
+
+    def run(model) -> tuple[Any, str]:
+        model.eval()
+        with torch.inference_mode():
+            logits = model(**enc).logits.float()
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+        return logits, processor.decode(gen[0, n:], skip_special_tokens=True)
+
+    base = AutoModelForImageTextToText.from_pretrained(str(base_model_dir), dtype=torch.float32)
+    adapter_logits, adapter_text = run(PeftModel.from_pretrained(base, str(out_dir / "adapter")))
+    merged_logits, merged_text = run(AutoModelForImageTextToText.from_pretrained(str(out_dir / "merged"),
+                                                                                 dtype=torch.float32))
+    return {"max_abs_logit_diff": float((adapter_logits - merged_logits).abs().max()),
+            "same_greedy_text": adapter_text == merged_text, "adapter_text": adapter_text,
+            "merged_text": merged_text, "prompt_tokens": n}
+
+
 # ------------------------------------------------------------------------------------------ MedSigLIP probe
 
 
@@ -398,12 +582,13 @@ def balanced_records(records: list, limit: int | None) -> list:
 
 def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path: str | Path,
                           limit: int | None = None, *, device: str | None = None, n_boot: int = 1000,
-                          datasets: tuple[str, ...] = ("nih", "kermany")) -> dict:
+                          datasets: tuple[str, ...] = ("nih", "kermany"), progress: bool = False) -> dict:
     """Embed the split's train/val records with MedSigLIP, train the linear probe, save ``probe.json`` and, beside
     it, ``index.npz`` (training IDs, labels and embeddings for similar cases; its OOD gate is in the probe's meta).
 
-    ``limit`` caps records per dataset and split (balanced by label) for quick runs. Returns the validation
-    metrics (AUC of the calibrated score, threshold, review band, sizes) plus ``probe_path``.
+    ``limit`` caps records per dataset and split (balanced by label) for quick runs. Images are decoded one batch
+    at a time (a whole split's decoded pixels would take GBs of memory); ``progress`` shows a bar per split.
+    Returns the validation metrics (AUC of the calibrated score, threshold, review band, sizes) plus ``probe_path``.
     """
     import numpy as np
 
@@ -413,15 +598,23 @@ def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path:
     from cxrtriage.data import load_split_records
     from cxrtriage.hai_def.probe import train_linear_probe
     from cxrtriage.io import load_image
+    from tqdm import tqdm
 
     parts = load_split_records(Path(data_dir), datasets)
     train, val = balanced_records(parts["train"], limit), balanced_records(parts["val"], limit)
     backend = MedSigLIPBackend(str(model_dir), device=device)
 
-    def embed(recs):
-        return backend.embed([load_image(r.path).pixels for r in recs])
+    def embed(recs, desc: str):
+        step = max(1, int(getattr(backend, "batch_size", 16)))
+        chunks = []
+        with tqdm(total=len(recs), desc=f"MedSigLIP embeddings ({desc})", unit="img", disable=not progress,
+                  mininterval=PROGRESS_EVERY_S) as bar:
+            for i in range(0, len(recs), step):
+                chunks.append(backend.embed([load_image(r.path).pixels for r in recs[i:i + step]]))
+                bar.update(len(recs[i:i + step]))
+        return np.concatenate(chunks) if chunks else backend.embed([])
 
-    x, xv = embed(train), embed(val)
+    x, xv = embed(train, "train"), embed(val, "val")
     y = np.array([r.urgent for r in train])
     yv = np.array([r.urgent for r in val])
     groups = np.array([r.patient for r in val])

@@ -72,7 +72,7 @@ def seed_everything(seed: int) -> None:
 def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
     """Decode and resize every image once (uint8, N x S x S); augmentation then runs on tensors."""
     out = np.empty((len(records), size, size), dtype=np.uint8)
-    for i, rec in enumerate(tqdm(records, desc=f"loading {desc}", unit="img", leave=False)):
+    for i, rec in enumerate(tqdm(records, desc=f"loading {desc}", unit="img", leave=False, mininterval=5.0)):
         out[i] = np.round(resize_square(load_image(rec.path).pixels, size) * 255.0).clip(0, 255).astype(np.uint8)
     return out
 
@@ -167,7 +167,8 @@ def train(cfg: TrainConfig) -> Path:
         Y = np.concatenate([y["tr_nih"], y["tr_ker"][ker_idx]])
         order = rng.permutation(len(X))
         losses = []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   mininterval=5.0)  # sparse refreshes: a saved notebook keeps each one as a line
         for i in bar:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(X[idx]).float().div_(255).unsqueeze(1)
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig) -> Path:
             sched.step()
             ema.update_parameters(model)
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", refresh=False)
         auc_nih = _auc(y["va_nih"], predict_logits(ema.module, cache["va_nih"], mean, std))
         auc_ker = _auc(y["va_ker"], predict_logits(ema.module, cache["va_ker"], mean, std)) if len(va_ker) else None
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_auc_nih": auc_nih, "val_auc_pediatric": auc_ker,
