@@ -60,10 +60,12 @@ def _notebook(path: Path, body: str) -> Path:
 
 def test_execute_notebook_injects_the_profile_and_writes_html(tmp_path: Path) -> None:
     pytest.importorskip("papermill")
-    nb = _notebook(tmp_path / "demo.ipynb", 'print("profile is", PROFILE)')
+    nb = _notebook(tmp_path / "demo.ipynb", 'import sys\nprint("profile is", PROFILE)\n'
+                   'for i in range(3):\n    sys.stdout.write(f"\\rprogress {i}/3"); sys.stdout.flush()\nprint()')
     result = notebook_run.execute_notebook(nb, tmp_path / "executed", "full")
     html = result.html.read_text(encoding="utf-8")
     assert "profile is full" in html and result.executed.is_file() and result.seconds > 0
+    assert "progress 2/3" in html and "progress 0/3" not in html  # progress redraws collapse to their last state
     timings = notebook_run.record_timing(result, tmp_path / "timings.json")
     assert json.loads((tmp_path / "timings.json").read_text()) == timings
     assert timings["notebooks"]["demo.ipynb"]["full"]["command"] == "make notebooks PROFILE=full"

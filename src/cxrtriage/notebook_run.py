@@ -145,7 +145,10 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
                                cwd=str(path.parent), kernel_name="python3", execution_timeout=timeout_s,
                                progress_bar=False)
     seconds = time.perf_counter() - started
-    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    exporter = nbconvert.HTMLExporter()
+    # progress bars redraw with "\r": merge stream chunks and keep only each line's last state
+    exporter.register_preprocessor(nbconvert.preprocessors.CoalesceStreamsPreprocessor(), enabled=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html)
