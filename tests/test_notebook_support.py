@@ -102,6 +102,10 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) 
         "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
     assert path.stat().st_size < 2_000_000
     assert "not a diagnostic tool" in nb.cells[0].source
+    papermill = pytest.importorskip("papermill")
+    inferred = papermill.inspect_notebook(str(path))
+    assert {"PROFILE", "DATA_DIR", "MODEL"} <= set(inferred), "papermill must parse the parameters cell"
+    assert inferred["PROFILE"]["default"] == '"smoke"'
 
 
 def test_prototype_md_results_block_is_current() -> None:

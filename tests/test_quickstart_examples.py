@@ -29,3 +29,14 @@ def test_find_local_medgemma_never_downloads(tmp_path: Path, monkeypatch: pytest
     assert find_local_medgemma(str(tiny_medgemma)) == str(tiny_medgemma)
     with pytest.raises(ModelError, match="does not exist"):
         find_local_medgemma(str(tmp_path / "nope"))
+
+
+def test_stand_ins_are_recognised_as_such(tiny_medgemma: Path, tiny_siglip: Path, tmp_path: Path) -> None:
+    """Outputs of a tiny checkpoint must be labelled as meaningless: the notebooks key their banner on this."""
+    from cxrtriage.hai_def.model_source import checkpoint_shape, is_stand_in
+
+    assert checkpoint_shape(tiny_medgemma, "MedGemma")[0] == "gemma3"
+    assert is_stand_in(tiny_medgemma, "MedGemma") and is_stand_in(tiny_siglip, "MedSigLIP")
+    assert is_stand_in(tmp_path, "MedGemma")  # no config at all: never presented as the real model
+    (tmp_path / "config.json").write_text('{"model_type": "gemma3", "text_config": {"hidden_size": 2560}}')
+    assert not is_stand_in(tmp_path, "MedGemma")

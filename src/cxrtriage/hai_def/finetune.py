@@ -148,8 +148,6 @@ def config_rows(cfg: FinetuneConfig | None = None) -> list[dict[str, Any]]:
 
 #: kind -> (hub id of the real model, config model_type)
 REAL_MODELS = {"MedGemma": ("google/medgemma-4b-it", "gemma3"), "MedSigLIP": ("google/medsiglip-448", "siglip")}
-#: hidden sizes below this are stand-ins (the tiny ones have 32-64; the real models 1152 / 2560)
-REAL_MIN_HIDDEN = 512
 STAND_IN_NOTE = "random weights: its outputs mean nothing medically"
 HARDWARE = {
     "MedGemma": ("QLoRA of MedGemma 4B needs one CUDA GPU with 16-24 GB (4-bit NF4 base through bitsandbytes, bf16 "
@@ -174,15 +172,6 @@ class ModelChoice:
     note: str
 
 
-def _hidden_size(model_dir: str | Path, kind: str) -> tuple[str | None, int | None]:
-    cfg_path = Path(model_dir) / "config.json"
-    if not cfg_path.is_file():
-        return None, None
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    sub = cfg.get("text_config" if kind == "MedGemma" else "vision_config") or {}
-    return cfg.get("model_type"), sub.get("hidden_size")
-
-
 def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full: bool,
                  cuda: bool | None = None) -> ModelChoice:
     """The real HAI-DEF model when the ``full`` profile can train it here (``requested``, else a known hub id in
@@ -198,7 +187,7 @@ def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full
         return ModelChoice(kind, str(stand_in), True, "cpu",
                            f"smoke profile: the tiny {kind} stand-in ({STAND_IN_NOTE}){extra}")
     from cxrtriage.errors import ModelError
-    from cxrtriage.hai_def.model_source import find_local_medgemma, resolve_model
+    from cxrtriage.hai_def.model_source import REAL_MIN_HIDDEN, checkpoint_shape, find_local_medgemma, resolve_model
 
     if kind == "MedGemma":  # a named model that is missing is an error (as in the 01 notebook); else probe the cache
         path = find_local_medgemma(requested)
@@ -212,7 +201,7 @@ def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full
     if path is None:
         return ModelChoice(kind, str(stand_in), True, "cpu", f"no real {kind} weights in the local Hugging Face "
                            "cache (nothing is downloaded), so " + fallback)
-    found_type, hidden = _hidden_size(path, kind)
+    found_type, hidden = checkpoint_shape(path, kind)
     if found_type != model_type:
         return ModelChoice(kind, str(stand_in), True, "cpu", f"{path} is not a {kind} checkpoint (model_type "
                            f"{found_type!r}, expected {model_type!r}), so " + fallback)

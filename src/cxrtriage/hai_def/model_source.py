@@ -122,3 +122,27 @@ def find_local_medgemma(named: str | None = None) -> str | None:
         except ModelError:
             continue
     return None
+
+
+#: hidden sizes below this are stand-ins (the tiny ones have 32-64; the real models 1152 / 2560)
+REAL_MIN_HIDDEN = 512
+
+
+def checkpoint_shape(model_dir: str | Path, kind: str) -> tuple[str | None, int | None]:
+    """(model_type, hidden size of the language model for MedGemma / of the vision tower for MedSigLIP) read from a
+    checkpoint's config.json; (None, None) when there is none."""
+    import json
+
+    cfg_path = Path(model_dir) / "config.json"
+    if not cfg_path.is_file():
+        return None, None
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    sub = cfg.get("text_config" if kind == "MedGemma" else "vision_config") or {}
+    return cfg.get("model_type"), sub.get("hidden_size")
+
+
+def is_stand_in(model_dir: str | Path, kind: str) -> bool:
+    """True for a checkpoint far smaller than the real model (a random-weight stand-in): its outputs must be
+    labelled as meaningless wherever they are shown."""
+    _, hidden = checkpoint_shape(model_dir, kind)
+    return hidden is None or hidden < REAL_MIN_HIDDEN
