@@ -3,7 +3,9 @@ and the tiny random-weight MedSigLIP / MedGemma stand-ins (built once per sessio
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -64,3 +66,14 @@ def tiny_medgemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma
 
     return build_tiny_medgemma(tmp_path_factory.mktemp("tiny-medgemma"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def eval_metrics_script() -> ModuleType:
+    """prototype/eval/eval_metrics.py loaded as a module, exactly the file users run."""
+    script = Path(__file__).resolve().parents[1] / "prototype" / "eval" / "eval_metrics.py"
+    spec = importlib.util.spec_from_file_location("eval_metrics_script", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -21,6 +21,7 @@ import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from test_demo_scripts import _dockerfile_instructions as _instructions  # one Dockerfile parser for both test files
 
 REPO = Path(__file__).resolve().parents[1]
 PROTO = REPO / "prototype"
@@ -34,22 +35,6 @@ SPEC_NBCONVERT = "jupyter nbconvert --execute notebooks/01_quickstart_inference.
 # The Python versions the pins must install on: the Dockerfile's default base (python:3.11.13-slim) and the local
 # Debian bookworm base CI builds on (Python 3.11.2).
 PYTHONS = ("3.11.13", "3.11.2")
-
-
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    buf = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        buf = f"{buf} {line[:-1]}" if line.endswith("\\") else f"{buf} {line}"
-        if not line.endswith("\\"):
-            word, _, rest = buf.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-            buf = ""
-    return out
 
 
 def _args(ins: list[tuple[str, str]]) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,12 +17,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "prototype" / "eval" / "eval_metr
 
 
 @pytest.fixture(scope="module")
-def cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_metrics_cli", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cli(eval_metrics_script: ModuleType) -> ModuleType:
+    return eval_metrics_script
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

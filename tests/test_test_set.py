@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -20,17 +19,12 @@ from cxrtriage import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "prototype" / "eval" / "test_examples.jsonl"
-SCRIPT = ROOT / "prototype" / "eval" / "eval_metrics.py"
 METRICS_JSON = ROOT / "prototype" / "eval" / "metrics.json"
 
 
 @pytest.fixture(scope="module")
-def eval_metrics() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("eval_metrics_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def eval_metrics(eval_metrics_script: ModuleType) -> ModuleType:
+    return eval_metrics_script
 
 
 def _fake_data_dir(root: Path) -> Path:
