@@ -130,3 +130,18 @@ def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_document(doc, tmp_path / "eval")
+
+
+def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None:
+    """A reader of a wall time must know what ran (e.g. a random-weight stand-in instead of MedGemma)."""
+    pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "facts_demo.ipynb",
+                   "from cxrtriage import notebook_run\n"
+                   "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
+                   "run.record('MedGemma', 'random-weight stand-in')\nrun.finish()")
+    result = notebook_run.execute_notebook(nb, tmp_path / "executed", "smoke")
+    assert result.facts == {"MedGemma": "random-weight stand-in"}
+    timings = notebook_run.record_timing(result, tmp_path / "timings.json")
+    assert timings["notebooks"]["facts_demo.ipynb"]["smoke"]["facts"] == {"MedGemma": "random-weight stand-in"}
+    stale = notebook_run.execute_notebook(_notebook(tmp_path / "facts_demo.ipynb", "pass"), tmp_path / "x", "smoke")
+    assert stale.facts == {}  # a file left by an earlier run is not attributed to this one

@@ -18,6 +18,8 @@ from pathlib import Path
 from cxrtriage import config
 
 PROFILES = ("smoke", "full")
+#: written by :meth:`NotebookRun.finish` into the notebook's output folder
+FACTS_FILE = "last_run.json"
 
 
 def machine_description() -> str:
@@ -51,6 +53,7 @@ class NotebookRun:
     data_dir: Path | None
     model: str | None
     started: float = field(default_factory=time.perf_counter)
+    facts: dict[str, str] = field(default_factory=dict)
 
     @property
     def full(self) -> bool:
@@ -69,9 +72,18 @@ class NotebookRun:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
+    def record(self, key: str, value: str) -> None:
+        """Note a fact a reader of the timing needs (e.g. ``medgemma``: ``random-weight stand-in``); ``finish``
+        saves it beside the notebook's outputs and ``make notebooks`` copies it into the timings file."""
+        self.facts[str(key)] = str(value)
+
     def finish(self) -> float:
-        """Print (and return) the wall time of the whole notebook on this machine."""
+        """Print (and return) the wall time of the whole notebook on this machine; save it with the facts."""
+        import json
+
         seconds = self.elapsed_s()
+        (output_dir(self.name) / FACTS_FILE).write_text(json.dumps(
+            {"profile": self.profile, "seconds": round(seconds, 1), "facts": self.facts}, indent=2), encoding="utf-8")
         print(f"{self.name} ({self.profile} profile) took {seconds:.0f} s ({seconds / 60:.1f} min) "
               f"on this machine: {machine_description()}")
         return seconds
@@ -87,10 +99,10 @@ def project_root(start_dir: Path | None = None) -> Path | None:
     return None
 
 
-def output_dir(name: str) -> Path:
+def output_dir(name: str, start_dir: Path | None = None) -> Path:
     """Where a notebook writes what it builds (checkpoints, stand-ins, CSVs): ``runs/notebooks/<name>`` in the
     checkout (ignored by git), or under the system temp directory when run outside one (e.g. in a container)."""
-    root = project_root()
+    root = project_root(start_dir)
     base = root / "runs" if root else Path(tempfile.gettempdir()) / "cxrtriage-runs"
     path = base / "notebooks" / name
     path.mkdir(parents=True, exist_ok=True)
@@ -122,6 +134,7 @@ class ExecutionResult:
     seconds: float
     executed: Path
     html: Path
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smoke", *,
@@ -151,7 +164,23 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
-    return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html)
+    return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html,
+                           facts=_facts_of_this_run(path, profile, started))
+
+
+def _facts_of_this_run(notebook: Path, profile: str, started: float) -> dict[str, str]:
+    """The facts the notebook saved when it finished (its kernel runs in the notebook's folder, so its output folder
+    is found from there), if that file was written by this very execution."""
+    import json
+
+    path = output_dir(notebook.stem, notebook.parent) / FACTS_FILE
+    try:
+        if path.stat().st_mtime < time.time() - (time.perf_counter() - started):
+            return {}
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return dict(saved.get("facts") or {}) if saved.get("profile") == profile else {}
 
 
 def record_timing(result: ExecutionResult, path: str | Path) -> dict:
@@ -166,6 +195,7 @@ def record_timing(result: ExecutionResult, path: str | Path) -> dict:
         "measured": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_description(),
         "command": f"make notebooks PROFILE={result.profile}",
+        "facts": result.facts,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -92,7 +92,9 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
         "hai_def_bench.json")
     for nb, profiles in sorted((t.get("notebooks") or {}).items()):
         for profile, rec in sorted(profiles.items()):
-            add(f"Notebook {nb}, {profile} profile: wall time", f"{rec['seconds']:.0f} s", "notebook_timings.json")
+            facts = "; ".join(f"{k}: {v}" for k, v in sorted((rec.get("facts") or {}).items()))
+            add(f"Notebook {nb}, {profile} profile: wall time" + (f" ({facts})" if facts else ""),
+                f"{rec['seconds']:.0f} s", "notebook_timings.json")
     return rows
 
 
