@@ -238,3 +238,14 @@ def test_decision_is_made_on_the_reported_values(engine, data_dir, raw_score: fl
     pred = pinned.predict(path, save_crops=False)
     assert (pred.score, pred.threshold) == (round(raw_score, 4), 0.2155)
     assert pred.label == label == ("Urgent" if pred.score >= pred.threshold else "Non-Urgent")
+
+
+def test_a_report_past_the_analysed_length_is_flagged(engine, data_dir) -> None:
+    """Issue 9.3: the analysed length of a prior report is bounded; the result tells the reader to read the rest."""
+    from cxrtriage.report import DEFAULT_MAX_CHARS
+
+    path = sorted((data_dir / "nih" / "images").glob("*.png"))[0]
+    long_report = "No pneumothorax. " * (DEFAULT_MAX_CHARS // 17 + 10)
+    pred = engine.predict(path, long_report, save_crops=False)
+    assert any(f"only the first {DEFAULT_MAX_CHARS} were analysed" in w for w in pred.warnings)
+    assert not any("were analysed" in w for w in engine.predict(path, "No pneumothorax.", save_crops=False).warnings)

@@ -367,3 +367,42 @@ def test_iu_positive_reports_are_mostly_detected(iu_rows: list[dict[str, str]]) 
     # measured 177/197 = 89.8%; most misses are hedged on purpose ("probable effusion", "effusion
     # versus pleural thickening") or de-identification typos. 80 % catches a real regression.
     assert rate >= 0.80
+
+
+def test_concurrent_analyses_never_fail() -> None:
+    """Issue 9.1: parallel /predict requests with a prior report failed with IndexError inside medspaCy's
+    sentence splitter (54 of 80 analyses of a 1,000-character report in 4 threads, before the lock)."""
+    import threading
+
+    text = (_REPORT + " ") * (1000 // len(_REPORT) + 1)
+    text = text[:1000]
+    expected = analyze_prior_report(text)
+    errors: list[BaseException] = []
+    results = []
+
+    def work() -> None:
+        for _ in range(20):
+            try:
+                results.append(analyze_prior_report(text))
+            except Exception as exc:  # noqa: BLE001 - the test counts every failure
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 80 and all(r == expected for r in results)
+
+
+def test_long_report_is_cut_and_says_so() -> None:
+    """Issue 9.3: analysis cost grows with the square of the cues; the analysed length is bounded and the
+    result says that the rest was not read."""
+    from cxrtriage.report import DEFAULT_MAX_CHARS
+
+    head = "No pneumothorax. " * (DEFAULT_MAX_CHARS // 17 + 1)
+    analysis = analyze_prior_report(head + "Large right pleural effusion.")
+    assert analysis.truncated and analysis.unanalysed_chars > 0
+    assert not analysis.has_affirmed_urgent_finding  # the effusion lies past the cut
+    assert not analyze_prior_report("No pneumothorax.").truncated

@@ -552,3 +552,19 @@ def test_crop_name_pattern() -> None:
     for name in ("0123456789ABCDEF.png", "0123456789abcdef.PNG", "x/0123456789abcdef.png", "0123456789abcde.png",
                  "0123456789abcdef.png.tmp", "../0123456789abcdef.png"):
         assert not is_crop_name(name), name
+
+
+def test_parallel_predictions_with_prior_reports_all_succeed(real_client: TestClient, data_dir: Path) -> None:
+    """Issue 9.1: four /predict requests with the same 1,000-character report at once used to fail with HTTP 500
+    (medspaCy's sentence splitter is not thread-safe); every one must succeed (2 run, the others queue)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = data_dir / "nih" / "images" / "00000150_002.png"
+    if not path.is_file():
+        pytest.skip("NIH image not in the data directory")
+    report = (REPORT + " ") * (1000 // len(REPORT) + 1)
+    data = path.read_bytes()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(lambda _: _post(real_client, data, name="chest.png", prior_report=report[:1000]).status_code,
+                              range(8)))
+    assert codes == [200] * 8

@@ -29,6 +29,7 @@ from cxrtriage.io import LoadedImage, load_image
 from cxrtriage.polarity import FLIP_WARNING, should_flip
 from cxrtriage.preprocess import resize_square
 from cxrtriage.provenance import case_provenance, report_provenance
+from cxrtriage.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.report import analyze_prior_report
 from cxrtriage.schema import Prediction, Provenance
 
@@ -104,6 +105,9 @@ class Triage:
 
         t = time.perf_counter()
         report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
+        if report is not None and report.truncated:
+            warnings.append(f"the prior report is longer than {REPORT_MAX_CHARS} characters: only the first "
+                            f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself")
         if report is not None and label == "Non-Urgent" and report.has_affirmed_urgent_finding:
             needs_review = True
             warnings.append("the prior report affirms an urgent finding but the image score is below the threshold: "

@@ -45,6 +45,7 @@ import functools
 import importlib.abc
 import re
 import sys
+import threading
 import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -83,7 +84,15 @@ _EXCLUDED_LABEL = "NOT_URGENT"
 #: give one negation cue a scope of thousands of characters.
 _MAX_SENTENCE_CHARS = 1000
 
-DEFAULT_MAX_CHARS = 20000
+#: Characters of a prior report that are analysed. ConText's cost grows with the square of the number of cues
+#: (measured: 4,000 characters of "no no no ..." about 1 s, 8,000 about 2.6 s, 20,000 about 17 s on 2 cores), so a
+#: request's cost is bounded here; a real prior report is a few hundred characters. Longer text is cut, and the
+#: result says so (:attr:`ReportAnalysis.truncated`) so that the reader reviews the rest.
+DEFAULT_MAX_CHARS = 4000
+
+#: medspaCy's PyRuSH sentence splitter keeps state per call and is not thread-safe (concurrent calls raised
+#: IndexError in 54 of 80 parallel analyses of a 1,000-character report): one analysis at a time per process.
+_NLP_LOCK = threading.Lock()
 
 _SPAN_GROUP = "cxrtriage_findings"
 _CURRENT = "CURRENT"  # ConText category of "now"/"new": ends the scope of a history cue
@@ -126,6 +135,12 @@ class ReportAnalysis:
     """The non-neutral sentences of one report, in text order."""
 
     sentences: tuple[ReportSentence, ...] = ()
+    #: characters past the analysed length that were not read (0 when the whole report was analysed)
+    unanalysed_chars: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.unanalysed_chars > 0
 
     def _with(self, relation: str) -> tuple[ReportSentence, ...]:
         return tuple(s for s in self.sentences if s.relation == relation)
@@ -468,10 +483,12 @@ def analyze_prior_report(text: str | None, *, max_chars: int = DEFAULT_MAX_CHARS
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars <= 0:
         raise ValueError("max_chars must be a positive integer")
     clean = _sanitize(text[:max_chars])
+    unanalysed = len(text[max_chars:].strip())
     if not clean.strip():
-        return ReportAnalysis()
+        return ReportAnalysis(unanalysed_chars=unanalysed)
 
-    doc = get_nlp()(clean)
+    with _NLP_LOCK:  # also guards the one-time build of the pipeline
+        doc = get_nlp()(clean)
 
     by_sentence: dict[int, list[Mention]] = {}
     for ent in doc.spans[_SPAN_GROUP] if _SPAN_GROUP in doc.spans else ():
@@ -495,4 +512,4 @@ def analyze_prior_report(text: str | None, *, max_chars: int = DEFAULT_MAX_CHARS
         relation = _relation(mentions, stripped)
         if relation != NEUTRAL:
             sentences.append(ReportSentence(stripped, start, end, mentions, relation))
-    return ReportAnalysis(tuple(sentences))
+    return ReportAnalysis(tuple(sentences), unanalysed_chars=unanalysed)
