@@ -52,7 +52,7 @@ from cxrtriage.errors import InputError, InvalidImageError, ModelError, Unsuppor
 from cxrtriage.io import sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.server_middleware import (
-    REQUEST_ID_KEY, BodySizeLimitMiddleware, BodyTooLargeError, CropFiles, RequestLogMiddleware,
+    REQUEST_ID_KEY, BodySizeLimitMiddleware, BodyTimeoutError, BodyTooLargeError, CropFiles, RequestLogMiddleware,
 )
 from cxrtriage.server_runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
@@ -288,7 +288,8 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     app.state.runtime = runtime
 
     # Middleware: the last added is the outermost. Log -> metrics -> body limit -> app.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       body_timeout_s=settings.body_timeout_s)
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=True, tags=["service"])
 
@@ -301,6 +302,12 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     @app.exception_handler(BodyTooLargeError)
     async def _body_too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
         return _error(413, str(exc.detail), "PayloadTooLarge", request)
+
+    @app.exception_handler(BodyTimeoutError)
+    async def _body_timeout(request: Request, exc: BodyTimeoutError) -> JSONResponse:
+        response = _error(408, str(exc.detail), "RequestTimeout", request)
+        response.headers["Connection"] = "close"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

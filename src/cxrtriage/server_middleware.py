@@ -3,6 +3,7 @@ client-chosen text, and the read-only crops file server."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -33,6 +34,23 @@ class BodyTooLargeError(StarletteHTTPException):
         super().__init__(status_code=413, detail=f"the upload is larger than the limit of {_mib(limit)}")
 
 
+class BodyTimeoutError(StarletteHTTPException):
+    """Raised from ``receive`` when the client sends no part of its body for ``timeout_s`` seconds (408)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(status_code=408, detail=_timeout_detail(timeout_s))
+
+
+def _timeout_detail(timeout_s: float) -> str:
+    return f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses"
+
+
+def _timeout_response(timeout_s: float, scope: Scope) -> JSONResponse:
+    return JSONResponse({"detail": _timeout_detail(timeout_s), "error_type": "RequestTimeout",
+                         "request_id": str(scope.get(REQUEST_ID_KEY, "-"))}, status_code=408,
+                        headers={"Connection": "close"})
+
+
 def _mib(n: int) -> str:
     return f"{n / 1024 / 1024:g} MiB"
 
@@ -54,15 +72,18 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over ``max_bytes``: from Content-Length before reading anything, else while streaming.
+    """413 for bodies over ``max_bytes``: from Content-Length before reading anything, else while streaming;
+    408 when the body stalls for ``body_timeout_s`` (a slow or stuck client must not hold a worker, nor block
+    shutdown, forever).
 
     Chunked uploads have no Content-Length, so the bytes actually received are counted too; the upload is
     never read (or spooled) past the limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +98,10 @@ class BodySizeLimitMiddleware:
 
         async def limited_receive() -> Message:
             nonlocal received
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise BodyTimeoutError(self.body_timeout_s or 0.0) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -96,6 +120,10 @@ class BodySizeLimitMiddleware:
             if started:
                 raise
             await _too_large_response(self.max_bytes, scope)(scope, receive, send)
+        except BodyTimeoutError:
+            if started:
+                raise
+            await _timeout_response(self.body_timeout_s or 0.0, scope)(scope, receive, send)
 
 
 def _loggable_path(path: str) -> str:

@@ -10,6 +10,8 @@ Needs the ``[demo]`` extra (pydantic-settings).
 | ``CXRTRIAGE_CROPS_DIR`` | ``<repo>/demo_app/static/crops`` in a source checkout, else ``<system temp>/cxrtriage-crops`` | where crop thumbnails are written and served from (``/static/crops``) |
 | ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |
 | ``CXRTRIAGE_MAX_CONCURRENT`` | ``2`` | inferences running at the same time (each in a worker thread) |
+| ``CXRTRIAGE_BODY_TIMEOUT_S`` | ``10`` | a request body that sends nothing for this long gets 408 (slow or stuck clients) |
+| ``CXRTRIAGE_SHUTDOWN_TIMEOUT_S`` | ``5`` | after SIGTERM, requests still running after this long are cancelled and the process exits |
 | ``CXRTRIAGE_MAX_QUEUE`` | ``8`` | requests allowed to wait for a slot; beyond that 429 with ``Retry-After`` |
 | ``CXRTRIAGE_MAX_PRIOR_REPORT_CHARS`` | ``20000`` | longest accepted ``prior_report`` form field; longer gets 422 |
 | ``CXRTRIAGE_CROPS_MAX_FILES`` | ``500`` | thumbnails kept; the oldest beyond this are deleted after each prediction |
@@ -57,6 +59,8 @@ class ServerSettings(BaseSettings):
     max_upload_mb: float = Field(default=32.0, gt=0)
     max_concurrent: int = Field(default=2, ge=1)
     max_queue: int = Field(default=8, ge=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    shutdown_timeout_s: float = Field(default=5.0, gt=0)
     max_prior_report_chars: int = Field(default=20_000, ge=1)
     crops_max_files: int = Field(default=500, ge=0)
     crops_max_age_s: float = Field(default=3600.0, gt=0)

@@ -1,0 +1,82 @@
+"""Issue 9.4: a client that stalls its upload gets 408, and SIGTERM ends the service within seconds anyway.
+
+Runs the real `cxrtriage serve` (uvicorn) in a subprocess on a loopback port: timeouts live in the HTTP server and
+its middleware, which an in-process test client would bypass."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("uvicorn")
+
+STALLED_HEADERS = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 1000000\r\n\r\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path: Path):
+    port = _free_port()
+    env = {**os.environ, "CXRTRIAGE_BODY_TIMEOUT_S": "1.5", "CXRTRIAGE_SHUTDOWN_TIMEOUT_S": "2", "CXRTRIAGE_UI": "false",
+           "CXRTRIAGE_WARMUP": "false", "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops")}
+    cli = Path(sys.executable).parent / "cxrtriage"
+    proc = subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("cxrtriage serve did not answer /health within 60 s")
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+
+
+def _stalled_upload(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(STALLED_HEADERS + b"--xyz\r\nContent-Dis")  # 20 bytes of a 1 MB body, then nothing
+    return sock
+
+
+def test_a_stalled_upload_gets_408(server) -> None:
+    _, port = server
+    sock = _stalled_upload(port)
+    started = time.monotonic()
+    reply = sock.recv(4096)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert b"RequestTimeout" in reply and b"stalled" in reply
+    assert time.monotonic() - started < 8
+
+
+def test_sigterm_exits_within_seconds_despite_a_stalled_upload(server) -> None:
+    proc, port = server
+    sock = _stalled_upload(port)
+    time.sleep(0.3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 10
