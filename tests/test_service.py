@@ -568,3 +568,10 @@ def test_parallel_predictions_with_prior_reports_all_succeed(real_client: TestCl
         codes = list(pool.map(lambda _: _post(real_client, data, name="chest.png", prior_report=report[:1000]).status_code,
                               range(8)))
     assert codes == [200] * 8
+
+
+def test_openapi_documents_metrics_as_prometheus_text(real_client: TestClient) -> None:
+    """Issue 9.5: the schema must say what /metrics returns (Prometheus text), not application/json."""
+    content = real_client.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(content) == ["text/plain"]
+    assert real_client.get("/metrics").headers["content-type"].startswith("text/plain")

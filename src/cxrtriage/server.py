@@ -215,6 +215,19 @@ def _request_id(request: Request) -> str:
     return str(request.scope.get(REQUEST_ID_KEY, "-"))
 
 
+def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
+    """The instrumentator's /metrics route answers Prometheus text; say so in the OpenAPI schema (it would
+    otherwise claim application/json)."""
+    from fastapi.responses import PlainTextResponse
+    from fastapi.routing import APIRoute
+
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path == "/metrics":
+            route.response_class = PlainTextResponse
+            route.responses = {200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}}
+            route.summary = "Prometheus metrics (text exposition format)"
+
+
 def _error(status: int, detail: str, error_type: str, request: Request,
            headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "error_type": error_type, "request_id": _request_id(request)},
@@ -292,6 +305,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
                        body_timeout_s=settings.body_timeout_s)
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=True, tags=["service"])
+    _document_metrics_as_prometheus_text(app)
 
     def on_done(scope: Scope, status: int, _elapsed: float) -> None:
         if scope.get("method") == "POST" and scope.get("path") == "/predict":
