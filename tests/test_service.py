@@ -575,3 +575,19 @@ def test_openapi_documents_metrics_as_prometheus_text(real_client: TestClient) -
     content = real_client.get("/openapi.json").json()["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(content) == ["text/plain"]
     assert real_client.get("/metrics").headers["content-type"].startswith("text/plain")
+
+
+def test_every_error_has_the_service_error_shape(real_client: TestClient) -> None:
+    """Issue 9.5: the multipart parser's 400 for a 1 MB form field, unknown routes and wrong methods answer
+    with the same JSON shape as the service's own errors (detail, error_type, request_id), without echoing input."""
+    big = real_client.post("/predict", files={"file": ("a.png", _grey_png(), "image/png")},
+                           data={"prior_report": "x" * (1024 * 1024 + 10)})
+    missing = real_client.get("/no-such-route")
+    wrong = real_client.get("/predict")
+    for r in (big, missing, wrong):
+        body = r.json()
+        assert 400 <= r.status_code < 500 and {"detail", "error_type", "request_id"} <= set(body), (r.status_code, body)
+        assert body["request_id"] == r.headers["x-request-id"]
+        assert "xxxx" not in r.text
+    assert (missing.status_code, missing.json()["error_type"]) == (404, "NotFound")
+    assert wrong.status_code == 405

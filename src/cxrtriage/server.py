@@ -33,6 +33,7 @@ import functools
 import logging
 import math
 import time
+from http import HTTPStatus
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
@@ -316,6 +318,16 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     @app.exception_handler(BodyTooLargeError)
     async def _body_too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
         return _error(413, str(exc.detail), "PayloadTooLarge", request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Every other HTTP error (404, 405, the multipart parser's 400 for an oversized form field, ...) in the
+        service's one error shape."""
+        try:
+            error_type = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+        except ValueError:
+            error_type = "HTTPError"
+        return _error(exc.status_code, str(exc.detail), error_type, request, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(BodyTimeoutError)
     async def _body_timeout(request: Request, exc: BodyTimeoutError) -> JSONResponse:
