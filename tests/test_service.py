@@ -440,7 +440,7 @@ def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
 
 
 def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, crops_max_files=2)
+    settings = _settings(tmp_path, crops_max_files=2, crops_min_age_s=0)  # the count limit alone
     crops_dir = settings.crops_dir
     crops_dir.mkdir(parents=True)
     with TestClient(create_app(settings, engine=FakeEngine(crops_dir))) as c:
@@ -591,3 +591,25 @@ def test_every_error_has_the_service_error_shape(real_client: TestClient) -> Non
         assert "xxxx" not in r.text
     assert (missing.status_code, missing.json()["error_type"]) == (404, "NotFound")
     assert wrong.status_code == 405
+
+
+def test_prune_keeps_young_crops_past_the_count_limit(tmp_path: Path) -> None:
+    """Issue 9.5: under load, a thumbnail named in a response was deleted 10-20 s later by the count limit; crops
+    younger than the minimum age stay, and only the disk bound can remove them."""
+    now = time.time()
+    young = [_touch(tmp_path / f"{i:016x}.png", 60 - i, now) for i in range(6)]  # 60 s ... 55 s old
+    old = _touch(tmp_path / "00000000000000ff.png", 900, now)
+    assert prune_crops(tmp_path, max_files=2, max_age_s=3600, now=now, min_age_s=300) == 1
+    assert not old.exists() and all(p.exists() for p in young)
+    for p in young:
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (now - 60, now - 60))
+    assert prune_crops(tmp_path, max_files=2, max_age_s=3600, now=now, min_age_s=300, max_bytes=3500) == 3
+    assert sum(p.exists() for p in young) == 3
+
+
+def test_service_passes_the_crop_minimum_age(tmp_path: Path) -> None:
+    from cxrtriage.server_settings import ServerSettings
+
+    s = ServerSettings(crops_dir=tmp_path)
+    assert s.crops_min_age_s >= 60 and s.crops_max_mb > 0

@@ -42,20 +42,41 @@ def list_crops(directory: str | os.PathLike[str]) -> list[tuple[float, Path]]:
     return found
 
 
-def prune_crops(directory: str | os.PathLike[str], max_files: int, max_age_s: float, *, now: float | None = None) -> int:
-    """Delete thumbnails older than ``max_age_s`` seconds, then the oldest beyond ``max_files``.
+def prune_crops(directory: str | os.PathLike[str], max_files: int, max_age_s: float, *, now: float | None = None,
+                min_age_s: float = 0.0, max_bytes: int | None = None) -> int:
+    """Delete thumbnails older than ``max_age_s`` seconds, then the oldest beyond ``max_files`` that are older than
+    ``min_age_s``, then, if the rest still exceeds ``max_bytes``, the oldest until it fits.
 
-    Returns the number of files deleted. Safe to run concurrently with itself and with the engine
-    writing new thumbnails (files that vanish meanwhile are skipped).
+    ``min_age_s`` is the promise to clients: a crop named in a response stays for at least that long whatever the
+    load; ``max_bytes`` is the disk bound that overrides it. Returns the number of files deleted. Safe to run
+    concurrently with itself and with the engine writing new thumbnails (files that vanish meanwhile are skipped).
     """
     if max_files < 0:
         raise ValueError("max_files must be >= 0")
+    if min_age_s < 0 or (max_bytes is not None and max_bytes < 0):
+        raise ValueError("min_age_s and max_bytes must be >= 0")
     now = time.time() if now is None else now
     crops = list_crops(directory)
     doomed = [path for mtime, path in crops if now - mtime > max_age_s]
-    kept = [path for mtime, path in crops if now - mtime <= max_age_s]
-    if len(kept) > max_files:
-        doomed += kept[: len(kept) - max_files]
+    kept = [(mtime, path) for mtime, path in crops if now - mtime <= max_age_s]
+    excess = max(0, len(kept) - max_files)
+    # oldest first, so the crops old enough to evict are a prefix of the excess
+    evictable = [item for item in kept[:excess] if now - item[0] >= min_age_s]
+    doomed += [path for _, path in evictable]
+    kept = kept[len(evictable):]
+    if max_bytes is not None:
+        sizes = []
+        for _, path in kept:
+            try:
+                sizes.append(path.stat().st_size)
+            except FileNotFoundError:
+                sizes.append(0)
+        total = sum(sizes)
+        for (_, path), size in zip(kept, sizes):
+            if total <= max_bytes:
+                break
+            doomed.append(path)
+            total -= size
     deleted = 0
     for path in doomed:
         try:

@@ -173,7 +173,8 @@ class ServiceRuntime:
         """Apply crop retention; logs instead of raising (a full or read-only disk must not fail requests)."""
         s = self.settings
         try:
-            deleted = prune_crops(s.crops_dir, s.crops_max_files, s.crops_max_age_s)
+            deleted = prune_crops(s.crops_dir, s.crops_max_files, s.crops_max_age_s, min_age_s=s.crops_min_age_s,
+                                  max_bytes=int(s.crops_max_mb * 1024 * 1024))
         except OSError as exc:
             log.warning("crop retention failed: %s", exc.strerror or type(exc).__name__)
             return 0

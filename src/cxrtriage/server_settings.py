@@ -16,6 +16,8 @@ Needs the ``[demo]`` extra (pydantic-settings).
 | ``CXRTRIAGE_MAX_PRIOR_REPORT_CHARS`` | ``20000`` | longest accepted ``prior_report`` form field; longer gets 422 |
 | ``CXRTRIAGE_CROPS_MAX_FILES`` | ``500`` | thumbnails kept; the oldest beyond this are deleted after each prediction |
 | ``CXRTRIAGE_CROPS_MAX_AGE_S`` | ``3600`` | thumbnails older than this (seconds) are deleted |
+| ``CXRTRIAGE_CROPS_MIN_AGE_S`` | ``300`` | a thumbnail named in a response is kept at least this long, whatever the load (the count limit waits) |
+| ``CXRTRIAGE_CROPS_MAX_MB`` | ``200`` | disk bound of the crops directory: beyond it the oldest go first, even younger than the minimum age |
 | ``CXRTRIAGE_BACKEND`` | ``bundled`` | model backend (same variable as the core package) |
 | ``CXRTRIAGE_MODEL_DIR`` | unset: the bundled model | model bundle directory (same variable as the core package) |
 | ``CXRTRIAGE_DATA_DIR`` | unset: ``cxrtriage.config.data_dir()`` | data directory the UI takes example images from |
@@ -64,6 +66,8 @@ class ServerSettings(BaseSettings):
     max_prior_report_chars: int = Field(default=20_000, ge=1)
     crops_max_files: int = Field(default=500, ge=0)
     crops_max_age_s: float = Field(default=3600.0, gt=0)
+    crops_min_age_s: float = Field(default=300.0, ge=0)
+    crops_max_mb: float = Field(default=200.0, gt=0)
     backend: str = "bundled"
     model_dir: Path | None = None
     data_dir: Path | None = None
