@@ -54,7 +54,7 @@ from cxrtriage.errors import InputError, InvalidImageError, ModelError, Unsuppor
 from cxrtriage.io import sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.server_middleware import (
-    REQUEST_ID_KEY, BodySizeLimitMiddleware, BodyTimeoutError, BodyTooLargeError, CropFiles, RequestLogMiddleware,
+    BodyError, BodySizeLimitMiddleware, CropFiles, RequestLogMiddleware, body_error_response, scope_request_id,
 )
 from cxrtriage.server_runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
@@ -215,7 +215,7 @@ class ServiceRuntime:
 
 
 def _request_id(request: Request) -> str:
-    return str(request.scope.get(REQUEST_ID_KEY, "-"))
+    return scope_request_id(request.scope)
 
 
 def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
@@ -316,9 +316,9 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
 
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
-    @app.exception_handler(BodyTooLargeError)
-    async def _body_too_large(request: Request, exc: BodyTooLargeError) -> JSONResponse:
-        return _error(413, str(exc.detail), "PayloadTooLarge", request)
+    @app.exception_handler(BodyError)
+    async def _body_error(request: Request, exc: BodyError) -> JSONResponse:  # 413, 408
+        return body_error_response(exc, _request_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -329,12 +329,6 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         except ValueError:
             error_type = "HTTPError"
         return _error(exc.status_code, str(exc.detail), error_type, request, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(BodyTimeoutError)
-    async def _body_timeout(request: Request, exc: BodyTimeoutError) -> JSONResponse:
-        response = _error(408, str(exc.detail), "RequestTimeout", request)
-        response.headers["Connection"] = "close"
-        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

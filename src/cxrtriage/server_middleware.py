@@ -24,41 +24,47 @@ _LOGGED_PATHS = frozenset({"/", "/predict", "/health", "/ready", "/status", "/me
                            "/openapi.json", "/docs/oauth2-redirect"})
 
 
-class BodyTooLargeError(StarletteHTTPException):
-    """Raised from ``receive`` once the streamed body passes the limit.
+class BodyError(StarletteHTTPException):
+    """A request body the service refuses while reading it; ``error_type`` names it in the error JSON.
 
     An HTTPException on purpose: FastAPI re-raises those from body parsing (other errors become 400).
     """
+
+    error_type = "BodyError"
+
+
+class BodyTooLargeError(BodyError):
+    """Raised from ``receive`` once the streamed body passes the limit (413)."""
+
+    error_type = "PayloadTooLarge"
 
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=f"the upload is larger than the limit of {_mib(limit)}")
 
 
-class BodyTimeoutError(StarletteHTTPException):
-    """Raised from ``receive`` when the client sends no part of its body for ``timeout_s`` seconds (408)."""
+class BodyTimeoutError(BodyError):
+    """Raised from ``receive`` when the client sends no part of its body for ``timeout_s`` seconds (408); the
+    connection is closed, since the rest of the body may still arrive."""
+
+    error_type = "RequestTimeout"
 
     def __init__(self, timeout_s: float) -> None:
-        super().__init__(status_code=408, detail=_timeout_detail(timeout_s))
-
-
-def _timeout_detail(timeout_s: float) -> str:
-    return f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses"
-
-
-def _timeout_response(timeout_s: float, scope: Scope) -> JSONResponse:
-    return JSONResponse({"detail": _timeout_detail(timeout_s), "error_type": "RequestTimeout",
-                         "request_id": str(scope.get(REQUEST_ID_KEY, "-"))}, status_code=408,
-                        headers={"Connection": "close"})
+        super().__init__(status_code=408, headers={"Connection": "close"},
+                         detail=f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses")
 
 
 def _mib(n: int) -> str:
     return f"{n / 1024 / 1024:g} MiB"
 
 
-def _too_large_response(limit: int, scope: Scope) -> JSONResponse:
-    return JSONResponse({"detail": f"the upload is larger than the limit of {_mib(limit)}",
-                         "error_type": "PayloadTooLarge", "request_id": str(scope.get(REQUEST_ID_KEY, "-"))},
-                        status_code=413)
+def body_error_response(exc: BodyError, request_id: str) -> JSONResponse:
+    """The service's error JSON for a refused body (used here and by the app's exception handler)."""
+    return JSONResponse({"detail": str(exc.detail), "error_type": exc.error_type, "request_id": request_id},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+def scope_request_id(scope: Scope) -> str:
+    return str(scope.get(REQUEST_ID_KEY, "-"))
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -91,7 +97,7 @@ class BodySizeLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
+            await body_error_response(BodyTooLargeError(self.max_bytes), scope_request_id(scope))(scope, receive, send)
             return
         received = 0
         started = False
@@ -101,7 +107,7 @@ class BodySizeLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), self.body_timeout_s)
             except asyncio.TimeoutError:
-                raise BodyTimeoutError(self.body_timeout_s or 0.0) from None
+                raise BodyTimeoutError(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -116,14 +122,10 @@ class BodySizeLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLargeError:  # not turned into a response further in (e.g. a mounted sub-app)
+        except BodyError as exc:  # not turned into a response further in (e.g. a mounted sub-app)
             if started:
                 raise
-            await _too_large_response(self.max_bytes, scope)(scope, receive, send)
-        except BodyTimeoutError:
-            if started:
-                raise
-            await _timeout_response(self.body_timeout_s or 0.0, scope)(scope, receive, send)
+            await body_error_response(exc, scope_request_id(scope))(scope, receive, send)
 
 
 def _loggable_path(path: str) -> str:
