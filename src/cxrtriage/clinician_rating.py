@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cxrtriage.scoring import image_id
+
 __all__ = [
     "CASE_COLUMNS",
     "CROPS_VALUES",
@@ -68,8 +70,7 @@ def _as_row(pred: Any) -> dict[str, Any]:
 
 
 def _image_id(row: dict[str, Any]) -> str:
-    ref = row.get("image_id") or row.get("path") or ""
-    return str(ref).replace("\\", "/").rsplit("/", 1)[-1]
+    return image_id(str(row.get("image_id") or row.get("path") or ""))
 
 
 def pick_cases(predictions: Sequence[Any], n: int, *, seed: int = 0) -> list[dict[str, Any]]:

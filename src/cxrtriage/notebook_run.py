@@ -31,7 +31,7 @@ def machine_description() -> str:
     except (ValueError, OSError, AttributeError):
         mem = ""
     gpu = "no GPU"
-    try:  # only report a GPU when torch is already installed; never import it just for this
+    try:  # torch is imported (about a second) only when it is installed: a GPU can only be named through it
         import importlib.util
 
         if importlib.util.find_spec("torch") is not None:
@@ -153,6 +153,8 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     executed = out / path.name
+    facts_file = output_dir(path.stem, path.parent) / FACTS_FILE  # the kernel runs in the notebook's folder
+    facts_file.unlink(missing_ok=True)  # whatever is there afterwards was written by this execution
     started = time.perf_counter()
     papermill.execute_notebook(str(path), str(executed), parameters={"PROFILE": profile, **(parameters or {})},
                                cwd=str(path.parent), kernel_name="python3", execution_timeout=timeout_s,
@@ -165,22 +167,17 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html,
-                           facts=_facts_of_this_run(path, profile, started))
+                           facts=_saved_facts(facts_file))
 
 
-def _facts_of_this_run(notebook: Path, profile: str, started: float) -> dict[str, str]:
-    """The facts the notebook saved when it finished (its kernel runs in the notebook's folder, so its output folder
-    is found from there), if that file was written by this very execution."""
+def _saved_facts(path: Path) -> dict[str, str]:
+    """The facts the notebook saved in :meth:`NotebookRun.finish` ({} when it saved none)."""
     import json
 
-    path = output_dir(notebook.stem, notebook.parent) / FACTS_FILE
     try:
-        if path.stat().st_mtime < time.time() - (time.perf_counter() - started):
-            return {}
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("facts") or {})
     except (OSError, ValueError):
         return {}
-    return dict(saved.get("facts") or {}) if saved.get("profile") == profile else {}
 
 
 def record_timing(result: ExecutionResult, path: str | Path) -> dict:

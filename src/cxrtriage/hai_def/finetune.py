@@ -187,7 +187,7 @@ def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full
         return ModelChoice(kind, str(stand_in), True, "cpu",
                            f"smoke profile: the tiny {kind} stand-in ({STAND_IN_NOTE}){extra}")
     from cxrtriage.errors import ModelError
-    from cxrtriage.hai_def.model_source import REAL_MIN_HIDDEN, checkpoint_shape, find_local_medgemma, resolve_model
+    from cxrtriage.hai_def.model_source import checkpoint_shape, find_local_medgemma, is_stand_in, resolve_model
 
     if kind == "MedGemma":  # a named model that is missing is an error (as in the 01 notebook); else probe the cache
         path = find_local_medgemma(requested)
@@ -205,7 +205,7 @@ def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full
     if found_type != model_type:
         return ModelChoice(kind, str(stand_in), True, "cpu", f"{path} is not a {kind} checkpoint (model_type "
                            f"{found_type!r}, expected {model_type!r}), so " + fallback)
-    if hidden is None or hidden < REAL_MIN_HIDDEN:
+    if is_stand_in(path, kind):
         return ModelChoice(kind, str(path), True, "cpu", f"{path} is far smaller than the real {kind} (hidden size "
                            f"{hidden}), so it is treated as a stand-in: its outputs mean nothing medically")
     if cuda is None:
