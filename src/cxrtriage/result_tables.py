@@ -63,7 +63,7 @@ def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
         rows.append({
             "test set": name, "n": r["n"], "urgent": r["n_pos"],
             "AUC [95% CI]": f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}]" if r["auc"] is not None else "n/a",
-            "threshold (shipped)": round(r["threshold"], 3),
+            "threshold (shipped)": round(r["threshold"], 4),  # as every result reports it
             "sensitivity": _r(op["sensitivity"]), "specificity": _r(op["specificity"]),
             "PPV": _r(op["ppv"]), "NPV": _r(op["npv"]),
             f"threshold for recall {tr.get('target', '')}": _r(tr.get("threshold")),
