@@ -85,9 +85,14 @@ def _ready(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
+def ui_crops_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ui-crops")
+
+
+@pytest.fixture(scope="module")
+def base_url(ui_crops_dir: Path, data_dir: Path):
     port = _free_port()
-    yield from _serve(_build_app(port, tmp_path_factory.mktemp("ui-crops")), port)
+    yield from _serve(_build_app(port, ui_crops_dir), port)
 
 
 def _serve(app, port: int):
@@ -206,6 +211,70 @@ def test_dicom_upload(page, data_dir: Path) -> None:
     assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
     assert LABEL_RE.match(page.locator("#cxr-label .cxr-label").inner_text().strip())
     page.locator("#cxr-image img").first.wait_for(state="visible")
+    _assert_offline(page)
+
+
+FAKE_NAME, FAKE_ID = "DOE^JANE", "FAKEID0042"
+
+
+def _files_containing(root: Path, needles: list[bytes], since: float) -> list[str]:
+    """Files under ``root`` written since ``since`` whose name or content holds one of ``needles``."""
+    hits = []
+    for path in root.rglob("*"):
+        try:
+            if not path.is_file() or path.stat().st_mtime < since:
+                continue
+            name = path.name.encode()
+            if any(n in name for n in needles) or any(n in path.read_bytes() for n in needles):
+                hits.append(str(path))
+        except OSError:
+            continue
+    return hits
+
+
+@needs_chromium
+def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(page, base_url: str, data_dir: Path,
+                                                                   ui_crops_dir: Path, tmp_path: Path) -> None:
+    """Issue 9.2: Gradio kept uploads as ``<hash>/<original name>`` (full header) and served them back."""
+    import tempfile
+
+    import httpx
+    import pydicom
+
+    source = data_dir.joinpath(*DICOM)
+    if not source.is_file():
+        pytest.skip(f"{source} missing")
+    ds = pydicom.dcmread(source)
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = FAKE_NAME, FAKE_ID, "19700101"
+    upload_dir = tmp_path / "upload"
+    upload_dir.mkdir()
+    named = upload_dir / f"{FAKE_NAME}_{FAKE_ID}.dcm"  # the file name a PACS export often has
+    ds.save_as(named)
+    started = time.time() - 1
+
+    _upload(page, named)
+    _triage(page)
+    assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
+    assert LABEL_RE.match(page.locator("#cxr-label .cxr-label").inner_text().strip())
+    page.locator("#cxr-image img").first.wait_for(state="visible")
+
+    needles = [FAKE_NAME.encode(), FAKE_ID.encode(), b"DOE_JANE"]
+    leaks = _files_containing(Path(tempfile.gettempdir()), needles, started) + _files_containing(ui_crops_dir, needles, started)
+    leaks = [p for p in leaks if not p.startswith(str(upload_dir))]
+    assert not leaks, f"the upload was stored on the server: {leaks}"
+    # the link the page holds for the uploaded file is not served, and neither is any file outside the crops dir
+    href = page.locator("#cxr-file a[href*='/file=']").first.get_attribute("href")
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        assert client.get(href).status_code == 404
+        for path in (str(named), "/etc/passwd", str(ui_crops_dir / ".." / "x.png")):
+            reply = client.get(f"/ui/gradio_api/file={path}")
+            assert reply.status_code == 404 and reply.json()["error_type"] == "NotFound"
+        # the rendered result the page shows is served (it lives in the crops directory's ui/ folder)
+        shown = page.locator("#cxr-image img").first.get_attribute("src")
+        assert "/file=" in shown and str(ui_crops_dir) in shown
+        assert client.get(shown).status_code == 200
+    result_text = " ".join(page.locator(sel).inner_text() for sel in ("#cxr-label", "#cxr-explanation", "#cxr-footer"))
+    assert FAKE_ID not in result_text and "DOE" not in result_text and "19700101" not in page.content()
     _assert_offline(page)
 
 

@@ -1,4 +1,4 @@
-"""Run the cxrtriage web UI alone (no REST API) on http://127.0.0.1:7860/.
+"""Run the cxrtriage web UI alone (no REST API) on http://127.0.0.1:7860/ui.
 
     python -m demo_app.ui.gradio_app [--host 0.0.0.0] [--port 7860]
 

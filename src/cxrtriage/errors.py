@@ -33,3 +33,7 @@ class NotAChestXrayError(InputError):
 
 class ModelError(CXRTriageError):
     """The model or its metadata is missing, corrupt or inconsistent (server-side problem)."""
+
+
+class ServiceBusyError(CXRTriageError):
+    """Every inference slot and every queue place is taken: retry later (HTTP 429; the UI says so)."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
-from cxrtriage.errors import ModelError
+from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.schema import Prediction
 from cxrtriage.server_settings import ServerSettings
 
@@ -161,7 +161,7 @@ class ServiceStats:
         }
 
 
-class QueueFullError(Exception):
+class QueueFullError(ServiceBusyError):
     """More requests are running or waiting than the service accepts (HTTP 429)."""
 
 

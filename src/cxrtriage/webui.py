@@ -1,7 +1,7 @@
 """Browser UI (Gradio): upload a chest X-ray (PNG, JPEG or DICOM) and an optional prior report, press Triage.
 
 The normal way to run it is ``cxrtriage serve``, which mounts it at ``/ui`` on the FastAPI service
-(:func:`mount_ui`); ``python -m demo_app.ui.gradio_app`` runs it alone. Gradio is an optional dependency
+(:func:`mount_ui`); ``python -m demo_app.ui.gradio_app`` runs it alone at ``/ui``. Gradio is an optional dependency
 (``pip install 'cxrtriage[demo]'``) and is imported only inside the functions here.
 
 Design rules:
@@ -12,11 +12,14 @@ Design rules:
   with "needs review"; a rejected input clears the previous result and shows the reason in a red box,
   never a stack trace.
 * **Privacy**: only the pixels and the non-identifying metadata of :class:`cxrtriage.io.ImageMeta` are
-  shown; nothing else from a DICOM header ever reaches the page.
+  shown; nothing else from a DICOM header ever reaches the page. Uploads are held in memory by an opaque
+  reference, never stored under their name and never served back; the UI serves rendered images from
+  ``<crops dir>/ui`` and nothing else (:mod:`cxrtriage.webui_uploads`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
@@ -27,11 +30,13 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import anyio
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxrtriage.errors import InputError, ModelError
+from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.webui_uploads import UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -43,6 +48,9 @@ log = logging.getLogger(__name__)
 TITLE = "cxrtriage — chest X-ray triage"
 HAI_DEF_NOTICE = "Uses Google HAI-DEF models under the Health AI Developer Foundations terms of use"
 NO_FILE_MESSAGE = "Please upload a chest X-ray first (PNG, JPEG or DICOM)."
+UPLOAD_EXPIRED_MESSAGE = ("This upload is no longer held by the server (uploads are kept in memory for 15 minutes). "
+                          "Please upload the image again.")
+BUSY_MESSAGE = "The server is busy with other images; nothing was triaged. Please try again in a few seconds."
 GENERIC_ERROR = ("Something went wrong while analysing this image; nothing was triaged. "
                  "Please try again, and contact the administrator if it keeps happening.")
 INSTALL_HINT = "the web UI needs Gradio: pip install 'cxrtriage[demo]'"
@@ -314,18 +322,6 @@ class _LocalLatency:
             return statistics.median(self._values) if self._values else None
 
 
-def _file_path(upload: Any) -> str | None:
-    if upload is None:
-        return None
-    if isinstance(upload, (list, tuple)):
-        upload = upload[0] if upload else None
-    if upload is None:
-        return None
-    if isinstance(upload, (str, os.PathLike)):
-        return str(upload)
-    return getattr(upload, "path", None) or getattr(upload, "name", None)
-
-
 def _example_label(path: str) -> str:
     """``nih · 00000165_001.png``: the dataset folder (the one holding ``images/``, else the parent) and the name."""
     parts = Path(path).parts
@@ -333,13 +329,34 @@ def _example_label(path: str) -> str:
     return f"{dataset} · {Path(path).name}"
 
 
+def _no_slot() -> contextlib.AbstractAsyncContextManager:
+    return contextlib.nullcontext()
+
+
 def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict],
-                 examples: list[str] | None = None) -> "gr.Blocks":
-    """The triage page. Theme and CSS are applied where it is served (:func:`mount_ui`, :func:`launch`)."""
+                 examples: list[str] | None = None, *, uploads: UploadStore | None = None,
+                 slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot) -> "gr.Blocks":
+    """The triage page. Theme and CSS are applied where it is served (:func:`mount_ui`, :func:`launch`).
+
+    ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.webui_uploads`): the page sends the triage
+    its opaque reference, never a path. An example is named by its file name and read from the data directory,
+    so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
+    REST API, so the UI cannot overload the machine behind the API's back.
+    """
     gr = _import_gradio()
     from cxrtriage.io import load_image
 
     latency = _LocalLatency()
+    uploads = uploads if uploads is not None else UploadStore()
+    examples_by_name = {Path(p).name: str(p) for p in examples or []}
+
+    def source_of(ref: str | None) -> bytes | str | None:
+        """Uploaded bytes, or the data-directory path of a chosen example, or None (nothing usable chosen)."""
+        if not ref:
+            return None
+        if is_upload_ref(ref):
+            return uploads.get(ref)
+        return examples_by_name.get(Path(str(ref)).name)
 
     def safe_status() -> dict:
         try:
@@ -359,18 +376,25 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         """An error: the reason in the red box, and no trace of any earlier result."""
         return (shown(message_html), shown(""), shown(""), None, [], shown(""), shown(""), None, footer())
 
-    def triage(upload: Any, prior_report: str | None) -> tuple:
-        path = _file_path(upload)
-        if not path:
-            return cleared(error_html(NO_FILE_MESSAGE, title="No image"))
+    def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image]:
+        t0 = time.perf_counter()
+        loaded = load_image(source)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        pred = get_engine().predict(loaded, prior_report or None)
+        latency.add(decode_ms + float(pred.timings_ms.get("total", 0.0)))
+        display, scale = to_display_image(loaded.pixels)
+        return pred, draw_boxes(display, pred, scale)
+
+    async def triage(ref: str | None, prior_report: str | None) -> tuple:
+        source = source_of(ref)
+        if source is None:
+            message = UPLOAD_EXPIRED_MESSAGE if is_upload_ref(ref) else NO_FILE_MESSAGE
+            return cleared(error_html(message, title="No image"))
         try:
-            t0 = time.perf_counter()
-            loaded = load_image(path)
-            decode_ms = (time.perf_counter() - t0) * 1e3
-            pred = get_engine().predict(loaded, prior_report or None)
-            latency.add(decode_ms + float(pred.timings_ms.get("total", 0.0)))
-            display, scale = to_display_image(loaded.pixels)
-            annotated = draw_boxes(display, pred, scale)
+            async with slot():
+                pred, annotated = await anyio.to_thread.run_sync(run, source, prior_report)
+        except ServiceBusyError:
+            return cleared(error_html(BUSY_MESSAGE, title="The server is busy"))
         except InputError as exc:
             return cleared(error_html(str(exc)))
         except ModelError as exc:  # e.g. "the model is still loading; retry in a few seconds"
@@ -385,8 +409,8 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         return (shown(""), shown(label_html(pred)), shown(explanation_html(pred)), annotated, crop_gallery(pred),
                 shown(warnings_html(pred)), shown(provenance_html(pred)), data, footer())
 
-    # delete_cache: uploads and rendered images in Gradio's cache are deleted after an hour (checked every 30 min)
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(1800, 3600)) as blocks:
+    # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after 15 min
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, 900)) as blocks:
         gr.HTML(f'<div class="cxr-title"><h1>{_esc(TITLE)}</h1>'
                 '<p class="cxr-sub">Offline urgency triage of frontal chest radiographs, with evidence regions and '
                 "provenance.</p></div>")
@@ -395,6 +419,8 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
             with gr.Column(scale=2, min_width=300):
                 upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_count="single", type="filepath",
                                  elem_id="cxr-file", height=140)
+                # what the triage receives: the upload's reference (or the example's name), copied in the browser
+                chosen = gr.Textbox(visible=False, elem_id="cxr-file-ref")
                 prior = gr.Textbox(label="Prior report (optional)", lines=5, elem_id="cxr-prior",
                                    placeholder="Paste the report of an earlier study, if any. It never changes the "
                                                "score; disagreements are flagged for review.")
@@ -423,7 +449,8 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
         outputs = [error, label, explanation, image, crops, warnings, provenance, raw, foot]
-        button.click(triage, inputs=[upload, prior], outputs=outputs, api_name=False, concurrency_limit=4)
+        upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
+        button.click(triage, inputs=[chosen, prior], outputs=outputs, api_name=False, concurrency_limit=4)
         blocks.load(footer, inputs=None, outputs=foot, api_name=False)
     return blocks
 
@@ -462,28 +489,57 @@ def _settings_data_dir(settings: Any) -> Path | None:
     return Path(value) if value else config.data_dir()
 
 
-def _max_file_size(settings: Any) -> int | str:
-    for attr, factor in (("max_upload_bytes", 1), ("max_upload_mb", 1_000_000)):
+def _max_upload_bytes(settings: Any) -> int:
+    for attr, factor in (("max_upload_bytes", 1), ("max_upload_mb", 1024 * 1024)):
         value = getattr(settings, attr, None) if settings is not None else None
         if isinstance(value, (int, float)) and value > 0:
             return int(value * factor)
-    return "100mb"
+    return 32 * 1024 * 1024
 
 
-def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings=None) -> None:
-    """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``)."""
+@contextlib.contextmanager
+def _gradio_files_in(directory: Path):
+    """Gradio reads its cache folder from ``GRADIO_TEMP_DIR`` when components and the app are built."""
+    old = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(directory)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old
+
+
+def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings=None, *,
+             slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot) -> None:
+    """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``).
+
+    Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
+    of :func:`cxrtriage.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
+    """
     gr = _import_gradio()
-    blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)))
-    gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS, footer_links=["api"],
-                        max_file_size=_max_file_size(settings), ssr_mode=False, mcp_server=False, pwa=False)
+    max_bytes = _max_upload_bytes(settings)
+    files_dir = private_files_dir(getattr(settings, "crops_dir", None) if settings is not None else None)
+    uploads = UploadStore(max_bytes=4 * max_bytes)
+    install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
+    with _gradio_files_in(files_dir):
+        blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,
+                              slot=slot)
+        gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS, footer_links=["api"],
+                            max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
 
 
 def launch(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], *, host: str = "127.0.0.1",
            port: int = 7860, data_dir: str | Path | None = None) -> None:
-    """Serve the UI alone (without the REST service)."""
-    from cxrtriage import config
+    """Serve the UI alone (without the REST API), at ``http://host:port/ui``, with the same upload handling."""
+    import types
 
-    blocks = build_blocks(get_engine, get_status, _examples_for(Path(data_dir) if data_dir else config.data_dir()))
-    blocks.queue(default_concurrency_limit=4).launch(
-        server_name=host, server_port=port, theme=make_theme(), css=UI_CSS, footer_links=["api"],
-        max_file_size="100mb", ssr_mode=False, mcp_server=False, pwa=False, share=False)
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import RedirectResponse
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    mount_ui(app, get_engine, get_status, types.SimpleNamespace(data_dir=data_dir, crops_dir=None))
+    app.add_api_route("/", lambda: RedirectResponse("/ui"), include_in_schema=False)
+    uvicorn.run(app, host=host, port=port, log_level="info")
