@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def evaluate train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -17,6 +17,7 @@ help:
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
+	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
@@ -60,6 +61,10 @@ bench: install
 
 bench-hai-def: install
 	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json
+
+LOADTEST_ARGS ?=
+loadtest: install
+	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
 
 evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json
