@@ -420,7 +420,7 @@ def test_identifiers_never_leave_the_loader(caplog: pytest.LogCaptureFixture) ->
     assert set(result.meta.to_dict()) == {
         "source_format", "width", "height", "modality", "view_position", "body_part",
         "photometric_interpretation", "bits_stored", "pixel_spacing_mm", "pixel_spacing_tag", "frames",
-        "colourfulness", "warnings",
+        "colourfulness", "warnings", "reduction",
     }  # fmt: skip
 
 
@@ -740,3 +740,51 @@ def test_colourfulness_separates_grey_from_colour():
     assert load_image(grey_rgb).meta.colourfulness == 0.0
     assert load_image(colour).meta.colourfulness > 0.3
     assert load_image(grey_rgb[..., 0]).meta.colourfulness is None
+
+
+# ----------------------------------------------------------------------------- issue 9.3: large images
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_large_raster_is_decoded_at_reduced_resolution_with_its_original_size(fmt: str) -> None:
+    """A 6000 x 4000 image becomes at most CXRTRIAGE_MAX_WORKING_PIXELS pixels; meta keeps the original size."""
+    from cxrtriage import config
+
+    arr = np.full((4000, 6000), 40, dtype=np.uint8)
+    arr[1000:2000, 3000:4500] = 220  # a bright block whose place must survive the reduction
+    loaded = load_image(encode(Image.fromarray(arr), fmt))
+    h, w = loaded.pixels.shape
+    assert h * w <= config.max_working_pixels() and (loaded.meta.width, loaded.meta.height) == (6000, 4000)
+    assert loaded.meta.reduction == pytest.approx(6000 / w, rel=1e-3) and loaded.meta.reduction >= 2
+    assert any("reduced resolution" in x or "1/" in x for x in loaded.meta.warnings)
+    r = loaded.meta.reduction
+    block = loaded.pixels[int(1100 / r):int(1900 / r), int(3100 / r):int(4400 / r)]
+    assert block.mean() > 0.8 and loaded.pixels[: int(900 / r), : int(2900 / r)].mean() < 0.2
+
+
+def test_large_dicom_is_reduced_before_its_luts() -> None:
+    arr = np.full((3000, 4000), 500, dtype=np.uint16)
+    arr[:1500] = 3000
+    loaded = load_image(dicom_bytes(make_dicom(arr, bits_stored=12)))
+    assert (loaded.meta.width, loaded.meta.height) == (4000, 3000) and loaded.meta.reduction == 2.0
+    assert loaded.pixels.shape == (1500, 2000)
+    assert loaded.pixels[:700].mean() > 0.9 and loaded.pixels[800:].mean() < 0.1
+
+
+def test_small_images_are_untouched_by_the_working_limit() -> None:
+    arr = (np.arange(512 * 512) % 251).astype(np.uint8).reshape(512, 512)
+    loaded = load_image(encode(Image.fromarray(arr), "PNG"))
+    assert loaded.meta.reduction == 1.0 and loaded.pixels.shape == (512, 512)
+    np.testing.assert_array_equal(loaded.pixels, arr / np.float32(255))
+
+
+def test_caller_pil_image_is_not_closed_by_a_reduced_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXRTRIAGE_MAX_WORKING_PIXELS", str(100 * 100))
+    img = Image.fromarray(np.full((400, 400), 128, dtype=np.uint8))
+    assert load_image(img).pixels.shape == (100, 100)
+    assert img.getpixel((0, 0)) == 128  # still usable by the caller
+
+
+def test_default_pixel_limit_refuses_the_issue_bomb_with_the_limit_in_the_message() -> None:
+    with pytest.raises(ImageTooLargeError, match=r"49999041 pixels \(7071 x 7071\).*limit of 36000000"):
+        load_image(png_with_header(7071, 7071))

@@ -249,3 +249,16 @@ def test_a_report_past_the_analysed_length_is_flagged(engine, data_dir) -> None:
     pred = engine.predict(path, long_report, save_crops=False)
     assert any(f"only the first {DEFAULT_MAX_CHARS} were analysed" in w for w in pred.warnings)
     assert not any("were analysed" in w for w in engine.predict(path, "No pneumothorax.", save_crops=False).warnings)
+
+
+def test_boxes_of_a_reduced_decode_are_reported_in_original_pixels() -> None:
+    """Issue 9.3: a large image is analysed at reduced resolution, but the crops say where to look in the original."""
+    from cxrtriage.pipeline import to_original_pixels
+    from cxrtriage.schema import Crop
+
+    crop = Crop(x=100, y=50, w=200, h=100, thumb_path="t.png")
+    (out,) = to_original_pixels([crop], (1500, 1000), (6000, 4000))
+    assert (out.x, out.y, out.w, out.h) == (400, 200, 800, 400)
+    assert to_original_pixels([crop], (1500, 1000), (1500, 1000)) == [crop]
+    (edge,) = to_original_pixels([Crop(x=1400, y=900, w=100, h=100, thumb_path="t.png")], (1500, 1000), (4501, 3001))
+    assert edge.x + edge.w <= 4501 and edge.y + edge.h <= 3001

@@ -4,7 +4,8 @@
 |---|---|---|
 | CXRTRIAGE_DATA_DIR | ``../shared/data`` relative to the working directory or repo, if it exists | public CXR data (training, evaluation, examples) |
 | CXRTRIAGE_CROPS_DIR | ``<system temp>/cxrtriage-crops`` | where evidence crop thumbnails are written |
-| CXRTRIAGE_MAX_PIXELS | ``50000000`` | decoded-image pixel limit (decompression-bomb guard) |
+| CXRTRIAGE_MAX_PIXELS | ``36000000`` (6000 x 6000) | decoded-image pixel limit, checked from the header (decompression-bomb guard and memory bound): larger images are refused with the limit in the message |
+| CXRTRIAGE_MAX_WORKING_PIXELS | ``4194304`` (2048 x 2048) | larger images are decoded at a reduced resolution (by a whole factor) to bound memory: every model looks at 896 px or less and thumbnails are 224 px; boxes are still given in original pixels |
 | CXRTRIAGE_MODEL_DIR | the bundled ``cxrtriage/weights`` | directory holding ``model.onnx`` + ``model.json`` |
 """
 
@@ -16,7 +17,8 @@ from pathlib import Path
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = 36_000_000
+DEFAULT_MAX_WORKING_PIXELS = 2048 * 2048
 
 
 def data_dir(required: bool = False) -> Path | None:
@@ -46,17 +48,27 @@ def crops_dir() -> Path:
     return path
 
 
-def max_pixels() -> int:
-    env = os.environ.get("CXRTRIAGE_MAX_PIXELS")
+def max_working_pixels() -> int:
+    """Pixel count above which an image is decoded at a reduced resolution (``CXRTRIAGE_MAX_WORKING_PIXELS``)."""
+    return _positive_int("CXRTRIAGE_MAX_WORKING_PIXELS", DEFAULT_MAX_WORKING_PIXELS)
+
+
+def _positive_int(name: str, default: int) -> int:
+    env = os.environ.get(name)
     if not env:
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
         value = int(env)
     except ValueError as exc:
-        raise ValueError(f"CXRTRIAGE_MAX_PIXELS must be an integer, got {env!r}") from exc
+        raise ValueError(f"{name} must be an integer, got {env!r}") from exc
     if value <= 0:
-        raise ValueError("CXRTRIAGE_MAX_PIXELS must be positive")
+        raise ValueError(f"{name} must be positive")
     return value
+
+
+def max_pixels() -> int:
+    """Decoded-image pixel limit (``CXRTRIAGE_MAX_PIXELS``): larger images are refused from their header."""
+    return _positive_int("CXRTRIAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
 
 
 def model_dir() -> Path:

@@ -112,6 +112,9 @@ class ImageMeta:
     frames: int = 1
     colourfulness: float | None = None  # mean channel spread (0 grey .. 1) of colour inputs, None for grey
     warnings: tuple[str, ...] = ()
+    #: the pixels were decoded at 1/reduction of ``width`` x ``height`` (images above
+    #: ``config.max_working_pixels()``); 1 = full resolution. Boxes are always reported in original pixels.
+    reduction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with lists instead of tuples, ready for ``json.dumps``."""
@@ -287,6 +290,54 @@ def _load_raster(data: bytes, kind: str, limit: int) -> LoadedImage:
     return _pil_to_loaded(img, kind, limit)
 
 
+def reduction_factor(width: int, height: int, max_working: int | None = None) -> int:
+    """The whole factor an image of this size is shrunk by on decode so it fits ``max_working`` pixels."""
+    work = config.max_working_pixels() if max_working is None else int(max_working)
+    if width * height <= work:
+        return 1
+    return int(math.ceil(math.sqrt(width * height / work)))
+
+
+def _reduce_pil(img: Image.Image, factor: int) -> Image.Image:
+    """Shrink by ``factor`` with box (area) averaging, in Pillow's C code: memory of the output only."""
+    if factor <= 1:
+        return img
+    if img.mode == "1":
+        img = img.convert("L")
+    elif img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    size = (max(1, img.width // factor), max(1, img.height // factor))
+    if img.mode.startswith("I;16"):
+        return img.resize(size, Image.Resampling.BOX)  # Image.reduce has no 16-bit mode
+    return img.reduce(factor)
+
+
+def _reduce_array(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Box-average (H, W[, C]) by ``factor`` in row chunks (bounded temporary memory); keeps the dtype."""
+    if factor <= 1:
+        return arr
+    out_h, out_w = max(1, arr.shape[0] // factor), max(1, arr.shape[1] // factor)
+    if arr.shape[0] < factor or arr.shape[1] < factor:
+        return np.ascontiguousarray(arr[::factor, ::factor])
+    out = np.empty((out_h, out_w) + arr.shape[2:], dtype=np.float32)
+    rows = max(1, (16 * 1024 * 1024) // max(1, out_w * factor * factor * 4 * (arr.shape[2] if arr.ndim == 3 else 1)))
+    for r0 in range(0, out_h, rows):
+        r1 = min(out_h, r0 + rows)
+        block = arr[r0 * factor:r1 * factor, :out_w * factor].astype(np.float32)
+        out[r0:r1] = block.reshape(r1 - r0, factor, out_w, factor, *arr.shape[2:]).mean(axis=(1, 3))
+    if arr.dtype == np.bool_:
+        return out >= 0.5
+    if arr.dtype.kind in "ui":
+        info = np.iinfo(arr.dtype)
+        return np.clip(np.rint(out), info.min, info.max).astype(arr.dtype)
+    return out.astype(arr.dtype, copy=False)
+
+
+def _reduction_warning(width: int, height: int, factor: float) -> str:
+    return (f"large image ({width} x {height}): analysed at 1/{factor:g} resolution to bound memory "
+            f"(CXRTRIAGE_MAX_WORKING_PIXELS); boxes are in original pixels")
+
+
 def _open_raster(data: bytes, kind: str, limit: int) -> Image.Image:
     """Open lazily (header only) so the size is checked before any pixel is decoded."""
     name = kind.upper()
@@ -310,26 +361,49 @@ def _bomb_error(exc: Exception, limit: int) -> ImageTooLargeError:
     )
 
 
-def _pil_to_loaded(img: Image.Image, kind: str, limit: int) -> LoadedImage:
-    """Decode, apply EXIF orientation and convert any supported Pillow mode to [0, 1] grey."""
+def _pil_to_loaded(img: Image.Image, kind: str, limit: int, *, owned: bool = True) -> LoadedImage:
+    """Decode (a large image at reduced resolution), apply EXIF orientation, convert any mode to [0, 1] grey.
+
+    ``owned``: the image was opened here, so its pixel memory is released as soon as it has been converted
+    (a caller's own PIL image is never closed).
+    """
     name = kind.upper() if kind != "array" else "image"
+    width, height = img.size
+    factor = reduction_factor(width, height)
     try:
+        if factor > 1 and img.format in ("JPEG", "MPO"):
+            img.draft(img.mode, (width // factor, height // factor))  # DCT-domain scaling: 1/2, 1/4 or 1/8
         img.load()
+        if factor > 1:
+            full, img = img, _reduce_pil(img, reduction_factor(img.width, img.height))
+            if img is not full and owned:
+                full.close()  # frees the full-size pixels now, not when the caller lets go of the image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _bomb_error(exc, limit) from None
     except Exception as exc:  # noqa: BLE001
         raise InvalidImageError(f"the {name} file is truncated or corrupt") from exc
     warnings: list[str] = []
+    reduced_w = img.width
     img = _exif_transpose(img, warnings)
+    if img.width != reduced_w:  # rotated by 90 degrees: the original size turns with it
+        width, height = height, width
     arr, bits = _pil_to_array(img)
+    if owned or factor > 1:  # a reduced image is our own copy even when the caller's was not
+        img.close()
+    colourfulness = _colourfulness(arr)
     pixels = _array_to_unit(arr)
+    del arr
+    reduction = round(width / pixels.shape[1], 4) if factor > 1 else 1.0
+    if factor > 1:
+        warnings.append(_reduction_warning(width, height, reduction))
     meta = ImageMeta(
         source_format=kind,
-        width=int(pixels.shape[1]),
-        height=int(pixels.shape[0]),
+        width=int(width) if factor > 1 else int(pixels.shape[1]),
+        height=int(height) if factor > 1 else int(pixels.shape[0]),
         bits_stored=bits,
-        colourfulness=_colourfulness(arr),
+        colourfulness=colourfulness,
         warnings=tuple(warnings),
+        reduction=reduction,
     )
     return LoadedImage(pixels=pixels, meta=meta)
 
@@ -375,7 +449,7 @@ def _load_pil_object(img: Image.Image, limit: int) -> LoadedImage:
     if kind is None:
         raise UnsupportedFormatError(f"the image is not a PNG, JPEG or DICOM file (detected: {img.format})")
     _check_pixels(img.width * img.height, limit, f" ({img.width} x {img.height})")
-    return _pil_to_loaded(img, kind, limit)
+    return _pil_to_loaded(img, kind, limit, owned=False)
 
 
 def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:
@@ -405,11 +479,20 @@ def _array_to_unit(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 2 and arr.dtype == np.uint8:  # the common case (8-bit grey PNG/JPEG): 3x faster, same values
         return np.divide(arr, 255.0, dtype=np.float32)
     colour, alpha = _split_alpha(arr)
-    grey = colour.astype(np.float64) if colour.ndim == 2 else colour.astype(np.float64) @ _LUMA
+    grey = colour.astype(np.float64) if colour.ndim == 2 else _luma(colour)
     grey = _scale_by_dtype(grey, arr.dtype)
     if alpha is not None:
-        grey = grey * _alpha_to_unit(alpha)  # composite over black
+        grey *= _alpha_to_unit(alpha)  # composite over black
     return _finish(grey)
+
+
+def _luma(colour: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of (H, W, 3) one channel at a time: no (H, W, 3) float copy (memory of large images)."""
+    weights = _LUMA.astype(np.float32) if colour.dtype.itemsize <= 2 else _LUMA  # 8/16-bit: float32 is exact enough
+    grey = colour[..., 0] * weights[0]
+    grey += colour[..., 1] * weights[1]
+    grey += colour[..., 2] * weights[2]
+    return grey
 
 
 def _colourfulness(arr: np.ndarray) -> float | None:
@@ -417,11 +500,16 @@ def _colourfulness(arr: np.ndarray) -> float | None:
     clearly above 0 for photographs and screenshots (used by the not-a-chest-X-ray gate)."""
     if arr.ndim != 3 or arr.shape[2] < 3:
         return None
-    rgb = arr[..., :3].astype(np.float32)
-    span = float(rgb.max() - rgb.min())
+    rgb = arr[..., :3]
+    span = float(rgb.max()) - float(rgb.min())
     if span <= 0:
         return 0.0
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / span)
+    total = 0.0
+    rows = max(1, (4 * 1024 * 1024) // max(1, arr.shape[1]))  # row chunks: no full-size float copy
+    for r0 in range(0, arr.shape[0], rows):
+        chunk = rgb[r0:r0 + rows].astype(np.float32)
+        total += float((chunk.max(axis=2) - chunk.min(axis=2)).sum(dtype=np.float64))
+    return float(total / (arr.shape[0] * arr.shape[1]) / span)
 
 
 def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -440,7 +528,8 @@ def _scale_by_dtype(grey: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype == np.bool_:
         return grey
     if dtype == np.uint8:
-        return grey / 255.0
+        grey *= 1.0 / 255.0  # ``grey`` is always a fresh float array here
+        return grey
     if dtype.kind == "f" and grey.min() >= 0.0 and grey.max() <= 1.0:
         return grey
     return _minmax(grey)
@@ -468,9 +557,11 @@ def _rescale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _finish(values: np.ndarray) -> np.ndarray:
-    """Final guarantee for every path: finite float32 in [0, 1], C-contiguous."""
-    out = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    """Final guarantee for every path: finite float32 in [0, 1], C-contiguous (in place where possible)."""
+    out = np.array(values, dtype=np.float32, order="C", copy=True)  # one float32 copy, never the caller's array
+    np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0, copy=False)
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 # --------------------------------------------------------------------------- DICOM
@@ -488,6 +579,10 @@ def _load_dicom(data: bytes, limit: int) -> LoadedImage:
     arr = _decode_first_frame(ds, frames)
     if frames > 1:
         warnings.append(f"multi-frame DICOM ({frames} frames): only the first frame was used")
+    factor = reduction_factor(cols, rows)
+    if factor > 1:  # before the LUTs, which make float copies of the whole frame
+        arr = _reduce_array(arr, factor)
+        warnings.append(_reduction_warning(cols, rows, factor))
     photometric = _tag_str(ds, "PhotometricInterpretation")
     if arr.ndim == 3 or photometric == "PALETTE COLOR":
         pixels = _dicom_colour_to_grey(arr, ds, photometric)
@@ -496,8 +591,9 @@ def _load_dicom(data: bytes, limit: int) -> LoadedImage:
     spacing, spacing_tag = _pixel_spacing(ds)
     meta = ImageMeta(
         source_format="dicom",
-        width=int(pixels.shape[1]),
-        height=int(pixels.shape[0]),
+        width=int(cols) if factor > 1 else int(pixels.shape[1]),
+        height=int(rows) if factor > 1 else int(pixels.shape[0]),
+        reduction=round(cols / pixels.shape[1], 4) if factor > 1 else 1.0,
         modality=_tag_str(ds, "Modality"),
         view_position=_tag_str(ds, "ViewPosition"),
         body_part=_tag_str(ds, "BodyPartExamined"),

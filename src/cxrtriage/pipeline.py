@@ -31,7 +31,7 @@ from cxrtriage.preprocess import resize_square
 from cxrtriage.provenance import case_provenance, report_provenance
 from cxrtriage.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.report import analyze_prior_report
-from cxrtriage.schema import Prediction, Provenance
+from cxrtriage.schema import Crop, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
 MAX_CROPS = 3  # the specification's 1-3 evidence crops
@@ -41,6 +41,20 @@ def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
     """True for a prior-report quote already contained in a quote the pipeline itself took from the report."""
     return item.source == "prior_report" and any(
         item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report")
+
+
+def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: tuple[int, int]) -> list[Crop]:
+    """Boxes found on a reduced-resolution image (``ImageMeta.reduction``) in the original image's pixels."""
+    (aw, ah), (ow, oh) = analysed, original
+    if (aw, ah) == (ow, oh) or aw <= 0 or ah <= 0:
+        return crops
+    sx, sy = ow / aw, oh / ah
+    out = []
+    for c in crops:
+        x, y = min(ow - 1, int(c.x * sx)), min(oh - 1, int(c.y * sy))
+        w, h = max(1, min(ow - x, round(c.w * sx))), max(1, min(oh - y, round(c.h * sy)))
+        out.append(c.model_copy(update={"x": x, "y": y, "w": w, "h": h}))
+    return out
 
 
 class Triage:
@@ -140,6 +154,7 @@ class Triage:
         # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
         t = time.perf_counter()
         crops = save_crop_thumbnails(pixels, boxes, self.crops_dir or config.crops_dir()) if save_crops and boxes else []
+        crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
         timings["crops"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(

@@ -382,8 +382,9 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         decode_ms = (time.perf_counter() - t0) * 1e3
         pred = get_engine().predict(loaded, prior_report or None)
         latency.add(decode_ms + float(pred.timings_ms.get("total", 0.0)))
-        display, scale = to_display_image(loaded.pixels)
-        return pred, draw_boxes(display, pred, scale)
+        display, _ = to_display_image(loaded.pixels)
+        # boxes are in original pixels; the pixels may be a reduced-resolution decode (ImageMeta.reduction)
+        return pred, draw_boxes(display, pred, display.width / max(1, loaded.meta.width))
 
     async def triage(ref: str | None, prior_report: str | None) -> tuple:
         source = source_of(ref)
