@@ -1,0 +1,160 @@
+"""Schemathesis fuzzing of the service against its own OpenAPI schema (issue 9: fuzzing in CI).
+
+Every operation of ``/openapi.json`` (``/predict``, ``/health``, ``/ready``, ``/status``, ``/metrics``) is run
+through schemathesis' examples, coverage and fuzzing phases with every built-in check (the Python equivalent of
+``schemathesis run --checks all``, plus ``max_response_time``), in-process over ASGI against the real app: real
+middleware, real lifespan and the real bundled model engine (loaded in the background; the test waits for
+``/ready``). A bounded number of examples and a fixed seed keep it deterministic and well under a minute on 2 cores.
+
+Expected: no 5xx, every status code and content type documented, every documented body schema met.
+Schemathesis 4's ``schemathesis.pytest.from_fixture`` does not work with pytest 9 (it sets ``Function._nodeid``),
+so the schema is built at import from ``app.openapi()`` (exactly what ``/openapi.json`` serves) without calling the
+app; the lifespan (model load) starts only when the first test of this module runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("pydantic_settings")
+schemathesis = pytest.importorskip("schemathesis")
+
+from hypothesis import strategies as st  # noqa: E402  (installed with schemathesis)
+
+from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
+from schemathesis.core.failures import FailureGroup  # noqa: E402
+from schemathesis.python import asgi  # noqa: E402
+
+from cxrtriage.server import create_app  # noqa: E402
+from cxrtriage.server_settings import ServerSettings  # noqa: E402
+
+MAX_EXAMPLES = 500  # per operation and phase; GET operations without parameters produce only a handful anyway
+MAX_RESPONSE_TIME_S = 15.0  # a hang or a pathological decode fails the run instead of stalling CI
+
+CONFIG = {
+    "seed": 9,  # deterministic: the same cases on every CI run
+    "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
+    # Hypothesis' "too slow" health check measures data generation on the CI box (2 loaded cores), not the service.
+    "suppress-health-check": ["too_slow"],
+    "checks": {"max_response_time": MAX_RESPONSE_TIME_S},
+    "operations": [{
+        "include-path": "/predict",
+        # positive_data_acceptance: the schema can only say "file is a string"; it cannot say "PNG, JPEG or
+        # DICOM", so schema-valid uploads are random bytes that the service must refuse by design: 415 (not an
+        # image by magic bytes) and 422 (empty, corrupt, not a chest X-ray) are documented content errors, 413
+        # a size limit, 429/503 load and readiness. Any other rejection of schema-valid data (400, 404, ...)
+        # still fails the check, so it stays meaningful.
+        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "413", "415", "422", "429", "503"]}},
+    }],
+}
+
+load_all_checks()
+# Every built-in response check (the function-based registry is what `--checks all` selects); the stateful ones
+# (use_after_free, ensure_resource_availability) and the auth ones (ignored_auth, object_level_authorization)
+# have nothing to act on here (no resources are created, the API declares no security) and pass trivially.
+ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)]
+STATUS_CODE_CONFORMANCE = next(check for check in ALL_CHECKS if check.__name__ == "status_code_conformance")
+
+_CROPS = Path(tempfile.gettempdir()) / f"cxrtriage-fuzz-crops-{uuid.uuid4().hex[:8]}"  # made by the lifespan
+APP = create_app(ServerSettings(crops_dir=_CROPS, ui=False, warmup=True))
+schema = schemathesis.openapi.from_dict(APP.openapi(), config=SchemathesisConfig.from_dict(CONFIG))
+schema.app = APP  # what from_asgi sets: calls go in-process through schemathesis' ASGI transport
+
+SEEN: dict[str, Counter] = {}
+
+
+# Random strings alone never get past the magic-byte check; with these prefixes the generated file bytes reach the
+# real decoders too (Pillow's PNG and JPEG parsers, pydicom on a Part 10 preamble or a preamble-less header).
+_MAGIC_PREFIXES = (b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\0" * 128 + b"DICM", b"\x08\x00\x05\x00CS")
+
+
+@schema.hook
+def flatmap_body(context, body):
+    operation = getattr(context, "operation", None)
+    if operation is None or operation.path != "/predict" or not isinstance(body, dict) \
+            or not isinstance(body.get("file"), str):
+        return st.just(body)
+    raw = body["file"].encode("utf-8", "surrogatepass")
+    return st.sampled_from(_MAGIC_PREFIXES).map(lambda magic: {**body, "file": magic + raw} if magic else body)
+
+
+def _wait_ready(client, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (r := client.get("/ready")).status_code != 200:
+        assert time.monotonic() < deadline, f"service not ready after {timeout} s: {r.json()}"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ready_app() -> Iterator[None]:
+    with asgi.get_client(APP) as client:  # starts the app's lifespan once; it lives until shutdown_lifespans()
+        _wait_ready(client)
+    yield
+    print("\nschemathesis responses per operation and status:", {k: dict(v) for k, v in sorted(SEEN.items())})
+    asgi.shutdown_lifespans()
+    shutil.rmtree(_CROPS, ignore_errors=True)
+
+
+def _is_d1(case, response) -> bool:
+    """Known defect D1 (test_predict_400_is_documented below): the multipart parser's 400 (malformed body, or a
+    form part over 1 MiB) is not among /predict's documented responses. Only the status-code check
+    is waived, only for a 400 from POST /predict in the service's error shape; every other check still runs on
+    it. Remove this once that xfail turns into an XPASS."""
+    if (case.method.upper(), case.path) != ("POST", "/predict") or response.status_code != 400:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return set(body) == {"detail", "error_type", "request_id"} and body["error_type"] == "BadRequest"
+
+
+@schema.parametrize()
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and Pillow warn about the junk headers they are sent
+def test_api_conforms_to_its_schema(case) -> None:
+    response = case.call()
+    SEEN.setdefault(f"{case.method.upper()} {case.path}", Counter())[response.status_code] += 1
+    excluded = [STATUS_CODE_CONFORMANCE] if _is_d1(case, response) else []
+    case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded)
+
+
+def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
+    """Guard against a silently empty run (a filter or a schemathesis upgrade that generates nothing).
+
+    Runs after the fuzz test (file order); skipped when the fuzz test itself was deselected (-k)."""
+    fuzzed = [item for item in request.session.items if item.originalname == "test_api_conforms_to_its_schema"]
+    if len(fuzzed) < 5:
+        pytest.skip("the schemathesis test was not (fully) selected in this run")
+    documented = {f"{m.upper()} {p}" for p, item in APP.openapi()["paths"].items() for m in item}
+    assert documented == {"POST /predict", "GET /health", "GET /ready", "GET /status", "GET /metrics"}
+    missing = documented - set(SEEN)
+    assert not missing, f"no schemathesis case ran for {sorted(missing)}"
+    assert sum(SEEN["POST /predict"].values()) >= MAX_EXAMPLES // 2
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "D1: POST /predict answers 400 BadRequest for a malformed multipart body ('Invalid multipart data.', "
+    "'Missing boundary in multipart.') and for a form part over 1 MiB ('Part exceeded maximum size of 1024KB.'), "
+    "but 400 is not among its documented responses (200, 413, 415, 422, 429, 503) in /openapi.json"))
+def test_predict_400_is_documented() -> None:
+    boundary = "b303e3b525acdf6da69a0fcbd31dded9"
+    body = f"--{boundary}\r\n1000000.0--{boundary}--\r\n".encode()  # the case schemathesis found
+    with asgi.get_client(APP) as client:
+        response = client.post("/predict", data=body,
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 400, response.text
+    case = schema["/predict"]["POST"].Case(media_type="multipart/form-data")
+    try:
+        case.validate_response(response, checks=[STATUS_CODE_CONFORMANCE])
+    except FailureGroup as exc:
+        pytest.fail(str(exc))
