@@ -26,6 +26,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient  # noqa: E402
+from starlette.types import Message  # noqa: E402
 
 from cxrtriage.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
@@ -439,7 +440,10 @@ def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
         assert c.get("/status").json()["requests_failed"] == 1
 
 
-def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path) -> None:
+def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cxrtriage.server as server_module
+
+    monkeypatch.setattr(server_module, "_PRUNE_INTERVAL_S", 0.0)  # retention after every prediction
     settings = _settings(tmp_path, crops_max_files=2, crops_min_age_s=0)  # the count limit alone
     crops_dir = settings.crops_dir
     crops_dir.mkdir(parents=True)
@@ -458,6 +462,21 @@ def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path) -
         assert c.get(urls[0]).status_code == 404
 
 
+def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """make loadtest: listing thousands of crops after every request cost as much CPU as the inference."""
+    import cxrtriage.server as server_module
+
+    runtime = create_app(_settings(tmp_path), engine=FakeEngine()).state.runtime
+    calls: list[int] = []
+    monkeypatch.setattr(runtime, "prune", lambda: calls.append(1) or 0)
+    for _ in range(5):
+        runtime.prune_soon()
+    assert len(calls) == 1
+    runtime._last_prune -= server_module._PRUNE_INTERVAL_S  # a second later
+    runtime.prune_soon()
+    assert len(calls) == 2
+
+
 # ----------------------------------------------------------------------------- UI hook
 
 
@@ -474,7 +493,7 @@ def test_missing_webui_serves_api_only(tmp_path: Path, monkeypatch: pytest.Monke
 def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any) -> None:
+    def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None) -> None:
         seen.update(get_engine=get_engine, get_status=get_status, settings=settings)
 
     fake = types.ModuleType("cxrtriage.webui")
@@ -613,3 +632,36 @@ def test_service_passes_the_crop_minimum_age(tmp_path: Path) -> None:
 
     s = ServerSettings(crops_dir=tmp_path)
     assert s.crops_min_age_s >= 60 and s.crops_max_mb > 0
+
+
+def test_full_queue_sheds_a_predict_before_reading_its_body(tmp_path: Path) -> None:
+    """Issue 9.5: under overload the upload is refused from its headers; no byte of the body is read."""
+    import anyio
+
+    from cxrtriage.server_runtime import InferenceLimiter
+
+    app = create_app(_settings(tmp_path, max_concurrent=1, max_queue=0), engine=FakeEngine())
+    runtime = app.state.runtime
+    runtime._limiter = InferenceLimiter(1, 0)
+    runtime._limiter.active = 1  # one inference running, no queue place: full
+    reads: list[Message] = []
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        reads.append({"type": "http.request"})
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": "/predict",
+             "raw_path": b"/predict", "root_path": "", "scheme": "http", "query_string": b"",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"1000000")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    anyio.run(app, scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+    assert start["status"] == 429 and int(headers["retry-after"]) >= 1 and headers["connection"] == "close"
+    assert body["error_type"] == "QueueFull" and body["request_id"]
+    assert reads == []

@@ -32,6 +32,7 @@ import contextlib
 import functools
 import logging
 import math
+import threading
 import time
 from http import HTTPStatus
 from collections.abc import AsyncIterator, Callable
@@ -54,7 +55,8 @@ from cxrtriage.errors import InputError, InvalidImageError, ModelError, Unsuppor
 from cxrtriage.io import sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.server_middleware import (
-    BodyError, BodySizeLimitMiddleware, CropFiles, RequestLogMiddleware, body_error_response, scope_request_id,
+    BodyError, BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware, body_error_response,
+    scope_request_id,
 )
 from cxrtriage.server_runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
@@ -71,8 +73,7 @@ log = logging.getLogger("cxrtriage.server")
 CROPS_URL = "/static/crops"
 _SNIFF_BYTES = 132
 _NOT_READY_RETRY_S = 5
-
-
+_PRUNE_INTERVAL_S = 1.0
 
 
 # ----------------------------------------------------------------------------- request -> Prediction
@@ -116,31 +117,6 @@ def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None,
     return with_crop_urls(engine.predict(data, report), url_prefix)
 
 
-# ----------------------------------------------------------------------------- engine loading
-
-
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------- stats and limits
-
-
-
-
-
-
-
-
-# ----------------------------------------------------------------------------- ASGI middleware
-
-
-
-
 # ----------------------------------------------------------------------------- the app
 
 
@@ -158,6 +134,8 @@ class ServiceRuntime:
         )
         self._limiter: InferenceLimiter | None = None
         self.ui_mounted = False
+        self._prune_lock = threading.Lock()
+        self._last_prune = -math.inf
 
     @property
     def limiter(self) -> InferenceLimiter:
@@ -168,6 +146,16 @@ class ServiceRuntime:
     def reset_limiter(self) -> None:
         """A fresh limiter per start-up: asyncio primitives belong to one event loop."""
         self._limiter = None
+
+    def prune_soon(self) -> int:
+        """Retention after a prediction, at most once per second: listing a crops directory of thousands of files
+        after every request cost as much CPU as the inference under load (make loadtest)."""
+        now = time.monotonic()
+        with self._prune_lock:
+            if now - self._last_prune < _PRUNE_INTERVAL_S:
+                return 0
+            self._last_prune = now
+        return self.prune()
 
     def prune(self) -> int:
         """Apply crop retention; logs instead of raising (a full or read-only disk must not fail requests)."""
@@ -205,6 +193,13 @@ class ServiceRuntime:
             "max_queue": self.settings.max_queue,
             "disclaimer": DISCLAIMER,
         }
+
+    def busy_retry_after_s(self) -> int | None:
+        """None while a /predict may queue; else Retry-After seconds (checked before its body is read)."""
+        limiter = self._limiter
+        if limiter is None or limiter.active + limiter.waiting < limiter.max_concurrent + limiter.max_queue:
+            return None
+        return self.retry_after_s()
 
     def retry_after_s(self) -> int:
         """Rough wait for a free slot: median latency x backlog per slot, at least 1 s."""
@@ -303,9 +298,10 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> metrics -> body limit -> app.
+    # Middleware: the last added is the outermost. Log -> metrics -> load shedding -> body limit -> app.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
                        body_timeout_s=settings.body_timeout_s)
+    app.add_middleware(LoadSheddingMiddleware, path="/predict", busy=runtime.busy_retry_after_s)
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=True, tags=["service"])
     _document_metrics_as_prometheus_text(app)
@@ -390,7 +386,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
                           request)
         runtime.stats.add_latency(elapsed)
         runtime.inference_seconds.observe(elapsed)
-        return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune))
+        return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
 
     @app.get("/health", tags=["service"], summary="liveness: the process answers")
     async def health() -> dict[str, str]:

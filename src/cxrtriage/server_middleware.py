@@ -1,5 +1,6 @@
-"""ASGI middleware of the web service: request-body size limit (413 while streaming), request log without
-client-chosen text, and the read-only crops file server."""
+"""ASGI middleware of the web service: request-body size limit (413 while streaming) and stall timeout (408),
+load shedding before the body is read (429), request log without client-chosen text, and the read-only crops
+file server."""
 
 from __future__ import annotations
 
@@ -51,6 +52,35 @@ class BodyTimeoutError(BodyError):
     def __init__(self, timeout_s: float) -> None:
         super().__init__(status_code=408, headers={"Connection": "close"},
                          detail=f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses")
+
+
+class LoadSheddingMiddleware:
+    """429 for ``POST <path>`` while every inference slot and queue place is taken, *before* the body is read:
+    under overload the service spends nothing on uploads it would refuse anyway (issue 9.5).
+
+    ``busy()`` returns None when a request may proceed, else the Retry-After seconds. The connection is closed
+    after the 429 since the unread body may still be arriving. The limiter in the endpoint stays the authority
+    (a request let through here can still get 429 there).
+    """
+
+    def __init__(self, app: ASGIApp, path: str, busy: Callable[[], int | None],
+                 on_shed: Callable[[Scope], None] | None = None) -> None:
+        self.app = app
+        self.path = path
+        self.busy = busy
+        self.on_shed = on_shed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == self.path:
+            retry = self.busy()
+            if retry is not None:
+                body = {"detail": f"the server is busy; retry in {retry} s", "error_type": "QueueFull",
+                        "request_id": scope_request_id(scope)}
+                response = JSONResponse(body, status_code=429,
+                                        headers={"Retry-After": str(retry), "Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _mib(n: int) -> str:
