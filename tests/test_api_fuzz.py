@@ -105,27 +105,12 @@ def _ready_app() -> Iterator[None]:
     shutil.rmtree(_CROPS, ignore_errors=True)
 
 
-def _is_d1(case, response) -> bool:
-    """Known defect D1 (test_predict_400_is_documented below): the multipart parser's 400 (malformed body, or a
-    form part over 1 MiB) is not among /predict's documented responses. Only the status-code check
-    is waived, only for a 400 from POST /predict in the service's error shape; every other check still runs on
-    it. Remove this once that xfail turns into an XPASS."""
-    if (case.method.upper(), case.path) != ("POST", "/predict") or response.status_code != 400:
-        return False
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return set(body) == {"detail", "error_type", "request_id"} and body["error_type"] == "BadRequest"
-
-
 @schema.parametrize()
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and Pillow warn about the junk headers they are sent
 def test_api_conforms_to_its_schema(case) -> None:
     response = case.call()
     SEEN.setdefault(f"{case.method.upper()} {case.path}", Counter())[response.status_code] += 1
-    excluded = [STATUS_CODE_CONFORMANCE] if _is_d1(case, response) else []
-    case.validate_response(response, checks=ALL_CHECKS, excluded_checks=excluded)
+    case.validate_response(response, checks=ALL_CHECKS)
 
 
 def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
@@ -142,10 +127,6 @@ def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
     assert sum(SEEN["POST /predict"].values()) >= MAX_EXAMPLES // 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "D1: POST /predict answers 400 BadRequest for a malformed multipart body ('Invalid multipart data.', "
-    "'Missing boundary in multipart.') and for a form part over 1 MiB ('Part exceeded maximum size of 1024KB.'), "
-    "but 400 is not among its documented responses (200, 413, 415, 422, 429, 503) in /openapi.json"))
 def test_predict_400_is_documented() -> None:
     boundary = "b303e3b525acdf6da69a0fcbd31dded9"
     body = f"--{boundary}\r\n1000000.0--{boundary}--\r\n".encode()  # the case schemathesis found

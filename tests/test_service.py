@@ -665,3 +665,16 @@ def test_full_queue_sheds_a_predict_before_reading_its_body(tmp_path: Path) -> N
     assert start["status"] == 429 and int(headers["retry-after"]) >= 1 and headers["connection"] == "close"
     assert body["error_type"] == "QueueFull" and body["request_id"]
     assert reads == []
+
+
+def test_empty_file_part_is_refused_as_the_schema_says(tmp_path: Path) -> None:
+    """Issue 9.5: the schema allowed an empty file that the service refuses; now both say at least one byte."""
+    app = create_app(_settings(tmp_path), engine=FakeEngine())
+    schema = app.openapi()["components"]["schemas"]
+    body = next(v for k, v in schema.items() if k.startswith("Body_predict"))
+    assert body["properties"]["file"]["minLength"] == 1 and body["required"] == ["file"]
+    with TestClient(app) as c:
+        _wait_ready(c)
+        for files in ({"file": ("chest.png", b"", "image/png")}, {"file": ("", b"", "application/octet-stream")}):
+            r = c.post("/predict", files=files)
+            assert r.status_code == 422 and set(r.json()) >= {"detail", "error_type", "request_id"}, r.text

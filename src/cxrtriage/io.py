@@ -49,6 +49,7 @@ from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
@@ -607,11 +608,28 @@ def _load_dicom(data: bytes, limit: int) -> LoadedImage:
     return LoadedImage(pixels=pixels, meta=meta)
 
 
+def _refuse_deflated(data: bytes) -> None:
+    """Deflated datasets are inflated by pydicom without any bound (a 255 KiB upload became 256 MiB): refuse them
+    from the file meta, before the dataset is read. Chest radiographs are not sent deflated in practice."""
+    if data[128:132] != b"DICM":
+        return
+    # the file meta group is explicit VR little endian, led by its group length (0002,0000) UL
+    if data[132:138] == b"\x02\x00\x00\x00UL" and len(data) >= 144:
+        end = 144 + int.from_bytes(data[140:144], "little")
+    else:
+        end = 132 + 1024
+    uid = DeflatedExplicitVRLittleEndian.encode()
+    at = data.find(uid, 132, min(end, 132 + 64 * 1024))
+    if at >= 0 and data[at + len(uid):at + len(uid) + 1] in (b"", b"\x00", b"\x02"):
+        raise UnsupportedFormatError("DICOM transfer syntax 'Deflated Explicit VR Little Endian' is not supported")
+
+
 def _read_dataset(data: bytes) -> Dataset:
     """Parse the header; ``force=True`` also accepts preamble-less ACR-NEMA style files.
 
     Parser messages may quote header bytes, so they are not chained into our error.
     """
+    _refuse_deflated(data)
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001

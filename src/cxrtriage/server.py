@@ -12,10 +12,10 @@ Endpoints:
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
   ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.webui` is available).
 
-``/predict`` status codes: 200; 413 body over ``max_upload_mb`` (from Content-Length before reading, else while
-streaming); 415 not PNG/JPEG/DICOM by magic bytes (or a format feature that is not supported); 422 empty, corrupt or
+``/predict`` status codes: 200; 400 malformed multipart body; 408 upload stalled for ``body_timeout_s``; 413 body
+over ``max_upload_mb`` (from Content-Length before reading, else while streaming); 415 not PNG/JPEG/DICOM by magic bytes (or a format feature that is not supported); 422 empty, corrupt or
 truncated image, not a frontal chest radiograph, other input errors, missing ``file``, ``prior_report`` too long;
-429 queue full (with ``Retry-After``); 503 model not ready or model error; 500 unexpected (generic message, traceback
+429 queue full (with ``Retry-After``; decided from the headers, before the body is read); 503 model not ready or model error; 500 unexpected (generic message, traceback
 in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
 
 Privacy: the log holds request id, method, a path with no client-chosen parts, status and latency. Upload file
@@ -253,6 +253,8 @@ def _validation_message(errors: list[dict[str, Any]], max_report: int) -> str:
 
 
 _PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed multipart body (no boundary, broken parts, a form part over 1 MiB)"},
+    408: {"description": "the upload stalled: no body data for body_timeout_s"},
     413: {"description": "upload larger than max_upload_mb"},
     415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
     422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too long"},
@@ -344,7 +346,8 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
               summary="Triage one chest X-ray (decision support only)")
     async def predict_endpoint(
         request: Request,
-        file: UploadFile = File(..., description="frontal chest radiograph: PNG, JPEG or DICOM (detected from content)"),
+        file: UploadFile = File(..., description="frontal chest radiograph: PNG, JPEG or DICOM (detected from content); "
+                                "an empty file gets 422", json_schema_extra={"minLength": 1}),
         prior_report: str | None = Form(None, max_length=settings.max_prior_report_chars,
                                         description="optional prior radiology report text (quoted as provenance)"),
     ) -> Response:
