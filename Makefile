@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest evaluate train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -18,6 +18,8 @@ help:
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
+	@echo "make request-memory  peak memory of one request for the largest and hostile inputs -> prototype/eval/request_memory.json"
+	@echo "make reliability-md  regenerate README.md's reliability table from the settings and those two files"
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
@@ -65,6 +67,12 @@ bench-hai-def: install
 LOADTEST_ARGS ?=
 loadtest: install
 	$(BIN)/python scripts/loadtest.py $(LOADTEST_ARGS)
+
+request-memory: install
+	$(BIN)/python scripts/request_memory.py
+
+reliability-md: install
+	$(BIN)/python -m cxrtriage.reliability_report README.md
 
 evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json

@@ -634,8 +634,8 @@ def test_service_passes_the_crop_minimum_age(tmp_path: Path) -> None:
     assert s.crops_min_age_s >= 60 and s.crops_max_mb > 0
 
 
-def test_full_queue_sheds_a_predict_before_reading_its_body(tmp_path: Path) -> None:
-    """Issue 9.5: under overload the upload is refused from its headers; no byte of the body is read."""
+def test_full_queue_sheds_a_large_predict_before_reading_its_body(tmp_path: Path) -> None:
+    """Issue 9.5: under overload an upload is refused from its headers; a large body is not read at all."""
     import anyio
 
     from cxrtriage.server_runtime import InferenceLimiter
@@ -656,7 +656,7 @@ def test_full_queue_sheds_a_predict_before_reading_its_body(tmp_path: Path) -> N
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": "/predict",
              "raw_path": b"/predict", "root_path": "", "scheme": "http", "query_string": b"",
-             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"1000000")],
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"10000000")],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     anyio.run(app, scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
@@ -678,3 +678,19 @@ def test_empty_file_part_is_refused_as_the_schema_says(tmp_path: Path) -> None:
         for files in ({"file": ("chest.png", b"", "image/png")}, {"file": ("", b"", "application/octet-stream")}):
             r = c.post("/predict", files=files)
             assert r.status_code == 422 and set(r.json()) >= {"detail", "error_type", "request_id"}, r.text
+
+
+def test_full_queue_drains_a_small_body_so_the_client_reads_its_429(tmp_path: Path) -> None:
+    """Answering while a client is still sending makes it see a reset connection, not the 429 (make loadtest)."""
+    engine = FakeEngine(block=True)
+    png = _grey_png()
+    with TestClient(create_app(_settings(tmp_path, max_concurrent=1, max_queue=0), engine=engine)) as c:
+        _wait_ready(c)
+        t, out = _in_thread(lambda: _post(c, png))
+        assert engine.entered.wait(10)
+        r = _post(c, png)
+        assert r.status_code == 429 and r.json()["error_type"] == "QueueFull"
+        assert r.headers.get("connection") != "close"  # the body was read and thrown away: keep-alive is fine
+        engine.release.set()
+        t.join(10)
+    assert engine.calls == 1

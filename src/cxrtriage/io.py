@@ -26,6 +26,10 @@ Decisions (documented because they change pixel values):
 * **Pixel limit** (``max_pixels``, default ``config.max_pixels()``) is checked from the header before
   decoding. Pillow's global ``Image.MAX_IMAGE_PIXELS`` is not changed (it is process-wide and not
   thread-safe to toggle); its ``DecompressionBombError`` is mapped to :class:`ImageTooLargeError`.
+* **Working resolution**: an image above ``config.max_working_pixels()`` is decoded at 1/k of its size (JPEG
+  in the DCT domain, PNG by Pillow's box reduction right after decoding, DICOM by a chunked box mean before its
+  LUTs), so the memory of one request is bounded; ``ImageMeta`` keeps the original size and the ``reduction``.
+* **Deflated** DICOMs are refused from the file meta: pydicom would inflate them without any bound.
 """
 
 from __future__ import annotations

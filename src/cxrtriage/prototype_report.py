@@ -126,14 +126,14 @@ def render_block(eval_dir: Path | str) -> str:
 
 
 def update_document(doc: Path | str, eval_dir: Path | str | None = None,
-                    render: Callable[[Path | str], str] = render_block) -> bool:
+                    render: Callable[[Path | str], str] = render_block, *, begin: str = BEGIN, end: str = END) -> bool:
     """Replace the block between the markers of ``doc``; True when it changed. Missing markers are an error."""
     doc = Path(doc)
     text = doc.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{doc}: the results markers are missing ({BEGIN!r} ... {END!r})")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    if begin not in text or end not in text:
+        raise ValueError(f"{doc}: the results markers are missing ({begin!r} ... {end!r})")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     new = head + render(eval_dir or doc.parent / "eval") + tail
     if new != text:
         doc.write_text(new, encoding="utf-8")

@@ -303,7 +303,8 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     # Middleware: the last added is the outermost. Log -> metrics -> load shedding -> body limit -> app.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
                        body_timeout_s=settings.body_timeout_s)
-    app.add_middleware(LoadSheddingMiddleware, path="/predict", busy=runtime.busy_retry_after_s)
+    app.add_middleware(LoadSheddingMiddleware, path="/predict", busy=runtime.busy_retry_after_s,
+                       drain_timeout_s=min(2.0, settings.body_timeout_s))
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
         app, endpoint="/metrics", include_in_schema=True, tags=["service"])
     _document_metrics_as_prometheus_text(app)

@@ -36,7 +36,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.schema import DISCLAIMER, Prediction
-from cxrtriage.webui_uploads import UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir
+from cxrtriage.webui_uploads import (
+    UPLOAD_BYTES_FACTOR, UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -48,12 +50,14 @@ log = logging.getLogger(__name__)
 TITLE = "cxrtriage — chest X-ray triage"
 HAI_DEF_NOTICE = "Uses Google HAI-DEF models under the Health AI Developer Foundations terms of use"
 NO_FILE_MESSAGE = "Please upload a chest X-ray first (PNG, JPEG or DICOM)."
-UPLOAD_EXPIRED_MESSAGE = ("This upload is no longer held by the server (uploads are kept in memory for 15 minutes). "
-                          "Please upload the image again.")
+UPLOAD_EXPIRED_MESSAGE = ("This upload is no longer held by the server (uploads are kept in memory for a limited "
+                          "time). Please upload the image again.")
 BUSY_MESSAGE = "The server is busy with other images; nothing was triaged. Please try again in a few seconds."
 GENERIC_ERROR = ("Something went wrong while analysing this image; nothing was triaged. "
                  "Please try again, and contact the administrator if it keeps happening.")
 INSTALL_HINT = "the web UI needs Gradio: pip install 'cxrtriage[demo]'"
+#: the rendered result images (in the UI's files directory) are deleted after this many seconds
+RENDERED_MAX_AGE_S = 900.0
 #: longest side of the image shown on the page (the model and the boxes use the full-size image)
 DISPLAY_MAX_SIDE = 1024
 #: outline colours of the evidence boxes 1, 2, 3 (also used for the gallery captions' numbering)
@@ -410,8 +414,8 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         return (shown(""), shown(label_html(pred)), shown(explanation_html(pred)), annotated, crop_gallery(pred),
                 shown(warnings_html(pred)), shown(provenance_html(pred)), data, footer())
 
-    # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after 15 min
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, 900)) as blocks:
+    # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, int(RENDERED_MAX_AGE_S))) as blocks:
         gr.HTML(f'<div class="cxr-title"><h1>{_esc(TITLE)}</h1>'
                 '<p class="cxr-sub">Offline urgency triage of frontal chest radiographs, with evidence regions and '
                 "provenance.</p></div>")
@@ -522,7 +526,7 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     gr = _import_gradio()
     max_bytes = _max_upload_bytes(settings)
     files_dir = private_files_dir(getattr(settings, "crops_dir", None) if settings is not None else None)
-    uploads = UploadStore(max_bytes=4 * max_bytes)
+    uploads = UploadStore(max_bytes=UPLOAD_BYTES_FACTOR * max_bytes)
     install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
     with _gradio_files_in(files_dir):
         blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,

@@ -33,6 +33,11 @@ __all__ = ["UPLOAD_REF_PREFIX", "UploadStore", "install_ui_file_routes", "is_upl
 
 #: what the browser holds instead of a server path; the ``:`` keeps it from ever naming a real file here
 UPLOAD_REF_PREFIX = "cxrtriage-upload:"
+#: an upload stays this long after it was last used
+UPLOAD_TTL_S = 900.0
+#: uploads held at once, and their bytes as a multiple of the upload limit
+MAX_UPLOADS = 16
+UPLOAD_BYTES_FACTOR = 4
 #: rendered images the UI may serve from its files directory
 _SERVED_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
@@ -48,7 +53,8 @@ class UploadStore:
     or until newer uploads push it out of the ``max_items`` / ``max_bytes`` bounds, oldest first.
     """
 
-    def __init__(self, *, max_items: int = 16, max_bytes: int = 128 * 1024 * 1024, ttl_s: float = 900.0) -> None:
+    def __init__(self, *, max_items: int = MAX_UPLOADS, max_bytes: int = UPLOAD_BYTES_FACTOR * 32 * 1024 * 1024,
+                 ttl_s: float = UPLOAD_TTL_S) -> None:
         if max_items < 1 or max_bytes < 1 or ttl_s <= 0:
             raise ValueError("max_items, max_bytes and ttl_s must be positive")
         self.max_items, self.max_bytes, self.ttl_s = max_items, max_bytes, ttl_s
