@@ -31,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture()
 def server(tmp_path: Path):
     port = _free_port()
-    env = {**os.environ, "CXRTRIAGE_BODY_TIMEOUT_S": "1.5", "CXRTRIAGE_SHUTDOWN_TIMEOUT_S": "2", "CXRTRIAGE_UI": "false",
+    env = {**os.environ, "CXRTRIAGE_BODY_TIMEOUT_S": "1.5", "CXRTRIAGE_HEADER_TIMEOUT_S": "1.5", "CXRTRIAGE_SHUTDOWN_TIMEOUT_S": "2", "CXRTRIAGE_UI": "false",
            "CXRTRIAGE_WARMUP": "false", "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops")}
     cli = Path(sys.executable).parent / "cxrtriage"
     proc = subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
@@ -82,3 +82,33 @@ def test_sigterm_exits_within_seconds_despite_a_stalled_upload(server) -> None:
     finally:
         sock.close()
     assert time.monotonic() - started < 10
+
+
+def test_stalled_request_headers_get_408_and_the_connection_closes(server) -> None:
+    """A slow-loris connection (half a request, then nothing) was held open forever."""
+    _, port = server
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    t0 = time.monotonic()
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+    reply = b""
+    while chunk := sock.recv(4096):  # until the server closes the connection
+        reply += chunk
+    elapsed = time.monotonic() - t0
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 408") and b'"error_type": "RequestTimeout"' in reply, reply[:200]
+    assert 1.0 <= elapsed < 6.0, elapsed
+
+
+def test_header_timer_is_rearmed_after_a_response(server) -> None:
+    """After a complete request the same connection may not hold a half-sent second request forever either."""
+    _, port = server
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    first = sock.recv(4096)
+    assert first.startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /health HTTP/1.1\r\nHo")
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]

@@ -198,10 +198,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                                 "cxrtriage": {"handlers": ["default"], "level": "INFO", "propagate": False}}}
     # access_log off: uvicorn's line holds client address and query string; cxrtriage logs its own sanitised line.
     # timeout_graceful_shutdown: after SIGTERM, requests still running are cancelled so that the process exits
-    # (a stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections.
+    # (a stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections; the
+    # protocol gives 408 to a connection whose request headers stall (CXRTRIAGE_HEADER_TIMEOUT_S).
     uvicorn.run("cxrtriage.server:create_app", factory=True, host=host, port=port, workers=args.workers,
                 access_log=False, log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-                timeout_keep_alive=5)
+                timeout_keep_alive=5, http="cxrtriage.server_protocol:HeaderTimeoutH11Protocol")
     return 0
 
 

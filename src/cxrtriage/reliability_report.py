@@ -49,7 +49,10 @@ def limits_rows() -> list[tuple[str, str]]:
                        "at reduced resolution with a warning, boxes still in original pixels"),
         ("prior report", f"up to {d['max_prior_report_chars']:,} characters accepted (longer: 422); the first "
                          f"{DEFAULT_MAX_CHARS:,} are analysed, with a warning when there are more"),
-        ("stalled upload", f"408 after {d['body_timeout_s']:g} s without body data (`CXRTRIAGE_BODY_TIMEOUT_S`)"),
+        ("stalled client", f"408 and the connection closed when the request headers are not complete "
+                           f"{d['header_timeout_s']:g} s after the connection opened or its last response "
+                           f"(`CXRTRIAGE_HEADER_TIMEOUT_S`), or after {d['body_timeout_s']:g} s without body data "
+                           "(`CXRTRIAGE_BODY_TIMEOUT_S`); idle keep-alive connections close after 5 s"),
         ("shutdown", f"after SIGTERM, requests still running after {d['shutdown_timeout_s']:g} s are cancelled "
                      "(`CXRTRIAGE_SHUTDOWN_TIMEOUT_S`)"),
         ("overload", f"{d['max_concurrent']} inferences run, {d['max_queue']} wait (`CXRTRIAGE_MAX_CONCURRENT`, "

@@ -11,6 +11,7 @@ Needs the ``[demo]`` extra (pydantic-settings).
 | ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |
 | ``CXRTRIAGE_MAX_CONCURRENT`` | ``2`` | inferences running at the same time (each in a worker thread) |
 | ``CXRTRIAGE_BODY_TIMEOUT_S`` | ``10`` | a request body that sends nothing for this long gets 408 (slow or stuck clients) |
+| ``CXRTRIAGE_HEADER_TIMEOUT_S`` | ``10`` | a connection whose request line and headers are not complete this long after it opened (or after its last response) gets 408 and is closed |
 | ``CXRTRIAGE_SHUTDOWN_TIMEOUT_S`` | ``5`` | after SIGTERM, requests still running after this long are cancelled and the process exits |
 | ``CXRTRIAGE_MAX_QUEUE`` | ``8`` | requests allowed to wait for a slot; beyond that 429 with ``Retry-After`` |
 | ``CXRTRIAGE_MAX_PRIOR_REPORT_CHARS`` | ``20000`` | longest accepted ``prior_report`` form field; longer gets 422 |
@@ -37,6 +38,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
 def default_crops_dir() -> Path:
@@ -62,6 +64,7 @@ class ServerSettings(BaseSettings):
     max_concurrent: int = Field(default=2, ge=1)
     max_queue: int = Field(default=8, ge=0)
     body_timeout_s: float = Field(default=10.0, gt=0)
+    header_timeout_s: float = Field(default=DEFAULT_HEADER_TIMEOUT_S, gt=0)  # read by cxrtriage.server_protocol
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     max_prior_report_chars: int = Field(default=20_000, ge=1)
     crops_max_files: int = Field(default=500, ge=0)
