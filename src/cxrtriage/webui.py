@@ -105,6 +105,8 @@ UI_CSS = """
 #cxr-crops .gallery-item {min-height:0 !important; height:100% !important;}
 #cxr-crops .thumbnail-item {aspect-ratio:auto !important; height:100% !important; width:100% !important;}
 .cxr-footer {color:#444; font-size:0.9rem; border-top:1px solid #ddd; padding-top:8px;}
+/* an upload is held in memory and never served back: its name and size are shown, but not as a download link */
+#cxr-file a[download] {pointer-events:none; color:inherit !important; text-decoration:none;}
 .cxr-footer .cxr-haidef {margin-top:4px;}
 """
 
