@@ -363,6 +363,9 @@ def test_full_queue_gets_429_with_retry_after(tmp_path: Path) -> None:
         r = _post(c, png)
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) >= 1 and r.json()["error_type"] == "QueueFull"
+        # a small body is read and thrown away before the 429 (answering while the client still sends makes it see
+        # a reset connection, not the 429: make loadtest), so the connection may stay open
+        assert r.headers.get("connection") != "close"
         engine.release.set()
         t.join(10)
         assert out[0].status_code == 200
@@ -678,19 +681,3 @@ def test_empty_file_part_is_refused_as_the_schema_says(tmp_path: Path) -> None:
         for files in ({"file": ("chest.png", b"", "image/png")}, {"file": ("", b"", "application/octet-stream")}):
             r = c.post("/predict", files=files)
             assert r.status_code == 422 and set(r.json()) >= {"detail", "error_type", "request_id"}, r.text
-
-
-def test_full_queue_drains_a_small_body_so_the_client_reads_its_429(tmp_path: Path) -> None:
-    """Answering while a client is still sending makes it see a reset connection, not the 429 (make loadtest)."""
-    engine = FakeEngine(block=True)
-    png = _grey_png()
-    with TestClient(create_app(_settings(tmp_path, max_concurrent=1, max_queue=0), engine=engine)) as c:
-        _wait_ready(c)
-        t, out = _in_thread(lambda: _post(c, png))
-        assert engine.entered.wait(10)
-        r = _post(c, png)
-        assert r.status_code == 429 and r.json()["error_type"] == "QueueFull"
-        assert r.headers.get("connection") != "close"  # the body was read and thrown away: keep-alive is fine
-        engine.release.set()
-        t.join(10)
-    assert engine.calls == 1

@@ -140,18 +140,23 @@ def update_document(doc: Path | str, eval_dir: Path | str | None = None,
     return new != text
 
 
-def main(argv: list[str] | None = None) -> int:
+def update_cli(argv: list[str] | None, usage: str, what: str, **update: Any) -> int:
+    """``python -m <module> DOC``: regenerate the block of DOC; exit 2 with a sentence on a bad call."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m cxrtriage.prototype_report prototype/prototype.md", file=sys.stderr)
+        print(f"usage: {usage}", file=sys.stderr)
         return 2
     try:
-        changed = update_document(args[0])
+        changed = update_document(args[0], **update)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args[0]}: results block {'updated' if changed else 'already current'}")
+    print(f"{args[0]}: {what} {'updated' if changed else 'already current'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return update_cli(argv, "python -m cxrtriage.prototype_report prototype/prototype.md", "results block")
 
 
 if __name__ == "__main__":
