@@ -268,7 +268,7 @@ def _deflated_dicom(payload_mib: int | None = None) -> bytes:
 
 
 def _png_1bit(width: int, height: int) -> bytes:
-    """A real, all-black 1-bit PNG: 7064 x 7064 is 49.9 M pixels (under the 50 M limit) in about 6 KB."""
+    """A real, all-black 1-bit PNG: 5999 x 5999 is 36.0 M pixels (just under the 36 M limit) in about 5 KB."""
     comp = zlib.compressobj(9)
     row = b"\0" + bytes((width + 7) // 8)
     idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
@@ -306,10 +306,12 @@ CASES: list[Hostile] = [
             422, "ImageTooLargeError"),
     # The decoder stops at the bytes the header needs; what it read is blank, refused by the gate.
     Hostile("png-idat-inflates-256x-past-its-512x512-header->422", _png_idat_overflow, 422, "NotAChestXrayError"),
-    # Within the pixel limit, so it is decoded (about 1.4 GiB peak, a few seconds: the limit is the guard), then
-    # refused as blank. Slow and memory-hungry, hence not in the default run.
-    Hostile("png-1bit-7064x7064-6KB-just-under-the-pixel-limit->422-blank", lambda: _png_1bit(7064, 7064), 422,
-            "NotAChestXrayError", marks=(pytest.mark.slow,)),
+    # Within the pixel limit, so it is decoded (at reduced resolution: CXRTRIAGE_MAX_WORKING_PIXELS), then refused
+    # as blank. Before the working-resolution decode this cost about 1.4 GiB and seconds at 7064 x 7064.
+    Hostile("png-1bit-5999x5999-5KB-just-under-the-pixel-limit->422-blank", lambda: _png_1bit(5999, 5999), 422,
+            "NotAChestXrayError"),
+    Hostile("png-1bit-7064x7064-6KB-over-the-pixel-limit->422-from-header", lambda: _png_1bit(7064, 7064), 422,
+            "ImageTooLargeError"),
     Hostile("png-ztxt-bomb-256MiB-text->422-pillow-text-limit", _ztxt_bomb, 422, "InvalidImageError"),
     Hostile("jpeg-sof-65535x65535->422-too-large", lambda: _jpeg_with_sof_size(65535, 65535), 422,
             "ImageTooLargeError"),
