@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import config
-from .schema import Crop
+from cxrtriage import config
+from cxrtriage.schema import Crop
 
 __all__ = [
     "EvidenceBox",
