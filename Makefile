@@ -56,7 +56,7 @@ notebooks: install
 	$(BIN)/python scripts/run_notebooks.py --profile $(PROFILE)
 
 prototype-md: install
-	$(BIN)/python -m cxrtriage.prototype_report prototype/prototype.md
+	$(BIN)/python -m cxrtriage.evaluation.prototype_report prototype/prototype.md
 
 bench: install
 	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card
@@ -72,7 +72,7 @@ request-memory: install
 	$(BIN)/python scripts/request_memory.py
 
 reliability-md: install
-	$(BIN)/python -m cxrtriage.reliability_report README.md
+	$(BIN)/python -m cxrtriage.evaluation.reliability_report README.md
 
 evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json

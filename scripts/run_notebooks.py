@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timings", default=str(ROOT / "prototype" / "eval" / "notebook_timings.json"),
                    help="JSON the wall times are merged into ('' to skip)")
     args = p.parse_args(argv)
-    from cxrtriage.notebook_run import execute_notebook, record_timing
+    from cxrtriage.evaluation.notebook_run import execute_notebook, record_timing
 
     paths = args.notebooks or NOTEBOOKS
     missing = [str(n) for n in paths if not n.is_file()]

@@ -43,7 +43,7 @@ def test_records(data_dir: Path):
 @pytest.fixture(scope="session")
 def nih_pixels(data_dir: Path):
     """The first NIH image of the data directory as (H, W) float [0, 1] pixels."""
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
 
     images = sorted((data_dir / "nih" / "images").glob("*.png"))[:1]
     if not images:

@@ -35,8 +35,8 @@ from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
 
-from cxrtriage.server import create_app  # noqa: E402
-from cxrtriage.server_settings import ServerSettings  # noqa: E402
+from cxrtriage.serve.app import create_app  # noqa: E402
+from cxrtriage.serve.settings import ServerSettings  # noqa: E402
 
 MAX_EXAMPLES = 500  # per operation and phase; GET operations without parameters produce only a handful anyway
 MAX_RESPONSE_TIME_S = 15.0  # a hang or a pathological decode fails the run instead of stalling CI

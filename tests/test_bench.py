@@ -6,7 +6,7 @@ import json
 
 
 def test_bench_reports_numbers(data_dir, tmp_path, capsys):
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     out = tmp_path / "bench.json"
     assert main(["bench", "--repeats", "3", "--out", str(out)]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrtriage.cli import main
+from cxrtriage.cli.main import main
 
 
 def _rows(path: Path) -> list[dict]:
@@ -64,7 +64,7 @@ def test_dicom_identifiers_never_reach_output(tmp_path):
     src = pydicom.data.get_testdata_file("CT_small.dcm")
     ds = pydicom.dcmread(src)
     secrets = [str(ds.PatientName), str(ds.PatientID)]
-    proc = subprocess.run([sys.executable, "-m", "cxrtriage.cli", "predict", src], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "cxrtriage.cli.main", "predict", src], capture_output=True, text=True)
     assert proc.returncode == 1
     for s in secrets:
         assert s and s not in proc.stdout and s not in proc.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrtriage.cli import main
+from cxrtriage.cli.main import main
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -55,7 +55,7 @@ def test_help_lists_subcommands(capsys) -> None:
 
 def test_parser_stays_light() -> None:
     """Building the CLI (incl. hai-def) never imports torch, transformers, peft, sklearn or llama_cpp."""
-    code = ("import sys\nfrom cxrtriage.cli import build_parser\nbuild_parser()\n"
+    code = ("import sys\nfrom cxrtriage.cli.main import build_parser\nbuild_parser()\n"
             "heavy = {'torch', 'transformers', 'peft', 'sklearn', 'llama_cpp', 'onnx'}\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\nprint(bad)\nsys.exit(1 if bad else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -89,7 +89,7 @@ def test_train_probe_on_tiny_siglip(tiny, data_dir: Path, tmp_path: Path, capsys
     assert "CXRTRIAGE_CLASSIFIER=" in captured.err
     # MedSigLIP embeddings power the similar-case index: training IDs and labels only, with an OOD gate
     from cxrtriage.backends.medsiglip import LinearProbe
-    from cxrtriage.embedding_index import EmbeddingIndex
+    from cxrtriage.backends.embedding_index import EmbeddingIndex
 
     index = EmbeddingIndex.load(Path(res["index_path"]))
     assert len(index.keys) == res["n_train"] and set(index.labels.tolist()) <= {0, 1}

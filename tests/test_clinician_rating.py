@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrtriage import cli
-from cxrtriage import clinician_rating as cr
+from cxrtriage.cli import main as cli
+from cxrtriage.evaluation import clinician_rating as cr
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "prototype" / "eval" / "clinician_ratings_template.csv"

@@ -231,8 +231,8 @@ def test_smoke_reports_unreachable_server(tmp_path: Path) -> None:
 @needs_curl
 def test_smoke_test_end_to_end(tmp_path: Path) -> None:
     """`smoke_test.sh --start`: the real service through the container's entrypoint, a real chest X-ray."""
-    if importlib.util.find_spec("cxrtriage.server") is None:
-        pytest.skip("cxrtriage.server does not exist yet")
+    if importlib.util.find_spec("cxrtriage.serve.app") is None:
+        pytest.skip("cxrtriage.serve.app does not exist yet")
     for mod in ("fastapi", "uvicorn", "jsonschema"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} not installed (the [demo] and [dev] extras)")
@@ -346,7 +346,7 @@ def test_build_onnx_rebuilds_the_bundled_model(tmp_path: Path) -> None:
 def test_readme_configuration_names_exist() -> None:
     """Every CXRTRIAGE_* variable demo_app/README.md names is read by the service, the core package or the entrypoint."""
     try:
-        from cxrtriage.server_settings import ServerSettings
+        from cxrtriage.serve.settings import ServerSettings
     except ImportError as exc:
         pytest.skip(f"server settings not importable ({exc})")
     known = {f"CXRTRIAGE_{name.upper()}" for name in ServerSettings.model_fields}

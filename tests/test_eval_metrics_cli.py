@@ -1,4 +1,4 @@
-"""prototype/eval/eval_metrics.py: joins files correctly and reports exactly cxrtriage.metrics' numbers."""
+"""prototype/eval/eval_metrics.py: joins files correctly and reports exactly cxrtriage.evaluation.metrics' numbers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from cxrtriage import metrics as M
+from cxrtriage.evaluation import metrics as M
 
 SCRIPT = Path(__file__).resolve().parents[1] / "prototype" / "eval" / "eval_metrics.py"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cxrtriage.evaluate import _carried_fp32_comparison
+from cxrtriage.evaluation.evaluate import _carried_fp32_comparison
 
 
 def test_fp32_comparison_is_carried_over_only_for_the_same_model(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrtriage import evidence
-from cxrtriage.evidence import (
+from cxrtriage.explain import evidence
+from cxrtriage.explain.evidence import (
     EvidenceBox,
     anatomical_zone,
     cam_peak,

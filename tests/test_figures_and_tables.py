@@ -1,16 +1,18 @@
-"""Figures and tables the notebooks show: numbers drawn come from cxrtriage.metrics, boxes are where the JSON says."""
+"""Figures and tables the notebooks show: numbers drawn come from cxrtriage.evaluation.metrics, boxes are where the JSON says."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cxrtriage import example_cases, metrics, result_tables
+from cxrtriage.evaluation import example_cases
+from cxrtriage.evaluation import metrics
+from cxrtriage.evaluation import result_tables
 from cxrtriage.schema import Crop, ModelInfo, Prediction, Provenance
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-from cxrtriage import figures  # noqa: E402
+from cxrtriage.evaluation import figures  # noqa: E402
 
 
 def _pred(label: str = "Urgent", score: float = 0.8, crops: int = 2, review: bool = False) -> Prediction:

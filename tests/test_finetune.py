@@ -26,7 +26,7 @@ def nih_records(data_dir: Path):
 
 def test_build_examples_targets(nih_records) -> None:
     from cxrtriage.hai_def.finetune import NON_URGENT_SENTENCE, build_examples
-    from cxrtriage.hai_def.medgemma_output import parse_medgemma_output
+    from cxrtriage.backends.medgemma_output import parse_medgemma_output
 
     urg = build_examples(nih_records, "urgency")
     exp = build_examples(nih_records, "explanation")
@@ -52,7 +52,7 @@ def test_build_examples_targets(nih_records) -> None:
 
 def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, tmp_path: Path) -> None:
     from cxrtriage.hai_def.finetune import FinetuneConfig, build_examples, finetune, verify_reload
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
 
     # the short "explanation" prompt keeps this CPU test fast; the urgency prompt is encoded in another test
     examples = build_examples(nih_records, "explanation")
@@ -73,7 +73,7 @@ def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, t
     assert isinstance(text, str)
     # the merged checkpoint serves through exactly the code users run (`--backend medgemma --model ft/merged`)
     from cxrtriage.backends import load_backend
-    from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING
+    from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage
 
     backend = load_backend("medgemma", out / "merged")

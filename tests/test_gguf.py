@@ -23,8 +23,8 @@ pytest.importorskip("sentencepiece")
 
 from cxrtriage import config  # noqa: E402
 from cxrtriage.hai_def.gguf import CONVERTER_ENV, GgufExplainer, convert_to_gguf  # noqa: E402
-from cxrtriage.hai_def.medgemma import GENERATION_FAILURE_WARNING, PARSE_FAILURE_WARNING  # noqa: E402
-from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer  # noqa: E402
+from cxrtriage.backends.medgemma_explainer import GENERATION_FAILURE_WARNING, PARSE_FAILURE_WARNING  # noqa: E402
+from cxrtriage.backends.medgemma_output import MedGemmaAnswer  # noqa: E402
 from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402
 
 REPORT = "Frontal chest radiograph.\nThere is a large right pleural effusion.\nNo pneumothorax."
@@ -73,7 +73,7 @@ def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_pat
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """`CXRTRIAGE_BACKEND=medgemma-gguf`: the bundled classifier labels, llama.cpp MedGemma explains or falls back."""
     from cxrtriage.backends import load_backend
-    from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING
+    from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage
 
     root = config.data_dir()

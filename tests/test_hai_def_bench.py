@@ -65,7 +65,7 @@ def test_gguf_part_is_skipped_with_the_reason_without_a_converter(tmp_path: Path
 
 
 def test_cli_bench_bad_part_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     assert main(["hai-def", "bench", "--scale", "tiny", "--parts", "medsiglip,resnet"]) == 2
     err = capsys.readouterr().err

@@ -37,8 +37,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from cxrtriage.server import create_app  # noqa: E402
-from cxrtriage.server_settings import ServerSettings  # noqa: E402
+from cxrtriage.serve.app import create_app  # noqa: E402
+from cxrtriage.serve.settings import ServerSettings  # noqa: E402
 from test_io import dicom_bytes, make_dicom, png_with_header  # noqa: E402  (tests/ is on sys.path under pytest)
 
 MAX_UPLOAD_MB = 4  # small on purpose: the over-limit case stays cheap

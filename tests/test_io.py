@@ -1,4 +1,4 @@
-"""Tests for cxrtriage.io: format sniffing, PNG/JPEG/DICOM decoding, normalisation, privacy, bad input."""
+"""Tests for cxrtriage.imaging.load: format sniffing, PNG/JPEG/DICOM decoding, normalisation, privacy, bad input."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from cxrtriage.errors import (
     InvalidImageError,
     UnsupportedFormatError,
 )
-from cxrtriage.io import ImageMeta, LoadedImage, load_image, sniff_format
+from cxrtriage.imaging.load import ImageMeta, LoadedImage, load_image, sniff_format
 
 PHI = ("Doe^John", "SECRET123", "19700101", "ACC98765", "St Elsewhere Hospital", "Doe")
 MONO1_CHEST = "CR-MONO1-10-chest.dcm"

@@ -17,8 +17,8 @@ pytest.importorskip("transformers")
 from cxrtriage.backends import load_backend  # noqa: E402
 from cxrtriage.backends.medgemma import MedGemmaBackend  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
-from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
-from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer  # noqa: E402
+from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
+from cxrtriage.backends.medgemma_output import MedGemmaAnswer  # noqa: E402
 from cxrtriage.pipeline import Triage  # noqa: E402
 from cxrtriage.schema import Prediction  # noqa: E402
 
@@ -108,7 +108,7 @@ def test_agreeing_second_opinion_does_not_flag_review(gemma_engine: Triage, engi
 
 def test_cli_predict_with_medgemma_backend(tiny_dir: Path, image: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     answer = MedGemmaAnswer(urgency=None, explanation="Stand-in answer.", box_xywh=None, supporting_quote=None, raw="{}")
     monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))  # skip slow generation
@@ -132,7 +132,7 @@ def test_missing_hub_model_gives_clear_error(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cli_rejects_unknown_backend(capsys: pytest.CaptureFixture) -> None:
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
         main(["predict", "--backend", "nope", "x.png"])
@@ -192,7 +192,7 @@ def test_four_bit_on_cpu_is_a_clear_error(tiny_dir: Path, monkeypatch: pytest.Mo
 
 def test_cli_finetune_qlora_on_cpu_exits_2(tiny_dir: Path, data_dir: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     code = main(["hai-def", "finetune", "--model", str(tiny_dir), "--out", str(tmp_path / "ft"), "--qlora",
                  "--device", "cpu", "--data-dir", str(data_dir), "--limit", "2"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxrtriage.hai_def.medgemma_output import (
+from cxrtriage.backends.medgemma_output import (
     MAX_EXPLANATION_CHARS,
     box_to_xywh,
     extract_json_object,
@@ -14,7 +14,7 @@ from cxrtriage.hai_def.medgemma_output import (
     strip_thinking,
     verify_quote,
 )
-from cxrtriage.hai_def.medgemma_prompt import REPAIR_PROMPT, REPORT_BEGIN, REPORT_END, build_messages
+from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT, REPORT_BEGIN, REPORT_END, build_messages
 
 SIZE = (2000, 1000)  # (height, width)
 REPORT = "PA chest.\nThere is a  large RIGHT pleural effusion.\nHeart size is normal."

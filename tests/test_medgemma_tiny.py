@@ -17,8 +17,8 @@ pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 
-from cxrtriage.hai_def.medgemma import PARSE_FAILURE_WARNING, MedGemmaExplainer, agrees_with  # noqa: E402
-from cxrtriage.hai_def.medgemma_prompt import REPAIR_PROMPT  # noqa: E402
+from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING, MedGemmaExplainer, agrees_with  # noqa: E402
+from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT  # noqa: E402
 
 REPORT = "Frontal chest radiograph.\nThere is a large right pleural effusion.\nNo pneumothorax."
 ANSWER = (

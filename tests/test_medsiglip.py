@@ -25,7 +25,7 @@ def backend(tiny_siglip: Path):
 def labelled_images(data_dir: Path):
     """~40 real images, NIH and pediatric, both labels in each half."""
     from cxrtriage.data import load_split_records
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
 
     recs = load_split_records(data_dir)["train"]
     chosen = []
@@ -123,7 +123,7 @@ def test_missing_hub_model_message(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from cxrtriage.hai_def.model_source import resolve_model
+    from cxrtriage.backends.model_source import resolve_model
 
     with pytest.raises(ModelError) as exc:
         resolve_model("google/medsiglip-448-not-cached", kind="MedSigLIP")
@@ -141,8 +141,8 @@ def test_service_serves_the_medsiglip_backend(tiny_siglip: Path, data_dir: Path,
 
     from fastapi.testclient import TestClient
 
-    from cxrtriage.server import create_app
-    from cxrtriage.server_settings import ServerSettings
+    from cxrtriage.serve.app import create_app
+    from cxrtriage.serve.settings import ServerSettings
 
     settings = ServerSettings(backend="medsiglip", model_dir=str(tiny_siglip), crops_dir=tmp_path / "crops", ui=False)
     with TestClient(create_app(settings)) as client:

@@ -51,7 +51,7 @@ def torch_plain(tiny_siglip: Path):
 @pytest.fixture(scope="module")
 def probe_dir(torch_plain, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A probe trained with train_linear_probe on synthetic-image embeddings, saved with an index.npz beside it."""
-    from cxrtriage.embedding_index import center_and_normalise
+    from cxrtriage.backends.embedding_index import center_and_normalise
     from cxrtriage.hai_def.probe import train_linear_probe
 
     imgs = _images(24, seed=7)
@@ -123,7 +123,7 @@ def test_bundle_files_and_metadata(bundle, probe_dir: Path) -> None:
 def test_numpy_preprocessing_equals_processor(bundle, tiny_siglip: Path) -> None:
     """model.json's preprocessing in numpy == MedSigLIPBackend.to_pil + the checkpoint's SigLIP processor."""
     from cxrtriage.hai_def.onnx_export import OnnxSiglipEmbedder
-    from cxrtriage.preprocess import to_model_input
+    from cxrtriage.imaging.preprocess import to_model_input
 
     out, meta = bundle
     imgs = _images(5, seed=11) + [np.full((70, 45), 0.25, np.float32)]
@@ -137,7 +137,7 @@ def test_numpy_preprocessing_equals_processor(bundle, tiny_siglip: Path) -> None
 def test_load_backend_serves_bundle(bundle, torch_probe, monkeypatch: pytest.MonkeyPatch) -> None:
     from cxrtriage.backends.base import Backend
     from cxrtriage.backends.bundled import BundledOnnxBackend
-    from cxrtriage.preprocess import to_model_input
+    from cxrtriage.imaging.preprocess import to_model_input
 
     out, meta = bundle
     monkeypatch.delenv("CXRTRIAGE_CLASSIFIER", raising=False)
@@ -195,7 +195,7 @@ def test_tampered_model_raises(bundle, tmp_path: Path) -> None:
 def test_triage_end_to_end_on_nih(bundle, torch_probe, data_dir: Path, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from cxrtriage.data import load_split_records
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
     from cxrtriage.pipeline import Triage
 
     out, meta = bundle

@@ -1,4 +1,4 @@
-"""Known-answer tests for cxrtriage.metrics: every expected value here is computed by hand."""
+"""Known-answer tests for cxrtriage.evaluation.metrics: every expected value here is computed by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from cxrtriage import metrics as M
+from cxrtriage.evaluation import metrics as M
 
 # A small example used by several tests (hand-checked):
 #   positives: 0.9, 0.8, 0.4, 0.3      negatives: 0.5, 0.1
@@ -310,7 +310,7 @@ def test_threshold_validation() -> None:
 
 
 def test_import_does_not_need_sklearn() -> None:
-    code = "import sys, cxrtriage.metrics; assert 'sklearn' not in sys.modules, 'sklearn imported eagerly'"
+    code = "import sys, cxrtriage.evaluation.metrics; assert 'sklearn' not in sys.modules, 'sklearn imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

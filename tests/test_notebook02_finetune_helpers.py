@@ -58,7 +58,7 @@ def _fake_checkpoint(path: Path, model_type: str, hidden: int) -> Path:
 
 
 def test_choose_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cxrtriage.hai_def import model_source
+    from cxrtriage.backends import model_source
 
     stand_in = tmp_path / "tiny"
     real = _fake_checkpoint(tmp_path / "medgemma-4b", "gemma3", 2560)
@@ -140,7 +140,7 @@ def test_notebook02_is_thin_and_labels_stand_ins() -> None:
 @pytest.mark.data
 def test_notebook02_smoke_profile_executes(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("papermill")
-    from cxrtriage import notebook_run
+    from cxrtriage.evaluation import notebook_run
 
     result = notebook_run.execute_notebook(NOTEBOOK, tmp_path / "executed", "smoke",
                                            parameters={"DATA_DIR": str(data_dir), "OUT_DIR": str(tmp_path / "out")})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrtriage import notebook_run
+from cxrtriage.evaluation import notebook_run
 
 
 def test_start_validates_the_profile_and_resolves_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -110,7 +110,7 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) 
 
 def test_prototype_md_results_block_is_current() -> None:
     """prototype.md quotes numbers only through its generated block; it must match the metrics files."""
-    from cxrtriage.prototype_report import BEGIN, END, render_block
+    from cxrtriage.evaluation.prototype_report import BEGIN, END, render_block
 
     root = Path(__file__).resolve().parents[1]
     text = (root / "prototype" / "prototype.md").read_text(encoding="utf-8")
@@ -119,7 +119,7 @@ def test_prototype_md_results_block_is_current() -> None:
 
 
 def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
-    from cxrtriage.prototype_report import render_block, update_document
+    from cxrtriage.evaluation.prototype_report import render_block, update_document
 
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"threshold": 0.3, "nih_test": {"n": 7, "n_pos": 3, "auc": 0.81}}))
@@ -136,7 +136,7 @@ def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None
     """A reader of a wall time must know what ran (e.g. a random-weight stand-in instead of MedGemma)."""
     pytest.importorskip("papermill")
     nb = _notebook(tmp_path / "facts_demo.ipynb",
-                   "from cxrtriage import notebook_run\n"
+                   "from cxrtriage.evaluation import notebook_run\n"
                    "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
                    "run.record('MedGemma', 'random-weight stand-in')\nrun.finish()")
     result = notebook_run.execute_notebook(nb, tmp_path / "executed", "smoke")

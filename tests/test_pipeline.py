@@ -199,8 +199,8 @@ def test_no_pydicom_sample_file_is_triaged(engine):
 def test_layout_gate_copy_feeds_the_model_without_changing_results(engine, data_dir) -> None:
     """The pipeline hands the layout gate's squashed copy to the bundled model (one resize instead of two); the
     model's output must be exactly what the full-size image gives."""
-    from cxrtriage.io import load_image
-    from cxrtriage.preprocess import resize_square
+    from cxrtriage.imaging.load import load_image
+    from cxrtriage.imaging.preprocess import resize_square
 
     backend = engine.backend
     size = backend.layout.input_size
@@ -242,7 +242,7 @@ def test_decision_is_made_on_the_reported_values(engine, data_dir, raw_score: fl
 
 def test_a_report_past_the_analysed_length_is_flagged(engine, data_dir) -> None:
     """Issue 9.3: the analysed length of a prior report is bounded; the result tells the reader to read the rest."""
-    from cxrtriage.report import DEFAULT_MAX_CHARS
+    from cxrtriage.explain.report import DEFAULT_MAX_CHARS
 
     path = sorted((data_dir / "nih" / "images").glob("*.png"))[0]
     long_report = "No pneumothorax. " * (DEFAULT_MAX_CHARS // 17 + 10)

@@ -11,7 +11,7 @@ from cxrtriage.errors import ModelError
 
 @pytest.mark.data
 def test_quickstart_examples_cover_five_input_paths(data_dir: Path) -> None:
-    from cxrtriage.demo import quickstart_examples
+    from cxrtriage.cli.demo import quickstart_examples
 
     examples = quickstart_examples(data_dir)
     suffixes = [e.path.suffix.lower() for e in examples]
@@ -21,7 +21,7 @@ def test_quickstart_examples_cover_five_input_paths(data_dir: Path) -> None:
 
 
 def test_find_local_medgemma_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_medgemma: Path) -> None:
-    from cxrtriage.hai_def.model_source import find_local_medgemma
+    from cxrtriage.backends.model_source import find_local_medgemma
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -33,7 +33,7 @@ def test_find_local_medgemma_never_downloads(tmp_path: Path, monkeypatch: pytest
 
 def test_stand_ins_are_recognised_as_such(tiny_medgemma: Path, tiny_siglip: Path, tmp_path: Path) -> None:
     """Outputs of a tiny checkpoint must be labelled as meaningless: the notebooks key their banner on this."""
-    from cxrtriage.hai_def.model_source import checkpoint_shape, is_stand_in
+    from cxrtriage.backends.model_source import checkpoint_shape, is_stand_in
 
     assert checkpoint_shape(tiny_medgemma, "MedGemma")[0] == "gemma3"
     assert is_stand_in(tiny_medgemma, "MedGemma") and is_stand_in(tiny_siglip, "MedSigLIP")

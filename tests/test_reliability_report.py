@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_reliability_block_is_current() -> None:
-    from cxrtriage.reliability_report import BEGIN, END, render_block
+    from cxrtriage.evaluation.reliability_report import BEGIN, END, render_block
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text[text.index(BEGIN): text.index(END) + len(END)]
@@ -17,7 +17,7 @@ def test_readme_reliability_block_is_current() -> None:
 
 
 def test_limits_follow_the_settings_not_the_environment(monkeypatch) -> None:
-    from cxrtriage.reliability_report import limits_rows
+    from cxrtriage.evaluation.reliability_report import limits_rows
 
     monkeypatch.setenv("CXRTRIAGE_MAX_UPLOAD_MB", "1")  # a shell setting must not leak into the documented defaults
     rows = dict(limits_rows())
@@ -25,7 +25,7 @@ def test_limits_follow_the_settings_not_the_environment(monkeypatch) -> None:
 
 
 def test_load_and_memory_rows_come_from_the_files(tmp_path: Path) -> None:
-    from cxrtriage.reliability_report import render_block
+    from cxrtriage.evaluation.reliability_report import render_block
 
     phase = {"clients": 8, "duration_s": 60, "requests_sent": 1234, "throughput_ok_per_s": 9.87,
              "status_histogram": {"200": 1200, "429": 34}, "latency_ok": {"p50_ms": 400, "p95_ms": 700, "p99_ms": 900},

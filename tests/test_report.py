@@ -1,4 +1,4 @@
-"""Tests for cxrtriage.report: finding mentions in prior-report text (medspaCy + ConText).
+"""Tests for cxrtriage.explain.report: finding mentions in prior-report text (medspaCy + ConText).
 
 Synthetic sentences below are written for these tests. The real-report tests read the IU/OpenI CSV
 from the shared data directory at run time (never copied into the repo) and skip when it is absent.
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from cxrtriage.config import data_dir
-from cxrtriage.report import (
+from cxrtriage.explain.report import (
     URGENT_FINDINGS,
     Mention,
     ReportAnalysis,
@@ -64,7 +64,7 @@ def test_results_are_frozen() -> None:
 def test_import_does_not_load_medspacy() -> None:
     """Importing the module must stay cheap: medspaCy/spaCy load only in get_nlp()."""
     code = (
-        "import sys, cxrtriage.report\n"
+        "import sys, cxrtriage.explain.report\n"
         "heavy = [m for m in ('medspacy', 'spacy', 'PyRuSH') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
@@ -399,7 +399,7 @@ def test_concurrent_analyses_never_fail() -> None:
 def test_long_report_is_cut_and_says_so() -> None:
     """Issue 9.3: analysis cost grows with the square of the cues; the analysed length is bounded and the
     result says that the rest was not read."""
-    from cxrtriage.report import DEFAULT_MAX_CHARS
+    from cxrtriage.explain.report import DEFAULT_MAX_CHARS
 
     head = "No pneumothorax. " * (DEFAULT_MAX_CHARS // 17 + 1)
     analysis = analyze_prior_report(head + "Large right pleural effusion.")

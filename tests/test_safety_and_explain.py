@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from cxrtriage.errors import InvalidImageError, NotAChestXrayError
-from cxrtriage.evidence import EvidenceBox
-from cxrtriage.explain import build_explanation
-from cxrtriage.io import ImageMeta
-from cxrtriage.report import analyze_prior_report
-from cxrtriage.safety import check_embedding, check_header_and_statistics, decide
+from cxrtriage.explain.evidence import EvidenceBox
+from cxrtriage.explain.text import build_explanation
+from cxrtriage.imaging.load import ImageMeta
+from cxrtriage.explain.report import analyze_prior_report
+from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics, decide
 
 
 @pytest.mark.parametrize(

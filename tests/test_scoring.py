@@ -1,4 +1,4 @@
-"""cxrtriage.scoring: file formats, the join by image id, the report's extra sections, localisation (no data needed)."""
+"""cxrtriage.evaluation.scoring: file formats, the join by image id, the report's extra sections, localisation (no data needed)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrtriage import metrics as M
-from cxrtriage import scoring as S
+from cxrtriage.evaluation import metrics as M
+from cxrtriage.evaluation import scoring as S
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -223,7 +223,7 @@ def test_example_paths_resolve_against_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_age_bands_for_the_subgroup_table() -> None:
-    from cxrtriage.scoring import age_band
+    from cxrtriage.evaluation.scoring import age_band
 
     assert [age_band(a) for a in (4, "17", 18, "45", 60, 88)] == ["0-17", "0-17", "18-39", "40-59", "60+", "60+"]
     assert [age_band(a) for a in (None, "", "unknown", -1, 412)] == [None] * 5

@@ -28,11 +28,11 @@ pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.types import Message  # noqa: E402
 
-from cxrtriage.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
+from cxrtriage.explain.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.schema import DISCLAIMER, Crop, ModelInfo, Prediction, prediction_json_schema  # noqa: E402
-from cxrtriage.server import create_app  # noqa: E402
-from cxrtriage.server_settings import ServerSettings  # noqa: E402
+from cxrtriage.serve.app import create_app  # noqa: E402
+from cxrtriage.serve.settings import ServerSettings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = REPO / "demo_app" / "schema" / "prediction.schema.json"
@@ -162,14 +162,14 @@ def test_committed_schema_matches_the_model() -> None:
 def test_cli_serve_starts_uvicorn_factory(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import uvicorn
 
-    from cxrtriage.cli import main
+    from cxrtriage.cli.main import main
 
     calls: list[tuple[tuple, dict]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
     monkeypatch.delenv("CXRTRIAGE_HOST", raising=False)
     assert main(["serve", "--port", "9123", "--workers", "2"]) == 0
     (args, kwargs), = calls
-    assert args == ("cxrtriage.server:create_app",)
+    assert args == ("cxrtriage.serve.app:create_app",)
     assert kwargs["factory"] is True and kwargs["port"] == 9123 and kwargs["workers"] == 2
     assert kwargs["host"] == "127.0.0.1" and kwargs["access_log"] is False
     assert "cxrtriage UI: http://127.0.0.1:9123/ui  API docs: http://127.0.0.1:9123/docs" in capsys.readouterr().out
@@ -178,7 +178,7 @@ def test_cli_serve_starts_uvicorn_factory(monkeypatch: pytest.MonkeyPatch, capsy
 def test_core_imports_do_not_need_the_demo_extra() -> None:
     import subprocess
 
-    code = ("import sys, cxrtriage, cxrtriage.cli, cxrtriage.crop_store; "
+    code = ("import sys, cxrtriage, cxrtriage.cli.main, cxrtriage.explain.crop_store; "
             "bad = [m for m in ('fastapi', 'uvicorn', 'gradio', 'pydantic_settings') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -435,7 +435,7 @@ def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
         assert r.status_code == 503 and r.json()["error_type"] == "ModelError"
     with TestClient(create_app(_settings(tmp_path), engine=FakeEngine(exc=RuntimeError("secret internals")))) as c:
         _wait_ready(c)
-        with caplog.at_level(logging.ERROR, logger="cxrtriage.server"):
+        with caplog.at_level(logging.ERROR, logger="cxrtriage.serve.app"):
             r = _post(c, _grey_png())
         assert r.status_code == 500 and r.json()["error_type"] == "InternalError"
         assert "secret internals" not in r.text
@@ -444,7 +444,7 @@ def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
 
 
 def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cxrtriage.server as server_module
+    import cxrtriage.serve.app as server_module
 
     monkeypatch.setattr(server_module, "_PRUNE_INTERVAL_S", 0.0)  # retention after every prediction
     settings = _settings(tmp_path, crops_max_files=2, crops_min_age_s=0)  # the count limit alone
@@ -467,7 +467,7 @@ def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, m
 
 def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """make loadtest: listing thousands of crops after every request cost as much CPU as the inference."""
-    import cxrtriage.server as server_module
+    import cxrtriage.serve.app as server_module
 
     runtime = create_app(_settings(tmp_path), engine=FakeEngine()).state.runtime
     calls: list[int] = []
@@ -485,8 +485,8 @@ def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, 
 
 def test_missing_webui_serves_api_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setitem(sys.modules, "cxrtriage.webui", None)  # import fails with ImportError
-    with caplog.at_level(logging.WARNING, logger="cxrtriage.server"):
+    monkeypatch.setitem(sys.modules, "cxrtriage.serve.webui", None)  # import fails with ImportError
+    with caplog.at_level(logging.WARNING, logger="cxrtriage.serve.app"):
         app = create_app(_settings(tmp_path, ui=True), engine=FakeEngine())
     assert "UI not mounted" in caplog.text
     with TestClient(app) as c:
@@ -499,9 +499,9 @@ def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pyte
     def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None) -> None:
         seen.update(get_engine=get_engine, get_status=get_status, settings=settings)
 
-    fake = types.ModuleType("cxrtriage.webui")
+    fake = types.ModuleType("cxrtriage.serve.webui")
     fake.mount_ui = mount_ui  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cxrtriage.webui", fake)
+    monkeypatch.setitem(sys.modules, "cxrtriage.serve.webui", fake)
     engine = FakeEngine()
     settings = _settings(tmp_path, ui=True)
     app = create_app(settings, engine=engine)
@@ -631,7 +631,7 @@ def test_prune_keeps_young_crops_past_the_count_limit(tmp_path: Path) -> None:
 
 
 def test_service_passes_the_crop_minimum_age(tmp_path: Path) -> None:
-    from cxrtriage.server_settings import ServerSettings
+    from cxrtriage.serve.settings import ServerSettings
 
     s = ServerSettings(crops_dir=tmp_path)
     assert s.crops_min_age_s >= 60 and s.crops_max_mb > 0
@@ -641,7 +641,7 @@ def test_full_queue_sheds_a_large_predict_before_reading_its_body(tmp_path: Path
     """Issue 9.5: under overload an upload is refused from its headers; a large body is not read at all."""
     import anyio
 
-    from cxrtriage.server_runtime import InferenceLimiter
+    from cxrtriage.serve.runtime import InferenceLimiter
 
     app = create_app(_settings(tmp_path, max_concurrent=1, max_queue=0), engine=FakeEngine())
     runtime = app.state.runtime

@@ -14,8 +14,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from cxrtriage import cli, scoring
-from cxrtriage import metrics as M
+from cxrtriage.cli import main as cli
+from cxrtriage.evaluation import scoring
+from cxrtriage.evaluation import metrics as M
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "prototype" / "eval" / "test_examples.jsonl"

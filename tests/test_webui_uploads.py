@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cxrtriage.webui_uploads import UploadStore, is_upload_ref, servable_file
+from cxrtriage.serve.webui_uploads import UploadStore, is_upload_ref, servable_file
 
 
 def test_store_gives_opaque_references_and_returns_the_bytes() -> None:
@@ -46,7 +46,7 @@ def test_upload_route_keeps_the_file_in_memory_and_file_route_refuses_it(tmp_pat
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from cxrtriage.webui import mount_ui
+    from cxrtriage.serve.webui import mount_ui
 
     app = FastAPI()
     settings = SimpleNamespace(data_dir=None, crops_dir=tmp_path / "crops", max_upload_bytes=1000)

@@ -68,7 +68,7 @@ ablation_log="$(dirname "$(dirname "${checkpoint}")")/ablation_nih_only/train_lo
 [[ ! -f "${ablation_log}" ]] || export_args+=(--compare-log "${ablation_log}")
 
 echo "build_onnx: cxrtriage export ${export_args[*]}"
-"${PYTHON}" -m cxrtriage.cli export "${export_args[@]}"
+"${PYTHON}" -m cxrtriage.cli.main export "${export_args[@]}"
 
 echo "build_onnx: verifying ${out}"
 "${PYTHON}" - "${out}" "${REPO_ROOT}/src/cxrtriage/weights" <<'PY'

@@ -1,5 +1,5 @@
-"""Model loading and warm-up used by the service (implemented in :mod:`cxrtriage.server`)."""
+"""Model loading and warm-up used by the service (implemented in :mod:`cxrtriage.serve.app`)."""
 
-from cxrtriage.server import EngineState, load_engine, warm_up
+from cxrtriage.serve.app import EngineState, load_engine, warm_up
 
 __all__ = ["EngineState", "load_engine", "warm_up"]

@@ -1,5 +1,5 @@
-"""The request -> Prediction step of ``POST /predict`` (implemented in :mod:`cxrtriage.server`)."""
+"""The request -> Prediction step of ``POST /predict`` (implemented in :mod:`cxrtriage.serve.app`)."""
 
-from cxrtriage.server import check_upload, predict_upload, with_crop_urls
+from cxrtriage.serve.app import check_upload, predict_upload, with_crop_urls
 
 __all__ = ["check_upload", "predict_upload", "with_crop_urls"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from cxrtriage.webui import build_blocks, launch
+from cxrtriage.serve.webui import build_blocks, launch
 
 __all__ = ["build_blocks", "main"]  # build_blocks re-exported for notebooks and custom launchers
 

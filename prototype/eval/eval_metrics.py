@@ -19,8 +19,8 @@ The gold file has "path" or "id"/"image_id", the truth as "label" (Urgent / Non-
 Rows are joined on the image id (the file name without its directory); ids in only one of the files stop the
 run (exit 2, the ids listed) unless --allow-unmatched. ``--target-sensitivity`` is an alias of ``--target-recall``.
 
-This script only parses the command line: reading, joining and reporting live in ``cxrtriage.scoring`` (also
-used by notebook 03) and every number comes from ``cxrtriage.metrics``. Exit code 0 on success, 2 when the
+This script only parses the command line: reading, joining and reporting live in ``cxrtriage.evaluation.scoring`` (also
+used by notebook 03) and every number comes from ``cxrtriage.evaluation.metrics``. Exit code 0 on success, 2 when the
 inputs cannot be evaluated.
 """
 
@@ -30,10 +30,10 @@ import sys
 from pathlib import Path
 
 try:
-    from cxrtriage import scoring
+    from cxrtriage.evaluation import scoring
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from cxrtriage import scoring
+    from cxrtriage.evaluation import scoring
 
 InputProblem = scoring.InputProblem
 build_parser = scoring.build_parser

@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["predict", "Prediction", "load_image", "Triage", "DISCLAIMER", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
     from cxrtriage.pipeline import Triage, predict
     from cxrtriage.schema import DISCLAIMER, Prediction
 
@@ -27,7 +27,7 @@ _LAZY = {
     "Triage": ("cxrtriage.pipeline", "Triage"),
     "Prediction": ("cxrtriage.schema", "Prediction"),
     "DISCLAIMER": ("cxrtriage.schema", "DISCLAIMER"),
-    "load_image": ("cxrtriage.io", "load_image"),
+    "load_image": ("cxrtriage.imaging.load", "load_image"),
 }
 
 

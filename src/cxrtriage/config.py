@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the source checkout (meaningful only when running from one)
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MAX_PIXELS = 36_000_000
 DEFAULT_MAX_WORKING_PIXELS = 2048 * 2048
@@ -29,7 +29,7 @@ def data_dir(required: bool = False) -> Path | None:
         if required and not path.is_dir():
             raise FileNotFoundError(f"CXRTRIAGE_DATA_DIR={env} is not a directory")
         return path
-    for candidate in (Path.cwd() / "../shared/data", _REPO_ROOT / "../shared/data"):
+    for candidate in (Path.cwd() / "../shared/data", REPO_ROOT / "../shared/data"):
         if candidate.is_dir():
             return candidate.resolve()
     if required:

@@ -1,6 +1,6 @@
 """Dataset tables of the public CXR data (NIH ChestX-ray14 subset, Kermany pediatric) and the fixed split.
 
-Only labels and IDs are read here; images are read through :mod:`cxrtriage.io` by whoever needs them.
+Only labels and IDs are read here; images are read through :mod:`cxrtriage.imaging.load` by whoever needs them.
 The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``.
 """
 

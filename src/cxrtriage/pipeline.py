@@ -21,16 +21,17 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from cxrtriage import config, safety
+from cxrtriage import config
+from cxrtriage.imaging import gate as safety
 from cxrtriage.backends import Backend, load_backend
-from cxrtriage.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
-from cxrtriage.explain import build_explanation
-from cxrtriage.io import LoadedImage, load_image
-from cxrtriage.polarity import FLIP_WARNING, should_flip
-from cxrtriage.preprocess import resize_square
-from cxrtriage.provenance import case_provenance, report_provenance
-from cxrtriage.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
-from cxrtriage.report import analyze_prior_report
+from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
+from cxrtriage.explain.text import build_explanation
+from cxrtriage.imaging.load import LoadedImage, load_image
+from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
+from cxrtriage.imaging.preprocess import resize_square
+from cxrtriage.explain.provenance import case_provenance, report_provenance
+from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
+from cxrtriage.explain.report import analyze_prior_report
 from cxrtriage.schema import Crop, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]

@@ -7,8 +7,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from cxrtriage.embedding_index import EmbeddingIndex
-from cxrtriage.layout import ChestLayoutModel
+from cxrtriage.backends.embedding_index import EmbeddingIndex
+from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.schema import ModelInfo
 
 

@@ -3,7 +3,7 @@
 One runtime class, :class:`BundledOnnxBackend`, serves every bundle; everything model-specific comes from
 ``model.json`` (like timm's ``pretrained_cfg``):
 
-* ``preprocess``: input size, channels, per-channel mean/std and the resize mode (:mod:`cxrtriage.preprocess`);
+* ``preprocess``: input size, channels, per-channel mean/std and the resize mode (:mod:`cxrtriage.imaging.preprocess`);
 * ``output_roles``: which ONNX output is the urgency ``logit``, which (if any) the ``feature_map`` for the CAM
   (needs ``head.weight``), and which (if any) the ``embedding`` for similar cases / the OOD gate. Without
   ``output_roles`` the bundled CNN's layout is assumed: ``urgency_logit`` [N,1] and ``feature_map`` [N,C,h,w],
@@ -28,12 +28,12 @@ import numpy as np
 
 from cxrtriage import config
 from cxrtriage.backends.base import BackendOutput
-from cxrtriage.calibration import platt
-from cxrtriage.embedding_index import EmbeddingIndex
+from cxrtriage.backends.calibration import platt
+from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
-from cxrtriage.evidence import class_activation_map
-from cxrtriage.layout import ChestLayoutModel
-from cxrtriage.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
+from cxrtriage.explain.evidence import class_activation_map
+from cxrtriage.imaging.layout import ChestLayoutModel
+from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
 from cxrtriage.schema import ModelInfo
 
 MODEL_FILE = "model.onnx"

@@ -1,6 +1,6 @@
 """``medgemma`` backend: a calibrated classifier labels and scores; MedGemma explains and gives a second opinion.
 
-Design (see :mod:`cxrtriage.hai_def.medgemma`): generative output is not calibrated and MedGemma 4B follows
+Design (see :mod:`cxrtriage.backends.medgemma_explainer`): generative output is not calibrated and MedGemma 4B follows
 instructions poorly, so the Urgent / Non-Urgent label, the score, the operating point and the safety gates all
 come from the wrapped classifier backend (the bundled ONNX model by default, or MedSigLIP + a linear probe when
 ``CXRTRIAGE_CLASSIFIER`` names a probe). MedGemma only adds, through :meth:`MedGemmaBackend.explain`:
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cxrtriage.backends.base import Backend, BackendOutput
-from cxrtriage.hai_def.model_source import resolve_model
+from cxrtriage.backends.model_source import resolve_model
 from cxrtriage.schema import Provenance
 
 if TYPE_CHECKING:
-    from cxrtriage.hai_def.medgemma import MedGemmaExplainer
+    from cxrtriage.backends.medgemma_explainer import MedGemmaExplainer
 
 DEFAULT_MODEL = "google/medgemma-4b-it"
 EXPLANATION_PREFIX = "MedGemma: "
@@ -124,13 +124,13 @@ class MedGemmaBackend:
         return self.classifier.footprint_mb() + sum(f.stat().st_size for f in self._weight_files()) / 1e6
 
     def _weight_files(self) -> list[Path]:
-        from cxrtriage.hai_def.model_source import weight_files
+        from cxrtriage.backends.model_source import weight_files
 
         return weight_files(self.model_dir)
 
     # -- MedGemma -----------------------------------------------------------------------------------------------
     def _load_explainer(self) -> MedGemmaExplainer:
-        from cxrtriage.hai_def.medgemma import MedGemmaExplainer
+        from cxrtriage.backends.medgemma_explainer import MedGemmaExplainer
 
         four_bit = os.environ.get("CXRTRIAGE_4BIT", "").strip().lower() in ("1", "true", "yes")
         return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens,
@@ -144,7 +144,7 @@ class MedGemmaBackend:
 
     def explain(self, pixels: np.ndarray, prior_report: str | None, label: str) -> SecondOpinion:
         """MedGemma's explanation, second-opinion provenance and warnings for one image already labelled ``label``."""
-        from cxrtriage.hai_def.medgemma import agrees_with
+        from cxrtriage.backends.medgemma_explainer import agrees_with
 
         with self._lock:
             answer, warnings = self.explainer().explain(pixels, prior_report)

@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage.backends.base import Backend, BackendOutput
-from cxrtriage.calibration import platt
-from cxrtriage.embedding_index import EmbeddingIndex
+from cxrtriage.backends.calibration import platt
+from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
-from cxrtriage.hai_def.model_source import pick_device_dtype, resolve_model, weight_files
-from cxrtriage.preprocess import resize_uint8
+from cxrtriage.backends.model_source import pick_device_dtype, resolve_model, weight_files
+from cxrtriage.imaging.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
 
 DEFAULT_MODEL = "google/medsiglip-448"

@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cxrtriage.bench import _peak_rss_mb, _times
+from cxrtriage.evaluation.bench import _peak_rss_mb, _times
 
 #: MedSigLIP-448's vision tower (SigLIP so400m/14 at 448 px, 429M parameters).
 SIGLIP_448_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
@@ -255,7 +255,7 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     rng = np.random.default_rng(0)
     pixels = rng.random((512, 512)).astype(np.float32)
     from cxrtriage.hai_def.gguf import _to_openai_messages, pil_to_data_uri
-    from cxrtriage.hai_def.medgemma import grey_to_pil
+    from cxrtriage.backends.medgemma_explainer import grey_to_pil
 
     msgs = _to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
                                pil_to_data_uri(grey_to_pil(pixels)))

@@ -4,7 +4,7 @@ Two pieces:
 
 * :func:`finetune` — LoRA (optionally QLoRA) on MedGemma's language model, vision tower frozen, plain PyTorch
   loop (no ``Trainer``), loss on the assistant tokens only. Saves the adapter and a merged checkpoint that
-  ``AutoModelForImageTextToText.from_pretrained`` (and so :class:`~cxrtriage.hai_def.medgemma.MedGemmaExplainer`)
+  ``AutoModelForImageTextToText.from_pretrained`` (and so :class:`~cxrtriage.backends.medgemma_explainer.MedGemmaExplainer`)
   loads as is.
 * :func:`train_medsiglip_probe` — the MedSigLIP linear probe on the committed split (train / val).
 
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from cxrtriage.hai_def.medgemma_prompt import build_messages
+from cxrtriage.backends.medgemma_prompt import build_messages
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def config_rows(cfg: FinetuneConfig | None = None) -> list[dict[str, Any]]:
     and ``meaning`` (from the docstring)."""
     from dataclasses import MISSING, fields
 
-    from cxrtriage.cli_hai_def import FINETUNE_FLAGS
+    from cxrtriage.cli.hai_def import FINETUNE_FLAGS
 
     cfg = cfg or FinetuneConfig()
     docs = field_docs(type(cfg))
@@ -187,7 +187,7 @@ def choose_model(kind: str, requested: str | None, stand_in: str | Path, *, full
         return ModelChoice(kind, str(stand_in), True, "cpu",
                            f"smoke profile: the tiny {kind} stand-in ({STAND_IN_NOTE}){extra}")
     from cxrtriage.errors import ModelError
-    from cxrtriage.hai_def.model_source import checkpoint_shape, find_local_medgemma, is_stand_in, resolve_model
+    from cxrtriage.backends.model_source import checkpoint_shape, find_local_medgemma, is_stand_in, resolve_model
 
     if kind == "MedGemma":  # a named model that is missing is an error (as in the 01 notebook); else probe the cache
         path = find_local_medgemma(requested)
@@ -277,11 +277,11 @@ def build_examples(records: Sequence[Any], task: Task) -> list[dict]:
 
 
 def _example_image(ex: dict):
-    from cxrtriage.hai_def.medgemma import grey_to_pil
+    from cxrtriage.backends.medgemma_explainer import grey_to_pil
 
     img = ex.get("image")
     if img is None:
-        from cxrtriage.io import load_image
+        from cxrtriage.imaging.load import load_image
 
         img = load_image(ex["image_path"]).pixels
     if hasattr(img, "convert"):
@@ -377,7 +377,7 @@ def _load_base(model_dir: str | Path, cfg: FinetuneConfig, device, quantize: boo
     dtype = torch.bfloat16 if (device.type == "cuda" and cfg.bf16) else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     if quantize:
-        from cxrtriage.hai_def.model_source import four_bit_kwargs
+        from cxrtriage.backends.model_source import four_bit_kwargs
 
         kwargs.update(four_bit_kwargs(str(device), dtype))
     model = AutoModelForImageTextToText.from_pretrained(str(model_dir), **kwargs)
@@ -405,7 +405,7 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
         raise ValueError("no training examples")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.qlora:
-        from cxrtriage.hai_def.model_source import require_4bit
+        from cxrtriage.backends.model_source import require_4bit
 
         require_4bit(str(dev))  # before any work: a clear error, not a bitsandbytes traceback
     out_dir = Path(out_dir)
@@ -581,12 +581,12 @@ def train_medsiglip_probe(model_dir: str | Path, data_dir: str | Path, out_path:
     """
     import numpy as np
 
-    from cxrtriage import metrics
+    from cxrtriage.evaluation import metrics
     from cxrtriage.backends.medsiglip import INDEX_FILE, PROBE_FILE, MedSigLIPBackend
-    from cxrtriage.embedding_index import build_index_and_ood
+    from cxrtriage.backends.embedding_index import build_index_and_ood
     from cxrtriage.data import load_split_records
     from cxrtriage.hai_def.probe import train_linear_probe
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
     from tqdm import tqdm
 
     parts = load_split_records(Path(data_dir), datasets)

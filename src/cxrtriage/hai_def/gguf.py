@@ -6,7 +6,7 @@ The conversion uses llama.cpp's own ``convert_hf_to_gguf.py`` (shipped inside th
 plain for the text model, ``--mmproj`` for the vision tower + projector. Inference goes through
 ``llama_cpp.Llama`` and the multimodal (libmtmd) chat handler, with the image passed as a data URI; the answer
 goes through the same defensive parser as the transformers backend
-(:func:`cxrtriage.hai_def.medgemma_output.parse_medgemma_output`) with one repair retry and the same fallback
+(:func:`cxrtriage.backends.medgemma_output.parse_medgemma_output`) with one repair retry and the same fallback
 warnings, so callers cannot tell the runtimes apart.
 
 llama-cpp-python must be built from source on x86 CPUs with AMX (a native build crashes on quantised models)::
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from cxrtriage.errors import ModelError
-from cxrtriage.hai_def.medgemma import ask_with_one_repair, grey_to_pil
-from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer
-from cxrtriage.hai_def.medgemma_prompt import REPAIR_PROMPT, build_messages
+from cxrtriage.backends.medgemma_explainer import ask_with_one_repair, grey_to_pil
+from cxrtriage.backends.medgemma_output import MedGemmaAnswer
+from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT, build_messages
 
 log = logging.getLogger(__name__)
 

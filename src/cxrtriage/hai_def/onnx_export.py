@@ -261,7 +261,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _siglip_preprocess(image_processor: Any, image_size: tuple[int, int], channels: int) -> dict:
     """The ``preprocess`` block of model.json, read from the checkpoint's image processor (not hard-coded)."""
-    from cxrtriage.preprocess import SIGLIP_UINT8_BILINEAR
+    from cxrtriage.imaging.preprocess import SIGLIP_UINT8_BILINEAR
 
     if getattr(image_processor, "do_center_crop", False):
         raise ValueError(f"{type(image_processor).__name__} center-crops: not supported by the ONNX bundle's preprocessing")
@@ -312,8 +312,8 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     import torch
 
     from cxrtriage.backends.bundled import INDEX_FILE, META_FILE, MODEL_FILE, BundledOnnxBackend, _sha256
-    from cxrtriage.embedding_index import EmbeddingIndex
-    from cxrtriage.preprocess import to_model_input
+    from cxrtriage.backends.embedding_index import EmbeddingIndex
+    from cxrtriage.imaging.preprocess import to_model_input
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

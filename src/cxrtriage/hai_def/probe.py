@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrtriage import metrics
-from cxrtriage.calibration import fit_platt, platt
+from cxrtriage.evaluation import metrics
+from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.backends.medsiglip import LinearProbe
 
 TARGET_SENSITIVITY = 0.95

@@ -19,11 +19,11 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from cxrtriage import metrics
-from cxrtriage.calibration import fit_platt, platt
+from cxrtriage.evaluation import metrics
+from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, split_sha256
-from cxrtriage.embedding_index import build_index_and_ood
-from cxrtriage.layout import ChestLayoutModel, layout_features
+from cxrtriage.backends.embedding_index import build_index_and_ood
+from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
 from cxrtriage.train.model import ArchConfig, CXRNet
 from cxrtriage.train.trainer import limit_per_dataset, load_cache
 
@@ -256,7 +256,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     log(f"metadata written to {out_dir / META_FILE}; model sha256 {meta['sha256']}")
-    from cxrtriage.model_card import write_card
+    from cxrtriage.evaluation.model_card import write_card
 
     log(f"model card written to {write_card(out_dir)} (test metrics: run `cxrtriage evaluate --update-card`)")
     if trace:

@@ -29,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cxrtriage.data import Record, load_split_records, split_sha256
-from cxrtriage.io import load_image
-from cxrtriage.preprocess import resize_square
+from cxrtriage.imaging.load import load_image
+from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.train.model import ArchConfig, CXRNet
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cxrtriage.embedding_index import Neighbour
-from cxrtriage.report import ReportAnalysis
+from cxrtriage.backends.embedding_index import Neighbour
+from cxrtriage.explain.report import ReportAnalysis
 from cxrtriage.schema import Provenance
 
 _RELATION = {"supports": "supports", "contradicts": "contradicts", "uncertain": "uncertain"}

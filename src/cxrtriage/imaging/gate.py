@@ -3,9 +3,9 @@
 The gate runs in three stages. Cheap checks on the DICOM header and image statistics reject what is obviously
 not a frontal chest radiograph (CT/MR slices, lateral views, blank, noise or smooth synthetic images, colour
 photographs, strange aspect ratios). Then the coarse layout of the image must be explained by the principal
-components of training radiographs (cxrtriage.layout; the bound is set on validation images at export time).
+components of training radiographs (cxrtriage.imaging.layout; the bound is set on validation images at export time).
 Last, after the model has run, the image embedding must lie close enough to the training images (mean cosine
-similarity of its k nearest training cases); this catches little on its own, see cxrtriage.layout.
+similarity of its k nearest training cases); this catches little on its own, see cxrtriage.imaging.layout.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from cxrtriage.errors import InvalidImageError, NotAChestXrayError
-from cxrtriage.io import ImageMeta
-from cxrtriage.preprocess import resize_square
+from cxrtriage.imaging.load import ImageMeta
+from cxrtriage.imaging.preprocess import resize_square
 
 NON_RADIOGRAPH_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO",
                              "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "SEG", "REG", "KO", "PR", "DOC", "GM", "XC", "BMD"}
@@ -65,7 +65,7 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta) -> dict[str
 
 
 def check_layout(residual: float | None, max_residual: float | None) -> None:
-    """Reject images whose coarse layout is unlike the training chest radiographs (see cxrtriage.layout)."""
+    """Reject images whose coarse layout is unlike the training chest radiographs (see cxrtriage.imaging.layout)."""
     if residual is None or max_residual is None:
         return
     if residual > max_residual:

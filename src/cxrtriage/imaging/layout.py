@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrtriage.preprocess import resize_square
+from cxrtriage.imaging.preprocess import resize_square
 
 THUMB = 32
 

@@ -1,6 +1,6 @@
 """Prompt for MedGemma: Gemma 3 chat messages asking for one strict JSON object.
 
-Why this shape: the answer is machine-checked by :mod:`cxrtriage.hai_def.medgemma_output`, so the prompt asks
+Why this shape: the answer is machine-checked by :mod:`cxrtriage.backends.medgemma_output`, so the prompt asks
 for exactly the fields the parser validates (urgency, one-line explanation, a 0-1000 ``[y0, x0, y1, x1]`` box,
 which is MedGemma's native box convention, and a verbatim quote). The prior report sits in a delimited block so
 the model can quote it and so report text cannot be confused with instructions.

@@ -11,7 +11,7 @@ and the tests read, join and report in exactly one way:
 * :func:`held_out_examples` lists the held-out test images of the committed split (``cxrtriage test-set``), and
   :func:`example_paths` turns such a file back into image paths (``cxrtriage predict --examples``).
 
-Every number comes from :mod:`cxrtriage.metrics`; this module only reads, joins and arranges.
+Every number comes from :mod:`cxrtriage.evaluation.metrics`; this module only reads, joins and arranges.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrtriage import metrics
+from cxrtriage.evaluation import metrics
 
 __all__ = [
     "InputProblem",

@@ -5,7 +5,7 @@ one-line explanation, an optional localising box, an optional verbatim quote fro
 urgency, which callers only compare with the classifier's label (an agreement flag, see :func:`agrees_with`).
 Why: generative output is not calibrated (there is no probability to threshold or to tune for sensitivity), and
 MedGemma 4B follows instructions poorly, so its free text is parsed defensively
-(:mod:`cxrtriage.hai_def.medgemma_output`), retried once with a repair prompt, and on failure dropped in favour
+(:mod:`cxrtriage.backends.medgemma_output`), retried once with a repair prompt, and on failure dropped in favour
 of the classifier's own explanation — the triage result never depends on MedGemma producing valid JSON.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from cxrtriage.errors import ModelError
-from cxrtriage.hai_def.medgemma_output import MedGemmaAnswer, parse_medgemma_output
-from cxrtriage.hai_def.medgemma_prompt import build_messages, repair_turns
+from cxrtriage.backends.medgemma_output import MedGemmaAnswer, parse_medgemma_output
+from cxrtriage.backends.medgemma_prompt import build_messages, repair_turns
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class MedGemmaExplainer:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from cxrtriage.hai_def.model_source import four_bit_kwargs, pick_device_dtype
+        from cxrtriage.backends.model_source import four_bit_kwargs, pick_device_dtype
 
         # bf16 on CUDA and CPU: halves memory and is faster than fp32 on these CPUs for the 4B model (CPU warns)
         device_name, default_dtype = pick_device_dtype(device, large=True)

@@ -7,8 +7,8 @@ agrees. Findings are named only inside verbatim quotes of the prior report (prov
 
 from __future__ import annotations
 
-from cxrtriage.evidence import EvidenceBox
-from cxrtriage.report import ReportAnalysis
+from cxrtriage.explain.evidence import EvidenceBox
+from cxrtriage.explain.report import ReportAnalysis
 
 
 def score_band(score: float, threshold: float, review_band: tuple[float, float]) -> str:

@@ -1,7 +1,7 @@
 """Retention of crop thumbnails: the service must not fill the disk, and old crops should not linger.
 
 Only files that look like the engine's own thumbnails (16 hex characters + ``.png``, see
-:func:`cxrtriage.evidence.save_crop_thumbnails`) are ever deleted or served, so pointing the crops
+:func:`cxrtriage.explain.evidence.save_crop_thumbnails`) are ever deleted or served, so pointing the crops
 directory at the wrong folder cannot destroy or expose other files.
 """
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.schema import Prediction
-from cxrtriage.server_settings import ServerSettings
+from cxrtriage.serve.settings import ServerSettings
 
-log = logging.getLogger("cxrtriage.server")
+log = logging.getLogger("cxrtriage.serve.app")
 
 
 class Engine(Protocol):
@@ -42,7 +42,7 @@ def warm_up(engine: Engine) -> None:
 
     A blank array goes straight to the backend: the pipeline's gate would (rightly) reject it.
     """
-    from cxrtriage.report import get_nlp
+    from cxrtriage.explain.report import get_nlp
 
     engine.backend.analyze(np.zeros((256, 256), np.float32))
     get_nlp()

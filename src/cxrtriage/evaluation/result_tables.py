@@ -33,7 +33,7 @@ def provenance_rows(pred: Prediction) -> list[dict[str, Any]]:
 
 
 def crop_rows(pred: Prediction) -> list[dict[str, Any]]:
-    """The evidence boxes in original-image pixels, numbered as in :func:`cxrtriage.figures.prediction_plot`."""
+    """The evidence boxes in original-image pixels, numbered as in :func:`cxrtriage.evaluation.figures.prediction_plot`."""
     return [{"crop": i, "x": c.x, "y": c.y, "w": c.w, "h": c.h, "region": c.region or "",
              "strength": None if c.strength is None else round(c.strength, 3), "source": c.source}
             for i, c in enumerate(pred.crops, start=1)]
@@ -54,7 +54,7 @@ def timing_rows(preds: Mapping[str, Prediction]) -> list[dict[str, Any]]:
 
 
 def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per test set from :func:`cxrtriage.scoring.evaluate_files` reports: the numbers a reader quotes."""
+    """One row per test set from :func:`cxrtriage.evaluation.scoring.evaluate_files` reports: the numbers a reader quotes."""
     rows = []
     for name, r in reports.items():
         op, tr = r["operating_point"], r.get("target_recall") or {}

@@ -3,7 +3,7 @@ headers within ``CXRTRIAGE_HEADER_TIMEOUT_S`` (default 10 s) gets 408 and is clo
 
 uvicorn times out idle keep-alive connections, and the service's middleware times out stalled bodies, but a
 client that sends half a request line or half its headers was held open forever (a slow-loris connection).
-``cxrtriage serve`` passes ``http="cxrtriage.server_protocol:HeaderTimeoutH11Protocol"`` to uvicorn; an import
+``cxrtriage serve`` passes ``http="cxrtriage.serve.protocol:HeaderTimeoutH11Protocol"`` to uvicorn; an import
 string, so it also works with several worker processes.
 """
 
@@ -16,7 +16,7 @@ import uuid
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from cxrtriage.server_settings import DEFAULT_HEADER_TIMEOUT_S
+from cxrtriage.serve.settings import DEFAULT_HEADER_TIMEOUT_S
 
 
 def header_timeout_s() -> float:

@@ -359,7 +359,7 @@ def _torch_hidden() -> Iterator[None]:
 def get_nlp() -> "Language":
     """Build the medspaCy pipeline once (it takes seconds) and reuse it.
 
-    Lazy so that importing :mod:`cxrtriage.report` stays cheap for callers that never pass a report.
+    Lazy so that importing :mod:`cxrtriage.explain.report` stays cheap for callers that never pass a report.
     PyRuSH logs every sentence boundary at DEBUG through loguru; that noise (and the sentence text
     it would leak into logs) is disabled for the ``PyRuSH`` logger name only.
     """

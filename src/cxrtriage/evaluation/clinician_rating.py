@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrtriage.scoring import image_id
+from cxrtriage.evaluation.scoring import image_id
 
 __all__ = [
     "CASE_COLUMNS",

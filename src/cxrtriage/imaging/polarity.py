@@ -9,7 +9,7 @@ MONOCHROME2 but are tagged MONOCHROME1 then comes out as a negative, while the m
 * the CNN embedding: the inverse of the correctly tagged, low-contrast 1993 CR-MONO1 sample is *closer* to the
   training images than the image itself.
 
-The chest-layout residual (cxrtriage.layout) separates them well (SIIM negative 0.80 as read vs 0.09 inverted;
+The chest-layout residual (cxrtriage.imaging.layout) separates them well (SIIM negative 0.80 as read vs 0.09 inverted;
 CR-MONO1 0.20 as read vs 0.95 inverted). An image is flipped only when the intensity rule and the layout residual
 agree. Only MONOCHROME1 files are checked, and every flip is reported as a warning.
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrtriage.layout import ChestLayoutModel
-from cxrtriage.preprocess import resize_square
+from cxrtriage.imaging.layout import ChestLayoutModel
+from cxrtriage.imaging.preprocess import resize_square
 
 #: lung fields must be brighter than the central column by this much (0-1 scale) to suggest a negative
 INVERSION_MARGIN = 0.05

@@ -22,9 +22,9 @@ from PIL import Image
 
 from cxrtriage import config
 from cxrtriage.data import load_split_records
-from cxrtriage.io import load_image
+from cxrtriage.imaging.load import load_image
 from cxrtriage.pipeline import Triage
-from cxrtriage.preprocess import to_model_input
+from cxrtriage.imaging.preprocess import to_model_input
 
 
 MODEL_REPEAT_FACTOR = 4
@@ -110,7 +110,7 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         shutil.rmtree(tmp, ignore_errors=True)
     _print(results)
     if update_card:
-        from cxrtriage.model_card import update_bundle_bench
+        from cxrtriage.evaluation.model_card import update_bundle_bench
 
         update_bundle_bench(results)
     if out:

@@ -1,6 +1,6 @@
 """The measured-results block of ``prototype/prototype.md``, generated from the metrics files (never typed).
 
-    python -m cxrtriage.prototype_report prototype/prototype.md     # (make prototype-md)
+    python -m cxrtriage.evaluation.prototype_report prototype/prototype.md     # (make prototype-md)
 
 Each row names the file it was read from and the command that wrote that file, so every number in the summary
 can be reproduced. The block sits between two HTML comment markers; the rest of the document is prose. A test
@@ -156,7 +156,7 @@ def update_cli(argv: list[str] | None, usage: str, what: str, **update: Any) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    return update_cli(argv, "python -m cxrtriage.prototype_report prototype/prototype.md", "results block")
+    return update_cli(argv, "python -m cxrtriage.evaluation.prototype_report prototype/prototype.md", "results block")
 
 
 if __name__ == "__main__":

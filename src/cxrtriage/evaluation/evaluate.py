@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cxrtriage import metrics, safety
+from cxrtriage.evaluation import metrics
+from cxrtriage.imaging import gate as safety
 from cxrtriage.data import Record, load_split_records, nih_boxes, nih_records, read_split
 from cxrtriage.errors import InputError
-from cxrtriage.evidence import cam_peak, find_evidence_boxes
-from cxrtriage.io import load_image
+from cxrtriage.explain.evidence import cam_peak, find_evidence_boxes
+from cxrtriage.imaging.load import load_image
 from cxrtriage.pipeline import Triage
-from cxrtriage.preprocess import to_model_input
+from cxrtriage.imaging.preprocess import to_model_input
 
 
 def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
@@ -179,7 +180,7 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
     _write_jsonl(nih, threshold, jsonl_dir / "nih_test_preds.jsonl", jsonl_dir / "nih_test_gold.jsonl")
     _write_jsonl(ped, threshold, jsonl_dir / "pediatric_test_preds.jsonl", jsonl_dir / "pediatric_test_gold.jsonl")
     if update_card:
-        from cxrtriage.model_card import update_bundle_metrics
+        from cxrtriage.evaluation.model_card import update_bundle_metrics
 
         update_bundle_metrics(report, Path(model_dir) if model_dir else None)
     return report

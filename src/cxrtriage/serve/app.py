@@ -1,6 +1,6 @@
 """The web service: one FastAPI process around one :class:`cxrtriage.pipeline.Triage` engine.
 
-Started by ``cxrtriage serve`` (uvicorn factory ``cxrtriage.server:create_app``) or as
+Started by ``cxrtriage serve`` (uvicorn factory ``cxrtriage.serve.app:create_app``) or as
 ``demo_app.service.app:app``. Needs the ``[demo]`` extra; nothing else in the core package imports this module.
 
 Endpoints:
@@ -10,7 +10,7 @@ Endpoints:
   ``/static/crops/<random>.png`` this server serves.
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
-  ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.webui` is available).
+  ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.webui` is available).
 
 ``/predict`` status codes: 200; 400 malformed multipart body; 408 upload stalled for ``body_timeout_s``; 413 body
 over ``max_upload_mb`` (from Content-Length before reading, else while streaming); 415 not PNG/JPEG/DICOM by magic bytes (or a format feature that is not supported); 422 empty, corrupt or
@@ -50,25 +50,25 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
-from cxrtriage.crop_store import prune_crops
+from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
-from cxrtriage.io import sniff_format
+from cxrtriage.imaging.load import sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
-from cxrtriage.server_middleware import (
+from cxrtriage.serve.middleware import (
     BodyError, BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware, body_error_response,
     scope_request_id,
 )
-from cxrtriage.server_runtime import (
+from cxrtriage.serve.runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
 )
-from cxrtriage.server_settings import ServerSettings
+from cxrtriage.serve.settings import ServerSettings
 
 __all__ = [
     "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceStats",
     "check_upload", "create_app", "load_engine", "predict_upload", "warm_up", "with_crop_urls",
 ]
 
-log = logging.getLogger("cxrtriage.server")
+log = logging.getLogger("cxrtriage.serve.app")
 
 CROPS_URL = "/static/crops"
 _SNIFF_BYTES = 132
@@ -89,7 +89,7 @@ def check_upload(data: bytes) -> str:
         raise InvalidImageError("empty file")
     kind = sniff_format(data[:_SNIFF_BYTES])
     if kind is None:
-        from cxrtriage.io import _describe_unknown  # same package; gives the user a name for what they sent
+        from cxrtriage.imaging.load import _describe_unknown  # same package; gives the user a name for what they sent
 
         raise UnsupportedFormatError(
             f"unsupported file type (detected: {_describe_unknown(data[:4096])}); upload a PNG, JPEG or DICOM file"
@@ -412,7 +412,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
 
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
-    # ---- UI hook: cxrtriage.webui (owned by the UI work) mounts Gradio at /ui. The API works without it. ----
+    # ---- UI hook: cxrtriage.serve.webui (owned by the UI work) mounts Gradio at /ui. The API works without it. ----
     if settings.ui:
         runtime.ui_mounted = _mount_ui(app, runtime)
 
@@ -452,9 +452,9 @@ class MeasuredEngine:
 
 
 def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
-    """Mount the Gradio UI if :mod:`cxrtriage.webui` and gradio are importable; never fail the API because of it."""
+    """Mount the Gradio UI if :mod:`cxrtriage.serve.webui` and gradio are importable; never fail the API because of it."""
     try:
-        from cxrtriage.webui import mount_ui
+        from cxrtriage.serve.webui import mount_ui
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False

@@ -1,6 +1,6 @@
 """Matplotlib figures for the prototype notebooks and the write-up: curves, calibration, results with boxes.
 
-Every number drawn comes from :mod:`cxrtriage.metrics` (the code ``eval_metrics.py`` uses), so a plot and the
+Every number drawn comes from :mod:`cxrtriage.evaluation.metrics` (the code ``eval_metrics.py`` uses), so a plot and the
 metrics file can never disagree. matplotlib is imported lazily (the ``notebooks`` extra): serving never needs it.
 Each function draws on a given ``ax`` (or a new figure) and returns the figure, so notebooks stay one-liners.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from cxrtriage import metrics
+from cxrtriage.evaluation import metrics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,6 +1,6 @@
 """Settings of the web service (``cxrtriage serve``), read from ``CXRTRIAGE_*`` environment variables.
 
-Kept apart from :mod:`cxrtriage.server` so that the CLI can read host and port without importing FastAPI.
+Kept apart from :mod:`cxrtriage.serve.app` so that the CLI can read host and port without importing FastAPI.
 Needs the ``[demo]`` extra (pydantic-settings).
 
 | variable | default | meaning |
@@ -23,7 +23,7 @@ Needs the ``[demo]`` extra (pydantic-settings).
 | ``CXRTRIAGE_MODEL_DIR`` | unset: the bundled model | model bundle directory (same variable as the core package) |
 | ``CXRTRIAGE_DATA_DIR`` | unset: ``cxrtriage.config.data_dir()`` | data directory the UI takes example images from |
 | ``CXRTRIAGE_WARMUP`` | ``true`` | run one blank inference and load medspaCy before reporting ready |
-| ``CXRTRIAGE_UI`` | ``true`` | mount the Gradio UI at ``/ui`` when ``cxrtriage.webui`` and gradio are available |
+| ``CXRTRIAGE_UI`` | ``true`` | mount the Gradio UI at ``/ui`` when ``cxrtriage.serve.webui`` and gradio are available |
 | ``CXRTRIAGE_LATENCY_WINDOW`` | ``200`` | number of recent inferences the median / p95 latency in ``/status`` is computed over |
 
 Empty variables are ignored (treated as unset).
@@ -37,7 +37,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+from cxrtriage import config
+
+_REPO_ROOT = config.REPO_ROOT
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 
@@ -64,7 +66,7 @@ class ServerSettings(BaseSettings):
     max_concurrent: int = Field(default=2, ge=1)
     max_queue: int = Field(default=8, ge=0)
     body_timeout_s: float = Field(default=10.0, gt=0)
-    header_timeout_s: float = Field(default=DEFAULT_HEADER_TIMEOUT_S, gt=0)  # read by cxrtriage.server_protocol
+    header_timeout_s: float = Field(default=DEFAULT_HEADER_TIMEOUT_S, gt=0)  # read by cxrtriage.serve.protocol
     shutdown_timeout_s: float = Field(default=5.0, gt=0)
     max_prior_report_chars: int = Field(default=20_000, ge=1)
     crops_max_files: int = Field(default=500, ge=0)

@@ -1,6 +1,6 @@
 """Command line for the HAI-DEF models: ``cxrtriage hai-def tiny | train-probe | export-onnx | finetune | convert-gguf | bench``.
 
-Same conventions as :mod:`cxrtriage.cli`: each command imports its machinery (torch, transformers, peft, sklearn,
+Same conventions as :mod:`cxrtriage.cli.main`: each command imports its machinery (torch, transformers, peft, sklearn,
 onnx, the GGUF converter) lazily, so building the parser stays light. Exit codes: 0 success, 1 the operation
 itself failed (e.g. an ONNX parity check), 2 usage / configuration error: a missing extra, a model that is not
 available offline (:class:`~cxrtriage.errors.ModelError`), a bad ``--config``. Those are printed as one
@@ -77,7 +77,7 @@ def _require(command: str, modules: dict[str, str]) -> None:
 
 def _data_dir(arg: str | None) -> Path:
     """The main CLI's rule (--data-dir, else CXRTRIAGE_DATA_DIR, else ../shared/data), as a UsageError."""
-    from cxrtriage.cli import _data_dir as find
+    from cxrtriage.cli.main import _data_dir as find
 
     try:
         path = find(arg)
@@ -92,7 +92,7 @@ def _data_dir(arg: str | None) -> Path:
 
 def _resolve(model: str, kind: str) -> str:
     """A local directory as is, else the local HF cache snapshot of a hub id (ModelError with the download hint)."""
-    from cxrtriage.hai_def.model_source import resolve_model
+    from cxrtriage.backends.model_source import resolve_model
 
     return resolve_model(model, kind=kind)
 
@@ -258,7 +258,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     from cxrtriage.data import load_split_records
     from cxrtriage.hai_def.finetune import balanced_records, build_examples, finetune, verify_reload
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
 
     cfg = _finetune_config(args)
     model = _resolve(args.model, "MedGemma")
@@ -266,7 +266,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available; use --device cpu")
     if cfg.qlora:
-        from cxrtriage.hai_def.model_source import require_4bit
+        from cxrtriage.backends.model_source import require_4bit
 
         require_4bit(device)  # ModelError -> one sentence, exit 2
     data_dir = _data_dir(args.data_dir)

@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cxrtriage.crop_store import is_crop_name
+from cxrtriage.explain.crop_store import is_crop_name
 
-log = logging.getLogger("cxrtriage.server")
+log = logging.getLogger("cxrtriage.serve.app")
 
 REQUEST_ID_KEY = "cxrtriage.request_id"
 _LOGGED_PATHS = frozenset({"/", "/predict", "/health", "/ready", "/status", "/metrics", "/docs", "/redoc",

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage import config
-from cxrtriage.cli_hai_def import add_parser as add_hai_def_parser
+from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
 
 
 def _data_dir(arg: str | None) -> Path:
@@ -49,12 +49,12 @@ def _add_backend_options(s: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cxrtriage.batch import predict_paths
+    from cxrtriage.cli.batch import predict_paths
 
     _apply_backend_options(args)
     paths = list(args.paths)
     if args.examples:
-        from cxrtriage.scoring import InputProblem, example_paths
+        from cxrtriage.evaluation.scoring import InputProblem, example_paths
 
         try:
             paths += [str(p) for p in example_paths(Path(args.examples), _data_dir(args.data_dir), limit=args.limit)]
@@ -71,7 +71,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
-    from cxrtriage.scoring import InputProblem, held_out_examples, write_jsonl
+    from cxrtriage.evaluation.scoring import InputProblem, held_out_examples, write_jsonl
 
     try:
         rows = held_out_examples(_data_dir(args.data_dir), args.dataset)
@@ -90,8 +90,8 @@ def cmd_test_set(args: argparse.Namespace) -> int:
 
 def cmd_ratings(args: argparse.Namespace) -> int:
     """``ratings export``: a rating sheet from predictions; ``ratings summarise``: read filled sheets back."""
-    from cxrtriage import clinician_rating as cr
-    from cxrtriage.scoring import InputProblem, read_jsonl
+    from cxrtriage.evaluation import clinician_rating as cr
+    from cxrtriage.evaluation.scoring import InputProblem, read_jsonl
 
     try:
         if args.action == "export":
@@ -143,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cxrtriage.evaluate import run_evaluation
+    from cxrtriage.evaluation.evaluate import run_evaluation
 
     report = run_evaluation(_data_dir(args.data_dir), model_dir=args.model_dir, out=Path(args.out), n_boot=args.n_boot,
                             update_card=args.update_card)
@@ -152,14 +152,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cxrtriage.bench import run_bench
+    from cxrtriage.evaluation.bench import run_bench
 
     run_bench(repeats=args.repeats, onnx_fp32=args.fp32, checkpoint=args.checkpoint, out=args.out, update_card=args.update_card)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cxrtriage.demo import run_demo
+    from cxrtriage.cli.demo import run_demo
 
     _apply_backend_options(args)
     return run_demo(args.paths)
@@ -180,7 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from uvicorn.config import LOGGING_CONFIG
 
         import fastapi  # noqa: F401  (fail here with a clear message rather than inside a worker)
-        from cxrtriage.server_settings import ServerSettings
+        from cxrtriage.serve.settings import ServerSettings
     except ImportError as exc:
         raise SystemExit(f"error: the web service needs the [demo] extra: pip install 'cxrtriage[demo]' ({exc})")
     from pydantic import ValidationError
@@ -200,9 +200,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # timeout_graceful_shutdown: after SIGTERM, requests still running are cancelled so that the process exits
     # (a stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections; the
     # protocol gives 408 to a connection whose request headers stall (CXRTRIAGE_HEADER_TIMEOUT_S).
-    uvicorn.run("cxrtriage.server:create_app", factory=True, host=host, port=port, workers=args.workers,
+    uvicorn.run("cxrtriage.serve.app:create_app", factory=True, host=host, port=port, workers=args.workers,
                 access_log=False, log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-                timeout_keep_alive=5, http="cxrtriage.server_protocol:HeaderTimeoutH11Protocol")
+                timeout_keep_alive=5, http="cxrtriage.serve.protocol:HeaderTimeoutH11Protocol")
     return 0
 
 
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="also write the summary as JSON here")
     r.set_defaults(func=cmd_ratings)
 
-    add_hai_def_parser(sub)  # cxrtriage hai-def ... (cxrtriage.cli_hai_def)
+    add_hai_def_parser(sub)  # cxrtriage hai-def ... (cxrtriage.cli.hai_def)
     return p
 
 

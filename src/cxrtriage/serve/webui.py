@@ -11,10 +11,10 @@ Design rules:
 * **Safety**: the disclaimer is always visible at the top; a result in the review band is shown in amber
   with "needs review"; a rejected input clears the previous result and shows the reason in a red box,
   never a stack trace.
-* **Privacy**: only the pixels and the non-identifying metadata of :class:`cxrtriage.io.ImageMeta` are
+* **Privacy**: only the pixels and the non-identifying metadata of :class:`cxrtriage.imaging.load.ImageMeta` are
   shown; nothing else from a DICOM header ever reaches the page. Uploads are held in memory by an opaque
   reference, never stored under their name and never served back; the UI serves rendered images from
-  ``<crops dir>/ui`` and nothing else (:mod:`cxrtriage.webui_uploads`).
+  ``<crops dir>/ui`` and nothing else (:mod:`cxrtriage.serve.webui_uploads`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.schema import DISCLAIMER, Prediction
-from cxrtriage.webui_uploads import (
+from cxrtriage.serve.webui_uploads import (
     UPLOAD_BYTES_FACTOR, UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir,
 )
 
@@ -344,13 +344,13 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
                  slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot) -> "gr.Blocks":
     """The triage page. Theme and CSS are applied where it is served (:func:`mount_ui`, :func:`launch`).
 
-    ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.webui_uploads`): the page sends the triage
+    ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.serve.webui_uploads`): the page sends the triage
     its opaque reference, never a path. An example is named by its file name and read from the data directory,
     so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
     REST API, so the UI cannot overload the machine behind the API's back.
     """
     gr = _import_gradio()
-    from cxrtriage.io import load_image
+    from cxrtriage.imaging.load import load_image
 
     latency = _LocalLatency()
     uploads = uploads if uploads is not None else UploadStore()
@@ -433,7 +433,7 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
                                                "score; disagreements are flagged for review.")
                 button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
                 if examples:
-                    from cxrtriage.demo import DEMO_PRIOR_REPORT
+                    from cxrtriage.cli.demo import DEMO_PRIOR_REPORT
 
                     rows = [[str(p), DEMO_PRIOR_REPORT if i == 0 else ""] for i, p in enumerate(examples)]
                     gr.Examples(examples=rows, inputs=[upload, prior],
@@ -463,9 +463,9 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
 
 
 def _examples_for(data_dir: Path | None) -> list[str]:
-    """Example images from the data directory (``cxrtriage.demo.example_paths``), or none without data."""
+    """Example images from the data directory (``cxrtriage.cli.demo.example_paths``), or none without data."""
     from cxrtriage import config
-    from cxrtriage.demo import example_paths
+    from cxrtriage.cli.demo import example_paths
 
     if data_dir is None or not Path(data_dir).is_dir():
         return []
@@ -523,7 +523,7 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``).
 
     Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
-    of :func:`cxrtriage.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
+    of :func:`cxrtriage.serve.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
     """
     gr = _import_gradio()
     max_bytes = _max_upload_bytes(settings)

@@ -1,0 +1,1 @@
+"""The command line (`cxrtriage ...`), batch runs and the terminal demo: thin callers of the pipeline."""
