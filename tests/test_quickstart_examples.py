@@ -11,7 +11,7 @@ from cxrtriage.errors import ModelError
 
 @pytest.mark.data
 def test_quickstart_examples_cover_five_input_paths(data_dir: Path) -> None:
-    from cxrtriage.cli.demo import quickstart_examples
+    from cxrtriage.data import quickstart_examples
 
     examples = quickstart_examples(data_dir)
     suffixes = [e.path.suffix.lower() for e in examples]

@@ -280,7 +280,7 @@ def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(page, base_ur
 
 @needs_chromium
 def test_first_example_fills_the_form_and_triages(page) -> None:
-    from cxrtriage.cli.demo import DEMO_PRIOR_REPORT, example_paths
+    from cxrtriage.data import DEMO_PRIOR_REPORT, example_paths
 
     examples = example_paths()
     if not examples:

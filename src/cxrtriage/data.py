@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrtriage import config
+
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "split.csv"
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -147,3 +149,76 @@ def make_default_split(data_dir: Path) -> dict[str, str]:
     out = make_split(nih_records(data_dir), DEFAULT_SPLIT["nih"], seed)  # type: ignore[arg-type]
     out.update(make_split(kermany_records(data_dir), DEFAULT_SPLIT["kermany"], seed))  # type: ignore[arg-type]
     return out
+
+
+# ----------------------------------------------------------------------------- examples (demo, UI, quickstart)
+
+
+#: a synthetic prior report written for the demo (not taken from any dataset)
+DEMO_PRIOR_REPORT = ("FINDINGS: Small right pleural effusion, new since the prior study. No pneumothorax. "
+                     "Heart size is normal.\nIMPRESSION: Small right effusion. Possible early right lower lobe pneumonia.")
+#: a synthetic normal prior report (not from any dataset), to show negated mentions quoted as "contradicts"
+DEMO_NORMAL_PRIOR_REPORT = ("FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax. "
+                            "Heart size is normal.\nIMPRESSION: No acute cardiopulmonary abnormality.")
+
+
+def example_paths(data_dir: Path | None = None) -> list[Path]:
+    """The demo's and the web UI's example images from ``data_dir`` (default: ``config.data_dir()``): an urgent and a
+    non-urgent NIH test image, the JPEG-compressed DICOM and a pediatric test image, as far as they are there."""
+    data = config.data_dir() if data_dir is None else Path(data_dir)
+    if data is None:
+        return []
+    test = load_split_records(data)["test"]
+    nih = [r for r in test if r.dataset == "nih"]
+    ped = [r for r in test if r.dataset == "kermany"]
+    picks = [next((r.path for r in nih if r.urgent), None), next((r.path for r in nih if not r.urgent), None)]
+    out = [p for p in picks if p is not None]
+    dicom = data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm"
+    if dicom.is_file():
+        out.append(dicom)
+    if ped:
+        out.append(ped[0].path)
+    return out
+
+
+@dataclass(frozen=True)
+class Example:
+    """A named real example for the quickstart: an image path and, for one of them, a prior report."""
+
+    name: str
+    path: Path
+    prior_report: str | None = None
+    note: str = ""
+
+
+def quickstart_examples(data: Path) -> list[Example]:
+    """The quickstart notebook's five examples, each a different input path through the engine: an adult PNG, a
+    pediatric JPEG, the MONOCHROME1 ACR-NEMA DICOM, the JPEG-compressed DICOM, and an adult PNG with a (synthetic)
+    prior report. Test-split images only; a missing file is an error that names it."""
+    test = load_split_records(data)["test"]
+    nih = [r for r in test if r.dataset == "nih"]
+    ped = [r for r in test if r.dataset == "kermany"]
+    adult = next((r for r in nih if not r.urgent), None)
+    urgent = next((r for r in nih if r.urgent), None)
+    child = next((r for r in ped if r.urgent), None)
+    if adult is None or urgent is None or child is None:
+        raise FileNotFoundError(f"{data}: the NIH (urgent and non-urgent) and pediatric (urgent) test images of the "
+                                "committed split were not found")
+    examples = [
+        Example("adult PNG", adult.path, note=f"NIH ChestX-ray14 {adult.view}, test split, truth {_truth(adult.urgent)}"),
+        Example("pediatric JPEG", child.path, note=f"pediatric (Kermany), test split, truth {_truth(child.urgent)}"),
+        Example("MONOCHROME1 ACR-NEMA DICOM", data / "dicom" / "CR-MONO1-10-chest.dcm",
+                note="1993 Fuji CR, no Part-10 header, 10-bit MONOCHROME1; no label"),
+        Example("JPEG-compressed DICOM", data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm",
+                note="SIIM-ACR CR PA, JPEG Baseline transfer syntax; pneumothorax-negative"),
+        Example("adult PNG + prior report", urgent.path, DEMO_PRIOR_REPORT,
+                note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; the prior report is synthetic demo text"),
+    ]
+    missing = [str(e.path) for e in examples if not e.path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"example images missing from the data directory: {', '.join(missing)}")
+    return examples
+
+
+def _truth(urgent: int) -> str:
+    return "Urgent" if urgent else "Non-Urgent"

@@ -433,7 +433,7 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
                                                "score; disagreements are flagged for review.")
                 button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
                 if examples:
-                    from cxrtriage.cli.demo import DEMO_PRIOR_REPORT
+                    from cxrtriage.data import DEMO_PRIOR_REPORT
 
                     rows = [[str(p), DEMO_PRIOR_REPORT if i == 0 else ""] for i, p in enumerate(examples)]
                     gr.Examples(examples=rows, inputs=[upload, prior],
@@ -463,28 +463,15 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
 
 
 def _examples_for(data_dir: Path | None) -> list[str]:
-    """Example images from the data directory (``cxrtriage.cli.demo.example_paths``), or none without data."""
-    from cxrtriage import config
-    from cxrtriage.cli.demo import example_paths
+    """Example images from the data layer (:func:`cxrtriage.data.example_paths`), or none without data."""
+    from cxrtriage.data import example_paths
 
     if data_dir is None or not Path(data_dir).is_dir():
         return []
-    default = config.data_dir()
     try:
-        if default is not None and Path(default).resolve() == Path(data_dir).resolve():
-            paths = example_paths()
-        else:  # example_paths() reads the data directory from the environment
-            old = os.environ.get("CXRTRIAGE_DATA_DIR")
-            os.environ["CXRTRIAGE_DATA_DIR"] = str(data_dir)
-            try:
-                paths = example_paths()
-            finally:
-                if old is None:
-                    os.environ.pop("CXRTRIAGE_DATA_DIR", None)
-                else:
-                    os.environ["CXRTRIAGE_DATA_DIR"] = old
+        paths = example_paths(Path(data_dir))
     except Exception:  # noqa: BLE001 - a partial data folder only costs the examples
-        log.warning("no UI examples: the data directory %s could not be read", data_dir, exc_info=True)
+        log.warning("no UI examples: the data directory could not be read", exc_info=True)
         return []
     return [str(p) for p in paths if Path(p).is_file()]
 
