@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.explain import evidence
 from cxrtriage.explain.evidence import (
     EvidenceBox,
     anatomical_zone,
     cam_peak,
-    class_activation_map,
     find_evidence_boxes,
     save_crop_thumbnails,
 )

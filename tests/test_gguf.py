@@ -22,7 +22,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
 from cxrtriage import config  # noqa: E402
-from cxrtriage.hai_def.gguf import CONVERTER_ENV, GgufExplainer, convert_to_gguf  # noqa: E402
+from cxrtriage.backends.medgemma_gguf import GgufExplainer  # noqa: E402
+from cxrtriage.hai_def.gguf import CONVERTER_ENV, convert_to_gguf  # noqa: E402
 from cxrtriage.backends.medgemma_explainer import GENERATION_FAILURE_WARNING, PARSE_FAILURE_WARNING  # noqa: E402
 from cxrtriage.backends.medgemma_output import MedGemmaAnswer  # noqa: E402
 from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402

@@ -31,7 +31,7 @@ from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
-from cxrtriage.explain.evidence import class_activation_map
+from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
 from cxrtriage.schema import ModelInfo

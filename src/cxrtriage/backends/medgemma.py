@@ -175,7 +175,7 @@ class MedGemmaGgufBackend(MedGemmaBackend):
     backend_name = "medgemma-gguf"
 
     def _locate(self, model: str) -> str:
-        from cxrtriage.hai_def.gguf import find_gguf_pair
+        from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
         text, self.mmproj = find_gguf_pair(model)
         return str(text)
@@ -184,7 +184,7 @@ class MedGemmaGgufBackend(MedGemmaBackend):
         return [Path(self.model_dir), Path(self.mmproj)]
 
     def _load_explainer(self) -> Any:
-        from cxrtriage.hai_def.gguf import GgufExplainer
+        from cxrtriage.backends.medgemma_gguf import GgufExplainer
 
         threads = int(os.environ.get("CXRTRIAGE_THREADS", "0") or 0) or None
         return GgufExplainer(self.model_dir, self.mmproj, n_threads=threads, max_new_tokens=self.max_new_tokens)
@@ -214,7 +214,7 @@ def from_env(model_dir: str | Path | None = None) -> MedGemmaBackend:
 def gguf_from_env(model_dir: str | Path | None = None) -> MedGemmaGgufBackend:
     """The ``load_backend("medgemma-gguf")`` entry: GGUF files from model_dir, else CXRTRIAGE_MODEL (required)."""
     from cxrtriage.errors import ModelError
-    from cxrtriage.hai_def.gguf import find_gguf_pair
+    from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
     model = str(model_dir) if model_dir else os.environ.get("CXRTRIAGE_MODEL")
     if not model:

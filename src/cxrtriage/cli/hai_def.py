@@ -18,24 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from cxrtriage.cli.options import resolve_data_dir
 from cxrtriage.errors import ModelError
 
 RANDOM_WEIGHTS_NOTE = "random weights, for plumbing tests only: their outputs mean nothing"
 
 #: import name -> name to pip install (when it differs)
 _PIP_NAMES = {"sklearn": "scikit-learn", "llama_cpp": "llama-cpp-python"}
-
-#: CLI flag (argparse dest) -> FinetuneConfig field
-FINETUNE_FLAGS = {
-    "task": "task",
-    "epochs": "epochs",
-    "lr": "learning_rate",
-    "lora_r": "lora_r",
-    "batch": "per_device_batch",
-    "grad_accum": "grad_accum",
-    "max_length": "max_length",
-}
-
 
 class UsageError(Exception):
     """Something the user can fix (missing extra, bad option, absent data): one sentence on stderr, exit 2."""
@@ -68,7 +57,7 @@ def _require(command: str, modules: dict[str, str]) -> None:
         extras = ",".join(sorted({e for _, e, _ in missing}))
         how = f"pip install 'cxrtriage[{extras}]'"
         if "edge" in extras:  # llama-cpp-python must be built with portable flags on CPUs with AMX
-            from cxrtriage.hai_def.gguf import EDGE_CMAKE_ARGS
+            from cxrtriage.backends.medgemma_gguf import EDGE_CMAKE_ARGS
 
             how = f'CMAKE_ARGS="{EDGE_CMAKE_ARGS}" pip install --no-binary llama-cpp-python \'cxrtriage[{extras}]\''
         raise UsageError(f"`cxrtriage hai-def {command}` needs {names}, which cannot be imported: {how} "
@@ -76,13 +65,9 @@ def _require(command: str, modules: dict[str, str]) -> None:
 
 
 def _data_dir(arg: str | None) -> Path:
-    """The main CLI's rule (--data-dir, else CXRTRIAGE_DATA_DIR, else ../shared/data), as a UsageError."""
-    from cxrtriage.cli.main import _data_dir as find
-
+    """:func:`cxrtriage.cli.options.resolve_data_dir` as a UsageError."""
     try:
-        path = find(arg)
-    except SystemExit as exc:
-        raise UsageError(str(exc.code).removeprefix("error: ")) from None
+        path = resolve_data_dir(arg)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if not path.is_dir():
@@ -235,7 +220,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 def _finetune_config(args: argparse.Namespace):
     """FinetuneConfig from ``--config`` (any fields) overridden by the explicit flags; UsageError if invalid."""
-    from cxrtriage.hai_def.finetune import FinetuneConfig
+    from cxrtriage.hai_def.finetune import FINETUNE_FLAGS, FinetuneConfig
 
     values = _read_config_file(args.config) if args.config else {}
     for flag, field in FINETUNE_FLAGS.items():

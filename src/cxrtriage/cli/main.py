@@ -13,15 +13,14 @@ from pathlib import Path
 
 from cxrtriage import config
 from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
+from cxrtriage.cli.options import resolve_data_dir
 
 
 def _data_dir(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    found = config.data_dir()
-    if found is None:
-        raise SystemExit("error: no data directory; pass --data-dir or set CXRTRIAGE_DATA_DIR (see prototype/data_scripts/download_datasets.sh)")
-    return found
+    try:
+        return resolve_data_dir(arg)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _apply_backend_options(args: argparse.Namespace) -> None:

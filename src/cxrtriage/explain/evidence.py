@@ -24,13 +24,13 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
+from cxrtriage.backends.cam import finite_array
 from cxrtriage.schema import Crop
 
 __all__ = [
     "EvidenceBox",
     "anatomical_zone",
     "cam_peak",
-    "class_activation_map",
     "find_evidence_boxes",
     "save_crop_thumbnails",
 ]
@@ -58,21 +58,6 @@ class EvidenceBox:
 # ----------------------------------------------------------------------------- validation
 
 
-def _as_finite_array(value: object, name: str, ndim: int) -> np.ndarray:
-    """Convert to a float64 array of the given rank, rejecting NaN/inf and empty arrays."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array") from exc
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
 def _check_image_size(image_size: object) -> tuple[int, int]:
     """Validate ``(width, height)`` of the original image."""
     try:
@@ -83,24 +68,6 @@ def _check_image_size(image_size: object) -> tuple[int, int]:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"image_size {name} must be a positive integer, got {v!r}")
     return int(width), int(height)
-
-
-# ----------------------------------------------------------------------------- CAM
-
-
-def class_activation_map(feature_map: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """``CAM[i, j] = weight . feature_map[:, i, j]`` as float32 of shape (h, w).
-
-    Because the head is linear after global average pooling, ``CAM.mean() + bias`` is
-    exactly the urgency logit, which is what makes the map a faithful explanation.
-    """
-    fmap = _as_finite_array(feature_map, "feature_map", 3)
-    w = _as_finite_array(weight, "weight", 1)
-    if fmap.shape[0] != w.shape[0]:
-        raise ValueError(
-            f"feature_map has {fmap.shape[0]} channels but weight has {w.shape[0]} entries"
-        )
-    return np.tensordot(w, fmap, axes=(0, 0)).astype(np.float32)
 
 
 def _upsample_bilinear(cam: np.ndarray, factor: int) -> np.ndarray:
@@ -185,7 +152,7 @@ def find_evidence_boxes(
     regions over non-positive cells only never form a box. Returns [] when nothing in
     the map is positive.
     """
-    cam_arr = _as_finite_array(cam, "cam", 2)
+    cam_arr = finite_array(cam, "cam", 2)
     width, height = _check_image_size(image_size)
     if isinstance(max_boxes, bool) or not isinstance(max_boxes, (int, np.integer)) or max_boxes < 0:
         raise ValueError(f"max_boxes must be a non-negative integer, got {max_boxes!r}")
@@ -285,7 +252,7 @@ def anatomical_zone(cx: float, cy: float, width: int, height: int) -> str:
 
 def cam_peak(cam: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int]:
     """Centre of the CAM's arg-max cell in original pixels (x, y), for the pointing game."""
-    cam_arr = _as_finite_array(cam, "cam", 2)
+    cam_arr = finite_array(cam, "cam", 2)
     width, height = _check_image_size(image_size)
     h, w = cam_arr.shape
     i, j = np.unravel_index(int(np.argmax(cam_arr)), cam_arr.shape)
@@ -337,7 +304,7 @@ def save_crop_thumbnails(
     long side is ``thumb_size``. Nothing is drawn on it; the Crop carries the BOX
     coordinates (without margin). Files written by a call that fails are removed.
     """
-    img = _as_finite_array(pixels, "pixels", 2)
+    img = finite_array(pixels, "pixels", 2)
     if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 1:
         raise ValueError(f"thumb_size must be a positive integer, got {thumb_size!r}")
     if not (math.isfinite(margin) and margin >= 0):

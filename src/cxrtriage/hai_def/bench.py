@@ -215,9 +215,10 @@ def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> di
 
 def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter: str | None) -> dict:
     """Convert the saved random MedGemma (f16 text GGUF + f16 mmproj), quantise the text model, time llama.cpp."""
-    from cxrtriage.hai_def.gguf import GgufExplainer, _import_llama_cpp, convert_to_gguf, quantize_gguf
+    from cxrtriage.backends.medgemma_gguf import GgufExplainer, import_llama_cpp
+    from cxrtriage.hai_def.gguf import convert_to_gguf, quantize_gguf
 
-    llama_cpp = _import_llama_cpp()
+    llama_cpp = import_llama_cpp()
     res: dict[str, Any] = {}
     t = time.perf_counter()
     model_f16, mmproj = convert_to_gguf(hf_dir, work / "gguf", converter=converter, outtype="f16",
@@ -254,10 +255,10 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     explainer = GgufExplainer(q_path, mmproj, n_ctx=2048, n_threads=threads, max_new_tokens=1)
     rng = np.random.default_rng(0)
     pixels = rng.random((512, 512)).astype(np.float32)
-    from cxrtriage.hai_def.gguf import _to_openai_messages, pil_to_data_uri
+    from cxrtriage.backends.medgemma_gguf import pil_to_data_uri, to_openai_messages
     from cxrtriage.backends.medgemma_explainer import grey_to_pil
 
-    msgs = _to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
+    msgs = to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
                                pil_to_data_uri(grey_to_pil(pixels)))
     res["image_prompt_first_token"] = _summary(_seconds(lambda: explainer._generate(msgs), 2, warmup=0))
     res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
@@ -267,10 +268,11 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
 def _gguf_prerequisites(converter: str | None) -> str | None:
     """None when llama-cpp-python and the converter are there, else the reason (a ModelError's message)."""
     from cxrtriage.errors import ModelError
-    from cxrtriage.hai_def.gguf import _import_llama_cpp, find_converter
+    from cxrtriage.backends.medgemma_gguf import import_llama_cpp
+    from cxrtriage.hai_def.gguf import find_converter
 
     try:
-        _import_llama_cpp()
+        import_llama_cpp()
         find_converter(converter)
     except ModelError as exc:
         return str(exc)

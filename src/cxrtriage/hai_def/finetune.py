@@ -118,13 +118,23 @@ def field_docs(cls: type = FinetuneConfig) -> dict[str, str]:
     return out
 
 
+#: CLI flag (argparse dest) -> FinetuneConfig field
+FINETUNE_FLAGS = {
+    "task": "task",
+    "epochs": "epochs",
+    "lr": "learning_rate",
+    "lora_r": "lora_r",
+    "batch": "per_device_batch",
+    "grad_accum": "grad_accum",
+    "max_length": "max_length",
+}
+
+
 def config_rows(cfg: FinetuneConfig | None = None) -> list[dict[str, Any]]:
     """One row per :class:`FinetuneConfig` field: ``field``, ``value`` (of ``cfg``), ``default``, ``changed``,
     ``cli`` (the ``cxrtriage hai-def finetune`` flag; every field is also settable with ``--config cfg.json``)
     and ``meaning`` (from the docstring)."""
     from dataclasses import MISSING, fields
-
-    from cxrtriage.cli.hai_def import FINETUNE_FLAGS
 
     cfg = cfg or FinetuneConfig()
     docs = field_docs(type(cfg))
