@@ -10,7 +10,8 @@ from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging.load import ImageMeta
 from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics, decide
+from cxrtriage.decision import decide
+from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics
 
 
 @pytest.mark.parametrize(

@@ -21,8 +21,8 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from cxrtriage import config
-from cxrtriage.imaging import gate as safety
+from cxrtriage import config, decision
+from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, load_backend
 from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
@@ -76,7 +76,7 @@ class Triage:
         warnings = list(meta.warnings) + list(getattr(self.backend, "warnings", []))
 
         t = time.perf_counter()
-        safety.check_header_and_statistics(pixels, meta)
+        gate.check_header_and_statistics(pixels, meta)
         layout = self.backend.layout
         residual = None
         model_pixels = pixels
@@ -89,7 +89,7 @@ class Triage:
             # a 2500x2000 DICOM)
             squashed = resize_square(np.clip(pixels, 0.0, 1.0), layout.input_size)
             residual = layout.residual(squashed)
-            safety.check_layout(residual, self.backend.max_layout_residual)
+            gate.check_layout(residual, self.backend.max_layout_residual)
             accepts = getattr(self.backend, "accepts_squashed", None)
             if callable(accepts) and accepts(layout.input_size):
                 model_pixels = squashed
@@ -104,16 +104,16 @@ class Triage:
         neighbours = []
         if index is not None and out.embedding is not None:
             knn_sim = index.knn_similarity(out.embedding, self.backend.knn_k)
-            safety.check_embedding(knn_sim, self.backend.min_knn_similarity)
+            gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
             neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
         # Decide on the values the result reports (4 decimals), so that anyone re-scoring the JSON
         # (eval_metrics.py) gets exactly the pipeline's decisions, also for a score within 1e-4 of the threshold.
-        score = safety.reported(out.score)
-        threshold = safety.reported(self.backend.threshold)
-        band = (safety.reported(self.backend.review_band[0]), safety.reported(self.backend.review_band[1]))
-        label, needs_review = safety.decide(score, threshold, band)
+        score = decision.reported(out.score)
+        threshold = decision.reported(self.backend.threshold)
+        band = (decision.reported(self.backend.review_band[0]), decision.reported(self.backend.review_band[1]))
+        label, needs_review = decision.decide(score, threshold, band)
 
         height, width = pixels.shape
         boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS) if out.cam is not None else []

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cxrtriage.evaluation import metrics
-from cxrtriage.imaging import gate as safety
+from cxrtriage import decision
 from cxrtriage.data import Record, load_split_records, nih_boxes, nih_records, read_split
 from cxrtriage.errors import InputError
 from cxrtriage.explain.evidence import cam_peak, find_evidence_boxes
@@ -146,7 +146,7 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
     """Write the report to ``out``; per-image predictions and gold labels go to ``jsonl_dir`` (kept out of the
     repository: they copy dataset labels)."""
     engine = Triage(model_dir=model_dir)
-    threshold = safety.reported(engine.backend.threshold)  # as every prediction reports it and decides on it
+    threshold = decision.reported(engine.backend.threshold)  # as every prediction reports it and decides on it
     parts = load_split_records(Path(data_dir))
     test_nih = [r for r in parts["test"] if r.dataset == "nih"]
     test_ped = [r for r in parts["test"] if r.dataset == "kermany"]

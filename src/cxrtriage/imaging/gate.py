@@ -84,21 +84,3 @@ def check_embedding(knn_similarity: float | None, min_similarity: float | None) 
             "the image does not resemble the frontal chest radiographs the model was trained on "
             f"(similarity {knn_similarity:.2f} < {min_similarity:.2f})"
         )
-
-
-#: decimals of the score, threshold and review band in every result
-REPORTED_DECIMALS = 4
-
-
-def reported(value: float) -> float:
-    """A score or threshold as results report it; decisions are made on these values, not the raw floats."""
-    return round(float(value), REPORTED_DECIMALS)
-
-
-def decide(score: float, threshold: float, review_band: tuple[float, float]) -> tuple[str, bool]:
-    """Label and review flag. Safety-first: a score in the review band is labelled Urgent even below the
-    threshold, because the threshold itself is uncertain there."""
-    low, high = review_band
-    needs_review = low <= score < high
-    urgent = score >= threshold or needs_review
-    return ("Urgent" if urgent else "Non-Urgent"), needs_review
