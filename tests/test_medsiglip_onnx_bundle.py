@@ -89,7 +89,7 @@ def bundle(tiny_siglip: Path, probe_dir: Path, tmp_path_factory: pytest.TempPath
 
 
 def test_bundle_files_and_metadata(bundle, probe_dir: Path) -> None:
-    from cxrtriage.backends.bundled import _sha256
+    from cxrtriage.files import sha256_file as _sha256
     from cxrtriage.backends.medsiglip import LinearProbe
 
     out, meta = bundle

@@ -7,13 +7,13 @@ The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from cxrtriage import config
+from cxrtriage.files import sha256_file
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "split.csv"
 SPLIT_NAMES = ("train", "val", "test")
@@ -124,7 +124,7 @@ def read_split(path: Path = SPLIT_FILE) -> dict[str, str]:
 
 
 def split_sha256(path: Path = SPLIT_FILE) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def load_split_records(data_dir: Path, datasets: tuple[str, ...] = ("nih", "kermany")) -> dict[str, list[Record]]:

@@ -32,10 +32,9 @@ from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.schema import Crop, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, Crop, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
-MAX_CROPS = 3  # the specification's 1-3 evidence crops
 
 
 def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:

@@ -17,6 +17,10 @@ DISCLAIMER = "For clinical decision support only — not a diagnostic tool."
 Label = Literal["Urgent", "Non-Urgent"]
 
 
+#: the specification's 1-3 evidence crops: the schema enforces it and the pipeline keeps to it
+MAX_CROPS = 3
+
+
 class Crop(BaseModel):
     """One evidence region, in pixels of the original (uploaded) image."""
 
@@ -63,7 +67,7 @@ class Prediction(BaseModel):
     label: Label
     score: float = Field(ge=0.0, le=1.0, description="calibrated probability that the study is urgent")
     explanation: str
-    crops: list[Crop] = Field(default_factory=list, max_length=3)
+    crops: list[Crop] = Field(default_factory=list, max_length=MAX_CROPS)
     provenance: list[Provenance] = Field(default_factory=list)
     # --- extra fields ---
     threshold: float = Field(description="operating threshold on the calibrated score")

@@ -18,7 +18,6 @@ probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -32,6 +31,7 @@ from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
 from cxrtriage.backends.cam import class_activation_map
+from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
 from cxrtriage.schema import ModelInfo
@@ -42,14 +42,6 @@ INDEX_FILE = "index.npz"
 #: output_roles assumed when model.json has none: the bundled CNN's outputs
 DEFAULT_LOGIT_OUTPUT = "urgency_logit"
 DEFAULT_FEATURE_MAP_OUTPUT = "feature_map"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -78,7 +70,7 @@ class BundledOnnxBackend:
         self.model_path = self.model_dir / MODEL_FILE
         if not self.model_path.is_file():
             raise ModelError(f"model file {self.model_path} not found")
-        sha = _sha256(self.model_path)
+        sha = sha256_file(self.model_path)
         if verify and sha != self.meta["sha256"]:
             raise ModelError(f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced")
         opts = ort.SessionOptions()

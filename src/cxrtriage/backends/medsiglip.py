@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
+from cxrtriage.files import sha256_file
 from cxrtriage.backends.model_source import pick_device_dtype, resolve_model, weight_files
 from cxrtriage.imaging.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
@@ -103,19 +103,6 @@ class LinearProbe:
             raise ModelError(f"linear probe {path} is malformed: {exc}") from exc
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 of a file; a hub-cache symlink points at a blob named by its sha256, so large weights aren't re-read."""
-    if path.is_symlink():
-        name = path.resolve().name
-        if re.fullmatch(r"[0-9a-f]{64}", name):
-            return name
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def processor_image_size(image_processor: Any, fallback: int) -> tuple[int, int]:
     """(height, width) the checkpoint's image processor produces; ``fallback`` when it only states an edge or
     nothing (shared by the torch backend and the ONNX embedder so both resize to the same size)."""
@@ -179,7 +166,7 @@ class MedSigLIPBackend:
         files = weight_files(self.model_dir) + ([probe_path] if probe_path else [])
         h = hashlib.sha256()
         for f in files:
-            h.update(f"{f.name}:{_file_sha256(f)}\n".encode())
+            h.update(f"{f.name}:{sha256_file(f)}\n".encode())
         self._files = files
         is_hub = not Path(model).expanduser().is_dir()
         name = model if is_hub else self.model_dir.name

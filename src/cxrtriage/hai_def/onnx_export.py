@@ -311,7 +311,8 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     import onnxruntime as ort
     import torch
 
-    from cxrtriage.backends.bundled import INDEX_FILE, META_FILE, MODEL_FILE, BundledOnnxBackend, _sha256
+    from cxrtriage.backends.bundled import INDEX_FILE, META_FILE, MODEL_FILE, BundledOnnxBackend
+    from cxrtriage.files import sha256_file
     from cxrtriage.backends.embedding_index import EmbeddingIndex
     from cxrtriage.imaging.preprocess import to_model_input
 
@@ -407,17 +408,17 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
         fp32_dir = tmp / "fp32"
         fp32_dir.mkdir()
         (tmp / FP32_FILE).replace(fp32_dir / MODEL_FILE)
-        _write_json(fp32_dir / META_FILE, {**meta, "sha256": _sha256(fp32_dir / MODEL_FILE)})
+        _write_json(fp32_dir / META_FILE, {**meta, "sha256": sha256_file(fp32_dir / MODEL_FILE)})
         bundle_numbers(BundledOnnxBackend(fp32_dir, verify=False), "fp32")
 
         # the int8 bundle itself
         (tmp / INT8_FILE).replace(out_dir / MODEL_FILE)
-        sha = _sha256(out_dir / MODEL_FILE)
+        sha = sha256_file(out_dir / MODEL_FILE)
         meta["files"] = {MODEL_FILE: sha}
         if index_src is not None:
             if not same_index:
                 shutil.copyfile(index_src, index_dst)
-            meta["files"][INDEX_FILE] = _sha256(index_dst)
+            meta["files"][INDEX_FILE] = sha256_file(index_dst)
             meta["index_source"] = str(index_src)
         meta["sha256"] = sha
         meta["size_bytes"] = (out_dir / MODEL_FILE).stat().st_size

@@ -7,7 +7,6 @@ Every step is checked and written to a trace (the specification's ``medgemma_qua
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cxrtriage.evaluation import metrics
 from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, split_sha256
+from cxrtriage.files import sha256_file
 from cxrtriage.backends.embedding_index import build_index_and_ood
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
 from cxrtriage.train.model import ArchConfig, CXRNet
@@ -83,10 +83,6 @@ def run_onnx(path: Path, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np
         logits.append(logit[:, 0])
         embs.append(fmap.mean(axis=(2, 3)))
     return np.concatenate(logits), np.concatenate(embs)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _run_summary(log: dict) -> dict:
@@ -250,8 +246,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "training": {k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")},
         "training_alternatives": [_run_summary(json.loads(Path(p).read_text())) for p in (ablation_logs or [])],
         "training_chosen": _run_summary(tlog) if tlog else None,
-        "files": {MODEL_FILE: _sha256(out_dir / MODEL_FILE), INDEX_FILE: _sha256(out_dir / INDEX_FILE)},
-        "sha256": _sha256(out_dir / MODEL_FILE),
+        "files": {MODEL_FILE: sha256_file(out_dir / MODEL_FILE), INDEX_FILE: sha256_file(out_dir / INDEX_FILE)},
+        "sha256": sha256_file(out_dir / MODEL_FILE),
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,0 +1,22 @@
+"""File identity: the one sha256 helper every model, bundle and split file is named by."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+_BLOB_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks. A Hugging Face cache symlink points at a blob named by its sha256,
+    so multi-GB weights are not re-read."""
+    path = Path(path)
+    if path.is_symlink() and _BLOB_NAME.fullmatch(path.resolve().name):
+        return path.resolve().name
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

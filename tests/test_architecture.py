@@ -1,0 +1,136 @@
+"""The package's layering (ARCHITECTURE.md), checked from the source: no stage imports one above it, no import
+cycles between modules, no private names imported across modules, and run-time code never imports train/ or
+hai_def/. Function-level (lazy) imports count too: a lazy import upward is still an upward dependency."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "cxrtriage"
+
+BASE = {"errors", "config", "optional", "schema", "decision", "files"}
+#: stage -> the stages it may import (besides itself and BASE)
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(), "config": set(), "optional": set(), "schema": set(), "decision": set(), "files": set(),
+    "data": set(),
+    "imaging": set(),
+    "backends": {"imaging"},
+    "explain": {"imaging", "backends"},
+    "pipeline": {"imaging", "backends", "explain", "data"},
+    "serve": {"imaging", "backends", "explain", "pipeline", "data"},
+    "train": {"imaging", "backends", "explain", "data", "evaluation"},
+    "evaluation": {"imaging", "backends", "explain", "pipeline", "data", "serve", "train"},
+    "hai_def": {"imaging", "backends", "explain", "data", "evaluation", "train"},
+    "cli": {"imaging", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def"},
+    "__init__": {"imaging", "pipeline"},
+}
+RUN_TIME = {"imaging", "backends", "explain", "pipeline", "serve", "data", *BASE}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PKG).with_suffix("").parts
+    return ".".join(("cxrtriage",) + parts).removesuffix(".__init__")
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def _imports() -> dict[str, list[tuple[str, list[str]]]]:
+    """module -> [(imported module, imported names)] for every ``cxrtriage`` import, lazy ones included."""
+    found: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
+    for path in PKG.rglob("*.py"):
+        mod = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found[mod] += [(a.name, []) for a in node.names if a.name.startswith("cxrtriage")]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("cxrtriage"):
+                found[mod].append((node.module, [a.name for a in node.names]))
+            elif isinstance(node, ast.ImportFrom) and node.level > 0:
+                found[mod].append(("<relative>", []))
+    return found
+
+
+def _target_modules(module: str, names: list[str], known: set[str]) -> list[str]:
+    """``from cxrtriage.x import y``: the submodule ``cxrtriage.x.y`` when it is one, else ``cxrtriage.x``."""
+    subs = [f"{module}.{n}" for n in names if f"{module}.{n}" in known]
+    return subs or [module]
+
+
+def test_no_relative_imports() -> None:
+    bad = [m for m, imps in _imports().items() if any(t == "<relative>" for t, _ in imps)]
+    assert not bad, f"relative imports (they break when a module moves): {bad}"
+
+
+def test_no_stage_imports_one_above_it() -> None:
+    known = {_module_name(p) for p in PKG.rglob("*.py")}
+    bad = []
+    for mod, imps in _imports().items():
+        stage = _stage(mod)
+        allowed = ALLOWED[stage] | BASE | {stage}
+        for target, names in imps:
+            for t in _target_modules(target, names, known):
+                if t == "cxrtriage":
+                    continue
+                if _stage(t) not in allowed:
+                    bad.append(f"{mod} -> {t}")
+    assert not bad, "imports that go up the layers (see ARCHITECTURE.md):\n" + "\n".join(sorted(bad))
+
+
+def test_run_time_code_never_imports_offline_tools() -> None:
+    known = {_module_name(p) for p in PKG.rglob("*.py")}
+    bad = [f"{mod} -> {t}" for mod, imps in _imports().items() if _stage(mod) in RUN_TIME
+           for target, names in imps for t in _target_modules(target, names, known)
+           if _stage(t) in {"train", "hai_def", "evaluation", "cli"}]
+    assert not bad, bad
+
+
+def test_no_import_cycles_between_modules() -> None:
+    known = {_module_name(p) for p in PKG.rglob("*.py")}
+    graph = {m: {t for target, names in imps for t in _target_modules(target, names, known) if t in known and t != m}
+             for m, imps in _imports().items()}
+    # a package's __init__ is imported with any of its submodules: an edge into a subpackage is not a cycle by itself
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_private_names_are_not_imported_across_modules() -> None:
+    bad = [f"{mod}: from {target} import {n}" for mod, imps in _imports().items() for target, names in imps
+           for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not bad, bad
+
+
+def test_every_stage_has_a_line_in_architecture_md() -> None:
+    text = (PKG.parents[1] / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    stages = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    stages |= {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"}
+    missing = [s for s in sorted(stages) if f"`{s}" not in text]
+    assert not missing, f"ARCHITECTURE.md does not name: {missing}"
