@@ -15,9 +15,17 @@ from cxrtriage import config
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = config.data_dir()
-    if root is None:
+    if root is None or not root.is_dir():
         pytest.skip("shared CXR data directory not available (set CXRTRIAGE_DATA_DIR)")
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that needs the data directory (the ``data_dir`` fixture, directly or through another fixture) is
+    marked ``data``, so ``pytest -m "not data"`` runs the rest of the suite without it."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 @pytest.fixture(autouse=True)
