@@ -329,7 +329,7 @@ def test_bootstrap_fast_auc_matches_sklearn() -> None:
         y = rng.integers(0, 2, n)
         s = np.round(rng.random(n), 1)  # ties on purpose
         levels = np.unique(s, return_inverse=True)[1].reshape(-1)
-        fast = M._auc_from_levels(y, levels, int(levels.max()) + 1)
+        fast = M.bootstrap.auc_from_levels(y, levels, int(levels.max()) + 1)
         if y.min() == y.max():
             assert math.isnan(fast)
         else:

@@ -30,7 +30,8 @@ from cxrtriage.imaging.preprocess import to_model_input
 MODEL_REPEAT_FACTOR = 4
 
 
-def _times(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+def times_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    """Wall time of ``repeats`` calls of ``fn`` in milliseconds, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     out = []
@@ -45,7 +46,8 @@ def _stats(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(ms), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2), "n": len(ms)}
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -70,7 +72,7 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                          "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
                          "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else "")}
-        results["end_to_end"] = _stats(_times(lambda: engine.predict(image), repeats))
+        results["end_to_end"] = _stats(times_ms(lambda: engine.predict(image), repeats))
         parts = {}
         for _ in range(repeats):
             for k, v in engine.predict(image).timings_ms.items():
@@ -78,15 +80,15 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         results["end_to_end_breakdown_p50_ms"] = {k: round(statistics.median(v), 2) for k, v in parts.items()}
         x = to_model_input(load_image(image).pixels, backend.preprocess_cfg)
         model_repeats = repeats * MODEL_REPEAT_FACTOR  # a model call takes a few ms: more calls, steadier medians
-        results["model_int8_onnx"] = _stats(_times(lambda: backend.run(x), model_repeats))
+        results["model_int8_onnx"] = _stats(times_ms(lambda: backend.run(x), model_repeats))
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
-        results["peak_rss_mb_onnx_path"] = round(_peak_rss_mb(), 1)
+        results["peak_rss_mb_onnx_path"] = round(peak_rss_mb(), 1)
         fp32 = Path(onnx_fp32) if onnx_fp32 else Path("runs/bundled/model.fp32.onnx")
         if fp32.is_file():
             import onnxruntime as ort
 
             sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
-            results["model_fp32_onnx"] = _stats(_times(lambda: sess.run(None, {"image": x}), model_repeats))
+            results["model_fp32_onnx"] = _stats(times_ms(lambda: sess.run(None, {"image": x}), model_repeats))
             results["model_fp32_size_mb"] = round(fp32.stat().st_size / 1e6, 3)
             results["int8_speedup_vs_fp32"] = round(results["model_fp32_onnx"]["p50_ms"] / results["model_int8_onnx"]["p50_ms"], 2)
         else:
@@ -102,10 +104,10 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
                 model, _ = load_checkpoint(Path(checkpoint))
                 xt = torch.from_numpy(x)
                 with torch.inference_mode():
-                    results["model_torch_fp32"] = _stats(_times(lambda: model(xt), model_repeats))
+                    results["model_torch_fp32"] = _stats(times_ms(lambda: model(xt), model_repeats))
         else:
             results["model_torch_fp32"] = "skipped: no --checkpoint given or found"
-        results["peak_rss_mb_total"] = round(_peak_rss_mb(), 1)
+        results["peak_rss_mb_total"] = round(peak_rss_mb(), 1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _print(results)

@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cxrtriage.evaluation.bench import _peak_rss_mb, _times
+from cxrtriage.evaluation.bench import peak_rss_mb, times_ms
 
 #: MedSigLIP-448's vision tower (SigLIP so400m/14 at 448 px, 429M parameters).
 SIGLIP_448_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
@@ -55,7 +55,7 @@ GGUF_QUANT = "Q4_K_M"
 
 def _seconds(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
     """Wall times in seconds (the bundled bench's timer; these models take seconds, not milliseconds)."""
-    return [ms / 1e3 for ms in _times(fn, repeats, warmup)]
+    return [ms / 1e3 for ms in times_ms(fn, repeats, warmup)]
 
 
 def _summary(sec: list[float]) -> dict[str, float]:
@@ -129,7 +129,7 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
         out = sess.run(None, {"pixel_values": xn})[0]
         res[tag] = _summary(_seconds(lambda: sess.run(None, {"pixel_values": xn}), repeats))
         res[f"cosine_{tag}_vs_torch_fp32"] = round(_cosine(out, ref), 5)
-    res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return res
 
 
@@ -207,7 +207,7 @@ def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> di
             "time_to_first_token": _summary(ttft),
             "per_token_s": round(per_token, 4), "per_token_p90_s": round(float(np.percentile(gaps, 90)), 4) if gaps else None,
             "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
-            "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 # ----------------------------------------------------------------------------------------------- GGUF
@@ -261,7 +261,7 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     msgs = to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
                                pil_to_data_uri(grey_to_pil(pixels)))
     res["image_prompt_first_token"] = _summary(_seconds(lambda: explainer._generate(msgs), 2, warmup=0))
-    res["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return res
 
 
