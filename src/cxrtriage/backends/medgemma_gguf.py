@@ -18,12 +18,9 @@ from cxrtriage.backends.medgemma_explainer import ask_with_one_repair, grey_to_p
 from cxrtriage.backends.medgemma_output import MedGemmaAnswer
 from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT, build_messages
 from cxrtriage.errors import ModelError
+from cxrtriage.optional import install_command
 
-EDGE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-EDGE_INSTALL_HINT = (
-    "llama-cpp-python is not installed. Install the edge extra, built from source: "
-    f'CMAKE_ARGS="{EDGE_CMAKE_ARGS}" pip install --no-binary llama-cpp-python "cxrtriage[edge]"'
-)
+EDGE_INSTALL_HINT = f"llama-cpp-python is not installed. Install the edge extra, built from source: {install_command('edge')}"
 MMPROJ_ENV = "CXRTRIAGE_MMPROJ"  # the vision projector when CXRTRIAGE_MODEL names a single .gguf file
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
 import re
 import sys
@@ -20,11 +19,10 @@ from typing import Any, Callable
 
 from cxrtriage.cli.options import resolve_data_dir
 from cxrtriage.errors import ModelError
+from cxrtriage.optional import MissingDependency, require_all
 
 RANDOM_WEIGHTS_NOTE = "random weights, for plumbing tests only: their outputs mean nothing"
 
-#: import name -> name to pip install (when it differs)
-_PIP_NAMES = {"sklearn": "scikit-learn", "llama_cpp": "llama-cpp-python"}
 
 class UsageError(Exception):
     """Something the user can fix (missing extra, bad option, absent data): one sentence on stderr, exit 2."""
@@ -46,22 +44,10 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 def _require(command: str, modules: dict[str, str]) -> None:
     """Import ``modules`` (import name -> extra providing it); raise UsageError naming what to install."""
-    missing: list[tuple[str, str, ImportError]] = []
-    for name, extra in modules.items():
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            missing.append((name, extra, exc))
-    if missing:
-        names = ", ".join(_PIP_NAMES.get(n, n) for n, _, _ in missing)
-        extras = ",".join(sorted({e for _, e, _ in missing}))
-        how = f"pip install 'cxrtriage[{extras}]'"
-        if "edge" in extras:  # llama-cpp-python must be built with portable flags on CPUs with AMX
-            from cxrtriage.backends.medgemma_gguf import EDGE_CMAKE_ARGS
-
-            how = f'CMAKE_ARGS="{EDGE_CMAKE_ARGS}" pip install --no-binary llama-cpp-python \'cxrtriage[{extras}]\''
-        raise UsageError(f"`cxrtriage hai-def {command}` needs {names}, which cannot be imported: {how} "
-                         f"({missing[0][2]})")
+    try:
+        require_all(modules, purpose=f"`cxrtriage hai-def {command}`")
+    except MissingDependency as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _data_dir(arg: str | None) -> Path:

@@ -16,6 +16,16 @@ from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
 from cxrtriage.cli.options import resolve_data_dir
 
 
+def _require_extra(module: str, extra: str, purpose: str) -> None:
+    """Exit 2 with one sentence naming the pip command when an optional dependency is missing."""
+    from cxrtriage.optional import MissingDependency, require
+
+    try:
+        require(module, extra=extra, purpose=purpose)
+    except MissingDependency as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def _data_dir(arg: str | None) -> Path:
     try:
         return resolve_data_dir(arg)
@@ -118,10 +128,9 @@ def cmd_ratings(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    try:
-        from cxrtriage.train.trainer import TrainConfig, train
-    except ImportError as exc:
-        raise SystemExit(f"error: training needs the [train] extra: pip install 'cxrtriage[train]' ({exc})")
+    _require_extra("torch", "train", "training")
+    from cxrtriage.train.trainer import TrainConfig, train
+
     cfg = TrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs, seed=args.seed,
                       kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads)
     ckpt = train(cfg)
@@ -130,10 +139,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    try:
-        from cxrtriage.train.export import export_bundle
-    except ImportError as exc:
-        raise SystemExit(f"error: export needs the [train] extra: pip install 'cxrtriage[train]' ({exc})")
+    _require_extra("torch", "train", "the export")
+    from cxrtriage.train.export import export_bundle
+
     out = export_bundle(Path(args.checkpoint), Path(args.out), data_dir=_data_dir(args.data_dir), train_log=args.train_log,
                         trace=Path(args.trace) if args.trace else None,
                         ablation_logs=[Path(p) for p in args.compare_log])
@@ -174,14 +182,16 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the web service (API + UI) with uvicorn; needs the [demo] extra, imported only here."""
-    try:
-        import uvicorn
-        from uvicorn.config import LOGGING_CONFIG
+    from cxrtriage.optional import MissingDependency, require_all
 
-        import fastapi  # noqa: F401  (fail here with a clear message rather than inside a worker)
-        from cxrtriage.serve.settings import ServerSettings
-    except ImportError as exc:
-        raise SystemExit(f"error: the web service needs the [demo] extra: pip install 'cxrtriage[demo]' ({exc})")
+    try:  # fail here with a clear message rather than inside a worker
+        require_all({"uvicorn": "demo", "fastapi": "demo", "pydantic_settings": "demo"}, purpose="the web service")
+    except MissingDependency as exc:
+        raise SystemExit(f"error: {exc}") from None
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from cxrtriage.serve.settings import ServerSettings
     from pydantic import ValidationError
 
     _apply_backend_options(args)
