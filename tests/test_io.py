@@ -28,7 +28,8 @@ from cxrtriage.errors import (
     InvalidImageError,
     UnsupportedFormatError,
 )
-from cxrtriage.imaging.load import ImageMeta, LoadedImage, load_image, sniff_format
+from cxrtriage.imaging.load import ImageMeta, LoadedImage, load_image
+from cxrtriage.imaging.sniff import sniff_format
 
 PHI = ("Doe^John", "SECRET123", "19700101", "ACC98765", "St Elsewhere Hospital", "Doe")
 MONO1_CHEST = "CR-MONO1-10-chest.dcm"

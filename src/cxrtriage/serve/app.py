@@ -52,7 +52,7 @@ from starlette.types import Scope
 
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
-from cxrtriage.imaging.load import sniff_format
+from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.middleware import (
     BodyError, BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware, body_error_response,
@@ -71,7 +71,6 @@ __all__ = [
 log = logging.getLogger("cxrtriage.serve.app")
 
 CROPS_URL = "/static/crops"
-_SNIFF_BYTES = 132
 _NOT_READY_RETRY_S = 5
 _PRUNE_INTERVAL_S = 1.0
 
@@ -87,12 +86,10 @@ def check_upload(data: bytes) -> str:
     """
     if not data:
         raise InvalidImageError("empty file")
-    kind = sniff_format(data[:_SNIFF_BYTES])
+    kind = sniff_format(data[:SNIFF_BYTES])
     if kind is None:
-        from cxrtriage.imaging.load import _describe_unknown  # same package; gives the user a name for what they sent
-
         raise UnsupportedFormatError(
-            f"unsupported file type (detected: {_describe_unknown(data[:4096])}); upload a PNG, JPEG or DICOM file"
+            f"unsupported file type (detected: {describe_unknown(data)}); upload a PNG, JPEG or DICOM file"
         )
     return kind
 
