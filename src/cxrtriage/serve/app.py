@@ -23,6 +23,10 @@ names, DICOM header values and report text are never logged.
 
 The model loads in the background after start-up, so ``/health`` answers at once and orchestrators can poll
 ``/ready``; a load failure keeps ``/ready`` at 503 with the reason rather than killing the process.
+
+This module assembles the app: :class:`ServiceRuntime` (what one app owns, at ``app.state.runtime``), middleware,
+``/metrics``, the exception handlers of :mod:`cxrtriage.serve.errors`, the routes of :mod:`cxrtriage.serve.routes`
+(which also holds the request -> Prediction step, re-exported here), the crops and the UI mount.
 """
 
 from __future__ import annotations
@@ -34,30 +38,23 @@ import logging
 import math
 import threading
 import time
-from http import HTTPStatus
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
 from starlette.types import Scope
 
 from cxrtriage.explain.crop_store import prune_crops
-from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
-from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
+from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import (
-    BodyError, BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware, body_error_response,
-    scope_request_id,
+    BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware,
 )
+from cxrtriage.serve.routes import CROPS_URL, api_router, check_upload, predict_upload, with_crop_urls
 from cxrtriage.serve.runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
 )
@@ -70,48 +67,7 @@ __all__ = [
 
 log = logging.getLogger("cxrtriage.serve.app")
 
-CROPS_URL = "/static/crops"
-_NOT_READY_RETRY_S = 5
 _PRUNE_INTERVAL_S = 1.0
-
-
-# ----------------------------------------------------------------------------- request -> Prediction
-
-
-def check_upload(data: bytes) -> str:
-    """Cheap checks before queueing for the model: not empty, and PNG/JPEG/DICOM by magic bytes.
-
-    Returns the detected format. The file name and the client's content type are ignored on purpose:
-    both are client-chosen and often wrong.
-    """
-    if not data:
-        raise InvalidImageError("empty file")
-    kind = sniff_format(data[:SNIFF_BYTES])
-    if kind is None:
-        raise UnsupportedFormatError(
-            f"unsupported file type (detected: {describe_unknown(data)}); upload a PNG, JPEG or DICOM file"
-        )
-    return kind
-
-
-def with_crop_urls(prediction: Prediction, url_prefix: str = CROPS_URL) -> Prediction:
-    """Replace each crop's file-system path by the URL the server serves it at (server paths stay private)."""
-    if not prediction.crops:
-        return prediction
-    prefix = url_prefix.rstrip("/")
-    crops = [c.model_copy(update={"thumb_path": f"{prefix}/{Path(c.thumb_path).name}"}) for c in prediction.crops]
-    return prediction.model_copy(update={"crops": crops})
-
-
-def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None, *,
-                   url_prefix: str = CROPS_URL) -> Prediction:
-    """Triage uploaded bytes: the whole request -> Prediction step, blocking (run it in a worker thread).
-
-    Raises :class:`cxrtriage.errors.InputError` subclasses for bad uploads, like :func:`cxrtriage.predict`.
-    """
-    check_upload(data)
-    report = prior_report if prior_report and prior_report.strip() else None
-    return with_crop_urls(engine.predict(data, report), url_prefix)
 
 
 # ----------------------------------------------------------------------------- the app
@@ -206,10 +162,6 @@ class ServiceRuntime:
         return max(1, min(120, math.ceil(median * backlog)))
 
 
-def _request_id(request: Request) -> str:
-    return scope_request_id(request.scope)
-
-
 def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
     """The instrumentator's /metrics route answers Prometheus text; say so in the OpenAPI schema (it would
     otherwise claim application/json)."""
@@ -221,43 +173,6 @@ def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
             route.response_class = PlainTextResponse
             route.responses = {200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}}
             route.summary = "Prometheus metrics (text exposition format)"
-
-
-def _error(status: int, detail: str, error_type: str, request: Request,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "error_type": error_type, "request_id": _request_id(request)},
-                        status_code=status, headers=headers)
-
-
-def _input_error_status(exc: InputError) -> int:
-    return 415 if isinstance(exc, UnsupportedFormatError) else 422
-
-
-def _validation_message(errors: list[dict[str, Any]], max_report: int) -> str:
-    parts = []
-    for err in errors:
-        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
-        field = ".".join(loc) or "request"
-        if err.get("type") == "missing" and field == "file":
-            parts.append("missing form field 'file': send the image as multipart/form-data field 'file'")
-        elif field == "prior_report" and err.get("type") == "string_too_long":
-            parts.append(f"prior_report is longer than {max_report} characters")
-        elif err.get("type") == "missing":
-            parts.append(f"missing form field '{field}'")
-        else:
-            parts.append(f"{field}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
-
-
-_PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed multipart body (no boundary, broken parts, a form part over 1 MiB)"},
-    408: {"description": "the upload stalled: no body data for body_timeout_s"},
-    413: {"description": "upload larger than max_upload_mb"},
-    415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
-    422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too long"},
-    429: {"description": "too many requests waiting; see Retry-After"},
-    503: {"description": "model not ready or model error"},
-}
 
 
 def create_app(settings: ServerSettings | None = None, *, engine: Engine | None = None,
@@ -312,110 +227,13 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
 
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
-    @app.exception_handler(BodyError)
-    async def _body_error(request: Request, exc: BodyError) -> JSONResponse:  # 413, 408
-        return body_error_response(exc, _request_id(request))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Every other HTTP error (404, 405, the multipart parser's 400 for an oversized form field, ...) in the
-        service's one error shape."""
-        try:
-            error_type = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
-        except ValueError:
-            error_type = "HTTPError"
-        return _error(exc.status_code, str(exc.detail), error_type, request, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
-        body = {"detail": _validation_message(errors, settings.max_prior_report_chars),
-                "error_type": "RequestValidationError", "request_id": _request_id(request), "errors": errors}
-        return JSONResponse(body, status_code=422)  # without the inputs: no echo of report text
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request %s: unexpected %s", _request_id(request), type(exc).__name__,
-                  exc_info=(type(exc), exc, exc.__traceback__))
-        return _error(500, "internal server error; it has been logged with this request id", "InternalError",
-                      request)
-
-    @app.post("/predict", tags=["triage"], response_model=Prediction, responses=_PREDICT_RESPONSES,
-              summary="Triage one chest X-ray (decision support only)")
-    async def predict_endpoint(
-        request: Request,
-        file: UploadFile = File(..., description="frontal chest radiograph: PNG, JPEG or DICOM (detected from content); "
-                                "an empty file gets 422", json_schema_extra={"minLength": 1}),
-        prior_report: str | None = Form(None, max_length=settings.max_prior_report_chars,
-                                        description="optional prior radiology report text (quoted as provenance)"),
-    ) -> Response:
-        rid = _request_id(request)
-        try:
-            data = await file.read()
-        finally:
-            await file.close()
-        try:
-            check_upload(data)
-        except InputError as exc:
-            log.info("request %s rejected: %s", rid, type(exc).__name__)
-            return _error(_input_error_status(exc), str(exc), type(exc).__name__, request)
-        try:
-            engine_ = runtime.state.get_engine()
-        except ModelError as exc:
-            return _error(503, str(exc), "NotReady", request, {"Retry-After": str(_NOT_READY_RETRY_S)})
-        url_prefix = request.scope.get("root_path", "").rstrip("/") + CROPS_URL
-        try:
-            async with runtime.limiter.slot():
-                t0 = time.perf_counter()
-                prediction = await run_in_threadpool(predict_upload, engine_, data, prior_report,
-                                                     url_prefix=url_prefix)
-                elapsed = time.perf_counter() - t0
-        except QueueFullError:
-            retry = runtime.retry_after_s()
-            return _error(429, f"the server is busy ({settings.max_concurrent} running, {settings.max_queue} "
-                               f"waiting); retry in {retry} s", "QueueFull", request, {"Retry-After": str(retry)})
-        except InputError as exc:
-            log.info("request %s rejected: %s", rid, type(exc).__name__)
-            return _error(_input_error_status(exc), str(exc), type(exc).__name__, request)
-        except ModelError as exc:
-            log.error("request %s: model error: %s", rid, exc)
-            return _error(503, str(exc), "ModelError", request)
-        except Exception as exc:
-            log.error("request %s: unexpected %s during prediction", rid, type(exc).__name__,
-                      exc_info=(type(exc), exc, exc.__traceback__))
-            return _error(500, "internal server error; it has been logged with this request id", "InternalError",
-                          request)
-        runtime.stats.add_latency(elapsed)
-        runtime.inference_seconds.observe(elapsed)
-        return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
-
-    @app.get("/health", tags=["service"], summary="liveness: the process answers")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/ready", tags=["service"], summary="readiness: model loaded and warmed up (503 until then)")
-    async def ready() -> JSONResponse:
-        engine_ = runtime.state.engine
-        if engine_ is None:
-            error = runtime.state.error
-            body = {"ready": False, "detail": f"model failed to load: {error}" if error else "model loading",
-                    "error": error}
-            return JSONResponse(body, status_code=503, headers={"Retry-After": str(_NOT_READY_RETRY_S)})
-        return JSONResponse({"ready": True, "model": getattr(getattr(engine_.backend, "info", None), "name", None)})
-
-    @app.get("/status", tags=["service"], summary="model identity and size, latency, counters, disclaimer")
-    async def status() -> dict[str, Any]:
-        return runtime.status()
-
+    install_error_handlers(app)
+    app.include_router(api_router(settings.max_prior_report_chars))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
-    # ---- UI hook: cxrtriage.serve.webui (owned by the UI work) mounts Gradio at /ui. The API works without it. ----
+    # UI hook: cxrtriage.serve.webui mounts Gradio at /ui (its file routes before the mount); the API works without it
     if settings.ui:
         runtime.ui_mounted = _mount_ui(app, runtime)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/ui" if runtime.ui_mounted else "/docs")
 
     return app
 
@@ -433,7 +251,7 @@ class MeasuredEngine:
         try:
             result = self._engine.predict(image, prior_report, save_crops=save_crops)
         except InputError as exc:
-            self._runtime.stats.count(_input_error_status(exc))
+            self._runtime.stats.count(input_error_status(exc))
             raise
         except Exception:
             self._runtime.stats.count(500)

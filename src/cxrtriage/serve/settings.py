@@ -83,11 +83,3 @@ class ServerSettings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
-
-    def examples_dir(self) -> Path | None:
-        """Data directory for UI examples: the setting, else the core package's default lookup."""
-        if self.data_dir is not None:
-            return self.data_dir
-        from cxrtriage import config
-
-        return config.data_dir()

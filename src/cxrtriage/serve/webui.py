@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
-import os
 import statistics
 import threading
 import time
@@ -35,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
+from cxrtriage.optional import require
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.webui_uploads import (
     UPLOAD_BYTES_FACTOR, UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir,
@@ -55,14 +55,12 @@ UPLOAD_EXPIRED_MESSAGE = ("This upload is no longer held by the server (uploads 
 BUSY_MESSAGE = "The server is busy with other images; nothing was triaged. Please try again in a few seconds."
 GENERIC_ERROR = ("Something went wrong while analysing this image; nothing was triaged. "
                  "Please try again, and contact the administrator if it keeps happening.")
-INSTALL_HINT = "the web UI needs Gradio: pip install 'cxrtriage[demo]'"
 #: the rendered result images (in the UI's files directory) are deleted after this many seconds
 RENDERED_MAX_AGE_S = 900.0
 #: longest side of the image shown on the page (the model and the boxes use the full-size image)
 DISPLAY_MAX_SIDE = 1024
 #: outline colours of the evidence boxes 1, 2, 3 (also used for the gallery captions' numbering)
 BOX_COLOURS = ("#ffb000", "#00d5ff", "#ff4fd8")
-_HAI_DEF_BACKENDS = frozenset({"medsiglip", "medsiglip-onnx", "medgemma", "medgemma-gguf"})
 
 UI_CSS = """
 .cxr-disclaimer {background:#fff4d6; border:2px solid #b7791f; color:#5c3d00; border-radius:8px;
@@ -111,18 +109,14 @@ UI_CSS = """
 """
 
 
-def _import_gradio():
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio as gr
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError(INSTALL_HINT) from exc
-    return gr
+def _gradio():
+    """Gradio, or :class:`cxrtriage.optional.MissingDependency` (an ImportError) naming the ``[demo]`` extra."""
+    return require("gradio", extra="demo", purpose="the web UI")
 
 
 def make_theme():
     """Gradio's default theme with system fonts only: nothing is fetched from font CDNs."""
-    gr = _import_gradio()
+    gr = _gradio()
     return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"])
 
@@ -349,7 +343,7 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
     so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
     REST API, so the UI cannot overload the machine behind the API's back.
     """
-    gr = _import_gradio()
+    gr = _gradio()
     from cxrtriage.imaging.load import load_image
 
     latency = _LocalLatency()
@@ -491,18 +485,13 @@ def _max_upload_bytes(settings: Any) -> int:
     return 32 * 1024 * 1024
 
 
-@contextlib.contextmanager
-def _gradio_files_in(directory: Path):
-    """Gradio reads its cache folder from ``GRADIO_TEMP_DIR`` when components and the app are built."""
-    old = os.environ.get("GRADIO_TEMP_DIR")
-    os.environ["GRADIO_TEMP_DIR"] = str(directory)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old
+def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
+    """Point the cache of every built block at ``directory``: Gradio saves a component's rendered output to the
+    component's ``GRADIO_CACHE`` (read from ``GRADIO_TEMP_DIR`` when the block is built; this sets it without
+    touching the environment). Files copied while building (the example images, public data) stay where Gradio
+    put them."""
+    for block in (blocks, *blocks.blocks.values()):
+        block.GRADIO_CACHE = str(directory)
 
 
 def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings=None, *,
@@ -512,16 +501,20 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
     of :func:`cxrtriage.serve.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
     """
-    gr = _import_gradio()
+    from starlette.routing import Mount
+
+    gr = _gradio()
     max_bytes = _max_upload_bytes(settings)
     files_dir = private_files_dir(getattr(settings, "crops_dir", None) if settings is not None else None)
     uploads = UploadStore(max_bytes=UPLOAD_BYTES_FACTOR * max_bytes)
     install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
-    with _gradio_files_in(files_dir):
-        blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,
-                              slot=slot)
-        gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS, footer_links=["api"],
-                            max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
+    blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,
+                          slot=slot)
+    _cache_files_in(blocks, files_dir)
+    gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS, footer_links=["api"],
+                        max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
+    mounted = next(r.app for r in reversed(app.routes) if isinstance(r, Mount) and r.path == "/ui")
+    mounted.uploaded_file_dir = str(files_dir)  # what Gradio's app itself writes (deep-link state) stays in there too
 
 
 def launch(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], *, host: str = "127.0.0.1",

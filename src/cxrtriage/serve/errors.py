@@ -1,0 +1,85 @@
+"""The service's one error shape, ``{"detail": str, "error_type": str, "request_id": str}``, and the exception
+handlers that give every HTTP error that shape (:func:`install_error_handlers`, called by ``create_app``)."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cxrtriage.errors import InputError, UnsupportedFormatError
+from cxrtriage.serve.middleware import BodyError, body_error_response, scope_request_id
+
+__all__ = ["INTERNAL_ERROR", "error_response", "input_error_status", "install_error_handlers"]
+
+log = logging.getLogger("cxrtriage.serve.app")
+
+INTERNAL_ERROR = "internal server error; it has been logged with this request id"
+
+
+def error_response(status: int, detail: str, error_type: str, request: Request,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error_type": error_type, "request_id": scope_request_id(request.scope)},
+                        status_code=status, headers=headers)
+
+
+def input_error_status(exc: InputError) -> int:
+    return 415 if isinstance(exc, UnsupportedFormatError) else 422
+
+
+def _validation_message(errors: list[dict[str, Any]], max_report: int) -> str:
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        field = ".".join(loc) or "request"
+        if err.get("type") == "missing" and field == "file":
+            parts.append("missing form field 'file': send the image as multipart/form-data field 'file'")
+        elif field == "prior_report" and err.get("type") == "string_too_long":
+            parts.append(f"prior_report is longer than {max_report} characters")
+        elif err.get("type") == "missing":
+            parts.append(f"missing form field '{field}'")
+        else:
+            parts.append(f"{field}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _body_error(request: Request, exc: BodyError) -> JSONResponse:  # 413, 408
+    return body_error_response(exc, scope_request_id(request.scope))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every other HTTP error (404, 405, the multipart parser's 400 for an oversized form field, ...) in the
+    service's one error shape."""
+    try:
+        error_type = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        error_type = "HTTPError"
+    return error_response(exc.status_code, str(exc.detail), error_type, request,
+                          headers=getattr(exc, "headers", None))
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+    max_report = request.app.state.runtime.settings.max_prior_report_chars
+    body = {"detail": _validation_message(errors, max_report), "error_type": "RequestValidationError",
+            "request_id": scope_request_id(request.scope), "errors": errors}
+    return JSONResponse(body, status_code=422)  # without the inputs: no echo of report text
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("request %s: unexpected %s", scope_request_id(request.scope), type(exc).__name__,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, INTERNAL_ERROR, "InternalError", request)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """413/408 from the body limit, every HTTP and validation error, and a generic 500 (traceback in the log)."""
+    app.add_exception_handler(BodyError, _body_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected)

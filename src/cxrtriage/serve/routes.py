@@ -1,0 +1,185 @@
+"""The service's HTTP routes (``/predict``, ``/health``, ``/ready``, ``/status``, ``/``) and the request ->
+Prediction step behind ``/predict``.
+
+The handlers are plain module-level functions: each finds the app's
+:class:`~cxrtriage.serve.app.ServiceRuntime` (settings, engine state, limiter, stats, metrics) at
+``request.app.state.runtime``, so several apps can live in one process. :func:`api_router` builds the router that
+``create_app`` includes; its one parameter is the documented length limit of ``prior_report``, which FastAPI reads
+from the route's signature both to validate the form and to write the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
+from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
+from cxrtriage.schema import Prediction
+from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
+from cxrtriage.serve.middleware import scope_request_id
+from cxrtriage.serve.runtime import Engine, QueueFullError
+
+__all__ = ["CROPS_URL", "PREDICT_RESPONSES", "api_router", "check_upload", "predict_upload", "with_crop_urls"]
+
+log = logging.getLogger("cxrtriage.serve.app")
+
+CROPS_URL = "/static/crops"
+NOT_READY_RETRY_S = 5
+
+
+# ----------------------------------------------------------------------------- request -> Prediction
+
+
+def check_upload(data: bytes) -> str:
+    """Cheap checks before queueing for the model: not empty, and PNG/JPEG/DICOM by magic bytes.
+
+    Returns the detected format. The file name and the client's content type are ignored on purpose:
+    both are client-chosen and often wrong.
+    """
+    if not data:
+        raise InvalidImageError("empty file")
+    kind = sniff_format(data[:SNIFF_BYTES])
+    if kind is None:
+        raise UnsupportedFormatError(
+            f"unsupported file type (detected: {describe_unknown(data)}); upload a PNG, JPEG or DICOM file"
+        )
+    return kind
+
+
+def with_crop_urls(prediction: Prediction, url_prefix: str = CROPS_URL) -> Prediction:
+    """Replace each crop's file-system path by the URL the server serves it at (server paths stay private)."""
+    if not prediction.crops:
+        return prediction
+    prefix = url_prefix.rstrip("/")
+    crops = [c.model_copy(update={"thumb_path": f"{prefix}/{Path(c.thumb_path).name}"}) for c in prediction.crops]
+    return prediction.model_copy(update={"crops": crops})
+
+
+def _triage_checked(engine: Engine, data: bytes, prior_report: str | None, url_prefix: str) -> Prediction:
+    """:func:`predict_upload` once :func:`check_upload` has passed (``/predict`` checks before it queues)."""
+    report = prior_report if prior_report and prior_report.strip() else None
+    return with_crop_urls(engine.predict(data, report), url_prefix)
+
+
+def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None, *,
+                   url_prefix: str = CROPS_URL) -> Prediction:
+    """Triage uploaded bytes: the whole request -> Prediction step, blocking (run it in a worker thread).
+
+    Raises :class:`cxrtriage.errors.InputError` subclasses for bad uploads, like :func:`cxrtriage.predict`.
+    """
+    check_upload(data)
+    return _triage_checked(engine, data, prior_report, url_prefix)
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed multipart body (no boundary, broken parts, a form part over 1 MiB)"},
+    408: {"description": "the upload stalled: no body data for body_timeout_s"},
+    413: {"description": "upload larger than max_upload_mb"},
+    415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
+    422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too long"},
+    429: {"description": "too many requests waiting; see Retry-After"},
+    503: {"description": "model not ready or model error"},
+}
+
+
+async def predict(request: Request, file: UploadFile, prior_report: str | None) -> Response:
+    """``POST /predict`` once FastAPI has parsed and validated the form."""
+    runtime = request.app.state.runtime
+    settings = runtime.settings
+    rid = scope_request_id(request.scope)
+    try:
+        data = await file.read()
+    finally:
+        await file.close()
+    try:
+        check_upload(data)  # the one format check of the service, before the request waits for a slot
+    except InputError as exc:
+        log.info("request %s rejected: %s", rid, type(exc).__name__)
+        return error_response(input_error_status(exc), str(exc), type(exc).__name__, request)
+    try:
+        engine = runtime.state.get_engine()
+    except ModelError as exc:
+        return error_response(503, str(exc), "NotReady", request, {"Retry-After": str(NOT_READY_RETRY_S)})
+    url_prefix = request.scope.get("root_path", "").rstrip("/") + CROPS_URL
+    try:
+        async with runtime.limiter.slot():
+            t0 = time.perf_counter()
+            prediction = await run_in_threadpool(_triage_checked, engine, data, prior_report, url_prefix)
+            elapsed = time.perf_counter() - t0
+    except QueueFullError:
+        retry = runtime.retry_after_s()
+        return error_response(429, f"the server is busy ({settings.max_concurrent} running, {settings.max_queue} "
+                                   f"waiting); retry in {retry} s", "QueueFull", request, {"Retry-After": str(retry)})
+    except InputError as exc:
+        log.info("request %s rejected: %s", rid, type(exc).__name__)
+        return error_response(input_error_status(exc), str(exc), type(exc).__name__, request)
+    except ModelError as exc:
+        log.error("request %s: model error: %s", rid, exc)
+        return error_response(503, str(exc), "ModelError", request)
+    except Exception as exc:
+        log.error("request %s: unexpected %s during prediction", rid, type(exc).__name__,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return error_response(500, INTERNAL_ERROR, "InternalError", request)
+    runtime.stats.add_latency(elapsed)
+    runtime.inference_seconds.observe(elapsed)
+    return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
+
+
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def ready(request: Request) -> JSONResponse:
+    state = request.app.state.runtime.state
+    engine = state.engine
+    if engine is None:
+        error = state.error
+        body = {"ready": False, "detail": f"model failed to load: {error}" if error else "model loading",
+                "error": error}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(NOT_READY_RETRY_S)})
+    return JSONResponse({"ready": True, "model": getattr(getattr(engine.backend, "info", None), "name", None)})
+
+
+async def status(request: Request) -> dict[str, Any]:
+    return request.app.state.runtime.status()
+
+
+async def root(request: Request) -> RedirectResponse:
+    return RedirectResponse("/ui" if request.app.state.runtime.ui_mounted else "/docs")
+
+
+def api_router(max_prior_report_chars: int) -> APIRouter:
+    """The routes of one app; ``max_prior_report_chars`` is validated by FastAPI and documented in the schema."""
+
+    async def predict_endpoint(
+        request: Request,
+        file: UploadFile = File(..., description="frontal chest radiograph: PNG, JPEG or DICOM (detected from content); "
+                                "an empty file gets 422", json_schema_extra={"minLength": 1}),
+        prior_report: str | None = Form(None, max_length=max_prior_report_chars,
+                                        description="optional prior radiology report text (quoted as provenance)"),
+    ) -> Response:
+        return await predict(request, file, prior_report)
+
+    router = APIRouter()
+    router.add_api_route("/predict", predict_endpoint, methods=["POST"], tags=["triage"], response_model=Prediction,
+                         responses=PREDICT_RESPONSES, summary="Triage one chest X-ray (decision support only)")
+    router.add_api_route("/health", health, methods=["GET"], tags=["service"],
+                         summary="liveness: the process answers")
+    router.add_api_route("/ready", ready, methods=["GET"], tags=["service"],
+                         summary="readiness: model loaded and warmed up (503 until then)")
+    router.add_api_route("/status", status, methods=["GET"], tags=["service"],
+                         summary="model identity and size, latency, counters, disclaimer")
+    router.add_api_route("/", root, methods=["GET"], include_in_schema=False)
+    return router
