@@ -72,13 +72,12 @@ def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, t
     text = verify_reload(out, examples[0]["image"], max_new_tokens=4, task="explanation")
     assert isinstance(text, str)
     # the merged checkpoint serves through exactly the code users run (`--backend medgemma --model ft/merged`)
-    from cxrtriage.backends import load_backend
     from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage
 
-    backend = load_backend("medgemma", out / "merged")
-    backend.max_new_tokens = 8
-    res = Triage(backend=backend, crops_dir=tmp_path / "crops").predict(nih_records[0].path)
+    engine = Triage(backend_name="medgemma", model_dir=out / "merged", crops_dir=tmp_path / "crops")
+    engine.explainer.max_new_tokens = 8
+    res = engine.predict(nih_records[0].path)
     assert res.model.backend == "medgemma" and res.label in ("Urgent", "Non-Urgent")
     assert res.explanation.startswith("MedGemma: ") or PARSE_FAILURE_WARNING in res.warnings
 

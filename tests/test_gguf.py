@@ -73,7 +73,6 @@ def test_gguf_explainer_runs_on_real_image(gguf_files: tuple[Path, Path], nih_pi
 def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """`CXRTRIAGE_BACKEND=medgemma-gguf`: the bundled classifier labels, llama.cpp MedGemma explains or falls back."""
-    from cxrtriage.backends import load_backend
     from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage
 
@@ -82,9 +81,9 @@ def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_pat
     if image is None or not image.is_file():
         pytest.skip("NIH image not in the data directory")
     monkeypatch.delenv("CXRTRIAGE_CLASSIFIER", raising=False)
-    backend = load_backend("medgemma-gguf", gguf_files[0].parent)
-    backend.max_new_tokens = 12
-    res = Triage(backend=backend, crops_dir=tmp_path).predict(image, REPORT)
+    gguf_engine = Triage(backend_name="medgemma-gguf", model_dir=gguf_files[0].parent, crops_dir=tmp_path)
+    gguf_engine.explainer.max_new_tokens = 12
+    res = gguf_engine.predict(image, REPORT)
     base = Triage(crops_dir=tmp_path).predict(image, REPORT)
     assert res.model.backend == "medgemma-gguf"
     assert (res.label, res.score) == (base.label, base.score)

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from cxrtriage.backends import load_backend  # noqa: E402
+from cxrtriage.backends import Explainer, load_backend, load_stages  # noqa: E402
 from cxrtriage.backends.medgemma import MedGemmaBackend  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
@@ -48,18 +48,21 @@ def image(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def gemma_engine(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Triage:
-    backend = load_backend("medgemma", tiny_dir)
-    backend.max_new_tokens = 16  # random weights: keep the garbage short
-    return Triage(backend=backend, crops_dir=tmp_path_factory.mktemp("crops_medgemma"))
+    engine = Triage(backend_name="medgemma", model_dir=tiny_dir, crops_dir=tmp_path_factory.mktemp("crops_medgemma"))
+    engine.explainer.max_new_tokens = 16  # random weights: keep the garbage short
+    return engine
 
 
-def test_loader_wraps_the_bundled_classifier(tiny_dir: Path) -> None:
-    backend = load_backend("medgemma", tiny_dir)
-    assert isinstance(backend, MedGemmaBackend)
-    assert type(backend.classifier).__name__ == "BundledOnnxBackend"
-    assert backend.info.backend == "medgemma" and backend.info.name == tiny_dir.name
-    assert backend.threshold == backend.classifier.threshold and backend.layout is backend.classifier.layout
-    assert backend._explainer is None  # MedGemma loads lazily, on the first explanation
+def test_loader_gives_the_bundled_classifier_and_the_medgemma_explainer(tiny_dir: Path) -> None:
+    classifier, explainer = load_stages("medgemma", tiny_dir)
+    assert isinstance(explainer, MedGemmaBackend) and isinstance(explainer, Explainer)
+    assert type(classifier).__name__ == "BundledOnnxBackend"
+    # each model has its own identity: MedGemma's name, version and sha256 are not the classifier's
+    assert explainer.info.backend == "medgemma" and explainer.info.name == tiny_dir.name
+    assert len(explainer.info.sha256) == 64 and explainer.info.sha256 != classifier.info.sha256
+    assert explainer._explainer is None  # MedGemma loads lazily, on the first explanation
+    with pytest.raises(ValueError, match="load_stages"):
+        load_backend("medgemma", tiny_dir)
 
 
 def test_garbage_output_keeps_classifier_label_and_explanation(gemma_engine: Triage, engine: Triage, image: Path) -> None:
@@ -67,6 +70,9 @@ def test_garbage_output_keeps_classifier_label_and_explanation(gemma_engine: Tri
     res = gemma_engine.predict(image, REPORT, save_crops=False)
     Prediction.model_validate(json.loads(res.model_dump_json()))
     assert res.model.backend == "medgemma"
+    # the result names both models with their own hashes: the classifier that scored, MedGemma that explained
+    assert (res.model.name, res.model.version, res.model.sha256) == (base.model.name, base.model.version, base.model.sha256)
+    assert res.explainer is not None and res.explainer.sha256 != res.model.sha256 and base.explainer is None
     assert (res.label, res.score, res.threshold) == (base.label, base.score, base.threshold)
     assert res.explanation == base.explanation and res.needs_review == base.needs_review
     assert PARSE_FAILURE_WARNING in res.warnings
@@ -127,7 +133,7 @@ def test_missing_hub_model_gives_clear_error(monkeypatch: pytest.MonkeyPatch) ->
     missing = "google/medgemma-not-in-any-cache"
     monkeypatch.setenv("CXRTRIAGE_MODEL", missing)
     with pytest.raises(ModelError) as exc:
-        load_backend("medgemma")
+        load_stages("medgemma")
     assert missing in str(exc.value) and "CXRTRIAGE_BACKEND=bundled" in str(exc.value)
 
 
@@ -162,12 +168,12 @@ def test_medgemma_box_becomes_a_marked_crop(gemma_engine: Triage, image: Path, m
 def test_medgemma_gguf_backend_needs_its_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without GGUF files the edge backend fails at load time with a sentence saying how to produce them."""
     with pytest.raises(ModelError, match="CXRTRIAGE_MODEL"):
-        load_backend("medgemma-gguf")
+        load_stages("medgemma-gguf")
     with pytest.raises(ModelError, match="convert-gguf"):
-        load_backend("medgemma-gguf", tmp_path)
+        load_stages("medgemma-gguf", tmp_path)
     (tmp_path / "model-Q4_K_M.gguf").write_bytes(b"GGUF")
     with pytest.raises(ModelError, match="mmproj"):
-        load_backend("medgemma-gguf", tmp_path)
+        load_stages("medgemma-gguf", tmp_path)
 
 
 def test_medgemma_gguf_backend_picks_the_quantised_file(tmp_path: Path) -> None:
@@ -175,7 +181,7 @@ def test_medgemma_gguf_backend_picks_the_quantised_file(tmp_path: Path) -> None:
 
     for name in ("model-f16.gguf", "model-Q4_K_M.gguf", "mmproj-f16.gguf"):
         (tmp_path / name).write_bytes(b"GGUF")
-    backend = load_backend("medgemma-gguf", tmp_path)
+    backend = load_stages("medgemma-gguf", tmp_path).explainer
     assert isinstance(backend, MedGemmaGgufBackend) and backend.info.backend == "medgemma-gguf"
     assert Path(backend.model_dir).name == "model-Q4_K_M.gguf" and backend.mmproj.name == "mmproj-f16.gguf"
     assert backend._explainer is None  # llama.cpp loads lazily, on the first explanation
@@ -184,7 +190,7 @@ def test_medgemma_gguf_backend_picks_the_quantised_file(tmp_path: Path) -> None:
 def test_four_bit_on_cpu_is_a_clear_error(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """CXRTRIAGE_4BIT=1 (bitsandbytes NF4) is GPU-only: on CPU the explainer refuses with a sentence, no traceback."""
     monkeypatch.setenv("CXRTRIAGE_4BIT", "1")
-    backend = load_backend("medgemma", tiny_dir)
+    backend = load_stages("medgemma", tiny_dir).explainer
     backend.device = "cpu"
     with pytest.raises(ModelError, match="CUDA GPU"):
         backend.explainer()
@@ -203,10 +209,11 @@ def test_cli_finetune_qlora_on_cpu_exits_2(tiny_dir: Path, data_dir: Path, tmp_p
 
 def test_footprint_counts_medgemma_weights(tiny_dir: Path, tmp_path: Path) -> None:
     """The size the UI shows includes MedGemma's own files, not only the classifier's."""
-    backend = load_backend("medgemma", tiny_dir)
+    engine = Triage(backend_name="medgemma", model_dir=tiny_dir, crops_dir=tmp_path / "crops")
     weights = sum(p.stat().st_size for p in tiny_dir.glob("*.safetensors")) / 1e6
-    assert weights > 0 and abs(backend.footprint_mb() - (backend.classifier.footprint_mb() + weights)) < 1e-9
+    assert weights > 0 and abs(engine.explainer.footprint_mb() - weights) < 1e-9
+    assert abs(engine.footprint_mb() - (engine.backend.footprint_mb() + weights)) < 1e-9
     for name, size in (("model-Q4_K_M.gguf", 3000), ("mmproj-f16.gguf", 1000)):
         (tmp_path / name).write_bytes(b"G" * size)
-    gguf = load_backend("medgemma-gguf", tmp_path)
-    assert abs(gguf.footprint_mb() - (gguf.classifier.footprint_mb() + 4000 / 1e6)) < 1e-9
+    gguf = Triage(backend_name="medgemma-gguf", model_dir=tmp_path, crops_dir=tmp_path / "crops")
+    assert abs(gguf.footprint_mb() - (gguf.backend.footprint_mb() + 4000 / 1e6)) < 1e-9

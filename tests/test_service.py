@@ -81,6 +81,7 @@ class FakeEngine:
 
     def __init__(self, crops_dir: Path | None = None, *, block: bool = False, exc: BaseException | None = None) -> None:
         self.backend = FakeBackend()
+        self.info = self.backend.info
         self.crops_dir = crops_dir
         self.block = block
         self.exc = exc
@@ -88,6 +89,9 @@ class FakeEngine:
         self.release = threading.Event()
         self.calls = 0
         self._lock = threading.Lock()
+
+    def footprint_mb(self) -> float:
+        return self.backend.footprint_mb()
 
     def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
         with self._lock:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from cxrtriage import config, decision
 from cxrtriage.imaging import gate
-from cxrtriage.backends import Backend, load_backend
+from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging.load import LoadedImage, load_image
@@ -32,7 +32,7 @@ from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.schema import MAX_CROPS, Crop, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, Crop, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
 
@@ -58,13 +58,34 @@ def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: t
 
 
 class Triage:
-    """A loaded backend plus the settings of the pipeline around it. Thread-safe for concurrent predict()."""
+    """The pipeline built from declared stages: a classifier (``backend``) and an optional ``explainer``.
+    Thread-safe for concurrent predict().
 
-    def __init__(self, backend: Backend | None = None, *, backend_name: str = "bundled",
-                 model_dir: str | Path | None = None, crops_dir: str | Path | None = None, n_neighbours: int = 3) -> None:
-        self.backend = backend if backend is not None else load_backend(backend_name, model_dir)
+    ``Triage(backend_name="medgemma", model_dir=...)`` loads both stages of a configuration
+    (:func:`cxrtriage.backends.load_stages`); ``Triage(classifier, explainer)`` takes loaded ones.
+    """
+
+    def __init__(self, backend: Backend | None = None, explainer: Explainer | None = None, *,
+                 backend_name: str = "bundled", model_dir: str | Path | None = None, crops_dir: str | Path | None = None,
+                 n_neighbours: int = 3) -> None:
+        if backend is None:
+            backend, loaded_explainer = load_stages(backend_name, model_dir)
+            explainer = explainer or loaded_explainer
+        self.backend = backend
+        self.explainer = explainer
         self.crops_dir = Path(crops_dir) if crops_dir else None
         self.n_neighbours = n_neighbours
+
+    @property
+    def info(self) -> ModelInfo:
+        """The classifier's identity, under the configuration's backend name (the explainer's when there is one)."""
+        if self.explainer is None:
+            return self.backend.info
+        return self.backend.info.model_copy(update={"backend": self.explainer.info.backend})
+
+    def footprint_mb(self) -> float:
+        """Model files on disk: the classifier's plus the explainer's."""
+        return self.backend.footprint_mb() + (self.explainer.footprint_mb() if self.explainer is not None else 0.0)
 
     def predict(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
         t_start = time.perf_counter()
@@ -72,7 +93,7 @@ class Triage:
         loaded = image if isinstance(image, LoadedImage) else load_image(image)
         pixels, meta = loaded.pixels, loaded.meta
         timings["decode"] = (time.perf_counter() - t_start) * 1e3
-        warnings = list(meta.warnings) + list(getattr(self.backend, "warnings", []))
+        warnings = list(meta.warnings) + list(self.backend.warnings)
 
         t = time.perf_counter()
         gate.check_header_and_statistics(pixels, meta)
@@ -89,8 +110,7 @@ class Triage:
             squashed = resize_square(np.clip(pixels, 0.0, 1.0), layout.input_size)
             residual = layout.residual(squashed)
             gate.check_layout(residual, self.backend.max_layout_residual)
-            accepts = getattr(self.backend, "accepts_squashed", None)
-            if callable(accepts) and accepts(layout.input_size):
+            if self.backend.accepts_squashed(layout.input_size):
                 model_pixels = squashed
         timings["gate"] = (time.perf_counter() - t) * 1e3
 
@@ -131,17 +151,16 @@ class Triage:
         explanation = build_explanation(label, score, threshold, band, boxes, report, needs_review,
                                         has_map=out.cam is not None)
         provenance = report_provenance(report) + case_provenance(neighbours)
-        # Optional explainer hook (the `medgemma` backend): it may replace the explanation and add provenance and
-        # warnings, and a second opinion that disagrees flags the result for review; it never changes label or score.
-        explain = getattr(self.backend, "explain", None)
-        if callable(explain):
+        # The optional explainer stage (MedGemma): it may replace the explanation and add provenance and warnings,
+        # and a second opinion that disagrees flags the result for review; it never changes label or score.
+        if self.explainer is not None:
             t = time.perf_counter()
-            extra = explain(pixels, prior_report, label)
+            extra = self.explainer.explain(pixels, prior_report, label)
             explanation = extra.explanation or explanation
             provenance += [p for p in extra.provenance if not _quoted_already(p, provenance)]
             warnings += extra.warnings
-            needs_review = needs_review or bool(getattr(extra, "needs_review", False))
-            if getattr(extra, "box_xywh", None):
+            needs_review = needs_review or extra.disagrees
+            if extra.box_xywh:
                 # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
                 boxes = boxes[: MAX_CROPS - 1] + [box_from_xywh(extra.box_xywh, (width, height), "medgemma")]
             timings["explain"] = (time.perf_counter() - t) * 1e3
@@ -160,7 +179,7 @@ class Triage:
         return Prediction(
             label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
             threshold=threshold, review_band=band, needs_review=needs_review,
-            model=self.backend.info, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
+            model=self.info, explainer=self.explainer.info if self.explainer is not None else None, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
             image=image_info,
         )
 

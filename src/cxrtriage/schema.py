@@ -74,7 +74,9 @@ class Prediction(BaseModel):
     review_band: tuple[float, float] = Field(description="scores in [low, high) need human review and are labelled Urgent")
     needs_review: bool
     disclaimer: str = DISCLAIMER
-    model: ModelInfo
+    model: ModelInfo = Field(description="the classifier that labelled and scored, under the configuration's backend name")
+    explainer: ModelInfo | None = Field(default=None, description="the explainer (MedGemma) that added the "
+                                        "explanation, second opinion or box, with its own version and sha256")
     timings_ms: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")

@@ -1,15 +1,21 @@
-"""The one interface every model backend implements, so CLI, REST, UI and notebooks share one code path."""
+"""The declared stages every model plugs into, so CLI, REST, UI and notebooks share one code path.
+
+* :class:`Backend` — the classifier: a calibrated score (and optionally a map and an embedding) for one image.
+* :class:`Explainer` — optional: MedGemma's explanation, second opinion and box for an image already labelled.
+
+The pipeline uses exactly what these protocols declare; it never probes for attributes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.imaging.layout import ChestLayoutModel
-from cxrtriage.schema import ModelInfo
+from cxrtriage.schema import ModelInfo, Provenance
 
 
 @dataclass
@@ -31,11 +37,48 @@ class Backend(Protocol):
     knn_k: int
     layout: ChestLayoutModel | None
     max_layout_residual: float | None
+    warnings: list[str]  # load-time warnings every result carries (e.g. an uncalibrated zero-shot head)
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         """Score a (H, W) float [0,1] grey image."""
         ...
 
+    def accepts_squashed(self, size: int) -> bool:
+        """True when ``analyze`` gives the same result for an image already squashed to ``size`` x ``size`` (the
+        pipeline then reuses the gate's resize instead of a second full-size one)."""
+        ...
+
     def footprint_mb(self) -> float:
         """Size of the model file(s) on disk."""
         ...
+
+
+@dataclass(frozen=True)
+class SecondOpinion:
+    """What an :class:`Explainer` adds to a result; it never changes the label or the score."""
+
+    explanation: str | None
+    provenance: list[Provenance]
+    warnings: list[str]
+    box_xywh: tuple[int, int, int, int] | None = None  # the explainer's evidence box, original-image pixels
+    disagrees: bool = False  # its own urgency differs from the classifier's label: the result goes to review
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    info: ModelInfo  # the explainer's own identity (name, version, sha256), reported beside the classifier's
+
+    def explain(self, pixels: np.ndarray, prior_report: str | None, label: str) -> SecondOpinion:
+        """Explanation, provenance, warnings and box for an image the classifier labelled ``label``."""
+        ...
+
+    def footprint_mb(self) -> float:
+        """Size of the explainer's model files on disk."""
+        ...
+
+
+class Stages(NamedTuple):
+    """A configured model: the classifier, and the explainer when the configuration has one."""
+
+    classifier: Backend
+    explainer: Explainer | None = None

@@ -66,6 +66,7 @@ class BundledOnnxBackend:
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir) if model_dir else config.model_dir()
+        self.warnings: list[str] = []
         self.meta = read_metadata(self.model_dir)
         self.model_path = self.model_dir / MODEL_FILE
         if not self.model_path.is_file():

@@ -22,13 +22,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cxrtriage.backends.base import Backend, BackendOutput
+from cxrtriage.backends.base import Backend, SecondOpinion, Stages
 from cxrtriage.backends.model_source import resolve_model
-from cxrtriage.schema import Provenance
+from cxrtriage.files import sha256_file
+from cxrtriage.schema import ModelInfo, Provenance
 
 if TYPE_CHECKING:
     from cxrtriage.backends.medgemma_explainer import MedGemmaExplainer
@@ -42,31 +43,16 @@ def disagreement_warning(opinion: str, label: str) -> str:
     return f"{DISAGREEMENT_PREFIX}{opinion}) disagrees with the classifier label ({label}): review"
 
 
-class SecondOpinion(NamedTuple):
-    """What :meth:`MedGemmaBackend.explain` returns to the pipeline's explainer hook."""
-
-    explanation: str | None
-    provenance: list[Provenance]
-    warnings: list[str]
-    box_xywh: tuple[int, int, int, int] | None = None  # MedGemma's evidence box, original-image pixels
-
-    @property
-    def needs_review(self) -> bool:
-        """True when MedGemma disagrees with the classifier: a disagreement must reach a human."""
-        return any(w.startswith(DISAGREEMENT_PREFIX) for w in self.warnings)
-
-
 class MedGemmaBackend:
-    """Backend protocol delegated to ``classifier``, plus :meth:`explain` from MedGemma (loaded on first use)."""
+    """The :class:`~cxrtriage.backends.base.Explainer` stage: MedGemma (loaded on first use) explains an image the
+    classifier has labelled and gives its second opinion. Its ``info`` is MedGemma's own identity."""
 
     backend_name = "medgemma"
 
-    def __init__(self, model: str | Path, classifier: Backend, *, device: str | None = None,
-                 max_new_tokens: int = 160) -> None:
+    def __init__(self, model: str | Path, *, device: str | None = None, max_new_tokens: int = 160) -> None:
         self.model = str(model)
         # Resolve now so that a missing model fails at load time with the clear "how to get it" ModelError.
         self.model_dir = self._locate(self.model)
-        self.classifier = classifier
         self.device = device
         self.max_new_tokens = max_new_tokens
         self._explainer: MedGemmaExplainer | None = None
@@ -74,54 +60,15 @@ class MedGemmaBackend:
         self._lock = threading.Lock()
         is_local = Path(self.model).expanduser().exists()
         name = Path(self.model_dir).name if is_local else self.model
-        self.info = self.classifier.info.model_copy(update={"backend": self.backend_name, "name": name})
+        self.info = ModelInfo(name=name, version=_revision(Path(self.model_dir)),
+                              sha256=_files_sha256(self._weight_files()), backend=self.backend_name)
 
     def _locate(self, model: str) -> str:
         return resolve_model(model, kind="MedGemma")
 
-    # -- Backend protocol: everything from the calibrated classifier ------------------------------------------
-    @property
-    def threshold(self) -> float:
-        return self.classifier.threshold
-
-    @property
-    def review_band(self) -> tuple[float, float]:
-        return self.classifier.review_band
-
-    @property
-    def index(self) -> Any:
-        return self.classifier.index
-
-    @property
-    def min_knn_similarity(self) -> float | None:
-        return self.classifier.min_knn_similarity
-
-    @property
-    def knn_k(self) -> int:
-        return self.classifier.knn_k
-
-    @property
-    def layout(self) -> Any:
-        return self.classifier.layout
-
-    @property
-    def max_layout_residual(self) -> float | None:
-        return self.classifier.max_layout_residual
-
-    @property
-    def warnings(self) -> list[str]:
-        return list(getattr(self.classifier, "warnings", []))
-
-    def analyze(self, pixels: np.ndarray) -> BackendOutput:
-        return self.classifier.analyze(pixels)
-
-    def accepts_squashed(self, size: int) -> bool:
-        accepts = getattr(self.classifier, "accepts_squashed", None)
-        return bool(callable(accepts) and accepts(size))
-
     def footprint_mb(self) -> float:
-        """The classifier's files plus MedGemma's weight files (what this backend needs on disk)."""
-        return self.classifier.footprint_mb() + sum(f.stat().st_size for f in self._weight_files()) / 1e6
+        """MedGemma's weight files on disk."""
+        return sum(f.stat().st_size for f in self._weight_files()) / 1e6
 
     def _weight_files(self) -> list[Path]:
         from cxrtriage.backends.model_source import weight_files
@@ -162,7 +109,8 @@ class MedGemmaBackend:
             provenance.append(Provenance(source="prior_report", snippet=answer.supporting_quote, relation="supports"))
         if agree is False:
             warnings.append(disagreement_warning(str(answer.urgency), label))
-        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings, answer.box_xywh)
+        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings, answer.box_xywh,
+                             disagrees=agree is False)
 
 
 class MedGemmaGgufBackend(MedGemmaBackend):
@@ -190,6 +138,21 @@ class MedGemmaGgufBackend(MedGemmaBackend):
         return GgufExplainer(self.model_dir, self.mmproj, n_threads=threads, max_new_tokens=self.max_new_tokens)
 
 
+def _revision(model_dir: Path) -> str:
+    """A hub snapshot's revision (its folder name under ``snapshots/``), else "local"."""
+    return model_dir.name if model_dir.parent.name == "snapshots" else "local"
+
+
+def _files_sha256(files: list[Path]) -> str:
+    """One sha256 over the model's weight files (name and sha256 of each), so a result names the exact weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f"{f.name}:{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def load_classifier() -> Backend:
     """The calibrated classifier: bundled ONNX unless CXRTRIAGE_CLASSIFIER names a MedSigLIP linear probe."""
     probe = (os.environ.get("CXRTRIAGE_CLASSIFIER") or "").strip()
@@ -204,15 +167,16 @@ def load_classifier() -> Backend:
                             device=os.environ.get("CXRTRIAGE_DEVICE") or None)
 
 
-def from_env(model_dir: str | Path | None = None) -> MedGemmaBackend:
-    """The ``load_backend("medgemma")`` entry: MedGemma from model_dir, else CXRTRIAGE_MODEL, else the hub id."""
+def from_env(model_dir: str | Path | None = None) -> Stages:
+    """The ``load_stages("medgemma")`` entry: MedGemma from model_dir, else CXRTRIAGE_MODEL, else the hub id."""
     model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
     resolve_model(model, kind="MedGemma")  # fail fast, before loading the classifier
-    return MedGemmaBackend(model, load_classifier(), device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+    explainer = MedGemmaBackend(model, device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+    return Stages(load_classifier(), explainer)
 
 
-def gguf_from_env(model_dir: str | Path | None = None) -> MedGemmaGgufBackend:
-    """The ``load_backend("medgemma-gguf")`` entry: GGUF files from model_dir, else CXRTRIAGE_MODEL (required)."""
+def gguf_from_env(model_dir: str | Path | None = None) -> Stages:
+    """The ``load_stages("medgemma-gguf")`` entry: GGUF files from model_dir, else CXRTRIAGE_MODEL (required)."""
     from cxrtriage.errors import ModelError
     from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
@@ -222,4 +186,4 @@ def gguf_from_env(model_dir: str | Path | None = None) -> MedGemmaGgufBackend:
                          "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "
                          "or use CXRTRIAGE_BACKEND=bundled")
     find_gguf_pair(model)  # fail fast, before loading the classifier
-    return MedGemmaGgufBackend(model, load_classifier())
+    return Stages(load_classifier(), MedGemmaGgufBackend(model))

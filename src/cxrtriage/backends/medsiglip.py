@@ -246,6 +246,10 @@ class MedSigLIPBackend:
         sims = self._urgency_text @ emb
         return float(scale * (sims[:n_u].mean() - sims[n_u:].mean()))
 
+    def accepts_squashed(self, size: int) -> bool:
+        """MedSigLIP's processor resizes with its own filter from the full image: a pre-squashed one differs."""
+        return False
+
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         t0 = time.perf_counter()
         emb = self.embed([pixels])[0]

@@ -24,9 +24,9 @@ def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) 
               "or run `make demo IMG=path/to/chest.png`.", file=sys.stderr)
         return 2
     engine = get_triage()
-    info = engine.backend.info
+    info = engine.info
     print(f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
-          f"({engine.backend.footprint_mb():.2f} MB on disk), offline\n")
+          f"({engine.footprint_mb():.2f} MB on disk), offline\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     with out.open("w", encoding="utf-8") as sink:

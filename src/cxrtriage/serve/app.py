@@ -126,11 +126,11 @@ class ServiceRuntime:
     def status(self) -> dict[str, Any]:
         """What ``GET /status`` returns (and the UI shows)."""
         engine = self.state.engine
-        info = getattr(engine.backend, "info", None) if engine is not None else None
+        info = engine.info if engine is not None else None
         size = None
         if engine is not None:
             with contextlib.suppress(Exception):
-                size = round(float(engine.backend.footprint_mb()), 2)
+                size = round(float(engine.footprint_mb()), 2)
         limiter = self._limiter
         return {
             "ready": engine is not None,

@@ -149,7 +149,7 @@ async def ready(request: Request) -> JSONResponse:
         body = {"ready": False, "detail": f"model failed to load: {error}" if error else "model loading",
                 "error": error}
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(NOT_READY_RETRY_S)})
-    return JSONResponse({"ready": True, "model": getattr(getattr(engine.backend, "info", None), "name", None)})
+    return JSONResponse({"ready": True, "model": engine.info.name})
 
 
 async def status(request: Request) -> dict[str, Any]:

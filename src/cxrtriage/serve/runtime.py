@@ -16,7 +16,7 @@ import anyio
 import numpy as np
 
 from cxrtriage.errors import ModelError, ServiceBusyError
-from cxrtriage.schema import Prediction
+from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.serve.settings import ServerSettings
 
 log = logging.getLogger("cxrtriage.serve.app")
@@ -25,9 +25,12 @@ log = logging.getLogger("cxrtriage.serve.app")
 class Engine(Protocol):
     """What the service needs of an engine (a :class:`cxrtriage.pipeline.Triage`, or a fake in tests)."""
 
-    backend: Any
+    backend: Any  # the classifier (warm-up runs it once)
+    info: ModelInfo  # what the results name: the classifier, under the configuration's backend name
 
     def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction: ...
+
+    def footprint_mb(self) -> float: ...
 
 
 def load_engine(settings: ServerSettings) -> Engine:
@@ -112,7 +115,7 @@ async def load_in_background(state: EngineState, loader: Callable[[], Engine], w
         state.set_failed("unexpected error during loading or warm-up (see the server log)")
     else:
         state.set_ready(engine)
-        info = getattr(engine.backend, "info", None)
+        info = engine.info
         log.info("model ready in %.1f s: %s %s", time.perf_counter() - t0,
                  getattr(info, "name", "?"), getattr(info, "version", "?"))
 
