@@ -11,6 +11,10 @@ Keys of the ``preprocess`` block:
 
   - ``"squash-bilinear"`` (default, the bundled CNN): float [0,1] image clipped, PIL bilinear resize in float
     ("F" mode) to (H, W) without keeping the aspect ratio, then ``(x - mean) / std``.
+* ``quantize``: ``"uint8"`` rounds the resized image to 8 bits (``round(x * 255) / 255``) before normalising.
+  The bundled CNN was trained, calibrated and indexed on 8-bit caches of the resized images, so serving does the
+  same (:func:`to_cache` / :func:`from_cache` are the two halves training uses; ``tests/test_preprocess_parity.py``
+  pins train-time and serve-time inputs to the same array).
   - ``"siglip-uint8-bilinear"`` (a MedSigLIP ONNX bundle): exactly ``MedSigLIPBackend.to_pil`` followed by the
     checkpoint's SigLIP image processor: clip, ``rint(x * 255)`` to uint8, PIL bilinear resize of the "L" image to
     (H, W), then ``x * rescale_factor`` (the processor's, 1/255) and ``(x - mean[c]) / std[c]`` with the
@@ -51,6 +55,21 @@ def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(grey.resize((width, height), Image.BILINEAR), dtype=np.uint8)
 
 
+QUANTIZE_UINT8 = "uint8"
+
+
+def to_cache(pixels: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
+    """(H, W) float [0,1] -> the 8-bit resized image training caches (first half of :func:`to_model_input`)."""
+    h, w = input_hw(cfg)
+    x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def from_cache(cached: np.ndarray) -> np.ndarray:
+    """8-bit cache -> float32 [0,1] (second half): the one definition of the 8-bit to unit conversion."""
+    return np.asarray(cached).astype(np.float32) / np.float32(255.0)
+
+
 def input_hw(cfg: Mapping[str, Any]) -> tuple[int, int]:
     """(height, width) of the model input from ``input_size`` (S or [H, W])."""
     size = cfg["input_size"]
@@ -78,6 +97,10 @@ def check_config(cfg: Mapping[str, Any]) -> None:
     channels = int(cfg.get("channels", 1))
     if channels not in (1, 3):
         raise ValueError(f"preprocess channels must be 1 or 3, got {channels}")
+    if cfg.get("quantize") not in (None, QUANTIZE_UINT8):
+        raise ValueError(f"preprocess quantize must be {QUANTIZE_UINT8!r} or absent, got {cfg.get('quantize')!r}")
+    if cfg.get("quantize") and mode != SQUASH_BILINEAR:
+        raise ValueError(f"preprocess quantize applies to the {SQUASH_BILINEAR!r} resize only")
     input_hw(cfg)
     _per_channel(cfg["mean"], channels, "mean")
     std = _per_channel(cfg["std"], channels, "std")
@@ -94,7 +117,10 @@ def to_model_input(pixels: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
     channels = int(cfg.get("channels", 1))
     mean, std = cfg["mean"], cfg["std"]
     if mode == SQUASH_BILINEAR:
-        x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
+        if cfg.get("quantize") == QUANTIZE_UINT8:
+            x = from_cache(to_cache(pixels, cfg))
+        else:
+            x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
         if channels == 1 and np.ndim(mean) == 0 and np.ndim(std) == 0:
             # the bundled CNN's path, unchanged (float32 arithmetic)
             x = (x - float(mean)) / float(std)

@@ -24,8 +24,9 @@ from cxrtriage.data import Record, load_split_records, split_sha256
 from cxrtriage.files import sha256_file
 from cxrtriage.backends.embedding_index import build_index_and_ood
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
+from cxrtriage.imaging.preprocess import from_cache
 from cxrtriage.train.model import ArchConfig, CXRNet
-from cxrtriage.train.trainer import limit_per_dataset, load_cache
+from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
 MODEL_FILE = "model.onnx"
 META_FILE = "model.json"
@@ -71,7 +72,8 @@ class _Reader(CalibrationDataReader):
 
 
 def _normalise(images_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
-    return ((images_u8.astype(np.float32) / 255.0 - mean) / std)[:, None]
+    """Cached 8-bit images -> the model input, exactly as :func:`~cxrtriage.imaging.preprocess.to_model_input`."""
+    return ((from_cache(images_u8) - mean) / std)[:, None]
 
 
 def run_onnx(path: Path, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +110,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
     torch.set_num_threads(2)
     model, ckpt = load_checkpoint(checkpoint)
-    pre = ckpt["preprocess"]
+    pre = {**cache_config(int(ckpt["preprocess"]["input_size"])), **ckpt["preprocess"]}  # older checkpoints lack quantize
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
     log(f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}")
 
@@ -133,7 +135,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     # Chest-layout model (out-of-distribution gate and polarity check): PCA of thumbnails of the index images,
     # bound = largest validation residual plus a margin.
     def feats(cache: np.ndarray) -> np.ndarray:
-        return np.stack([layout_features(c.astype(np.float32) / 255.0, size) for c in cache])
+        return np.stack([layout_features(from_cache(c), size) for c in cache])
 
     layout = ChestLayoutModel.fit(feats(caches["index"]), LAYOUT_K, size)
     val_res = np.array([layout.residual_of_features(f) for f in np.concatenate([feats(caches["NIH val"]), feats(caches["pediatric val"])])])

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from cxrtriage.data import Record, load_split_records, split_sha256
 from cxrtriage.imaging.load import load_image
-from cxrtriage.imaging.preprocess import resize_square
+from cxrtriage.imaging.preprocess import QUANTIZE_UINT8, SQUASH_BILINEAR, to_cache
 from cxrtriage.train.model import ArchConfig, CXRNet
 
 
@@ -69,11 +69,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def cache_config(size: int) -> dict:
+    """The resize and 8-bit step of the bundled CNN's preprocessing (what the cache holds; mean/std come later)."""
+    return {"input_size": size, "resize": SQUASH_BILINEAR, "channels": 1, "quantize": QUANTIZE_UINT8}
+
+
 def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
-    """Decode and resize every image once (uint8, N x S x S); augmentation then runs on tensors."""
+    """Decode and resize every image once (uint8, N x S x S) with :func:`~cxrtriage.imaging.preprocess.to_cache`,
+    the first half of the serving path; augmentation then runs on tensors."""
     out = np.empty((len(records), size, size), dtype=np.uint8)
+    cfg = cache_config(size)
     for i, rec in enumerate(tqdm(records, desc=f"loading {desc}", unit="img", leave=False, mininterval=5.0)):
-        out[i] = np.round(resize_square(load_image(rec.path).pixels, size) * 255.0).clip(0, 255).astype(np.uint8)
+        out[i] = to_cache(load_image(rec.path).pixels, cfg)
     return out
 
 
@@ -197,7 +204,7 @@ def train(cfg: TrainConfig) -> Path:
         {
             "arch": cfg.arch,
             "state_dict": state,
-            "preprocess": {"input_size": S, "mean": mean, "std": std, "resize": "squash-bilinear", "channels": 1},
+            "preprocess": {**cache_config(S), "mean": mean, "std": std},
             "best": best,
         },
         ckpt,

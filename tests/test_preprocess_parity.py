@@ -1,0 +1,72 @@
+"""Issue 10: the inputs the bundled model was trained, calibrated and indexed on are the inputs the server sends.
+
+Training caches each resized image as 8 bits (train/trainer.load_cache) and calibration, the threshold and the
+similar-case index were fitted on those caches (train/export); serving used the unrounded float resize, so the
+fitted numbers described inputs the server never sent. Now both go through imaging/preprocess."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrtriage import config
+from cxrtriage.imaging.load import load_image
+from cxrtriage.imaging.preprocess import to_model_input
+
+META = json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text(encoding="utf-8"))
+
+
+def _images(data_dir: Path) -> list[Path]:
+    from cxrtriage.data import load_split_records
+
+    test = load_split_records(data_dir)["test"]
+    nih = [r.path for r in test if r.dataset == "nih"][:3]
+    ped = [r.path for r in test if r.dataset == "kermany"][:2]
+    return nih + ped + [data_dir / "dicom" / "CR-MONO1-10-chest.dcm"]
+
+
+def test_bundled_metadata_states_the_8_bit_step_it_was_trained_with() -> None:
+    assert META["preprocess"]["quantize"] == "uint8"
+
+
+def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> None:
+    pytest.importorskip("torch")
+    from cxrtriage.train.export import _normalise
+    from cxrtriage.train.trainer import cache_config, load_cache
+
+    pre = META["preprocess"]
+    size = int(pre["input_size"])
+    paths = [p for p in _images(data_dir) if p.is_file()]
+    assert len(paths) >= 4
+
+    class Rec:  # what load_cache reads of a split record
+        def __init__(self, path: Path) -> None:
+            self.path = path
+
+    cached = load_cache([Rec(p) for p in paths], size, "parity")
+    train_side = _normalise(cached, float(pre["mean"]), float(pre["std"]))  # calibration / threshold / index inputs
+    for i, path in enumerate(paths):
+        serve_side = to_model_input(load_image(path).pixels, pre)
+        np.testing.assert_array_equal(serve_side[0], train_side[i], err_msg=path.name)
+    assert cache_config(size).items() <= pre.items()  # the checkpoint's block is the bundled model's
+
+
+def test_the_served_model_gets_that_input(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BundledOnnxBackend feeds ONNX exactly to_model_input's array (the pipeline's squashed shortcut included)."""
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+    from cxrtriage.imaging.preprocess import resize_square
+
+    backend = BundledOnnxBackend()
+    seen: list[np.ndarray] = []
+    real = backend.run_outputs
+    monkeypatch.setattr(backend, "run_outputs", lambda x: seen.append(x.copy()) or real(x))
+    pixels = load_image(_images(data_dir)[0]).pixels
+    backend.analyze(pixels)
+    size = int(META["preprocess"]["input_size"])
+    backend.analyze(resize_square(np.clip(pixels, 0, 1), size))  # what the pipeline passes when accepts_squashed
+    expected = to_model_input(pixels, META["preprocess"])
+    np.testing.assert_array_equal(seen[0], expected)
+    np.testing.assert_array_equal(seen[1], expected)
