@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -81,6 +82,56 @@ def test_pyrush_debug_logging_is_silenced(capfd: pytest.CaptureFixture[str]) -> 
     captured = capfd.readouterr()
     assert "PyRuSH" not in captured.err + captured.out
     assert "DEBUG" not in captured.err + captured.out
+
+
+def test_rule_files_are_package_data_medspacy_reads() -> None:
+    """The rules ship inside the package (pyproject package-data) as medspaCy JSON."""
+    import importlib.resources
+
+    from medspacy.context import ConTextRule
+    from medspacy.target_matcher import TargetRule
+
+    rules = importlib.resources.files("cxrtriage.explain").joinpath("rules")
+    assert sorted(p.name for p in rules.iterdir() if p.name.endswith(".json")) == [
+        "context_rules.json",
+        "normal_statements.json",
+        "target_rules.json",
+    ]
+    with importlib.resources.as_file(rules) as folder:
+        targets = TargetRule.from_json(str(folder / "target_rules.json"))
+        cues = ConTextRule.from_json(str(folder / "context_rules.json"))
+        normal = TargetRule.from_json(str(folder / "normal_statements.json"))
+    finding_labels = {name.upper().replace(" ", "_") for name in URGENT_FINDINGS}
+    assert {r.category for r in targets} == finding_labels | {"NOT_URGENT"}
+    assert cues and {r.category for r in normal} == {"NORMAL_STATEMENT"}
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"explain/rules/*.json"' in pyproject
+
+
+def test_torch_import_in_another_thread_works_while_spacy_loads() -> None:
+    """thinc is loaded without torch, yet nothing process-wide hides torch: a torch import from another thread at
+    the very moment thinc declines torch succeeds."""
+    pytest.importorskip("torch")
+    code = (
+        "import sys, threading\n"
+        "import cxrtriage.explain.thinc_without_torch as t\n"
+        "declining, seen = t._import_declining_torch, []\n"
+        "def other_thread():\n"
+        "    import torch\n"
+        "    seen.append(torch.__name__)\n"
+        "def spy(name, *args, **kwargs):\n"
+        "    if name == 'torch' and not seen:\n"
+        "        th = threading.Thread(target=other_thread); th.start(); th.join()\n"
+        "    return declining(name, *args, **kwargs)\n"
+        "t._import_declining_torch = spy\n"
+        "from cxrtriage.explain.report import analyze_prior_report\n"
+        "rel = analyze_prior_report('Small left pleural effusion.').sentences[0].relation\n"
+        "import thinc.compat\n"
+        "print(seen, thinc.compat.has_torch, rel)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["['torch']", "False", "supports"]
 
 
 # ------------------------------------------------------------------------------------------------

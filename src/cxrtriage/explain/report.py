@@ -1,17 +1,21 @@
 """Find urgent-finding mentions in prior radiology-report text and classify them.
 
 A prior report is *context* for the image model, never a diagnosis: each sentence that mentions an
-urgent finding (see ``/work/shared/data/README.md``: pneumothorax, pneumonia, consolidation, edema,
-effusion, mass, infiltration, airspace opacity) is quoted verbatim with its character offsets so a
+urgent finding (:data:`URGENT_FINDINGS`: pneumothorax, pneumonia, consolidation, edema, effusion,
+mass, infiltrate, airspace opacity) is quoted verbatim with its character offsets so a
 reviewer can check the quote against the original text.
 
 Pipeline (medspaCy, built once and lazily by :func:`get_nlp`):
 
 * medspaCy tokenizer + PyRuSH sentence splitter;
-* a ``TargetMatcher`` with the rules of :data:`_FINDING_RULES` (token patterns, so "massive" or
+* a ``TargetMatcher`` with the rules of ``rules/target_rules.json`` (token patterns, so "massive" or
   "masseter" never match "mass");
 * ConText with medspaCy's default rules, minus a few that are wrong for radiology (e.g. the default
-  calls "evaluate for" a negation), plus the radiology cues of :func:`_context_rules`.
+  calls "evaluate for" a negation), plus the radiology cues of ``rules/context_rules.json``;
+* the sentence-level normal statements of ``rules/normal_statements.json``.
+
+The rule files are medspaCy JSON (``TargetRule.from_json`` / ``ConTextRule.from_json``), read by
+:mod:`cxrtriage.explain.report_rules`.
 
 Decisions worth knowing (all deliberate, tested in ``tests/test_report.py``):
 
@@ -40,15 +44,14 @@ Decisions worth knowing (all deliberate, tested in ``tests/test_report.py``):
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import importlib.abc
-import re
-import sys
 import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+
+from cxrtriage.explain.report_rules import context_rules, normal_statement_pattern, target_rules
+from cxrtriage.explain.thinc_without_torch import import_thinc_without_torch
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps import light
     from spacy.language import Language
@@ -76,10 +79,6 @@ URGENT_FINDINGS: tuple[str, ...] = (
 AFFIRMED, NEGATED, UNCERTAIN, HISTORICAL = "affirmed", "negated", "uncertain", "historical"
 SUPPORTS, CONTRADICTS, UNCERTAIN_REL, NEUTRAL = "supports", "contradicts", "uncertain", "neutral"
 
-#: Label used for look-alike phrases that must NOT count as an urgent finding. They are matched so
-#: that the longest-match pruning of the TargetMatcher drops the shorter urgent match inside them.
-_EXCLUDED_LABEL = "NOT_URGENT"
-
 #: PyRuSH splits sentences longer than this many characters: a run-on text without periods must not
 #: give one negation cue a scope of thousands of characters.
 _MAX_SENTENCE_CHARS = 1000
@@ -95,7 +94,6 @@ DEFAULT_MAX_CHARS = 4000
 _NLP_LOCK = threading.Lock()
 
 _SPAN_GROUP = "cxrtriage_findings"
-_CURRENT = "CURRENT"  # ConText category of "now"/"new": ends the scope of a history cue
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -167,194 +165,8 @@ class ReportAnalysis:
 
 
 # --------------------------------------------------------------------------------------------- #
-# Target rules (what counts as a finding mention)
+# Pipeline (rules: cxrtriage.explain.report_rules)
 # --------------------------------------------------------------------------------------------- #
-def _lower(*words: str) -> dict[str, Any]:
-    """Token spec matching any of ``words`` case-insensitively."""
-    return {"LOWER": {"IN": list(words)}}
-
-
-def _opt(spec: dict[str, Any]) -> dict[str, Any]:
-    return {**spec, "OP": "?"}
-
-
-_SIDE = _opt(_lower("left", "right", "bilateral", "both"))
-_OPACITY = _lower("opacity", "opacities", "opacification", "opacifications")
-_AIRSPACE_HEAD = _lower("disease", "diseases", "opacity", "opacities", "opacification", "process", "filling")
-_AIR_SPACE_VARIANTS: list[list[dict[str, Any]]] = [
-    [_lower("airspace", "air-space")],
-    [_lower("air"), _opt({"ORTH": "-"}), _lower("space")],
-]
-
-# (canonical finding, token pattern, extra span attributes). Longer patterns win over shorter
-# overlapping ones (medspaCy prunes overlapping matches, keeping the longest).
-_FINDING_RULES: list[tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = [
-    # pneumothorax
-    ("pneumothorax", [_lower("pneumothorax", "pneumothoraces", "pneumothoraxes", "hydropneumothorax", "ptx")], None),
-    # pneumonia ("infection"/"infectious process" is how radiologists usually name pneumonia)
-    ("pneumonia", [_lower("pneumonia", "pneumonias", "pneumonic", "bronchopneumonia")], None),
-    ("pneumonia", [_lower("infection", "infections")], None),
-    ("pneumonia", [_lower("infectious"), _lower("process", "processes")], None),
-    # consolidation
-    ("consolidation", [_lower("consolidation", "consolidations", "consolidative", "consolidated")], None),
-    ("consolidation", [_lower("consolidative"), _OPACITY], None),
-    # edema
-    ("edema", [_opt(_lower("pulmonary", "interstitial", "alveolar", "airspace")), _lower("edema", "oedema")], None),
-    # congestion suggests, but does not establish, edema -> uncertain edema (CheXpert maps it to edema)
-    (
-        "edema",
-        [_opt(_lower("pulmonary")), _opt(_lower("vascular", "venous")), _lower("congestion")],
-        {"is_uncertain": True},
-    ),
-    # effusion (pleural)
-    ("effusion", [_opt(_lower("pleural")), _lower("effusion", "effusions")], None),
-    ("effusion", [_lower("pleural"), _lower("fluid")], None),
-    ("effusion", [_lower("hydrothorax", "hydrothoraces")], None),
-    # costophrenic blunting suggests a small effusion (or pleural thickening) -> uncertain effusion
-    (
-        "effusion",
-        [_lower("blunting"), _lower("of"), _opt(_lower("the")), _SIDE, _lower("costophrenic")],
-        {"is_uncertain": True},
-    ),
-    (
-        "effusion",
-        [_lower("costophrenic"), _opt(_lower("angle", "angles", "sulcus", "sulci", "xxxx")), _lower("blunting")],
-        {"is_uncertain": True},
-    ),
-    ("effusion", [_lower("blunted"), _SIDE, _lower("costophrenic")], {"is_uncertain": True}),
-    # mass
-    ("mass", [_opt(_lower("lung", "pulmonary", "mediastinal", "hilar", "lobe")), _lower("mass", "masses")], None),
-    ("mass", [_lower("masslike")], {"is_uncertain": True}),
-    ("mass", [_lower("mass"), {"ORTH": "-"}, _lower("like")], {"is_uncertain": True}),
-    # infiltrate
-    ("infiltrate", [_lower("infiltrate", "infiltrates", "infiltration", "infiltrations")], None),
-    # airspace opacity
-    *[("airspace opacity", [*variant, _AIRSPACE_HEAD], None) for variant in _AIR_SPACE_VARIANTS],
-    ("airspace opacity", [_lower("alveolar"), _OPACITY], None),
-]
-
-# Look-alikes that must not count (matched as _EXCLUDED_LABEL so they shadow the urgent match).
-_EXCLUDED_RULES: list[list[dict[str, Any]]] = [
-    [_lower("pericardial", "joint", "knee"), _lower("effusion", "effusions")],
-    [_lower("soft"), _opt({"ORTH": "-"}), _lower("tissue"), _lower("edema")],
-    [_lower("subcutaneous", "extremity", "facial", "peripheral", "pedal", "leg"), _lower("edema")],
-    [_lower("body"), _lower("mass")],
-    [_lower("mass"), _lower("effect")],
-    [_lower("infiltrative")],
-    [_lower("urinary", "skin", "wound", "ear", "sinus", "bladder", "tract"), _lower("infection", "infections")],
-]
-
-
-# --------------------------------------------------------------------------------------------- #
-# ConText rules
-# --------------------------------------------------------------------------------------------- #
-#: Default medspaCy ConText literals replaced here because they are wrong for radiology reports
-#: (e.g. "evaluate for pneumonia" is a request, not a negation; ": no" is a backward negation made for
-#: "fever: no" that turns "FINDINGS: No consolidation" into an affirmed consolidation).
-_OVERRIDDEN_DEFAULT_LITERALS = frozenset(
-    {"evaluate for", "checked for", "test for", "to exclude", "decline", "return", "free", "prophylaxis", ": no"}
-)
-
-
-def _context_rules() -> list[Any]:
-    """Radiology ConText cues added to medspaCy's defaults (see the module docstring)."""
-    from medspacy.context import ConTextRule
-
-    neg, pos, hyp, hist = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "HYPOTHETICAL", "HISTORICAL"
-    rules: list[ConTextRule] = []
-
-    def add(category: str, direction: str, *literals: str) -> None:
-        for literal in literals:
-            rules.append(ConTextRule(literal, category, direction=direction))
-
-    def add_pattern(category: str, direction: str, literal: str, pattern: list[dict[str, Any]]) -> None:
-        rules.append(ConTextRule(literal, category, pattern=pattern, direction=direction))
-
-    # -- negation / resolution -------------------------------------------------------------------
-    add(neg, "FORWARD", "resolution of", "interval resolution of", "interval clearing of", "clearing of",
-        "no visible", "no definite", "no convincing", "no new", "no residual", "no recurrent", "no evidence of")
-    seen = _lower("seen", "identified", "visualized", "appreciated", "present", "demonstrated", "detected",
-                  "evident", "visible", "noted", "apparent", "shown")
-    be = _opt(_lower("is", "are", "was", "were", "be", "been"))
-    add_pattern(neg, "BACKWARD", "not seen", [be, _lower("not"), _opt(_lower("well", "definitely", "clearly")), seen])
-    add_pattern(neg, "BACKWARD", "no longer seen", [be, _lower("no"), _lower("longer"), seen])
-    add_pattern(neg, "BACKWARD", "has resolved",
-                [_lower("has", "have", "is", "are", "now"), _opt(_lower("since", "completely", "nearly")),
-                 _lower("resolved", "cleared")])
-    add(neg, "BACKWARD", "absent", "is absent", "are absent", "excluded", "is excluded", "are excluded",
-        "has been excluded", "interval resolution")
-    # "Pneumothorax: no." in templated reports (replaces the default ": no", see above)
-    add_pattern(neg, "BACKWARD", ": no.", [{"ORTH": ":"}, _lower("no", "none", "absent"), {"IS_PUNCT": True}])
-
-    # "no (significant) change in the effusion" says the effusion is still there: a PSEUDO cue is
-    # longer than "no", so it shadows the negation and modifies nothing itself.
-    add_pattern(neg, "PSEUDO", "no change in",
-                [_lower("no"), _opt(_lower("significant", "interval", "substantial", "appreciable", "definite")),
-                 _lower("change", "changes", "increase", "decrease", "enlargement", "worsening", "progression"),
-                 _opt(_lower("in", "of"))])
-    add(neg, "PSEUDO", "not only", "not necessarily", "without change")
-
-    # -- uncertainty ----------------------------------------------------------------------------
-    add(pos, "FORWARD", "may represent", "may reflect", "may be", "might represent", "could represent",
-        "could reflect", "could be", "cannot exclude", "can not exclude", "can't exclude", "cannot rule out",
-        "can not rule out", "questionable", "question of", "probable", "probably", "likely", "possibly",
-        "potential", "suspicion for", "suspicion of", "concern for", "concerning for", "suggest", "suggests",
-        "suggesting", "suggestion of", "consider", "differential", "equivocal", "presumed", "early",
-        "developing")
-    add(pos, "BACKWARD", "cannot be excluded", "can not be excluded", "cannot be ruled out",
-        "can not be ruled out", "not excluded", "not entirely excluded", "is not excluded",
-        "is possible", "is suspected", "is questioned")
-    add(pos, "BIDIRECTIONAL", "versus", "vs", "vs.", "suspected", "?")
-    add(pos, "FORWARD", "may include", "could include", "differential includes", "differential diagnosis",
-        "etiologies include", "other etiologies")
-    # "atelectasis or pneumonia" / "pneumonia or atelectasis": the radiologist cannot tell them apart
-    benign = _lower("atelectasis", "scar", "scarring", "fibrosis", "thickening", "fat")
-    either = [_opt(_lower("and")), _opt({"ORTH": "/"}), _lower("or", "and/or")]
-    rules.append(ConTextRule("atelectasis or", pos, pattern=[benign, *either], direction="FORWARD", max_scope=3))
-    rules.append(ConTextRule("or atelectasis", pos, pattern=[*either, benign], direction="BACKWARD", max_scope=3))
-
-    # -- requests / hypothetical -----------------------------------------------------------------
-    add(hyp, "FORWARD", "evaluate for", "evaluation for", "evaluation of", "eval for", "assess for",
-        "assessment for", "to assess", "to evaluate", "checked for", "check for", "test for", "to exclude",
-        "exclude", "to rule out", "indication", "indications", "reason for exam", "reason for examination",
-        "reason for study", "clinical indication", "in case of", "risk of", "at risk for")
-
-    # -- history -----------------------------------------------------------------------------------
-    add(hist, "FORWARD", "history of", "hx of", "past history of", "prior history of", "remote history of",
-        "known history of")
-    # "history of pneumonia, now with effusion": cues of the present end a history scope (only that
-    # one: a TERMINATE cue would also end "possible" in "possible new pneumonia").
-    add(_CURRENT, "PSEUDO", "now", "currently", "new", "newly", "today", "at present")
-
-    # -- scope terminators: in medspaCy a TERMINATE cue ends the scope of every category, so each
-    # literal is added once ("but" is already a default).
-    add(neg, "TERMINATE", ";", "however", "although", "though", "there is", "there are", "otherwise")
-    return rules
-
-
-class _BlockTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden while loading spaCy)", name=name)
-        return None
-
-
-@contextlib.contextmanager
-def _torch_hidden() -> Iterator[None]:
-    """Import spaCy without torch: thinc (spaCy's ML layer) imports torch whenever it is installed, which
-    costs a second and hundreds of MB, and the inference path must stay torch-free. The rule-based pipeline
-    here never uses torch. If torch is already imported (training, benchmarks) nothing changes."""
-    if "torch" in sys.modules:
-        yield
-        return
-    blocker = _BlockTorch()
-    sys.meta_path.insert(0, blocker)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(blocker)
-
-
 @functools.lru_cache(maxsize=1)
 def get_nlp() -> "Language":
     """Build the medspaCy pipeline once (it takes seconds) and reuse it.
@@ -367,10 +179,8 @@ def get_nlp() -> "Language":
 
     logger.disable("PyRuSH")  # only PyRuSH's own loguru records; other loggers are untouched
 
-    with _torch_hidden():
-        import medspacy
-        from medspacy.context import ConTextRule
-        from medspacy.target_matcher import TargetRule
+    import_thinc_without_torch()  # before spaCy: the rule-based pipeline never uses torch (see that module)
+    import medspacy
 
     # medspaCy tokenizer + PyRuSH from medspacy.load(); the matcher and ConText are added here with
     # their results in a span group: appending to doc.ents one span at a time (the "ents" default)
@@ -384,25 +194,8 @@ def get_nlp() -> "Language":
         "medspacy_context", config={"rules": None, "input_span_type": "group", "span_group_name": _SPAN_GROUP}
     )
 
-    target_rules = [
-        TargetRule(f"{finding}#{i}", finding.upper().replace(" ", "_"), pattern=pattern, attributes=attrs)
-        for i, (finding, pattern, attrs) in enumerate(_FINDING_RULES)
-    ]
-    target_rules += [
-        TargetRule(f"excluded#{i}", _EXCLUDED_LABEL, pattern=pattern) for i, pattern in enumerate(_EXCLUDED_RULES)
-    ]
-    matcher.add(target_rules)
-
-    defaults = [
-        rule
-        for rule in ConTextRule.from_json(context.DEFAULT_RULES_FILEPATH)
-        if rule.literal.lower() not in _OVERRIDDEN_DEFAULT_LITERALS
-    ]
-    rules = defaults + _context_rules()
-    for rule in rules:
-        if rule.category == "HISTORICAL":
-            rule.terminated_by.add(_CURRENT)
-    context.add(rules)
+    matcher.add(target_rules())
+    context.add(context_rules(context.DEFAULT_RULES_FILEPATH))
     return nlp
 
 
@@ -410,22 +203,6 @@ def get_nlp() -> "Language":
 # Analysis
 # --------------------------------------------------------------------------------------------- #
 _LABEL_TO_FINDING = {name.upper().replace(" ", "_"): name for name in URGENT_FINDINGS}
-
-_NORMAL_STATEMENT = re.compile(
-    r"""
-    \b(?:no|without|negative\s+for)\s+(?:(?:evidence|signs?)\s+of\s+)?(?:an?\s+|any\s+)?(?:acute|active)\s+
-        (?:(?:cardiopulmonary|cardiac|pulmonary|lung|chest|intrathoracic|thoracic|cardiothoracic|cardiovascular)
-           \s+(?:or\s+(?:pulmonary|cardiac|mediastinal)\s+)?)?
-        (?:abnormalit(?:y|ies)|process(?:es)?|disease|findings?|pathology|changes?)\b
-    | \b(?:lungs?|lung\s+fields?)\b:?(?:\s+(?:are|is|appear|appears|remain|remains|otherwise|both|now|grossly|
-          essentially|well[- ]expanded|expanded|and|fully))*\s+clear\b
-    | \bclear\s+lungs?\b
-    | \b(?:normal|negative|unremarkable)\s+(?:(?:pa|ap|frontal|portable|two[- ]view|2[- ]view)\s+(?:and\s+lateral\s+)?)?
-        (?:chest|cxr)\b
-    | \bchest\s+(?:is\s+|appears\s+)?(?:normal|negative|unremarkable)\b
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
 
 # Control (Cc), format (Cf: zero-width and bidi overrides) and surrogate (Cs) characters, except
 # the ordinary whitespace controls.
@@ -462,7 +239,7 @@ def _relation(mentions: tuple[Mention, ...], sentence_text: str) -> str:
         return SUPPORTS
     if UNCERTAIN in statuses:
         return UNCERTAIN_REL
-    if NEGATED in statuses or _NORMAL_STATEMENT.search(sentence_text):
+    if NEGATED in statuses or normal_statement_pattern().search(sentence_text):
         return CONTRADICTS
     return NEUTRAL
 
