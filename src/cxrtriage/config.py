@@ -7,6 +7,18 @@
 | CXRTRIAGE_MAX_PIXELS | ``36000000`` (6000 x 6000) | decoded-image pixel limit, checked from the header (decompression-bomb guard and memory bound): larger images are refused with the limit in the message |
 | CXRTRIAGE_MAX_WORKING_PIXELS | ``4194304`` (2048 x 2048) | larger images are decoded at a reduced resolution (by a whole factor) to bound memory: every model looks at 896 px or less and thumbnails are 224 px; boxes are still given in original pixels |
 | CXRTRIAGE_MODEL_DIR | the bundled ``cxrtriage/weights`` | directory holding ``model.onnx`` + ``model.json`` |
+| CXRTRIAGE_BACKEND | ``bundled`` | model configuration: ``bundled``, ``medsiglip``, ``medgemma``, ``medgemma-gguf`` |
+| CXRTRIAGE_MODEL | unset (the backend's default) | HAI-DEF model: hub id in the local cache, directory, ONNX bundle or GGUF |
+| CXRTRIAGE_CLASSIFIER | unset | a MedSigLIP ``probe.json``: the classifier of ``medsiglip`` (and of ``medgemma`` instead of the bundled CNN) |
+| CXRTRIAGE_MEDSIGLIP_MODEL | ``google/medsiglip-448`` | MedSigLIP checkpoint when ``medgemma`` uses a probe classifier |
+| CXRTRIAGE_DEVICE | unset (automatic) | torch device of the HAI-DEF backends |
+| CXRTRIAGE_4BIT | unset | ``1``: load MedGemma as bitsandbytes NF4 (CUDA only) |
+| CXRTRIAGE_THREADS | unset (runtime default) | intra-op threads of onnxruntime / llama.cpp |
+| CXRTRIAGE_MMPROJ | unset | MedGemma's vision projector when CXRTRIAGE_MODEL names one text ``.gguf`` file |
+| CXRTRIAGE_GGUF_CONVERTER | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
+
+This module is the one place the core package reads the environment (the service's own knobs are
+:class:`cxrtriage.serve.settings.ServerSettings`); only the CLI entry point writes to it.
 """
 
 from __future__ import annotations
@@ -74,3 +86,64 @@ def max_pixels() -> int:
 def model_dir() -> Path:
     env = os.environ.get("CXRTRIAGE_MODEL_DIR")
     return Path(env).expanduser() if env else BUNDLED_WEIGHTS_DIR
+
+
+def _text(name: str) -> str | None:
+    value = (os.environ.get(name) or "").strip()
+    return value or None
+
+
+def backend_name() -> str:
+    """``CXRTRIAGE_BACKEND``, else ``bundled``."""
+    return _text("CXRTRIAGE_BACKEND") or "bundled"
+
+
+def model_ref() -> str | None:
+    """``CXRTRIAGE_MODEL``: the HAI-DEF model (hub id, directory, ONNX bundle or GGUF), or None."""
+    return _text("CXRTRIAGE_MODEL")
+
+
+def classifier_probe() -> str | None:
+    """``CXRTRIAGE_CLASSIFIER``: a MedSigLIP probe file, or None (``bundled`` counts as None)."""
+    value = _text("CXRTRIAGE_CLASSIFIER")
+    return None if value in (None, "bundled") else value
+
+
+def medsiglip_model() -> str | None:
+    return _text("CXRTRIAGE_MEDSIGLIP_MODEL")
+
+
+def device() -> str | None:
+    return _text("CXRTRIAGE_DEVICE")
+
+
+def four_bit() -> bool:
+    return (_text("CXRTRIAGE_4BIT") or "").lower() in ("1", "true", "yes")
+
+
+def threads() -> int:
+    """``CXRTRIAGE_THREADS`` (0 = the runtime's default)."""
+    value = _text("CXRTRIAGE_THREADS")
+    if value is None:
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError as exc:
+        raise ValueError(f"CXRTRIAGE_THREADS must be an integer, got {value!r}") from exc
+
+
+def mmproj() -> str | None:
+    return _text("CXRTRIAGE_MMPROJ")
+
+
+def gguf_converter() -> str | None:
+    return _text("CXRTRIAGE_GGUF_CONVERTER")
+
+
+def header_timeout_s(default: float) -> float:
+    """``CXRTRIAGE_HEADER_TIMEOUT_S`` (seconds, > 0), else ``default`` (read per connection by serve.protocol)."""
+    try:
+        value = float(_text("CXRTRIAGE_HEADER_TIMEOUT_S") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default

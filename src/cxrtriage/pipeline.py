@@ -187,7 +187,7 @@ class Triage:
 @functools.lru_cache(maxsize=4)
 def get_triage(backend_name: str | None = None, model_dir: str | None = None) -> Triage:
     """Process-wide cached engine: the model loads once."""
-    name = backend_name or os.environ.get("CXRTRIAGE_BACKEND", "bundled")
+    name = backend_name or config.backend_name()
     return Triage(backend_name=name, model_dir=model_dir)
 
 

@@ -19,7 +19,6 @@ probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "m
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -75,7 +74,7 @@ class BundledOnnxBackend:
         if verify and sha != self.meta["sha256"]:
             raise ModelError(f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or int(os.environ.get("CXRTRIAGE_THREADS", "0") or 0)
+        opts.intra_op_num_threads = threads or config.threads()
         opts.log_severity_level = 3
         # No busy-waiting after a run: on small CPUs the spinning threads slowed the Python steps that follow
         # (CAM, neighbours, thumbnails) more than the model itself takes.

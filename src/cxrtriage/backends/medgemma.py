@@ -19,13 +19,13 @@ If MedGemma's output cannot be parsed the classifier's own explanation is kept a
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cxrtriage import config
 from cxrtriage.backends.base import Backend, SecondOpinion, Stages
 from cxrtriage.backends.model_source import resolve_model
 from cxrtriage.files import sha256_file
@@ -79,7 +79,7 @@ class MedGemmaBackend:
     def _load_explainer(self) -> MedGemmaExplainer:
         from cxrtriage.backends.medgemma_explainer import MedGemmaExplainer
 
-        four_bit = os.environ.get("CXRTRIAGE_4BIT", "").strip().lower() in ("1", "true", "yes")
+        four_bit = config.four_bit()
         return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens,
                                  load_in_4bit=four_bit)
 
@@ -134,7 +134,7 @@ class MedGemmaGgufBackend(MedGemmaBackend):
     def _load_explainer(self) -> Any:
         from cxrtriage.backends.medgemma_gguf import GgufExplainer
 
-        threads = int(os.environ.get("CXRTRIAGE_THREADS", "0") or 0) or None
+        threads = config.threads() or None
         return GgufExplainer(self.model_dir, self.mmproj, n_threads=threads, max_new_tokens=self.max_new_tokens)
 
 
@@ -155,23 +155,22 @@ def _files_sha256(files: list[Path]) -> str:
 
 def load_classifier() -> Backend:
     """The calibrated classifier: bundled ONNX unless CXRTRIAGE_CLASSIFIER names a MedSigLIP linear probe."""
-    probe = (os.environ.get("CXRTRIAGE_CLASSIFIER") or "").strip()
-    if not probe or probe == "bundled":
+    probe = config.classifier_probe()
+    if probe is None:
         from cxrtriage.backends.bundled import BundledOnnxBackend
 
         return BundledOnnxBackend(None)
     from cxrtriage.backends.medsiglip import DEFAULT_MODEL as MEDSIGLIP_DEFAULT
     from cxrtriage.backends.medsiglip import MedSigLIPBackend
 
-    return MedSigLIPBackend(os.environ.get("CXRTRIAGE_MEDSIGLIP_MODEL") or MEDSIGLIP_DEFAULT, classifier=probe,
-                            device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+    return MedSigLIPBackend(config.medsiglip_model() or MEDSIGLIP_DEFAULT, classifier=probe, device=config.device())
 
 
 def from_env(model_dir: str | Path | None = None) -> Stages:
     """The ``load_stages("medgemma")`` entry: MedGemma from model_dir, else CXRTRIAGE_MODEL, else the hub id."""
-    model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
+    model = str(model_dir) if model_dir else (config.model_ref() or DEFAULT_MODEL)
     resolve_model(model, kind="MedGemma")  # fail fast, before loading the classifier
-    explainer = MedGemmaBackend(model, device=os.environ.get("CXRTRIAGE_DEVICE") or None)
+    explainer = MedGemmaBackend(model, device=config.device())
     return Stages(load_classifier(), explainer)
 
 
@@ -180,7 +179,7 @@ def gguf_from_env(model_dir: str | Path | None = None) -> Stages:
     from cxrtriage.errors import ModelError
     from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
-    model = str(model_dir) if model_dir else os.environ.get("CXRTRIAGE_MODEL")
+    model = str(model_dir) if model_dir else config.model_ref()
     if not model:
         raise ModelError("the medgemma-gguf backend needs CXRTRIAGE_MODEL (or --model): a directory with the MedGemma "
                          "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrtriage import config
 from cxrtriage.backends.medgemma_explainer import ask_with_one_repair, grey_to_pil
 from cxrtriage.backends.medgemma_output import MedGemmaAnswer
 from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT, build_messages
@@ -43,7 +44,7 @@ def find_gguf_pair(location: str | Path) -> tuple[Path, Path]:
     loc = Path(location).expanduser()
     if loc.is_file():
         model = loc
-        mm_env = os.environ.get(MMPROJ_ENV)
+        mm_env = config.mmproj()
         mmprojs = [Path(mm_env)] if mm_env else sorted(loc.parent.glob("mmproj*.gguf"))
     elif loc.is_dir():
         mmprojs = sorted(loc.glob("mmproj*.gguf"))

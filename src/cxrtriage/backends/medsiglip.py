@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from cxrtriage import config
 from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
@@ -296,9 +296,9 @@ def from_env(model_dir: str | Path | None = None) -> Backend:
     A local directory with ``model.json`` + ``model.onnx`` (an :func:`export_medsiglip_bundle
     <cxrtriage.hai_def.onnx_export.export_medsiglip_bundle>` output) is served by ``BundledOnnxBackend``
     (numpy + onnxruntime, no torch/transformers); anything else by the torch :class:`MedSigLIPBackend`."""
-    model = str(model_dir) if model_dir else (os.environ.get("CXRTRIAGE_MODEL") or DEFAULT_MODEL)
-    classifier = os.environ.get("CXRTRIAGE_CLASSIFIER") or None
+    model = str(model_dir) if model_dir else (config.model_ref() or DEFAULT_MODEL)
+    classifier = config.classifier_probe()
     if is_onnx_bundle(model):
         return _onnx_bundle(Path(model).expanduser(), classifier)
-    device = os.environ.get("CXRTRIAGE_DEVICE") or None
+    device = config.device()
     return MedSigLIPBackend(model, classifier=classifier, device=device)

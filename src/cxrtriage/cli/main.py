@@ -41,7 +41,7 @@ def _apply_backend_options(args: argparse.Namespace) -> None:
     if getattr(args, "backend", None):
         os.environ["CXRTRIAGE_BACKEND"] = args.backend
     if getattr(args, "model", None):
-        backend = os.environ.get("CXRTRIAGE_BACKEND") or "bundled"
+        backend = config.backend_name()
         os.environ["CXRTRIAGE_MODEL_DIR" if backend == "bundled" else "CXRTRIAGE_MODEL"] = args.model
     if getattr(args, "backend", None) or getattr(args, "model", None):
         from cxrtriage.pipeline import get_triage

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from cxrtriage import config
 from cxrtriage.serve.settings import DEFAULT_HEADER_TIMEOUT_S
 
 
 def header_timeout_s() -> float:
     """``CXRTRIAGE_HEADER_TIMEOUT_S`` (seconds, > 0), else the default."""
-    try:
-        value = float(os.environ.get("CXRTRIAGE_HEADER_TIMEOUT_S") or DEFAULT_HEADER_TIMEOUT_S)
-    except ValueError:
-        return DEFAULT_HEADER_TIMEOUT_S
-    return value if value > 0 else DEFAULT_HEADER_TIMEOUT_S
+    return config.header_timeout_s(DEFAULT_HEADER_TIMEOUT_S)
 
 
 def _timeout_response(seconds: float) -> bytes:
