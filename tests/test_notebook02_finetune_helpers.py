@@ -128,7 +128,7 @@ def test_notebook02_is_thin_and_labels_stand_ins() -> None:
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for call in ("ft.choose_model(", "ft.config_rows(", "ft.build_examples(", "ft.finetune(", "progress=True",
-                 "ft.compare_adapter_and_merged(", 'load_backend("medgemma"', "ft.train_medsiglip_probe(",
+                 "ft.compare_adapter_and_merged(", 'Triage(backend_name="medgemma"', "ft.train_medsiglip_probe(",
                  "export_medsiglip_bundle(", "train(cnn_cfg)", "run.finish()"):
         assert call in code, call
     assert "means nothing medically" in code

@@ -211,7 +211,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     log = {
         "command": " ".join(["cxrtriage"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cxrtriage") else " ".join(sys.argv),
-        "config": asdict(cfg),
+        "config": {**asdict(cfg), "data_dir": "CXRTRIAGE_DATA_DIR"},  # no path of this machine in the metadata
         "best_epoch": best,
         "history": history,
         "counts": {k: int(len(v)) for k, v in cache.items()},
