@@ -3,7 +3,7 @@
 | variable | default | meaning |
 |---|---|---|
 | CXRTRIAGE_DATA_DIR | ``../shared/data`` relative to the working directory or repo, if it exists | public CXR data (training, evaluation, examples) |
-| CXRTRIAGE_CROPS_DIR | ``<system temp>/cxrtriage-crops`` | where evidence crop thumbnails are written |
+| CXRTRIAGE_CROPS_DIR | ``demo_app/static/crops`` in a source checkout, else ``<system temp>/cxrtriage-crops`` | where evidence crop thumbnails are written (and served by the demo) |
 | CXRTRIAGE_MAX_PIXELS | ``36000000`` (6000 x 6000) | decoded-image pixel limit, checked from the header (decompression-bomb guard and memory bound): larger images are refused with the limit in the message |
 | CXRTRIAGE_MAX_WORKING_PIXELS | ``4194304`` (2048 x 2048) | larger images are decoded at a reduced resolution (by a whole factor) to bound memory: every model looks at 896 px or less and thumbnails are 224 px; boxes are still given in original pixels |
 | CXRTRIAGE_MODEL_DIR | the bundled ``cxrtriage/weights`` | directory holding ``model.onnx`` + ``model.json`` |
@@ -52,10 +52,19 @@ def data_dir(required: bool = False) -> Path | None:
     return None
 
 
+def default_crops_dir() -> Path:
+    """``demo_app/static/crops`` in a source checkout (git-ignored there, served by the demo), else a folder in
+    the system temp dir (installed wheels: their parent folders are site-packages). The one default, for the CLI,
+    the pipeline and the service alike."""
+    if (REPO_ROOT / "demo_app").is_dir() and (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / "demo_app" / "static" / "crops"
+    return Path(tempfile.gettempdir()) / "cxrtriage-crops"
+
+
 def crops_dir() -> Path:
-    """Directory for crop thumbnails; created on first use."""
+    """Directory for crop thumbnails (``CXRTRIAGE_CROPS_DIR``, else :func:`default_crops_dir`); created on first use."""
     env = os.environ.get("CXRTRIAGE_CROPS_DIR")
-    path = Path(env).expanduser() if env else Path(tempfile.gettempdir()) / "cxrtriage-crops"
+    path = Path(env).expanduser() if env else default_crops_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

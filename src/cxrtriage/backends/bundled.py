@@ -38,6 +38,9 @@ from cxrtriage.schema import ModelInfo
 MODEL_FILE = "model.onnx"
 META_FILE = "model.json"
 INDEX_FILE = "index.npz"
+#: the fp32 reference of the bundled model, kept by `cxrtriage export` next to its checkpoint (bench, evaluate)
+FP32_FILE = "model.fp32.onnx"
+DEFAULT_FP32_PATH = Path("runs") / "bundled" / FP32_FILE
 #: output_roles assumed when model.json has none: the bundled CNN's outputs
 DEFAULT_LOGIT_OUTPUT = "urgency_logit"
 DEFAULT_FEATURE_MAP_OUTPUT = "feature_map"

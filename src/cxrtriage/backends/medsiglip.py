@@ -28,6 +28,7 @@ from PIL import Image
 
 from cxrtriage import config
 from cxrtriage.backends.base import Backend, BackendOutput
+from cxrtriage.backends.bundled import INDEX_FILE
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
@@ -38,7 +39,6 @@ from cxrtriage.schema import ModelInfo
 
 DEFAULT_MODEL = "google/medsiglip-448"
 PROBE_FILE = "probe.json"
-INDEX_FILE = "index.npz"
 
 URGENT_PROMPTS = ["chest x-ray with an urgent finding such as pneumothorax, consolidation, effusion, edema"]
 NORMAL_PROMPTS = ["normal chest x-ray"]

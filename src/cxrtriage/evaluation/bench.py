@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
+from cxrtriage.backends.bundled import DEFAULT_FP32_PATH
 from cxrtriage.data import load_split_records
 from cxrtriage.imaging.load import load_image
 from cxrtriage.pipeline import Triage
@@ -83,7 +84,7 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         results["model_int8_onnx"] = _stats(times_ms(lambda: backend.run(x), model_repeats))
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
         results["peak_rss_mb_onnx_path"] = round(peak_rss_mb(), 1)
-        fp32 = Path(onnx_fp32) if onnx_fp32 else Path("runs/bundled/model.fp32.onnx")
+        fp32 = Path(onnx_fp32) if onnx_fp32 else DEFAULT_FP32_PATH
         if fp32.is_file():
             import onnxruntime as ort
 

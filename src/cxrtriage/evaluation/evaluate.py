@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cxrtriage.backends.bundled import DEFAULT_FP32_PATH
 from cxrtriage.evaluation import metrics
 from cxrtriage import decision
 from cxrtriage.data import Record, load_split_records, nih_boxes, nih_records, read_split
@@ -141,7 +142,7 @@ def _carried_fp32_comparison(previous_report: Path, sha256: str) -> dict | None:
 
 
 def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n_boot: int = 2000,
-                   update_card: bool = False, fp32_path: Path = Path("runs/bundled/model.fp32.onnx"),
+                   update_card: bool = False, fp32_path: Path = DEFAULT_FP32_PATH,
                    jsonl_dir: Path = Path("runs/eval")) -> dict:
     """Write the report to ``out``; per-image predictions and gold labels go to ``jsonl_dir`` (kept out of the
     repository: they copy dataset labels)."""

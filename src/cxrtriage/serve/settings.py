@@ -31,7 +31,6 @@ Empty variables are ignored (treated as unset).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from pydantic import Field
@@ -39,18 +38,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxrtriage import config
 
-_REPO_ROOT = config.REPO_ROOT
 DEFAULT_HEADER_TIMEOUT_S = 10.0
-
-
-def default_crops_dir() -> Path:
-    """``demo_app/static/crops`` in a source checkout (git-ignored there), else a folder in the system temp dir.
-
-    The temp fallback matters for installed wheels, whose parent folders are site-packages.
-    """
-    if (_REPO_ROOT / "demo_app").is_dir() and (_REPO_ROOT / "pyproject.toml").is_file():
-        return _REPO_ROOT / "demo_app" / "static" / "crops"
-    return Path(tempfile.gettempdir()) / "cxrtriage-crops"
 
 
 class ServerSettings(BaseSettings):
@@ -61,7 +49,7 @@ class ServerSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=0, le=65535)
-    crops_dir: Path = Field(default_factory=default_crops_dir)
+    crops_dir: Path = Field(default_factory=config.default_crops_dir)
     max_upload_mb: float = Field(default=32.0, gt=0)
     max_concurrent: int = Field(default=2, ge=1)
     max_queue: int = Field(default=8, ge=0)

@@ -19,6 +19,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cxrtriage.evaluation import metrics
+from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
 from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, split_sha256
 from cxrtriage.files import sha256_file
@@ -28,9 +29,6 @@ from cxrtriage.imaging.preprocess import from_cache
 from cxrtriage.train.model import ArchConfig, CXRNet
 from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
-MODEL_FILE = "model.onnx"
-META_FILE = "model.json"
-INDEX_FILE = "index.npz"
 VERSION = "0.1.0"
 N_CALIB = 256
 N_INDEX_PEDIATRIC = 600
@@ -148,7 +146,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
     work = Path(tempfile.mkdtemp(prefix="cxrtriage-export-"))
     try:
-        fp32 = work / "model.fp32.onnx"
+        fp32 = work / FP32_FILE
         export_fp32(model, size, fp32)
         log(f"torch.onnx.export (dynamo, opset 18) -> fp32 ONNX {fp32.stat().st_size / 1e6:.2f} MB")
         with torch.no_grad():
@@ -211,7 +209,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             embeddings=index_emb.astype(np.float16), centre=centre.astype(np.float32),
             layout_mean=layout.mean.astype(np.float32), layout_components=layout.components.astype(np.float32),
         )
-        fp32_keep = checkpoint.parent / "model.fp32.onnx"
+        fp32_keep = checkpoint.parent / FP32_FILE
         shutil.copy2(fp32, fp32_keep)
         log(f"fp32 ONNX kept for benchmarks at {fp32_keep} (not shipped)")
     finally:
