@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from cxrtriage.cli import main as cli
-from cxrtriage.evaluation import scoring
+from cxrtriage.evaluation import held_out
+from cxrtriage.evaluation import input_files
 from cxrtriage.evaluation import metrics as M
+from cxrtriage.evaluation.gold import load_gold
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "prototype" / "eval" / "test_examples.jsonl"
@@ -45,7 +47,7 @@ def _fake_data_dir(root: Path) -> Path:
 
 def test_held_out_examples_lists_only_test_images_in_a_fixed_order(tmp_path: Path) -> None:
     data = _fake_data_dir(tmp_path / "data")
-    rows = scoring.held_out_examples(data)
+    rows = held_out.held_out_examples(data)
     assert rows == [
         {"dataset": "nih", "image_id": "00000165_001.png", "path": "nih/images/00000165_001.png", "label": "Non-Urgent",
          "view": "PA", "sex": "M", "age": 76, "patient_id": "nih-165"},
@@ -55,9 +57,9 @@ def test_held_out_examples_lists_only_test_images_in_a_fixed_order(tmp_path: Pat
          "path": "kermany/images/PNEUMONIA/person1017_bacteria_2948.jpeg", "label": "Urgent",
          "patient_id": "kermany-person1017"},
     ]  # 00000150_002.png is a training image
-    assert [r["dataset"] for r in scoring.held_out_examples(data, "kermany")] == ["kermany"]
-    with pytest.raises(scoring.InputProblem, match="unknown dataset"):
-        scoring.held_out_examples(data, "mimic")
+    assert [r["dataset"] for r in held_out.held_out_examples(data, "kermany")] == ["kermany"]
+    with pytest.raises(input_files.InputProblem, match="unknown dataset"):
+        held_out.held_out_examples(data, "mimic")
 
 
 def test_test_set_cli_writes_a_valid_gold_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,14 +67,14 @@ def test_test_set_cli_writes_a_valid_gold_file(tmp_path: Path, capsys: pytest.Ca
     out = tmp_path / "test_labels.jsonl"
     assert cli.main(["test-set", "--dataset", "nih", "--data-dir", str(data), "--out", str(out)]) == 0
     assert "wrote 2 test images (1 Urgent)" in capsys.readouterr().err
-    gold = scoring.load_gold(out)
+    gold = load_gold(out)
     assert {k: v["y"] for k, v in gold.items()} == {"00000165_001.png": 0, "00000211_013.png": 1}
 
 
 def test_predict_examples_reports_missing_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _fake_data_dir(tmp_path / "data")  # label tables but no images
     gold = tmp_path / "gold.jsonl"
-    scoring.write_jsonl(scoring.held_out_examples(data), gold)
+    input_files.write_jsonl(held_out.held_out_examples(data), gold)
     rc = cli.main(["predict", "--examples", str(gold), "--data-dir", str(data), "--out", str(tmp_path / "p.jsonl")])
     assert rc == 2
     err = capsys.readouterr().err
@@ -94,7 +96,7 @@ def test_committed_test_examples_are_what_the_command_writes(data_dir: Path, tmp
 
 def test_committed_test_examples_are_a_gold_file_without_images() -> None:
     rows = [json.loads(line) for line in COMMITTED.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == len(scoring.load_gold(COMMITTED))  # every row joins, no duplicate ids
+    assert len(rows) == len(load_gold(COMMITTED))  # every row joins, no duplicate ids
     assert {r["dataset"] for r in rows} == {"nih", "kermany"}
     for r in rows:
         assert {"dataset", "image_id", "path", "label"} <= set(r) and r["label"] in ("Urgent", "Non-Urgent")
@@ -109,7 +111,7 @@ def _subset(src: Path, dst: Path, n_each: int) -> Path:
     """The first ``n_each`` Urgent and ``n_each`` Non-Urgent rows: small, but both classes for an AUC."""
     rows = [json.loads(line) for line in src.read_text().splitlines()]
     pick = [r for r in rows if r["label"] == "Urgent"][:n_each] + [r for r in rows if r["label"] == "Non-Urgent"][:n_each]
-    scoring.write_jsonl(pick, dst)
+    input_files.write_jsonl(pick, dst)
     return dst
 
 

@@ -19,7 +19,8 @@ The gold file has "path" or "id"/"image_id", the truth as "label" (Urgent / Non-
 Rows are joined on the image id (the file name without its directory); ids in only one of the files stop the
 run (exit 2, the ids listed) unless --allow-unmatched. ``--target-sensitivity`` is an alias of ``--target-recall``.
 
-This script only parses the command line: reading, joining and reporting live in ``cxrtriage.evaluation.scoring`` (also
+This script only parses the command line: reading, joining and reporting live in ``cxrtriage.evaluation``
+(``eval_report`` builds the report, ``eval_report_text`` prints it, ``eval_metrics_cli`` is this command line; also
 used by notebook 03) and every number comes from ``cxrtriage.evaluation.metrics``. Exit code 0 on success, 2 when the
 inputs cannot be evaluated.
 """
@@ -30,19 +31,21 @@ import sys
 from pathlib import Path
 
 try:
-    from cxrtriage.evaluation import scoring
+    from cxrtriage.evaluation import eval_metrics_cli
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-    from cxrtriage.evaluation import scoring
+    from cxrtriage.evaluation import eval_metrics_cli
 
-InputProblem = scoring.InputProblem
-build_parser = scoring.build_parser
-evaluate_files = scoring.evaluate_files
-format_report = scoring.format_report
+from cxrtriage.evaluation.eval_metrics_cli import build_parser  # noqa: E402
+from cxrtriage.evaluation.eval_report import evaluate_files  # noqa: E402
+from cxrtriage.evaluation.eval_report_text import format_report  # noqa: E402
+from cxrtriage.evaluation.input_files import InputProblem  # noqa: E402
+
+__all__ = ["InputProblem", "build_parser", "evaluate_files", "format_report", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return scoring.main(argv, prog="eval_metrics.py")
+    return eval_metrics_cli.main(argv, prog="eval_metrics.py")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _apply_backend_options(args)
     paths = list(args.paths)
     if args.examples:
-        from cxrtriage.evaluation.scoring import InputProblem, example_paths
+        from cxrtriage.evaluation.held_out import example_paths
+        from cxrtriage.evaluation.input_files import InputProblem
 
         try:
             paths += [str(p) for p in example_paths(Path(args.examples), _data_dir(args.data_dir), limit=args.limit)]
@@ -80,7 +81,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
-    from cxrtriage.evaluation.scoring import InputProblem, held_out_examples, write_jsonl
+    from cxrtriage.evaluation.held_out import held_out_examples
+    from cxrtriage.evaluation.input_files import InputProblem, write_jsonl
 
     try:
         rows = held_out_examples(_data_dir(args.data_dir), args.dataset)
@@ -100,7 +102,7 @@ def cmd_test_set(args: argparse.Namespace) -> int:
 def cmd_ratings(args: argparse.Namespace) -> int:
     """``ratings export``: a rating sheet from predictions; ``ratings summarise``: read filled sheets back."""
     from cxrtriage.evaluation import clinician_rating as cr
-    from cxrtriage.evaluation.scoring import InputProblem, read_jsonl
+    from cxrtriage.evaluation.input_files import InputProblem, read_jsonl
 
     try:
         if args.action == "export":

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrtriage.evaluation.scoring import image_id
+from cxrtriage.evaluation.input_files import image_id
 
 __all__ = [
     "CASE_COLUMNS",

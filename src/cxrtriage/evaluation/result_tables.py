@@ -54,7 +54,7 @@ def timing_rows(preds: Mapping[str, Prediction]) -> list[dict[str, Any]]:
 
 
 def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per test set from :func:`cxrtriage.evaluation.scoring.evaluate_files` reports: the numbers a reader quotes."""
+    """One row per test set from :func:`cxrtriage.evaluation.eval_report.evaluate_files` reports: the numbers a reader quotes."""
     rows = []
     for name, r in reports.items():
         op, tr = r["operating_point"], r.get("target_recall") or {}
