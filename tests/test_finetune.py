@@ -25,7 +25,7 @@ def nih_records(data_dir: Path):
 
 
 def test_build_examples_targets(nih_records) -> None:
-    from cxrtriage.hai_def.finetune import NON_URGENT_SENTENCE, build_examples
+    from cxrtriage.hai_def.finetune_data import NON_URGENT_SENTENCE, build_examples
     from cxrtriage.backends.medgemma_output import parse_medgemma_output
 
     urg = build_examples(nih_records, "urgency")
@@ -51,7 +51,9 @@ def test_build_examples_targets(nih_records) -> None:
 
 
 def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, tmp_path: Path) -> None:
-    from cxrtriage.hai_def.finetune import FinetuneConfig, build_examples, finetune, verify_reload
+    from cxrtriage.hai_def.finetune import finetune, verify_reload
+    from cxrtriage.hai_def.finetune_config import FinetuneConfig
+    from cxrtriage.hai_def.finetune_data import build_examples
     from cxrtriage.imaging.load import load_image
 
     # the short "explanation" prompt keeps this CPU test fast; the urgency prompt is encoded in another test
@@ -85,7 +87,7 @@ def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, t
 def test_explanation_task_masks_prompt(tiny_medgemma: Path, nih_records) -> None:
     from transformers import AutoProcessor
 
-    from cxrtriage.hai_def.finetune import build_examples, encode_example
+    from cxrtriage.hai_def.finetune_data import build_examples, encode_example
 
     proc = AutoProcessor.from_pretrained(str(tiny_medgemma))
     ex = build_examples(nih_records[:1], "explanation")[0]
@@ -101,7 +103,7 @@ def test_explanation_task_masks_prompt(tiny_medgemma: Path, nih_records) -> None
 def test_urgency_example_encodes(tiny_medgemma: Path, nih_records) -> None:
     from transformers import AutoProcessor
 
-    from cxrtriage.hai_def.finetune import build_examples, encode_example
+    from cxrtriage.hai_def.finetune_data import build_examples, encode_example
 
     proc = AutoProcessor.from_pretrained(str(tiny_medgemma))
     ex = build_examples(nih_records[-1:], "urgency")[0]
@@ -112,7 +114,9 @@ def test_urgency_example_encodes(tiny_medgemma: Path, nih_records) -> None:
 
 
 def test_qlora_on_cpu_raises(tiny_medgemma: Path, nih_records, tmp_path: Path) -> None:
-    from cxrtriage.hai_def.finetune import FinetuneConfig, build_examples, finetune
+    from cxrtriage.hai_def.finetune import finetune
+    from cxrtriage.hai_def.finetune_config import FinetuneConfig
+    from cxrtriage.hai_def.finetune_data import build_examples
 
     from cxrtriage.errors import ModelError
 
@@ -125,7 +129,7 @@ def test_train_medsiglip_probe(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("sentencepiece")
     from cxrtriage.backends.medsiglip import MedSigLIPBackend
-    from cxrtriage.hai_def.finetune import train_medsiglip_probe
+    from cxrtriage.hai_def.medsiglip_probe_training import train_medsiglip_probe
     from cxrtriage.hai_def.tiny import build_tiny_siglip
 
     model = build_tiny_siglip(tmp_path / "siglip")

@@ -34,7 +34,7 @@ def probe(tiny_siglip: Path):
 
 @pytest.fixture(scope="module")
 def exported(tiny_siglip: Path, tmp_path_factory: pytest.TempPathFactory):
-    from cxrtriage.hai_def.onnx_export import export_medsiglip_vision
+    from cxrtriage.hai_def.onnx_vision import export_medsiglip_vision
 
     out = tmp_path_factory.mktemp("onnx-plain")
     return out, export_medsiglip_vision(str(tiny_siglip), out, images=_images())
@@ -42,7 +42,7 @@ def exported(tiny_siglip: Path, tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def exported_probe(tiny_siglip: Path, probe, tmp_path_factory: pytest.TempPathFactory):
-    from cxrtriage.hai_def.onnx_export import export_medsiglip_vision
+    from cxrtriage.hai_def.onnx_vision import export_medsiglip_vision
 
     out = tmp_path_factory.mktemp("onnx-probe")
     return out, export_medsiglip_vision(str(tiny_siglip), out, probe=probe)  # synthetic parity images
@@ -86,7 +86,7 @@ def test_onnx_embedder_matches_backend(exported, exported_probe, tiny_siglip: Pa
     import torch
 
     from cxrtriage.backends.medsiglip import MedSigLIPBackend
-    from cxrtriage.hai_def.onnx_export import OnnxSiglipEmbedder
+    from cxrtriage.hai_def.onnx_vision import OnnxSiglipEmbedder
 
     imgs = _images(7, seed=3)
     # fp32 reference: the backend's default on CPU is bf16 (pick_device_dtype), which is itself ~1e-4 off fp32

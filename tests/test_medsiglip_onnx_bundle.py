@@ -122,7 +122,7 @@ def test_bundle_files_and_metadata(bundle, probe_dir: Path) -> None:
 
 def test_numpy_preprocessing_equals_processor(bundle, tiny_siglip: Path) -> None:
     """model.json's preprocessing in numpy == MedSigLIPBackend.to_pil + the checkpoint's SigLIP processor."""
-    from cxrtriage.hai_def.onnx_export import OnnxSiglipEmbedder
+    from cxrtriage.hai_def.onnx_vision import OnnxSiglipEmbedder
     from cxrtriage.imaging.preprocess import to_model_input
 
     out, meta = bundle

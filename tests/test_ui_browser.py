@@ -337,7 +337,7 @@ def _prediction(**overrides):
 
 
 def test_label_line_colours_and_review_flag() -> None:
-    from cxrtriage.serve.webui import label_html
+    from cxrtriage.serve.webui_render import label_html
 
     def text(markup: str) -> str:
         return re.sub(r"<[^>]+>", "", markup)
@@ -352,7 +352,7 @@ def test_label_line_colours_and_review_flag() -> None:
 
 
 def test_footer_numbers_and_hai_def_notice() -> None:
-    from cxrtriage.serve.webui import HAI_DEF_NOTICE, footer_html
+    from cxrtriage.serve.webui_render import HAI_DEF_NOTICE, footer_html
 
     before = footer_html({"model_size_mb": 0.97, "median_latency_ms": None, "backend": "bundled"})
     assert "quantized ONNX size: <span id=\"cxr-size\">0.97</span> MB" in before
@@ -369,7 +369,7 @@ def test_footer_numbers_and_hai_def_notice() -> None:
 
 def test_user_text_is_escaped() -> None:
     from cxrtriage.schema import Provenance
-    from cxrtriage.serve.webui import error_html, provenance_html
+    from cxrtriage.serve.webui_render import error_html, provenance_html
 
     assert "<script>" not in error_html("<script>alert(1)</script>")
     prov = provenance_html(_prediction(provenance=[Provenance(source="prior_report", snippet="<b>x</b>", relation="supports")]))
@@ -380,7 +380,7 @@ def test_display_image_is_8_bit_and_boxes_scale(tmp_path: Path) -> None:
     import numpy as np
 
     from cxrtriage.schema import Crop
-    from cxrtriage.serve.webui import draw_boxes, to_display_image
+    from cxrtriage.serve.webui_render import draw_boxes, to_display_image
 
     pixels = np.linspace(0, 1, 2048 * 1024, dtype=np.float32).reshape(2048, 1024)
     img, scale = to_display_image(pixels)
@@ -419,7 +419,7 @@ def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, d
     """A real triage through the MedSigLIP ONNX backend: a label, no CAM crops claimed, the backend named and the
     HAI-DEF terms notice in the footer, the disclaimer still visible."""
     from cxrtriage.schema import DISCLAIMER
-    from cxrtriage.serve.webui import HAI_DEF_NOTICE
+    from cxrtriage.serve.webui_render import HAI_DEF_NOTICE
 
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()

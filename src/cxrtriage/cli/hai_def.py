@@ -123,7 +123,7 @@ def cmd_train_probe(args: argparse.Namespace) -> int:
     _require("train-probe", {"torch": "hai-def", "transformers": "hai-def", "sklearn": "train"})
     model = _resolve(args.model, "MedSigLIP")
     data_dir = _data_dir(args.data_dir)
-    from cxrtriage.hai_def.finetune import train_medsiglip_probe
+    from cxrtriage.hai_def.medsiglip_probe_training import train_medsiglip_probe
 
     try:
         res = train_medsiglip_probe(model, data_dir, args.out, limit=args.limit, device=args.device, n_boot=args.n_boot)
@@ -166,7 +166,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
     """FinetuneConfig fields from a JSON object; unknown keys and wrong types are UsageErrors."""
     from dataclasses import MISSING, fields
 
-    from cxrtriage.hai_def.finetune import FinetuneConfig
+    from cxrtriage.hai_def.finetune_config import FinetuneConfig
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -206,7 +206,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
 
 def _finetune_config(args: argparse.Namespace):
     """FinetuneConfig from ``--config`` (any fields) overridden by the explicit flags; UsageError if invalid."""
-    from cxrtriage.hai_def.finetune import FINETUNE_FLAGS, FinetuneConfig
+    from cxrtriage.hai_def.finetune_config import FINETUNE_FLAGS, FinetuneConfig
 
     values = _read_config_file(args.config) if args.config else {}
     for flag, field in FINETUNE_FLAGS.items():
@@ -228,7 +228,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
     from cxrtriage.data import load_split_records
-    from cxrtriage.hai_def.finetune import balanced_records, build_examples, finetune, verify_reload
+    from cxrtriage.hai_def.finetune import finetune, verify_reload
+    from cxrtriage.hai_def.finetune_data import balanced_records, build_examples
     from cxrtriage.imaging.load import load_image
 
     cfg = _finetune_config(args)

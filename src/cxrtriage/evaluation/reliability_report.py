@@ -37,7 +37,7 @@ def limits_rows() -> list[tuple[str, str]]:
     from cxrtriage.serve import webui_uploads
     from cxrtriage.explain.report import DEFAULT_MAX_CHARS
     from cxrtriage.serve.settings import ServerSettings
-    from cxrtriage.serve.webui import RENDERED_MAX_AGE_S
+    from cxrtriage.serve.webui_render import RENDERED_MAX_AGE_S
 
     # the defaults, whatever this shell's environment says
     d = {name: field.get_default(call_default_factory=False) for name, field in ServerSettings.model_fields.items()}

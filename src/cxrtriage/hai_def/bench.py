@@ -8,7 +8,7 @@ this prints says so. Nothing here measures accuracy.
 Measured, per part (``--parts``):
 
 * ``medsiglip``: the vision tower per image in torch fp32, torch bf16 and onnxruntime dynamic int8 (exported with
-  the same exporter and quantiser as :mod:`cxrtriage.hai_def.onnx_export`), plus ORT fp32 and the int8-vs-fp32
+  the same exporter and quantiser as :mod:`cxrtriage.hai_def.onnx_vision`), plus ORT fp32 and the int8-vs-fp32
   embedding cosine.
 * ``medgemma``: transformers, CPU bf16, one image + a fixed-length text prompt: time to first token (prefill incl.
   the 896 px vision tower) and the median time per further token (greedy decoding; every token timestamped).
@@ -80,7 +80,7 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
     import torch
     from transformers import SiglipVisionConfig, SiglipVisionModel
 
-    from cxrtriage.hai_def.onnx_export import quantize_dynamic_int8
+    from cxrtriage.hai_def.onnx_quantize import quantize_dynamic_int8
 
     sizes = SIGLIP_448_VISION if scale == "real" else TINY_SIGLIP_VISION
     torch.manual_seed(0)
