@@ -32,6 +32,23 @@ def test_bundled_metadata_states_the_8_bit_step_it_was_trained_with() -> None:
     assert META["preprocess"]["quantize"] == "uint8"
 
 
+def test_metadata_is_parsed_once_into_frozen_values() -> None:
+    import dataclasses
+
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+    from cxrtriage.imaging.preprocess import PreprocessConfig
+
+    cfg = BundledOnnxBackend().preprocess_cfg
+    assert isinstance(cfg, PreprocessConfig) and cfg == PreprocessConfig.from_mapping(META["preprocess"])
+    assert cfg.hw == (256, 256) and cfg.quantize == "uint8"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.quantize = None  # type: ignore[misc]
+    for bad in ({**META["preprocess"], "resize": "letterbox"}, {**META["preprocess"], "quantize": "uint4"},
+                {**META["preprocess"], "std": 0.0}):
+        with pytest.raises(ValueError):
+            PreprocessConfig.from_mapping(bad)
+
+
 def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> None:
     pytest.importorskip("torch")
     from cxrtriage.train.export import _normalise

@@ -32,7 +32,7 @@ from cxrtriage.errors import ModelError
 from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel
-from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, check_config, input_hw, to_model_input
+from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, PreprocessConfig, to_model_input
 from cxrtriage.schema import ModelInfo
 
 MODEL_FILE = "model.onnx"
@@ -83,10 +83,9 @@ class BundledOnnxBackend:
         # (CAM, neighbours, thumbnails) more than the model itself takes.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
-        self.preprocess_cfg = self.meta["preprocess"]
-        try:
-            check_config(self.preprocess_cfg)
-        except (KeyError, ValueError) as exc:
+        try:  # parsed once into frozen values; every inference uses them
+            self.preprocess_cfg = PreprocessConfig.from_mapping(self.meta["preprocess"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{self.model_dir / META_FILE}: bad preprocess block: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -99,7 +98,7 @@ class BundledOnnxBackend:
         self.review_band = (float(self.meta["review_band"][0]), float(self.meta["review_band"][1]))
         index_path = self.model_dir / INDEX_FILE
         self.index = EmbeddingIndex.load(index_path) if index_path.is_file() else None
-        self.layout = load_layout(index_path, input_hw(self.preprocess_cfg)[0]) if index_path.is_file() else None
+        self.layout = load_layout(index_path, self.preprocess_cfg.hw[0]) if index_path.is_file() else None
         ood = self.meta.get("ood") or {}
         self.max_layout_residual = ood.get("max_layout_residual")
         self.min_knn_similarity = ood.get("min_knn_similarity")
@@ -127,8 +126,7 @@ class BundledOnnxBackend:
         """True when ``analyze`` of an image already squashed to size x size gives exactly the result for the
         original (the float squash-bilinear resize to the same size is an identity copy), so the pipeline may hand
         over the layout gate's copy instead of resizing twice."""
-        return (self.preprocess_cfg.get("resize", SQUASH_BILINEAR) == SQUASH_BILINEAR
-                and input_hw(self.preprocess_cfg) == (size, size))
+        return self.preprocess_cfg.resize == SQUASH_BILINEAR and self.preprocess_cfg.hw == (size, size)
 
     def calibrate(self, logit: float | np.ndarray) -> float | np.ndarray:
         return platt(logit, self._a, self._b)

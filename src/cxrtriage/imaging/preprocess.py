@@ -23,7 +23,8 @@ Keys of the ``preprocess`` block:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
 
 import numpy as np
 from PIL import Image
@@ -58,7 +59,7 @@ def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 QUANTIZE_UINT8 = "uint8"
 
 
-def to_cache(pixels: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
+def to_cache(pixels: np.ndarray, cfg: "ConfigLike") -> np.ndarray:
     """(H, W) float [0,1] -> the 8-bit resized image training caches (first half of :func:`to_model_input`)."""
     h, w = input_hw(cfg)
     x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
@@ -70,8 +71,10 @@ def from_cache(cached: np.ndarray) -> np.ndarray:
     return np.asarray(cached).astype(np.float32) / np.float32(255.0)
 
 
-def input_hw(cfg: Mapping[str, Any]) -> tuple[int, int]:
+def input_hw(cfg: "PreprocessConfig | Mapping[str, Any]") -> tuple[int, int]:
     """(height, width) of the model input from ``input_size`` (S or [H, W])."""
+    if isinstance(cfg, PreprocessConfig):
+        return cfg.hw
     size = cfg["input_size"]
     if isinstance(size, (list, tuple)):
         if len(size) != 2:
@@ -89,48 +92,73 @@ def _per_channel(value: Any, channels: int, key: str) -> np.ndarray:
     return arr
 
 
-def check_config(cfg: Mapping[str, Any]) -> None:
-    """Raise ValueError for a ``preprocess`` block this module cannot honour (called when a model loads)."""
-    mode = cfg.get("resize", SQUASH_BILINEAR)
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"unknown preprocess resize mode {mode!r}; supported: {', '.join(RESIZE_MODES)}")
-    channels = int(cfg.get("channels", 1))
-    if channels not in (1, 3):
-        raise ValueError(f"preprocess channels must be 1 or 3, got {channels}")
-    if cfg.get("quantize") not in (None, QUANTIZE_UINT8):
-        raise ValueError(f"preprocess quantize must be {QUANTIZE_UINT8!r} or absent, got {cfg.get('quantize')!r}")
-    if cfg.get("quantize") and mode != SQUASH_BILINEAR:
-        raise ValueError(f"preprocess quantize applies to the {SQUASH_BILINEAR!r} resize only")
-    input_hw(cfg)
-    _per_channel(cfg["mean"], channels, "mean")
-    std = _per_channel(cfg["std"], channels, "std")
-    if np.any(std == 0):
-        raise ValueError("preprocess std must be non-zero")
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The ``preprocess`` block of a model's metadata, parsed and checked once when the model loads (like timm's
+    ``pretrained_cfg``); every caller of :func:`to_model_input` then uses the same frozen values."""
+
+    hw: tuple[int, int]
+    channels: int = 1
+    mean: float | tuple[float, ...] = 0.0
+    std: float | tuple[float, ...] = 1.0
+    resize: str = SQUASH_BILINEAR
+    quantize: str | None = None
+    rescale_factor: float = 1.0 / 255.0
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> "PreprocessConfig":
+        """Parse a metadata block; ValueError for anything this module cannot honour."""
+        mode = cfg.get("resize", SQUASH_BILINEAR)
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"unknown preprocess resize mode {mode!r}; supported: {', '.join(RESIZE_MODES)}")
+        channels = int(cfg.get("channels", 1))
+        if channels not in (1, 3):
+            raise ValueError(f"preprocess channels must be 1 or 3, got {channels}")
+        quantize = cfg.get("quantize")
+        if quantize not in (None, QUANTIZE_UINT8):
+            raise ValueError(f"preprocess quantize must be {QUANTIZE_UINT8!r} or absent, got {quantize!r}")
+        if quantize and mode != SQUASH_BILINEAR:
+            raise ValueError(f"preprocess quantize applies to the {SQUASH_BILINEAR!r} resize only")
+        hw = input_hw(cfg)
+        mean = _per_channel(cfg["mean"], channels, "mean")
+        std = _per_channel(cfg["std"], channels, "std")
+        if np.any(std == 0):
+            raise ValueError("preprocess std must be non-zero")
+
+        def scalar_or_tuple(raw: Any, values: np.ndarray) -> float | tuple[float, ...]:
+            return float(values[0]) if np.ndim(raw) == 0 else tuple(float(v) for v in values)
+
+        return cls(hw=hw, channels=channels, mean=scalar_or_tuple(cfg["mean"], mean),
+                   std=scalar_or_tuple(cfg["std"], std), resize=mode, quantize=quantize,
+                   rescale_factor=float(cfg.get("rescale_factor", 1.0 / 255.0)))
 
 
-def to_model_input(pixels: np.ndarray, cfg: Mapping[str, Any]) -> np.ndarray:
+ConfigLike = Union[PreprocessConfig, Mapping[str, Any]]
+
+
+def parse_config(cfg: ConfigLike) -> PreprocessConfig:
+    return cfg if isinstance(cfg, PreprocessConfig) else PreprocessConfig.from_mapping(cfg)
+
+
+def to_model_input(pixels: np.ndarray, cfg: ConfigLike) -> np.ndarray:
     """(H, W) float [0,1] -> (1, C, H', W') float32 normalised as the model's metadata says."""
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {pixels.shape}")
-    h, w = input_hw(cfg)
-    mode = cfg.get("resize", SQUASH_BILINEAR)
-    channels = int(cfg.get("channels", 1))
-    mean, std = cfg["mean"], cfg["std"]
-    if mode == SQUASH_BILINEAR:
-        if cfg.get("quantize") == QUANTIZE_UINT8:
+    cfg = parse_config(cfg)
+    h, w = cfg.hw
+    if cfg.resize == SQUASH_BILINEAR:
+        if cfg.quantize == QUANTIZE_UINT8:
             x = from_cache(to_cache(pixels, cfg))
         else:
             x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
-        if channels == 1 and np.ndim(mean) == 0 and np.ndim(std) == 0:
-            # the bundled CNN's path, unchanged (float32 arithmetic)
-            x = (x - float(mean)) / float(std)
+        if cfg.channels == 1 and np.ndim(cfg.mean) == 0 and np.ndim(cfg.std) == 0:
+            # the bundled CNN's path (float32 arithmetic)
+            x = (x - float(cfg.mean)) / float(cfg.std)
             return x[None, None].astype(np.float32)
         x = x.astype(np.float64)
-    elif mode == SIGLIP_UINT8_BILINEAR:
-        x = resize_uint8(pixels, h, w).astype(np.float64) * float(cfg.get("rescale_factor", 1.0 / 255.0))
-    else:
-        raise ValueError(f"unknown preprocess resize mode {mode!r}; supported: {', '.join(RESIZE_MODES)}")
-    m = _per_channel(mean, channels, "mean")[:, None, None]
-    s = _per_channel(std, channels, "std")[:, None, None]
+    else:  # SIGLIP_UINT8_BILINEAR (from_mapping admits nothing else)
+        x = resize_uint8(pixels, h, w).astype(np.float64) * cfg.rescale_factor
+    m = _per_channel(cfg.mean, cfg.channels, "mean")[:, None, None]
+    s = _per_channel(cfg.std, cfg.channels, "std")[:, None, None]
     out = (x[None] - m) / s
     return out[None].astype(np.float32)
