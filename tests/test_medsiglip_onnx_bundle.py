@@ -169,8 +169,10 @@ def test_env_model_dir_and_classifier_check(bundle, probe_dir: Path, tmp_path: P
     monkeypatch.setenv("CXRTRIAGE_MODEL", str(out))
     monkeypatch.setenv("CXRTRIAGE_CLASSIFIER", str(probe_dir / "probe.json"))  # the probe baked in: accepted
     assert isinstance(load_backend("medsiglip"), BundledOnnxBackend)
-    other = LinearProbe.load(probe_dir)
-    other.bias += 1.0
+    import dataclasses
+
+    probe = LinearProbe.load(probe_dir)
+    other = dataclasses.replace(probe, bias=probe.bias + 1.0)  # the probe is frozen: a different probe is a new one
     monkeypatch.setenv("CXRTRIAGE_CLASSIFIER", str(other.save(tmp_path / "probe.json")))
     with pytest.raises(ModelError, match="baked in"):
         load_backend("medsiglip")

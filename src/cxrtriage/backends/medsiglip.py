@@ -46,20 +46,24 @@ ZERO_SHOT_WARNING = ("no linear probe given (CXRTRIAGE_CLASSIFIER): the urgency 
                      "is UNCALIBRATED; threshold 0.5 and review band 0.4-0.6 are placeholders, not a validated operating point")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinearProbe:
     """Logistic-regression head on L2-normalised image embeddings, Platt calibration and operating point.
 
-    Stored as a small JSON file (``probe.json``) so it is reviewable and needs no pickle.
+    Stored as a small JSON file (``probe.json``) so it is reviewable and needs no pickle; parsed once, when the
+    backend loads, into these frozen values.
     """
 
-    weight: list[float]
+    weight: tuple[float, ...]
     bias: float
     platt_a: float = 1.0
     platt_b: float = 0.0
     threshold: float = 0.5
     review_band: tuple[float, float] = (0.4, 0.6)
     meta: dict[str, Any] = field(default_factory=dict)  # model id, training sizes, rules, validation numbers
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", tuple(float(w) for w in self.weight))
 
     def logit(self, embedding: np.ndarray) -> np.ndarray:
         return np.asarray(embedding, dtype=np.float64) @ np.asarray(self.weight, dtype=np.float64) + self.bias
@@ -82,7 +86,7 @@ class LinearProbe:
         if path.is_dir():
             path = path / PROBE_FILE
         d = asdict(self)
-        d["review_band"] = list(self.review_band)
+        d["weight"], d["review_band"] = list(self.weight), list(self.review_band)
         path.write_text(json.dumps(d, indent=1), encoding="utf-8")
         return path
 
