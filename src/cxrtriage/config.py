@@ -38,8 +38,10 @@ def data_dir(required: bool = False) -> Path | None:
     env = os.environ.get("CXRTRIAGE_DATA_DIR")
     if env:
         path = Path(env).expanduser()
-        if required and not path.is_dir():
-            raise FileNotFoundError(f"CXRTRIAGE_DATA_DIR={env} is not a directory")
+        if not path.is_dir():  # a data directory that is not there is no data directory
+            if required:
+                raise FileNotFoundError(f"CXRTRIAGE_DATA_DIR={env} is not a directory")
+            return None
         return path
     for candidate in (Path.cwd() / "../shared/data", REPO_ROOT / "../shared/data"):
         if candidate.is_dir():

@@ -29,8 +29,9 @@ def _require_extra(module: str, extra: str, purpose: str) -> None:
 def _data_dir(arg: str | None) -> Path:
     try:
         return resolve_data_dir(arg)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except FileNotFoundError as exc:  # a configuration error: exit 2 with the sentence (module docstring)
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _apply_backend_options(args: argparse.Namespace) -> None:

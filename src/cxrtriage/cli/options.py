@@ -11,8 +11,6 @@ def resolve_data_dir(arg: str | None) -> Path:
     """``--data-dir``, else ``CXRTRIAGE_DATA_DIR``, else ``../shared/data``; FileNotFoundError with what to do."""
     if arg:
         return Path(arg)
-    found = config.data_dir()
-    if found is None:
-        raise FileNotFoundError("no data directory; pass --data-dir or set CXRTRIAGE_DATA_DIR "
-                                "(see prototype/data_scripts/download_datasets.sh)")
+    found = config.data_dir(required=True)  # FileNotFoundError naming what is wrong and what to do
+    assert found is not None
     return found
