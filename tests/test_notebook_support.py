@@ -135,6 +135,8 @@ def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
 def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None:
     """A reader of a wall time must know what ran (e.g. a random-weight stand-in instead of MedGemma)."""
     pytest.importorskip("papermill")
+    # a checkout of its own, so the facts file lands in tmp_path/runs, not in a temp folder other runs share
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cxrtriage"\n')
     nb = _notebook(tmp_path / "facts_demo.ipynb",
                    "from cxrtriage.evaluation import notebook_run\n"
                    "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
