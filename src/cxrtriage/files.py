@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 _BLOB_NAME = re.compile(r"[0-9a-f]{64}")
@@ -19,4 +20,12 @@ def sha256_file(path: str | Path) -> str:
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_files(files: Iterable[str | Path]) -> str:
+    """One sha256 over several files, in the given order (each file's name and sha256): a model's identity."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
     return h.hexdigest()

@@ -28,7 +28,7 @@ import numpy as np
 from cxrtriage import config
 from cxrtriage.backends.base import Backend, SecondOpinion, Stages
 from cxrtriage.backends.model_source import resolve_model
-from cxrtriage.files import sha256_file
+from cxrtriage.files import sha256_files
 from cxrtriage.schema import ModelInfo, Provenance
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class MedGemmaBackend:
         is_local = Path(self.model).expanduser().exists()
         name = Path(self.model_dir).name if is_local else self.model
         self.info = ModelInfo(name=name, version=_revision(Path(self.model_dir)),
-                              sha256=_files_sha256(self._weight_files()), backend=self.backend_name)
+                              sha256=sha256_files(sorted(self._weight_files())), backend=self.backend_name)
 
     def _locate(self, model: str) -> str:
         return resolve_model(model, kind="MedGemma")
@@ -141,16 +141,6 @@ class MedGemmaGgufBackend(MedGemmaBackend):
 def _revision(model_dir: Path) -> str:
     """A hub snapshot's revision (its folder name under ``snapshots/``), else "local"."""
     return model_dir.name if model_dir.parent.name == "snapshots" else "local"
-
-
-def _files_sha256(files: list[Path]) -> str:
-    """One sha256 over the model's weight files (name and sha256 of each), so a result names the exact weights."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f"{f.name}:{sha256_file(f)}\n".encode())
-    return h.hexdigest()
 
 
 def load_classifier() -> Backend:

@@ -32,7 +32,7 @@ from cxrtriage.backends.bundled import INDEX_FILE
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.errors import ModelError
-from cxrtriage.files import sha256_file
+from cxrtriage.files import sha256_files
 from cxrtriage.backends.model_source import pick_device_dtype, resolve_model, weight_files
 from cxrtriage.imaging.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
@@ -168,14 +168,12 @@ class MedSigLIPBackend:
         self.max_layout_residual = None
 
         files = weight_files(self.model_dir) + ([probe_path] if probe_path else [])
-        h = hashlib.sha256()
-        for f in files:
-            h.update(f"{f.name}:{sha256_file(f)}\n".encode())
+        files_sha256 = sha256_files(files)
         self._files = files
         is_hub = not Path(model).expanduser().is_dir()
         name = model if is_hub else self.model_dir.name
         version = self.model_dir.name if is_hub else "local"  # hub snapshot dir name = commit hash
-        self.info = ModelInfo(name=name, version=version, sha256=h.hexdigest(), backend="medsiglip")
+        self.info = ModelInfo(name=name, version=version, sha256=files_sha256, backend="medsiglip")
 
     # -- preprocessing -------------------------------------------------------------------------------------------
     def _processor_size(self) -> tuple[int, int]:

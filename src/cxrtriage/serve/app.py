@@ -149,8 +149,7 @@ class ServiceRuntime:
 
     def busy_retry_after_s(self) -> int | None:
         """None while a /predict may queue; else Retry-After seconds (checked before its body is read)."""
-        limiter = self._limiter
-        if limiter is None or limiter.active + limiter.waiting < limiter.max_concurrent + limiter.max_queue:
+        if self._limiter is None or not self._limiter.full:
             return None
         return self.retry_after_s()
 

@@ -185,10 +185,15 @@ class InferenceLimiter:
         self.active = 0
         self.waiting = 0
 
+    @property
+    def full(self) -> bool:
+        """Every slot and every queue place is taken: a new request would be refused."""
+        return self.active + self.waiting >= self.max_concurrent + self.max_queue
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one inference slot; raises :class:`QueueFullError` without waiting when the queue is full."""
-        if self.active + self.waiting >= self.max_concurrent + self.max_queue:
+        if self.full:
             raise QueueFullError
         self.waiting += 1
         try:

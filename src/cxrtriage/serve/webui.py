@@ -240,11 +240,13 @@ def _settings_data_dir(settings: Any) -> Path | None:
 
 
 def _max_upload_bytes(settings: Any) -> int:
-    for attr, factor in (("max_upload_bytes", 1), ("max_upload_mb", 1024 * 1024)):
-        value = getattr(settings, attr, None) if settings is not None else None
-        if isinstance(value, (int, float)) and value > 0:
-            return int(value * factor)
-    return 32 * 1024 * 1024
+    """The service's upload limit; the service's default for the UI served alone (:func:`launch`)."""
+    value = getattr(settings, "max_upload_bytes", None)
+    if isinstance(value, (int, float)) and value > 0:
+        return int(value)
+    from cxrtriage.serve.settings import ServerSettings
+
+    return ServerSettings.model_construct().max_upload_bytes
 
 
 def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:

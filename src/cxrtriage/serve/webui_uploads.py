@@ -137,32 +137,28 @@ def install_ui_file_routes(app: "FastAPI", prefix: str, store: UploadStore, file
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+    from cxrtriage.serve.errors import error_response
+    from cxrtriage.serve.middleware import BodyTooLargeError, body_error_response, scope_request_id
+
     api = prefix.rstrip("/") + "/gradio_api"
 
     def not_found(request: Request, what: str) -> JSONResponse:
-        rid = request.scope.get("cxrtriage.request_id") or request.headers.get("x-request-id") or ""
-        return JSONResponse({"detail": f"{what} is not served by this UI", "error_type": "NotFound",
-                             "request_id": rid}, status_code=404)
+        return error_response(404, f"{what} is not served by this UI", "NotFound", request)
 
     async def upload(request: Request) -> Response:
-        rid = request.scope.get("cxrtriage.request_id") or ""
         try:
             form = await request.form(max_files=1, max_fields=8)
         except Exception:  # noqa: BLE001 - malformed multipart: the parser's message may echo client text
-            return JSONResponse({"detail": "the upload is not a valid multipart form with one file",
-                                 "error_type": "BadRequest", "request_id": rid}, status_code=400)
+            return error_response(400, "the upload is not a valid multipart form with one file", "BadRequest", request)
         try:
             parts = [v for v in form.getlist("files") if hasattr(v, "read")]
             if len(parts) != 1:
-                return JSONResponse({"detail": "upload exactly one file", "error_type": "BadRequest",
-                                     "request_id": rid}, status_code=400)
+                return error_response(400, "upload exactly one file", "BadRequest", request)
             data = await parts[0].read(max_upload_bytes + 1)
         finally:
             await form.close()
         if len(data) > max_upload_bytes:
-            return JSONResponse({"detail": f"the file is larger than the {max_upload_bytes // (1024 * 1024)} MiB "
-                                           "limit", "error_type": "PayloadTooLarge", "request_id": rid},
-                                status_code=413)
+            return body_error_response(BodyTooLargeError(max_upload_bytes), scope_request_id(request.scope))
         return JSONResponse([store.put(data)])
 
     async def upload_progress(request: Request) -> Response:
