@@ -16,17 +16,18 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(), "config": set(), "optional": set(), "schema": set(), "decision": set(), "files": set(),
     "data": set(),
     "imaging": set(),
+    "anatomy": {"imaging"},
     "backends": {"imaging"},
-    "explain": {"imaging", "backends"},
-    "pipeline": {"imaging", "backends", "explain", "data"},
-    "serve": {"imaging", "backends", "explain", "pipeline", "data"},
-    "train": {"imaging", "backends", "explain", "data", "evaluation"},
-    "evaluation": {"imaging", "backends", "explain", "pipeline", "data", "serve", "train"},
-    "hai_def": {"imaging", "backends", "explain", "data", "evaluation", "train"},
-    "cli": {"imaging", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def"},
+    "explain": {"imaging", "backends", "anatomy"},
+    "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
+    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data"},
+    "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
+    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train"},
+    "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
+    "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def"},
     "__init__": {"imaging", "pipeline"},
 }
-RUN_TIME = {"imaging", "backends", "explain", "pipeline", "serve", "data", *BASE}
+RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", *BASE}
 
 
 def _module_name(path: Path) -> str:

@@ -99,6 +99,13 @@ def model_dir() -> Path:
     return Path(env).expanduser() if env else BUNDLED_WEIGHTS_DIR
 
 
+def segmenter_dir() -> Path:
+    """Where ``segment.onnx`` / ``segment.json`` live: ``CXRTRIAGE_SEGMENTER_DIR``, else the bundled weights (the
+    segmentation ships with the package whatever classifier ``CXRTRIAGE_MODEL_DIR`` selects)."""
+    env = os.environ.get("CXRTRIAGE_SEGMENTER_DIR")
+    return Path(env).expanduser() if env else BUNDLED_WEIGHTS_DIR
+
+
 def _text(name: str) -> str | None:
     value = (os.environ.get(name) or "").strip()
     return value or None

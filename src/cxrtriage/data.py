@@ -96,6 +96,70 @@ def nih_boxes(data_dir: Path) -> dict[str, list[tuple[float, float, float, float
     return dict(boxes)
 
 
+@dataclass(frozen=True)
+class JsrtRecord:
+    """One JSRT radiograph with its SCR masks (0/255 PNGs at the image's size); ``left`` is the patient's left."""
+
+    image_id: str
+    path: Path
+    nodule: int
+    masks: dict[str, Path]
+
+
+#: the SCR structures the bundled segmentation network predicts, in its output-channel order
+JSRT_STRUCTURES = ("right_lung", "left_lung", "heart")
+
+
+def jsrt_records(data_dir: Path) -> list[JsrtRecord]:
+    """The JSRT/SCR images of ``<data>/jsrt_scr`` (research use: never shipped, never copied)."""
+    root = Path(data_dir) / "jsrt_scr"
+    return [JsrtRecord(image_id=row["id"], path=root / row["file"], nodule=int(row["nodule"]),
+                       masks={s: root / row[s] for s in JSRT_STRUCTURES})
+            for row in _read_csv(root / "labels.csv")]
+
+
+def jsrt_split(records: list[JsrtRecord], seed: int = 1202,
+               fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> dict[str, list[JsrtRecord]]:
+    """Image-level split of JSRT (one image per patient) with a fixed seed, stratified by nodule/no nodule."""
+    parts: dict[str, list[JsrtRecord]] = {name: [] for name in SPLIT_NAMES}
+    for nodule in (0, 1):
+        group = sorted((r for r in records if r.nodule == nodule), key=lambda r: r.image_id)
+        random.Random(seed + nodule).shuffle(group)
+        n_train, n_val = round(fractions[0] * len(group)), round(fractions[1] * len(group))
+        parts["train"] += group[:n_train]
+        parts["val"] += group[n_train : n_train + n_val]
+        parts["test"] += group[n_train + n_val :]
+    return {k: sorted(v, key=lambda r: r.image_id) for k, v in parts.items()}
+
+
+def jsrt_urgency_parts(data_dir: Path) -> dict[str, list[Record]]:
+    """JSRT films WITHOUT a nodule as non-urgent adult negatives of another site, in the same image-level parts as
+    the segmentation split (so no JSRT test film is trained on by either network)."""
+    return {part: [Record(dataset="jsrt", image_id=r.image_id, path=r.path, patient=f"jsrt-{r.image_id}", urgent=0,
+                          view="PA", findings="No Finding") for r in recs if r.nodule == 0]
+            for part, recs in jsrt_split(jsrt_records(data_dir)).items()}
+
+
+def rsna_opacity_labels(data_dir: Path) -> dict[str, int]:
+    """Radiologist lung-opacity labels of the RSNA re-read, by record key (``nih/<image index>``): 1 opacity."""
+    path = Path(data_dir) / "nih" / "rsna_labels.csv"
+    return {f"nih/{row['image_index']}": int(row["rsna_target"]) for row in _read_csv(path)} if path.is_file() else {}
+
+
+def rsna_boxes(data_dir: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Radiologist lung-opacity boxes of the RSNA re-read by NIH image id, (x, y, w, h) in the shipped PNG's pixels."""
+    boxes: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
+    for row in _read_csv(Path(data_dir) / "nih" / "rsna_boxes.csv"):
+        boxes[row["image_index"]].append(tuple(float(row[k]) for k in ("x", "y", "w", "h")))  # type: ignore[misc]
+    return dict(boxes)
+
+
+def lateral_paths(data_dir: Path) -> list[Path]:
+    """The lateral chest radiographs of ``<data>/laterals`` (what the frontal-view check must refuse)."""
+    root = Path(data_dir) / "laterals"
+    return [root / row["file"] for row in _read_csv(root / "labels.csv")]
+
+
 def make_split(records: list[Record], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
     """Patient-level split: every image of a patient lands in the same part (images of one patient
     are correlated, so an image-level split would leak)."""

@@ -22,6 +22,9 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config, decision
+from cxrtriage.anatomy import frontal
+from cxrtriage.anatomy.measure import Anatomy, measure
+from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
 from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
@@ -35,6 +38,17 @@ from cxrtriage.explain.report import analyze_prior_report
 from cxrtriage.schema import MAX_CROPS, Crop, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
+#: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
+DEFAULT_SEGMENTER = "bundled"
+#: a Non-Urgent result shows a crop only for a region holding at least this share of the positive map mass
+NON_URGENT_MIN_STRENGTH = 0.5
+
+
+def default_segmenter() -> Segmenter | None:
+    """The bundled lung-and-heart segmentation, or None when its files are not there (the pipeline then falls back
+    to image-geometry zones and the layout gate alone, and says so in a warning)."""
+    directory = config.segmenter_dir()
+    return Segmenter(directory) if (directory / SEGMENT_MODEL_FILE).is_file() else None
 
 
 def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
@@ -67,7 +81,7 @@ class Triage:
 
     def __init__(self, backend: Backend | None = None, explainer: Explainer | None = None, *,
                  backend_name: str = "bundled", model_dir: str | Path | None = None, crops_dir: str | Path | None = None,
-                 n_neighbours: int = 3) -> None:
+                 n_neighbours: int = 3, segmenter: Segmenter | str | None = DEFAULT_SEGMENTER) -> None:
         if backend is None:
             backend, loaded_explainer = load_stages(backend_name, model_dir)
             explainer = explainer or loaded_explainer
@@ -75,6 +89,7 @@ class Triage:
         self.explainer = explainer
         self.crops_dir = Path(crops_dir) if crops_dir else None
         self.n_neighbours = n_neighbours
+        self.segmenter = default_segmenter() if segmenter == DEFAULT_SEGMENTER else segmenter
 
     @property
     def info(self) -> ModelInfo:
@@ -109,10 +124,20 @@ class Triage:
             # a 2500x2000 DICOM)
             squashed = resize_square(np.clip(pixels, 0.0, 1.0), layout.input_size)
             residual = layout.residual(squashed)
-            gate.check_layout(residual, self.backend.max_layout_residual)
             if self.backend.accepts_squashed(layout.input_size):
                 model_pixels = squashed
-        timings["gate"] = (time.perf_counter() - t) * 1e3
+        anatomy: Anatomy | None = None
+        if self.segmenter is not None:
+            t_seg = time.perf_counter()
+            anatomy = measure(self.segmenter.segment(pixels))
+            timings["segment"] = (time.perf_counter() - t_seg) * 1e3
+            review_reasons = frontal.check(anatomy, residual, self.backend.max_layout_residual)
+        else:
+            gate.check_layout(residual, self.backend.max_layout_residual)
+            review_reasons = []
+            warnings.append("the lung segmentation is not installed: evidence zones come from image geometry and "
+                            "the frontal-view check from the coarse layout only")
+        timings["gate"] = (time.perf_counter() - t) * 1e3 - timings.get("segment", 0.0)
 
         out = self.backend.analyze(model_pixels)
         timings.update(out.timings_ms)
@@ -123,7 +148,16 @@ class Triage:
         neighbours = []
         if index is not None and out.embedding is not None:
             knn_sim = index.knn_similarity(out.embedding, self.backend.knn_k)
-            gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
+            if anatomy is None:
+                gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
+            elif anatomy.typical_pair:  # an unusual embedding of a film with two lungs is doubt for a human
+                review_reasons += frontal.embedding_doubt(knn_sim, self.backend.min_knn_similarity)
+            else:
+                gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
+        probe = getattr(self.backend, "view_probe", None)
+        if probe is not None and anatomy is not None and out.embedding is not None:
+            view_score = probe.score(out.embedding, anatomy.view_features())
+            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above)
             neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
@@ -133,9 +167,18 @@ class Triage:
         threshold = decision.reported(self.backend.threshold)
         band = (decision.reported(self.backend.review_band[0]), decision.reported(self.backend.review_band[1]))
         label, needs_review = decision.decide(score, threshold, band)
+        if review_reasons:  # an atypical frontal film: triaged, but Urgent and for a human (safety first)
+            label, needs_review = "Urgent", True
+            warnings += [f"atypical frontal radiograph: {r}; labelled Urgent for human review" for r in review_reasons]
 
         height, width = pixels.shape
-        boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS) if out.cam is not None else []
+        boxes = []
+        if out.cam is not None:
+            region = anatomy.evidence_region() if anatomy is not None and anatomy.lungs else None
+            boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS, allowed=region,
+                                        zone_of=anatomy.zone if anatomy is not None else None)
+            if label == "Non-Urgent":  # weak boxes on a normal film are noise a clinician learns to ignore
+                boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
 
         t = time.perf_counter()
         report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
@@ -169,6 +212,9 @@ class Triage:
             image_info["knn_similarity"] = round(knn_sim, 4)
         if residual is not None:
             image_info["layout_residual"] = round(residual, 4)
+        anatomy_info = None
+        if anatomy is not None and self.segmenter is not None:
+            anatomy_info = {**anatomy.measurements(), "segmenter": self.segmenter.name}
 
         # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
         t = time.perf_counter()
@@ -180,7 +226,7 @@ class Triage:
             label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
             threshold=threshold, review_band=band, needs_review=needs_review,
             model=self.info, explainer=self.explainer.info if self.explainer is not None else None, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
-            image=image_info,
+            image=image_info, anatomy=anatomy_info,
         )
 
 

@@ -80,6 +80,9 @@ class Prediction(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")
+    anatomy: dict[str, object] | None = Field(
+        default=None, description="measured from the bundled lung-and-heart segmentation: lungs found, lung area "
+        "fractions, cardiothoracic ratio (AP films magnify the heart), the segmenter's name; null without it")
 
 
 def prediction_json_schema() -> dict:

@@ -1,4 +1,4 @@
-"""Command line: ``cxrtriage predict | train | export | evaluate | bench | split | serve | test-set | ratings``.
+"""Command line: ``cxrtriage predict | segment | train | train-segmenter | export-segmenter | export | evaluate | bench | split | serve | test-set | ratings``.
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
@@ -78,6 +78,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("error: give image paths or --examples FILE", file=sys.stderr)
         return 2
     return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from cxrtriage.cli.segment import segment_paths
+
+    return segment_paths(list(args.paths), args.out, model_dir=args.model_dir)
+
+
+def cmd_train_segmenter(args: argparse.Namespace) -> int:
+    _require_extra("torch", "train", "training the segmentation network")
+    from cxrtriage.train.segmentation import SegTrainConfig, train
+
+    ckpt = train(SegTrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs,
+                                seed=args.seed, threads=args.threads, limit=args.limit))
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def cmd_export_segmenter(args: argparse.Namespace) -> int:
+    _require_extra("torch", "train", "exporting the segmentation network")
+    from cxrtriage.train.segmentation_export import export_segmenter
+
+    ckpt = Path(args.checkpoint)
+    meta = export_segmenter(ckpt, Path(args.out), data_dir=_data_dir(args.data_dir), train_log=ckpt.parent / "train_log.json",
+                            limit=args.limit)
+    print(json.dumps(meta["test_dice"], indent=2))
+    return 0
+
+
+def cmd_fit_view_probe(args: argparse.Namespace) -> int:
+    _require_extra("sklearn", "train", "fitting the view probe")
+    from cxrtriage.train.view_probe import fit_view_probe
+
+    block = fit_view_probe(Path(args.model_dir), _data_dir(args.data_dir))
+    print(json.dumps(block["validation"], indent=2))
+    return 0
 
 
 def cmd_test_set(args: argparse.Namespace) -> int:
@@ -233,6 +269,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="only the first N images (of --examples, else of the paths)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("segment", help="lung and heart masks (0/255 PNG, original size) + cardiothoracic ratio per image")
+    s.add_argument("paths", nargs="+", help="image files (PNG, JPEG, DICOM)")
+    s.add_argument("--out", required=True, help="folder for <stem>_lungs.png and <stem>_heart.png")
+    s.add_argument("--model-dir", help="folder with segment.onnx + segment.json (default: the bundled segmenter)")
+    s.set_defaults(func=cmd_segment)
+
+    s = sub.add_parser("train-segmenter", help="train the lung-and-heart segmentation network on JSRT/SCR (needs [train])")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="runs/segment")
+    s.add_argument("--epochs", type=int, default=60)
+    s.add_argument("--seed", type=int, default=1202)
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--limit", type=int, help="at most N images per part (smoke tests only)")
+    s.set_defaults(func=cmd_train_segmenter)
+
+    s = sub.add_parser("export-segmenter", help="int8 ONNX export of the segmentation network + Dice on the JSRT test split")
+    s.add_argument("--checkpoint", default="runs/segment/checkpoint.pt")
+    s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
+    s.add_argument("--data-dir")
+    s.add_argument("--limit", type=int, help="at most N images per part (smoke tests only)")
+    s.set_defaults(func=cmd_export_segmenter)
+
+    s = sub.add_parser("fit-view-probe", help="fit the lateral-view probe of a classifier bundle into its model.json (needs [train])")
+    s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_fit_view_probe)
 
     s = sub.add_parser("train", help="train the bundled CNN on the committed split (needs [train])")
     s.add_argument("--data-dir")

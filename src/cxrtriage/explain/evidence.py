@@ -16,7 +16,7 @@ import os
 import secrets
 import tempfile
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +139,8 @@ def find_evidence_boxes(
     max_boxes: int = 3,
     rel_threshold: float = 0.5,
     min_strength: float = 0.05,
+    allowed: np.ndarray | None = None,
+    zone_of: Callable[[float, float], str | None] | None = None,
 ) -> list[EvidenceBox]:
     """Boxes (original pixels) around the strongest regions of positive CAM.
 
@@ -151,6 +153,12 @@ def find_evidence_boxes(
     holding less than ``min_strength`` of the total positive mass are dropped, and
     regions over non-positive cells only never form a box. Returns [] when nothing in
     the map is positive.
+
+    ``allowed`` (boolean, any resolution, the image squashed like the CAM): where boxes may form, e.g. the lung
+    fields from the segmentation, so that burned-in text, markers and the outside of the thorax never get one;
+    the strength is then the share of the positive mass inside the allowed region. ``zone_of(fx, fy)`` names the
+    zone of a box centre given as fractions of the image (e.g. from each lung's own extent); when it returns
+    None, or is absent, :func:`anatomical_zone` names it from the image geometry.
     """
     cam_arr = finite_array(cam, "cam", 2)
     width, height = _check_image_size(image_size)
@@ -167,14 +175,23 @@ def find_evidence_boxes(
     peak = float(up.max())
     if peak <= 0:
         return []
+    gh, gw = up.shape
+    cell_pos = np.clip(cam_arr, 0.0, None)
+    if allowed is not None:
+        grid = _nearest(np.asarray(allowed, dtype=bool), gh, gw)
+        if not grid.any():
+            return []
+        up = np.where(grid, up, 0.0)
+        peak = float(up.max())
+        if peak <= 0:
+            return []
+        cell_pos = cell_pos * (_nearest(np.asarray(allowed, dtype=bool), *cam_arr.shape))
     mask = (up >= rel_threshold * peak) & (up > 0)
     labels, n = _label_components(mask)
     if n == 0:
         return []
 
-    gh, gw = up.shape
     sx, sy = width / gw, height / gh  # original pixels per working-grid pixel
-    cell_pos = np.clip(cam_arr, 0.0, None)
     total = float(cell_pos.sum())
     cell_labels = _cell_labels(labels, cam_arr.shape, UPSAMPLE)
     masses = np.bincount(cell_labels.ravel(), weights=cell_pos.ravel(), minlength=n + 1)
@@ -194,7 +211,8 @@ def find_evidence_boxes(
         best = int(np.argmax(up[rows, cols]))
         px = min(int((cols[best] + 0.5) * sx), width - 1)
         py = min(int((rows[best] + 0.5) * sy), height - 1)
-        region = anatomical_zone(x0 + bw / 2, y0 + bh / 2, width, height)
+        region = (zone_of((x0 + bw / 2) / width, (y0 + bh / 2) / height) if zone_of else None) or \
+            anatomical_zone(x0 + bw / 2, y0 + bh / 2, width, height)
         boxes.append(
             EvidenceBox(
                 x=x0, y=y0, w=bw, h=bh,
@@ -204,6 +222,14 @@ def find_evidence_boxes(
         if len(boxes) >= max_boxes:
             break
     return boxes
+
+
+def _nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask (cell centres), numpy only."""
+    h, w = mask.shape
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
+    return mask[rows][:, cols]
 
 
 def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int], source: str) -> EvidenceBox:

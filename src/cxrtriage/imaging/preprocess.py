@@ -19,6 +19,9 @@ Keys of the ``preprocess`` block:
     checkpoint's SigLIP image processor: clip, ``rint(x * 255)`` to uint8, PIL bilinear resize of the "L" image to
     (H, W), then ``x * rescale_factor`` (the processor's, 1/255) and ``(x - mean[c]) / std[c]`` with the
     processor's image_mean/std. The processor's own resize is a no-op at that size (the image already has it).
+* ``window``: ``"percentile-1-99"`` maps the resized (and, with ``quantize``, 8-bit) image's 1st..99th percentile
+  to 0..1 (clipped) before normalising, so that exposure and contrast differences between sites and detectors
+  reach the model as little as possible (the segmentation network; :func:`percentile_window`). Absent: no window.
 """
 
 from __future__ import annotations
@@ -57,6 +60,19 @@ def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 QUANTIZE_UINT8 = "uint8"
+PERCENTILE_WINDOW = "percentile-1-99"
+WINDOW_MODES = (PERCENTILE_WINDOW,)
+#: below this 1..99 percentile spread an image is treated as flat and left as it is (no division by ~0)
+MIN_WINDOW_SPREAD = 1.0 / 255.0
+
+
+def percentile_window(x: np.ndarray) -> np.ndarray:
+    """Map the 1st..99th percentile of ``x`` (float, [0,1]) to 0..1, clipped; a flat image is returned unchanged.
+    One definition for training (after augmentation) and serving (after the resize)."""
+    lo, hi = np.percentile(x, (1.0, 99.0))
+    if hi - lo < MIN_WINDOW_SPREAD:
+        return np.asarray(x, dtype=np.float32)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 def to_cache(pixels: np.ndarray, cfg: "ConfigLike") -> np.ndarray:
@@ -104,6 +120,7 @@ class PreprocessConfig:
     resize: str = SQUASH_BILINEAR
     quantize: str | None = None
     rescale_factor: float = 1.0 / 255.0
+    window: str | None = None
 
     @classmethod
     def from_mapping(cls, cfg: Mapping[str, Any]) -> "PreprocessConfig":
@@ -119,6 +136,11 @@ class PreprocessConfig:
             raise ValueError(f"preprocess quantize must be {QUANTIZE_UINT8!r} or absent, got {quantize!r}")
         if quantize and mode != SQUASH_BILINEAR:
             raise ValueError(f"preprocess quantize applies to the {SQUASH_BILINEAR!r} resize only")
+        window = cfg.get("window")
+        if window not in (None, *WINDOW_MODES):
+            raise ValueError(f"preprocess window must be one of {', '.join(WINDOW_MODES)} or absent, got {window!r}")
+        if window and mode != SQUASH_BILINEAR:
+            raise ValueError(f"preprocess window applies to the {SQUASH_BILINEAR!r} resize only")
         hw = input_hw(cfg)
         mean = _per_channel(cfg["mean"], channels, "mean")
         std = _per_channel(cfg["std"], channels, "std")
@@ -130,7 +152,7 @@ class PreprocessConfig:
 
         return cls(hw=hw, channels=channels, mean=scalar_or_tuple(cfg["mean"], mean),
                    std=scalar_or_tuple(cfg["std"], std), resize=mode, quantize=quantize,
-                   rescale_factor=float(cfg.get("rescale_factor", 1.0 / 255.0)))
+                   rescale_factor=float(cfg.get("rescale_factor", 1.0 / 255.0)), window=window)
 
 
 ConfigLike = Union[PreprocessConfig, Mapping[str, Any]]
@@ -151,6 +173,8 @@ def to_model_input(pixels: np.ndarray, cfg: ConfigLike) -> np.ndarray:
             x = from_cache(to_cache(pixels, cfg))
         else:
             x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
+        if cfg.window == PERCENTILE_WINDOW:
+            x = percentile_window(x)
         if cfg.channels == 1 and np.ndim(cfg.mean) == 0 and np.ndim(cfg.std) == 0:
             # the bundled CNN's path (float32 arithmetic)
             x = (x - float(cfg.mean)) / float(cfg.std)

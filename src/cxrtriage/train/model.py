@@ -21,6 +21,8 @@ class ArchConfig:
     strides: tuple[int, ...] = (1, 2, 2, 1)
     dilations: tuple[int, ...] = (1, 1, 1, 2)
     dropout: float = 0.2
+    #: extra finding outputs (generation 2: ("lung_opacity",)), one logit each, on the same pooled features
+    findings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +53,8 @@ class BasicBlock(nn.Module):
 
 
 class CXRNet(nn.Module):
-    """Returns (urgency logit [N, 1], last feature map [N, C, h, w])."""
+    """Returns (urgency logit [N, 1], last feature map [N, C, h, w]), plus finding logits [N, F] when the
+    configuration names findings."""
 
     def __init__(self, cfg: ArchConfig = ArchConfig()) -> None:
         super().__init__()
@@ -66,6 +69,7 @@ class CXRNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cin, 1)
+        self.finding_head = nn.Linear(cin, len(cfg.findings)) if cfg.findings else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -74,7 +78,9 @@ class CXRNet(nn.Module):
     def feature_channels(self) -> int:
         return self.cfg.widths[-1]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fmap = self.blocks(self.stem(x))
-        pooled = fmap.mean(dim=(2, 3))
-        return self.head(self.dropout(pooled)), fmap
+        pooled = self.dropout(fmap.mean(dim=(2, 3)))
+        if self.finding_head is None:
+            return self.head(pooled), fmap
+        return self.head(pooled), fmap, self.finding_head(pooled)

@@ -13,6 +13,7 @@ Design decisions (measured, see the model card):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import platform
@@ -28,9 +29,9 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from cxrtriage.data import Record, load_split_records, split_sha256
+from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records, rsna_opacity_labels, split_sha256
 from cxrtriage.imaging.load import load_image
-from cxrtriage.imaging.preprocess import QUANTIZE_UINT8, SQUASH_BILINEAR, to_cache
+from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, percentile_window, to_cache
 from cxrtriage.train.model import ArchConfig, CXRNet
 
 
@@ -49,6 +50,14 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # cap on images per dataset and part (smoke tests only)
     arch: dict = field(default_factory=lambda: ArchConfig(stem=(16, 32), widths=(32, 64, 128, 192)).to_dict())
+    #: generation 2: the percentile window of the shared preprocessing (None: generation 1's plain [0,1] input)
+    window: str | None = PERCENTILE_WINDOW
+    #: JSRT films without a nodule as adult negatives of another site (0 = none); their train part only
+    jsrt_per_epoch: int = 60
+    #: weight of the lung-opacity loss (RSNA radiologist labels; 0 = no opacity head)
+    opacity_weight: float = 0.5
+    #: generation 2 acquisition augmentation (noise, resolution); False = generation 1's jitter only
+    strong_augment: bool = True
 
 
 def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
@@ -69,9 +78,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cache_config(size: int) -> dict:
-    """The resize and 8-bit step of the bundled CNN's preprocessing (what the cache holds; mean/std come later)."""
-    return {"input_size": size, "resize": SQUASH_BILINEAR, "channels": 1, "quantize": QUANTIZE_UINT8}
+def cache_config(size: int, window: str | None = None) -> dict:
+    """The resize and 8-bit step of the bundled CNN's preprocessing (what the cache holds; the window, when there is
+    one, and mean/std come later, after augmentation)."""
+    cfg = {"input_size": size, "resize": SQUASH_BILINEAR, "channels": 1, "quantize": QUANTIZE_UINT8}
+    return {**cfg, "window": window} if window else cfg
+
+
+def apply_window(x: torch.Tensor, window: str | None) -> torch.Tensor:
+    """The serving window (:func:`~cxrtriage.imaging.preprocess.percentile_window`) on every image of a batch."""
+    if window != PERCENTILE_WINDOW:
+        return x
+    return torch.from_numpy(np.stack([percentile_window(a[0])[None] for a in x.numpy()]))
 
 
 def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
@@ -84,8 +102,10 @@ def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
     return out
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """x: N x 1 x S x S in [0,1]. Geometric (rotation +-8 deg, scale 0.9-1.1, shift +-6%) and intensity jitter."""
+def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False) -> torch.Tensor:
+    """x: N x 1 x S x S in [0,1]. Geometric (rotation +-8 deg, scale 0.9-1.1, shift +-6%) and intensity jitter;
+    ``strong`` (generation 2) widens exposure and contrast and adds noise and lost resolution, the ways another
+    site's detector differs."""
     n = x.shape[0]
 
     def u(lo: float, hi: float) -> torch.Tensor:
@@ -98,22 +118,35 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    gamma = torch.exp(u(-0.22, 0.22)).view(n, 1, 1, 1)
+    g, c, b = (0.45, 0.35, 0.12) if strong else (0.22, 0.2, 0.08)
+    gamma = torch.exp(u(-g, g)).view(n, 1, 1, 1)
     x = x.clamp(1e-6, 1).pow(gamma)
-    contrast = u(0.8, 1.2).view(n, 1, 1, 1)
-    bright = u(-0.08, 0.08).view(n, 1, 1, 1)
+    contrast = u(1 - c, 1 + c).view(n, 1, 1, 1)
+    bright = u(-b, b).view(n, 1, 1, 1)
     mean = x.mean(dim=(2, 3), keepdim=True)
-    return ((x - mean) * contrast + mean + bright).clamp(0, 1)
+    x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
+    if not strong:
+        return x
+    s = x.shape[-1]
+    for i in range(n):
+        if torch.rand(1, generator=gen).item() < 0.3:
+            k = int(s / float(u(1.5, 3.0)[0]))
+            x[i : i + 1] = F.interpolate(F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s),
+                                         mode="bilinear", align_corners=False)
+    x = x + torch.randn(x.shape, generator=gen) * u(0.0, 0.025).view(n, 1, 1, 1)
+    return x.clamp(0, 1)
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, mean: float, std: float, batch: int = 64) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, images: np.ndarray, mean: float, std: float, batch: int = 64,
+                   window: str | None = None, finding: bool = False) -> np.ndarray:
+    """Urgency logits [N] (``finding``: the first finding head's logits instead) of cached images."""
     model.eval()
     out = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).float().div_(255).unsqueeze(1)
-        logit, _ = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
-        out.append(logit[:, 0].numpy())
+        x = apply_window(torch.from_numpy(images[i : i + batch]).float().div_(255).unsqueeze(1), window)
+        outs = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
+        out.append((outs[2] if finding else outs[0])[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
@@ -129,37 +162,53 @@ def train(cfg: TrainConfig) -> Path:
     torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(cfg.data_dir)
     # pediatric validation images are always scored, so an NIH-only run shows what it does on children
-    datasets = ("nih", "kermany") if (Path(cfg.data_dir) / "kermany" / "labels.csv").is_file() else ("nih",)
-    parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(Path(cfg.data_dir), datasets).items()}
+    datasets = ("nih", "kermany") if (data_dir / "kermany" / "labels.csv").is_file() else ("nih",)
+    parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(data_dir, datasets).items()}
+    use_jsrt = cfg.jsrt_per_epoch > 0 and (data_dir / "jsrt_scr" / "labels.csv").is_file()
+    jsrt = {k: limit_per_dataset(v, cfg.limit) for k, v in jsrt_urgency_parts(data_dir).items()} if use_jsrt else {}
     tr_nih = [r for r in parts["train"] if r.dataset == "nih"]
     tr_ker = [r for r in parts["train"] if r.dataset == "kermany"] if cfg.kermany_per_epoch > 0 else []
+    tr_jsrt = jsrt.get("train", [])
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]
     va_ker = [r for r in parts["val"] if r.dataset == "kermany"]
+    va_jsrt = jsrt.get("val", [])
     t0 = time.time()
     S = cfg.input_size
+    empty = np.zeros((0, S, S), np.uint8)
     cache = {
         "tr_nih": load_cache(tr_nih, S, "NIH train"),
-        "tr_ker": load_cache(tr_ker, S, "pediatric train") if tr_ker else np.zeros((0, S, S), np.uint8),
+        "tr_ker": load_cache(tr_ker, S, "pediatric train") if tr_ker else empty,
+        "tr_jsrt": load_cache(tr_jsrt, S, "JSRT train") if tr_jsrt else empty,
         "va_nih": load_cache(va_nih, S, "NIH val"),
-        "va_ker": load_cache(va_ker, S, "pediatric val") if va_ker else np.zeros((0, S, S), np.uint8),
+        "va_ker": load_cache(va_ker, S, "pediatric val") if va_ker else empty,
+        "va_jsrt": load_cache(va_jsrt, S, "JSRT val") if va_jsrt else empty,
     }
     y = {
         "tr_nih": np.array([r.urgent for r in tr_nih], np.float32),
         "tr_ker": np.array([r.urgent for r in tr_ker], np.float32),
+        "tr_jsrt": np.zeros(len(tr_jsrt), np.float32),
         "va_nih": np.array([r.urgent for r in va_nih], np.int64),
         "va_ker": np.array([r.urgent for r in va_ker], np.int64),
     }
-    mean = float(cache["tr_nih"].mean() / 255.0)
-    std = float(cache["tr_nih"].std() / 255.0)
+    # lung opacity (RSNA radiologists): known for part of NIH only; -1 = unknown, left out of that loss
+    rsna = rsna_opacity_labels(data_dir) if cfg.opacity_weight > 0 else {}
+    op_tr_nih = np.array([rsna.get(r.key, -1) for r in tr_nih], np.float32)
+    op_va_nih = np.array([rsna.get(r.key, -1) for r in va_nih], np.int64)
+    windowed = apply_window(torch.from_numpy(cache["tr_nih"]).float().div_(255).unsqueeze(1), cfg.window)
+    mean, std = float(windowed.mean()), float(windowed.std())
     load_s = time.time() - t0
 
-    model = CXRNet(ArchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.arch.items()}))
+    findings = ("lung_opacity",) if rsna else ()
+    arch = {**cfg.arch, "findings": list(findings)}
+    model = CXRNet(ArchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}))
     model = model.to(memory_format=torch.channels_last)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_ker = min(cfg.kermany_per_epoch, len(tr_ker))
-    steps_per_epoch = math.ceil((len(tr_nih) + n_ker) / cfg.batch_size)
+    n_jsrt = min(cfg.jsrt_per_epoch, len(tr_jsrt))
+    steps_per_epoch = math.ceil((len(tr_nih) + n_ker + n_jsrt) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -170,8 +219,10 @@ def train(cfg: TrainConfig) -> Path:
     for epoch in range(cfg.epochs):
         model.train()
         ker_idx = rng.choice(len(tr_ker), n_ker, replace=False) if n_ker else np.zeros(0, int)
-        X = np.concatenate([cache["tr_nih"], cache["tr_ker"][ker_idx]])
-        Y = np.concatenate([y["tr_nih"], y["tr_ker"][ker_idx]])
+        jsrt_idx = rng.choice(len(tr_jsrt), n_jsrt, replace=False) if n_jsrt else np.zeros(0, int)
+        X = np.concatenate([cache["tr_nih"], cache["tr_ker"][ker_idx], cache["tr_jsrt"][jsrt_idx]])
+        Y = np.concatenate([y["tr_nih"], y["tr_ker"][ker_idx], y["tr_jsrt"][jsrt_idx]])
+        OP = np.concatenate([op_tr_nih, -np.ones(len(ker_idx) + len(jsrt_idx), np.float32)])
         order = rng.permutation(len(X))
         losses = []
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -179,9 +230,13 @@ def train(cfg: TrainConfig) -> Path:
         for i in bar:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(X[idx]).float().div_(255).unsqueeze(1)
-            x = ((augment(x, gen) - mean) / std).contiguous(memory_format=torch.channels_last)
-            logit, _ = model(x)
-            loss = F.binary_cross_entropy_with_logits(logit[:, 0], torch.from_numpy(Y[idx]))
+            x = apply_window(augment(x, gen, cfg.strong_augment), cfg.window)
+            outs = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
+            loss = F.binary_cross_entropy_with_logits(outs[0][:, 0], torch.from_numpy(Y[idx]))
+            known = torch.from_numpy(OP[idx] >= 0)
+            if findings and bool(known.any()):
+                loss = loss + cfg.opacity_weight * F.binary_cross_entropy_with_logits(
+                    outs[2][:, 0][known], torch.from_numpy(OP[idx])[known])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -189,10 +244,16 @@ def train(cfg: TrainConfig) -> Path:
             ema.update_parameters(model)
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", refresh=False)
-        auc_nih = _auc(y["va_nih"], predict_logits(ema.module, cache["va_nih"], mean, std))
-        auc_ker = _auc(y["va_ker"], predict_logits(ema.module, cache["va_ker"], mean, std)) if len(va_ker) else None
+        score = functools.partial(predict_logits, ema.module, mean=mean, std=std, window=cfg.window)
+        auc_nih = _auc(y["va_nih"], score(cache["va_nih"]))
+        auc_ker = _auc(y["va_ker"], score(cache["va_ker"])) if len(va_ker) else None
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_auc_nih": auc_nih, "val_auc_pediatric": auc_ker,
                "elapsed_s": round(time.time() - t0, 1)}
+        if len(va_jsrt):  # all negatives: the share above the NIH median logit shows what another site's normals get
+            row["val_jsrt_median_logit"] = float(np.median(score(cache["va_jsrt"])))
+        if findings and (op_va_nih >= 0).any():
+            k = op_va_nih >= 0
+            row["val_auc_lung_opacity"] = _auc(op_va_nih[k], score(cache["va_nih"][k], finding=True))
         history.append(row)
         print(json.dumps(row), flush=True)
         if epoch == 0 or auc_nih > best["auc"]:  # NaN (one-class validation) never beats a real AUC
@@ -202,9 +263,9 @@ def train(cfg: TrainConfig) -> Path:
     ckpt = out_dir / "checkpoint.pt"
     torch.save(
         {
-            "arch": cfg.arch,
+            "arch": arch,
             "state_dict": state,
-            "preprocess": {**cache_config(S), "mean": mean, "std": std},
+            "preprocess": {**cache_config(S, cfg.window), "mean": mean, "std": std},
             "best": best,
         },
         ckpt,
@@ -215,6 +276,7 @@ def train(cfg: TrainConfig) -> Path:
         "best_epoch": best,
         "history": history,
         "counts": {k: int(len(v)) for k, v in cache.items()},
+        "opacity_labels": {"train": int((op_tr_nih >= 0).sum()), "val": int((op_va_nih >= 0).sum())},
         "split_sha256": split_sha256(),
         "load_seconds": round(load_s, 1),
         "wall_seconds": round(time.time() - t0, 1),

@@ -1,0 +1,67 @@
+"""Connected components of a binary mask in numpy (no scipy at run time): row runs joined by union-find.
+
+Exact 4-connectivity; the Python work is per run of pixels, not per pixel (a 192 px lung mask has a few hundred
+runs), so it costs well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _row_runs(mask: np.ndarray) -> list[tuple[int, int, int]]:
+    """(row, start, end) of every horizontal run of True pixels, end exclusive."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    d = np.diff(padded, axis=1)
+    rows_s, cols_s = np.nonzero(d == 1)
+    _, cols_e = np.nonzero(d == -1)
+    return list(zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist()))
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """The 4-connected components of ``mask``, largest first, each as a boolean mask of the same shape."""
+    mask = np.asarray(mask, dtype=bool)
+    runs = _row_runs(mask)
+    if not runs:
+        return []
+    parent = list(range(len(runs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    prev: list[int] = []  # indices of the runs on the previous row
+    cur: list[int] = []
+    row = -1
+    for i, (r, s, e) in enumerate(runs):
+        if r != row:
+            prev = cur if r == row + 1 else []
+            cur, row = [], r
+        for j in prev:
+            _, ps, pe = runs[j]
+            if s < pe and e > ps:  # the runs touch vertically
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[a] = b
+        cur.append(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(runs)):
+        groups.setdefault(find(i), []).append(i)
+    ordered = sorted(groups.values(), key=lambda g: -sum(runs[i][2] - runs[i][1] for i in g))
+    out = []
+    for g in ordered:
+        m = np.zeros_like(mask)
+        for i in g:
+            r, s, e = runs[i]
+            m[r, s:e] = True
+        out.append(m)
+    return out
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected component (an all-False mask when there is none)."""
+    parts = components(mask)
+    return parts[0] if parts else np.zeros(np.shape(mask), dtype=bool)

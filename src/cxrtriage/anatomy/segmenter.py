@@ -1,0 +1,153 @@
+"""Run the bundled lung-and-heart segmentation (``segment.onnx`` + ``segment.json``): numpy + onnxruntime only.
+
+The network sees the image through the shared preprocessing (:func:`~cxrtriage.imaging.preprocess.to_model_input`
+with the ``preprocess`` block of ``segment.json``, percentile window included) and returns one probability map per
+structure at its input size. :class:`Segmentation` turns them into masks at any size: the probability is
+resized bilinearly, thresholded at 0.5, and only the largest connected piece of each structure is kept (a
+structure is one piece of anatomy; stray islands are noise).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cxrtriage import config
+from cxrtriage.anatomy.components import largest_component
+from cxrtriage.errors import ModelError
+from cxrtriage.files import sha256_file
+from cxrtriage.imaging.preprocess import PreprocessConfig, to_model_input
+
+SEGMENT_MODEL_FILE = "segment.onnx"
+SEGMENT_META_FILE = "segment.json"
+RIGHT_LUNG, LEFT_LUNG, HEART = "right_lung", "left_lung", "heart"
+
+
+def _resize_prob(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    if prob.shape == (height, width):
+        return prob
+    return np.asarray(Image.fromarray(np.ascontiguousarray(prob, np.float32), mode="F").resize((width, height), Image.BILINEAR))
+
+
+@dataclass
+class Segmentation:
+    """Probability maps (structures x S x S) of one image whose analysed size is ``shape`` (H, W)."""
+
+    probs: np.ndarray
+    structures: tuple[str, ...]
+    shape: tuple[int, int]
+    threshold: float = 0.5
+    elapsed_ms: float = 0.0
+    #: left-right mirror correlation of the network's (windowed) input, best over small midline shifts: high for a
+    #: frontal film, low for a lateral view
+    symmetry: float = 0.0
+    #: brightness of the image's central band minus its sides (the mediastinum and spine of a frontal film)
+    centre_brightness: float = 0.0
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _index(self, structure: str) -> int:
+        if structure not in self.structures:
+            raise KeyError(f"unknown structure {structure!r}; known: {', '.join(self.structures)}")
+        return self.structures.index(structure)
+
+    def low_res(self, structure: str) -> np.ndarray:
+        """The cleaned mask at the network's resolution (largest piece above the threshold)."""
+        key = ("low", structure)
+        if key not in self._cache:
+            self._cache[key] = largest_component(self.probs[self._index(structure)] >= self.threshold)
+        return self._cache[key]
+
+    def mask(self, structure: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Boolean mask at ``shape`` (default: the analysed image's), restricted to the largest piece."""
+        h, w = shape or self.shape
+        key = ("mask", structure, h, w)
+        if key not in self._cache:
+            keep = self.low_res(structure)
+            if not keep.any():
+                self._cache[key] = np.zeros((h, w), dtype=bool)
+            else:
+                prob = _resize_prob(self.probs[self._index(structure)] * _dilate(keep), h, w)
+                self._cache[key] = largest_component(prob >= self.threshold)
+        return self._cache[key]
+
+    def lungs(self, shape: tuple[int, int] | None = None) -> np.ndarray:
+        return self.mask(RIGHT_LUNG, shape) | self.mask(LEFT_LUNG, shape)
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """One-pixel dilation (3x3), so the kept piece's soft edge survives the resize."""
+    p = np.pad(mask, 1)
+    out = p[1:-1, 1:-1].copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out |= p[1 + dy : p.shape[0] - 1 + dy, 1 + dx : p.shape[1] - 1 + dx]
+    return out.astype(np.float32)
+
+
+def _symmetry(x: np.ndarray) -> tuple[float, float]:
+    """(mirror correlation, centre brightness) of the model input on a 64 x 64 grid, each half of the image in
+    sixteenths. The input is already windowed and normalised, so both are free of exposure."""
+    s = x.shape[0] // 64 * 64
+    t = x[:s, :s].reshape(64, s // 64, 64, s // 64).mean(axis=(1, 3)).astype(np.float64)
+    best = -1.0
+    for shift in range(-8, 9):  # the midline need not be the image's centre
+        a = t[:, 16 + shift : 48 + shift]
+        a = a - a.mean()
+        b = a[:, ::-1]
+        denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        if denom > 0:
+            best = max(best, float((a * b).sum() / denom))
+    col = t[8:56].mean(axis=0)
+    spread = float(t.std()) or 1.0
+    return best, float((col[24:40].mean() - 0.5 * (col[8:20].mean() + col[44:56].mean())) / spread)
+
+
+class Segmenter:
+    """The segmentation stage: ``segment(pixels)`` -> :class:`Segmentation`. Thread-safe (one ONNX session)."""
+
+    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir) if model_dir else config.segmenter_dir()
+        meta_path, self.model_path = self.model_dir / SEGMENT_META_FILE, self.model_dir / SEGMENT_MODEL_FILE
+        if not meta_path.is_file() or not self.model_path.is_file():
+            raise ModelError(f"segmentation model not found in {self.model_dir} ({SEGMENT_MODEL_FILE} + {SEGMENT_META_FILE}): "
+                             "reinstall the package or run `cxrtriage train-segmenter` and `cxrtriage export-segmenter`")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.sha256 = sha256_file(self.model_path)
+        if verify and self.sha256 != self.meta.get("sha256"):
+            raise ModelError(f"{self.model_path} does not match the sha256 in {SEGMENT_META_FILE}")
+        try:
+            self.preprocess_cfg = PreprocessConfig.from_mapping(self.meta["preprocess"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{meta_path}: bad preprocess block: {exc}") from exc
+        self.structures = tuple(self.meta["structures"])
+        self.threshold = float(self.meta.get("threshold", 0.5))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or config.threads()
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def name(self) -> str:
+        return f"{self.meta['name']} {self.meta['version']}"
+
+    def segment(self, pixels: np.ndarray) -> Segmentation:
+        """Segment a grey float [0, 1] (H, W) image in display polarity."""
+        t = time.perf_counter()
+        x = to_model_input(pixels, self.preprocess_cfg)
+        logits = self.session.run(None, {self.input_name: x})[0][0]
+        probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        symmetry, centre = _symmetry(x[0, 0])
+        return Segmentation(probs=probs, structures=self.structures, shape=tuple(pixels.shape), threshold=self.threshold,
+                            elapsed_ms=(time.perf_counter() - t) * 1e3, symmetry=symmetry, centre_brightness=centre)
+
+    def footprint_mb(self) -> float:
+        return self.model_path.stat().st_size / 1e6

@@ -1,0 +1,100 @@
+"""Fit the view probe (lateral vs frontal, :mod:`cxrtriage.backends.view_probe`) for a classifier bundle and store it
+in its model.json. Run by ``cxrtriage export`` and on its own by ``cxrtriage fit-view-probe``.
+
+Frontal films: the training and validation parts of NIH, pediatric (a sample) and JSRT. Laterals: every film of
+``<data>/laterals`` (34; few, so the figures are 5-fold cross-validated). The refusal cut-off lies above every
+frontal film's cross-validated score; the held-out test films of each source are then scored by the final probe
+and counted (none may be refused). The numbers go into ``view_probe.validation``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from cxrtriage.anatomy.measure import VIEW_FEATURES, measure
+from cxrtriage.anatomy.segmenter import Segmenter
+from cxrtriage.backends.bundled import META_FILE, BundledOnnxBackend
+from cxrtriage.backends.view_probe import ViewProbe
+from cxrtriage.data import Record, jsrt_records, jsrt_split, lateral_paths, load_split_records
+from cxrtriage.imaging.load import load_image
+
+REVIEW_ABOVE = 0.5
+REJECT_MARGIN = 0.02
+N_PEDIATRIC = 400
+C = 0.1
+
+
+def _inputs(paths: list[Path], backend: BundledOnnxBackend, segmenter: Segmenter) -> np.ndarray:
+    rows = []
+    for path in paths:
+        px = load_image(path).pixels
+        emb = backend.analyze(px).embedding
+        rows.append(ViewProbe.inputs(emb, measure(segmenter.segment(px)).view_features()))
+    return np.stack(rows)
+
+
+def _sample(recs: list[Record], n: int, seed: int = 0) -> list[Record]:
+    return random.Random(seed).sample(recs, min(n, len(recs))) if len(recs) > n else recs
+
+
+def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None = None, write: bool = True) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    backend = BundledOnnxBackend(model_dir)
+    segmenter = Segmenter(segmenter_dir)
+    parts = load_split_records(data_dir)
+    jsrt_all = jsrt_split(jsrt_records(data_dir))
+    fit_frontal: list[Path] = []
+    for part in ("train", "val"):
+        fit_frontal += [r.path for r in parts[part] if r.dataset == "nih"]
+        fit_frontal += [r.path for r in _sample([r for r in parts[part] if r.dataset == "kermany"], N_PEDIATRIC // 2)]
+        fit_frontal += [r.path for r in jsrt_all[part]]
+    laterals = lateral_paths(data_dir)
+    x = np.concatenate([_inputs(fit_frontal, backend, segmenter), _inputs(laterals, backend, segmenter)])
+    y = np.concatenate([np.zeros(len(fit_frontal), int), np.ones(len(laterals), int)])
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
+    cv = cross_val_predict(model, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+    reject_above = float(min(0.99, cv[y == 0].max() + REJECT_MARGIN))
+    model.fit(x, y)
+    scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
+    probe = ViewProbe(mean=scaler.mean_, scale=scaler.scale_, coef=lr.coef_[0], intercept=float(lr.intercept_[0]),
+                      reject_above=reject_above, review_above=REVIEW_ABOVE, features=VIEW_FEATURES)
+    test = {
+        "nih_test": [r.path for r in parts["test"] if r.dataset == "nih"],
+        "pediatric_test": [r.path for r in _sample([r for r in parts["test"] if r.dataset == "kermany"], N_PEDIATRIC // 2)],
+        "jsrt_test": [r.path for r in jsrt_all["test"]],
+    }
+    held_out = {}
+    for name, paths in test.items():
+        xt = _inputs(paths, backend, segmenter)
+        s = model.predict_proba(xt)[:, 1]
+        held_out[name] = {"n": len(paths), "refused": int((s > reject_above).sum()), "review": int(((s > REVIEW_ABOVE) & (s <= reject_above)).sum())}
+    cv_lat, cv_fr = cv[y == 1], cv[y == 0]
+    block = {
+        "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]), "reject_above": reject_above, "review_above": REVIEW_ABOVE,
+        "inputs": "L2-normalised classifier embedding, then the anatomy features", "anatomy_features": list(VIEW_FEATURES),
+        "fit": f"scikit-learn LogisticRegression(C={C}, class_weight=balanced) on standardised inputs",
+        "validation": {
+            "frontal_fit_images": len(fit_frontal), "laterals": len(laterals),
+            "cv5_laterals_refused": int((cv_lat > reject_above).sum()),
+            "cv5_laterals_review": int(((cv_lat > REVIEW_ABOVE) & (cv_lat <= reject_above)).sum()),
+            "cv5_laterals_passed_as_frontal": int((cv_lat <= REVIEW_ABOVE).sum()),
+            "cv5_frontal_review": int((cv_fr > REVIEW_ABOVE).sum()), "cv5_frontal_refused": int((cv_fr > reject_above).sum()),
+            "held_out_frontal": held_out,
+        },
+    }
+    if write:
+        meta_path = Path(model_dir) / META_FILE
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["view_probe"] = block
+        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return block
+
