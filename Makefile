@@ -22,7 +22,7 @@ help:
 	@echo "make reliability-md  regenerate README.md's reliability table from the settings and those two files"
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
-	@echo "make evaluate  metrics on held-out test patients (needs the data directory)"
+	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 
 $(STAMP): pyproject.toml
@@ -76,12 +76,15 @@ reliability-md: install
 
 evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json
+	$(BIN)/cxrtriage evaluate-anatomy --update-card --out prototype/eval/anatomy_eval.json
 
 train: install
+	$(BIN)/cxrtriage train-segmenter --out runs/segment
 	$(BIN)/cxrtriage train --out runs/bundled
 	$(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
 
 export: install
+	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
 	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
 
 clean:

@@ -433,9 +433,6 @@ def test_default_segmenter_absent_gives_the_same_warning(engine, data_dir, tmp_p
     assert any("segmentation is not installed" in w for w in pred.warnings)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.py: `neighbours = index.nearest(...)` sits inside the "
-                   "`if probe is not None and anatomy is not None` block, so without the segmentation (or with a "
-                   "backend without a view probe) the similar training cases vanish from provenance")
 def test_pipeline_without_segmenter_keeps_similar_training_cases(engine, data_dir, tmp_path):
     from cxrtriage.pipeline import Triage
 

@@ -153,9 +153,6 @@ def test_missing_input_file_is_an_error_row(tmp_path, capsys):
     assert not list(out.glob("gone*"))
 
 
-@pytest.mark.xfail(strict=True, reason="cli/segment.py catches only CXRTriageError: an OSError while writing a mask "
-                   "(here os.replace onto an existing folder of that name; likewise a full disk) escapes as a "
-                   "traceback, leaves the already written lungs mask behind, prints no row and skips the rest")
 def test_mask_write_failure_is_an_error_row_and_leaves_no_file(data_dir, tmp_path, capsys):
     first, second = _nih(data_dir, 2)
     out = tmp_path / "masks"

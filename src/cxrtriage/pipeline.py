@@ -29,6 +29,7 @@ from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
+from cxrtriage.errors import NotAChestXrayError
 from cxrtriage.imaging.load import LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
@@ -111,7 +112,7 @@ class Triage:
         warnings = list(meta.warnings) + list(self.backend.warnings)
 
         t = time.perf_counter()
-        gate.check_header_and_statistics(pixels, meta)
+        stats = gate.check_header_and_statistics(pixels, meta, allow_low_contrast=self.segmenter is not None)
         layout = self.backend.layout
         residual = None
         model_pixels = pixels
@@ -132,6 +133,10 @@ class Triage:
             anatomy = measure(self.segmenter.segment(pixels))
             timings["segment"] = (time.perf_counter() - t_seg) * 1e3
             review_reasons = frontal.check(anatomy, residual, self.backend.max_layout_residual)
+            if stats.get("low_contrast"):
+                if not anatomy.typical_pair:
+                    raise NotAChestXrayError(gate.BLANK_MESSAGE)
+                review_reasons.append(f"its contrast is very low (grey-level spread {stats['std']:.3f}); window it before reading")
         else:
             gate.check_layout(residual, self.backend.max_layout_residual)
             review_reasons = []
@@ -158,6 +163,7 @@ class Triage:
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
             review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above)
+        if index is not None and out.embedding is not None:
             neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 

@@ -116,6 +116,18 @@ def cmd_fit_view_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_anatomy(args: argparse.Namespace) -> int:
+    from cxrtriage.evaluation.anatomy_eval import run_anatomy_evaluation
+
+    report = run_anatomy_evaluation(_data_dir(args.data_dir), Path(args.out), model_dir=args.model_dir)
+    if args.update_card:
+        from cxrtriage.evaluation.model_card import update_bundle_anatomy
+
+        update_bundle_anatomy(report, Path(args.model_dir) if args.model_dir else None)
+    print(json.dumps({k: report[k] for k in ("rsna_localisation", "frontal_gate", "jsrt_test")}, indent=2))
+    return 0
+
+
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
     from cxrtriage.evaluation.held_out import held_out_examples
@@ -171,7 +183,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cxrtriage.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs, seed=args.seed,
-                      kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads)
+                      kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads,
+                      window=None if args.no_window else TrainConfig.window, jsrt_per_epoch=args.jsrt_per_epoch,
+                      opacity_weight=args.opacity_weight, strong_augment=not args.gen1_augment)
     ckpt = train(cfg)
     print(f"checkpoint written to {ckpt}")
     return 0
@@ -184,6 +198,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_bundle(Path(args.checkpoint), Path(args.out), data_dir=_data_dir(args.data_dir), train_log=args.train_log,
                         trace=Path(args.trace) if args.trace else None,
                         ablation_logs=[Path(p) for p in args.compare_log])
+    from cxrtriage.train.view_probe import fit_view_probe
+
+    probe = fit_view_probe(out, _data_dir(args.data_dir))
+    print(f"view probe: {json.dumps(probe['validation'])}")
     print(f"model bundle written to {out}")
     return 0
 
@@ -303,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--seed", type=int, default=1129)
     s.add_argument("--pediatric-per-epoch", type=int, default=1000, help="pediatric images sampled per epoch (0: NIH only)")
+    s.add_argument("--jsrt-per-epoch", type=int, default=60, help="JSRT normal films sampled per epoch (0: none)")
+    s.add_argument("--opacity-weight", type=float, default=0.5, help="weight of the RSNA lung-opacity loss (0: no opacity head)")
+    s.add_argument("--no-window", action="store_true", help="no percentile window in the preprocessing (generation 1)")
+    s.add_argument("--gen1-augment", action="store_true", help="generation 1's milder augmentation (no noise, no resolution loss)")
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_train)
 
@@ -323,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-boot", type=int, default=2000)
     s.add_argument("--update-card", action="store_true", help="write the measured numbers into the bundled model card")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("evaluate-anatomy", help="evidence vs RSNA radiologist boxes, the frontal-view check on both sides, JSRT specificity")
+    s.add_argument("--data-dir")
+    s.add_argument("--model-dir")
+    s.add_argument("--out", default="prototype/eval/anatomy_eval.json")
+    s.add_argument("--update-card", action="store_true", help="store the figures in model.json and the model card")
+    s.set_defaults(func=cmd_evaluate_anatomy)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
     s.add_argument("--repeats", type=int, default=50)

@@ -22,6 +22,7 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(fh, format="PNG")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are the user's output files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,11 +72,12 @@ def segment_paths(paths: list[str], out_dir: str, model_dir: str | None = None) 
             problems = result.anatomy.frontal_problems()
             if problems:
                 row["warnings"] = problems
-        except CXRTriageError as exc:
+        except (CXRTriageError, OSError) as exc:
             failed += 1
             for f in written:
                 f.unlink(missing_ok=True)
-            row = {"path": path, "error": str(exc), "error_type": type(exc).__name__}
+            message = str(exc) if isinstance(exc, CXRTriageError) else f"cannot write the masks: {exc.strerror or exc}"
+            row = {"path": path, "error": message, "error_type": type(exc).__name__}
         print(json.dumps(row, ensure_ascii=False), flush=True)
     if failed:
         print(f"{failed} of {len(paths)} input(s) failed; see the 'error' field of those rows", file=sys.stderr)

@@ -73,7 +73,8 @@ def render(meta: dict) -> str:
         "## Out of scope",
         "- Diagnosis, ruling out disease, or any use without a clinician reading the image.",
         "- Lateral views, CT/MR, non-chest radiographs, photographs of films or screens (a gate rejects clear cases only).",
-        "- Naming specific findings: the model has one urgency head and no finding heads.",
+        "- Naming specific findings: the explanation names none (a lung-opacity head, where present, did not reach the "
+        "held-out AUC of 0.75 that naming requires; see `findings` in model.json).",
         "- Populations and devices unlike the training data (see limitations).",
         "",
         "## Model",
@@ -164,6 +165,7 @@ def render(meta: dict) -> str:
                   (f" ({bench['model_fp32_size_mb']} MB fp32)" if "model_fp32_size_mb" in bench else "") +
                   (f"; int8 speed-up over fp32 ONNX {bench['int8_speedup_vs_fp32']}x" if "int8_speedup_vs_fp32" in bench else "") +
                   f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path.", ""]
+    lines += _anatomy_lines(meta)
     lines += [
         "## Limitations",
         "- Small training set (hundreds of adult images): wide confidence intervals, and the operating point is set on "
@@ -175,6 +177,67 @@ def render(meta: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _anatomy_lines(meta: dict) -> list[str]:
+    """The segmentation network (segment.json beside model.json), the view probe and the anatomy evaluation."""
+    lines: list[str] = []
+    seg = meta.get("_segment")
+    if seg:
+        d = seg.get("test_dice", {})
+        orig, low = d.get("original_size_int8_runtime", {}), d.get("original_size_int8_runtime_min", {})
+        tr = seg.get("training") or {}
+        lines += [
+            "## Lung-and-heart segmentation (`segment.onnx`)",
+            f"- `{seg['name']}` {seg['version']}: small U-Net ({seg['arch']['widths']} channels), {seg['preprocess']['input_size']} px "
+            f"input with the percentile window, int8 ONNX ({seg['quantization']['format']}), {seg['size_bytes'] / 1e6:.2f} MB, "
+            f"sha256 `{seg['sha256']}`.",
+            f"- Training data: {seg['training_data']['licence']}. Split: {seg['training_data']['split']}; counts "
+            f"{seg['training_data']['counts']}. Best epoch {(tr.get('best_epoch') or {}).get('epoch')} by mean validation Dice; "
+            f"{_f(tr.get('wall_seconds'), 0)} s on 2 CPU threads.",
+            "- Dice on the JSRT test split (int8, masks at the original image size, mean / worst image): " + ", ".join(
+                f"{k.replace('_', ' ')} {_f(orig.get(k))} / {_f(low.get(k))}" for k in orig) + ".",
+            "- Used for: evidence boxes only on or next to the lung fields, zone names from each lung's own extent, the "
+            "cardiothoracic ratio (AP films magnify the heart), and the frontal-view check.",
+            "",
+        ]
+    vp = meta.get("view_probe")
+    if vp:
+        v = vp["validation"]
+        held = "; ".join(f"{k}: {x['refused']} refused, {x['review']} to review of {x['n']}" for k, x in v["held_out_frontal"].items())
+        lines += [
+            "## View probe (lateral views)",
+            f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; refused above "
+            f"{_f(vp['reject_above'])}, review above {_f(vp['review_above'])}.",
+            f"- 5-fold cross-validation over {v['frontal_fit_images']} frontal training/validation films and {v['laterals']} laterals: "
+            f"{v['cv5_laterals_refused']} laterals refused, {v['cv5_laterals_review']} sent to review, {v['cv5_laterals_passed_as_frontal']} "
+            f"passed as frontal; {v['cv5_frontal_refused']} frontal films refused, {v['cv5_frontal_review']} sent to review.",
+            f"- Held-out frontal test films: {held}.",
+            "",
+        ]
+    ae = meta.get("anatomy_eval")
+    if ae:
+        r = ae["rsna_localisation"]
+        lines += ["## Evidence against radiologists (RSNA re-read of NIH images)", f"Measured by `{ae['command']}` on {ae['created']}.", "",
+                  "| images | opacity / normal / other | pointing game | mean best IoU | negatives with crops | crops off the lungs | AUC opacity vs normal | vs not-normal-no-opacity |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, m in (("all RSNA-labelled", r["all_rsna_images"]), ("test patients only", r["test_patients_only"])):
+            lines.append(f"| {name} | {m['n_opacity']} / {m['n_normal']} / {m['n_not_normal_no_opacity']} | {_f(m['pointing_game_top_crop'])} | "
+                         f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
+                         f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |")
+        g = ae["frontal_gate"]
+        lines += ["", "Frontal-view check (triaged / sent to review / refused):", ""]
+        for name, m in g.items():
+            lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("how",)))
+        j = ae["jsrt_test"]
+        lines += ["", "JSRT test films (another adult site): " + "; ".join(
+            f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]
+    prev = meta.get("previous_generation")
+    if prev:
+        lines += ["## Previous generation, for comparison", f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`):", ""]
+        lines += [f"- {k}: {_f(v)}" for k, v in (prev.get("summary") or {}).items() if not isinstance(v, (list, dict))]
+        lines.append("")
+    return lines
 
 
 TEST_KEYS = ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", "ece", "needs_review_fraction",
@@ -202,6 +265,11 @@ def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:
     return _update(model_dir, "test_metrics", value)
 
 
+def update_bundle_anatomy(report: dict, model_dir: Path | None = None) -> Path:
+    """Store the anatomy evaluation (``cxrtriage evaluate-anatomy``) in model.json and regenerate the card."""
+    return _update(model_dir, "anatomy_eval", report)
+
+
 def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:
     """Store benchmark numbers in model.json and regenerate the model card."""
     return _update(model_dir, "bench", bench)
@@ -209,6 +277,11 @@ def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:
 
 def write_card(model_dir: Path) -> Path:
     meta = json.loads((model_dir / "model.json").read_text())
+    seg_path = model_dir / "segment.json"
+    if not seg_path.is_file():
+        seg_path = config.segmenter_dir() / "segment.json"
+    if seg_path.is_file():
+        meta["_segment"] = json.loads(seg_path.read_text())
     card = model_dir / CARD_FILE
     card.write_text(render(meta))
     return card

@@ -193,6 +193,8 @@ def find_evidence_boxes(
 
     sx, sy = width / gw, height / gh  # original pixels per working-grid pixel
     total = float(cell_pos.sum())
+    if total <= 0:  # no positive cell inside the allowed region: nothing to point at
+        return []
     cell_labels = _cell_labels(labels, cam_arr.shape, UPSAMPLE)
     masses = np.bincount(cell_labels.ravel(), weights=cell_pos.ravel(), minlength=n + 1)
     order = sorted(range(1, n + 1), key=lambda k: (-masses[k], k))

@@ -24,6 +24,10 @@ NON_CHEST_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "KNEE", "HAND", "FOOT", "ANKLE
 MIN_SIDE = 64
 MAX_ASPECT = 2.0
 MIN_STD = 0.05
+#: below MIN_STD, an image whose 1st..99th percentile spread is at least this is "low contrast", not blank: real
+#: films can be that flat (a JSRT radiograph measured std 0.013, spread 0.06), and only the lungs can tell
+MIN_LOW_CONTRAST_SPREAD = 0.03
+BLANK_MESSAGE = "the image is blank or has almost no contrast"
 MAX_COLOURFULNESS = 0.08
 MAX_ROUGHNESS = 0.45
 MIN_ROUGHNESS = 0.01
@@ -39,8 +43,12 @@ def image_statistics(pixels: np.ndarray) -> dict[str, float]:
     return {"std": std, "roughness": roughness}
 
 
-def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta) -> dict[str, float]:
-    """Raise NotAChestXrayError / InvalidImageError for inputs that are clearly not frontal chest radiographs."""
+def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, *, allow_low_contrast: bool = False) -> dict[str, float]:
+    """Raise NotAChestXrayError / InvalidImageError for inputs that are clearly not frontal chest radiographs.
+
+    ``allow_low_contrast``: a very flat image that is not blank passes with ``stats["low_contrast"] = 1.0``, for a
+    caller that can still check it (the pipeline with the lung segmentation: a typical pair of lungs is triaged for
+    review, anything else is refused as blank)."""
     if meta.modality and meta.modality.upper() in NON_RADIOGRAPH_MODALITIES:
         raise NotAChestXrayError(f"this DICOM is a {meta.modality} image, not a chest radiograph (expected CR or DX)")
     if meta.view_position and meta.view_position.upper() in LATERAL_VIEWS:
@@ -56,7 +64,10 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta) -> dict[str
         raise NotAChestXrayError("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph")
     stats = image_statistics(pixels)
     if stats["std"] < MIN_STD:
-        raise NotAChestXrayError("the image is blank or has almost no contrast")
+        lo, hi = np.percentile(pixels, (1.0, 99.0))
+        if not allow_low_contrast or hi - lo < MIN_LOW_CONTRAST_SPREAD:
+            raise NotAChestXrayError(BLANK_MESSAGE)
+        stats["low_contrast"] = 1.0
     if stats["roughness"] > MAX_ROUGHNESS:
         raise NotAChestXrayError("the image looks like noise or a screenshot, not a chest radiograph")
     if stats["roughness"] < MIN_ROUGHNESS:

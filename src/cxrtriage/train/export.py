@@ -21,15 +21,15 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cxrtriage.evaluation import metrics
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
 from cxrtriage.backends.calibration import fit_platt, platt
-from cxrtriage.data import Record, load_split_records, split_sha256
+from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
 from cxrtriage.files import sha256_file
 from cxrtriage.backends.embedding_index import build_index_and_ood
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
-from cxrtriage.imaging.preprocess import from_cache
+from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, from_cache, percentile_window
 from cxrtriage.train.model import ArchConfig, CXRNet
 from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 N_CALIB = 256
 N_INDEX_PEDIATRIC = 600
 KNN_K = 5
@@ -49,14 +49,30 @@ def load_checkpoint(path: Path) -> tuple[CXRNet, dict]:
     return model, ckpt
 
 
+FINDING_OUTPUT = "finding_logits"
+
+
+def strip_doc_strings(path: Path) -> None:
+    """Remove torch's node doc strings from an ONNX file: they hold the export machine's source paths."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.doc_string = ""
+    model.doc_string = ""
+    onnx.save(model, str(path))
+
+
 def export_fp32(model: CXRNet, size: int, path: Path) -> None:
     """torch.export-based ONNX export (opset 18) with a dynamic batch dimension."""
     dummy = torch.zeros(1, 1, size, size)
+    names = ["urgency_logit", "feature_map"] + ([FINDING_OUTPUT] if model.finding_head is not None else [])
     torch.onnx.export(
-        model, (dummy,), str(path), input_names=["image"], output_names=["urgency_logit", "feature_map"],
+        model, (dummy,), str(path), input_names=["image"], output_names=names,
         dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=18, dynamo=True, external_data=False,
         verbose=False,
     )
+    strip_doc_strings(path)
 
 
 class _Reader(CalibrationDataReader):
@@ -69,19 +85,27 @@ class _Reader(CalibrationDataReader):
         return next(self._it, None)
 
 
-def _normalise(images_u8: np.ndarray, mean: float, std: float) -> np.ndarray:
+def _normalise(images_u8: np.ndarray, mean: float, std: float, window: str | None = None) -> np.ndarray:
     """Cached 8-bit images -> the model input, exactly as :func:`~cxrtriage.imaging.preprocess.to_model_input`."""
-    return ((from_cache(images_u8) - mean) / std)[:, None]
+    x = from_cache(images_u8)
+    if window == PERCENTILE_WINDOW:
+        x = np.stack([percentile_window(im) for im in x]) if len(x) else x
+    return ((x - mean) / std)[:, None].astype(np.float32)
 
 
-def run_onnx(path: Path, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Return (logits [N], pooled embeddings [N, C]) from an ONNX bundle model."""
+def run_onnx(path: Path, x: np.ndarray, batch: int = 32, findings: bool = False) -> tuple[np.ndarray, ...]:
+    """Return (logits [N], pooled embeddings [N, C]) from an ONNX bundle model, plus the first finding's logits [N]
+    when ``findings``."""
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    logits, embs = [], []
+    logits, embs, finding = [], [], []
     for i in range(0, len(x), batch):
-        logit, fmap = sess.run(None, {"image": x[i : i + batch]})
-        logits.append(logit[:, 0])
-        embs.append(fmap.mean(axis=(2, 3)))
+        outs = sess.run(None, {"image": x[i : i + batch]})
+        logits.append(outs[0][:, 0])
+        embs.append(outs[1].mean(axis=(2, 3)))
+        if findings:
+            finding.append(outs[2][:, 0])
+    if findings:
+        return np.concatenate(logits), np.concatenate(embs), np.concatenate(finding)
     return np.concatenate(logits), np.concatenate(embs)
 
 
@@ -126,7 +150,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
     def prep(recs: list[Record], desc: str) -> np.ndarray:
         caches[desc] = load_cache(recs, size, desc)
-        return _normalise(caches[desc], mean, std)
+        return _normalise(caches[desc], mean, std, pre.get("window"))
 
     x_cal, x_vn, x_vp, x_idx = prep(calib_recs, "calibration"), prep(va_nih, "NIH val"), prep(va_ped, "pediatric val"), prep(idx_recs, "index")
 
@@ -150,8 +174,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         export_fp32(model, size, fp32)
         log(f"torch.onnx.export (dynamo, opset 18) -> fp32 ONNX {fp32.stat().st_size / 1e6:.2f} MB")
         with torch.no_grad():
-            t_logit, t_fmap = model(torch.from_numpy(x_vn[:32]))
-        o_logit, o_emb = run_onnx(fp32, x_vn[:32])
+            t_logit = model(torch.from_numpy(x_vn[:32]))[0]
+        o_logit = run_onnx(fp32, x_vn[:32])[0]
         d = float(np.abs(t_logit[:, 0].numpy() - o_logit).max())
         log(f"parity torch vs ONNX fp32 on 32 NIH val images: max |logit diff| = {d:.2e}")
         if d > 1e-3:
@@ -166,6 +190,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
+        strip_doc_strings(int8)
         log(f"quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax over {len(x_cal)} training images "
             f"-> {int8.stat().st_size / 1e6:.2f} MB")
 
@@ -178,6 +203,19 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             "pediatric_val_fp32": metrics.roc_auc(y_vp, f_logit_vp), "pediatric_val_int8": metrics.roc_auc(y_vp, q_logit_vp),
         }
         corr = float(np.corrcoef(f_logit_vn, q_logit_vn)[0, 1])
+        findings_meta = None
+        if model.finding_head is not None:  # the RSNA lung-opacity head: validation AUC on the labelled NIH images
+            rsna = rsna_opacity_labels(data_dir)
+            known = np.array([r.key in rsna for r in va_nih])
+            q_op = run_onnx(int8, x_vn, findings=True)[2]
+            y_op = np.array([rsna[r.key] for r in va_nih if r.key in rsna])
+            findings_meta = {"lung_opacity": {
+                "output": FINDING_OUTPUT, "index": 0, "labels": "RSNA Pneumonia Detection Challenge radiologists (rsna_target)",
+                "val_n": int(known.sum()), "val_n_pos": int(y_op.sum()),
+                "val_auc_int8": metrics.roc_auc(y_op, q_op[known]) if known.any() and 0 < y_op.sum() < len(y_op) else None,
+                "named_in_explanation": False,
+                "rule": "a finding is named in the explanation only when its held-out test AUC (cxrtriage evaluate) is >= 0.75"}}
+            log(f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} on {int(known.sum())} RSNA-labelled NIH images")
         log(f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}")
 
         # Calibration and operating point on the int8 model that ships.
@@ -236,10 +274,13 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "review_band": list(band),
         "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the NIH validation threshold, widened to contain the threshold; "
                             "scores in [low, high) carry needs_review and are labelled Urgent (safety-first)",
+        "findings": findings_meta,
         "validation": {"auc": auc, "fp32_int8_logit_correlation": corr, "threshold_nih": t_nih, "threshold_pediatric": t_ped},
         "ood": ood,
         "training_data": {
-            "datasets": ["NIH ChestX-ray14 (subset at ../shared/data/nih)", "Kermany pediatric CXR train split (../shared/data/kermany)"],
+            "datasets": ["NIH ChestX-ray14 (subset at ../shared/data/nih)", "Kermany pediatric CXR train split (../shared/data/kermany)"]
+            + (["JSRT films without a nodule as normal adults (../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"]
+               if (tlog.get("counts") or {}).get("tr_jsrt") else []),
             "split": "patient-level, seed 1129: NIH 70/15/15, pediatric 80/10/10 (src/cxrtriage/splits/split.csv)",
             "split_sha256": split_sha256(),
         },

@@ -23,6 +23,7 @@ from cxrtriage.data import JSRT_STRUCTURES, jsrt_records, jsrt_split
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import from_cache, to_model_input
+from cxrtriage.train.export import strip_doc_strings
 from cxrtriage.train.segmentation import SegNet, dice, load_cache
 
 VERSION = "0.2.0"
@@ -36,17 +37,6 @@ class _Reader(CalibrationDataReader):
 
     def get_next(self) -> dict | None:
         return next(self._it, None)
-
-
-def _strip_doc_strings(path: Path) -> None:
-    """Remove torch's node doc strings (they hold the export machine's source paths) from an ONNX file."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        node.doc_string = ""
-    model.doc_string = ""
-    onnx.save(model, str(path))
 
 
 def _inputs(images_u8: np.ndarray, pre: dict) -> np.ndarray:
@@ -85,7 +75,7 @@ def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_l
         torch.onnx.export(model, (torch.zeros(1, 1, size, size),), str(fp32), input_names=["image"], output_names=["logits"],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=18, dynamo=True,
                           external_data=False, verbose=False)
-        _strip_doc_strings(fp32)
+        strip_doc_strings(fp32)
         pre_path = work / "segment.pre.onnx"
         quant_pre_process(str(fp32), str(pre_path))
         int8 = work / SEGMENT_MODEL_FILE
@@ -93,7 +83,7 @@ def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_l
         quantize_static(str(pre_path), str(int8), _Reader([calib[i : i + 8] for i in range(0, len(calib), 8)]),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-        _strip_doc_strings(int8)
+        strip_doc_strings(int8)
         x_in = _inputs(x_te, pre)
         with torch.no_grad():
             torch_probs = torch.sigmoid(model(torch.from_numpy(x_in))).numpy()

@@ -23,7 +23,7 @@ from cxrtriage.data import Record, jsrt_records, jsrt_split, lateral_paths, load
 from cxrtriage.imaging.load import load_image
 
 REVIEW_ABOVE = 0.5
-REJECT_MARGIN = 0.02
+REJECT_MARGIN = 0.10
 N_PEDIATRIC = 400
 C = 0.1
 
@@ -88,6 +88,8 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
             "cv5_laterals_review": int(((cv_lat > REVIEW_ABOVE) & (cv_lat <= reject_above)).sum()),
             "cv5_laterals_passed_as_frontal": int((cv_lat <= REVIEW_ABOVE).sum()),
             "cv5_frontal_review": int((cv_fr > REVIEW_ABOVE).sum()), "cv5_frontal_refused": int((cv_fr > reject_above).sum()),
+            "cv5_lateral_scores": sorted(round(float(v), 4) for v in cv_lat),
+            "cv5_frontal_top_scores": sorted((round(float(v), 4) for v in cv_fr), reverse=True)[:10],
             "held_out_frontal": held_out,
         },
     }
