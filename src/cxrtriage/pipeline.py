@@ -43,6 +43,8 @@ ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage
 DEFAULT_SEGMENTER = "bundled"
 #: a Non-Urgent result shows a crop only for a region holding at least this share of the positive map mass
 NON_URGENT_MIN_STRENGTH = 0.5
+#: an evidence box must have at least this share of its area on the segmented lung fields
+MIN_BOX_LUNG_SHARE = 0.1
 
 
 def default_segmenter() -> Segmenter | None:
@@ -183,6 +185,9 @@ class Triage:
             region = anatomy.evidence_region() if anatomy is not None and anatomy.lungs else None
             boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS, allowed=region,
                                         zone_of=anatomy.zone if anatomy is not None else None)
+            if region is not None:  # a box grown from the margin alone would not touch the lungs: drop it
+                boxes = [b for b in boxes if anatomy.lung_share(
+                    (b.x / width, b.y / height, (b.x + b.w) / width, (b.y + b.h) / height)) >= MIN_BOX_LUNG_SHARE]
             if label == "Non-Urgent":  # weak boxes on a normal film are noise a clinician learns to ignore
                 boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
 

@@ -210,7 +210,8 @@ def train(cfg: TrainConfig) -> Path:
     n_jsrt = min(cfg.jsrt_per_epoch, len(tr_jsrt))
     steps_per_epoch = math.ceil((len(tr_nih) + n_ker + n_jsrt) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.1)
+    # at least two warm-up steps: OneCycleLR divides by zero when the warm-up ends on step 0 (tiny smoke runs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.1, 2.0 / total))
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
