@@ -83,6 +83,11 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         model_repeats = repeats * MODEL_REPEAT_FACTOR  # a model call takes a few ms: more calls, steadier medians
         results["model_int8_onnx"] = _stats(times_ms(lambda: backend.run(x), model_repeats))
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
+        seg = engine.segmenter
+        files = [backend.model_path, *( [backend.model_dir / "index.npz"] if (backend.model_dir / "index.npz").is_file() else []),
+                 *([seg.model_path] if seg is not None else [])]
+        results["bundled_model_files_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 3)
+        results["bundled_model_files"] = [f.name for f in files]
         results["peak_rss_mb_onnx_path"] = round(peak_rss_mb(), 1)
         fp32 = Path(onnx_fp32) if onnx_fp32 else DEFAULT_FP32_PATH
         if fp32.is_file():
@@ -135,4 +140,6 @@ def _print(r: dict) -> None:
     if "int8_speedup_vs_fp32" in r:
         print(f"  int8 speed-up vs fp32 ONNX: {r['int8_speedup_vs_fp32']}x")
     print(f"  model size int8: {r['model_int8_size_mb']} MB" + (f", fp32: {r['model_fp32_size_mb']} MB" if "model_fp32_size_mb" in r else ""))
+    if "bundled_model_files_mb" in r:
+        print(f"  bundled model files together: {r['bundled_model_files_mb']} MB ({', '.join(r['bundled_model_files'])})")
     print(f"  peak RSS: {r['peak_rss_mb_onnx_path']} MB (ONNX path), {r['peak_rss_mb_total']} MB (after all comparisons)")

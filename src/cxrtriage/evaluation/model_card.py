@@ -164,7 +164,12 @@ def render(meta: dict) -> str:
         lines += ["", f"Model size {bench['model_int8_size_mb']} MB int8" +
                   (f" ({bench['model_fp32_size_mb']} MB fp32)" if "model_fp32_size_mb" in bench else "") +
                   (f"; int8 speed-up over fp32 ONNX {bench['int8_speedup_vs_fp32']}x" if "int8_speedup_vs_fp32" in bench else "") +
-                  f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path.", ""]
+                  f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path." +
+                  (f" All bundled model files together ({', '.join(bench['bundled_model_files'])}): "
+                   f"{bench['bundled_model_files_mb']} MB." if "bundled_model_files_mb" in bench else ""), ""]
+        if "end_to_end_breakdown_p50_ms" in bench:
+            lines += ["End-to-end p50 by stage (ms, segmentation included): " + ", ".join(
+                f"{k} {v}" for k, v in bench["end_to_end_breakdown_p50_ms"].items()) + ".", ""]
     lines += _anatomy_lines(meta)
     lines += [
         "## Limitations",
@@ -226,9 +231,12 @@ def _anatomy_lines(meta: dict) -> list[str]:
                          f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
                          f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |")
         g = ae["frontal_gate"]
-        lines += ["", "Frontal-view check (triaged / sent to review / refused):", ""]
+        lines += ["", "Frontal-view check through `Triage.predict` (review = `needs_review` for any reason, the score's "
+                  "review band included; refused = NotAChestXrayError):", ""]
         for name, m in g.items():
-            lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("how",)))
+            note = (" (in-sample: all of them also fitted the view probe; the cross-validated figure is above)"
+                    if name == "laterals" else f" ({m['how']})" if "how" in m else "")
+            lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "how") + note)
         j = ae["jsrt_test"]
         lines += ["", "JSRT test films (another adult site): " + "; ".join(
             f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]

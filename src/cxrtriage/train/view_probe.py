@@ -64,8 +64,6 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
     reject_above = float(min(0.99, cv[y == 0].max() + REJECT_MARGIN))
     model.fit(x, y)
     scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
-    probe = ViewProbe(mean=scaler.mean_, scale=scaler.scale_, coef=lr.coef_[0], intercept=float(lr.intercept_[0]),
-                      reject_above=reject_above, review_above=REVIEW_ABOVE, features=VIEW_FEATURES)
     test = {
         "nih_test": [r.path for r in parts["test"] if r.dataset == "nih"],
         "pediatric_test": [r.path for r in _sample([r for r in parts["test"] if r.dataset == "kermany"], N_PEDIATRIC // 2)],
