@@ -153,8 +153,22 @@ def error_html(message: str, title: str = "This image was not triaged") -> str:
             f"<div>{_esc(message)}</div></div>")
 
 
+def anatomy_line(pred: Prediction) -> str:
+    """One plain line from the segmentation: the lungs found and the cardiothoracic ratio with its caveat."""
+    a = pred.anatomy
+    if not a:
+        return ""
+    found = a.get("lungs_found") or []
+    lungs = "both lungs found" if len(found) == 2 else (f"only the {found[0]} lung found" if found else "no lung field found")
+    ctr = a.get("cardiothoracic_ratio")
+    ratio = f"; cardiothoracic ratio {ctr:.2f} (an AP or supine film magnifies the heart)" if isinstance(ctr, (int, float)) else ""
+    return f"Anatomy: {lungs}{ratio}."
+
+
 def explanation_html(pred: Prediction) -> str:
-    return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>'
+    line = anatomy_line(pred)
+    extra = f'<p class="cxr-anatomy">{_esc(line)}</p>' if line else ""
+    return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>{extra}'
 
 
 def warnings_html(pred: Prediction) -> str:

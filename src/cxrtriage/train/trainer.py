@@ -58,6 +58,10 @@ class TrainConfig:
     opacity_weight: float = 0.5
     #: generation 2 acquisition augmentation (noise, resolution); False = generation 1's jitter only
     strong_augment: bool = True
+    #: weak supervision of the activation map: the share of the positive map inside the RSNA radiologists' boxes
+    #: (boxed training images only) and outside the segmented lung fields (every training image); 0 = off
+    box_weight: float = 0.0
+    lung_weight: float = 0.0
 
 
 def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
@@ -85,6 +89,48 @@ def cache_config(size: int, window: str | None = None) -> dict:
     return {**cfg, "window": window} if window else cfg
 
 
+MASK_GRID = 64  # resolution at which lung and box masks are cached (then sampled at the CAM's grid)
+RSNA_PIXELS = 512.0  # the RSNA boxes are in the pixel space of the shared 512 px NIH PNGs
+
+
+def attention_masks(records: list[Record], cache: np.ndarray, data_dir: Path) -> np.ndarray:
+    """(N, 2, 64, 64) float16: [RSNA lung-opacity boxes (zeros when none), lung fields grown by 5% (the bundled
+    segmentation of the cached image)] for the activation-map losses."""
+    from cxrtriage.anatomy.measure import measure
+    from cxrtriage.anatomy.segmenter import Segmenter
+    from cxrtriage.data import rsna_boxes
+
+    segmenter, boxes = Segmenter(), rsna_boxes(data_dir)
+    out = np.zeros((len(records), 2, MASK_GRID, MASK_GRID), np.float16)
+    g = MASK_GRID
+    for i, (rec, img) in enumerate(zip(records, cache)):
+        for x, y, w, h in boxes.get(rec.image_id, []) if rec.dataset == "nih" else []:
+            out[i, 0, int(y / RSNA_PIXELS * g) : int(np.ceil((y + h) / RSNA_PIXELS * g)),
+                int(x / RSNA_PIXELS * g) : int(np.ceil((x + w) / RSNA_PIXELS * g))] = 1
+        lungs = measure(segmenter.segment(img.astype(np.float32) / 255.0)).evidence_region(0.05)
+        s = lungs.shape[0]
+        idx = np.minimum((np.arange(g) + 0.5) * s / g, s - 1).astype(int)
+        out[i, 1] = lungs[idx][:, idx]
+    return out
+
+
+def attention_losses(fmap: torch.Tensor, weight: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(box loss, lung loss) of the class activation map ``w . F`` against masks sampled at its grid.
+    Box: -log of the softmax mass of the map inside the radiologists' boxes (images with a box only). Lung: share
+    of the positive map outside the grown lung fields."""
+    cam = torch.einsum("nchw,c->nhw", fmap, weight)
+    box, lung = masks[:, 0], masks[:, 1]
+    has_box = box.flatten(1).amax(1) > 0.5
+    if bool(has_box.any()):
+        p = torch.softmax(cam[has_box].flatten(1), dim=1)
+        box_loss = -torch.log((p * box[has_box].flatten(1)).sum(1) + 1e-6).mean()
+    else:
+        box_loss = cam.sum() * 0.0
+    pos = F.relu(cam)
+    lung_loss = ((pos * (1 - lung)).flatten(1).sum(1) / (pos.flatten(1).sum(1) + 1e-6)).mean()
+    return box_loss, lung_loss
+
+
 def apply_window(x: torch.Tensor, window: str | None) -> torch.Tensor:
     """The serving window (:func:`~cxrtriage.imaging.preprocess.percentile_window`) on every image of a batch."""
     if window != PERCENTILE_WINDOW:
@@ -102,10 +148,12 @@ def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
     return out
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False, masks: torch.Tensor | None = None,
+            mask_size: int = 16) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x: N x 1 x S x S in [0,1]. Geometric (rotation +-8 deg, scale 0.9-1.1, shift +-6%) and intensity jitter;
     ``strong`` (generation 2) widens exposure and contrast and adds noise and lost resolution, the ways another
-    site's detector differs."""
+    site's detector differs. ``masks`` (N x K x any size, e.g. lung fields and radiologist boxes) get the same
+    geometric transform, sampled at ``mask_size`` (the CAM's grid); then (x, masks) is returned."""
     n = x.shape[0]
 
     def u(lo: float, hi: float) -> torch.Tensor:
@@ -118,6 +166,10 @@ def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False) -> torc
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    moved = None
+    if masks is not None:
+        mgrid = F.affine_grid(theta, [n, masks.shape[1], mask_size, mask_size], align_corners=False)
+        moved = F.grid_sample(masks, mgrid, mode="bilinear", padding_mode="zeros", align_corners=False)
     g, c, b = (0.45, 0.35, 0.12) if strong else (0.22, 0.2, 0.08)
     gamma = torch.exp(u(-g, g)).view(n, 1, 1, 1)
     x = x.clamp(1e-6, 1).pow(gamma)
@@ -126,7 +178,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False) -> torc
     mean = x.mean(dim=(2, 3), keepdim=True)
     x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
     if not strong:
-        return x
+        return x if moved is None else (x, moved)
     s = x.shape[-1]
     for i in range(n):
         if torch.rand(1, generator=gen).item() < 0.3:
@@ -134,7 +186,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False) -> torc
             x[i : i + 1] = F.interpolate(F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s),
                                          mode="bilinear", align_corners=False)
     x = x + torch.randn(x.shape, generator=gen) * u(0.0, 0.025).view(n, 1, 1, 1)
-    return x.clamp(0, 1)
+    return x.clamp(0, 1) if moved is None else (x.clamp(0, 1), moved)
 
 
 @torch.no_grad()
@@ -196,6 +248,10 @@ def train(cfg: TrainConfig) -> Path:
     rsna = rsna_opacity_labels(data_dir) if cfg.opacity_weight > 0 else {}
     op_tr_nih = np.array([rsna.get(r.key, -1) for r in tr_nih], np.float32)
     op_va_nih = np.array([rsna.get(r.key, -1) for r in va_nih], np.int64)
+    use_attention = cfg.box_weight > 0 or cfg.lung_weight > 0
+    att = {k: attention_masks(recs, cache[k], data_dir) if use_attention and len(recs) else
+           np.zeros((len(recs), 2, MASK_GRID, MASK_GRID), np.float16)
+           for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt))}
     windowed = apply_window(torch.from_numpy(cache["tr_nih"]).float().div_(255).unsqueeze(1), cfg.window)
     mean, std = float(windowed.mean()), float(windowed.std())
     load_s = time.time() - t0
@@ -224,6 +280,7 @@ def train(cfg: TrainConfig) -> Path:
         X = np.concatenate([cache["tr_nih"], cache["tr_ker"][ker_idx], cache["tr_jsrt"][jsrt_idx]])
         Y = np.concatenate([y["tr_nih"], y["tr_ker"][ker_idx], y["tr_jsrt"][jsrt_idx]])
         OP = np.concatenate([op_tr_nih, -np.ones(len(ker_idx) + len(jsrt_idx), np.float32)])
+        M = np.concatenate([att["tr_nih"], att["tr_ker"][ker_idx], att["tr_jsrt"][jsrt_idx]]) if use_attention else None
         order = rng.permutation(len(X))
         losses = []
         bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -231,9 +288,16 @@ def train(cfg: TrainConfig) -> Path:
         for i in bar:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(X[idx]).float().div_(255).unsqueeze(1)
-            x = apply_window(augment(x, gen, cfg.strong_augment), cfg.window)
+            if use_attention:
+                x, m = augment(x, gen, cfg.strong_augment, masks=torch.from_numpy(M[idx].astype(np.float32)))
+            else:
+                x = augment(x, gen, cfg.strong_augment)
+            x = apply_window(x, cfg.window)
             outs = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
             loss = F.binary_cross_entropy_with_logits(outs[0][:, 0], torch.from_numpy(Y[idx]))
+            if use_attention:
+                box_loss, lung_loss = attention_losses(outs[1], model.head.weight[0], m)
+                loss = loss + cfg.box_weight * box_loss + cfg.lung_weight * lung_loss
             known = torch.from_numpy(OP[idx] >= 0)
             if findings and bool(known.any()):
                 loss = loss + cfg.opacity_weight * F.binary_cross_entropy_with_logits(
