@@ -87,3 +87,23 @@ def test_the_served_model_gets_that_input(data_dir: Path, monkeypatch: pytest.Mo
     expected = to_model_input(pixels, META["preprocess"])
     np.testing.assert_array_equal(seen[0], expected)
     np.testing.assert_array_equal(seen[1], expected)
+
+
+def test_percentile_window_is_the_same_in_training_and_serving() -> None:
+    """The segmentation network's window: training (cache -> apply_window) and serving (to_model_input) give the
+    same model input, and the window undoes an exposure change of the same film."""
+    torch = pytest.importorskip("torch")
+    from cxrtriage.imaging.preprocess import from_cache, to_cache, to_model_input
+    from cxrtriage.train.segmentation import preprocess_config
+    from cxrtriage.train.trainer import apply_window
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:260]
+    film = (0.3 + 0.4 * np.sin(xx / 40.0) ** 2 + 0.1 * yy / 300 + 0.02 * rng.standard_normal((300, 260))).clip(0, 1)
+    pre = preprocess_config(192)
+    served = to_model_input(film.astype(np.float32), pre)[0, 0]
+    cached = torch.from_numpy(from_cache(to_cache(film, pre))[None, None])
+    trained = ((apply_window(cached, pre["window"]) - pre["mean"]) / pre["std"])[0, 0].numpy()
+    np.testing.assert_allclose(served, trained, atol=1e-6)
+    darker = to_model_input((0.5 * film + 0.1).astype(np.float32), pre)[0, 0]
+    assert np.abs(darker - served).mean() < 0.05 * np.abs(served).mean() + 0.05

@@ -75,7 +75,7 @@ def export_fp32(model: CXRNet, size: int, path: Path) -> None:
     strip_doc_strings(path)
 
 
-class _Reader(CalibrationDataReader):
+class CalibrationBatches(CalibrationDataReader):
     """Feeds preprocessed training images to the int8 calibrator."""
 
     def __init__(self, batches: list[np.ndarray]) -> None:
@@ -186,7 +186,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         log("onnxruntime.quantization.quant_pre_process: shape inference + graph optimisation")
         int8 = work / MODEL_FILE
         quantize_static(
-            str(pre_path), str(int8), _Reader([x_cal[i : i + 16] for i in range(0, len(x_cal), 16)]),
+            str(pre_path), str(int8), CalibrationBatches([x_cal[i : i + 16] for i in range(0, len(x_cal), 16)]),
             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )

@@ -30,7 +30,8 @@ from torch import nn
 
 from cxrtriage.data import JSRT_STRUCTURES, JsrtRecord, jsrt_records, jsrt_split
 from cxrtriage.imaging.load import load_image
-from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, from_cache, percentile_window, to_cache
+from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, from_cache, to_cache
+from cxrtriage.train.trainer import apply_window
 
 
 @dataclass
@@ -148,12 +149,6 @@ def augment(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return x.clamp(0, 1), m
 
 
-def window_batch(x: torch.Tensor) -> torch.Tensor:
-    """:func:`~cxrtriage.imaging.preprocess.percentile_window` on every image of a batch (the serving function)."""
-    arr = x.numpy()
-    return torch.from_numpy(np.stack([percentile_window(a[0])[None] for a in arr]))
-
-
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits)
     inter = (p * target).sum(dim=(2, 3))
@@ -166,7 +161,7 @@ def predict_probs(model: nn.Module, images_u8: np.ndarray, mean: float, std: flo
     model.eval()
     out = []
     for i in range(0, len(images_u8), batch):
-        x = window_batch(torch.from_numpy(from_cache(images_u8[i : i + batch])).unsqueeze(1))
+        x = apply_window(torch.from_numpy(from_cache(images_u8[i : i + batch])).unsqueeze(1), PERCENTILE_WINDOW)
         out.append(torch.sigmoid(model((x - mean) / std)).numpy())
     return np.concatenate(out)
 
@@ -213,7 +208,7 @@ def train(cfg: SegTrainConfig) -> Path:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(from_cache(x_tr[idx])).unsqueeze(1)
             x, m = augment(x, torch.from_numpy(m_tr[idx]), gen)
-            logits = model((window_batch(x) - mean) / std)
+            logits = model((apply_window(x, PERCENTILE_WINDOW) - mean) / std)
             loss = F.binary_cross_entropy_with_logits(logits, m) + dice_loss(logits, m)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cxrtriage.anatomy.segmenter import SEGMENT_META_FILE, SEGMENT_MODEL_FILE, Segmenter
@@ -23,20 +23,12 @@ from cxrtriage.data import JSRT_STRUCTURES, jsrt_records, jsrt_split
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import from_cache, to_model_input
-from cxrtriage.train.export import strip_doc_strings
+from cxrtriage.train.export import CalibrationBatches, strip_doc_strings
 from cxrtriage.train.segmentation import SegNet, dice, load_cache
 
 VERSION = "0.2.0"
 LICENCE_NOTE = ("trained on JSRT radiographs (JSRT: research and education use) with SCR masks (research use; "
                 "van Ginneken et al., Med Image Anal 2006); the images and masks are not shipped")
-
-
-class _Reader(CalibrationDataReader):
-    def __init__(self, batches: list[np.ndarray]) -> None:
-        self._it = iter([{"image": b} for b in batches])
-
-    def get_next(self) -> dict | None:
-        return next(self._it, None)
 
 
 def _inputs(images_u8: np.ndarray, pre: dict) -> np.ndarray:
@@ -80,7 +72,7 @@ def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_l
         quant_pre_process(str(fp32), str(pre_path))
         int8 = work / SEGMENT_MODEL_FILE
         calib = _inputs(x_tr, pre)
-        quantize_static(str(pre_path), str(int8), _Reader([calib[i : i + 8] for i in range(0, len(calib), 8)]),
+        quantize_static(str(pre_path), str(int8), CalibrationBatches([calib[i : i + 8] for i in range(0, len(calib), 8)]),
                         quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         strip_doc_strings(int8)
