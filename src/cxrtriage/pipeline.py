@@ -164,7 +164,7 @@ class Triage:
         probe = getattr(self.backend, "view_probe", None)
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
-            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above)
+            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above, anatomy.typical_pair)
         if index is not None and out.embedding is not None:
             neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3

@@ -4,7 +4,7 @@ send every doubtful frontal film to a human.
 * Refused (NotAChestXrayError): an image whose coarse layout is unlike a chest film's AND that does not show a
   typical pair of lungs (photographs, screenshots, other body parts that the statistics gate let through); an
   image whose layout is far from every chest film whatever the masks show; a lateral view (the view probe,
-  after the model: :mod:`cxrtriage.backends.view_probe`).
+  after the model: :mod:`cxrtriage.backends.view_probe`) that does not show a typical pair of lungs.
 * Triaged, labelled Urgent with ``needs_review`` and the reason: a film with a typical pair of lungs but an unusual
   layout or embedding (ICU films with lines and tubes, rotation, collimation, a missing costophrenic angle), a
   lung field not found on an image that otherwise looks like a chest film (a white-out hemithorax is a sick
@@ -41,11 +41,13 @@ def check(anatomy: Anatomy, residual: float | None, max_residual: float | None) 
     return reasons
 
 
-def check_view(score: float | None, reject_above: float, review_above: float) -> list[str]:
-    """After the model: the view probe's lateral-view probability -> refusal, a review reason, or nothing."""
+def check_view(score: float | None, reject_above: float, review_above: float, typical_pair: bool = False) -> list[str]:
+    """After the model: the view probe's lateral-view probability -> refusal, a review reason, or nothing. An image
+    that shows a typical pair of lungs is never refused on the probe alone (two pediatric pneumonia films scored
+    above the cut-off with one candidate classifier): it goes to review."""
     if score is None:
         return []
-    if score > reject_above:
+    if score > reject_above and not typical_pair:
         raise NotAChestXrayError(LATERAL_MESSAGE.format(score=score, cut=reject_above))
     if score > review_above:
         return [f"it may be a lateral view (view probe {score:.2f} > {review_above:.2f})"]

@@ -184,8 +184,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs, seed=args.seed,
                       kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads,
-                      window=None if args.no_window else TrainConfig.window, jsrt_per_epoch=args.jsrt_per_epoch,
-                      opacity_weight=args.opacity_weight, strong_augment=not args.gen1_augment,
+                      window=args.window, jsrt_per_epoch=args.jsrt_per_epoch,
+                      opacity_weight=args.opacity_weight, strong_augment=args.strong_augment,
                       box_weight=args.box_weight, lung_weight=args.lung_weight)
     ckpt = train(cfg)
     print(f"checkpoint written to {ckpt}")
@@ -322,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--seed", type=int, default=1129)
     s.add_argument("--pediatric-per-epoch", type=int, default=1000, help="pediatric images sampled per epoch (0: NIH only)")
-    s.add_argument("--jsrt-per-epoch", type=int, default=60, help="JSRT normal films sampled per epoch (0: none)")
-    s.add_argument("--opacity-weight", type=float, default=0.5, help="weight of the RSNA lung-opacity loss (0: no opacity head)")
-    s.add_argument("--no-window", action="store_true", help="no percentile window in the preprocessing (generation 1)")
-    s.add_argument("--box-weight", type=float, default=0.0, help="weight of the activation-map loss inside the RSNA boxes (0: off)")
-    s.add_argument("--lung-weight", type=float, default=0.0, help="weight of the activation-map loss outside the lungs (0: off)")
-    s.add_argument("--gen1-augment", action="store_true", help="generation 1's milder augmentation (no noise, no resolution loss)")
+    s.add_argument("--jsrt-per-epoch", type=int, default=0, help="JSRT normal films sampled per epoch (default 0)")
+    s.add_argument("--opacity-weight", type=float, default=0.0, help="weight of an RSNA lung-opacity head's loss (default 0: no head)")
+    s.add_argument("--window", choices=["percentile-1-99"], default=None, help="percentile window in the preprocessing (default: none)")
+    s.add_argument("--no-window", dest="window", action="store_const", const=None, help="no window (the default)")
+    s.add_argument("--strong-augment", action="store_true", help="noise and resolution loss in the augmentation")
+    s.add_argument("--gen1-augment", dest="strong_augment", action="store_false", help="generation 1's augmentation (the default)")
+    s.add_argument("--box-weight", type=float, default=0.3, help="activation-map loss inside the RSNA boxes (default 0.3; 0: off)")
+    s.add_argument("--lung-weight", type=float, default=0.3, help="activation-map loss outside the lungs (default 0.3; 0: off)")
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_train)
 

@@ -142,7 +142,10 @@ def _rsna(engine: Triage, data_dir: Path) -> dict:
         }
 
     return {"all_rsna_images": summarise(rows), "test_patients_only": summarise([r for r in rows if r.get("part") == "test"]),
-            "note": "RSNA labels are radiologist re-reads of NIH images; the test part holds images of held-out patients"}
+            "validation_and_test_patients": summarise([r for r in rows if r.get("part") in ("val", "test")]),
+            "note": "RSNA labels are radiologist re-reads of NIH images; the test part holds images of held-out patients; "
+                    "a model trained with --box-weight saw the boxes of the training patients, so judge it on the "
+                    "validation and test patients"}
 
 
 def _gate(engine: Triage, data_dir: Path) -> dict:

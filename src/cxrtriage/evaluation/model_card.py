@@ -102,6 +102,10 @@ def render(meta: dict) -> str:
         f"- Seed {cfg.get('seed')}, {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, AdamW lr {cfg.get('lr')}, "
         f"{cfg.get('kermany_per_epoch')} pediatric images sampled per epoch, EMA {cfg.get('ema_decay')}; best epoch "
         f"{(tr.get('best_epoch') or {}).get('epoch')} by NIH validation AUC.",
+        f"- Activation-map weak supervision: weight {cfg.get('box_weight', 0)} on the share of the map inside the RSNA "
+        f"radiologists' lung-opacity boxes (training patients only), {cfg.get('lung_weight', 0)} on the positive map "
+        f"outside the segmented lungs; preprocessing window {cfg.get('window')}, JSRT normals per epoch "
+        f"{cfg.get('jsrt_per_epoch', 0)}, strong augmentation {cfg.get('strong_augment', False)}.",
         f"- Wall time {_f(tr.get('wall_seconds'), 0)} s on {tr.get('threads')} CPU threads, torch {tr.get('torch')}.",
         "",
         *_decision_lines(meta),
@@ -136,7 +140,8 @@ def render(meta: dict) -> str:
         a, t = loc["all_boxed_images"], loc["test_split_only"]
         lines += [
             "",
-            "Localisation against NIH expert boxes (the model never saw boxes in training):",
+            "Localisation of the crops a user gets against the NIH expert boxes (not used in training; a model trained "
+            "with `--box-weight` saw the RSNA radiologists' boxes of training patients, partly on the same images):",
             f"- all {a['n']} boxed images: mean best-box IoU {_f(a.get('mean_best_iou'))}, share with IoU >= 0.3 "
             f"{_f(a.get('iou_ge_0.3'))}, pointing game {_f(a.get('pointing_game'))};",
             f"- the {t['n']} boxed images of test patients: mean best-box IoU {_f(t.get('mean_best_iou'))}, pointing game "
@@ -242,7 +247,8 @@ def _anatomy_lines(meta: dict) -> list[str]:
             f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]
     prev = meta.get("previous_generation")
     if prev:
-        lines += ["## Previous generation, for comparison", f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`):", ""]
+        lines += ["## Previous generation, for comparison",
+                  f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`), measured by {prev.get('measured')}:", ""]
         lines += [f"- {k}: {_f(v)}" for k, v in (prev.get("summary") or {}).items() if not isinstance(v, (list, dict))]
         lines.append("")
     return lines

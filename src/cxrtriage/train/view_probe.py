@@ -23,8 +23,8 @@ from cxrtriage.data import Record, jsrt_records, jsrt_split, lateral_paths, load
 from cxrtriage.imaging.load import load_image
 
 REVIEW_ABOVE = 0.5
-REJECT_MARGIN = 0.10
-N_PEDIATRIC = 400
+REJECT_MARGIN = 0.05
+N_PEDIATRIC = 1600
 C = 0.1
 
 
