@@ -231,7 +231,11 @@ def _anatomy_lines(meta: dict) -> list[str]:
         lines += ["## Evidence against radiologists (RSNA re-read of NIH images)", f"Measured by `{ae['command']}` on {ae['created']}.", "",
                   "| images | opacity / normal / other | pointing game | mean best IoU | negatives with crops | crops off the lungs | AUC opacity vs normal | vs not-normal-no-opacity |",
                   "|---|---|---|---|---|---|---|---|"]
-        for name, m in (("all RSNA-labelled", r["all_rsna_images"]), ("test patients only", r["test_patients_only"])):
+        groups = [("all RSNA-labelled (includes the training patients, whose boxes a --box-weight model saw)", r["all_rsna_images"])]
+        if "validation_and_test_patients" in r:
+            groups.append(("validation and test patients (held out)", r["validation_and_test_patients"]))
+        groups.append(("test patients only", r["test_patients_only"]))
+        for name, m in groups:
             lines.append(f"| {name} | {m['n_opacity']} / {m['n_normal']} / {m['n_not_normal_no_opacity']} | {_f(m['pointing_game_top_crop'])} | "
                          f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
                          f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |")
