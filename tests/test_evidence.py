@@ -282,7 +282,9 @@ def test_default_directory_is_config_crops_dir(tmp_path: Path, monkeypatch: pyte
 
 def test_failed_write_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    real_replace = evidence.os.replace
+    from cxrtriage import files  # the thumbnails' atomic write lives there
+
+    real_replace = files.os.replace
 
     def flaky_replace(src: str, dst: Path) -> None:
         calls["n"] += 1
@@ -290,7 +292,7 @@ def test_failed_write_leaves_no_files(tmp_path: Path, monkeypatch: pytest.Monkey
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(evidence.os, "replace", flaky_replace)
+    monkeypatch.setattr(files.os, "replace", flaky_replace)
     with pytest.raises(OSError, match="disk full"):
         save_crop_thumbnails(_pixels(), [_box(0, 0, 30, 30), _box(50, 50, 30, 30)], tmp_path)
     assert list(tmp_path.iterdir()) == []

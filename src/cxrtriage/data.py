@@ -140,10 +140,16 @@ def jsrt_urgency_parts(data_dir: Path) -> dict[str, list[Record]]:
             for part, recs in jsrt_split(jsrt_records(data_dir)).items()}
 
 
+def rsna_labels(data_dir: Path) -> dict[str, tuple[int, str]]:
+    """The RSNA radiologist re-read by NIH image id: (rsna_target, rsna_class), 1 = lung opacity; class "Normal",
+    "No Lung Opacity / Not Normal" or "Lung Opacity". Empty when the file is absent."""
+    path = Path(data_dir) / "nih" / "rsna_labels.csv"
+    return {row["image_index"]: (int(row["rsna_target"]), row["rsna_class"]) for row in _read_csv(path)} if path.is_file() else {}
+
+
 def rsna_opacity_labels(data_dir: Path) -> dict[str, int]:
     """Radiologist lung-opacity labels of the RSNA re-read, by record key (``nih/<image index>``): 1 opacity."""
-    path = Path(data_dir) / "nih" / "rsna_labels.csv"
-    return {f"nih/{row['image_index']}": int(row["rsna_target"]) for row in _read_csv(path)} if path.is_file() else {}
+    return {f"nih/{image_id}": target for image_id, (target, _) in rsna_labels(data_dir).items()}
 
 
 def rsna_boxes(data_dir: Path) -> dict[str, list[tuple[float, float, float, float]]]:

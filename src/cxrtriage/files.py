@@ -1,11 +1,15 @@
-"""File identity: the one sha256 helper every model, bundle and split file is named by."""
+"""File identity (the one sha256 helper every model, bundle and split file is named by) and the one atomic write
+every output image goes through."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 _BLOB_NAME = re.compile(r"[0-9a-f]{64}")
 
@@ -29,3 +33,20 @@ def sha256_files(files: Iterable[str | Path]) -> str:
     for f in files:
         h.update(f"{Path(f).name}:{sha256_file(f)}\n".encode())
     return h.hexdigest()
+
+
+def replace_atomically(path: str | Path, write: Callable[[BinaryIO], None], *, mode: int | None = None) -> Path:
+    """Write a file through a temp file in the same folder and ``os.replace``, so a reader never sees half a file;
+    the temp file is removed when ``write`` fails. ``mode``: the file's permissions (default mkstemp's 0600)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -155,18 +155,15 @@ class Triage:
         neighbours = []
         if index is not None and out.embedding is not None:
             knn_sim = index.knn_similarity(out.embedding, self.backend.knn_k)
-            if anatomy is None:
-                gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
-            elif anatomy.typical_pair:  # an unusual embedding of a film with two lungs is doubt for a human
+            if anatomy is not None and anatomy.typical_pair:  # an unusual embedding of a film with two lungs is doubt for a human
                 review_reasons += frontal.embedding_doubt(knn_sim, self.backend.min_knn_similarity)
             else:
                 gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
+            neighbours = index.nearest(out.embedding, self.n_neighbours)
         probe = getattr(self.backend, "view_probe", None)
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
             review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above, anatomy.typical_pair)
-        if index is not None and out.embedding is not None:
-            neighbours = index.nearest(out.embedding, self.n_neighbours)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
         # Decide on the values the result reports (4 decimals), so that anyone re-scoring the JSON
@@ -224,8 +221,8 @@ class Triage:
         if residual is not None:
             image_info["layout_residual"] = round(residual, 4)
         anatomy_info = None
-        if anatomy is not None and self.segmenter is not None:
-            anatomy_info = {**anatomy.measurements(), "segmenter": self.segmenter.name}
+        if anatomy is not None:  # measured by self.segmenter
+            anatomy_info = {**anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
 
         # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
         t = time.perf_counter()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxrtriage.anatomy.components import grow
 from cxrtriage.anatomy.segmenter import HEART, LEFT_LUNG, RIGHT_LUNG, Segmentation
 
 #: a lung field smaller than this share of the image is not counted as a lung
@@ -88,7 +89,7 @@ class Anatomy:
         the lung fields"). A pleural effusion or a consolidation at the lung edge is still evidence; a marker in
         the corner or burned-in text is not."""
         s = self.lungs_grid.shape[0]
-        return _grow(self.lungs_grid, max(1, round(margin * s)))
+        return grow(self.lungs_grid, max(1, round(margin * s)))
 
     def lung_share(self, box: tuple[float, float, float, float]) -> float:
         """Share of a box (fractions x0, y0, x1, y1) that lies on the lung fields."""
@@ -164,24 +165,6 @@ class Anatomy:
             if overlap > 0.5 * min(r.width, left.width):
                 problems.append("the two lung fields overlap side to side, as on a lateral view")
         return problems
-
-
-def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Square dilation by ``radius`` pixels (separable running maximum, numpy only)."""
-    out = mask.copy()
-    for axis in (0, 1):
-        src = out.copy()
-        for k in range(1, radius + 1):
-            fwd = np.roll(src, k, axis=axis)
-            bwd = np.roll(src, -k, axis=axis)
-            if axis == 0:
-                fwd[:k] = False
-                bwd[-k:] = False
-            else:
-                fwd[:, :k] = False
-                bwd[:, -k:] = False
-            out |= fwd | bwd
-    return out
 
 
 def _distance(f: Field, fx: float, fy: float) -> float:

@@ -10,7 +10,6 @@ structure is one piece of anatomy; stray islands are noise).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
-from cxrtriage.anatomy.components import largest_component
+from cxrtriage.anatomy.components import grow, largest_component
 from cxrtriage.errors import ModelError
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.preprocess import PreprocessConfig, to_model_input
@@ -42,7 +41,6 @@ class Segmentation:
     structures: tuple[str, ...]
     shape: tuple[int, int]
     threshold: float = 0.5
-    elapsed_ms: float = 0.0
     #: left-right mirror correlation of the network's (windowed) input, best over small midline shifts: high for a
     #: frontal film, low for a lateral view
     symmetry: float = 0.0
@@ -71,22 +69,10 @@ class Segmentation:
             if not keep.any():
                 self._cache[key] = np.zeros((h, w), dtype=bool)
             else:
-                prob = _resize_prob(self.probs[self._index(structure)] * _dilate(keep), h, w)
+                # grown by a pixel, so the kept piece's soft edge survives the resize
+                prob = _resize_prob(self.probs[self._index(structure)] * grow(keep, 1), h, w)
                 self._cache[key] = largest_component(prob >= self.threshold)
         return self._cache[key]
-
-    def lungs(self, shape: tuple[int, int] | None = None) -> np.ndarray:
-        return self.mask(RIGHT_LUNG, shape) | self.mask(LEFT_LUNG, shape)
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """One-pixel dilation (3x3), so the kept piece's soft edge survives the resize."""
-    p = np.pad(mask, 1)
-    out = p[1:-1, 1:-1].copy()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            out |= p[1 + dy : p.shape[0] - 1 + dy, 1 + dx : p.shape[1] - 1 + dx]
-    return out.astype(np.float32)
 
 
 def _symmetry(x: np.ndarray) -> tuple[float, float]:
@@ -141,13 +127,9 @@ class Segmenter:
 
     def segment(self, pixels: np.ndarray) -> Segmentation:
         """Segment a grey float [0, 1] (H, W) image in display polarity."""
-        t = time.perf_counter()
         x = to_model_input(pixels, self.preprocess_cfg)
         logits = self.session.run(None, {self.input_name: x})[0][0]
         probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         symmetry, centre = _symmetry(x[0, 0])
         return Segmentation(probs=probs, structures=self.structures, shape=tuple(pixels.shape), threshold=self.threshold,
-                            elapsed_ms=(time.perf_counter() - t) * 1e3, symmetry=symmetry, centre_brightness=centre)
-
-    def footprint_mb(self) -> float:
-        return self.model_path.stat().st_size / 1e6
+                            symmetry=symmetry, centre_brightness=centre)

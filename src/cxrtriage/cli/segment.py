@@ -5,28 +5,20 @@ traceback; a failed image leaves no file behind. Mask names come from the input'
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cxrtriage.errors import CXRTriageError
+from cxrtriage.files import replace_atomically
 
 
 def _save_mask(mask: np.ndarray, path: Path) -> None:
-    """0/255 8-bit PNG, written to a temp file and renamed, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(fh, format="PNG")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are the user's output files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """0/255 8-bit PNG, written atomically (a reader never sees half a file), readable by others like any output."""
+    image = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L")
+    replace_atomically(path, lambda fh: image.save(fh, format="PNG"), mode=0o644)
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import random
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cxrtriage.anatomy.masks import segment_image
-from cxrtriage.data import jsrt_records, jsrt_split, lateral_paths, load_split_records, nih_records, read_split, rsna_boxes
+from cxrtriage.data import jsrt_records, jsrt_split, lateral_paths, load_split_records, nih_records, read_split, rsna_boxes, rsna_labels
 from cxrtriage.errors import CXRTriageError, NotAChestXrayError
 from cxrtriage.evaluation import metrics
 from cxrtriage.imaging.load import load_image
@@ -87,12 +89,7 @@ def _crop_off_lungs(pred, lungs: np.ndarray) -> list[bool]:
 
 
 def _rsna(engine: Triage, data_dir: Path) -> dict:
-    labels = {}
-    import csv
-
-    with (data_dir / "nih" / "rsna_labels.csv").open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            labels[row["image_index"]] = (int(row["rsna_target"]), row["rsna_class"])
+    labels = rsna_labels(data_dir)
     boxes = rsna_boxes(data_dir)
     split = read_split()
     recs = {r.image_id: r for r in nih_records(data_dir)}
@@ -216,8 +213,6 @@ def _jsrt_specificity(engine: Triage, data_dir: Path) -> dict:
 
 
 def run_anatomy_evaluation(data_dir: Path, out: Path, model_dir: str | None = None) -> dict:
-    import tempfile
-
     REASONS.clear()
     crops = tempfile.mkdtemp(prefix="cxrtriage-anatomy-eval-")  # the crops are measured, then deleted
     engine = Triage(backend_name="bundled", model_dir=model_dir, crops_dir=crops)
@@ -230,8 +225,6 @@ def run_anatomy_evaluation(data_dir: Path, out: Path, model_dir: str | None = No
         "jsrt_test": _jsrt_specificity(engine, data_dir),
     }
     report["reasons"] = dict(REASONS.most_common())
-    import shutil
-
     shutil.rmtree(crops, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics.to_jsonable(report), indent=2) + "\n")

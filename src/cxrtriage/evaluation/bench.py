@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
-from cxrtriage.backends.bundled import DEFAULT_FP32_PATH
+from cxrtriage.backends.bundled import DEFAULT_FP32_PATH, INDEX_FILE
 from cxrtriage.data import load_split_records
 from cxrtriage.imaging.load import load_image
 from cxrtriage.pipeline import Triage
@@ -84,8 +84,8 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         results["model_int8_onnx"] = _stats(times_ms(lambda: backend.run(x), model_repeats))
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
         seg = engine.segmenter
-        files = [backend.model_path, *( [backend.model_dir / "index.npz"] if (backend.model_dir / "index.npz").is_file() else []),
-                 *([seg.model_path] if seg is not None else [])]
+        index = backend.model_dir / INDEX_FILE
+        files = [backend.model_path, *([index] if index.is_file() else []), *([seg.model_path] if seg is not None else [])]
         results["bundled_model_files_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 3)
         results["bundled_model_files"] = [f.name for f in files]
         results["peak_rss_mb_onnx_path"] = round(peak_rss_mb(), 1)

@@ -12,9 +12,7 @@ Runtime code: numpy + Pillow only (no torch, no scipy), so the inference path st
 from __future__ import annotations
 
 import math
-import os
 import secrets
-import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +22,9 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
+from cxrtriage.anatomy.components import nearest_resize
 from cxrtriage.backends.cam import finite_array
+from cxrtriage.files import replace_atomically
 from cxrtriage.schema import Crop
 
 __all__ = [
@@ -178,14 +178,12 @@ def find_evidence_boxes(
     gh, gw = up.shape
     cell_pos = np.clip(cam_arr, 0.0, None)
     if allowed is not None:
-        grid = _nearest(np.asarray(allowed, dtype=bool), gh, gw)
-        if not grid.any():
-            return []
-        up = np.where(grid, up, 0.0)
+        allowed = np.asarray(allowed, dtype=bool)
+        up = np.where(nearest_resize(allowed, gh, gw), up, 0.0)
         peak = float(up.max())
-        if peak <= 0:
+        if peak <= 0:  # no positive evidence inside the allowed region (or no allowed region at all)
             return []
-        cell_pos = cell_pos * (_nearest(np.asarray(allowed, dtype=bool), *cam_arr.shape))
+        cell_pos = cell_pos * nearest_resize(allowed, *cam_arr.shape)
     mask = (up >= rel_threshold * peak) & (up > 0)
     labels, n = _label_components(mask)
     if n == 0:
@@ -224,14 +222,6 @@ def find_evidence_boxes(
         if len(boxes) >= max_boxes:
             break
     return boxes
-
-
-def _nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of a boolean mask (cell centres), numpy only."""
-    h, w = mask.shape
-    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.intp), h - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.intp), w - 1)
-    return mask[rows][:, cols]
 
 
 def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int], source: str) -> EvidenceBox:
@@ -303,17 +293,8 @@ def _write_png_atomic(img: Image.Image, out_dir: Path) -> Path:
             break
     else:  # pragma: no cover - 64-bit collisions are practically impossible
         raise OSError(f"could not find a free thumbnail name in {out_dir}")
-    fd, tmp_name = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="PNG", compress_level=1)  # thumbnails are small; speed over bytes
-        os.replace(tmp_name, final)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    # thumbnails are small; speed over bytes
+    replace_atomically(final, lambda fh: img.save(fh, format="PNG", compress_level=1))
     return final
 
 

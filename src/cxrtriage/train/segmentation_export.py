@@ -24,7 +24,7 @@ from cxrtriage.files import sha256_file
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import from_cache, to_model_input
 from cxrtriage.train.export import CalibrationBatches, strip_doc_strings
-from cxrtriage.train.segmentation import SegNet, dice, load_cache
+from cxrtriage.train.segmentation import SegNet, dice, load_cache, mean_dice
 
 VERSION = "0.2.0"
 LICENCE_NOTE = ("trained on JSRT radiographs (JSRT: research and education use) with SCR masks (research use; "
@@ -42,8 +42,7 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _dice_table(probs: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-    return {s: round(float(np.mean([dice(p[c] >= 0.5, m[c]) for p, m in zip(probs, masks)])), 4)
-            for c, s in enumerate(JSRT_STRUCTURES)}
+    return {s: round(v, 4) for s, v in mean_dice(probs, masks).items()}
 
 
 def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: Path | None = None,

@@ -99,6 +99,7 @@ RSNA_PIXELS = 512.0  # the RSNA boxes are in the pixel space of the shared 512 p
 def attention_masks(records: list[Record], cache: np.ndarray, data_dir: Path) -> np.ndarray:
     """(N, 2, 64, 64) float16: [RSNA lung-opacity boxes (zeros when none), lung fields grown by 5% (the bundled
     segmentation of the cached image)] for the activation-map losses."""
+    from cxrtriage.anatomy.components import nearest_resize
     from cxrtriage.anatomy.measure import measure
     from cxrtriage.anatomy.segmenter import Segmenter
     from cxrtriage.data import rsna_boxes
@@ -110,10 +111,7 @@ def attention_masks(records: list[Record], cache: np.ndarray, data_dir: Path) ->
         for x, y, w, h in boxes.get(rec.image_id, []) if rec.dataset == "nih" else []:
             out[i, 0, int(y / RSNA_PIXELS * g) : int(np.ceil((y + h) / RSNA_PIXELS * g)),
                 int(x / RSNA_PIXELS * g) : int(np.ceil((x + w) / RSNA_PIXELS * g))] = 1
-        lungs = measure(segmenter.segment(img.astype(np.float32) / 255.0)).evidence_region(0.05)
-        s = lungs.shape[0]
-        idx = np.minimum((np.arange(g) + 0.5) * s / g, s - 1).astype(int)
-        out[i, 1] = lungs[idx][:, idx]
+        out[i, 1] = nearest_resize(measure(segmenter.segment(img.astype(np.float32) / 255.0)).evidence_region(0.05), g, g)
     return out
 
 
