@@ -14,6 +14,7 @@ app; the lifespan (model load) starts only when the first test of this module ru
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
 
 from cxrtriage.serve.app import create_app  # noqa: E402
+from cxrtriage.serve.runtime import load_engine  # noqa: E402
 from cxrtriage.serve.settings import ServerSettings  # noqa: E402
 
 MAX_EXAMPLES = 500  # per operation and phase; GET operations without parameters produce only a handful anyway
@@ -66,7 +68,11 @@ ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)
 STATUS_CODE_CONFORMANCE = next(check for check in ALL_CHECKS if check.__name__ == "status_code_conformance")
 
 _CROPS = Path(tempfile.gettempdir()) / f"cxrtriage-fuzz-crops-{uuid.uuid4().hex[:8]}"  # made by the lifespan
-APP = create_app(ServerSettings(crops_dir=_CROPS, ui=False, warmup=True))
+_SETTINGS = ServerSettings(crops_dir=_CROPS, ui=False, warmup=True)
+# Schemathesis runs the app's lifespan again for each operation's test; without a cache each run loaded the model
+# anew in a daemon thread, and a load still running when pytest exited aborted the interpreter ("terminate called
+# without an active exception", exit code 134). One real engine, loaded by the first lifespan, serves every run.
+APP = create_app(_SETTINGS, engine_loader=functools.cache(functools.partial(load_engine, _SETTINGS)))
 schema = schemathesis.openapi.from_dict(APP.openapi(), config=SchemathesisConfig.from_dict(CONFIG))
 schema.app = APP  # what from_asgi sets: calls go in-process through schemathesis' ASGI transport
 
@@ -85,7 +91,13 @@ def flatmap_body(context, body):
             or not isinstance(body.get("file"), str):
         return st.just(body)
     raw = body["file"].encode("utf-8", "surrogatepass")
-    return st.sampled_from(_MAGIC_PREFIXES).map(lambda magic: {**body, "file": magic + raw} if magic else body)
+
+    # A named function, not a lambda: Hypothesis describes a lambda by parsing this file's source (ast.parse),
+    # which once raised SystemError under CI load and made the replay of a failing case "flaky" (stop 16).
+    def with_magic(magic: bytes) -> dict:
+        return {**body, "file": magic + raw} if magic else body
+
+    return st.sampled_from(_MAGIC_PREFIXES).map(with_magic)
 
 
 def _wait_ready(client, timeout: float = 120.0) -> None:
