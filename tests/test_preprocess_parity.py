@@ -51,7 +51,7 @@ def test_metadata_is_parsed_once_into_frozen_values() -> None:
 
 def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> None:
     pytest.importorskip("torch")
-    from cxrtriage.train.export import _normalise
+    from cxrtriage.train.export import normalise_cache
     from cxrtriage.train.trainer import cache_config, load_cache
 
     pre = META["preprocess"]
@@ -64,7 +64,7 @@ def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> 
             self.path = path
 
     cached = load_cache([Rec(p) for p in paths], size, "parity")
-    train_side = _normalise(cached, float(pre["mean"]), float(pre["std"]))  # calibration / threshold / index inputs
+    train_side = normalise_cache(cached, float(pre["mean"]), float(pre["std"]))  # calibration / threshold / index inputs
     for i, path in enumerate(paths):
         serve_side = to_model_input(load_image(path).pixels, pre)
         np.testing.assert_array_equal(serve_side[0], train_side[i], err_msg=path.name)

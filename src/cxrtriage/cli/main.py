@@ -1,4 +1,4 @@
-"""Command line: ``cxrtriage predict | segment | train | train-segmenter | export-segmenter | export | evaluate | bench | split | serve | test-set | ratings``.
+"""Command line: ``cxrtriage predict | segment | train | train-segmenter | export-segmenter | export | recalibrate | evaluate | bench | split | serve | test-set | ratings``.
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
@@ -113,6 +113,17 @@ def cmd_fit_view_probe(args: argparse.Namespace) -> int:
 
     block = fit_view_probe(Path(args.model_dir), _data_dir(args.data_dir))
     print(json.dumps(block["validation"], indent=2))
+    return 0
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    _require_extra("sklearn", "train", "refitting the calibration")
+    _require_extra("torch", "train", "refitting the calibration")
+    from cxrtriage.train.recalibrate import recalibrate
+
+    op = recalibrate(Path(args.model_dir), _data_dir(args.data_dir))
+    print(json.dumps({k: op[k] for k in ("calibration", "threshold", "review_band", "validation_by_source")}, indent=2))
+    print("test figures of the old operating point were moved to previous_calibration: run `make evaluate`")
     return 0
 
 
@@ -310,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir")
     s.add_argument("--limit", type=int, help="at most N images per part (smoke tests only)")
     s.set_defaults(func=cmd_export_segmenter)
+
+    s = sub.add_parser("recalibrate", help="refit calibration, threshold and review band of a bundle on every source's "
+                       "validation part, without retraining (needs [train])")
+    s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_recalibrate)
 
     s = sub.add_parser("fit-view-probe", help="fit the lateral-view probe of a classifier bundle into its model.json (needs [train])")
     s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))

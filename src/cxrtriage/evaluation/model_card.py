@@ -114,6 +114,7 @@ def render(meta: dict) -> str:
         f"pediatric val fp32 {_f(val['auc'].get('pediatric_val_fp32'))}, int8 {_f(val['auc'].get('pediatric_val_int8'))}.",
         f"- fp32 vs int8 logit correlation {_f(val.get('fp32_int8_logit_correlation'), 4)}.",
         "",
+        *_validation_by_source_lines(val.get("by_source")),
     ]
     if not report:
         lines += ["## Test results", "Not yet measured: run `cxrtriage evaluate --update-card`.", ""]
@@ -182,7 +183,8 @@ def render(meta: dict) -> str:
         "about a hundred validation images, so real-world sensitivity may be lower than on validation.",
         "- NIH labels were mined from report text and are noisy; the label rule is a proxy for clinical urgency.",
         "- Trained on 512 px downsampled NIH PNGs and 224 px squashed pediatric JPEGs; other devices, DICOM windowing "
-        "and populations can shift scores. Calibration was fitted on adults only.",
+        "and populations can shift scores; calibration fitted on validation data cannot follow a new site's shift (see "
+        "the test ECE per source).",
         "- Class activation maps are coarse (16x16) and show where the model looked, not a lesion outline.",
         "",
     ]
@@ -255,6 +257,15 @@ def _anatomy_lines(meta: dict) -> list[str]:
                   f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`), measured by {prev.get('measured')}:", ""]
         lines += [f"- {k}: {_f(v)}" for k, v in (prev.get("summary") or {}).items() if not isinstance(v, (list, dict))]
         lines.append("")
+    cal = meta.get("previous_calibration")
+    if cal:
+        old = cal.get("calibration") or {}
+        lines += ["## Previous calibration of this model, for comparison",
+                  f"Replaced by `cxrtriage recalibrate` on {cal.get('replaced')}: Platt a={_f(old.get('a'), 4)} "
+                  f"b={_f(old.get('b'), 4)} fitted on {old.get('fit_on')}, threshold {_f(cal.get('threshold'), 4)}. "
+                  f"Test figures measured with it by `{cal.get('measured')}`:", ""]
+        lines += [f"- {k}: {_f(v)}" for k, v in (cal.get("test_summary") or {}).items() if not isinstance(v, (list, dict))]
+        lines.append("")
     return lines
 
 
@@ -269,6 +280,20 @@ def _update(model_dir: Path | None, key: str, value: dict) -> Path:
     meta[key] = value
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return write_card(model_dir)
+
+
+def _validation_by_source_lines(by_source: dict | None) -> list[str]:
+    """The calibration set per source: size, ECE after the pooled fit, each source's own 0.95-sensitivity threshold."""
+    if not by_source:
+        return []
+    return [
+        "| validation source | n (urgent) | AUC | ECE (pooled Platt fit) | mean score | threshold for sensitivity 0.95 |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {row['n']} ({row['n_pos']}) | {_f(row.get('auc'))} | {_f(row['ece'])} | {_f(row['mean_score'])} | "
+          f"{_f(row.get('threshold_for_sensitivity_0.95'), 4) if row.get('threshold_for_sensitivity_0.95') is not None else 'no urgent films'} |"
+          for name, row in by_source.items()],
+        "",
+    ]
 
 
 def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:

@@ -20,13 +20,13 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cxrtriage.evaluation import metrics
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
-from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
 from cxrtriage.files import sha256_file
 from cxrtriage.backends.embedding_index import build_index_and_ood
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, from_cache, percentile_window
 from cxrtriage.train.model import ArchConfig, CXRNet
+from cxrtriage.train.operating_point import apply_operating_point, fit_operating_point, validation_records, validation_set
 from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
 VERSION = "0.2.0"
@@ -34,9 +34,6 @@ N_CALIB = 256
 N_INDEX_PEDIATRIC = 600
 KNN_K = 5
 LAYOUT_K = 10
-#: central 50% interval: a 90% interval (first tried) spanned 0.08-0.34 and labelled 84% of non-urgent NIH test
-#: images Urgent, which makes the band useless for triage; the interquartile range keeps "uncertain" meaningful
-REVIEW_BAND_ALPHA = 0.5
 LAYOUT_MARGIN = 0.1  # chosen so that every chest image in the data directory passes (largest seen: 0.59)
 
 
@@ -85,7 +82,7 @@ class CalibrationBatches(CalibrationDataReader):
         return next(self._it, None)
 
 
-def _normalise(images_u8: np.ndarray, mean: float, std: float, window: str | None = None) -> np.ndarray:
+def normalise_cache(images_u8: np.ndarray, mean: float, std: float, window: str | None = None) -> np.ndarray:
     """Cached 8-bit images -> the model input, exactly as :func:`~cxrtriage.imaging.preprocess.to_model_input`."""
     x = from_cache(images_u8)
     if window == PERCENTILE_WINDOW:
@@ -142,6 +139,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     calib_recs = [tr[i] for i in rng.choice(len(tr), min(N_CALIB, len(tr)), replace=False)]
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]
     va_ped = [r for r in parts["val"] if r.dataset == "kermany"]
+    va_jsrt = limit_per_dataset(validation_records(data_dir)["jsrt"], limit)  # normal adults of a site never trained on
     idx_recs = [r for r in tr if r.dataset == "nih"]
     ped_tr = [r for r in tr if r.dataset == "kermany"]
     idx_recs += [ped_tr[i] for i in rng.choice(len(ped_tr), min(N_INDEX_PEDIATRIC, len(ped_tr)), replace=False)]
@@ -150,9 +148,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
     def prep(recs: list[Record], desc: str) -> np.ndarray:
         caches[desc] = load_cache(recs, size, desc)
-        return _normalise(caches[desc], mean, std, pre.get("window"))
+        return normalise_cache(caches[desc], mean, std, pre.get("window"))
 
     x_cal, x_vn, x_vp, x_idx = prep(calib_recs, "calibration"), prep(va_nih, "NIH val"), prep(va_ped, "pediatric val"), prep(idx_recs, "index")
+    x_vj = prep(va_jsrt, "JSRT val")
 
     # Chest-layout model (out-of-distribution gate and polarity check): PCA of thumbnails of the index images,
     # bound = largest validation residual plus a margin.
@@ -218,17 +217,17 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             log(f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} on {int(known.sum())} RSNA-labelled NIH images")
         log(f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}")
 
-        # Calibration and operating point on the int8 model that ships.
-        a, b = fit_platt(q_logit_vn, y_vn)
-        p_vn, p_vp = platt(q_logit_vn, a, b), platt(q_logit_vp, a, b)
-        groups_vn = [r.patient for r in va_nih]
-        t_nih = metrics.threshold_for_sensitivity(y_vn, p_vn, 0.95)
-        t_ped = metrics.threshold_for_sensitivity(y_vp, p_vp, 0.95)
-        threshold = min(t_nih, t_ped)
-        lo, hi = metrics.bootstrap_threshold_interval(y_vn, p_vn, target=0.95, n_boot=1000, alpha=REVIEW_BAND_ALPHA, seed=0, groups=groups_vn)
-        band = (float(min(lo, threshold)), float(max(hi, threshold)))
-        log(f"Platt calibration on NIH val: a={a:.4f} b={b:.4f}; ECE NIH val {metrics.expected_calibration_error(y_vn, p_vn):.4f}")
-        log(f"threshold for sensitivity>=0.95: NIH val {t_nih:.4f}, pediatric val {t_ped:.4f} -> operating threshold {threshold:.4f}; review band {band[0]:.4f}-{band[1]:.4f} ({1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the NIH threshold)")
+        # Calibration and operating point on the int8 model that ships, on every source's validation part.
+        sources = {"nih": validation_set(va_nih, q_logit_vn), "kermany": validation_set(va_ped, q_logit_vp)}
+        if len(va_jsrt):
+            sources["jsrt"] = validation_set(va_jsrt, run_onnx(int8, x_vj)[0])
+        op = fit_operating_point(sources)
+        cal, by_source = op["calibration"], op["validation_by_source"]
+        log(f"Platt calibration on {cal['fit_on']}: a={cal['a']:.4f} b={cal['b']:.4f}; validation ECE "
+            + ", ".join(f"{k} {v['ece']:.4f}" for k, v in by_source.items()))
+        log(f"threshold for sensitivity>=0.95: " + ", ".join(f"{k} val {v['threshold_for_sensitivity_0.95']:.4f}" for k, v in by_source.items()
+            if "threshold_for_sensitivity_0.95" in v) + f" -> operating threshold {op['threshold']:.4f}; review band "
+            f"{op['review_band'][0]:.4f}-{op['review_band'][1]:.4f} ({op['review_band_rule'].split(',')[0]})")
 
         # Similar-case index and out-of-distribution statistics.
         _, q_emb_idx = run_onnx(int8, x_idx)
@@ -268,14 +267,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "head": {"weight": head.weight.detach()[0].tolist(), "bias": float(head.bias.detach()[0])},
         "quantization": {"format": "QDQ static int8", "weights": "int8 per-channel", "activations": "uint8",
                          "calibration": f"MinMax over {len(x_cal)} training images", "tool": f"onnxruntime {ort.__version__}"},
-        "calibration": {"type": "platt", "a": a, "b": b, "fit_on": f"NIH validation patients ({len(va_nih)} images)"},
-        "threshold": float(threshold),
-        "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on BOTH NIH and pediatric validation sets",
-        "review_band": list(band),
-        "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the NIH validation threshold, widened to contain the threshold; "
-                            "scores in [low, high) carry needs_review and are labelled Urgent (safety-first)",
         "findings": findings_meta,
-        "validation": {"auc": auc, "fp32_int8_logit_correlation": corr, "threshold_nih": t_nih, "threshold_pediatric": t_ped},
+        "validation": {"auc": auc, "fp32_int8_logit_correlation": corr},
         "ood": ood,
         "training_data": {
             "datasets": ["NIH ChestX-ray14 (subset at ../shared/data/nih)", "Kermany pediatric CXR train split (../shared/data/kermany)"]
@@ -291,6 +284,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "sha256": sha256_file(out_dir / MODEL_FILE),
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,
     }
+    meta = apply_operating_point(meta, op)
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     log(f"metadata written to {out_dir / META_FILE}; model sha256 {meta['sha256']}")
     from cxrtriage.evaluation.model_card import write_card
