@@ -137,9 +137,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
     rng = np.random.default_rng(0)
     tr = parts["train"]
     calib_recs = [tr[i] for i in rng.choice(len(tr), min(N_CALIB, len(tr)), replace=False)]
-    va_nih = [r for r in parts["val"] if r.dataset == "nih"]
-    va_ped = [r for r in parts["val"] if r.dataset == "kermany"]
-    va_jsrt = limit_per_dataset(validation_records(data_dir)["jsrt"], limit)  # normal adults of a site never trained on
+    val = {k: limit_per_dataset(v, limit) for k, v in validation_records(data_dir).items()}
+    va_nih, va_ped, va_jsrt = val["nih"], val["kermany"], val["jsrt"]  # JSRT: normal adults of a site never trained on
     idx_recs = [r for r in tr if r.dataset == "nih"]
     ped_tr = [r for r in tr if r.dataset == "kermany"]
     idx_recs += [ped_tr[i] for i in rng.choice(len(ped_tr), min(N_INDEX_PEDIATRIC, len(ped_tr)), replace=False)]
@@ -225,7 +224,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         cal, by_source = op["calibration"], op["validation_by_source"]
         log(f"Platt calibration on {cal['fit_on']}: a={cal['a']:.4f} b={cal['b']:.4f}; validation ECE "
             + ", ".join(f"{k} {v['ece']:.4f}" for k, v in by_source.items()))
-        log(f"threshold for sensitivity>=0.95: " + ", ".join(f"{k} val {v['threshold_for_sensitivity_0.95']:.4f}" for k, v in by_source.items()
+        log("threshold for sensitivity>=0.95: " + ", ".join(f"{k} val {v['threshold_for_sensitivity_0.95']:.4f}" for k, v in by_source.items()
             if "threshold_for_sensitivity_0.95" in v) + f" -> operating threshold {op['threshold']:.4f}; review band "
             f"{op['review_band'][0]:.4f}-{op['review_band'][1]:.4f} ({op['review_band_rule'].split(',')[0]})")
 

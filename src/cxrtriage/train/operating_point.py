@@ -46,8 +46,9 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     labels = np.concatenate([s.labels for s in sources.values()])
     a, b = fit_platt(logits, labels)
     per_source: dict[str, dict] = {}
+    scores = {name: platt(s.logits, a, b) for name, s in sources.items()}
     for name, s in sources.items():
-        p = platt(s.logits, a, b)
+        p = scores[name]
         row = {"n": int(len(s.labels)), "n_pos": int(s.labels.sum()), "ece": metrics.expected_calibration_error(s.labels, p),
                "mean_score": float(p.mean())}
         if 0 < s.labels.sum():
@@ -58,7 +59,7 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     with_pos = {k: v["threshold_for_sensitivity_0.95"] for k, v in per_source.items() if "threshold_for_sensitivity_0.95" in v}
     threshold = float(min(with_pos.values()))
     band_set = sources[BAND_SOURCE]
-    lo, hi = metrics.bootstrap_threshold_interval(band_set.labels, platt(band_set.logits, a, b), target=SENSITIVITY_TARGET,
+    lo, hi = metrics.bootstrap_threshold_interval(band_set.labels, scores[BAND_SOURCE], target=SENSITIVITY_TARGET,
                                                   n_boot=1000, alpha=REVIEW_BAND_ALPHA, seed=0, groups=band_set.patients)
     band = [float(min(lo, threshold)), float(max(hi, threshold))]
     fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items())
@@ -92,10 +93,9 @@ def validation_set(records: list[Record], logits: np.ndarray) -> ValidationSet:
 
 
 def apply_operating_point(meta: dict, op: dict) -> dict:
-    """model.json with the fitted operating point (validation thresholds and per-source figures included)."""
+    """model.json with the fitted operating point; each source's own threshold is in ``validation.by_source``."""
     out = {**meta, **{k: op[k] for k in OPERATING_POINT_KEYS}}
-    by_source = op["validation_by_source"]
-    out["validation"] = {**meta.get("validation", {}), "by_source": by_source,
-                         "threshold_nih": by_source["nih"].get("threshold_for_sensitivity_0.95"),
-                         "threshold_pediatric": by_source.get("kermany", {}).get("threshold_for_sensitivity_0.95")}
+    stale = ("threshold_nih", "threshold_pediatric")  # written by earlier exports; by_source holds them now
+    out["validation"] = {**{k: v for k, v in meta.get("validation", {}).items() if k not in stale},
+                         "by_source": op["validation_by_source"]}
     return out
