@@ -300,6 +300,16 @@ def test_check_view_refuses_reviews_or_passes():
     assert frontal.check_view(None, reject_above=0.83, review_above=0.5) == []
 
 
+def test_check_view_with_two_lungs_reviews_unless_the_probe_is_near_certain():
+    """The segmenter finds two "lungs" on some laterals: those are refused only above the higher cut-off, and a
+    film with two lungs between the cut-offs goes to a human instead of away."""
+    reasons = frontal.check_view(0.95, reject_above=0.83, review_above=0.5, typical_pair=True, reject_with_lungs_above=0.99)
+    assert len(reasons) == 1 and "lateral" in reasons[0]
+    with pytest.raises(NotAChestXrayError, match="0.99"):
+        frontal.check_view(0.995, reject_above=0.83, review_above=0.5, typical_pair=True, reject_with_lungs_above=0.99)
+    assert frontal.check_view(0.995, reject_above=0.83, review_above=0.5, typical_pair=True) != []  # older bundles: never
+
+
 # ----------------------------------------------------------------------------- the pipeline
 
 

@@ -47,3 +47,21 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     fp32 = tmp_path / "run" / "model.fp32.onnx"
     assert fp32.is_file()
     assert np.isfinite(pred.score)
+
+
+def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir, tmp_path):
+    """Leave-one-source-out without NIH: no adult film is trained on, so NIH validation (which would then be a test
+    set) must not pick the epoch."""
+    from cxrtriage.train.trainer import TrainConfig, train
+
+    arch = {"name": "tiny", "in_channels": 1, "stem": (8, 8), "widths": (8, 8, 8, 16), "strides": (1, 2, 2, 1),
+            "dilations": (1, 1, 1, 2), "dropout": 0.0}
+    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, input_size=64,
+                      kermany_per_epoch=16, limit=16, arch=arch, nih_train=False, box_weight=0.0, lung_weight=0.0)
+    ckpt = train(cfg)
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["counts"]["tr_nih"] == 0 and log["counts"]["tr_ker"] == 16 and log["counts"]["va_nih"] > 0
+    assert log["best_epoch"]["chosen_on"] == "val_auc_pediatric"
+    best = log["history"][log["best_epoch"]["epoch"] - 1]
+    assert log["best_epoch"]["auc"] == best["val_auc_pediatric"]
+    assert torch.load(ckpt, weights_only=False)["preprocess"]["std"] > 0

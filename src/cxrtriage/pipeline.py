@@ -163,7 +163,8 @@ class Triage:
         probe = getattr(self.backend, "view_probe", None)
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
-            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above, anatomy.typical_pair)
+            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above, anatomy.typical_pair,
+                                                 probe.reject_with_lungs_above)
         timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
         # Decide on the values the result reports (4 decimals), so that anyone re-scoring the JSON

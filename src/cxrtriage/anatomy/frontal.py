@@ -41,14 +41,17 @@ def check(anatomy: Anatomy, residual: float | None, max_residual: float | None) 
     return reasons
 
 
-def check_view(score: float | None, reject_above: float, review_above: float, typical_pair: bool = False) -> list[str]:
+def check_view(score: float | None, reject_above: float, review_above: float, typical_pair: bool = False,
+               reject_with_lungs_above: float = 1.0) -> list[str]:
     """After the model: the view probe's lateral-view probability -> refusal, a review reason, or nothing. An image
-    that shows a typical pair of lungs is never refused on the probe alone (two pediatric pneumonia films scored
-    above the cut-off with one candidate classifier): it goes to review."""
+    that shows a typical pair of lungs is refused only above the much higher ``reject_with_lungs_above`` (two
+    pediatric pneumonia films scored above ``reject_above`` with one candidate classifier; the segmenter, trained
+    on frontal films, finds two "lungs" on a third of the laterals): below it, it goes to review."""
     if score is None:
         return []
-    if score > reject_above and not typical_pair:
-        raise NotAChestXrayError(LATERAL_MESSAGE.format(score=score, cut=reject_above))
+    if score > reject_with_lungs_above or (score > reject_above and not typical_pair):
+        cut = reject_above if not typical_pair else reject_with_lungs_above
+        raise NotAChestXrayError(LATERAL_MESSAGE.format(score=score, cut=cut))
     if score > review_above:
         return [f"it may be a lateral view (view probe {score:.2f} > {review_above:.2f})"]
     return []

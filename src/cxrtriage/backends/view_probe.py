@@ -4,7 +4,8 @@ embedding (L2-normalised) followed by the anatomy's view features (``cxrtriage.a
 It is fitted when a classifier bundle is exported (:mod:`cxrtriage.train.view_probe`) and stored in model.json
 under ``view_probe``, with two cut-offs: above ``reject_above`` the image is refused as a lateral view (the cut-off
 lies above every frontal film's cross-validated score); above ``review_above`` it is triaged as Urgent with
-``needs_review`` ("may be a lateral view").
+``needs_review`` ("may be a lateral view"). An image on which two lungs were segmented is refused only above the
+higher ``reject_with_lungs_above``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class ViewProbe:
     reject_above: float
     review_above: float
     features: tuple[str, ...]
+    #: refused above this even when two lungs were segmented (1.0: never; bundles fitted before it existed)
+    reject_with_lungs_above: float = 1.0
 
     @classmethod
     def from_meta(cls, block: Mapping[str, Any] | None) -> "ViewProbe | None":
@@ -32,7 +35,8 @@ class ViewProbe:
         return cls(mean=np.asarray(block["mean"], np.float64), scale=np.asarray(block["scale"], np.float64),
                    coef=np.asarray(block["coef"], np.float64), intercept=float(block["intercept"]),
                    reject_above=float(block["reject_above"]), review_above=float(block["review_above"]),
-                   features=tuple(block.get("anatomy_features", ())))
+                   features=tuple(block.get("anatomy_features", ())),
+                   reject_with_lungs_above=float(block.get("reject_with_lungs_above", 1.0)))
 
     @staticmethod
     def inputs(embedding: np.ndarray, anatomy_features: list[float]) -> np.ndarray:

@@ -194,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cxrtriage.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(data_dir=str(_data_dir(args.data_dir)), out_dir=args.out, epochs=args.epochs, seed=args.seed,
-                      kermany_per_epoch=args.pediatric_per_epoch, threads=args.threads,
+                      kermany_per_epoch=args.pediatric_per_epoch, nih_train=not args.no_nih, threads=args.threads,
                       window=args.window, jsrt_per_epoch=args.jsrt_per_epoch,
                       opacity_weight=args.opacity_weight, strong_augment=args.strong_augment,
                       box_weight=args.box_weight, lung_weight=args.lung_weight)
@@ -339,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--seed", type=int, default=1129)
     s.add_argument("--pediatric-per-epoch", type=int, default=1000, help="pediatric images sampled per epoch (0: NIH only)")
+    s.add_argument("--no-nih", action="store_true",
+                   help="leave the NIH adults out of training (leave-one-source-out; the epoch is chosen on pediatric validation)")
     s.add_argument("--jsrt-per-epoch", type=int, default=0, help="JSRT normal films sampled per epoch (default 0)")
     s.add_argument("--opacity-weight", type=float, default=0.0, help="weight of an RSNA lung-opacity head's loss (default 0: no head)")
     s.add_argument("--window", choices=["percentile-1-99"], default=None, help="percentile window in the preprocessing (default: none)")

@@ -220,7 +220,8 @@ def _anatomy_lines(meta: dict) -> list[str]:
         lines += [
             "## View probe (lateral views)",
             f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; refused above "
-            f"{_f(vp['reject_above'])}, review above {_f(vp['review_above'])}.",
+            f"{_f(vp['reject_above'])} (above {_f(vp.get('reject_with_lungs_above', 1.0))} when two lungs were segmented, as on "
+            f"{v.get('laterals_with_typical_pair', '?')} of the {v['laterals']} laterals), review above {_f(vp['review_above'])}.",
             f"- 5-fold cross-validation over {v['frontal_fit_images']} frontal training/validation films and {v['laterals']} laterals: "
             f"{v['cv5_laterals_refused']} laterals refused, {v['cv5_laterals_review']} sent to review, {v['cv5_laterals_passed_as_frontal']} "
             f"passed as frontal; {v['cv5_frontal_refused']} frontal films refused, {v['cv5_frontal_review']} sent to review.",

@@ -45,6 +45,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     input_size: int = 256
     kermany_per_epoch: int = 1000  # 0 = NIH only
+    #: train on the NIH adults (False: leave-one-source-out without NIH; the epoch is then chosen on pediatric
+    #: validation AUC and the input mean/std come from the pediatric training images)
+    nih_train: bool = True
     ema_decay: float = 0.9
     seed: int = 1129
     threads: int = 2
@@ -221,7 +224,7 @@ def train(cfg: TrainConfig) -> Path:
     parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(data_dir, datasets).items()}
     use_jsrt = cfg.jsrt_per_epoch > 0 and (data_dir / "jsrt_scr" / "labels.csv").is_file()
     jsrt = {k: limit_per_dataset(v, cfg.limit) for k, v in jsrt_urgency_parts(data_dir).items()} if use_jsrt else {}
-    tr_nih = [r for r in parts["train"] if r.dataset == "nih"]
+    tr_nih = [r for r in parts["train"] if r.dataset == "nih"] if cfg.nih_train else []
     tr_ker = [r for r in parts["train"] if r.dataset == "kermany"] if cfg.kermany_per_epoch > 0 else []
     tr_jsrt = jsrt.get("train", [])
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]
@@ -231,7 +234,7 @@ def train(cfg: TrainConfig) -> Path:
     S = cfg.input_size
     empty = np.zeros((0, S, S), np.uint8)
     cache = {
-        "tr_nih": load_cache(tr_nih, S, "NIH train"),
+        "tr_nih": load_cache(tr_nih, S, "NIH train") if tr_nih else empty,
         "tr_ker": load_cache(tr_ker, S, "pediatric train") if tr_ker else empty,
         "tr_jsrt": load_cache(tr_jsrt, S, "JSRT train") if tr_jsrt else empty,
         "va_nih": load_cache(va_nih, S, "NIH val"),
@@ -253,7 +256,8 @@ def train(cfg: TrainConfig) -> Path:
     att = {k: attention_masks(recs, cache[k], data_dir) if use_attention and len(recs) else
            np.zeros((len(recs), 2, MASK_GRID, MASK_GRID), np.float16)
            for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt))}
-    windowed = apply_window(torch.from_numpy(cache["tr_nih"]).float().div_(255).unsqueeze(1), cfg.window)
+    stats_from = cache["tr_nih"] if len(tr_nih) else cache["tr_ker"]
+    windowed = apply_window(torch.from_numpy(stats_from).float().div_(255).unsqueeze(1), cfg.window)
     mean, std = float(windowed.mean()), float(windowed.std())
     load_s = time.time() - t0
 
@@ -323,8 +327,9 @@ def train(cfg: TrainConfig) -> Path:
             row["val_auc_lung_opacity"] = _auc(op_va_nih[k], score(cache["va_nih"][k], finding=True))
         history.append(row)
         print(json.dumps(row), flush=True)
-        if epoch == 0 or auc_nih > best["auc"]:  # NaN (one-class validation) never beats a real AUC
-            best = {"auc": auc_nih, "epoch": epoch + 1}
+        chosen_on = auc_nih if tr_nih else auc_ker  # without NIH training, NIH validation would be a test
+        if epoch == 0 or chosen_on > best["auc"]:  # NaN (one-class validation) never beats a real AUC
+            best = {"auc": chosen_on, "epoch": epoch + 1, "chosen_on": "val_auc_nih" if tr_nih else "val_auc_pediatric"}
             state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
 
     ckpt = out_dir / "checkpoint.pt"
