@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -24,6 +24,7 @@ help:
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
+	@echo "make generalisation  2 more seeds of the shipped recipe + leave-one-source-out runs, exported and scored -> prototype/eval/generalisation.json (~80 min on 2 cores)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +87,17 @@ train: install
 export: install
 	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
 	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
+
+# Seed spread and leave-one-source-out. Each run is trained only if its checkpoint is missing (~19 min each with
+# every source, ~7 without children, ~12 without adults), exported to runs/<run>/bundle, then all are scored.
+SEED_RUNS := seed_1130 seed_1131
+GEN_RUNS := $(SEED_RUNS) ablation_nih_only ablation_no_nih
+generalisation: install
+	for s in 1130 1131; do test -f runs/seed_$$s/checkpoint.pt || $(BIN)/cxrtriage train --out runs/seed_$$s --seed $$s || exit 1; done
+	test -f runs/ablation_nih_only/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
+	test -f runs/ablation_no_nih/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_no_nih --no-nih
+	for r in $(GEN_RUNS); do test -f runs/$$r/bundle/model.json || $(BIN)/cxrtriage export --checkpoint runs/$$r/checkpoint.pt --out runs/$$r/bundle || exit 1; done
+	$(BIN)/cxrtriage evaluate-generalisation --update-card --run shipped=src/cxrtriage/weights $(foreach r,$(GEN_RUNS),--run $(r)=runs/$(r)/bundle)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

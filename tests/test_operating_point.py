@@ -38,3 +38,25 @@ def test_the_review_band_source_is_required():
     rng = np.random.default_rng(1)
     with pytest.raises(ValueError, match="nih"):
         fit_operating_point({"kermany": _source(rng, 10, 10, 0.0)})
+
+
+def test_a_source_ranked_worse_than_chance_is_left_out_of_the_fit_and_its_threshold_still_binds():
+    """Pooled in, children ranked inversely by an adults-only model made the slope negative and inverted every
+    decision; left out, the slope stays positive and the children still get sensitivity >= 0.95."""
+    rng = np.random.default_rng(2)
+    sources = {"nih": _source(rng, 40, 60, 0.0), "kermany": _source(rng, 400, 150, 0.0)}
+    flipped = sources["kermany"]
+    sources["kermany"] = ValidationSet(logits=-flipped.logits, labels=flipped.labels, patients=flipped.patients)
+    op = fit_operating_point(sources)
+    a, b = op["calibration"]["a"], op["calibration"]["b"]
+    assert a > 0 and "kermany" in op["calibration"]["left_out_of_fit"]
+    assert "left out" in op["calibration"]["fit_on"] and "pediatric 550" not in op["calibration"]["fit_on"]
+    k = sources["kermany"]
+    assert (platt(k.logits, a, b)[k.labels == 1] >= op["threshold"]).mean() >= 0.95
+
+
+def test_adults_ranked_worse_than_chance_cannot_be_calibrated():
+    rng = np.random.default_rng(3)
+    nih = _source(rng, 40, 60, 0.0)
+    with pytest.raises(ValueError, match="worse than chance"):
+        fit_operating_point({"nih": ValidationSet(logits=-nih.logits, labels=nih.labels, patients=nih.patients)})

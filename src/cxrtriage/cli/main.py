@@ -139,6 +139,32 @@ def cmd_evaluate_anatomy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
+    from cxrtriage.evaluation.generalisation import run_generalisation
+
+    runs: dict[str, Path] = {}
+    problem = None
+    for item in args.run:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            problem = f"--run takes NAME=MODEL_DIR, got {item!r}"
+        elif not (Path(path) / "model.json").is_file():
+            problem = f"--run {name}: {path} holds no model.json (export the run with `cxrtriage export --out {path}`)"
+        runs[name] = Path(path)
+    if problem is None and args.shipped not in runs:
+        problem = f"--shipped {args.shipped!r} is not one of the --run names ({', '.join(runs) or 'none given'})"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    report = run_generalisation(_data_dir(args.data_dir), runs, Path(args.out), shipped=args.shipped)
+    if args.update_card:
+        from cxrtriage.evaluation.model_card import update_bundle_generalisation
+
+        update_bundle_generalisation(report, runs[args.shipped])
+    print(json.dumps({"seed_spread": report["seed_spread"], "leave_one_source_out": report["leave_one_source_out"]}, indent=2))
+    return 0
+
+
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
     from cxrtriage.evaluation.held_out import held_out_examples
@@ -376,6 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="prototype/eval/anatomy_eval.json")
     s.add_argument("--update-card", action="store_true", help="store the figures in model.json and the model card")
     s.set_defaults(func=cmd_evaluate_anatomy)
+
+    s = sub.add_parser("evaluate-generalisation",
+                       help="seed spread and leave-one-source-out: exported runs scored on every source's test patients")
+    s.add_argument("--run", action="append", default=[], metavar="NAME=MODEL_DIR",
+                   help="an exported bundle (repeat); runs with the shipped recipe and another seed give the seed spread")
+    s.add_argument("--shipped", default="shipped", help="the --run name of the shipped bundle (default: shipped)")
+    s.add_argument("--data-dir")
+    s.add_argument("--out", default="prototype/eval/generalisation.json")
+    s.add_argument("--update-card", action="store_true", help="store the figures in the shipped bundle's model.json and card")
+    s.set_defaults(func=cmd_evaluate_generalisation)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
     s.add_argument("--repeats", type=int, default=50)

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from cxrtriage import config
+from cxrtriage.evaluation.card_format import number as _f
+from cxrtriage.evaluation.generalisation_card import generalisation_lines
 from cxrtriage.schema import DISCLAIMER
 
 CARD_FILE = "MODEL_CARD.md"
-
-
-def _f(x: Any, nd: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
 def _op_rows(name: str, block: dict) -> list[str]:
@@ -252,6 +249,7 @@ def _anatomy_lines(meta: dict) -> list[str]:
         j = ae["jsrt_test"]
         lines += ["", "JSRT test films (another adult site): " + "; ".join(
             f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]
+    lines += generalisation_lines(meta.get("generalisation"))
     prev = meta.get("previous_generation")
     if prev:
         lines += ["## Previous generation, for comparison",
@@ -312,6 +310,12 @@ def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:
 def update_bundle_anatomy(report: dict, model_dir: Path | None = None) -> Path:
     """Store the anatomy evaluation (``cxrtriage evaluate-anatomy``) in model.json and regenerate the card."""
     return _update(model_dir, "anatomy_eval", report)
+
+
+def update_bundle_generalisation(report: dict, model_dir: Path | None = None) -> Path:
+    """Store the seed spread and leave-one-source-out figures (``cxrtriage evaluate-generalisation``) in model.json
+    and regenerate the card."""
+    return _update(model_dir, "generalisation", report)
 
 
 def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:

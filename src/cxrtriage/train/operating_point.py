@@ -7,7 +7,9 @@ Generation 2 first shipped a fit on NIH validation only (test ECE NIH 0.141, ped
 ``model.json`` ``previous_calibration``). The threshold gives sensitivity >= 0.95 on EACH validation source
 with positives (the lowest of the per-source thresholds), so the safety target does not depend on the mix.
 Platt scaling is monotonic: it changes the scores and their calibration, not the ranking, so AUC and
-specificity at a fixed sensitivity stay the same.
+specificity at a fixed sensitivity stay the same. A source that the classifier ranks worse than chance (an NIH-only
+run on children: validation AUC 0.19) is left out of the fit and named: pooled in, it turned the fitted slope
+negative and inverted every decision (measured on the leave-one-source-out run). Its own threshold still binds.
 """
 
 from __future__ import annotations
@@ -42,9 +44,17 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     """model.json's ``calibration``, ``threshold``, ``review_band`` (with their rules) and per-source figures."""
     if BAND_SOURCE not in sources:
         raise ValueError(f"the validation sources must include {BAND_SOURCE!r}")
-    logits = np.concatenate([s.logits for s in sources.values()])
-    labels = np.concatenate([s.labels for s in sources.values()])
+    inverted = {k: metrics.roc_auc(s.labels, s.logits) for k, s in sources.items() if 0 < s.labels.sum() < len(s.labels)}
+    inverted = {k: auc for k, auc in inverted.items() if auc < 0.5}
+    if BAND_SOURCE in inverted:
+        raise ValueError(f"the classifier ranks the {BAND_SOURCE!r} validation images worse than chance "
+                         f"(AUC {inverted[BAND_SOURCE]:.3f}): no monotonic calibration can make it usable")
+    fitted = {k: s for k, s in sources.items() if k not in inverted}
+    logits = np.concatenate([s.logits for s in fitted.values()])
+    labels = np.concatenate([s.labels for s in fitted.values()])
     a, b = fit_platt(logits, labels)
+    if a <= 0:
+        raise ValueError(f"the pooled Platt fit has a non-positive slope ({a:.4f}): it would invert the decisions")
     per_source: dict[str, dict] = {}
     scores = {name: platt(s.logits, a, b) for name, s in sources.items()}
     for name, s in sources.items():
@@ -62,9 +72,13 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     lo, hi = metrics.bootstrap_threshold_interval(band_set.labels, scores[BAND_SOURCE], target=SENSITIVITY_TARGET,
                                                   n_boot=1000, alpha=REVIEW_BAND_ALPHA, seed=0, groups=band_set.patients)
     band = [float(min(lo, threshold)), float(max(hi, threshold))]
-    fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items())
+    fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items() if k in fitted)
+    calibration = {"type": "platt", "a": a, "b": b, "fit_on": f"validation images of every source pooled ({fit_on})"}
+    if inverted:
+        calibration["left_out_of_fit"] = {k: f"ranked worse than chance (validation AUC {auc:.3f})" for k, auc in inverted.items()}
+        calibration["fit_on"] += "; left out, ranked worse than chance: " + ", ".join(SOURCE_NAMES.get(k, k) for k in inverted)
     return {
-        "calibration": {"type": "platt", "a": a, "b": b, "fit_on": f"validation images of every source pooled ({fit_on})"},
+        "calibration": calibration,
         "threshold": threshold,
         "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on EACH validation source with urgent cases ("
                           + " and ".join(SOURCE_NAMES.get(k, k) for k in with_pos) + ")",

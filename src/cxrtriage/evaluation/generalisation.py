@@ -1,0 +1,169 @@
+"""``cxrtriage evaluate-generalisation``: how much of the shipped model's result is luck of the seed, and what a
+source the model never trained on does to it.
+
+Every run is an exported bundle (``cxrtriage export --out DIR``) scored through the user-facing pipeline (gate,
+segmentation, calibration, threshold of that bundle) on the held-out test patients of each source: NIH adults,
+pediatric films and the JSRT normal adults (a site no run trains on). Runs trained with the shipped recipe and
+other seeds give the seed spread; runs trained without a source (``--pediatric-per-epoch 0``: no children;
+``--no-nih``: no adults) give leave-one-source-out. The mean of the seed runs' scores is reported as an ensemble
+(threshold-free figures only: it has no fitted threshold). Only aggregates are written: no image name, no label.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records
+from cxrtriage.errors import InputError
+from cxrtriage.evaluation import metrics
+
+SENSITIVITY = 0.95
+#: config keys that do not change the recipe (a run with other values of only these is "the shipped recipe")
+NOT_RECIPE = ("seed", "out_dir", "data_dir", "threads", "limit")
+#: defaults of config keys that bundles exported before the key existed do not record
+RECIPE_DEFAULTS = {"nih_train": True}
+SOURCES = {"nih": "NIH adult test", "kermany": "pediatric test", "jsrt": "JSRT normal adult test (never trained on)"}
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """One bundle's scores on every test source, keyed by record key (gate refusals left out and counted)."""
+
+    name: str
+    meta: dict
+    scores: dict[str, dict[str, float]]
+    refused: dict[str, int]
+    threshold: float
+
+
+def test_sets(data_dir: Path) -> dict[str, list[Record]]:
+    parts = load_split_records(Path(data_dir))
+    return {"nih": [r for r in parts["test"] if r.dataset == "nih"],
+            "kermany": [r for r in parts["test"] if r.dataset == "kermany"],
+            "jsrt": jsrt_urgency_parts(Path(data_dir))["test"]}
+
+
+def score_run(name: str, model_dir: Path, sets: dict[str, list[Record]]) -> RunScores:
+    from cxrtriage import decision
+    from cxrtriage.pipeline import Triage
+
+    engine = Triage(backend_name="bundled", model_dir=model_dir)
+    scores: dict[str, dict[str, float]] = {}
+    refused: dict[str, int] = {}
+    for source, recs in sets.items():
+        scores[source], refused[source] = {}, 0
+        for rec in tqdm(recs, desc=f"{name} {source}", unit="img", leave=False, mininterval=5.0):
+            try:
+                scores[source][rec.key] = engine.predict(rec.path, save_crops=False).score
+            except InputError:
+                refused[source] += 1
+    meta = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8"))
+    return RunScores(name, meta, scores, refused, decision.reported(engine.backend.threshold))
+
+
+def source_metrics(y: np.ndarray, s: np.ndarray, threshold: float | None) -> dict:
+    """AUC and specificity at sensitivity 0.95 (threshold-free), and the operating point at the run's own
+    threshold; for a negatives-only source the share labelled Non-Urgent and the median score."""
+    out: dict = {"n": int(len(y)), "n_urgent": int(y.sum())}
+    if len(set(y.tolist())) == 2:
+        out["auc"] = metrics.roc_auc(y, s)
+        out[f"specificity_at_sensitivity_{SENSITIVITY}"] = metrics.specificity_at_sensitivity(y, s, SENSITIVITY)
+        if threshold is not None:
+            op = metrics.operating_point(y, s, threshold)
+            out["sensitivity_at_threshold"], out["specificity_at_threshold"] = op.sensitivity, op.specificity
+            out["ece"] = metrics.expected_calibration_error(y, s)
+    else:
+        out["median_score"] = float(np.median(s)) if len(s) else None
+        if threshold is not None:
+            out["specificity_at_threshold"] = float(np.mean(s < threshold)) if len(s) else None
+    return out
+
+
+def trained_on(meta: dict) -> list[str]:
+    counts = (meta.get("training") or {}).get("counts") or {}
+    return [src for src, key in (("nih", "tr_nih"), ("kermany", "tr_ker"), ("jsrt", "tr_jsrt")) if counts.get(key)]
+
+
+def recipe(meta: dict) -> dict:
+    cfg = (meta.get("training") or {}).get("config") or {}
+    return {**RECIPE_DEFAULTS, **{k: v for k, v in cfg.items() if k not in NOT_RECIPE}}
+
+
+def _labels(sets: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
+    return {src: {r.key: int(r.urgent) for r in recs} for src, recs in sets.items()}
+
+
+def run_block(run: RunScores, labels: dict[str, dict[str, int]], shipped_recipe: dict) -> dict:
+    cfg = (run.meta.get("training") or {}).get("config") or {}
+    block = {"model_sha256": run.meta.get("sha256"), "seed": cfg.get("seed"), "trained_on": trained_on(run.meta),
+             "same_recipe_as_shipped": recipe(run.meta) == shipped_recipe,
+             "command": (run.meta.get("training") or {}).get("command"), "threshold": run.threshold,
+             "refused_by_gate": run.refused, "test": {}}
+    for src, sc in run.scores.items():
+        keys = sorted(sc)
+        y = np.array([labels[src][k] for k in keys])
+        block["test"][src] = source_metrics(y, np.array([sc[k] for k in keys]), run.threshold)
+    return block
+
+
+def spread(values: list[float]) -> dict:
+    vals = [v for v in values if v is not None and v == v]
+    if not vals:
+        return {"n": 0}
+    return {"n": len(vals), "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+            "min": min(vals), "max": max(vals)}
+
+
+def ensemble_block(runs: list[RunScores], labels: dict[str, dict[str, int]]) -> dict:
+    """Mean calibrated score of ``runs`` on the images every one of them triaged."""
+    out = {}
+    for src in labels:
+        keys = sorted(set.intersection(*(set(r.scores[src]) for r in runs)))
+        y = np.array([labels[src][k] for k in keys])
+        s = np.array([np.mean([r.scores[src][k] for r in runs]) for k in keys])
+        out[src] = source_metrics(y, s, None)
+    return out
+
+
+def summarise(runs: list[RunScores], labels: dict[str, dict[str, int]], shipped: str) -> dict:
+    ship = next(r for r in runs if r.name == shipped)
+    shipped_recipe = recipe(ship.meta)
+    blocks = {r.name: run_block(r, labels, shipped_recipe) for r in runs}
+    seeds = [r for r in runs if blocks[r.name]["same_recipe_as_shipped"]]
+    keys = ("auc", f"specificity_at_sensitivity_{SENSITIVITY}", "sensitivity_at_threshold", "specificity_at_threshold",
+            "ece", "median_score")
+    seed_spread = {src: {k: spread([blocks[r.name]["test"][src].get(k) for r in seeds])
+                         for k in keys if any(k in blocks[r.name]["test"][src] for r in seeds)} for src in labels}
+    leave_out = {}
+    for r in runs:
+        missing = [s for s in ("nih", "kermany") if s not in blocks[r.name]["trained_on"]]
+        if blocks[r.name]["same_recipe_as_shipped"] or not missing:
+            continue
+        leave_out[r.name] = {"left_out": missing, "test": {src: {
+            k: {"left_out_run": blocks[r.name]["test"][src].get(k), "seed_mean": seed_spread[src].get(k, {}).get("mean")}
+            for k in keys if k in blocks[r.name]["test"][src]} for src in labels}}
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "shipped": shipped, "seed_runs": [r.name for r in seeds], "sources": SOURCES,
+        "runs": blocks, "seed_spread": seed_spread,
+        "ensemble_of_seed_runs": ensemble_block(seeds, labels) if len(seeds) > 1 else None,
+        "leave_one_source_out": leave_out,
+    }
+
+
+def run_generalisation(data_dir: Path, runs: dict[str, Path], out: Path, shipped: str = "shipped") -> dict:
+    """Score every run's bundle on every test source and write the report to ``out``."""
+    sets = test_sets(Path(data_dir))
+    scored = [score_run(name, Path(d), sets) for name, d in runs.items()]
+    report = metrics.to_jsonable(summarise(scored, _labels(sets), shipped))
+    report["command"] = "cxrtriage evaluate-generalisation " + " ".join(f"--run {k}={v}" for k, v in runs.items())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report
