@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from cxrtriage import config
 from cxrtriage.data import SPLIT_FILE, read_split, split_sha256
@@ -68,3 +69,31 @@ def test_model_card_quotes_metadata():
     meta = _meta()
     assert meta["sha256"] in card
     assert "For clinical decision support only — not a diagnostic tool." in card
+
+
+def _bundle_copy(tmp_path, **calibration):
+    import shutil
+
+    out = tmp_path / "bundle"
+    shutil.copytree(config.BUNDLED_WEIGHTS_DIR, out)
+    meta = json.loads((out / "model.json").read_text())
+    meta["calibration"] = {**meta["calibration"], **calibration}
+    (out / "model.json").write_text(json.dumps(meta))
+    return out
+
+
+def test_a_bundle_whose_calibration_would_invert_decisions_is_refused(tmp_path):
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+    from cxrtriage.errors import ModelError
+
+    with pytest.raises(ModelError, match="not positive"):
+        BundledOnnxBackend(_bundle_copy(tmp_path, a=-0.03))
+
+
+def test_an_ablation_bundle_says_which_films_it_is_not_fit_for(tmp_path):
+    from cxrtriage.backends.bundled import BundledOnnxBackend
+
+    why = "pediatric validation films ranked worse than chance, AUC 0.165"
+    backend = BundledOnnxBackend(_bundle_copy(tmp_path, left_out_of_fit={"kermany": why}))
+    assert any(why in w and "Urgent" in w for w in backend.warnings)
+    assert BundledOnnxBackend().warnings == []  # the shipped bundle has no such source

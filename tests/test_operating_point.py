@@ -55,7 +55,7 @@ def test_a_source_ranked_worse_than_chance_is_left_out_of_the_fit_and_its_thresh
     assert (platt(k.logits, a, b)[k.labels == 1] >= op["threshold"]).mean() >= 0.95
 
 
-def test_adults_ranked_worse_than_chance_cannot_be_calibrated():
+def test_a_model_that_ranks_every_source_worse_than_chance_cannot_be_calibrated():
     rng = np.random.default_rng(3)
     nih = _source(rng, 40, 60, 0.0)
     with pytest.raises(ValueError, match="worse than chance"):

@@ -95,6 +95,12 @@ class BundledOnnxBackend:
         self.head_weight = np.asarray(head["weight"], dtype=np.float32) if head else None
         cal = self.meta["calibration"]
         self._a, self._b = float(cal["a"]), float(cal["b"])
+        if self._a <= 0:
+            raise ModelError(f"{self.model_dir / META_FILE}: calibration slope a={self._a} is not positive: it would invert "
+                             "every decision")
+        for why in (cal.get("left_out_of_fit") or {}).values():  # an ablation bundle, never the shipped one
+            self.warnings.append(f"this model is not fit for such films ({why}): its scores for them are unreliable "
+                                 "and most are labelled Urgent")
         self.threshold = float(self.meta["threshold"])
         self.review_band = (float(self.meta["review_band"][0]), float(self.meta["review_band"][1]))
         index_path = self.model_dir / INDEX_FILE
