@@ -36,7 +36,7 @@ from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.schema import MAX_CROPS, Crop, ModelInfo, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
@@ -200,8 +200,17 @@ class Triage:
                             "review the current image against the prior report")
         timings["report"] = (time.perf_counter() - t) * 1e3
 
+        findings, nameable = [], None
+        for probe_f in getattr(self.backend, "finding_probes", ()):
+            p = probe_f.probability(out.embedding, out.logit)
+            if p is None:
+                continue
+            findings.append(Finding(name=probe_f.name, probability=decision.reported(p), named_in_explanation=probe_f.named,
+                                    held_out_auc=None if probe_f.held_out_auc is None else round(probe_f.held_out_auc, 3)))
+            if probe_f.named and p >= probe_f.likely_above and nameable is None:
+                nameable = (probe_f.name, decision.reported(p))
         explanation = build_explanation(label, score, threshold, band, boxes, report, needs_review,
-                                        has_map=out.cam is not None)
+                                        has_map=out.cam is not None, finding=nameable)
         provenance = report_provenance(report) + case_provenance(neighbours)
         # The optional explainer stage (MedGemma): it may replace the explanation and add provenance and warnings,
         # and a second opinion that disagrees flags the result for review; it never changes label or score.
@@ -235,7 +244,7 @@ class Triage:
             label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
             threshold=threshold, review_band=band, needs_review=needs_review,
             model=self.info, explainer=self.explainer.info if self.explainer is not None else None, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
-            image=image_info, anatomy=anatomy_info,
+            image=image_info, anatomy=anatomy_info, findings=findings,
         )
 
 

@@ -49,6 +49,17 @@ class Provenance(BaseModel):
     similarity: float | None = Field(default=None, description="cosine similarity for training cases")
 
 
+class Finding(BaseModel):
+    """A finding output of the classifier, with the held-out AUC that says how far to trust it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="e.g. 'lung opacity'")
+    probability: float = Field(ge=0.0, le=1.0, description="the output's probability (its labels' prevalence: RSNA re-read NIH films)")
+    held_out_auc: float | None = Field(default=None, description="AUC on patients never fitted on (model.json finding_probes)")
+    named_in_explanation: bool = Field(description="the explanation names a finding only when its held-out AUC is >= 0.75")
+
+
 class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -80,6 +91,8 @@ class Prediction(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")
+    findings: list[Finding] = Field(default_factory=list, description="finding outputs of the classifier "
+                                    "(probability and held-out AUC); empty for backends without any")
     anatomy: dict[str, object] | None = Field(
         default=None, description="measured from the bundled lung-and-heart segmentation: lungs found, lung area "
         "fractions, cardiothoracic ratio (AP films magnify the heart), the segmenter's name; null without it")

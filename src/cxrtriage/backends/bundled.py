@@ -28,6 +28,7 @@ from cxrtriage import config
 from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
+from cxrtriage.backends.finding_probe import load_finding_probes
 from cxrtriage.backends.view_probe import ViewProbe
 from cxrtriage.errors import ModelError
 from cxrtriage.backends.cam import class_activation_map
@@ -111,6 +112,7 @@ class BundledOnnxBackend:
         self.min_knn_similarity = ood.get("min_knn_similarity")
         self.knn_k = int(ood.get("k", 5))
         self.view_probe = ViewProbe.from_meta(self.meta.get("view_probe"))
+        self.finding_probes = load_finding_probes(self.meta)
         self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha,
                               backend=str(self.meta.get("backend", "bundled")))
 

@@ -116,6 +116,18 @@ def cmd_fit_view_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_finding_probe(args: argparse.Namespace) -> int:
+    _require_extra("sklearn", "train", "fitting the finding outputs")
+    from cxrtriage.train.finding_probe import fit_finding_probe
+
+    block = fit_finding_probe(Path(args.model_dir), _data_dir(args.data_dir))
+    if block is None:
+        print("error: no RSNA labels (nih/rsna_labels.csv) in the data directory: nothing to fit", file=sys.stderr)
+        return 2
+    print(json.dumps({k: block[k] for k in ("name", "fit", "held_out", "named_in_explanation")}, indent=2))
+    return 0
+
+
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     _require_extra("sklearn", "train", "refitting the calibration")
     _require_extra("torch", "train", "refitting the calibration")
@@ -240,6 +252,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     probe = fit_view_probe(out, _data_dir(args.data_dir))
     print(f"view probe: {json.dumps(probe['validation'])}")
+    from cxrtriage.train.finding_probe import fit_finding_probe
+
+    finding = fit_finding_probe(out, _data_dir(args.data_dir))
+    print(f"lung-opacity output: {json.dumps(finding['held_out']) if finding else 'not fitted (no RSNA labels)'}")
     print(f"model bundle written to {out}")
     return 0
 
@@ -353,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))
     s.add_argument("--data-dir")
     s.set_defaults(func=cmd_recalibrate)
+
+    s = sub.add_parser("fit-finding-probe", help="fit the lung-opacity output of a classifier bundle on the RSNA "
+                       "radiologist labels into its model.json (needs [train])")
+    s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_fit_finding_probe)
 
     s = sub.add_parser("fit-view-probe", help="fit the lateral-view probe of a classifier bundle into its model.json (needs [train])")
     s.add_argument("--model-dir", default=str(config.BUNDLED_WEIGHTS_DIR))

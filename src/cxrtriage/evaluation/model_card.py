@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from cxrtriage import config
+from cxrtriage.backends.finding_probe import NAME_MIN_AUC
 from cxrtriage.evaluation.card_format import number as _f
 from cxrtriage.evaluation.generalisation_card import generalisation_lines
 from cxrtriage.schema import DISCLAIMER
@@ -70,8 +71,8 @@ def render(meta: dict) -> str:
         "## Out of scope",
         "- Diagnosis, ruling out disease, or any use without a clinician reading the image.",
         "- Lateral views, CT/MR, non-chest radiographs, photographs of films or screens (a gate rejects clear cases only).",
-        "- Naming specific findings: the explanation names none (a lung-opacity head, where present, did not reach the "
-        "held-out AUC of 0.75 that naming requires; see `findings` in model.json).",
+        f"- Naming specific findings from an output whose held-out AUC is below {NAME_MIN_AUC}: such an output is reported with its "
+        "AUC in each result's `findings` but never named in the explanation (see Finding outputs).",
         "- Populations and devices unlike the training data (see limitations).",
         "",
         "## Model",
@@ -249,6 +250,7 @@ def _anatomy_lines(meta: dict) -> list[str]:
         j = ae["jsrt_test"]
         lines += ["", "JSRT test films (another adult site): " + "; ".join(
             f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]
+    lines += _finding_lines(meta.get("finding_probes"))
     lines += generalisation_lines(meta.get("generalisation"))
     prev = meta.get("previous_generation")
     if prev:
@@ -279,6 +281,23 @@ def _update(model_dir: Path | None, key: str, value: dict) -> Path:
     meta[key] = value
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return write_card(model_dir)
+
+
+def _finding_lines(probes: dict | None) -> list[str]:
+    """Finding outputs (``cxrtriage fit-finding-probe``): fit, held-out AUC, whether the explanation names them."""
+    if not probes:
+        return []
+    lines = ["## Finding outputs", ""]
+    for b in probes.values():
+        h = b["held_out"]
+        lines.append(f"- **{b['name']}** from the {b['inputs']}: {b['fit']}; labels: {b['labels']}. Held out on the "
+                     f"{h['patients']}: {h['n']} films "
+                     f"({h['n_opacity']} opacity), AUC {_f(h['auc'])} [{_f(h['auc_ci95'][0])}, {_f(h['auc_ci95'][1])}], "
+                     f"opacity vs radiologist-normal only {_f(h['auc_opacity_vs_normal'])}. "
+                     + ("Named in the explanation when likely." if b["named_in_explanation"] else
+                        f"Below the {NAME_MIN_AUC} needed to be named: reported in each result's `findings` with its AUC, never "
+                        "named in the explanation."))
+    return lines + [""]
 
 
 def _validation_by_source_lines(by_source: dict | None) -> list[str]:

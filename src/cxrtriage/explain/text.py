@@ -1,8 +1,9 @@
 """The one-line explanation, built only from evidence the system actually has.
 
-The bundled model has a single urgency head, so the explanation never names a finding (no "pneumonia"):
-it states the score band, where the model's evidence lies in anatomical terms, and whether the prior report
-agrees. Findings are named only inside verbatim quotes of the prior report (provenance), never here.
+It states the score band, where the model's evidence lies in anatomical terms, and whether the prior report
+agrees. A finding is named only from a finding output whose held-out AUC reached the naming bar
+(:mod:`cxrtriage.backends.finding_probe`), on an Urgent result, e.g. "Urgent: lung opacity likely (0.81) in the
+right lower zone"; otherwise findings appear only inside verbatim quotes of the prior report (provenance).
 """
 
 from __future__ import annotations
@@ -32,18 +33,25 @@ def _where(boxes: list[EvidenceBox]) -> str:
 
 def build_explanation(label: str, score: float, threshold: float, review_band: tuple[float, float],
                       boxes: list[EvidenceBox], report: ReportAnalysis | None, needs_review: bool,
-                      *, has_map: bool = True) -> str:
+                      *, has_map: bool = True, finding: tuple[str, float] | None = None) -> str:
     """One line: label, score against the threshold, where the evidence is, what the prior report says.
-    ``has_map`` is False for backends without an activation map (MedSigLIP), which localise nothing."""
+    ``has_map`` is False for backends without an activation map (MedSigLIP), which localise nothing. ``finding``
+    (name, probability): a nameable finding output judged likely; it leads an Urgent line."""
     band = score_band(score, threshold, review_band)
-    parts = [f"{label}: {band} urgency score {score:.2f} (threshold {threshold:.2f})"]
     where = _where(boxes)
+    if finding is not None and label == "Urgent":
+        name, p = finding
+        parts = [f"{label}: {name} likely ({p:.2f})" + (f" in the {where}" if where else ""),
+                 f"{band} urgency score {score:.2f} (threshold {threshold:.2f})"]
+        where = ""
+    else:
+        parts = [f"{label}: {band} urgency score {score:.2f} (threshold {threshold:.2f})"]
     if where:
         verb = "urgent-pattern evidence strongest in the" if label == "Urgent" else "weak urgent-pattern evidence, mostly in the"
         parts.append(f"{verb} {where}")
     elif not has_map:
         parts.append("this model gives no localisation (no activation map), so no evidence region is shown")
-    elif label == "Urgent":
+    elif label == "Urgent" and len(parts) == 1:
         parts.append("no focal region stands out in the activation map")
     if report is not None and report.sentences:
         n_sup, n_con = len(report.supporting), len(report.contradicting)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cxrtriage.backends.finding_probe import NAME_MIN_AUC
 from cxrtriage.schema import DISCLAIMER, Prediction
 
 log = logging.getLogger(__name__)
@@ -165,9 +166,16 @@ def anatomy_line(pred: Prediction) -> str:
     return f"Anatomy: {lungs}{ratio}."
 
 
+def findings_line(pred: Prediction) -> str:
+    """The finding outputs with the held-out AUC that says how far to trust them."""
+    parts = [f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.2f}"
+             + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it") + ")"
+             for f in pred.findings if f.held_out_auc is not None]
+    return "Finding outputs: " + "; ".join(parts) + "." if parts else ""
+
+
 def explanation_html(pred: Prediction) -> str:
-    line = anatomy_line(pred)
-    extra = f'<p class="cxr-anatomy">{_esc(line)}</p>' if line else ""
+    extra = "".join(f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in (anatomy_line(pred), findings_line(pred)) if line)
     return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>{extra}'
 
 
