@@ -60,3 +60,25 @@ def test_a_model_that_ranks_every_source_worse_than_chance_cannot_be_calibrated(
     nih = _source(rng, 40, 60, 0.0)
     with pytest.raises(ValueError, match="worse than chance"):
         fit_operating_point({"nih": ValidationSet(logits=-nih.logits, labels=nih.labels, patients=nih.patients)})
+
+
+def test_sources_whose_pooled_logits_run_backwards_get_a_tiny_positive_slope_and_a_warning():
+    """Each source ranks a little (AUC > 0.5), but the source with high logits is mostly normal and the one with low
+    logits mostly urgent (a near-random model, a 2-epoch smoke run): the pooled slope comes out negative and would
+    invert every decision. The fit keeps the logits' order, says the scores are uninformative, and sensitivity >= 0.95
+    still holds on each source."""
+    from cxrtriage.backends.calibration import DEGENERATE_SLOPE
+
+    rng = np.random.default_rng(4)
+    high = _source(rng, 10, 90, 0.0)
+    high = ValidationSet(logits=high.logits * 0.3 + 5.0, labels=high.labels, patients=high.patients)
+    low = _source(rng, 90, 10, 0.0)
+    low = ValidationSet(logits=low.logits * 0.3 - 5.0, labels=low.labels, patients=low.patients)
+    op = fit_operating_point({"nih": high, "kermany": low})
+    a, b = op["calibration"]["a"], op["calibration"]["b"]
+    assert a == DEGENERATE_SLOPE and "uninformative" in op["calibration"]["warning"]
+    for s in (high, low):
+        assert (platt(s.logits, a, b)[s.labels == 1] >= op["threshold"]).mean() >= 0.95
+    pooled = np.concatenate([high.labels, low.labels])
+    mean_score = platt(np.concatenate([high.logits, low.logits]), a, b).mean()
+    assert abs(mean_score - pooled.mean()) < 0.05

@@ -99,6 +99,8 @@ class BundledOnnxBackend:
         if self._a <= 0:
             raise ModelError(f"{self.model_dir / META_FILE}: calibration slope a={self._a} is not positive: it would invert "
                              "every decision")
+        if cal.get("warning"):
+            self.warnings.append(str(cal["warning"]))
         for why in (cal.get("left_out_of_fit") or {}).values():  # an ablation bundle, never the shipped one
             self.warnings.append(f"this model is not fit for such films ({why}): its scores for them are unreliable "
                                  "and most are labelled Urgent")

@@ -49,6 +49,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cxrtriage.backends.calibration import DEGENERATE_WARNING, degenerate
 from cxrtriage.backends.medsiglip import LinearProbe, MedSigLIPBackend
 from cxrtriage.hai_def.onnx_vision import (
     EMBED_NAME, FP32_FILE, INPUT_NAME, INT8_FILE, LOGIT_NAME, MIN_FP32_COSINE, cosines, export_medsiglip_vision,
@@ -204,7 +205,8 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
                              "tool": f"onnxruntime {ort.__version__} quantize_dynamic",
                              "exporter": report["exporter"], "opset": opset},
             "calibration": {"type": "platt", "a": float(probe.platt_a), "b": float(probe.platt_b),
-                            "fit_on": probe.meta.get("calibration", "see probe.meta")},
+                            "fit_on": probe.meta.get("calibration", "see probe.meta"),
+                            **({"warning": DEGENERATE_WARNING} if degenerate(float(probe.platt_a)) else {})},
             "threshold": float(probe.threshold),
             "review_band": [float(probe.review_band[0]), float(probe.review_band[1])],
         }

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrtriage.backends.calibration import fit_platt, platt
+from cxrtriage.backends.calibration import DEGENERATE_WARNING, degenerate, fit_platt, platt
 from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records
 from cxrtriage.evaluation import metrics
 
@@ -54,8 +54,6 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     logits = np.concatenate([s.logits for s in fitted.values()])
     labels = np.concatenate([s.labels for s in fitted.values()])
     a, b = fit_platt(logits, labels)
-    if a <= 0:
-        raise ValueError(f"the pooled Platt fit has a non-positive slope ({a:.4f}): it would invert the decisions")
     per_source: dict[str, dict] = {}
     scores = {name: platt(s.logits, a, b) for name, s in sources.items()}
     for name, s in sources.items():
@@ -75,6 +73,8 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     band = [float(min(lo, threshold)), float(max(hi, threshold))]
     fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items() if k in fitted)
     calibration = {"type": "platt", "a": a, "b": b, "fit_on": f"validation images of every source pooled ({fit_on})"}
+    if degenerate(a):
+        calibration["warning"] = DEGENERATE_WARNING
     if inverted:
         calibration["left_out_of_fit"] = {
             k: f"{SOURCE_NAMES.get(k, k)} validation films ranked worse than chance, AUC {auc:.3f}" for k, auc in inverted.items()}
