@@ -6,6 +6,8 @@ model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and p
 
 from __future__ import annotations
 
+import datetime as _dt
+
 import json
 import os
 import platform
@@ -71,6 +73,8 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         engine = Triage(crops_dir=tmp / "crops")
         backend = engine.backend
         results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                         "model_sha256": backend.info.sha256,
                          "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
                          "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else "")}
         results["end_to_end"] = _stats(times_ms(lambda: engine.predict(image), repeats))
@@ -114,6 +118,8 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         else:
             results["model_torch_fp32"] = "skipped: no --checkpoint given or found"
         results["peak_rss_mb_total"] = round(peak_rss_mb(), 1)
+        if out:
+            carry_comparisons(results, Path(out))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _print(results)
@@ -125,6 +131,30 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+COMPARISON_KEYS = ("model_fp32_onnx", "model_fp32_size_mb", "int8_speedup_vs_fp32", "model_torch_fp32")
+
+
+def carry_comparisons(results: dict, previous: Path) -> None:
+    """Keep the fp32 ONNX / torch timings of the previous run in ``previous`` when this checkout lacks those models
+    (they are built by training and export, not shipped), marked as carried, for the same int8 model only (a
+    previous file without a sha256 predates this check and is taken as the same model)."""
+    if all(isinstance(results.get(k), dict) for k in ("model_fp32_onnx", "model_torch_fp32")) or not previous.is_file():
+        return
+    try:
+        old = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        return
+    if old.get("model_sha256") not in (None, results["model_sha256"]):
+        return
+    carried = [k for k in COMPARISON_KEYS if k in old and not isinstance(results.get(k), dict) and
+               (isinstance(old[k], dict) or k in ("model_fp32_size_mb", "int8_speedup_vs_fp32"))]
+    for k in carried:
+        results[k] = old[k]
+    if carried:
+        results["carried_from_previous_run"] = {"keys": carried, "created": old.get("created"),
+                                                "why": "the fp32 ONNX model and torch checkpoint are not in this checkout"}
 
 
 def _print(r: dict) -> None:

@@ -174,6 +174,10 @@ def render(meta: dict) -> str:
         if "end_to_end_breakdown_p50_ms" in bench:
             lines += ["End-to-end p50 by stage (ms, segmentation included): " + ", ".join(
                 f"{k} {v}" for k, v in bench["end_to_end_breakdown_p50_ms"].items()) + ".", ""]
+        carried = bench.get("carried_from_previous_run")
+        if carried:
+            lines += [f"Not re-measured in this run ({carried['why']}): {', '.join(carried['keys'])}, carried from the "
+                      f"run of {carried.get('created') or 'an earlier date'} on the same int8 model.", ""]
     lines += _anatomy_lines(meta)
     lines += [
         "## Limitations",
