@@ -66,3 +66,16 @@ def test_the_output_is_fitted_on_training_patients_and_judged_on_the_others(data
     assert held["n"] == len(parts["val"]["y"]) + len(parts["test"]["y"]) and 0 < held["n_opacity"] < held["n"]
     assert held["auc_ci95"][0] <= held["auc"] <= held["auc_ci95"][1]
     assert block["named_in_explanation"] == (held["auc"] >= NAME_MIN_AUC)
+
+
+def test_only_a_nameable_likely_finding_is_handed_to_the_explanation():
+    from cxrtriage.backends.finding_probe import read_findings
+
+    strong = FindingProbe.from_meta("lung_opacity", _block(0.8))
+    weak = FindingProbe.from_meta("lung_opacity", _block(0.7))
+    emb = np.array([1.0, 0.0])
+    findings, nameable = read_findings([strong], emb, 2.0)
+    assert nameable == ("lung opacity", findings[0].probability) and findings[0].probability > 0.5
+    assert read_findings([strong], emb, -2.0)[1] is None  # unlikely: reported, not named
+    findings, nameable = read_findings([weak], emb, 2.0)
+    assert nameable is None and findings[0].held_out_auc == 0.7 and findings[0].named_in_explanation is False

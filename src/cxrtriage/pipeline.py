@@ -27,6 +27,7 @@ from cxrtriage.anatomy.measure import Anatomy, measure
 from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
 from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, Explainer, load_stages
+from cxrtriage.backends.finding_probe import read_findings
 from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.errors import NotAChestXrayError
@@ -36,7 +37,7 @@ from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, Crop, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
@@ -200,15 +201,7 @@ class Triage:
                             "review the current image against the prior report")
         timings["report"] = (time.perf_counter() - t) * 1e3
 
-        findings, nameable = [], None
-        for probe_f in getattr(self.backend, "finding_probes", ()):
-            p = probe_f.probability(out.embedding, out.logit)
-            if p is None:
-                continue
-            findings.append(Finding(name=probe_f.name, probability=decision.reported(p), named_in_explanation=probe_f.named,
-                                    held_out_auc=None if probe_f.held_out_auc is None else round(probe_f.held_out_auc, 3)))
-            if probe_f.named and p >= probe_f.likely_above and nameable is None:
-                nameable = (probe_f.name, decision.reported(p))
+        findings, nameable = read_findings(getattr(self.backend, "finding_probes", ()), out.embedding, out.logit)
         explanation = build_explanation(label, score, threshold, band, boxes, report, needs_review,
                                         has_map=out.cam is not None, finding=nameable)
         provenance = report_provenance(report) + case_provenance(neighbours)

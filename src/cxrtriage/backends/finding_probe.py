@@ -6,9 +6,12 @@ AUC is at least :data:`NAME_MIN_AUC` (the issue's bar for naming anything)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from cxrtriage.decision import reported
+from cxrtriage.schema import Finding
 
 #: a finding is named in the one-line explanation only when its held-out AUC reaches this
 NAME_MIN_AUC = 0.75
@@ -54,3 +57,19 @@ class FindingProbe:
 
 def load_finding_probes(meta: Mapping[str, Any]) -> list[FindingProbe]:
     return [FindingProbe.from_meta(k, b) for k, b in (meta.get("finding_probes") or {}).items()]
+
+
+def read_findings(probes: Iterable[FindingProbe], embedding: np.ndarray | None,
+                  logit: float) -> tuple[list[Finding], tuple[str, float] | None]:
+    """Every probe's output for a result, and the first nameable finding judged likely (name, probability)."""
+    findings: list[Finding] = []
+    nameable = None
+    for probe in probes:
+        p = probe.probability(embedding, logit)
+        if p is None:
+            continue
+        findings.append(Finding(name=probe.name, probability=reported(p), named_in_explanation=probe.named,
+                                held_out_auc=None if probe.held_out_auc is None else round(probe.held_out_auc, 3)))
+        if probe.named and p >= probe.likely_above and nameable is None:
+            nameable = (probe.name, reported(p))
+    return findings, nameable
