@@ -22,6 +22,7 @@ SOURCES = {
     "bench_results.json": "make bench",
     "hai_def_bench.json": "make bench-hai-def",
     "notebook_timings.json": "make notebooks [PROFILE=full]",
+    "generalisation.json": "make generalisation",
 }
 
 
@@ -48,6 +49,7 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
     b = _load(eval_dir, "bench_results.json") or {}
     h = _load(eval_dir, "hai_def_bench.json") or {}
     t = _load(eval_dir, "notebook_timings.json") or {}
+    g = _load(eval_dir, "generalisation.json") or {}
     nih, ped = m.get("nih_test", {}), m.get("pediatric_test", {})
     rows: list[tuple[str, str, str]] = []
 
@@ -73,6 +75,23 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
     loc = _get(m, "localisation", "all_boxed_images") or {}
     add(f"Localisation vs NIH expert boxes ({loc.get('n', 'n/a')} images, mostly training split): mean best IoU / "
         "pointing game", f"{_f(loc.get('mean_best_iou'))} / {_f(loc.get('pointing_game'))}", "metrics.json")
+    sp = g.get("seed_spread") or {}
+
+    def spread(src: str, key: str) -> str:
+        s = _get(sp, src, key) or {}
+        return f"{_f(s.get('mean'))} ({_f(s.get('min'))}-{_f(s.get('max'))})" if s.get("n") else "n/a"
+
+    add(f"Seed spread over {len(g.get('seed_runs') or [])} runs of the shipped recipe: NIH test AUC, mean (min-max)",
+        spread("nih", "auc"), "generalisation.json")
+    add("Seed spread: NIH test specificity at sensitivity 0.95 / at each run's threshold",
+        f"{spread('nih', 'specificity_at_sensitivity_0.95')} / {spread('nih', 'specificity_at_threshold')}", "generalisation.json")
+    add("Seed spread: pediatric test AUC; JSRT normal test films labelled Non-Urgent",
+        f"{spread('kermany', 'auc')}; {spread('jsrt', 'specificity_at_threshold')}", "generalisation.json")
+    for name, lo in sorted((g.get("leave_one_source_out") or {}).items()):
+        left = lo["left_out"][0]
+        t_left = lo["test"].get(left, {})
+        add(f"Leave-one-source-out {name}: test AUC on the left-out {({'kermany': 'pediatric'}).get(left, left)} films vs the seed mean",
+            f"{_f(_get(t_left, 'auc', 'left_out_run'))} vs {_f(_get(t_left, 'auc', 'seed_mean'))}", "generalisation.json")
     q = m.get("fp32_vs_int8_nih_test") or {}
     when = f" (measured {str(q['measured'])[:10]}, same int8 model)" if q.get("note") else ""
     add("int8 vs fp32 AUC on NIH test", f"{_f(q.get('auc_int8'))} vs {_f(q.get('auc_fp32'))}{when}", "metrics.json")
