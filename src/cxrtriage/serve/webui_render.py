@@ -168,7 +168,7 @@ def anatomy_line(pred: Prediction) -> str:
 
 def findings_line(pred: Prediction) -> str:
     """The finding outputs with the held-out AUC that says how far to trust them."""
-    parts = [f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.2f}"
+    parts = [f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.3f}"
              + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it") + ")"
              for f in pred.findings if f.held_out_auc is not None]
     return "Finding outputs: " + "; ".join(parts) + "." if parts else ""
