@@ -114,7 +114,8 @@ def _localisation(engine: Triage, data_dir: Path) -> dict:
     return {"all_boxed_images": agg(rows), "test_split_only": agg([r for r in rows if r["split"] == "test"]), "per_image": rows}
 
 
-def _fp32_vs_int8(engine: Triage, records: list[Record], fp32_path: Path) -> dict | None:
+def fp32_vs_int8(engine: Triage, records: list[Record], fp32_path: Path) -> dict | None:
+    """AUC of the fp32 ONNX model and of the shipped int8 one on the same images (None without the fp32 file)."""
     if not fp32_path.is_file():
         return None
     import onnxruntime as ort
@@ -169,7 +170,7 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
         "nih_test": {**_summary(nih, threshold, n_boot), "subgroups": _subgroups(nih, threshold)},
         "pediatric_test": _summary(ped, threshold, n_boot),
         "localisation": metrics.to_jsonable(_localisation(engine, Path(data_dir))),
-        "fp32_vs_int8_nih_test": metrics.to_jsonable(_fp32_vs_int8(engine, test_nih, fp32_path)),
+        "fp32_vs_int8_nih_test": metrics.to_jsonable(fp32_vs_int8(engine, test_nih, fp32_path)),
     }
     if report["fp32_vs_int8_nih_test"] is None:
         report["fp32_vs_int8_nih_test"] = _carried_fp32_comparison(out, engine.backend.info.sha256)

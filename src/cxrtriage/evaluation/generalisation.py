@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cxrtriage.backends.bundled import FP32_FILE
 from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records
 from cxrtriage.errors import InputError
 from cxrtriage.evaluation import metrics
@@ -34,13 +35,15 @@ SOURCES = {"nih": "NIH adult test", "kermany": "pediatric test", "jsrt": "JSRT n
 
 @dataclass(frozen=True)
 class RunScores:
-    """One bundle's scores on every test source, keyed by record key (gate refusals left out and counted)."""
+    """One bundle's scores on every test source, keyed by record key (gate refusals left out and counted), and
+    the int8-vs-fp32 AUC on NIH test when the run's fp32 ONNX model sits beside its bundle."""
 
     name: str
     meta: dict
     scores: dict[str, dict[str, float]]
     refused: dict[str, int]
     threshold: float
+    quantisation: dict | None = None
 
 
 def test_sets(data_dir: Path) -> dict[str, list[Record]]:
@@ -52,6 +55,7 @@ def test_sets(data_dir: Path) -> dict[str, list[Record]]:
 
 def score_run(name: str, model_dir: Path, sets: dict[str, list[Record]]) -> RunScores:
     from cxrtriage import decision
+    from cxrtriage.evaluation.evaluate import fp32_vs_int8
     from cxrtriage.pipeline import Triage
 
     engine = Triage(backend_name="bundled", model_dir=model_dir)
@@ -65,7 +69,11 @@ def score_run(name: str, model_dir: Path, sets: dict[str, list[Record]]) -> RunS
             except InputError:
                 refused[source] += 1
     meta = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8"))
-    return RunScores(name, meta, scores, refused, decision.reported(engine.backend.threshold))
+    fp32 = Path(model_dir).parent / FP32_FILE  # cxrtriage export keeps it next to the checkpoint (runs/<run>/)
+    quant = fp32_vs_int8(engine, sets["nih"], fp32) if fp32.is_file() else None
+    if quant:
+        quant["fp32_model"] = f"{Path(model_dir).parent.name}/{FP32_FILE}"
+    return RunScores(name, meta, scores, refused, decision.reported(engine.backend.threshold), quant)
 
 
 def source_metrics(y: np.ndarray, s: np.ndarray, threshold: float | None) -> dict:
@@ -105,7 +113,7 @@ def run_block(run: RunScores, labels: dict[str, dict[str, int]], shipped_recipe:
     block = {"model_sha256": run.meta.get("sha256"), "seed": cfg.get("seed"), "trained_on": trained_on(run.meta),
              "same_recipe_as_shipped": recipe(run.meta) == shipped_recipe,
              "command": (run.meta.get("training") or {}).get("command"), "threshold": run.threshold,
-             "refused_by_gate": run.refused, "test": {}}
+             "refused_by_gate": run.refused, "int8_vs_fp32_nih_test": run.quantisation, "test": {}}
     for src, sc in run.scores.items():
         keys = sorted(sc)
         y = np.array([labels[src][k] for k in keys])

@@ -36,6 +36,11 @@ def generalisation_lines(block: dict | None) -> list[str]:
     for name, r in block["runs"].items():
         tag = " (shipped)" if name == block["shipped"] else "" if r["same_recipe_as_shipped"] else " (ablation)"
         lines.append(f"| {name}{tag} | {r['seed']} | {', '.join(NAMES[s] for s in r['trained_on'])} | {_cells(r['test'])} |")
+    quant = [f"{name} {_f(r['int8_vs_fp32_nih_test']['auc_int8'])} vs {_f(r['int8_vs_fp32_nih_test']['auc_fp32'])}"
+             for name, r in block["runs"].items() if r.get("int8_vs_fp32_nih_test")]
+    if quant:
+        lines += ["", "Static int8 quantisation, NIH test AUC int8 vs fp32 ONNX of the same run (the shipped run's fp32 "
+                  "model is not in this checkout): " + "; ".join(quant) + "."]
     sp = block["seed_spread"]
     runs = block["seed_runs"]
     lines += ["", f"Seed spread over the {len(runs)} runs of the shipped recipe ({', '.join(runs)}), mean ± sd (min-max): "
