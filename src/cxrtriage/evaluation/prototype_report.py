@@ -90,7 +90,7 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
     for name, lo in sorted((g.get("leave_one_source_out") or {}).items()):
         left = lo["left_out"][0]
         t_left = lo["test"].get(left, {})
-        add(f"Leave-one-source-out {name}: test AUC on the left-out {({'kermany': 'pediatric'}).get(left, left)} films vs the seed mean",
+        add(f"Leave-one-source-out {name}: test AUC on the left-out {({'kermany': 'pediatric', 'nih': 'NIH adult'}).get(left, left)} films vs the seed mean",
             f"{_f(_get(t_left, 'auc', 'left_out_run'))} vs {_f(_get(t_left, 'auc', 'seed_mean'))}", "generalisation.json")
     q = m.get("fp32_vs_int8_nih_test") or {}
     when = f" (measured {str(q['measured'])[:10]}, same int8 model)" if q.get("note") else ""
