@@ -4,7 +4,8 @@ send every doubtful frontal film to a human.
 * Refused (NotAChestXrayError): an image whose coarse layout is unlike a chest film's AND that does not show a
   typical pair of lungs (photographs, screenshots, other body parts that the statistics gate let through); an
   image whose layout is far from every chest film whatever the masks show; a lateral view (the view probe,
-  after the model: :mod:`cxrtriage.backends.view_probe`) that does not show a typical pair of lungs.
+  after the model: :mod:`cxrtriage.backends.view_probe`) that does not show a typical pair of lungs, or that does
+  but scores above the probe's higher two-lung cut-off.
 * Triaged, labelled Urgent with ``needs_review`` and the reason: a film with a typical pair of lungs but an unusual
   layout or embedding (ICU films with lines and tubes, rotation, collimation, a missing costophrenic angle), a
   lung field not found on an image that otherwise looks like a chest film (a white-out hemithorax is a sick
