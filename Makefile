@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -23,6 +23,8 @@ help:
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
+	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"
+	@echo "make space     assemble the Hugging Face Space in build/space and serve it as the Space would (python app.py)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 	@echo "make generalisation  2 more seeds of the shipped recipe + leave-one-source-out runs, exported and scored -> prototype/eval/generalisation.json (~80 min on 2 cores)"
 
@@ -87,6 +89,13 @@ train: install
 export: install
 	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
 	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
+
+qa: install
+	$(BIN)/python scripts/qa_checklist.py
+
+space: install
+	$(BIN)/python demo_app/live_space/build_space.py build/space --force
+	cd build/space && PORT=$(PORT) ../../$(BIN)/python app.py
 
 # Seed spread and leave-one-source-out. Each run is trained only if its checkpoint is missing (~19 min each with
 # every source, ~7 without children, ~12 without adults), exported to runs/<run>/bundle, then all are scored.
