@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -23,6 +23,7 @@ help:
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
+	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"
 	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"
 	@echo "make space     assemble the Hugging Face Space in build/space and serve it as the Space would (python app.py)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
@@ -89,6 +90,9 @@ train: install
 export: install
 	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
 	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
+
+writeup: install
+	$(BIN)/cxrtriage writeup --out writeup.pdf
 
 qa: install
 	$(BIN)/python scripts/qa_checklist.py

@@ -177,6 +177,25 @@ def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_writeup(args: argparse.Namespace) -> int:
+    """Render writeup.pdf from docs/writeup/writeup.md.j2 and the metrics files (run in the checkout)."""
+    from cxrtriage.evaluation.notebook_run import project_root
+    from cxrtriage.evaluation.writeup import build_writeup
+
+    root = project_root()
+    if root is None:
+        print("error: run `cxrtriage writeup` inside a cxrtriage checkout (it reads docs/ and prototype/eval/)", file=sys.stderr)
+        return 2
+    data = None if args.no_screenshot else _data_dir(args.data_dir)
+    try:
+        build_writeup(root, (root / args.out).resolve(), data_dir=data, figures=not args.no_figures,
+                      screenshot=not args.no_screenshot)
+    except (FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
     from cxrtriage.evaluation.held_out import held_out_examples
@@ -434,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="prototype/eval/generalisation.json")
     s.add_argument("--update-card", action="store_true", help="store the figures in the shipped bundle's model.json and card")
     s.set_defaults(func=cmd_evaluate_generalisation)
+
+    s = sub.add_parser("writeup", help="render writeup.pdf (figures, UI screenshot, numbers from the metrics files; "
+                       "needs the data directory, chromium and the [notebooks] extra)")
+    s.add_argument("--out", default="writeup.pdf", help="PDF path, relative to the checkout (default writeup.pdf)")
+    s.add_argument("--data-dir")
+    s.add_argument("--no-figures", action="store_true", help="reuse the ROC, calibration and architecture figures of an earlier run")
+    s.add_argument("--no-screenshot", action="store_true", help="reuse the UI screenshot of an earlier run")
+    s.set_defaults(func=cmd_writeup)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
     s.add_argument("--repeats", type=int, default=50)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 URGENT_COLOUR, NON_URGENT_COLOUR, BOX_COLOUR = "#c0392b", "#2471a3", "#f1c40f"
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     from cxrtriage.optional import require
 
     return require("matplotlib.pyplot", extra="notebooks", purpose="figures")
@@ -33,7 +33,7 @@ def _pyplot() -> Any:
 def _axes(ax: "Axes | None", size: tuple[float, float] = (4.5, 4.0)) -> "tuple[Figure, Axes]":
     if ax is not None:
         return ax.figure, ax
-    fig, new_ax = _pyplot().subplots(figsize=size)
+    fig, new_ax = pyplot().subplots(figsize=size)
     return fig, new_ax
 
 
@@ -134,7 +134,7 @@ def prediction_plot(pixels: ArrayLike, prediction: "Prediction", *, title: str =
 
     Boxes are in original-image pixels (as in the JSON); the image is shown in the same coordinate frame.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.patches import Rectangle
 
     img = np.asarray(pixels, dtype=np.float32)
