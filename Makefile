@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup train export clean help
+.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -24,6 +24,8 @@ help:
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"
+	@echo "make video     video/demo.mp4 recorded from the running application with captions read from the metrics files (~2 min)"
+	@echo "make deliverables  writeup.pdf, video/demo.mp4 and the executed notebooks' HTML (~4 min after make evaluate)"
 	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"
 	@echo "make space     assemble the Hugging Face Space in build/space and serve it as the Space would (python app.py)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
@@ -93,6 +95,11 @@ export: install
 
 writeup: install
 	$(BIN)/cxrtriage writeup --out writeup.pdf
+
+video: install
+	$(BIN)/cxrtriage video
+
+deliverables: writeup video notebooks
 
 qa: install
 	$(BIN)/python scripts/qa_checklist.py

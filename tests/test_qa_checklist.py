@@ -13,12 +13,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 import qa_checklist  # noqa: E402
 
 
-@pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="pdfinfo (poppler-utils) not installed")
-def test_this_repository_passes_every_item_but_the_deliverables_ci_still_expects_missing(capsys):
-    """CI runs the same command; when the video lands, this test and .ci/run drop it from the list."""
-    assert qa_checklist.main(["--expect-missing", "video"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("PASS") == len(qa_checklist.ITEMS) - 1 and "MISSING  video/demo.mp4" in out
+@pytest.mark.skipif(shutil.which("pdfinfo") is None or shutil.which("ffprobe") is None,
+                    reason="pdfinfo (poppler-utils) or ffprobe (ffmpeg) not installed")
+def test_this_repository_passes_every_item(capsys):
+    """CI runs the same command and fails on any missing item."""
+    assert qa_checklist.main([]) == 0
+    assert capsys.readouterr().out.count("PASS") == len(qa_checklist.ITEMS)
 
 
 def test_an_expected_item_that_appears_fails_the_run_so_the_list_is_kept_short(tmp_path, capsys):

@@ -196,6 +196,23 @@ def cmd_writeup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    """Record video/demo.mp4 from the running application (run in the checkout)."""
+    from cxrtriage.evaluation.notebook_run import project_root
+    from cxrtriage.evaluation.video import build_video
+
+    root = project_root()
+    if root is None:
+        print("error: run `cxrtriage video` inside a cxrtriage checkout (it reads prototype/eval/ and writes video/)", file=sys.stderr)
+        return 2
+    try:
+        build_video(root, _data_dir(args.data_dir))
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_test_set(args: argparse.Namespace) -> int:
     """The held-out test images of the committed split as a gold / examples JSONL (labels and IDs, no images)."""
     from cxrtriage.evaluation.held_out import held_out_examples
@@ -461,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-figures", action="store_true", help="reuse the ROC, calibration and architecture figures of an earlier run")
     s.add_argument("--no-screenshot", action="store_true", help="reuse the UI screenshot of an earlier run")
     s.set_defaults(func=cmd_writeup)
+
+    s = sub.add_parser("video", help="record video/demo.mp4 from the running service and UI (needs the data directory, "
+                       "chromium, ffmpeg and Playwright)")
+    s.add_argument("--data-dir")
+    s.set_defaults(func=cmd_video)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
     s.add_argument("--repeats", type=int, default=50)

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from cxrtriage.evaluation.live_server import CHROMIUM
 from cxrtriage.schema import DISCLAIMER
 
-CHROMIUM = "/usr/bin/chromium"
+#: the synthetic prior report typed into the UI for the screenshot and the video
+PRIOR_REPORT = "Comparison chest radiograph. Small left pleural effusion. No pneumothorax."
 WRITEUP_DIR = Path("docs") / "writeup"
 TEMPLATE = WRITEUP_DIR / "writeup.md.j2"
 NUMBERS_FILE = WRITEUP_DIR / "numbers.json"
@@ -189,53 +189,20 @@ def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Pa
 
 
 def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path:
-    """Start ``cxrtriage serve`` on a free port, triage an NIH example with a prior report in headless chromium,
-    save the page."""
-    import os
-    import socket
-    import sys
-    import time
-    import urllib.request
-
+    """Triage an NIH example with a prior report in the real UI (headless chromium) and save the page."""
+    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, running_service, upload_and_triage
     from cxrtriage.optional import require
 
     sync_api = require("playwright.sync_api", extra="dev", purpose="the UI screenshot")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    scratch = Path(tempfile.mkdtemp(prefix="cxrtriage-writeup-"))
-    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"), "CXRTRIAGE_DATA_DIR": str(data_dir)}
-    server = subprocess.Popen([sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)], cwd=root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the server for the UI screenshot did not start") from None
-                time.sleep(1)
-        image = data_dir / "nih" / "images" / "00000150_002.png"
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(timeout_s * 1000)
-            page.goto(f"{base}/ui/", wait_until="networkidle")
-            page.locator("#cxr-file input[type=file]").set_input_files(str(image))
-            page.locator(f'#cxr-file a[download="{image.name}"][href*="/file="]').first.wait_for(state="visible")
-            page.locator("#cxr-prior textarea").fill("Comparison chest radiograph. Small left pleural effusion. No pneumothorax.")
-            page.locator("#cxr-triage").click()
-            page.wait_for_function("() => !!document.querySelector('#cxr-label .cxr-label')")
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(scratch, ignore_errors=True)
+    with running_service(root, data_dir, timeout_s) as base, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(timeout_s * 1000)
+        page.goto(f"{base}/ui/", wait_until="networkidle")
+        upload_and_triage(page, data_dir / "nih" / "images" / "00000150_002.png", PRIOR_REPORT)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
+        browser.close()
     return out
 
 

@@ -1,0 +1,58 @@
+"""A real ``cxrtriage serve`` on a free loopback port for the deliverables (the write-up's screenshot, the video):
+started in a subprocess with a scratch crops folder, stopped and cleaned up on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
+
+
+@contextlib.contextmanager
+def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Iterator[str]:
+    """Yield the base URL of a ready server (``/ready`` answered 200)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    scratch = Path(tempfile.mkdtemp(prefix="cxrtriage-live-"))
+    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"), "CXRTRIAGE_DATA_DIR": str(data_dir)}
+    server = subprocess.Popen([sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ready", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the cxrtriage server did not become ready") from None
+                time.sleep(1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def upload_and_triage(page, image: Path, prior_report: str | None = None) -> None:
+    """Drive the UI as a user does: choose the file, optionally paste a prior report, press Triage, wait."""
+    page.locator("#cxr-file input[type=file]").set_input_files(str(image))
+    page.locator(f'#cxr-file a[download="{image.name}"][href*="/file="]').first.wait_for(state="visible")
+    page.locator("#cxr-prior textarea").fill(prior_report or "")
+    page.locator("#cxr-triage").click()
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#cxr-error .cxr-error');"
+        " const l = document.querySelector('#cxr-label .cxr-label'); return !!(e || l); }")
