@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 from cxrtriage import config
 from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
@@ -177,40 +178,36 @@ def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_writeup(args: argparse.Namespace) -> int:
-    """Render writeup.pdf from docs/writeup/writeup.md.j2 and the metrics files (run in the checkout)."""
+def _build_deliverable(name: str, build: Callable[[Path], object]) -> int:
+    """Run a deliverable's builder on the checkout (``writeup``, ``video``); a missing input is a usage error."""
     from cxrtriage.evaluation.notebook_run import project_root
-    from cxrtriage.evaluation.writeup import build_writeup
 
     root = project_root()
     if root is None:
-        print("error: run `cxrtriage writeup` inside a cxrtriage checkout (it reads docs/ and prototype/eval/)", file=sys.stderr)
+        print(f"error: run `cxrtriage {name}` inside a cxrtriage checkout (it reads prototype/eval/ and docs/)", file=sys.stderr)
         return 2
-    data = None if args.no_screenshot else _data_dir(args.data_dir)
     try:
-        build_writeup(root, (root / args.out).resolve(), data_dir=data, figures=not args.no_figures,
-                      screenshot=not args.no_screenshot)
-    except (FileNotFoundError, KeyError) as exc:
+        build(root)
+    except (FileNotFoundError, KeyError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_writeup(args: argparse.Namespace) -> int:
+    """Render writeup.pdf from docs/writeup/writeup.md.j2 and the metrics files."""
+    from cxrtriage.evaluation.writeup import build_writeup
+
+    data = None if args.no_screenshot else _data_dir(args.data_dir)
+    return _build_deliverable("writeup", lambda root: build_writeup(
+        root, (root / args.out).resolve(), data_dir=data, figures=not args.no_figures, screenshot=not args.no_screenshot))
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    """Record video/demo.mp4 from the running application (run in the checkout)."""
-    from cxrtriage.evaluation.notebook_run import project_root
+    """Record video/demo.mp4 from the running application."""
     from cxrtriage.evaluation.video import build_video
 
-    root = project_root()
-    if root is None:
-        print("error: run `cxrtriage video` inside a cxrtriage checkout (it reads prototype/eval/ and writes video/)", file=sys.stderr)
-        return 2
-    try:
-        build_video(root, _data_dir(args.data_dir))
-    except (FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return _build_deliverable("video", lambda root: build_video(root, _data_dir(args.data_dir)))
 
 
 def cmd_test_set(args: argparse.Namespace) -> int:
