@@ -34,7 +34,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,notebooks,dev]'
+	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,notebooks,dev,interop]'
 	touch $(STAMP)
 
 install: $(STAMP)

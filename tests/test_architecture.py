@@ -20,14 +20,16 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"imaging"},
     "explain": {"imaging", "backends", "anatomy"},
     "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
-    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data"},
+    "interop": {"imaging"},
+    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
     "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train"},
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
-    "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def"},
+    "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def",
+            "interop"},
     "__init__": {"imaging", "pipeline"},
 }
-RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", *BASE}
+RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", *BASE}
 
 
 def _module_name(path: Path) -> str:

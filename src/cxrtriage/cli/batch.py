@@ -12,8 +12,29 @@ from tqdm import tqdm
 from cxrtriage.errors import CXRTriageError
 
 
+def _free_name(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem+suffix``, or ``stem-2``, ``stem-3``... when two inputs share a name (nothing is overwritten)."""
+    path, n = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
+
+
+def write_fhir(result, path: str, folder: Path) -> str:
+    """The FHIR DiagnosticReport of one result (the study UID read from a DICOM input's header) -> its file."""
+    from cxrtriage.files import replace_atomically
+    from cxrtriage.imaging.dicom import study_instance_uid
+    from cxrtriage.interop.fhir import diagnostic_report
+
+    report = diagnostic_report(result, study_uid=study_instance_uid(Path(path).read_bytes()))
+    target = _free_name(folder, Path(path).stem, ".fhir.json")
+    replace_atomically(target, lambda fh: fh.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")))
+    return str(target)
+
+
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  model_dir: str | None = None) -> int:
+                  model_dir: str | None = None, fhir_dir: str | None = None) -> int:
     """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error."""
     from cxrtriage.pipeline import get_triage
 
@@ -30,6 +51,8 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if fhir_dir:
+        Path(fhir_dir).mkdir(parents=True, exist_ok=True)
     failed = 0
     sink: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout
     try:
@@ -37,6 +60,8 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
             try:
                 result = engine.predict(path, prior)
                 row = {"path": path, **result.model_dump(mode="json")}
+                if fhir_dir:
+                    row["fhir_path"] = write_fhir(result, path, Path(fhir_dir))
             except CXRTriageError as exc:
                 failed += 1
                 row = {"path": path, "error": str(exc), "error_type": type(exc).__name__}

@@ -78,7 +78,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("error: give image paths or --examples FILE", file=sys.stderr)
         return 2
-    return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir)
+    if args.fhir:
+        from cxrtriage.optional import MissingDependency, require
+
+        try:
+            require("fhir.resources", extra="interop", purpose="--fhir")
+        except MissingDependency as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir,
+                         fhir_dir=args.fhir)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -372,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the data directory), e.g. from `cxrtriage test-set`")
     s.add_argument("--data-dir", help="data directory for --examples (default: CXRTRIAGE_DATA_DIR or ../shared/data)")
     s.add_argument("--limit", type=int, help="only the first N images (of --examples, else of the paths)")
+    s.add_argument("--fhir", metavar="DIR", help="also write a FHIR DiagnosticReport per triaged input to DIR/<stem>.fhir.json "
+                                                 "(needs the [interop] extra)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 

@@ -297,3 +297,18 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
         if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
             return (numbers[0], numbers[1]), keyword
     return None, None
+
+
+def study_instance_uid(data: bytes) -> str | None:
+    """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for results that must point
+    back at their study (the FHIR report). Read only, never logged; no pixel data is parsed."""
+    from cxrtriage.imaging.sniff import sniff_format
+
+    if sniff_format(data[:4096]) != "dicom":
+        return None
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["StudyInstanceUID"], force=True)
+    except Exception:  # noqa: BLE001 - a header the decoder already judged is not re-judged here
+        return None
+    uid = str(getattr(ds, "StudyInstanceUID", "") or "").strip()
+    return uid or None

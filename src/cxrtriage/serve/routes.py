@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -90,12 +90,29 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
     422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too long"},
     429: {"description": "too many requests waiting; see Retry-After"},
+    501: {"description": "format=fhir, but fhir.resources (the [interop] extra) is not installed"},
     503: {"description": "model not ready or model error"},
+    200: {"description": "the Prediction (application/json), or with format=fhir a FHIR R4B DiagnosticReport",
+          "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "status"],
+                                                             "properties": {"resourceType": {"const": "DiagnosticReport"}}}}}},
 }
 
 
-async def predict(request: Request, file: UploadFile, prior_report: str | None) -> Response:
+def _fhir_module_error(request: Request) -> Response | None:
+    """A 501 before any work when FHIR output is asked for but its library is missing."""
+    from cxrtriage.optional import MissingDependency, require
+
+    try:
+        require("fhir.resources.R4B.diagnosticreport", extra="interop", purpose="format=fhir")
+    except MissingDependency as exc:
+        return error_response(501, str(exc), "MissingDependency", request)
+    return None
+
+
+async def predict(request: Request, file: UploadFile, prior_report: str | None, fmt: str = "json") -> Response:
     """``POST /predict`` once FastAPI has parsed and validated the form."""
+    if fmt == "fhir" and (missing := _fhir_module_error(request)) is not None:
+        return missing
     runtime = request.app.state.runtime
     settings = runtime.settings
     rid = scope_request_id(request.scope)
@@ -134,6 +151,12 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None) 
         return error_response(500, INTERNAL_ERROR, "InternalError", request)
     runtime.stats.add_latency(elapsed)
     runtime.inference_seconds.observe(elapsed)
+    if fmt == "fhir":
+        from cxrtriage.imaging.dicom import study_instance_uid
+        from cxrtriage.interop.fhir import MEDIA_TYPE, diagnostic_report
+
+        return JSONResponse(diagnostic_report(prediction, study_uid=study_instance_uid(data)), media_type=MEDIA_TYPE,
+                            background=BackgroundTask(runtime.prune_soon))
     return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
 
 
@@ -169,8 +192,10 @@ def api_router(max_prior_report_chars: int) -> APIRouter:
                                 "an empty file gets 422", json_schema_extra={"minLength": 1}),
         prior_report: str | None = Form(None, max_length=max_prior_report_chars,
                                         description="optional prior radiology report text (quoted as provenance)"),
+        format: Literal["json", "fhir"] = Query("json", description="json: the Prediction; fhir: a FHIR R4B "
+                                                 "DiagnosticReport (application/fhir+json) of the same result"),
     ) -> Response:
-        return await predict(request, file, prior_report)
+        return await predict(request, file, prior_report, format)
 
     router = APIRouter()
     router.add_api_route("/predict", predict_endpoint, methods=["POST"], tags=["triage"], response_model=Prediction,
