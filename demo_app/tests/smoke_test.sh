@@ -289,6 +289,17 @@ else
     skip "DICOM upload: no DICOM sample (pass --dicom PATH)"
 fi
 
+# ---- the same result as a FHIR DiagnosticReport for the EHR (format=fhir, the [interop] extra) ---------------------
+code="$(curl -sS -o "${work}/predict_fhir.json" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" \
+    -F "file=@${image};type=image/png" "${base_url}/predict?format=fhir" 2>>"${work}/curl.err" || echo "000")"
+if [[ "${code}" == "200" ]] && "${PYTHON}" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+sys.exit(0 if d.get("resourceType") == "DiagnosticReport" and d.get("status") == "preliminary" else 1)' "${work}/predict_fhir.json"; then
+    pass "POST /predict?format=fhir -> 200, a preliminary FHIR DiagnosticReport"
+else
+    fail "POST /predict?format=fhir -> ${code}: $(head -c 300 "${work}/predict_fhir.json" 2>/dev/null || true)"
+fi
+
 # ---- a non-image upload must be refused with 4xx (415 Unsupported Media Type) ------------------------------------
 printf 'This is a plain text file, not a chest X-ray.\n' >"${work}/not_an_image.txt"
 code="$(post_predict "${work}/not_an_image.txt" text/plain "${work}/predict_txt.json")"
