@@ -28,6 +28,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.data)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _worklist_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Every service a test starts (in process or as a subprocess) keeps its worklist in a temporary file, never in
+    the user's state folder. Session scope: module-scoped service fixtures are built before function fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXRTRIAGE_WORKLIST_PATH", str(tmp_path_factory.getbasetemp() / "worklist" / "worklist.sqlite"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _crops_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Crops written by any test land in a temporary folder, never in the user's default location."""

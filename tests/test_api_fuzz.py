@@ -68,7 +68,7 @@ ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)
 STATUS_CODE_CONFORMANCE = next(check for check in ALL_CHECKS if check.__name__ == "status_code_conformance")
 
 _CROPS = Path(tempfile.gettempdir()) / f"cxrtriage-fuzz-crops-{uuid.uuid4().hex[:8]}"  # made by the lifespan
-_SETTINGS = ServerSettings(crops_dir=_CROPS, ui=False, warmup=True)
+_SETTINGS = ServerSettings(crops_dir=_CROPS, ui=False, warmup=True, worklist_path=_CROPS / "worklist.sqlite")
 # Schemathesis runs the app's lifespan again for each operation's test; without a cache each run loaded the model
 # anew in a daemon thread, and a load still running when pytest exited aborted the interpreter ("terminate called
 # without an active exception", exit code 134). One real engine, loaded by the first lifespan, serves every run.
@@ -133,7 +133,8 @@ def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
     if len(fuzzed) < 5:
         pytest.skip("the schemathesis test was not (fully) selected in this run")
     documented = {f"{m.upper()} {p}" for p, item in APP.openapi()["paths"].items() for m in item}
-    assert documented == {"POST /predict", "GET /health", "GET /ready", "GET /status", "GET /metrics"}
+    assert documented == {"POST /predict", "GET /health", "GET /ready", "GET /status", "GET /metrics", "GET /worklist",
+                          "GET /worklist/{key}"}
     missing = documented - set(SEEN)
     assert not missing, f"no schemathesis case ran for {sorted(missing)}"
     assert sum(SEEN["POST /predict"].values()) >= MAX_EXAMPLES // 2

@@ -63,6 +63,13 @@ def default_crops_dir() -> Path:
     return Path(tempfile.gettempdir()) / "cxrtriage-crops"
 
 
+def default_worklist_path() -> Path:
+    """The service's worklist database: ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state`` when unset),
+    a per-user folder that survives restarts (``CXRTRIAGE_WORKLIST_PATH`` overrides it)."""
+    state = os.environ.get("XDG_STATE_HOME")
+    return (Path(state) if state else Path.home() / ".local" / "state") / "cxrtriage" / "worklist.sqlite"
+
+
 def crops_dir() -> Path:
     """Directory for crop thumbnails (``CXRTRIAGE_CROPS_DIR``, else :func:`default_crops_dir`); created on first use."""
     env = os.environ.get("CXRTRIAGE_CROPS_DIR")

@@ -26,7 +26,8 @@ def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Ite
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scratch = Path(tempfile.mkdtemp(prefix="cxrtriage-live-"))
-    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"), "CXRTRIAGE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"), "CXRTRIAGE_DATA_DIR": str(data_dir),
+           "CXRTRIAGE_WORKLIST_PATH": str(scratch / "worklist.sqlite")}
     server = subprocess.Popen([sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)], cwd=root, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

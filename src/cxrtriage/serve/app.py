@@ -59,6 +59,7 @@ from cxrtriage.serve.runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
 )
 from cxrtriage.serve.settings import ServerSettings
+from cxrtriage.serve.worklist import Worklist
 
 __all__ = [
     "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceStats",
@@ -86,6 +87,7 @@ class ServiceRuntime:
             buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0), registry=self.registry,
         )
         self._limiter: InferenceLimiter | None = None
+        self._worklist: Worklist | None = None
         self.ui_mounted = False
         self._prune_lock = threading.Lock()
         self._last_prune = -math.inf
@@ -95,6 +97,13 @@ class ServiceRuntime:
         if self._limiter is None:
             self._limiter = InferenceLimiter(self.settings.max_concurrent, self.settings.max_queue)
         return self._limiter
+
+    @property
+    def worklist(self) -> Worklist:
+        """Opened on first use (OSError or sqlite3.Error when its folder is not writable)."""
+        if self._worklist is None:
+            self._worklist = Worklist(self.settings.worklist_path, 60.0 * self.settings.worklist_max_wait_min)
+        return self._worklist
 
     def reset_limiter(self) -> None:
         """A fresh limiter per start-up: asyncio primitives belong to one event loop."""

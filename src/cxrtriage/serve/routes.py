@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import Path as Path_
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,7 @@ from cxrtriage.schema import Prediction
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
+from cxrtriage.serve.worklist import KEY_PATTERN
 
 __all__ = ["CROPS_URL", "PREDICT_RESPONSES", "api_router", "check_upload", "predict_upload", "with_crop_urls"]
 
@@ -109,7 +111,48 @@ def _fhir_module_error(request: Request) -> Response | None:
     return None
 
 
-async def predict(request: Request, file: UploadFile, prior_report: str | None, fmt: str = "json") -> Response:
+def _to_worklist(runtime: Any, prediction: Prediction, accession: str | None) -> Prediction:
+    """File the result on the worklist; if that fails the result still goes back, saying it is not on the list."""
+    import sqlite3
+
+    try:
+        runtime.worklist.add(prediction, key=accession)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("worklist write failed: %s", type(exc).__name__)
+        return prediction.model_copy(update={"warnings": [*prediction.warnings, "this result could not be put on the "
+                                                          "worklist (its database is not writable): file it by hand"]})
+    return prediction
+
+
+async def worklist(request: Request) -> Response:
+    """``GET /worklist``: triaged studies in reading order."""
+    import sqlite3
+
+    runtime = request.app.state.runtime
+    try:
+        items = await run_in_threadpool(runtime.worklist.items)
+    except (OSError, sqlite3.Error) as exc:
+        return error_response(503, f"the worklist is unavailable ({type(exc).__name__})", "WorklistUnavailable", request)
+    return JSONResponse({"order": "overdue (waiting longer than the maximum), then Urgent or needs review, then the "
+                                  "rest; oldest first within each", "max_wait_min": runtime.settings.worklist_max_wait_min,
+                         "items": items})
+
+
+async def worklist_item(request: Request, key: str) -> Response:
+    """``GET /worklist/{key}``: the stored result of one study."""
+    import sqlite3
+
+    try:
+        result = await run_in_threadpool(request.app.state.runtime.worklist.result, key)
+    except (OSError, sqlite3.Error) as exc:
+        return error_response(503, f"the worklist is unavailable ({type(exc).__name__})", "WorklistUnavailable", request)
+    if result is None:
+        return error_response(404, "no study with this key on the worklist", "NotFound", request)
+    return JSONResponse(result)
+
+
+async def predict(request: Request, file: UploadFile, prior_report: str | None, fmt: str = "json",
+                  accession: str | None = None) -> Response:
     """``POST /predict`` once FastAPI has parsed and validated the form."""
     if fmt == "fhir" and (missing := _fhir_module_error(request)) is not None:
         return missing
@@ -151,6 +194,7 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
         return error_response(500, INTERNAL_ERROR, "InternalError", request)
     runtime.stats.add_latency(elapsed)
     runtime.inference_seconds.observe(elapsed)
+    prediction = await run_in_threadpool(_to_worklist, runtime, prediction, accession)
     if fmt == "fhir":
         from cxrtriage.imaging.dicom import study_instance_uid
         from cxrtriage.interop.fhir import MEDIA_TYPE, diagnostic_report
@@ -194,12 +238,25 @@ def api_router(max_prior_report_chars: int) -> APIRouter:
                                         description="optional prior radiology report text (quoted as provenance)"),
         format: Literal["json", "fhir"] = Query("json", description="json: the Prediction; fhir: a FHIR R4B "
                                                  "DiagnosticReport (application/fhir+json) of the same result"),
+        accession: str | None = Form(None, pattern=KEY_PATTERN, description="the sender's accession-like key for the "
+                                     "worklist (letters, digits, . _ -; never a patient identifier); random when absent"),
     ) -> Response:
-        return await predict(request, file, prior_report, format)
+        return await predict(request, file, prior_report, format, accession)
+
+    async def worklist_item_endpoint(request: Request, key: str = Path_(..., pattern=KEY_PATTERN)) -> Response:
+        return await worklist_item(request, key)
 
     router = APIRouter()
     router.add_api_route("/predict", predict_endpoint, methods=["POST"], tags=["triage"], response_model=Prediction,
                          responses=PREDICT_RESPONSES, summary="Triage one chest X-ray (decision support only)")
+    router.add_api_route("/worklist", worklist, methods=["GET"], tags=["worklist"],
+                         responses={503: {"description": "the worklist database cannot be opened"}},
+                         summary="triaged studies in reading order (overdue, then Urgent / needs review, then the rest)")
+    router.add_api_route("/worklist/{key}", worklist_item_endpoint, methods=["GET"], tags=["worklist"],
+                         responses={404: {"description": "no study with this key"},
+                                    422: {"description": "the key is not accession-like (letters, digits, . _ -)"},
+                                    503: {"description": "the worklist database cannot be opened"}},
+                         summary="the stored result of one study on the worklist")
     router.add_api_route("/health", health, methods=["GET"], tags=["service"],
                          summary="liveness: the process answers")
     router.add_api_route("/ready", ready, methods=["GET"], tags=["service"],

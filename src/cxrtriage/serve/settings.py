@@ -67,6 +67,9 @@ class ServerSettings(BaseSettings):
     warmup: bool = True
     ui: bool = True
     latency_window: int = Field(default=200, ge=1)
+    #: the reading worklist (SQLite; GET /worklist) and the wait after which any study rises to its top
+    worklist_path: Path = Field(default_factory=config.default_worklist_path)
+    worklist_max_wait_min: float = Field(default=60.0, gt=0)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,0 +1,88 @@
+"""The reading worklist: every triaged study, in the order a radiologist should open them, kept in SQLite so that a
+restart loses nothing.
+
+Order: a study waiting longer than the maximum wait rises to the top (oldest first), whatever its label; then
+Urgent or needs-review studies, then the rest, each oldest first. The only key stored is an accession-like key the
+sender provides (``accession`` on ``POST /predict``; a random one otherwise), never a patient identifier; the stored
+result is the Prediction JSON, which holds none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import re
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+
+from cxrtriage.schema import Prediction
+
+#: what an accession-like key may look like (no spaces, no path characters, no names)
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+PRIORITIES = ("overdue", "urgent", "routine")
+SCHEMA = """CREATE TABLE IF NOT EXISTS worklist (
+    key TEXT PRIMARY KEY, label TEXT NOT NULL, score REAL NOT NULL, needs_review INTEGER NOT NULL,
+    received TEXT NOT NULL, result TEXT NOT NULL)"""
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class Worklist:
+    """A SQLite file of triaged studies; safe to use from the service's worker threads."""
+
+    def __init__(self, path: Path, max_wait_s: float = 3600.0) -> None:
+        self.path, self.max_wait_s = Path(path), float(max_wait_s)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute(SCHEMA)
+
+    @contextlib.contextmanager
+    def _db(self):
+        """One connection per operation, committed and closed (the service's threads share no connection)."""
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def add(self, prediction: Prediction, key: str | None = None, received: _dt.datetime | None = None) -> str:
+        """Store a result under ``key`` (replacing an earlier result of the same key); returns the key."""
+        if key is not None and not re.match(KEY_PATTERN, key):
+            raise ValueError(f"accession key must match {KEY_PATTERN}")
+        key = key or uuid.uuid4().hex[:16]
+        row = (key, prediction.label, float(prediction.score), int(prediction.needs_review),
+               (received or _now()).isoformat(), prediction.model_dump_json())
+        with self._lock, self._db() as db:
+            db.execute("INSERT OR REPLACE INTO worklist VALUES (?, ?, ?, ?, ?, ?)", row)
+        return key
+
+    def priority(self, label: str, needs_review: bool, waiting_s: float) -> str:
+        if waiting_s > self.max_wait_s:
+            return "overdue"
+        return "urgent" if label == "Urgent" or needs_review else "routine"
+
+    def items(self, now: _dt.datetime | None = None, limit: int = 200) -> list[dict]:
+        """The worklist in reading order, with each study's wait and priority."""
+        now = now or _now()
+        with self._lock, self._db() as db:
+            rows = db.execute("SELECT key, label, score, needs_review, received FROM worklist").fetchall()
+        out = []
+        for key, label, score, review, received in rows:
+            waiting = (now - _dt.datetime.fromisoformat(received)).total_seconds()
+            out.append({"key": key, "label": label, "score": score, "needs_review": bool(review), "received": received,
+                        "waiting_s": round(waiting, 1), "priority": self.priority(label, bool(review), waiting)})
+        out.sort(key=lambda r: (PRIORITIES.index(r["priority"]), -r["waiting_s"]))
+        return out[:limit]
+
+    def result(self, key: str) -> dict | None:
+        """The stored Prediction JSON of one study (None when the key is unknown)."""
+        with self._lock, self._db() as db:
+            row = db.execute("SELECT result FROM worklist WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None

@@ -1,0 +1,83 @@
+"""The reading worklist: overdue studies first, then Urgent or needs-review, then the rest, oldest first; it survives a
+restart; the service files every result on it under the sender's key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+
+from cxrtriage.schema import ModelInfo, Prediction
+from cxrtriage.serve.worklist import Worklist
+
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
+MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
+
+
+def _pred(label: str, score: float, review: bool = False) -> Prediction:
+    return Prediction(label=label, score=score, explanation=f"{label}.", threshold=0.3, review_band=(0.25, 0.35),
+                      needs_review=review, model=MODEL)
+
+
+def _ago(minutes: float) -> dt.datetime:
+    return NOW - dt.timedelta(minutes=minutes)
+
+
+def test_reading_order_overdue_then_urgent_or_review_then_routine_each_oldest_first(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
+    wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-OLD", _ago(50))
+    wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-NEW", _ago(5))
+    wl.add(_pred("Urgent", 0.9), "URGENT-NEW", _ago(1))
+    wl.add(_pred("Urgent", 0.6), "URGENT-OLD", _ago(20))
+    wl.add(_pred("Non-Urgent", 0.2, review=True), "REVIEW", _ago(10))
+    wl.add(_pred("Non-Urgent", 0.02), "OVERDUE", _ago(90))  # waited past the maximum: rises above every Urgent
+    items = wl.items(now=NOW)
+    assert [i["key"] for i in items] == ["OVERDUE", "URGENT-OLD", "REVIEW", "URGENT-NEW", "ROUTINE-OLD", "ROUTINE-NEW"]
+    assert [i["priority"] for i in items[:3]] == ["overdue", "urgent", "urgent"]
+    assert items[0]["waiting_s"] == pytest.approx(90 * 60)
+
+
+def test_it_survives_a_restart_and_a_key_sent_again_replaces_its_study(tmp_path):
+    path = tmp_path / "wl.sqlite"
+    Worklist(path).add(_pred("Urgent", 0.9), "ACC-1", _ago(3))
+    again = Worklist(path)
+    assert [i["key"] for i in again.items(now=NOW)] == ["ACC-1"]
+    assert again.result("ACC-1")["label"] == "Urgent"
+    again.add(_pred("Non-Urgent", 0.1), "ACC-1", _ago(1))
+    assert [(i["key"], i["label"]) for i in again.items(now=NOW)] == [("ACC-1", "Non-Urgent")]
+    assert again.result("nope") is None
+
+
+def test_only_accession_like_keys_are_stored(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite")
+    for bad in ("Doe^John", "../etc/passwd", "", "a" * 65, "12 34"):
+        with pytest.raises(ValueError):
+            wl.add(_pred("Urgent", 0.9), bad or "\n")
+    assert len(wl.add(_pred("Urgent", 0.9))) == 16  # a random key when the sender gives none
+
+
+def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir):
+    from fastapi.testclient import TestClient
+
+    from cxrtriage.serve.app import create_app
+    from cxrtriage.serve.settings import ServerSettings
+
+    settings = ServerSettings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
+    image = (data_dir / "nih" / "images" / "00000150_002.png").read_bytes()
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for key in ("ACC-100", "ACC-101"):
+            r = client.post("/predict", files={"file": ("x.png", image, "image/png")}, data={"accession": key})
+            assert r.status_code == 200, r.text
+        bad = client.post("/predict", files={"file": ("x.png", image, "image/png")}, data={"accession": "Doe^John"})
+        assert bad.status_code == 422
+        listed = client.get("/worklist").json()
+        assert [i["key"] for i in listed["items"]] == ["ACC-100", "ACC-101"]  # both Urgent: the older first
+        assert listed["items"][0]["priority"] == "urgent" and listed["max_wait_min"] == 60.0
+        stored = client.get("/worklist/ACC-101")
+        assert stored.status_code == 200 and stored.json()["label"] == listed["items"][1]["label"]
+        assert client.get("/worklist/ACC-999").status_code == 404
