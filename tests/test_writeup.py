@@ -73,7 +73,7 @@ def test_every_figure_is_in_the_pdf(record):
 
 def test_the_template_asks_only_for_numbers_that_have_a_source(tmp_path):
     book = writeup.NumberBook(ROOT)
-    html = writeup.render_html(ROOT, ROOT / writeup.TEMPLATE, book)
+    html = writeup.render_html(ROOT / writeup.TEMPLATE, book)
     assert "<h2>Technical details</h2>" in html and set(book.used) <= set(writeup.NUMBERS)
     with pytest.raises(KeyError, match="NUMBERS does not define"):
         book("a_number_nobody_measured")

@@ -27,7 +27,7 @@ def write_fhir(result, path: str, folder: Path) -> str:
     from cxrtriage.imaging.dicom import study_instance_uid
     from cxrtriage.interop.fhir import diagnostic_report
 
-    report = diagnostic_report(result, study_uid=study_instance_uid(Path(path).read_bytes()))
+    report = diagnostic_report(result, study_uid=study_instance_uid(Path(path)))
     target = _free_name(folder, Path(path).stem, ".fhir.json")
     replace_atomically(target, lambda fh: fh.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")))
     return str(target)

@@ -79,10 +79,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("error: give image paths or --examples FILE", file=sys.stderr)
         return 2
     if args.fhir:
-        from cxrtriage.optional import MissingDependency, require
+        from cxrtriage.interop.fhir import fhir_models
+        from cxrtriage.optional import MissingDependency
 
         try:
-            require("fhir.resources", extra="interop", purpose="--fhir")
+            fhir_models("--fhir")
         except MissingDependency as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

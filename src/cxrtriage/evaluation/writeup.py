@@ -228,7 +228,7 @@ def render_markdown(text: str) -> str:
     return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
 
 
-def render_html(root: Path, template: Path, book: NumberBook) -> str:
+def render_html(template: Path, book: NumberBook) -> str:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
@@ -266,7 +266,7 @@ def build_writeup(root: Path, out_pdf: Path, *, data_dir: Path | None, figures: 
     if missing:
         raise FileNotFoundError(f"figures missing in {fig_dir}: {', '.join(missing)}")
     book = NumberBook(root)
-    html = render_html(root, root / TEMPLATE, book)
+    html = render_html(root / TEMPLATE, book)
     html_path = root / WRITEUP_DIR / "writeup.html"
     html_path.write_text(html, encoding="utf-8")
     html_to_pdf(html_path, out_pdf)

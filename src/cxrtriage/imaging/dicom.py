@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -299,15 +300,22 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
     return None, None
 
 
-def study_instance_uid(data: bytes) -> str | None:
+def study_instance_uid(source: bytes | Path) -> str | None:
     """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for results that must point
-    back at their study (the FHIR report). Read only, never logged; no pixel data is parsed."""
-    from cxrtriage.imaging.sniff import sniff_format
+    back at their study (the FHIR report). Read only, never logged; no pixel data is parsed, and from a path only
+    the header is read from disk."""
+    from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
 
-    if sniff_format(data[:4096]) != "dicom":
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    else:
+        head = source[:SNIFF_BYTES]
+    if sniff_format(head) != "dicom":
         return None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["StudyInstanceUID"], force=True)
+        ds = pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True,
+                             specific_tags=["StudyInstanceUID"], force=True)
     except Exception:  # noqa: BLE001 - a header the decoder already judged is not re-judged here
         return None
     uid = str(getattr(ds, "StudyInstanceUID", "") or "").strip()

@@ -33,11 +33,17 @@ def _observation(oid: str, text: str, **value) -> dict:
             "category": [{"coding": [IMAGING_CATEGORY]}], "code": {"text": text}, "device": {"reference": "#model"}, **value}
 
 
-def diagnostic_report(pred: Prediction, *, study_uid: str | None = None, issued: _dt.datetime | None = None) -> dict:
-    """The validated DiagnosticReport as a JSON-ready dict (raises pydantic's ValidationError if it were invalid)."""
+def fhir_models(purpose: str = "FHIR output"):
+    """fhir.resources' R4B DiagnosticReport module, or MissingDependency naming the pip command (the one check the
+    CLI, the service and this module make)."""
     from cxrtriage.optional import require
 
-    module = require("fhir.resources.R4B.diagnosticreport", extra="interop", purpose="FHIR output")
+    return require("fhir.resources.R4B.diagnosticreport", extra="interop", purpose=purpose)
+
+
+def diagnostic_report(pred: Prediction, *, study_uid: str | None = None, issued: _dt.datetime | None = None) -> dict:
+    """The validated DiagnosticReport as a JSON-ready dict (raises pydantic's ValidationError if it were invalid)."""
+    module = fhir_models()
     low, high = pred.review_band
     observations = [
         _observation("urgency", "Chest radiograph triage category (AI decision support)",

@@ -102,10 +102,11 @@ PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _fhir_module_error(request: Request) -> Response | None:
     """A 501 before any work when FHIR output is asked for but its library is missing."""
-    from cxrtriage.optional import MissingDependency, require
+    from cxrtriage.interop.fhir import fhir_models
+    from cxrtriage.optional import MissingDependency
 
     try:
-        require("fhir.resources.R4B.diagnosticreport", extra="interop", purpose="format=fhir")
+        fhir_models("format=fhir")
     except MissingDependency as exc:
         return error_response(501, str(exc), "MissingDependency", request)
     return None
@@ -124,15 +125,23 @@ def _to_worklist(runtime: Any, prediction: Prediction, accession: str | None) ->
     return prediction
 
 
-async def worklist(request: Request) -> Response:
-    """``GET /worklist``: triaged studies in reading order."""
+async def _read_worklist(request: Request, method: str, *args: Any) -> tuple[Any, Response | None]:
+    """Run a Worklist read in a worker thread: (its result, None), or (None, the 503) when the database fails."""
     import sqlite3
 
-    runtime = request.app.state.runtime
     try:
-        items = await run_in_threadpool(runtime.worklist.items)
+        return await run_in_threadpool(lambda: getattr(request.app.state.runtime.worklist, method)(*args)), None
     except (OSError, sqlite3.Error) as exc:
-        return error_response(503, f"the worklist is unavailable ({type(exc).__name__})", "WorklistUnavailable", request)
+        return None, error_response(503, f"the worklist is unavailable ({type(exc).__name__})", "WorklistUnavailable",
+                                    request)
+
+
+async def worklist(request: Request) -> Response:
+    """``GET /worklist``: triaged studies in reading order."""
+    runtime = request.app.state.runtime
+    items, failed = await _read_worklist(request, "items")
+    if failed is not None:
+        return failed
     return JSONResponse({"order": "overdue (waiting longer than the maximum), then Urgent or needs review, then the "
                                   "rest; oldest first within each", "max_wait_min": runtime.settings.worklist_max_wait_min,
                          "items": items})
@@ -140,12 +149,9 @@ async def worklist(request: Request) -> Response:
 
 async def worklist_item(request: Request, key: str) -> Response:
     """``GET /worklist/{key}``: the stored result of one study."""
-    import sqlite3
-
-    try:
-        result = await run_in_threadpool(request.app.state.runtime.worklist.result, key)
-    except (OSError, sqlite3.Error) as exc:
-        return error_response(503, f"the worklist is unavailable ({type(exc).__name__})", "WorklistUnavailable", request)
+    result, failed = await _read_worklist(request, "result", key)
+    if failed is not None:
+        return failed
     if result is None:
         return error_response(404, "no study with this key on the worklist", "NotFound", request)
     return JSONResponse(result)
@@ -199,8 +205,8 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
         from cxrtriage.imaging.dicom import study_instance_uid
         from cxrtriage.interop.fhir import MEDIA_TYPE, diagnostic_report
 
-        return JSONResponse(diagnostic_report(prediction, study_uid=study_instance_uid(data)), media_type=MEDIA_TYPE,
-                            background=BackgroundTask(runtime.prune_soon))
+        report = await run_in_threadpool(lambda: diagnostic_report(prediction, study_uid=study_instance_uid(data)))
+        return JSONResponse(report, media_type=MEDIA_TYPE, background=BackgroundTask(runtime.prune_soon))
     return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
 
 

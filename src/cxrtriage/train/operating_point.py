@@ -45,8 +45,8 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     """model.json's ``calibration``, ``threshold``, ``review_band`` (with their rules) and per-source figures."""
     if BAND_SOURCE not in sources:
         raise ValueError(f"the validation sources must include {BAND_SOURCE!r}")
-    inverted = {k: metrics.roc_auc(s.labels, s.logits) for k, s in sources.items() if 0 < s.labels.sum() < len(s.labels)}
-    inverted = {k: auc for k, auc in inverted.items() if auc < 0.5}
+    aucs = {k: metrics.roc_auc(s.labels, s.logits) for k, s in sources.items() if 0 < s.labels.sum() < len(s.labels)}
+    inverted = {k: auc for k, auc in aucs.items() if auc < 0.5}
     fitted = {k: s for k, s in sources.items() if k not in inverted}
     if not any(0 < s.labels.sum() < len(s.labels) for s in fitted.values()):
         raise ValueError("the classifier ranks every validation source with both classes worse than chance "
@@ -62,8 +62,8 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
                "mean_score": float(p.mean())}
         if 0 < s.labels.sum():
             row["threshold_for_sensitivity_0.95"] = metrics.threshold_for_sensitivity(s.labels, p, SENSITIVITY_TARGET)
-        if 0 < s.labels.sum() < len(s.labels):
-            row["auc"] = metrics.roc_auc(s.labels, s.logits)
+        if name in aucs:
+            row["auc"] = aucs[name]
         per_source[name] = row
     with_pos = {k: v["threshold_for_sensitivity_0.95"] for k, v in per_source.items() if "threshold_for_sensitivity_0.95" in v}
     threshold = float(min(with_pos.values()))
