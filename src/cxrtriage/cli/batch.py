@@ -10,6 +10,7 @@ from typing import IO
 from tqdm import tqdm
 
 from cxrtriage.errors import CXRTriageError
+from cxrtriage.files import replace_atomically
 
 
 def _free_name(folder: Path, stem: str, suffix: str) -> Path:
@@ -23,7 +24,6 @@ def _free_name(folder: Path, stem: str, suffix: str) -> Path:
 
 def write_fhir(result, path: str, folder: Path) -> str:
     """The FHIR DiagnosticReport of one result (the study UID read from a DICOM input's header) -> its file."""
-    from cxrtriage.files import replace_atomically
     from cxrtriage.imaging.dicom import study_instance_uid
     from cxrtriage.interop.fhir import diagnostic_report
 
@@ -33,8 +33,26 @@ def write_fhir(result, path: str, folder: Path) -> str:
     return str(target)
 
 
+def write_sr(result, path: str, folder: Path) -> str | None:
+    """The DICOM SR (TID 1500) of one DICOM input -> its file; None for a PNG/JPEG input (an SR must reference a
+    source DICOM instance)."""
+    import pydicom
+
+    from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
+    from cxrtriage.interop.sr import structured_report
+
+    with open(path, "rb") as fh:
+        if sniff_format(fh.read(SNIFF_BYTES)) != "dicom":
+            return None
+    source = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    target = _free_name(folder, Path(path).stem, ".sr.dcm")
+    report = structured_report(result, source)
+    replace_atomically(target, lambda fh: report.save_as(fh, enforce_file_format=True))
+    return str(target)
+
+
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  model_dir: str | None = None, fhir_dir: str | None = None) -> int:
+                  model_dir: str | None = None, fhir_dir: str | None = None, sr_dir: str | None = None) -> int:
     """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error."""
     from cxrtriage.pipeline import get_triage
 
@@ -51,8 +69,9 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    if fhir_dir:
-        Path(fhir_dir).mkdir(parents=True, exist_ok=True)
+    for folder in (fhir_dir, sr_dir):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     failed = 0
     sink: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout
     try:
@@ -62,6 +81,12 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
                 row = {"path": path, **result.model_dump(mode="json")}
                 if fhir_dir:
                     row["fhir_path"] = write_fhir(result, path, Path(fhir_dir))
+                if sr_dir:
+                    sr_path = write_sr(result, path, Path(sr_dir))
+                    if sr_path:
+                        row["sr_path"] = sr_path
+                    else:
+                        row["sr_skipped"] = "not a DICOM input: an SR must reference a source DICOM instance"
             except CXRTriageError as exc:
                 failed += 1
                 row = {"path": path, "error": str(exc), "error_type": type(exc).__name__}

@@ -78,17 +78,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("error: give image paths or --examples FILE", file=sys.stderr)
         return 2
-    if args.fhir:
-        from cxrtriage.interop.fhir import fhir_models
-        from cxrtriage.optional import MissingDependency
+    from cxrtriage.interop.fhir import fhir_models
+    from cxrtriage.interop.sr import sr_module
+    from cxrtriage.optional import MissingDependency
 
-        try:
+    try:
+        if args.fhir:
             fhir_models("--fhir")
-        except MissingDependency as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        if args.sr:
+            sr_module("--sr")
+    except MissingDependency as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir,
-                         fhir_dir=args.fhir)
+                         fhir_dir=args.fhir, sr_dir=args.sr)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -384,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="only the first N images (of --examples, else of the paths)")
     s.add_argument("--fhir", metavar="DIR", help="also write a FHIR DiagnosticReport per triaged input to DIR/<stem>.fhir.json "
                                                  "(needs the [interop] extra)")
+    s.add_argument("--sr", metavar="DIR", help="also write a DICOM Structured Report (TID 1500: category, score, "
+                                               "threshold, model, evidence boxes as regions on the image) per DICOM "
+                                               "input to DIR/<stem>.sr.dcm (needs the [interop] extra)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 

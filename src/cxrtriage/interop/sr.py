@@ -1,0 +1,114 @@
+"""A triage result as a DICOM Comprehensive SR following TID 1500 (Measurement Report), written with highdicom (the
+``[interop]`` extra), so a PACS files it beside the radiograph it describes.
+
+The image-level measurement group holds the calibrated score and the operating threshold (UCUM "1"), the urgency
+category and needs-review flag as qualitative evaluations, each named finding, the quoted prior-report sentences and
+the disclaimer as text; each evidence box is a planar ROI group whose SCOORD is a closed rectangle on the source
+image (the crops are in original pixels, which is the source image's grid). The model is the algorithm
+identification (name, version, sha256 as a parameter) and the observing device. Patient and study attributes are
+copied from the source by highdicom (the SR belongs to the same patient and must file with the study); nothing
+here logs them. The report is preliminary: never complete, verified or final.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from cxrtriage.schema import DISCLAIMER, Prediction
+
+SR_PROCEDURE = ("168731009", "SCT", "Chest X-ray")
+LABEL_CODES = {"Urgent": ("RID49482", "RADLEX", "Urgent"), "Non-Urgent": ("RID49483", "RADLEX", "Non-urgent")}
+
+
+def sr_module(purpose: str = "DICOM SR output"):
+    """highdicom, or MissingDependency naming the pip command (the one check the CLI and this module make)."""
+    from cxrtriage.optional import require
+
+    return require("highdicom", extra="interop", purpose=purpose)
+
+
+#: Type 2 attributes the SR copies from its source: present but empty when the source lacks them (legal in DICOM)
+COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
+                "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _complete_source(source):
+    """A copy of ``source`` with empty Type 2 patient/study attributes added where absent (old CR files omit some)."""
+    import copy
+    import re
+
+    filled = copy.deepcopy(source)
+    for keyword in COPIED_TYPE2:
+        if keyword not in filled:
+            setattr(filled, keyword, "")
+    age = str(filled.get("PatientAge", ""))
+    if "PatientAge" in filled and not re.fullmatch(r"\d{3}[DWMY]", age):
+        del filled.PatientAge  # an invalid AS value (e.g. "62") would make the SR itself invalid
+    return filled
+
+
+def structured_report(pred: Prediction, source, *, series_number: int = 901, instance_number: int = 1):
+    """The TID 1500 Comprehensive SR (a highdicom ``ComprehensiveSR`` dataset) for ``pred`` on the pydicom dataset
+    ``source``."""
+    import numpy as np
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    hd = sr_module()
+    source = _complete_source(source)
+    algorithm = hd.sr.AlgorithmIdentification(name=pred.model.name, version=pred.model.version,
+                                              parameters=[f"sha256={pred.model.sha256}", f"backend={pred.model.backend}"])
+    one = Code("1", "UCUM", "no units")
+    measurements = [
+        hd.sr.Measurement(name=Code("C0033204", "UMLS", "Calibrated probability of urgency"), value=float(pred.score),
+                          unit=one, algorithm_id=algorithm),
+        hd.sr.Measurement(name=Code("C1710266", "UMLS", "Operating threshold"), value=float(pred.threshold),
+                          unit=one, algorithm_id=algorithm),
+    ]
+    for f in pred.findings:
+        if f.named_in_explanation:
+            measurements.append(hd.sr.Measurement(name=Code("C0033204", "UMLS", f"Probability of {f.name}"),
+                                                  value=float(f.probability), unit=one, algorithm_id=algorithm))
+    yes, no = Code("373066001", "SCT", "Yes"), Code("373067005", "SCT", "No")
+    evaluations = [
+        hd.sr.QualitativeEvaluation(Code("RID49481", "RADLEX", "Triage category"), Code(*LABEL_CODES[pred.label])),
+        hd.sr.QualitativeEvaluation(Code("C0205544", "UMLS", "Needs human review"), yes if pred.needs_review else no),
+    ]
+    source_image = hd.sr.SourceImageForRegion(referenced_sop_class_uid=source.SOPClassUID,
+                                              referenced_sop_instance_uid=source.SOPInstanceUID)
+    image_group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(identifier="cxrtriage image-level result", uid=hd.UID()),
+        algorithm_id=algorithm, measurements=measurements, qualitative_evaluations=evaluations,
+        source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
+    texts = [("Explanation", pred.explanation), ("Disclaimer", DISCLAIMER)]
+    texts += [("Prior report quote", p.snippet) for p in pred.provenance if p.source == "prior_report"]
+    for name, value in texts:
+        image_group[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=Code("C25365", "NCIt", name), value=value[:1024],
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    groups = [image_group]
+    for i, crop in enumerate(pred.crops):
+        x0, y0, x1, y1 = crop.x, crop.y, crop.x + crop.w, crop.y + crop.h
+        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=float)
+        region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=corners,
+                                   source_image=source_image)
+        groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(identifier=f"evidence box {i + 1}"
+                                                         + (f" ({crop.region})" if crop.region else ""), uid=hd.UID()),
+            referenced_region=region, algorithm_id=algorithm,
+            finding_type=Code("C0221198", "UMLS", "Evidence region (AI decision support)")))
+    observer = hd.sr.ObserverContext(observer_type=codes.cid270.Device,
+                                     observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                                         uid=hd.UID(), name=pred.model.name, model_name=pred.model.version))
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+                                     procedure_reported=Code(*SR_PROCEDURE), imaging_measurements=groups,
+                                     title=codes.cid7021.ImagingMeasurementReport)
+    with warnings.catch_warnings():
+        # highdicom warns about unusual person names by quoting them: a patient identifier must never reach a log
+        warnings.simplefilter("ignore", UserWarning)
+        sr = hd.sr.ComprehensiveSR(evidence=[source], content=report[0], series_instance_uid=hd.UID(),
+                                   series_number=series_number, sop_instance_uid=hd.UID(),
+                                   instance_number=instance_number, manufacturer="cxrtriage",
+                                   series_description="cxrtriage AI triage (preliminary)")
+    sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the disclaimer's dash and quoted reports are not Latin-1
+    return sr
