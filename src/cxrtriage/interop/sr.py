@@ -17,7 +17,10 @@ import warnings
 from cxrtriage.schema import DISCLAIMER, Prediction
 
 SR_PROCEDURE = ("168731009", "SCT", "Chest X-ray")
-LABEL_CODES = {"Urgent": ("RID49482", "RADLEX", "Urgent"), "Non-Urgent": ("RID49483", "RADLEX", "Non-urgent")}
+#: cxrtriage's own concepts, in a private coding scheme (DICOM PS3.16 8.2: designators starting "99"), rather than
+#: borrowing codes of a public terminology that mean something else
+LOCAL = "99CXRTRIAGE"
+LABEL_CODES = {"Urgent": ("URGENT", LOCAL, "Urgent"), "Non-Urgent": ("NONURGENT", LOCAL, "Non-urgent")}
 
 
 def sr_module(purpose: str = "DICOM SR output"):
@@ -60,19 +63,19 @@ def structured_report(pred: Prediction, source, *, series_number: int = 901, ins
                                               parameters=[f"sha256={pred.model.sha256}", f"backend={pred.model.backend}"])
     one = Code("1", "UCUM", "no units")
     measurements = [
-        hd.sr.Measurement(name=Code("C0033204", "UMLS", "Calibrated probability of urgency"), value=float(pred.score),
+        hd.sr.Measurement(name=Code("SCORE", LOCAL, "Calibrated probability of urgency"), value=float(pred.score),
                           unit=one, algorithm_id=algorithm),
-        hd.sr.Measurement(name=Code("C1710266", "UMLS", "Operating threshold"), value=float(pred.threshold),
+        hd.sr.Measurement(name=Code("THRESHOLD", LOCAL, "Operating threshold"), value=float(pred.threshold),
                           unit=one, algorithm_id=algorithm),
     ]
-    for f in pred.findings:
+    for i, f in enumerate(pred.findings):
         if f.named_in_explanation:
-            measurements.append(hd.sr.Measurement(name=Code("C0033204", "UMLS", f"Probability of {f.name}"),
+            measurements.append(hd.sr.Measurement(name=Code(f"FINDING{i}", LOCAL, f"Probability of {f.name}"),
                                                   value=float(f.probability), unit=one, algorithm_id=algorithm))
     yes, no = Code("373066001", "SCT", "Yes"), Code("373067005", "SCT", "No")
     evaluations = [
-        hd.sr.QualitativeEvaluation(Code("RID49481", "RADLEX", "Triage category"), Code(*LABEL_CODES[pred.label])),
-        hd.sr.QualitativeEvaluation(Code("C0205544", "UMLS", "Needs human review"), yes if pred.needs_review else no),
+        hd.sr.QualitativeEvaluation(Code("CATEGORY", LOCAL, "Triage category"), Code(*LABEL_CODES[pred.label])),
+        hd.sr.QualitativeEvaluation(Code("REVIEW", LOCAL, "Needs human review"), yes if pred.needs_review else no),
     ]
     source_image = hd.sr.SourceImageForRegion(referenced_sop_class_uid=source.SOPClassUID,
                                               referenced_sop_instance_uid=source.SOPInstanceUID)
@@ -84,7 +87,7 @@ def structured_report(pred: Prediction, source, *, series_number: int = 901, ins
     texts += [("Prior report quote", p.snippet) for p in pred.provenance if p.source == "prior_report"]
     for name, value in texts:
         image_group[0].ContentSequence.append(hd.sr.TextContentItem(
-            name=Code("C25365", "NCIt", name), value=value[:1024],
+            name=Code(name.upper().replace(" ", ""), LOCAL, name), value=value[:1024],
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     groups = [image_group]
     for i, crop in enumerate(pred.crops):
@@ -96,7 +99,7 @@ def structured_report(pred: Prediction, source, *, series_number: int = 901, ins
             tracking_identifier=hd.sr.TrackingIdentifier(identifier=f"evidence box {i + 1}"
                                                          + (f" ({crop.region})" if crop.region else ""), uid=hd.UID()),
             referenced_region=region, algorithm_id=algorithm,
-            finding_type=Code("C0221198", "UMLS", "Evidence region (AI decision support)")))
+            finding_type=Code("EVIDENCE", LOCAL, "Evidence region (AI decision support)")))
     observer = hd.sr.ObserverContext(observer_type=codes.cid270.Device,
                                      observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                                          uid=hd.UID(), name=pred.model.name, model_name=pred.model.version))
