@@ -37,6 +37,7 @@ def written(data_dir, tmp_path_factory):
 
 def test_every_dicom_input_gets_an_sr_on_its_study_and_a_png_says_why_not(written):
     code, inputs, rows = written
+    assert code == 0  # all three inputs triaged
     by_path = {r["path"]: r for r in rows}
     for source_path in inputs:
         row = by_path[str(source_path)]

@@ -36,15 +36,12 @@ def write_fhir(result, path: str, folder: Path) -> str:
 def write_sr(result, path: str, folder: Path) -> str | None:
     """The DICOM SR (TID 1500) of one DICOM input -> its file; None for a PNG/JPEG input (an SR must reference a
     source DICOM instance)."""
-    import pydicom
-
-    from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
+    from cxrtriage.imaging.dicom import dicom_header
     from cxrtriage.interop.sr import structured_report
 
-    with open(path, "rb") as fh:
-        if sniff_format(fh.read(SNIFF_BYTES)) != "dicom":
-            return None
-    source = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    source = dicom_header(Path(path))
+    if source is None:
+        return None
     target = _free_name(folder, Path(path).stem, ".sr.dcm")
     report = structured_report(result, source)
     replace_atomically(target, lambda fh: report.save_as(fh, enforce_file_format=True))

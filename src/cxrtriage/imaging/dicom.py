@@ -300,10 +300,10 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
     return None, None
 
 
-def study_instance_uid(source: bytes | Path) -> str | None:
-    """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for results that must point
-    back at their study (the FHIR report). Read only, never logged; no pixel data is parsed, and from a path only
-    the header is read from disk."""
+def dicom_header(source: bytes | Path, tags: list[str] | None = None) -> Dataset | None:
+    """A DICOM file's header without its pixel data (only ``tags`` when given), or None when the input is not DICOM
+    or its header cannot be read: for results that must point back at their source (the FHIR report, the SR). From
+    a path only the header is read from disk; nothing of it is logged."""
     from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
 
     if isinstance(source, Path):
@@ -314,9 +314,14 @@ def study_instance_uid(source: bytes | Path) -> str | None:
     if sniff_format(head) != "dicom":
         return None
     try:
-        ds = pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True,
-                             specific_tags=["StudyInstanceUID"], force=True)
+        return pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True,
+                               specific_tags=tags, force=True)
     except Exception:  # noqa: BLE001 - a header the decoder already judged is not re-judged here
         return None
+
+
+def study_instance_uid(source: bytes | Path) -> str | None:
+    """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for the FHIR report."""
+    ds = dicom_header(source, ["StudyInstanceUID"])
     uid = str(getattr(ds, "StudyInstanceUID", "") or "").strip()
     return uid or None
