@@ -4,6 +4,9 @@ and the tiny random-weight MedSigLIP / MedGemma stand-ins (built once per sessio
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -41,6 +44,20 @@ def _worklist_in_tmp(tmp_path_factory: pytest.TempPathFactory):
 def _crops_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Crops written by any test land in a temporary folder, never in the user's default location."""
     monkeypatch.setenv("CXRTRIAGE_CROPS_DIR", str(tmp_path_factory.getbasetemp() / "crops-default"))
+
+
+@pytest.fixture(scope="session")
+def dciodvfy_errors() -> Callable[[str | Path], list[str]]:
+    """The "Error" lines dciodvfy (Debian package dicom3tools) prints for a DICOM file; the test is skipped where
+    dciodvfy is not installed, so DICOM output is validated wherever it can be."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian package dicom3tools) not installed")
+
+    def errors(path: str | Path) -> list[str]:
+        done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
+
+    return errors
 
 
 @pytest.fixture(scope="session")

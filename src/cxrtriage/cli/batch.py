@@ -33,19 +33,29 @@ def write_fhir(result, path: str, folder: Path) -> str:
     return str(target)
 
 
-def write_sr(result, path: str, folder: Path) -> str | None:
-    """The DICOM SR (TID 1500) of one DICOM input -> its file; None for a PNG/JPEG input (an SR must reference a
+def _write_dicom(dataset, folder: Path, stem: str, suffix: str) -> str:
+    """A DICOM dataset -> ``folder/stem+suffix`` (a free name, written atomically, as a file with its meta)."""
+    target = _free_name(folder, stem, suffix)
+    replace_atomically(target, lambda fh: dataset.save_as(fh, enforce_file_format=True))
+    return str(target)
+
+
+def write_sr(result, path: str, folder: Path) -> dict[str, str] | None:
+    """The DICOM SR (TID 1500) and the Secondary Capture with the boxes burned in (for viewers that cannot show SR
+    regions) of one DICOM input -> ``{"sr_path", "sc_path"}``; None for a PNG/JPEG input (both must reference a
     source DICOM instance)."""
+    import pydicom
+
     from cxrtriage.imaging.dicom import dicom_header
+    from cxrtriage.interop.secondary_capture import secondary_capture
     from cxrtriage.interop.sr import structured_report
 
-    source = dicom_header(Path(path))
-    if source is None:
+    if dicom_header(Path(path), ["SOPInstanceUID"]) is None:
         return None
-    target = _free_name(folder, Path(path).stem, ".sr.dcm")
-    report = structured_report(result, source)
-    replace_atomically(target, lambda fh: report.save_as(fh, enforce_file_format=True))
-    return str(target)
+    source = pydicom.dcmread(path, force=True)  # pixels included: the SC draws on them
+    stem = Path(path).stem
+    return {"sr_path": _write_dicom(structured_report(result, source), folder, stem, ".sr.dcm"),
+            "sc_path": _write_dicom(secondary_capture(result, source), folder, stem, ".sc.dcm")}
 
 
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
@@ -79,11 +89,12 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
                 if fhir_dir:
                     row["fhir_path"] = write_fhir(result, path, Path(fhir_dir))
                 if sr_dir:
-                    sr_path = write_sr(result, path, Path(sr_dir))
-                    if sr_path:
-                        row["sr_path"] = sr_path
+                    written = write_sr(result, path, Path(sr_dir))
+                    if written:
+                        row.update(written)
                     else:
-                        row["sr_skipped"] = "not a DICOM input: an SR must reference a source DICOM instance"
+                        row["sr_skipped"] = ("not a DICOM input: the SR and the Secondary Capture must reference a "
+                                             "source DICOM instance")
             except CXRTriageError as exc:
                 failed += 1
                 row = {"path": path, "error": str(exc), "error_type": type(exc).__name__}

@@ -389,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "(needs the [interop] extra)")
     s.add_argument("--sr", metavar="DIR", help="also write a DICOM Structured Report (TID 1500: category, score, "
                                                "threshold, model, evidence boxes as regions on the image) per DICOM "
-                                               "input to DIR/<stem>.sr.dcm (needs the [interop] extra)")
+                                               "input to DIR/<stem>.sr.dcm, and beside it DIR/<stem>.sc.dcm, a "
+                                               "Secondary Capture of the image with the boxes and the result burned "
+                                               "in for viewers that cannot show SR regions (needs the [interop] extra)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 

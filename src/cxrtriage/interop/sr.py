@@ -35,7 +35,7 @@ COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "S
                 "StudyDate", "StudyTime", "ReferringPhysicianName")
 
 
-def _complete_source(source):
+def complete_source(source):
     """A copy of ``source`` with empty Type 2 patient/study attributes added where absent (old CR files omit some)."""
     import copy
     import re
@@ -58,7 +58,7 @@ def structured_report(pred: Prediction, source, *, series_number: int = 901, ins
     from pydicom.sr.coding import Code
 
     hd = sr_module()
-    source = _complete_source(source)
+    source = complete_source(source)
     algorithm = hd.sr.AlgorithmIdentification(name=pred.model.name, version=pred.model.version,
                                               parameters=[f"sha256={pred.model.sha256}", f"backend={pred.model.backend}"])
     one = Code("1", "UCUM", "no units")
