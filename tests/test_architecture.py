@@ -22,14 +22,15 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
     "interop": {"imaging"},
     "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop"},
+    "pacs": {"imaging", "pipeline", "interop", "serve"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
     "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train"},
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def",
-            "interop"},
+            "interop", "pacs"},
     "__init__": {"imaging", "pipeline"},
 }
-RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", *BASE}
+RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", "pacs", *BASE}
 
 
 def _module_name(path: Path) -> str:

@@ -172,3 +172,10 @@ def header_timeout_s(default: float) -> float:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+def worklist_path() -> Path:
+    """``CXRTRIAGE_WORKLIST_PATH`` or :func:`default_worklist_path`: the one worklist the service, its UI and the
+    DICOM node share."""
+    text = _text("CXRTRIAGE_WORKLIST_PATH")
+    return Path(text) if text else default_worklist_path()

@@ -1,4 +1,4 @@
-"""Command line: ``cxrtriage predict | segment | train | train-segmenter | export-segmenter | export | recalibrate | evaluate | bench | split | serve | test-set | ratings``.
+"""Command line: ``cxrtriage predict | dicom-node | orthanc-pull | segment | train | train-segmenter | export-segmenter | export | recalibrate | evaluate | bench | split | serve | test-set | ratings``.
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
@@ -14,6 +14,8 @@ from typing import Callable
 
 from cxrtriage import config
 from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
+from cxrtriage.cli.pacs import add_parser as add_pacs_parser
+from cxrtriage.cli.pacs_demo import add_parser as add_pacs_demo_parser
 from cxrtriage.cli.options import resolve_data_dir
 
 
@@ -548,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_ratings)
 
     add_hai_def_parser(sub)  # cxrtriage hai-def ... (cxrtriage.cli.hai_def)
+    add_pacs_parser(sub)  # cxrtriage dicom-node / orthanc-pull (cxrtriage.cli.pacs)
+    add_pacs_demo_parser(sub)  # cxrtriage pacs-demo (cxrtriage.cli.pacs_demo)
     return p
 
 

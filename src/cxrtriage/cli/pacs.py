@@ -1,0 +1,159 @@
+"""Command line of the PACS integration: ``cxrtriage dicom-node`` (a DICOM Storage SCP that triages what it receives
+and C-STOREs the SR back) and ``cxrtriage orthanc-pull`` (polls an Orthanc PACS over REST and stores the SR back).
+
+Both run until SIGINT/SIGTERM, then finish the instances already received. They log one line per instance with
+running counts (and, with ``--status-file``, write the counts as JSON); no line holds a patient identifier. Exit
+codes: 0 stopped cleanly, 1 the queue could not be drained in time, 2 usage or configuration error (a missing
+``[interop]`` extra, a bad destination, an unreachable Orthanc at start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from cxrtriage import config
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("pynetdicom", "highdicom"):  # their info lines name UIDs and can dump dataset headers
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM: the graceful way out."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _handler(args: argparse.Namespace, send: Any):
+    """Engine, worklist and handler from the shared options (loads the model once)."""
+    from cxrtriage.pacs.handling import InstanceHandler
+    from cxrtriage.pipeline import get_triage
+    from cxrtriage.serve.worklist import Worklist
+
+    worklist = None if args.no_worklist else Worklist(Path(args.worklist) if args.worklist else config.worklist_path())
+    return InstanceHandler(get_triage(), send, worklist=worklist, fhir_endpoint=args.fhir_endpoint,
+                           secondary_capture=not args.no_secondary_capture,
+                           status_path=Path(args.status_file) if args.status_file else None)
+
+
+def _check_extra() -> str | None:
+    from cxrtriage.optional import MissingDependency, require_all
+
+    try:
+        require_all({"pynetdicom": "interop", "highdicom": "interop", "fhir.resources": "interop"},
+                    purpose="the DICOM node")
+    except MissingDependency as exc:
+        return str(exc)
+    return None
+
+
+def cmd_dicom_node(args: argparse.Namespace) -> int:
+    from cxrtriage.pacs.delivery import Destination
+    from cxrtriage.pacs.node import DicomNode, NodeConfig, destination_sender
+
+    problem = _check_extra()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        destination = Destination.parse(args.destination) if args.destination else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not 0 < len(args.ae_title) <= 16:
+        print("error: --ae-title must be 1-16 characters", file=sys.stderr)
+        return 2
+    _configure_logging()
+    handler = _handler(args, destination_sender(destination, args.ae_title))
+    node = DicomNode(NodeConfig(ae_title=args.ae_title, host=args.host, port=args.port,
+                                allowed_callers=tuple(args.allow_caller or ()), queue_size=args.queue_size), handler)
+    stop = _stop_event()
+    try:
+        node.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    if destination is None:
+        logging.getLogger("cxrtriage.pacs").warning("no --destination: results are filed on the worklist only")
+    stop.wait()
+    return 0 if node.stop() else 1
+
+
+def cmd_orthanc_pull(args: argparse.Namespace) -> int:
+    import os
+
+    from cxrtriage.pacs.orthanc import OrthancClient, OrthancError, OrthancPoller
+
+    problem = _check_extra()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    _configure_logging()
+    client = OrthancClient(args.url, username=args.username, password=os.environ.get("ORTHANC_PASSWORD"))
+    handler = _handler(args, client.store)
+    state = Path(args.state_file) if args.state_file else config.worklist_path().parent / "orthanc-pull.json"
+    try:
+        poller = OrthancPoller(client, handler, state, from_beginning=args.from_beginning)
+        if args.once:
+            poller.poll_once()
+            return 0
+    except OrthancError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    poller.run(args.interval, _stop_event())
+    return 0
+
+
+def _add_result_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--fhir-endpoint", metavar="URL", help="also POST a FHIR DiagnosticReport per triaged instance to "
+                                                          "URL/DiagnosticReport (an EHR's FHIR base URL)")
+    s.add_argument("--worklist", metavar="PATH", help="the reading worklist (SQLite) to file results on (default: "
+                                                      "CXRTRIAGE_WORKLIST_PATH, the same as cxrtriage serve's)")
+    s.add_argument("--no-worklist", action="store_true", help="do not file results on the worklist")
+    s.add_argument("--no-secondary-capture", action="store_true",
+                   help="send only the SR, not the Secondary Capture with the evidence boxes burned in")
+    s.add_argument("--status-file", metavar="PATH", help="keep the running counts here as JSON")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``dicom-node`` and ``orthanc-pull`` on the main CLI's subparsers."""
+    s = subparsers.add_parser(
+        "dicom-node", help="DICOM Storage SCP: triage each CR/DX received, C-STORE an SR back (needs [interop])",
+        description="Receive chest radiographs over DICOM (C-STORE), triage each, and send a DICOM SR (TID 1500) and "
+                    "a Secondary Capture with the evidence boxes to --destination. Anything that cannot be triaged "
+                    "is answered with an SR that says why. Stops on Ctrl-C/SIGTERM after finishing its queue.")
+    s.add_argument("--ae-title", default="CXRTRIAGE", help="this node's AE title (default CXRTRIAGE)")
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=11112, help="DICOM port (default 11112)")
+    s.add_argument("--allow-caller", action="append", metavar="AE",
+                   help="accept associations only from this calling AE title (repeat for several; default: any)")
+    s.add_argument("--destination", metavar="AE@HOST:PORT",
+                   help="where results are C-STOREd, e.g. ORTHANC@127.0.0.1:4242 (default: nowhere, worklist only)")
+    s.add_argument("--queue-size", type=int, default=32, help="instances waiting to be triaged before senders are "
+                                                             "asked to retry (0xA700; default 32)")
+    _add_result_options(s)
+    s.set_defaults(func=cmd_dicom_node)
+
+    s = subparsers.add_parser(
+        "orthanc-pull", help="poll an Orthanc PACS over REST, triage new instances, store the SR back (needs [interop])",
+        description="Pull mode: follow Orthanc's change log, triage each new instance, POST the SR (and Secondary "
+                    "Capture) back to Orthanc. The password, if any, is read from ORTHANC_PASSWORD.")
+    s.add_argument("--url", default="http://127.0.0.1:8042", help="Orthanc's REST base URL (default http://127.0.0.1:8042)")
+    s.add_argument("--username", help="HTTP basic-auth user (password from ORTHANC_PASSWORD)")
+    s.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    s.add_argument("--state-file", help="where the position in Orthanc's change log is kept (default: beside the worklist)")
+    s.add_argument("--from-beginning", action="store_true",
+                   help="on first start, triage every instance already in Orthanc (default: only new ones)")
+    s.add_argument("--once", action="store_true", help="poll once, handle what is new, and exit")
+    _add_result_options(s)
+    s.set_defaults(func=cmd_orthanc_pull)

@@ -1,0 +1,142 @@
+"""What the DICOM node and the Orthanc poller do with each instance after it arrives: triage it
+(:func:`cxrtriage.pacs.instance.process_instance`), send the SR (and Secondary Capture) back, POST the FHIR report
+when an endpoint is configured, file the result on the reading worklist, and count. One line is logged per instance
+with the running counts; it names the outcome and the worklist key, never a patient identifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from cxrtriage.errors import InputError
+from cxrtriage.pacs.delivery import post_fhir
+from cxrtriage.pacs.instance import Outcome, process_instance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrtriage.pipeline import Triage
+    from cxrtriage.serve.worklist import Worklist
+
+log = logging.getLogger("cxrtriage.pacs")
+
+#: sends a list of pydicom datasets back to the PACS; True when all were stored
+Sender = Callable[[list[Any]], bool]
+
+
+@dataclass
+class Counts:
+    """Running totals since start, logged after every instance and written to the status file."""
+
+    received: int = 0
+    triaged: int = 0
+    urgent: int = 0
+    needs_review: int = 0
+    not_triaged: int = 0
+    skipped_own_results: int = 0
+    unreadable: int = 0
+    failed: int = 0
+    refused_busy: int = 0
+    results_sent: int = 0
+    results_send_failed: int = 0
+    fhir_sent: int = 0
+    fhir_failed: int = 0
+    worklist_failed: int = 0
+
+    def line(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in asdict(self).items() if v or k in ("received", "triaged"))
+
+
+class InstanceHandler:
+    """Handles instances one at a time (the caller's worker thread) and keeps the counts."""
+
+    def __init__(self, engine: Triage, send: Sender | None, *, worklist: Worklist | None = None,
+                 fhir_endpoint: str | None = None, secondary_capture: bool = True,
+                 status_path: Path | None = None) -> None:
+        self.engine, self.send, self.worklist = engine, send, worklist
+        self.fhir_endpoint, self.secondary_capture = fhir_endpoint, secondary_capture
+        self.status_path = status_path
+        self.counts = Counts()
+        self._lock = threading.Lock()
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self.counts, name, getattr(self.counts, name) + n)
+
+    def handle(self, data: bytes) -> Outcome | None:
+        """Triage one encoded instance and deliver what it produced; None when its header was unreadable."""
+        try:
+            outcome = process_instance(self.engine, data, secondary_capture=self.secondary_capture)
+        except InputError as exc:
+            self.count("unreadable")
+            log.warning("instance not answered: %s; %s", exc, self.counts.line())
+            self.write_status()
+            return None
+        except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the node; counted and logged
+            self.count("failed")
+            log.error("instance failed (%s); %s", type(exc).__name__, self.counts.line())
+            self.write_status()
+            return None
+        if outcome.status == "skipped":
+            self.count("skipped_own_results")
+        else:
+            self._deliver(outcome)
+        self._log(outcome)
+        self.write_status()
+        return outcome
+
+    def _deliver(self, outcome: Outcome) -> None:
+        if outcome.status == "triaged":
+            pred = outcome.prediction
+            self.count("triaged")
+            self.count("urgent", int(pred.label == "Urgent"))
+            self.count("needs_review", int(pred.needs_review))
+            self._file(outcome)
+            if self.fhir_endpoint:
+                self._post_fhir(outcome)
+        else:
+            self.count("not_triaged")
+        if self.send is not None:  # None: no destination configured (results only logged and on the worklist)
+            sent = self.send(outcome.outputs)
+            self.count("results_sent" if sent else "results_send_failed", len(outcome.outputs))
+
+    def _file(self, outcome: Outcome) -> None:
+        if self.worklist is None:
+            return
+        try:
+            self.worklist.add(outcome.prediction, key=outcome.worklist_key)
+        except Exception as exc:  # noqa: BLE001 - the SR still goes back; the failure is counted and logged
+            self.count("worklist_failed")
+            log.error("worklist write failed (%s)", type(exc).__name__)
+
+    def _post_fhir(self, outcome: Outcome) -> None:
+        from cxrtriage.interop.fhir import diagnostic_report
+
+        report = diagnostic_report(outcome.prediction, study_uid=str(outcome.source.StudyInstanceUID))
+        self.count("fhir_sent" if post_fhir(report, self.fhir_endpoint) else "fhir_failed")
+
+    def _log(self, outcome: Outcome) -> None:
+        if outcome.status == "triaged":
+            pred = outcome.prediction
+            what = f"{pred.label} {pred.score:.2f}" + (", needs review" if pred.needs_review else "")
+        elif outcome.status == "not_triaged":
+            what = f"not triaged: {outcome.reason}"
+        else:
+            what = f"skipped: {outcome.reason}"
+        log.info("instance %s: %s; %s", outcome.log_id, what, self.counts.line())
+
+    def write_status(self, **extra: Any) -> None:
+        """The counts as JSON in the status file (atomically replaced), for monitoring and the demo's wait."""
+        if self.status_path is None:
+            return
+        with self._lock:
+            payload = {**asdict(self.counts), **extra}
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.status_path.parent, prefix=".status-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, self.status_path)
