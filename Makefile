@@ -6,13 +6,15 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
+.PHONY: pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
 	@echo "make demo      serve the web UI and REST API on http://localhost:7860/ui (offline, bundled model)"
 	@echo "make demo-cli  triage example chest X-rays in the terminal (or IMG=path/to/image)"
 	@echo "make smoke     start the server and run demo_app/tests/smoke_test.sh against it"
+	@echo "make pacs-demo  Orthanc PACS + cxrtriage DICOM node + UI on loopback; storescu sends the shared DICOMs; SRs in Orthanc, studies in the Worklist tab (needs apt-get install orthanc dcmtk; Ctrl-C stops)"
+	@echo "make pacs-check the same flow, push and pull mode, checked and stopped -> prototype/eval/pacs_demo.json"
 	@echo "make container-test  build both images with podman, smoke-test the demo container, run notebook 01 in the prototype one (root; ~10 min cold)"
 	@echo "make test      run the offline test suite"
 	@echo "make bench     speed / memory benchmark of the bundled model"
@@ -47,6 +49,14 @@ demo-cli: install
 
 smoke: install
 	PYTHON=$(BIN)/python PATH="$(CURDIR)/$(BIN):$$PATH" demo_app/tests/smoke_test.sh --start
+
+PACS_ARGS ?=
+pacs-demo: install
+	$(BIN)/cxrtriage pacs-demo $(PACS_ARGS)
+
+pacs-check: install
+	$(BIN)/cxrtriage pacs-demo --check --free-ports --out prototype/eval/pacs_demo.json
+	$(BIN)/cxrtriage pacs-demo --check --free-ports --pull --out prototype/eval/pacs_demo_pull.json
 
 container-test: install
 	PYTHON=$(BIN)/python scripts/container_test.sh

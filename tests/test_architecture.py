@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
     "interop": {"imaging"},
     "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop"},
-    "pacs": {"imaging", "pipeline", "interop", "serve"},
+    "pacs": {"imaging", "pipeline", "interop", "serve", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
     "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train"},
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},

@@ -10,7 +10,6 @@ import json
 import logging
 import socket
 import threading
-from pathlib import Path
 
 import pydicom
 import pytest

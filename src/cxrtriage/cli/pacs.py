@@ -26,7 +26,7 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _stop_event() -> threading.Event:
+def stop_event() -> threading.Event:
     """An event set by SIGINT or SIGTERM: the graceful way out."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,7 +77,7 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
     handler = _handler(args, destination_sender(destination, args.ae_title))
     node = DicomNode(NodeConfig(ae_title=args.ae_title, host=args.host, port=args.port,
                                 allowed_callers=tuple(args.allow_caller or ()), queue_size=args.queue_size), handler)
-    stop = _stop_event()
+    stop = stop_event()
     try:
         node.start()
     except OSError as exc:
@@ -110,7 +110,7 @@ def cmd_orthanc_pull(args: argparse.Namespace) -> int:
     except OrthancError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    poller.run(args.interval, _stop_event())
+    poller.run(args.interval, stop_event())
     return 0
 
 

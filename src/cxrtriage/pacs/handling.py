@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 import tempfile
 import threading
+import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -62,6 +65,8 @@ class InstanceHandler:
         self.status_path = status_path
         self.counts = Counts()
         self._lock = threading.Lock()
+        #: seconds from the start of triage to the results' delivery, recent instances (the "minutes, not hours")
+        self._answer_s: deque[float] = deque(maxlen=500)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -69,6 +74,7 @@ class InstanceHandler:
 
     def handle(self, data: bytes) -> Outcome | None:
         """Triage one encoded instance and deliver what it produced; None when its header was unreadable."""
+        started = time.perf_counter()
         try:
             outcome = process_instance(self.engine, data, secondary_capture=self.secondary_capture)
         except InputError as exc:
@@ -85,6 +91,8 @@ class InstanceHandler:
             self.count("skipped_own_results")
         else:
             self._deliver(outcome)
+            with self._lock:
+                self._answer_s.append(time.perf_counter() - started)
         self._log(outcome)
         self.write_status()
         return outcome
@@ -134,7 +142,10 @@ class InstanceHandler:
         if self.status_path is None:
             return
         with self._lock:
+            answers = list(self._answer_s)
             payload = {**asdict(self.counts), **extra}
+        if answers:  # triage + SR/SC + delivery per instance, on this machine
+            payload.update(answer_s_median=round(statistics.median(answers), 3), answer_s_max=round(max(answers), 3))
         self.status_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.status_path.parent, prefix=".status-")
         with os.fdopen(fd, "w") as f:
