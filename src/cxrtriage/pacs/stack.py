@@ -129,15 +129,18 @@ class Processes:
 
 
 def orthanc_config(workdir: Path, ports: Ports) -> Path:
-    """A temporary Orthanc configuration: loopback only (remote access off), no authentication, storage in
-    ``workdir``, the DICOM node registered as a modality."""
+    """A temporary Orthanc configuration with storage in ``workdir``. Orthanc 1.10 cannot bind its ports to one
+    interface, so access is closed instead: REST from loopback only, and DICOM only from the two known AE titles
+    (the modality and the node) at 127.0.0.1 and addressed to Orthanc's own AE title."""
     storage = workdir / "orthanc-db"
     storage.mkdir(parents=True, exist_ok=True)
     config = {"Name": "cxrtriage-demo", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
               "HttpPort": ports.orthanc_http, "DicomPort": ports.orthanc_dicom, "DicomAet": ORTHANC_AET,
               "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
-              "StorageCompression": False, "DicomModalities": {"cxrtriage": [NODE_AET, "127.0.0.1", ports.node],
-                                                              "modality": [MODALITY_AET, "127.0.0.1", 104]}}
+              "StorageCompression": False, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
+              "DicomCheckModalityHost": True, "DicomCheckCalledAet": True,
+              "DicomModalities": {"cxrtriage": [NODE_AET, "127.0.0.1", ports.node],
+                                  "modality": [MODALITY_AET, "127.0.0.1", 104]}}
     path = workdir / "orthanc.json"
     path.write_text(json.dumps(config, indent=1))
     return path
