@@ -74,7 +74,10 @@ def inputs(data_dir, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("pacs-inputs")
     png = next(data_dir.joinpath("nih").rglob("*.png"))
+    broken = dicom_from_picture(png, folder / "broken.dcm", patient_id="SYN0042", accession="ACC0042")
+    broken.PixelData = broken.PixelData[:1000]  # a truncated transfer: the header is fine, the pixels are not
     return {
+        "broken": broken,
         "cr": dicom_from_picture(png, folder / "cr.dcm", patient_id="SYN0042", accession="ACC0042"),
         "ot": dicom_from_picture(png, folder / "ot.dcm", patient_id="SYN0042", accession="ACC0042", modality="OT"),
         "lateral": dicom_from_picture(lateral_paths(data_dir)[0], folder / "lat.dcm", patient_id="SYN0042",
@@ -117,8 +120,8 @@ def _send(port: int, datasets, calling: str = "MODALITY") -> list[int | None]:
 def test_every_instance_is_answered_and_refusals_say_why(running, inputs, caplog, dciodvfy_errors, tmp_path):
     node, archive, worklist = running
     caplog.set_level(logging.DEBUG)
-    sent = [inputs["cr"], inputs["ot"], inputs["lateral"], inputs["jpeg"]]
-    assert _send(node.config.port, sent) == [0x0000] * 4  # each acknowledged on arrival
+    sent = [inputs["cr"], inputs["ot"], inputs["lateral"], inputs["jpeg"], inputs["broken"]]
+    assert _send(node.config.port, sent) == [0x0000] * 5  # each acknowledged on arrival
     assert node.stop()  # drains the queue before returning
     by_source = {}
     for ds in archive.received:
@@ -127,7 +130,7 @@ def test_every_instance_is_answered_and_refusals_say_why(running, inputs, caplog
         by_source.setdefault((ds.SOPClassUID, ds.Modality), []).append(ds)
         assert ref is not None
     srs = [ds for ds in archive.received if ds.Modality == "SR"]
-    assert len(srs) == 4  # one SR per instance, refused ones included
+    assert len(srs) == 5  # one SR per instance, refused ones included
     texts = {}
     for sr in srs:
         report = hd.sr.srread_dataset(sr) if hasattr(hd.sr, "srread_dataset") else hd.sr.ComprehensiveSR.from_dataset(sr)
@@ -138,18 +141,19 @@ def test_every_instance_is_answered_and_refusals_say_why(running, inputs, caplog
         assert not dciodvfy_errors(path)
     assert any("modality OT" in t for t in texts[str(inputs["ot"].SOPInstanceUID)])
     assert any("lateral" in t for t in texts[str(inputs["lateral"].SOPInstanceUID)])
+    assert any("pixel" in t.lower() for t in texts[str(inputs["broken"].SOPInstanceUID)]), texts[str(inputs["broken"].SOPInstanceUID)]
     assert any("decision support" in t.lower() for t in texts[str(inputs["cr"].SOPInstanceUID)])
     # the two triaged instances also get a Secondary Capture with the boxes burned in, and a worklist row
     assert sum(ds.Modality != "SR" for ds in archive.received) == 2
     keys = {item["key"] for item in worklist.items()}
     assert worklist_key(inputs["cr"]) in keys and len(keys) == 2
-    assert node.handler.counts.triaged == 2 and node.handler.counts.not_triaged == 2
+    assert node.handler.counts.triaged == 2 and node.handler.counts.not_triaged == 3
     assert node.handler.counts.fhir_sent == 2 and len(FhirReceiver.reports) == 2
     path, content_type, report = FhirReceiver.reports[0]
     assert path == "/fhir/DiagnosticReport" and content_type == "application/fhir+json"
     assert report["resourceType"] == "DiagnosticReport" and report["status"] == "preliminary"
     status = json.loads((tmp_path / "status.json").read_text())
-    assert status["triaged"] == 2 and status["results_sent"] == 6 and status["listening"] is False
+    assert status["triaged"] == 2 and status["results_sent"] == 7 and status["listening"] is False
     # cxrtriage's own lines (the CLI also turns pynetdicom's and highdicom's chatty loggers down to warnings)
     log_text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("cxrtriage")) + json.dumps(status)
     assert "instance " in log_text
