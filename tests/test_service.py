@@ -500,8 +500,9 @@ def test_missing_webui_serves_api_only(tmp_path: Path, monkeypatch: pytest.Monke
 def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None) -> None:
-        seen.update(get_engine=get_engine, get_status=get_status, settings=settings)
+    def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None,
+                 worklist: Any = None) -> None:
+        seen.update(get_engine=get_engine, get_status=get_status, settings=settings, worklist=worklist)
 
     fake = types.ModuleType("cxrtriage.serve.webui")
     fake.mount_ui = mount_ui  # type: ignore[attr-defined]
@@ -521,6 +522,7 @@ def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pyte
         assert status["model_name"] == "fake-model"
         assert status["requests_served"] == before + 1 and status["median_latency_ms"] is not None
         assert seen["settings"] is settings
+        assert seen["worklist"]() is app.state.runtime.worklist  # the UI lists and files on the service's one worklist
         assert c.get("/", follow_redirects=False).headers["location"] == "/ui"
 
 

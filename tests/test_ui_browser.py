@@ -1,8 +1,9 @@
 """End-to-end browser test of the web UI: a real server, Debian's chromium driven by Playwright.
 
 Uploads a real chest X-ray with a prior report and checks what a user sees (label, disclaimer, evidence,
-provenance, footer), then a DICOM, then a non-chest photo (a clear error, no stack trace). Every request the
-page makes must go to the local server: the UI works offline (no CDNs, web fonts or analytics).
+provenance, footer), then a DICOM, then a non-chest photo (a clear error, no stack trace); the Worklist tab lists
+studies in reading order and opens a stored result. Every request the page makes must go to the local server: the UI
+works offline (no CDNs, web fonts or analytics).
 
 Skips only when /usr/bin/chromium (``apt-get install chromium``) or the shared data directory is missing.
 """
@@ -46,7 +47,8 @@ def _build_app(port: int, crops_dir: Path):
         from cxrtriage.serve.app import create_app
         from cxrtriage.serve.settings import ServerSettings
 
-        return create_app(ServerSettings(port=port, crops_dir=crops_dir))
+        # its own worklist file: the Worklist tab's test checks the order of what this service filed
+        return create_app(ServerSettings(port=port, crops_dir=crops_dir, worklist_path=crops_dir / "worklist.sqlite"))
 
     from fastapi import FastAPI
 
@@ -90,9 +92,18 @@ def ui_crops_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_url(ui_crops_dir: Path, data_dir: Path):
-    port = _free_port()
-    yield from _serve(_build_app(port, ui_crops_dir), port)
+def ui_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def ui_app(ui_port: int, ui_crops_dir: Path):
+    return _build_app(ui_port, ui_crops_dir)
+
+
+@pytest.fixture(scope="module")
+def base_url(ui_app, ui_port: int, data_dir: Path):
+    yield from _serve(ui_app, ui_port)
 
 
 def _serve(app, port: int):
@@ -323,6 +334,108 @@ def test_triage_without_file_asks_for_one(page) -> None:
     _assert_offline(page)
 
 
+# ----------------------------------------------------------------------------- the Worklist tab
+
+
+#: (key, label, score, needs review, minutes waiting, priority, wait as shown); reading order: overdue, then Urgent or
+#: needs review (oldest first), then the rest. The waits sit mid-minute, so a slow test still shows the same minute.
+WORKLIST_STUDIES = [
+    ("WL-OVERDUE", "Non-Urgent", 0.03, False, 95.3, "overdue", "1 h 35 min"),
+    ("WL-URGENT", "Urgent", 0.91, False, 12.3, "urgent", "12 min"),
+    ("WL-REVIEW", "Non-Urgent", 0.27, True, 4.3, "urgent", "4 min"),
+    ("WL-ROUTINE", "Non-Urgent", 0.04, False, 30.3, "routine", "30 min"),
+]
+
+
+def _worklist_rows(page) -> list[dict]:
+    return page.locator("#cxr-worklist tr[data-key]").evaluate_all(
+        "rows => rows.map(r => ({key: r.dataset.key, cls: r.className,"
+        " cells: [...r.cells].map(c => c.innerText.trim())}))")
+
+
+def _open_worklist_tab(page) -> None:
+    page.get_by_role("tab", name="Worklist").click()
+    page.locator("#cxr-worklist tr[data-key], #cxr-worklist #cxr-wl-empty").first.wait_for(state="visible")
+
+
+@needs_chromium
+def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app, tmp_path: Path) -> None:
+    """Studies filed on the service's worklist show in reading order with label, flags, score, wait and priority;
+    clicking one opens its stored result (label line, explanation, evidence, disclaimer); the tab refreshes itself."""
+    import datetime as dt
+
+    from cxrtriage.schema import DISCLAIMER, Crop
+
+    worklist = ui_app.state.runtime.worklist
+    now = dt.datetime.now(dt.timezone.utc)
+    for key, label, score, review, minutes, _, _ in WORKLIST_STUDIES:
+        crops = [Crop(x=40, y=60, w=120, h=90, thumb_path="/static/crops/x.png", region="right lower zone",
+                      strength=0.7)] if label == "Urgent" else []
+        pred = _prediction(label=label, score=score, needs_review=review, crops=crops,
+                           explanation=f"{label}: crafted study {key} for the worklist test.")
+        worklist.add(pred, key, now - dt.timedelta(minutes=minutes))
+
+    _open_worklist_tab(page)
+    rows = [r for r in _worklist_rows(page) if r["key"].startswith("WL-")]
+    assert [r["key"] for r in rows] == [s[0] for s in WORKLIST_STUDIES]  # other tests' UI triages may sit between
+    for row, (key, label, score, review, _, priority, wait) in zip(rows, WORKLIST_STUDIES):
+        _position, shown_key, shown_label, shown_review, shown_score, shown_wait, shown_priority = row["cells"]
+        assert (shown_key, shown_label, shown_score, shown_wait) == (key, label, f"{score:.2f}", wait), row
+        assert (shown_review == "needs review") == review and shown_priority.lower() == priority, row
+    kinds = {r["key"]: r["cls"] for r in rows}
+    assert "cxr-wl-overdue" in kinds["WL-OVERDUE"] and "cxr-wl-urgent" in kinds["WL-URGENT"]
+    assert "cxr-wl-review" in kinds["WL-REVIEW"] and "cxr-wl-routine" in kinds["WL-ROUTINE"]
+    positions = [int(r["cells"][0]) for r in _worklist_rows(page)]
+    assert positions == list(range(1, len(positions) + 1))
+
+    page.locator('#cxr-worklist tr[data-key="WL-URGENT"]').click()
+    study = page.locator("#cxr-wl-study")
+    page.locator("#cxr-wl-study .cxr-label").wait_for(state="visible")
+    assert LABEL_RE.match(page.locator("#cxr-wl-study .cxr-label").inner_text().strip())
+    assert page.locator("#cxr-wl-study .cxr-label").inner_text().startswith("URGENT — score 0.91")
+    text = study.inner_text()
+    assert "crafted study WL-URGENT" in text and "WL-URGENT" in text
+    assert "right lower zone" in text and DISCLAIMER in text and "Most similar training cases" in text
+    page.locator('#cxr-worklist tr.cxr-wl-selected[data-key="WL-URGENT"]').wait_for(state="visible")
+    page.locator('#cxr-worklist tr[data-key="WL-REVIEW"]').click()
+    page.wait_for_function(
+        "() => document.querySelector('#cxr-wl-study').innerText.includes('crafted study WL-REVIEW')")
+    assert "needs review" in page.locator("#cxr-wl-study .cxr-label").inner_text()
+
+    # it refreshes by itself: a study filed now appears without pressing Refresh
+    worklist.add(_prediction(label="Urgent", score=0.8, needs_review=False), "WL-LATE")
+    page.locator('#cxr-worklist tr[data-key="WL-LATE"]').wait_for(state="visible", timeout=20_000)
+    page.screenshot(path=str(tmp_path / "ui_worklist.png"), full_page=True)
+    assert "Traceback" not in page.locator("body").inner_text()
+    # no session state: Gradio would hold a heartbeat connection, which the service's body timeout cuts after 10 s,
+    # closing the session and dropping the result of a triage still running then
+    assert not [u for u in page.requests if "/heartbeat/" in u]
+    _assert_offline(page)
+
+
+@needs_chromium
+def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_dir: Path) -> None:
+    _upload(page, data_dir.joinpath(*CHEST))
+    _triage(page)
+    assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
+    key = page.locator("#cxr-filed code").inner_text().strip()
+    label = page.locator("#cxr-label .cxr-label").get_attribute("data-label")
+    stored = ui_app.state.runtime.worklist.result(key)
+    assert stored is not None and stored["label"] == label
+    assert all(c["thumb_path"].startswith("/static/crops/") for c in stored["crops"])  # no server paths stored
+    _open_worklist_tab(page)
+    row = page.locator(f'#cxr-worklist tr[data-key="{key}"]')
+    row.wait_for(state="visible")
+    assert label in row.inner_text()
+    row.click()
+    page.wait_for_function(f"() => document.querySelector('#cxr-wl-study').innerText.includes('{key}')")
+    assert LABEL_RE.match(page.locator("#cxr-wl-study .cxr-label").inner_text().strip())
+    # back on the Triage tab, the result is still there
+    page.get_by_role("tab", name="Triage").click()
+    assert page.locator("#cxr-label .cxr-label").is_visible()
+    _assert_offline(page)
+
+
 # ----------------------------------------------------------------------------- page parts (no browser needed)
 
 
@@ -388,6 +501,65 @@ def test_display_image_is_8_bit_and_boxes_scale(tmp_path: Path) -> None:
     pred = _prediction(crops=[Crop(x=100, y=200, w=300, h=400, thumb_path=str(tmp_path / "t.png"), region="right lower zone")])
     boxed = np.asarray(draw_boxes(img, pred, scale))
     assert boxed.shape == (1024, 512, 3) and (boxed != np.asarray(img)).any()
+
+
+def test_waits_read_like_a_reader_says_them() -> None:
+    from cxrtriage.serve.webui_worklist import format_wait
+
+    cases = {0: "< 1 min", 59.9: "< 1 min", 60: "1 min", 3 * 60 + 5: "3 min", 3599: "59 min", 3600: "1 h",
+             2 * 3600 + 5 * 60 + 30: "2 h 5 min", 86400: "1 d", 86400 + 3 * 3600 + 120: "1 d 3 h", -5: "< 1 min"}
+    assert {s: format_wait(s) for s in cases} == cases
+
+
+def _items(*rows):
+    return [{"key": k, "label": lbl, "score": sc, "needs_review": rv, "received": "2026-01-01T00:00:00+00:00",
+             "waiting_s": w, "priority": pr} for k, lbl, sc, rv, w, pr in rows]
+
+
+def test_worklist_table_keeps_the_order_and_marks_each_priority() -> None:
+    from cxrtriage.serve.webui_worklist import worklist_html
+
+    items = _items(("OLD", "Non-Urgent", 0.03, False, 5400, "overdue"), ("U1", "Urgent", 0.9, False, 600, "urgent"),
+                   ("R1", "Non-Urgent", 0.27, True, 120, "urgent"), ("N1", "Non-Urgent", 0.04, False, 30, "routine"))
+    markup = worklist_html(items, selected="U1", max_wait_s=3600)
+    assert re.findall(r'data-key="([^"]+)"', markup) == ["OLD", "U1", "R1", "N1"]
+    assert re.findall(r'class="cxr-wl-row cxr-wl-(\w+)', markup) == ["overdue", "urgent", "review", "routine"]
+    assert "1 h 30 min" in markup and "10 min" in markup and "&lt; 1 min" in markup and ">0.27<" in markup
+    assert markup.count("cxr-wl-selected") == 1 and 'aria-selected="true"' in markup
+    assert ">OVERDUE<" in markup and ">URGENT<" in markup and "overdue = waiting over 1 h" in markup
+    assert "4 studies" in markup
+
+
+def test_worklist_empty_and_unavailable_say_so_without_a_traceback(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cxrtriage.serve.webui_worklist import study_view, worklist_view
+    from cxrtriage.serve.worklist import Worklist
+
+    empty = worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"))
+    assert "The worklist is empty" in empty and "POST /predict" in empty and "DICOM node" in empty
+
+    def broken() -> Worklist:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    for markup in (worklist_view(broken), study_view(broken, "ACC-1")):
+        assert "The worklist is unavailable" in markup and "OperationalError" in markup
+        assert "Traceback" not in markup and "unable to open" not in markup
+
+
+def test_study_view_reuses_the_triage_renderers_and_escapes(tmp_path: Path) -> None:
+    from cxrtriage.schema import DISCLAIMER
+    from cxrtriage.serve.webui_render import label_html
+    from cxrtriage.serve.webui_worklist import study_view
+    from cxrtriage.serve.worklist import Worklist
+
+    wl = Worklist(tmp_path / "wl.sqlite")
+    pred = _prediction(explanation="<script>alert(1)</script>")
+    wl.add(pred, "ACC-7")
+    markup = study_view(lambda: wl, "ACC-7")
+    assert label_html(pred) in markup and DISCLAIMER in markup and "<script>" not in markup
+    assert "Evidence regions" in markup and "Prior report" in markup
+    assert "no longer on the worklist" in study_view(lambda: wl, "ACC-8")
 
 
 # ------------------------------------------------------------------ a HAI-DEF backend, set up as a user would

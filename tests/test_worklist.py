@@ -81,3 +81,22 @@ def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir)
         stored = client.get("/worklist/ACC-101")
         assert stored.status_code == 200 and stored.json()["label"] == listed["items"][1]["label"]
         assert client.get("/worklist/ACC-999").status_code == 404
+
+
+def test_a_failed_write_keeps_the_result_with_a_warning(tmp_path, caplog):
+    """POST /predict and the UI's Triage button share this: the result is never lost, it says it is not listed."""
+    import sqlite3
+
+    from cxrtriage.serve.worklist import NOT_FILED_WARNING, file_on_worklist
+
+    def broken() -> Worklist:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    pred = _pred("Urgent", 0.9)
+    kept, key = file_on_worklist(broken, pred, "ACC-1")
+    assert key is None and kept.label == "Urgent" and kept.warnings == [NOT_FILED_WARNING]
+    assert "worklist write failed: OperationalError" in caplog.text
+    wl = Worklist(tmp_path / "wl.sqlite")
+    stored = _pred("Non-Urgent", 0.1)
+    same, key = file_on_worklist(lambda: wl, pred, stored=stored)
+    assert same is pred and len(key) == 16 and wl.result(key)["label"] == "Non-Urgent"  # what was asked to be stored

@@ -2,7 +2,8 @@
 
     python -m demo_app.ui.gradio_app [--host 0.0.0.0] [--port 7860]
 
-The usual way is ``cxrtriage serve``, which serves the REST API and mounts this same UI at ``/ui``.
+The usual way is ``cxrtriage serve``, which serves the REST API and mounts this same UI at ``/ui``. Run alone, the
+UI files its results on, and its Worklist tab lists, the worklist at ``CXRTRIAGE_WORKLIST_PATH``.
 """
 
 from __future__ import annotations

@@ -283,7 +283,8 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
         return False
     try:
         mount_ui(app, lambda: MeasuredEngine(runtime.state.get_engine(), runtime), runtime.status, runtime.settings,
-                 slot=lambda: runtime.limiter.slot())  # the UI waits in the API's queue (429 rules alike)
+                 slot=lambda: runtime.limiter.slot(),  # the UI waits in the API's queue (429 rules alike)
+                 worklist=lambda: runtime.worklist)  # and files on, and lists, the service's one worklist
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False

@@ -28,7 +28,7 @@ from cxrtriage.schema import Prediction
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
-from cxrtriage.serve.worklist import KEY_PATTERN
+from cxrtriage.serve.worklist import KEY_PATTERN, file_on_worklist
 
 __all__ = ["CROPS_URL", "PREDICT_RESPONSES", "api_router", "check_upload", "predict_upload", "with_crop_urls"]
 
@@ -114,15 +114,7 @@ def _fhir_module_error(request: Request) -> Response | None:
 
 def _to_worklist(runtime: Any, prediction: Prediction, accession: str | None) -> Prediction:
     """File the result on the worklist; if that fails the result still goes back, saying it is not on the list."""
-    import sqlite3
-
-    try:
-        runtime.worklist.add(prediction, key=accession)
-    except (OSError, sqlite3.Error) as exc:
-        log.error("worklist write failed: %s", type(exc).__name__)
-        return prediction.model_copy(update={"warnings": [*prediction.warnings, "this result could not be put on the "
-                                                          "worklist (its database is not writable): file it by hand"]})
-    return prediction
+    return file_on_worklist(lambda: runtime.worklist, prediction, accession)[0]
 
 
 async def _read_worklist(request: Request, method: str, *args: Any) -> tuple[Any, Response | None]:

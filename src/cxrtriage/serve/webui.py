@@ -1,9 +1,12 @@
-"""Browser UI (Gradio): upload a chest X-ray (PNG, JPEG or DICOM) and an optional prior report, press Triage.
+"""Browser UI (Gradio): upload a chest X-ray (PNG, JPEG or DICOM) and an optional prior report, press Triage; the
+Worklist tab lists every triaged study in reading order (:mod:`cxrtriage.serve.webui_worklist`).
 
 The normal way to run it is ``cxrtriage serve``, which mounts it at ``/ui`` on the FastAPI service
 (:func:`mount_ui`); ``python -m demo_app.ui.gradio_app`` runs it alone at ``/ui``. Gradio is an optional dependency
 (``pip install 'cxrtriage[demo]'``) and is imported only inside the functions here. What the page shows (the
 result's HTML, the boxed image, the crop gallery, the CSS) is rendered by :mod:`cxrtriage.serve.webui_render`.
+Each result of the Triage button is filed on the service's worklist under a random key, as ``POST /predict`` files
+one sent without an accession.
 
 Design rules:
 
@@ -42,11 +45,15 @@ from cxrtriage.serve.webui_render import (
 from cxrtriage.serve.webui_uploads import (
     UPLOAD_BYTES_FACTOR, UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir,
 )
+from cxrtriage.serve.webui_worklist import (
+    WORKLIST_CSS, build_worklist_tab, configured_worklist, file_ui_result, filed_html,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
     from cxrtriage.pipeline import Triage
+    from cxrtriage.serve.worklist import Worklist
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +106,23 @@ def _no_slot() -> contextlib.AbstractAsyncContextManager:
 
 def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict],
                  examples: list[str] | None = None, *, uploads: UploadStore | None = None,
-                 slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot) -> "gr.Blocks":
-    """The triage page. Theme and CSS are applied where it is served (:func:`mount_ui`, :func:`launch`).
+                 slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
+                 worklist: Callable[[], "Worklist"] | None = None) -> "gr.Blocks":
+    """The page: the Triage tab and the Worklist tab. Theme and CSS are applied where it is served
+    (:func:`mount_ui`, :func:`launch`).
 
     ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.serve.webui_uploads`): the page sends the triage
     its opaque reference, never a path. An example is named by its file name and read from the data directory,
     so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
-    REST API, so the UI cannot overload the machine behind the API's back.
+    REST API, so the UI cannot overload the machine behind the API's back. ``worklist`` opens the worklist that
+    the Triage button files results on and the Worklist tab lists (the configured one when not given).
     """
     gr = _gradio()
     from cxrtriage.imaging.load import load_image
 
     latency = _LocalLatency()
     uploads = uploads if uploads is not None else UploadStore()
+    open_worklist = worklist if worklist is not None else configured_worklist()
     examples_by_name = {Path(p).name: str(p) for p in examples or []}
 
     def source_of(ref: str | None) -> bytes | str | None:
@@ -138,7 +149,7 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
 
     def cleared(message_html: str) -> tuple:
         """An error: the reason in the red box, and no trace of any earlier result."""
-        return (shown(message_html), shown(""), shown(""), None, [], shown(""), shown(""), None, footer())
+        return (shown(message_html), shown(""), shown(""), shown(""), None, [], shown(""), shown(""), None, footer())
 
     def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image]:
         t0 = time.perf_counter()
@@ -168,50 +179,58 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("triage failed in the web UI")
             return cleared(error_html(GENERIC_ERROR, title="Internal error"))
+        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred)  # failed: a warning
         data = pred.model_dump(mode="json")
         for crop in data["crops"]:
             crop.pop("thumb_path", None)  # server-side paths mean nothing in the browser
-        return (shown(""), shown(label_html(pred)), shown(explanation_html(pred)), annotated, crop_gallery(pred),
-                shown(warnings_html(pred)), shown(provenance_html(pred)), data, footer())
+        return (shown(""), shown(label_html(pred)), shown(filed_html(key)), shown(explanation_html(pred)), annotated,
+                crop_gallery(pred), shown(warnings_html(pred)), shown(provenance_html(pred)), data, footer())
 
     # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, int(RENDERED_MAX_AGE_S))) as blocks:
         gr.HTML(title_html())
         gr.HTML(disclaimer_html(), elem_id="cxr-disclaimer")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2, min_width=300):
-                upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_count="single", type="filepath",
-                                 elem_id="cxr-file", height=140)
-                # what the triage receives: the upload's reference (or the example's name), copied in the browser
-                chosen = gr.Textbox(visible=False, elem_id="cxr-file-ref")
-                prior = gr.Textbox(label="Prior report (optional)", lines=5, elem_id="cxr-prior",
-                                   placeholder="Paste the report of an earlier study, if any. It never changes the "
-                                               "score; disagreements are flagged for review.")
-                button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
-                if examples:
-                    from cxrtriage.data import DEMO_PRIOR_REPORT
-
-                    rows = [[str(p), DEMO_PRIOR_REPORT if i == 0 else ""] for i, p in enumerate(examples)]
-                    gr.Examples(examples=rows, inputs=[upload, prior],
-                                label="Examples (public datasets; first with a synthetic prior report)",
-                                example_labels=[_example_label(str(p)) for p in examples])
-            with gr.Column(scale=5, min_width=420):
-                error = gr.HTML("", elem_id="cxr-error", visible=False)
-                label = gr.HTML(PLACEHOLDER_HTML, elem_id="cxr-label")
-                explanation = gr.HTML("", elem_id="cxr-explanation", visible=False)
+        with gr.Tabs(elem_id="cxr-tabs"):
+            with gr.Tab("Triage", id="triage", elem_id="cxr-tab-triage") as triage_tab:
                 with gr.Row(equal_height=False):
-                    image = gr.Image(label="Image with evidence boxes", type="pil", format="png", interactive=False,
-                                     elem_id="cxr-image", scale=3, height=460, buttons=["fullscreen"])
-                    crops = gr.Gallery(label="Evidence crops", format="png", columns=1, object_fit="contain",
-                                       height=460, elem_id="cxr-crops", scale=2, interactive=False,
-                                       buttons=["fullscreen"])
-                warnings = gr.HTML("", elem_id="cxr-warnings", visible=False)
-                provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
-                with gr.Accordion("Full result (JSON)", open=False):
-                    raw = gr.JSON(label="Prediction", elem_id="cxr-json")
+                    with gr.Column(scale=2, min_width=300):
+                        upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_count="single",
+                                         type="filepath", elem_id="cxr-file", height=140)
+                        # what the triage receives: the upload's reference (or the example's name), copied in the
+                        # browser
+                        chosen = gr.Textbox(visible=False, elem_id="cxr-file-ref")
+                        prior = gr.Textbox(label="Prior report (optional)", lines=5, elem_id="cxr-prior",
+                                           placeholder="Paste the report of an earlier study, if any. It never "
+                                                       "changes the score; disagreements are flagged for review.")
+                        button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
+                        if examples:
+                            from cxrtriage.data import DEMO_PRIOR_REPORT
+
+                            rows = [[str(p), DEMO_PRIOR_REPORT if i == 0 else ""] for i, p in enumerate(examples)]
+                            gr.Examples(examples=rows, inputs=[upload, prior],
+                                        label="Examples (public datasets; first with a synthetic prior report)",
+                                        example_labels=[_example_label(str(p)) for p in examples])
+                    with gr.Column(scale=5, min_width=420):
+                        error = gr.HTML("", elem_id="cxr-error", visible=False)
+                        label = gr.HTML(PLACEHOLDER_HTML, elem_id="cxr-label")
+                        filed = gr.HTML("", elem_id="cxr-filed", visible=False)
+                        explanation = gr.HTML("", elem_id="cxr-explanation", visible=False)
+                        with gr.Row(equal_height=False):
+                            image = gr.Image(label="Image with evidence boxes", type="pil", format="png",
+                                             interactive=False, elem_id="cxr-image", scale=3, height=460,
+                                             buttons=["fullscreen"])
+                            crops = gr.Gallery(label="Evidence crops", format="png", columns=1, object_fit="contain",
+                                               height=460, elem_id="cxr-crops", scale=2, interactive=False,
+                                               buttons=["fullscreen"])
+                        warnings = gr.HTML("", elem_id="cxr-warnings", visible=False)
+                        provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
+                        with gr.Accordion("Full result (JSON)", open=False):
+                            raw = gr.JSON(label="Prediction", elem_id="cxr-json")
+            with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
+                build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab])
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
-        outputs = [error, label, explanation, image, crops, warnings, provenance, raw, foot]
+        outputs = [error, label, filed, explanation, image, crops, warnings, provenance, raw, foot]
         upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
         button.click(triage, inputs=[chosen, prior], outputs=outputs, api_name=False, concurrency_limit=4)
         blocks.load(footer, inputs=None, outputs=foot, api_name=False)
@@ -259,8 +278,10 @@ def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
 
 
 def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings=None, *,
-             slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot) -> None:
-    """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``).
+             slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
+             worklist: Callable[[], "Worklist"] | None = None) -> None:
+    """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``, which passes its one
+    worklist; without it, the worklist of ``settings`` or of the environment, opened on first use).
 
     Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
     of :func:`cxrtriage.serve.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
@@ -273,9 +294,9 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     uploads = UploadStore(max_bytes=UPLOAD_BYTES_FACTOR * max_bytes)
     install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
     blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,
-                          slot=slot)
+                          slot=slot, worklist=worklist if worklist is not None else configured_worklist(settings))
     _cache_files_in(blocks, files_dir)
-    gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS, footer_links=["api"],
+    gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS + WORKLIST_CSS, footer_links=["api"],
                         max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
     mounted = next(r.app for r in reversed(app.routes) if isinstance(r, Mount) and r.path == "/ui")
     mounted.uploaded_file_dir = str(files_dir)  # what Gradio's app itself writes (deep-link state) stays in there too

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxrtriage.backends.finding_probe import NAME_MIN_AUC
-from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.schema import DISCLAIMER, Crop, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,18 @@ UI_CSS = """
 .cxr-warnings {background:#fffbea; border-left:4px solid #d69e2e; padding:8px 12px; border-radius:4px;}
 .cxr-warnings ul {margin:4px 0 0 18px;}
 .cxr-prov h4 {margin:12px 0 4px 0 !important; font-size:1.05rem;}
-#cxr-provenance table {border-collapse:collapse !important; width:100%; font-size:0.93rem; border:none !important;
-  margin:0 !important;}
-#cxr-provenance tr, #cxr-provenance thead, #cxr-provenance tbody {border:none !important; background:none !important;}
-#cxr-provenance td, #cxr-provenance th {border:none !important; border-bottom:1px solid #e2e2e2 !important;
-  padding:5px 8px !important; text-align:left; vertical-align:middle !important;}
-#cxr-provenance th {font-weight:700; color:#444;}
-#cxr-provenance blockquote {margin:0 !important; padding:0 0 0 10px !important; border-left:3px solid #cbd5e0;
-  font-style:italic;}
-#cxr-provenance td.cxr-rel-cell {width:7.5em; white-space:nowrap;}
+/* provenance tables: the Triage tab's result and the Worklist tab's stored result */
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov table {border-collapse:collapse !important; width:100%;
+  font-size:0.93rem; border:none !important; margin:0 !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(tr, thead, tbody) {border:none !important;
+  background:none !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(td, th) {border:none !important;
+  border-bottom:1px solid #e2e2e2 !important; padding:5px 8px !important; text-align:left;
+  vertical-align:middle !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov th {font-weight:700; color:#444;}
+:is(#cxr-provenance, #cxr-wl-study) blockquote {margin:0 !important; padding:0 0 0 10px !important;
+  border-left:3px solid #cbd5e0; font-style:italic;}
+:is(#cxr-provenance, #cxr-wl-study) td.cxr-rel-cell {width:7.5em; white-space:nowrap;}
 .cxr-rel {display:inline-block; padding:1px 8px; border-radius:999px; font-size:0.82rem; font-weight:700; color:#fff;}
 .cxr-rel-supports {background:#c53030;}
 .cxr-rel-contradicts {background:#2f855a;}
@@ -128,13 +131,18 @@ def crop_gallery(pred: Prediction) -> list[tuple[Image.Image, str]]:
         except OSError:
             log.warning("crop thumbnail %s could not be read", crop.thumb_path)
             continue
-        caption = f"{i + 1}. {crop.region or 'evidence region'}"
-        if crop.source == "medgemma":
-            caption += " (MedGemma's box, generative, unverified)"
-        if crop.strength is not None:
-            caption += f" (strength {crop.strength:.2f})"
-        items.append((thumb, caption))
+        items.append((thumb, crop_caption(i, crop)))
     return items
+
+
+def crop_caption(i: int, crop: Crop) -> str:
+    """``2. right lower zone (strength 0.81)``: numbered like the boxes on the image (gallery and worklist alike)."""
+    caption = f"{i + 1}. {crop.region or 'evidence region'}"
+    if crop.source == "medgemma":
+        caption += " (MedGemma's box, generative, unverified)"
+    if crop.strength is not None:
+        caption += f" (strength {crop.strength:.2f})"
+    return caption
 
 
 def label_html(pred: Prediction) -> str:

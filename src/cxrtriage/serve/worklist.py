@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from cxrtriage.schema import Prediction
@@ -23,9 +25,13 @@ from cxrtriage.schema import Prediction
 #: what an accession-like key may look like (no spaces, no path characters, no names)
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PRIORITIES = ("overdue", "urgent", "routine")
+#: what a result says when it could not be filed (it is still returned: losing a result is worse than a manual step)
+NOT_FILED_WARNING = "this result could not be put on the worklist (its database is not writable): file it by hand"
 SCHEMA = """CREATE TABLE IF NOT EXISTS worklist (
     key TEXT PRIMARY KEY, label TEXT NOT NULL, score REAL NOT NULL, needs_review INTEGER NOT NULL,
     received TEXT NOT NULL, result TEXT NOT NULL)"""
+
+log = logging.getLogger(__name__)
 
 
 def _now() -> _dt.datetime:
@@ -86,3 +92,17 @@ class Worklist:
         with self._lock, self._db() as db:
             row = db.execute("SELECT result FROM worklist WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def file_on_worklist(open_worklist: Callable[[], Worklist], prediction: Prediction, key: str | None = None, *,
+                     stored: Prediction | None = None) -> tuple[Prediction, str | None]:
+    """File a result (``stored``, e.g. with crop URLs instead of server paths, else ``prediction``) under ``key``.
+
+    Returns ``(prediction, key)``; if the database cannot be opened or written, ``(prediction with a warning, None)``:
+    the caller (``POST /predict``, the UI's Triage button) still shows the result, saying it is not on the list.
+    """
+    try:
+        return prediction, open_worklist().add(stored if stored is not None else prediction, key=key)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("worklist write failed: %s", type(exc).__name__)
+        return prediction.model_copy(update={"warnings": [*prediction.warnings, NOT_FILED_WARNING]}), None
