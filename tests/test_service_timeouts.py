@@ -116,3 +116,41 @@ def test_header_timer_is_rearmed_after_a_response(server) -> None:
         reply += chunk
     sock.close()
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+
+
+def test_the_body_timeout_ends_with_the_body_so_a_long_response_is_not_cut() -> None:
+    """A request whose body has arrived may wait longer than the body timeout for the client's disconnect (the UI's
+    event stream does, while a triage waits in the queue); only a stalled upload gets 408."""
+    import asyncio
+
+    from cxrtriage.serve.middleware import BodySizeLimitMiddleware
+
+    async def app(scope, receive, send) -> None:  # reads the body, answers, then listens for the disconnect
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.body", "body": b"done"})
+
+    def client(stall_before_disconnect_s: float, body_parts: int):
+        messages = [{"type": "http.request", "body": b"x", "more_body": i < body_parts - 1} for i in range(body_parts)]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(stall_before_disconnect_s)
+            return {"type": "http.disconnect"}
+        return receive
+
+    async def run(receive) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message) -> None:
+            sent.append(message)
+        await BodySizeLimitMiddleware(app, max_bytes=100, body_timeout_s=0.2)(
+            {"type": "http", "headers": [], "path": "/"}, receive, send)
+        return sent
+
+    sent = asyncio.run(run(client(0.5, body_parts=2)))
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [200]
+    assert sent[-1].get("body") == b"done"
