@@ -249,6 +249,33 @@ run_demo() {
     podman rm "${DEMO_CTR}" >/dev/null
     log "container stopped and removed"
     end
+
+    if command -v storescu >/dev/null 2>&1; then
+        begin "demo: the DICOM node in the same image + storescu"
+        local node_port node_ctr="${DEMO_CTR}-node" waited=0
+        node_port="$(free_port)"
+        podman run -d --name "${node_ctr}" -p "127.0.0.1:${node_port}:11112" "${DEMO_IMAGE}" \
+            cxrtriage dicom-node --host 0.0.0.0 --status-file /tmp/node-status.json >/dev/null \
+            || fail "podman run of the DICOM node failed"
+        until podman exec "${node_ctr}" grep -q '"listening": true' /tmp/node-status.json 2>/dev/null; do
+            [[ "$(podman inspect --format '{{.State.Running}}' "${node_ctr}")" == "true" ]] || fail "the node container exited"
+            (( waited < 120 )) || fail "the DICOM node did not listen after ${waited} s"
+            sleep 2; waited=$(( waited + 2 ))
+        done
+        storescu -xy -aet MODALITY -aec CXRTRIAGE 127.0.0.1 "${node_port}" \
+            "${DATA_DIR}/dicom/SIIM_CR_chest_PA_jpegbaseline.dcm" || fail "storescu to the node in the container failed"
+        waited=0
+        until podman exec "${node_ctr}" grep -q '"triaged": 1' /tmp/node-status.json 2>/dev/null; do
+            (( waited < 60 )) || fail "the node in the container did not triage the instance in ${waited} s"
+            sleep 1; waited=$(( waited + 1 ))
+        done
+        log "the node in the container received and triaged the shared DICOM"
+        podman stop -t 10 "${node_ctr}" >/dev/null
+        podman rm "${node_ctr}" >/dev/null
+        end
+    else
+        log "storescu (dcmtk) not installed: the DICOM node in the container is not checked"
+    fi
 }
 
 # ---- 4. prototype image + notebook 01 ---------------------------------------------------------------------------

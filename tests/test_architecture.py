@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop"},
     "pacs": {"imaging", "pipeline", "interop", "serve", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
-    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train"},
+    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train", "pacs"},
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def",
             "interop", "pacs"},

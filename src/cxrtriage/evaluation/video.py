@@ -2,8 +2,9 @@
 
 A real ``cxrtriage serve`` is started; headless chromium (Playwright) records one continuous session at 1280x720:
 title and results cards, the UI on an adult PNG with a prior report, a DICOM, a pediatric film and a refused
-photograph (crops, provenance, footer), the ``/status`` and ``/metrics`` endpoints, and the output of
-``smoke_test.sh`` run against the same server. Captions are drawn into the page, so they are burned into the frames;
+photograph (crops, provenance, footer), the ``/status`` and ``/metrics`` endpoints, the output of
+``smoke_test.sh`` run against the same server, and the hospital flow of ``make pacs-demo`` (a real Orthanc PACS
+with the node's SR and Secondary Capture, and the Worklist tab; needs the Debian packages orthanc and dcmtk). Captions are drawn into the page, so they are burned into the frames;
 every number in them is read from the metrics files (:class:`~cxrtriage.evaluation.writeup.NumberBook`). ffmpeg
 then encodes H.264 (yuv420p, CRF 30, no audio) so that the file stays small and plays everywhere.
 """
@@ -83,6 +84,32 @@ def _smoke(root: Path, base: str, data_dir: Path) -> str:
     if run.returncode != 0:
         raise RuntimeError(f"smoke_test.sh failed against the recording server:\n{out}")
     return "\n".join(line for line in out.splitlines() if line.strip())
+
+
+def _pacs_scenes(page, data_dir: Path, n: NumberBook) -> None:
+    """The hospital flow: a real Orthanc PACS, storescu as the modality, the DICOM node's SR and Secondary Capture in
+    the study, and the UI's Worklist tab of the same run (:func:`cxrtriage.pacs.stack.pacs_stack`)."""
+    from cxrtriage.pacs.stack import Ports, pacs_stack, study_with_results
+
+    _card(page, "Into the hospital's workflow",
+          ["cxrtriage dicom-node: a DICOM node that answers every chest radiograph it receives",
+           "with a DICOM SR and a burned-in Secondary Capture, sent back to the PACS (C-STORE).",
+           f"make pacs-check: {n('pacs_sent')} instances sent by dcmtk's storescu to a real Orthanc PACS;",
+           f"{n('pacs_triaged')} triaged, {n('pacs_not_triaged')} answered \"Not triaged\" with the reason, every SR in its study,",
+           f"median {n('pacs_answer_s')} s from arrival to stored results (prototype/eval/pacs_demo.json)"], 8)
+    with pacs_stack(data_dir, Ports.free()) as stack:
+        study, sc = study_with_results(stack.orthanc_base)
+        page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
+        _caption(page, "Orthanc (a real PACS): the radiograph storescu sent, then cxrtriage's SR and Secondary Capture", 6)
+        page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
+        _caption(page, "The Secondary Capture, for viewers that cannot show SR regions: boxes and result burned in", 5)
+        page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
+        page.get_by_role("tab", name="Worklist").click()
+        page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
+        _caption(page, "The Worklist tab: every study the node triaged, Urgent and needs-review first, then by wait", 6)
+        page.locator("#cxr-worklist tr[data-key]").first.click()
+        page.locator("#cxr-wl-study .cxr-label").first.wait_for(state="visible")
+        _caption(page, "Clicking a study opens its stored result; studies that wait too long rise to the top", 5)
 
 
 def playwright_ffmpeg(work: Path) -> Path:
@@ -166,6 +193,7 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             _caption(page, "/metrics: Prometheus counters and latency histograms for the hospital's monitoring", 5)
             _text_page(page, "demo_app/tests/smoke_test.sh against this server", smoke)
             _caption(page, "The smoke test that CI runs on every change: all checks pass", 6)
+            _pacs_scenes(page, data_dir, n)
             _card(page, "Limits, stated",
                   ["No real MedGemma or MedSigLIP weights were run here: those code paths",
                    "(explainer, fine-tuning, ONNX / GGUF export) were tested on random-weight stand-ins.",

@@ -29,7 +29,7 @@ WRITEUP_DIR = Path("docs") / "writeup"
 TEMPLATE = WRITEUP_DIR / "writeup.md.j2"
 NUMBERS_FILE = WRITEUP_DIR / "numbers.json"
 FIGURES_DIR = WRITEUP_DIR / "figures"
-FIGURES = ("architecture.png", "roc.png", "calibration.png", "ui.png")
+FIGURES = ("architecture.png", "roc.png", "calibration.png", "ui.png", "pacs.png")
 
 #: the commands that write each source file (the README's table)
 WRITTEN_BY = {
@@ -38,11 +38,13 @@ WRITTEN_BY = {
     "prototype/eval/hai_def_bench.json": "make bench-hai-def", "prototype/eval/loadtest.json": "make loadtest",
     "prototype/eval/notebook_timings.json": "make notebooks PROFILE=full",
     "src/cxrtriage/weights/model.json": "make export / make evaluate / cxrtriage fit-finding-probe",
+    "prototype/eval/pacs_demo.json": "make pacs-check",
 }
 M, A, G, B, H, L, T, J = (
     "prototype/eval/metrics.json", "prototype/eval/anatomy_eval.json", "prototype/eval/generalisation.json",
     "prototype/eval/bench_results.json", "prototype/eval/hai_def_bench.json", "prototype/eval/loadtest.json",
     "prototype/eval/notebook_timings.json", "src/cxrtriage/weights/model.json")
+P = "prototype/eval/pacs_demo.json"
 F3, F2, F0, PCT = "{:.3f}", "{:.2f}", "{:.0f}", "pct"
 #: name -> (file, key path with "/" between levels, format); ``pct`` formats a fraction as a whole percentage
 NUMBERS: dict[str, tuple[str, str, str]] = {
@@ -82,6 +84,8 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "gguf_token_s": (H, "medgemma_gguf/per_token_s", F2), "gguf_mb": (H, "medgemma_gguf/size_mb/text_Q4_K_M", F0),
     "opacity_auc": (J, "finding_probes/lung_opacity/held_out/auc", F3),
     "model_version": (J, "version", "{}"),
+    "pacs_sent": (P, "sent", "{}"), "pacs_triaged": (P, "status/triaged", "{}"),
+    "pacs_not_triaged": (P, "status/not_triaged", "{}"), "pacs_answer_s": (P, "status/answer_s_median", F2),
 }
 
 
@@ -206,6 +210,49 @@ def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.
     return out
 
 
+def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path:
+    """The hospital flow of ``make pacs-demo`` (:func:`cxrtriage.pacs.stack.pacs_stack`: a real Orthanc, the DICOM
+    node, storescu): Orthanc's page of a study holding the radiograph with cxrtriage's SR and Secondary Capture, the
+    Secondary Capture itself and the UI's Worklist tab, side by side."""
+    from PIL import Image
+
+    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS
+    from cxrtriage.optional import require
+    from cxrtriage.pacs.stack import Ports, pacs_stack, study_with_results
+
+    sync_api = require("playwright.sync_api", extra="dev", purpose="the PACS screenshot")
+    shots = [out.with_name(f".pacs-{i}.png") for i in range(3)]
+    with pacs_stack(data_dir, Ports.free()) as stack, sync_api.sync_playwright() as p:
+        study, sc = study_with_results(stack.orthanc_base)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.set_default_timeout(timeout_s * 1000)
+        page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(shots[0]), clip={"x": 400, "y": 100, "width": 860, "height": 400})
+        page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
+        page.screenshot(path=str(shots[1]), clip={"x": 328, "y": 0, "width": 624, "height": 720})
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
+        page.get_by_role("tab", name="Worklist").click()
+        page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
+        page.wait_for_timeout(800)
+        page.locator("#cxr-worklist").screenshot(path=str(shots[2]))
+        browser.close()
+    images = [Image.open(s).convert("RGB") for s in shots]
+    height = 520
+    images = [im.resize((round(im.width * height / im.height), height), Image.LANCZOS) for im in images]
+    sheet = Image.new("RGB", (sum(im.width for im in images) + 20 * (len(images) - 1), height), "white")
+    x = 0
+    for im in images:
+        sheet.paste(im, (x, 0))
+        x += im.width + 20
+    sheet.save(out)
+    for s in shots:
+        s.unlink()
+    return out
+
+
 # ----------------------------------------------------------------------------- rendering
 
 CSS = """
@@ -219,6 +266,7 @@ img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.roc { wi
 img.cal { width: 66%; display: inline-block; }
 img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; border-left: 3px solid #f4d03f; }
 .disclaimer { font-weight: bold; color: #922b21; } code { font-size: 7.8pt; }
+.caption { font-size: 7.6pt; color: #566573; text-align: center; margin-top: 0; }
 """
 
 
@@ -262,6 +310,8 @@ def build_writeup(root: Path, out_pdf: Path, *, data_dir: Path | None, figures: 
             raise FileNotFoundError("the UI screenshot triages an NIH example: give the data directory")
         ui_screenshot(root, fig_dir / "ui.png", data_dir)
         log("figure: UI screenshot")
+        pacs_screenshot(fig_dir / "pacs.png", data_dir)
+        log("figure: PACS flow (Orthanc, Secondary Capture, Worklist tab)")
     missing = [f for f in FIGURES if not (fig_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"figures missing in {fig_dir}: {', '.join(missing)}")

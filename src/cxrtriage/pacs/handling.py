@@ -113,13 +113,15 @@ class InstanceHandler:
             self.count("results_sent" if sent else "results_send_failed", len(outcome.outputs))
 
     def _file(self, outcome: Outcome) -> None:
+        """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR
+        still goes back."""
+        from cxrtriage.serve.worklist import file_on_worklist
+
         if self.worklist is None:
             return
-        try:
-            self.worklist.add(outcome.prediction, key=outcome.worklist_key)
-        except Exception as exc:  # noqa: BLE001 - the SR still goes back; the failure is counted and logged
+        _, key = file_on_worklist(lambda: self.worklist, outcome.prediction, key=outcome.worklist_key)
+        if key is None:
             self.count("worklist_failed")
-            log.error("worklist write failed (%s)", type(exc).__name__)
 
     def _post_fhir(self, outcome: Outcome) -> None:
         from cxrtriage.interop.fhir import diagnostic_report

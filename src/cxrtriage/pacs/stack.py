@@ -316,6 +316,21 @@ def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: f
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def study_with_results(orthanc_base: str) -> tuple[str, str]:
+    """An Orthanc study holding a radiograph and both cxrtriage series (SR and Secondary Capture): its ID and the
+    Secondary Capture instance's ID."""
+    def get(path: str):
+        return json.loads(_get(orthanc_base + path, timeout=10))
+
+    for study in get("/studies?expand"):
+        series = get(f"/studies/{study['ID']}/series")
+        described = {x["MainDicomTags"].get("SeriesDescription", ""): x for x in series}
+        sc = next((x for d, x in described.items() if d.startswith("cxrtriage AI evidence")), None)
+        if sc is not None and any(d.startswith("cxrtriage AI triage (") for d in described):
+            return study["ID"], sc["Instances"][0]
+    raise RuntimeError("no study in Orthanc holds both cxrtriage series")
+
+
 def check_results(stack: Stack) -> Report:
     """Every instance sent has an SR in Orthanc, in its own study, with the expected category; C-FIND finds an SR
     series in every study; the counts add up; the worklist holds every triaged instance in reading order."""
