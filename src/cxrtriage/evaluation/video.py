@@ -86,10 +86,10 @@ def _smoke(root: Path, base: str, data_dir: Path) -> str:
     return "\n".join(line for line in out.splitlines() if line.strip())
 
 
-def _pacs_scenes(page, data_dir: Path, n: NumberBook) -> None:
-    """The hospital flow: a real Orthanc PACS, storescu as the modality, the DICOM node's SR and Secondary Capture in
-    the study, and the UI's Worklist tab of the same run (:func:`cxrtriage.pacs.stack.pacs_stack`)."""
-    from cxrtriage.pacs.stack import Ports, pacs_stack, study_with_results
+def _pacs_scenes(page, stack, n: NumberBook) -> None:
+    """The hospital flow of a running :func:`cxrtriage.pacs.stack.pacs_stack` (a real Orthanc PACS, storescu as the
+    modality): the DICOM node's SR and Secondary Capture in the study, and the UI's Worklist tab of the same run."""
+    from cxrtriage.pacs.stack import study_with_results
 
     _card(page, "Into the hospital's workflow",
           ["cxrtriage dicom-node: a DICOM node that answers every chest radiograph it receives",
@@ -97,19 +97,18 @@ def _pacs_scenes(page, data_dir: Path, n: NumberBook) -> None:
            f"make pacs-check: {n('pacs_sent')} instances sent by dcmtk's storescu to a real Orthanc PACS;",
            f"{n('pacs_triaged')} triaged, {n('pacs_not_triaged')} answered \"Not triaged\" with the reason, every SR in its study,",
            f"median {n('pacs_answer_s')} s from arrival to stored results (prototype/eval/pacs_demo.json)"], 8)
-    with pacs_stack(data_dir, Ports.free()) as stack:
-        study, sc = study_with_results(stack.orthanc_base)
-        page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
-        _caption(page, "Orthanc (a real PACS): the radiograph storescu sent, then cxrtriage's SR and Secondary Capture", 6)
-        page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
-        _caption(page, "The Secondary Capture, for viewers that cannot show SR regions: boxes and result burned in", 5)
-        page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
-        page.get_by_role("tab", name="Worklist").click()
-        page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
-        _caption(page, "The Worklist tab: every study the node triaged, Urgent and needs-review first, then by wait", 6)
-        page.locator("#cxr-worklist tr[data-key]").first.click()
-        page.locator("#cxr-wl-study .cxr-label").first.wait_for(state="visible")
-        _caption(page, "Clicking a study opens its stored result; studies that wait too long rise to the top", 5)
+    study, sc = study_with_results(stack.orthanc_base)
+    page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
+    _caption(page, "Orthanc (a real PACS): the radiograph storescu sent, then cxrtriage's SR and Secondary Capture", 6)
+    page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
+    _caption(page, "The Secondary Capture, for viewers that cannot show SR regions: boxes and result burned in", 5)
+    page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
+    page.get_by_role("tab", name="Worklist").click()
+    page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
+    _caption(page, "The Worklist tab: every study the node triaged, Urgent and needs-review first, then by wait", 6)
+    page.locator("#cxr-worklist tr[data-key]").first.click()
+    page.locator("#cxr-wl-study .cxr-label").first.wait_for(state="visible")
+    _caption(page, "Clicking a study opens its stored result; studies that wait too long rise to the top", 5)
 
 
 def playwright_ffmpeg(work: Path) -> Path:
@@ -149,7 +148,10 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
     dicom = data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm"
     pediatric = sorted((data_dir / "kermany" / "images").rglob("*.jpeg"))[0]
     photo = _photograph(out_dir / "holiday_photo.png")
-    with running_service(root, data_dir) as base:
+    from cxrtriage.pacs.stack import Ports, pacs_stack
+
+    # both started before recording, so that no frame waits for a server
+    with running_service(root, data_dir) as base, pacs_stack(data_dir, Ports.free()) as stack:
         smoke = _smoke(root, base, data_dir)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -193,7 +195,7 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             _caption(page, "/metrics: Prometheus counters and latency histograms for the hospital's monitoring", 5)
             _text_page(page, "demo_app/tests/smoke_test.sh against this server", smoke)
             _caption(page, "The smoke test that CI runs on every change: all checks pass", 6)
-            _pacs_scenes(page, data_dir, n)
+            _pacs_scenes(page, stack, n)
             _card(page, "Limits, stated",
                   ["No real MedGemma or MedSigLIP weights were run here: those code paths",
                    "(explainer, fine-tuning, ONNX / GGUF export) were tested on random-weight stand-ins.",
