@@ -331,6 +331,33 @@ def study_with_results(orthanc_base: str) -> tuple[str, str]:
     raise RuntimeError("no study in Orthanc holds both cxrtriage series")
 
 
+def validate_srs(srs: list[Any], folder: Path) -> tuple[int, list[str]]:
+    """How many SRs read back as a highdicom Comprehensive SR (and pass dciodvfy with no Error line, where dicom3tools
+    is installed); the first problems found, without identifiers."""
+    import highdicom as hd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dciodvfy = shutil.which("dciodvfy")
+    valid, problems = 0, []
+    for i, sr in enumerate(srs):
+        try:
+            hd.sr.ComprehensiveSR.from_dataset(sr)
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check
+            problems.append(f"SR {i}: highdicom cannot read it ({type(exc).__name__})")
+            continue
+        if dciodvfy:
+            path = folder / f"sr-{i}.dcm"
+            sr.save_as(path, enforce_file_format=True)
+            out = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
+            errors = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+            if errors:
+                # the count only: dciodvfy may quote attribute values, and this line is printed
+                problems.append(f"SR {i}: {len(errors)} Error line(s) from dciodvfy (run it on the SR to see them)")
+                continue
+        valid += 1
+    return valid, problems
+
+
 def check_results(stack: Stack) -> Report:
     """Every instance sent has an SR in Orthanc, in its own study, with the expected category; C-FIND finds an SR
     series in every study; the counts add up; the worklist holds every triaged instance in reading order."""
@@ -346,6 +373,10 @@ def check_results(stack: Stack) -> Report:
             bool(categories) and "Not triaged" not in categories)
         report.check(f"{item.name}: SR in Orthanc references it, in its study ({item.expect})",
                      bool(mine) and same_study and expected, f"{len(mine)} SR, category {', '.join(categories) or '-'}")
+    valid, problems = validate_srs(srs, stack.workdir / "sr-check")
+    report.check("every SR in Orthanc reads back with highdicom"
+                 + (" and passes dciodvfy" if shutil.which("dciodvfy") else " (dciodvfy not installed)"),
+                 valid == len(srs) and bool(srs), f"{valid} of {len(srs)}" + (f"; {problems[0]}" if problems else ""))
     studies = sorted({i.study_instance_uid for i in sent})
     found = sum(findscu_sr_series(uid, ports.orthanc_dicom) > 0 for uid in studies)
     report.check("findscu (C-FIND) finds an SR series in every study sent", found == len(studies),
