@@ -220,3 +220,11 @@ def test_cli_errors_are_one_sentence(capsys):
     assert "AE@host:port" in capsys.readouterr().err
     assert main(["orthanc-pull", "--url", f"http://127.0.0.1:{_port()}", "--once", "--no-worklist"]) == 2
     assert "unreachable" in capsys.readouterr().err
+
+
+def test_an_unwritable_worklist_is_a_configuration_error(capsys):
+    from cxrtriage.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["dicom-node", "--worklist", "/proc/not-here/worklist.sqlite", "--port", str(_port())])
+    assert exited.value.code == 2 and "--no-worklist" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -40,7 +41,13 @@ def _handler(args: argparse.Namespace, send: Any):
     from cxrtriage.pipeline import get_triage
     from cxrtriage.serve.worklist import Worklist
 
-    worklist = None if args.no_worklist else Worklist(Path(args.worklist) if args.worklist else config.worklist_path())
+    path = Path(args.worklist) if args.worklist else config.worklist_path()
+    try:
+        worklist = None if args.no_worklist else Worklist(path)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"error: the worklist {path} cannot be opened ({type(exc).__name__}); give a writable --worklist PATH, "
+              "or --no-worklist", file=sys.stderr)
+        raise SystemExit(2) from None
     return InstanceHandler(get_triage(), send, worklist=worklist, fhir_endpoint=args.fhir_endpoint,
                            secondary_capture=not args.no_secondary_capture,
                            status_path=Path(args.status_file) if args.status_file else None)
