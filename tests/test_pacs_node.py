@@ -5,11 +5,13 @@ sender to retry; shutdown finishes the queue; no log line holds an identifier.""
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
 import logging
 import socket
 import threading
+import time
 
 import pydicom
 import pytest
@@ -39,8 +41,8 @@ def _port() -> int:
 class Archive:
     """A Storage SCP standing in for the PACS: keeps every dataset the node sends back."""
 
-    def __init__(self) -> None:
-        self.port, self.received = _port(), []
+    def __init__(self, port: int | None = None) -> None:
+        self.port, self.received = port or _port(), []
         ae = AE(ae_title="ARCHIVE")
         ae.add_supported_context(ComprehensiveSRStorage)
         ae.add_supported_context(SecondaryCaptureImageStorage)
@@ -208,7 +210,7 @@ def test_destination_is_parsed_or_refused_with_the_form():
 def test_worklist_key_uses_the_accession_and_never_the_patient(inputs):
     key = worklist_key(inputs["cr"])
     assert key.startswith("ACC0042-") and "SYN" not in key
-    no_accession = inputs["cr"].copy()
+    no_accession = copy.deepcopy(inputs["cr"])  # a shallow copy would change the shared dataset's element
     no_accession.AccessionNumber = "a name, with spaces"
     assert worklist_key(no_accession).startswith("instance-")
 
@@ -228,3 +230,29 @@ def test_an_unwritable_worklist_is_a_configuration_error(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["dicom-node", "--worklist", "/proc/not-here/worklist.sqlite", "--port", str(_port())])
     assert exited.value.code == 2 and "--no-worklist" in capsys.readouterr().err
+
+
+def test_results_the_pacs_refused_wait_in_the_outbox_and_go_when_it_is_back(engine, inputs, tmp_path):
+    """The archive is down when the instance arrives: the SR waits on disk (mode 0700), nothing is lost, and it is
+    delivered once the archive listens again."""
+    from cxrtriage.pacs.outbox import Outbox
+
+    port = _port()  # nothing listens here yet
+    outbox = Outbox(tmp_path / "outbox")
+    handler = InstanceHandler(engine, destination_sender(Destination("127.0.0.1", port, "ARCHIVE"), "CXRTRIAGE"),
+                              secondary_capture=False, outbox=outbox)
+    node = DicomNode(NodeConfig(port=_port(), retry_s=0.5), handler)
+    node.start()
+    assert _send(node.config.port, [inputs["cr"], inputs["ot"]]) == [0x0000, 0x0000]
+    deadline = time.monotonic() + 60
+    while handler.counts.results_waiting < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert handler.counts.results_waiting == 2 and handler.counts.results_sent == 0
+    assert (outbox.folder.stat().st_mode & 0o777) == 0o700
+    archive = Archive(port)  # the archive comes back on the same port
+    while len(archive.received) < 2 and time.monotonic() < deadline:  # re-sent by the idle worker
+        time.sleep(0.2)
+    assert node.stop()
+    archive.server.shutdown()
+    assert sorted(str(ds.SOPClassUID) for ds in archive.received) == [str(ComprehensiveSRStorage)] * 2
+    assert handler.counts.results_waiting == 0 and handler.counts.results_sent == 2 and not outbox.pending()

@@ -38,6 +38,7 @@ def stop_event() -> threading.Event:
 def _handler(args: argparse.Namespace, send: Any):
     """Engine, worklist and handler from the shared options (loads the model once)."""
     from cxrtriage.pacs.handling import InstanceHandler
+    from cxrtriage.pacs.outbox import Outbox
     from cxrtriage.pipeline import get_triage
     from cxrtriage.serve.worklist import Worklist
 
@@ -48,9 +49,16 @@ def _handler(args: argparse.Namespace, send: Any):
         print(f"error: the worklist {path} cannot be opened ({type(exc).__name__}); give a writable --worklist PATH, "
               "or --no-worklist", file=sys.stderr)
         raise SystemExit(2) from None
+    outbox_dir = Path(args.outbox) if args.outbox else path.parent / "outbox"
+    try:
+        outbox = Outbox(outbox_dir) if send is not None else None
+    except OSError as exc:
+        print(f"error: the outbox {outbox_dir} cannot be created ({type(exc).__name__}); give a writable --outbox DIR",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     return InstanceHandler(get_triage(), send, worklist=worklist, fhir_endpoint=args.fhir_endpoint,
                            secondary_capture=not args.no_secondary_capture,
-                           status_path=Path(args.status_file) if args.status_file else None)
+                           status_path=Path(args.status_file) if args.status_file else None, outbox=outbox)
 
 
 def _check_extra() -> str | None:
@@ -130,6 +138,8 @@ def _add_result_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--no-secondary-capture", action="store_true",
                    help="send only the SR, not the Secondary Capture with the evidence boxes burned in")
     s.add_argument("--status-file", metavar="PATH", help="keep the running counts here as JSON")
+    s.add_argument("--outbox", metavar="DIR", help="results the PACS did not take wait here (mode 0700: they hold "
+                                                   "patient attributes) and are re-sent (default: beside the worklist)")
 
 
 def add_parser(subparsers: Any) -> None:

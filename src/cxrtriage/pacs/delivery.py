@@ -44,6 +44,7 @@ def send_datasets(datasets: list[Any], destination: Destination, calling_ae: str
         return True
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
+    ae.connection_timeout = min(timeout_s, 10.0)  # an unreachable host must not hold the queue for minutes
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)

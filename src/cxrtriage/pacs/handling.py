@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from cxrtriage.errors import InputError
 from cxrtriage.pacs.delivery import post_fhir
 from cxrtriage.pacs.instance import Outcome, process_instance
+from cxrtriage.pacs.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.pipeline import Triage
@@ -45,7 +46,8 @@ class Counts:
     failed: int = 0
     refused_busy: int = 0
     results_sent: int = 0
-    results_send_failed: int = 0
+    results_send_failed: int = 0  # attempts that failed; what they held waits in the outbox (results_waiting)
+    results_waiting: int = 0
     fhir_sent: int = 0
     fhir_failed: int = 0
     worklist_failed: int = 0
@@ -59,8 +61,8 @@ class InstanceHandler:
 
     def __init__(self, engine: Triage, send: Sender | None, *, worklist: Worklist | None = None,
                  fhir_endpoint: str | None = None, secondary_capture: bool = True,
-                 status_path: Path | None = None) -> None:
-        self.engine, self.send, self.worklist = engine, send, worklist
+                 status_path: Path | None = None, outbox: Outbox | None = None) -> None:
+        self.engine, self.send, self.worklist, self.outbox = engine, send, worklist, outbox
         self.fhir_endpoint, self.secondary_capture = fhir_endpoint, secondary_capture
         self.status_path = status_path
         self.counts = Counts()
@@ -109,8 +111,29 @@ class InstanceHandler:
         else:
             self.count("not_triaged")
         if self.send is not None:  # None: no destination configured (results only logged and on the worklist)
-            sent = self.send(outcome.outputs)
-            self.count("results_sent" if sent else "results_send_failed", len(outcome.outputs))
+            self.retry()  # what waits goes first, so results arrive in order when the destination is back
+            still_waiting = self.outbox is not None and bool(self.outbox.pending())
+            if not still_waiting and self.send(outcome.outputs):
+                self.count("results_sent", len(outcome.outputs))
+            else:  # the destination refused (just now, or the waiting results a moment ago): queue behind them
+                self.count("results_send_failed", len(outcome.outputs))
+                if self.outbox is not None:
+                    self.outbox.put(outcome.outputs)
+                    self._waiting()
+
+    def retry(self) -> int:
+        """Send what waits in the outbox (called before new results and by the node when idle); returns how many
+        were delivered."""
+        if self.send is None or self.outbox is None or not self.outbox.pending():
+            return 0
+        delivered = self.outbox.flush(self.send)
+        self.count("results_sent", delivered)
+        self._waiting()
+        return delivered
+
+    def _waiting(self) -> None:
+        with self._lock:
+            self.counts.results_waiting = len(self.outbox.pending()) if self.outbox is not None else 0
 
     def _file(self, outcome: Outcome) -> None:
         """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR

@@ -36,6 +36,7 @@ class NodeConfig:
     port: int = 11112
     allowed_callers: tuple[str, ...] = ()  # empty: any calling AE title
     queue_size: int = 32
+    retry_s: float = 30.0  # how often undelivered results are re-sent while no instance arrives
 
 
 def destination_sender(destination: Destination | None, calling_ae: str) -> Sender | None:
@@ -95,7 +96,12 @@ class DicomNode:
 
     def _work(self) -> None:
         while True:
-            data = self._queue.get()
+            try:
+                data = self._queue.get(timeout=self.config.retry_s)
+            except queue.Empty:  # idle: a moment to re-send what the destination refused earlier
+                if self.handler.retry():
+                    self.handler.write_status(queue=0, listening=self._server is not None)
+                continue
             if data is None:
                 return
             self.handler.handle(data)

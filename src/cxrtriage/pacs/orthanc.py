@@ -122,6 +122,7 @@ class OrthancPoller:
         log.info("orthanc-pull polling %s every %.1f s from change %d", self.client.url, interval_s, self.since)
         while not stop.is_set():
             try:
+                self.handler.retry()  # results Orthanc refused earlier
                 self.poll_once()
             except OrthancError as exc:
                 log.error("%s; retrying in %.1f s", exc, interval_s)
