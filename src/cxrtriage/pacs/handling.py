@@ -65,6 +65,8 @@ class InstanceHandler:
         self.engine, self.send, self.worklist, self.outbox = engine, send, worklist, outbox
         self.fhir_endpoint, self.secondary_capture = fhir_endpoint, secondary_capture
         self.status_path = status_path
+        #: more fields for the status file from the caller (the node: its queue length and whether it listens)
+        self.status_fields: Callable[[], dict[str, Any]] = dict
         self.counts = Counts()
         self._lock = threading.Lock()
         #: seconds from the start of triage to the results' delivery, recent instances (the "minutes, not hours")
@@ -112,8 +114,7 @@ class InstanceHandler:
             self.count("not_triaged")
         if self.send is not None:  # None: no destination configured (results only logged and on the worklist)
             self.retry()  # what waits goes first, so results arrive in order when the destination is back
-            still_waiting = self.outbox is not None and bool(self.outbox.pending())
-            if not still_waiting and self.send(outcome.outputs):
+            if not self.counts.results_waiting and self.send(outcome.outputs):
                 self.count("results_sent", len(outcome.outputs))
             else:  # the destination refused (just now, or the waiting results a moment ago): queue behind them
                 self.count("results_send_failed", len(outcome.outputs))
@@ -124,9 +125,9 @@ class InstanceHandler:
     def retry(self) -> int:
         """Send what waits in the outbox (called before new results and by the node when idle); returns how many
         were delivered."""
-        if self.send is None or self.outbox is None or not self.outbox.pending():
+        if self.send is None or self.outbox is None:
             return 0
-        delivered = self.outbox.flush(self.send)
+        delivered = self.outbox.flush(self.send)  # 0 when nothing waits
         self.count("results_sent", delivered)
         self._waiting()
         return delivered
@@ -162,13 +163,13 @@ class InstanceHandler:
             what = f"skipped: {outcome.reason}"
         log.info("instance %s: %s; %s", outcome.log_id, what, self.counts.line())
 
-    def write_status(self, **extra: Any) -> None:
+    def write_status(self) -> None:
         """The counts as JSON in the status file (atomically replaced), for monitoring and the demo's wait."""
         if self.status_path is None:
             return
         with self._lock:
             answers = list(self._answer_s)
-            payload = {**asdict(self.counts), **extra}
+            payload = {**asdict(self.counts), **self.status_fields()}
         if answers:  # triage + SR/SC + delivery per instance, on this machine
             payload.update(answer_s_median=round(statistics.median(answers), 3), answer_s_max=round(max(answers), 3))
         self.status_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 RADIOGRAPH_MODALITIES = ("CR", "DX")
 #: the Manufacturer cxrtriage writes into its own SR and Secondary Capture: such an instance is never triaged again
 OWN_MANUFACTURER = "cxrtriage"
-WORKLIST_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,40}$")
 
 
 @dataclass
@@ -51,9 +50,12 @@ def worklist_key(ds: Dataset) -> str:
     """The worklist key of an instance: its Accession Number when that is accession-like (the sender's own key), plus
     a short hash of the SOP Instance UID so that two images of one study are two rows; only the hash when the
     accession is missing or odd. Never a name or a patient ID."""
+    from cxrtriage.serve.worklist import KEY_PATTERN
+
     digest = instance_log_id(ds)
     accession = str(ds.get("AccessionNumber", "") or "").strip()
-    return f"{accession}-{digest}" if WORKLIST_KEY.match(accession) else f"instance-{digest}"
+    key = f"{accession}-{digest}"
+    return key if accession and re.match(KEY_PATTERN, key) else f"instance-{digest}"
 
 
 def instance_log_id(ds: Dataset) -> str:

@@ -55,6 +55,7 @@ class DicomNode:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=config.queue_size)
         self._server: Any = None
         self._worker = threading.Thread(target=self._work, name="cxrtriage-dicom-node", daemon=True)
+        handler.status_fields = lambda: {"queue": self._queue.qsize(), "listening": self._server is not None}
 
     def start(self) -> None:
         """Start the worker and listen (returns at once; the server runs in pynetdicom's threads)."""
@@ -71,7 +72,7 @@ class DicomNode:
         self._worker.start()
         self._server = ae.start_server((self.config.host, self.config.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self.on_store)])
-        self.handler.write_status(queue=0, listening=True)
+        self.handler.write_status()
         log.info("dicom-node %s listening on %s:%d (callers: %s)", self.config.ae_title, self.config.host,
                  self.config.port, ", ".join(self.config.allowed_callers) or "any")
 
@@ -100,12 +101,11 @@ class DicomNode:
                 data = self._queue.get(timeout=self.config.retry_s)
             except queue.Empty:  # idle: a moment to re-send what the destination refused earlier
                 if self.handler.retry():
-                    self.handler.write_status(queue=0, listening=self._server is not None)
+                    self.handler.write_status()
                 continue
             if data is None:
                 return
-            self.handler.handle(data)
-            self.handler.write_status(queue=self._queue.qsize(), listening=self._server is not None)
+            self.handler.handle(data)  # writes the status file, queue length included
 
     def stop(self, timeout_s: float = 120.0) -> bool:
         """Stop accepting, finish what is queued, stop the worker; True when the queue was drained in time."""
@@ -115,7 +115,7 @@ class DicomNode:
         self._queue.put(None)  # after everything already queued
         self._worker.join(timeout_s)
         drained = not self._worker.is_alive()
-        self.handler.write_status(queue=self._queue.qsize(), listening=False)
+        self.handler.write_status()
         log.info("dicom-node stopped (%s); %s", "queue drained" if drained else "queue NOT drained",
                  self.handler.counts.line())
         return drained

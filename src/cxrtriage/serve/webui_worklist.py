@@ -274,8 +274,8 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: "gr.Tab", oth
         gr.HTML('<p class="cxr-wl-intro">Triaged studies in reading order: overdue first, then Urgent or needs review, '
                 "then the rest, oldest first. Click a row to open its stored result.</p>", scale=8)
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=110, elem_id="cxr-wl-refresh")
-    # the open study's key, kept in the page (a hidden textbox, not gr.State: session state would make the page hold a
-    # heartbeat connection, and the service's body timeout ends those after a few seconds, closing the session)
+    # the open study's key, kept in the page (a hidden textbox, not gr.State: session state makes the page hold a
+    # heartbeat connection open, so the page never goes network-idle, which the browser tests and the video wait for)
     selected = gr.Textbox(visible=False, elem_id="cxr-wl-selected")
     timer = gr.Timer(REFRESH_S, active=False)
     with gr.Row(equal_height=False):
