@@ -429,10 +429,12 @@ def free_port() -> int:
 
 
 def start_server(port: int, crops_dir: Path, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """``cxrtriage serve`` on 127.0.0.1:port, its log in ``log_path``."""
+    """``cxrtriage serve`` on 127.0.0.1:port, its log in ``log_path``; its worklist beside ``crops_dir`` (the load's
+    thousands of results must not land on the user's own worklist)."""
     exe = Path(sys.executable).with_name("cxrtriage")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "cxrtriage.cli.main"]
     env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(crops_dir), "CXRTRIAGE_DATA_DIR": str(data_dir),
+           "CXRTRIAGE_WORKLIST_PATH": str(crops_dir.parent / "worklist.sqlite"),
            "CXRTRIAGE_UI": os.environ.get("CXRTRIAGE_UI", "true")}
     with log_path.open("wb") as log:
         return subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,

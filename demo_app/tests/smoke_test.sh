@@ -112,8 +112,9 @@ if [[ ${start} -eq 1 ]]; then
     base_url="http://127.0.0.1:${port}"
     mkdir -p "${work}/crops"
     echo "smoke_test: starting cxrtriage serve on ${base_url} (crops in ${work}/crops, log ${server_log})"
+    # its own worklist too: the smoke test's results must not land on the user's worklist
     CXRTRIAGE_HOST=127.0.0.1 CXRTRIAGE_PORT="${port}" CXRTRIAGE_WORKERS="${CXRTRIAGE_WORKERS:-1}" CXRTRIAGE_CROPS_DIR="${work}/crops" \
-        GRADIO_ANALYTICS_ENABLED=False "${REPO_ROOT}/demo_app/docker/entrypoint.sh" >"${server_log}" 2>&1 &
+        CXRTRIAGE_WORKLIST_PATH="${work}/worklist.sqlite" GRADIO_ANALYTICS_ENABLED=False "${REPO_ROOT}/demo_app/docker/entrypoint.sh" >"${server_log}" 2>&1 &
     server_pid=$!
 fi
 base_url="${base_url%/}"
