@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from cxrtriage.evaluation.live_server import open_ui
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
@@ -136,19 +138,12 @@ def browser():
 
 @pytest.fixture()
 def page(browser, base_url):
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     pg.requests = []  # type: ignore[attr-defined]
     pg.on("request", lambda req: pg.requests.append(req.url))  # type: ignore[attr-defined]
-    pg.goto(f"{base_url}/ui/", wait_until="load")
-    pg.locator("#cxr-triage").wait_for(state="visible")
-    try:  # usually idle within a second; a page whose event stream stays open (seen once in CI) must not stall setup
-        pg.wait_for_load_state("networkidle", timeout=10_000)
-    except PlaywrightTimeoutError:
-        pass
+    open_ui(pg, base_url)
     yield pg
     context.close()
 
@@ -605,7 +600,7 @@ def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, d
     page.requests = []  # type: ignore[attr-defined]
     page.on("request", lambda req: page.requests.append(req.url))  # type: ignore[attr-defined]
     try:
-        page.goto(f"{hai_def_url}/ui/", wait_until="networkidle")
+        open_ui(page, hai_def_url)
         _upload(page, data_dir.joinpath(*CHEST))
         _triage(page)
         assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()

@@ -48,6 +48,22 @@ def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Ite
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def open_ui(page, base_url: str, idle_timeout_ms: int = 10_000) -> None:
+    """Open the UI as a user does and wait until it can be used: the page loaded and the Triage button shown, then
+    network idle for at most ``idle_timeout_ms``. Not "networkidle" alone: Gradio keeps a session's event stream
+    (``gradio_api/queue/data``) open while an event of that session is pending, and the service no longer cuts such a
+    stream after its body timeout; in the browser tests it was seen open for over 10 s on a fresh page, and a wait
+    for idle alone then ran into the 60 s timeout."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page.goto(f"{base_url}/ui/", wait_until="load")
+    page.locator("#cxr-triage").wait_for(state="visible")
+    try:
+        page.wait_for_load_state("networkidle", timeout=idle_timeout_ms)
+    except PlaywrightTimeoutError:
+        pass
+
+
 def upload_and_triage(page, image: Path, prior_report: str | None = None) -> None:
     """Drive the UI as a user does: choose the file, optionally paste a prior report, press Triage, wait."""
     page.locator("#cxr-file input[type=file]").set_input_files(str(image))

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, running_service, upload_and_triage
+from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
 from cxrtriage.evaluation.writeup import PRIOR_REPORT, NumberBook
 from cxrtriage.schema import DISCLAIMER
 
@@ -102,7 +102,7 @@ def _pacs_scenes(page, stack, n: NumberBook) -> None:
     _caption(page, "Orthanc (a real PACS): the radiograph storescu sent, then cxrtriage's SR and Secondary Capture", 6)
     page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
     _caption(page, "The Secondary Capture, for viewers that cannot show SR regions: boxes and result burned in", 5)
-    page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
+    open_ui(page, stack.ui_base)
     page.get_by_role("tab", name="Worklist").click()
     page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
     _caption(page, "The Worklist tab: every study the node triaged, Urgent and needs-review first, then by wait", 6)
@@ -167,7 +167,7 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
                    f"A site never trained on (JSRT normals): {n('jsrt_non_urgent')} of {n('jsrt_n')} Non-Urgent",
                    f"End to end {n('p50_ms')} ms per image (p50), model files {n('files_mb')} MB",
                    "(prototype/eval/metrics.json, anatomy_eval.json, bench_results.json)"], 8)
-            page.goto(f"{base}/ui/", wait_until="networkidle")
+            open_ui(page, base)
             _caption(page, "1. An adult chest radiograph (NIH, PNG) with a prior report pasted in", 3)
             upload_and_triage(page, nih, PRIOR_REPORT)
             _caption(page, f"Urgent, calibrated score and threshold ({n('threshold')}); boxes and crops only inside the lungs, named by zone", 6)
@@ -175,15 +175,15 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             _caption(page, "Provenance: the prior-report sentence quoted verbatim, and the most similar training cases", 5)
             page.mouse.wheel(0, 900)
             _caption(page, f"Footer: model size and latency on this machine; lung-opacity output shown with its held-out AUC {n('opacity_auc')}", 5)
-            page.goto(f"{base}/ui/", wait_until="networkidle")  # a fresh form for each case, as a new user gets it
+            open_ui(page, base)  # a fresh form for each case, as a new user gets it
             _caption(page, "2. A DICOM file (CR, JPEG-compressed): decoded with pydicom, no identifier is logged", 2)
             upload_and_triage(page, dicom)
             _caption(page, "Same result format for DICOM; the explanation says where the evidence is", 5)
-            page.goto(f"{base}/ui/", wait_until="networkidle")
+            open_ui(page, base)
             _caption(page, "3. A pediatric film (JPEG)", 1)
             upload_and_triage(page, pediatric)
             _caption(page, f"Children are a source of their own: pediatric test AUC {n('ped_auc')}", 5)
-            page.goto(f"{base}/ui/", wait_until="networkidle")
+            open_ui(page, base)
             _caption(page, "4. A photograph uploaded by mistake", 1)
             upload_and_triage(page, photo)
             _caption(page, "Refused with a specific message, never triaged; atypical chest films go to a human instead", 5)

@@ -194,7 +194,7 @@ def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Pa
 
 def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path:
     """Triage an NIH example with a prior report in the real UI (headless chromium) and save the page."""
-    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, running_service, upload_and_triage
+    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
     from cxrtriage.optional import require
 
     sync_api = require("playwright.sync_api", extra="dev", purpose="the UI screenshot")
@@ -202,7 +202,7 @@ def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(timeout_s * 1000)
-        page.goto(f"{base}/ui/", wait_until="networkidle")
+        open_ui(page, base)
         upload_and_triage(page, data_dir / "nih" / "images" / "00000150_002.png", PRIOR_REPORT)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
@@ -216,7 +216,7 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
     Secondary Capture itself and the UI's Worklist tab, side by side."""
     from PIL import Image
 
-    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS
+    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, open_ui
     from cxrtriage.optional import require
     from cxrtriage.pacs.stack import Ports, pacs_stack, study_with_results
 
@@ -233,7 +233,7 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
         page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
         page.screenshot(path=str(shots[1]), clip={"x": 328, "y": 0, "width": 624, "height": 720})
         page.set_viewport_size({"width": 1280, "height": 900})
-        page.goto(f"{stack.ui_base}/ui/", wait_until="networkidle")
+        open_ui(page, stack.ui_base)
         page.get_by_role("tab", name="Worklist").click()
         page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
         page.wait_for_timeout(800)
