@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -75,6 +76,17 @@ def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: t
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class Triaged:
+    """One run of the pipeline: the result, and what it was computed from. Only ``prediction`` is ever serialised;
+    ``image`` (the decoded input, with its DICOM dataset when it was one) and ``pixels`` stay in memory."""
+
+    prediction: Prediction
+    image: LoadedImage  # as decoded, before any polarity flip
+    pixels: np.ndarray  # what the model analysed: working resolution, display polarity (flipped when needed)
+    polarity_flipped: bool  # an inverted MONOCHROME1 film was detected and flipped
+
+
 class Triage:
     """The pipeline built from declared stages: a classifier (``backend``) and an optional ``explainer``.
     Thread-safe for concurrent predict().
@@ -107,12 +119,19 @@ class Triage:
         return self.backend.footprint_mb() + (self.explainer.footprint_mb() if self.explainer is not None else 0.0)
 
     def predict(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
+        """Triage one frontal chest radiograph: the result every caller serialises."""
+        return self.run(image, prior_report, save_crops=save_crops).prediction
+
+    def run(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
+        """:meth:`predict`, plus the decoded image and the pixels the model analysed, for the outputs that draw on
+        them (DICOM SR and Secondary Capture) without decoding the source again."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         loaded = image if isinstance(image, LoadedImage) else load_image(image)
         pixels, meta = loaded.pixels, loaded.meta
         timings["decode"] = (time.perf_counter() - t_start) * 1e3
         warnings = list(meta.warnings) + list(self.backend.warnings)
+        flipped = False
 
         t = time.perf_counter()
         stats = gate.check_header_and_statistics(pixels, meta, allow_low_contrast=self.segmenter is not None)
@@ -123,6 +142,7 @@ class Triage:
             if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(pixels, layout):
                 pixels = (1.0 - pixels).astype(np.float32)
                 warnings.append(FLIP_WARNING)
+                flipped = True
             # one squash to the model size serves the layout gate and, when the backend says its result is the
             # same for a pre-squashed image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at
             # a 2500x2000 DICOM)
@@ -233,12 +253,13 @@ class Triage:
         crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
         timings["crops"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - t_start) * 1e3
-        return Prediction(
+        prediction = Prediction(
             label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
             threshold=threshold, review_band=band, needs_review=needs_review,
             model=self.info, explainer=self.explainer.info if self.explainer is not None else None, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
             image=image_info, anatomy=anatomy_info, findings=findings,
         )
+        return Triaged(prediction=prediction, image=loaded, pixels=pixels, polarity_flipped=flipped)
 
 
 @functools.lru_cache(maxsize=4)
