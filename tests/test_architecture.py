@@ -138,3 +138,48 @@ def test_every_stage_has_a_line_in_architecture_md() -> None:
     stages |= {p.stem for p in PKG.glob("*.py") if p.stem != "__init__"}
     missing = [s for s in sorted(stages) if f"`{s}" not in text]
     assert not missing, f"ARCHITECTURE.md does not name: {missing}"
+
+
+def _src_trees() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(PKG.rglob("*.py"))]
+
+
+def test_the_pipeline_never_probes_its_stages() -> None:
+    """The pipeline uses what ``backends.base`` declares: no getattr / hasattr on a stage (a new backend that lacks
+    an attribute must fail the protocol, not silently lose a safety check)."""
+    tree = ast.parse((PKG / "pipeline.py").read_text(encoding="utf-8"))
+    probes = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+              and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")]
+    assert not probes, f"pipeline.py probes attributes at lines {probes}"
+
+
+def test_only_decision_sets_needs_review() -> None:
+    """Every escalation to a human goes through ``decision`` (one review policy): elsewhere ``needs_review`` is only
+    copied from a Decision or a Prediction (``x.needs_review``), never assigned or computed. Run-time code only:
+    the offline tools read review flags from files (a rating sheet), they decide nothing."""
+    offenders = []
+    for path, tree in _src_trees():
+        if path.name in ("decision.py", "schema.py") or _stage(_module_name(path)) not in RUN_TIME:
+            continue
+        for node in ast.walk(tree):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AugAssign) else []
+            for target in targets:
+                for t in ast.walk(target):
+                    if (isinstance(t, ast.Name) and t.id == "needs_review") or (
+                            isinstance(t, ast.Attribute) and t.attr == "needs_review"):
+                        offenders.append(f"{path.relative_to(PKG)}:{node.lineno}")
+            if isinstance(node, ast.keyword) and node.arg == "needs_review" and not (
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "needs_review"):
+                offenders.append(f"{path.relative_to(PKG)}:{node.value.lineno}")
+    assert not offenders, f"needs_review set outside decision.py: {offenders}"
+
+
+#: the longest a module may grow before it is split (a god file hides its rules)
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_a_god_file() -> None:
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"

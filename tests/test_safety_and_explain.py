@@ -10,6 +10,7 @@ from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging.load import ImageMeta
 from cxrtriage.explain.report import analyze_prior_report
+from cxrtriage import decision
 from cxrtriage.decision import decide
 from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics
 
@@ -20,7 +21,36 @@ from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics
      (0.40, ("Urgent", False)), (0.95, ("Urgent", False))],
 )
 def test_review_band_is_labelled_urgent(score, expected):
-    assert decide(score, threshold=0.30, review_band=(0.22, 0.40)) == expected
+    d = decide(score, threshold=0.30, review_band=(0.22, 0.40))
+    assert (d.label, d.needs_review) == expected
+    assert d.band == "borderline" if expected[1] else d.band != "borderline"
+
+
+def test_atypical_film_is_urgent_for_review_with_its_reason():
+    d = decide(0.05, 0.30, (0.22, 0.40), atypical_film=["only one lung was found"])
+    assert (d.label, d.needs_review) == ("Urgent", True)
+    assert d.warnings == ["atypical frontal radiograph: only one lung was found; labelled Urgent for human review"]
+    assert [r.kind for r in d.reasons] == [decision.ATYPICAL_FILM]
+
+
+def test_prior_report_and_second_opinion_escalate_but_never_change_the_label():
+    low = decide(0.05, 0.30, (0.22, 0.40))
+    assert (low.label, low.needs_review, low.reasons) == ("Non-Urgent", False, ())
+    flagged = decision.with_prior_report(low, affirms_urgent_finding=True)
+    assert (flagged.label, flagged.needs_review) == ("Non-Urgent", True)
+    assert flagged.warnings == [decision.PRIOR_REPORT_WARNING]
+    assert decision.with_prior_report(low, affirms_urgent_finding=False) == low
+    urgent = decide(0.9, 0.30, (0.22, 0.40))
+    assert decision.with_prior_report(urgent, affirms_urgent_finding=True) == urgent  # already goes first
+    second = decision.with_second_opinion(urgent, disagrees=True)
+    assert (second.label, second.needs_review, second.warnings) == ("Urgent", True, [])
+    assert decision.with_second_opinion(low, disagrees=False) == low
+
+
+def test_decisions_are_made_on_the_reported_values():
+    # 0.29996 is reported as 0.3000 and is therefore at the threshold, exactly as a re-scorer of the JSON sees it
+    d = decide(0.29996, 0.30, (0.10, 0.20))
+    assert (d.label, d.score) == ("Urgent", 0.3)
 
 
 def _meta(**kw) -> ImageMeta:
@@ -61,9 +91,9 @@ def test_embedding_gate():
 def test_explanation_uses_zones_and_report_but_names_no_finding():
     box = EvidenceBox(x=10, y=300, w=100, h=100, strength=0.8, peak_xy=(50, 350), region="right lower zone")
     report = analyze_prior_report("Right lower lobe pneumonia. No pneumothorax.")
-    text = build_explanation("Urgent", 0.91, 0.3, (0.22, 0.4), [box], report, needs_review=False)
+    text = build_explanation(decide(0.91, 0.3, (0.22, 0.4)), [box], report)
     assert text.startswith("Urgent: high urgency score 0.91")
     assert "right lower zone" in text and "prior report affirms" in text
     assert "pneumonia" not in text.lower() and "pneumothorax" not in text.lower()
-    borderline = build_explanation("Urgent", 0.25, 0.3, (0.22, 0.4), [], None, needs_review=True)
+    borderline = build_explanation(decide(0.25, 0.3, (0.22, 0.4)), [], None)
     assert "borderline" in borderline and "needs human review" in borderline

@@ -1,14 +1,37 @@
-"""The decision: a calibrated score against the threshold and the review band -> label and ``needs_review``.
+"""The decision: the one place that labels a result and sends it to a human.
 
-Safety first: a score in the review band is labelled Urgent even below the threshold. Decisions are made on the
-values a result reports (4 decimals), so anyone re-scoring the JSON gets exactly the pipeline's decisions.
+A calibrated score against the threshold and the review band gives the label and the review flag. Then anything
+that doubts the result escalates it here, and only here, each with a reason a reader sees as a warning:
+
+* an atypical frontal film (the frontal-view check, the view probe, an embedding far from the training films):
+  labelled Urgent and sent for review, whatever the score (safety first);
+* a prior report that affirms an urgent finding on a film scored Non-Urgent: sent for review, the label stays
+  (a prior report describes an earlier study, so it cannot decide the current one);
+* an explainer (MedGemma) whose own reading disagrees with the label: sent for review, the label stays.
+
+Nothing lowers a label or clears a review flag. Decisions are made on the values a result reports (4 decimals), so
+anyone re-scoring the JSON gets exactly the pipeline's decisions. The explanation's wording of the score
+(``Decision.band``) comes from here too, so the band rule has one home.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 
 #: decimals of the score, threshold and review band in every result
 REPORTED_DECIMALS = 4
+
+URGENT = "Urgent"
+NON_URGENT = "Non-Urgent"
+
+#: why a result went to a human, by the stage that doubted it
+ATYPICAL_FILM = "atypical_film"
+PRIOR_REPORT = "prior_report"
+EXPLAINER = "explainer"
+REVIEW_BAND = "review_band"
+
+PRIOR_REPORT_WARNING = ("the prior report affirms an urgent finding but the image score is below the threshold: "
+                        "review the current image against the prior report")
 
 
 def reported(value: float) -> float:
@@ -16,10 +39,73 @@ def reported(value: float) -> float:
     return round(float(value), REPORTED_DECIMALS)
 
 
-def decide(score: float, threshold: float, review_band: tuple[float, float]) -> tuple[str, bool]:
-    """Label and review flag. Safety-first: a score in the review band is labelled Urgent even below the
-    threshold, because the threshold itself is uncertain there."""
-    low, high = review_band
-    needs_review = low <= score < high
-    urgent = score >= threshold or needs_review
-    return ("Urgent" if urgent else "Non-Urgent"), needs_review
+@dataclass(frozen=True)
+class Reason:
+    """Why a result goes to a human: ``kind`` (one of the constants above) and the warning a reader sees (empty
+    when the result says it elsewhere, e.g. the explainer's own warnings, or the score in the band)."""
+
+    kind: str
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Label, review flag and the reasons for review, plus the wording of the score for the explanation."""
+
+    label: str
+    needs_review: bool
+    reasons: tuple[Reason, ...]
+    score: float
+    threshold: float
+    review_band: tuple[float, float]
+
+    @property
+    def band(self) -> str:
+        """The score in words: ``borderline`` inside the review band, else ``high`` / ``moderately high`` above the
+        threshold and ``low`` below it."""
+        low, high = self.review_band
+        if low <= self.score < high:
+            return "borderline"
+        if self.score >= self.threshold:
+            return "high" if self.score >= max(high, 0.5 * (1 + self.threshold)) else "moderately high"
+        return "low"
+
+    @property
+    def warnings(self) -> list[str]:
+        """The readers' warnings of every escalation, in the order they were made."""
+        return [r.warning for r in self.reasons if r.warning]
+
+    def _escalated(self, reason: Reason, *, urgent: bool = False) -> Decision:
+        return replace(self, label=URGENT if urgent else self.label, needs_review=True,
+                       reasons=(*self.reasons, reason))
+
+
+def decide(score: float, threshold: float, review_band: tuple[float, float], *,
+           atypical_film: list[str] | tuple[str, ...] = ()) -> Decision:
+    """Label and review flag of a score, then the image's own doubts. Safety first: a score in the review band is
+    labelled Urgent even below the threshold, because the threshold itself is uncertain there; an atypical
+    frontal film (``atypical_film``: the check's reasons, in words) is labelled Urgent for human review."""
+    score, threshold = reported(score), reported(threshold)
+    band = (reported(review_band[0]), reported(review_band[1]))
+    in_band = band[0] <= score < band[1]
+    decision = Decision(label=URGENT if score >= threshold or in_band else NON_URGENT, needs_review=in_band,
+                        reasons=(Reason(REVIEW_BAND),) if in_band else (), score=score, threshold=threshold,
+                        review_band=band)
+    for why in atypical_film:
+        decision = decision._escalated(
+            Reason(ATYPICAL_FILM, f"atypical frontal radiograph: {why}; labelled Urgent for human review"), urgent=True)
+    return decision
+
+
+def with_prior_report(decision: Decision, affirms_urgent_finding: bool) -> Decision:
+    """A prior report that affirms an urgent finding on a film scored Non-Urgent sends it for review (the label
+    stays: the report describes an earlier study)."""
+    if affirms_urgent_finding and decision.label == NON_URGENT:
+        return decision._escalated(Reason(PRIOR_REPORT, PRIOR_REPORT_WARNING))
+    return decision
+
+
+def with_second_opinion(decision: Decision, disagrees: bool) -> Decision:
+    """An explainer whose reading disagrees with the label sends the result for review (the label stays; the
+    explainer's own warnings say what it saw)."""
+    return decision._escalated(Reason(EXPLAINER)) if disagrees else decision

@@ -1,7 +1,9 @@
 """``predict()``: the one function every caller (CLI, REST, UI, notebooks) uses.
 
-Order of work: decode -> header/statistics gate -> model -> embedding gate -> label and review band ->
-evidence crops -> prior-report provenance -> similar cases -> explanation.
+:meth:`Triage.run` is a short sequence of named stages passing one :class:`Case`: decode -> gate (header,
+statistics, polarity, layout, frontal-view check) -> classify -> view and similarity checks -> decide -> evidence
+-> prior report -> explain (+ the optional explainer stage) -> assemble. Every label and review flag comes from
+:mod:`cxrtriage.decision`; the stages only collect what it decides on.
 
 How the prior report affects the result (tested in tests/test_pipeline.py):
 * it never changes the score, and never turns Urgent into Non-Urgent;
@@ -15,9 +17,9 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image
@@ -28,8 +30,10 @@ from cxrtriage.anatomy.measure import Anatomy, measure
 from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
 from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, Explainer, load_stages
+from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.finding_probe import read_findings
-from cxrtriage.explain.evidence import box_from_xywh, find_evidence_boxes, save_crop_thumbnails
+from cxrtriage.decision import Decision
+from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.errors import NotAChestXrayError
 from cxrtriage.imaging.load import LoadedImage, load_image
@@ -37,8 +41,8 @@ from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
-from cxrtriage.explain.report import analyze_prior_report
-from cxrtriage.schema import MAX_CROPS, Crop, ModelInfo, Prediction, Provenance
+from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
+from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
@@ -74,6 +78,39 @@ def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: t
         w, h = max(1, min(ow - x, round(c.w * sx))), max(1, min(oh - y, round(c.h * sy)))
         out.append(c.model_copy(update={"x": x, "y": y, "w": w, "h": h}))
     return out
+
+
+@dataclass(eq=False)
+class Case:
+    """One radiograph on its way through :class:`Triage`'s stages: each stage reads what the earlier ones wrote.
+    ``doubts`` are the image's reasons for review (atypical film), which only :mod:`cxrtriage.decision` turns into
+    a label, a review flag and warnings."""
+
+    loaded: LoadedImage
+    prior_report: str | None
+    pixels: np.ndarray  # working resolution, display polarity (flipped by the gate when needed)
+    warnings: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    flipped: bool = False
+    model_pixels: np.ndarray | None = None  # what the classifier gets (the gate's squashed copy when equivalent)
+    residual: float | None = None  # coarse layout residual
+    anatomy: Anatomy | None = None
+    doubts: list[str] = field(default_factory=list)
+    output: BackendOutput = None  # type: ignore[assignment]  # set by the classify stage
+    knn_similarity: float | None = None
+    neighbours: list[Any] = field(default_factory=list)
+    decision: Decision = None  # type: ignore[assignment]  # set by the decide stage
+    boxes: list[EvidenceBox] = field(default_factory=list)
+    report: ReportAnalysis | None = None
+    findings: list[Finding] = field(default_factory=list)
+    explanation: str = ""
+    provenance: list[Provenance] = field(default_factory=list)
+
+    def settle(self, new: Decision) -> None:
+        """Take the decision's latest word, with the warnings of the escalations it added, in the order made."""
+        known = len(self.decision.reasons) if self.decision is not None else 0
+        self.warnings += [r.warning for r in new.reasons[known:] if r.warning]
+        self.decision = new
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,142 +161,162 @@ class Triage:
 
     def run(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
         """:meth:`predict`, plus the decoded image and the pixels the model analysed, for the outputs that draw on
-        them (DICOM SR and Secondary Capture) without decoding the source again."""
+        them (DICOM SR and Secondary Capture) without decoding the source again. The stages in order; each reads
+        and writes one :class:`Case`."""
         t_start = time.perf_counter()
-        timings: dict[str, float] = {}
         loaded = image if isinstance(image, LoadedImage) else load_image(image)
-        pixels, meta = loaded.pixels, loaded.meta
-        timings["decode"] = (time.perf_counter() - t_start) * 1e3
-        warnings = list(meta.warnings) + list(self.backend.warnings)
-        flipped = False
+        case = Case(loaded=loaded, prior_report=prior_report, pixels=loaded.pixels,
+                    warnings=[*loaded.meta.warnings, *self.backend.warnings])
+        case.timings["decode"] = (time.perf_counter() - t_start) * 1e3
+        self._gate(case)
+        self._classify(case)
+        self._check_view_and_similarity(case)
+        self._decide(case)
+        self._find_evidence(case)
+        self._read_prior_report(case)
+        self._explain(case)
+        prediction = self._assemble(case, save_crops, t_start)
+        return Triaged(prediction=prediction, image=loaded, pixels=case.pixels, polarity_flipped=case.flipped)
 
+    def _gate(self, case: Case) -> None:
+        """Header and statistics, polarity, coarse layout and, with the segmentation, the frontal-view check:
+        refuses what is not a frontal chest film (raises), keeps the doubts about an atypical one."""
         t = time.perf_counter()
-        stats = gate.check_header_and_statistics(pixels, meta, allow_low_contrast=self.segmenter is not None)
+        meta = case.loaded.meta
+        stats = gate.check_header_and_statistics(case.pixels, meta, allow_low_contrast=self.segmenter is not None)
         layout = self.backend.layout
-        residual = None
-        model_pixels = pixels
+        case.model_pixels = case.pixels
         if layout is not None:
-            if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(pixels, layout):
-                pixels = (1.0 - pixels).astype(np.float32)
-                warnings.append(FLIP_WARNING)
-                flipped = True
+            if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(case.pixels, layout):
+                case.pixels = (1.0 - case.pixels).astype(np.float32)
+                case.flipped = True
+                case.warnings.append(FLIP_WARNING)
             # one squash to the model size serves the layout gate and, when the backend says its result is the
             # same for a pre-squashed image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at
             # a 2500x2000 DICOM)
-            squashed = resize_square(np.clip(pixels, 0.0, 1.0), layout.input_size)
-            residual = layout.residual(squashed)
-            if self.backend.accepts_squashed(layout.input_size):
-                model_pixels = squashed
-        anatomy: Anatomy | None = None
+            squashed = resize_square(np.clip(case.pixels, 0.0, 1.0), layout.input_size)
+            case.residual = layout.residual(squashed)
+            case.model_pixels = squashed if self.backend.accepts_squashed(layout.input_size) else case.pixels
         if self.segmenter is not None:
             t_seg = time.perf_counter()
-            anatomy = measure(self.segmenter.segment(pixels))
-            timings["segment"] = (time.perf_counter() - t_seg) * 1e3
-            review_reasons = frontal.check(anatomy, residual, self.backend.max_layout_residual)
+            case.anatomy = measure(self.segmenter.segment(case.pixels))
+            case.timings["segment"] = (time.perf_counter() - t_seg) * 1e3
+            case.doubts += frontal.check(case.anatomy, case.residual, self.backend.max_layout_residual)
             if stats.get("low_contrast"):
-                if not anatomy.typical_pair:
+                if not case.anatomy.typical_pair:
                     raise NotAChestXrayError(gate.BLANK_MESSAGE)
-                review_reasons.append(f"its contrast is very low (grey-level spread {stats['std']:.3f}); window it before reading")
+                case.doubts.append(f"its contrast is very low (grey-level spread {stats['std']:.3f}); window it "
+                                   "before reading")
         else:
-            gate.check_layout(residual, self.backend.max_layout_residual)
-            review_reasons = []
-            warnings.append("the lung segmentation is not installed: evidence zones come from image geometry and "
-                            "the frontal-view check from the coarse layout only")
-        timings["gate"] = (time.perf_counter() - t) * 1e3 - timings.get("segment", 0.0)
+            gate.check_layout(case.residual, self.backend.max_layout_residual)
+            case.warnings.append("the lung segmentation is not installed: evidence zones come from image geometry "
+                                 "and the frontal-view check from the coarse layout only")
+        case.timings["gate"] = (time.perf_counter() - t) * 1e3 - case.timings.get("segment", 0.0)
 
-        out = self.backend.analyze(model_pixels)
-        timings.update(out.timings_ms)
+    def _classify(self, case: Case) -> None:
+        case.output = self.backend.analyze(case.model_pixels)
+        case.timings.update(case.output.timings_ms)
 
+    def _check_view_and_similarity(self, case: Case) -> None:
+        """After the model: the embedding against the training films (refuse, or doubt for a film with two lungs),
+        the similar cases, and the view probe (refuse a lateral, doubt a possible one)."""
         t = time.perf_counter()
-        index = self.backend.index
-        knn_sim = None
-        neighbours = []
+        out, anatomy, index = case.output, case.anatomy, self.backend.index
         if index is not None and out.embedding is not None:
-            knn_sim = index.knn_similarity(out.embedding, self.backend.knn_k)
-            if anatomy is not None and anatomy.typical_pair:  # an unusual embedding of a film with two lungs is doubt for a human
-                review_reasons += frontal.embedding_doubt(knn_sim, self.backend.min_knn_similarity)
+            case.knn_similarity = index.knn_similarity(out.embedding, self.backend.knn_k)
+            if anatomy is not None and anatomy.typical_pair:  # an unusual embedding of a film with two lungs: doubt
+                case.doubts += frontal.embedding_doubt(case.knn_similarity, self.backend.min_knn_similarity)
             else:
-                gate.check_embedding(knn_sim, self.backend.min_knn_similarity)
-            neighbours = index.nearest(out.embedding, self.n_neighbours)
-        probe = getattr(self.backend, "view_probe", None)
+                gate.check_embedding(case.knn_similarity, self.backend.min_knn_similarity)
+            case.neighbours = index.nearest(out.embedding, self.n_neighbours)
+        probe = self.backend.view_probe
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
-            review_reasons += frontal.check_view(view_score, probe.reject_above, probe.review_above, anatomy.typical_pair,
-                                                 probe.reject_with_lungs_above)
-        timings["neighbours"] = (time.perf_counter() - t) * 1e3
+            case.doubts += frontal.check_view(view_score, probe.reject_above, probe.review_above,
+                                              anatomy.typical_pair, probe.reject_with_lungs_above)
+        case.timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
-        # Decide on the values the result reports (4 decimals), so that anyone re-scoring the JSON
-        # (eval_metrics.py) gets exactly the pipeline's decisions, also for a score within 1e-4 of the threshold.
-        score = decision.reported(out.score)
-        threshold = decision.reported(self.backend.threshold)
-        band = (decision.reported(self.backend.review_band[0]), decision.reported(self.backend.review_band[1]))
-        label, needs_review = decision.decide(score, threshold, band)
-        if review_reasons:  # an atypical frontal film: triaged, but Urgent and for a human (safety first)
-            label, needs_review = "Urgent", True
-            warnings += [f"atypical frontal radiograph: {r}; labelled Urgent for human review" for r in review_reasons]
+    def _decide(self, case: Case) -> None:
+        case.settle(decision.decide(case.output.score, self.backend.threshold, self.backend.review_band,
+                                    atypical_film=case.doubts))
 
-        height, width = pixels.shape
-        boxes = []
-        if out.cam is not None:
-            region = anatomy.evidence_region() if anatomy is not None and anatomy.lungs else None
-            boxes = find_evidence_boxes(out.cam, (width, height), max_boxes=MAX_CROPS, allowed=region,
-                                        zone_of=anatomy.zone if anatomy is not None else None)
-            if region is not None:  # a box grown from the margin alone would not touch the lungs: drop it
-                boxes = [b for b in boxes if anatomy.lung_share(
-                    (b.x / width, b.y / height, (b.x + b.w) / width, (b.y + b.h) / height)) >= MIN_BOX_LUNG_SHARE]
-            if label == "Non-Urgent":  # weak boxes on a normal film are noise a clinician learns to ignore
-                boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
+    def _find_evidence(self, case: Case) -> None:
+        """Boxes from the activation map, inside the lung fields when they are known; a Non-Urgent film keeps at
+        most one strong box (weak boxes on a normal film are noise a clinician learns to ignore)."""
+        if case.output.cam is None:
+            return
+        height, width = case.pixels.shape
+        anatomy = case.anatomy
+        region = anatomy.evidence_region() if anatomy is not None and anatomy.lungs else None
+        boxes = find_evidence_boxes(case.output.cam, (width, height), max_boxes=MAX_CROPS, allowed=region,
+                                    zone_of=anatomy.zone if anatomy is not None else None)
+        if region is not None:  # a box grown from the margin alone would not touch the lungs: drop it
+            boxes = [b for b in boxes if anatomy.lung_share(  # type: ignore[union-attr]
+                (b.x / width, b.y / height, (b.x + b.w) / width, (b.y + b.h) / height)) >= MIN_BOX_LUNG_SHARE]
+        if case.decision.label == decision.NON_URGENT:
+            boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
+        case.boxes = boxes
 
+    def _read_prior_report(self, case: Case) -> None:
         t = time.perf_counter()
-        report = analyze_prior_report(prior_report) if prior_report and prior_report.strip() else None
+        text = case.prior_report
+        report = analyze_prior_report(text) if text and text.strip() else None
         if report is not None and report.truncated:
-            warnings.append(f"the prior report is longer than {REPORT_MAX_CHARS} characters: only the first "
-                            f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself")
-        if report is not None and label == "Non-Urgent" and report.has_affirmed_urgent_finding:
-            needs_review = True
-            warnings.append("the prior report affirms an urgent finding but the image score is below the threshold: "
-                            "review the current image against the prior report")
-        timings["report"] = (time.perf_counter() - t) * 1e3
+            case.warnings.append(f"the prior report is longer than {REPORT_MAX_CHARS} characters: only the first "
+                                 f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself")
+        if report is not None:
+            case.settle(decision.with_prior_report(case.decision, report.has_affirmed_urgent_finding))
+        case.report = report
+        case.timings["report"] = (time.perf_counter() - t) * 1e3
 
-        findings, nameable = read_findings(getattr(self.backend, "finding_probes", ()), out.embedding, out.logit)
-        explanation = build_explanation(label, score, threshold, band, boxes, report, needs_review,
-                                        has_map=out.cam is not None, finding=nameable)
-        provenance = report_provenance(report) + case_provenance(neighbours)
-        # The optional explainer stage (MedGemma): it may replace the explanation and add provenance and warnings,
-        # and a second opinion that disagrees flags the result for review; it never changes label or score.
-        if self.explainer is not None:
-            t = time.perf_counter()
-            extra = self.explainer.explain(pixels, prior_report, label)
-            explanation = extra.explanation or explanation
-            provenance += [p for p in extra.provenance if not _quoted_already(p, provenance)]
-            warnings += extra.warnings
-            needs_review = needs_review or extra.disagrees
-            if extra.box_xywh:
-                # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
-                boxes = boxes[: MAX_CROPS - 1] + [box_from_xywh(extra.box_xywh, (width, height), "medgemma")]
-            timings["explain"] = (time.perf_counter() - t) * 1e3
-        image_info = meta.to_dict()
-        if knn_sim is not None:
-            image_info["knn_similarity"] = round(knn_sim, 4)
-        if residual is not None:
-            image_info["layout_residual"] = round(residual, 4)
-        anatomy_info = None
-        if anatomy is not None:  # measured by self.segmenter
-            anatomy_info = {**anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
-
-        # Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
+    def _explain(self, case: Case) -> None:
+        """Finding outputs, the one-line explanation and provenance; then the optional explainer stage (MedGemma),
+        which may replace the explanation and add provenance, warnings and a box, and whose disagreement sends the
+        result for review; it never changes label or score."""
+        out = case.output
+        case.findings, nameable = read_findings(self.backend.finding_probes, out.embedding, out.logit)
+        case.explanation = build_explanation(case.decision, case.boxes, case.report, has_map=out.cam is not None,
+                                             finding=nameable)
+        case.provenance = report_provenance(case.report) + case_provenance(case.neighbours)
+        if self.explainer is None:
+            return
         t = time.perf_counter()
-        crops = save_crop_thumbnails(pixels, boxes, self.crops_dir or config.crops_dir()) if save_crops and boxes else []
+        extra = self.explainer.explain(case.pixels, case.prior_report, case.decision.label)
+        case.explanation = extra.explanation or case.explanation
+        case.provenance += [p for p in extra.provenance if not _quoted_already(p, case.provenance)]
+        case.warnings += extra.warnings
+        case.settle(decision.with_second_opinion(case.decision, extra.disagrees))
+        if extra.box_xywh:
+            # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
+            height, width = case.pixels.shape
+            case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh(extra.box_xywh, (width, height), "medgemma")]
+        case.timings["explain"] = (time.perf_counter() - t) * 1e3
+
+    def _assemble(self, case: Case, save_crops: bool, t_start: float) -> Prediction:
+        """The Prediction. Thumbnails last: every step that can fail has run, so a failure leaves no files behind."""
+        meta, d = case.loaded.meta, case.decision
+        image_info = meta.to_dict()
+        if case.knn_similarity is not None:
+            image_info["knn_similarity"] = round(case.knn_similarity, 4)
+        if case.residual is not None:
+            image_info["layout_residual"] = round(case.residual, 4)
+        anatomy_info = None
+        if case.anatomy is not None:  # measured by self.segmenter
+            anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
+        t = time.perf_counter()
+        crops = (save_crop_thumbnails(case.pixels, case.boxes, self.crops_dir or config.crops_dir())
+                 if save_crops and case.boxes else [])
+        height, width = case.pixels.shape
         crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
-        timings["crops"] = (time.perf_counter() - t) * 1e3
-        timings["total"] = (time.perf_counter() - t_start) * 1e3
-        prediction = Prediction(
-            label=label, score=score, explanation=explanation, crops=crops, provenance=provenance,
-            threshold=threshold, review_band=band, needs_review=needs_review,
-            model=self.info, explainer=self.explainer.info if self.explainer is not None else None, timings_ms={k: round(v, 2) for k, v in timings.items()}, warnings=warnings,
-            image=image_info, anatomy=anatomy_info, findings=findings,
+        case.timings["crops"] = (time.perf_counter() - t) * 1e3
+        case.timings["total"] = (time.perf_counter() - t_start) * 1e3
+        return Prediction(
+            label=d.label, score=d.score, explanation=case.explanation, crops=crops, provenance=case.provenance,
+            threshold=d.threshold, review_band=d.review_band, needs_review=d.needs_review, model=self.info,
+            explainer=self.explainer.info if self.explainer is not None else None,
+            timings_ms={k: round(v, 2) for k, v in case.timings.items()}, warnings=case.warnings,
+            image=image_info, anatomy=anatomy_info, findings=case.findings,
         )
-        return Triaged(prediction=prediction, image=loaded, pixels=pixels, polarity_flipped=flipped)
 
 
 @functools.lru_cache(maxsize=4)

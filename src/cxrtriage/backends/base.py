@@ -9,11 +9,13 @@ The pipeline uses exactly what these protocols declare; it never probes for attr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from cxrtriage.backends.embedding_index import EmbeddingIndex
+from cxrtriage.backends.finding_probe import FindingProbe
+from cxrtriage.backends.view_probe import ViewProbe
 from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.schema import ModelInfo, Provenance
 
@@ -38,6 +40,8 @@ class Backend(Protocol):
     layout: ChestLayoutModel | None
     max_layout_residual: float | None
     warnings: list[str]  # load-time warnings every result carries (e.g. an uncalibrated zero-shot head)
+    view_probe: ViewProbe | None  # the lateral-view probe on the embedding, None when the model has none
+    finding_probes: Sequence[FindingProbe]  # the finding outputs (lung opacity), empty when the model has none
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         """Score a (H, W) float [0,1] grey image."""

@@ -166,6 +166,8 @@ class MedSigLIPBackend:
         self.probe_path = probe_path
         self.layout = None  # no chest-layout model for MedSigLIP: the pipeline skips that gate
         self.max_layout_residual = None
+        self.view_probe = None  # no lateral-view probe fitted on MedSigLIP's embedding
+        self.finding_probes: tuple = ()
 
         files = weight_files(self.model_dir) + ([probe_path] if probe_path else [])
         files_sha256 = sha256_files(files)

@@ -8,17 +8,9 @@ right lower zone"; otherwise findings appear only inside verbatim quotes of the 
 
 from __future__ import annotations
 
+from cxrtriage.decision import Decision
 from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.explain.report import ReportAnalysis
-
-
-def score_band(score: float, threshold: float, review_band: tuple[float, float]) -> str:
-    low, high = review_band
-    if low <= score < high:
-        return "borderline"
-    if score >= threshold:
-        return "high" if score >= max(high, 0.5 * (1 + threshold)) else "moderately high"
-    return "low"
 
 
 def _where(boxes: list[EvidenceBox]) -> str:
@@ -31,13 +23,12 @@ def _where(boxes: list[EvidenceBox]) -> str:
     return zones[0] if len(zones) == 1 else ", ".join(zones[:-1]) + " and " + zones[-1]
 
 
-def build_explanation(label: str, score: float, threshold: float, review_band: tuple[float, float],
-                      boxes: list[EvidenceBox], report: ReportAnalysis | None, needs_review: bool,
+def build_explanation(decision: Decision, boxes: list[EvidenceBox], report: ReportAnalysis | None,
                       *, has_map: bool = True, finding: tuple[str, float] | None = None) -> str:
-    """One line: label, score against the threshold, where the evidence is, what the prior report says.
-    ``has_map`` is False for backends without an activation map (MedSigLIP), which localise nothing. ``finding``
-    (name, probability): a nameable finding output judged likely; it leads an Urgent line."""
-    band = score_band(score, threshold, review_band)
+    """One line: label, score against the threshold (in the decision's own words), where the evidence is, what the
+    prior report says. ``has_map`` is False for backends without an activation map (MedSigLIP), which localise
+    nothing. ``finding`` (name, probability): a nameable finding output judged likely; it leads an Urgent line."""
+    label, score, threshold, band = decision.label, decision.score, decision.threshold, decision.band
     where = _where(boxes)
     if finding is not None and label == "Urgent":
         name, p = finding
@@ -61,6 +52,6 @@ def build_explanation(label: str, score: float, threshold: float, review_band: t
             parts.append("prior report denies urgent findings")
         elif report.uncertain:
             parts.append("prior report raises an urgent finding as uncertain")
-    if needs_review:
+    if decision.needs_review:
         parts.append("needs human review")
     return "; ".join(parts) + "."
