@@ -17,12 +17,14 @@ anyone re-scoring the JSON gets exactly the pipeline's decisions. The explanatio
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 #: decimals of the score, threshold and review band in every result
 REPORTED_DECIMALS = 4
 
-URGENT = "Urgent"
-NON_URGENT = "Non-Urgent"
+Label = Literal["Urgent", "Non-Urgent"]
+URGENT: Label = "Urgent"
+NON_URGENT: Label = "Non-Urgent"
 
 #: why a result went to a human, by the stage that doubted it
 ATYPICAL_FILM = "atypical_film"
@@ -52,7 +54,7 @@ class Reason:
 class Decision:
     """Label, review flag and the reasons for review, plus the wording of the score for the explanation."""
 
-    label: str
+    label: Label
     needs_review: bool
     reasons: tuple[Reason, ...]
     score: float

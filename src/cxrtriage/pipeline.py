@@ -92,7 +92,7 @@ class Case:
     warnings: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     flipped: bool = False
-    model_pixels: np.ndarray | None = None  # what the classifier gets (the gate's squashed copy when equivalent)
+    model_pixels: np.ndarray = None  # type: ignore[assignment]  # what the classifier gets (set by the gate)
     residual: float | None = None  # coarse layout residual
     anatomy: Anatomy | None = None
     doubts: list[str] = field(default_factory=list)
@@ -142,7 +142,9 @@ class Triage:
         self.explainer = explainer
         self.crops_dir = Path(crops_dir) if crops_dir else None
         self.n_neighbours = n_neighbours
-        self.segmenter = default_segmenter() if segmenter == DEFAULT_SEGMENTER else segmenter
+        if isinstance(segmenter, str) and segmenter != DEFAULT_SEGMENTER:
+            raise ValueError(f"segmenter must be a Segmenter, None or {DEFAULT_SEGMENTER!r}, not {segmenter!r}")
+        self.segmenter: Segmenter | None = default_segmenter() if isinstance(segmenter, str) else segmenter
 
     @property
     def info(self) -> ModelInfo:
