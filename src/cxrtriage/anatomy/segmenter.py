@@ -30,7 +30,7 @@ RIGHT_LUNG, LEFT_LUNG, HEART = "right_lung", "left_lung", "heart"
 def _resize_prob(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     if prob.shape == (height, width):
         return prob
-    return np.asarray(Image.fromarray(np.ascontiguousarray(prob, np.float32), mode="F").resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(prob, np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR))
 
 
 @dataclass
@@ -131,5 +131,5 @@ class Segmenter:
         logits = self.session.run(None, {self.input_name: x})[0][0]
         probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         symmetry, centre = _symmetry(x[0, 0])
-        return Segmentation(probs=probs, structures=self.structures, shape=tuple(pixels.shape), threshold=self.threshold,
+        return Segmentation(probs=probs, structures=self.structures, shape=(int(pixels.shape[0]), int(pixels.shape[1])), threshold=self.threshold,
                             symmetry=symmetry, centre_brightness=centre)

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -52,16 +53,16 @@ class EvidenceBox:
     strength: float | None  # share of the total positive CAM mass inside this region (0-1); None if not from the CAM
     peak_xy: tuple[int, int]  # location of the region's maximum (the box centre when not from the CAM), original pixels
     region: str  # anatomical zone, see anatomical_zone()
-    source: str = "activation_map"  # what proposed the box: "activation_map" (classifier) or "medgemma"
+    source: Literal["activation_map", "medgemma"] = "activation_map"  # what proposed the box: "activation_map" (classifier) or "medgemma"
 
 
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_image_size(image_size: object) -> tuple[int, int]:
-    """Validate ``(width, height)`` of the original image."""
+def _check_image_size(image_size: Any) -> tuple[int, int]:
+    """Validate ``(width, height)`` of the original image (whatever a caller passed)."""
     try:
-        width, height = image_size  # type: ignore[misc]
+        width, height = image_size
     except (TypeError, ValueError) as exc:
         raise ValueError(f"image_size must be (width, height), got {image_size!r}") from exc
     for name, v in (("width", width), ("height", height)):
@@ -193,7 +194,7 @@ def find_evidence_boxes(
     total = float(cell_pos.sum())
     if total <= 0:  # no positive cell inside the allowed region: nothing to point at
         return []
-    cell_labels = _cell_labels(labels, cam_arr.shape, UPSAMPLE)
+    cell_labels = _cell_labels(labels, (cam_arr.shape[0], cam_arr.shape[1]), UPSAMPLE)
     masses = np.bincount(cell_labels.ravel(), weights=cell_pos.ravel(), minlength=n + 1)
     order = sorted(range(1, n + 1), key=lambda k: (-masses[k], k))
 
@@ -224,7 +225,8 @@ def find_evidence_boxes(
     return boxes
 
 
-def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int], source: str) -> EvidenceBox:
+def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int],
+                  source: Literal["activation_map", "medgemma"]) -> EvidenceBox:
     """An evidence box proposed by something other than the CAM (e.g. MedGemma), clipped to the image
     (``image_size`` is (width, height)); no CAM strength."""
     width, height = _check_image_size(image_size)

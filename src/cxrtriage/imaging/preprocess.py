@@ -49,14 +49,14 @@ def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
 def resize_squash(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """Float PIL ("F") bilinear resize of a (H, W) image to (height, width), aspect ratio not kept."""
     img = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(img.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     """``MedSigLIPBackend.to_pil`` without the RGB step: uint8 "L" image, PIL bilinear to (height, width)."""
     arr = np.asarray(pixels, dtype=np.float32)
     grey = Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8), mode="L")
-    return np.asarray(grey.resize((width, height), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(grey.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 QUANTIZE_UINT8 = "uint8"
@@ -177,7 +177,7 @@ def to_model_input(pixels: np.ndarray, cfg: ConfigLike) -> np.ndarray:
             x = percentile_window(x)
         if cfg.channels == 1 and np.ndim(cfg.mean) == 0 and np.ndim(cfg.std) == 0:
             # the bundled CNN's path (float32 arithmetic)
-            x = (x - float(cfg.mean)) / float(cfg.std)
+            x = (x - float(cfg.mean)) / float(cfg.std)  # type: ignore[arg-type]  # scalars: checked above
             return x[None, None].astype(np.float32)
         x = x.astype(np.float64)
     else:  # SIGLIP_UINT8_BILINEAR (from_mapping admits nothing else)
