@@ -42,8 +42,11 @@ def test_an_urgent_line_leads_with_a_nameable_finding_and_its_zone():
 
 
 def test_every_result_of_the_shipped_model_reports_the_output_with_its_held_out_auc(engine, nih_pixels):
+    from cxrtriage.backends.bundle_config import BundleConfig
+
+    probes = load_finding_probes(BundleConfig.load(config.BUNDLED_WEIGHTS_DIR / "model.json").finding_probes)
+    assert [p.key for p in probes] == ["lung_opacity"]
     meta = json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text())
-    assert [p.key for p in load_finding_probes(meta)] == ["lung_opacity"]
     block = meta["finding_probes"]["lung_opacity"]
     pred = engine.predict(nih_pixels, save_crops=False)
     assert len(pred.findings) == 1

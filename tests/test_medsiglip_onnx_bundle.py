@@ -98,8 +98,11 @@ def test_bundle_files_and_metadata(bundle, probe_dir: Path) -> None:
     print(f"\nparity: preprocess {p['preprocess_max_abs_diff']:.2e}, fp32 score {p['fp32_score_max_abs_diff']:.2e}, "
           f"int8 score {p['int8_score_max_abs_diff']:.4f}, int8 logit {p['int8_logit_max_abs_diff']:.4f}, "
           f"int8 embedding cosine {p['int8_embedding_cosine_min']:.6f}")
-    assert sorted(x.name for x in out.iterdir()) == ["index.npz", "model.json", "model.onnx"]  # fp32 + temp not kept
+    # fp32 + temp not kept; card.json: nothing measured on the bundle yet
+    assert sorted(x.name for x in out.iterdir()) == ["card.json", "index.npz", "model.json", "model.onnx"]
     assert json.loads((out / "model.json").read_text()) == json.loads(json.dumps(meta))
+    assert json.loads((out / "card.json").read_text()) == {
+        "model": {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}}
     assert meta["backend"] == "medsiglip-onnx" and meta["name"].startswith("medsiglip-probe:")
     assert meta["hai_def"] is True and "https://developers.google.com/health-ai-developer-foundations/terms" in meta["terms"]
     assert meta["labels"] == ["Non-Urgent", "Urgent"]
@@ -252,7 +255,7 @@ def test_failed_parity_leaves_no_servable_bundle(tiny_siglip: Path, probe_dir: P
     monkeypatch.setattr(onnx_export, "INT8_SCORE_TOL", -1.0)  # any int8 difference now fails
     with pytest.raises(RuntimeError, match="int8 score differs"):
         onnx_export.export_medsiglip_bundle(tiny_siglip, tmp_path, probe_dir, images=_images(2, seed=2))
-    assert not (tmp_path / "model.json").exists()
+    assert not (tmp_path / "model.json").exists() and not (tmp_path / "card.json").exists()
     assert "parity" in json.loads((tmp_path / "export_failed.json").read_text())
     with pytest.raises(ModelError, match="not found"):
         load_backend("bundled", tmp_path)

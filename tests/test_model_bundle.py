@@ -86,7 +86,7 @@ def test_a_bundle_whose_calibration_would_invert_decisions_is_refused(tmp_path):
     from cxrtriage.backends.bundled import BundledOnnxBackend
     from cxrtriage.errors import ModelError
 
-    with pytest.raises(ModelError, match="not positive"):
+    with pytest.raises(ModelError, match="key 'calibration.a': must be positive"):
         BundledOnnxBackend(_bundle_copy(tmp_path, a=-0.03))
 
 

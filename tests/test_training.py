@@ -33,8 +33,18 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert len(log["history"]) == 2 and log["config"]["seed"] == cfg.seed
 
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "card.json").write_text("{}")  # a card of an earlier model there: reset, not kept
     bundle = export_bundle(ckpt, tmp_path / "bundle", data_dir=data_dir, trace=tmp_path / "trace.txt", limit=16)
     meta = json.loads((bundle / "model.json").read_text())
+    # both files written through their types, and they load back: model.json as the engine reads it, card.json empty
+    from cxrtriage.backends.bundle_config import BundleConfig
+    from cxrtriage.evaluation.card_data import CardData
+
+    assert BundleConfig.load(bundle / "model.json").to_dict() == meta
+    card = CardData.load(bundle / "card.json")
+    assert card.model.sha256 == meta["sha256"] and card.measured() == {}
+    assert "Not yet measured" in (bundle / "MODEL_CARD.md").read_text()
     trace = (tmp_path / "trace.txt").read_text()
     assert "quantize_static" in trace and "parity torch vs ONNX fp32" in trace
     assert meta["preprocess"]["input_size"] == 64

@@ -1,7 +1,8 @@
 """ONNX model bundles (``model.onnx`` + ``model.json``): numpy + onnxruntime only (no torch, no transformers).
 
 One runtime class, :class:`BundledOnnxBackend`, serves every bundle; everything model-specific comes from
-``model.json`` (like timm's ``pretrained_cfg``):
+``model.json`` (like timm's ``pretrained_cfg``), read once through the typed
+:class:`~cxrtriage.backends.bundle_config.BundleConfig` (the type the exporters write with):
 
 * ``preprocess``: input size, channels, per-channel mean/std and the resize mode (:mod:`cxrtriage.imaging.preprocess`);
 * ``output_roles``: which ONNX output is the urgency ``logit``, which (if any) the ``feature_map`` for the CAM
@@ -11,6 +12,9 @@ One runtime class, :class:`BundledOnnxBackend`, serves every bundle; everything 
 * ``calibration`` (Platt a, b), ``threshold``, ``review_band``, ``ood`` and ``backend`` (the name every
   Prediction reports; default "bundled").
 
+Measured results about the model (test metrics, benchmarks...) are in ``card.json`` beside it, which this module
+never opens.
+
 Bundles: the shipped CNN (:mod:`cxrtriage.train.export`, backend "bundled") and the MedSigLIP vision tower + linear
 probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "medsiglip-onnx": outputs
 ``image_embedding`` and ``urgency_logit``, no CAM).
@@ -18,7 +22,6 @@ probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "m
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import numpy as np
 
 from cxrtriage import config
 from cxrtriage.backends.base import BackendOutput
+from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.backends.finding_probe import load_finding_probes
@@ -34,11 +38,10 @@ from cxrtriage.errors import ModelError
 from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel
-from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, PreprocessConfig, to_model_input
+from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, to_model_input
 from cxrtriage.schema import ModelInfo
 
 MODEL_FILE = "model.onnx"
-META_FILE = "model.json"
 INDEX_FILE = "index.npz"
 #: the fp32 reference of the bundled model, kept by `cxrtriage export` next to its checkpoint (bench, evaluate)
 FP32_FILE = "model.fp32.onnx"
@@ -46,13 +49,6 @@ DEFAULT_FP32_PATH = Path("runs") / "bundled" / FP32_FILE
 #: output_roles assumed when model.json has none: the bundled CNN's outputs
 DEFAULT_LOGIT_OUTPUT = "urgency_logit"
 DEFAULT_FEATURE_MAP_OUTPUT = "feature_map"
-
-
-def read_metadata(model_dir: Path) -> dict:
-    path = model_dir / META_FILE
-    if not path.is_file():
-        raise ModelError(f"model metadata {path} not found: run `cxrtriage export` or reinstall the package")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
@@ -71,12 +67,13 @@ class BundledOnnxBackend:
 
         self.model_dir = Path(model_dir) if model_dir else config.model_dir()
         self.warnings: list[str] = []
-        self.meta = read_metadata(self.model_dir)
+        self.config = BundleConfig.load(self.model_dir / META_FILE)
+        cfg = self.config
         self.model_path = self.model_dir / MODEL_FILE
         if not self.model_path.is_file():
             raise ModelError(f"model file {self.model_path} not found")
         sha = sha256_file(self.model_path)
-        if verify and sha != self.meta["sha256"]:
+        if verify and sha != cfg.sha256:
             raise ModelError(f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or config.threads()
@@ -85,53 +82,43 @@ class BundledOnnxBackend:
         # (CAM, neighbours, thumbnails) more than the model itself takes.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
-        try:  # parsed once into frozen values; every inference uses them
-            self.preprocess_cfg = PreprocessConfig.from_mapping(self.meta["preprocess"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{self.model_dir / META_FILE}: bad preprocess block: {exc}") from exc
+        self.preprocess_cfg = cfg.preprocess_config  # parsed once into frozen values; every inference uses them
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.logit_output, self.feature_map_output, self.embedding_output = self._output_roles()
-        head = self.meta.get("head")
-        self.head_weight = np.asarray(head["weight"], dtype=np.float32) if head else None
-        cal = self.meta["calibration"]
-        self._a, self._b = float(cal["a"]), float(cal["b"])
-        if self._a <= 0:
-            raise ModelError(f"{self.model_dir / META_FILE}: calibration slope a={self._a} is not positive: it would invert "
-                             "every decision")
-        if cal.get("warning"):
-            self.warnings.append(str(cal["warning"]))
-        for why in (cal.get("left_out_of_fit") or {}).values():  # an ablation bundle, never the shipped one
+        self.head_weight = np.asarray(cfg.head.weight, dtype=np.float32) if cfg.head else None
+        self._a, self._b = cfg.calibration.a, cfg.calibration.b
+        if cfg.calibration.warning:
+            self.warnings.append(cfg.calibration.warning)
+        for why in (cfg.calibration.left_out_of_fit or {}).values():  # an ablation bundle, never the shipped one
             self.warnings.append(f"this model is not fit for such films ({why}): its scores for them are unreliable "
                                  "and most are labelled Urgent")
-        self.threshold = float(self.meta["threshold"])
-        self.review_band = (float(self.meta["review_band"][0]), float(self.meta["review_band"][1]))
+        self.threshold = cfg.threshold
+        self.review_band = cfg.review_band
         index_path = self.model_dir / INDEX_FILE
         self.index = EmbeddingIndex.load(index_path) if index_path.is_file() else None
         self.layout = load_layout(index_path, self.preprocess_cfg.hw[0]) if index_path.is_file() else None
-        ood = self.meta.get("ood") or {}
-        self.max_layout_residual = ood.get("max_layout_residual")
-        self.min_knn_similarity = ood.get("min_knn_similarity")
-        self.knn_k = int(ood.get("k", 5))
-        self.view_probe = ViewProbe.from_meta(self.meta.get("view_probe"))
-        self.finding_probes = load_finding_probes(self.meta)
-        self.info = ModelInfo(name=self.meta["name"], version=self.meta["version"], sha256=sha,
-                              backend=str(self.meta.get("backend", "bundled")))
+        ood = cfg.ood_settings
+        self.max_layout_residual = ood.max_layout_residual
+        self.min_knn_similarity = ood.min_knn_similarity
+        self.knn_k = ood.k
+        self.view_probe = ViewProbe.from_config(cfg.view_probe) if cfg.view_probe else None
+        self.finding_probes = load_finding_probes(cfg.finding_probes)
+        self.info = ModelInfo(name=cfg.name, version=cfg.version, sha256=sha, backend=cfg.backend)
 
     def _output_roles(self) -> tuple[str, str | None, str | None]:
         """(logit, feature map or None, embedding or None) output names, from ``output_roles`` or the CNN default."""
-        roles = self.meta.get("output_roles")
+        roles = self.config.output_roles
         if roles is None:
             logit = DEFAULT_LOGIT_OUTPUT if DEFAULT_LOGIT_OUTPUT in self.output_names else self.output_names[0]
             fmap = DEFAULT_FEATURE_MAP_OUTPUT if DEFAULT_FEATURE_MAP_OUTPUT in self.output_names else None
             return logit, fmap, None
-        logit, fmap, emb = roles.get("logit"), roles.get("feature_map"), roles.get("embedding")
+        logit, fmap, emb = roles.logit, roles.feature_map, roles.embedding
         for role, name in (("logit", logit), ("feature_map", fmap), ("embedding", emb)):
             if name is not None and name not in self.output_names:
-                raise ModelError(f"{META_FILE} output_roles.{role} = {name!r} is not an output of {self.model_path} "
-                                 f"(outputs: {', '.join(self.output_names)})")
-        if logit is None:
-            raise ModelError(f"{META_FILE} output_roles has no logit output")
+                raise ModelError(f"{self.model_dir / META_FILE}: key 'output_roles.{role}': {name!r} is not an output "
+                                 f"of {self.model_path} (outputs: {', '.join(self.output_names)})")
+        assert logit is not None  # BundleConfig refuses output_roles without a logit
         return logit, fmap, emb
 
     def accepts_squashed(self, size: int) -> bool:

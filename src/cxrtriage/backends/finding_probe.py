@@ -1,15 +1,18 @@
 """Finding outputs read from the classifier's embedding: a logistic regression per finding, fitted on radiologist
-labels (:mod:`cxrtriage.train.finding_probe`) and stored in model.json under ``finding_probes`` with its held-out
-AUC. Every result carries each finding's probability and that AUC; the explanation names a finding only when the
-AUC is at least :data:`NAME_MIN_AUC` (the issue's bar for naming anything)."""
+labels (:mod:`cxrtriage.train.finding_probe`) and stored in model.json under ``finding_probes`` (typed by
+:class:`~cxrtriage.backends.bundle_blocks.FindingProbeConfig`) with its held-out AUC. Every result carries each
+finding's probability and that AUC; the explanation names a finding only when the AUC is at least
+:data:`NAME_MIN_AUC` (the issue's bar for naming anything)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from cxrtriage.backends.bundle_blocks import FindingProbeConfig
 from cxrtriage.decision import reported
 from cxrtriage.schema import Finding
 
@@ -30,13 +33,18 @@ class FindingProbe:
     named: bool
 
     @classmethod
+    def from_config(cls, key: str, block: FindingProbeConfig) -> "FindingProbe":
+        """The probe of a checked ``finding_probes`` entry; named only if its held-out AUC reaches the bar."""
+        auc = block.held_out.auc if block.held_out else None
+        return cls(key=key, name=block.name if block.name is not None else key.replace("_", " "),
+                   mean=np.asarray(block.mean, np.float64), scale=np.asarray(block.scale, np.float64),
+                   coef=np.asarray(block.coef, np.float64), intercept=block.intercept, likely_above=block.likely_above,
+                   held_out_auc=auc, named=block.named_in_explanation and auc is not None and auc >= NAME_MIN_AUC)
+
+    @classmethod
     def from_meta(cls, key: str, block: Mapping[str, Any]) -> "FindingProbe":
-        auc = (block.get("held_out") or {}).get("auc")
-        return cls(key=key, name=str(block.get("name", key.replace("_", " "))),
-                   mean=np.asarray(block["mean"], np.float64), scale=np.asarray(block["scale"], np.float64),
-                   coef=np.asarray(block["coef"], np.float64), intercept=float(block["intercept"]),
-                   likely_above=float(block.get("likely_above", 0.5)), held_out_auc=None if auc is None else float(auc),
-                   named=bool(block.get("named_in_explanation")) and auc is not None and float(auc) >= NAME_MIN_AUC)
+        """The probe of a ``finding_probes`` entry given as a plain mapping (checked as model.json's would be)."""
+        return cls.from_config(key, FindingProbeConfig.model_validate_json(json.dumps(dict(block))))
 
     @staticmethod
     def inputs(embedding: np.ndarray, logit: float) -> np.ndarray:
@@ -55,8 +63,9 @@ class FindingProbe:
         return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def load_finding_probes(meta: Mapping[str, Any]) -> list[FindingProbe]:
-    return [FindingProbe.from_meta(k, b) for k, b in (meta.get("finding_probes") or {}).items()]
+def load_finding_probes(blocks: Mapping[str, FindingProbeConfig] | None) -> list[FindingProbe]:
+    """Every finding output of a bundle's ``finding_probes`` (None: none)."""
+    return [FindingProbe.from_config(k, b) for k, b in (blocks or {}).items()]
 
 
 def read_findings(probes: Iterable[FindingProbe], embedding: np.ndarray | None,

@@ -25,9 +25,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
+from pydantic import ValidationError
 
 from cxrtriage import config
 from cxrtriage.backends.base import Backend, BackendOutput
+from cxrtriage.backends.bundle_blocks import PROBE_FILE, OodSettings, ProbeFile, validation_message
 from cxrtriage.backends.bundled import INDEX_FILE
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
@@ -38,7 +40,6 @@ from cxrtriage.imaging.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
 
 DEFAULT_MODEL = "google/medsiglip-448"
-PROBE_FILE = "probe.json"
 
 URGENT_PROMPTS = ["chest x-ray with an urgent finding such as pneumothorax, consolidation, effusion, edema"]
 NORMAL_PROMPTS = ["normal chest x-ray"]
@@ -50,8 +51,9 @@ ZERO_SHOT_WARNING = ("no linear probe given (CXRTRIAGE_CLASSIFIER): the urgency 
 class LinearProbe:
     """Logistic-regression head on L2-normalised image embeddings, Platt calibration and operating point.
 
-    Stored as a small JSON file (``probe.json``) so it is reviewable and needs no pickle; parsed once, when the
-    backend loads, into these frozen values.
+    Stored as a small JSON file (``probe.json``) so it is reviewable and needs no pickle; read and checked through
+    the typed :class:`~cxrtriage.backends.bundle_blocks.ProbeFile` (whose defaults, for a file that omits a key, are
+    these), parsed once, when the backend loads, into these frozen values.
     """
 
     weight: tuple[float, ...]
@@ -87,24 +89,23 @@ class LinearProbe:
             path = path / PROBE_FILE
         d = asdict(self)
         d["weight"], d["review_band"] = list(self.weight), list(self.review_band)
-        path.write_text(json.dumps(d, indent=1), encoding="utf-8")
+        text = json.dumps(d, indent=1)
+        try:  # what the reader would refuse is never written
+            ProbeFile.model_validate_json(text)
+        except ValidationError as exc:
+            raise ModelError(validation_message(path, exc)) from exc
+        path.write_text(text, encoding="utf-8")
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "LinearProbe":
+        """Read ``probe.json`` (or ``<dir>/probe.json``); ModelError naming the file and the key when it is bad."""
         path = Path(path)
         if path.is_dir():
             path = path / PROBE_FILE
-        if not path.is_file():
-            raise ModelError(f"linear probe {path} not found (train one with cxrtriage.hai_def.probe.train_linear_probe)")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-            band = d.get("review_band", (0.4, 0.6))
-            return cls(weight=[float(w) for w in d["weight"]], bias=float(d["bias"]), platt_a=float(d.get("platt_a", 1.0)),
-                       platt_b=float(d.get("platt_b", 0.0)), threshold=float(d.get("threshold", 0.5)),
-                       review_band=(float(band[0]), float(band[1])), meta=dict(d.get("meta", {})))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ModelError(f"linear probe {path} is malformed: {exc}") from exc
+        d = ProbeFile.load(path)
+        return cls(weight=d.weight, bias=d.bias, platt_a=d.platt_a, platt_b=d.platt_b, threshold=d.threshold,
+                   review_band=d.review_band, meta=d.meta.as_json_dict())
 
 
 def processor_image_size(image_processor: Any, fallback: int) -> tuple[int, int]:
@@ -153,14 +154,14 @@ class MedSigLIPBackend:
                 raise ModelError(f"linear probe {probe_path} expects {len(self.probe.weight)}-d embeddings, the model gives {dim}")
             index_path = probe_path.parent / INDEX_FILE
             self.index: EmbeddingIndex | None = EmbeddingIndex.load(index_path) if index_path.is_file() else None
-            ood = self.probe.meta.get("ood", {})
-            self.min_knn_similarity: float | None = ood.get("min_knn_similarity")
-            self.knn_k = int(ood.get("k", 5))
+            ood = OodSettings.from_block(self.probe.meta.get("ood"), source=probe_path)
+            self.min_knn_similarity: float | None = ood.min_knn_similarity
+            self.knn_k = ood.k
         else:
             self.probe = None
             probe_path = None
             self.threshold, self.review_band = 0.5, (0.4, 0.6)
-            self.index, self.min_knn_similarity, self.knn_k = None, None, 5
+            self.index, self.min_knn_similarity, self.knn_k = None, None, OodSettings().k
             self.warnings.append(ZERO_SHOT_WARNING)
             self._urgency_text = self._text_embeddings(URGENT_PROMPTS + NORMAL_PROMPTS)
         self.probe_path = probe_path
@@ -284,7 +285,7 @@ def _onnx_bundle(model_dir: Path, classifier: str | None) -> Backend:
 
     backend = BundledOnnxBackend(model_dir)
     if classifier:
-        baked = (backend.meta.get("probe") or {}).get("fingerprint")
+        baked = backend.config.probe.fingerprint if backend.config.probe else None
         given = LinearProbe.load(classifier).fingerprint()
         if baked != given:
             raise ModelError(f"{model_dir} is an ONNX bundle with its own linear probe baked in, but CXRTRIAGE_CLASSIFIER "

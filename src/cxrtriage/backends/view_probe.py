@@ -2,18 +2,20 @@
 embedding (L2-normalised) followed by the anatomy's view features (``cxrtriage.anatomy.measure.VIEW_FEATURES``).
 
 It is fitted when a classifier bundle is exported (:mod:`cxrtriage.train.view_probe`) and stored in model.json
-under ``view_probe``, with two cut-offs: above ``reject_above`` the image is refused as a lateral view (the cut-off
-lies above every frontal film's cross-validated score); above ``review_above`` it is triaged as Urgent with
-``needs_review`` ("may be a lateral view"). An image on which two lungs were segmented is refused only above the
-higher ``reject_with_lungs_above``.
+under ``view_probe`` (typed, with its defaults, by :class:`~cxrtriage.backends.bundle_blocks.ViewProbeConfig`), with
+two cut-offs: above ``reject_above`` the image is refused as a lateral view (the cut-off lies above every frontal
+film's cross-validated score); above ``review_above`` it is triaged as Urgent with ``needs_review`` ("may be a
+lateral view"). An image on which two lungs were segmented is refused only above the higher
+``reject_with_lungs_above``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import numpy as np
+
+from cxrtriage.backends.bundle_blocks import ViewProbeConfig
 
 
 @dataclass(frozen=True)
@@ -25,18 +27,16 @@ class ViewProbe:
     reject_above: float
     review_above: float
     features: tuple[str, ...]
-    #: refused above this even when two lungs were segmented (1.0: never; bundles fitted before it existed)
-    reject_with_lungs_above: float = 1.0
+    #: refused above this even when two lungs were segmented
+    reject_with_lungs_above: float
 
     @classmethod
-    def from_meta(cls, block: Mapping[str, Any] | None) -> "ViewProbe | None":
-        if not block:
-            return None
-        return cls(mean=np.asarray(block["mean"], np.float64), scale=np.asarray(block["scale"], np.float64),
-                   coef=np.asarray(block["coef"], np.float64), intercept=float(block["intercept"]),
-                   reject_above=float(block["reject_above"]), review_above=float(block["review_above"]),
-                   features=tuple(block.get("anatomy_features", ())),
-                   reject_with_lungs_above=float(block.get("reject_with_lungs_above", 1.0)))
+    def from_config(cls, block: ViewProbeConfig) -> "ViewProbe":
+        """The probe of a checked ``view_probe`` block (its defaults are the block's)."""
+        return cls(mean=np.asarray(block.mean, np.float64), scale=np.asarray(block.scale, np.float64),
+                   coef=np.asarray(block.coef, np.float64), intercept=block.intercept, reject_above=block.reject_above,
+                   review_above=block.review_above, features=block.anatomy_features,
+                   reject_with_lungs_above=block.reject_with_lungs_above)
 
     @staticmethod
     def inputs(embedding: np.ndarray, anatomy_features: list[float]) -> np.ndarray:

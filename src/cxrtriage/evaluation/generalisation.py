@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.bundled import FP32_FILE
 from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records
 from cxrtriage.errors import InputError
@@ -39,7 +40,7 @@ class RunScores:
     the int8-vs-fp32 AUC on NIH test when the run's fp32 ONNX model sits beside its bundle."""
 
     name: str
-    meta: dict
+    meta: dict  # the run's model.json (BundleConfig.to_dict)
     scores: dict[str, dict[str, float]]
     refused: dict[str, int]
     threshold: float
@@ -68,7 +69,7 @@ def score_run(name: str, model_dir: Path, sets: dict[str, list[Record]]) -> RunS
                 scores[source][rec.key] = engine.predict(rec.path, save_crops=False).score
             except InputError:
                 refused[source] += 1
-    meta = json.loads((Path(model_dir) / "model.json").read_text(encoding="utf-8"))
+    meta = BundleConfig.load(Path(model_dir) / META_FILE).to_dict()  # training provenance: seed, recipe, sources
     fp32 = Path(model_dir).parent / FP32_FILE  # cxrtriage export keeps it next to the checkpoint (runs/<run>/)
     quant = fp32_vs_int8(engine, sets["nih"], fp32) if fp32.is_file() else None
     if quant:

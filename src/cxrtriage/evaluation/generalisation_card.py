@@ -1,5 +1,5 @@
 """The model card's "seed spread and leave-one-source-out" section, from the ``generalisation`` block that
-``cxrtriage evaluate-generalisation --update-card`` stores in model.json."""
+``cxrtriage evaluate-generalisation --update-card`` stores in card.json."""
 
 from __future__ import annotations
 

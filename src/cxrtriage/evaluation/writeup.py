@@ -37,7 +37,7 @@ WRITTEN_BY = {
     "prototype/eval/generalisation.json": "make generalisation", "prototype/eval/bench_results.json": "make bench",
     "prototype/eval/hai_def_bench.json": "make bench-hai-def", "prototype/eval/loadtest.json": "make loadtest",
     "prototype/eval/notebook_timings.json": "make notebooks PROFILE=full",
-    "src/cxrtriage/weights/model.json": "make export / make evaluate / cxrtriage fit-finding-probe",
+    "src/cxrtriage/weights/model.json": "make export / cxrtriage fit-finding-probe",
     "prototype/eval/pacs_demo.json": "make pacs-check",
 }
 M, A, G, B, H, L, T, J = (

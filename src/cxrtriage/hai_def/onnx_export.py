@@ -49,6 +49,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cxrtriage.backends.bundle_blocks import jsonable
 from cxrtriage.backends.calibration import DEGENERATE_WARNING, degenerate
 from cxrtriage.backends.medsiglip import LinearProbe, MedSigLIPBackend
 from cxrtriage.hai_def.onnx_vision import (
@@ -80,18 +81,8 @@ PREPROCESS_TOL = 1e-4
 BUNDLE_FAILED_FILE = "export_failed.json"
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=1, default=jsonable) + "\n", encoding="utf-8")
 
 
 def _siglip_preprocess(image_processor: Any, image_size: tuple[int, int], channels: int) -> dict:
@@ -130,13 +121,15 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
 
     Writes ``out_dir/model.onnx`` (dynamic int8) and ``out_dir/model.json`` (backend "medsiglip-onnx": preprocessing
     read from the checkpoint's processor, output roles, Platt calibration, threshold, review band, OOD settings of
-    the probe, sha256, source, parity), and copies ``index.npz`` from the probe's directory when there is one. The
-    fp32 ONNX file is only used for the parity check and not kept.
+    the probe, sha256, source, parity; written through the typed
+    :class:`~cxrtriage.backends.bundle_config.BundleConfig` the runtime reads it with), a fresh ``card.json``
+    (nothing measured on the bundle yet), and copies ``index.npz`` from the probe's directory when there is one.
+    The fp32 ONNX file is only used for the parity check and not kept.
 
     Parity on ``images`` ((H, W) [0,1] grey; synthetic if None), all against the torch ``MedSigLIPBackend`` in fp32
     on CPU with the same probe: numpy preprocessing vs the processor (<= 1e-4), the fp32 ONNX through the bundle
     runtime (score <= 1e-3, embedding cosine >= 0.9999) and the int8 bundle itself (score <= 0.05). Any miss raises
-    ``RuntimeError``; then no ``model.json`` is left (the numbers go to ``export_failed.json``).
+    ``RuntimeError``; then no ``model.json`` or ``card.json`` is left (the numbers go to ``export_failed.json``).
     Returns the metadata written to ``model.json``.
     """
     import datetime
@@ -146,7 +139,9 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     import onnxruntime as ort
     import torch
 
+    from cxrtriage.backends.bundle_config import write_bundle_config
     from cxrtriage.backends.bundled import INDEX_FILE, META_FILE, MODEL_FILE, BundledOnnxBackend
+    from cxrtriage.evaluation.card_data import CARD_DATA_FILE, write_fresh_card
     from cxrtriage.files import sha256_file
     from cxrtriage.backends.embedding_index import EmbeddingIndex
     from cxrtriage.imaging.preprocess import to_model_input
@@ -166,7 +161,8 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     index_src = probe_dir / INDEX_FILE if probe_dir is not None and (probe_dir / INDEX_FILE).is_file() else None
     index_dst = out_dir / INDEX_FILE
     same_index = index_src is not None and index_dst.exists() and index_src.resolve() == index_dst.resolve()
-    for stale in (out_dir / META_FILE, out_dir / BUNDLE_FAILED_FILE) + (() if same_index else (index_dst,)):
+    for stale in (out_dir / META_FILE, out_dir / CARD_DATA_FILE, out_dir / BUNDLE_FAILED_FILE) + (
+            () if same_index else (index_dst,)):
         stale.unlink(missing_ok=True)
 
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_name:
@@ -244,7 +240,7 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
         fp32_dir = tmp / "fp32"
         fp32_dir.mkdir()
         (tmp / FP32_FILE).replace(fp32_dir / MODEL_FILE)
-        _write_json(fp32_dir / META_FILE, {**meta, "sha256": sha256_file(fp32_dir / MODEL_FILE)})
+        write_bundle_config({**meta, "sha256": sha256_file(fp32_dir / MODEL_FILE)}, fp32_dir / META_FILE)
         bundle_numbers(BundledOnnxBackend(fp32_dir, verify=False), "fp32")
 
         # the int8 bundle itself
@@ -258,7 +254,7 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
             meta["index_source"] = str(index_src)
         meta["sha256"] = sha
         meta["size_bytes"] = (out_dir / MODEL_FILE).stat().st_size
-        _write_json(out_dir / META_FILE, meta)
+        write_bundle_config(meta, out_dir / META_FILE)
         bundle_numbers(BundledOnnxBackend(out_dir), "int8")
 
     parity["tolerances"] = {"preprocess_max_abs_diff": PREPROCESS_TOL, "fp32_score_max_abs_diff": FP32_SCORE_TOL,
@@ -279,5 +275,5 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
         _write_json(out_dir / BUNDLE_FAILED_FILE, meta)
         raise RuntimeError(f"MedSigLIP ONNX bundle parity failed ({'; '.join(failures)}); numbers in "
                            f"{out_dir / BUNDLE_FAILED_FILE}")
-    _write_json(out_dir / META_FILE, meta)
+    write_fresh_card(out_dir, write_bundle_config(meta, out_dir / META_FILE))
     return meta

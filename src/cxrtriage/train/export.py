@@ -1,5 +1,7 @@
 """Checkpoint -> shipped model bundle: fp32 ONNX, static int8 QDQ ONNX, calibration, operating point,
-review band, similar-case index, out-of-distribution statistics and metadata (``model.json``).
+review band, similar-case index, out-of-distribution statistics and metadata (``model.json``, written through the
+typed :class:`~cxrtriage.backends.bundle_config.BundleConfig` the engine reads it with), and a fresh ``card.json``
+(nothing measured yet on the new model: ``make evaluate`` fills it).
 
 Every step is checked and written to a trace (the specification's ``medgemma_quant.tracing.txt`` idea).
 """
@@ -19,6 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cxrtriage.evaluation import metrics
+from cxrtriage.backends.bundle_config import write_bundle_config
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
 from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
 from cxrtriage.files import sha256_file
@@ -283,11 +286,12 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "sha256": sha256_file(out_dir / MODEL_FILE),
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,
     }
-    meta = apply_operating_point(meta, op)
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    log(f"metadata written to {out_dir / META_FILE}; model sha256 {meta['sha256']}")
+    bundle = write_bundle_config(apply_operating_point(meta, op), out_dir / META_FILE)
+    log(f"metadata written to {out_dir / META_FILE}; model sha256 {bundle.sha256}")
+    from cxrtriage.evaluation.card_data import write_fresh_card
     from cxrtriage.evaluation.model_card import write_card
 
+    log(f"measurements reset in {write_fresh_card(out_dir, bundle)}")
     log(f"model card written to {write_card(out_dir)} (test metrics: run `cxrtriage evaluate --update-card`)")
     if trace:
         trace.parent.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,16 @@ AUC, so a reader can weigh it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, BundledOnnxBackend
 from cxrtriage.backends.finding_probe import FindingProbe, NAME_MIN_AUC
 from cxrtriage.data import load_split_records, rsna_labels
 from cxrtriage.evaluation import metrics
+from cxrtriage.evaluation.card_data import keep_measurements
 from cxrtriage.imaging.load import load_image
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -93,7 +94,7 @@ def fit_finding_probe(model_dir: Path | None, data_dir: Path, write: bool = True
         from cxrtriage import config
 
         meta_path = (Path(model_dir) if model_dir else config.model_dir()) / META_FILE
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        meta["finding_probes"] = {"lung_opacity": block}
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        keep_measurements(meta_path.parent)  # a model.json from before card.json: its measured results stay
+        meta = BundleConfig.load(meta_path).to_dict()
+        write_bundle_config({**meta, "finding_probes": {"lung_opacity": block}}, meta_path)
     return block

@@ -4,7 +4,7 @@ One function for ``cxrtriage export`` (fresh model) and ``cxrtriage recalibrate`
 without retraining). Platt scaling is fitted on the validation parts of every source pooled together, as a
 deployment mixes them: NIH adults, pediatric films and JSRT normal adults of a site the classifier never trained on.
 Generation 2 first shipped a fit on NIH validation only (test ECE NIH 0.141, pediatric 0.044, see
-``model.json`` ``previous_calibration``). The threshold gives sensitivity >= 0.95 on EACH validation source
+``card.json`` ``previous_calibration``). The threshold gives sensitivity >= 0.95 on EACH validation source
 with positives (the lowest of the per-source thresholds), so the safety target does not depend on the mix.
 Platt scaling is monotonic: it changes the scores and their calibration, not the ranking, so AUC and
 specificity at a fixed sensitivity stay the same. A source that the classifier ranks worse than chance (an NIH-only
@@ -16,6 +16,7 @@ sensitivity >= 0.95 holds on it too (by labelling most of its films Urgent).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 

@@ -1,44 +1,55 @@
 """``cxrtriage recalibrate``: refit the calibration and operating point of a shipped bundle without retraining.
 
-The int8 model and its sha256 stay as they are; only ``model.json`` changes (calibration, threshold, review band,
-per-source validation figures). The replaced block and the test figures measured with it move to
-``previous_calibration``, and the stale ``test_metrics`` are dropped: run ``cxrtriage evaluate --update-card`` and
+The int8 model and its sha256 stay as they are; in ``model.json`` only the calibration, threshold, review band and
+per-source validation figures change (written through :class:`~cxrtriage.backends.bundle_config.BundleConfig`).
+In ``card.json``, the replaced block and the test figures measured with it go to ``previous_calibration``, and
+the stale ``test_metrics`` are dropped: run ``cxrtriage evaluate --update-card`` and
 ``cxrtriage evaluate-anatomy --update-card`` (``make evaluate``) to measure the new operating point.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from pathlib import Path
 
+from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, MODEL_FILE
 from cxrtriage.train.operating_point import (OPERATING_POINT_KEYS, apply_operating_point, fit_operating_point,
                                              validation_records, validation_set)
 
 
 def recalibrate(model_dir: Path, data_dir: Path) -> dict:
-    from cxrtriage.evaluation.model_card import write_card
+    """Refit the operating point of the bundle in ``model_dir`` on the validation parts of ``data_dir``; returns it."""
     from cxrtriage.train.export import normalise_cache, run_onnx
     from cxrtriage.train.trainer import load_cache
 
-    meta_path = Path(model_dir) / META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    pre = meta["preprocess"]
+    pre = BundleConfig.load(Path(model_dir) / META_FILE).preprocess
     sets = {}
     for name, recs in validation_records(data_dir).items():
         x = normalise_cache(load_cache(recs, int(pre["input_size"]), f"{name} val"), float(pre["mean"]), float(pre["std"]),
-                       pre.get("window"))
+                            pre.get("window"))
         sets[name] = validation_set(recs, run_onnx(Path(model_dir) / MODEL_FILE, x)[0])
     op = fit_operating_point(sets)
+    store_operating_point(Path(model_dir), op)
+    return op
+
+
+def store_operating_point(model_dir: Path, op: dict) -> None:
+    """Write a refitted operating point: the new values into ``model.json``; the replaced ones, with the test
+    figures measured at them, into ``card.json`` as ``previous_calibration``; then regenerate the model card."""
+    from cxrtriage.evaluation.card_data import CARD_DATA_FILE, read_card
+    from cxrtriage.evaluation.model_card import write_card
+
+    meta_path = model_dir / META_FILE
+    bundle = BundleConfig.load(meta_path)
+    card = read_card(model_dir, bundle)
+    meta = bundle.to_dict()
     previous = {k: meta.get(k) for k in OPERATING_POINT_KEYS}
     previous["replaced"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    if meta.get("test_metrics"):
-        previous["test_summary"] = meta["test_metrics"].get("summary")
-        previous["measured"] = meta["test_metrics"].get("command")
-    new = apply_operating_point(meta, op)
-    new["previous_calibration"] = previous
-    new.pop("test_metrics", None)  # measured at the old operating point: make evaluate measures the new one
-    meta_path.write_text(json.dumps(new, indent=2) + "\n")
-    write_card(Path(model_dir))
-    return op
+    if card.test_metrics:
+        previous["test_summary"] = card.test_metrics.get("summary")
+        previous["measured"] = card.test_metrics.get("command")
+    write_bundle_config(apply_operating_point(meta, op), meta_path)
+    # the test metrics were measured at the old operating point: make evaluate measures the new one
+    card.with_blocks(previous_calibration=previous, test_metrics=None).save(model_dir / CARD_DATA_FILE)
+    write_card(model_dir)

@@ -9,7 +9,6 @@ and counted (none may be refused). The numbers go into ``view_probe.validation``
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -17,9 +16,11 @@ import numpy as np
 
 from cxrtriage.anatomy.measure import VIEW_FEATURES, measure
 from cxrtriage.anatomy.segmenter import Segmenter
+from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, BundledOnnxBackend
 from cxrtriage.backends.view_probe import ViewProbe
 from cxrtriage.data import Record, jsrt_records, jsrt_split, lateral_paths, load_split_records
+from cxrtriage.evaluation.card_data import keep_measurements
 from cxrtriage.imaging.load import load_image
 
 REVIEW_ABOVE = 0.5
@@ -112,9 +113,8 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
         },
     }
     if write:
+        keep_measurements(model_dir)  # a model.json from before card.json: its measured results must not be lost
         meta_path = Path(model_dir) / META_FILE
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        meta["view_probe"] = block
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        write_bundle_config({**BundleConfig.load(meta_path).to_dict(), "view_probe": block}, meta_path)
     return block
 
