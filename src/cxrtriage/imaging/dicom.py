@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -349,30 +348,3 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
         if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
             return (numbers[0], numbers[1]), keyword
     return None, None
-
-
-def dicom_header(source: bytes | Path, tags: list[str] | None = None) -> Dataset | None:
-    """A DICOM file's header without its pixel data (only ``tags`` when given), or None when the input is not DICOM
-    or its header cannot be read: for results that must point back at their source (the FHIR report, the SR). From
-    a path only the header is read from disk; nothing of it is logged."""
-    from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
-
-    if isinstance(source, Path):
-        with source.open("rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-    else:
-        head = source[:SNIFF_BYTES]
-    if sniff_format(head) != "dicom":
-        return None
-    try:
-        return pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True,
-                               specific_tags=tags, force=True)
-    except Exception:  # noqa: BLE001 - a header the decoder already judged is not re-judged here
-        return None
-
-
-def study_instance_uid(source: bytes | Path) -> str | None:
-    """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for the FHIR report."""
-    ds = dicom_header(source, ["StudyInstanceUID"])
-    uid = str(getattr(ds, "StudyInstanceUID", "") or "").strip()
-    return uid or None
