@@ -218,12 +218,18 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
     runtime.inference_seconds.observe(elapsed)
     prediction = await run_in_threadpool(_to_worklist, runtime, with_crop_urls(triaged.prediction, url_prefix),
                                          accession)
-    context = OutputContext.of(triaged, prediction)
-    payload = fmt.render(context) if fmt.name == "json" else await run_in_threadpool(fmt.render, context)
-    if fmt.encoding == "dicom":
-        return Response(fmt.encode(payload), media_type=fmt.media_type, background=BackgroundTask(runtime.prune_soon),
+    payload = await run_in_threadpool(_rendered, fmt, OutputContext.of(triaged, prediction))
+    if isinstance(payload, bytes):
+        return Response(payload, media_type=fmt.media_type, background=BackgroundTask(runtime.prune_soon),
                         headers={"Content-Disposition": f'attachment; filename="result{fmt.suffix}"'})
     return JSONResponse(payload, media_type=fmt.media_type, background=BackgroundTask(runtime.prune_soon))
+
+
+def _rendered(fmt: OutputFormat, context: OutputContext) -> Any:
+    """The answer's body in ``fmt``: a JSON-ready dict, or a DICOM format's file bytes (worker thread: a Secondary
+    Capture is megabytes)."""
+    payload = fmt.render(context)
+    return fmt.encode(payload) if fmt.encoding == "dicom" else payload
 
 
 async def health() -> dict[str, str]:
