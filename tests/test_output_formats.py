@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pydicom
@@ -128,21 +127,21 @@ def test_the_cli_keeps_its_older_options_and_their_file_names(data_dir, tmp_path
     assert row["sc_path"] == str(tmp_path / "d" / f"{source.stem}.sc.dcm")
 
 
-def test_rest_answers_in_a_registered_format_and_lists_it_when_refusing(summary_format, rest_client, data_dir):
+def test_rest_answers_in_a_registered_format_and_lists_it_when_refusing(summary_format, service_client, data_dir):
     data = data_dir.joinpath(*SIIM).read_bytes()
-    r = rest_client.post("/predict?format=summary", files={"file": ("x.dcm", data, "application/octet-stream")})
+    r = service_client.post("/predict?format=summary", files={"file": ("x.dcm", data, "application/octet-stream")})
     assert r.status_code == 200 and r.headers["content-type"].startswith(SUMMARY.media_type)
     uid = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).StudyInstanceUID
     assert r.json()["study"] == uid
-    bad = rest_client.post("/predict?format=xml", files={"file": ("x.dcm", data, "application/octet-stream")})
+    bad = service_client.post("/predict?format=xml", files={"file": ("x.dcm", data, "application/octet-stream")})
     assert bad.status_code == 422 and "summary" in bad.json()["detail"]
 
 
-def test_rest_returns_the_dicom_formats_for_a_dicom_upload_only(rest_client, data_dir, dciodvfy_errors, tmp_path):
+def test_rest_returns_the_dicom_formats_for_a_dicom_upload_only(service_client, data_dir, dciodvfy_errors, tmp_path):
     data = data_dir.joinpath(*SIIM).read_bytes()
     source = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     for name in ("sr", "sc"):
-        r = rest_client.post(f"/predict?format={name}", files={"file": ("x.dcm", data, "application/octet-stream")})
+        r = service_client.post(f"/predict?format={name}", files={"file": ("x.dcm", data, "application/octet-stream")})
         assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
         result = pydicom.dcmread(io.BytesIO(r.content))
         assert result.StudyInstanceUID == source.StudyInstanceUID and result.Manufacturer == "cxrtriage"
@@ -150,7 +149,7 @@ def test_rest_returns_the_dicom_formats_for_a_dicom_upload_only(rest_client, dat
         path.write_bytes(r.content)
         assert not dciodvfy_errors(path), name
     png = next(data_dir.joinpath("nih").rglob("*.png")).read_bytes()
-    r = rest_client.post("/predict?format=sr", files={"file": ("x.png", png, "application/octet-stream")})
+    r = service_client.post("/predict?format=sr", files={"file": ("x.png", png, "application/octet-stream")})
     assert r.status_code == 422 and "DICOM" in r.json()["detail"]
 
 
@@ -175,19 +174,3 @@ def test_the_dicom_node_sends_every_registered_dicom_format(engine, data_dir):
         assert [f.name for f in InstanceHandler(engine, None, secondary_capture=False).formats] == ["sr", "note"]
     finally:
         unregister("note")
-
-
-@pytest.fixture(scope="module")
-def rest_client(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
-
-    settings = ServerSettings(crops_dir=tmp_path_factory.mktemp("format-crops"), ui=False, warmup=False)
-    with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
-        yield client
