@@ -111,3 +111,22 @@ def eval_metrics_script() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def service_client(tmp_path_factory: pytest.TempPathFactory):
+    """The REST service in process on the bundled model (no UI, no warm-up), once it is ready; one per module."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from cxrtriage.serve.app import create_app
+    from cxrtriage.serve.settings import ServerSettings
+
+    settings = ServerSettings(crops_dir=tmp_path_factory.mktemp("service-crops"), ui=False, warmup=False)
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.05)
+        yield client

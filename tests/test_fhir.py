@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import time
 from pathlib import Path
 
 import pydicom
@@ -76,19 +75,19 @@ def test_cli_writes_one_report_per_input_with_the_dicom_study_and_no_identifier(
         assert not value or value not in text, tag
 
 
-def test_rest_returns_fhir_json_on_request_and_refuses_an_unknown_format(real_fhir_client, data_dir):
+def test_rest_returns_fhir_json_on_request_and_refuses_an_unknown_format(service_client, data_dir):
     data = data_dir.joinpath(*DICOM).read_bytes()
-    r = real_fhir_client.post("/predict?format=fhir", files={"file": ("x.dcm", data, "application/octet-stream")})
+    r = service_client.post("/predict?format=fhir", files={"file": ("x.dcm", data, "application/octet-stream")})
     assert r.status_code == 200 and r.headers["content-type"].startswith(MEDIA_TYPE)
     report = r.json()
     DiagnosticReport(**report)
     uid = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).StudyInstanceUID
     assert report["imagingStudy"][0]["identifier"]["value"] == f"urn:oid:{uid}"
-    bad = real_fhir_client.post("/predict?format=xml", files={"file": ("x.dcm", data, "application/octet-stream")})
+    bad = service_client.post("/predict?format=xml", files={"file": ("x.dcm", data, "application/octet-stream")})
     assert bad.status_code == 422
 
 
-def test_rest_says_what_to_install_when_fhir_is_missing(real_fhir_client, data_dir, monkeypatch):
+def test_rest_says_what_to_install_when_fhir_is_missing(service_client, data_dir, monkeypatch):
     from cxrtriage import optional
 
     def missing(module: str, *, extra: str, purpose: str):
@@ -96,21 +95,5 @@ def test_rest_says_what_to_install_when_fhir_is_missing(real_fhir_client, data_d
 
     monkeypatch.setattr(optional, "require", missing)
     data = data_dir.joinpath(*DICOM).read_bytes()
-    r = real_fhir_client.post("/predict?format=fhir", files={"file": ("x.dcm", data, "application/octet-stream")})
+    r = service_client.post("/predict?format=fhir", files={"file": ("x.dcm", data, "application/octet-stream")})
     assert r.status_code == 501 and "interop" in r.text
-
-
-@pytest.fixture(scope="module")
-def real_fhir_client(tmp_path_factory):
-    from fastapi.testclient import TestClient
-
-    from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
-
-    settings = ServerSettings(crops_dir=tmp_path_factory.mktemp("fhir-crops"), ui=False, warmup=False)
-    with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.05)
-        yield client

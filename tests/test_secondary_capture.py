@@ -18,6 +18,8 @@ hd = pytest.importorskip("highdicom", reason="DICOM Secondary Capture output nee
 
 from cxrtriage.imaging.load import load_image  # noqa: E402
 from cxrtriage.imaging.polarity import polarity_contrast  # noqa: E402
+from cxrtriage.interop.context import OutputContext  # noqa: E402
+from cxrtriage.interop.formats import get_format  # noqa: E402
 from cxrtriage.interop.secondary_capture import secondary_capture  # noqa: E402
 
 pytestmark = pytest.mark.data
@@ -57,14 +59,20 @@ def _is_box_colour(rgb: np.ndarray) -> bool:
 
 
 @pytest.fixture(scope="module")
-def captures(data_dir, engine) -> dict[str, tuple]:
-    """Per shared DICOM: (prediction, source dataset, SC as read back from its file)."""
+def runs(data_dir, engine) -> dict[str, object]:
+    """Per shared DICOM: the pipeline run (prediction, decoded image with its header, analysed pixels)."""
+    return {name: engine.run(str(data_dir / "dicom" / name)) for name in (SIIM, SIIM_MONO1, OLD_CR)}
+
+
+@pytest.fixture(scope="module")
+def captures(data_dir, runs) -> dict[str, tuple]:
+    """Per shared DICOM: (prediction, source dataset, SC as read back from its file), the SC built by the registry's
+    ``sc`` format from the run."""
     out = {}
-    for name in (SIIM, SIIM_MONO1, OLD_CR):
-        path = data_dir / "dicom" / name
-        pred = engine.predict(str(path))
-        source = pydicom.dcmread(path, force=True)
-        out[name] = pred, source, _write_and_read(secondary_capture(pred, source))
+    for name, triaged in runs.items():
+        source = pydicom.dcmread(data_dir / "dicom" / name, force=True)
+        sc = get_format("sc").render(OutputContext.of(triaged))
+        out[name] = triaged.prediction, source, _write_and_read(sc)
     return out
 
 
@@ -128,11 +136,13 @@ def test_boxes_are_scaled_when_a_large_source_is_decoded_at_reduced_resolution(c
     pixels = np.asarray(Image.fromarray(source.pixel_array).resize((side, side), Image.Resampling.BILINEAR))
     big.PixelData, big.Rows, big.Columns = pixels.tobytes(), side, side
     big.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    assert load_image(_encoded(big)).meta.reduction == 2.0  # the premise: decoded at half size
+    loaded = load_image(_encoded(big))
+    assert loaded.meta.reduction == 2.0  # the premise: decoded at half size
     factor = side / source.Columns
     crops = [c.model_copy(update=dict(x=round(c.x * factor), y=round(c.y * factor), w=round(c.w * factor),
                                       h=round(c.h * factor))) for c in pred.crops]
-    sc = _write_and_read(secondary_capture(pred.model_copy(update={"crops": crops}), big))
+    sc = _write_and_read(secondary_capture(pred.model_copy(update={"crops": crops}), loaded.source.dataset,
+                                           loaded.pixels, original_width=loaded.meta.width))
     assert sc.Columns == side // 2
     image, scale, _ = _image_part(sc, big)
     assert scale == 0.5
@@ -153,6 +163,35 @@ def test_every_sc_passes_dciodvfy(captures, dciodvfy_errors, tmp_path):
         sc.save_as(path, enforce_file_format=True)
         errors = dciodvfy_errors(path)
         assert not errors, (name, errors)
+
+
+def test_the_picture_is_the_pixels_the_model_analysed_and_nothing_is_decoded_again(runs, monkeypatch):
+    """The SC draws on the run's pixels (flipped already for the mis-tagged twin): the grey part of its image is
+    those pixels as 8 bits, with no second decode of the source and no reading of warning texts."""
+    import cxrtriage.imaging.load
+
+    monkeypatch.setattr(cxrtriage.imaging.load, "load_image", lambda *a, **k: pytest.fail("decoded again"))
+    for name in (SIIM, SIIM_MONO1):  # 1024 wide: drawn at the analysed size, not enlarged
+        triaged = runs[name]
+        sc = _write_and_read(get_format("sc").render(OutputContext.of(triaged)))
+        top = sc.Rows - triaged.pixels.shape[0]
+        image = sc.pixel_array[top:]
+        expected = np.clip(np.rint(triaged.pixels * 255.0), 0, 255).astype(np.uint8)
+        grey = (image[..., 0] == image[..., 1]) & (image[..., 1] == image[..., 2])
+        differ = grey & (image[..., 0] != expected)  # only the boxes' numbers, black on their yellow tags
+        assert grey.mean() > 0.9 and differ.mean() < 0.005 and not image[..., 0][differ].any(), name
+    assert runs[SIIM_MONO1].polarity_flipped and not runs[SIIM].polarity_flipped
+
+
+def test_building_the_results_leaves_the_source_header_as_it_was(runs):
+    """The SR and SC copy the source's header by reference (no deep copy): what they add or drop is their own."""
+    for name, triaged in runs.items():
+        header = triaged.image.source.dataset
+        before = _encoded(header)
+        for fmt in ("sr", "sc"):
+            get_format(fmt).render(OutputContext.of(triaged))
+        assert _encoded(header) == before, name
+        assert "PixelData" not in header  # the decoded pixels are not kept twice
 
 
 def test_predict_sr_writes_the_sc_beside_the_sr_without_overwriting(data_dir, tmp_path):

@@ -1,4 +1,11 @@
-"""``cxrtriage predict PATH...``: one JSON object per input, failures included, never a traceback."""
+"""``cxrtriage predict PATH...``: one JSON object per input, failures included, never a traceback; and, per input,
+a file of each requested output format (:mod:`cxrtriage.interop.formats`) in its folder.
+
+Each input is read and decoded once; the run keeps its DICOM header and the analysed pixels, from which every format
+is built. A format's file is ``DIR/<input stem><suffix>`` (``-2``, ``-3``... when two inputs share a stem: nothing
+is overwritten), written atomically, and named in the row as ``<format>_path``; a format that must reference a DICOM
+source is skipped for a PNG or JPEG input, the row saying why as ``<format>_skipped``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,38 @@ from tqdm import tqdm
 
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.files import replace_atomically
+from cxrtriage.interop.context import OutputContext
+from cxrtriage.interop.formats import NoDicomSource, OutputFormat, get_format, output_formats
+
+#: the older options, kept as users call them: ``--fhir DIR`` and ``--sr DIR`` (the SR and, beside it, the
+#: Secondary Capture) are ``--format`` with these formats into DIR
+SHORTHANDS: dict[str, tuple[str, ...]] = {"fhir": ("fhir",), "sr": ("sr", "sc")}
+
+#: (format, folder) pairs, in the registry's order
+Outputs = list[tuple[OutputFormat, Path]]
+
+
+def requested_outputs(named: dict[str, str | None], formats: list[str] | None, out_dir: str | None) -> Outputs:
+    """The outputs asked for: ``named`` maps each shorthand option (``fhir``, ``sr``) to its folder (or None);
+    ``formats`` go to ``out_dir``. Checked before any work: ValueError (one sentence) for an unknown format (listing
+    the registered ones), a format asked for twice, or ``--format`` without ``--out-dir``; MissingDependency (naming
+    the pip command) when a format's library is not installed."""
+    asked = [(name, folder, f"--{option}") for option, folder in named.items() if folder for name in SHORTHANDS[option]]
+    if formats:
+        if not out_dir:
+            raise ValueError("--format needs --out-dir DIR (the folder its files are written to)")
+        asked += [(name, out_dir, f"--format {name}") for name in formats]
+    seen: set[str] = set()
+    outputs: Outputs = []
+    for name, folder, option in asked:
+        if name in seen:
+            raise ValueError(f"the output format {name!r} is asked for twice")
+        seen.add(name)
+        fmt = get_format(name)
+        fmt.require(option)
+        outputs.append((fmt, Path(folder)))
+    order = {f.name: i for i, f in enumerate(output_formats())}
+    return sorted(outputs, key=lambda pair: order[pair[0].name])
 
 
 def _free_name(folder: Path, stem: str, suffix: str) -> Path:
@@ -22,45 +61,31 @@ def _free_name(folder: Path, stem: str, suffix: str) -> Path:
     return path
 
 
-def write_fhir(result, path: str, folder: Path) -> str:
-    """The FHIR DiagnosticReport of one result (the study UID read from a DICOM input's header) -> its file."""
-    from cxrtriage.imaging.dicom import study_instance_uid
-    from cxrtriage.interop.fhir import diagnostic_report
-
-    report = diagnostic_report(result, study_uid=study_instance_uid(Path(path)))
-    target = _free_name(folder, Path(path).stem, ".fhir.json")
-    replace_atomically(target, lambda fh: fh.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")))
+def write_output(fmt: OutputFormat, context: OutputContext, folder: Path, stem: str) -> str:
+    """One format of one result -> ``folder/stem+suffix`` (a free name, written atomically); returns the path."""
+    data = fmt.encode(fmt.render(context))
+    target = _free_name(folder, stem, fmt.suffix)
+    replace_atomically(target, lambda fh: fh.write(data))
     return str(target)
 
 
-def _write_dicom(dataset, folder: Path, stem: str, suffix: str) -> str:
-    """A DICOM dataset -> ``folder/stem+suffix`` (a free name, written atomically, as a file with its meta)."""
-    target = _free_name(folder, stem, suffix)
-    replace_atomically(target, lambda fh: dataset.save_as(fh, enforce_file_format=True))
-    return str(target)
-
-
-def write_sr(result, path: str, folder: Path) -> dict[str, str] | None:
-    """The DICOM SR (TID 1500) and the Secondary Capture with the boxes burned in (for viewers that cannot show SR
-    regions) of one DICOM input -> ``{"sr_path", "sc_path"}``; None for a PNG/JPEG input (both must reference a
-    source DICOM instance)."""
-    import pydicom
-
-    from cxrtriage.imaging.dicom import dicom_header
-    from cxrtriage.interop.secondary_capture import secondary_capture
-    from cxrtriage.interop.sr import structured_report
-
-    if dicom_header(Path(path), ["SOPInstanceUID"]) is None:
-        return None
-    source = pydicom.dcmread(path, force=True)  # pixels included: the SC draws on them
-    stem = Path(path).stem
-    return {"sr_path": _write_dicom(structured_report(result, source), folder, stem, ".sr.dcm"),
-            "sc_path": _write_dicom(secondary_capture(result, source), folder, stem, ".sc.dcm")}
+def _write_outputs(row: dict, outputs: Outputs, context: OutputContext, stem: str) -> None:
+    """Each requested format of one result into its folder, recorded in ``row``."""
+    for fmt, folder in outputs:
+        try:
+            row[f"{fmt.name}_path"] = write_output(fmt, context, folder, stem)
+        except NoDicomSource as exc:
+            row[f"{fmt.name}_skipped"] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - only a best-effort format's failure is a row note, not a crash
+            if not fmt.best_effort:
+                raise
+            row[f"{fmt.name}_skipped"] = f"{fmt.title} could not be written ({type(exc).__name__})"
 
 
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  model_dir: str | None = None, fhir_dir: str | None = None, sr_dir: str | None = None) -> int:
+                  model_dir: str | None = None, outputs: Outputs | None = None) -> int:
     """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error."""
+    from cxrtriage.imaging.load import load_image
     from cxrtriage.pipeline import get_triage
 
     prior = None
@@ -76,25 +101,17 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    for folder in (fhir_dir, sr_dir):
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+    outputs = outputs or []
+    for folder in {folder for _, folder in outputs}:
+        folder.mkdir(parents=True, exist_ok=True)
     failed = 0
     sink: IO[str] = open(out, "w", encoding="utf-8") if out else sys.stdout
     try:
         for path in tqdm(paths, desc="triage", unit="image", disable=len(paths) < 2 or None, file=sys.stderr):
             try:
-                result = engine.predict(path, prior)
-                row = {"path": path, **result.model_dump(mode="json")}
-                if fhir_dir:
-                    row["fhir_path"] = write_fhir(result, path, Path(fhir_dir))
-                if sr_dir:
-                    written = write_sr(result, path, Path(sr_dir))
-                    if written:
-                        row.update(written)
-                    else:
-                        row["sr_skipped"] = ("not a DICOM input: the SR and the Secondary Capture must reference a "
-                                             "source DICOM instance")
+                triaged = engine.run(load_image(path), prior)  # the one read and decode of this input
+                row = {"path": path, **triaged.prediction.model_dump(mode="json")}
+                _write_outputs(row, outputs, OutputContext.of(triaged), Path(path).stem)
             except CXRTriageError as exc:
                 failed += 1
                 row = {"path": path, "error": str(exc), "error_type": type(exc).__name__}

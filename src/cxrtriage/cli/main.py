@@ -80,20 +80,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("error: give image paths or --examples FILE", file=sys.stderr)
         return 2
-    from cxrtriage.interop.fhir import fhir_models
-    from cxrtriage.interop.sr import sr_module
+    from cxrtriage.cli.batch import SHORTHANDS, requested_outputs
     from cxrtriage.optional import MissingDependency
 
     try:
-        if args.fhir:
-            fhir_models("--fhir")
-        if args.sr:
-            sr_module("--sr")
-    except MissingDependency as exc:
+        outputs = requested_outputs({option: getattr(args, option) for option in SHORTHANDS}, args.format,
+                                    args.out_dir)
+    except (ValueError, MissingDependency) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir,
-                         fhir_dir=args.fhir, sr_dir=args.sr)
+                         outputs=outputs)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -387,13 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the data directory), e.g. from `cxrtriage test-set`")
     s.add_argument("--data-dir", help="data directory for --examples (default: CXRTRIAGE_DATA_DIR or ../shared/data)")
     s.add_argument("--limit", type=int, help="only the first N images (of --examples, else of the paths)")
+    s.add_argument("--format", action="append", metavar="NAME",
+                   help="also write this output format per triaged input to --out-dir DIR/<stem><suffix> (repeat "
+                        "for several): json, fhir (FHIR DiagnosticReport), sr (DICOM SR), sc (DICOM Secondary "
+                        "Capture; sr and sc for DICOM inputs only), or any format registered in "
+                        "cxrtriage.interop.formats")
+    s.add_argument("--out-dir", metavar="DIR", help="the folder --format writes to")
     s.add_argument("--fhir", metavar="DIR", help="also write a FHIR DiagnosticReport per triaged input to DIR/<stem>.fhir.json "
-                                                 "(needs the [interop] extra)")
+                                                 "(needs the [interop] extra; the same as --format fhir --out-dir DIR)")
     s.add_argument("--sr", metavar="DIR", help="also write a DICOM Structured Report (TID 1500: category, score, "
                                                "threshold, model, evidence boxes as regions on the image) per DICOM "
                                                "input to DIR/<stem>.sr.dcm, and beside it DIR/<stem>.sc.dcm, a "
                                                "Secondary Capture of the image with the boxes and the result burned "
-                                               "in for viewers that cannot show SR regions (needs the [interop] extra)")
+                                               "in for viewers that cannot show SR regions (needs the [interop] "
+                                               "extra; the same as --format sr --format sc --out-dir DIR)")
     _add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 

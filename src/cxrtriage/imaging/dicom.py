@@ -13,21 +13,25 @@ quote header bytes). Decisions (documented because they change pixel values):
   its LUTs (which make float copies of the whole frame).
 * **Deflated** datasets are refused from the file meta: pydicom would inflate them without any bound.
 
-The decoder returns ``(pixels, meta fields)``; :mod:`cxrtriage.imaging.load` builds the ``ImageMeta``.
+The decoder returns ``(pixels, meta fields, DicomSource)``; :mod:`cxrtriage.imaging.load` builds the ``ImageMeta``
+and keeps the :class:`DicomSource` (the header without its pixel data) beside the pixels, out of any serialised
+output, so that the results that must point back at their source (SR, Secondary Capture, FHIR) do not parse the file
+again. A dataset parsed elsewhere (a DICOM node's) is decoded with :func:`decode_dataset`, without re-encoding it.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing, get_decoder
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing, get_decoder, pixel_array
+from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -39,14 +43,30 @@ from pydicom.uid import (
 from cxrtriage.errors import InvalidImageError, UnsupportedFormatError
 from cxrtriage.imaging.arrays import LUMA, check_pixels, finish, minmax, reduction_factor, reduction_warning, rescale
 
-__all__ = ["decode_dicom"]
+__all__ = ["DicomSource", "decode_dataset", "decode_dicom", "header_only", "read_dataset"]
 
 _SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 
 
-def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """A DICOM file -> pixels, meta fields (technical tags only)."""
-    ds = _read_dataset(data)
+@dataclass(frozen=True, eq=False)
+class DicomSource:
+    """The header of a decoded DICOM input (pixel data left out), kept beside its pixels for the results that must
+    file with its study (the SR, the Secondary Capture) or point at it (the FHIR report), so that none of them reads
+    the file again. It holds patient identifiers: it is never serialised, logged or shown (no repr)."""
+
+    dataset: Dataset = field(repr=False)
+    study_uid: str | None = field(default=None, repr=False)
+
+
+def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
+    """A DICOM file -> pixels, meta fields (technical tags only), its header."""
+    return decode_dataset(read_dataset(data), limit)
+
+
+def decode_dataset(ds: Dataset, limit: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
+    """A parsed DICOM dataset (e.g. what a DICOM node received) -> pixels, meta fields, its header. A dataset without
+    a Transfer Syntax UID in its file meta gets the one pydicom detected while parsing (and a warning)."""
+    _refuse_deflated_syntax(ds)
     warnings: list[str] = []
     _ensure_transfer_syntax(ds, warnings)
     _require_pixel_data(ds)
@@ -82,7 +102,29 @@ def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
         frames=frames,
         warnings=tuple(warnings),
     )
-    return pixels, meta
+    return pixels, meta, DicomSource(header_only(ds), _study_uid(ds))
+
+
+#: the elements a header-only copy leaves out: the pixels, decoded already, are the bulk of a dataset
+_PIXEL_TAGS = frozenset({Tag("PixelData"), Tag("FloatPixelData"), Tag("DoubleFloatPixelData")})
+
+
+def header_only(ds: Dataset) -> Dataset:
+    """A new dataset holding ``ds``'s elements (the same element objects, not copies) except its pixel data, and
+    its file meta. Elements added to or deleted from the copy leave ``ds`` as it is; nothing here changes a value."""
+    header = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag not in _PIXEL_TAGS})
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is not None:
+        header.file_meta = file_meta
+    return header
+
+
+def _study_uid(ds: Dataset) -> str | None:
+    try:
+        uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+    except Exception:  # noqa: BLE001 - a malformed value is treated as absent, never echoed
+        return None
+    return uid or None
 
 
 def _reduce_array(arr: np.ndarray, factor: int) -> np.ndarray:
@@ -122,10 +164,17 @@ def _refuse_deflated(data: bytes) -> None:
         raise UnsupportedFormatError("DICOM transfer syntax 'Deflated Explicit VR Little Endian' is not supported")
 
 
-def _read_dataset(data: bytes) -> Dataset:
-    """Parse the header; ``force=True`` also accepts preamble-less ACR-NEMA style files.
+def _refuse_deflated_syntax(ds: Dataset) -> None:
+    """The same refusal for a dataset parsed elsewhere (a DICOM node's), so both ways in answer alike."""
+    file_meta = getattr(ds, "file_meta", None)
+    if file_meta is not None and file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        raise UnsupportedFormatError("DICOM transfer syntax 'Deflated Explicit VR Little Endian' is not supported")
 
-    Parser messages may quote header bytes, so they are not chained into our error.
+
+def read_dataset(data: bytes) -> Dataset:
+    """Parse a DICOM file (header and pixel data, the values read lazily); ``force=True`` also accepts preamble-less
+    ACR-NEMA style files. Deflated files are refused first. Raises :class:`InvalidImageError` when the header cannot
+    be read: parser messages may quote header bytes, so they are not chained into it.
     """
     _refuse_deflated(data)
     try:
@@ -186,8 +235,9 @@ def _require_decoder(ds: Dataset) -> None:
 def _decode_first_frame(ds: Dataset, frames: int) -> np.ndarray:
     """Decode one frame only (memory), YBR converted to RGB by pydicom."""
     try:
-        ds.pixel_array_options(index=0 if frames > 1 else None)
-        arr = ds.pixel_array
+        # pydicom.pixels.pixel_array rather than ds.pixel_array: the same decode, without caching the full-size
+        # array on a dataset that its caller may keep
+        arr = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:  # noqa: BLE001 - pixel-module errors carry no identifiers
         raise InvalidImageError("the DICOM pixel data is truncated or corrupt and cannot be decoded") from exc
     if arr.ndim not in (2, 3) or arr.size == 0:
@@ -298,30 +348,3 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
         if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
             return (numbers[0], numbers[1]), keyword
     return None, None
-
-
-def dicom_header(source: bytes | Path, tags: list[str] | None = None) -> Dataset | None:
-    """A DICOM file's header without its pixel data (only ``tags`` when given), or None when the input is not DICOM
-    or its header cannot be read: for results that must point back at their source (the FHIR report, the SR). From
-    a path only the header is read from disk; nothing of it is logged."""
-    from cxrtriage.imaging.sniff import SNIFF_BYTES, sniff_format
-
-    if isinstance(source, Path):
-        with source.open("rb") as fh:
-            head = fh.read(SNIFF_BYTES)
-    else:
-        head = source[:SNIFF_BYTES]
-    if sniff_format(head) != "dicom":
-        return None
-    try:
-        return pydicom.dcmread(source if isinstance(source, Path) else io.BytesIO(source), stop_before_pixels=True,
-                               specific_tags=tags, force=True)
-    except Exception:  # noqa: BLE001 - a header the decoder already judged is not re-judged here
-        return None
-
-
-def study_instance_uid(source: bytes | Path) -> str | None:
-    """The Study Instance UID of a DICOM file's header (None when absent or not DICOM), for the FHIR report."""
-    ds = dicom_header(source, ["StudyInstanceUID"])
-    uid = str(getattr(ds, "StudyInstanceUID", "") or "").strip()
-    return uid or None

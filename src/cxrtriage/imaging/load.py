@@ -2,9 +2,12 @@
 
 This is the entry point, :func:`load_image`. Everything downstream (safety gate, model, evidence crops) sees one
 representation: a float32 ``(H, W)`` array in ``[0, 1]`` in *display polarity* (MONOCHROME2: air and lungs dark,
-bone bright), and an :class:`ImageMeta` that holds only technical fields. Error messages are written by this
-package rather than passed through from pydicom/Pillow, because callers show them to users verbatim; they do not
-repeat the file name either (upload names often contain patient names); callers that know the path may prefix it.
+bone bright), and an :class:`ImageMeta` that holds only technical fields. A DICOM input's header (patient and
+study attributes, no pixel data) travels beside them as ``LoadedImage.source``, never serialised, so that the outputs
+that must file with its study (SR, Secondary Capture, FHIR) need not parse the input again. Error messages are
+written by this package rather than passed through from pydicom/Pillow, because callers show them to users verbatim;
+they do not repeat the file name either (upload names often contain patient names); callers that know the path may
+prefix it.
 
 The work is split by stage, each module documenting the decisions that change pixel values:
 :mod:`~cxrtriage.imaging.sniff` (the format, from magic bytes only), :mod:`~cxrtriage.imaging.raster` (PNG/JPEG),
@@ -17,23 +20,24 @@ and ``ImageMeta`` keeps the original size and the ``reduction``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 from PIL import Image
+from pydicom.dataset import Dataset
 
 from cxrtriage import config
 from cxrtriage.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 from cxrtriage.imaging.arrays import array_to_unit, check_pixels, colourfulness
-from cxrtriage.imaging.dicom import decode_dicom
+from cxrtriage.imaging.dicom import DicomSource, decode_dataset, decode_dicom
 from cxrtriage.imaging.raster import decode_pil, decode_raster
 from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
 
-__all__ = ["ImageMeta", "LoadedImage", "ImageSource", "load_image"]
+__all__ = ["DicomSource", "ImageMeta", "LoadedImage", "ImageSource", "load_image"]
 
-ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Image.Image]
+ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, np.ndarray, Image.Image, Dataset]
 
 # A PNG/JPEG/DICOM of N pixels never needs more than this many bytes per pixel (16-bit RGBA raw,
 # 32-bit RGB DICOM); files far beyond it are refused before being read into memory.
@@ -78,14 +82,19 @@ class ImageMeta:
 
 @dataclass(frozen=True, eq=False)
 class LoadedImage:
-    """Grey pixels (float32, ``(H, W)``, ``[0, 1]``, display polarity) and their metadata."""
+    """Grey pixels (float32, ``(H, W)``, ``[0, 1]``, display polarity) and their metadata; for a DICOM input also its
+    header (``source``: patient and study attributes, never serialised, not in the repr), for the outputs that file
+    beside it."""
 
     pixels: np.ndarray
     meta: ImageMeta
+    source: DicomSource | None = field(default=None, repr=False)
 
 
-def load_image(src: ImageSource, *, max_pixels: int | None = None) -> LoadedImage:
-    """Load a PNG, JPEG or DICOM (path or bytes), a numpy array or a PIL image.
+def load_image(src: ImageSource, *, max_pixels: int | None = None, kind: str | None = None) -> LoadedImage:
+    """Load a PNG, JPEG or DICOM (path or bytes), a parsed pydicom ``Dataset`` (with its ``file_meta``), a numpy
+    array or a PIL image. ``kind`` is the format a caller already sniffed from the same bytes
+    (:func:`~cxrtriage.imaging.sniff.sniff_format`: ``"png"``, ``"jpeg"``, ``"dicom"``), so they are not sniffed twice.
 
     Raises :class:`InvalidImageError` (empty, truncated, corrupt, missing file, no pixel data),
     :class:`ImageTooLargeError` (above ``max_pixels``) or :class:`UnsupportedFormatError`.
@@ -97,12 +106,14 @@ def load_image(src: ImageSource, *, max_pixels: int | None = None) -> LoadedImag
         return _load_array(src, limit)
     if isinstance(src, Image.Image):
         return _load_pil_object(src, limit)
+    if isinstance(src, Dataset):
+        return _loaded(*decode_dataset(src, limit))
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
         _check_file_size(len(data), limit)
-        return _load_bytes(data, limit)
+        return _load_bytes(data, limit, kind)
     if isinstance(src, (str, os.PathLike)):
-        return _load_bytes(_read_file(Path(src), limit), limit)
+        return _load_bytes(_read_file(Path(src), limit), limit, kind)
     raise TypeError(
         f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image"
     )
@@ -135,10 +146,10 @@ def _check_file_size(size: int, limit: int) -> None:
         )
 
 
-def _load_bytes(data: bytes, limit: int) -> LoadedImage:
+def _load_bytes(data: bytes, limit: int, kind: str | None = None) -> LoadedImage:
     if not data:
         raise InvalidImageError("empty file")
-    kind = sniff_format(data[:SNIFF_BYTES])
+    kind = kind or sniff_format(data[:SNIFF_BYTES])
     if kind is None:
         detected = describe_unknown(data)
         raise UnsupportedFormatError(f"the file is not a PNG, JPEG or DICOM file (detected: {detected})")
@@ -170,6 +181,6 @@ def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:
     return LoadedImage(pixels=pixels, meta=meta)
 
 
-def _loaded(pixels: np.ndarray, meta: dict[str, Any]) -> LoadedImage:
-    """A decoder's ``(pixels, meta fields)`` as the one type callers see."""
-    return LoadedImage(pixels=pixels, meta=ImageMeta(**meta))
+def _loaded(pixels: np.ndarray, meta: dict[str, Any], source: DicomSource | None = None) -> LoadedImage:
+    """A decoder's ``(pixels, meta fields[, DICOM header])`` as the one type callers see."""
+    return LoadedImage(pixels=pixels, meta=ImageMeta(**meta), source=source)

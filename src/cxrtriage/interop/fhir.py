@@ -15,9 +15,13 @@ import datetime as _dt
 import json
 import uuid
 
+from cxrtriage.interop.context import OutputContext
 from cxrtriage.schema import DISCLAIMER, Prediction
 
 MEDIA_TYPE = "application/fhir+json"
+#: what the REST API documents of the report (fhir.resources validates the whole of it)
+OPENAPI_SCHEMA = {"type": "object", "required": ["resourceType", "status"],
+                  "properties": {"resourceType": {"const": "DiagnosticReport"}}}
 RADIOLOGY = {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}
 IMAGING_CATEGORY = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "imaging",
                     "display": "Imaging"}
@@ -34,11 +38,16 @@ def _observation(oid: str, text: str, **value) -> dict:
 
 
 def fhir_models(purpose: str = "FHIR output"):
-    """fhir.resources' R4B DiagnosticReport module, or MissingDependency naming the pip command (the one check the
-    CLI, the service and this module make)."""
+    """fhir.resources' R4B DiagnosticReport module, or MissingDependency naming the pip command."""
     from cxrtriage.optional import require
 
     return require("fhir.resources.R4B.diagnosticreport", extra="interop", purpose=purpose)
+
+
+def from_context(context: OutputContext) -> dict:
+    """The output format ``fhir``: the report of a triaged input, pointing at its study when it was DICOM (the Study
+    Instance UID its decoder kept, so the header is not read again)."""
+    return diagnostic_report(context.prediction, study_uid=context.source.study_uid if context.source else None)
 
 
 def diagnostic_report(pred: Prediction, *, study_uid: str | None = None, issued: _dt.datetime | None = None) -> dict:

@@ -1,9 +1,10 @@
 """A triage result burned into a picture of its radiograph: a DICOM Secondary Capture (highdicom, the ``[interop]``
 extra) for viewers that cannot show the SR's regions.
 
-The source is decoded by cxrtriage's own loader, so the picture is what the model saw: the same LUTs, MONOCHROME1
-handling, transfer syntaxes and working resolution, flipped when the prediction says its polarity was flipped. The
-evidence boxes (original pixels) are scaled to that grid and drawn, numbered, in colour (RGB), and a banner *above*
+The picture is what the model saw: the pixels it analysed (:class:`~cxrtriage.interop.context.OutputContext`, from
+the pipeline run: the loader's LUTs, MONOCHROME1 handling and working resolution, already flipped when an inverted
+film was detected), so the source is never decoded again. The evidence boxes (original pixels) are scaled to that
+grid and drawn, numbered, in colour (RGB), and a banner *above*
 the image (so no anatomy is covered) states the category and score, the review flag, that this is AI decision
 support and not a diagnosis, and what the boxes are. Small images are enlarged first so the text stays legible.
 The text uses Pillow's bundled font (present wherever Pillow is), which has Latin-1 glyphs only: no dashes beyond
@@ -13,12 +14,13 @@ instance is referenced, and nothing here logs them.
 
 from __future__ import annotations
 
-import io
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cxrtriage.interop.context import OutputContext
+from cxrtriage.interop.dicom_output import MANUFACTURER, complete_source, highdicom_module
 from cxrtriage.schema import Prediction
 
 if TYPE_CHECKING:
@@ -36,17 +38,26 @@ TEXT_COLOUR = (235, 235, 235)
 SOURCE_PURPOSE = ("121322", "DCM", "Source image for image processing operation")
 
 
-def secondary_capture(pred: Prediction, source: pydicom.Dataset, *, series_number: int = 902,
+def from_context(context: OutputContext) -> pydicom.Dataset:
+    """The output format ``sc``: the picture of a triaged DICOM input, drawn on the pixels the model analysed."""
+    if context.source is None or context.image is None or context.pixels is None:
+        raise ValueError("a Secondary Capture needs a DICOM source and the analysed pixels")
+    return secondary_capture(context.prediction, context.source.dataset, context.pixels,
+                             original_width=context.image.meta.width, polarity_flipped=context.polarity_flipped)
+
+
+def secondary_capture(pred: Prediction, source: pydicom.Dataset, analysed: np.ndarray, *, original_width: int,
+                      polarity_flipped: bool = False, series_number: int = 902,
                       instance_number: int = 1) -> pydicom.Dataset:
-    """The Secondary Capture (a highdicom ``SCImage``) of ``source`` (the full dataset, pixels included) with the
-    evidence boxes of ``pred`` and its label burned in, in the source's patient and study."""
+    """The Secondary Capture (a highdicom ``SCImage``) of ``source`` (its header is enough) with the evidence boxes of
+    ``pred`` and its label burned in on ``analysed`` (the pixels the model analysed: ``[0, 1]`` grey, display
+    polarity, flipped already when ``polarity_flipped``; ``original_width`` is the source's, the crops' grid), in the
+    source's patient and study."""
     from pydicom.dataset import Dataset
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from cxrtriage.interop.sr import complete_source, sr_module
-
-    hd = sr_module("DICOM Secondary Capture output")
-    picture = burned_in_picture(pred, source)
+    hd = highdicom_module("DICOM Secondary Capture output")
+    picture = burned_in_picture(pred, analysed, original_width)
     completed = complete_source(source)
     with warnings.catch_warnings():
         # highdicom warns about unusual person names by quoting them: a patient identifier must never reach a log
@@ -57,7 +68,7 @@ def secondary_capture(pred: Prediction, source: pydicom.Dataset, *, series_numbe
             # highdicom insists on a value; the source's own (or empty, Type 2) replaces it below
             patient_orientation=("L", "F"),
             series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
-            instance_number=instance_number, manufacturer="cxrtriage", transfer_syntax_uid=ExplicitVRLittleEndian,
+            instance_number=instance_number, manufacturer=MANUFACTURER, transfer_syntax_uid=ExplicitVRLittleEndian,
             series_description=SERIES_DESCRIPTION,
             specific_character_set="ISO_IR 192")  # UTF-8: names decoded from any source character set fit
     # the picture keeps the source's orientation (a banner is added above, nothing is flipped or rotated)
@@ -66,7 +77,8 @@ def secondary_capture(pred: Prediction, source: pydicom.Dataset, *, series_numbe
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.BurnedInAnnotation = "YES"
     sc.ConversionType = "WSD"  # made by software on a workstation, not captured from another device
-    sc.DerivationDescription = "cxrtriage AI triage label and evidence boxes burned into the source image"
+    sc.DerivationDescription = "cxrtriage AI triage label and evidence boxes burned into the source image" + (
+        "; the source's inverted grey scale was corrected (shown as the model analysed it)" if polarity_flipped else "")
     if completed.get("LossyImageCompression") == "01":  # once lossy, every derived image says so
         sc.LossyImageCompression = "01"
         for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
@@ -80,11 +92,12 @@ def secondary_capture(pred: Prediction, source: pydicom.Dataset, *, series_numbe
     return sc
 
 
-def burned_in_picture(pred: Prediction, source: pydicom.Dataset) -> Image.Image:
-    """The RGB picture: banner on top, then the source as the model saw it with the numbered boxes drawn on it."""
+def burned_in_picture(pred: Prediction, analysed: np.ndarray, original_width: int) -> Image.Image:
+    """The RGB picture: banner on top, then the source as the model saw it (``analysed``) with the numbered boxes
+    (``original_width``: the grid of the crops) drawn on it."""
     from PIL import Image, ImageDraw
 
-    grey, original_width = _analysed_grey(pred, source)
+    grey = Image.fromarray(np.clip(np.rint(analysed * 255.0), 0, 255).astype(np.uint8), mode="L")
     if grey.width < MIN_WIDTH:
         grey = grey.resize((MIN_WIDTH, round(grey.height * MIN_WIDTH / grey.width)), Image.Resampling.BICUBIC)
     scale = grey.width / original_width
@@ -107,23 +120,6 @@ def burned_in_picture(pred: Prediction, source: pydicom.Dataset) -> Image.Image:
     draw.line([(0, top - 1), (grey.width, top - 1)], fill=BOX_COLOUR, width=max(1, pad // 3))
     _draw_boxes(draw, pred, scale, top, grey.width)
     return picture
-
-
-def _analysed_grey(pred: Prediction, source: pydicom.Dataset) -> tuple[Image.Image, int]:
-    """The source as 8-bit grey through cxrtriage's own loader (serialised back to bytes, so the decode is the
-    prediction's, working resolution included), and the source's original width (the crops' grid)."""
-    import pydicom
-    from PIL import Image
-
-    from cxrtriage.imaging.load import load_image
-    from cxrtriage.imaging.polarity import FLIP_WARNING
-
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, source)
-    loaded = load_image(buffer.getvalue())
-    pixels = 1.0 - loaded.pixels if FLIP_WARNING in pred.warnings else loaded.pixels
-    grey = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
-    return Image.fromarray(grey, mode="L"), loaded.meta.width
 
 
 def _banner_lines(pred: Prediction) -> list[list[tuple[str, tuple[int, int, int]]]]:

@@ -7,13 +7,16 @@ the disclaimer as text; each evidence box is a planar ROI group whose SCOORD is 
 image (the crops are in original pixels, which is the source image's grid). The model is the algorithm
 identification (name, version, sha256 as a parameter) and the observing device. Patient and study attributes are
 copied from the source by highdicom (the SR belongs to the same patient and must file with the study); nothing
-here logs them. The report is preliminary: never complete, verified or final.
+here logs them. The report is preliminary: never complete, verified or final. Only the source's header is used
+(the output format ``sr`` of :mod:`cxrtriage.interop.formats` passes the one the decoder kept).
 """
 
 from __future__ import annotations
 
 import warnings
 
+from cxrtriage.interop.context import OutputContext
+from cxrtriage.interop.dicom_output import MANUFACTURER, complete_source, highdicom_module
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 
 SR_PROCEDURE = ("168731009", "SCT", "Chest X-ray")
@@ -23,33 +26,6 @@ LOCAL = "99CXRTRIAGE"
 LABEL_CODES = {"Urgent": ("URGENT", LOCAL, "Urgent"), "Non-Urgent": ("NONURGENT", LOCAL, "Non-urgent")}
 NOT_TRIAGED = ("NOTTRIAGED", LOCAL, "Not triaged")
 YES, NO = ("373066001", "SCT", "Yes"), ("373067005", "SCT", "No")
-
-
-def sr_module(purpose: str = "DICOM SR output"):
-    """highdicom, or MissingDependency naming the pip command (the one check the CLI and this module make)."""
-    from cxrtriage.optional import require
-
-    return require("highdicom", extra="interop", purpose=purpose)
-
-
-#: Type 2 attributes the SR copies from its source: present but empty when the source lacks them (legal in DICOM)
-COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
-                "StudyDate", "StudyTime", "ReferringPhysicianName")
-
-
-def complete_source(source):
-    """A copy of ``source`` with empty Type 2 patient/study attributes added where absent (old CR files omit some)."""
-    import copy
-    import re
-
-    filled = copy.deepcopy(source)
-    for keyword in COPIED_TYPE2:
-        if keyword not in filled:
-            setattr(filled, keyword, "")
-    age = str(filled.get("PatientAge", ""))
-    if "PatientAge" in filled and not re.fullmatch(r"\d{3}[DWMY]", age):
-        del filled.PatientAge  # an invalid AS value (e.g. "62") would make the SR itself invalid
-    return filled
 
 
 def _algorithm(hd, model: ModelInfo):
@@ -91,19 +67,26 @@ def _report_dataset(hd, source, model: ModelInfo, groups: list, *, series_number
         warnings.simplefilter("ignore", UserWarning)
         sr = hd.sr.ComprehensiveSR(evidence=[source], content=report[0], series_instance_uid=hd.UID(),
                                    series_number=series_number, sop_instance_uid=hd.UID(),
-                                   instance_number=instance_number, manufacturer="cxrtriage",
+                                   instance_number=instance_number, manufacturer=MANUFACTURER,
                                    series_description=series_description)
     sr.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the disclaimer's dash and quoted reports are not Latin-1
     return sr
 
 
+def from_context(context: OutputContext):
+    """The output format ``sr``: the SR of a triaged DICOM input, on the header its decoder kept."""
+    if context.source is None:
+        raise ValueError("a DICOM SR needs a DICOM source")
+    return structured_report(context.prediction, context.source.dataset)
+
+
 def structured_report(pred: Prediction, source, *, series_number: int = 901, instance_number: int = 1):
     """The TID 1500 Comprehensive SR (a highdicom ``ComprehensiveSR`` dataset) for ``pred`` on the pydicom dataset
-    ``source``."""
+    ``source`` (its header is enough)."""
     import numpy as np
     from pydicom.sr.coding import Code
 
-    hd = sr_module()
+    hd = highdicom_module("DICOM SR output")
     source = complete_source(source)
     algorithm = _algorithm(hd, pred.model)
     one = Code("1", "UCUM", "no units")
@@ -146,7 +129,7 @@ def not_triaged_report(source, reason: str, model: ModelInfo, *, series_number: 
     typed errors' messages hold none). The category is "Not triaged" and the review flag Yes: a human reads it."""
     from pydicom.sr.coding import Code
 
-    hd = sr_module()
+    hd = highdicom_module("DICOM SR output")
     source = complete_source(source)
     algorithm = _algorithm(hd, model)
     evaluations = [

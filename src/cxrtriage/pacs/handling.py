@@ -1,6 +1,7 @@
 """What the DICOM node and the Orthanc poller do with each instance after it arrives: triage it
-(:func:`cxrtriage.pacs.instance.process_instance`), send the SR (and Secondary Capture) back, POST the FHIR report
-when an endpoint is configured, file the result on the reading worklist, and count. One line is logged per instance
+(:func:`cxrtriage.pacs.instance.process_instance`), send its DICOM outputs back (the registry's DICOM-encoded formats:
+the SR, and the Secondary Capture unless turned off), POST the registry's ``fhir`` report when an endpoint is
+configured, file the result on the reading worklist, and count. One line is logged per instance
 with the running counts; it names the outcome and the worklist key, never a patient identifier."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,6 +25,8 @@ from cxrtriage.pacs.instance import Outcome, process_instance
 from cxrtriage.pacs.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
     from cxrtriage.pipeline import Triage
     from cxrtriage.serve.worklist import Worklist
 
@@ -61,9 +65,16 @@ class InstanceHandler:
 
     def __init__(self, engine: Triage, send: Sender | None, *, worklist: Worklist | None = None,
                  fhir_endpoint: str | None = None, secondary_capture: bool = True,
-                 status_path: Path | None = None, outbox: Outbox | None = None) -> None:
+                 formats: Sequence[str] | None = None, status_path: Path | None = None,
+                 outbox: Outbox | None = None) -> None:
+        from cxrtriage.interop.formats import dicom_formats, get_format
+
         self.engine, self.send, self.worklist, self.outbox = engine, send, worklist, outbox
-        self.fhir_endpoint, self.secondary_capture = fhir_endpoint, secondary_capture
+        self.fhir_endpoint = fhir_endpoint
+        #: what goes back per triaged instance: the named DICOM formats (default: every one registered), in order;
+        #: ``secondary_capture=False`` (``--no-secondary-capture``) leaves the burned-in picture out
+        chosen = [get_format(name) for name in formats] if formats is not None else list(dicom_formats())
+        self.formats = tuple(f for f in chosen if secondary_capture or f.name != "sc")
         self.status_path = status_path
         #: more fields for the status file from the caller (the node: its queue length and whether it listens)
         self.status_fields: Callable[[], dict[str, Any]] = dict
@@ -76,11 +87,12 @@ class InstanceHandler:
         with self._lock:
             setattr(self.counts, name, getattr(self.counts, name) + n)
 
-    def handle(self, data: bytes) -> Outcome | None:
-        """Triage one encoded instance and deliver what it produced; None when its header was unreadable."""
+    def handle(self, instance: Dataset | bytes) -> Outcome | None:
+        """Triage one instance (a parsed dataset, or its encoded bytes) and deliver what it produced; None when its
+        header was unreadable."""
         started = time.perf_counter()
         try:
-            outcome = process_instance(self.engine, data, secondary_capture=self.secondary_capture)
+            outcome = process_instance(self.engine, instance, formats=self.formats)
         except InputError as exc:
             self.count("unreadable")
             log.warning("instance not answered: %s; %s", exc, self.counts.line())
@@ -148,9 +160,9 @@ class InstanceHandler:
             self.count("worklist_failed")
 
     def _post_fhir(self, outcome: Outcome) -> None:
-        from cxrtriage.interop.fhir import diagnostic_report
+        from cxrtriage.interop.formats import get_format
 
-        report = diagnostic_report(outcome.prediction, study_uid=str(outcome.source.StudyInstanceUID))
+        report = get_format("fhir").render(outcome.context)  # the study UID its decoder kept: no second parse
         self.count("fhir_sent" if post_fhir(report, self.fhir_endpoint) else "fhir_failed")
 
     def _log(self, outcome: Outcome) -> None:

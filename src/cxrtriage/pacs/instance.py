@@ -1,7 +1,11 @@
-"""One received DICOM instance -> what goes back: the SR (and Secondary Capture) of a triaged radiograph, or an SR
-saying why it was not triaged. The DICOM node and the Orthanc poller both call :func:`process_instance`, so a
-pushed and a pulled instance get the same result.
+"""One received DICOM instance -> what goes back: the DICOM outputs of a triaged radiograph (every DICOM-encoded format
+of :mod:`cxrtriage.interop.formats`: the SR and the Secondary Capture), or an SR saying why it was not triaged. The
+DICOM node and the Orthanc poller both call :func:`process_instance`, so a pushed and a pulled instance get the same
+result.
 
+The instance is parsed once (the node hands over the dataset pynetdicom parsed; the poller's download is parsed
+here) and its pixels decoded once (:func:`~cxrtriage.imaging.load.load_image` on that dataset); the outputs are built
+from the pipeline run (the analysed pixels, the header the decoder kept), never from a second decode or a deep copy.
 Nothing here logs or returns a patient identifier: the outcome carries the typed error's message (which holds none),
 a short key for the worklist and the datasets to send (which do hold the patient and study attributes they must
 carry to file beside their source).
@@ -13,23 +17,25 @@ import hashlib
 import io
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cxrtriage.errors import CXRTriageError, InputError
+from cxrtriage.interop.context import OutputContext
+from cxrtriage.interop.dicom_output import is_own_result
 from cxrtriage.schema import Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
 
+    from cxrtriage.interop.formats import OutputFormat
     from cxrtriage.pipeline import Triage
 
 log = logging.getLogger(__name__)
 
 #: modalities the node triages (the SOP class may be CR, DX or, as in public datasets, Secondary Capture)
 RADIOGRAPH_MODALITIES = ("CR", "DX")
-#: the Manufacturer cxrtriage writes into its own SR and Secondary Capture: such an instance is never triaged again
-OWN_MANUFACTURER = "cxrtriage"
 
 
 @dataclass
@@ -42,7 +48,7 @@ class Outcome:
     prediction: Prediction | None = None
     worklist_key: str | None = None
     outputs: list[Any] = field(default_factory=list)  # pydicom datasets to send back (SR first)
-    source: Any = None  # the received dataset (header and pixels), for the FHIR study reference
+    context: OutputContext | None = None  # a triaged instance's result, decoded image and header: for the FHIR report
     log_id: str = "-"  # a hash of the SOP Instance UID: what log lines name (never the accession or a patient ID)
 
 
@@ -73,16 +79,42 @@ def not_a_radiograph_reason(ds: Dataset) -> str | None:
     return None
 
 
-def process_instance(engine: Triage, data: bytes, *, secondary_capture: bool = True) -> Outcome:
-    """Triage one DICOM instance given as its encoded bytes (with or without the file meta) and build what goes
-    back. Never raises for a bad instance: an unreadable header raises :class:`InputError` only when not even the
-    UIDs an SR needs can be read (the caller then answers the sender with a failure status)."""
+def process_instance(engine: Triage, instance: Dataset | bytes, *,
+                     formats: Sequence[OutputFormat] | None = None) -> Outcome:
+    """Triage one DICOM instance (the dataset a DICOM node parsed, with its ``file_meta``; or its encoded bytes, with
+    or without the file meta) and build what goes back: ``formats`` (default: every DICOM-encoded format of the
+    registry). Never raises for a bad instance: an unreadable header raises :class:`InputError` only when not even
+    the UIDs an SR needs can be read (the caller then answers the sender with a failure status)."""
+    from cxrtriage.imaging.load import load_image
+    from cxrtriage.interop.formats import dicom_formats
+    from cxrtriage.interop.sr import not_triaged_report
+
+    ds = _checked_header(instance)
+    log_id = instance_log_id(ds)
+    if is_own_result(ds):
+        return Outcome("skipped", reason="one of cxrtriage's own results", log_id=log_id)
+    key = worklist_key(ds)
+    reason = not_a_radiograph_reason(ds)
+    if reason is None:
+        try:
+            triaged = engine.run(load_image(ds))  # the one decode; the header stays with the image
+        except CXRTriageError as exc:  # input refused by the gate or the decoder, or a model problem
+            reason = str(exc)
+        else:
+            context = OutputContext.of(triaged)
+            outputs = build_outputs(dicom_formats() if formats is None else formats, context)
+            return Outcome("triaged", prediction=triaged.prediction, worklist_key=key, outputs=outputs,
+                           context=context, log_id=log_id)
+    return Outcome("not_triaged", reason=reason, worklist_key=key,
+                   outputs=[not_triaged_report(ds, reason, engine.info)], log_id=log_id)
+
+
+def _checked_header(instance: Dataset | bytes) -> Dataset:
+    """The instance as a dataset with the UIDs every answer needs, or :class:`InputError` without identifiers."""
     import pydicom
 
-    from cxrtriage.interop.sr import not_triaged_report, structured_report
-
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        ds = instance if isinstance(instance, pydicom.Dataset) else pydicom.dcmread(io.BytesIO(instance), force=True)
         for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
             if not str(ds.get(keyword, "")):
                 raise InputError(f"the instance has no {keyword}: it cannot be filed or answered")
@@ -90,32 +122,18 @@ def process_instance(engine: Triage, data: bytes, *, secondary_capture: bool = T
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage; the sender gets a failure status
         raise InputError(f"the instance's DICOM header cannot be read ({type(exc).__name__})") from None
-    if str(ds.get("Manufacturer", "")) == OWN_MANUFACTURER:
-        return Outcome("skipped", reason="one of cxrtriage's own results", source=ds, log_id=instance_log_id(ds))
-    key = worklist_key(ds)
-    reason = not_a_radiograph_reason(ds)
-    if reason is None:
+    return ds
+
+
+def build_outputs(formats: Sequence[OutputFormat], context: OutputContext) -> list[Any]:
+    """Each format's dataset for one triaged instance, in order; a best-effort format that fails (the picture for
+    old viewers) is logged by type and left out, so it never costs the SR, which says everything."""
+    outputs = []
+    for fmt in formats:
         try:
-            prediction = engine.predict(data)
-        except CXRTriageError as exc:  # input refused by the gate or the decoder, or a model problem
-            reason = str(exc)
-        else:
-            outputs = [structured_report(prediction, ds)]
-            if secondary_capture:
-                outputs += _secondary_capture(prediction, ds)
-            return Outcome("triaged", prediction=prediction, worklist_key=key, outputs=outputs, source=ds,
-                           log_id=instance_log_id(ds))
-    return Outcome("not_triaged", reason=reason, worklist_key=key,
-                   outputs=[not_triaged_report(ds, reason, engine.info)], source=ds, log_id=instance_log_id(ds))
-
-
-def _secondary_capture(prediction: Prediction, ds: Dataset) -> list[Dataset]:
-    """The burned-in evidence picture, or nothing when it cannot be drawn (the SR, which says everything, still
-    goes back)."""
-    from cxrtriage.interop.secondary_capture import secondary_capture
-
-    try:
-        return [secondary_capture(prediction, ds)]
-    except Exception as exc:  # noqa: BLE001 - a picture for old viewers must never cost the SR
-        log.error("secondary capture not written (%s)", type(exc).__name__)
-        return []
+            outputs.append(fmt.render(context))
+        except Exception as exc:  # noqa: BLE001 - re-raised unless the format is best effort
+            if not fmt.best_effort:
+                raise
+            log.error("%s not written (%s)", fmt.name, type(exc).__name__)
+    return outputs

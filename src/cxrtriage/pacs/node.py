@@ -3,10 +3,12 @@ sends the results to a configured destination with C-STORE.
 
 Each C-STORE is acknowledged as soon as the instance is queued (a bounded queue: when it is full the sender gets
 0xA700 "out of resources" and retries later, nothing is dropped silently); one worker thread triages the queue in
-arrival order through :class:`cxrtriage.pacs.handling.InstanceHandler`. An instance whose header cannot even be
-parsed is answered 0xC210 ("cannot understand"); anything else it cannot triage (another modality, a lateral view,
-unreadable pixels) is acknowledged, logged without identifiers and answered with an SR that says why. Shutdown
-(SIGINT/SIGTERM) stops accepting associations, then finishes the queue before exiting.
+arrival order through :class:`cxrtriage.pacs.handling.InstanceHandler`. What is queued is the dataset pynetdicom
+parsed, with the file meta of its presentation context: it is neither re-encoded nor parsed again, and the worker
+decodes its pixels once. An instance whose header cannot even be parsed is answered 0xC210 ("cannot understand");
+anything else it cannot triage (another modality, a lateral view, unreadable pixels) is acknowledged, logged without
+identifiers and answered with an SR that says why. Shutdown (SIGINT/SIGTERM) stops accepting associations, then
+finishes the queue before exiting.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from cxrtriage.pacs.delivery import Destination, send_datasets
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pydicom import Dataset
+
     from cxrtriage.pacs.handling import InstanceHandler, Sender
 
 log = logging.getLogger("cxrtriage.pacs")
@@ -52,7 +56,7 @@ class DicomNode:
 
     def __init__(self, config: NodeConfig, handler: InstanceHandler) -> None:
         self.config, self.handler = config, handler
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=config.queue_size)
+        self._queue: queue.Queue[Dataset | None] = queue.Queue(maxsize=config.queue_size)
         self._server: Any = None
         self._worker = threading.Thread(target=self._work, name="cxrtriage-dicom-node", daemon=True)
         handler.status_fields = lambda: {"queue": self._queue.qsize(), "listening": self._server is not None}
@@ -77,16 +81,18 @@ class DicomNode:
                  self.config.port, ", ".join(self.config.allowed_callers) or "any")
 
     def on_store(self, event: Any) -> int:
-        """C-STORE handler (pynetdicom's thread): check the header parses, queue the encoded instance, acknowledge."""
+        """C-STORE handler (pynetdicom's thread): parse the instance (values stay lazy until read), check its header,
+        queue the dataset, acknowledge."""
         try:
-            _ = event.dataset.SOPInstanceUID
-            data = event.encoded_dataset(include_meta=True)
+            ds = event.dataset
+            ds.file_meta = event.file_meta  # the transfer syntax the pixels are encoded in
+            _ = ds.SOPInstanceUID
         except Exception as exc:  # noqa: BLE001 - garbage from the network: the sender learns it was not understood
             self.handler.count("unreadable")
             log.warning("instance not understood (%s); %s", type(exc).__name__, self.handler.counts.line())
             return CANNOT_UNDERSTAND
         try:
-            self._queue.put_nowait(data)
+            self._queue.put_nowait(ds)
         except queue.Full:
             self.handler.count("refused_busy")
             log.warning("queue full (%d): sender asked to retry; %s", self.config.queue_size,
@@ -98,14 +104,14 @@ class DicomNode:
     def _work(self) -> None:
         while True:
             try:
-                data = self._queue.get(timeout=self.config.retry_s)
+                instance = self._queue.get(timeout=self.config.retry_s)
             except queue.Empty:  # idle: a moment to re-send what the destination refused earlier
                 if self.handler.retry():
                     self.handler.write_status()
                 continue
-            if data is None:
+            if instance is None:
                 return
-            self.handler.handle(data)  # writes the status file, queue length included
+            self.handler.handle(instance)  # writes the status file, queue length included
 
     def stop(self, timeout_s: float = 120.0) -> bool:
         """Stop accepting, finish what is queued, stop the worker; True when the queue was drained in time."""

@@ -1,8 +1,10 @@
 """Pull mode for a PACS with a REST interface: ``cxrtriage orthanc-pull`` polls Orthanc's change log
 (``GET /changes``) for new instances, downloads each (``/instances/{id}/file``), triages it with the same
-:class:`cxrtriage.pacs.handling.InstanceHandler` as the DICOM node, and stores the SR (and Secondary Capture) back
-with ``POST /instances``. The position in the change log is kept in a state file, so a restart neither misses nor
-repeats instances. cxrtriage's own results arrive as new instances too; they are recognised and skipped.
+:class:`cxrtriage.pacs.handling.InstanceHandler` as the DICOM node (the download is parsed once and its pixels decoded
+once), and stores its DICOM outputs (the SR, and the Secondary Capture) back with ``POST /instances``. The position in
+the change log is kept in a state file, so a restart neither misses nor repeats instances. cxrtriage's own results
+arrive as new instances too; they are recognised by the one Manufacturer value cxrtriage writes
+(:data:`cxrtriage.interop.dicom_output.MANUFACTURER`) and skipped.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as Path_
@@ -23,14 +23,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
+from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
+from cxrtriage.interop.context import OutputContext
+from cxrtriage.interop.formats import OutputFormat, UnknownFormat, format_names, get_format, output_formats
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
 from cxrtriage.serve.worklist import KEY_PATTERN, file_on_worklist
 
-__all__ = ["CROPS_URL", "PREDICT_RESPONSES", "api_router", "check_upload", "predict_upload", "with_crop_urls"]
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrtriage.pipeline import Triaged
+
+__all__ = ["CROPS_URL", "api_router", "check_upload", "predict_responses", "predict_upload", "with_crop_urls"]
 
 log = logging.getLogger("cxrtriage.serve.app")
 
@@ -66,10 +72,14 @@ def with_crop_urls(prediction: Prediction, url_prefix: str = CROPS_URL) -> Predi
     return prediction.model_copy(update={"crops": crops})
 
 
-def _triage_checked(engine: Engine, data: bytes, prior_report: str | None, url_prefix: str) -> Prediction:
-    """:func:`predict_upload` once :func:`check_upload` has passed (``/predict`` checks before it queues)."""
-    report = prior_report if prior_report and prior_report.strip() else None
-    return with_crop_urls(engine.predict(data, report), url_prefix)
+def _prior(prior_report: str | None) -> str | None:
+    return prior_report if prior_report and prior_report.strip() else None
+
+
+def _triage_checked(engine: Engine, data: bytes, kind: str, prior_report: str | None) -> Triaged:
+    """Decode the upload once (``kind``: what :func:`check_upload` sniffed) and triage it; the run keeps the decoded
+    image (with a DICOM upload's header) and the analysed pixels for the output formats."""
+    return engine.run(load_image(data, kind=kind), _prior(prior_report))
 
 
 def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None, *,
@@ -78,38 +88,48 @@ def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None,
 
     Raises :class:`cxrtriage.errors.InputError` subclasses for bad uploads, like :func:`cxrtriage.predict`.
     """
-    check_upload(data)
-    return _triage_checked(engine, data, prior_report, url_prefix)
+    kind = check_upload(data)
+    return with_crop_urls(engine.predict(load_image(data, kind=kind), _prior(prior_report)), url_prefix)
 
 
 # ----------------------------------------------------------------------------- handlers
 
 
-PREDICT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed multipart body (no boundary, broken parts, a form part over 1 MiB)"},
-    408: {"description": "the upload stalled: no body data for body_timeout_s"},
-    413: {"description": "upload larger than max_upload_mb"},
-    415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
-    422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too long"},
-    429: {"description": "too many requests waiting; see Retry-After"},
-    501: {"description": "format=fhir, but fhir.resources (the [interop] extra) is not installed"},
-    503: {"description": "model not ready or model error"},
-    200: {"description": "the Prediction (application/json), or with format=fhir a FHIR R4B DiagnosticReport",
-          "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "status"],
-                                                             "properties": {"resourceType": {"const": "DiagnosticReport"}}}}}},
-}
+def predict_responses() -> dict[int | str, dict[str, Any]]:
+    """``POST /predict``'s documented answers; the 200's media types are the registered output formats'."""
+    formats = output_formats()
+    content: dict[str, Any] = {}
+    for f in formats:
+        if f.media_type != "application/json":  # the Prediction's own is response_model's
+            content.setdefault(f.media_type, {"schema": f.schema} if f.schema else {})
+    described = "; ".join(f"format={f.name}: {f.title} ({f.media_type})" for f in formats)
+    return {
+        400: {"description": "malformed multipart body (no boundary, broken parts, a form part over 1 MiB)"},
+        408: {"description": "the upload stalled: no body data for body_timeout_s"},
+        413: {"description": "upload larger than max_upload_mb"},
+        415: {"description": "not a PNG, JPEG or DICOM file (detected from its bytes)"},
+        422: {"description": "empty/corrupt image, not a frontal chest radiograph, missing file, prior_report too "
+                             "long, an unknown format, or a format that needs a DICOM upload given a PNG/JPEG"},
+        429: {"description": "too many requests waiting; see Retry-After"},
+        501: {"description": "the format's optional library (e.g. the [interop] extra) is not installed"},
+        503: {"description": "model not ready or model error"},
+        200: {"description": f"the result in the requested format: {described}", "content": content},
+    }
 
 
-def _fhir_module_error(request: Request) -> Response | None:
-    """A 501 before any work when FHIR output is asked for but its library is missing."""
-    from cxrtriage.interop.fhir import fhir_models
+def _requested_format(request: Request, name: str) -> OutputFormat | Response:
+    """The requested output format, or the answer before any work: 422 for an unknown name (listing the registered
+    ones), 501 when the library it needs is missing."""
     from cxrtriage.optional import MissingDependency
 
     try:
-        fhir_models("format=fhir")
+        fmt = get_format(name)
+        fmt.require(f"format={name}")
+    except UnknownFormat as exc:
+        return error_response(422, str(exc), "UnknownFormat", request)
     except MissingDependency as exc:
         return error_response(501, str(exc), "MissingDependency", request)
-    return None
+    return fmt
 
 
 def _to_worklist(runtime: Any, prediction: Prediction, accession: str | None) -> Prediction:
@@ -149,11 +169,12 @@ async def worklist_item(request: Request, key: str) -> Response:
     return JSONResponse(result)
 
 
-async def predict(request: Request, file: UploadFile, prior_report: str | None, fmt: str = "json",
+async def predict(request: Request, file: UploadFile, prior_report: str | None, format_name: str = "json",
                   accession: str | None = None) -> Response:
     """``POST /predict`` once FastAPI has parsed and validated the form."""
-    if fmt == "fhir" and (missing := _fhir_module_error(request)) is not None:
-        return missing
+    fmt = _requested_format(request, format_name)
+    if isinstance(fmt, Response):
+        return fmt
     runtime = request.app.state.runtime
     settings = runtime.settings
     rid = scope_request_id(request.scope)
@@ -162,10 +183,13 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
     finally:
         await file.close()
     try:
-        check_upload(data)  # the one format check of the service, before the request waits for a slot
+        kind = check_upload(data)  # the one format check of the service, before the request waits for a slot
     except InputError as exc:
         log.info("request %s rejected: %s", rid, type(exc).__name__)
         return error_response(input_error_status(exc), str(exc), type(exc).__name__, request)
+    if fmt.needs_dicom_source and kind != "dicom":
+        return error_response(422, f"format={fmt.name} needs a DICOM upload: {fmt.title} must reference its source "
+                                   "DICOM instance", "NoDicomSource", request)
     try:
         engine = runtime.state.get_engine()
     except ModelError as exc:
@@ -174,7 +198,7 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
     try:
         async with runtime.limiter.slot():
             t0 = time.perf_counter()
-            prediction = await run_in_threadpool(_triage_checked, engine, data, prior_report, url_prefix)
+            triaged = await run_in_threadpool(_triage_checked, engine, data, kind, prior_report)
             elapsed = time.perf_counter() - t0
     except QueueFullError:
         retry = runtime.retry_after_s()
@@ -192,14 +216,20 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
         return error_response(500, INTERNAL_ERROR, "InternalError", request)
     runtime.stats.add_latency(elapsed)
     runtime.inference_seconds.observe(elapsed)
-    prediction = await run_in_threadpool(_to_worklist, runtime, prediction, accession)
-    if fmt == "fhir":
-        from cxrtriage.imaging.dicom import study_instance_uid
-        from cxrtriage.interop.fhir import MEDIA_TYPE, diagnostic_report
+    prediction = await run_in_threadpool(_to_worklist, runtime, with_crop_urls(triaged.prediction, url_prefix),
+                                         accession)
+    payload = await run_in_threadpool(_rendered, fmt, OutputContext.of(triaged, prediction))
+    if isinstance(payload, bytes):
+        return Response(payload, media_type=fmt.media_type, background=BackgroundTask(runtime.prune_soon),
+                        headers={"Content-Disposition": f'attachment; filename="result{fmt.suffix}"'})
+    return JSONResponse(payload, media_type=fmt.media_type, background=BackgroundTask(runtime.prune_soon))
 
-        report = await run_in_threadpool(lambda: diagnostic_report(prediction, study_uid=study_instance_uid(data)))
-        return JSONResponse(report, media_type=MEDIA_TYPE, background=BackgroundTask(runtime.prune_soon))
-    return JSONResponse(prediction.model_dump(mode="json"), background=BackgroundTask(runtime.prune_soon))
+
+def _rendered(fmt: OutputFormat, context: OutputContext) -> Any:
+    """The answer's body in ``fmt``: a JSON-ready dict, or a DICOM format's file bytes (worker thread: a Secondary
+    Capture is megabytes)."""
+    payload = fmt.render(context)
+    return fmt.encode(payload) if fmt.encoding == "dicom" else payload
 
 
 async def health() -> dict[str, str]:
@@ -234,8 +264,9 @@ def api_router(max_prior_report_chars: int) -> APIRouter:
                                 "an empty file gets 422", json_schema_extra={"minLength": 1}),
         prior_report: str | None = Form(None, max_length=max_prior_report_chars,
                                         description="optional prior radiology report text (quoted as provenance)"),
-        format: Literal["json", "fhir"] = Query("json", description="json: the Prediction; fhir: a FHIR R4B "
-                                                 "DiagnosticReport (application/fhir+json) of the same result"),
+        format: str = Query("json", description="the output format: " + "; ".join(
+            f"{f.name}: {f.title} ({f.media_type}" + (", DICOM uploads only)" if f.needs_dicom_source else ")")
+            for f in output_formats()), json_schema_extra={"enum": list(format_names())}),
         accession: str | None = Form(None, pattern=KEY_PATTERN, description="the sender's accession-like key for the "
                                      "worklist (letters, digits, . _ -; never a patient identifier); random when absent"),
     ) -> Response:
@@ -246,7 +277,7 @@ def api_router(max_prior_report_chars: int) -> APIRouter:
 
     router = APIRouter()
     router.add_api_route("/predict", predict_endpoint, methods=["POST"], tags=["triage"], response_model=Prediction,
-                         responses=PREDICT_RESPONSES, summary="Triage one chest X-ray (decision support only)")
+                         responses=predict_responses(), summary="Triage one chest X-ray (decision support only)")
     router.add_api_route("/worklist", worklist, methods=["GET"], tags=["worklist"],
                          responses={503: {"description": "the worklist database cannot be opened"}},
                          summary="triaged studies in reading order (overdue, then Urgent / needs review, then the rest)")

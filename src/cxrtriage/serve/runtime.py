@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import numpy as np
@@ -18,6 +18,9 @@ import numpy as np
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.serve.settings import ServerSettings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxrtriage.pipeline import Triaged
 
 log = logging.getLogger("cxrtriage.serve.app")
 
@@ -29,6 +32,9 @@ class Engine(Protocol):
     info: ModelInfo  # what the results name: the classifier, under the configuration's backend name
 
     def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction: ...
+
+    def run(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
+        """``predict`` plus the decoded image and the analysed pixels (what ``POST /predict``'s formats build on)."""
 
     def footprint_mb(self) -> float: ...
 
