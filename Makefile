@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
+.PHONY: lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
@@ -17,6 +17,7 @@ help:
 	@echo "make pacs-check the same flow, push and pull mode, checked and stopped -> prototype/eval/pacs_demo.json"
 	@echo "make container-test  build both images with podman, smoke-test the demo container, run notebook 01 in the prototype one (root; ~10 min cold)"
 	@echo "make test      run the offline test suite"
+	@echo "make lint      ruff (lint + format check) over the tree, mypy over the run-time stages"
 	@echo "make bench     speed / memory benchmark of the bundled model"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
@@ -63,6 +64,11 @@ container-test: install
 
 test: install
 	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

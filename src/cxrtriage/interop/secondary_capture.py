@@ -105,14 +105,14 @@ def burned_in_picture(pred: Prediction, analysed: np.ndarray, original_width: in
     fonts = [_fitted_font(" ".join(t for t, _ in segments), size, grey.width) for segments, size in
              zip(lines, [grey.width // 26] + [grey.width // 44] * (len(lines) - 1))]
     pad = max(4, grey.width // 100)
-    heights = [round(font.size * 1.3) for font in fonts]
+    heights = [round(getattr(font, "size", 10) * 1.3) for font in fonts]  # load_default(size=) is a FreeTypeFont
     top = 2 * pad + sum(heights)
     picture = Image.new("RGB", (grey.width, grey.height + top), (0, 0, 0))
     picture.paste(grey.convert("RGB"), (0, top))
     draw = ImageDraw.Draw(picture)
     y = pad
     for segments, font, height in zip(lines, fonts, heights):
-        x = pad
+        x: float = pad
         for text, colour in segments:
             draw.text((x, y), text, fill=colour, font=font)
             x += font.getlength(text + " ")
@@ -138,7 +138,7 @@ def _banner_lines(pred: Prediction) -> list[list[tuple[str, tuple[int, int, int]
             [(f"cxrtriage model {pred.model.name} {pred.model.version}", TEXT_COLOUR)]]
 
 
-def _fitted_font(text: str, size: int, width: int) -> ImageFont.FreeTypeFont:
+def _fitted_font(text: str, size: int, width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's bundled font at ``size`` pixels, smaller until ``text`` fits the picture's width."""
     from PIL import ImageFont
 
