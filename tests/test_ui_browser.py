@@ -535,7 +535,7 @@ def test_worklist_empty_and_unavailable_say_so_without_a_traceback(tmp_path: Pat
     import sqlite3
 
     from cxrtriage.serve.webui_worklist import study_view, worklist_view
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
     empty = worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"))
     assert "The worklist is empty" in empty and "POST /predict" in empty and "DICOM node" in empty
@@ -552,7 +552,7 @@ def test_study_view_reuses_the_triage_renderers_and_escapes(tmp_path: Path) -> N
     from cxrtriage.schema import DISCLAIMER
     from cxrtriage.serve.webui_render import label_html
     from cxrtriage.serve.webui_worklist import study_view
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
     wl = Worklist(tmp_path / "wl.sqlite")
     pred = _prediction(explanation="<script>alert(1)</script>")

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cxrtriage.schema import ModelInfo, Prediction
-from cxrtriage.serve.worklist import Worklist
+from cxrtriage.worklist import Worklist
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
 MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
@@ -87,7 +87,7 @@ def test_a_failed_write_keeps_the_result_with_a_warning(tmp_path, caplog):
     """POST /predict and the UI's Triage button share this: the result is never lost, it says it is not listed."""
     import sqlite3
 
-    from cxrtriage.serve.worklist import NOT_FILED_WARNING, file_on_worklist
+    from cxrtriage.worklist import NOT_FILED_WARNING, file_on_worklist
 
     def broken() -> Worklist:
         raise sqlite3.OperationalError("unable to open database file")

@@ -40,7 +40,7 @@ def _handler(args: argparse.Namespace, send: Any):
     from cxrtriage.pacs.handling import InstanceHandler
     from cxrtriage.pacs.outbox import Outbox
     from cxrtriage.pipeline import get_triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
     path = Path(args.worklist) if args.worklist else config.worklist_path()
     try:

@@ -24,7 +24,7 @@ from cxrtriage.pacs.outbox import Outbox
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
 log = logging.getLogger("cxrtriage.pacs")
 
@@ -139,7 +139,7 @@ class InstanceHandler:
     def _file(self, outcome: Outcome) -> None:
         """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR
         still goes back."""
-        from cxrtriage.serve.worklist import file_on_worklist
+        from cxrtriage.worklist import file_on_worklist
 
         if self.worklist is None:
             return

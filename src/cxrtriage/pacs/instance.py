@@ -50,7 +50,7 @@ def worklist_key(ds: Dataset) -> str:
     """The worklist key of an instance: its Accession Number when that is accession-like (the sender's own key), plus
     a short hash of the SOP Instance UID so that two images of one study are two rows; only the hash when the
     accession is missing or odd. Never a name or a patient ID."""
-    from cxrtriage.serve.worklist import KEY_PATTERN
+    from cxrtriage.worklist import KEY_PATTERN
 
     digest = instance_log_id(ds)
     accession = str(ds.get("AccessionNumber", "") or "").strip()

@@ -59,7 +59,7 @@ from cxrtriage.serve.runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
 )
 from cxrtriage.serve.settings import ServerSettings
-from cxrtriage.serve.worklist import Worklist
+from cxrtriage.worklist import Worklist
 
 __all__ = [
     "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceStats",

@@ -28,7 +28,7 @@ from cxrtriage.schema import Prediction
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
-from cxrtriage.serve.worklist import KEY_PATTERN, file_on_worklist
+from cxrtriage.worklist import KEY_PATTERN, file_on_worklist
 
 __all__ = ["CROPS_URL", "PREDICT_RESPONSES", "api_router", "check_upload", "predict_upload", "with_crop_urls"]
 

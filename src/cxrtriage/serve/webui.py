@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
 log = logging.getLogger(__name__)
 

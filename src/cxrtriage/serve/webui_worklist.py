@@ -1,4 +1,4 @@
-"""The web UI's Worklist tab: the service's reading worklist (:mod:`cxrtriage.serve.worklist`) as a table in reading
+"""The web UI's Worklist tab: the service's reading worklist (:mod:`cxrtriage.worklist`) as a table in reading
 order, refreshed by itself, and the stored result of the study a reader clicks.
 
 Kept apart from :mod:`cxrtriage.serve.webui` (the page and the Triage tab) so that neither grows into one large
@@ -26,7 +26,7 @@ from cxrtriage.serve.routes import with_crop_urls
 from cxrtriage.serve.webui_render import (
     crop_caption, disclaimer_html, error_html, explanation_html, label_html, provenance_html, warnings_html,
 )
-from cxrtriage.serve.worklist import KEY_PATTERN, Worklist, file_on_worklist
+from cxrtriage.worklist import KEY_PATTERN, Worklist, file_on_worklist
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
