@@ -17,7 +17,7 @@ from cxrtriage import config
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     if root is None or not root.is_dir():
         pytest.skip("shared CXR data directory not available (set CXRTRIAGE_DATA_DIR)")
     return root

@@ -105,9 +105,9 @@ def real_fhir_client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    settings = ServerSettings(crops_dir=tmp_path_factory.mktemp("fhir-crops"), ui=False, warmup=False)
+    settings = Settings(crops_dir=tmp_path_factory.mktemp("fhir-crops"), ui=False, warmup=False)
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120
         while client.get("/ready").status_code != 200:

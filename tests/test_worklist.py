@@ -61,9 +61,9 @@ def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir)
     from fastapi.testclient import TestClient
 
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    settings = ServerSettings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
+    settings = Settings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
     image = (data_dir / "nih" / "images" / "00000150_002.png").read_bytes()
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120

@@ -9,6 +9,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from cxrtriage.config import Settings
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.files import replace_atomically
 
@@ -59,9 +60,10 @@ def write_sr(result, path: str, folder: Path) -> dict[str, str] | None:
 
 
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  model_dir: str | None = None, fhir_dir: str | None = None, sr_dir: str | None = None) -> int:
-    """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error."""
-    from cxrtriage.pipeline import get_triage
+                  settings: Settings | None = None, fhir_dir: str | None = None, sr_dir: str | None = None) -> int:
+    """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error. The engine is
+    built from ``settings`` (the command's; None: the environment's)."""
+    from cxrtriage.pipeline import Triage
 
     prior = None
     if prior_report_file:
@@ -71,7 +73,7 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
             print(f"error: cannot read prior report file {prior_report_file}: {exc.strerror}", file=sys.stderr)
             return 2
     try:
-        engine = get_triage(None, model_dir)
+        engine = Triage.from_config(settings if settings is not None else Settings())
     except CXRTriageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -279,7 +279,7 @@ TEST_KEYS = ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", 
 
 
 def _update(model_dir: Path | None, key: str, value: dict) -> Path:
-    model_dir = model_dir or config.model_dir()
+    model_dir = model_dir or config.Settings().bundle_dir
     meta_path = model_dir / "model.json"
     meta = json.loads(meta_path.read_text())
     meta[key] = value
@@ -350,7 +350,7 @@ def write_card(model_dir: Path) -> Path:
     meta = json.loads((model_dir / "model.json").read_text())
     seg_path = model_dir / "segment.json"
     if not seg_path.is_file():
-        seg_path = config.segmenter_dir() / "segment.json"
+        seg_path = config.Settings().segmenter_dir / "segment.json"
     if seg_path.is_file():
         meta["_segment"] = json.loads(seg_path.read_text())
     card = model_dir / CARD_FILE

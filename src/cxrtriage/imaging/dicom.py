@@ -9,7 +9,7 @@ quote header bytes). Decisions (documented because they change pixel values):
   pydicom itself uses; a VOI LUT is normalised by the min..max of its own entries (robust against LUTs whose
   entries use fewer bits than the descriptor states).
 * **Multi-frame**: only the first frame is decoded and a warning is attached.
-* **Working resolution**: a frame above ``config.max_working_pixels()`` is shrunk by a chunked box mean before
+* **Working resolution**: a frame above ``max_working`` pixels is shrunk by a chunked box mean before
   its LUTs (which make float copies of the whole frame).
 * **Deflated** datasets are refused from the file meta: pydicom would inflate them without any bound.
 
@@ -44,7 +44,7 @@ __all__ = ["decode_dicom"]
 _SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 
 
-def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
+def decode_dicom(data: bytes, limit: int, max_working: int) -> tuple[np.ndarray, dict[str, Any]]:
     """A DICOM file -> pixels, meta fields (technical tags only)."""
     ds = _read_dataset(data)
     warnings: list[str] = []
@@ -57,7 +57,7 @@ def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
     arr = _decode_first_frame(ds, frames)
     if frames > 1:
         warnings.append(f"multi-frame DICOM ({frames} frames): only the first frame was used")
-    factor = reduction_factor(cols, rows)
+    factor = reduction_factor(cols, rows, max_working)
     if factor > 1:  # before the LUTs, which make float copies of the whole frame
         arr = _reduce_array(arr, factor)
         warnings.append(reduction_warning(cols, rows, factor))

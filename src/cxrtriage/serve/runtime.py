@@ -17,7 +17,7 @@ import numpy as np
 
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.schema import ModelInfo, Prediction
-from cxrtriage.serve.settings import ServerSettings
+from cxrtriage.config import Settings
 
 log = logging.getLogger("cxrtriage.serve.app")
 
@@ -33,11 +33,11 @@ class Engine(Protocol):
     def footprint_mb(self) -> float: ...
 
 
-def load_engine(settings: ServerSettings) -> Engine:
-    """Load the model once for the process; crops go to the directory the server serves."""
+def load_engine(settings: Settings) -> Engine:
+    """Load the model once for the process, from the service's settings (crops go to the directory it serves)."""
     from cxrtriage.pipeline import Triage
 
-    return Triage(backend_name=settings.backend, model_dir=settings.model_dir, crops_dir=settings.crops_dir)
+    return Triage.from_config(settings)
 
 
 def warm_up(engine: Engine) -> None:

@@ -92,7 +92,7 @@ def fit_finding_probe(model_dir: Path | None, data_dir: Path, write: bool = True
     if write:
         from cxrtriage import config
 
-        meta_path = (Path(model_dir) if model_dir else config.model_dir()) / META_FILE
+        meta_path = (Path(model_dir) if model_dir else config.Settings().bundle_dir) / META_FILE
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         meta["finding_probes"] = {"lung_opacity": block}
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
