@@ -97,7 +97,7 @@ def _chest_png() -> bytes | None:
     """A real chest radiograph from the data directory (None without one: the case is skipped)."""
     from cxrtriage import config
 
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     images = sorted((root / "nih" / "images").glob("*.png")) if root is not None else []
     return images[0].read_bytes() if images else None
 
@@ -206,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     measured = [r["peak_over_idle_mb"] for r in results if r.get("peak_over_idle_mb") is not None]
     from cxrtriage import config
 
+    settings = config.Settings()
     summary = {
         "what": "peak RSS of one Triage.predict over the idle, warmed-up process (VmHWM after clear_refs)",
         "command": "python scripts/request_memory.py",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "limits": {"max_pixels": config.max_pixels(), "max_working_pixels": config.max_working_pixels()},
+        "limits": {"max_pixels": settings.max_pixels, "max_working_pixels": settings.max_working_pixels},
         "max_peak_over_idle_mb": max(measured) if measured else None,
         "cases": results,
     }

@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/segmentation_overlays.png")
     ap.add_argument("--n", type=int, default=6, help="NIH images (pediatric: half as many; all DICOMs)")
     args = ap.parse_args()
-    data = config.data_dir(required=True)
+    data = config.Settings().find_data_dir(required=True)
     nih = [data / "nih" / r["file"] for r in csv.DictReader((data / "nih" / "labels.csv").open())]
     ped = [data / "kermany" / r["file"] for r in csv.DictReader((data / "kermany" / "labels.csv").open())]
     random.Random(1).shuffle(nih)

@@ -17,7 +17,7 @@ from cxrtriage import config
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     if root is None or not root.is_dir():
         pytest.skip("shared CXR data directory not available (set CXRTRIAGE_DATA_DIR)")
     return root
@@ -121,9 +121,9 @@ def service_client(tmp_path_factory: pytest.TempPathFactory):
     from fastapi.testclient import TestClient
 
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    settings = ServerSettings(crops_dir=tmp_path_factory.mktemp("service-crops"), ui=False, warmup=False)
+    settings = Settings(crops_dir=tmp_path_factory.mktemp("service-crops"), ui=False, warmup=False)
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120
         while client.get("/ready").status_code != 200:

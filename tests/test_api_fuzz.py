@@ -26,7 +26,6 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-pytest.importorskip("pydantic_settings")
 schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import strategies as st  # noqa: E402  (installed with schemathesis)
@@ -38,7 +37,7 @@ from schemathesis.python import asgi  # noqa: E402
 
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.runtime import load_engine  # noqa: E402
-from cxrtriage.serve.settings import ServerSettings  # noqa: E402
+from cxrtriage.config import Settings  # noqa: E402
 
 MAX_EXAMPLES = 500  # per operation and phase; GET operations without parameters produce only a handful anyway
 MAX_RESPONSE_TIME_S = 15.0  # a hang or a pathological decode fails the run instead of stalling CI
@@ -68,7 +67,7 @@ ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)
 STATUS_CODE_CONFORMANCE = next(check for check in ALL_CHECKS if check.__name__ == "status_code_conformance")
 
 _CROPS = Path(tempfile.gettempdir()) / f"cxrtriage-fuzz-crops-{uuid.uuid4().hex[:8]}"  # made by the lifespan
-_SETTINGS = ServerSettings(crops_dir=_CROPS, ui=False, warmup=True, worklist_path=_CROPS / "worklist.sqlite")
+_SETTINGS = Settings(crops_dir=_CROPS, ui=False, warmup=True, worklist_path=_CROPS / "worklist.sqlite")
 # Schemathesis runs the app's lifespan again for each operation's test; without a cache each run loaded the model
 # anew in a daemon thread, and a load still running when pytest exited aborted the interpreter ("terminate called
 # without an active exception", exit code 134). One real engine, loaded by the first lifespan, serves every run.

@@ -15,22 +15,25 @@ BASE = {"errors", "config", "optional", "schema", "decision", "files"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(), "config": set(), "optional": set(), "schema": set(), "decision": set(), "files": set(),
     "data": set(),
+    "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
     "imaging": set(),
     "anatomy": {"imaging"},
     "backends": {"imaging"},
     "explain": {"imaging", "backends", "anatomy"},
     "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
     "interop": {"imaging"},
-    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop"},
-    "pacs": {"imaging", "pipeline", "interop", "serve", "data"},
+    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop", "worklist"},
+    "pacs": {"imaging", "pipeline", "interop", "worklist", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
-    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train", "pacs"},
+    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train", "pacs",
+                   "worklist"},
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def",
-            "interop", "pacs"},
+            "interop", "pacs", "worklist"},
     "__init__": {"imaging", "pipeline"},
 }
-RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", "pacs", *BASE}
+RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", "pacs", "worklist",
+            *BASE}
 
 
 def _module_name(path: Path) -> str:
@@ -183,3 +186,14 @@ def test_no_module_is_a_god_file() -> None:
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def test_the_worklist_is_importable_without_the_web_layer() -> None:
+    """The DICOM node files results on the worklist: importing it must not pull in FastAPI, Gradio or serve/."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cxrtriage.worklist; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'gradio', 'starlette', 'uvicorn') "
+            "or m.startswith('cxrtriage.serve')); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PKG.parents[1])

@@ -238,7 +238,7 @@ def test_smoke_test_end_to_end(tmp_path: Path) -> None:
     for mod in ("fastapi", "uvicorn", "jsonschema"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} not installed (the [demo] and [dev] extras)")
-    data = config.data_dir()
+    data = config.Settings().find_data_dir()
     if data is None or not (data / "nih" / "images" / "00000150_002.png").is_file():
         pytest.skip("shared CXR data directory (nih/images/00000150_002.png) not available; set CXRTRIAGE_DATA_DIR")
     env = _env(CXRTRIAGE_DATA_DIR=str(data), TMPDIR=str(tmp_path), SMOKE_READY_TIMEOUT="150")
@@ -335,7 +335,7 @@ def test_build_onnx_rebuilds_the_bundled_model(tmp_path: Path) -> None:
     """Full rebuild from runs/bundled/checkpoint.pt (about a minute on two cores; needs torch and the data)."""
     if not (REPO / "runs" / "bundled" / "checkpoint.pt").is_file():
         pytest.skip("runs/bundled/checkpoint.pt missing (make train)")
-    if importlib.util.find_spec("torch") is None or config.data_dir() is None:
+    if importlib.util.find_spec("torch") is None or config.Settings().find_data_dir() is None:
         pytest.skip("needs the [train] extra and the data directory")
     out = tmp_path / "bundle"
     r = _run([BUILD_ONNX, "--out", out], timeout=900)
@@ -348,10 +348,10 @@ def test_build_onnx_rebuilds_the_bundled_model(tmp_path: Path) -> None:
 def test_readme_configuration_names_exist() -> None:
     """Every CXRTRIAGE_* variable demo_app/README.md names is read by the service, the core package or the entrypoint."""
     try:
-        from cxrtriage.serve.settings import ServerSettings
+        from cxrtriage.config import Settings
     except ImportError as exc:
-        pytest.skip(f"server settings not importable ({exc})")
-    known = {f"CXRTRIAGE_{name.upper()}" for name in ServerSettings.model_fields}
+        pytest.skip(f"settings not importable ({exc})")
+    known = {Settings.env_name(name) for name in Settings.model_fields}
     core = " ".join(p.read_text() for p in (REPO / "src" / "cxrtriage").rglob("*.py"))
     known |= set(re.findall(r"CXRTRIAGE_[A-Z0-9_]+", core))
     known |= set(re.findall(r"CXRTRIAGE_[A-Z0-9_]+", ENTRYPOINT.read_text()))

@@ -76,7 +76,7 @@ def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_pat
     from cxrtriage.backends.medgemma_explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage
 
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     image = root / "nih" / "images" / "00000150_002.png" if root else None
     if image is None or not image.is_file():
         pytest.skip("NIH image not in the data directory")

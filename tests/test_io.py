@@ -42,7 +42,7 @@ SIIM_MONO1 = "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm"
 
 def data_path(*parts: str) -> Path:
     """A file in the shared data folder, or skip the test when the data is not available."""
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     if root is None:
         pytest.skip("shared CXR data directory not available")
     path = root.joinpath(*parts)
@@ -757,7 +757,7 @@ def test_large_raster_is_decoded_at_reduced_resolution_with_its_original_size(fm
     arr[1000:2000, 3000:4500] = 220  # a bright block whose place must survive the reduction
     loaded = load_image(encode(Image.fromarray(arr), fmt))
     h, w = loaded.pixels.shape
-    assert h * w <= config.max_working_pixels() and (loaded.meta.width, loaded.meta.height) == (6000, 4000)
+    assert h * w <= config.Settings().max_working_pixels and (loaded.meta.width, loaded.meta.height) == (6000, 4000)
     assert loaded.meta.reduction == pytest.approx(6000 / w, rel=1e-3) and loaded.meta.reduction >= 2
     assert any("reduced resolution" in x or "1/" in x for x in loaded.meta.warnings)
     r = loaded.meta.reduction

@@ -142,9 +142,9 @@ def test_service_serves_the_medsiglip_backend(tiny_siglip: Path, data_dir: Path,
     from fastapi.testclient import TestClient
 
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    settings = ServerSettings(backend="medsiglip", model_dir=str(tiny_siglip), crops_dir=tmp_path / "crops", ui=False)
+    settings = Settings(backend="medsiglip", model_dir=str(tiny_siglip), crops_dir=tmp_path / "crops", ui=False)
     with TestClient(create_app(settings)) as client:
         for _ in range(120):
             if client.get("/ready").status_code == 200:

@@ -218,7 +218,7 @@ def test_triage_end_to_end_on_nih(bundle, torch_probe, data_dir: Path, tmp_path:
 
 def test_serving_imports_neither_torch_nor_transformers(bundle, tmp_path: Path) -> None:
     out, _ = bundle
-    root = config.data_dir()
+    root = config.Settings().find_data_dir()
     nih = None
     if root is not None:
         from cxrtriage.data import load_split_records

@@ -27,7 +27,7 @@ from cxrtriage.pacs.handling import InstanceHandler  # noqa: E402
 from cxrtriage.pacs.instance import worklist_key  # noqa: E402
 from cxrtriage.pacs.node import DicomNode, NodeConfig, destination_sender  # noqa: E402
 from cxrtriage.pacs.synthetic import dicom_from_picture  # noqa: E402
-from cxrtriage.serve.worklist import Worklist  # noqa: E402
+from cxrtriage.worklist import Worklist  # noqa: E402
 
 IDENTIFIERS = ("SYNTHETIC", "SYN0042", "ACC0042")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrtriage.config import data_dir
+from cxrtriage.config import Settings
 from cxrtriage.explain.report import (
     URGENT_FINDINGS,
     Mention,
@@ -370,7 +370,7 @@ _POSITIVE_TAGS = ("Pleural Effusion", "Pneumothorax", "Consolidation")
 
 @pytest.fixture(scope="module")
 def iu_rows() -> list[dict[str, str]]:
-    root = data_dir()
+    root = Settings().find_data_dir()
     if root is None:
         pytest.skip("shared data directory not available")
     path = root / "iu_reports" / "iu_reports.csv"

@@ -24,7 +24,6 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-pytest.importorskip("pydantic_settings")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.types import Message  # noqa: E402
 
@@ -32,7 +31,7 @@ from cxrtriage.explain.crop_store import is_crop_name, list_crops, prune_crops  
 from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.schema import DISCLAIMER, Crop, ModelInfo, Prediction, prediction_json_schema  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
-from cxrtriage.serve.settings import ServerSettings  # noqa: E402
+from cxrtriage.config import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = REPO / "demo_app" / "schema" / "prediction.schema.json"
@@ -109,6 +108,11 @@ class FakeEngine:
         return Prediction(label="Urgent", score=0.5, explanation="fake", crops=crops, threshold=0.3,
                           review_band=(0.25, 0.35), needs_review=False, model=self.backend.info)
 
+    def load(self, image: Any, *, kind: str | None = None) -> Any:
+        from cxrtriage.imaging.load import load_image
+
+        return load_image(image, kind=kind)
+
     def run(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Any:
         """What ``POST /predict`` calls: the fixed Prediction with the decoded image the route passed."""
         from cxrtriage.pipeline import Triaged
@@ -117,16 +121,16 @@ class FakeEngine:
         return Triaged(prediction=prediction, image=image, pixels=image.pixels, polarity_flipped=False)
 
 
-def _settings(tmp_path: Path, **kw: Any) -> ServerSettings:
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
     base: dict[str, Any] = {"crops_dir": tmp_path / "crops", "ui": False, "warmup": False}
     base.update(kw)
-    return ServerSettings(**base)
+    return Settings(**base)
 
 
 @pytest.fixture(scope="module")
 def real_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     crops = tmp_path_factory.mktemp("service-crops")
-    settings = ServerSettings(crops_dir=crops, ui=False, warmup=True)
+    settings = Settings(crops_dir=crops, ui=False, warmup=True)
     with TestClient(create_app(settings)) as client:
         _wait_ready(client)
         yield client
@@ -150,7 +154,7 @@ def test_settings_read_prefixed_env(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("CXRTRIAGE_CROPS_DIR", str(tmp_path))
     monkeypatch.setenv("CXRTRIAGE_MODEL_DIR", "")  # empty means unset
     monkeypatch.setenv("CXRTRIAGE_WARMUP", "false")
-    s = ServerSettings()
+    s = Settings()
     assert (s.port, s.max_queue, s.crops_dir, s.model_dir, s.warmup) == (8123, 3, tmp_path, None, False)
     assert (s.host, s.max_concurrent, s.max_upload_mb, s.crops_max_files, s.crops_max_age_s) == (
         "127.0.0.1", 2, 32.0, 500, 3600.0)
@@ -158,11 +162,11 @@ def test_settings_read_prefixed_env(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_settings_reject_nonsense(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import ValidationError
+    from cxrtriage.errors import ConfigurationError
 
     monkeypatch.setenv("CXRTRIAGE_MAX_CONCURRENT", "0")
-    with pytest.raises(ValidationError):
-        ServerSettings()
+    with pytest.raises(ConfigurationError, match="CXRTRIAGE_MAX_CONCURRENT='0'"):
+        Settings()
 
 
 def test_committed_schema_matches_the_model() -> None:
@@ -170,27 +174,83 @@ def test_committed_schema_matches_the_model() -> None:
     assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == prediction_json_schema()
 
 
-def test_cli_serve_starts_uvicorn_factory(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_serve_gives_every_worker_the_cli_settings(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`cxrtriage serve --workers 2 --port ... --backend ... --model ...`: uvicorn gets the app factory and the
+    header-timeout protocol bound to the settings the CLI built; its Config, pickled into each spawned worker,
+    carries them, and nothing is written to the environment on the way."""
+    import os
+    import pickle
+
+    import uvicorn
+    import uvicorn.supervisors
+
+    from cxrtriage.cli.main import main
+    from cxrtriage.config import BUNDLED_WEIGHTS_DIR
+    from cxrtriage.serve.protocol import HeaderTimeoutH11Protocol
+
+    started: list[Any] = []
+
+    class FakeMultiprocess:
+        def __init__(self, config: Any, **_: Any) -> None:
+            started.append(config)
+
+        def run(self) -> None:
+            pass
+
+    monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", FakeMultiprocess)
+    monkeypatch.setattr(uvicorn.Config, "bind_socket", lambda self: None)
+    monkeypatch.delenv("CXRTRIAGE_HOST", raising=False)
+    monkeypatch.setenv("CXRTRIAGE_HEADER_TIMEOUT_S", "3")
+    before = dict(os.environ)
+    assert main(["serve", "--port", "9123", "--workers", "2", "--backend", "bundled",
+                 "--model", str(BUNDLED_WEIGHTS_DIR)]) == 0
+    assert dict(os.environ) == before
+    (config,) = started
+    assert config.workers == 2 and config.port == 9123 and config.host == "127.0.0.1"
+    assert config.factory is True and config.access_log is False and config.timeout_graceful_shutdown == 5.0
+    worker = pickle.loads(pickle.dumps(config))  # what a spawned worker process receives
+    (settings,) = worker.app.args
+    assert worker.app.func is create_app
+    assert (settings.port, settings.backend, settings.model_dir, settings.header_timeout_s) == (
+        9123, "bundled", BUNDLED_WEIGHTS_DIR, 3.0)
+    assert worker.http.func is HeaderTimeoutH11Protocol and worker.http.keywords == {"header_timeout_s": 3.0}
+    assert "cxrtriage UI: http://127.0.0.1:9123/ui  API docs: http://127.0.0.1:9123/docs" in capsys.readouterr().out
+
+
+def test_cli_serve_single_process_runs_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
     from cxrtriage.cli.main import main
 
-    calls: list[tuple[tuple, dict]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append((a, kw)))
-    monkeypatch.delenv("CXRTRIAGE_HOST", raising=False)
-    assert main(["serve", "--port", "9123", "--workers", "2"]) == 0
-    (args, kwargs), = calls
-    assert args == ("cxrtriage.serve.app:create_app",)
-    assert kwargs["factory"] is True and kwargs["port"] == 9123 and kwargs["workers"] == 2
-    assert kwargs["host"] == "127.0.0.1" and kwargs["access_log"] is False
-    assert "cxrtriage UI: http://127.0.0.1:9123/ui  API docs: http://127.0.0.1:9123/docs" in capsys.readouterr().out
+    ran: list[Any] = []
+
+    def fake_run(self: Any, sockets: Any = None) -> None:
+        ran.append(self.config)
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    monkeypatch.setenv("CXRTRIAGE_MAX_QUEUE", "5")
+    assert main(["serve", "--host", "127.0.0.2", "--port", "9124"]) == 0
+    (config,) = ran
+    assert (config.workers, config.host, config.port) == (1, "127.0.0.2", 9124)
+    assert config.app.args[0].max_queue == 5 and config.app.args[0].host == "127.0.0.2"
+
+
+def test_cli_serve_refuses_a_bad_setting_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cxrtriage.cli.main import main
+
+    monkeypatch.setenv("CXRTRIAGE_BODY_TIMEOUT_S", "soon")
+    assert main(["serve"]) == 2
+    assert "CXRTRIAGE_BODY_TIMEOUT_S='soon'" in capsys.readouterr().err
 
 
 def test_core_imports_do_not_need_the_demo_extra() -> None:
     import subprocess
 
     code = ("import sys, cxrtriage, cxrtriage.cli.main, cxrtriage.explain.crop_store; "
-            "bad = [m for m in ('fastapi', 'uvicorn', 'gradio', 'pydantic_settings') if m in sys.modules]; "
+            "bad = [m for m in ('fastapi', 'uvicorn', 'gradio') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -645,9 +705,9 @@ def test_prune_keeps_young_crops_past_the_count_limit(tmp_path: Path) -> None:
 
 
 def test_service_passes_the_crop_minimum_age(tmp_path: Path) -> None:
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    s = ServerSettings(crops_dir=tmp_path)
+    s = Settings(crops_dir=tmp_path)
     assert s.crops_min_age_s >= 60 and s.crops_max_mb > 0
 
 

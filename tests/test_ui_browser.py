@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,13 +46,14 @@ def _build_app(port: int, crops_dir: Path):
     """The real service when it exists; before that, a minimal FastAPI app with the UI mounted the same way."""
     if importlib.util.find_spec("cxrtriage.serve.app") is not None:
         from cxrtriage.serve.app import create_app
-        from cxrtriage.serve.settings import ServerSettings
+        from cxrtriage.config import Settings
 
         # its own worklist file: the Worklist tab's test checks the order of what this service filed
-        return create_app(ServerSettings(port=port, crops_dir=crops_dir, worklist_path=crops_dir / "worklist.sqlite"))
+        return create_app(Settings(port=port, crops_dir=crops_dir, worklist_path=crops_dir / "worklist.sqlite"))
 
     from fastapi import FastAPI
 
+    from cxrtriage.config import Settings
     from cxrtriage.pipeline import Triage
     from cxrtriage.serve.webui import mount_ui
 
@@ -72,7 +72,7 @@ def _build_app(port: int, crops_dir: Path):
                 "median_latency_ms": ordered[len(ordered) // 2] if ordered else None}
 
     app = FastAPI()
-    mount_ui(app, get_engine=lambda: Recording(), get_status=status, settings=SimpleNamespace(data_dir=None))
+    mount_ui(app, get_engine=lambda: Recording(), get_status=status, settings=Settings(crops_dir=crops_dir))
     return app
 
 
@@ -535,7 +535,7 @@ def test_worklist_empty_and_unavailable_say_so_without_a_traceback(tmp_path: Pat
     import sqlite3
 
     from cxrtriage.serve.webui_worklist import study_view, worklist_view
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
     empty = worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"))
     assert "The worklist is empty" in empty and "POST /predict" in empty and "DICOM node" in empty
@@ -552,7 +552,7 @@ def test_study_view_reuses_the_triage_renderers_and_escapes(tmp_path: Path) -> N
     from cxrtriage.schema import DISCLAIMER
     from cxrtriage.serve.webui_render import label_html
     from cxrtriage.serve.webui_worklist import study_view
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
     wl = Worklist(tmp_path / "wl.sqlite")
     pred = _prediction(explanation="<script>alert(1)</script>")
@@ -574,7 +574,7 @@ def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     pytest.importorskip("sklearn")
     from cxrtriage.cli.main import main
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
     work = tmp_path_factory.mktemp("hai-def-ui")
     assert main(["hai-def", "tiny", "--out", str(work / "tiny"), "--which", "medsiglip"]) == 0
@@ -583,7 +583,7 @@ def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     assert main(["hai-def", "export-onnx", "--model", str(work / "tiny" / "medsiglip"), "--probe", str(work / "probe"),
                  "--out", str(work / "bundle")]) == 0
     port = _free_port()
-    app = create_app(ServerSettings(port=port, crops_dir=work / "crops", backend="medsiglip", model_dir=work / "bundle"))
+    app = create_app(Settings(port=port, crops_dir=work / "crops", backend="medsiglip", model_dir=work / "bundle"))
     yield from _serve(app, port)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -46,10 +45,12 @@ def test_upload_route_keeps_the_file_in_memory_and_file_route_refuses_it(tmp_pat
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
+    from cxrtriage.config import Settings
     from cxrtriage.serve.webui import mount_ui
 
     app = FastAPI()
-    settings = SimpleNamespace(data_dir=None, crops_dir=tmp_path / "crops", max_upload_bytes=1000)
+    settings = Settings(crops_dir=tmp_path / "crops", max_upload_mb=1000 / 2**20)
+    assert settings.max_upload_bytes == 1000
     mount_ui(app, get_engine=lambda: None, get_status=dict, settings=settings)
     before = {p for p in tmp_path.rglob("*")}
     with TestClient(app) as client:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cxrtriage.schema import ModelInfo, Prediction
-from cxrtriage.serve.worklist import Worklist
+from cxrtriage.worklist import Worklist
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
 MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
@@ -61,9 +61,9 @@ def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir)
     from fastapi.testclient import TestClient
 
     from cxrtriage.serve.app import create_app
-    from cxrtriage.serve.settings import ServerSettings
+    from cxrtriage.config import Settings
 
-    settings = ServerSettings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
+    settings = Settings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
     image = (data_dir / "nih" / "images" / "00000150_002.png").read_bytes()
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 120
@@ -87,7 +87,7 @@ def test_a_failed_write_keeps_the_result_with_a_warning(tmp_path, caplog):
     """POST /predict and the UI's Triage button share this: the result is never lost, it says it is not listed."""
     import sqlite3
 
-    from cxrtriage.serve.worklist import NOT_FILED_WARNING, file_on_worklist
+    from cxrtriage.worklist import NOT_FILED_WARNING, file_on_worklist
 
     def broken() -> Worklist:
         raise sqlite3.OperationalError("unable to open database file")

@@ -3,7 +3,8 @@
     python -m demo_app.ui.gradio_app [--host 0.0.0.0] [--port 7860]
 
 The usual way is ``cxrtriage serve``, which serves the REST API and mounts this same UI at ``/ui``. Run alone, the
-UI files its results on, and its Worklist tab lists, the worklist at ``CXRTRIAGE_WORKLIST_PATH``.
+UI reads its settings (``CXRTRIAGE_*``) once here, builds the engine from them and gives them to the page: it files
+its results on, and its Worklist tab lists, the worklist at ``CXRTRIAGE_WORKLIST_PATH``.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ __all__ = ["build_blocks", "main"]  # build_blocks re-exported for notebooks and
 
 
 def main(argv: list[str] | None = None) -> None:
-    from cxrtriage.pipeline import get_triage
+    from cxrtriage.config import Settings
+    from cxrtriage.pipeline import Triage
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     args = parser.parse_args(argv)
 
-    engine = get_triage()
+    settings = Settings()
+    engine = Triage.from_config(settings)
 
     def status() -> dict:
         backend = engine.backend
         return {"model_size_mb": backend.footprint_mb(), "median_latency_ms": None,  # the UI measures its own
                 "model": backend.info.model_dump(), "backend": backend.info.backend}
 
-    launch(lambda: engine, status, host=args.host, port=args.port)
+    launch(lambda: engine, status, settings, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

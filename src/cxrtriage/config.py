@@ -1,57 +1,70 @@
-"""Settings read from environment variables, with documented defaults.
+"""The one configuration: :class:`Settings`, read from ``CXRTRIAGE_*`` environment variables.
+
+Every entry point builds one ``Settings`` (from the environment, with its own options on top) and passes it down:
+the CLI (``cxrtriage ...``), the web service (:func:`cxrtriage.serve.app.create_app`), the UI run alone, the DICOM
+node and the Orthanc poller; :meth:`cxrtriage.pipeline.Triage.from_config` builds the engine from it. The library's
+own entry points (``cxrtriage.predict()``, ``Triage()``, ``load_stages()``, ``load_image()`` when given no settings
+or limits) build ``Settings()`` from the environment at that call. Nothing else reads these variables, and nothing
+writes them to pass an option on. Empty variables count as unset; a bad value raises
+:class:`cxrtriage.errors.ConfigurationError` naming the variable.
 
 | variable | default | meaning |
 |---|---|---|
-| CXRTRIAGE_DATA_DIR | ``../shared/data`` relative to the working directory or repo, if it exists | public CXR data (training, evaluation, examples) |
-| CXRTRIAGE_CROPS_DIR | ``demo_app/static/crops`` in a source checkout, else ``<system temp>/cxrtriage-crops`` | where evidence crop thumbnails are written (and served by the demo) |
-| CXRTRIAGE_MAX_PIXELS | ``36000000`` (6000 x 6000) | decoded-image pixel limit, checked from the header (decompression-bomb guard and memory bound): larger images are refused with the limit in the message |
-| CXRTRIAGE_MAX_WORKING_PIXELS | ``4194304`` (2048 x 2048) | larger images are decoded at a reduced resolution (by a whole factor) to bound memory: every model looks at 896 px or less and thumbnails are 224 px; boxes are still given in original pixels |
-| CXRTRIAGE_MODEL_DIR | the bundled ``cxrtriage/weights`` | directory holding ``model.onnx`` + ``model.json`` |
-| CXRTRIAGE_BACKEND | ``bundled`` | model configuration: ``bundled``, ``medsiglip``, ``medgemma``, ``medgemma-gguf`` |
-| CXRTRIAGE_MODEL | unset (the backend's default) | HAI-DEF model: hub id in the local cache, directory, ONNX bundle or GGUF |
-| CXRTRIAGE_CLASSIFIER | unset | a MedSigLIP ``probe.json``: the classifier of ``medsiglip`` (and of ``medgemma`` instead of the bundled CNN) |
-| CXRTRIAGE_MEDSIGLIP_MODEL | ``google/medsiglip-448`` | MedSigLIP checkpoint when ``medgemma`` uses a probe classifier |
-| CXRTRIAGE_DEVICE | unset (automatic) | torch device of the HAI-DEF backends |
-| CXRTRIAGE_4BIT | unset | ``1``: load MedGemma as bitsandbytes NF4 (CUDA only) |
-| CXRTRIAGE_THREADS | unset (runtime default) | intra-op threads of onnxruntime / llama.cpp |
-| CXRTRIAGE_MMPROJ | unset | MedGemma's vision projector when CXRTRIAGE_MODEL names one text ``.gguf`` file |
-| CXRTRIAGE_GGUF_CONVERTER | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
+| ``CXRTRIAGE_DATA_DIR`` | ``../shared/data`` beside the working directory or the checkout, when it exists | public CXR data: training, evaluation, the examples of the demo and the UI |
+| ``CXRTRIAGE_CROPS_DIR`` | ``demo_app/static/crops`` in a source checkout, else ``<system temp>/cxrtriage-crops`` | where evidence crop thumbnails are written (and served from, ``/static/crops``) |
+| ``CXRTRIAGE_MAX_PIXELS`` | ``36000000`` (6000 x 6000) | decoded-image pixel limit, checked from the header (decompression-bomb guard and memory bound): larger images are refused with the limit in the message |
+| ``CXRTRIAGE_MAX_WORKING_PIXELS`` | ``4194304`` (2048 x 2048) | larger images are decoded at a reduced resolution (a whole factor) to bound memory; boxes are still given in original pixels |
+| ``CXRTRIAGE_BACKEND`` | ``bundled`` | model configuration: ``bundled``, ``medsiglip``, ``medgemma``, ``medgemma-gguf`` |
+| ``CXRTRIAGE_MODEL_DIR`` | the bundled ``cxrtriage/weights`` | model bundle directory (``model.onnx`` + ``model.json`` + ``index.npz``): the bundled classifier's (also the classifier ``medgemma`` wraps), or a MedSigLIP ONNX bundle for ``medsiglip`` when ``CXRTRIAGE_MODEL`` is unset |
+| ``CXRTRIAGE_MODEL`` | unset (the backend's default) | HAI-DEF model of ``medsiglip``, ``medgemma``, ``medgemma-gguf``: hub id in the local cache, directory, MedSigLIP ONNX bundle or GGUF |
+| ``CXRTRIAGE_CLASSIFIER`` | unset (``bundled`` means unset) | a MedSigLIP ``probe.json``: the classifier of ``medsiglip`` (and of ``medgemma`` instead of the bundled CNN) |
+| ``CXRTRIAGE_MEDSIGLIP_MODEL`` | unset (``google/medsiglip-448``) | MedSigLIP checkpoint when ``medgemma`` uses a probe classifier |
+| ``CXRTRIAGE_SEGMENTER_DIR`` | the bundled ``cxrtriage/weights`` | folder with the lung-and-heart segmentation (``segment.onnx`` + ``segment.json``) |
+| ``CXRTRIAGE_DEVICE`` | unset (automatic) | torch device of the HAI-DEF backends |
+| ``CXRTRIAGE_4BIT`` | ``false`` | ``true``/``1``: load MedGemma as bitsandbytes NF4 (CUDA only) |
+| ``CXRTRIAGE_THREADS`` | ``0`` (the runtime's default) | intra-op threads of onnxruntime / llama.cpp |
+| ``CXRTRIAGE_MMPROJ`` | unset | MedGemma's vision projector when ``CXRTRIAGE_MODEL`` names one text ``.gguf`` file |
+| ``CXRTRIAGE_GGUF_CONVERTER`` | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
+| ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts |
+| ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of the worklist, whatever its label |
+| ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
+| ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
+| ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |
+| ``CXRTRIAGE_MAX_CONCURRENT`` | ``2`` | inferences running at the same time (each in a worker thread) |
+| ``CXRTRIAGE_MAX_QUEUE`` | ``8`` | requests allowed to wait for a slot; beyond that 429 with ``Retry-After`` |
+| ``CXRTRIAGE_BODY_TIMEOUT_S`` | ``10`` | a request body that sends nothing for this long gets 408 (slow or stuck clients) |
+| ``CXRTRIAGE_HEADER_TIMEOUT_S`` | ``10`` | a connection whose request line and headers are not complete this long after it opened (or after its last response) gets 408 and is closed |
+| ``CXRTRIAGE_SHUTDOWN_TIMEOUT_S`` | ``5`` | after SIGTERM, requests still running after this long are cancelled and the process exits |
+| ``CXRTRIAGE_MAX_PRIOR_REPORT_CHARS`` | ``20000`` | longest accepted ``prior_report`` form field; longer gets 422 |
+| ``CXRTRIAGE_CROPS_MAX_FILES`` | ``500`` | thumbnails kept; the oldest beyond this are deleted after each prediction |
+| ``CXRTRIAGE_CROPS_MAX_AGE_S`` | ``3600`` | thumbnails older than this (seconds) are deleted |
+| ``CXRTRIAGE_CROPS_MIN_AGE_S`` | ``300`` | a thumbnail named in a response is kept at least this long, whatever the load (the count limit waits) |
+| ``CXRTRIAGE_CROPS_MAX_MB`` | ``200`` | disk bound of the crops directory: beyond it the oldest go first, even younger than the minimum age |
+| ``CXRTRIAGE_WARMUP`` | ``true`` | the service runs one blank inference and loads medspaCy before reporting ready |
+| ``CXRTRIAGE_UI`` | ``true`` | the service mounts the Gradio UI at ``/ui`` when gradio is installed |
+| ``CXRTRIAGE_LATENCY_WINDOW`` | ``200`` | number of recent inferences the median / p95 latency in ``/status`` is computed over |
 
-This module is the one place the core package reads the environment (the service's own knobs are
-:class:`cxrtriage.serve.settings.ServerSettings`); only the CLI entry point writes to it.
+``CXRTRIAGE_WORKERS`` (worker processes) is read by the container's ``entrypoint.sh`` only, which passes it to
+``cxrtriage serve --workers``.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cxrtriage.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the source checkout (meaningful only when running from one)
 BUNDLED_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MAX_PIXELS = 36_000_000
 DEFAULT_MAX_WORKING_PIXELS = 2048 * 2048
-
-
-def data_dir(required: bool = False) -> Path | None:
-    """Return the data directory, or None when it is not configured and absent."""
-    env = os.environ.get("CXRTRIAGE_DATA_DIR")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():  # a data directory that is not there is no data directory
-            if required:
-                raise FileNotFoundError(f"CXRTRIAGE_DATA_DIR={env} is not a directory")
-            return None
-        return path
-    for candidate in (Path.cwd() / "../shared/data", REPO_ROOT / "../shared/data"):
-        if candidate.is_dir():
-            return candidate.resolve()
-    if required:
-        raise FileNotFoundError(
-            "No data directory: set CXRTRIAGE_DATA_DIR to the folder holding nih/, kermany/, ... "
-            "(see prototype/data_scripts/download_datasets.sh)"
-        )
-    return None
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+ENV_PREFIX = "CXRTRIAGE_"
 
 
 def default_crops_dir() -> Path:
@@ -64,118 +77,175 @@ def default_crops_dir() -> Path:
 
 
 def default_worklist_path() -> Path:
-    """The service's worklist database: ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state`` when unset),
-    a per-user folder that survives restarts (``CXRTRIAGE_WORKLIST_PATH`` overrides it)."""
+    """The worklist database: ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state`` when unset), a
+    per-user folder that survives restarts. ``XDG_STATE_HOME`` is the desktop standard's variable, not ours, so it
+    is read here, when no ``CXRTRIAGE_WORKLIST_PATH`` is given."""
+    import os
+
     state = os.environ.get("XDG_STATE_HOME")
     return (Path(state) if state else Path.home() / ".local" / "state") / "cxrtriage" / "worklist.sqlite"
 
 
-def crops_dir() -> Path:
-    """Directory for crop thumbnails (``CXRTRIAGE_CROPS_DIR``, else :func:`default_crops_dir`); created on first use."""
-    env = os.environ.get("CXRTRIAGE_CROPS_DIR")
-    path = Path(env).expanduser() if env else default_crops_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def variables_table() -> str:
+    """The table of variables above as Markdown (README.md's configuration section is this table)."""
+    lines = (__doc__ or "").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variable |"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return "\n".join(lines[start:end]).replace("``", "`")
 
 
-def max_working_pixels() -> int:
-    """Pixel count above which an image is decoded at a reduced resolution (``CXRTRIAGE_MAX_WORKING_PIXELS``)."""
-    return _positive_int("CXRTRIAGE_MAX_WORKING_PIXELS", DEFAULT_MAX_WORKING_PIXELS)
+class Settings(BaseSettings):
+    """Every knob of cxrtriage (the variables of the module docstring). Frozen and hashable: one value, passed down
+    from the entry point, that may key a cache of engines (:func:`cxrtriage.pipeline.get_triage`).
+
+    ``Settings(**values)`` takes the given values over the environment's (the CLI's options);
+    :meth:`with_model` names another backend or model. Building one raises :class:`ConfigurationError` naming
+    each bad variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True, frozen=True,
+                                      populate_by_name=True, protected_namespaces=("settings_",))
+
+    # -- data and images
+    data_dir: Path | None = None
+    crops_dir: Path = Field(default_factory=default_crops_dir)
+    max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
+    max_working_pixels: int = Field(default=DEFAULT_MAX_WORKING_PIXELS, gt=0)
+    # -- the engine: backend, models, runtimes
+    backend: str = "bundled"
+    model_dir: Path | None = None  # None: the bundled model
+    model: str | None = None  # None: the HAI-DEF backend's default
+    classifier: str | None = None
+    medsiglip_model: str | None = None
+    segmenter_dir: Path = BUNDLED_WEIGHTS_DIR
+    device: str | None = None
+    four_bit: bool = Field(default=False, validation_alias="CXRTRIAGE_4BIT")
+    threads: int = Field(default=0, ge=0)
+    mmproj: str | None = None
+    gguf_converter: str | None = None
+    # -- the reading worklist
+    worklist_path: Path = Field(default_factory=default_worklist_path)
+    worklist_max_wait_min: float = Field(default=60.0, gt=0)
+    # -- the web service
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=0, le=65535)
+    max_upload_mb: float = Field(default=32.0, gt=0)
+    max_concurrent: int = Field(default=2, ge=1)
+    max_queue: int = Field(default=8, ge=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    header_timeout_s: float = Field(default=DEFAULT_HEADER_TIMEOUT_S, gt=0)
+    shutdown_timeout_s: float = Field(default=5.0, gt=0)
+    max_prior_report_chars: int = Field(default=20_000, ge=1)
+    crops_max_files: int = Field(default=500, ge=0)
+    crops_max_age_s: float = Field(default=3600.0, gt=0)
+    crops_min_age_s: float = Field(default=300.0, ge=0)
+    crops_max_mb: float = Field(default=200.0, gt=0)
+    warmup: bool = True
+    ui: bool = True
+    latency_window: int = Field(default=200, ge=1)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(describe_errors(exc)) from None
+
+    @field_validator("data_dir", "crops_dir", "model_dir", "segmenter_dir", "worklist_path", mode="before")
+    @classmethod
+    def _expand_user(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None  # empty is unset, for given values as for the environment
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @field_validator("backend", "model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter",
+                     "host", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("classifier")
+    @classmethod
+    def _bundled_classifier_is_unset(cls, value: str | None) -> str | None:
+        return None if value == "bundled" else value
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable of a field (``four_bit`` -> ``CXRTRIAGE_4BIT``)."""
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+    # -- derived values
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def bundle_dir(self) -> Path:
+        """The bundled classifier's directory: ``model_dir``, else the bundled weights."""
+        return self.model_dir or BUNDLED_WEIGHTS_DIR
+
+    def model_for(self, backend: str | None = None) -> str | Path | None:
+        """What ``backend`` (default: this configuration's) loads; None means that backend's default.
+
+        ``bundled``: ``model_dir``. ``medsiglip``: ``model``, else ``model_dir`` (an exported MedSigLIP ONNX bundle
+        is a model directory too, and the service has always taken it from there). ``medgemma``,
+        ``medgemma-gguf``: ``model`` only, since their ``model_dir`` is the bundled classifier they wrap."""
+        name = backend or self.backend
+        if name == "bundled":
+            return self.model_dir
+        return self.model or (self.model_dir if name == "medsiglip" else None)
+
+    def with_model(self, backend: str | None = None, model: str | Path | None = None) -> Settings:
+        """A copy with another ``backend`` and/or ``model`` (``--backend`` / ``--model`` / ``--model-dir``): the
+        model is the bundle directory of ``bundled`` (``model_dir``) and the model of a HAI-DEF backend
+        (``model``), so one option names the model whatever the backend."""
+        name = (backend or self.backend).strip()
+        update: dict[str, Any] = {"backend": name}
+        if model:
+            update.update({"model_dir": Path(model).expanduser()} if name == "bundled" else {"model": str(model)})
+        return self.model_copy(update=update)
+
+    def find_data_dir(self, required: bool = False) -> Path | None:
+        """The data directory: ``data_dir`` when it is a directory, else ``../shared/data`` beside the working
+        directory or the checkout; None (or FileNotFoundError saying what to do, when ``required``) without one."""
+        if self.data_dir is not None:
+            if self.data_dir.is_dir():
+                return self.data_dir
+            if required:  # a data directory that is not there is no data directory
+                raise FileNotFoundError(f"CXRTRIAGE_DATA_DIR={self.data_dir} is not a directory")
+            return None
+        for candidate in (Path.cwd() / "../shared/data", REPO_ROOT / "../shared/data"):
+            if candidate.is_dir():
+                return candidate.resolve()
+        if required:
+            raise FileNotFoundError(
+                "No data directory: set CXRTRIAGE_DATA_DIR to the folder holding nih/, kermany/, ... "
+                "(see prototype/data_scripts/download_datasets.sh)"
+            )
+        return None
+
+    def environment(self) -> dict[str, str]:
+        """These settings as ``CXRTRIAGE_*`` variables, for a child process that must run with exactly them (the
+        servers ``cxrtriage pacs-demo`` starts): every field that has a value."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is not None:
+                out[self.env_name(name)] = str(value).lower() if isinstance(value, bool) else str(value)
+        return out
 
 
-def _positive_int(name: str, default: int) -> int:
-    env = os.environ.get(name)
-    if not env:
-        return default
-    try:
-        value = int(env)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {env!r}") from exc
-    if value <= 0:
-        raise ValueError(f"{name} must be positive")
-    return value
-
-
-def max_pixels() -> int:
-    """Decoded-image pixel limit (``CXRTRIAGE_MAX_PIXELS``): larger images are refused from their header."""
-    return _positive_int("CXRTRIAGE_MAX_PIXELS", DEFAULT_MAX_PIXELS)
-
-
-def model_dir() -> Path:
-    env = os.environ.get("CXRTRIAGE_MODEL_DIR")
-    return Path(env).expanduser() if env else BUNDLED_WEIGHTS_DIR
-
-
-def segmenter_dir() -> Path:
-    """Where ``segment.onnx`` / ``segment.json`` live: ``CXRTRIAGE_SEGMENTER_DIR``, else the bundled weights (the
-    segmentation ships with the package whatever classifier ``CXRTRIAGE_MODEL_DIR`` selects)."""
-    env = os.environ.get("CXRTRIAGE_SEGMENTER_DIR")
-    return Path(env).expanduser() if env else BUNDLED_WEIGHTS_DIR
-
-
-def _text(name: str) -> str | None:
-    value = (os.environ.get(name) or "").strip()
-    return value or None
-
-
-def backend_name() -> str:
-    """``CXRTRIAGE_BACKEND``, else ``bundled``."""
-    return _text("CXRTRIAGE_BACKEND") or "bundled"
-
-
-def model_ref() -> str | None:
-    """``CXRTRIAGE_MODEL``: the HAI-DEF model (hub id, directory, ONNX bundle or GGUF), or None."""
-    return _text("CXRTRIAGE_MODEL")
-
-
-def classifier_probe() -> str | None:
-    """``CXRTRIAGE_CLASSIFIER``: a MedSigLIP probe file, or None (``bundled`` counts as None)."""
-    value = _text("CXRTRIAGE_CLASSIFIER")
-    return None if value in (None, "bundled") else value
-
-
-def medsiglip_model() -> str | None:
-    return _text("CXRTRIAGE_MEDSIGLIP_MODEL")
-
-
-def device() -> str | None:
-    return _text("CXRTRIAGE_DEVICE")
-
-
-def four_bit() -> bool:
-    return (_text("CXRTRIAGE_4BIT") or "").lower() in ("1", "true", "yes")
-
-
-def threads() -> int:
-    """``CXRTRIAGE_THREADS`` (0 = the runtime's default)."""
-    value = _text("CXRTRIAGE_THREADS")
-    if value is None:
-        return 0
-    try:
-        return max(0, int(value))
-    except ValueError as exc:
-        raise ValueError(f"CXRTRIAGE_THREADS must be an integer, got {value!r}") from exc
-
-
-def mmproj() -> str | None:
-    return _text("CXRTRIAGE_MMPROJ")
-
-
-def gguf_converter() -> str | None:
-    return _text("CXRTRIAGE_GGUF_CONVERTER")
-
-
-def header_timeout_s(default: float) -> float:
-    """``CXRTRIAGE_HEADER_TIMEOUT_S`` (seconds, > 0), else ``default`` (read per connection by serve.protocol)."""
-    try:
-        value = float(_text("CXRTRIAGE_HEADER_TIMEOUT_S") or default)
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-def worklist_path() -> Path:
-    """``CXRTRIAGE_WORKLIST_PATH`` or :func:`default_worklist_path`: the one worklist the service, its UI and the
-    DICOM node share."""
-    text = _text("CXRTRIAGE_WORKLIST_PATH")
-    return Path(text) if text else default_worklist_path()
+def describe_errors(exc: ValidationError) -> str:
+    """One sentence per bad value, naming its variable: ``CXRTRIAGE_MAX_QUEUE='-1': Input should be ...``."""
+    parts = []
+    for error in exc.errors():
+        where = str(error["loc"][0]) if error.get("loc") else "?"  # a field name, or an alias (CXRTRIAGE_4BIT)
+        variable = Settings.env_name(where) if where in Settings.model_fields else where
+        parts.append(f"{variable}={error.get('input')!r}: {error.get('msg')}")
+    return "invalid setting " + "; ".join(parts)

@@ -233,9 +233,10 @@ DEMO_NORMAL_PRIOR_REPORT = ("FINDINGS: The lungs are clear. No focal consolidati
 
 
 def example_paths(data_dir: Path | None = None) -> list[Path]:
-    """The demo's and the web UI's example images from ``data_dir`` (default: ``config.data_dir()``): an urgent and a
+    """The demo's and the web UI's example images from ``data_dir`` (None: the configured one,
+    :meth:`cxrtriage.config.Settings.find_data_dir`, read at this call): an urgent and a
     non-urgent NIH test image, the JPEG-compressed DICOM and a pediatric test image, as far as they are there."""
-    data = config.data_dir() if data_dir is None else Path(data_dir)
+    data = config.Settings().find_data_dir() if data_dir is None else Path(data_dir)
     if data is None:
         return []
     test = load_split_records(data)["test"]

@@ -35,5 +35,10 @@ class ModelError(CXRTriageError):
     """The model or its metadata is missing, corrupt or inconsistent (server-side problem)."""
 
 
+class ConfigurationError(CXRTriageError, ValueError):
+    """A setting (a ``CXRTRIAGE_*`` variable, or the option that overrides it) has a value that cannot be used; the
+    message names the variable. Entry points report it and exit (the CLI with code 2)."""
+
+
 class ServiceBusyError(CXRTriageError):
     """Every inference slot and every queue place is taken: retry later (HTTP 429; the UI says so)."""

@@ -24,7 +24,8 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image
 
-from cxrtriage import config, decision
+from cxrtriage import decision
+from cxrtriage.config import Settings
 from cxrtriage.anatomy import frontal
 from cxrtriage.anatomy.measure import Anatomy, measure
 from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
@@ -36,7 +37,7 @@ from cxrtriage.decision import Decision
 from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.errors import NotAChestXrayError
-from cxrtriage.imaging.load import LoadedImage, load_image
+from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.explain.provenance import case_provenance, report_provenance
@@ -53,11 +54,13 @@ NON_URGENT_MIN_STRENGTH = 0.5
 MIN_BOX_LUNG_SHARE = 0.1
 
 
-def default_segmenter() -> Segmenter | None:
-    """The bundled lung-and-heart segmentation, or None when its files are not there (the pipeline then falls back
-    to image-geometry zones and the layout gate alone, and says so in a warning)."""
-    directory = config.segmenter_dir()
-    return Segmenter(directory) if (directory / SEGMENT_MODEL_FILE).is_file() else None
+def default_segmenter(settings: Settings | None = None) -> Segmenter | None:
+    """The lung-and-heart segmentation of ``settings`` (``segmenter_dir``, ``threads``; None: the environment's), or
+    None when its files are not there (the pipeline then falls back to image-geometry zones and the layout gate
+    alone, and says so in a warning)."""
+    settings = settings if settings is not None else Settings()
+    directory = settings.segmenter_dir
+    return Segmenter(directory, threads=settings.threads) if (directory / SEGMENT_MODEL_FILE).is_file() else None
 
 
 def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
@@ -128,23 +131,37 @@ class Triage:
     """The pipeline built from declared stages: a classifier (``backend``) and an optional ``explainer``.
     Thread-safe for concurrent predict().
 
-    ``Triage(backend_name="medgemma", model_dir=...)`` loads both stages of a configuration
-    (:func:`cxrtriage.backends.load_stages`); ``Triage(classifier, explainer)`` takes loaded ones.
+    ``Triage.from_config(settings)`` is how entry points build the engine: backend, model, classifier, segmenter,
+    threads, device and crops directory all come from the one :class:`cxrtriage.config.Settings`, kept as
+    ``self.settings`` (its ``max_pixels`` / ``max_working_pixels`` are for the decode step to pass to
+    ``load_image``, which reads the configured ones per call when given none). ``Triage(backend_name="medgemma",
+    model_dir=...)`` loads both stages of a configuration (:func:`cxrtriage.backends.load_stages`) and
+    ``Triage(classifier, explainer)`` takes loaded ones; the keyword arguments given win over ``settings``, and
+    without ``settings`` they are read from the environment here (the library's entry point).
     """
 
     def __init__(self, backend: Backend | None = None, explainer: Explainer | None = None, *,
                  backend_name: str = "bundled", model_dir: str | Path | None = None, crops_dir: str | Path | None = None,
-                 n_neighbours: int = 3, segmenter: Segmenter | str | None = DEFAULT_SEGMENTER) -> None:
+                 n_neighbours: int = 3, segmenter: Segmenter | str | None = DEFAULT_SEGMENTER,
+                 settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
         if backend is None:
-            backend, loaded_explainer = load_stages(backend_name, model_dir)
+            backend, loaded_explainer = load_stages(backend_name, model_dir, self.settings)
             explainer = explainer or loaded_explainer
         self.backend = backend
         self.explainer = explainer
-        self.crops_dir = Path(crops_dir) if crops_dir else None
+        self.crops_dir = Path(crops_dir) if crops_dir else self.settings.crops_dir
         self.n_neighbours = n_neighbours
         if isinstance(segmenter, str) and segmenter != DEFAULT_SEGMENTER:
             raise ValueError(f"segmenter must be a Segmenter, None or {DEFAULT_SEGMENTER!r}, not {segmenter!r}")
-        self.segmenter: Segmenter | None = default_segmenter() if isinstance(segmenter, str) else segmenter
+        self.segmenter: Segmenter | None = default_segmenter(self.settings) if isinstance(segmenter, str) else segmenter
+
+    @classmethod
+    def from_config(cls, settings: Settings) -> Triage:
+        """The engine of a configuration: ``settings.backend`` with its model (``model_dir`` for ``bundled``,
+        ``model`` for a HAI-DEF backend), classifier probe, device, threads; the segmentation from
+        ``segmenter_dir``; crops written to ``crops_dir``."""
+        return cls(backend_name=settings.backend, settings=settings)
 
     @property
     def info(self) -> ModelInfo:
@@ -161,15 +178,23 @@ class Triage:
         """Triage one frontal chest radiograph: the result every caller serialises."""
         return self.run(image, prior_report, save_crops=save_crops).prediction
 
+    def load(self, image: ImageSource, *, kind: str | None = None) -> LoadedImage:
+        """Decode an input with this engine's limits (``max_pixels``, ``max_working_pixels``): what an adapter
+        calls once before :meth:`run` when it also needs the decoded image (its DICOM header) for other outputs."""
+        return load_image(image, max_pixels=self.settings.max_pixels,
+                          max_working_pixels=self.settings.max_working_pixels, kind=kind)
+
     def run(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
         """:meth:`predict`, plus the decoded image and the pixels the model analysed, for the outputs that draw on
         them (DICOM SR and Secondary Capture) without decoding the source again. The stages in order; each reads
         and writes one :class:`Case`."""
         t_start = time.perf_counter()
-        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        loaded = image if isinstance(image, LoadedImage) else self.load(image)
         case = Case(loaded=loaded, prior_report=prior_report, pixels=loaded.pixels,
                     warnings=[*loaded.meta.warnings, *self.backend.warnings])
-        case.timings["decode"] = (time.perf_counter() - t_start) * 1e3
+        case.timings["decode"] = loaded.decode_ms  # also when the caller decoded it (once) beforehand
+        if image is loaded:  # decoded by the caller: the total still counts the decode
+            t_start -= loaded.decode_ms / 1e3
         self._gate(case)
         self._classify(case)
         self._check_view_and_similarity(case)
@@ -306,8 +331,7 @@ class Triage:
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
         t = time.perf_counter()
-        crops = (save_crop_thumbnails(case.pixels, case.boxes, self.crops_dir or config.crops_dir())
-                 if save_crops and case.boxes else [])
+        crops = save_crop_thumbnails(case.pixels, case.boxes, self.crops_dir) if save_crops and case.boxes else []
         height, width = case.pixels.shape
         crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
         case.timings["crops"] = (time.perf_counter() - t) * 1e3
@@ -322,13 +346,20 @@ class Triage:
 
 
 @functools.lru_cache(maxsize=4)
-def get_triage(backend_name: str | None = None, model_dir: str | None = None) -> Triage:
-    """Process-wide cached engine: the model loads once."""
-    name = backend_name or config.backend_name()
-    return Triage(backend_name=name, model_dir=model_dir)
+def get_triage(settings: Settings) -> Triage:
+    """Process-wide cached engine of a configuration: the model loads once per distinct settings (frozen, hashable),
+    so an engine built under other settings is never reused."""
+    return Triage.from_config(settings)
 
 
 def predict(image_or_path: ImageInput, prior_report: str | None = None, *, backend: str | None = None,
-            model_dir: str | Path | None = None, save_crops: bool = True) -> Prediction:
-    """Triage one frontal chest radiograph. Raises cxrtriage.errors.InputError subclasses for bad inputs."""
-    return get_triage(backend, str(model_dir) if model_dir else None).predict(image_or_path, prior_report, save_crops=save_crops)
+            model_dir: str | Path | None = None, save_crops: bool = True,
+            settings: Settings | None = None) -> Prediction:
+    """Triage one frontal chest radiograph. Raises cxrtriage.errors.InputError subclasses for bad inputs.
+
+    The library's entry point: ``settings`` (None: read from the environment at this call), with ``backend`` /
+    ``model_dir`` on top (the model of that backend, as ``cxrtriage predict --backend --model-dir``)."""
+    settings = settings if settings is not None else Settings()
+    if backend or model_dir:
+        settings = settings.with_model(backend, model_dir)
+    return get_triage(settings).predict(image_or_path, prior_report, save_crops=save_crops)

@@ -94,12 +94,16 @@ def _symmetry(x: np.ndarray) -> tuple[float, float]:
 
 
 class Segmenter:
-    """The segmentation stage: ``segment(pixels)`` -> :class:`Segmentation`. Thread-safe (one ONNX session)."""
+    """The segmentation stage: ``segment(pixels)`` -> :class:`Segmentation`. Thread-safe (one ONNX session).
+
+    ``model_dir`` (None: the bundled segmentation) and ``threads`` (0 or None: onnxruntime's default) are given by
+    whoever builds it (the engine: from its settings' ``segmenter_dir`` and ``threads``); nothing is read from the
+    environment here."""
 
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
         import onnxruntime as ort
 
-        self.model_dir = Path(model_dir) if model_dir else config.segmenter_dir()
+        self.model_dir = Path(model_dir) if model_dir else config.BUNDLED_WEIGHTS_DIR
         meta_path, self.model_path = self.model_dir / SEGMENT_META_FILE, self.model_dir / SEGMENT_MODEL_FILE
         if not meta_path.is_file() or not self.model_path.is_file():
             raise ModelError(f"segmentation model not found in {self.model_dir} ({SEGMENT_MODEL_FILE} + {SEGMENT_META_FILE}): "
@@ -115,7 +119,7 @@ class Segmenter:
         self.structures = tuple(self.meta["structures"])
         self.threshold = float(self.meta.get("threshold", 0.5))
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or config.threads()
+        opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's default (Settings.threads)
         opts.log_severity_level = 3
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])

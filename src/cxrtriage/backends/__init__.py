@@ -6,40 +6,44 @@ from pathlib import Path
 from typing import Callable
 
 from cxrtriage.backends.base import Backend, BackendOutput, Explainer, SecondOpinion, Stages
+from cxrtriage.config import Settings
+
+#: a loader: (the model to load, None for the backend's default; the configuration) -> the stages
+Loader = Callable[[str | Path | None, Settings], Stages]
 
 
-def _bundled(model_dir: str | Path | None) -> Stages:
+def _bundled(model_dir: str | Path | None, settings: Settings) -> Stages:
     from cxrtriage.backends.bundled import BundledOnnxBackend
 
-    return Stages(BundledOnnxBackend(model_dir))
+    return Stages(BundledOnnxBackend(model_dir, threads=settings.threads))
 
 
-def _medsiglip(model_dir: str | Path | None) -> Stages:
-    """MedSigLIP embeddings + linear probe; model from model_dir / CXRTRIAGE_MODEL, probe from CXRTRIAGE_CLASSIFIER.
+def _medsiglip(model: str | Path | None, settings: Settings) -> Stages:
+    """MedSigLIP embeddings + linear probe: the model given (``settings.model``), probe ``settings.classifier``.
     A directory holding an ONNX export (model.json + model.onnx) is served torch-free by BundledOnnxBackend."""
-    from cxrtriage.backends.medsiglip import from_env
+    from cxrtriage.backends.medsiglip import from_settings
 
-    return Stages(from_env(model_dir))
+    return Stages(from_settings(model, settings))
 
 
-def _medgemma(model_dir: str | Path | None) -> Stages:
-    """Classifier (bundled, or MedSigLIP probe via CXRTRIAGE_CLASSIFIER) labels; MedGemma (model_dir / CXRTRIAGE_MODEL)
+def _medgemma(model: str | Path | None, settings: Settings) -> Stages:
+    """Classifier (bundled, or MedSigLIP probe via ``settings.classifier``) labels; MedGemma (the model given)
     explains and gives a second opinion."""
-    from cxrtriage.backends.medgemma import from_env
+    from cxrtriage.backends.medgemma import from_settings
 
-    return from_env(model_dir)
+    return from_settings(model, settings)
 
 
-def _medgemma_gguf(model_dir: str | Path | None) -> Stages:
+def _medgemma_gguf(model: str | Path | None, settings: Settings) -> Stages:
     """As ``medgemma``, with MedGemma as GGUF (text model + mmproj) through llama.cpp (the [edge] extra)."""
-    from cxrtriage.backends.medgemma import gguf_from_env
+    from cxrtriage.backends.medgemma import gguf_from_settings
 
-    return gguf_from_env(model_dir)
+    return gguf_from_settings(model, settings)
 
 
-# name -> loader(model_dir). Heavy imports (torch, transformers) stay inside the loaders so the bundled path
+# name -> loader(model, settings). Heavy imports (torch, transformers) stay inside the loaders so the bundled path
 # never pays for them. Add a backend by adding one entry.
-BACKENDS: dict[str, Callable[[str | Path | None], Stages]] = {
+BACKENDS: dict[str, Loader] = {
     "bundled": _bundled,
     "medsiglip": _medsiglip,
     "medgemma": _medgemma,
@@ -47,18 +51,23 @@ BACKENDS: dict[str, Callable[[str | Path | None], Stages]] = {
 }
 
 
-def load_stages(name: str = "bundled", model_dir: str | Path | None = None) -> Stages:
+def load_stages(name: str = "bundled", model_dir: str | Path | None = None, settings: Settings | None = None) -> Stages:
     """The classifier and (for ``medgemma``, ``medgemma-gguf``) the explainer of a configuration: the factory every
-    caller uses (CLI, service, UI, notebooks), through :class:`cxrtriage.pipeline.Triage`."""
+    caller uses (CLI, service, UI, notebooks), through :class:`cxrtriage.pipeline.Triage`.
+
+    ``model_dir``: the model to load (wins over ``settings``); else ``settings.model_for(name)``. ``settings``
+    (classifier probe, device, threads, ...): None reads them from the environment here."""
     loader = BACKENDS.get(name)
     if loader is None:
         raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
-    return loader(model_dir)
+    settings = settings if settings is not None else Settings()
+    return loader(model_dir or settings.model_for(name), settings)
 
 
-def load_backend(name: str = "bundled", model_dir: str | Path | None = None) -> Backend:
+def load_backend(name: str = "bundled", model_dir: str | Path | None = None,
+                 settings: Settings | None = None) -> Backend:
     """The classifier of a configuration that has no explainer (``bundled``, ``medsiglip``)."""
-    stages = load_stages(name, model_dir)
+    stages = load_stages(name, model_dir, settings)
     if stages.explainer is not None:
         raise ValueError(f"backend {name!r} has an explainer stage as well: use load_stages({name!r}, ...)")
     return stages.classifier

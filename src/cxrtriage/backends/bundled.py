@@ -65,7 +65,7 @@ class BundledOnnxBackend:
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
         import onnxruntime as ort
 
-        self.model_dir = Path(model_dir) if model_dir else config.model_dir()
+        self.model_dir = Path(model_dir) if model_dir else config.BUNDLED_WEIGHTS_DIR
         self.warnings: list[str] = []
         self.config = BundleConfig.load(self.model_dir / META_FILE)
         cfg = self.config
@@ -76,7 +76,7 @@ class BundledOnnxBackend:
         if verify and sha != cfg.sha256:
             raise ModelError(f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or config.threads()
+        opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's default (Settings.threads)
         opts.log_severity_level = 3
         # No busy-waiting after a run: on small CPUs the spinning threads slowed the Python steps that follow
         # (CAM, neighbours, thumbnails) more than the model itself takes.

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cxrtriage import config
 from cxrtriage.backends.base import Backend, SecondOpinion, Stages
 from cxrtriage.backends.model_source import resolve_model
+from cxrtriage.config import Settings
 from cxrtriage.files import sha256_files
 from cxrtriage.schema import ModelInfo, Provenance
 
@@ -49,8 +49,11 @@ class MedGemmaBackend:
 
     backend_name = "medgemma"
 
-    def __init__(self, model: str | Path, *, device: str | None = None, max_new_tokens: int = 160) -> None:
+    def __init__(self, model: str | Path, *, device: str | None = None, max_new_tokens: int = 160,
+                 load_in_4bit: bool = False, threads: int = 0) -> None:
         self.model = str(model)
+        self.load_in_4bit = load_in_4bit  # bitsandbytes NF4 (CUDA only; Settings.four_bit)
+        self.threads = threads  # llama.cpp's threads in the GGUF runtime (0: its default; Settings.threads)
         # Resolve now so that a missing model fails at load time with the clear "how to get it" ModelError.
         self.model_dir = self._locate(self.model)
         self.device = device
@@ -79,9 +82,8 @@ class MedGemmaBackend:
     def _load_explainer(self) -> MedGemmaExplainer:
         from cxrtriage.backends.medgemma_explainer import MedGemmaExplainer
 
-        four_bit = config.four_bit()
         return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens,
-                                 load_in_4bit=four_bit)
+                                 load_in_4bit=self.load_in_4bit)
 
     def explainer(self) -> MedGemmaExplainer:
         """The MedGemma explainer, loaded on first use (call under ``self._lock``)."""
@@ -117,15 +119,20 @@ class MedGemmaGgufBackend(MedGemmaBackend):
     """The edge runtime: MedGemma as GGUF (text model + mmproj) through llama.cpp, same contract as above.
 
     ``model`` is a directory holding the text ``*.gguf`` and ``mmproj*.gguf`` (as written by
-    ``cxrtriage hai-def convert-gguf``), or the text ``.gguf`` file with ``CXRTRIAGE_MMPROJ`` or an mmproj beside it.
+    ``cxrtriage hai-def convert-gguf``), or the text ``.gguf`` file with ``mmproj`` (``CXRTRIAGE_MMPROJ``) or an
+    mmproj beside it.
     """
 
     backend_name = "medgemma-gguf"
 
+    def __init__(self, model: str | Path, *, mmproj: str | None = None, **kwargs: Any) -> None:
+        self.mmproj_given = mmproj
+        super().__init__(model, **kwargs)
+
     def _locate(self, model: str) -> str:
         from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
-        text, self.mmproj = find_gguf_pair(model)
+        text, self.mmproj = find_gguf_pair(model, self.mmproj_given)
         return str(text)
 
     def _weight_files(self) -> list[Path]:
@@ -134,8 +141,8 @@ class MedGemmaGgufBackend(MedGemmaBackend):
     def _load_explainer(self) -> Any:
         from cxrtriage.backends.medgemma_gguf import GgufExplainer
 
-        threads = config.threads() or None
-        return GgufExplainer(self.model_dir, self.mmproj, n_threads=threads, max_new_tokens=self.max_new_tokens)
+        return GgufExplainer(self.model_dir, self.mmproj, n_threads=self.threads or None,
+                             max_new_tokens=self.max_new_tokens)
 
 
 def _revision(model_dir: Path) -> str:
@@ -143,36 +150,40 @@ def _revision(model_dir: Path) -> str:
     return model_dir.name if model_dir.parent.name == "snapshots" else "local"
 
 
-def load_classifier() -> Backend:
-    """The calibrated classifier: bundled ONNX unless CXRTRIAGE_CLASSIFIER names a MedSigLIP linear probe."""
-    probe = config.classifier_probe()
+def load_classifier(settings: Settings) -> Backend:
+    """The calibrated classifier: the bundled ONNX model of ``settings.model_dir``, unless ``settings.classifier``
+    (CXRTRIAGE_CLASSIFIER) names a MedSigLIP linear probe."""
+    probe = settings.classifier
     if probe is None:
         from cxrtriage.backends.bundled import BundledOnnxBackend
 
-        return BundledOnnxBackend(None)
+        return BundledOnnxBackend(settings.model_dir, threads=settings.threads)
     from cxrtriage.backends.medsiglip import DEFAULT_MODEL as MEDSIGLIP_DEFAULT
     from cxrtriage.backends.medsiglip import MedSigLIPBackend
 
-    return MedSigLIPBackend(config.medsiglip_model() or MEDSIGLIP_DEFAULT, classifier=probe, device=config.device())
+    return MedSigLIPBackend(settings.medsiglip_model or MEDSIGLIP_DEFAULT, classifier=probe, device=settings.device)
 
 
-def from_env(model_dir: str | Path | None = None) -> Stages:
-    """The ``load_stages("medgemma")`` entry: MedGemma from model_dir, else CXRTRIAGE_MODEL, else the hub id."""
-    model = str(model_dir) if model_dir else (config.model_ref() or DEFAULT_MODEL)
+def from_settings(model_dir: str | Path | None, settings: Settings) -> Stages:
+    """The ``load_stages("medgemma")`` entry: MedGemma from the model given (``settings.model``: CXRTRIAGE_MODEL),
+    else the hub id."""
+    model = str(model_dir) if model_dir else DEFAULT_MODEL
     resolve_model(model, kind="MedGemma")  # fail fast, before loading the classifier
-    explainer = MedGemmaBackend(model, device=config.device())
-    return Stages(load_classifier(), explainer)
+    explainer = MedGemmaBackend(model, device=settings.device, load_in_4bit=settings.four_bit)
+    return Stages(load_classifier(settings), explainer)
 
 
-def gguf_from_env(model_dir: str | Path | None = None) -> Stages:
-    """The ``load_stages("medgemma-gguf")`` entry: GGUF files from model_dir, else CXRTRIAGE_MODEL (required)."""
+def gguf_from_settings(model_dir: str | Path | None, settings: Settings) -> Stages:
+    """The ``load_stages("medgemma-gguf")`` entry: GGUF files from the model given (``settings.model``:
+    CXRTRIAGE_MODEL, required)."""
     from cxrtriage.errors import ModelError
     from cxrtriage.backends.medgemma_gguf import find_gguf_pair
 
-    model = str(model_dir) if model_dir else config.model_ref()
+    model = str(model_dir) if model_dir else None
     if not model:
         raise ModelError("the medgemma-gguf backend needs CXRTRIAGE_MODEL (or --model): a directory with the MedGemma "
                          "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "
                          "or use CXRTRIAGE_BACKEND=bundled")
-    find_gguf_pair(model)  # fail fast, before loading the classifier
-    return Stages(load_classifier(), MedGemmaGgufBackend(model))
+    find_gguf_pair(model, settings.mmproj)  # fail fast, before loading the classifier
+    explainer = MedGemmaGgufBackend(model, mmproj=settings.mmproj, threads=settings.threads)
+    return Stages(load_classifier(settings), explainer)

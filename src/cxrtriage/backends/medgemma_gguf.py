@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from cxrtriage import config
 from cxrtriage.backends.medgemma_explainer import ask_with_one_repair, grey_to_pil
 from cxrtriage.backends.medgemma_output import MedGemmaAnswer
 from cxrtriage.backends.medgemma_prompt import REPAIR_PROMPT, build_messages
@@ -35,17 +34,16 @@ def import_llama_cpp():
     return llama_cpp
 
 
-def find_gguf_pair(location: str | Path) -> tuple[Path, Path]:
+def find_gguf_pair(location: str | Path, mmproj: str | Path | None = None) -> tuple[Path, Path]:
     """(text model, mmproj) from a directory holding one ``mmproj*.gguf`` and one other ``*.gguf`` (a quantised
-    file is preferred over f16/bf16/f32 when both are there), or from a text-model file plus ``$CXRTRIAGE_MMPROJ``
-    or a ``mmproj*.gguf`` beside it. Raises ModelError saying how to produce the files."""
+    file is preferred over f16/bf16/f32 when both are there), or from a text-model file plus ``mmproj``
+    (``CXRTRIAGE_MMPROJ``) or a ``mmproj*.gguf`` beside it. Raises ModelError saying how to produce the files."""
     hint = ("convert a local MedGemma checkpoint with `cxrtriage hai-def convert-gguf --model HF_DIR --out DIR` "
             "(or scripts/convert_medgemma_gguf.sh), or use CXRTRIAGE_BACKEND=bundled")
     loc = Path(location).expanduser()
     if loc.is_file():
         model = loc
-        mm_env = config.mmproj()
-        mmprojs = [Path(mm_env)] if mm_env else sorted(loc.parent.glob("mmproj*.gguf"))
+        mmprojs = [Path(mmproj)] if mmproj else sorted(loc.parent.glob("mmproj*.gguf"))
     elif loc.is_dir():
         mmprojs = sorted(loc.glob("mmproj*.gguf"))
         texts = [p for p in sorted(loc.glob("*.gguf")) if not p.name.startswith("mmproj")]

@@ -10,7 +10,7 @@ Inference needs torch + transformers only (no sklearn); training lives in :mod:`
 ONNX bundle: :func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle` exports the vision tower + probe head to
 ``model.onnx`` (dynamic int8) + ``model.json``. ``load_backend("medsiglip", dir)`` (``CXRTRIAGE_BACKEND=medsiglip
 CXRTRIAGE_MODEL=dir``) on such a directory serves it with :class:`cxrtriage.backends.bundled.BundledOnnxBackend`:
-numpy + onnxruntime only, torch and transformers are never imported (see :func:`from_env`).
+numpy + onnxruntime only, torch and transformers are never imported (see :func:`from_settings`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from cxrtriage import config
+from cxrtriage.config import Settings
 from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.backends.bundle_blocks import PROBE_FILE, OodSettings, ProbeFile, validation_message
 from cxrtriage.backends.bundled import INDEX_FILE
@@ -278,12 +278,12 @@ def is_onnx_bundle(path: str | Path) -> bool:
     return p.is_dir() and (p / "model.json").is_file() and (p / "model.onnx").is_file()
 
 
-def _onnx_bundle(model_dir: Path, classifier: str | None) -> Backend:
+def _onnx_bundle(model_dir: Path, classifier: str | None, threads: int = 0) -> Backend:
     """The ONNX export served by the bundled runtime (no torch); its probe is baked in, so a CXRTRIAGE_CLASSIFIER
     that names a different probe is an error rather than silently ignored."""
     from cxrtriage.backends.bundled import BundledOnnxBackend
 
-    backend = BundledOnnxBackend(model_dir)
+    backend = BundledOnnxBackend(model_dir, threads=threads)
     if classifier:
         baked = backend.config.probe.fingerprint if backend.config.probe else None
         given = LinearProbe.load(classifier).fingerprint()
@@ -294,16 +294,16 @@ def _onnx_bundle(model_dir: Path, classifier: str | None) -> Backend:
     return backend
 
 
-def from_env(model_dir: str | Path | None = None) -> Backend:
-    """The ``load_backend("medsiglip")`` entry: an explicit model_dir, else CXRTRIAGE_MODEL, else the hub id;
-    the probe from CXRTRIAGE_CLASSIFIER (else ``probe.json`` inside the model directory, else zero-shot).
+def from_settings(model_dir: str | Path | None, settings: Settings) -> Backend:
+    """The ``load_backend("medsiglip")`` entry: the model given (``settings.model``: CXRTRIAGE_MODEL), else the hub
+    id; the probe ``settings.classifier`` (CXRTRIAGE_CLASSIFIER; else ``probe.json`` inside the model directory,
+    else zero-shot).
 
     A local directory with ``model.json`` + ``model.onnx`` (an :func:`export_medsiglip_bundle
     <cxrtriage.hai_def.onnx_export.export_medsiglip_bundle>` output) is served by ``BundledOnnxBackend``
     (numpy + onnxruntime, no torch/transformers); anything else by the torch :class:`MedSigLIPBackend`."""
-    model = str(model_dir) if model_dir else (config.model_ref() or DEFAULT_MODEL)
-    classifier = config.classifier_probe()
+    model = str(model_dir) if model_dir else DEFAULT_MODEL
+    classifier = settings.classifier
     if is_onnx_bundle(model):
-        return _onnx_bundle(Path(model).expanduser(), classifier)
-    device = config.device()
-    return MedSigLIPBackend(model, classifier=classifier, device=device)
+        return _onnx_bundle(Path(model).expanduser(), classifier, settings.threads)
+    return MedSigLIPBackend(model, classifier=classifier, device=settings.device)

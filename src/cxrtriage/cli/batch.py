@@ -16,6 +16,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from cxrtriage.config import Settings
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.files import replace_atomically
 from cxrtriage.interop.context import OutputContext
@@ -83,10 +84,10 @@ def _write_outputs(row: dict, outputs: Outputs, context: OutputContext, stem: st
 
 
 def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  model_dir: str | None = None, outputs: Outputs | None = None) -> int:
-    """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error."""
-    from cxrtriage.imaging.load import load_image
-    from cxrtriage.pipeline import get_triage
+                  settings: Settings | None = None, outputs: Outputs | None = None) -> int:
+    """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error. The engine is
+    built from ``settings`` (the command's; None: the environment's)."""
+    from cxrtriage.pipeline import Triage
 
     prior = None
     if prior_report_file:
@@ -96,7 +97,7 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
             print(f"error: cannot read prior report file {prior_report_file}: {exc.strerror}", file=sys.stderr)
             return 2
     try:
-        engine = get_triage(None, model_dir)
+        engine = Triage.from_config(settings if settings is not None else Settings())
     except CXRTriageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -109,7 +110,7 @@ def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out
     try:
         for path in tqdm(paths, desc="triage", unit="image", disable=len(paths) < 2 or None, file=sys.stderr):
             try:
-                triaged = engine.run(load_image(path), prior)  # the one read and decode of this input
+                triaged = engine.run(engine.load(path), prior)  # the one read and decode of this input
                 row = {"path": path, **triaged.prediction.model_dump(mode="json")}
                 _write_outputs(row, outputs, OutputContext.of(triaged), Path(path).stem)
             except CXRTriageError as exc:

@@ -10,20 +10,23 @@ import json
 import sys
 from pathlib import Path
 
+from cxrtriage.config import Settings
 from cxrtriage.data import DEMO_PRIOR_REPORT, example_paths
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.schema import DISCLAIMER
 
 
-def run_demo(paths: list[str], out: Path = Path("runs/demo/predictions.jsonl")) -> int:
-    from cxrtriage.pipeline import get_triage
+def run_demo(paths: list[str], settings: Settings, out: Path = Path("runs/demo/predictions.jsonl")) -> int:
+    """Triage ``paths`` (or the examples of the settings' data directory) with the engine of ``settings``."""
+    from cxrtriage.pipeline import Triage
 
-    targets = [Path(p) for p in paths] or example_paths()
+    data_dir = settings.find_data_dir()
+    targets = [Path(p) for p in paths] or (example_paths(data_dir) if data_dir is not None else [])
     if not targets:
         print("No example images: set CXRTRIAGE_DATA_DIR to the data folder (see prototype/data_scripts/download_datasets.sh) "
               "or run `make demo IMG=path/to/chest.png`.", file=sys.stderr)
         return 2
-    engine = get_triage()
+    engine = Triage.from_config(settings)
     info = engine.info
     print(f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
           f"({engine.footprint_mb():.2f} MB on disk), offline\n")

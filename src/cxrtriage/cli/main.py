@@ -1,6 +1,9 @@
 """Command line: ``cxrtriage predict | dicom-node | orthanc-pull | segment | train | train-segmenter | export-segmenter | export | recalibrate | evaluate | bench | split | serve | test-set | ratings``.
 
-Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch.
+Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch. A command that builds
+an engine or a server builds its :class:`~cxrtriage.config.Settings` once
+(:func:`cxrtriage.cli.options.command_settings`: the environment with its options on top) and passes them down;
+nothing is written to the environment.
 Exit codes: 0 success, 1 at least one input failed, 2 usage / configuration error.
 """
 
@@ -16,7 +19,8 @@ from cxrtriage import config
 from cxrtriage.cli.hai_def import add_parser as add_hai_def_parser
 from cxrtriage.cli.pacs import add_parser as add_pacs_parser
 from cxrtriage.cli.pacs_demo import add_parser as add_pacs_demo_parser
-from cxrtriage.cli.options import resolve_data_dir
+from cxrtriage.cli.options import add_backend_options, command_settings, resolve_data_dir
+from cxrtriage.errors import ConfigurationError
 
 
 def _require_extra(module: str, extra: str, purpose: str) -> None:
@@ -37,34 +41,12 @@ def _data_dir(arg: str | None) -> Path:
         raise SystemExit(2) from None
 
 
-def _apply_backend_options(args: argparse.Namespace) -> None:
-    """``--backend`` / ``--model`` -> CXRTRIAGE_BACKEND / CXRTRIAGE_MODEL (CXRTRIAGE_MODEL_DIR for the bundled
-    backend), set before any engine is built so predict, demo and serve (incl. its workers) all see them."""
-    import os
-
-    if getattr(args, "backend", None):
-        os.environ["CXRTRIAGE_BACKEND"] = args.backend
-    if getattr(args, "model", None):
-        backend = config.backend_name()
-        os.environ["CXRTRIAGE_MODEL_DIR" if backend == "bundled" else "CXRTRIAGE_MODEL"] = args.model
-    if getattr(args, "backend", None) or getattr(args, "model", None):
-        from cxrtriage.pipeline import get_triage
-
-        get_triage.cache_clear()  # an engine cached under other settings must not be reused
-
-
-def _add_backend_options(s: argparse.ArgumentParser) -> None:
-    from cxrtriage.backends import BACKENDS
-
-    s.add_argument("--backend", choices=sorted(BACKENDS), help="model backend (default: CXRTRIAGE_BACKEND or bundled)")
-    s.add_argument("--model", help="model id or directory for the backend, e.g. google/medgemma-4b-it "
-                                   "(default: CXRTRIAGE_MODEL, or the backend's default)")
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from cxrtriage.cli.batch import predict_paths
 
-    _apply_backend_options(args)
+    settings = command_settings(args)
+    if args.model_dir:  # the model of the chosen backend, whatever it is (as Triage(model_dir=...))
+        settings = settings.with_model(model=args.model_dir)
     paths = list(args.paths)
     if args.examples:
         from cxrtriage.evaluation.held_out import example_paths
@@ -89,14 +71,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (ValueError, MissingDependency) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, model_dir=args.model_dir,
+    return predict_paths(paths, prior_report_file=args.prior_report_file, out=args.out, settings=settings,
                          outputs=outputs)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from cxrtriage.cli.segment import segment_paths
 
-    return segment_paths(list(args.paths), args.out, model_dir=args.model_dir)
+    return segment_paths(list(args.paths), args.out, command_settings(args, segmenter_dir=args.model_dir))
 
 
 def cmd_train_segmenter(args: argparse.Namespace) -> int:
@@ -253,7 +235,7 @@ def cmd_ratings(args: argparse.Namespace) -> int:
             scored = [r for r in rows if not r.get("error")]
             if not scored:
                 raise InputProblem(f"{args.preds}: no scored prediction to rate")
-            data_dir = Path(args.data_dir) if args.data_dir else config.data_dir()
+            data_dir = Path(args.data_dir) if args.data_dir else command_settings(args).find_data_dir()
             out = cr.export_rating_sheet(scored, Path(args.out), n=args.n, seed=args.seed, data_dir=data_dir,
                                          thumb_paths=not args.no_thumb_paths)
             skipped = f" ({len(rows) - len(scored)} error rows skipped)" if len(scored) < len(rows) else ""
@@ -324,8 +306,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cxrtriage.cli.demo import run_demo
 
-    _apply_backend_options(args)
-    return run_demo(args.paths)
+    return run_demo(args.paths, command_settings(args))
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -337,38 +318,25 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the web service (API + UI) with uvicorn; needs the [demo] extra, imported only here."""
+    """Run the web service (API + UI) with uvicorn; needs the [demo] extra, imported only here. The settings built
+    here (environment + --host/--port/--backend/--model) reach every worker process as they are
+    (:mod:`cxrtriage.serve.server`)."""
     from cxrtriage.optional import MissingDependency, require_all
 
     try:  # fail here with a clear message rather than inside a worker
-        require_all({"uvicorn": "demo", "fastapi": "demo", "pydantic_settings": "demo"}, purpose="the web service")
+        require_all({"uvicorn": "demo", "fastapi": "demo"}, purpose="the web service")
     except MissingDependency as exc:
         raise SystemExit(f"error: {exc}") from None
-    import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    from cxrtriage.serve.settings import ServerSettings
-    from pydantic import ValidationError
+    from cxrtriage.serve.server import run_server
 
-    _apply_backend_options(args)
-    try:
-        settings = ServerSettings()
-    except ValidationError as exc:
-        print(f"error: invalid CXRTRIAGE_* setting: {exc}", file=sys.stderr)
-        return 2
-    host = args.host or settings.host
-    port = settings.port if args.port is None else args.port
-    print(f"cxrtriage UI: http://{host}:{port}/ui  API docs: http://{host}:{port}/docs", flush=True)
+    settings = command_settings(args, host=args.host, port=args.port)
+    print(f"cxrtriage UI: http://{settings.host}:{settings.port}/ui  "
+          f"API docs: http://{settings.host}:{settings.port}/docs", flush=True)
     log_config = {**LOGGING_CONFIG, "loggers": {**LOGGING_CONFIG["loggers"],
                                                 "cxrtriage": {"handlers": ["default"], "level": "INFO", "propagate": False}}}
-    # access_log off: uvicorn's line holds client address and query string; cxrtriage logs its own sanitised line.
-    # timeout_graceful_shutdown: after SIGTERM, requests still running are cancelled so that the process exits
-    # (a stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections; the
-    # protocol gives 408 to a connection whose request headers stall (CXRTRIAGE_HEADER_TIMEOUT_S).
-    uvicorn.run("cxrtriage.serve.app:create_app", factory=True, host=host, port=port, workers=args.workers,
-                access_log=False, log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-                timeout_keep_alive=5, http="cxrtriage.serve.protocol:HeaderTimeoutH11Protocol")
-    return 0
+    return run_server(settings, workers=args.workers, log_config=log_config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "Secondary Capture of the image with the boxes and the result burned "
                                                "in for viewers that cannot show SR regions (needs the [interop] "
                                                "extra; the same as --format sr --format sc --out-dir DIR)")
-    _add_backend_options(s)
+    add_backend_options(s)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("segment", help="lung and heart masks (0/255 PNG, original size) + cardiothoracic ratio per image")
@@ -517,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="triage example images from the data directory (or the given paths) and print readable results")
     s.add_argument("paths", nargs="*")
-    _add_backend_options(s)
+    add_backend_options(s)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("split", help="rewrite the committed patient-level split from the data directory")
@@ -528,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="interface to listen on (default: CXRTRIAGE_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="TCP port (default: CXRTRIAGE_PORT or 7860)")
     s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
-    _add_backend_options(s)
+    add_backend_options(s)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("test-set", help="write the held-out test images of the committed split as gold JSONL (no images)")
@@ -561,7 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigurationError as exc:  # a bad CXRTRIAGE_* value or option: the sentence names it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

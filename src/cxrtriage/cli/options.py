@@ -1,16 +1,40 @@
-"""Option rules shared by ``cxrtriage`` and ``cxrtriage hai-def`` (kept apart so neither imports the other)."""
+"""Option rules shared by ``cxrtriage``, ``cxrtriage hai-def`` and the PACS commands (kept apart so that none
+imports another): the one :class:`~cxrtriage.config.Settings` of a command, and the data directory."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
-from cxrtriage import config
+from cxrtriage.config import Settings
 
 
-def resolve_data_dir(arg: str | None) -> Path:
+def add_backend_options(s: argparse.ArgumentParser) -> None:
+    """``--backend`` / ``--model``: which model configuration the command's engine is built from."""
+    from cxrtriage.backends import BACKENDS
+
+    s.add_argument("--backend", choices=sorted(BACKENDS), help="model backend (default: CXRTRIAGE_BACKEND or bundled)")
+    s.add_argument("--model", help="model id or directory for the backend, e.g. google/medgemma-4b-it "
+                                   "(default: CXRTRIAGE_MODEL, or the backend's default; for bundled: "
+                                   "CXRTRIAGE_MODEL_DIR, or the bundled model)")
+
+
+def command_settings(args: argparse.Namespace, **values: Any) -> Settings:
+    """The command's settings, built once: the environment's ``CXRTRIAGE_*`` values with ``values`` (its options;
+    None means not given) on top, then ``--backend`` / ``--model`` when the command has them. Nothing is written to
+    the environment: the settings are passed to whatever the command starts. A bad value raises
+    :class:`cxrtriage.errors.ConfigurationError` naming the variable (``main`` exits 2 with it)."""
+    settings = Settings(**{k: v for k, v in values.items() if v is not None})
+    backend, model = getattr(args, "backend", None), getattr(args, "model", None)
+    return settings.with_model(backend, model) if backend or model else settings
+
+
+def resolve_data_dir(arg: str | None, settings: Settings | None = None) -> Path:
     """``--data-dir``, else ``CXRTRIAGE_DATA_DIR``, else ``../shared/data``; FileNotFoundError with what to do."""
     if arg:
         return Path(arg)
-    found = config.data_dir(required=True)  # FileNotFoundError naming what is wrong and what to do
+    settings = settings if settings is not None else Settings()
+    found = settings.find_data_dir(required=True)  # FileNotFoundError naming what is wrong and what to do
     assert found is not None
     return found

@@ -1,7 +1,9 @@
 """Command line of the PACS integration: ``cxrtriage dicom-node`` (a DICOM Storage SCP that triages what it receives
 and C-STOREs the SR back) and ``cxrtriage orthanc-pull`` (polls an Orthanc PACS over REST and stores the SR back).
 
-Both run until SIGINT/SIGTERM, then finish the instances already received. They log one line per instance with
+Each builds its :class:`~cxrtriage.config.Settings` once (the environment, ``--backend`` / ``--model`` on top): the
+engine (:meth:`cxrtriage.pipeline.Triage.from_config`) and the default worklist come from them. Both run until
+SIGINT/SIGTERM, then finish the instances already received. They log one line per instance with
 running counts (and, with ``--status-file``, write the counts as JSON); no line holds a patient identifier. Exit
 codes: 0 stopped cleanly, 1 the queue could not be drained in time, 2 usage or configuration error (a missing
 ``[interop]`` extra, a bad destination, an unreachable Orthanc at start).
@@ -18,7 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from cxrtriage import config
+from cxrtriage.cli.options import add_backend_options, command_settings
+from cxrtriage.config import Settings
 
 
 def _configure_logging() -> None:
@@ -35,16 +38,16 @@ def stop_event() -> threading.Event:
     return stop
 
 
-def _handler(args: argparse.Namespace, send: Any):
-    """Engine, worklist and handler from the shared options (loads the model once)."""
+def _handler(args: argparse.Namespace, send: Any, settings: Settings):
+    """Engine, worklist and handler from the shared options and the command's settings (loads the model once)."""
     from cxrtriage.pacs.handling import InstanceHandler
     from cxrtriage.pacs.outbox import Outbox
-    from cxrtriage.pipeline import get_triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.pipeline import Triage
+    from cxrtriage.worklist import Worklist
 
-    path = Path(args.worklist) if args.worklist else config.worklist_path()
+    path = Path(args.worklist) if args.worklist else settings.worklist_path
     try:
-        worklist = None if args.no_worklist else Worklist(path)
+        worklist = None if args.no_worklist else Worklist(path, 60.0 * settings.worklist_max_wait_min)
     except (OSError, sqlite3.Error) as exc:
         print(f"error: the worklist {path} cannot be opened ({type(exc).__name__}); give a writable --worklist PATH, "
               "or --no-worklist", file=sys.stderr)
@@ -56,7 +59,7 @@ def _handler(args: argparse.Namespace, send: Any):
         print(f"error: the outbox {outbox_dir} cannot be created ({type(exc).__name__}); give a writable --outbox DIR",
               file=sys.stderr)
         raise SystemExit(2) from None
-    return InstanceHandler(get_triage(), send, worklist=worklist, fhir_endpoint=args.fhir_endpoint,
+    return InstanceHandler(Triage.from_config(settings), send, worklist=worklist, fhir_endpoint=args.fhir_endpoint,
                            secondary_capture=not args.no_secondary_capture,
                            status_path=Path(args.status_file) if args.status_file else None, outbox=outbox)
 
@@ -88,8 +91,9 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
     if not 0 < len(args.ae_title) <= 16:
         print("error: --ae-title must be 1-16 characters", file=sys.stderr)
         return 2
+    settings = command_settings(args)
     _configure_logging()
-    handler = _handler(args, destination_sender(destination, args.ae_title))
+    handler = _handler(args, destination_sender(destination, args.ae_title), settings)
     node = DicomNode(NodeConfig(ae_title=args.ae_title, host=args.host, port=args.port,
                                 allowed_callers=tuple(args.allow_caller or ()), queue_size=args.queue_size), handler)
     stop = stop_event()
@@ -113,10 +117,11 @@ def cmd_orthanc_pull(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    settings = command_settings(args)
     _configure_logging()
     client = OrthancClient(args.url, username=args.username, password=os.environ.get("ORTHANC_PASSWORD"))
-    handler = _handler(args, client.store)
-    state = Path(args.state_file) if args.state_file else config.worklist_path().parent / "orthanc-pull.json"
+    handler = _handler(args, client.store, settings)
+    state = Path(args.state_file) if args.state_file else settings.worklist_path.parent / "orthanc-pull.json"
     try:
         poller = OrthancPoller(client, handler, state, from_beginning=args.from_beginning)
         if args.once:
@@ -140,6 +145,7 @@ def _add_result_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--status-file", metavar="PATH", help="keep the running counts here as JSON")
     s.add_argument("--outbox", metavar="DIR", help="results the PACS did not take wait here (mode 0700: they hold "
                                                    "patient attributes) and are re-sent (default: beside the worklist)")
+    add_backend_options(s)
 
 
 def add_parser(subparsers: Any) -> None:

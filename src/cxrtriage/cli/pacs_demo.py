@@ -19,19 +19,21 @@ from typing import Any
 
 
 def run(args: Any) -> int:
-    from cxrtriage.cli.options import resolve_data_dir
+    from cxrtriage.cli.options import command_settings, resolve_data_dir
     from cxrtriage.cli.pacs import stop_event
     from cxrtriage.pacs.stack import DemoError, Ports, check_results, pacs_stack
 
+    settings = command_settings(args)  # what the node, the poller and the service it starts run with
     try:
-        data_dir = resolve_data_dir(args.data_dir)
+        data_dir = resolve_data_dir(args.data_dir, settings)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ports = Ports.free() if args.free_ports else Ports(args.orthanc_http_port, args.orthanc_dicom_port,
                                                         args.node_port, args.port)
     try:
-        with pacs_stack(data_dir, ports, pull=args.pull, timeout_s=args.timeout, keep=args.keep) as stack:
+        with pacs_stack(data_dir, ports, pull=args.pull, timeout_s=args.timeout, keep=args.keep,
+                        settings=settings) as stack:
             report = check_results(stack)
             if args.out:
                 record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

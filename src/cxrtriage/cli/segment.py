@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cxrtriage.config import Settings
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.files import replace_atomically
 
@@ -29,15 +30,17 @@ def _unique_stem(stem: str, used: set[str]) -> str:
     return name
 
 
-def segment_paths(paths: list[str], out_dir: str, model_dir: str | None = None) -> int:
-    """Exit code: 0 all segmented, 1 some failed, 2 configuration error."""
+def segment_paths(paths: list[str], out_dir: str, settings: Settings | None = None) -> int:
+    """Exit code: 0 all segmented, 1 some failed, 2 configuration error. The segmentation of ``settings``
+    (``segmenter_dir``, ``threads``; None: the environment's), its images decoded with their pixel limits."""
     from cxrtriage.anatomy.masks import segment_image
     from cxrtriage.anatomy.segmenter import Segmenter
     from cxrtriage.imaging.gate import check_header_and_statistics
     from cxrtriage.imaging.load import load_image
 
     try:
-        segmenter = Segmenter(model_dir)
+        settings = settings if settings is not None else Settings()
+        segmenter = Segmenter(settings.segmenter_dir, threads=settings.threads)
     except CXRTriageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -52,7 +55,7 @@ def segment_paths(paths: list[str], out_dir: str, model_dir: str | None = None) 
         stem = _unique_stem(Path(path).stem, used)
         written: list[Path] = []
         try:
-            loaded = load_image(path)
+            loaded = load_image(path, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
             check_header_and_statistics(loaded.pixels, loaded.meta)
             result = segment_image(loaded, segmenter)
             files = {"lungs_mask": out / f"{stem}_lungs.png", "heart_mask": out / f"{stem}_heart.png"}

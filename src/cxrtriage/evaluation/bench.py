@@ -56,7 +56,7 @@ def peak_rss_mb() -> float:
 
 def _bench_image(tmp: Path) -> Path:
     """A real NIH test radiograph upsampled to 1024x1024 (the native NIH size), written as PNG."""
-    data = config.data_dir(required=True)
+    data = config.Settings().find_data_dir(required=True)
     rec = next(r for r in load_split_records(data, ("nih",))["test"])
     pixels = load_image(rec.path).pixels
     img = Image.fromarray(np.round(pixels * 255).astype(np.uint8)).resize((1024, 1024), Image.BILINEAR)

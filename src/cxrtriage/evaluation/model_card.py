@@ -288,7 +288,7 @@ TEST_KEYS = ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", 
 
 def _update(model_dir: Path | None, key: str, value: dict) -> Path:
     """Store one measured block in ``card.json`` (model.json is not touched) and regenerate the card."""
-    model_dir = Path(model_dir or config.model_dir())
+    model_dir = Path(model_dir or config.Settings().bundle_dir)
     read_card(model_dir).with_blocks(**{key: value}).save(model_dir / CARD_DATA_FILE)
     return write_card(model_dir)
 
@@ -359,7 +359,7 @@ def write_card(model_dir: Path) -> Path:
     meta = bundle.to_dict()
     seg_path = model_dir / "segment.json"
     if not seg_path.is_file():
-        seg_path = config.segmenter_dir() / "segment.json"
+        seg_path = config.Settings().segmenter_dir / "segment.json"
     if seg_path.is_file():
         meta["_segment"] = json.loads(seg_path.read_text())
     card = model_dir / CARD_FILE

@@ -114,8 +114,9 @@ def start(name: str, profile: str = "smoke", data_dir: str | Path | None = None,
     profile = str(profile).strip().lower()
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {', '.join(PROFILES)}, got {profile!r}")
-    resolved = Path(data_dir).expanduser() if data_dir else config.data_dir()
-    model = model or config.model_ref()
+    settings = config.Settings()
+    resolved = Path(data_dir).expanduser() if data_dir else settings.find_data_dir()
+    model = model or settings.model
     run = NotebookRun(name=name, profile=profile, data_dir=resolved, model=model)
     print(f"{name}: profile {profile}; data {resolved if resolved else 'not found'}; "
           f"model {model or 'the backend default'}; {machine_description()}")

@@ -36,11 +36,10 @@ def limits_rows() -> list[tuple[str, str]]:
     from cxrtriage import config
     from cxrtriage.serve import webui_uploads
     from cxrtriage.explain.report import DEFAULT_MAX_CHARS
-    from cxrtriage.serve.settings import ServerSettings
     from cxrtriage.serve.webui_render import RENDERED_MAX_AGE_S
 
     # the defaults, whatever this shell's environment says
-    d = {name: field.get_default(call_default_factory=False) for name, field in ServerSettings.model_fields.items()}
+    d = {name: field.get_default(call_default_factory=False) for name, field in config.Settings.model_fields.items()}
     side = int(config.DEFAULT_MAX_WORKING_PIXELS ** 0.5)
     return [
         ("upload size", f"{d['max_upload_mb']:g} MiB (`CXRTRIAGE_MAX_UPLOAD_MB`): 413 from Content-Length before "

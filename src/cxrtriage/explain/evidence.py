@@ -313,7 +313,8 @@ def save_crop_thumbnails(
     ``pixels`` is the float32 (H, W) display image in [0, 1]. Each crop gets a margin of
     ``margin`` x the box size (clipped to the image) for context, and is resized so its
     long side is ``thumb_size``. Nothing is drawn on it; the Crop carries the BOX
-    coordinates (without margin). Files written by a call that fails are removed.
+    coordinates (without margin). Files written by a call that fails are removed. ``out_dir``: the engine passes
+    its settings' crops directory; None reads the configured one (``CXRTRIAGE_CROPS_DIR``) at this call.
     """
     img = finite_array(pixels, "pixels", 2)
     if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 1:
@@ -330,7 +331,7 @@ def save_crop_thumbnails(
     if not boxes:
         return []
 
-    directory = Path(out_dir) if out_dir is not None else config.crops_dir()
+    directory = Path(out_dir) if out_dir is not None else config.Settings().crops_dir
     directory.mkdir(parents=True, exist_ok=True)
 
     crops: list[Crop] = []

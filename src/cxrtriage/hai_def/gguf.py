@@ -35,7 +35,7 @@ CONVERTER_ENV = "CXRTRIAGE_GGUF_CONVERTER"  # path to convert_hf_to_gguf.py
 
 def find_converter(converter: str | Path | None = None) -> Path:
     """Locate ``convert_hf_to_gguf.py``: explicit path, ``$CXRTRIAGE_GGUF_CONVERTER``, else error."""
-    candidate = converter or config.gguf_converter()
+    candidate = converter or config.Settings().gguf_converter
     if not candidate:
         raise ModelError(
             "No GGUF converter given: pass --converter PATH (converter= in Python) or set "

@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 
-from cxrtriage import config
 from cxrtriage.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
 __all__ = [
@@ -38,9 +37,9 @@ def check_pixels(count: int, limit: int, detail: str = "") -> None:
         )
 
 
-def reduction_factor(width: int, height: int, max_working: int | None = None) -> int:
+def reduction_factor(width: int, height: int, max_working: int) -> int:
     """The whole factor an image of this size is shrunk by on decode so it fits ``max_working`` pixels."""
-    work = config.max_working_pixels() if max_working is None else int(max_working)
+    work = int(max_working)
     if width * height <= work:
         return 1
     return int(math.ceil(math.sqrt(width * height / work)))

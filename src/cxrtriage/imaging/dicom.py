@@ -9,7 +9,7 @@ quote header bytes). Decisions (documented because they change pixel values):
   pydicom itself uses; a VOI LUT is normalised by the min..max of its own entries (robust against LUTs whose
   entries use fewer bits than the descriptor states).
 * **Multi-frame**: only the first frame is decoded and a warning is attached.
-* **Working resolution**: a frame above ``config.max_working_pixels()`` is shrunk by a chunked box mean before
+* **Working resolution**: a frame above ``max_working`` pixels is shrunk by a chunked box mean before
   its LUTs (which make float copies of the whole frame).
 * **Deflated** datasets are refused from the file meta: pydicom would inflate them without any bound.
 
@@ -58,12 +58,12 @@ class DicomSource:
     study_uid: str | None = field(default=None, repr=False)
 
 
-def decode_dicom(data: bytes, limit: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
+def decode_dicom(data: bytes, limit: int, max_working: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
     """A DICOM file -> pixels, meta fields (technical tags only), its header."""
-    return decode_dataset(read_dataset(data), limit)
+    return decode_dataset(read_dataset(data), limit, max_working)
 
 
-def decode_dataset(ds: Dataset, limit: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
+def decode_dataset(ds: Dataset, limit: int, max_working: int) -> tuple[np.ndarray, dict[str, Any], DicomSource]:
     """A parsed DICOM dataset (e.g. what a DICOM node received) -> pixels, meta fields, its header. A dataset without
     a Transfer Syntax UID in its file meta gets the one pydicom detected while parsing (and a warning)."""
     _refuse_deflated_syntax(ds)
@@ -77,7 +77,7 @@ def decode_dataset(ds: Dataset, limit: int) -> tuple[np.ndarray, dict[str, Any],
     arr = _decode_first_frame(ds, frames)
     if frames > 1:
         warnings.append(f"multi-frame DICOM ({frames} frames): only the first frame was used")
-    factor = reduction_factor(cols, rows)
+    factor = reduction_factor(cols, rows, max_working)
     if factor > 1:  # before the LUTs, which make float copies of the whole frame
         arr = _reduce_array(arr, factor)
         warnings.append(reduction_warning(cols, rows, factor))

@@ -12,15 +12,18 @@ prefix it.
 The work is split by stage, each module documenting the decisions that change pixel values:
 :mod:`~cxrtriage.imaging.sniff` (the format, from magic bytes only), :mod:`~cxrtriage.imaging.raster` (PNG/JPEG),
 :mod:`~cxrtriage.imaging.dicom` (DICOM) and :mod:`~cxrtriage.imaging.arrays` (any array to ``[0, 1]`` grey).
-Here: the **pixel limit** (``max_pixels``, default ``config.max_pixels()``) and a file-size bound derived from
-it, both checked before decoding; an image above ``config.max_working_pixels()`` is decoded at 1/k of its size
-and ``ImageMeta`` keeps the original size and the ``reduction``.
+Here: the **pixel limit** (``max_pixels``) and a file-size bound derived from it, both checked before decoding; an
+image above ``max_working_pixels`` is decoded at 1/k of its size and ``ImageMeta`` keeps the original size and the
+``reduction``. Both limits are the caller's (the engine's and the UI's settings); a caller that gives none gets the
+configured ones (:class:`cxrtriage.config.Settings`, read at that call: ``cxrtriage.load_image`` is a library entry
+point).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -68,7 +71,7 @@ class ImageMeta:
     colourfulness: float | None = None  # mean channel spread (0 grey .. 1) of colour inputs, None for grey
     warnings: tuple[str, ...] = ()
     #: the pixels were decoded at 1/reduction of ``width`` x ``height`` (images above
-    #: ``config.max_working_pixels()``); 1 = full resolution. Boxes are always reported in original pixels.
+    #: ``max_working_pixels``); 1 = full resolution. Boxes are always reported in original pixels.
     reduction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,31 +92,45 @@ class LoadedImage:
     pixels: np.ndarray
     meta: ImageMeta
     source: DicomSource | None = field(default=None, repr=False)
+    #: how long decoding took (reported as the result's ``decode`` timing, also when a caller decoded beforehand)
+    decode_ms: float = field(default=0.0, repr=False)
 
 
-def load_image(src: ImageSource, *, max_pixels: int | None = None, kind: str | None = None) -> LoadedImage:
+def load_image(src: ImageSource, *, max_pixels: int | None = None, max_working_pixels: int | None = None,
+               kind: str | None = None) -> LoadedImage:
     """Load a PNG, JPEG or DICOM (path or bytes), a parsed pydicom ``Dataset`` (with its ``file_meta``), a numpy
     array or a PIL image. ``kind`` is the format a caller already sniffed from the same bytes
     (:func:`~cxrtriage.imaging.sniff.sniff_format`: ``"png"``, ``"jpeg"``, ``"dicom"``), so they are not sniffed twice.
 
+    ``max_pixels`` / ``max_working_pixels``: None takes the configured value (``Settings()``, read here).
     Raises :class:`InvalidImageError` (empty, truncated, corrupt, missing file, no pixel data),
     :class:`ImageTooLargeError` (above ``max_pixels``) or :class:`UnsupportedFormatError`.
     """
-    limit = config.max_pixels() if max_pixels is None else int(max_pixels)
-    if limit <= 0:
-        raise ValueError("max_pixels must be positive")
+    if max_pixels is None or max_working_pixels is None:
+        configured = config.Settings()
+        max_pixels = configured.max_pixels if max_pixels is None else max_pixels
+        max_working_pixels = configured.max_working_pixels if max_working_pixels is None else max_working_pixels
+    limit, work = int(max_pixels), int(max_working_pixels)
+    if limit <= 0 or work <= 0:
+        raise ValueError("max_pixels and max_working_pixels must be positive")
+    started = time.perf_counter()
+    loaded = _load(src, limit, work, kind)
+    return replace(loaded, decode_ms=(time.perf_counter() - started) * 1e3)
+
+
+def _load(src: ImageSource, limit: int, work: int, kind: str | None) -> LoadedImage:
     if isinstance(src, np.ndarray):
         return _load_array(src, limit)
     if isinstance(src, Image.Image):
-        return _load_pil_object(src, limit)
+        return _load_pil_object(src, limit, work)
     if isinstance(src, Dataset):
-        return _loaded(*decode_dataset(src, limit))
+        return _loaded(*decode_dataset(src, limit, work))
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
         _check_file_size(len(data), limit)
-        return _load_bytes(data, limit, kind)
+        return _load_bytes(data, limit, work, kind)
     if isinstance(src, (str, os.PathLike)):
-        return _load_bytes(_read_file(Path(src), limit), limit, kind)
+        return _load_bytes(_read_file(Path(src), limit), limit, work, kind)
     raise TypeError(
         f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image"
     )
@@ -146,7 +163,7 @@ def _check_file_size(size: int, limit: int) -> None:
         )
 
 
-def _load_bytes(data: bytes, limit: int, kind: str | None = None) -> LoadedImage:
+def _load_bytes(data: bytes, limit: int, work: int, kind: str | None = None) -> LoadedImage:
     if not data:
         raise InvalidImageError("empty file")
     kind = kind or sniff_format(data[:SNIFF_BYTES])
@@ -154,18 +171,18 @@ def _load_bytes(data: bytes, limit: int, kind: str | None = None) -> LoadedImage
         detected = describe_unknown(data)
         raise UnsupportedFormatError(f"the file is not a PNG, JPEG or DICOM file (detected: {detected})")
     if kind == "dicom":
-        return _loaded(*decode_dicom(data, limit))
-    return _loaded(*decode_raster(data, kind, limit))
+        return _loaded(*decode_dicom(data, limit, work))
+    return _loaded(*decode_raster(data, kind, limit, work))
 
 
-def _load_pil_object(img: Image.Image, limit: int) -> LoadedImage:
+def _load_pil_object(img: Image.Image, limit: int, work: int) -> LoadedImage:
     """A PIL image handed over in memory: only PNG/JPEG or in-memory (format-less) images."""
     fmt = (img.format or "").upper()
     kind = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "": "array"}.get(fmt)
     if kind is None:
         raise UnsupportedFormatError(f"the image is not a PNG, JPEG or DICOM file (detected: {img.format})")
     check_pixels(img.width * img.height, limit, f" ({img.width} x {img.height})")
-    return _loaded(*decode_pil(img, kind, limit, owned=False))
+    return _loaded(*decode_pil(img, kind, limit, work, owned=False))
 
 
 def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:

@@ -3,7 +3,7 @@
 * The size is checked from the header before any pixel is decoded. Pillow's global ``Image.MAX_IMAGE_PIXELS`` is
   not changed (it is process-wide and not thread-safe to toggle); its ``DecompressionBombError`` is mapped to
   :class:`ImageTooLargeError`.
-* **Working resolution**: an image above ``config.max_working_pixels()`` is decoded at 1/k of its size (JPEG in
+* **Working resolution**: an image above ``max_working`` pixels is decoded at 1/k of its size (JPEG in
   the DCT domain, PNG by Pillow's box reduction right after decoding), so the memory of one request is bounded.
 * **EXIF orientation** is applied: camera/phone photos of films carry their display rotation there.
 
@@ -28,10 +28,10 @@ __all__ = ["decode_raster", "decode_pil"]
 _PIL_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO")}
 
 
-def decode_raster(data: bytes, kind: str, limit: int) -> tuple[np.ndarray, dict[str, Any]]:
+def decode_raster(data: bytes, kind: str, limit: int, max_working: int) -> tuple[np.ndarray, dict[str, Any]]:
     """A PNG or JPEG file (``kind`` from :func:`~cxrtriage.imaging.sniff.sniff_format`) -> pixels, meta fields."""
     img = _open_raster(data, kind, limit)
-    return decode_pil(img, kind, limit)
+    return decode_pil(img, kind, limit, max_working)
 
 
 def _reduce_pil(img: Image.Image, factor: int) -> Image.Image:
@@ -72,7 +72,7 @@ def _bomb_error(exc: Exception, limit: int) -> ImageTooLargeError:
 
 
 def decode_pil(
-    img: Image.Image, kind: str, limit: int, *, owned: bool = True
+    img: Image.Image, kind: str, limit: int, max_working: int, *, owned: bool = True
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode (a large image at reduced resolution), apply EXIF orientation, convert any mode to [0, 1] grey.
 
@@ -81,13 +81,13 @@ def decode_pil(
     """
     name = kind.upper() if kind != "array" else "image"
     width, height = img.size
-    factor = reduction_factor(width, height)
+    factor = reduction_factor(width, height, max_working)
     try:
         if factor > 1 and img.format in ("JPEG", "MPO"):
             img.draft(img.mode, (width // factor, height // factor))  # DCT-domain scaling: 1/2, 1/4 or 1/8
         img.load()
         if factor > 1:
-            full, img = img, _reduce_pil(img, reduction_factor(img.width, img.height))
+            full, img = img, _reduce_pil(img, reduction_factor(img.width, img.height, max_working))
             if img is not full and owned:
                 full.close()  # frees the full-size pixels now, not when the caller lets go of the image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
 log = logging.getLogger("cxrtriage.pacs")
 
@@ -151,7 +151,7 @@ class InstanceHandler:
     def _file(self, outcome: Outcome) -> None:
         """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR
         still goes back."""
-        from cxrtriage.serve.worklist import file_on_worklist
+        from cxrtriage.worklist import file_on_worklist
 
         if self.worklist is None:
             return

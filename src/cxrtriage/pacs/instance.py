@@ -56,7 +56,7 @@ def worklist_key(ds: Dataset) -> str:
     """The worklist key of an instance: its Accession Number when that is accession-like (the sender's own key), plus
     a short hash of the SOP Instance UID so that two images of one study are two rows; only the hash when the
     accession is missing or odd. Never a name or a patient ID."""
-    from cxrtriage.serve.worklist import KEY_PATTERN
+    from cxrtriage.worklist import KEY_PATTERN
 
     digest = instance_log_id(ds)
     accession = str(ds.get("AccessionNumber", "") or "").strip()
@@ -85,7 +85,6 @@ def process_instance(engine: Triage, instance: Dataset | bytes, *,
     or without the file meta) and build what goes back: ``formats`` (default: every DICOM-encoded format of the
     registry). Never raises for a bad instance: an unreadable header raises :class:`InputError` only when not even
     the UIDs an SR needs can be read (the caller then answers the sender with a failure status)."""
-    from cxrtriage.imaging.load import load_image
     from cxrtriage.interop.formats import dicom_formats
     from cxrtriage.interop.sr import not_triaged_report
 
@@ -97,7 +96,7 @@ def process_instance(engine: Triage, instance: Dataset | bytes, *,
     reason = not_a_radiograph_reason(ds)
     if reason is None:
         try:
-            triaged = engine.run(load_image(ds))  # the one decode; the header stays with the image
+            triaged = engine.run(engine.load(ds))  # the one decode; the header stays with the image
         except CXRTriageError as exc:  # input refused by the gate or the decoder, or a model problem
             reason = str(exc)
         else:

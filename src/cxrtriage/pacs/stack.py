@@ -5,7 +5,9 @@ are converted to DICOM with synthetic identifiers and sent, with the shared DICO
 modality) to Orthanc (the archive) and to the node. :func:`check_results` then finds, through ``findscu`` (C-FIND)
 and Orthanc's REST API, the SR of every instance sent, and checks the worklist's order. ``cxrtriage pacs-demo``,
 its end-to-end test and the video all run this one path. Everything listens on 127.0.0.1 and is stopped, and its
-temporary folder removed, on exit.
+temporary folder removed, on exit. The cxrtriage servers run with the caller's settings (its one
+:class:`~cxrtriage.config.Settings`, with this stack's worklist, crops folder, data directory and port on top),
+given to each child as its whole ``CXRTRIAGE_*`` environment.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from cxrtriage.config import ENV_PREFIX, Settings
 
 ORTHANC_AET, NODE_AET, MODALITY_AET = "ORTHANC", "CXRTRIAGE", "MODALITY"
 
@@ -107,11 +111,15 @@ class Processes:
     def __init__(self, workdir: Path) -> None:
         self.workdir, self.procs = workdir, []
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
+    def start(self, name: str, cmd: list[str], settings: Settings | None = None) -> tuple[subprocess.Popen, Path]:
+        """Start ``cmd``; a cxrtriage command gets ``settings`` as its ``CXRTRIAGE_*`` variables (and no other)."""
         log = self.workdir / f"{name}.log"
+        env = dict(os.environ)
+        if settings is not None:
+            env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)} | settings.environment()
         with open(log, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                    env={**os.environ, **(env or {})}, start_new_session=True)
+                                    env=env, start_new_session=True)
         self.procs.append((name, proc))
         return proc, log
 
@@ -275,13 +283,18 @@ class Stack:
 
 @contextlib.contextmanager
 def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: float = 300.0,
-               keep: bool = False) -> Iterator[Stack]:
+               keep: bool = False, settings: Settings | None = None) -> Iterator[Stack]:
     """Start Orthanc, the node (or the poller) and the UI, send the demo instances, wait until every one is answered
-    and yield the running :class:`Stack`; stop everything on exit. Raises :class:`DemoError` with one sentence."""
+    and yield the running :class:`Stack`; stop everything on exit. Raises :class:`DemoError` with one sentence.
+    ``settings``: the caller's (``cxrtriage pacs-demo``'s); None reads them from the environment here."""
+    settings = settings if settings is not None else Settings()
     workdir = Path(tempfile.mkdtemp(prefix="cxrtriage-pacs-demo-"))
     procs = Processes(workdir)
     python = sys.executable
     worklist, status_file = workdir / "worklist.sqlite", workdir / "status.json"
+    # one worklist for the node (or poller) and the service; the service on loopback, with this stack's folders
+    settings = settings.model_copy(update={"worklist_path": worklist, "crops_dir": workdir / "crops",
+                                           "data_dir": data_dir, "host": "127.0.0.1", "port": ports.ui})
     orthanc_base, ui_base = f"http://127.0.0.1:{ports.orthanc_http}", f"http://127.0.0.1:{ports.ui}"
     try:
         orthanc, log = procs.start("orthanc", [_tool("Orthanc", "/usr/sbin"), str(orthanc_config(workdir, ports))])
@@ -290,16 +303,16 @@ def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: f
         if pull:
             proc, log = procs.start("orthanc-pull", [python, "-m", "cxrtriage.cli.main", "orthanc-pull", "--url",
                                                      orthanc_base, "--interval", "1", "--state-file",
-                                                     str(workdir / "pull-state.json"), *common])
+                                                     str(workdir / "pull-state.json"), *common], settings)
             _wait("cxrtriage orthanc-pull", lambda: "polling" in log.read_text(), 120, proc, log)
         else:
             proc, log = procs.start("dicom-node", [python, "-m", "cxrtriage.cli.main", "dicom-node", "--port",
                                                    str(ports.node), "--destination",
-                                                   f"{ORTHANC_AET}@127.0.0.1:{ports.orthanc_dicom}", *common])
+                                                   f"{ORTHANC_AET}@127.0.0.1:{ports.orthanc_dicom}", *common],
+                                          settings)
             _wait("cxrtriage dicom-node", lambda: _status(status_file).get("listening"), 120, proc, log)
-        env = {"CXRTRIAGE_WORKLIST_PATH": str(worklist), "CXRTRIAGE_CROPS_DIR": str(workdir / "crops"),
-               "CXRTRIAGE_DATA_DIR": str(data_dir)}
-        serve, log = procs.start("serve", [python, "-m", "cxrtriage.cli.main", "serve", "--port", str(ports.ui)], env)
+        serve, log = procs.start("serve", [python, "-m", "cxrtriage.cli.main", "serve", "--port", str(ports.ui)],
+                                 settings)
         _wait("cxrtriage serve", lambda: _get(ui_base + "/ready"), 180, serve, log)
         sent = demo_inputs(data_dir, workdir / "inputs")
         print(f"pacs-demo: sending {len(sent)} instances with storescu", flush=True)

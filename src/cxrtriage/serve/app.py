@@ -1,7 +1,10 @@
 """The web service: one FastAPI process around one :class:`cxrtriage.pipeline.Triage` engine.
 
-Started by ``cxrtriage serve`` (uvicorn factory ``cxrtriage.serve.app:create_app``) or as
-``demo_app.service.app:app``. Needs the ``[demo]`` extra; nothing else in the core package imports this module.
+Started by ``cxrtriage serve`` (:mod:`cxrtriage.serve.server`: ``create_app(settings)`` with the settings the CLI
+built, in each worker) or as ``demo_app.service.app:app`` (``create_app()``: settings from the environment, read
+there). Needs the ``[demo]`` extra; nothing else in the core package imports this module. The one
+:class:`cxrtriage.config.Settings` reaches the engine (:meth:`cxrtriage.pipeline.Triage.from_config`), the limits and
+the UI (:func:`cxrtriage.serve.webui.mount_ui`) from here.
 
 Endpoints:
 
@@ -47,6 +50,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
+from cxrtriage.config import Settings
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
@@ -58,8 +62,7 @@ from cxrtriage.serve.routes import CROPS_URL, api_router, check_upload, predict_
 from cxrtriage.serve.runtime import (
     Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
 )
-from cxrtriage.serve.settings import ServerSettings
-from cxrtriage.serve.worklist import Worklist
+from cxrtriage.worklist import Worklist
 
 __all__ = [
     "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceStats",
@@ -77,7 +80,7 @@ _PRUNE_INTERVAL_S = 1.0
 class ServiceRuntime:
     """Everything one app instance owns: settings, engine state, stats, limiter and metrics."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state = EngineState()
         self.stats = ServiceStats(settings.latency_window)
@@ -183,13 +186,14 @@ def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
             route.summary = "Prometheus metrics (text exposition format)"
 
 
-def create_app(settings: ServerSettings | None = None, *, engine: Engine | None = None,
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
                engine_loader: Callable[[], Engine] | None = None) -> FastAPI:
-    """Build the service. ``engine`` / ``engine_loader`` replace the model load (tests, notebooks).
+    """Build the service from ``settings`` (None: read from the environment here, for ``uvicorn
+    demo_app.service.app:app``). ``engine`` / ``engine_loader`` replace the model load (tests, notebooks).
 
     Nothing heavy happens here: the model loads in the lifespan, in the background.
     """
-    settings = settings if settings is not None else ServerSettings()
+    settings = settings if settings is not None else Settings()
     runtime = ServiceRuntime(settings)
     if engine is not None:
         loader: Callable[[], Engine] = lambda: engine  # noqa: E731

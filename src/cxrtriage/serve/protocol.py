@@ -1,10 +1,12 @@
 """uvicorn's h11 protocol with a header timeout: a connection that starts a request but does not finish its
-headers within ``CXRTRIAGE_HEADER_TIMEOUT_S`` (default 10 s) gets 408 and is closed (issue 9.4).
+headers within the configured header timeout (``CXRTRIAGE_HEADER_TIMEOUT_S``, default 10 s) gets 408 and is closed
+(issue 9.4).
 
 uvicorn times out idle keep-alive connections, and the service's middleware times out stalled bodies, but a
 client that sends half a request line or half its headers was held open forever (a slow-loris connection).
-``cxrtriage serve`` passes ``http="cxrtriage.serve.protocol:HeaderTimeoutH11Protocol"`` to uvicorn; an import
-string, so it also works with several worker processes.
+``cxrtriage serve`` gives uvicorn this class with the timeout of its settings bound
+(:func:`cxrtriage.serve.server.run_server`: ``functools.partial(HeaderTimeoutH11Protocol, header_timeout_s=...)``,
+which pickles, so worker processes get it too); used by name, it applies the default.
 """
 
 from __future__ import annotations
@@ -12,16 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from cxrtriage import config
-from cxrtriage.serve.settings import DEFAULT_HEADER_TIMEOUT_S
-
-
-def header_timeout_s() -> float:
-    """``CXRTRIAGE_HEADER_TIMEOUT_S`` (seconds, > 0), else the default."""
-    return config.header_timeout_s(DEFAULT_HEADER_TIMEOUT_S)
+from cxrtriage.config import DEFAULT_HEADER_TIMEOUT_S
 
 
 def _timeout_response(seconds: float) -> bytes:
@@ -36,6 +33,10 @@ class HeaderTimeoutH11Protocol(H11Protocol):
     request's headers have been parsed (uvicorn then has a request cycle that is not complete)."""
 
     _header_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout_s = float(header_timeout_s)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -60,7 +61,7 @@ class HeaderTimeoutH11Protocol(H11Protocol):
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
-        seconds = header_timeout_s()
+        seconds = self.header_timeout_s
         self._header_timer = self.loop.call_later(seconds, self._on_header_timeout, seconds)
 
     def _disarm_header_timer(self) -> None:

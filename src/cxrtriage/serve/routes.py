@@ -23,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
-from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
 from cxrtriage.interop.context import OutputContext
 from cxrtriage.interop.formats import OutputFormat, UnknownFormat, format_names, get_format, output_formats
@@ -31,7 +30,7 @@ from cxrtriage.schema import Prediction
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
-from cxrtriage.serve.worklist import KEY_PATTERN, file_on_worklist
+from cxrtriage.worklist import KEY_PATTERN, file_on_worklist
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.pipeline import Triaged
@@ -79,7 +78,7 @@ def _prior(prior_report: str | None) -> str | None:
 def _triage_checked(engine: Engine, data: bytes, kind: str, prior_report: str | None) -> Triaged:
     """Decode the upload once (``kind``: what :func:`check_upload` sniffed) and triage it; the run keeps the decoded
     image (with a DICOM upload's header) and the analysed pixels for the output formats."""
-    return engine.run(load_image(data, kind=kind), _prior(prior_report))
+    return engine.run(engine.load(data, kind=kind), _prior(prior_report))
 
 
 def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None, *,
@@ -89,7 +88,7 @@ def predict_upload(engine: Engine, data: bytes, prior_report: str | None = None,
     Raises :class:`cxrtriage.errors.InputError` subclasses for bad uploads, like :func:`cxrtriage.predict`.
     """
     kind = check_upload(data)
-    return with_crop_urls(engine.predict(load_image(data, kind=kind), _prior(prior_report)), url_prefix)
+    return with_crop_urls(engine.predict(engine.load(data, kind=kind), _prior(prior_report)), url_prefix)
 
 
 # ----------------------------------------------------------------------------- handlers

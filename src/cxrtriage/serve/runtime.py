@@ -17,9 +17,10 @@ import numpy as np
 
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.schema import ModelInfo, Prediction
-from cxrtriage.serve.settings import ServerSettings
+from cxrtriage.config import Settings
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cxrtriage.imaging.load import LoadedImage
     from cxrtriage.pipeline import Triaged
 
 log = logging.getLogger("cxrtriage.serve.app")
@@ -33,17 +34,20 @@ class Engine(Protocol):
 
     def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction: ...
 
+    def load(self, image: Any, *, kind: str | None = None) -> LoadedImage:
+        """Decode an upload once, with the engine's own limits (``kind``: the format already sniffed)."""
+
     def run(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
         """``predict`` plus the decoded image and the analysed pixels (what ``POST /predict``'s formats build on)."""
 
     def footprint_mb(self) -> float: ...
 
 
-def load_engine(settings: ServerSettings) -> Engine:
-    """Load the model once for the process; crops go to the directory the server serves."""
+def load_engine(settings: Settings) -> Engine:
+    """Load the model once for the process, from the service's settings (crops go to the directory it serves)."""
     from cxrtriage.pipeline import Triage
 
-    return Triage(backend_name=settings.backend, model_dir=settings.model_dir, crops_dir=settings.crops_dir)
+    return Triage.from_config(settings)
 
 
 def warm_up(engine: Engine) -> None:

@@ -30,11 +30,12 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import anyio
 from PIL import Image
 
+from cxrtriage.config import Settings
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve.worklist import Worklist
+    from cxrtriage.worklist import Worklist
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def _no_slot() -> contextlib.AbstractAsyncContextManager:
 def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict],
                  examples: list[str] | None = None, *, uploads: UploadStore | None = None,
                  slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
-                 worklist: Callable[[], "Worklist"] | None = None) -> "gr.Blocks":
+                 worklist: Callable[[], "Worklist"] | None = None, settings: Settings | None = None) -> "gr.Blocks":
     """The page: the Triage tab and the Worklist tab. Theme and CSS are applied where it is served
     (:func:`mount_ui`, :func:`launch`).
 
@@ -115,14 +116,17 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
     its opaque reference, never a path. An example is named by its file name and read from the data directory,
     so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
     REST API, so the UI cannot overload the machine behind the API's back. ``worklist`` opens the worklist that
-    the Triage button files results on and the Worklist tab lists (the configured one when not given).
+    the Triage button files results on and the Worklist tab lists (that of ``settings`` when not given).
+    ``settings``: the service's (:func:`mount_ui`); a notebook's or custom launcher's page without them reads them
+    from the environment here. Uploads are decoded with its pixel limits.
     """
     gr = _gradio()
     from cxrtriage.imaging.load import load_image
 
+    settings = settings if settings is not None else Settings()
     latency = _LocalLatency()
     uploads = uploads if uploads is not None else UploadStore()
-    open_worklist = worklist if worklist is not None else configured_worklist()
+    open_worklist = worklist if worklist is not None else configured_worklist(settings)
     examples_by_name = {Path(p).name: str(p) for p in examples or []}
 
     def source_of(ref: str | None) -> bytes | str | None:
@@ -153,7 +157,7 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
 
     def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image]:
         t0 = time.perf_counter()
-        loaded = load_image(source)
+        loaded = load_image(source, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
         decode_ms = (time.perf_counter() - t0) * 1e3
         pred = get_engine().predict(loaded, prior_report or None)
         latency.add(decode_ms + float(pred.timings_ms.get("total", 0.0)))
@@ -251,23 +255,6 @@ def _examples_for(data_dir: Path | None) -> list[str]:
     return [str(p) for p in paths if Path(p).is_file()]
 
 
-def _settings_data_dir(settings: Any) -> Path | None:
-    from cxrtriage import config
-
-    value = getattr(settings, "data_dir", None) if settings is not None else None
-    return Path(value) if value else config.data_dir()
-
-
-def _max_upload_bytes(settings: Any) -> int:
-    """The service's upload limit; the service's default for the UI served alone (:func:`launch`)."""
-    value = getattr(settings, "max_upload_bytes", None)
-    if isinstance(value, (int, float)) and value > 0:
-        return int(value)
-    from cxrtriage.serve.settings import ServerSettings
-
-    return ServerSettings.model_construct().max_upload_bytes
-
-
 def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
     """Point the cache of every built block at ``directory``: Gradio saves a component's rendered output to the
     component's ``GRADIO_CACHE`` (read from ``GRADIO_TEMP_DIR`` when the block is built; this sets it without
@@ -277,11 +264,12 @@ def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
         block.GRADIO_CACHE = str(directory)
 
 
-def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings=None, *,
+def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings: Settings, *,
              slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
              worklist: Callable[[], "Worklist"] | None = None) -> None:
-    """Mount the UI at ``/ui`` on a FastAPI app (called by the service's ``create_app``, which passes its one
-    worklist; without it, the worklist of ``settings`` or of the environment, opened on first use).
+    """Mount the UI at ``/ui`` on a FastAPI app with the service's ``settings`` (upload limit, crops and data
+    directories, pixel limits; called by the service's ``create_app``, which also passes its one worklist; without
+    it, the worklist of ``settings``, opened on first use).
 
     Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
     of :func:`cxrtriage.serve.webui_uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
@@ -289,12 +277,13 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     from starlette.routing import Mount
 
     gr = _gradio()
-    max_bytes = _max_upload_bytes(settings)
-    files_dir = private_files_dir(getattr(settings, "crops_dir", None) if settings is not None else None)
+    max_bytes = settings.max_upload_bytes
+    files_dir = private_files_dir(settings.crops_dir)
     uploads = UploadStore(max_bytes=UPLOAD_BYTES_FACTOR * max_bytes)
     install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
-    blocks = build_blocks(get_engine, get_status, _examples_for(_settings_data_dir(settings)), uploads=uploads,
-                          slot=slot, worklist=worklist if worklist is not None else configured_worklist(settings))
+    blocks = build_blocks(get_engine, get_status, _examples_for(settings.find_data_dir()), uploads=uploads,
+                          slot=slot, worklist=worklist if worklist is not None else configured_worklist(settings),
+                          settings=settings)
     _cache_files_in(blocks, files_dir)
     gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS + WORKLIST_CSS, footer_links=["api"],
                         max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
@@ -302,16 +291,15 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     mounted.uploaded_file_dir = str(files_dir)  # what Gradio's app itself writes (deep-link state) stays in there too
 
 
-def launch(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], *, host: str = "127.0.0.1",
-           port: int = 7860, data_dir: str | Path | None = None) -> None:
-    """Serve the UI alone (without the REST API), at ``http://host:port/ui``, with the same upload handling."""
-    import types
-
+def launch(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings: Settings, *,
+           host: str = "127.0.0.1", port: int = 7860) -> None:
+    """Serve the UI alone (without the REST API), at ``http://host:port/ui``, with the same upload handling and the
+    launcher's ``settings`` (:mod:`demo_app.ui.gradio_app` builds them once, for the engine and the page)."""
     import uvicorn
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    mount_ui(app, get_engine, get_status, types.SimpleNamespace(data_dir=data_dir, crops_dir=None))
+    mount_ui(app, get_engine, get_status, settings)
     app.add_api_route("/", lambda: RedirectResponse("/ui"), include_in_schema=False)
     uvicorn.run(app, host=host, port=port, log_level="info")

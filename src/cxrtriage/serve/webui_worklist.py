@@ -1,4 +1,4 @@
-"""The web UI's Worklist tab: the service's reading worklist (:mod:`cxrtriage.serve.worklist`) as a table in reading
+"""The web UI's Worklist tab: the service's reading worklist (:mod:`cxrtriage.worklist`) as a table in reading
 order, refreshed by itself, and the stored result of the study a reader clicks.
 
 Kept apart from :mod:`cxrtriage.serve.webui` (the page and the Triage tab) so that neither grows into one large
@@ -20,13 +20,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cxrtriage.config import Settings
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.routes import with_crop_urls
 from cxrtriage.serve.webui_render import (
     crop_caption, disclaimer_html, error_html, explanation_html, label_html, provenance_html, warnings_html,
 )
-from cxrtriage.serve.worklist import KEY_PATTERN, Worklist, file_on_worklist
+from cxrtriage.worklist import KEY_PATTERN, Worklist, file_on_worklist
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -235,17 +236,9 @@ class WorklistOpener:
             return self._worklist
 
 
-def configured_worklist(settings: Any = None) -> WorklistOpener:
-    """The worklist named by ``settings`` (``worklist_path``, ``worklist_max_wait_min``), else by the environment
-    (``CXRTRIAGE_WORKLIST_PATH``; :class:`cxrtriage.serve.settings.ServerSettings`)."""
-    path = getattr(settings, "worklist_path", None)
-    wait_min = getattr(settings, "worklist_max_wait_min", None)
-    if path is None or wait_min is None:
-        from cxrtriage.serve.settings import ServerSettings
-
-        configured = ServerSettings()
-        path, wait_min = path or configured.worklist_path, wait_min or configured.worklist_max_wait_min
-    return WorklistOpener(path, 60.0 * float(wait_min))
+def configured_worklist(settings: Settings) -> WorklistOpener:
+    """The worklist named by ``settings`` (``worklist_path``, ``worklist_max_wait_min``), opened on first use."""
+    return WorklistOpener(settings.worklist_path, 60.0 * settings.worklist_max_wait_min)
 
 
 def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: "gr.Tab", others: list["gr.Tab"]) -> None:

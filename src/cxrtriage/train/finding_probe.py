@@ -93,7 +93,7 @@ def fit_finding_probe(model_dir: Path | None, data_dir: Path, write: bool = True
     if write:
         from cxrtriage import config
 
-        meta_path = (Path(model_dir) if model_dir else config.model_dir()) / META_FILE
+        meta_path = (Path(model_dir) if model_dir else config.Settings().bundle_dir) / META_FILE
         keep_measurements(meta_path.parent)  # a model.json from before card.json: its measured results stay
         meta = BundleConfig.load(meta_path).to_dict()
         write_bundle_config({**meta, "finding_probes": {"lung_opacity": block}}, meta_path)

@@ -5,6 +5,11 @@ Order: a study waiting longer than the maximum wait rises to the top (oldest fir
 Urgent or needs-review studies, then the rest, each oldest first. The only key stored is an accession-like key the
 sender provides (``accession`` on ``POST /predict``; a random one otherwise), never a patient identifier; the stored
 result is the Prediction JSON, which holds none.
+
+One store for every adapter that triages: the web service (``GET /worklist``, ``POST /predict``), its UI's Worklist
+tab and the DICOM node / Orthanc poller file on, and read, the same SQLite file. It lives beside the base modules,
+not in ``serve/``, so that the DICOM node uses it without importing the web layer (FastAPI, Gradio): it needs only
+the standard library and :mod:`cxrtriage.schema` (``tests/test_architecture.py`` checks both).
 """
 
 from __future__ import annotations

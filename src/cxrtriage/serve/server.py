@@ -1,0 +1,62 @@
+"""How ``cxrtriage serve`` runs the service under uvicorn, with the settings the CLI built.
+
+The app is ``functools.partial(create_app, settings)`` and the HTTP protocol the header-timeout one with the
+timeout bound, both handed to uvicorn as objects rather than import strings. With several worker processes,
+uvicorn pickles its ``Config`` into each (spawned) worker, so every worker builds its app from the same settings
+object: the CLI's options reach the workers without being written to the environment. ``uvicorn.run`` refuses an
+app object with ``workers > 1``, so the two ways of running are spelled out here (as ``uvicorn.run`` does them).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+from cxrtriage.config import Settings
+
+#: uvicorn's exit status when the server could not start (uvicorn.config.STARTUP_FAILURE)
+STARTUP_FAILURE = 3
+
+
+def uvicorn_config(settings: Settings, *, workers: int = 1, log_config: dict[str, Any] | None = None) -> Any:
+    """The uvicorn ``Config`` of the service: app and protocol built from ``settings``.
+
+    access_log off: uvicorn's line holds client address and query string; cxrtriage logs its own sanitised line.
+    timeout_graceful_shutdown: after SIGTERM, requests still running are cancelled so that the process exits (a
+    stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections; the protocol
+    gives 408 to a connection whose request headers stall (``header_timeout_s``).
+    """
+    import uvicorn
+
+    from cxrtriage.serve.app import create_app
+    from cxrtriage.serve.protocol import HeaderTimeoutH11Protocol
+
+    extra = {} if log_config is None else {"log_config": log_config}
+    protocol = functools.partial(HeaderTimeoutH11Protocol, header_timeout_s=settings.header_timeout_s)
+    return uvicorn.Config(
+        functools.partial(create_app, settings), factory=True, host=settings.host, port=settings.port,
+        workers=workers, access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_keep_alive=5, http=protocol, **extra,
+    )
+
+
+def run_server(settings: Settings, *, workers: int = 1, log_config: dict[str, Any] | None = None) -> int:
+    """Serve until stopped (SIGINT/SIGTERM); 0, or :data:`STARTUP_FAILURE` when a single process could not start."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn_config(settings, workers=workers, log_config=log_config)
+    server = uvicorn.Server(config=config)
+    if config.workers > 1:
+        sockets = [config.bind_socket()]
+        if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn releases take the target
+            Multiprocess(config, target=server.run, sockets=sockets).run()
+        else:
+            Multiprocess(config, sockets=sockets).run()
+        return 0
+    try:
+        server.run()
+    except KeyboardInterrupt:  # pragma: no cover - as uvicorn.run
+        pass
+    return 0 if server.started else STARTUP_FAILURE
