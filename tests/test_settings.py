@@ -187,7 +187,7 @@ def test_one_settings_object_reaches_the_service_its_engine_and_the_ui(monkeypat
     from fastapi.testclient import TestClient
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve import webui
+    from cxrtriage.serve.ui import app as webui
     from cxrtriage.serve.app import create_app
 
     seen: dict[str, Any] = {}

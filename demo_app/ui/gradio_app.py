@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from cxrtriage.serve.webui import build_blocks, launch
+from cxrtriage.serve.ui.app import build_blocks, launch
 
 __all__ = ["build_blocks", "main"]  # build_blocks re-exported for notebooks and custom launchers
 

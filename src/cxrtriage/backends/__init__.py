@@ -29,14 +29,14 @@ def _medsiglip(model: str | Path | None, settings: Settings) -> Stages:
 def _medgemma(model: str | Path | None, settings: Settings) -> Stages:
     """Classifier (bundled, or MedSigLIP probe via ``settings.classifier``) labels; MedGemma (the model given)
     explains and gives a second opinion."""
-    from cxrtriage.backends.medgemma import from_settings
+    from cxrtriage.backends.medgemma.backend import from_settings
 
     return from_settings(model, settings)
 
 
 def _medgemma_gguf(model: str | Path | None, settings: Settings) -> Stages:
     """As ``medgemma``, with MedGemma as GGUF (text model + mmproj) through llama.cpp (the [edge] extra)."""
-    from cxrtriage.backends.medgemma import gguf_from_settings
+    from cxrtriage.backends.medgemma.backend import gguf_from_settings
 
     return gguf_from_settings(model, settings)
 

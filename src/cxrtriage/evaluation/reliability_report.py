@@ -34,9 +34,9 @@ def _ms(d: dict[str, Any] | None, key: str) -> str:
 def limits_rows() -> list[tuple[str, str]]:
     """What the service promises, from the defaults of its settings and the core package's limits."""
     from cxrtriage import config
-    from cxrtriage.serve import webui_uploads
+    from cxrtriage.serve.ui import uploads as webui_uploads
     from cxrtriage.explain.report import DEFAULT_MAX_CHARS
-    from cxrtriage.serve.webui_render import RENDERED_MAX_AGE_S
+    from cxrtriage.serve.ui.render import RENDERED_MAX_AGE_S
 
     # the defaults, whatever this shell's environment says
     d = {name: field.get_default(call_default_factory=False) for name, field in config.Settings.model_fields.items()}

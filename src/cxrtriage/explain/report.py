@@ -17,7 +17,7 @@ Pipeline (medspaCy, built once and lazily by :func:`get_nlp`):
 The rule files are medspaCy JSON (``TargetRule.from_json`` / ``ConTextRule.from_json``), read by
 :mod:`cxrtriage.explain.report_rules`.
 
-Decisions worth knowing (all deliberate, tested in ``tests/test_report.py``):
+Decisions worth knowing (all deliberate, tested in ``tests/explain/test_report.py``):
 
 * **Resolved findings are negated.** "Resolved pneumonia", "interval resolution of the effusion",
   "the pneumothorax has resolved" / "is no longer seen" describe a finding that is absent *now*, so

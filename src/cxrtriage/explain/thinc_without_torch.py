@@ -10,7 +10,7 @@ medspaCy pipeline), 8 interleaved runs each, minimum / median:
 
 The serving image does not install torch, so there this module changes nothing; it matters where torch is installed
 (development, training), where it keeps the server warm-up and CLI start-up at the numbers above and the inference path
-torch-free (``tests/test_cli.py::test_runtime_path_does_not_import_torch``).
+torch-free (``tests/cli/test_cli.py::test_runtime_path_does_not_import_torch``).
 
 How: ``thinc.compat`` is executed once with its own ``__import__`` that declines torch; nothing process-wide changes
 (no import hook, no ``sys.modules["torch"]`` entry), so a torch import from another thread at the same moment works

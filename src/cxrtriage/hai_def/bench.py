@@ -215,7 +215,7 @@ def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> di
 
 def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter: str | None) -> dict:
     """Convert the saved random MedGemma (f16 text GGUF + f16 mmproj), quantise the text model, time llama.cpp."""
-    from cxrtriage.backends.medgemma_gguf import GgufExplainer, import_llama_cpp
+    from cxrtriage.backends.medgemma.gguf import GgufExplainer, import_llama_cpp
     from cxrtriage.hai_def.gguf import convert_to_gguf, quantize_gguf
 
     llama_cpp = import_llama_cpp()
@@ -255,8 +255,8 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     explainer = GgufExplainer(q_path, mmproj, n_ctx=2048, n_threads=threads, max_new_tokens=1)
     rng = np.random.default_rng(0)
     pixels = rng.random((512, 512)).astype(np.float32)
-    from cxrtriage.backends.medgemma_gguf import pil_to_data_uri, to_openai_messages
-    from cxrtriage.backends.medgemma_explainer import grey_to_pil
+    from cxrtriage.backends.medgemma.gguf import pil_to_data_uri, to_openai_messages
+    from cxrtriage.backends.medgemma.explainer import grey_to_pil
 
     msgs = to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
                                pil_to_data_uri(grey_to_pil(pixels)))
@@ -268,7 +268,7 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
 def _gguf_prerequisites(converter: str | None) -> str | None:
     """None when llama-cpp-python and the converter are there, else the reason (a ModelError's message)."""
     from cxrtriage.errors import ModelError
-    from cxrtriage.backends.medgemma_gguf import import_llama_cpp
+    from cxrtriage.backends.medgemma.gguf import import_llama_cpp
     from cxrtriage.hai_def.gguf import find_converter
 
     try:

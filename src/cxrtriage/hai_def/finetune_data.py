@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any, Sequence
 
-from cxrtriage.backends.medgemma_prompt import build_messages
+from cxrtriage.backends.medgemma.prompt import build_messages
 from cxrtriage.hai_def.finetune_config import TASKS, Task
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def build_examples(records: Sequence[Any], task: Task) -> list[dict]:
 
 def example_image(ex: dict):
     """The example's image as RGB PIL: its ``"image"`` (PIL or (H, W) array), else ``image_path`` read."""
-    from cxrtriage.backends.medgemma_explainer import grey_to_pil
+    from cxrtriage.backends.medgemma.explainer import grey_to_pil
 
     img = ex.get("image")
     if img is None:

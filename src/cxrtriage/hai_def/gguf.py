@@ -6,7 +6,7 @@ The conversion uses llama.cpp's own ``convert_hf_to_gguf.py`` (shipped inside th
 plain for the text model, ``--mmproj`` for the vision tower + projector. Inference goes through
 ``llama_cpp.Llama`` and the multimodal (libmtmd) chat handler, with the image passed as a data URI; the answer
 goes through the same defensive parser as the transformers backend
-(:func:`cxrtriage.backends.medgemma_output.parse_medgemma_output`) with one repair retry and the same fallback
+(:func:`cxrtriage.backends.medgemma.output.parse_medgemma_output`) with one repair retry and the same fallback
 warnings, so callers cannot tell the runtimes apart.
 
 llama-cpp-python must be built from source on x86 CPUs with AMX (a native build crashes on quantised models)::
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage import config
-from cxrtriage.backends.medgemma_gguf import import_llama_cpp
+from cxrtriage.backends.medgemma.gguf import import_llama_cpp
 from cxrtriage.errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ Keys of the ``preprocess`` block:
     ("F" mode) to (H, W) without keeping the aspect ratio, then ``(x - mean) / std``.
 * ``quantize``: ``"uint8"`` rounds the resized image to 8 bits (``round(x * 255) / 255``) before normalising.
   The bundled CNN was trained, calibrated and indexed on 8-bit caches of the resized images, so serving does the
-  same (:func:`to_cache` / :func:`from_cache` are the two halves training uses; ``tests/test_preprocess_parity.py``
+  same (:func:`to_cache` / :func:`from_cache` are the two halves training uses; ``tests/imaging/test_preprocess_parity.py``
   pins train-time and serve-time inputs to the same array).
   - ``"siglip-uint8-bilinear"`` (a MedSigLIP ONNX bundle): exactly ``MedSigLIPBackend.to_pil`` followed by the
     checkpoint's SigLIP image processor: clip, ``rint(x * 255)`` to uint8, PIL bilinear resize of the "L" image to

@@ -4,7 +4,7 @@ Started by ``cxrtriage serve`` (:mod:`cxrtriage.serve.server`: ``create_app(sett
 built, in each worker) or as ``demo_app.service.app:app`` (``create_app()``: settings from the environment, read
 there). Needs the ``[demo]`` extra; nothing else in the core package imports this module. The one
 :class:`cxrtriage.config.Settings` reaches the engine (:meth:`cxrtriage.pipeline.Triage.from_config`), the limits and
-the UI (:func:`cxrtriage.serve.webui.mount_ui`) from here.
+the UI (:func:`cxrtriage.serve.ui.app.mount_ui`) from here.
 
 Endpoints:
 
@@ -13,7 +13,7 @@ Endpoints:
   ``/static/crops/<random>.png`` this server serves.
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
-  ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.webui` is available).
+  ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.ui.app` is available).
 
 ``/predict`` status codes: 200; 400 malformed multipart body; 408 upload stalled for ``body_timeout_s``; 413 body
 over ``max_upload_mb`` (from Content-Length before reading, else while streaming); 415 not PNG/JPEG/DICOM by magic bytes (or a format feature that is not supported); 422 empty, corrupt or
@@ -243,7 +243,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(api_router(settings.max_prior_report_chars))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
-    # UI hook: cxrtriage.serve.webui mounts Gradio at /ui (its file routes before the mount); the API works without it
+    # UI hook: cxrtriage.serve.ui.app mounts Gradio at /ui (its file routes before the mount); the API works without it
     if settings.ui:
         runtime.ui_mounted = _mount_ui(app, runtime)
 
@@ -279,9 +279,9 @@ class MeasuredEngine:
 
 
 def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
-    """Mount the Gradio UI if :mod:`cxrtriage.serve.webui` and gradio are importable; never fail the API because of it."""
+    """Mount the Gradio UI if :mod:`cxrtriage.serve.ui.app` and gradio are importable; never fail the API because of it."""
     try:
-        from cxrtriage.serve.webui import mount_ui
+        from cxrtriage.serve.ui.app import mount_ui
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False

@@ -22,7 +22,7 @@ def auc_from_levels(y: np.ndarray, levels: np.ndarray, n_levels: int) -> float:
     """Exact AUC (Mann-Whitney, ties = 1/2) from precomputed score ranks.
 
     Same value as ``roc_auc_score`` but ~100x faster, which matters inside a
-    2000-resample bootstrap; ``tests/test_metrics.py`` checks the two agree.
+    2000-resample bootstrap; ``tests/evaluation/test_metrics.py`` checks the two agree.
     """
     pos_w = np.bincount(levels[y == 1], minlength=n_levels)
     neg_w = np.bincount(levels[y == 0], minlength=n_levels)

@@ -1,0 +1,295 @@
+"""What the web UI shows, as pure functions: the result's HTML (label, explanation, warnings, provenance, footer,
+error box), the image with its numbered evidence boxes, the crop gallery, and the page's CSS.
+
+No Gradio here: :mod:`cxrtriage.serve.ui.app` builds the page from these. Only the pixels and the non-identifying
+fields of the :class:`cxrtriage.schema.Prediction` are rendered; text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from cxrtriage.backends.finding_probe import NAME_MIN_AUC
+from cxrtriage.schema import DISCLAIMER, Crop, Prediction
+
+log = logging.getLogger(__name__)
+
+TITLE = "cxrtriage — chest X-ray triage"
+HAI_DEF_NOTICE = "Uses Google HAI-DEF models under the Health AI Developer Foundations terms of use"
+#: the rendered result images (in the UI's files directory) are deleted after this many seconds
+RENDERED_MAX_AGE_S = 900.0
+#: longest side of the image shown on the page (the model and the boxes use the full-size image)
+DISPLAY_MAX_SIDE = 1024
+#: outline colours of the evidence boxes 1, 2, 3 (also used for the gallery captions' numbering)
+BOX_COLOURS = ("#ffb000", "#00d5ff", "#ff4fd8")
+
+UI_CSS = """
+.cxr-disclaimer {background:#fff4d6; border:2px solid #b7791f; color:#5c3d00; border-radius:8px;
+  padding:10px 14px; font-weight:700; font-size:1.05rem;}
+.cxr-title h1 {margin:0 0 2px 0; font-size:1.7rem;}
+.cxr-sub {color:#555; font-size:0.92rem; margin:0;}
+.cxr-label {border-radius:10px; padding:14px 18px; font-size:1.6rem; font-weight:800; letter-spacing:0.01em;
+  color:#fff; line-height:1.25;}
+.cxr-label .cxr-score {font-weight:600; font-size:1.1rem; opacity:0.95;}
+.cxr-label .cxr-review {display:inline-block; margin-left:10px; padding:2px 10px; border-radius:999px;
+  background:rgba(0,0,0,0.22); font-size:1rem; vertical-align:middle;}
+.cxr-urgent {background:#c53030;}
+.cxr-nonurgent {background:#2f855a;}
+.cxr-amber {background:#c05621;}
+.cxr-placeholder {border:2px dashed #bbb; border-radius:10px; padding:14px 18px; color:#666; font-size:1.05rem;}
+.cxr-error {background:#fff5f5; border:2px solid #c53030; color:#9b2c2c; border-radius:8px; padding:12px 16px;
+  font-weight:600;}
+.cxr-error .cxr-error-title {font-size:1.1rem; margin-bottom:4px;}
+.cxr-explanation {font-size:1.05rem; margin:2px 0;}
+.cxr-warnings {background:#fffbea; border-left:4px solid #d69e2e; padding:8px 12px; border-radius:4px;}
+.cxr-warnings ul {margin:4px 0 0 18px;}
+.cxr-prov h4 {margin:12px 0 4px 0 !important; font-size:1.05rem;}
+/* provenance tables: the Triage tab's result and the Worklist tab's stored result */
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov table {border-collapse:collapse !important; width:100%;
+  font-size:0.93rem; border:none !important; margin:0 !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(tr, thead, tbody) {border:none !important;
+  background:none !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(td, th) {border:none !important;
+  border-bottom:1px solid #e2e2e2 !important; padding:5px 8px !important; text-align:left;
+  vertical-align:middle !important;}
+:is(#cxr-provenance, #cxr-wl-study) .cxr-prov th {font-weight:700; color:#444;}
+:is(#cxr-provenance, #cxr-wl-study) blockquote {margin:0 !important; padding:0 0 0 10px !important;
+  border-left:3px solid #cbd5e0; font-style:italic;}
+:is(#cxr-provenance, #cxr-wl-study) td.cxr-rel-cell {width:7.5em; white-space:nowrap;}
+.cxr-rel {display:inline-block; padding:1px 8px; border-radius:999px; font-size:0.82rem; font-weight:700; color:#fff;}
+.cxr-rel-supports {background:#c53030;}
+.cxr-rel-contradicts {background:#2f855a;}
+.cxr-rel-uncertain {background:#b7791f;}
+.cxr-rel-other {background:#4a5568;}
+/* evidence crops: stacked, all in view, each row the same share of the gallery height */
+#cxr-crops .grid-wrap {overflow:hidden !important;}
+#cxr-crops .grid-container {height:100% !important; box-sizing:border-box; grid-auto-rows:minmax(0, 1fr) !important;}
+#cxr-crops .gallery-item {min-height:0 !important; height:100% !important;}
+#cxr-crops .thumbnail-item {aspect-ratio:auto !important; height:100% !important; width:100% !important;}
+.cxr-footer {color:#444; font-size:0.9rem; border-top:1px solid #ddd; padding-top:8px;}
+/* an upload is held in memory and never served back: its name and size are shown, but not as a download link */
+#cxr-file a[download] {pointer-events:none; color:inherit !important; text-decoration:none;}
+.cxr-footer .cxr-haidef {margin-top:4px;}
+"""
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def to_display_image(pixels: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tuple[Image.Image, float]:
+    """Float [0, 1] grey pixels -> 8-bit RGB PIL image no larger than ``max_side``, and the scale applied."""
+    arr = np.clip(np.nan_to_num(np.asarray(pixels, dtype=np.float32)), 0.0, 1.0)
+    img = Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
+    scale = min(1.0, max_side / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    return img, scale
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 or no FreeType: bitmap default font
+        return ImageFont.load_default()
+
+
+def draw_boxes(img: Image.Image, pred: Prediction, scale: float) -> Image.Image:
+    """Outline each evidence box (original-image pixels, scaled to the display image) with its number."""
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    side = max(out.size)
+    width = max(2, round(side / 256))
+    font = _font(max(12, round(side / 32)))
+    for i, crop in enumerate(pred.crops):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        x0, y0 = crop.x * scale, crop.y * scale
+        x1, y1 = (crop.x + crop.w) * scale, (crop.y + crop.h) * scale
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
+        tag = str(i + 1)
+        l, t, r, b = draw.textbbox((0, 0), tag, font=font)
+        pad = max(2, width)
+        tw, th = r - l + 2 * pad, b - t + 2 * pad
+        ty = y0 - th if y0 - th >= 0 else y0
+        draw.rectangle([x0, ty, x0 + tw, ty + th], fill=colour)
+        draw.text((x0 + pad - l, ty + pad - t), tag, fill="#000000", font=font)
+    return out
+
+
+def crop_gallery(pred: Prediction) -> list[tuple[Image.Image, str]]:
+    """The crop thumbnails as (image, caption) pairs, numbered like the boxes."""
+    items = []
+    for i, crop in enumerate(pred.crops):
+        try:
+            with Image.open(crop.thumb_path) as im:
+                thumb = im.convert("RGB")
+        except OSError:
+            log.warning("crop thumbnail %s could not be read", crop.thumb_path)
+            continue
+        items.append((thumb, crop_caption(i, crop)))
+    return items
+
+
+def crop_caption(i: int, crop: Crop) -> str:
+    """``2. right lower zone (strength 0.81)``: numbered like the boxes on the image (gallery and worklist alike)."""
+    caption = f"{i + 1}. {crop.region or 'evidence region'}"
+    if crop.source == "medgemma":
+        caption += " (MedGemma's box, generative, unverified)"
+    if crop.strength is not None:
+        caption += f" (strength {crop.strength:.2f})"
+    return caption
+
+
+def label_html(pred: Prediction) -> str:
+    text = "URGENT" if pred.label == "Urgent" else "NON-URGENT"
+    cls = "cxr-amber" if pred.needs_review else ("cxr-urgent" if pred.label == "Urgent" else "cxr-nonurgent")
+    review = '<span class="cxr-review">needs review</span>' if pred.needs_review else ""
+    return (f'<div class="cxr-label {cls}" data-label="{_esc(pred.label)}">{text} '
+            f'<span class="cxr-score">— score {pred.score:.2f} (threshold {pred.threshold:.2f})</span>{review}</div>')
+
+
+PLACEHOLDER_HTML = ('<div class="cxr-placeholder">Upload a frontal chest X-ray and press <b>Triage</b>. '
+                    "The result appears here.</div>")
+
+
+def error_html(message: str, title: str = "This image was not triaged") -> str:
+    return (f'<div class="cxr-error" role="alert"><div class="cxr-error-title">{_esc(title)}</div>'
+            f"<div>{_esc(message)}</div></div>")
+
+
+def anatomy_line(pred: Prediction) -> str:
+    """One plain line from the segmentation: the lungs found and the cardiothoracic ratio with its caveat."""
+    a = pred.anatomy
+    if not a:
+        return ""
+    found = a.get("lungs_found") or []
+    lungs = "both lungs found" if len(found) == 2 else (f"only the {found[0]} lung found" if found else "no lung field found")
+    ctr = a.get("cardiothoracic_ratio")
+    ratio = f"; cardiothoracic ratio {ctr:.2f} (an AP or supine film magnifies the heart)" if isinstance(ctr, (int, float)) else ""
+    return f"Anatomy: {lungs}{ratio}."
+
+
+def findings_line(pred: Prediction) -> str:
+    """The finding outputs with the held-out AUC that says how far to trust them."""
+    parts = [f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.3f}"
+             + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it") + ")"
+             for f in pred.findings if f.held_out_auc is not None]
+    return "Finding outputs: " + "; ".join(parts) + "." if parts else ""
+
+
+def explanation_html(pred: Prediction) -> str:
+    extra = "".join(f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in (anatomy_line(pred), findings_line(pred)) if line)
+    return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>{extra}'
+
+
+def warnings_html(pred: Prediction) -> str:
+    if not pred.warnings:
+        return ""
+    items = "".join(f"<li>{_esc(w)}</li>" for w in pred.warnings)
+    return f'<div class="cxr-warnings"><b>Warnings</b><ul>{items}</ul></div>'
+
+
+def _case_label(snippet: str) -> str:
+    for label in ("Non-Urgent", "Urgent"):
+        if f"labelled {label}" in snippet:
+            return label
+    return ""
+
+
+def _relation_badge(relation: str | None) -> str:
+    kind = relation if relation in {"supports", "contradicts", "uncertain"} else "other"
+    return f'<span class="cxr-rel cxr-rel-{kind}">{_esc(relation or "mentioned")}</span>'
+
+
+def provenance_html(pred: Prediction) -> str:
+    """Prior-report quotes (with their relation) and the most similar training cases."""
+    report = [p for p in pred.provenance if p.source == "prior_report"]
+    cases = [p for p in pred.provenance if p.source.startswith("training_case:")]
+    other = [p for p in pred.provenance if p not in report and p not in cases]
+    parts = ['<div class="cxr-prov">']
+    parts.append("<h4>Prior report</h4>")
+    if report:
+        rows = "".join(f'<tr><td class="cxr-rel-cell">{_relation_badge(p.relation)}</td>'
+                       f"<td><blockquote>“{_esc(p.snippet)}”</blockquote></td></tr>" for p in report)
+        parts.append(f"<table><tbody>{rows}</tbody></table>")
+    else:
+        parts.append("<p>No prior-report sentence about an urgent finding (or no prior report given).</p>")
+    parts.append("<h4>Most similar training cases</h4>")
+    if cases:
+        rows = "".join(
+            f"<tr><td><code>{_esc(p.source.split(':', 1)[1])}</code></td><td>{_esc(_case_label(p.snippet))}</td>"
+            f"<td>{'' if p.similarity is None else f'{p.similarity:.2f}'}</td></tr>"
+            for p in cases)
+        parts.append("<table><thead><tr><th>training case (ID only)</th><th>label</th><th>cosine similarity</th></tr>"
+                     f"</thead><tbody>{rows}</tbody></table>")
+    else:
+        parts.append("<p>No similar-case index in this model.</p>")
+    for p in other:
+        parts.append(f"<p>[{_esc(p.source)}] {_esc(p.relation or '')}: {_esc(p.snippet)}</p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _fmt_number(value: Any, digits: int) -> str:
+    try:
+        if value is None:
+            return "–"
+        number = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not np.isfinite(number):
+        return "–"
+    return f"{number:.{digits}f}"
+
+
+def backend_of(status: dict) -> str | None:
+    model = status.get("model") if isinstance(status.get("model"), dict) else {}
+    return status.get("backend") or model.get("backend")
+
+
+#: backends whose whole model is one quantised ONNX file; the others report their weight files on disk
+_ONNX_BACKENDS = frozenset({"bundled", "medsiglip-onnx"})
+
+
+def _size_label(backend: str | None) -> str:
+    return "quantized ONNX size" if backend is None or backend in _ONNX_BACKENDS else "model files on disk"
+
+
+def footer_html(status: dict, local_median_ms: float | None = None) -> str:
+    """Model size and the median latency measured by this running instance ("–" before the first request)."""
+    size = _fmt_number(status.get("model_size_mb"), 2)
+    median = status.get("median_latency_ms")
+    if median is None:
+        median = local_median_ms
+    latency = _fmt_number(median, 0)
+    model = dict(status.get("model")) if isinstance(status.get("model"), dict) else {}
+    for key in ("name", "version"):  # the service's /status has flat model_name / model_version
+        model.setdefault(key, status.get(f"model_{key}"))
+    name = " ".join(str(model[k]) for k in ("name", "version") if model.get(k))
+    backend = backend_of(status)
+    parts = ['<div class="cxr-footer">',
+             f'<div class="cxr-stats">{_size_label(backend)}: <span id="cxr-size">{size}</span> MB; '
+             f'inference time: <span id="cxr-latency">{latency}</span> ms on this machine'
+             f"{' (median)' if latency != '–' else ''}"
+             f"{f' · model {_esc(name)}' if name else ''}{f' · backend {_esc(backend)}' if backend else ''}</div>"]
+    if backend and backend != "bundled":
+        parts.append(f'<div class="cxr-haidef">{_esc(HAI_DEF_NOTICE)}.</div>')
+    parts.append(f"<div>{_esc(DISCLAIMER)}</div></div>")
+    return "".join(parts)
+
+
+def title_html() -> str:
+    """The page heading and its one-line summary."""
+    return (f'<div class="cxr-title"><h1>{_esc(TITLE)}</h1>'
+            '<p class="cxr-sub">Offline urgency triage of frontal chest radiographs, with evidence regions and '
+            "provenance.</p></div>")
+
+
+def disclaimer_html() -> str:
+    """The disclaimer, always visible at the top of the page."""
+    return f'<div class="cxr-disclaimer" role="note">⚠ {_esc(DISCLAIMER)}</div>'

@@ -1,0 +1,149 @@
+"""The notebooks' shared support: parameters, output folders, timing records, papermill execution."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cxrtriage.evaluation import notebook_run
+
+
+def test_start_validates_the_profile_and_resolves_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="PROFILE must be one of smoke, full"):
+        notebook_run.start("nb", "quick")
+    monkeypatch.setenv("CXRTRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CXRTRIAGE_MODEL", "some/model")
+    run = notebook_run.start("nb", " FULL ")
+    assert run.full and run.data_dir == tmp_path and run.model == "some/model"
+    assert notebook_run.start("nb", "smoke", data_dir=tmp_path / "x", model="m").model == "m"
+
+
+def test_require_data_says_how_to_provide_it(tmp_path: Path) -> None:
+    run = notebook_run.start("nb", "smoke", data_dir=tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="CXRTRIAGE_DATA_DIR.*download_datasets.sh"):
+        run.require_data()
+
+
+def test_finish_prints_the_wall_time_and_machine(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run = notebook_run.start("nbname", "smoke", data_dir=tmp_path)
+    seconds = run.finish()
+    out = capsys.readouterr().out
+    assert seconds >= 0 and "nbname (smoke profile) took" in out and "CPU cores" in out
+
+
+def test_output_dir_is_inside_the_checkout_runs_folder() -> None:
+    path = notebook_run.output_dir("unit-test-notebook")
+    root = notebook_run.project_root()
+    assert root is not None and path == root / "runs" / "notebooks" / "unit-test-notebook" and path.is_dir()
+    path.rmdir()
+
+
+def test_output_dir_outside_a_checkout_goes_to_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert notebook_run.project_root() is None
+    assert "cxrtriage-runs" in str(notebook_run.output_dir("x"))
+
+
+def _notebook(path: Path, body: str) -> Path:
+    nbformat = pytest.importorskip("nbformat")
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell('PROFILE = "smoke"')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_execute_notebook_injects_the_profile_and_writes_html(tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "demo.ipynb", 'import sys\nprint("profile is", PROFILE)\n'
+                   'for i in range(3):\n    sys.stdout.write(f"\\rprogress {i}/3"); sys.stdout.flush()\nprint()')
+    result = notebook_run.execute_notebook(nb, tmp_path / "executed", "full")
+    html = result.html.read_text(encoding="utf-8")
+    assert "profile is full" in html and result.executed.is_file() and result.seconds > 0
+    assert "progress 2/3" in html and "progress 0/3" not in html  # progress redraws collapse to their last state
+    timings = notebook_run.record_timing(result, tmp_path / "timings.json")
+    assert json.loads((tmp_path / "timings.json").read_text()) == timings
+    assert timings["notebooks"]["demo.ipynb"]["full"]["command"] == "make notebooks PROFILE=full"
+
+
+def test_a_failing_cell_fails_the_execution(tmp_path: Path) -> None:
+    papermill = pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "bad.ipynb", 'raise RuntimeError("broken cell")')
+    with pytest.raises(papermill.PapermillExecutionError, match="broken cell"):
+        notebook_run.execute_notebook(nb, tmp_path / "executed")
+
+
+# --------------------------------------------------------------------------- the committed notebooks
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "prototype" / "notebooks"
+NOTEBOOKS = ("01_quickstart_inference.ipynb", "02_fine_tune_medgemma.ipynb", "03_evaluation_and_metrics.ipynb")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    path = NOTEBOOK_DIR / name
+    if not path.is_file():
+        pytest.fail(f"{name} is missing from prototype/notebooks/")
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters' (papermill)"
+    src = params[0].source
+    assert 'PROFILE = "smoke"' in src and "DATA_DIR = None" in src and "MODEL = None" in src
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "notebook_run.start(" in code and "run.finish()" in code
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), \
+        "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
+    assert path.stat().st_size < 2_000_000
+    assert "not a diagnostic tool" in nb.cells[0].source
+    papermill = pytest.importorskip("papermill")
+    inferred = papermill.inspect_notebook(str(path))
+    assert {"PROFILE", "DATA_DIR", "MODEL"} <= set(inferred), "papermill must parse the parameters cell"
+    assert inferred["PROFILE"]["default"] == '"smoke"'
+
+
+def test_prototype_md_results_block_is_current() -> None:
+    """prototype.md quotes numbers only through its generated block; it must match the metrics files."""
+    from cxrtriage.evaluation.prototype_report import BEGIN, END, render_block
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "prototype" / "prototype.md").read_text(encoding="utf-8")
+    block = text[text.index(BEGIN): text.index(END) + len(END)]
+    assert block == render_block(root / "prototype" / "eval"), "stale: run `make prototype-md`"
+
+
+def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
+    from cxrtriage.evaluation.prototype_report import render_block, update_document
+
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"threshold": 0.3, "nih_test": {"n": 7, "n_pos": 3, "auc": 0.81}}))
+    block = render_block(tmp_path / "eval")
+    assert "| NIH adult test: images (urgent) | 7 (3) | `prototype/eval/metrics.json` (`make evaluate`) |" in block
+    assert "n/a" in block  # absent files and fields say so instead of disappearing
+    doc = tmp_path / "prototype.md"
+    doc.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        update_document(doc, tmp_path / "eval")
+
+
+def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None:
+    """A reader of a wall time must know what ran (e.g. a random-weight stand-in instead of MedGemma)."""
+    pytest.importorskip("papermill")
+    # a checkout of its own, so the facts file lands in tmp_path/runs, not in a temp folder other runs share
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cxrtriage"\n')
+    nb = _notebook(tmp_path / "facts_demo.ipynb",
+                   "from cxrtriage.evaluation import notebook_run\n"
+                   "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
+                   "run.record('MedGemma', 'random-weight stand-in')\nrun.finish()")
+    result = notebook_run.execute_notebook(nb, tmp_path / "executed", "smoke")
+    assert result.facts == {"MedGemma": "random-weight stand-in"}
+    timings = notebook_run.record_timing(result, tmp_path / "timings.json")
+    assert timings["notebooks"]["facts_demo.ipynb"]["smoke"]["facts"] == {"MedGemma": "random-weight stand-in"}
+    stale = notebook_run.execute_notebook(_notebook(tmp_path / "facts_demo.ipynb", "pass"), tmp_path / "x", "smoke")
+    assert stale.facts == {}  # a file left by an earlier run is not attributed to this one

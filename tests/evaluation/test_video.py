@@ -1,0 +1,46 @@
+"""video/demo.mp4: within the challenge's limits, readable, not blank, and its captions' numbers still current."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrtriage.evaluation import video, writeup
+
+ROOT = Path(__file__).resolve().parents[2]
+MP4 = ROOT / video.VIDEO_FILE
+pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (ffmpeg) not installed")
+
+
+def test_at_most_three_minutes_ten_megabytes_and_720p_h264():
+    facts = video.probe(MP4)
+    assert facts["seconds"] <= video.MAX_SECONDS and facts["mb"] <= video.MAX_MB
+    assert facts["width"] >= 1280 and facts["height"] >= 720 and facts["codec"] == "h264"
+    recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
+    assert abs(recorded["seconds"] - facts["seconds"]) < 0.5  # the record describes the committed file
+
+
+def test_frames_across_the_video_are_neither_blank_nor_all_alike(tmp_path):
+    from PIL import Image
+
+    seconds = video.probe(MP4)["seconds"]
+    frames = []
+    for i, t in enumerate(np.linspace(2, seconds - 2, 8)):
+        out = tmp_path / f"f{i}.png"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-ss", f"{t:.2f}", "-i", str(MP4), "-frames:v", "1", str(out)], check=True)
+        frames.append(np.asarray(Image.open(out).convert("L"), dtype=np.float32))
+    assert all(f.std() > 15 for f in frames), [round(float(f.std()), 1) for f in frames]
+    distinct = {round(float(f.mean()), 0) for f in frames}
+    assert len(distinct) >= 4  # the session moves through cards, the UI, endpoints and the smoke test
+
+
+def test_every_number_in_the_captions_is_current():
+    recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
+    assert len(recorded["numbers"]) >= 10
+    for name, entry in recorded["numbers"].items():
+        assert writeup.read_number(ROOT, name) == entry["text"], f"{name} changed in {entry['source']}: run `make video`"
