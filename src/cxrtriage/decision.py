@@ -36,6 +36,13 @@ PRIOR_REPORT_WARNING = ("the prior report affirms an urgent finding but the imag
                         "review the current image against the prior report")
 
 
+def in_review_band(score: float, review_band: tuple[float, float]) -> bool:
+    """The review rule: a score in ``[low, high)`` is too close to the uncertain threshold to leave to the model.
+    The label, the review flag and the explanation's "borderline" all come from this one test."""
+    low, high = review_band
+    return low <= score < high
+
+
 def reported(value: float) -> float:
     """A score or threshold as results report it; decisions are made on these values, not the raw floats."""
     return round(float(value), REPORTED_DECIMALS)
@@ -65,11 +72,10 @@ class Decision:
     def band(self) -> str:
         """The score in words: ``borderline`` inside the review band, else ``high`` / ``moderately high`` above the
         threshold and ``low`` below it."""
-        low, high = self.review_band
-        if low <= self.score < high:
+        if in_review_band(self.score, self.review_band):
             return "borderline"
         if self.score >= self.threshold:
-            return "high" if self.score >= max(high, 0.5 * (1 + self.threshold)) else "moderately high"
+            return "high" if self.score >= max(self.review_band[1], 0.5 * (1 + self.threshold)) else "moderately high"
         return "low"
 
     @property
@@ -89,7 +95,7 @@ def decide(score: float, threshold: float, review_band: tuple[float, float], *,
     frontal film (``atypical_film``: the check's reasons, in words) is labelled Urgent for human review."""
     score, threshold = reported(score), reported(threshold)
     band = (reported(review_band[0]), reported(review_band[1]))
-    in_band = band[0] <= score < band[1]
+    in_band = in_review_band(score, band)
     decision = Decision(label=URGENT if score >= threshold or in_band else NON_URGENT, needs_review=in_band,
                         reasons=(Reason(REVIEW_BAND),) if in_band else (), score=score, threshold=threshold,
                         review_band=band)
