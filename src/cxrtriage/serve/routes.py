@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -27,6 +26,7 @@ from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
 from cxrtriage.interop.context import OutputContext
 from cxrtriage.interop.formats import OutputFormat, UnknownFormat, format_names, get_format, output_formats
 from cxrtriage.schema import Prediction
+from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.errors import INTERNAL_ERROR, error_response, input_error_status
 from cxrtriage.serve.middleware import scope_request_id
 from cxrtriage.serve.runtime import Engine, QueueFullError
@@ -35,11 +35,10 @@ from cxrtriage.worklist import KEY_PATTERN, file_on_worklist
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.pipeline import Triaged
 
-__all__ = ["CROPS_URL", "api_router", "check_upload", "predict_responses", "predict_upload", "with_crop_urls"]
+__all__ = ["api_router", "check_upload", "predict_responses", "predict_upload"]
 
 log = logging.getLogger("cxrtriage.serve.app")
 
-CROPS_URL = "/static/crops"
 NOT_READY_RETRY_S = 5
 
 
@@ -60,15 +59,6 @@ def check_upload(data: bytes) -> str:
             f"unsupported file type (detected: {describe_unknown(data)}); upload a PNG, JPEG or DICOM file"
         )
     return kind
-
-
-def with_crop_urls(prediction: Prediction, url_prefix: str = CROPS_URL) -> Prediction:
-    """Replace each crop's file-system path by the URL the server serves it at (server paths stay private)."""
-    if not prediction.crops:
-        return prediction
-    prefix = url_prefix.rstrip("/")
-    crops = [c.model_copy(update={"thumb_path": f"{prefix}/{Path(c.thumb_path).name}"}) for c in prediction.crops]
-    return prediction.model_copy(update={"crops": crops})
 
 
 def _prior(prior_report: str | None) -> str | None:
@@ -213,8 +203,7 @@ async def predict(request: Request, file: UploadFile, prior_report: str | None, 
         log.error("request %s: unexpected %s during prediction", rid, type(exc).__name__,
                   exc_info=(type(exc), exc, exc.__traceback__))
         return error_response(500, INTERNAL_ERROR, "InternalError", request)
-    runtime.stats.add_latency(elapsed)
-    runtime.inference_seconds.observe(elapsed)
+    runtime.observe_inference(elapsed)
     prediction = await run_in_threadpool(_to_worklist, runtime, with_crop_urls(triaged.prediction, url_prefix),
                                          accession)
     payload = await run_in_threadpool(_rendered, fmt, OutputContext.of(triaged, prediction))
