@@ -29,10 +29,12 @@ names, DICOM header values and report text are never logged.
 The model loads in the background after start-up, so ``/health`` answers at once and orchestrators can poll
 ``/ready``; a load failure keeps ``/ready`` at 503 with the reason rather than killing the process.
 
-This module assembles the app: the :class:`~cxrtriage.serve.runtime.ServiceRuntime` (what one app owns, at
-``app.state.runtime``), middleware, ``/metrics``, the exception handlers of :mod:`cxrtriage.serve.errors`, the
-routes of :mod:`cxrtriage.serve.routes` (which also holds the request -> Prediction step, re-exported here), the
-crops (:mod:`cxrtriage.serve.crops`) and the UI mount.
+This module assembles the app, in this order: the settings; the
+:class:`~cxrtriage.serve.runtime.ServiceRuntime` (what one app owns, at ``app.state.runtime``, where
+:mod:`cxrtriage.serve.deps` finds it for the routes); middleware and ``/metrics``; the exception handlers of
+:mod:`cxrtriage.serve.errors`; the routers of :mod:`cxrtriage.serve.routes` (one per resource; the request ->
+Prediction step of :mod:`cxrtriage.serve.routes.predict` is re-exported here); the crops directory
+(:mod:`cxrtriage.serve.crops`); the UI mount.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware
-from cxrtriage.serve.routes import api_router, check_upload, predict_upload
+from cxrtriage.serve.routes import api_router
+from cxrtriage.serve.routes.predict import check_upload, predict_upload
 from cxrtriage.serve.runtime import (
     Engine,
     EngineState,
@@ -144,7 +147,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)
-    app.include_router(api_router(settings.max_prior_report_chars))
+    app.include_router(api_router(settings))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
     # UI hook: cxrtriage.serve.ui.app mounts Gradio at /ui (its file routes before the mount); the API works without it
