@@ -135,6 +135,15 @@ def test_private_names_are_not_imported_across_modules() -> None:
     assert not bad, bad
 
 
+def test_only_the_dependencies_module_reads_the_apps_state() -> None:
+    """The service's routes declare what they need (``serve/deps.py``, FastAPI's ``Depends``): ``request.app.state``
+    (where ``create_app`` keeps the runtime) is read in one place, so a route's signature says what it uses."""
+    readers = sorted({str(path.relative_to(PKG)) for path, tree in _src_trees() for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr == "state"
+                      and isinstance(node.value, ast.Attribute) and node.value.attr == "app"})
+    assert readers == ["serve/deps.py"], f"modules that read request.app.state: {readers}"
+
+
 def test_every_stage_has_a_line_in_architecture_md() -> None:
     text = (PKG.parents[1] / "ARCHITECTURE.md").read_text(encoding="utf-8")
     stages = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}

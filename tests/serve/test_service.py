@@ -516,9 +516,9 @@ def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
 
 
 def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cxrtriage.serve.app as server_module
+    import cxrtriage.serve.runtime as runtime_module
 
-    monkeypatch.setattr(server_module, "_PRUNE_INTERVAL_S", 0.0)  # retention after every prediction
+    monkeypatch.setattr(runtime_module, "_PRUNE_INTERVAL_S", 0.0)  # retention after every prediction
     settings = _settings(tmp_path, crops_max_files=2, crops_min_age_s=0)  # the count limit alone
     crops_dir = settings.crops_dir
     crops_dir.mkdir(parents=True)
@@ -539,7 +539,7 @@ def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, m
 
 def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """make loadtest: listing thousands of crops after every request cost as much CPU as the inference."""
-    import cxrtriage.serve.app as server_module
+    import cxrtriage.serve.runtime as runtime_module
 
     runtime = create_app(_settings(tmp_path), engine=FakeEngine()).state.runtime
     calls: list[int] = []
@@ -547,7 +547,7 @@ def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, 
     for _ in range(5):
         runtime.prune_soon()
     assert len(calls) == 1
-    runtime._last_prune -= server_module._PRUNE_INTERVAL_S  # a second later
+    runtime._last_prune -= runtime_module._PRUNE_INTERVAL_S  # a second later
     runtime.prune_soon()
     assert len(calls) == 2
 

@@ -2,7 +2,8 @@
 
 The format comes from magic bytes only, never from the file name or a client's content type (both are chosen by
 the sender and often wrong). This is its own module so that the loader and the service's cheap upload check
-(``serve.app.check_upload``, before anything is queued) apply the same rule and read the same number of bytes.
+(``serve.routes.predict.check_upload``, before anything is queued) apply the same rule and read the same number of
+bytes.
 """
 
 from __future__ import annotations

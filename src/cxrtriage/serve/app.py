@@ -11,15 +11,17 @@ Endpoints:
 * ``POST /predict`` multipart: ``file`` (PNG, JPEG or DICOM, detected from its bytes), optional ``prior_report``
   text -> the :class:`~cxrtriage.schema.Prediction` JSON, each crop's ``thumb_path`` rewritten to the URL
   ``/static/crops/<random>.png`` this server serves.
+* ``GET /worklist`` (triaged studies in reading order), ``GET /worklist/{key}`` (one stored result).
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
   ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.ui.app` is available).
 
 ``/predict`` status codes: 200; 400 malformed multipart body; 408 upload stalled for ``body_timeout_s``; 413 body
-over ``max_upload_mb`` (from Content-Length before reading, else while streaming); 415 not PNG/JPEG/DICOM by magic bytes (or a format feature that is not supported); 422 empty, corrupt or
-truncated image, not a frontal chest radiograph, other input errors, missing ``file``, ``prior_report`` too long;
-429 queue full (with ``Retry-After``; decided from the headers, before the body is read); 503 model not ready or model error; 500 unexpected (generic message, traceback
-in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
+over ``max_upload_mb`` (from Content-Length before reading, else while streaming); 415 not PNG/JPEG/DICOM by magic
+bytes (or a format feature that is not supported); 422 empty, corrupt or truncated image, not a frontal chest
+radiograph, other input errors, missing ``file``, ``prior_report`` too long; 429 queue full (with ``Retry-After``;
+decided from the headers, before the body is read); 503 model not ready or model error; 500 unexpected (generic
+message, traceback in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
 
 Privacy: the log holds request id, method, a path with no client-chosen parts, status and latency. Upload file
 names, DICOM header values and report text are never logged.
@@ -27,9 +29,12 @@ names, DICOM header values and report text are never logged.
 The model loads in the background after start-up, so ``/health`` answers at once and orchestrators can poll
 ``/ready``; a load failure keeps ``/ready`` at 503 with the reason rather than killing the process.
 
-This module assembles the app: :class:`ServiceRuntime` (what one app owns, at ``app.state.runtime``), middleware,
-``/metrics``, the exception handlers of :mod:`cxrtriage.serve.errors`, the routes of :mod:`cxrtriage.serve.routes`
-(which also holds the request -> Prediction step, re-exported here), the crops and the UI mount.
+This module assembles the app, in this order: the settings; the
+:class:`~cxrtriage.serve.runtime.ServiceRuntime` (what one app owns, at ``app.state.runtime``, where
+:mod:`cxrtriage.serve.deps` finds it for the routes); middleware and ``/metrics``; the exception handlers of
+:mod:`cxrtriage.serve.errors`; the routers of :mod:`cxrtriage.serve.routes` (one per resource; the request ->
+Prediction step of :mod:`cxrtriage.serve.routes.predict` is re-exported here); the crops directory
+(:mod:`cxrtriage.serve.crops`); the UI mount.
 """
 
 from __future__ import annotations
@@ -38,139 +43,41 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Histogram
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from cxrtriage.config import Settings
-from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
-from cxrtriage.serve.middleware import (
-    BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware,
-)
-from cxrtriage.serve.routes import CROPS_URL, api_router, check_upload, predict_upload, with_crop_urls
+from cxrtriage.serve.middleware import BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware
+from cxrtriage.serve.routes import api_router
+from cxrtriage.serve.routes.predict import check_upload, predict_upload
 from cxrtriage.serve.runtime import (
-    Engine, EngineState, InferenceLimiter, QueueFullError, ServiceStats, load_in_background, load_engine, warm_up,
+    Engine,
+    EngineState,
+    InferenceLimiter,
+    QueueFullError,
+    ServiceRuntime,
+    ServiceStats,
+    load_engine,
+    load_in_background,
+    warm_up,
 )
-from cxrtriage.worklist import Worklist
 
 __all__ = [
-    "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceStats",
+    "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceRuntime", "ServiceStats",
     "check_upload", "create_app", "load_engine", "predict_upload", "warm_up", "with_crop_urls",
 ]
 
 log = logging.getLogger("cxrtriage.serve.app")
-
-_PRUNE_INTERVAL_S = 1.0
-
-
-# ----------------------------------------------------------------------------- the app
-
-
-class ServiceRuntime:
-    """Everything one app instance owns: settings, engine state, stats, limiter and metrics."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.state = EngineState()
-        self.stats = ServiceStats(settings.latency_window)
-        self.registry = CollectorRegistry(auto_describe=True)  # per app: several apps may live in one process
-        self.inference_seconds = Histogram(
-            "cxrtriage_inference_seconds", "Wall time of one triage inference (decode to explanation)",
-            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0), registry=self.registry,
-        )
-        self._limiter: InferenceLimiter | None = None
-        self._worklist: Worklist | None = None
-        self.ui_mounted = False
-        self._prune_lock = threading.Lock()
-        self._last_prune = -math.inf
-
-    @property
-    def limiter(self) -> InferenceLimiter:
-        if self._limiter is None:
-            self._limiter = InferenceLimiter(self.settings.max_concurrent, self.settings.max_queue)
-        return self._limiter
-
-    @property
-    def worklist(self) -> Worklist:
-        """Opened on first use (OSError or sqlite3.Error when its folder is not writable)."""
-        if self._worklist is None:
-            self._worklist = Worklist(self.settings.worklist_path, 60.0 * self.settings.worklist_max_wait_min)
-        return self._worklist
-
-    def reset_limiter(self) -> None:
-        """A fresh limiter per start-up: asyncio primitives belong to one event loop."""
-        self._limiter = None
-
-    def prune_soon(self) -> int:
-        """Retention after a prediction, at most once per second: listing a crops directory of thousands of files
-        after every request cost as much CPU as the inference under load (make loadtest)."""
-        now = time.monotonic()
-        with self._prune_lock:
-            if now - self._last_prune < _PRUNE_INTERVAL_S:
-                return 0
-            self._last_prune = now
-        return self.prune()
-
-    def prune(self) -> int:
-        """Apply crop retention; logs instead of raising (a full or read-only disk must not fail requests)."""
-        s = self.settings
-        try:
-            deleted = prune_crops(s.crops_dir, s.crops_max_files, s.crops_max_age_s, min_age_s=s.crops_min_age_s,
-                                  max_bytes=int(s.crops_max_mb * 1024 * 1024))
-        except OSError as exc:
-            log.warning("crop retention failed: %s", exc.strerror or type(exc).__name__)
-            return 0
-        if deleted:
-            log.info("crop retention: deleted %d thumbnail(s)", deleted)
-        return deleted
-
-    def status(self) -> dict[str, Any]:
-        """What ``GET /status`` returns (and the UI shows)."""
-        engine = self.state.engine
-        info = engine.info if engine is not None else None
-        size = None
-        if engine is not None:
-            with contextlib.suppress(Exception):
-                size = round(float(engine.footprint_mb()), 2)
-        limiter = self._limiter
-        return {
-            "ready": engine is not None,
-            "model_name": getattr(info, "name", None),
-            "model_version": getattr(info, "version", None),
-            "model_sha256": getattr(info, "sha256", None),
-            "backend": getattr(info, "backend", None) or self.settings.backend,
-            "model_size_mb": size,
-            **self.stats.snapshot(),
-            "in_flight": limiter.active if limiter else 0,
-            "waiting": limiter.waiting if limiter else 0,
-            "max_concurrent": self.settings.max_concurrent,
-            "max_queue": self.settings.max_queue,
-            "disclaimer": DISCLAIMER,
-        }
-
-    def busy_retry_after_s(self) -> int | None:
-        """None while a /predict may queue; else Retry-After seconds (checked before its body is read)."""
-        if self._limiter is None or not self._limiter.full:
-            return None
-        return self.retry_after_s()
-
-    def retry_after_s(self) -> int:
-        """Rough wait for a free slot: median latency x backlog per slot, at least 1 s."""
-        median = self.stats.median_seconds() or 1.0
-        limiter = self.limiter
-        backlog = (limiter.active + limiter.waiting + 1) / limiter.max_concurrent
-        return max(1, min(120, math.ceil(median * backlog)))
 
 
 def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
@@ -240,7 +147,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)
-    app.include_router(api_router(settings.max_prior_report_chars))
+    app.include_router(api_router(settings))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
     # UI hook: cxrtriage.serve.ui.app mounts Gradio at /ui (its file routes before the mount); the API works without it
@@ -254,7 +161,7 @@ class MeasuredEngine:
     """The engine as the UI sees it: UI predictions count in /status, /metrics and the UI footer exactly like
     API requests, so "inference time on this machine" is measured whichever way the instance is used."""
 
-    def __init__(self, engine: Engine, runtime: "ServiceRuntime") -> None:
+    def __init__(self, engine: Engine, runtime: ServiceRuntime) -> None:
         self._engine = engine
         self._runtime = runtime
 
@@ -268,9 +175,7 @@ class MeasuredEngine:
         except Exception:
             self._runtime.stats.count(500)
             raise
-        elapsed = time.perf_counter() - t0
-        self._runtime.stats.add_latency(elapsed)
-        self._runtime.inference_seconds.observe(elapsed)
+        self._runtime.observe_inference(time.perf_counter() - t0)
         self._runtime.stats.count(200)
         return result
 
@@ -279,7 +184,7 @@ class MeasuredEngine:
 
 
 def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
-    """Mount the Gradio UI if :mod:`cxrtriage.serve.ui.app` and gradio are importable; never fail the API because of it."""
+    """Mount the Gradio UI if :mod:`cxrtriage.serve.ui.app` and gradio are importable; never fail the API for it."""
     try:
         from cxrtriage.serve.ui.app import mount_ui
     except ImportError as exc:

@@ -1,11 +1,13 @@
-"""Service runtime pieces: the engine protocol and its background loading, request statistics and the bounded
-inference queue (429 when full)."""
+"""What one service app owns at run time (:class:`ServiceRuntime`, at ``app.state.runtime``; routes get it and its
+parts through :mod:`cxrtriage.serve.deps`) and its pieces: the engine protocol and its background loading, request
+statistics, the bounded inference queue (429 when full), crop retention and the ``/status`` answer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -14,16 +16,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import numpy as np
+from prometheus_client import CollectorRegistry, Histogram
 
-from cxrtriage.errors import ModelError, ServiceBusyError
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.config import Settings
+from cxrtriage.errors import ModelError, ServiceBusyError
+from cxrtriage.explain.crop_store import prune_crops
+from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
+from cxrtriage.worklist import Worklist
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.imaging.load import LoadedImage
     from cxrtriage.pipeline import Triaged
 
 log = logging.getLogger("cxrtriage.serve.app")
+
+_PRUNE_INTERVAL_S = 1.0
 
 
 class Engine(Protocol):
@@ -216,3 +223,105 @@ class InferenceLimiter:
         finally:
             self.active -= 1
             self._semaphore.release()
+
+
+class ServiceRuntime:
+    """Everything one app instance owns: settings, engine state, stats, limiter and metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = EngineState()
+        self.stats = ServiceStats(settings.latency_window)
+        self.registry = CollectorRegistry(auto_describe=True)  # per app: several apps may live in one process
+        self.inference_seconds = Histogram(
+            "cxrtriage_inference_seconds", "Wall time of one triage inference (decode to explanation)",
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0), registry=self.registry,
+        )
+        self._limiter: InferenceLimiter | None = None
+        self._worklist: Worklist | None = None
+        self.ui_mounted = False
+        self._prune_lock = threading.Lock()
+        self._last_prune = -math.inf
+
+    @property
+    def limiter(self) -> InferenceLimiter:
+        if self._limiter is None:
+            self._limiter = InferenceLimiter(self.settings.max_concurrent, self.settings.max_queue)
+        return self._limiter
+
+    @property
+    def worklist(self) -> Worklist:
+        """Opened on first use (OSError or sqlite3.Error when its folder is not writable)."""
+        if self._worklist is None:
+            self._worklist = Worklist(self.settings.worklist_path, 60.0 * self.settings.worklist_max_wait_min)
+        return self._worklist
+
+    def observe_inference(self, seconds: float) -> None:
+        """One inference's wall time, in ``/status`` (latency window) and ``/metrics`` (histogram): the same for an
+        API request and a UI prediction."""
+        self.stats.add_latency(seconds)
+        self.inference_seconds.observe(seconds)
+
+    def reset_limiter(self) -> None:
+        """A fresh limiter per start-up: asyncio primitives belong to one event loop."""
+        self._limiter = None
+
+    def prune_soon(self) -> int:
+        """Retention after a prediction, at most once per second: listing a crops directory of thousands of files
+        after every request cost as much CPU as the inference under load (make loadtest)."""
+        now = time.monotonic()
+        with self._prune_lock:
+            if now - self._last_prune < _PRUNE_INTERVAL_S:
+                return 0
+            self._last_prune = now
+        return self.prune()
+
+    def prune(self) -> int:
+        """Apply crop retention; logs instead of raising (a full or read-only disk must not fail requests)."""
+        s = self.settings
+        try:
+            deleted = prune_crops(s.crops_dir, s.crops_max_files, s.crops_max_age_s, min_age_s=s.crops_min_age_s,
+                                  max_bytes=int(s.crops_max_mb * 1024 * 1024))
+        except OSError as exc:
+            log.warning("crop retention failed: %s", exc.strerror or type(exc).__name__)
+            return 0
+        if deleted:
+            log.info("crop retention: deleted %d thumbnail(s)", deleted)
+        return deleted
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /status`` returns (and the UI shows)."""
+        engine = self.state.engine
+        info = engine.info if engine is not None else None
+        size = None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                size = round(float(engine.footprint_mb()), 2)
+        limiter = self._limiter
+        return {
+            "ready": engine is not None,
+            "model_name": getattr(info, "name", None),
+            "model_version": getattr(info, "version", None),
+            "model_sha256": getattr(info, "sha256", None),
+            "backend": getattr(info, "backend", None) or self.settings.backend,
+            "model_size_mb": size,
+            **self.stats.snapshot(),
+            "in_flight": limiter.active if limiter else 0,
+            "waiting": limiter.waiting if limiter else 0,
+            "max_concurrent": self.settings.max_concurrent,
+            "max_queue": self.settings.max_queue,
+            "disclaimer": DISCLAIMER,
+        }
+
+    def busy_retry_after_s(self) -> int | None:
+        """None while a /predict may queue; else Retry-After seconds (checked before its body is read)."""
+        if self._limiter is None or not self._limiter.full:
+            return None
+        return self.retry_after_s()
+
+    def retry_after_s(self) -> int:
+        """Rough wait for a free slot: median latency x backlog per slot, at least 1 s."""
+        median = self.stats.median_seconds() or 1.0
+        limiter = self.limiter
+        backlog = (limiter.active + limiter.waiting + 1) / limiter.max_concurrent
+        return max(1, min(120, math.ceil(median * backlog)))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cxrtriage.config import Settings
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
-from cxrtriage.serve.routes import with_crop_urls
+from cxrtriage.serve.crops import with_crop_urls
 from cxrtriage.serve.ui.render import (
     crop_caption, disclaimer_html, error_html, explanation_html, label_html, provenance_html, warnings_html,
 )

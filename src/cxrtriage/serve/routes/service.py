@@ -1,0 +1,48 @@
+"""The service's own routes (OpenAPI tag ``service``): ``GET /health`` (the process answers), ``GET /ready`` (the
+model is loaded and warmed up; what an orchestrator polls), ``GET /status`` (model identity, size, latency,
+counters) and ``GET /`` (to the UI, or to the API docs when the UI is not mounted). ``/metrics`` is the
+instrumentator's, exposed by ``create_app``. The handlers have no docstrings: FastAPI would publish them as the
+operations' descriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from cxrtriage.serve.deps import NOT_READY_RETRY_S, EngineStateDep, RuntimeDep
+
+__all__ = ["health", "ready", "root", "router", "status"]
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health", summary="liveness: the process answers")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="readiness: model loaded and warmed up (503 until then)")
+async def ready(state: EngineStateDep) -> JSONResponse:
+    # 200 with the model's name; 503 with Retry-After while it loads, or after a failed load with the reason
+    engine = state.engine
+    if engine is None:
+        error = state.error
+        body = {
+            "ready": False,
+            "detail": f"model failed to load: {error}" if error else "model loading",
+            "error": error,
+        }
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(NOT_READY_RETRY_S)})
+    return JSONResponse({"ready": True, "model": engine.info.name})
+
+
+@router.get("/status", summary="model identity and size, latency, counters, disclaimer")
+async def status(runtime: RuntimeDep) -> dict[str, Any]:
+    return runtime.status()
+
+
+@router.get("/", include_in_schema=False)
+async def root(runtime: RuntimeDep) -> RedirectResponse:
+    return RedirectResponse("/ui" if runtime.ui_mounted else "/docs")
