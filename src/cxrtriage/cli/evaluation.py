@@ -150,7 +150,8 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--update-card",
         action="store_true",
-        help="write the measured numbers into the bundled model card",
+        help="write the measured numbers into the bundle's card.json and model card (of --model-dir, default the "
+        "bundled model)",
     )
     s.set_defaults(func=cmd_evaluate)
 
@@ -164,7 +165,7 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--update-card",
         action="store_true",
-        help="store the figures in model.json and the model card",
+        help="store the figures in the bundle's card.json and model card (of --model-dir, default the bundled model)",
     )
     s.set_defaults(func=cmd_evaluate_anatomy)
 
@@ -185,7 +186,7 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--update-card",
         action="store_true",
-        help="store the figures in the shipped bundle's model.json and card",
+        help="store the figures in the shipped bundle's card.json and model card",
     )
     s.set_defaults(func=cmd_evaluate_generalisation)
 
@@ -197,7 +198,7 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--update-card",
         action="store_true",
-        help="record the numbers in the bundled model card",
+        help="record the numbers in the bundled model's card.json and model card",
     )
     s.set_defaults(func=cmd_bench)
 
