@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from cxrtriage.cli.options import resolve_data_dir
+from cxrtriage.cli.options import SubCommands, resolve_data_dir
 from cxrtriage.errors import ModelError
 from cxrtriage.optional import MissingDependency, require_all
 
@@ -305,7 +305,7 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ parser
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: SubCommands) -> None:
     """Register ``hai-def`` and its subcommands on the main CLI's subparsers."""
     p = subparsers.add_parser(
         "hai-def", help="HAI-DEF models (MedSigLIP, MedGemma): tiny stand-ins, probe, fine-tuning, ONNX / GGUF export",

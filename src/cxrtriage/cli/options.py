@@ -1,13 +1,18 @@
-"""Option rules shared by ``cxrtriage``, ``cxrtriage hai-def`` and the PACS commands (kept apart so that none
-imports another): the one :class:`~cxrtriage.config.Settings` of a command, and the data directory."""
+"""Option rules shared by every command group of the CLI (run-time, evaluation, training, deliverables, PACS,
+``hai-def``), kept here so that no group module imports another: the one :class:`~cxrtriage.config.Settings` of a
+command, the backend options, the data directory and the check for an optional extra."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from cxrtriage.config import Settings
+
+#: what ``ArgumentParser.add_subparsers`` returns: each command group module registers its commands on it
+SubCommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_backend_options(s: argparse.ArgumentParser) -> None:
@@ -15,9 +20,12 @@ def add_backend_options(s: argparse.ArgumentParser) -> None:
     from cxrtriage.backends import BACKENDS
 
     s.add_argument("--backend", choices=sorted(BACKENDS), help="model backend (default: CXRTRIAGE_BACKEND or bundled)")
-    s.add_argument("--model", help="model id or directory for the backend, e.g. google/medgemma-4b-it "
-                                   "(default: CXRTRIAGE_MODEL, or the backend's default; for bundled: "
-                                   "CXRTRIAGE_MODEL_DIR, or the bundled model)")
+    s.add_argument(
+        "--model",
+        help="model id or directory for the backend, e.g. google/medgemma-4b-it "
+        "(default: CXRTRIAGE_MODEL, or the backend's default; for bundled: "
+        "CXRTRIAGE_MODEL_DIR, or the bundled model)",
+    )
 
 
 def command_settings(args: argparse.Namespace, **values: Any) -> Settings:
@@ -38,3 +46,24 @@ def resolve_data_dir(arg: str | None, settings: Settings | None = None) -> Path:
     found = settings.find_data_dir(required=True)  # FileNotFoundError naming what is wrong and what to do
     assert found is not None
     return found
+
+
+def data_dir_or_exit(arg: str | None) -> Path:
+    """:func:`resolve_data_dir` for a command: a data directory that cannot be found is a configuration error, so
+    the command exits 2 with the sentence saying what to do (``cxrtriage.cli.main``'s exit codes)."""
+    try:
+        return resolve_data_dir(arg)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def require_extra(module: str, extra: str, purpose: str) -> None:
+    """Exit 2 with one sentence naming the pip command when an optional dependency is missing (checked before a
+    command imports its machinery, so the user never sees an ImportError traceback)."""
+    from cxrtriage.optional import MissingDependency, require
+
+    try:
+        require(module, extra=extra, purpose=purpose)
+    except MissingDependency as exc:
+        raise SystemExit(f"error: {exc}") from None
