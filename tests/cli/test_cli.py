@@ -96,3 +96,14 @@ def test_demo_triages_examples(data_dir, tmp_path, monkeypatch, capsys):
     assert "score" in out and "provenance [prior_report]" in out
     rows = _rows(tmp_path / "runs" / "demo" / "predictions.jsonl")
     assert len(rows) >= 3 and all("label" in r for r in rows)
+
+
+def test_an_unknown_backend_is_a_configuration_error(monkeypatch, tmp_path, capsys):
+    """CXRTRIAGE_BACKEND=nope: one sentence naming the variable and the backends there are, exit 2, no traceback."""
+    monkeypatch.setenv("CXRTRIAGE_BACKEND", "nope")
+    image = tmp_path / "x.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert main(["predict", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'nope'" in err and "CXRTRIAGE_BACKEND" in err and "bundled" in err
+    assert "Traceback" not in err

@@ -7,6 +7,7 @@ from typing import Callable
 
 from cxrtriage.backends.base import Backend, BackendOutput, Explainer, SecondOpinion, Stages
 from cxrtriage.config import Settings
+from cxrtriage.errors import ConfigurationError
 
 #: a loader: (the model to load, None for the backend's default; the configuration) -> the stages
 Loader = Callable[[str | Path | None, Settings], Stages]
@@ -59,7 +60,8 @@ def load_stages(name: str = "bundled", model_dir: str | Path | None = None, sett
     (classifier probe, device, threads, ...): None reads them from the environment here."""
     loader = BACKENDS.get(name)
     if loader is None:
-        raise ValueError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
+        raise ConfigurationError(f"unknown backend {name!r} (CXRTRIAGE_BACKEND or --backend); available: "
+                                 f"{', '.join(sorted(BACKENDS))}")
     settings = settings if settings is not None else Settings()
     return loader(model_dir or settings.model_for(name), settings)
 
