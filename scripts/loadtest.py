@@ -48,8 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "prototype" / "eval" / "loadtest.json"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 KIND_WEIGHTS = {"nih": 0.45, "pediatric": 0.45, "dicom": 0.10}  # share of requests per image source
-MIME = {"nih": ("image.png", "image/png"), "pediatric": ("image.jpg", "image/jpeg"),
-        "dicom": ("image.dcm", "application/dicom")}  # generic upload names: real file names never leave this script
+MIME = {
+    "nih": ("image.png", "image/png"),
+    "pediatric": ("image.jpg", "image/jpeg"),
+    "dicom": ("image.dcm", "application/dicom"),
+}  # generic upload names: real file names never leave this script
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,17 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 def latency_summary_ms(latencies_s: Sequence[float]) -> dict[str, float | int | None]:
     """Count, p50 / p95 / p99 and max of latencies given in seconds, reported in milliseconds."""
+
     def ms(v: float | None) -> float | None:
         return None if v is None else round(v * 1000.0, 1)
 
-    return {"n": len(latencies_s), "p50_ms": ms(percentile(latencies_s, 50)), "p95_ms": ms(percentile(latencies_s, 95)),
-            "p99_ms": ms(percentile(latencies_s, 99)), "max_ms": ms(max(latencies_s) if latencies_s else None)}
+    return {
+        "n": len(latencies_s),
+        "p50_ms": ms(percentile(latencies_s, 50)),
+        "p95_ms": ms(percentile(latencies_s, 95)),
+        "p99_ms": ms(percentile(latencies_s, 99)),
+        "max_ms": ms(max(latencies_s) if latencies_s else None),
+    }
 
 
 def status_histogram(statuses: Sequence[int | str]) -> dict[str, int]:
@@ -113,8 +122,9 @@ def summarize_phase(records: Sequence[Record], elapsed_s: float) -> dict[str, An
         "latency_ok": latency_summary_ms([r.latency_s for r in ok]),
         "latency_ok_with_report": latency_summary_ms([r.latency_s for r in ok if r.with_report]),
         "latency_ok_without_report": latency_summary_ms([r.latency_s for r in ok if not r.with_report]),
-        "by_kind": {k: status_histogram([r.status for r in records if r.kind == k])
-                    for k in sorted({r.kind for r in records})},
+        "by_kind": {
+            k: status_histogram([r.status for r in records if r.kind == k]) for k in sorted({r.kind for r in records})
+        },
         "with_report": sum(r.with_report for r in records),
     }
 
@@ -131,8 +141,9 @@ def find_images(data_dir: Path) -> dict[str, list[Path]]:
     """Image files per source kind: NIH PNGs, pediatric (Kermany) JPEGs, DICOMs; empty kinds left out."""
     found = {
         "nih": sorted((data_dir / "nih" / "images").glob("*.png")),
-        "pediatric": sorted(p for p in (data_dir / "kermany" / "images").rglob("*")
-                            if p.suffix.lower() in {".jpg", ".jpeg"}),
+        "pediatric": sorted(
+            p for p in (data_dir / "kermany" / "images").rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"}
+        ),
         "dicom": sorted((data_dir / "dicom").glob("*.dcm")),
     }
     return {k: v for k, v in found.items() if v}
@@ -148,8 +159,11 @@ def iu_reports(data_dir: Path, min_chars: int = 300, max_chars: int = 1500) -> l
     out = []
     with path.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            parts = [f"{k.upper()}: {(row.get(k) or '').strip()}"
-                     for k in ("indication", "comparison", "findings", "impression") if (row.get(k) or "").strip()]
+            parts = [
+                f"{k.upper()}: {(row.get(k) or '').strip()}"
+                for k in ("indication", "comparison", "findings", "impression")
+                if (row.get(k) or "").strip()
+            ]
             text = "\n".join(parts)
             if min_chars <= len(text) <= max_chars:
                 out.append(text)
@@ -158,20 +172,28 @@ def iu_reports(data_dir: Path, min_chars: int = 300, max_chars: int = 1500) -> l
 
 _FINDINGS = [
     "The cardiomediastinal silhouette is within normal limits for size and contour.",
-    "The heart is mildly enlarged.", "There is no pneumothorax.", "No pleural effusion is identified.",
+    "The heart is mildly enlarged.",
+    "There is no pneumothorax.",
+    "No pleural effusion is identified.",
     "There is a small left pleural effusion with adjacent basilar atelectasis.",
     "Patchy airspace opacity is present in the right lower lobe, concerning for pneumonia.",
-    "The lungs are clear without focal consolidation.", "Pulmonary vascularity is within normal limits.",
+    "The lungs are clear without focal consolidation.",
+    "Pulmonary vascularity is within normal limits.",
     "There is mild interstitial prominence, which may reflect mild pulmonary edema.",
-    "Degenerative changes of the thoracic spine are noted.", "No acute osseous abnormality is seen.",
+    "Degenerative changes of the thoracic spine are noted.",
+    "No acute osseous abnormality is seen.",
     "A right internal jugular central venous catheter terminates in the distal superior vena cava.",
-    "Calcified granuloma in the left upper lobe is unchanged.", "The trachea is midline.",
+    "Calcified granuloma in the left upper lobe is unchanged.",
+    "The trachea is midline.",
     "Streaky opacities at the lung bases likely represent atelectasis.",
-    "There is blunting of the right costophrenic angle.", "The aorta is tortuous and calcified.",
+    "There is blunting of the right costophrenic angle.",
+    "The aorta is tortuous and calcified.",
 ]
 _IMPRESSIONS = [
-    "No acute cardiopulmonary process.", "Right lower lobe pneumonia. Follow-up radiograph recommended.",
-    "Small left pleural effusion.", "Cardiomegaly with mild pulmonary vascular congestion.",
+    "No acute cardiopulmonary process.",
+    "Right lower lobe pneumonia. Follow-up radiograph recommended.",
+    "Small left pleural effusion.",
+    "Cardiomegaly with mild pulmonary vascular congestion.",
     "Stable chest without acute abnormality.",
 ]
 
@@ -179,8 +201,10 @@ _IMPRESSIONS = [
 def synthetic_report(rng: random.Random, min_chars: int = 300, max_chars: int = 1500) -> str:
     """Radiology-report prose of a random length in [min_chars, max_chars] (used when no IU reports exist)."""
     target = rng.randint(min_chars, max_chars)
-    head = (f"INDICATION: {rng.choice(['Cough and fever.', 'Shortness of breath.', 'Chest pain.', 'Preoperative.'])}"
-            f"\nCOMPARISON: {rng.choice(['None.', 'Prior radiograph from last year.'])}\nFINDINGS:")
+    head = (
+        f"INDICATION: {rng.choice(['Cough and fever.', 'Shortness of breath.', 'Chest pain.', 'Preoperative.'])}"
+        f"\nCOMPARISON: {rng.choice(['None.', 'Prior radiograph from last year.'])}\nFINDINGS:"
+    )
     tail = f"\nIMPRESSION: {rng.choice(_IMPRESSIONS)}"
     text = head
     for _ in range(200):  # bounded; stops at the target length, never beyond max_chars
@@ -205,8 +229,13 @@ def allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def build_request_mix(data_dir: Path, size: int = 200, seed: int = 0, report_fraction: float = 0.5,
-                      weights: dict[str, float] | None = None) -> tuple[list[RequestSpec], dict[str, Any]]:
+def build_request_mix(
+    data_dir: Path,
+    size: int = 200,
+    seed: int = 0,
+    report_fraction: float = 0.5,
+    weights: dict[str, float] | None = None,
+) -> tuple[list[RequestSpec], dict[str, Any]]:
     """``size`` prepared requests in a seeded random order, plus a description (counts and lengths only).
 
     Image kinds follow ``weights`` over the kinds present; ``report_fraction`` of the requests carry a prior
@@ -235,10 +264,16 @@ def build_request_mix(data_dir: Path, size: int = 200, seed: int = 0, report_fra
             report = rng.choice(reports) if reports and rng.random() < 0.5 else synthetic_report(rng)
         mix.append(RequestSpec(kind, data, report))
     lengths = [len(m.prior_report) for m in mix if m.prior_report]
-    info = {"size": size, "kinds": dict(Counter(kinds)), "distinct_images": len(cache),
-            "with_report": len(lengths), "report_source": report_source,
-            "report_chars": {"min": min(lengths), "median": percentile(lengths, 50), "max": max(lengths)}
-            if lengths else None}
+    info = {
+        "size": size,
+        "kinds": dict(Counter(kinds)),
+        "distinct_images": len(cache),
+        "with_report": len(lengths),
+        "report_source": report_source,
+        "report_chars": {"min": min(lengths), "median": percentile(lengths, 50), "max": max(lengths)}
+        if lengths
+        else None,
+    }
     return mix, info
 
 
@@ -305,10 +340,12 @@ def dir_usage(path: Path) -> dict[str, float | int]:
 
 def git_commit() -> dict[str, Any]:
     """HEAD commit and whether tracked files differ from it (None outside a git checkout)."""
+
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
@@ -349,8 +386,9 @@ class Budget:
         return self.used - 1
 
 
-async def client_loop(client: Any, mix: Sequence[RequestSpec], budget: Budget, stop_at: float,
-                      records: list[Record], backoff_s: float) -> None:
+async def client_loop(
+    client: Any, mix: Sequence[RequestSpec], budget: Budget, stop_at: float, records: list[Record], backoff_s: float
+) -> None:
     """One client: POST /predict back to back until the phase ends or the budget is spent."""
     import httpx
 
@@ -384,8 +422,16 @@ async def ready_loop(client: Any, stop_at: float, interval_s: float, polls: list
         await asyncio.sleep(max(0.0, interval_s - (time.perf_counter() - t0)))
 
 
-async def run_phase(base_url: str, mix: Sequence[RequestSpec], clients: int, duration_s: float, max_requests: int,
-                    request_timeout_s: float, backoff_s: float, ready_every_s: float) -> dict[str, Any]:
+async def run_phase(
+    base_url: str,
+    mix: Sequence[RequestSpec],
+    clients: int,
+    duration_s: float,
+    max_requests: int,
+    request_timeout_s: float,
+    backoff_s: float,
+    ready_every_s: float,
+) -> dict[str, Any]:
     """N clients for ``duration_s`` (no new request after it; in-flight ones get ``request_timeout_s``)."""
     import httpx
 
@@ -395,10 +441,13 @@ async def run_phase(base_url: str, mix: Sequence[RequestSpec], clients: int, dur
     t0 = time.monotonic()
     stop_at = t0 + duration_s
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base_url, timeout=request_timeout_s, limits=limits) as load, \
-            httpx.AsyncClient(base_url=base_url, timeout=5.0) as probe:
-        tasks = [asyncio.create_task(client_loop(load, mix, budget, stop_at, records, backoff_s))
-                 for _ in range(clients)]
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=request_timeout_s, limits=limits) as load,
+        httpx.AsyncClient(base_url=base_url, timeout=5.0) as probe,
+    ):
+        tasks = [
+            asyncio.create_task(client_loop(load, mix, budget, stop_at, records, backoff_s)) for _ in range(clients)
+        ]
         tasks.append(asyncio.create_task(ready_loop(probe, stop_at, ready_every_s, polls)))
         try:  # the hard timeout of the phase; on Ctrl-C (cancellation) every task is cancelled and awaited too
             done, pending = await asyncio.wait(tasks, timeout=duration_s + request_timeout_s + 10)
@@ -411,11 +460,19 @@ async def run_phase(base_url: str, mix: Sequence[RequestSpec], clients: int, dur
             task.result()  # a bug in a loop surfaces here instead of vanishing
     elapsed = time.monotonic() - t0
     ready_statuses = [s for s, _ in polls]
-    return {"clients": clients, "duration_s": duration_s, **summarize_phase(records, elapsed),
-            "hit_request_cap": budget.used >= max_requests, "aborted_at_hard_timeout": aborted,
-            "ready": {"polls": len(polls), "not_200": sum(s != 200 for s in ready_statuses),
-                      "status_histogram": status_histogram(ready_statuses),
-                      "latency": latency_summary_ms([t for _, t in polls])}}
+    return {
+        "clients": clients,
+        "duration_s": duration_s,
+        **summarize_phase(records, elapsed),
+        "hit_request_cap": budget.used >= max_requests,
+        "aborted_at_hard_timeout": aborted,
+        "ready": {
+            "polls": len(polls),
+            "not_200": sum(s != 200 for s in ready_statuses),
+            "status_histogram": status_histogram(ready_statuses),
+            "latency": latency_summary_ms([t for _, t in polls]),
+        },
+    }
 
 
 # ----------------------------------------------------------------------------- server life cycle
@@ -433,12 +490,22 @@ def start_server(port: int, crops_dir: Path, data_dir: Path, log_path: Path) -> 
     thousands of results must not land on the user's own worklist)."""
     exe = Path(sys.executable).with_name("cxrtriage")
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "cxrtriage.cli.main"]
-    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(crops_dir), "CXRTRIAGE_DATA_DIR": str(data_dir),
-           "CXRTRIAGE_WORKLIST_PATH": str(crops_dir.parent / "worklist.sqlite"),
-           "CXRTRIAGE_UI": os.environ.get("CXRTRIAGE_UI", "true")}
+    env = {
+        **os.environ,
+        "CXRTRIAGE_CROPS_DIR": str(crops_dir),
+        "CXRTRIAGE_DATA_DIR": str(data_dir),
+        "CXRTRIAGE_WORKLIST_PATH": str(crops_dir.parent / "worklist.sqlite"),
+        "CXRTRIAGE_UI": os.environ.get("CXRTRIAGE_UI", "true"),
+    }
     with log_path.open("wb") as log:
-        return subprocess.Popen([*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> float:
@@ -486,16 +553,30 @@ def log_summary(log_path: Path) -> dict[str, int]:
     """Line counts of the server log by severity (the log itself stays private: it is not copied)."""
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
     lines = text.splitlines()
-    return {"lines": len(lines), "error_lines": sum(ln.startswith("ERROR") for ln in lines),
-            "warning_lines": sum(ln.startswith("WARNING") for ln in lines), "tracebacks": text.count("Traceback")}
+    return {
+        "lines": len(lines),
+        "error_lines": sum(ln.startswith("ERROR") for ln in lines),
+        "warning_lines": sum(ln.startswith("WARNING") for ln in lines),
+        "tracebacks": text.count("Traceback"),
+    }
 
 
 def server_status(base_url: str) -> dict[str, Any] | None:
     """The non-sensitive part of GET /status: model, limits, counters, the server's own latency view."""
     import httpx
 
-    keys = ("model_name", "backend", "model_size_mb", "max_concurrent", "max_queue", "requests_served",
-            "requests_rejected", "requests_failed", "median_latency_ms", "p95_latency_ms")
+    keys = (
+        "model_name",
+        "backend",
+        "model_size_mb",
+        "max_concurrent",
+        "max_queue",
+        "requests_served",
+        "requests_rejected",
+        "requests_failed",
+        "median_latency_ms",
+        "p95_latency_ms",
+    )
     try:
         body = httpx.get(base_url + "/status", timeout=10.0).json()
     except (httpx.HTTPError, ValueError):
@@ -509,13 +590,19 @@ def server_status(base_url: str) -> dict[str, Any] | None:
 def print_phase(phase: dict[str, Any]) -> None:
     """Human-readable summary of one phase (numbers only)."""
     lat, rdy, rss, crops = phase["latency_ok"], phase["ready"], phase.get("rss_mb"), phase.get("crops")
-    print(f"phase clients={phase['clients']}: {phase['requests_sent']} requests in {phase['elapsed_s']} s, "
-          f"{phase['throughput_ok_per_s']} ok/s ({phase['sent_per_s']} sent/s), statuses {phase['status_histogram']}")
-    print(f"  latency of 200s: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, "
-          f"max {lat['max_ms']} ms (n={lat['n']}; with report p50 {phase['latency_ok_with_report']['p50_ms']} ms, "
-          f"without {phase['latency_ok_without_report']['p50_ms']} ms)")
-    print(f"  /ready: {rdy['polls']} polls, {rdy['not_200']} not 200 {rdy['status_histogram']}, "
-          f"p50 {rdy['latency']['p50_ms']} ms, p95 {rdy['latency']['p95_ms']} ms, max {rdy['latency']['max_ms']} ms")
+    print(
+        f"phase clients={phase['clients']}: {phase['requests_sent']} requests in {phase['elapsed_s']} s, "
+        f"{phase['throughput_ok_per_s']} ok/s ({phase['sent_per_s']} sent/s), statuses {phase['status_histogram']}"
+    )
+    print(
+        f"  latency of 200s: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, "
+        f"max {lat['max_ms']} ms (n={lat['n']}; with report p50 {phase['latency_ok_with_report']['p50_ms']} ms, "
+        f"without {phase['latency_ok_without_report']['p50_ms']} ms)"
+    )
+    print(
+        f"  /ready: {rdy['polls']} polls, {rdy['not_200']} not 200 {rdy['status_histogram']}, "
+        f"p50 {rdy['latency']['p50_ms']} ms, p95 {rdy['latency']['p95_ms']} ms, max {rdy['latency']['max_ms']} ms"
+    )
     if rss:
         print(f"  server RSS: before {rss['before']} MB, after {rss['after']} MB, peak {rss['peak']} MB")
     if crops:
@@ -585,11 +672,17 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
             ready_after = wait_ready(base_url, proc, args.startup_timeout)
         except RuntimeError:
             if proc and log_path.is_file():  # the service log holds no file names or report text by design
-                print("last lines of the server log:\n" + "\n".join(log_path.read_text(errors="replace")
-                                                                      .splitlines()[-20:]), file=sys.stderr)
+                print(
+                    "last lines of the server log:\n"
+                    + "\n".join(log_path.read_text(errors="replace").splitlines()[-20:]),
+                    file=sys.stderr,
+                )
             raise
-        print(f"ready after {ready_after:.1f} s; request mix: {mix_info['kinds']}, {mix_info['with_report']} of "
-              f"{mix_info['size']} with a prior report ({mix_info['report_source']})", flush=True)
+        print(
+            f"ready after {ready_after:.1f} s; request mix: {mix_info['kinds']}, {mix_info['with_report']} of "
+            f"{mix_info['size']} with a prior report ({mix_info['report_source']})",
+            flush=True,
+        )
         if pid:
             sampler = RssSampler(pid)
             sampler.start()
@@ -600,11 +693,24 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
                 break
             t0 = time.monotonic()
             rss_before = sampler.measure() if sampler else None
-            phase = asyncio.run(run_phase(base_url, mix, clients, args.duration, args.max_requests,
-                                          args.request_timeout, args.backoff, ready_every_s=0.5))
+            phase = asyncio.run(
+                run_phase(
+                    base_url,
+                    mix,
+                    clients,
+                    args.duration,
+                    args.max_requests,
+                    args.request_timeout,
+                    args.backoff,
+                    ready_every_s=0.5,
+                )
+            )
             if sampler:
-                phase["rss_mb"] = {"before": rss_before, "after": sampler.measure(),
-                                   "peak": sampler.peak(t0, time.monotonic())}
+                phase["rss_mb"] = {
+                    "before": rss_before,
+                    "after": sampler.measure(),
+                    "peak": sampler.peak(t0, time.monotonic()),
+                }
             phase["crops"] = dir_usage(crops_dir) if proc else None
             print_phase(phase)
             phases.append(phase)
@@ -619,14 +725,27 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
     result = {
         "what": "scripts/loadtest.py (make loadtest): bounded load on POST /predict with /ready polled meanwhile",
         "machine": facts,
-        "config": {"duration_s": args.duration, "clients": args.client_counts, "seed": args.seed,
-                   "max_requests_per_phase": args.max_requests, "request_timeout_s": args.request_timeout,
-                   "backoff_after_non_200_s": args.backoff, "ready_poll_interval_s": 0.5,
-                   "wall_cap_s": round(wall_cap), "wall_s": round(time.monotonic() - started, 1),
-                   "server_started_by_script": proc is not None, "ui": os.environ.get("CXRTRIAGE_UI", "true")
-                   if proc else None, "request_mix": mix_info},
-        "server": {"ready_after_s": round(ready_after, 2), "status_at_end": status,
-                   "alive_until_end": server_alive, "exit_status": exit_status, "log": log},
+        "config": {
+            "duration_s": args.duration,
+            "clients": args.client_counts,
+            "seed": args.seed,
+            "max_requests_per_phase": args.max_requests,
+            "request_timeout_s": args.request_timeout,
+            "backoff_after_non_200_s": args.backoff,
+            "ready_poll_interval_s": 0.5,
+            "wall_cap_s": round(wall_cap),
+            "wall_s": round(time.monotonic() - started, 1),
+            "server_started_by_script": proc is not None,
+            "ui": os.environ.get("CXRTRIAGE_UI", "true") if proc else None,
+            "request_mix": mix_info,
+        },
+        "server": {
+            "ready_after_s": round(ready_after, 2),
+            "status_at_end": status,
+            "alive_until_end": server_alive,
+            "exit_status": exit_status,
+            "log": log,
+        },
         "phases": phases,
     }
     out = Path(args.out)
@@ -650,8 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = resolve_data_dir(args.data_dir)
     if not data_dir.is_dir() or not find_images(data_dir):
-        print(f"error: no chest X-ray data directory with images at {data_dir}: set CXRTRIAGE_DATA_DIR or pass "
-              f"--data-dir (see ../shared/data/README.md).", file=sys.stderr)
+        print(
+            f"error: no chest X-ray data directory with images at {data_dir}: set CXRTRIAGE_DATA_DIR or pass "
+            f"--data-dir (see ../shared/data/README.md).",
+            file=sys.stderr,
+        )
         return 2
     signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)  # `kill` of the harness still stops the server (finally)
     tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-loadtest-"))

@@ -16,20 +16,29 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("01_quickstart_inference.ipynb", "02_fine_tune_medgemma.ipynb", "03_evaluation_and_metrics.ipynb")
 #: the specification's "Folder structure (exact)"
 SPEC_PATHS = (
-    "prototype/data_scripts/download_datasets.sh", "prototype/data_scripts/prepare_mimic_subset.py",
-    *(f"prototype/notebooks/{n}" for n in NOTEBOOKS), "prototype/models/README_models.md",
-    "prototype/eval/eval_metrics.py", "prototype/eval/test_examples.jsonl", "prototype/Dockerfile.prototype",
-    "prototype/requirements.txt", "demo_app/service/app.py", "demo_app/service/model_loader.py",
-    "demo_app/service/predict.py", "demo_app/ui/gradio_app.py", "demo_app/docker/Dockerfile",
-    "demo_app/docker/entrypoint.sh", "demo_app/tests",
+    "prototype/data_scripts/download_datasets.sh",
+    "prototype/data_scripts/prepare_mimic_subset.py",
+    *(f"prototype/notebooks/{n}" for n in NOTEBOOKS),
+    "prototype/models/README_models.md",
+    "prototype/eval/eval_metrics.py",
+    "prototype/eval/test_examples.jsonl",
+    "prototype/Dockerfile.prototype",
+    "prototype/requirements.txt",
+    "demo_app/service/app.py",
+    "demo_app/service/model_loader.py",
+    "demo_app/service/predict.py",
+    "demo_app/ui/gradio_app.py",
+    "demo_app/docker/Dockerfile",
+    "demo_app/docker/entrypoint.sh",
+    "demo_app/tests",
 )
 MAX_PAGES = 3
 MAX_VIDEO_S = 180.0
@@ -49,8 +58,12 @@ def _nonempty(root: Path, rel: str) -> bool:
 
 def check_structure(root: Path) -> tuple[bool, str]:
     missing = [p for p in SPEC_PATHS if not (root / p).exists()]
-    return (not missing, "every path of the specification's folder structure exists" if not missing
-            else "missing: " + ", ".join(missing))
+    return (
+        not missing,
+        "every path of the specification's folder structure exists"
+        if not missing
+        else "missing: " + ", ".join(missing),
+    )
 
 
 def check_notebooks(root: Path) -> tuple[bool, str]:
@@ -63,12 +76,20 @@ def check_notebooks(root: Path) -> tuple[bool, str]:
     if not_full:
         return False, f"no full-profile run recorded in {timings.relative_to(root)} for: " + ", ".join(not_full)
     secs = ", ".join(f"{n.split('_')[0]} {runs[n]['full']['seconds']:.0f} s" for n in NOTEBOOKS)
-    return True, f"three notebooks; full-profile runs recorded by `make notebooks PROFILE=full` ({secs}); CI executes them"
+    return (
+        True,
+        f"three notebooks; full-profile runs recorded by `make notebooks PROFILE=full` ({secs}); CI executes them",
+    )
 
 
 def check_checkpoint(root: Path) -> tuple[bool, str]:
     weights = root / "src" / "cxrtriage" / "weights"
-    need = [weights / "model.onnx", weights / "model.json", weights / "MODEL_CARD.md", root / "prototype" / "models" / "README_models.md"]
+    need = [
+        weights / "model.onnx",
+        weights / "model.json",
+        weights / "MODEL_CARD.md",
+        root / "prototype" / "models" / "README_models.md",
+    ]
     missing = [str(p.relative_to(root)) for p in need if not p.is_file()]
     if missing:
         return False, "missing: " + ", ".join(missing)
@@ -78,29 +99,47 @@ def check_checkpoint(root: Path) -> tuple[bool, str]:
     sha = hashlib.sha256((weights / "model.onnx").read_bytes()).hexdigest()
     if sha != meta.get("sha256"):
         return False, "model.onnx does not match the sha256 in model.json"
-    return True, f"bundled int8 model {meta['name']} {meta['version']} (sha256 {sha[:12]}...), model card and README_models.md"
+    return (
+        True,
+        f"bundled int8 model {meta['name']} {meta['version']} (sha256 {sha[:12]}...), model card and README_models.md",
+    )
 
 
 def check_container(root: Path) -> tuple[bool, str]:
-    need = ["demo_app/docker/Dockerfile", "demo_app/docker/entrypoint.sh", "demo_app/tests/smoke_test.sh",
-            "scripts/container_test.sh"]
+    need = [
+        "demo_app/docker/Dockerfile",
+        "demo_app/docker/entrypoint.sh",
+        "demo_app/tests/smoke_test.sh",
+        "scripts/container_test.sh",
+    ]
     missing = [p for p in need if not (root / p).is_file()]
     if missing:
         return False, "missing: " + ", ".join(missing)
     if not os.access(root / "demo_app" / "tests" / "smoke_test.sh", os.X_OK):
         return False, "demo_app/tests/smoke_test.sh is not executable"
-    return True, "Dockerfile, entrypoint and smoke_test.sh present; CI builds the image and runs the smoke test (scripts/container_test.sh)"
+    return (
+        True,
+        "Dockerfile, entrypoint and smoke_test.sh present; CI builds the image and runs the smoke test (scripts/container_test.sh)",
+    )
 
 
 def check_readme(root: Path) -> tuple[bool, str]:
     if not _nonempty(root, "README.md"):
         return False, "README.md missing"
     text = (root / "README.md").read_text(encoding="utf-8")
-    wants = {"quickstart (`make demo`)": "make demo" in text, "dataset terms (TOU)": "TOU" in text or "terms of use" in text.lower(),
-             "HAI-DEF terms": "HAI-DEF" in text and "terms" in text.lower(), "TERMS.md link": "TERMS.md" in text}
+    wants = {
+        "quickstart (`make demo`)": "make demo" in text,
+        "dataset terms (TOU)": "TOU" in text or "terms of use" in text.lower(),
+        "HAI-DEF terms": "HAI-DEF" in text and "terms" in text.lower(),
+        "TERMS.md link": "TERMS.md" in text,
+    }
     lacking = [k for k, ok in wants.items() if not ok]
-    return (not lacking, "quickstart, dataset terms, HAI-DEF terms and TERMS.md are referenced" if not lacking
-            else "README.md lacks: " + ", ".join(lacking))
+    return (
+        not lacking,
+        "quickstart, dataset terms, HAI-DEF terms and TERMS.md are referenced"
+        if not lacking
+        else "README.md lacks: " + ", ".join(lacking),
+    )
 
 
 def check_legal(root: Path) -> tuple[bool, str]:
@@ -132,8 +171,12 @@ def check_video(root: Path) -> tuple[bool, str]:
         return False, "video/demo.mp4 not found"
     if not shutil.which("ffprobe"):
         return False, "ffprobe (ffmpeg) is needed to read the duration"
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(video)],
-                         capture_output=True, text=True, check=False).stdout.strip()
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(video)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     try:
         seconds = float(out)
     except ValueError:
@@ -156,20 +199,26 @@ ITEMS = (
 
 
 def run_checklist(root: Path = REPO) -> list[dict]:
-    return [{"item": it.key, "text": it.text, "ok": ok, "detail": detail}
-            for it in ITEMS for ok, detail in [it.check(root)]]
+    return [
+        {"item": it.key, "text": it.text, "ok": ok, "detail": detail} for it in ITEMS for ok, detail in [it.check(root)]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--expect-missing", default="", help="comma-separated items known to be missing (e.g. writeup,video)")
+    parser.add_argument(
+        "--expect-missing", default="", help="comma-separated items known to be missing (e.g. writeup,video)"
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--root", default=str(REPO), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     expected = {k for k in args.expect_missing.split(",") if k}
     unknown = expected - {it.key for it in ITEMS}
     if unknown:
-        print(f"error: unknown item(s) {', '.join(sorted(unknown))}; items: {', '.join(it.key for it in ITEMS)}", file=sys.stderr)
+        print(
+            f"error: unknown item(s) {', '.join(sorted(unknown))}; items: {', '.join(it.key for it in ITEMS)}",
+            file=sys.stderr,
+        )
         return 2
     results = run_checklist(Path(args.root))
     for r in results:
@@ -179,11 +228,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     appeared = expected - missing
     if appeared:
-        print(f"qa_checklist: now present, remove from --expect-missing: {', '.join(sorted(appeared))}", file=sys.stderr)
+        print(
+            f"qa_checklist: now present, remove from --expect-missing: {', '.join(sorted(appeared))}", file=sys.stderr
+        )
         return 1
     unexpected = missing - expected
-    print(f"qa_checklist: {len(results) - len(missing)} of {len(results)} items pass"
-          + (f"; expected missing: {', '.join(sorted(expected))}" if expected else ""))
+    print(
+        f"qa_checklist: {len(results) - len(missing)} of {len(results)} items pass"
+        + (f"; expected missing: {', '.join(sorted(expected))}" if expected else "")
+    )
     return 1 if unexpected else 0
 
 

@@ -56,8 +56,7 @@ def _png(arr) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     header = struct.pack(">IIBBBBB", width, height, arr.dtype.itemsize * 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9))
-            + chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
 def _jpeg(height: int, width: int) -> bytes:
@@ -109,24 +108,45 @@ def _report(chars: int) -> str:
 
 #: name -> (what it is, builder of (image bytes, prior report))
 CASES = {
-    "nih_like_png_1024": ("1024 x 1024 8-bit grey PNG (an NIH-sized image)",
-                          lambda: (_png(_smooth(1024, 1024, 1, __import__("numpy").uint8)), None)),
-    "png16_rgba_7071": ("7071 x 7071 16-bit RGBA PNG (the issue's 389 KB case)",
-                        lambda: (_png(_smooth(7071, 7071, 4, __import__("numpy").uint16)), None)),
-    "png8_rgba_6000": ("6000 x 6000 8-bit RGBA PNG (the largest accepted: CXRTRIAGE_MAX_PIXELS)",
-                       lambda: (_png(_smooth(6000, 6000, 4, __import__("numpy").uint8)), None)),
-    "png16_grey_7071": ("7071 x 7071 16-bit grey PNG", lambda: (_png(_smooth(7071, 7071, 1, __import__("numpy").uint16)), None)),
-    "png8_rgb_2048": ("2048 x 2048 8-bit RGB PNG (the largest size analysed at full resolution)",
-                      lambda: (_png(_smooth(2048, 2048, 3, __import__("numpy").uint8)), None)),
-    "dicom_raw_2048": ("2048 x 2048 12-bit uncompressed DICOM (the largest analysed at full resolution)",
-                       lambda: (_dicom(2048, 2048, False), None)),
-    "png16_grey_6000": ("6000 x 6000 16-bit grey PNG", lambda: (_png(_smooth(6000, 6000, 1, __import__("numpy").uint16)), None)),
+    "nih_like_png_1024": (
+        "1024 x 1024 8-bit grey PNG (an NIH-sized image)",
+        lambda: (_png(_smooth(1024, 1024, 1, __import__("numpy").uint8)), None),
+    ),
+    "png16_rgba_7071": (
+        "7071 x 7071 16-bit RGBA PNG (the issue's 389 KB case)",
+        lambda: (_png(_smooth(7071, 7071, 4, __import__("numpy").uint16)), None),
+    ),
+    "png8_rgba_6000": (
+        "6000 x 6000 8-bit RGBA PNG (the largest accepted: CXRTRIAGE_MAX_PIXELS)",
+        lambda: (_png(_smooth(6000, 6000, 4, __import__("numpy").uint8)), None),
+    ),
+    "png16_grey_7071": (
+        "7071 x 7071 16-bit grey PNG",
+        lambda: (_png(_smooth(7071, 7071, 1, __import__("numpy").uint16)), None),
+    ),
+    "png8_rgb_2048": (
+        "2048 x 2048 8-bit RGB PNG (the largest size analysed at full resolution)",
+        lambda: (_png(_smooth(2048, 2048, 3, __import__("numpy").uint8)), None),
+    ),
+    "dicom_raw_2048": (
+        "2048 x 2048 12-bit uncompressed DICOM (the largest analysed at full resolution)",
+        lambda: (_dicom(2048, 2048, False), None),
+    ),
+    "png16_grey_6000": (
+        "6000 x 6000 16-bit grey PNG",
+        lambda: (_png(_smooth(6000, 6000, 1, __import__("numpy").uint16)), None),
+    ),
     "jpeg_6000": ("6000 x 6000 8-bit JPEG", lambda: (_jpeg(6000, 6000), None)),
-    "dicom_rle_7071": ("7071 x 7071 12-bit RLE DICOM (the issue's 2.3 MB case)", lambda: (_dicom(7071, 7071, True), None)),
+    "dicom_rle_7071": (
+        "7071 x 7071 12-bit RLE DICOM (the issue's 2.3 MB case)",
+        lambda: (_dicom(7071, 7071, True), None),
+    ),
     "dicom_rle_6000": ("6000 x 6000 12-bit RLE DICOM", lambda: (_dicom(6000, 6000, True), None)),
     "dicom_raw_4000": ("4000 x 4000 12-bit uncompressed DICOM (32 MB)", lambda: (_dicom(4000, 4000, False), None)),
-    "report_20000": ("a real NIH radiograph from the data directory with a 20,000-character prior report",
-                     lambda: (_chest_png(), _report(20_000))),
+    "report_20000": (
+        "a real NIH radiograph from the data directory with a 20,000-character prior report",
+        lambda: (_chest_png(), _report(20_000)),
+    ),
 }
 
 
@@ -140,13 +160,12 @@ def _status_kb(field: str) -> int:
 def run_case(name: str) -> dict:
     """In this (fresh) process: warm engine, reset the peak, one request, the peak over the RSS before it."""
     import gc
+    import tempfile
 
     import numpy as np
 
     from cxrtriage.errors import InputError
     from cxrtriage.pipeline import Triage
-
-    import tempfile
 
     what, build = CASES[name]
     data, report = build()
@@ -171,9 +190,15 @@ def run_case(name: str) -> dict:
             outcome = f"rejected: {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         peak_kb = _status_kb("VmHWM")
-    return {"case": name, "input": what, "file_bytes": len(data), "outcome": outcome,
-            "seconds": round(seconds, 3), "idle_rss_mb": round(idle_kb / 1024, 1),
-            "peak_over_idle_mb": round((peak_kb - idle_kb) / 1024, 1)}
+    return {
+        "case": name,
+        "input": what,
+        "file_bytes": len(data),
+        "outcome": outcome,
+        "seconds": round(seconds, 3),
+        "idle_rss_mb": round(idle_kb / 1024, 1),
+        "peak_over_idle_mb": round((peak_kb - idle_kb) / 1024, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-            results.append({"case": name, "input": CASES[name][0], "outcome": f"crashed: {tail[0]}",
-                            "peak_over_idle_mb": None})
+            results.append(
+                {"case": name, "input": CASES[name][0], "outcome": f"crashed: {tail[0]}", "peak_over_idle_mb": None}
+            )
         else:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{name:20s} {r.get('peak_over_idle_mb')!s:>8} MB over idle  {r.get('seconds', '-')!s:>7} s  "
-              f"{r['outcome'][:110]}")
+        print(
+            f"{name:20s} {r.get('peak_over_idle_mb')!s:>8} MB over idle  {r.get('seconds', '-')!s:>7} s  "
+            f"{r['outcome'][:110]}"
+        )
     measured = [r["peak_over_idle_mb"] for r in results if r.get("peak_over_idle_mb") is not None]
     from cxrtriage import config
 

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", type=Path, help="default: every prototype/notebooks/0*.ipynb")
     p.add_argument("--profile", default="smoke", choices=("smoke", "full"))
     p.add_argument("--out", type=Path, default=ROOT / "prototype" / "notebooks" / "executed")
-    p.add_argument("--timings", default=str(ROOT / "prototype" / "eval" / "notebook_timings.json"),
-                   help="JSON the wall times are merged into ('' to skip)")
+    p.add_argument(
+        "--timings",
+        default=str(ROOT / "prototype" / "eval" / "notebook_timings.json"),
+        help="JSON the wall times are merged into ('' to skip)",
+    )
     args = p.parse_args(argv)
     from cxrtriage.evaluation.notebook_run import execute_notebook, record_timing
 
@@ -41,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.timings:
             record_timing(result, Path(args.timings))
-        print(f"  ok in {result.seconds:.0f} s -> {result.html.relative_to(ROOT) if result.html.is_relative_to(ROOT) else result.html}")
+        print(
+            f"  ok in {result.seconds:.0f} s -> {result.html.relative_to(ROOT) if result.html.is_relative_to(ROOT) else result.html}"
+        )
     return 0
 
 

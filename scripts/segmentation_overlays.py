@@ -31,7 +31,9 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 def tile(path: Path) -> np.ndarray:
     loaded = load_image(path)
     result = segment_image(loaded)
-    grey = np.asarray(Image.fromarray((np.clip(loaded.pixels, 0, 1) * 255).astype(np.uint8)).resize((TILE, TILE))) / 255.0
+    grey = (
+        np.asarray(Image.fromarray((np.clip(loaded.pixels, 0, 1) * 255).astype(np.uint8)).resize((TILE, TILE))) / 255.0
+    )
     rgb = np.stack([grey] * 3, -1)
     for mask, colour in ((result.right_lung, (1, 0, 0)), (result.left_lung, (0, 1, 0)), (result.heart, (0, 0, 1))):
         small = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((TILE, TILE))) > 127

@@ -120,8 +120,8 @@ def service_client(tmp_path_factory: pytest.TempPathFactory):
 
     from fastapi.testclient import TestClient
 
-    from cxrtriage.serve.app import create_app
     from cxrtriage.config import Settings
+    from cxrtriage.serve.app import create_app
 
     settings = Settings(crops_dir=tmp_path_factory.mktemp("service-crops"), ui=False, warmup=False)
     with TestClient(create_app(settings)) as client:

@@ -13,7 +13,12 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "cxrtriage"
 BASE = {"errors", "config", "optional", "schema", "decision", "files"}
 #: stage -> the stages it may import (besides itself and BASE)
 ALLOWED: dict[str, set[str]] = {
-    "errors": set(), "config": set(), "optional": set(), "schema": set(), "decision": set(), "files": set(),
+    "errors": set(),
+    "config": set(),
+    "optional": set(),
+    "schema": set(),
+    "decision": set(),
+    "files": set(),
     "data": set(),
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
     "imaging": set(),
@@ -25,15 +30,49 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop", "worklist"},
     "pacs": {"imaging", "pipeline", "interop", "worklist", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
-    "evaluation": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "train", "pacs",
-                   "worklist"},
+    "evaluation": {
+        "imaging",
+        "anatomy",
+        "backends",
+        "explain",
+        "pipeline",
+        "data",
+        "serve",
+        "train",
+        "pacs",
+        "worklist",
+    },
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
-    "cli": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "serve", "evaluation", "train", "hai_def",
-            "interop", "pacs", "worklist"},
+    "cli": {
+        "imaging",
+        "anatomy",
+        "backends",
+        "explain",
+        "pipeline",
+        "data",
+        "serve",
+        "evaluation",
+        "train",
+        "hai_def",
+        "interop",
+        "pacs",
+        "worklist",
+    },
     "__init__": {"imaging", "pipeline"},
 }
-RUN_TIME = {"imaging", "anatomy", "backends", "explain", "pipeline", "serve", "data", "interop", "pacs", "worklist",
-            *BASE}
+RUN_TIME = {
+    "imaging",
+    "anatomy",
+    "backends",
+    "explain",
+    "pipeline",
+    "serve",
+    "data",
+    "interop",
+    "pacs",
+    "worklist",
+    *BASE,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -89,16 +128,23 @@ def test_no_stage_imports_one_above_it() -> None:
 
 def test_run_time_code_never_imports_offline_tools() -> None:
     known = {_module_name(p) for p in PKG.rglob("*.py")}
-    bad = [f"{mod} -> {t}" for mod, imps in _imports().items() if _stage(mod) in RUN_TIME
-           for target, names in imps for t in _target_modules(target, names, known)
-           if _stage(t) in {"train", "hai_def", "evaluation", "cli"}]
+    bad = [
+        f"{mod} -> {t}"
+        for mod, imps in _imports().items()
+        if _stage(mod) in RUN_TIME
+        for target, names in imps
+        for t in _target_modules(target, names, known)
+        if _stage(t) in {"train", "hai_def", "evaluation", "cli"}
+    ]
     assert not bad, bad
 
 
 def test_no_import_cycles_between_modules() -> None:
     known = {_module_name(p) for p in PKG.rglob("*.py")}
-    graph = {m: {t for target, names in imps for t in _target_modules(target, names, known) if t in known and t != m}
-             for m, imps in _imports().items()}
+    graph = {
+        m: {t for target, names in imps for t in _target_modules(target, names, known) if t in known and t != m}
+        for m, imps in _imports().items()
+    }
     # a package's __init__ is imported with any of its submodules: an edge into a subpackage is not a cycle by itself
     index, low, stack, on_stack, cycles = {}, {}, [], set(), []
 
@@ -130,17 +176,30 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 def test_private_names_are_not_imported_across_modules() -> None:
-    bad = [f"{mod}: from {target} import {n}" for mod, imps in _imports().items() for target, names in imps
-           for n in names if n.startswith("_") and not n.startswith("__")]
+    bad = [
+        f"{mod}: from {target} import {n}"
+        for mod, imps in _imports().items()
+        for target, names in imps
+        for n in names
+        if n.startswith("_") and not n.startswith("__")
+    ]
     assert not bad, bad
 
 
 def test_only_the_dependencies_module_reads_the_apps_state() -> None:
     """The service's routes declare what they need (``serve/deps.py``, FastAPI's ``Depends``): ``request.app.state``
     (where ``create_app`` keeps the runtime) is read in one place, so a route's signature says what it uses."""
-    readers = sorted({str(path.relative_to(PKG)) for path, tree in _src_trees() for node in ast.walk(tree)
-                      if isinstance(node, ast.Attribute) and node.attr == "state"
-                      and isinstance(node.value, ast.Attribute) and node.value.attr == "app"})
+    readers = sorted(
+        {
+            str(path.relative_to(PKG))
+            for path, tree in _src_trees()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr == "state"
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "app"
+        }
+    )
     assert readers == ["serve/deps.py"], f"modules that read request.app.state: {readers}"
 
 
@@ -160,8 +219,11 @@ def test_the_pipeline_never_probes_its_stages() -> None:
     """The pipeline uses what ``backends.base`` declares: no getattr / hasattr on a stage (a new backend that lacks
     an attribute must fail the protocol, not silently lose a safety check)."""
     tree = ast.parse((PKG / "pipeline.py").read_text(encoding="utf-8"))
-    probes = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
-              and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")]
+    probes = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+    ]
     assert not probes, f"pipeline.py probes attributes at lines {probes}"
 
 
@@ -174,15 +236,24 @@ def test_only_decision_sets_needs_review() -> None:
         if path.name in ("decision.py", "schema.py") or _stage(_module_name(path)) not in RUN_TIME:
             continue
         for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-                node, ast.AugAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AugAssign)
+                else []
+            )
             for target in targets:
                 for t in ast.walk(target):
                     if (isinstance(t, ast.Name) and t.id == "needs_review") or (
-                            isinstance(t, ast.Attribute) and t.attr == "needs_review"):
+                        isinstance(t, ast.Attribute) and t.attr == "needs_review"
+                    ):
                         offenders.append(f"{path.relative_to(PKG)}:{node.lineno}")
-            if isinstance(node, ast.keyword) and node.arg == "needs_review" and not (
-                    isinstance(node.value, ast.Attribute) and node.value.attr == "needs_review"):
+            if (
+                isinstance(node, ast.keyword)
+                and node.arg == "needs_review"
+                and not (isinstance(node.value, ast.Attribute) and node.value.attr == "needs_review")
+            ):
                 offenders.append(f"{path.relative_to(PKG)}:{node.value.lineno}")
     assert not offenders, f"needs_review set outside decision.py: {offenders}"
 
@@ -192,8 +263,11 @@ MAX_MODULE_LINES = 450
 
 
 def test_no_module_is_a_god_file() -> None:
-    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    long = {
+        str(p.relative_to(PKG)): n
+        for p in PKG.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
@@ -202,7 +276,9 @@ def test_the_worklist_is_importable_without_the_web_layer() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, cxrtriage.worklist; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'gradio', 'starlette', 'uvicorn') "
-            "or m.startswith('cxrtriage.serve')); assert not bad, bad")
+    code = (
+        "import sys, cxrtriage.worklist; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'gradio', 'starlette', 'uvicorn') "
+        "or m.startswith('cxrtriage.serve')); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PKG.parents[1])

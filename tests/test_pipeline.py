@@ -73,7 +73,9 @@ def test_every_dicom_in_data_is_triaged(engine, data_dir):
 
 def test_mislabelled_monochrome1_is_analysed_with_positive_polarity(engine, data_dir):
     original = engine.predict(data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm", save_crops=False)
-    retagged = engine.predict(data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm", save_crops=False)
+    retagged = engine.predict(
+        data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm", save_crops=False
+    )
     assert any("MONOCHROME1" in w for w in retagged.warnings)
     assert retagged.score == pytest.approx(original.score, abs=1e-4)
     correct_mono1 = engine.predict(data_dir / "dicom" / "CR-MONO1-10-chest.dcm", save_crops=False)
@@ -131,7 +133,23 @@ def test_explanation_names_no_finding(engine, test_records):
         assert not any(f in text for f in findings), text
 
 
-@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera", "moon", "text", "brick", "coins", "page", "horse", "clock", "checkerboard"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "camera",
+        "moon",
+        "text",
+        "brick",
+        "coins",
+        "page",
+        "horse",
+        "clock",
+        "checkerboard",
+    ],
+)
 def test_photographs_are_rejected(engine, name):
     import skimage.data
 
@@ -152,8 +170,11 @@ def test_ct_and_mr_are_rejected(engine, name):
 def test_synthetic_non_images_are_rejected(engine, kind):
     rng = np.random.default_rng(0)
     arr = {
-        "black": np.zeros((512, 512)), "white": np.ones((512, 512)), "grey": np.full((400, 400), 0.5),
-        "noise": rng.random((512, 512)), "gradient": np.tile(np.linspace(0, 1, 512), (512, 1)),
+        "black": np.zeros((512, 512)),
+        "white": np.ones((512, 512)),
+        "grey": np.full((400, 400), 0.5),
+        "noise": rng.random((512, 512)),
+        "gradient": np.tile(np.linspace(0, 1, 512), (512, 1)),
     }[kind].astype(np.float32)
     with pytest.raises(NotAChestXrayError):
         engine.predict(arr, save_crops=False)

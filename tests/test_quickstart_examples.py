@@ -20,7 +20,9 @@ def test_quickstart_examples_cover_five_input_paths(data_dir: Path) -> None:
     assert all(e.path.is_file() for e in examples)
 
 
-def test_find_local_medgemma_never_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_medgemma: Path) -> None:
+def test_find_local_medgemma_never_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_medgemma: Path
+) -> None:
     from cxrtriage.backends.model_source import find_local_medgemma
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))

@@ -5,20 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrtriage.errors import InvalidImageError, NotAChestXrayError
-from cxrtriage.explain.evidence import EvidenceBox
-from cxrtriage.explain.text import build_explanation
-from cxrtriage.imaging.load import ImageMeta
-from cxrtriage.explain.report import analyze_prior_report
 from cxrtriage import decision
 from cxrtriage.decision import decide
+from cxrtriage.errors import InvalidImageError, NotAChestXrayError
+from cxrtriage.explain.evidence import EvidenceBox
+from cxrtriage.explain.report import analyze_prior_report
+from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging.gate import check_embedding, check_header_and_statistics
+from cxrtriage.imaging.load import ImageMeta
 
 
 @pytest.mark.parametrize(
     "score,expected",
-    [(0.10, ("Non-Urgent", False)), (0.24, ("Urgent", True)), (0.30, ("Urgent", True)), (0.35, ("Urgent", True)),
-     (0.40, ("Urgent", False)), (0.95, ("Urgent", False))],
+    [
+        (0.10, ("Non-Urgent", False)),
+        (0.24, ("Urgent", True)),
+        (0.30, ("Urgent", True)),
+        (0.35, ("Urgent", True)),
+        (0.40, ("Urgent", False)),
+        (0.95, ("Urgent", False)),
+    ],
 )
 def test_review_band_is_labelled_urgent(score, expected):
     d = decide(score, threshold=0.30, review_band=(0.22, 0.40))
@@ -62,11 +68,14 @@ def _chest_like() -> np.ndarray:
     return (0.5 + 0.3 * np.sin(3 * x) * np.cos(2 * y)).astype(np.float32)
 
 
-@pytest.mark.parametrize("meta,message", [
-    (_meta(modality="CT"), "CT image"),
-    (_meta(modality="DX", view_position="LL"), "lateral"),
-    (_meta(modality="CR", body_part="KNEE"), "KNEE"),
-])
+@pytest.mark.parametrize(
+    "meta,message",
+    [
+        (_meta(modality="CT"), "CT image"),
+        (_meta(modality="DX", view_position="LL"), "lateral"),
+        (_meta(modality="CR", body_part="KNEE"), "KNEE"),
+    ],
+)
 def test_header_gate(meta, message):
     with pytest.raises(NotAChestXrayError, match=message):
         check_header_and_statistics(_chest_like(), meta)

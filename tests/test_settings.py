@@ -53,17 +53,25 @@ def test_values_given_win_over_the_environment_and_empty_is_unset(clean_env: pyt
     assert Settings.env_name("max_pixels") == "CXRTRIAGE_MAX_PIXELS"
 
 
-@pytest.mark.parametrize("variable, value", [("CXRTRIAGE_MAX_PIXELS", "lots"), ("CXRTRIAGE_MAX_QUEUE", "-1"),
-                                             ("CXRTRIAGE_4BIT", "maybe"), ("CXRTRIAGE_THREADS", "-2"),
-                                             ("CXRTRIAGE_PORT", "70000")])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("CXRTRIAGE_MAX_PIXELS", "lots"),
+        ("CXRTRIAGE_MAX_QUEUE", "-1"),
+        ("CXRTRIAGE_4BIT", "maybe"),
+        ("CXRTRIAGE_THREADS", "-2"),
+        ("CXRTRIAGE_PORT", "70000"),
+    ],
+)
 def test_a_bad_value_is_refused_naming_its_variable(clean_env: pytest.MonkeyPatch, variable: str, value: str) -> None:
     clean_env.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=f"{variable}='{value}'"):
         Settings()
 
 
-def test_the_cli_exits_2_naming_a_bad_variable(clean_env: pytest.MonkeyPatch, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_exits_2_naming_a_bad_variable(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cxrtriage.cli.main import main
 
     clean_env.setenv("CXRTRIAGE_MAX_WORKING_PIXELS", "0")
@@ -72,11 +80,19 @@ def test_the_cli_exits_2_naming_a_bad_variable(clean_env: pytest.MonkeyPatch, tm
     assert "CXRTRIAGE_MAX_WORKING_PIXELS='0'" in err and "Traceback" not in err
 
 
-def test_the_environment_of_a_child_process_gives_back_the_same_settings(clean_env: pytest.MonkeyPatch,
-                                                                          tmp_path: Path) -> None:
+def test_the_environment_of_a_child_process_gives_back_the_same_settings(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What pacs-demo gives the servers it starts: every value, read back equal."""
-    s = Settings(backend="medsiglip", model="some/model", port=9, four_bit=True, worklist_path=tmp_path / "w.sqlite",
-                 max_upload_mb=1.5, crops_dir=tmp_path)
+    s = Settings(
+        backend="medsiglip",
+        model="some/model",
+        port=9,
+        four_bit=True,
+        worklist_path=tmp_path / "w.sqlite",
+        max_upload_mb=1.5,
+        crops_dir=tmp_path,
+    )
     for name, value in s.environment().items():
         clean_env.setenv(name, value)
     assert Settings() == s
@@ -102,7 +118,12 @@ def _environment_accesses(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
             name = node.slice
         elif isinstance(node, ast.Call) and ast.unparse(node.func) in (
-                "os.environ.get", "os.environ.pop", "os.environ.setdefault", "os.getenv", "os.putenv"):
+            "os.environ.get",
+            "os.environ.pop",
+            "os.environ.setdefault",
+            "os.getenv",
+            "os.putenv",
+        ):
             name = node.args[0] if node.args else None
         if isinstance(name, ast.Constant) and str(name.value).startswith(ENV_PREFIX):
             found.append((node.lineno, str(name.value)))
@@ -112,15 +133,20 @@ def _environment_accesses(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def test_only_the_settings_read_cxrtriage_variables_and_nothing_writes_them() -> None:
-    bad = [f"{path.relative_to(PKG)}:{line}: {what}" for path in sorted(PKG.rglob("*.py"))
-           for line, what in _environment_accesses(ast.parse(path.read_text(encoding="utf-8")))]
-    assert not bad, ("read CXRTRIAGE_* through cxrtriage.config.Settings, and pass options as settings:\n"
-                     + "\n".join(bad))
+    bad = [
+        f"{path.relative_to(PKG)}:{line}: {what}"
+        for path in sorted(PKG.rglob("*.py"))
+        for line, what in _environment_accesses(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert not bad, "read CXRTRIAGE_* through cxrtriage.config.Settings, and pass options as settings:\n" + "\n".join(
+        bad
+    )
     assert "cache_clear" not in (PKG / "cli" / "main.py").read_text()
 
 
 def test_cli_backend_and_model_dir_reach_the_engine_without_touching_the_environment(
-        clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from cxrtriage.cli.main import main
     from cxrtriage.pipeline import Triage
 
@@ -135,8 +161,18 @@ def test_cli_backend_and_model_dir_reach_the_engine_without_touching_the_environ
 
     clean_env.setattr(Triage, "from_config", classmethod(recording))
     before = dict(os.environ)
-    main(["predict", "--backend", "bundled", "--model-dir", str(bundle), _a_png(tmp_path), "--out",
-          str(tmp_path / "out.jsonl")])
+    main(
+        [
+            "predict",
+            "--backend",
+            "bundled",
+            "--model-dir",
+            str(bundle),
+            _a_png(tmp_path),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     assert dict(os.environ) == before
     (engine,) = built
     assert engine.settings.backend == "bundled" and engine.backend.model_dir == bundle
@@ -158,8 +194,18 @@ def test_cli_model_of_a_hai_def_backend_reaches_its_loader(clean_env: pytest.Mon
     clean_env.setitem(BACKENDS, "medsiglip", loader)
     clean_env.setenv("CXRTRIAGE_CLASSIFIER", str(tmp_path / "probe.json"))
     before = dict(os.environ)
-    main(["predict", "--backend", "medsiglip", "--model", "some/medsiglip", _a_png(tmp_path), "--out",
-          str(tmp_path / "out.jsonl")])
+    main(
+        [
+            "predict",
+            "--backend",
+            "medsiglip",
+            "--model",
+            "some/medsiglip",
+            _a_png(tmp_path),
+            "--out",
+            str(tmp_path / "out.jsonl"),
+        ]
+    )
     assert dict(os.environ) == before
     ((model, settings),) = seen
     assert model == "some/medsiglip" and settings.backend == "medsiglip"
@@ -181,14 +227,15 @@ def test_from_config_builds_the_engine_from_the_settings(tmp_path: Path) -> None
     assert again.crops_dir == tmp_path / "other" and again.backend is engine.backend
 
 
-def test_one_settings_object_reaches_the_service_its_engine_and_the_ui(monkeypatch: pytest.MonkeyPatch,
-                                                                       tmp_path: Path) -> None:
+def test_one_settings_object_reaches_the_service_its_engine_and_the_ui(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.serve.ui import app as webui
     from cxrtriage.serve.app import create_app
+    from cxrtriage.serve.ui import app as webui
 
     seen: dict[str, Any] = {}
 
@@ -217,8 +264,9 @@ def test_one_settings_object_reaches_the_service_its_engine_and_the_ui(monkeypat
     assert app.state.runtime.worklist.path == tmp_path / "wl.sqlite"
 
 
-def test_the_library_entry_point_reads_the_environment_at_each_call(monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:
+def test_the_library_entry_point_reads_the_environment_at_each_call(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """cxrtriage.predict(): settings from the environment at the call; an engine per distinct settings, cached."""
     from cxrtriage import pipeline
 
@@ -250,8 +298,10 @@ def test_the_library_entry_point_reads_the_environment_at_each_call(monkeypatch:
 
 def test_the_readme_configuration_table_is_the_settings_table() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert variables_table() in readme, ("README.md's configuration table must be the table of the docstring of "
-                                         "src/cxrtriage/config.py (cxrtriage.config.variables_table())")
+    assert variables_table() in readme, (
+        "README.md's configuration table must be the table of the docstring of "
+        "src/cxrtriage/config.py (cxrtriage.config.variables_table())"
+    )
 
 
 def test_every_setting_is_in_the_table() -> None:

@@ -16,8 +16,15 @@ MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
 
 
 def _pred(label: str, score: float, review: bool = False) -> Prediction:
-    return Prediction(label=label, score=score, explanation=f"{label}.", threshold=0.3, review_band=(0.25, 0.35),
-                      needs_review=review, model=MODEL)
+    return Prediction(
+        label=label,
+        score=score,
+        explanation=f"{label}.",
+        threshold=0.3,
+        review_band=(0.25, 0.35),
+        needs_review=review,
+        model=MODEL,
+    )
 
 
 def _ago(minutes: float) -> dt.datetime:
@@ -60,8 +67,8 @@ def test_only_accession_like_keys_are_stored(tmp_path):
 def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir):
     from fastapi.testclient import TestClient
 
-    from cxrtriage.serve.app import create_app
     from cxrtriage.config import Settings
+    from cxrtriage.serve.app import create_app
 
     settings = Settings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
     image = (data_dir / "nih" / "images" / "00000150_002.png").read_bytes()

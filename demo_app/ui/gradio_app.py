@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def status() -> dict:
         backend = engine.backend
-        return {"model_size_mb": backend.footprint_mb(), "median_latency_ms": None,  # the UI measures its own
-                "model": backend.info.model_dump(), "backend": backend.info.backend}
+        return {
+            "model_size_mb": backend.footprint_mb(),
+            "median_latency_ms": None,  # the UI measures its own
+            "model": backend.info.model_dump(),
+            "backend": backend.info.backend,
+        }
 
     launch(lambda: engine, status, settings, host=args.host, port=args.port)
 

@@ -56,9 +56,9 @@ import random
 import shutil
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,7 +160,9 @@ def read_rows(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
             header = reader.fieldnames or []
             missing = [c for c in required if c not in header]
             if missing:
-                raise InputProblem(f"{path.name} lacks the column(s) {', '.join(missing)}; is it the official MIMIC-CXR-JPG table?")
+                raise InputProblem(
+                    f"{path.name} lacks the column(s) {', '.join(missing)}; is it the official MIMIC-CXR-JPG table?"
+                )
             yield from reader
     except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, csv.Error) as exc:
         raise InputProblem(f"{path.name} could not be read ({exc.__class__.__name__}: {exc}).") from exc
@@ -175,7 +177,9 @@ def parse_label(value: str | None) -> float | None:
         return None
 
 
-def urgency_of(labels: dict[str, str], findings: Sequence[str], uncertain_policy: str) -> tuple[str | None, str, list[str], list[str]]:
+def urgency_of(
+    labels: dict[str, str], findings: Sequence[str], uncertain_policy: str
+) -> tuple[str | None, str, list[str], list[str]]:
     """Return (urgency or None to exclude, reason, positive findings, uncertain findings)."""
     positive = [f for f in findings if parse_label(labels.get(f)) == 1.0]
     uncertain = [f for f in findings if parse_label(labels.get(f)) == -1.0]
@@ -437,7 +441,9 @@ def write_outputs(chosen: list[Candidate], args: argparse.Namespace, stats: Coun
     (out / "subset.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
     table = "\n".join(
-        f"| {s} | {counts[(s, 'urgent')]} | {counts[(s, 'non_urgent')]} |" for s in SPLITS if counts[(s, "urgent")] + counts[(s, "non_urgent")]
+        f"| {s} | {counts[(s, 'urgent')]} | {counts[(s, 'non_urgent')]} |"
+        for s in SPLITS
+        if counts[(s, "urgent")] + counts[(s, "non_urgent")]
     )
     where = (
         "`file` is relative to this folder (images copied with `--copy-images`)."
@@ -497,14 +503,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(paths only; images are copied only with --copy-images).",
         epilog="MIMIC-CXR-JPG requires PhysioNet credentialed access; never commit or share the output.",
     )
-    p.add_argument("--mimic-root", type=Path, required=True, help="MIMIC-CXR-JPG root holding the mimic-cxr-2.0.0-*.csv.gz tables and files/")
-    p.add_argument("--out", type=Path, required=True, help="output folder (outside this repository), e.g. $CXRTRIAGE_DATA_DIR/mimic")
+    p.add_argument(
+        "--mimic-root",
+        type=Path,
+        required=True,
+        help="MIMIC-CXR-JPG root holding the mimic-cxr-2.0.0-*.csv.gz tables and files/",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (outside this repository), e.g. $CXRTRIAGE_DATA_DIR/mimic",
+    )
     p.add_argument("--n", type=int, default=2000, help="number of images in the subset (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--views", default="PA,AP", help="comma-separated ViewPosition values to keep, in order of preference (default PA,AP)")
-    p.add_argument("--splits", default="train,validate,test", help="official splits to draw from (default train,validate,test)")
-    p.add_argument("--max-per-patient", type=int, default=1, help="images per patient at most; 0 = no limit (default 1)")
-    p.add_argument("--balance-urgency", action="store_true", help="draw urgent and non-urgent equally within each split instead of proportionally")
+    p.add_argument(
+        "--views",
+        default="PA,AP",
+        help="comma-separated ViewPosition values to keep, in order of preference (default PA,AP)",
+    )
+    p.add_argument(
+        "--splits", default="train,validate,test", help="official splits to draw from (default train,validate,test)"
+    )
+    p.add_argument(
+        "--max-per-patient", type=int, default=1, help="images per patient at most; 0 = no limit (default 1)"
+    )
+    p.add_argument(
+        "--balance-urgency",
+        action="store_true",
+        help="draw urgent and non-urgent equally within each split instead of proportionally",
+    )
     p.add_argument(
         "--uncertain",
         choices=("urgent", "non_urgent", "exclude"),
@@ -516,8 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(DEFAULT_URGENT_FINDINGS),
         help="comma-separated CheXpert observations that make a study urgent (default: %(default)s)",
     )
-    p.add_argument("--copy-images", action="store_true", help="copy the selected JPGs to OUT/images/ (default: write paths only)")
-    p.add_argument("--labels-only", action="store_true", help="do not require files/ (plan a subset before downloading images); sha256 stays empty")
+    p.add_argument(
+        "--copy-images", action="store_true", help="copy the selected JPGs to OUT/images/ (default: write paths only)"
+    )
+    p.add_argument(
+        "--labels-only",
+        action="store_true",
+        help="do not require files/ (plan a subset before downloading images); sha256 stays empty",
+    )
     p.add_argument("--no-sha256", action="store_true", help="do not hash the selected images")
     return p
 
@@ -537,7 +571,9 @@ def validate(args: argparse.Namespace) -> None:
     args.urgent_findings = _csv_list(args.urgent_findings)
     unknown = [f for f in args.urgent_findings if f not in CHEXPERT_OBSERVATIONS]
     if not args.urgent_findings or unknown:
-        raise InputProblem(f"--urgent-findings must be CheXpert observations ({', '.join(CHEXPERT_OBSERVATIONS)}); unknown: {', '.join(unknown) or 'none given'}.")
+        raise InputProblem(
+            f"--urgent-findings must be CheXpert observations ({', '.join(CHEXPERT_OBSERVATIONS)}); unknown: {', '.join(unknown) or 'none given'}."
+        )
     if args.copy_images and args.labels_only:
         raise InputProblem("--copy-images needs the images, so it cannot be combined with --labels-only.")
     root: Path = args.mimic_root
@@ -574,7 +610,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prepare_mimic_subset.py: error: {exc}", file=sys.stderr)
         return 2
     counts = Counter((c.split, c.urgency) for c in chosen)
-    print(f"Wrote {len(chosen)} images from {len({c.subject_id for c in chosen})} patients to {args.out / 'labels.csv'}")
+    print(
+        f"Wrote {len(chosen)} images from {len({c.subject_id for c in chosen})} patients to {args.out / 'labels.csv'}"
+    )
     for s in SPLITS:
         if counts[(s, "urgent")] + counts[(s, "non_urgent")]:
             print(f"  {s:<9} urgent {counts[(s, 'urgent')]:>6}  non_urgent {counts[(s, 'non_urgent')]:>6}")

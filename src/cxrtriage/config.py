@@ -103,8 +103,14 @@ class Settings(BaseSettings):
     each bad variable.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True, frozen=True,
-                                      populate_by_name=True, protected_namespaces=("settings_",))
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        env_ignore_empty=True,
+        frozen=True,
+        populate_by_name=True,
+        protected_namespaces=("settings_",),
+    )
 
     # -- data and images
     data_dir: Path | None = None
@@ -157,8 +163,9 @@ class Settings(BaseSettings):
             return None  # empty is unset, for given values as for the environment
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value
 
-    @field_validator("backend", "model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter",
-                     "host", mode="before")
+    @field_validator(
+        "backend", "model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter", "host", mode="before"
+    )
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value

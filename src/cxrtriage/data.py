@@ -113,13 +113,20 @@ JSRT_STRUCTURES = ("right_lung", "left_lung", "heart")
 def jsrt_records(data_dir: Path) -> list[JsrtRecord]:
     """The JSRT/SCR images of ``<data>/jsrt_scr`` (research use: never shipped, never copied)."""
     root = Path(data_dir) / "jsrt_scr"
-    return [JsrtRecord(image_id=row["id"], path=root / row["file"], nodule=int(row["nodule"]),
-                       masks={s: root / row[s] for s in JSRT_STRUCTURES})
-            for row in _read_csv(root / "labels.csv")]
+    return [
+        JsrtRecord(
+            image_id=row["id"],
+            path=root / row["file"],
+            nodule=int(row["nodule"]),
+            masks={s: root / row[s] for s in JSRT_STRUCTURES},
+        )
+        for row in _read_csv(root / "labels.csv")
+    ]
 
 
-def jsrt_split(records: list[JsrtRecord], seed: int = 1202,
-               fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)) -> dict[str, list[JsrtRecord]]:
+def jsrt_split(
+    records: list[JsrtRecord], seed: int = 1202, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+) -> dict[str, list[JsrtRecord]]:
     """Image-level split of JSRT (one image per patient) with a fixed seed, stratified by nodule/no nodule."""
     parts: dict[str, list[JsrtRecord]] = {name: [] for name in SPLIT_NAMES}
     for nodule in (0, 1):
@@ -135,16 +142,33 @@ def jsrt_split(records: list[JsrtRecord], seed: int = 1202,
 def jsrt_urgency_parts(data_dir: Path) -> dict[str, list[Record]]:
     """JSRT films WITHOUT a nodule as non-urgent adult negatives of another site, in the same image-level parts as
     the segmentation split (so no JSRT test film is trained on by either network)."""
-    return {part: [Record(dataset="jsrt", image_id=r.image_id, path=r.path, patient=f"jsrt-{r.image_id}", urgent=0,
-                          view="PA", findings="No Finding") for r in recs if r.nodule == 0]
-            for part, recs in jsrt_split(jsrt_records(data_dir)).items()}
+    return {
+        part: [
+            Record(
+                dataset="jsrt",
+                image_id=r.image_id,
+                path=r.path,
+                patient=f"jsrt-{r.image_id}",
+                urgent=0,
+                view="PA",
+                findings="No Finding",
+            )
+            for r in recs
+            if r.nodule == 0
+        ]
+        for part, recs in jsrt_split(jsrt_records(data_dir)).items()
+    }
 
 
 def rsna_labels(data_dir: Path) -> dict[str, tuple[int, str]]:
     """The RSNA radiologist re-read by NIH image id: (rsna_target, rsna_class), 1 = lung opacity; class "Normal",
     "No Lung Opacity / Not Normal" or "Lung Opacity". Empty when the file is absent."""
     path = Path(data_dir) / "nih" / "rsna_labels.csv"
-    return {row["image_index"]: (int(row["rsna_target"]), row["rsna_class"]) for row in _read_csv(path)} if path.is_file() else {}
+    return (
+        {row["image_index"]: (int(row["rsna_target"]), row["rsna_class"]) for row in _read_csv(path)}
+        if path.is_file()
+        else {}
+    )
 
 
 def rsna_opacity_labels(data_dir: Path) -> dict[str, int]:
@@ -225,11 +249,15 @@ def make_default_split(data_dir: Path) -> dict[str, str]:
 
 
 #: a synthetic prior report written for the demo (not taken from any dataset)
-DEMO_PRIOR_REPORT = ("FINDINGS: Small right pleural effusion, new since the prior study. No pneumothorax. "
-                     "Heart size is normal.\nIMPRESSION: Small right effusion. Possible early right lower lobe pneumonia.")
+DEMO_PRIOR_REPORT = (
+    "FINDINGS: Small right pleural effusion, new since the prior study. No pneumothorax. "
+    "Heart size is normal.\nIMPRESSION: Small right effusion. Possible early right lower lobe pneumonia."
+)
 #: a synthetic normal prior report (not from any dataset), to show negated mentions quoted as "contradicts"
-DEMO_NORMAL_PRIOR_REPORT = ("FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax. "
-                            "Heart size is normal.\nIMPRESSION: No acute cardiopulmonary abnormality.")
+DEMO_NORMAL_PRIOR_REPORT = (
+    "FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax. "
+    "Heart size is normal.\nIMPRESSION: No acute cardiopulmonary abnormality."
+)
 
 
 def example_paths(data_dir: Path | None = None) -> list[Path]:
@@ -273,17 +301,31 @@ def quickstart_examples(data: Path) -> list[Example]:
     urgent = next((r for r in nih if r.urgent), None)
     child = next((r for r in ped if r.urgent), None)
     if adult is None or urgent is None or child is None:
-        raise FileNotFoundError(f"{data}: the NIH (urgent and non-urgent) and pediatric (urgent) test images of the "
-                                "committed split were not found")
+        raise FileNotFoundError(
+            f"{data}: the NIH (urgent and non-urgent) and pediatric (urgent) test images of the "
+            "committed split were not found"
+        )
     examples = [
-        Example("adult PNG", adult.path, note=f"NIH ChestX-ray14 {adult.view}, test split, truth {_truth(adult.urgent)}"),
+        Example(
+            "adult PNG", adult.path, note=f"NIH ChestX-ray14 {adult.view}, test split, truth {_truth(adult.urgent)}"
+        ),
         Example("pediatric JPEG", child.path, note=f"pediatric (Kermany), test split, truth {_truth(child.urgent)}"),
-        Example("MONOCHROME1 ACR-NEMA DICOM", data / "dicom" / "CR-MONO1-10-chest.dcm",
-                note="1993 Fuji CR, no Part-10 header, 10-bit MONOCHROME1; no label"),
-        Example("JPEG-compressed DICOM", data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm",
-                note="SIIM-ACR CR PA, JPEG Baseline transfer syntax; pneumothorax-negative"),
-        Example("adult PNG + prior report", urgent.path, DEMO_PRIOR_REPORT,
-                note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; the prior report is synthetic demo text"),
+        Example(
+            "MONOCHROME1 ACR-NEMA DICOM",
+            data / "dicom" / "CR-MONO1-10-chest.dcm",
+            note="1993 Fuji CR, no Part-10 header, 10-bit MONOCHROME1; no label",
+        ),
+        Example(
+            "JPEG-compressed DICOM",
+            data / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm",
+            note="SIIM-ACR CR PA, JPEG Baseline transfer syntax; pneumothorax-negative",
+        ),
+        Example(
+            "adult PNG + prior report",
+            urgent.path,
+            DEMO_PRIOR_REPORT,
+            note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; the prior report is synthetic demo text",
+        ),
     ]
     missing = [str(e.path) for e in examples if not e.path.is_file()]
     if missing:

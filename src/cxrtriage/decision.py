@@ -32,8 +32,10 @@ PRIOR_REPORT = "prior_report"
 EXPLAINER = "explainer"
 REVIEW_BAND = "review_band"
 
-PRIOR_REPORT_WARNING = ("the prior report affirms an urgent finding but the image score is below the threshold: "
-                        "review the current image against the prior report")
+PRIOR_REPORT_WARNING = (
+    "the prior report affirms an urgent finding but the image score is below the threshold: "
+    "review the current image against the prior report"
+)
 
 
 def in_review_band(score: float, review_band: tuple[float, float]) -> bool:
@@ -84,24 +86,30 @@ class Decision:
         return [r.warning for r in self.reasons if r.warning]
 
     def _escalated(self, reason: Reason, *, urgent: bool = False) -> Decision:
-        return replace(self, label=URGENT if urgent else self.label, needs_review=True,
-                       reasons=(*self.reasons, reason))
+        return replace(self, label=URGENT if urgent else self.label, needs_review=True, reasons=(*self.reasons, reason))
 
 
-def decide(score: float, threshold: float, review_band: tuple[float, float], *,
-           atypical_film: list[str] | tuple[str, ...] = ()) -> Decision:
+def decide(
+    score: float, threshold: float, review_band: tuple[float, float], *, atypical_film: list[str] | tuple[str, ...] = ()
+) -> Decision:
     """Label and review flag of a score, then the image's own doubts. Safety first: a score in the review band is
     labelled Urgent even below the threshold, because the threshold itself is uncertain there; an atypical
     frontal film (``atypical_film``: the check's reasons, in words) is labelled Urgent for human review."""
     score, threshold = reported(score), reported(threshold)
     band = (reported(review_band[0]), reported(review_band[1]))
     in_band = in_review_band(score, band)
-    decision = Decision(label=URGENT if score >= threshold or in_band else NON_URGENT, needs_review=in_band,
-                        reasons=(Reason(REVIEW_BAND),) if in_band else (), score=score, threshold=threshold,
-                        review_band=band)
+    decision = Decision(
+        label=URGENT if score >= threshold or in_band else NON_URGENT,
+        needs_review=in_band,
+        reasons=(Reason(REVIEW_BAND),) if in_band else (),
+        score=score,
+        threshold=threshold,
+        review_band=band,
+    )
     for why in atypical_film:
         decision = decision._escalated(
-            Reason(ATYPICAL_FILM, f"atypical frontal radiograph: {why}; labelled Urgent for human review"), urgent=True)
+            Reason(ATYPICAL_FILM, f"atypical frontal radiograph: {why}; labelled Urgent for human review"), urgent=True
+        )
     return decision
 
 

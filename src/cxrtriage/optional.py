@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-
 #: import name -> the name pip installs it under, where they differ
 PIP_NAMES = {"sklearn": "scikit-learn", "llama_cpp": "llama-cpp-python", "PIL": "pillow"}
 #: llama-cpp-python must be built with portable flags: the default native build crashes on CPUs with AMX
@@ -24,7 +23,7 @@ def install_command(extras: str | set[str]) -> str:
     """``pip install 'cxrtriage[a,b]'`` (built from source with portable flags when the edge extra is among them)."""
     names = ",".join(sorted({extras} if isinstance(extras, str) else extras))
     if "edge" in names.split(","):
-        return f'CMAKE_ARGS="{EDGE_CMAKE_ARGS}" pip install --no-binary llama-cpp-python \'cxrtriage[{names}]\''
+        return f"CMAKE_ARGS=\"{EDGE_CMAKE_ARGS}\" pip install --no-binary llama-cpp-python 'cxrtriage[{names}]'"
     return f"pip install 'cxrtriage[{names}]'"
 
 
@@ -34,7 +33,9 @@ def require(module: str, *, extra: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         what = f" for {purpose}" if purpose else ""
-        raise MissingDependency(f"{module} is needed{what} but cannot be imported ({exc}): {install_command(extra)}") from exc
+        raise MissingDependency(
+            f"{module} is needed{what} but cannot be imported ({exc}): {install_command(extra)}"
+        ) from exc
 
 
 def require_all(modules: dict[str, str], *, purpose: str) -> list[ModuleType]:
@@ -48,6 +49,8 @@ def require_all(modules: dict[str, str], *, purpose: str) -> list[ModuleType]:
             missing.append((name, extra, exc))
     if missing:
         names = ", ".join(PIP_NAMES.get(n, n) for n, _, _ in missing)
-        raise MissingDependency(f"{purpose} needs {names}, which cannot be imported: "
-                                f"{install_command({e for _, e, _ in missing})} ({missing[0][2]})")
+        raise MissingDependency(
+            f"{purpose} needs {names}, which cannot be imported: "
+            f"{install_command({e for _, e, _ in missing})} ({missing[0][2]})"
+        )
     return loaded

@@ -25,24 +25,24 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import decision
-from cxrtriage.config import Settings
 from cxrtriage.anatomy import frontal
 from cxrtriage.anatomy.measure import Anatomy, measure
 from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
-from cxrtriage.imaging import gate
 from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.finding_probe import read_findings
+from cxrtriage.config import Settings
 from cxrtriage.decision import Decision
-from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
-from cxrtriage.explain.text import build_explanation
 from cxrtriage.errors import NotAChestXrayError
-from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
-from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
-from cxrtriage.imaging.preprocess import resize_square
+from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
 from cxrtriage.explain.provenance import case_provenance, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
+from cxrtriage.explain.text import build_explanation
+from cxrtriage.imaging import gate
+from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
+from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
+from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
@@ -66,7 +66,8 @@ def default_segmenter(settings: Settings | None = None) -> Segmenter | None:
 def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
     """True for a prior-report quote already contained in a quote the pipeline itself took from the report."""
     return item.source == "prior_report" and any(
-        item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report")
+        item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report"
+    )
 
 
 def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: tuple[int, int]) -> list[Crop]:
@@ -140,10 +141,18 @@ class Triage:
     without ``settings`` they are read from the environment here (the library's entry point).
     """
 
-    def __init__(self, backend: Backend | None = None, explainer: Explainer | None = None, *,
-                 backend_name: str = "bundled", model_dir: str | Path | None = None, crops_dir: str | Path | None = None,
-                 n_neighbours: int = 3, segmenter: Segmenter | str | None = DEFAULT_SEGMENTER,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        explainer: Explainer | None = None,
+        *,
+        backend_name: str = "bundled",
+        model_dir: str | Path | None = None,
+        crops_dir: str | Path | None = None,
+        n_neighbours: int = 3,
+        segmenter: Segmenter | str | None = DEFAULT_SEGMENTER,
+        settings: Settings | None = None,
+    ) -> None:
         self.settings = settings if settings is not None else Settings()
         if backend is None:
             backend, loaded_explainer = load_stages(backend_name, model_dir, self.settings)
@@ -181,8 +190,9 @@ class Triage:
     def load(self, image: ImageSource, *, kind: str | None = None) -> LoadedImage:
         """Decode an input with this engine's limits (``max_pixels``, ``max_working_pixels``): what an adapter
         calls once before :meth:`run` when it also needs the decoded image (its DICOM header) for other outputs."""
-        return load_image(image, max_pixels=self.settings.max_pixels,
-                          max_working_pixels=self.settings.max_working_pixels, kind=kind)
+        return load_image(
+            image, max_pixels=self.settings.max_pixels, max_working_pixels=self.settings.max_working_pixels, kind=kind
+        )
 
     def run(self, image: ImageInput, prior_report: str | None = None, *, save_crops: bool = True) -> Triaged:
         """:meth:`predict`, plus the decoded image and the pixels the model analysed, for the outputs that draw on
@@ -190,8 +200,12 @@ class Triage:
         and writes one :class:`Case`."""
         t_start = time.perf_counter()
         loaded = image if isinstance(image, LoadedImage) else self.load(image)
-        case = Case(loaded=loaded, prior_report=prior_report, pixels=loaded.pixels,
-                    warnings=[*loaded.meta.warnings, *self.backend.warnings])
+        case = Case(
+            loaded=loaded,
+            prior_report=prior_report,
+            pixels=loaded.pixels,
+            warnings=[*loaded.meta.warnings, *self.backend.warnings],
+        )
         case.timings["decode"] = loaded.decode_ms  # also when the caller decoded it (once) beforehand
         if image is loaded:  # decoded by the caller: the total still counts the decode
             t_start -= loaded.decode_ms / 1e3
@@ -232,12 +246,15 @@ class Triage:
             if stats.get("low_contrast"):
                 if not case.anatomy.typical_pair:
                     raise NotAChestXrayError(gate.BLANK_MESSAGE)
-                case.doubts.append(f"its contrast is very low (grey-level spread {stats['std']:.3f}); window it "
-                                   "before reading")
+                case.doubts.append(
+                    f"its contrast is very low (grey-level spread {stats['std']:.3f}); window it before reading"
+                )
         else:
             gate.check_layout(case.residual, self.backend.max_layout_residual)
-            case.warnings.append("the lung segmentation is not installed: evidence zones come from image geometry "
-                                 "and the frontal-view check from the coarse layout only")
+            case.warnings.append(
+                "the lung segmentation is not installed: evidence zones come from image geometry "
+                "and the frontal-view check from the coarse layout only"
+            )
         case.timings["gate"] = (time.perf_counter() - t) * 1e3 - case.timings.get("segment", 0.0)
 
     def _classify(self, case: Case) -> None:
@@ -259,13 +276,17 @@ class Triage:
         probe = self.backend.view_probe
         if probe is not None and anatomy is not None and out.embedding is not None:
             view_score = probe.score(out.embedding, anatomy.view_features())
-            case.doubts += frontal.check_view(view_score, probe.reject_above, probe.review_above,
-                                              anatomy.typical_pair, probe.reject_with_lungs_above)
+            case.doubts += frontal.check_view(
+                view_score, probe.reject_above, probe.review_above, anatomy.typical_pair, probe.reject_with_lungs_above
+            )
         case.timings["neighbours"] = (time.perf_counter() - t) * 1e3
 
     def _decide(self, case: Case) -> None:
-        case.settle(decision.decide(case.output.score, self.backend.threshold, self.backend.review_band,
-                                    atypical_film=case.doubts))
+        case.settle(
+            decision.decide(
+                case.output.score, self.backend.threshold, self.backend.review_band, atypical_film=case.doubts
+            )
+        )
 
     def _find_evidence(self, case: Case) -> None:
         """Boxes from the activation map, inside the lung fields when they are known; a Non-Urgent film keeps at
@@ -275,11 +296,22 @@ class Triage:
         height, width = case.pixels.shape
         anatomy = case.anatomy
         region = anatomy.evidence_region() if anatomy is not None and anatomy.lungs else None
-        boxes = find_evidence_boxes(case.output.cam, (width, height), max_boxes=MAX_CROPS, allowed=region,
-                                    zone_of=anatomy.zone if anatomy is not None else None)
+        boxes = find_evidence_boxes(
+            case.output.cam,
+            (width, height),
+            max_boxes=MAX_CROPS,
+            allowed=region,
+            zone_of=anatomy.zone if anatomy is not None else None,
+        )
         if region is not None:  # a box grown from the margin alone would not touch the lungs: drop it
-            boxes = [b for b in boxes if anatomy.lung_share(  # type: ignore[union-attr]
-                (b.x / width, b.y / height, (b.x + b.w) / width, (b.y + b.h) / height)) >= MIN_BOX_LUNG_SHARE]
+            boxes = [
+                b
+                for b in boxes
+                if anatomy.lung_share(  # type: ignore[union-attr]
+                    (b.x / width, b.y / height, (b.x + b.w) / width, (b.y + b.h) / height)
+                )
+                >= MIN_BOX_LUNG_SHARE
+            ]
         if case.decision.label == decision.NON_URGENT:
             boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
         case.boxes = boxes
@@ -289,8 +321,10 @@ class Triage:
         text = case.prior_report
         report = analyze_prior_report(text) if text and text.strip() else None
         if report is not None and report.truncated:
-            case.warnings.append(f"the prior report is longer than {REPORT_MAX_CHARS} characters: only the first "
-                                 f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself")
+            case.warnings.append(
+                f"the prior report is longer than {REPORT_MAX_CHARS} characters: only the first "
+                f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself"
+            )
         if report is not None:
             case.settle(decision.with_prior_report(case.decision, report.has_affirmed_urgent_finding))
         case.report = report
@@ -302,8 +336,9 @@ class Triage:
         result for review; it never changes label or score."""
         out = case.output
         case.findings, nameable = read_findings(self.backend.finding_probes, out.embedding, out.logit)
-        case.explanation = build_explanation(case.decision, case.boxes, case.report, has_map=out.cam is not None,
-                                             finding=nameable)
+        case.explanation = build_explanation(
+            case.decision, case.boxes, case.report, has_map=out.cam is not None, finding=nameable
+        )
         case.provenance = report_provenance(case.report) + case_provenance(case.neighbours)
         if self.explainer is None:
             return
@@ -337,11 +372,21 @@ class Triage:
         case.timings["crops"] = (time.perf_counter() - t) * 1e3
         case.timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(
-            label=d.label, score=d.score, explanation=case.explanation, crops=crops, provenance=case.provenance,
-            threshold=d.threshold, review_band=d.review_band, needs_review=d.needs_review, model=self.info,
+            label=d.label,
+            score=d.score,
+            explanation=case.explanation,
+            crops=crops,
+            provenance=case.provenance,
+            threshold=d.threshold,
+            review_band=d.review_band,
+            needs_review=d.needs_review,
+            model=self.info,
             explainer=self.explainer.info if self.explainer is not None else None,
-            timings_ms={k: round(v, 2) for k, v in case.timings.items()}, warnings=case.warnings,
-            image=image_info, anatomy=anatomy_info, findings=case.findings,
+            timings_ms={k: round(v, 2) for k, v in case.timings.items()},
+            warnings=case.warnings,
+            image=image_info,
+            anatomy=anatomy_info,
+            findings=case.findings,
         )
 
 
@@ -352,9 +397,15 @@ def get_triage(settings: Settings) -> Triage:
     return Triage.from_config(settings)
 
 
-def predict(image_or_path: ImageInput, prior_report: str | None = None, *, backend: str | None = None,
-            model_dir: str | Path | None = None, save_crops: bool = True,
-            settings: Settings | None = None) -> Prediction:
+def predict(
+    image_or_path: ImageInput,
+    prior_report: str | None = None,
+    *,
+    backend: str | None = None,
+    model_dir: str | Path | None = None,
+    save_crops: bool = True,
+    settings: Settings | None = None,
+) -> Prediction:
     """Triage one frontal chest radiograph. Raises cxrtriage.errors.InputError subclasses for bad inputs.
 
     The library's entry point: ``settings`` (None: read from the environment at this call), with ``backend`` /

@@ -35,7 +35,8 @@ class Crop(BaseModel):
     strength: float | None = Field(default=None, description="share of positive activation mass in this region (0-1)")
     source: Literal["activation_map", "medgemma"] = Field(
         default="activation_map",
-        description="what proposed the box: the classifier's activation map, or MedGemma (generative, unverified)")
+        description="what proposed the box: the classifier's activation map, or MedGemma (generative, unverified)",
+    )
 
 
 class Provenance(BaseModel):
@@ -55,9 +56,15 @@ class Finding(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="e.g. 'lung opacity'")
-    probability: float = Field(ge=0.0, le=1.0, description="the output's probability (its labels' prevalence: RSNA re-read NIH films)")
-    held_out_auc: float | None = Field(default=None, description="AUC on patients never fitted on (model.json finding_probes)")
-    named_in_explanation: bool = Field(description="the explanation names a finding only when its held-out AUC is >= 0.75")
+    probability: float = Field(
+        ge=0.0, le=1.0, description="the output's probability (its labels' prevalence: RSNA re-read NIH films)"
+    )
+    held_out_auc: float | None = Field(
+        default=None, description="AUC on patients never fitted on (model.json finding_probes)"
+    )
+    named_in_explanation: bool = Field(
+        description="the explanation names a finding only when its held-out AUC is >= 0.75"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -82,20 +89,31 @@ class Prediction(BaseModel):
     provenance: list[Provenance] = Field(default_factory=list)
     # --- extra fields ---
     threshold: float = Field(description="operating threshold on the calibrated score")
-    review_band: tuple[float, float] = Field(description="scores in [low, high) need human review and are labelled Urgent")
+    review_band: tuple[float, float] = Field(
+        description="scores in [low, high) need human review and are labelled Urgent"
+    )
     needs_review: bool
     disclaimer: str = DISCLAIMER
-    model: ModelInfo = Field(description="the classifier that labelled and scored, under the configuration's backend name")
-    explainer: ModelInfo | None = Field(default=None, description="the explainer (MedGemma) that added the "
-                                        "explanation, second opinion or box, with its own version and sha256")
+    model: ModelInfo = Field(
+        description="the classifier that labelled and scored, under the configuration's backend name"
+    )
+    explainer: ModelInfo | None = Field(
+        default=None,
+        description="the explainer (MedGemma) that added the "
+        "explanation, second opinion or box, with its own version and sha256",
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")
-    findings: list[Finding] = Field(default_factory=list, description="finding outputs of the classifier "
-                                    "(probability and held-out AUC); empty for backends without any")
+    findings: list[Finding] = Field(
+        default_factory=list,
+        description="finding outputs of the classifier (probability and held-out AUC); empty for backends without any",
+    )
     anatomy: dict[str, object] | None = Field(
-        default=None, description="measured from the bundled lung-and-heart segmentation: lungs found, lung area "
-        "fractions, cardiothoracic ratio (AP films magnify the heart), the segmenter's name; null without it")
+        default=None,
+        description="measured from the bundled lung-and-heart segmentation: lungs found, lung area "
+        "fractions, cardiothoracic ratio (AP films magnify the heart), the segmenter's name; null without it",
+    )
 
 
 def prediction_json_schema() -> dict:

@@ -68,8 +68,14 @@ class Worklist:
         if key is not None and not re.match(KEY_PATTERN, key):
             raise ValueError(f"accession key must match {KEY_PATTERN}")
         key = key or uuid.uuid4().hex[:16]
-        row = (key, prediction.label, float(prediction.score), int(prediction.needs_review),
-               (received or _now()).isoformat(), prediction.model_dump_json())
+        row = (
+            key,
+            prediction.label,
+            float(prediction.score),
+            int(prediction.needs_review),
+            (received or _now()).isoformat(),
+            prediction.model_dump_json(),
+        )
         with self._lock, self._db() as db:
             db.execute("INSERT OR REPLACE INTO worklist VALUES (?, ?, ?, ?, ?, ?)", row)
         return key
@@ -87,8 +93,17 @@ class Worklist:
         out = []
         for key, label, score, review, received in rows:
             waiting = (now - _dt.datetime.fromisoformat(received)).total_seconds()
-            out.append({"key": key, "label": label, "score": score, "needs_review": bool(review), "received": received,
-                        "waiting_s": round(waiting, 1), "priority": self.priority(label, bool(review), waiting)})
+            out.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "score": score,
+                    "needs_review": bool(review),
+                    "received": received,
+                    "waiting_s": round(waiting, 1),
+                    "priority": self.priority(label, bool(review), waiting),
+                }
+            )
         out.sort(key=lambda r: (PRIORITIES.index(r["priority"]), -r["waiting_s"]))
         return out[:limit]
 
@@ -99,8 +114,13 @@ class Worklist:
         return json.loads(row[0]) if row else None
 
 
-def file_on_worklist(open_worklist: Callable[[], Worklist], prediction: Prediction, key: str | None = None, *,
-                     stored: Prediction | None = None) -> tuple[Prediction, str | None]:
+def file_on_worklist(
+    open_worklist: Callable[[], Worklist],
+    prediction: Prediction,
+    key: str | None = None,
+    *,
+    stored: Prediction | None = None,
+) -> tuple[Prediction, str | None]:
     """File a result (``stored``, e.g. with crop URLs instead of server paths, else ``prediction``) under ``key``.
 
     Returns ``(prediction, key)``; if the database cannot be opened or written, ``(prediction with a warning, None)``:

@@ -265,8 +265,11 @@ def test_typical_frontal_with_usual_layout_passes_without_reasons():
     assert frontal.check(_synthetic_anatomy(), None, None) == []
 
 
-@pytest.mark.parametrize("anatomy", [_synthetic_anatomy(lungs="none"), _synthetic_anatomy(confidence=0.5)],
-                         ids=["no-lungs", "unconfident-pair"])
+@pytest.mark.parametrize(
+    "anatomy",
+    [_synthetic_anatomy(lungs="none"), _synthetic_anatomy(confidence=0.5)],
+    ids=["no-lungs", "unconfident-pair"],
+)
 def test_unusual_layout_without_a_typical_pair_is_refused(anatomy):
     with pytest.raises(NotAChestXrayError, match="layout"):
         frontal.check(anatomy, 1.05 * MAX, MAX)
@@ -303,11 +306,15 @@ def test_check_view_refuses_reviews_or_passes():
 def test_check_view_with_two_lungs_reviews_unless_the_probe_is_near_certain():
     """The segmenter finds two "lungs" on some laterals: those are refused only above the higher cut-off, and a
     film with two lungs between the cut-offs goes to a human instead of away."""
-    reasons = frontal.check_view(0.95, reject_above=0.83, review_above=0.5, typical_pair=True, reject_with_lungs_above=0.99)
+    reasons = frontal.check_view(
+        0.95, reject_above=0.83, review_above=0.5, typical_pair=True, reject_with_lungs_above=0.99
+    )
     assert len(reasons) == 1 and "lateral" in reasons[0]
     with pytest.raises(NotAChestXrayError, match="0.99"):
         frontal.check_view(0.995, reject_above=0.83, review_above=0.5, typical_pair=True, reject_with_lungs_above=0.99)
-    assert frontal.check_view(0.995, reject_above=0.83, review_above=0.5, typical_pair=True) != []  # older bundles: never
+    assert (
+        frontal.check_view(0.995, reject_above=0.83, review_above=0.5, typical_pair=True) != []
+    )  # older bundles: never
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -380,11 +387,16 @@ def _atypical_film(src: Path, out: Path) -> list[tuple[int, int, int, int]]:
     w, h = img.size
     d = ImageDraw.Draw(img)
     d.line([(int(0.55 * w), 0), (int(0.5 * w), int(0.45 * h)), (int(0.45 * w), int(0.7 * h))], fill=250, width=6)
-    d.line([(int(0.9 * w), int(0.15 * h)), (int(0.7 * w), int(0.35 * h)), (int(0.62 * w), int(0.55 * h))],
-           fill=235, width=4)
+    d.line(
+        [(int(0.9 * w), int(0.15 * h)), (int(0.7 * w), int(0.35 * h)), (int(0.62 * w), int(0.55 * h))],
+        fill=235,
+        width=4,
+    )
     d.line([(0, int(0.8 * h)), (int(0.3 * w), int(0.6 * h))], fill=245, width=3)
-    rects = [(int(0.02 * w), int(0.02 * h), int(0.30 * w), int(0.08 * h)),
-             (int(0.70 * w), int(0.90 * h), int(0.97 * w), int(0.97 * h))]
+    rects = [
+        (int(0.02 * w), int(0.02 * h), int(0.30 * w), int(0.08 * h)),
+        (int(0.70 * w), int(0.90 * h), int(0.97 * w), int(0.97 * h)),
+    ]
     for x0, y0, x1, y1 in rects:
         d.rectangle((x0, y0, x1, y1), fill=255)
         for k in range(x0 + 3, x1 - 6, 9):  # dark "letters" on the white label

@@ -82,7 +82,8 @@ def test_png_jpeg_and_dicom_give_binary_masks_at_original_size(three_formats, tm
     # the DICOM carries a pixel spacing: lung areas in cm² as well
     assert rows[2]["right_lung_area_cm2"] > 0 and rows[2]["left_lung_area_cm2"] > 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{p.stem}_{k}.png" for p in three_formats for k in ("lungs", "heart"))
+        f"{p.stem}_{k}.png" for p in three_formats for k in ("lungs", "heart")
+    )
 
 
 def test_non_image_gives_error_row_exit_1_and_no_mask(data_dir, tmp_path, capsys):

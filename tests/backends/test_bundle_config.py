@@ -55,20 +55,23 @@ def _set(meta: dict, path: str, value) -> dict:
     return meta
 
 
-@pytest.mark.parametrize("where, value, key, words", [
-    ("threshold", KeyError, "threshold", "missing"),
-    ("calibration.a", KeyError, "calibration.a", "missing"),
-    ("threshold", "0.127", "threshold", "valid number"),
-    ("calibration.a", -0.03, "calibration.a", "must be positive"),
-    ("calibration.a", 0.0, "calibration.a", "must be positive"),
-    ("review_band", [0.3, 0.1], "review_band", "low <= high"),
-    ("view_probe.mean.3", "0.1", "view_probe.mean[3]", "valid number"),
-    ("finding_probes.lung_opacity.coef", [1.0], "finding_probes.lung_opacity", "same non-zero length"),
-    ("ood.k", 5.0, "ood.k", "valid integer"),
-    ("treshold", 0.2, "treshold", "not a key"),
-    ("training", "cxrtriage train", "training", "an object"),
-    ("sha256", "abc", "sha256", "pattern"),
-])
+@pytest.mark.parametrize(
+    "where, value, key, words",
+    [
+        ("threshold", KeyError, "threshold", "missing"),
+        ("calibration.a", KeyError, "calibration.a", "missing"),
+        ("threshold", "0.127", "threshold", "valid number"),
+        ("calibration.a", -0.03, "calibration.a", "must be positive"),
+        ("calibration.a", 0.0, "calibration.a", "must be positive"),
+        ("review_band", [0.3, 0.1], "review_band", "low <= high"),
+        ("view_probe.mean.3", "0.1", "view_probe.mean[3]", "valid number"),
+        ("finding_probes.lung_opacity.coef", [1.0], "finding_probes.lung_opacity", "same non-zero length"),
+        ("ood.k", 5.0, "ood.k", "valid integer"),
+        ("treshold", 0.2, "treshold", "not a key"),
+        ("training", "cxrtriage train", "training", "an object"),
+        ("sha256", "abc", "sha256", "pattern"),
+    ],
+)
 def test_a_bad_model_json_names_the_file_and_the_key(tmp_path, where, value, key, words):
     path = tmp_path / META_FILE
     path.write_text(json.dumps(_set(_raw(), where, value)), encoding="utf-8")
@@ -135,7 +138,11 @@ def test_the_engine_never_opens_card_json(tmp_path, nih_pixels, monkeypatch):
     without = Triage(model_dir=_bundle_copy(tmp_path, card=False), crops_dir=tmp_path / "b")
     pred = without.predict(nih_pixels, save_crops=False)
     assert (pred.score, pred.label, pred.needs_review, pred.findings) == (
-        reference.score, reference.label, reference.needs_review, reference.findings)
+        reference.score,
+        reference.label,
+        reference.needs_review,
+        reference.findings,
+    )
 
     opened: list[str] = []
     real_open = io.open

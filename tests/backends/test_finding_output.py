@@ -10,14 +10,22 @@ import pytest
 
 from cxrtriage import config
 from cxrtriage.backends.finding_probe import NAME_MIN_AUC, FindingProbe, load_finding_probes
-from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.decision import decide
+from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.explain.text import build_explanation
 
 
 def _block(auc: float, named: bool = True) -> dict:
-    return {"name": "lung opacity", "mean": [0.0] * 3, "scale": [1.0] * 3, "coef": [0.0, 0.0, 2.0], "intercept": 0.0,
-            "likely_above": 0.5, "held_out": {"auc": auc}, "named_in_explanation": named}
+    return {
+        "name": "lung opacity",
+        "mean": [0.0] * 3,
+        "scale": [1.0] * 3,
+        "coef": [0.0, 0.0, 2.0],
+        "intercept": 0.0,
+        "likely_above": 0.5,
+        "held_out": {"auc": auc},
+        "named_in_explanation": named,
+    }
 
 
 def test_a_finding_below_the_auc_bar_is_never_named_whatever_the_metadata_says():

@@ -22,10 +22,10 @@ pytest.importorskip("transformers")
 pytest.importorskip("sentencepiece")
 
 from cxrtriage import config  # noqa: E402
-from cxrtriage.backends.medgemma.gguf import GgufExplainer  # noqa: E402
-from cxrtriage.hai_def.gguf import CONVERTER_ENV, convert_to_gguf  # noqa: E402
 from cxrtriage.backends.medgemma.explainer import GENERATION_FAILURE_WARNING, PARSE_FAILURE_WARNING  # noqa: E402
+from cxrtriage.backends.medgemma.gguf import GgufExplainer  # noqa: E402
 from cxrtriage.backends.medgemma.output import MedGemmaAnswer  # noqa: E402
+from cxrtriage.hai_def.gguf import CONVERTER_ENV, convert_to_gguf  # noqa: E402
 from cxrtriage.hai_def.tiny_gemma import build_tiny_medgemma  # noqa: E402
 
 REPORT = "Frontal chest radiograph.\nThere is a large right pleural effusion.\nNo pneumothorax."
@@ -45,7 +45,10 @@ def _converter() -> Path:
 def gguf_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     hf_dir = build_tiny_medgemma(tmp_path_factory.mktemp("tiny_medgemma_hf"), seed=0)
     return convert_to_gguf(
-        hf_dir, tmp_path_factory.mktemp("tiny_medgemma_gguf"), converter=_converter(), outtype="f16",
+        hf_dir,
+        tmp_path_factory.mktemp("tiny_medgemma_gguf"),
+        converter=_converter(),
+        outtype="f16",
         synthesize_tokenizer_model=True,
     )
 
@@ -70,8 +73,9 @@ def test_gguf_explainer_runs_on_real_image(gguf_files: tuple[Path, Path], nih_pi
     assert explainer.last_new_token_count > 0  # the model really generated tokens
 
 
-def test_medgemma_gguf_backend_end_to_end(gguf_files: tuple[Path, Path], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_medgemma_gguf_backend_end_to_end(
+    gguf_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`CXRTRIAGE_BACKEND=medgemma-gguf`: the bundled classifier labels, llama.cpp MedGemma explains or falls back."""
     from cxrtriage.backends.medgemma.explainer import PARSE_FAILURE_WARNING
     from cxrtriage.pipeline import Triage

@@ -16,9 +16,9 @@ pytest.importorskip("transformers")
 
 from cxrtriage.backends import Explainer, load_backend, load_stages  # noqa: E402
 from cxrtriage.backends.medgemma.backend import MedGemmaBackend  # noqa: E402
-from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.backends.medgemma.explainer import PARSE_FAILURE_WARNING, MedGemmaExplainer  # noqa: E402
 from cxrtriage.backends.medgemma.output import MedGemmaAnswer  # noqa: E402
+from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.pipeline import Triage  # noqa: E402
 from cxrtriage.schema import Prediction  # noqa: E402
 
@@ -65,13 +65,19 @@ def test_loader_gives_the_bundled_classifier_and_the_medgemma_explainer(tiny_dir
         load_backend("medgemma", tiny_dir)
 
 
-def test_garbage_output_keeps_classifier_label_and_explanation(gemma_engine: Triage, engine: Triage, image: Path) -> None:
+def test_garbage_output_keeps_classifier_label_and_explanation(
+    gemma_engine: Triage, engine: Triage, image: Path
+) -> None:
     base = engine.predict(image, REPORT, save_crops=False)
     res = gemma_engine.predict(image, REPORT, save_crops=False)
     Prediction.model_validate(json.loads(res.model_dump_json()))
     assert res.model.backend == "medgemma"
     # the result names both models with their own hashes: the classifier that scored, MedGemma that explained
-    assert (res.model.name, res.model.version, res.model.sha256) == (base.model.name, base.model.version, base.model.sha256)
+    assert (res.model.name, res.model.version, res.model.sha256) == (
+        base.model.name,
+        base.model.version,
+        base.model.sha256,
+    )
     assert res.explainer is not None and res.explainer.sha256 != res.model.sha256 and base.explainer is None
     assert (res.label, res.score, res.threshold) == (base.label, base.score, base.threshold)
     assert res.explanation == base.explanation and res.needs_review == base.needs_review
@@ -79,12 +85,18 @@ def test_garbage_output_keeps_classifier_label_and_explanation(gemma_engine: Tri
     assert not any(p.source == "medgemma" for p in res.provenance)
 
 
-def test_disagreeing_second_opinion_is_shown_and_flags_review(gemma_engine: Triage, engine: Triage, image: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disagreeing_second_opinion_is_shown_and_flags_review(
+    gemma_engine: Triage, engine: Triage, image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = engine.predict(image, REPORT, save_crops=False)
     other = "Non-Urgent" if base.label == "Urgent" else "Urgent"
-    answer = MedGemmaAnswer(urgency=other, explanation="Small right pleural effusion.", box_xywh=None,
-                            supporting_quote="Small right effusion", raw="{}")
+    answer = MedGemmaAnswer(
+        urgency=other,
+        explanation="Small right pleural effusion.",
+        box_xywh=None,
+        supporting_quote="Small right effusion",
+        raw="{}",
+    )
     monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
     res = gemma_engine.predict(image, REPORT, save_crops=False)
     assert res.explanation == "MedGemma: Small right pleural effusion."
@@ -101,10 +113,13 @@ def test_disagreeing_second_opinion_is_shown_and_flags_review(gemma_engine: Tria
         assert any(p.snippet == "Small right effusion" and p.relation == "supports" for p in res.provenance)
 
 
-def test_agreeing_second_opinion_does_not_flag_review(gemma_engine: Triage, engine: Triage, image: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agreeing_second_opinion_does_not_flag_review(
+    gemma_engine: Triage, engine: Triage, image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = engine.predict(image, None, save_crops=False)
-    answer = MedGemmaAnswer(urgency=base.label, explanation="Looks as scored.", box_xywh=None, supporting_quote=None, raw="{}")
+    answer = MedGemmaAnswer(
+        urgency=base.label, explanation="Looks as scored.", box_xywh=None, supporting_quote=None, raw="{}"
+    )
     monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
     res = gemma_engine.predict(image, None, save_crops=False)
     assert res.explanation.startswith("MedGemma") and res.needs_review == base.needs_review
@@ -112,11 +127,14 @@ def test_agreeing_second_opinion_does_not_flag_review(gemma_engine: Triage, engi
     assert not any("disagrees" in w for w in res.warnings)
 
 
-def test_cli_predict_with_medgemma_backend(tiny_dir: Path, image: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_predict_with_medgemma_backend(
+    tiny_dir: Path, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cxrtriage.cli.main import main
 
-    answer = MedGemmaAnswer(urgency=None, explanation="Stand-in answer.", box_xywh=None, supporting_quote=None, raw="{}")
+    answer = MedGemmaAnswer(
+        urgency=None, explanation="Stand-in answer.", box_xywh=None, supporting_quote=None, raw="{}"
+    )
     monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))  # skip slow generation
     out = tmp_path / "p.jsonl"
     try:
@@ -153,8 +171,9 @@ def test_medgemma_box_becomes_a_marked_crop(gemma_engine: Triage, image: Path, m
     with Image.open(image) as im:
         width, height = im.size
     box = (width // 10, height // 2, width // 4, height // 5)  # image left, lower half: the patient's right lung
-    answer = MedGemmaAnswer(urgency="Urgent", explanation="Right lower opacity.", box_xywh=box, supporting_quote=None,
-                            raw="{}")
+    answer = MedGemmaAnswer(
+        urgency="Urgent", explanation="Right lower opacity.", box_xywh=box, supporting_quote=None, raw="{}"
+    )
     monkeypatch.setattr(MedGemmaExplainer, "explain", lambda self, pixels, prior: (answer, []))
     res = gemma_engine.predict(image, None)
     assert 1 <= len(res.crops) <= 3
@@ -196,12 +215,28 @@ def test_four_bit_on_cpu_is_a_clear_error(tiny_dir: Path, monkeypatch: pytest.Mo
         backend.explainer()
 
 
-def test_cli_finetune_qlora_on_cpu_exits_2(tiny_dir: Path, data_dir: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_cli_finetune_qlora_on_cpu_exits_2(
+    tiny_dir: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from cxrtriage.cli.main import main
 
-    code = main(["hai-def", "finetune", "--model", str(tiny_dir), "--out", str(tmp_path / "ft"), "--qlora",
-                 "--device", "cpu", "--data-dir", str(data_dir), "--limit", "2"])
+    code = main(
+        [
+            "hai-def",
+            "finetune",
+            "--model",
+            str(tiny_dir),
+            "--out",
+            str(tmp_path / "ft"),
+            "--qlora",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(data_dir),
+            "--limit",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "CUDA GPU" in err and "Traceback" not in err
     assert not (tmp_path / "ft").exists()  # refused before any work

@@ -49,8 +49,19 @@ def test_box_swapped_and_clamped() -> None:
 
 @pytest.mark.parametrize(
     "box",
-    [None, [], [1, 2, 3], [1, 2, 3, 4, 5], "100,200,300,400", [100, 100, 100, 500], [0, 0, 1, 1],
-     ["a", 0, 10, 10], [0, 0, 1000, 1000], [float("nan"), 0, 500, 500], {"x": 1}],
+    [
+        None,
+        [],
+        [1, 2, 3],
+        [1, 2, 3, 4, 5],
+        "100,200,300,400",
+        [100, 100, 100, 500],
+        [0, 0, 1, 1],
+        ["a", 0, 10, 10],
+        [0, 0, 1000, 1000],
+        [float("nan"), 0, 500, 500],
+        {"x": 1},
+    ],
 )
 def test_bad_boxes_rejected(box) -> None:
     assert box_to_xywh(box, (1000, 1000)) is None
@@ -115,10 +126,23 @@ def test_end_of_turn_tokens_ignored() -> None:
 
 @pytest.mark.parametrize(
     "value,expected",
-    [("Urgent", "Urgent"), ("urgent", "Urgent"), ("URGENT", "Urgent"), (" Urgent. ", "Urgent"),
-     ("Non-Urgent", "Non-Urgent"), ("non urgent", "Non-Urgent"), ("Non-urgent", "Non-Urgent"),
-     ("NON_URGENT", "Non-Urgent"), ("nonurgent", "Non-Urgent"), ("not urgent", "Non-Urgent"),
-     ("maybe", None), ("", None), (None, None), (1, None), ("semi-urgent", None)],
+    [
+        ("Urgent", "Urgent"),
+        ("urgent", "Urgent"),
+        ("URGENT", "Urgent"),
+        (" Urgent. ", "Urgent"),
+        ("Non-Urgent", "Non-Urgent"),
+        ("non urgent", "Non-Urgent"),
+        ("Non-urgent", "Non-Urgent"),
+        ("NON_URGENT", "Non-Urgent"),
+        ("nonurgent", "Non-Urgent"),
+        ("not urgent", "Non-Urgent"),
+        ("maybe", None),
+        ("", None),
+        (None, None),
+        (1, None),
+        ("semi-urgent", None),
+    ],
 )
 def test_urgency_spellings(value, expected) -> None:
     assert normalise_urgency(value) == expected
@@ -162,8 +186,19 @@ def test_explanation_one_line_capped() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "garbage garbage", "CCCCCCCCCCCC", "{", "{}", '{"urgency": "Urgent"}',
-     '{"urgency": "Urgent", "explanation": "   "}', "[1, 2, 3]", '{"explanation": 5}', None],
+    [
+        "",
+        "   ",
+        "garbage garbage",
+        "CCCCCCCCCCCC",
+        "{",
+        "{}",
+        '{"urgency": "Urgent"}',
+        '{"urgency": "Urgent", "explanation": "   "}',
+        "[1, 2, 3]",
+        '{"explanation": 5}',
+        None,
+    ],
 )
 def test_garbage_returns_none(text) -> None:
     assert parse_medgemma_output(text, SIZE, REPORT) is None

@@ -84,9 +84,7 @@ def test_happy_path_end_to_end(
     assert answer.supporting_quote == "There is a large right pleural effusion"  # report's own casing
 
 
-def test_repair_retry_then_success(
-    explainer: MedGemmaExplainer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_repair_retry_then_success(explainer: MedGemmaExplainer, monkeypatch: pytest.MonkeyPatch) -> None:
     pixels = np.linspace(0, 1, 80 * 100, dtype=np.float32).reshape(80, 100)
     calls: list[str] = []
     monkeypatch.setattr(explainer.model, "generate", _fake_generate(explainer, ["not json at all", ANSWER], calls))

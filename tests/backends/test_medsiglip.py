@@ -72,13 +72,16 @@ def test_embeddings_normalised_and_deterministic(backend) -> None:
 
 
 def test_zero_shot_probabilities(backend) -> None:
-    probs = backend.zero_shot(_grey(1), {"urgent": ["pneumothorax", "large pleural effusion"], "normal": ["normal chest x-ray"]})
+    probs = backend.zero_shot(
+        _grey(1), {"urgent": ["pneumothorax", "large pleural effusion"], "normal": ["normal chest x-ray"]}
+    )
     assert set(probs) == {"urgent", "normal"}
     assert all(0.0 <= p <= 1.0 for p in probs.values())
 
 
-def test_linear_probe_train_save_reload(tiny_siglip: Path, backend, labelled_images, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_linear_probe_train_save_reload(
+    tiny_siglip: Path, backend, labelled_images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("sklearn")
     from cxrtriage.backends.medsiglip import LinearProbe
     from cxrtriage.hai_def.probe import train_linear_probe
@@ -141,8 +144,8 @@ def test_service_serves_the_medsiglip_backend(tiny_siglip: Path, data_dir: Path,
 
     from fastapi.testclient import TestClient
 
-    from cxrtriage.serve.app import create_app
     from cxrtriage.config import Settings
+    from cxrtriage.serve.app import create_app
 
     settings = Settings(backend="medsiglip", model_dir=str(tiny_siglip), crops_dir=tmp_path / "crops", ui=False)
     with TestClient(create_app(settings)) as client:

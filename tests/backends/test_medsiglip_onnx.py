@@ -28,8 +28,14 @@ def probe(tiny_siglip: Path):
     from cxrtriage.backends.medsiglip import LinearProbe
 
     rng = np.random.default_rng(0)
-    return LinearProbe(weight=rng.standard_normal(32).tolist(), bias=0.1, platt_a=1.0, platt_b=0.0,
-                       threshold=0.5, review_band=(0.4, 0.6))
+    return LinearProbe(
+        weight=rng.standard_normal(32).tolist(),
+        bias=0.1,
+        platt_a=1.0,
+        platt_b=0.0,
+        threshold=0.5,
+        review_band=(0.4, 0.6),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +66,10 @@ def test_export_parity_and_report(exported) -> None:
 
 def test_export_with_probe(exported_probe, probe) -> None:
     out, report = exported_probe
-    print(f"\nprobe: fp32 cosine {report['cosine_fp32_min']:.8f}, int8 cosine {report['cosine_int8_min']:.6f}, "
-          f"logit diff fp32 {report['logit_max_abs_diff_fp32']:.2e} int8 {report['logit_max_abs_diff_int8']:.2e}")
+    print(
+        f"\nprobe: fp32 cosine {report['cosine_fp32_min']:.8f}, int8 cosine {report['cosine_int8_min']:.6f}, "
+        f"logit diff fp32 {report['logit_max_abs_diff_fp32']:.2e} int8 {report['logit_max_abs_diff_int8']:.2e}"
+    )
     assert report["cosine_fp32_min"] >= 0.9999
     assert report["cosine_int8_min"] >= MIN_INT8_COSINE
     assert report["logit_max_abs_diff_fp32"] < 1e-4

@@ -60,13 +60,19 @@ def probe_dir(torch_plain, tmp_path_factory: pytest.TempPathFactory) -> Path:
     tr, va = np.arange(len(y)) % 2 == 0, np.arange(len(y)) % 2 == 1
     if len(set(y[tr])) < 2 or len(set(y[va])) < 2:
         y = np.arange(len(y)) // 2 % 2  # both classes in each half whatever the embeddings
-    probe = train_linear_probe(emb[tr], y[tr], emb[va], y[va], n_boot=50,
-                               meta={"ood": {"k": 3, "min_knn_similarity": -1.0}})
+    probe = train_linear_probe(
+        emb[tr], y[tr], emb[va], y[va], n_boot=50, meta={"ood": {"k": 3, "min_knn_similarity": -1.0}}
+    )
     out = tmp_path_factory.mktemp("probe")
     probe.save(out / "probe.json")
     centre = emb[tr].mean(axis=0)
-    np.savez_compressed(out / "index.npz", keys=np.array([f"synthetic/{i}" for i in np.flatnonzero(tr)]),
-                        labels=y[tr].astype(np.int8), embeddings=center_and_normalise(emb[tr], centre), centre=centre)
+    np.savez_compressed(
+        out / "index.npz",
+        keys=np.array([f"synthetic/{i}" for i in np.flatnonzero(tr)]),
+        labels=y[tr].astype(np.int8),
+        embeddings=center_and_normalise(emb[tr], centre),
+        centre=centre,
+    )
     return out
 
 
@@ -89,22 +95,28 @@ def bundle(tiny_siglip: Path, probe_dir: Path, tmp_path_factory: pytest.TempPath
 
 
 def test_bundle_files_and_metadata(bundle, probe_dir: Path) -> None:
-    from cxrtriage.files import sha256_file as _sha256
     from cxrtriage.backends.medsiglip import LinearProbe
+    from cxrtriage.files import sha256_file as _sha256
 
     out, meta = bundle
     probe = LinearProbe.load(probe_dir)
     p = meta["parity"]
-    print(f"\nparity: preprocess {p['preprocess_max_abs_diff']:.2e}, fp32 score {p['fp32_score_max_abs_diff']:.2e}, "
-          f"int8 score {p['int8_score_max_abs_diff']:.4f}, int8 logit {p['int8_logit_max_abs_diff']:.4f}, "
-          f"int8 embedding cosine {p['int8_embedding_cosine_min']:.6f}")
+    print(
+        f"\nparity: preprocess {p['preprocess_max_abs_diff']:.2e}, fp32 score {p['fp32_score_max_abs_diff']:.2e}, "
+        f"int8 score {p['int8_score_max_abs_diff']:.4f}, int8 logit {p['int8_logit_max_abs_diff']:.4f}, "
+        f"int8 embedding cosine {p['int8_embedding_cosine_min']:.6f}"
+    )
     # fp32 + temp not kept; card.json: nothing measured on the bundle yet
     assert sorted(x.name for x in out.iterdir()) == ["card.json", "index.npz", "model.json", "model.onnx"]
     assert json.loads((out / "model.json").read_text()) == json.loads(json.dumps(meta))
     assert json.loads((out / "card.json").read_text()) == {
-        "model": {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}}
+        "model": {"name": meta["name"], "version": meta["version"], "sha256": meta["sha256"]}
+    }
     assert meta["backend"] == "medsiglip-onnx" and meta["name"].startswith("medsiglip-probe:")
-    assert meta["hai_def"] is True and "https://developers.google.com/health-ai-developer-foundations/terms" in meta["terms"]
+    assert (
+        meta["hai_def"] is True
+        and "https://developers.google.com/health-ai-developer-foundations/terms" in meta["terms"]
+    )
     assert meta["labels"] == ["Non-Urgent", "Urgent"]
     assert meta["output_roles"] == {"logit": "urgency_logit", "feature_map": None, "embedding": "image_embedding"}
     pre = meta["preprocess"]  # from the tiny checkpoint's processor config (32 px, mean/std 0.5, 1/255)
@@ -163,8 +175,9 @@ def test_load_backend_serves_bundle(bundle, torch_probe, monkeypatch: pytest.Mon
     assert again.analyze(imgs[0]).score == b.analyze(imgs[0]).score
 
 
-def test_env_model_dir_and_classifier_check(bundle, probe_dir: Path, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_model_dir_and_classifier_check(
+    bundle, probe_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cxrtriage.backends.bundled import BundledOnnxBackend
     from cxrtriage.backends.medsiglip import LinearProbe
 
@@ -197,8 +210,9 @@ def test_tampered_model_raises(bundle, tmp_path: Path) -> None:
         load_backend("medsiglip", bad)
 
 
-def test_triage_end_to_end_on_nih(bundle, torch_probe, data_dir: Path, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_triage_end_to_end_on_nih(
+    bundle, torch_probe, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cxrtriage.data import load_split_records
     from cxrtriage.imaging.load import load_image
     from cxrtriage.pipeline import Triage
@@ -248,8 +262,9 @@ def test_serving_imports_neither_torch_nor_transformers(bundle, tmp_path: Path) 
     assert "BundledOnnxBackend medsiglip-onnx" in proc.stdout
 
 
-def test_failed_parity_leaves_no_servable_bundle(tiny_siglip: Path, probe_dir: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_parity_leaves_no_servable_bundle(
+    tiny_siglip: Path, probe_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cxrtriage.hai_def import onnx_export
 
     monkeypatch.setattr(onnx_export, "INT8_SCORE_TOL", -1.0)  # any int8 difference now fails

@@ -55,9 +55,11 @@ def test_help_lists_subcommands(capsys) -> None:
 
 def test_parser_stays_light() -> None:
     """Building the CLI (incl. hai-def) never imports torch, transformers, peft, sklearn or llama_cpp."""
-    code = ("import sys\nfrom cxrtriage.cli.main import build_parser\nbuild_parser()\n"
-            "heavy = {'torch', 'transformers', 'peft', 'sklearn', 'llama_cpp', 'onnx'}\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\nprint(bad)\nsys.exit(1 if bad else 0)\n")
+    code = (
+        "import sys\nfrom cxrtriage.cli.main import build_parser\nbuild_parser()\n"
+        "heavy = {'torch', 'transformers', 'peft', 'sklearn', 'llama_cpp', 'onnx'}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\nprint(bad)\nsys.exit(1 if bad else 0)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -79,8 +81,24 @@ def test_tiny_builds_both_and_they_reload(tiny) -> None:
 def test_train_probe_on_tiny_siglip(tiny, data_dir: Path, tmp_path: Path, capsys) -> None:
     pytest.importorskip("sklearn")
     out, _ = tiny
-    code = main(["hai-def", "train-probe", "--model", str(out / "medsiglip"), "--out", str(tmp_path / "probe"),
-                 "--data-dir", str(data_dir), "--limit", "6", "--device", "cpu", "--n-boot", "50"])
+    code = main(
+        [
+            "hai-def",
+            "train-probe",
+            "--model",
+            str(out / "medsiglip"),
+            "--out",
+            str(tmp_path / "probe"),
+            "--data-dir",
+            str(data_dir),
+            "--limit",
+            "6",
+            "--device",
+            "cpu",
+            "--n-boot",
+            "50",
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     res = json.loads(captured.out)  # stdout is the metrics JSON alone
@@ -88,8 +106,8 @@ def test_train_probe_on_tiny_siglip(tiny, data_dir: Path, tmp_path: Path, capsys
     assert Path(res["probe_path"]) == tmp_path / "probe" / "probe.json" and Path(res["probe_path"]).is_file()
     assert "CXRTRIAGE_CLASSIFIER=" in captured.err
     # MedSigLIP embeddings power the similar-case index: training IDs and labels only, with an OOD gate
-    from cxrtriage.backends.medsiglip import LinearProbe
     from cxrtriage.backends.embedding_index import EmbeddingIndex
+    from cxrtriage.backends.medsiglip import LinearProbe
 
     index = EmbeddingIndex.load(Path(res["index_path"]))
     assert len(index.keys) == res["n_train"] and set(index.labels.tolist()) <= {0, 1}
@@ -103,10 +121,38 @@ def test_finetune_on_tiny_medgemma(tiny, data_dir: Path, tmp_path: Path, capsys)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"lora_alpha": 8, "lora_dropout": 0.0, "learning_rate": 1e-3, "epochs": 3}))
     ft = tmp_path / "ft"
-    code = main(["hai-def", "finetune", "--model", str(out / "medgemma"), "--out", str(ft), "--task", "explanation",
-                 "--data-dir", str(data_dir), "--limit", "4", "--epochs", "1", "--batch", "2", "--grad-accum", "1",
-                 "--lora-r", "4", "--max-length", "2048", "--device", "cpu", "--config", str(cfg),
-                 "--verify-tokens", "4"])
+    code = main(
+        [
+            "hai-def",
+            "finetune",
+            "--model",
+            str(out / "medgemma"),
+            "--out",
+            str(ft),
+            "--task",
+            "explanation",
+            "--data-dir",
+            str(data_dir),
+            "--limit",
+            "4",
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--grad-accum",
+            "1",
+            "--lora-r",
+            "4",
+            "--max-length",
+            "2048",
+            "--device",
+            "cpu",
+            "--config",
+            str(cfg),
+            "--verify-tokens",
+            "4",
+        ]
+    )
     assert code == 0
     assert (ft / "adapter" / "adapter_config.json").is_file()
     assert (ft / "merged" / "config.json").is_file()
@@ -118,16 +164,21 @@ def test_finetune_on_tiny_medgemma(tiny, data_dir: Path, tmp_path: Path, capsys)
     assert "loss: first" in printed and "reloaded merged model" in printed
 
 
-@pytest.mark.parametrize("content, words", [
-    ({"lora_rank": 8}, ["unknown", "lora_rank", "lora_r"]),
-    ({"epochs": "three"}, ["epochs", "int"]),
-    ({"task": "report"}, ["task"]),
-    ([1, 2], ["JSON object"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ({"lora_rank": 8}, ["unknown", "lora_rank", "lora_r"]),
+        ({"epochs": "three"}, ["epochs", "int"]),
+        ({"task": "report"}, ["task"]),
+        ([1, 2], ["JSON object"]),
+    ],
+)
 def test_bad_config_exits_2_with_a_sentence(tmp_path: Path, capsys, content, words) -> None:
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(content))
-    assert main(["hai-def", "finetune", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    assert (
+        main(["hai-def", "finetune", "--model", str(tmp_path), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    )
     err = capsys.readouterr().err
     _no_traceback(err)
     for w in words:
@@ -152,14 +203,19 @@ def test_missing_model_id_exits_2_with_download_hint(command: str, tmp_path: Pat
     assert "hf download google/does-not-exist" in err
 
 
-@pytest.mark.parametrize("command, module, extra", [
-    ("finetune", "peft", "hai-def"),
-    ("train-probe", "sklearn", "train"),
-    ("tiny", "transformers", "hai-def"),
-])
+@pytest.mark.parametrize(
+    "command, module, extra",
+    [
+        ("finetune", "peft", "hai-def"),
+        ("train-probe", "sklearn", "train"),
+        ("tiny", "transformers", "hai-def"),
+    ],
+)
 def test_missing_extra_names_what_to_install(command, module, extra, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
-    argv = ["hai-def", command, "--out", str(tmp_path / "o")] + ([] if command == "tiny" else ["--model", str(tmp_path)])
+    argv = ["hai-def", command, "--out", str(tmp_path / "o")] + (
+        [] if command == "tiny" else ["--model", str(tmp_path)]
+    )
     assert main(argv) == 2
     err = capsys.readouterr().err
     _no_traceback(err)
@@ -172,8 +228,21 @@ def test_convert_gguf_without_converter_exits_2(tmp_path: Path, monkeypatch, cap
     err = capsys.readouterr().err
     _no_traceback(err)
     assert "--converter" in err and "convert_hf_to_gguf.py" in err
-    assert main(["hai-def", "convert-gguf", "--model", str(tmp_path), "--out", str(tmp_path / "g"),
-                 "--converter", str(tmp_path / "nope.py")]) == 2
+    assert (
+        main(
+            [
+                "hai-def",
+                "convert-gguf",
+                "--model",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "g"),
+                "--converter",
+                str(tmp_path / "nope.py"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     _no_traceback(err)
     assert "not found" in err
@@ -195,8 +264,10 @@ def test_export_onnx_bundle(tiny, tmp_path: Path, capsys) -> None:
     rng = np.random.default_rng(0)
     probe = LinearProbe(weight=rng.standard_normal(dim).tolist(), bias=0.1).save(tmp_path / "probe.json")
     bundle = tmp_path / "bundle"
-    assert main(["hai-def", "export-onnx", "--model", str(out / "medsiglip"), "--probe", str(probe),
-                 "--out", str(bundle)]) == 0
+    assert (
+        main(["hai-def", "export-onnx", "--model", str(out / "medsiglip"), "--probe", str(probe), "--out", str(bundle)])
+        == 0
+    )
     assert (bundle / "model.onnx").is_file() and (bundle / "model.json").is_file()
     captured = capsys.readouterr()
     assert isinstance(json.loads(captured.out), dict)
@@ -211,8 +282,22 @@ def test_convert_gguf_on_tiny_medgemma(tmp_path: Path, capsys) -> None:
     if not found or not Path(found[0]).is_file():
         pytest.skip("llama.cpp convert_hf_to_gguf.py not found (set CXRTRIAGE_GGUF_CONVERTER)")
     assert main(["hai-def", "tiny", "--which", "medgemma", "--out", str(tmp_path / "t")]) == 0
-    assert main(["hai-def", "convert-gguf", "--model", str(tmp_path / "t" / "medgemma"), "--out", str(tmp_path / "g"),
-                 "--converter", found[0], "--synthesize-tokenizer-model"]) == 0
+    assert (
+        main(
+            [
+                "hai-def",
+                "convert-gguf",
+                "--model",
+                str(tmp_path / "t" / "medgemma"),
+                "--out",
+                str(tmp_path / "g"),
+                "--converter",
+                found[0],
+                "--synthesize-tokenizer-model",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     for name in ("model-f16.gguf", "mmproj-f16.gguf"):
         assert str(tmp_path / "g" / name) in out

@@ -1,8 +1,8 @@
 """The held-out test list (cxrtriage test-set, prototype/eval/test_examples.jsonl) and the specification's command chain:
 
-    cxrtriage test-set --dataset nih --out test_labels.jsonl
-    cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl
-    python prototype/eval/eval_metrics.py --preds demo_outputs.jsonl --gold test_labels.jsonl
+cxrtriage test-set --dataset nih --out test_labels.jsonl
+cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl
+python prototype/eval/eval_metrics.py --preds demo_outputs.jsonl --gold test_labels.jsonl
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from cxrtriage.cli import main as cli
-from cxrtriage.evaluation import held_out
-from cxrtriage.evaluation import input_files
+from cxrtriage.evaluation import held_out, input_files
 from cxrtriage.evaluation import metrics as M
 from cxrtriage.evaluation.gold import load_gold
 
@@ -38,10 +37,14 @@ def _fake_data_dir(root: Path) -> Path:
         "file,image_index,patient_id,age,sex,view,nih_labels,urgency\n"
         "images/00000211_013.png,00000211_013.png,211,59,F,AP,Edema,urgent\n"
         "images/00000150_002.png,00000150_002.png,150,55,F,AP,Pneumonia,urgent\n"
-        "images/00000165_001.png,00000165_001.png,165,76,M,PA,No Finding,non_urgent\n", encoding="utf-8")
+        "images/00000165_001.png,00000165_001.png,165,76,M,PA,No Finding,non_urgent\n",
+        encoding="utf-8",
+    )
     (root / "kermany" / "labels.csv").write_text(
         "file,label,subtype,patient_key,urgency\n"
-        "images/PNEUMONIA/person1017_bacteria_2948.jpeg,PNEUMONIA,bacteria,person1017,urgent\n", encoding="utf-8")
+        "images/PNEUMONIA/person1017_bacteria_2948.jpeg,PNEUMONIA,bacteria,person1017,urgent\n",
+        encoding="utf-8",
+    )
     return root
 
 
@@ -49,13 +52,33 @@ def test_held_out_examples_lists_only_test_images_in_a_fixed_order(tmp_path: Pat
     data = _fake_data_dir(tmp_path / "data")
     rows = held_out.held_out_examples(data)
     assert rows == [
-        {"dataset": "nih", "image_id": "00000165_001.png", "path": "nih/images/00000165_001.png", "label": "Non-Urgent",
-         "view": "PA", "sex": "M", "age": 76, "patient_id": "nih-165"},
-        {"dataset": "nih", "image_id": "00000211_013.png", "path": "nih/images/00000211_013.png", "label": "Urgent",
-         "view": "AP", "sex": "F", "age": 59, "patient_id": "nih-211"},
-        {"dataset": "kermany", "image_id": "person1017_bacteria_2948.jpeg",
-         "path": "kermany/images/PNEUMONIA/person1017_bacteria_2948.jpeg", "label": "Urgent",
-         "patient_id": "kermany-person1017"},
+        {
+            "dataset": "nih",
+            "image_id": "00000165_001.png",
+            "path": "nih/images/00000165_001.png",
+            "label": "Non-Urgent",
+            "view": "PA",
+            "sex": "M",
+            "age": 76,
+            "patient_id": "nih-165",
+        },
+        {
+            "dataset": "nih",
+            "image_id": "00000211_013.png",
+            "path": "nih/images/00000211_013.png",
+            "label": "Urgent",
+            "view": "AP",
+            "sex": "F",
+            "age": 59,
+            "patient_id": "nih-211",
+        },
+        {
+            "dataset": "kermany",
+            "image_id": "person1017_bacteria_2948.jpeg",
+            "path": "kermany/images/PNEUMONIA/person1017_bacteria_2948.jpeg",
+            "label": "Urgent",
+            "patient_id": "kermany-person1017",
+        },
     ]  # 00000150_002.png is a training image
     assert [r["dataset"] for r in held_out.held_out_examples(data, "kermany")] == ["kermany"]
     with pytest.raises(input_files.InputProblem, match="unknown dataset"):
@@ -91,7 +114,9 @@ def test_predict_examples_reports_missing_images(tmp_path: Path, capsys: pytest.
 def test_committed_test_examples_are_what_the_command_writes(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "all.jsonl"
     assert cli.main(["test-set", "--data-dir", str(data_dir), "--out", str(out)]) == 0
-    assert out.read_bytes() == COMMITTED.read_bytes(), "regenerate: cxrtriage test-set --out prototype/eval/test_examples.jsonl"
+    assert out.read_bytes() == COMMITTED.read_bytes(), (
+        "regenerate: cxrtriage test-set --out prototype/eval/test_examples.jsonl"
+    )
 
 
 def test_committed_test_examples_are_a_gold_file_without_images() -> None:
@@ -110,22 +135,26 @@ def test_committed_test_examples_are_a_gold_file_without_images() -> None:
 def _subset(src: Path, dst: Path, n_each: int) -> Path:
     """The first ``n_each`` Urgent and ``n_each`` Non-Urgent rows: small, but both classes for an AUC."""
     rows = [json.loads(line) for line in src.read_text().splitlines()]
-    pick = [r for r in rows if r["label"] == "Urgent"][:n_each] + [r for r in rows if r["label"] == "Non-Urgent"][:n_each]
+    pick = [r for r in rows if r["label"] == "Urgent"][:n_each] + [r for r in rows if r["label"] == "Non-Urgent"][
+        :n_each
+    ]
     input_files.write_jsonl(pick, dst)
     return dst
 
 
 @pytest.mark.data
-def test_spec_command_chain_on_a_few_nih_test_images(data_dir: Path, tmp_path: Path, eval_metrics: ModuleType,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_spec_command_chain_on_a_few_nih_test_images(
+    data_dir: Path, tmp_path: Path, eval_metrics: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
     labels = tmp_path / "test_labels.jsonl"
     assert cli.main(["test-set", "--dataset", "nih", "--data-dir", str(data_dir), "--out", str(labels)]) == 0
     small = _subset(labels, tmp_path / "small_labels.jsonl", 4)
     outputs = tmp_path / "demo_outputs.jsonl"
     assert cli.main(["predict", "--examples", str(small), "--data-dir", str(data_dir), "--out", str(outputs)]) == 0
     preds = [json.loads(line) for line in outputs.read_text().splitlines()]
-    assert len(preds) == 8 and all(Path(p["path"]).name == json.loads(g)["image_id"]
-                                   for p, g in zip(preds, small.read_text().splitlines()))
+    assert len(preds) == 8 and all(
+        Path(p["path"]).name == json.loads(g)["image_id"] for p, g in zip(preds, small.read_text().splitlines())
+    )
     capsys.readouterr()
 
     # the full NIH gold against 8 predictions: the ids without a prediction are listed
@@ -133,7 +162,9 @@ def test_spec_command_chain_on_a_few_nih_test_images(data_dir: Path, tmp_path: P
     assert "97 gold image id(s) have no row in" in capsys.readouterr().err
 
     report = tmp_path / "report.json"
-    assert eval_metrics.main(["--preds", str(outputs), "--gold", str(small), "--n-boot", "50", "--out", str(report)]) == 0
+    assert (
+        eval_metrics.main(["--preds", str(outputs), "--gold", str(small), "--n-boot", "50", "--out", str(report)]) == 0
+    )
     r = json.loads(report.read_text())
     y = np.array([json.loads(line)["label"] == "Urgent" for line in small.read_text().splitlines()], dtype=int)
     s = np.array([p["score"] for p in preds])
@@ -145,8 +176,9 @@ def test_spec_command_chain_on_a_few_nih_test_images(data_dir: Path, tmp_path: P
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_spec_command_chain_on_the_whole_nih_test_set_agrees_with_metrics_json(data_dir: Path, tmp_path: Path,
-                                                                                eval_metrics: ModuleType) -> None:
+def test_spec_command_chain_on_the_whole_nih_test_set_agrees_with_metrics_json(
+    data_dir: Path, tmp_path: Path, eval_metrics: ModuleType
+) -> None:
     labels = tmp_path / "test_labels.jsonl"
     outputs = tmp_path / "demo_outputs.jsonl"
     assert cli.main(["test-set", "--dataset", "nih", "--data-dir", str(data_dir), "--out", str(labels)]) == 0
@@ -158,15 +190,18 @@ def test_spec_command_chain_on_the_whole_nih_test_set_agrees_with_metrics_json(d
     assert r["n"] == ref["n"] and r["n_pos"] == ref["n_pos"]
     assert r["auc"] == pytest.approx(ref["auc"], abs=1e-3)  # scores are written with 4 decimals
     # the pipeline decides on the reported 4-decimal values, so the operating point is exactly the same
-    assert {k: r["operating_point"][k] for k in ("tp", "fp", "tn", "fn")} == \
-        {k: ref["operating_point"][k] for k in ("tp", "fp", "tn", "fn")}
+    assert {k: r["operating_point"][k] for k in ("tp", "fp", "tn", "fn")} == {
+        k: ref["operating_point"][k] for k in ("tp", "fp", "tn", "fn")
+    }
 
 
 def test_readme_documents_the_chain_and_quotes_metrics_json() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for command in ("cxrtriage test-set --dataset nih --out test_labels.jsonl",
-                    "cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl",
-                    "python prototype/eval/eval_metrics.py --preds demo_outputs.jsonl --gold test_labels.jsonl"):
+    for command in (
+        "cxrtriage test-set --dataset nih --out test_labels.jsonl",
+        "cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl",
+        "python prototype/eval/eval_metrics.py --preds demo_outputs.jsonl --gold test_labels.jsonl",
+    ):
         assert command in readme
     ref = json.loads(METRICS_JSON.read_text())["nih_test"]
     lo, hi = ref["auc_ci95"]

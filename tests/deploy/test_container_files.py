@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -47,10 +47,17 @@ def _args(ins: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def _env(python: str) -> dict[str, str]:
-    return {"python_version": ".".join(python.split(".")[:2]), "python_full_version": python,
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-            "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "extra": ""}
+    return {
+        "python_version": ".".join(python.split(".")[:2]),
+        "python_full_version": python,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
 
 
 def _pins(path: Path, python: str) -> dict[str, str]:
@@ -88,6 +95,7 @@ def _project_requirements() -> list[Requirement]:
 
 
 # ---- prototype/Dockerfile.prototype ----------------------------------------------------------------------------
+
 
 def test_hadolint_clean() -> None:
     beside = Path(sys.executable).parent / "hadolint"
@@ -154,11 +162,13 @@ def test_copy_sources_exist_are_let_through_and_hold_no_data() -> None:
             assert not src.startswith("--"), f"COPY {rest}: no COPY options expected"
             assert (REPO / src).exists(), f"COPY {src}: not in the repository"
             assert ".." not in src and "data" not in Path(src).parts, f"COPY {src}: data never goes into the image"
-            assert any(src.rstrip("/") == p or src.startswith(p + "/") for p in included), \
+            assert any(src.rstrip("/") == p or src.startswith(p + "/") for p in included), (
                 f"COPY {src}: not re-included in .dockerignore"
+            )
 
 
 # ---- prototype/requirements*.txt -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("python", PYTHONS)
 def test_requirements_pins_satisfy_pyproject(python: str) -> None:
@@ -170,8 +180,9 @@ def test_requirements_pins_satisfy_pyproject(python: str) -> None:
             continue
         name = canonicalize_name(req.name)
         assert name in pins, f"pyproject.toml's {req} is not pinned in {REQS.name}"
-        assert req.specifier.contains(pins[name], prereleases=True), \
+        assert req.specifier.contains(pins[name], prereleases=True), (
             f"{REQS.name} pins {name}=={pins[name]}, outside pyproject.toml's {req}"
+        )
     assert "cxrtriage" not in pins
 
 
@@ -197,6 +208,7 @@ def test_soupsieve_marker_split() -> None:
 
 # ---- scripts/container_test.sh, Makefile, .ci/run --------------------------------------------------------------
 
+
 def test_script_shellcheck_and_syntax() -> None:
     assert os.access(SCRIPT, os.X_OK), f"{SCRIPT} is not executable"
     if shutil.which("bash"):
@@ -218,8 +230,16 @@ def test_script_contract() -> None:
     assert "demo_app/tests/smoke_test.sh" in text and "demo_app/docker/Dockerfile" in text
     assert "-f prototype/Dockerfile.prototype" in text
     # the measured podman recipe: runc, ulimits, host network and CA bundle for pip, docker format for HEALTHCHECK
-    for needle in ('runtime = "runc"', "default_ulimits", "--network host", "--format docker", "CONTAINERS_CONF",
-                   "mmdebstrap", "trap cleanup EXIT", "podman rm -f"):
+    for needle in (
+        'runtime = "runc"',
+        "default_ulimits",
+        "--network host",
+        "--format docker",
+        "CONTAINERS_CONF",
+        "mmdebstrap",
+        "trap cleanup EXIT",
+        "podman rm -f",
+    ):
         assert needle in text, needle
     # the local base is announced
     assert "Python 3.11.2" in text and "not python:3.11-slim" in text

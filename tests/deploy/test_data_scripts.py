@@ -20,13 +20,36 @@ DOWNLOAD_SH = SCRIPTS / "download_datasets.sh"
 PREPARE_PY = SCRIPTS / "prepare_mimic_subset.py"
 
 NIH_COLUMNS = [
-    "file", "image_index", "patient_id", "follow_up", "age", "sex", "view", "folder_label",
-    "nih_labels", "google2019", "urgency", "width", "height", "sha256",
+    "file",
+    "image_index",
+    "patient_id",
+    "follow_up",
+    "age",
+    "sex",
+    "view",
+    "folder_label",
+    "nih_labels",
+    "google2019",
+    "urgency",
+    "width",
+    "height",
+    "sha256",
 ]
 CHEXPERT_COLS = [
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum",
-    "Fracture", "Lung Lesion", "Lung Opacity", "No Finding", "Pleural Effusion", "Pleural Other",
-    "Pneumonia", "Pneumothorax", "Support Devices",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Fracture",
+    "Lung Lesion",
+    "Lung Opacity",
+    "No Finding",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "Support Devices",
 ]
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash not available")
@@ -48,9 +71,7 @@ def _run_sh(*args: str, data_dir: Path | None = None) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if k != "CXRTRIAGE_DATA_DIR"}
     if data_dir is not None:
         env["CXRTRIAGE_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        ["bash", str(DOWNLOAD_SH), *args], capture_output=True, text=True, env=env, timeout=60
-    )
+    return subprocess.run(["bash", str(DOWNLOAD_SH), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 # --------------------------------------------------------------------------- download_datasets.sh
@@ -145,18 +166,18 @@ def test_download_manual_only_datasets_refuse(name, tmp_path):
 
 # (subject, study, split, {finding: value}); one frontal (+ sometimes lateral) image per study.
 STUDIES = [
-    ("10000001", "50000001", "train", {"Pneumonia": "1.0"}),                 # urgent, positive
-    ("10000001", "50000002", "train", {"No Finding": "1.0"}),                # same patient, 2nd study
-    ("10000002", "50000003", "train", {"Edema": "-1.0"}),                    # uncertain -> urgent
-    ("10000003", "50000004", "train", {"Cardiomegaly": "1.0"}),              # chronic -> non_urgent
+    ("10000001", "50000001", "train", {"Pneumonia": "1.0"}),  # urgent, positive
+    ("10000001", "50000002", "train", {"No Finding": "1.0"}),  # same patient, 2nd study
+    ("10000002", "50000003", "train", {"Edema": "-1.0"}),  # uncertain -> urgent
+    ("10000003", "50000004", "train", {"Cardiomegaly": "1.0"}),  # chronic -> non_urgent
     ("10000004", "50000005", "train", {"Pleural Effusion": "-1.0", "Atelectasis": "1.0"}),
-    ("10000005", "50000006", "train", {}),                                   # nothing mentioned
+    ("10000005", "50000006", "train", {}),  # nothing mentioned
     ("11000006", "50000007", "validate", {"Pneumothorax": "1.0"}),
     ("11000007", "50000008", "validate", {"No Finding": "1.0"}),
     ("12000008", "50000009", "test", {"Lung Lesion": "1.0"}),
     ("12000009", "50000010", "test", {"Support Devices": "1.0", "Consolidation": "0.0"}),
-    ("12000009", "50000011", "test", {"Consolidation": "-1.0"}),             # test patient, 2nd study
-    ("13000010", "50000012", "train", {"Pneumonia": "1.0"}),                 # no CheXpert row (see below)
+    ("12000009", "50000011", "test", {"Consolidation": "-1.0"}),  # test patient, 2nd study
+    ("13000010", "50000012", "train", {"Pneumonia": "1.0"}),  # no CheXpert row (see below)
 ]
 NO_LABEL_STUDY = "50000012"
 
@@ -176,8 +197,22 @@ def make_mimic_tree(root: Path, with_files: bool = True) -> Path:
         if i == 0:
             images.append((f"f{i:03d}cccc-second-ap", "AP"))  # two frontal images in one study
         for dicom, view in images:
-            meta.append([dicom, subject, study, "CHEST (PA AND LAT)", view, "3056", "2544",
-                         f"2180{(i % 9) + 1:02d}15", f"{100000 + i}.000", "", "", ""])
+            meta.append(
+                [
+                    dicom,
+                    subject,
+                    study,
+                    "CHEST (PA AND LAT)",
+                    view,
+                    "3056",
+                    "2544",
+                    f"2180{(i % 9) + 1:02d}15",
+                    f"{100000 + i}.000",
+                    "",
+                    "",
+                    "",
+                ]
+            )
             split.append([dicom, study, subject, sp])
             if with_files:
                 img = root / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg"
@@ -187,9 +222,20 @@ def make_mimic_tree(root: Path, with_files: bool = True) -> Path:
             chex.append([subject, study] + [labels.get(c, "") for c in CHEXPERT_COLS])
     _write_gz_csv(
         root / "mimic-cxr-2.0.0-metadata.csv.gz",
-        ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
-         "Rows", "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning",
-         "ViewCodeSequence_CodeMeaning", "PatientOrientationCodeSequence_CodeMeaning"],
+        [
+            "dicom_id",
+            "subject_id",
+            "study_id",
+            "PerformedProcedureStepDescription",
+            "ViewPosition",
+            "Rows",
+            "Columns",
+            "StudyDate",
+            "StudyTime",
+            "ProcedureCodeSequence_CodeMeaning",
+            "ViewCodeSequence_CodeMeaning",
+            "PatientOrientationCodeSequence_CodeMeaning",
+        ],
         meta,
     )
     _write_gz_csv(root / "mimic-cxr-2.0.0-chexpert.csv.gz", ["subject_id", "study_id"] + CHEXPERT_COLS, chex)
@@ -205,7 +251,9 @@ def read_labels(out: Path) -> list[dict[str, str]]:
 def test_prepare_writes_nih_layout_and_applies_urgency_rule(tmp_path):
     root = make_mimic_tree(tmp_path / "mimic-cxr-jpg")
     out = tmp_path / "subset"
-    rc = prepare.main(["--mimic-root", str(root), "--out", str(out), "--n", "100", "--max-per-patient", "0", "--seed", "1"])
+    rc = prepare.main(
+        ["--mimic-root", str(root), "--out", str(out), "--n", "100", "--max-per-patient", "0", "--seed", "1"]
+    )
     assert rc == 0
     with open(out / "labels.csv", newline="") as fh:
         header = next(csv.reader(fh))
@@ -220,9 +268,17 @@ def test_prepare_writes_nih_layout_and_applies_urgency_rule(tmp_path):
     assert all(r["view"] in {"PA", "AP"} for r in rows)
 
     expected = {
-        "50000001": "urgent", "50000002": "non_urgent", "50000003": "urgent", "50000004": "non_urgent",
-        "50000005": "urgent", "50000006": "non_urgent", "50000007": "urgent", "50000008": "non_urgent",
-        "50000009": "urgent", "50000010": "non_urgent", "50000011": "urgent",
+        "50000001": "urgent",
+        "50000002": "non_urgent",
+        "50000003": "urgent",
+        "50000004": "non_urgent",
+        "50000005": "urgent",
+        "50000006": "non_urgent",
+        "50000007": "urgent",
+        "50000008": "non_urgent",
+        "50000009": "urgent",
+        "50000010": "non_urgent",
+        "50000011": "urgent",
     }
     assert {s: r["urgency"] for s, r in by_study.items()} == expected
     assert by_study["50000003"]["chexpert_uncertain"] == "Edema"
@@ -301,13 +357,23 @@ def test_prepare_views_and_uncertain_policies(tmp_path):
     assert {r["view"] for r in read_labels(pa)} == {"PA"}
 
     excl = tmp_path / "excl"
-    assert prepare.main(["--mimic-root", str(root), "--out", str(excl), "--uncertain", "exclude", "--max-per-patient", "0"]) == 0
+    assert (
+        prepare.main(
+            ["--mimic-root", str(root), "--out", str(excl), "--uncertain", "exclude", "--max-per-patient", "0"]
+        )
+        == 0
+    )
     studies = {r["study_id"] for r in read_labels(excl)}
     assert "50000003" not in studies and "50000011" not in studies
     assert "50000001" in studies
 
     nonurg = tmp_path / "nonurg"
-    assert prepare.main(["--mimic-root", str(root), "--out", str(nonurg), "--uncertain", "non_urgent", "--max-per-patient", "0"]) == 0
+    assert (
+        prepare.main(
+            ["--mimic-root", str(root), "--out", str(nonurg), "--uncertain", "non_urgent", "--max-per-patient", "0"]
+        )
+        == 0
+    )
     assert {r["study_id"]: r["urgency"] for r in read_labels(nonurg)}["50000003"] == "non_urgent"
 
 
@@ -365,13 +431,17 @@ def test_prepare_cli_subprocess(tmp_path):
     root = make_mimic_tree(tmp_path / "mimic")
     res = subprocess.run(
         [sys.executable, str(PREPARE_PY), "--mimic-root", str(root), "--out", str(tmp_path / "o"), "--n", "4"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     assert "Wrote 4 images" in res.stdout
     res = subprocess.run(
         [sys.executable, str(PREPARE_PY), "--mimic-root", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 2
     assert "error" in res.stderr

@@ -78,6 +78,7 @@ def _dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 
 # ---- Dockerfiles -----------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_clean(dockerfile: Path) -> None:
     hadolint = _hadolint()
@@ -114,8 +115,12 @@ def test_dockerfile_contract(dockerfile: Path) -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the service must run as a non-root user"
     exposed = {port for word, args in ins if word == "EXPOSE" for port in args.split()}
     assert "7860" in exposed  # REST API + UI (11112 beside it when the container runs the DICOM node)
-    for var in ("GRADIO_ANALYTICS_ENABLED=False", "CXRTRIAGE_HOST=0.0.0.0", "CXRTRIAGE_PORT=7860",
-                "CXRTRIAGE_CROPS_DIR=/app/demo_app/static/crops"):
+    for var in (
+        "GRADIO_ANALYTICS_ENABLED=False",
+        "CXRTRIAGE_HOST=0.0.0.0",
+        "CXRTRIAGE_PORT=7860",
+        "CXRTRIAGE_CROPS_DIR=/app/demo_app/static/crops",
+    ):
         assert var in text, var
     (health,) = [args for word, args in ins if word == "HEALTHCHECK"]
     assert "python" in health and "/ready" in health and "CXRTRIAGE_PORT" in health and "curl" not in health
@@ -123,7 +128,9 @@ def test_dockerfile_contract(dockerfile: Path) -> None:
     assert json.loads(entry) == ["/app/demo_app/docker/entrypoint.sh"]
 
     # Every COPY source exists and is let through by /.dockerignore (which starts by excluding everything).
-    ignore = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    ignore = [
+        ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert ignore[0] == "*"
     for word, args in ins:
         if word != "COPY" or "--from" in args:
@@ -138,7 +145,7 @@ def test_dockerfile_healthcheck_probe_runs() -> None:
     """The HEALTHCHECK command is valid Python and fails (non-zero) when nothing listens."""
     ins = _dockerfile_instructions(DOCKERFILES[0])
     (health,) = [args for word, args in ins if word == "HEALTHCHECK"]
-    argv = json.loads(health[health.index("CMD") + 3:].strip())
+    argv = json.loads(health[health.index("CMD") + 3 :].strip())
     assert argv[:2] == ["python", "-c"]
     r = _run([sys.executable, "-c", argv[2]], env=_env(CXRTRIAGE_PORT="9"), timeout=30)
     assert r.returncode != 0
@@ -168,8 +175,13 @@ def test_entrypoint_command_line(tmp_path: Path) -> None:
     assert r.stdout.strip() == "ARGS: serve --host 0.0.0.0 --port 7860 --workers 1"
 
     crops = tmp_path / "crops" / "nested"
-    env = {**base, "CXRTRIAGE_HOST": "127.0.0.1", "CXRTRIAGE_PORT": "8123", "CXRTRIAGE_WORKERS": "3",
-           "CXRTRIAGE_CROPS_DIR": str(crops)}
+    env = {
+        **base,
+        "CXRTRIAGE_HOST": "127.0.0.1",
+        "CXRTRIAGE_PORT": "8123",
+        "CXRTRIAGE_WORKERS": "3",
+        "CXRTRIAGE_CROPS_DIR": str(crops),
+    }
     r = _run([ENTRYPOINT, "--log-level", "debug"], env=env)
     assert r.stdout.strip() == "ARGS: serve --host 127.0.0.1 --port 8123 --workers 3 --log-level debug"
     assert crops.is_dir(), "the entrypoint creates the crops directory"
@@ -179,6 +191,7 @@ def test_entrypoint_command_line(tmp_path: Path) -> None:
 
 
 # ---- shell scripts ---------------------------------------------------------------------------------------------
+
 
 @needs_bash
 @pytest.mark.parametrize("script", SHELL_FILES, ids=lambda p: str(p.relative_to(REPO)))
@@ -202,6 +215,7 @@ def test_scripts_are_executable(script: Path) -> None:
 
 
 # ---- smoke_test.sh ---------------------------------------------------------------------------------------------
+
 
 @needs_bash
 def test_smoke_help_and_usage_errors() -> None:
@@ -242,8 +256,15 @@ def test_smoke_test_end_to_end(tmp_path: Path) -> None:
     if data is None or not (data / "nih" / "images" / "00000150_002.png").is_file():
         pytest.skip("shared CXR data directory (nih/images/00000150_002.png) not available; set CXRTRIAGE_DATA_DIR")
     env = _env(CXRTRIAGE_DATA_DIR=str(data), TMPDIR=str(tmp_path), SMOKE_READY_TIMEOUT="150")
-    proc = subprocess.Popen([str(SMOKE), "--start"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(SMOKE), "--start"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:
@@ -256,13 +277,22 @@ def test_smoke_test_end_to_end(tmp_path: Path) -> None:
         pytest.fail(f"smoke_test.sh --start took over 180 s:\n{out}")
     assert proc.returncode == 0, out
     assert "ALL CHECKS PASSED" in out and "\nFAIL" not in out, out
-    for check in ("GET /ready -> 200", "GET /ui -> 200", "POST /predict 00000150_002.png", "is valid against",
-                  "GET /static/crops/", "text file -> 4", "GET /status -> 200", "GET /metrics -> 200"):
+    for check in (
+        "GET /ready -> 200",
+        "GET /ui -> 200",
+        "POST /predict 00000150_002.png",
+        "is valid against",
+        "GET /static/crops/",
+        "text file -> 4",
+        "GET /status -> 200",
+        "GET /metrics -> 200",
+    ):
         assert check in out, f"missing check {check!r}:\n{out}"
     assert not list(tmp_path.glob("cxrtriage-smoke.*")), "the smoke test leaves its temporary directory behind"
 
 
 # ---- demo_app/onnx ---------------------------------------------------------------------------------------------
+
 
 @needs_bash
 def test_download_without_arguments_prints_usage() -> None:
@@ -344,6 +374,7 @@ def test_build_onnx_rebuilds_the_bundled_model(tmp_path: Path) -> None:
 
 
 # ---- documentation ----------------------------------------------------------------------------------------------
+
 
 def test_readme_configuration_names_exist() -> None:
     """Every CXRTRIAGE_* variable demo_app/README.md names is read by the service, the core package or the entrypoint."""

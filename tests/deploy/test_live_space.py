@@ -10,11 +10,11 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -77,8 +77,13 @@ def _free_port() -> int:
 def test_the_assembled_space_serves_the_ui_and_triages_with_the_spaces_own_command(tmp_path, data_dir):
     space = build_space(tmp_path / "space")
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "CXRTRIAGE_DATA_DIR": str(tmp_path / "no-data"),
-           "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops")}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "CXRTRIAGE_DATA_DIR": str(tmp_path / "no-data"),
+        "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops"),
+    }
     log = (tmp_path / "space.log").open("w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -98,13 +103,22 @@ def test_the_assembled_space_serves_the_ui_and_triages_with_the_spaces_own_comma
             assert r.url.endswith("/ui/") or r.url.endswith("/ui")
         image = (data_dir / "nih" / "images" / "00000150_002.png").read_bytes()
         boundary = "cxrtriage-space-test"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"chest.png\"\r\n"
-                "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-        req = urllib.request.Request(f"{base}/predict", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="chest.png"\r\n'
+                "Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            f"{base}/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             pred = json.loads(r.read())
-        assert pred["label"] in ("Urgent", "Non-Urgent") and pred["disclaimer"].startswith("For clinical decision support")
+        assert pred["label"] in ("Urgent", "Non-Urgent") and pred["disclaimer"].startswith(
+            "For clinical decision support"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

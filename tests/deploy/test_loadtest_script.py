@@ -37,7 +37,8 @@ def fake_data(tmp_path: Path) -> Path:
     for name in ("a.png", "b.png"):
         Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp_path / "nih" / "images" / name)
     Image.fromarray(rng.integers(0, 255, (24, 24), dtype=np.uint8)).save(
-        tmp_path / "kermany" / "images" / "NORMAL" / "c.jpeg")
+        tmp_path / "kermany" / "images" / "NORMAL" / "c.jpeg"
+    )
     return tmp_path
 
 
@@ -51,8 +52,13 @@ def test_percentile_matches_numpy(lt: ModuleType) -> None:
 
 def test_phase_summary_counts_only_200s_in_latency(lt: ModuleType) -> None:
     R = lt.Record
-    records = [R(200, 0.1, "nih", True), R(200, 0.3, "pediatric", False), R(429, 0.001, "nih", False),
-               R(429, 0.002, "dicom", True), R("ReadTimeout", 60.0, "nih", False)]
+    records = [
+        R(200, 0.1, "nih", True),
+        R(200, 0.3, "pediatric", False),
+        R(429, 0.001, "nih", False),
+        R(429, 0.002, "dicom", True),
+        R("ReadTimeout", 60.0, "nih", False),
+    ]
     s = lt.summarize_phase(records, elapsed_s=2.0)
     assert s["requests_sent"] == 5
     assert s["throughput_ok_per_s"] == 1.0 and s["sent_per_s"] == 2.5
@@ -94,8 +100,12 @@ def test_request_mix_needs_images(lt: ModuleType, tmp_path: Path) -> None:
 
 
 def test_missing_data_dir_exits_2_with_one_sentence(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path / "absent"),
-                           "--out", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data-dir", str(tmp_path / "absent"), "--out", str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "CXRTRIAGE_DATA_DIR" in proc.stderr
     assert not (tmp_path / "out.json").exists()
@@ -111,8 +121,24 @@ def test_base_url_must_be_local(lt: ModuleType) -> None:
 @pytest.mark.data
 def test_end_to_end_short_run(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "loadtest.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--duration", "3", "--clients", "2", "--out", str(out),
-                           "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=400, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--duration",
+            "3",
+            "--clients",
+            "2",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     (phase,) = result["phases"]

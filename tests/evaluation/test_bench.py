@@ -24,10 +24,20 @@ def test_model_comparisons_are_carried_only_for_the_same_model_and_say_so(tmp_pa
     from cxrtriage.evaluation.bench import carry_comparisons
 
     prev = tmp_path / "bench.json"
-    old = {"created": "2026-11-30T10:00:00+00:00", "model_sha256": "abc", "model_fp32_onnx": {"p50_ms": 4.0, "p95_ms": 4.3, "n": 200},
-           "model_fp32_size_mb": 3.6, "int8_speedup_vs_fp32": 1.7, "model_torch_fp32": {"p50_ms": 7.4, "p95_ms": 8.1, "n": 200}}
+    old = {
+        "created": "2026-11-30T10:00:00+00:00",
+        "model_sha256": "abc",
+        "model_fp32_onnx": {"p50_ms": 4.0, "p95_ms": 4.3, "n": 200},
+        "model_fp32_size_mb": 3.6,
+        "int8_speedup_vs_fp32": 1.7,
+        "model_torch_fp32": {"p50_ms": 7.4, "p95_ms": 8.1, "n": 200},
+    }
     prev.write_text(json.dumps(old))
-    fresh = {"model_sha256": "abc", "model_fp32_onnx": "skipped: not found", "model_torch_fp32": "skipped: no --checkpoint"}
+    fresh = {
+        "model_sha256": "abc",
+        "model_fp32_onnx": "skipped: not found",
+        "model_torch_fp32": "skipped: no --checkpoint",
+    }
     carry_comparisons(fresh, prev)
     assert fresh["model_fp32_onnx"] == old["model_fp32_onnx"] and fresh["int8_speedup_vs_fp32"] == 1.7
     assert fresh["carried_from_previous_run"]["created"] == old["created"]

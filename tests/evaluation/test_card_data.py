@@ -71,9 +71,14 @@ def test_recalibration_moves_the_old_operating_point_and_its_test_figures_to_the
 
     out = _copy(tmp_path)
     old = BundleConfig.load(out / META_FILE)
-    op = {"calibration": {"type": "platt", "a": 1.3, "b": 0.02, "fit_on": "a test"}, "threshold": 0.2,
-          "threshold_rule": "a rule", "review_band": [0.15, 0.3], "review_band_rule": "a band rule",
-          "validation_by_source": {"nih": {"n": 3, "n_pos": 1, "ece": 0.1, "mean_score": 0.4}}}
+    op = {
+        "calibration": {"type": "platt", "a": 1.3, "b": 0.02, "fit_on": "a test"},
+        "threshold": 0.2,
+        "threshold_rule": "a rule",
+        "review_band": [0.15, 0.3],
+        "review_band_rule": "a band rule",
+        "validation_by_source": {"nih": {"n": 3, "n_pos": 1, "ece": 0.1, "mean_score": 0.4}},
+    }
     store_operating_point(out, op)
     new = BundleConfig.load(out / META_FILE)
     assert (new.calibration.a, new.threshold, new.review_band) == (1.3, 0.2, (0.15, 0.3))

@@ -23,12 +23,19 @@ INSTRUCTIONS = ROOT / "prototype" / "eval" / "CLINICIAN_RATING.md"
 def _pred(i: int, label: str, crops: int = 1, dataset: str = "nih") -> dict:
     return {
         "path": f"/data/{dataset}/images/im{i:03d}.png",
-        "label": label, "score": 0.8 if label == "Urgent" else 0.1, "threshold": 0.2155, "needs_review": i % 4 == 0,
+        "label": label,
+        "score": 0.8 if label == "Urgent" else 0.1,
+        "threshold": 0.2155,
+        "needs_review": i % 4 == 0,
         "explanation": f"{label}: synthetic explanation {i}",
-        "crops": [{"x": 10, "y": 20, "w": 30, "h": 40, "thumb_path": f"/tmp/c/{i}-{k}.png", "region": "right lower zone"}
-                  for k in range(crops)],
-        "provenance": [{"source": "prior_report", "snippet": "Small effusion."},
-                       {"source": "training_case:nih/x.png", "snippet": "similar training image"}],
+        "crops": [
+            {"x": 10, "y": 20, "w": 30, "h": 40, "thumb_path": f"/tmp/c/{i}-{k}.png", "region": "right lower zone"}
+            for k in range(crops)
+        ],
+        "provenance": [
+            {"source": "prior_report", "snippet": "Small effusion."},
+            {"source": "training_case:nih/x.png", "snippet": "similar training image"},
+        ],
         "model": {"name": "cxrtriage-bundled-cxrnet", "version": "0.1.0", "sha256": "d08300e0bd4d9cc190d1"},
     }
 
@@ -41,7 +48,9 @@ def _sheet(tmp_path: Path, name: str = "sheet.csv") -> Path:
     return cr.export_rating_sheet(_preds(), tmp_path / name, data_dir=Path("/data"))
 
 
-def _fill(sheet: Path, out: Path, ratings: dict[str, dict[str, str]], delimiter: str = ",", encoding: str = "utf-8") -> Path:
+def _fill(
+    sheet: Path, out: Path, ratings: dict[str, dict[str, str]], delimiter: str = ",", encoding: str = "utf-8"
+) -> Path:
     """SYNTHETIC TEST DATA: put the given values into the rating columns of an exported sheet."""
     with sheet.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -55,8 +64,13 @@ def _fill(sheet: Path, out: Path, ratings: dict[str, dict[str, str]], delimiter:
 
 
 def _rate(role: str, agrees: str, quality: str = "", crops: str = "", comment: str = "") -> dict[str, str]:
-    return {"rater_role": role, "agrees_with_label": agrees, "explanation_quality_1to5": quality, "crops_useful": crops,
-            "comment": comment}
+    return {
+        "rater_role": role,
+        "agrees_with_label": agrees,
+        "explanation_quality_1to5": quality,
+        "crops_useful": crops,
+        "comment": comment,
+    }
 
 
 def test_export_writes_the_model_output_and_empty_rating_columns(tmp_path: Path) -> None:
@@ -68,7 +82,12 @@ def test_export_writes_the_model_output_and_empty_rating_columns(tmp_path: Path)
     assert [r["case_id"] for r in rows] == [f"case-{i:03d}" for i in range(1, 9)]
     first = rows[0]
     assert first["image_id"] == "im001.png" and first["image_path"] == "nih/images/im001.png"
-    assert (first["label"], first["score"], first["threshold"], first["needs_review"]) == ("Urgent", "0.8000", "0.2155", "no")
+    assert (first["label"], first["score"], first["threshold"], first["needs_review"]) == (
+        "Urgent",
+        "0.8000",
+        "0.2155",
+        "no",
+    )
     assert first["crop_boxes"] == "x=10 y=20 w=30 h=40 (right lower zone)"
     assert first["crop_thumb_paths"] == "/tmp/c/1-0.png"
     assert first["provenance"] == "prior_report: Small effusion. | training_case:nih/x.png: similar training image"
@@ -89,7 +108,9 @@ def test_export_from_prediction_objects_needs_image_ids(tmp_path: Path) -> None:
     out = cr.export_rating_sheet([pred], tmp_path / "x.csv", image_ids=["a.png"], case_ids=["A"])
     assert next(csv.DictReader(out.open()))["image_id"] == "a.png"
     with pytest.raises(ValueError, match="error row"):
-        cr.export_rating_sheet([{"path": "b.png", "error": "bad", "error_type": "InvalidImageError"}], tmp_path / "y.csv")
+        cr.export_rating_sheet(
+            [{"path": "b.png", "error": "bad", "error_type": "InvalidImageError"}], tmp_path / "y.csv"
+        )
 
 
 def test_pick_cases_mixes_labels_and_datasets_deterministically() -> None:
@@ -111,13 +132,17 @@ def test_unfilled_sheet_is_refused(tmp_path: Path) -> None:
 
 def test_summary_of_a_synthetic_filled_sheet(tmp_path: Path) -> None:
     sheet = _sheet(tmp_path)
-    filled = _fill(sheet, tmp_path / "filled.csv", {  # SYNTHETIC TEST DATA
-        "case-001": _rate("radiologist", "yes", "4", "yes"),
-        "case-002": _rate("Radiologist", "YES", "5", "no_crops"),  # case-002 has no crop; case-insensitive
-        "case-003": _rate("radiologist", "no", "2", "no", comment="synthetic disagreement"),
-        "case-004": _rate("emergency_physician", "yes", "3.0", ""),
-        "case-005": _rate("emergency_physician", "yes", "", "yes"),
-    })
+    filled = _fill(
+        sheet,
+        tmp_path / "filled.csv",
+        {  # SYNTHETIC TEST DATA
+            "case-001": _rate("radiologist", "yes", "4", "yes"),
+            "case-002": _rate("Radiologist", "YES", "5", "no_crops"),  # case-002 has no crop; case-insensitive
+            "case-003": _rate("radiologist", "no", "2", "no", comment="synthetic disagreement"),
+            "case-004": _rate("emergency_physician", "yes", "3.0", ""),
+            "case-005": _rate("emergency_physician", "yes", "", "yes"),
+        },
+    )
     ratings = cr.read_ratings(filled, reference=sheet)
     assert len(ratings) == 8 and sum(r.rated for r in ratings) == 5
     s = cr.summarise_ratings(ratings)
@@ -135,8 +160,15 @@ def test_summary_of_a_synthetic_filled_sheet(tmp_path: Path) -> None:
     assert s["by_model_label"]["Urgent"]["agreement"]["n"] == 3 and s["by_model_label"]["Urgent"]["agreement"]["k"] == 2
     assert s["by_model_label"]["Non-Urgent"]["agreement"]["rate"] == 1.0
     assert s["by_needs_review"]["needs_review"]["n_rated"] == 1  # case-004
-    assert s["disagreements"] == [{"case_id": "case-003", "image_id": "im003.png", "label": "Urgent",
-                                   "rater_role": "radiologist", "comment": "synthetic disagreement"}]
+    assert s["disagreements"] == [
+        {
+            "case_id": "case-003",
+            "image_id": "im003.png",
+            "label": "Urgent",
+            "rater_role": "radiologist",
+            "comment": "synthetic disagreement",
+        }
+    ]
     text = cr.format_summary(s)
     assert "4/5 = 80%" in text and "case-003" in text and "by rater role" in text
 
@@ -157,11 +189,23 @@ def test_wilson_interval_known_values() -> None:
         ({"case-001": _rate("radiologist", "yes", "3.5")}, [":2:explanation_quality_1to5: '3.5' is not allowed"]),
         ({"case-001": _rate("radiologist", "yes", "", "sometimes")}, [":2:crops_useful: 'sometimes' is not allowed"]),
         ({"case-002": _rate("radiologist", "yes", "", "yes")}, [":3:crops_useful: 'yes' but this case has no crop"]),
-        ({"case-001": _rate("radiologist", "yes", "", "no_crops")}, [":2:crops_useful: 'no_crops' but this case has 1 crop"]),
-        ({"case-001": _rate("", "", "4")}, [":2:agrees_with_label: empty in a rated row", ":2:rater_role: empty in a rated row"]),
+        (
+            {"case-001": _rate("radiologist", "yes", "", "no_crops")},
+            [":2:crops_useful: 'no_crops' but this case has 1 crop"],
+        ),
+        (
+            {"case-001": _rate("", "", "4")},
+            [":2:agrees_with_label: empty in a rated row", ":2:rater_role: empty in a rated row"],
+        ),
         ({"case-001": {"label": "Non-Urgent", **_rate("radiologist", "yes")}}, [":2:label: model label changed"]),
-        ({"case-001": {"case_id": "case-999", **_rate("radiologist", "yes")}}, [":2:case_id: unknown case id 'case-999'"]),
-        ({"case-001": {"case_id": "case-002", **_rate("radiologist", "yes")}}, [":3:case_id: case id 'case-002' appears twice (also row 2)"]),
+        (
+            {"case-001": {"case_id": "case-999", **_rate("radiologist", "yes")}},
+            [":2:case_id: unknown case id 'case-999'"],
+        ),
+        (
+            {"case-001": {"case_id": "case-002", **_rate("radiologist", "yes")}},
+            [":3:case_id: case id 'case-002' appears twice (also row 2)"],
+        ),
     ],
 )
 def test_invalid_sheets_give_file_row_column_errors(tmp_path: Path, ratings: dict, messages: list[str]) -> None:
@@ -184,7 +228,9 @@ def test_missing_columns_and_spreadsheet_dialects(tmp_path: Path) -> None:
     with pytest.raises(cr.RatingSheetError, match="is empty"):
         cr.read_ratings(empty)
     # a sheet re-saved by a spreadsheet: ';'-separated, with a byte-order mark
-    resaved = _fill(sheet, tmp_path / "resaved.csv", {"case-001": _rate("nurse", "no")}, delimiter=";", encoding="utf-8-sig")
+    resaved = _fill(
+        sheet, tmp_path / "resaved.csv", {"case-001": _rate("nurse", "no")}, delimiter=";", encoding="utf-8-sig"
+    )
     [rated] = [r for r in cr.read_ratings(resaved) if r.rated]
     assert (rated.case_id, rated.rater_role, rated.agrees_with_label) == ("case-001", "nurse", False)
 
@@ -194,7 +240,9 @@ def test_ratings_cli_export_and_summarise(tmp_path: Path, capsys: pytest.Capture
     rows = _preds() + [{"path": "/data/nih/images/bad.png", "error": "truncated", "error_type": "InvalidImageError"}]
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     sheet = tmp_path / "sheet.csv"
-    assert cli.main(["ratings", "export", "--preds", str(preds), "--out", str(sheet), "--n", "4", "--no-thumb-paths"]) == 0
+    assert (
+        cli.main(["ratings", "export", "--preds", str(preds), "--out", str(sheet), "--n", "4", "--no-thumb-paths"]) == 0
+    )
     assert "1 error rows skipped" in capsys.readouterr().err
     assert cli.main(["ratings", "summarise", str(sheet)]) == 2
     assert "no ratings filled in" in capsys.readouterr().err
@@ -225,6 +273,9 @@ def test_shipped_template_has_ten_real_cases_and_no_ratings() -> None:
     text = INSTRUCTIONS.read_text(encoding="utf-8")
     n_nih = sum(r["image_path"].startswith("nih/") for r in rows)
     n_review = sum(r["needs_review"] == "yes" for r in rows)
-    assert f"{n_nih} adult NIH ChestX-ray14, {10 - n_nih} pediatric" in text and f"{n_review} flagged for human review" in text
+    assert (
+        f"{n_nih} adult NIH ChestX-ray14, {10 - n_nih} pediatric" in text
+        and f"{n_review} flagged for human review" in text
+    )
     for word in (*cr.RATING_COLUMNS, *cr.RATER_ROLES, "no_crops", "read_ratings", "summarise_ratings"):
         assert word in text

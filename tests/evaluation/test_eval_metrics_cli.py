@@ -45,7 +45,15 @@ def _dataset(n: int = 40, seed: int = 0):
             if fmt == 1
             else {"y": int(y[i])}
         )
-        gold.append({"path": name if i % 2 else f"test/{name}", **truth, "view": views[i], "sex": sexes[i], "patient_id": pids[i]})
+        gold.append(
+            {
+                "path": name if i % 2 else f"test/{name}",
+                **truth,
+                "view": views[i],
+                "sex": sexes[i],
+                "patient_id": pids[i],
+            }
+        )
         label = "Urgent" if s[i] >= 0.4 else "Non-Urgent"
         preds.append({"path": f"/mnt/cxr/{name}", "score": float(s[i]), "label": label, "threshold": 0.45})
     # an inference error on a gold image, a prediction without gold, a gold row without prediction
@@ -65,8 +73,9 @@ def test_report_matches_metrics_module(cli: ModuleType, tmp_path: Path, capsys: 
     # The strays (a gold row never predicted, a prediction without gold) stop the run unless allowed.
     assert cli.main(["--preds", str(p), "--gold", str(g), "--n-boot", "10"]) == 2
     assert "never_predicted.png" in capsys.readouterr().err
-    rc = cli.main(["--preds", str(p), "--gold", str(g), "--out", str(out), "--n-boot", "300", "--seed", "4",
-                   "--allow-unmatched"])
+    rc = cli.main(
+        ["--preds", str(p), "--gold", str(g), "--out", str(out), "--n-boot", "300", "--seed", "4", "--allow-unmatched"]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
 
@@ -108,7 +117,9 @@ def test_threshold_flag_overrides_and_no_patient_ids(cli: ModuleType, tmp_path: 
     g = _write_jsonl(tmp_path / "gold.jsonl", gold)
     p = _write_jsonl(tmp_path / "preds.jsonl", preds)
     out = tmp_path / "m.json"
-    assert cli.main(["--preds", str(p), "--gold", str(g), "--threshold", "0.6", "--n-boot", "50", "--out", str(out)]) == 0
+    assert (
+        cli.main(["--preds", str(p), "--gold", str(g), "--threshold", "0.6", "--n-boot", "50", "--out", str(out)]) == 0
+    )
     r = json.loads(out.read_text())
     assert r["threshold"] == 0.6 and r["threshold_source"] == "--threshold"
     assert r["bootstrap_unit"] == "image" and r["subgroups"] == {}
@@ -128,7 +139,9 @@ def test_inconsistent_thresholds_need_flag(cli: ModuleType, tmp_path: Path, caps
     assert "different thresholds" in capsys.readouterr().err
 
 
-def test_no_match_exits_2_with_clear_message(cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_match_exits_2_with_clear_message(
+    cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     g = _write_jsonl(tmp_path / "gold.jsonl", [{"path": "a.png", "urgency": "urgent"}])
     p = _write_jsonl(
         tmp_path / "preds.jsonl",
@@ -149,7 +162,9 @@ def test_no_match_exits_2_with_clear_message(cli: ModuleType, tmp_path: Path, ca
         ("{not json", "not valid JSON"),
     ],
 )
-def test_bad_gold_rows_exit_2(cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], gold_line: str, message: str) -> None:
+def test_bad_gold_rows_exit_2(
+    cli: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], gold_line: str, message: str
+) -> None:
     g = tmp_path / "gold.jsonl"
     g.write_text(gold_line + "\n", encoding="utf-8")
     p = _write_jsonl(tmp_path / "preds.jsonl", [{"path": "a.png", "score": 0.9, "threshold": 0.5}])

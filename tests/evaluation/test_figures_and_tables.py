@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrtriage.evaluation import example_cases
-from cxrtriage.evaluation import metrics
-from cxrtriage.evaluation import result_tables
+from cxrtriage.evaluation import example_cases, metrics, result_tables
 from cxrtriage.schema import Crop, ModelInfo, Prediction, Provenance
 
 matplotlib = pytest.importorskip("matplotlib")
@@ -17,13 +15,27 @@ from cxrtriage.evaluation import figures  # noqa: E402
 
 def _pred(label: str = "Urgent", score: float = 0.8, crops: int = 2, review: bool = False) -> Prediction:
     return Prediction(
-        label=label, score=score, explanation="test", threshold=0.3, review_band=(0.25, 0.35), needs_review=review,
-        crops=[Crop(x=10 + 30 * i, y=20, w=25, h=40, thumb_path="/nonexistent.png", region="right lower zone",
-                    strength=0.5) for i in range(crops)],
-        provenance=[Provenance(source="prior_report", snippet="Small effusion.", relation="supports"),
-                    Provenance(source="training_case:nih/x.png", snippet="similar", relation="similar_case",
-                               similarity=0.912345)],
-        model=ModelInfo(name="m", version="0", sha256="0"), timings_ms={"decode": 1.0, "model": 2.0, "total": 5.0})
+        label=label,
+        score=score,
+        explanation="test",
+        threshold=0.3,
+        review_band=(0.25, 0.35),
+        needs_review=review,
+        crops=[
+            Crop(
+                x=10 + 30 * i, y=20, w=25, h=40, thumb_path="/nonexistent.png", region="right lower zone", strength=0.5
+            )
+            for i in range(crops)
+        ],
+        provenance=[
+            Provenance(source="prior_report", snippet="Small effusion.", relation="supports"),
+            Provenance(
+                source="training_case:nih/x.png", snippet="similar", relation="similar_case", similarity=0.912345
+            ),
+        ],
+        model=ModelInfo(name="m", version="0", sha256="0"),
+        timings_ms={"decode": 1.0, "model": 2.0, "total": 5.0},
+    )
 
 
 @pytest.fixture()
@@ -62,7 +74,10 @@ def test_prediction_plot_draws_one_numbered_box_per_crop() -> None:
     pixels = np.linspace(0, 1, 200 * 160, dtype=np.float32).reshape(200, 160)
     fig = figures.prediction_plot(pixels, _pred(crops=2), title="case")
     boxes = [p for p in fig.axes[0].patches if isinstance(p, Rectangle)]
-    assert [(b.get_x(), b.get_y(), b.get_width(), b.get_height()) for b in boxes] == [(10, 20, 25, 40), (40, 20, 25, 40)]
+    assert [(b.get_x(), b.get_y(), b.get_width(), b.get_height()) for b in boxes] == [
+        (10, 20, 25, 40),
+        (40, 20, 25, 40),
+    ]
     assert len(fig.axes) == 3 and "Urgent 0.80" in fig.axes[0].get_title()
     empty = figures.prediction_plot(pixels, _pred("Non-Urgent", 0.1, crops=0))
     assert "no evidence box" in empty.axes[1].texts[0].get_text()
@@ -80,9 +95,16 @@ def test_tables_flatten_predictions() -> None:
 
 def test_headline_and_subgroup_rows_read_an_evaluation_report(ys) -> None:
     y, s = ys
-    report = {**metrics.summarize(y, s, 0.5, n_boot=50), "threshold": 0.5,
-              "target_recall": {"target": 0.95, "threshold": 0.2, "operating_point": metrics.operating_point(y, s, 0.2).to_dict()},
-              "subgroups": {"sex": metrics.to_jsonable(metrics.subgroup_metrics(y, s, ["F", "M"] * 30, 0.5))}}
+    report = {
+        **metrics.summarize(y, s, 0.5, n_boot=50),
+        "threshold": 0.5,
+        "target_recall": {
+            "target": 0.95,
+            "threshold": 0.2,
+            "operating_point": metrics.operating_point(y, s, 0.2).to_dict(),
+        },
+        "subgroups": {"sex": metrics.to_jsonable(metrics.subgroup_metrics(y, s, ["F", "M"] * 30, 0.5))},
+    }
     row = result_tables.headline_rows({"adult": report})[0]
     assert row["n"] == 60 and row["AUC [95% CI]"].startswith(f"{metrics.roc_auc(y, s):.3f} [")
     assert row["sensitivity there"] == round(metrics.operating_point(y, s, 0.2).sensitivity, 3)

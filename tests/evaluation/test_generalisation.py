@@ -13,19 +13,30 @@ RECIPE = {"epochs": 30, "kermany_per_epoch": 1000, "box_weight": 0.3}
 
 
 def _meta(seed: int, counts: dict, **cfg) -> dict:
-    return {"sha256": f"sha{seed}", "training": {"command": "cxrtriage train", "counts": counts,
-                                                  "config": {**RECIPE, "seed": seed, "out_dir": f"runs/{seed}", **cfg}}}
+    return {
+        "sha256": f"sha{seed}",
+        "training": {
+            "command": "cxrtriage train",
+            "counts": counts,
+            "config": {**RECIPE, "seed": seed, "out_dir": f"runs/{seed}", **cfg},
+        },
+    }
 
 
 def _labels(n: int = 40) -> dict:
-    return {"nih": {f"n{i}": int(i % 2) for i in range(n)}, "kermany": {f"k{i}": int(i % 3 > 0) for i in range(n)},
-            "jsrt": {f"j{i}": 0 for i in range(10)}}
+    return {
+        "nih": {f"n{i}": int(i % 2) for i in range(n)},
+        "kermany": {f"k{i}": int(i % 3 > 0) for i in range(n)},
+        "jsrt": {f"j{i}": 0 for i in range(10)},
+    }
 
 
 def _scores(labels: dict, skill: float, seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    return {src: {k: float(np.clip(0.5 + skill * (y - 0.5) + rng.normal(0, 0.2), 0, 1)) for k, y in labels[src].items()}
-            for src in ("nih", "kermany", "jsrt")}
+    return {
+        src: {k: float(np.clip(0.5 + skill * (y - 0.5) + rng.normal(0, 0.2), 0, 1)) for k, y in labels[src].items()}
+        for src in ("nih", "kermany", "jsrt")
+    }
 
 
 @pytest.fixture()
@@ -35,8 +46,13 @@ def report() -> dict:
     runs = [
         RunScores("shipped", _meta(1129, both), _scores(labels, 0.6, 1), {"nih": 0, "kermany": 0, "jsrt": 0}, 0.3),
         RunScores("seed_1130", _meta(1130, both), _scores(labels, 0.6, 2), {"nih": 0, "kermany": 0, "jsrt": 0}, 0.3),
-        RunScores("nih_only", _meta(1129, {"tr_nih": 585, "tr_ker": 0}, kermany_per_epoch=0),
-                  _scores(labels, 0.1, 3), {"nih": 0, "kermany": 1, "jsrt": 0}, 0.3),
+        RunScores(
+            "nih_only",
+            _meta(1129, {"tr_nih": 585, "tr_ker": 0}, kermany_per_epoch=0),
+            _scores(labels, 0.1, 3),
+            {"nih": 0, "kermany": 1, "jsrt": 0},
+            0.3,
+        ),
     ]
     return summarise(runs, labels, "shipped")
 

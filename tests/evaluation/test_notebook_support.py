@@ -60,8 +60,11 @@ def _notebook(path: Path, body: str) -> Path:
 
 def test_execute_notebook_injects_the_profile_and_writes_html(tmp_path: Path) -> None:
     pytest.importorskip("papermill")
-    nb = _notebook(tmp_path / "demo.ipynb", 'import sys\nprint("profile is", PROFILE)\n'
-                   'for i in range(3):\n    sys.stdout.write(f"\\rprogress {i}/3"); sys.stdout.flush()\nprint()')
+    nb = _notebook(
+        tmp_path / "demo.ipynb",
+        'import sys\nprint("profile is", PROFILE)\n'
+        'for i in range(3):\n    sys.stdout.write(f"\\rprogress {i}/3"); sys.stdout.flush()\nprint()',
+    )
     result = notebook_run.execute_notebook(nb, tmp_path / "executed", "full")
     html = result.html.read_text(encoding="utf-8")
     assert "profile is full" in html and result.executed.is_file() and result.seconds > 0
@@ -98,8 +101,9 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) 
     assert 'PROFILE = "smoke"' in src and "DATA_DIR = None" in src and "MODEL = None" in src
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "notebook_run.start(" in code and "run.finish()" in code
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), \
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), (
         "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
+    )
     assert path.stat().st_size < 2_000_000
     assert "not a diagnostic tool" in nb.cells[0].source
     papermill = pytest.importorskip("papermill")
@@ -114,7 +118,7 @@ def test_prototype_md_results_block_is_current() -> None:
 
     root = Path(__file__).resolve().parents[2]
     text = (root / "prototype" / "prototype.md").read_text(encoding="utf-8")
-    block = text[text.index(BEGIN): text.index(END) + len(END)]
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
     assert block == render_block(root / "prototype" / "eval"), "stale: run `make prototype-md`"
 
 
@@ -122,7 +126,9 @@ def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
     from cxrtriage.evaluation.prototype_report import render_block, update_document
 
     (tmp_path / "eval").mkdir()
-    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"threshold": 0.3, "nih_test": {"n": 7, "n_pos": 3, "auc": 0.81}}))
+    (tmp_path / "eval" / "metrics.json").write_text(
+        json.dumps({"threshold": 0.3, "nih_test": {"n": 7, "n_pos": 3, "auc": 0.81}})
+    )
     block = render_block(tmp_path / "eval")
     assert "| NIH adult test: images (urgent) | 7 (3) | `prototype/eval/metrics.json` (`make evaluate`) |" in block
     assert "n/a" in block  # absent files and fields say so instead of disappearing
@@ -137,10 +143,12 @@ def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None
     pytest.importorskip("papermill")
     # a checkout of its own, so the facts file lands in tmp_path/runs, not in a temp folder other runs share
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "cxrtriage"\n')
-    nb = _notebook(tmp_path / "facts_demo.ipynb",
-                   "from cxrtriage.evaluation import notebook_run\n"
-                   "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
-                   "run.record('MedGemma', 'random-weight stand-in')\nrun.finish()")
+    nb = _notebook(
+        tmp_path / "facts_demo.ipynb",
+        "from cxrtriage.evaluation import notebook_run\n"
+        "run = notebook_run.start('facts_demo', PROFILE, '.')\n"
+        "run.record('MedGemma', 'random-weight stand-in')\nrun.finish()",
+    )
     result = notebook_run.execute_notebook(nb, tmp_path / "executed", "smoke")
     assert result.facts == {"MedGemma": "random-weight stand-in"}
     timings = notebook_run.record_timing(result, tmp_path / "timings.json")

@@ -13,8 +13,10 @@ sys.path.insert(0, str(REPO / "scripts"))
 import qa_checklist  # noqa: E402
 
 
-@pytest.mark.skipif(shutil.which("pdfinfo") is None or shutil.which("ffprobe") is None,
-                    reason="pdfinfo (poppler-utils) or ffprobe (ffmpeg) not installed")
+@pytest.mark.skipif(
+    shutil.which("pdfinfo") is None or shutil.which("ffprobe") is None,
+    reason="pdfinfo (poppler-utils) or ffprobe (ffmpeg) not installed",
+)
 def test_this_repository_passes_every_item(capsys):
     """CI runs the same command and fails on any missing item."""
     assert qa_checklist.main([]) == 0
@@ -56,8 +58,8 @@ def test_a_corrupted_bundled_model_fails_the_checkpoint_item(tmp_path):
 
 @pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="pdfinfo (poppler-utils) not installed")
 def test_a_writeup_longer_than_three_pages_is_refused(tmp_path):
-    from matplotlib.backends.backend_pdf import PdfPages
     import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
 
     with PdfPages(tmp_path / "writeup.pdf") as pdf:
         for _ in range(4):

@@ -12,7 +12,7 @@ def test_readme_reliability_block_is_current() -> None:
     from cxrtriage.evaluation.reliability_report import BEGIN, END, render_block
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text[text.index(BEGIN): text.index(END) + len(END)]
+    block = text[text.index(BEGIN) : text.index(END) + len(END)]
     assert block == render_block(ROOT / "prototype" / "eval"), "stale: run `make reliability-md`"
 
 
@@ -27,14 +27,28 @@ def test_limits_follow_the_settings_not_the_environment(monkeypatch) -> None:
 def test_load_and_memory_rows_come_from_the_files(tmp_path: Path) -> None:
     from cxrtriage.evaluation.reliability_report import render_block
 
-    phase = {"clients": 8, "duration_s": 60, "requests_sent": 1234, "throughput_ok_per_s": 9.87,
-             "status_histogram": {"200": 1200, "429": 34}, "latency_ok": {"p50_ms": 400, "p95_ms": 700, "p99_ms": 900},
-             "ready": {"polls": 120, "not_200": 0}, "rss_mb": {"before": 300, "peak": 420, "after": 390},
-             "crops": {"files": 999, "mb": 9.9}}
-    (tmp_path / "loadtest.json").write_text(json.dumps({"machine": {"cpu_count": 2, "commit": "abcdef123"},
-                                                        "phases": [phase]}))
-    (tmp_path / "request_memory.json").write_text(json.dumps({"max_peak_over_idle_mb": 290.3, "cases": [
-        {"input": "6000 x 6000 PNG", "peak_over_idle_mb": 290.3, "outcome": "200 Urgent"}]}))
+    phase = {
+        "clients": 8,
+        "duration_s": 60,
+        "requests_sent": 1234,
+        "throughput_ok_per_s": 9.87,
+        "status_histogram": {"200": 1200, "429": 34},
+        "latency_ok": {"p50_ms": 400, "p95_ms": 700, "p99_ms": 900},
+        "ready": {"polls": 120, "not_200": 0},
+        "rss_mb": {"before": 300, "peak": 420, "after": 390},
+        "crops": {"files": 999, "mb": 9.9},
+    }
+    (tmp_path / "loadtest.json").write_text(
+        json.dumps({"machine": {"cpu_count": 2, "commit": "abcdef123"}, "phases": [phase]})
+    )
+    (tmp_path / "request_memory.json").write_text(
+        json.dumps(
+            {
+                "max_peak_over_idle_mb": 290.3,
+                "cases": [{"input": "6000 x 6000 PNG", "peak_over_idle_mb": 290.3, "outcome": "200 Urgent"}],
+            }
+        )
+    )
     block = render_block(tmp_path)
     assert "| after (abcdef1) | 8 | 60 s | 1234 | 9.87 | 200: 1200, 429: 34 | 400 / 700 / 900 | 0 of 120 |" in block
     assert "largest 290.3 MB" in block and "| 6000 x 6000 PNG | 290.3 | 200 Urgent |" in block

@@ -9,13 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cxrtriage.evaluation import eval_metrics_cli, eval_report, eval_report_text, held_out, input_files, reference_boxes
 from cxrtriage.evaluation import metrics as M
-from cxrtriage.evaluation import eval_metrics_cli
-from cxrtriage.evaluation import eval_report
-from cxrtriage.evaluation import eval_report_text
-from cxrtriage.evaluation import held_out
-from cxrtriage.evaluation import input_files
-from cxrtriage.evaluation import reference_boxes
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -23,18 +18,34 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _files(tmp_path: Path, n: int = 30, seed: int = 0, crops: bool = False) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+def _files(
+    tmp_path: Path, n: int = 30, seed: int = 0, crops: bool = False
+) -> tuple[Path, Path, np.ndarray, np.ndarray]:
     """Gold in the test_examples.jsonl format, predictions as `cxrtriage predict --out` rows (absolute paths)."""
     rng = np.random.default_rng(seed)
     y = np.array([i % 2 for i in range(n)])
     s = np.round(np.clip(0.5 + 0.25 * (2 * y - 1) + rng.normal(0, 0.2, n), 0, 1), 4)
-    gold = [{"dataset": "nih", "image_id": f"im{i:03d}.png", "path": f"nih/images/im{i:03d}.png",
-             "label": "Urgent" if y[i] else "Non-Urgent", "view": "AP", "sex": "F", "patient_id": f"nih-{i}"}
-            for i in range(n)]
+    gold = [
+        {
+            "dataset": "nih",
+            "image_id": f"im{i:03d}.png",
+            "path": f"nih/images/im{i:03d}.png",
+            "label": "Urgent" if y[i] else "Non-Urgent",
+            "view": "AP",
+            "sex": "F",
+            "patient_id": f"nih-{i}",
+        }
+        for i in range(n)
+    ]
     preds = []
     for i in range(n):
-        row = {"path": f"/data/nih/images/im{i:03d}.png", "label": "Urgent" if s[i] >= 0.5 else "Non-Urgent",
-               "score": float(s[i]), "threshold": 0.5, "image": {"width": 512, "height": 512}}
+        row = {
+            "path": f"/data/nih/images/im{i:03d}.png",
+            "label": "Urgent" if s[i] >= 0.5 else "Non-Urgent",
+            "score": float(s[i]),
+            "threshold": 0.5,
+            "image": {"width": 512, "height": 512},
+        }
         if crops:
             row["crops"] = [{"x": 10 * i, "y": 20, "w": 100, "h": 80, "thumb_path": "/tmp/x.png"}] if i % 3 else []
         preds.append(row)
@@ -45,7 +56,10 @@ def test_gold_in_test_examples_format_joins_predictions_by_file_name(tmp_path: P
     g, p, y, s = _files(tmp_path)
     r = eval_report.evaluate_files(p, g, n_boot=50)
     assert r["inputs"]["matched"] == len(y) and r["auc"] == pytest.approx(M.roc_auc(y, s))
-    assert r["not_scored"]["n"] == 0 and r["unmatched"] == {"gold_without_prediction": [], "predictions_without_gold": []}
+    assert r["not_scored"]["n"] == 0 and r["unmatched"] == {
+        "gold_without_prediction": [],
+        "predictions_without_gold": [],
+    }
 
 
 def test_target_recall_reports_the_threshold_and_its_operating_point(tmp_path: Path) -> None:
@@ -65,7 +79,12 @@ def test_target_sensitivity_is_an_alias_of_target_recall(tmp_path: Path, capsys:
     outs = []
     for flag in ("--target-recall", "--target-sensitivity"):
         out = tmp_path / f"{flag}.json"
-        assert eval_metrics_cli.main(["--preds", str(p), "--gold", str(g), flag, "0.8", "--n-boot", "20", "--out", str(out)]) == 0
+        assert (
+            eval_metrics_cli.main(
+                ["--preds", str(p), "--gold", str(g), flag, "0.8", "--n-boot", "20", "--out", str(out)]
+            )
+            == 0
+        )
         outs.append(json.loads(out.read_text()))
     assert outs[0]["target_recall"] == outs[1]["target_recall"] and outs[0]["target_recall"]["target"] == 0.8
 
@@ -74,7 +93,9 @@ def test_ids_in_only_one_file_are_an_error_listing_them(tmp_path: Path) -> None:
     g, p, *_ = _files(tmp_path, n=30)
     lines = p.read_text().splitlines()
     short = tmp_path / "short.jsonl"
-    short.write_text("\n".join(lines[:12]) + "\n" + json.dumps({"path": "x/extra.png", "score": 0.1, "threshold": 0.5}) + "\n")
+    short.write_text(
+        "\n".join(lines[:12]) + "\n" + json.dumps({"path": "x/extra.png", "score": 0.1, "threshold": 0.5}) + "\n"
+    )
     with pytest.raises(input_files.InputProblem) as exc:
         eval_report.evaluate_files(short, g, n_boot=10)
     msg = str(exc.value)
@@ -92,7 +113,11 @@ def test_rejected_images_are_reported_not_dropped(tmp_path: Path) -> None:
     g, p, y, s = _files(tmp_path, n=20)
     rows = [json.loads(line) for line in p.read_text().splitlines()]
     for i in (1, 3, 4):  # two gold-urgent (odd) and one non-urgent image rejected by the gate
-        rows[i] = {"path": rows[i]["path"], "error": "not a frontal chest radiograph", "error_type": "NotAChestXrayError"}
+        rows[i] = {
+            "path": rows[i]["path"],
+            "error": "not a frontal chest radiograph",
+            "error_type": "NotAChestXrayError",
+        }
     _jsonl(p, rows)
     r = eval_report.evaluate_files(p, g, n_boot=10)
     keep = [i for i in range(20) if i not in (1, 3, 4)]
@@ -114,7 +139,11 @@ def test_rejected_images_are_reported_not_dropped(tmp_path: Path) -> None:
         ("preds", json.dumps({"path": "im000.png", "score": "high"}), "'score' is not a number"),
         ("preds", json.dumps({"score": 0.3}), "neither 'path' nor 'id'"),
         ("gold", json.dumps({"path": "a/im000.png", "image_id": "im999.png", "y": 1}), "name different images"),
-        ("preds", json.dumps({"path": "im000.png", "score": 0.3, "crops": [{"x": 1, "y": 2}]}), "crops[0] has no numeric 'w', 'h'"),
+        (
+            "preds",
+            json.dumps({"path": "im000.png", "score": 0.3, "crops": [{"x": 1, "y": 2}]}),
+            "crops[0] has no numeric 'w', 'h'",
+        ),
     ],
 )
 def test_input_errors_name_the_file_line_and_field(tmp_path: Path, which: str, content: str, message: str) -> None:
@@ -140,15 +169,19 @@ def test_scores_tied_with_the_rounded_threshold_are_flagged(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     "header",
-    ["file,image_index,finding,x,y,w,h",  # nih/boxes.csv and nih/rsna_boxes.csv
-     "Image Index,Finding Label,Bbox [x,y,w,h],,,",  # NIH BBox_List_2017.csv
-     "path,x,y,w,h"],
+    [
+        "file,image_index,finding,x,y,w,h",  # nih/boxes.csv and nih/rsna_boxes.csv
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,",  # NIH BBox_List_2017.csv
+        "path,x,y,w,h",
+    ],
 )
 def test_boxes_csv_headers(tmp_path: Path, header: str) -> None:
     f = tmp_path / "boxes.csv"
-    body = {"file,image_index,finding,x,y,w,h": "images/a.png,a.png,Pneumonia,1.5,2,30,40\nimages/a.png,a.png,P,5,5,5,5\n",
-            "Image Index,Finding Label,Bbox [x,y,w,h],,,": "a.png,Pneumonia,1.5,2,30,40\na.png,P,5,5,5,5\n",
-            "path,x,y,w,h": "/x/a.png,1.5,2,30,40\n/x/a.png,5,5,5,5\n"}[header]
+    body = {
+        "file,image_index,finding,x,y,w,h": "images/a.png,a.png,Pneumonia,1.5,2,30,40\nimages/a.png,a.png,P,5,5,5,5\n",
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,": "a.png,Pneumonia,1.5,2,30,40\na.png,P,5,5,5,5\n",
+        "path,x,y,w,h": "/x/a.png,1.5,2,30,40\n/x/a.png,5,5,5,5\n",
+    }[header]
     f.write_text(header + "\n" + body, encoding="utf-8")
     assert reference_boxes.load_boxes(f) == {"a.png": [(1.5, 2.0, 30.0, 40.0), (5.0, 5.0, 5.0, 5.0)]}
 
@@ -156,12 +189,14 @@ def test_boxes_csv_headers(tmp_path: Path, header: str) -> None:
 def test_boxes_jsonl_and_errors(tmp_path: Path) -> None:
     f = _jsonl(tmp_path / "b.jsonl", [{"image_id": "a.png", "x": 1, "y": 2, "w": 3, "h": 4}])
     assert reference_boxes.load_boxes(f) == {"a.png": [(1.0, 2.0, 3.0, 4.0)]}
-    bad = {"missing field 'w'": "image_index,x,y,h\na.png,1,2,3\n",
-           "field 'x' is not a number": "image_index,x,y,w,h\na.png,left,2,3,4\n",
-           "missing image id field": "finding,x,y,w,h\nP,1,2,3,4\n",
-           "positive w, h": "image_index,x,y,w,h\na.png,1,2,0,4\n",
-           "is empty": "",
-           "contains no boxes": "image_index,x,y,w,h\n"}
+    bad = {
+        "missing field 'w'": "image_index,x,y,h\na.png,1,2,3\n",
+        "field 'x' is not a number": "image_index,x,y,w,h\na.png,left,2,3,4\n",
+        "missing image id field": "finding,x,y,w,h\nP,1,2,3,4\n",
+        "positive w, h": "image_index,x,y,w,h\na.png,1,2,0,4\n",
+        "is empty": "",
+        "contains no boxes": "image_index,x,y,w,h\n",
+    }
     for message, text in bad.items():
         f = tmp_path / "bad.csv"
         f.write_text(text, encoding="utf-8")
@@ -214,10 +249,19 @@ def test_example_paths_resolve_against_the_data_dir(tmp_path: Path) -> None:
     (tmp_path / "d" / "nih").mkdir(parents=True)
     for name in ("a.png", "b.png"):
         (tmp_path / "d" / "nih" / name).write_bytes(b"x")
-    ex = _jsonl(tmp_path / "ex.jsonl", [{"path": "nih/a.png", "label": "Urgent"}, {"path": "nih/b.png", "label": "Urgent"},
-                                        {"path": str(tmp_path / "d" / "nih" / "a.png"), "y": 1}])
-    assert held_out.example_paths(ex, tmp_path / "d") == [tmp_path / "d" / "nih" / "a.png", tmp_path / "d" / "nih" / "b.png",
-                                                   tmp_path / "d" / "nih" / "a.png"]
+    ex = _jsonl(
+        tmp_path / "ex.jsonl",
+        [
+            {"path": "nih/a.png", "label": "Urgent"},
+            {"path": "nih/b.png", "label": "Urgent"},
+            {"path": str(tmp_path / "d" / "nih" / "a.png"), "y": 1},
+        ],
+    )
+    assert held_out.example_paths(ex, tmp_path / "d") == [
+        tmp_path / "d" / "nih" / "a.png",
+        tmp_path / "d" / "nih" / "b.png",
+        tmp_path / "d" / "nih" / "a.png",
+    ]
     assert held_out.example_paths(ex, tmp_path / "d", limit=1) == [tmp_path / "d" / "nih" / "a.png"]
     with pytest.raises(input_files.InputProblem, match=r"2 of 3 image\(s\) listed in .* are missing under .*nih/a.png"):
         held_out.example_paths(ex, tmp_path / "elsewhere")

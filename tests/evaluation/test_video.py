@@ -32,7 +32,9 @@ def test_frames_across_the_video_are_neither_blank_nor_all_alike(tmp_path):
     frames = []
     for i, t in enumerate(np.linspace(2, seconds - 2, 8)):
         out = tmp_path / f"f{i}.png"
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-ss", f"{t:.2f}", "-i", str(MP4), "-frames:v", "1", str(out)], check=True)
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-ss", f"{t:.2f}", "-i", str(MP4), "-frames:v", "1", str(out)], check=True
+        )
         frames.append(np.asarray(Image.open(out).convert("L"), dtype=np.float32))
     assert all(f.std() > 15 for f in frames), [round(float(f.std()), 1) for f in frames]
     distinct = {round(float(f.mean()), 0) for f in frames}
@@ -43,4 +45,6 @@ def test_every_number_in_the_captions_is_current():
     recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
     assert len(recorded["numbers"]) >= 10
     for name, entry in recorded["numbers"].items():
-        assert writeup.read_number(ROOT, name) == entry["text"], f"{name} changed in {entry['source']}: run `make video`"
+        assert writeup.read_number(ROOT, name) == entry["text"], (
+            f"{name} changed in {entry['source']}: run `make video`"
+        )

@@ -46,9 +46,13 @@ def test_template_headings_in_order_the_summary_verbatim_and_the_disclaimer(pdf_
     positions = [pdf_text.find(h) for h in HEADINGS]
     assert all(p >= 0 for p in positions) and positions == sorted(positions)
     assert "For clinical decision support only — not a diagnostic tool." in pdf_text
-    spec = (ROOT.parent / "shared" / "spec" / "000_04815da399bb1cce.txt")
+    spec = ROOT.parent / "shared" / "spec" / "000_04815da399bb1cce.txt"
     if spec.is_file():
-        lines = spec.read_text().split("Short summary to include verbatim in README and writeup:")[1].split("(You may paste")[0]
+        lines = (
+            spec.read_text()
+            .split("Short summary to include verbatim in README and writeup:")[1]
+            .split("(You may paste")[0]
+        )
         for line in filter(None, (ln.strip() for ln in lines.splitlines())):
             assert _squash(line) in pdf_text, line
 
@@ -59,7 +63,9 @@ def test_every_number_is_current_in_its_source_file_and_printed_in_the_pdf(pdf_t
     for name, entry in record["numbers"].items():
         assert entry["written_by"] == writeup.WRITTEN_BY[entry["source"]]
         now = writeup.read_number(ROOT, name)
-        assert now == entry["text"], f"{name}: {entry['source']} now gives {now}, the PDF {entry['text']}: run `make writeup`"
+        assert now == entry["text"], (
+            f"{name}: {entry['source']} now gives {now}, the PDF {entry['text']}: run `make writeup`"
+        )
         assert entry["text"] in pdf_text, f"{name} ({entry['text']}) is not in writeup.pdf"
 
 

@@ -192,8 +192,11 @@ def test_torch_import_in_another_thread_works_while_spacy_loads() -> None:
         # mixed: any affirmed urgent finding makes the sentence supporting
         ("Small right effusion; no pneumothorax.", "supports", {"effusion": "affirmed", "pneumothorax": "negated"}),
         ("No pneumothorax; small right effusion.", "supports", {"pneumothorax": "negated", "effusion": "affirmed"}),
-        ("No pneumothorax, but possible left lower lobe pneumonia.", "uncertain",
-         {"pneumothorax": "negated", "pneumonia": "uncertain"}),
+        (
+            "No pneumothorax, but possible left lower lobe pneumonia.",
+            "uncertain",
+            {"pneumothorax": "negated", "pneumonia": "uncertain"},
+        ),
         ("Lungs are clear except for right basilar airspace disease.", "supports", {"airspace opacity": "affirmed"}),
     ],
 )
@@ -297,9 +300,7 @@ def test_report_properties_partition_sentences() -> None:
     assert [s.text for s in analysis.uncertain] == ["Possible left lower lobe pneumonia."]
     assert len(analysis.contradicting) == 2
     assert {s.relation for s in analysis.sentences} == {"supports", "contradicts", "uncertain"}
-    assert len(analysis.supporting) + len(analysis.contradicting) + len(analysis.uncertain) == len(
-        analysis.sentences
-    )
+    assert len(analysis.supporting) + len(analysis.contradicting) + len(analysis.uncertain) == len(analysis.sentences)
 
 
 def test_normal_report_has_no_affirmed_finding() -> None:
@@ -413,8 +414,10 @@ def test_iu_positive_reports_are_mostly_detected(iu_rows: list[dict[str, str]]) 
     assert len(positive) >= 100
     detected = [r for r in positive if analyze_prior_report(_report_text(r)).has_affirmed_urgent_finding]
     rate = len(detected) / len(positive)
-    print(f"IU effusion/pneumothorax/consolidation reports detected as affirmed: "
-          f"{len(detected)}/{len(positive)} = {rate:.1%}")
+    print(
+        f"IU effusion/pneumothorax/consolidation reports detected as affirmed: "
+        f"{len(detected)}/{len(positive)} = {rate:.1%}"
+    )
     # measured 177/197 = 89.8%; most misses are hedged on purpose ("probable effusion", "effusion
     # versus pleural thickening") or de-identification typos. 80 % catches a real regression.
     assert rate >= 0.80

@@ -25,14 +25,25 @@ def nih_records(data_dir: Path):
 
 
 def test_build_examples_targets(nih_records) -> None:
-    from cxrtriage.hai_def.finetune_data import NON_URGENT_SENTENCE, build_examples
     from cxrtriage.backends.medgemma.output import parse_medgemma_output
+    from cxrtriage.hai_def.finetune_data import NON_URGENT_SENTENCE, build_examples
 
     urg = build_examples(nih_records, "urgency")
     exp = build_examples(nih_records, "explanation")
     assert len(urg) == len(exp) == len(nih_records)
-    finding_words = {"pneumonia", "effusion", "infiltration", "atelectasis", "edema", "nodule", "mass",
-                     "consolidation", "pneumothorax", "cardiomegaly", "finding consistent"}
+    finding_words = {
+        "pneumonia",
+        "effusion",
+        "infiltration",
+        "atelectasis",
+        "edema",
+        "nodule",
+        "mass",
+        "consolidation",
+        "pneumothorax",
+        "cardiomegaly",
+        "finding consistent",
+    }
     for rec, u, e in zip(nih_records, urg, exp):
         assert u["messages"][-1]["role"] == "assistant" and u["messages"][-1]["content"][0]["text"] == u["target"]
         ans = parse_medgemma_output(u["target"], (512, 512), None)
@@ -61,8 +72,19 @@ def test_finetune_loss_decreases_and_reloads(tiny_medgemma: Path, nih_records, t
     for ex, rec in zip(examples, nih_records):
         ex["image"] = load_image(rec.path).pixels
     # 8 examples / (2 per batch * 1 accum) = 4 steps per epoch, 3 epochs = 12 optimizer steps
-    cfg = FinetuneConfig(task="explanation", lora_r=8, lora_alpha=16, lora_dropout=0.0, learning_rate=5e-3, epochs=3,
-                         per_device_batch=2, grad_accum=1, max_length=2048, gradient_checkpointing=True, seed=0)
+    cfg = FinetuneConfig(
+        task="explanation",
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        learning_rate=5e-3,
+        epochs=3,
+        per_device_batch=2,
+        grad_accum=1,
+        max_length=2048,
+        gradient_checkpointing=True,
+        seed=0,
+    )
     out = finetune(tiny_medgemma, examples, tmp_path / "ft", cfg, device="cpu")
     assert out == tmp_path / "ft"
     assert (out / "adapter" / "adapter_config.json").is_file()
@@ -110,19 +132,26 @@ def test_urgency_example_encodes(tiny_medgemma: Path, nih_records) -> None:
     ex["image"] = np.full((64, 64), 0.5, dtype=np.float32)
     enc = encode_example(proc, ex, max_length=4096)
     decoded = proc.tokenizer.decode(enc["labels"][enc["labels"] != -100], skip_special_tokens=False)
-    assert decoded.startswith(ex["target"]) and (enc["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image_soft_token>")).sum() == 16
+    assert (
+        decoded.startswith(ex["target"])
+        and (enc["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image_soft_token>")).sum() == 16
+    )
 
 
 def test_qlora_on_cpu_raises(tiny_medgemma: Path, nih_records, tmp_path: Path) -> None:
+    from cxrtriage.errors import ModelError
     from cxrtriage.hai_def.finetune import finetune
     from cxrtriage.hai_def.finetune_config import FinetuneConfig
     from cxrtriage.hai_def.finetune_data import build_examples
 
-    from cxrtriage.errors import ModelError
-
     with pytest.raises(ModelError, match="CUDA"):
-        finetune(tiny_medgemma, build_examples(nih_records[:1], "urgency"), tmp_path / "q",
-                 FinetuneConfig(qlora=True), device="cpu")
+        finetune(
+            tiny_medgemma,
+            build_examples(nih_records[:1], "urgency"),
+            tmp_path / "q",
+            FinetuneConfig(qlora=True),
+            device="cpu",
+        )
 
 
 def test_train_medsiglip_probe(data_dir: Path, tmp_path: Path) -> None:

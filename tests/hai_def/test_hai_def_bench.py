@@ -16,8 +16,9 @@ from cxrtriage.hai_def.bench import TINY_NOTE, run_hai_def_bench  # noqa: E402
 
 def test_tiny_bench_times_every_runtime_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    r = run_hai_def_bench(scale="tiny", parts=("medsiglip", "medgemma"), repeats=1, n_text=8, new_tokens=3, out=out,
-                          work_dir=tmp_path)
+    r = run_hai_def_bench(
+        scale="tiny", parts=("medsiglip", "medgemma"), repeats=1, n_text=8, new_tokens=3, out=out, work_dir=tmp_path
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(r))
     assert r["note"] == TINY_NOTE  # tiny numbers must never pass for the real models'
     v = r["medsiglip_vision"]
@@ -28,7 +29,9 @@ def test_tiny_bench_times_every_runtime_and_writes_json(tmp_path: Path, capsys: 
     assert g["prompt_tokens"] == 1 + 8 + 2 + g["image_tokens"] and g["new_tokens"] == 3
     assert g["time_to_first_token"]["median_s"] > 0 and g["per_token_s"] is not None
     printed = capsys.readouterr().out
-    assert "TINY random stand-ins" in printed and "MedSigLIP vision tower" in printed and "time to first token" in printed
+    assert (
+        "TINY random stand-ins" in printed and "MedSigLIP vision tower" in printed and "time to first token" in printed
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # exported ONNX files are cleaned up
 
 
@@ -49,18 +52,22 @@ def test_tiny_bench_gguf_part(tmp_path: Path) -> None:
     converter = os.environ.get("CXRTRIAGE_GGUF_CONVERTER") or (found[0] if found else None)
     if not converter:
         pytest.skip("llama.cpp convert_hf_to_gguf.py not found (set CXRTRIAGE_GGUF_CONVERTER)")
-    r = run_hai_def_bench(scale="tiny", parts=("gguf",), repeats=1, n_text=8, new_tokens=4, converter=converter,
-                          work_dir=tmp_path)
+    r = run_hai_def_bench(
+        scale="tiny", parts=("gguf",), repeats=1, n_text=8, new_tokens=4, converter=converter, work_dir=tmp_path
+    )
     q = r["medgemma_gguf"]
     assert isinstance(q, dict), q
     assert q["size_mb"]["text_Q4_K_M"] < q["size_mb"]["text_f16"]
     assert q["generated_tokens"] >= 1 and q["per_token_s"] > 0 and q["prompt_tokens"] >= 8
 
 
-def test_gguf_part_is_skipped_with_the_reason_without_a_converter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gguf_part_is_skipped_with_the_reason_without_a_converter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CXRTRIAGE_GGUF_CONVERTER", raising=False)
-    r = run_hai_def_bench(scale="tiny", parts=("gguf",), repeats=1, converter=str(tmp_path / "missing.py"),
-                          work_dir=tmp_path)
+    r = run_hai_def_bench(
+        scale="tiny", parts=("gguf",), repeats=1, converter=str(tmp_path / "missing.py"), work_dir=tmp_path
+    )
     assert isinstance(r["medgemma_gguf"], str) and r["medgemma_gguf"].startswith("skipped:")
 
 

@@ -33,8 +33,11 @@ def test_field_docs_parses_shared_and_continued_entries() -> None:
         c: own text.
         """
 
-    assert ft.field_docs(Doc) == {"a": "shared text continued here.", "b": "shared text continued here.",
-                                  "c": "own text."}
+    assert ft.field_docs(Doc) == {
+        "a": "shared text continued here.",
+        "b": "shared text continued here.",
+        "c": "own text.",
+    }
 
 
 def test_config_rows_show_effective_values_defaults_and_flags() -> None:
@@ -90,29 +93,41 @@ def test_choose_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_finetune_progress_and_adapter_matches_merged(tiny_medgemma: Path, tmp_path: Path, capsys) -> None:
     pytest.importorskip("peft")
-    recs = [SimpleNamespace(urgent=u, findings=f, path=tmp_path / f"{i}.png", key=f"fake/{i}")
-            for i, (u, f) in enumerate([(1, "Pneumonia"), (0, "No Finding")])]
+    recs = [
+        SimpleNamespace(urgent=u, findings=f, path=tmp_path / f"{i}.png", key=f"fake/{i}")
+        for i, (u, f) in enumerate([(1, "Pneumonia"), (0, "No Finding")])
+    ]
     examples = ft.build_examples(recs, "explanation")
     rng = np.random.default_rng(0)
     for ex in examples:
         ex["image"] = rng.random((64, 64)).astype(np.float32)
-    cfg = ft.FinetuneConfig(task="explanation", lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-2,
-                            epochs=2, per_device_batch=1, grad_accum=1, max_length=2048, gradient_checkpointing=False)
+    cfg = ft.FinetuneConfig(
+        task="explanation",
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        learning_rate=1e-2,
+        epochs=2,
+        per_device_batch=1,
+        grad_accum=1,
+        max_length=2048,
+        gradient_checkpointing=False,
+    )
     out = ft.finetune(tiny_medgemma, examples, tmp_path / "ft", cfg, device="cpu", progress=True)
     err = capsys.readouterr().err
     assert "LoRA explanation" in err and "4/4" in err
     steps = json.loads((out / "train_log.json").read_text())["steps"]
     assert [s["step"] for s in steps] == [1, 2, 3, 4] and all(np.isfinite(s["loss"]) for s in steps)
-    cmp = ft.compare_adapter_and_merged(out, tiny_medgemma, examples[0]["image"], task="explanation",
-                                        max_new_tokens=4)
+    cmp = ft.compare_adapter_and_merged(out, tiny_medgemma, examples[0]["image"], task="explanation", max_new_tokens=4)
     assert cmp["max_abs_logit_diff"] < 1e-3 and cmp["same_greedy_text"] and cmp["prompt_tokens"] > 16
 
 
 @pytest.mark.data
 def test_probe_embeds_in_batches_with_progress(tiny_siglip: Path, data_dir: Path, tmp_path: Path, capsys) -> None:
     pytest.importorskip("sklearn")
-    res = ft.train_medsiglip_probe(tiny_siglip, data_dir, tmp_path / "probe", limit=4, device="cpu", n_boot=20,
-                                   progress=True)
+    res = ft.train_medsiglip_probe(
+        tiny_siglip, data_dir, tmp_path / "probe", limit=4, device="cpu", n_boot=20, progress=True
+    )
     err = capsys.readouterr().err
     assert "MedSigLIP embeddings (train)" in err and "MedSigLIP embeddings (val)" in err
     assert res["n_train"] == 8 and res["n_val"] == 8 and Path(res["probe_path"]).is_file()
@@ -127,9 +142,19 @@ def test_notebook02_is_thin_and_labels_stand_ins() -> None:
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    for call in ("ft.choose_model(", "ft.config_rows(", "ft.build_examples(", "ft.finetune(", "progress=True",
-                 "ft.compare_adapter_and_merged(", 'Triage(backend_name="medgemma"', "ft.train_medsiglip_probe(",
-                 "export_medsiglip_bundle(", "train(cnn_cfg)", "run.finish()"):
+    for call in (
+        "ft.choose_model(",
+        "ft.config_rows(",
+        "ft.build_examples(",
+        "ft.finetune(",
+        "progress=True",
+        "ft.compare_adapter_and_merged(",
+        'Triage(backend_name="medgemma"',
+        "ft.train_medsiglip_probe(",
+        "export_medsiglip_bundle(",
+        "train(cnn_cfg)",
+        "run.finish()",
+    ):
         assert call in code, call
     assert "means nothing medically" in code
     assert "only been run on tiny random-weight stand-ins" in nb.cells[0].source
@@ -142,8 +167,12 @@ def test_notebook02_smoke_profile_executes(data_dir: Path, tmp_path: Path) -> No
     pytest.importorskip("papermill")
     from cxrtriage.evaluation import notebook_run
 
-    result = notebook_run.execute_notebook(NOTEBOOK, tmp_path / "executed", "smoke",
-                                           parameters={"DATA_DIR": str(data_dir), "OUT_DIR": str(tmp_path / "out")})
+    result = notebook_run.execute_notebook(
+        NOTEBOOK,
+        tmp_path / "executed",
+        "smoke",
+        parameters={"DATA_DIR": str(data_dir), "OUT_DIR": str(tmp_path / "out")},
+    )
     html = result.html.read_text(encoding="utf-8")
     assert "02_fine_tune_medgemma (smoke profile) took" in html and "Random-weight stand-in" in html
     assert (tmp_path / "out" / "ft_urgency" / "merged" / "config.json").is_file()

@@ -9,8 +9,12 @@ import pytest
 
 from cxrtriage.errors import NotAChestXrayError
 
-SOURCES = {"nih": "nih/images/*.png", "kermany": "kermany/images/*/*.jpeg", "nih_thumbs64": "nih_thumbs64/images/*.png",
-           "dicom": "dicom/*.dcm"}
+SOURCES = {
+    "nih": "nih/images/*.png",
+    "kermany": "kermany/images/*/*.jpeg",
+    "nih_thumbs64": "nih_thumbs64/images/*.png",
+    "dicom": "dicom/*.dcm",
+}
 
 
 def _files(data_dir: Path, pattern: str, n: int | None) -> list[Path]:

@@ -36,10 +36,10 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGBa
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
-
-from cxrtriage.serve.app import create_app  # noqa: E402
-from cxrtriage.config import Settings  # noqa: E402
 from test_io import dicom_bytes, make_dicom, png_with_header  # noqa: E402  (tests/ is on sys.path under pytest)
+
+from cxrtriage.config import Settings  # noqa: E402
+from cxrtriage.serve.app import create_app  # noqa: E402
 
 MAX_UPLOAD_MB = 4  # small on purpose: the over-limit case stays cheap
 REQUEST_TIMEOUT_S = 60  # a hang fails the case instead of the whole CI run
@@ -89,8 +89,8 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     out, pos = [], 8
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        out.append((data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]))
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        out.append((data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]))
         pos += 12 + length
     return out
 
@@ -133,24 +133,27 @@ def _png_bad_crc() -> bytes:
 
 
 def _png_zero_width() -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 512, 8, 0, 0, 0, 0)) + \
-        _chunk(b"IDAT", zlib.compress(b"")) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 512, 8, 0, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(b""))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _png_palette_without_plte() -> bytes:
     ihdr = struct.pack(">IIBBBBB", 64, 64, 8, 3, 0, 0, 0)
     raw = b"".join(b"\0" + bytes(64) for _ in range(64))
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + \
-        _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def _jpeg_with_sof_size(height: int, width: int) -> bytes:
     data = bytearray(_jpeg())
     pos = 2
     while pos < len(data):
-        marker, (length,) = data[pos + 1], struct.unpack(">H", data[pos + 2:pos + 4])
+        marker, (length,) = data[pos + 1], struct.unpack(">H", data[pos + 2 : pos + 4])
         if marker in (0xC0, 0xC1, 0xC2):
-            data[pos + 5:pos + 9] = struct.pack(">HH", height, width)
+            data[pos + 5 : pos + 9] = struct.pack(">HH", height, width)
             return bytes(data)
         pos += 2 + length
     raise AssertionError("no SOF marker in the test JPEG")
@@ -172,8 +175,10 @@ def _zip(files: dict[str, bytes]) -> bytes:
 
 
 def _pdf() -> bytes:
-    return (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-            b"trailer<</Root 1 0 R>>\n%%EOF\n")
+    return (
+        b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+        b"trailer<</Root 1 0 R>>\n%%EOF\n"
+    )
 
 
 _SCRIPT = b"<script>alert(document.cookie)</script>"
@@ -194,8 +199,13 @@ def _dcm(**tags) -> bytes:
     return dicom_bytes(_dicom(**tags))
 
 
-def _dcm_with(mutate: Callable[[pydicom.Dataset], None], *, implicit_vr: bool | None = None,
-              little_endian: bool | None = None, **tags) -> bytes:
+def _dcm_with(
+    mutate: Callable[[pydicom.Dataset], None],
+    *,
+    implicit_vr: bool | None = None,
+    little_endian: bool | None = None,
+    **tags,
+) -> bytes:
     ds = _dicom(**tags)
     mutate(ds)
     if implicit_vr is None:
@@ -207,6 +217,7 @@ def _set(**values) -> Callable[[pydicom.Dataset], None]:
     def mutate(ds: pydicom.Dataset) -> None:
         for keyword, value in values.items():
             setattr(ds, keyword, value)
+
     return mutate
 
 
@@ -214,6 +225,7 @@ def _compressed(syntax) -> Callable[[pydicom.Dataset], None]:
     def mutate(ds: pydicom.Dataset) -> None:
         ds.file_meta.TransferSyntaxUID = syntax
         ds.PixelData = encapsulate([np.random.default_rng(3).bytes(4096)])
+
     return mutate
 
 
@@ -292,58 +304,116 @@ class Hostile:
 
 def _cuts(name: str, make: Callable[[], bytes], cuts: dict[str, Callable[[int], int]], error: str) -> list[Hostile]:
     def truncate(make: Callable[[], bytes], cut: Callable[[int], int]) -> Callable[[], bytes]:
-        return lambda: (lambda data: data[:cut(len(data))])(make())
+        return lambda: (lambda data: data[: cut(len(data))])(make())
 
     return [Hostile(f"truncated-{name}-{label}->422", truncate(make, cut), 422, error) for label, cut in cuts.items()]
 
 
 CASES: list[Hostile] = [
     # --- decompression bombs: refused from the header, before decoding
-    Hostile("png-header-30000x30000-1bit->422-too-large", lambda: png_with_header(30000, 30000), 422,
-            "ImageTooLargeError"),
+    Hostile(
+        "png-header-30000x30000-1bit->422-too-large", lambda: png_with_header(30000, 30000), 422, "ImageTooLargeError"
+    ),
     Hostile("png-zlib-bomb-30000x30000-real-idat->422-too-large", _png_zlib_bomb, 422, "ImageTooLargeError"),
-    Hostile("png-header-7072x7072-just-under-pillow-limit->422-too-large", lambda: png_with_header(7072, 7072),
-            422, "ImageTooLargeError"),
+    Hostile(
+        "png-header-7072x7072-just-under-pillow-limit->422-too-large",
+        lambda: png_with_header(7072, 7072),
+        422,
+        "ImageTooLargeError",
+    ),
     # The decoder stops at the bytes the header needs; what it read is blank, refused by the gate.
     Hostile("png-idat-inflates-256x-past-its-512x512-header->422", _png_idat_overflow, 422, "NotAChestXrayError"),
     # Within the pixel limit, so it is decoded (at reduced resolution: CXRTRIAGE_MAX_WORKING_PIXELS), then refused
     # as blank. Before the working-resolution decode this cost about 1.4 GiB and seconds at 7064 x 7064.
-    Hostile("png-1bit-5999x5999-5KB-just-under-the-pixel-limit->422-blank", lambda: _png_1bit(5999, 5999), 422,
-            "NotAChestXrayError"),
-    Hostile("png-1bit-7064x7064-6KB-over-the-pixel-limit->422-from-header", lambda: _png_1bit(7064, 7064), 422,
-            "ImageTooLargeError"),
+    Hostile(
+        "png-1bit-5999x5999-5KB-just-under-the-pixel-limit->422-blank",
+        lambda: _png_1bit(5999, 5999),
+        422,
+        "NotAChestXrayError",
+    ),
+    Hostile(
+        "png-1bit-7064x7064-6KB-over-the-pixel-limit->422-from-header",
+        lambda: _png_1bit(7064, 7064),
+        422,
+        "ImageTooLargeError",
+    ),
     Hostile("png-ztxt-bomb-256MiB-text->422-pillow-text-limit", _ztxt_bomb, 422, "InvalidImageError"),
-    Hostile("jpeg-sof-65535x65535->422-too-large", lambda: _jpeg_with_sof_size(65535, 65535), 422,
-            "ImageTooLargeError"),
+    Hostile(
+        "jpeg-sof-65535x65535->422-too-large", lambda: _jpeg_with_sof_size(65535, 65535), 422, "ImageTooLargeError"
+    ),
     Hostile("jpeg-sof-0x0->422", lambda: _jpeg_with_sof_size(0, 0), 422, "InvalidImageError"),
-    Hostile("dicom-rows-columns-65535->422-too-large", lambda: _dcm_with(_set(Rows=65535, Columns=65535)), 422,
-            "ImageTooLargeError"),
-    Hostile("dicom-1000-frames-declared-1-stored->422-too-large",
-            lambda: _dcm_with(_set(NumberOfFrames=1000)), 422, "ImageTooLargeError"),
+    Hostile(
+        "dicom-rows-columns-65535->422-too-large",
+        lambda: _dcm_with(_set(Rows=65535, Columns=65535)),
+        422,
+        "ImageTooLargeError",
+    ),
+    Hostile(
+        "dicom-1000-frames-declared-1-stored->422-too-large",
+        lambda: _dcm_with(_set(NumberOfFrames=1000)),
+        422,
+        "ImageTooLargeError",
+    ),
     # --- truncated files at several cut points
-    *_cuts("png", _png, {"signature-only": lambda n: 8, "mid-ihdr": lambda n: 20, "after-ihdr": lambda n: 33,
-                         "half": lambda n: n // 2, "idat-tail-missing": lambda n: n - 40}, "InvalidImageError"),
-    *_cuts("jpeg", _jpeg, {"soi-only": lambda n: 3, "in-app0": lambda n: 12, "quarter": lambda n: n // 4,
-                           "half": lambda n: n // 2}, "InvalidImageError"),
-    *_cuts("dicom", _dcm, {"preamble-and-dicm": lambda n: 132, "in-file-meta": lambda n: 180,
-                           "in-dataset": lambda n: 400, "half-pixel-data": lambda n: n // 2,
-                           "last-byte-missing": lambda n: n - 1}, "InvalidImageError"),
+    *_cuts(
+        "png",
+        _png,
+        {
+            "signature-only": lambda n: 8,
+            "mid-ihdr": lambda n: 20,
+            "after-ihdr": lambda n: 33,
+            "half": lambda n: n // 2,
+            "idat-tail-missing": lambda n: n - 40,
+        },
+        "InvalidImageError",
+    ),
+    *_cuts(
+        "jpeg",
+        _jpeg,
+        {"soi-only": lambda n: 3, "in-app0": lambda n: 12, "quarter": lambda n: n // 4, "half": lambda n: n // 2},
+        "InvalidImageError",
+    ),
+    *_cuts(
+        "dicom",
+        _dcm,
+        {
+            "preamble-and-dicm": lambda n: 132,
+            "in-file-meta": lambda n: 180,
+            "in-dataset": lambda n: 400,
+            "half-pixel-data": lambda n: n // 2,
+            "last-byte-missing": lambda n: n - 1,
+        },
+        "InvalidImageError",
+    ),
     # Only the IEND chunk (or the last IDAT CRC byte) missing: every pixel is there, Pillow decodes it; fine.
     Hostile("truncated-png-only-iend-missing->200-all-pixels-present", lambda: _png()[:-12], 200),
     Hostile("truncated-png-iend-and-a-crc-byte-missing->200-all-pixels-present", lambda: _png()[:-13], 200),
     # --- polyglots
-    Hostile("png-with-zip-appended->200-valid-png-trailing-data-ignored",
-            lambda: _png() + _zip({"payload.sh": b"#!/bin/sh\necho owned\n"}), 200),
-    Hostile("png-magic-then-zip->422", lambda: b"\x89PNG\r\n\x1a\n" + _zip({"a.txt": b"x" * 1000}), 422,
-            "InvalidImageError"),
+    Hostile(
+        "png-with-zip-appended->200-valid-png-trailing-data-ignored",
+        lambda: _png() + _zip({"payload.sh": b"#!/bin/sh\necho owned\n"}),
+        200,
+    ),
+    Hostile(
+        "png-magic-then-zip->422", lambda: b"\x89PNG\r\n\x1a\n" + _zip({"a.txt": b"x" * 1000}), 422, "InvalidImageError"
+    ),
     Hostile("zip-containing-a-png->415", lambda: _zip({"chest.png": _png()}), 415, "UnsupportedFormatError"),
     Hostile("gif-header-then-png->415", lambda: b"GIF89a" + _png(), 415, "UnsupportedFormatError"),
-    Hostile("html-with-script->415", lambda: b"<!DOCTYPE html><html><body>" + _SCRIPT + b"</body></html>", 415,
-            "UnsupportedFormatError"),
-    Hostile("svg-with-script->415", lambda: b'<svg xmlns="http://www.w3.org/2000/svg">' + _SCRIPT + b"</svg>", 415,
-            "UnsupportedFormatError", name="chest.svg", content_type="image/svg+xml"),
-    Hostile("png-magic-then-html-script->422", lambda: b"\x89PNG\r\n\x1a\n" + _SCRIPT * 20, 422,
-            "InvalidImageError"),
+    Hostile(
+        "html-with-script->415",
+        lambda: b"<!DOCTYPE html><html><body>" + _SCRIPT + b"</body></html>",
+        415,
+        "UnsupportedFormatError",
+    ),
+    Hostile(
+        "svg-with-script->415",
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg">' + _SCRIPT + b"</svg>",
+        415,
+        "UnsupportedFormatError",
+        name="chest.svg",
+        content_type="image/svg+xml",
+    ),
+    Hostile("png-magic-then-html-script->422", lambda: b"\x89PNG\r\n\x1a\n" + _SCRIPT * 20, 422, "InvalidImageError"),
     Hostile("jpeg-magic-then-pdf->422", lambda: b"\xff\xd8\xff\xe0" + _pdf(), 422, "InvalidImageError"),
     Hostile("dicm-at-128-then-png->422", lambda: b"\0" * 128 + b"DICM" + _png(), 422, "InvalidImageError"),
     # --- wrong extensions and content types: the format comes from the bytes
@@ -351,13 +421,26 @@ CASES: list[Hostile] = [
     Hostile("png-named-dcm->200-decoded-as-png", _png, 200, name="chest.dcm", content_type="application/dicom"),
     Hostile("jpeg-named-png->200-decoded-as-jpeg", _jpeg, 200, name="chest.png", content_type="image/png"),
     Hostile("dicom-named-jpg->200-decoded-as-dicom", _dcm, 200, name="chest.jpg", content_type="image/jpeg"),
-    Hostile("text-named-dcm->415", lambda: b"PatientName=DOE^JANE\n", 415, "UnsupportedFormatError",
-            name="chest.dcm", content_type="application/dicom"),
+    Hostile(
+        "text-named-dcm->415",
+        lambda: b"PatientName=DOE^JANE\n",
+        415,
+        "UnsupportedFormatError",
+        name="chest.dcm",
+        content_type="application/dicom",
+    ),
     # --- huge headers
-    Hostile("png-3MiB-text-chunk->200-metadata-ignored",
-            lambda: _png_with_chunk_before_idat(b"tEXt", b"Comment\0" + b"A" * (3 << 20)), 200),
-    Hostile("png-5MiB-text-chunk-over-upload-limit->413",
-            lambda: _png_with_chunk_before_idat(b"tEXt", b"Comment\0" + b"A" * (5 << 20)), 413, "PayloadTooLarge"),
+    Hostile(
+        "png-3MiB-text-chunk->200-metadata-ignored",
+        lambda: _png_with_chunk_before_idat(b"tEXt", b"Comment\0" + b"A" * (3 << 20)),
+        200,
+    ),
+    Hostile(
+        "png-5MiB-text-chunk-over-upload-limit->413",
+        lambda: _png_with_chunk_before_idat(b"tEXt", b"Comment\0" + b"A" * (5 << 20)),
+        413,
+        "PayloadTooLarge",
+    ),
     Hostile("png-bad-ihdr-crc->422", _png_bad_crc, 422, "InvalidImageError"),
     Hostile("png-width-0->422", _png_zero_width, 422, "InvalidImageError"),
     # Pillow tolerates the missing PLTE; the all-index-0 image is then refused by the gate (blank): 422 either way.
@@ -367,54 +450,111 @@ CASES: list[Hostile] = [
     Hostile("dicom-20000-element-private-header->200", lambda: _dcm_with(_many_elements), 200),
     Hostile("dicom-element-length-0xfffffff0->422", _huge_declared_length, 422, "InvalidImageError"),
     # A header of 1 MiB of empty (0000,0000) elements: parsed (about 0.5 s per MiB), no pixel data.
-    Hostile("dicom-preamble-then-1MiB-of-empty-elements->422", lambda: b"\0" * 128 + b"DICM" + bytes(1 << 20), 422,
-            "InvalidImageError"),
+    Hostile(
+        "dicom-preamble-then-1MiB-of-empty-elements->422",
+        lambda: b"\0" * 128 + b"DICM" + bytes(1 << 20),
+        422,
+        "InvalidImageError",
+    ),
     Hostile("dicom-deflated-syntax->415-refused-before-inflating", _deflated_dicom, 415, "UnsupportedFormatError"),
     # --- multi-frame
-    Hostile("dicom-3-frames->200-first-frame-used",
-            lambda: _dcm(pixels=np.stack([_chest_phantom()] * 3), frames=3), 200),
+    Hostile(
+        "dicom-3-frames->200-first-frame-used", lambda: _dcm(pixels=np.stack([_chest_phantom()] * 3), frames=3), 200
+    ),
     Hostile("dicom-number-of-frames-0->200-treated-as-1", lambda: _dcm_with(_set(NumberOfFrames=0)), 200),
-    Hostile("dicom-2-frames-declared-1-stored->422",
-            lambda: _dcm_with(_set(NumberOfFrames=2)), 422, "InvalidImageError"),
+    Hostile(
+        "dicom-2-frames-declared-1-stored->422", lambda: _dcm_with(_set(NumberOfFrames=2)), 422, "InvalidImageError"
+    ),
     # --- mislabelled DICOMs
-    Hostile("dicom-modality-ct->422-not-a-chest-xray", lambda: _dcm_with(_set(Modality="CT")), 422,
-            "NotAChestXrayError"),
-    Hostile("dicom-lateral-view->422-not-a-chest-xray", lambda: _dcm_with(_set(ViewPosition="LL")), 422,
-            "NotAChestXrayError"),
+    Hostile(
+        "dicom-modality-ct->422-not-a-chest-xray", lambda: _dcm_with(_set(Modality="CT")), 422, "NotAChestXrayError"
+    ),
+    Hostile(
+        "dicom-lateral-view->422-not-a-chest-xray",
+        lambda: _dcm_with(_set(ViewPosition="LL")),
+        422,
+        "NotAChestXrayError",
+    ),
     # One sample per pixel wins over the photometric label: the data is decoded as the grey image it is.
-    Hostile("dicom-rgb-photometric-on-1-sample->200-decoded-as-grey",
-            lambda: _dcm_with(_set(PhotometricInterpretation="RGB")), 200),
-    Hostile("dicom-palette-colour-without-lut->422",
-            lambda: _dcm_with(_set(PhotometricInterpretation="PALETTE COLOR")), 422, "InvalidImageError"),
-    Hostile("dicom-bits-allocated-16-on-8-bit-data->422",
-            lambda: _dcm_with(_set(BitsAllocated=16, BitsStored=16, HighBit=15), pixels=_chest_phantom()), 422,
-            "InvalidImageError"),
-    Hostile("dicom-bits-allocated-8-on-16-bit-data->422",
-            lambda: _dcm_with(_set(BitsAllocated=8, BitsStored=8, HighBit=7)), 422, "InvalidImageError"),
-    Hostile("dicom-bits-stored-above-allocated->422", lambda: _dcm_with(_set(BitsStored=24, HighBit=23)), 422,
-            "InvalidImageError"),
-    Hostile("dicom-samples-per-pixel-3-on-grey-data->422", lambda: _dcm_with(_set(SamplesPerPixel=3)), 422,
-            "InvalidImageError"),
-    Hostile("dicom-without-pixel-data->422", lambda: dicom_bytes(_dicom(with_pixel_data=False)), 422,
-            "InvalidImageError"),
+    Hostile(
+        "dicom-rgb-photometric-on-1-sample->200-decoded-as-grey",
+        lambda: _dcm_with(_set(PhotometricInterpretation="RGB")),
+        200,
+    ),
+    Hostile(
+        "dicom-palette-colour-without-lut->422",
+        lambda: _dcm_with(_set(PhotometricInterpretation="PALETTE COLOR")),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-bits-allocated-16-on-8-bit-data->422",
+        lambda: _dcm_with(_set(BitsAllocated=16, BitsStored=16, HighBit=15), pixels=_chest_phantom()),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-bits-allocated-8-on-16-bit-data->422",
+        lambda: _dcm_with(_set(BitsAllocated=8, BitsStored=8, HighBit=7)),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-bits-stored-above-allocated->422",
+        lambda: _dcm_with(_set(BitsStored=24, HighBit=23)),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-samples-per-pixel-3-on-grey-data->422",
+        lambda: _dcm_with(_set(SamplesPerPixel=3)),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-without-pixel-data->422", lambda: dicom_bytes(_dicom(with_pixel_data=False)), 422, "InvalidImageError"
+    ),
     Hostile("dicom-rows-0->422", lambda: _dcm_with(_set(Rows=0)), 422, "InvalidImageError"),
-    Hostile("dicom-float-pixel-data->415",
-            lambda: _dcm_with(lambda ds: (delattr(ds, "PixelData"),
-                                          setattr(ds, "FloatPixelData", b"\0" * (512 * 512 * 4)))),
-            415, "UnsupportedFormatError"),
-    Hostile("dicom-jpeg-baseline-syntax-garbage-fragments->422", lambda: _dcm_with(_compressed(JPEGBaseline8Bit)),
-            422, "InvalidImageError"),
-    Hostile("dicom-jpeg2000-syntax-garbage-fragments->422", lambda: _dcm_with(_compressed(JPEG2000Lossless)),
-            422, "InvalidImageError"),
-    Hostile("dicom-rle-syntax-garbage-fragments->422", lambda: _dcm_with(_compressed(RLELossless)), 422,
-            "InvalidImageError"),
-    Hostile("dicom-private-transfer-syntax->415",
-            lambda: _dcm_with(lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.826.0.1.3680043.9.9999.1"),
-                              implicit_vr=False, little_endian=True),
-            415, "UnsupportedFormatError"),
+    Hostile(
+        "dicom-float-pixel-data->415",
+        lambda: _dcm_with(
+            lambda ds: (delattr(ds, "PixelData"), setattr(ds, "FloatPixelData", b"\0" * (512 * 512 * 4)))
+        ),
+        415,
+        "UnsupportedFormatError",
+    ),
+    Hostile(
+        "dicom-jpeg-baseline-syntax-garbage-fragments->422",
+        lambda: _dcm_with(_compressed(JPEGBaseline8Bit)),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-jpeg2000-syntax-garbage-fragments->422",
+        lambda: _dcm_with(_compressed(JPEG2000Lossless)),
+        422,
+        "InvalidImageError",
+    ),
+    Hostile(
+        "dicom-rle-syntax-garbage-fragments->422", lambda: _dcm_with(_compressed(RLELossless)), 422, "InvalidImageError"
+    ),
+    Hostile(
+        "dicom-private-transfer-syntax->415",
+        lambda: _dcm_with(
+            lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", "1.2.826.0.1.3680043.9.9999.1"),
+            implicit_vr=False,
+            little_endian=True,
+        ),
+        415,
+        "UnsupportedFormatError",
+    ),
     # --- random bytes, empty
-    Hostile("random-bytes-64KiB->415", lambda: b"\x01" + np.random.default_rng(5).bytes(65535), 415,
-            "UnsupportedFormatError"),
+    Hostile(
+        "random-bytes-64KiB->415",
+        lambda: b"\x01" + np.random.default_rng(5).bytes(65535),
+        415,
+        "UnsupportedFormatError",
+    ),
     Hostile("empty-file->422", lambda: b"", 422, "InvalidImageError"),
     # A zero-length part with an empty file name is not a file to Starlette: "missing form field 'file'".
     Hostile("zero-length-part-with-empty-filename->422", lambda: b"", 422, "RequestValidationError", name=""),
@@ -427,8 +567,9 @@ CASES: list[Hostile] = [
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    settings = Settings(crops_dir=tmp_path_factory.mktemp("hostile-crops"), ui=False, warmup=True,
-                        max_upload_mb=MAX_UPLOAD_MB)
+    settings = Settings(
+        crops_dir=tmp_path_factory.mktemp("hostile-crops"), ui=False, warmup=True, max_upload_mb=MAX_UPLOAD_MB
+    )
     with TestClient(create_app(settings)) as c:
         _wait_ready(c)
         yield c
@@ -484,16 +625,21 @@ def test_hostile_upload(client: TestClient, case: Hostile) -> None:
 def test_file_sent_as_a_plain_form_field_is_422(client: TestClient) -> None:
     """A ``file`` part without a file name is a text field to the multipart parser, not an upload."""
     boundary = "hostileboundary42"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n').encode() + \
-        b"\x89PNG\r\n\x1a\n" + b"A" * 64 + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n').encode()
+        + b"\x89PNG\r\n\x1a\n"
+        + b"A" * 64
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     r = client.post("/predict", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert r.status_code == 422, r.text[:500]
     assert _assert_error_shape(r)["error_type"] == "RequestValidationError"
     assert client.get("/health").status_code == 200
 
 
-def test_deflated_dicom_bomb_is_refused_before_inflating(client: TestClient, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deflated_dicom_bomb_is_refused_before_inflating(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A pixel limit of 512 x 512 makes any bound derived from it (like the one on file sizes: 16 bytes a pixel
     # plus 16 MiB) far smaller than the 256 MiB the dataset inflates to. The limit is in the settings of a service
     # and engine built for this test (the loaded model reused); the variable too, for code that decodes with the

@@ -227,9 +227,7 @@ def test_dicom_window_center_width_exact(tmp_path: Path) -> None:
 def test_dicom_rescale_before_window_exact() -> None:
     stored = np.array([[0, 100, 200, 300, 400]], dtype=np.uint16)
     # modality values: -100, 100, 300, 500, 700; window 100..500 is in modality units
-    ds = make_dicom(
-        stored, bits_stored=12, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=300.5, WindowWidth=401
-    )
+    ds = make_dicom(stored, bits_stored=12, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=300.5, WindowWidth=401)
     px = assert_valid(load_image(dicom_bytes(ds)))
     np.testing.assert_allclose(px[0], [0, 0, 0.5, 1, 1], atol=1e-6)
 
@@ -675,9 +673,7 @@ def test_text_file_named_png(tmp_path: Path) -> None:
         load_image(path)
 
 
-@pytest.mark.parametrize(
-    ("fmt", "name"), [("GIF", "GIF"), ("BMP", "BMP"), ("TIFF", "TIFF"), ("WEBP", "WebP")]
-)
+@pytest.mark.parametrize(("fmt", "name"), [("GIF", "GIF"), ("BMP", "BMP"), ("TIFF", "TIFF"), ("WEBP", "WebP")])
 def test_other_raster_formats_rejected_by_name(fmt: str, name: str, tmp_path: Path) -> None:
     path = tmp_path / "image.png"
     Image.new("RGB", (8, 8), (10, 20, 30)).save(path, format=fmt)
@@ -761,7 +757,7 @@ def test_large_raster_is_decoded_at_reduced_resolution_with_its_original_size(fm
     assert loaded.meta.reduction == pytest.approx(6000 / w, rel=1e-3) and loaded.meta.reduction >= 2
     assert any("reduced resolution" in x or "1/" in x for x in loaded.meta.warnings)
     r = loaded.meta.reduction
-    block = loaded.pixels[int(1100 / r):int(1900 / r), int(3100 / r):int(4400 / r)]
+    block = loaded.pixels[int(1100 / r) : int(1900 / r), int(3100 / r) : int(4400 / r)]
     assert block.mean() > 0.8 and loaded.pixels[: int(900 / r), : int(2900 / r)].mean() < 0.2
 
 

@@ -43,8 +43,11 @@ def test_metadata_is_parsed_once_into_frozen_values() -> None:
     assert cfg.hw == (256, 256) and cfg.quantize == "uint8"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.quantize = None  # type: ignore[misc]
-    for bad in ({**META["preprocess"], "resize": "letterbox"}, {**META["preprocess"], "quantize": "uint4"},
-                {**META["preprocess"], "std": 0.0}):
+    for bad in (
+        {**META["preprocess"], "resize": "letterbox"},
+        {**META["preprocess"], "quantize": "uint4"},
+        {**META["preprocess"], "std": 0.0},
+    ):
         with pytest.raises(ValueError):
             PreprocessConfig.from_mapping(bad)
 
@@ -64,7 +67,9 @@ def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> 
             self.path = path
 
     cached = load_cache([Rec(p) for p in paths], size, "parity")
-    train_side = normalise_cache(cached, float(pre["mean"]), float(pre["std"]))  # calibration / threshold / index inputs
+    train_side = normalise_cache(
+        cached, float(pre["mean"]), float(pre["std"])
+    )  # calibration / threshold / index inputs
     for i, path in enumerate(paths):
         serve_side = to_model_input(load_image(path).pixels, pre)
         np.testing.assert_array_equal(serve_side[0], train_side[i], err_msg=path.name)

@@ -39,8 +39,13 @@ def test_report_is_valid_fhir_and_says_what_the_prediction_says(pred):
     components = {c["code"]["text"]: c["valueQuantity"]["value"] for c in obs["score"]["component"]}
     assert components["Operating threshold"] == pytest.approx(pred.threshold, abs=1e-4)
     assert obs["review"]["valueBoolean"] is pred.needs_review
-    assert {r["reference"] for r in report["result"]} == {f"#{k}" for k, v in obs.items() if v["resourceType"] == "Observation"}
-    assert obs["model"]["version"][0]["value"] == pred.model.version and pred.model.sha256 in obs["model"]["note"][0]["text"]
+    assert {r["reference"] for r in report["result"]} == {
+        f"#{k}" for k, v in obs.items() if v["resourceType"] == "Observation"
+    }
+    assert (
+        obs["model"]["version"][0]["value"] == pred.model.version
+        and pred.model.sha256 in obs["model"]["note"][0]["text"]
+    )
     assert "imagingStudy" not in report  # a PNG has no study to point at
 
 
@@ -65,7 +70,10 @@ def test_cli_writes_one_report_per_input_with_the_dicom_study_and_no_identifier(
     assert main(["predict", str(dicom), str(twin), "--fhir", str(out)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     paths = [Path(r["fhir_path"]) for r in rows]
-    assert sorted(p.name for p in paths) == ["SIIM_CR_chest_PA_jpegbaseline-2.fhir.json", "SIIM_CR_chest_PA_jpegbaseline.fhir.json"]
+    assert sorted(p.name for p in paths) == [
+        "SIIM_CR_chest_PA_jpegbaseline-2.fhir.json",
+        "SIIM_CR_chest_PA_jpegbaseline.fhir.json",
+    ]
     ds = pydicom.dcmread(dicom, stop_before_pixels=True)
     text = paths[0].read_text()
     report = json.loads(text)

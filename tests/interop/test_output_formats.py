@@ -36,8 +36,9 @@ def _summary(context: OutputContext) -> dict:
     return {"label": pred.label, "score": pred.score, "study": context.source.study_uid if context.source else None}
 
 
-SUMMARY = OutputFormat("summary", "a one-line summary", "application/vnd.cxrtriage.summary+json", ".summary.json",
-                       _summary)
+SUMMARY = OutputFormat(
+    "summary", "a one-line summary", "application/vnd.cxrtriage.summary+json", ".summary.json", _summary
+)
 
 
 @pytest.fixture()
@@ -98,8 +99,10 @@ def test_the_cli_writes_a_registered_format_and_refuses_unknown_ones(summary_for
     source = data_dir.joinpath(*SIIM)
     png = next(data_dir.joinpath("nih").rglob("*.png"))
     out, folder = tmp_path / "rows.jsonl", tmp_path / "summaries"
-    assert main(["predict", str(source), str(png), "--format", "summary", "--out-dir", str(folder),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["predict", str(source), str(png), "--format", "summary", "--out-dir", str(folder), "--out", str(out)])
+        == 0
+    )
     dicom_row, png_row = [json.loads(line) for line in out.read_text().splitlines()]
     assert dicom_row["summary_path"] == str(folder / f"{source.stem}.summary.json")
     written = json.loads(Path(dicom_row["summary_path"]).read_text())
@@ -118,8 +121,10 @@ def test_the_cli_keeps_its_older_options_and_their_file_names(data_dir, tmp_path
 
     source = data_dir.joinpath(*SIIM)
     out = tmp_path / "rows.jsonl"
-    assert main(["predict", str(source), "--fhir", str(tmp_path / "f"), "--sr", str(tmp_path / "d"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["predict", str(source), "--fhir", str(tmp_path / "f"), "--sr", str(tmp_path / "d"), "--out", str(out)])
+        == 0
+    )
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert [k for k in row if k.endswith("_path")] == ["fhir_path", "sr_path", "sc_path"]
     assert row["fhir_path"] == str(tmp_path / "f" / f"{source.stem}.fhir.json")
@@ -163,8 +168,17 @@ def test_the_dicom_node_sends_every_registered_dicom_format(engine, data_dir):
         ds.SOPClassUID, ds.StudyInstanceUID = "1.2.3", context.source.study_uid
         return ds
 
-    register(OutputFormat("note", "a dummy DICOM note", "application/dicom", ".note.dcm", note, encoding="dicom",
-                          needs_dicom_source=True))
+    register(
+        OutputFormat(
+            "note",
+            "a dummy DICOM note",
+            "application/dicom",
+            ".note.dcm",
+            note,
+            encoding="dicom",
+            needs_dicom_source=True,
+        )
+    )
     try:
         source = pydicom.dcmread(data_dir.joinpath(*SIIM))
         outcome = process_instance(engine, source)

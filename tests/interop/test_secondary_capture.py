@@ -139,10 +139,20 @@ def test_boxes_are_scaled_when_a_large_source_is_decoded_at_reduced_resolution(c
     loaded = load_image(_encoded(big))
     assert loaded.meta.reduction == 2.0  # the premise: decoded at half size
     factor = side / source.Columns
-    crops = [c.model_copy(update=dict(x=round(c.x * factor), y=round(c.y * factor), w=round(c.w * factor),
-                                      h=round(c.h * factor))) for c in pred.crops]
-    sc = _write_and_read(secondary_capture(pred.model_copy(update={"crops": crops}), loaded.source.dataset,
-                                           loaded.pixels, original_width=loaded.meta.width))
+    crops = [
+        c.model_copy(
+            update=dict(x=round(c.x * factor), y=round(c.y * factor), w=round(c.w * factor), h=round(c.h * factor))
+        )
+        for c in pred.crops
+    ]
+    sc = _write_and_read(
+        secondary_capture(
+            pred.model_copy(update={"crops": crops}),
+            loaded.source.dataset,
+            loaded.pixels,
+            original_width=loaded.meta.width,
+        )
+    )
     assert sc.Columns == side // 2
     image, scale, _ = _image_part(sc, big)
     assert scale == 0.5

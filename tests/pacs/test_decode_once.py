@@ -16,8 +16,11 @@ from cxrtriage.imaging.load import load_image
 
 pytestmark = pytest.mark.data
 
-NAMES = ("SIIM_CR_chest_PA_jpegbaseline.dcm", "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm",
-         "CR-MONO1-10-chest.dcm")
+NAMES = (
+    "SIIM_CR_chest_PA_jpegbaseline.dcm",
+    "SIIM_CR_chest_PA_jpegbaseline_MONOCHROME1-modified.dcm",
+    "CR-MONO1-10-chest.dcm",
+)
 
 
 def test_a_parsed_dataset_decodes_as_its_file_does(data_dir):
@@ -54,8 +57,11 @@ def test_the_node_path_parses_and_decodes_each_instance_once(engine, data_dir, m
     monkeypatch.setattr(pydicom, "dcmread", refuse)
     monkeypatch.setattr(pydicom, "dcmwrite", refuse)
     real_deepcopy = copy.deepcopy
-    monkeypatch.setattr(copy, "deepcopy", lambda x, *a: refuse() if isinstance(x, pydicom.Dataset) and
-                        "PixelData" in x else real_deepcopy(x, *a))
+    monkeypatch.setattr(
+        copy,
+        "deepcopy",
+        lambda x, *a: refuse() if isinstance(x, pydicom.Dataset) and "PixelData" in x else real_deepcopy(x, *a),
+    )
     outcome = process_instance(engine, source)
     assert outcome.status == "triaged" and len(decodes) == 1
     assert [str(ds.Modality) for ds in outcome.outputs] == ["SR", "OT"]

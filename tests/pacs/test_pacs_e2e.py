@@ -17,16 +17,32 @@ import pytest
 
 pytest.importorskip("pynetdicom", reason="the DICOM node needs the [interop] extra")
 
-TOOLS = {"Orthanc": shutil.which("Orthanc") or (Path("/usr/sbin/Orthanc").is_file() or None),
-         "storescu": shutil.which("storescu"), "findscu": shutil.which("findscu")}
+TOOLS = {
+    "Orthanc": shutil.which("Orthanc") or (Path("/usr/sbin/Orthanc").is_file() or None),
+    "storescu": shutil.which("storescu"),
+    "findscu": shutil.which("findscu"),
+}
 
 
 @pytest.mark.skipif(not all(TOOLS.values()), reason="needs orthanc and dcmtk (apt-get install orthanc dcmtk)")
 @pytest.mark.parametrize("mode", ["push", "pull"])
 def test_every_instance_sent_gets_its_sr_in_orthanc(mode: str, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "pacs_demo.json"
-    cmd = [sys.executable, "-m", "cxrtriage.cli.main", "pacs-demo", "--check", "--free-ports", "--timeout", "240",
-           "--data-dir", str(data_dir), "--out", str(out), *(["--pull"] if mode == "pull" else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxrtriage.cli.main",
+        "pacs-demo",
+        "--check",
+        "--free-ports",
+        "--timeout",
+        "240",
+        "--data-dir",
+        str(data_dir),
+        "--out",
+        str(out),
+        *(["--pull"] if mode == "pull" else []),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -46,8 +46,9 @@ class Archive:
         ae = AE(ae_title="ARCHIVE")
         ae.add_supported_context(ComprehensiveSRStorage)
         ae.add_supported_context(SecondaryCaptureImageStorage)
-        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self.server = ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
 
     def _store(self, event) -> int:
         ds = event.dataset
@@ -82,8 +83,13 @@ def inputs(data_dir, tmp_path_factory):
         "broken": broken,
         "cr": dicom_from_picture(png, folder / "cr.dcm", patient_id="SYN0042", accession="ACC0042"),
         "ot": dicom_from_picture(png, folder / "ot.dcm", patient_id="SYN0042", accession="ACC0042", modality="OT"),
-        "lateral": dicom_from_picture(lateral_paths(data_dir)[0], folder / "lat.dcm", patient_id="SYN0042",
-                                      accession="ACC0042", view_position="LL"),
+        "lateral": dicom_from_picture(
+            lateral_paths(data_dir)[0],
+            folder / "lat.dcm",
+            patient_id="SYN0042",
+            accession="ACC0042",
+            view_position="LL",
+        ),
         "jpeg": pydicom.dcmread(data_dir / "dicom" / "SIIM_CR_chest_PA_jpegbaseline.dcm"),
     }
 
@@ -96,9 +102,13 @@ def running(engine, tmp_path):
     FhirReceiver.reports = []
     threading.Thread(target=fhir.serve_forever, daemon=True).start()
     worklist = Worklist(tmp_path / "worklist.sqlite")
-    handler = InstanceHandler(engine, destination_sender(Destination("127.0.0.1", archive.port, "ARCHIVE"), "CXRTRIAGE"),
-                              worklist=worklist, fhir_endpoint=f"http://127.0.0.1:{fhir.server_port}/fhir",
-                              status_path=tmp_path / "status.json")
+    handler = InstanceHandler(
+        engine,
+        destination_sender(Destination("127.0.0.1", archive.port, "ARCHIVE"), "CXRTRIAGE"),
+        worklist=worklist,
+        fhir_endpoint=f"http://127.0.0.1:{fhir.server_port}/fhir",
+        status_path=tmp_path / "status.json",
+    )
     node = DicomNode(NodeConfig(port=_port(), allowed_callers=("MODALITY",), queue_size=4), handler)
     node.start()
     yield node, archive, worklist
@@ -135,15 +145,21 @@ def test_every_instance_is_answered_and_refusals_say_why(running, inputs, caplog
     assert len(srs) == 5  # one SR per instance, refused ones included
     texts = {}
     for sr in srs:
-        report = hd.sr.srread_dataset(sr) if hasattr(hd.sr, "srread_dataset") else hd.sr.ComprehensiveSR.from_dataset(sr)
-        source = report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        report = (
+            hd.sr.srread_dataset(sr) if hasattr(hd.sr, "srread_dataset") else hd.sr.ComprehensiveSR.from_dataset(sr)
+        )
+        source = (
+            report.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        )
         texts[source.ReferencedSOPInstanceUID] = _texts(report)
         path = tmp_path / f"{sr.SOPInstanceUID}.dcm"
         sr.save_as(path, enforce_file_format=True)
         assert not dciodvfy_errors(path)
     assert any("modality OT" in t for t in texts[str(inputs["ot"].SOPInstanceUID)])
     assert any("lateral" in t for t in texts[str(inputs["lateral"].SOPInstanceUID)])
-    assert any("pixel" in t.lower() for t in texts[str(inputs["broken"].SOPInstanceUID)]), texts[str(inputs["broken"].SOPInstanceUID)]
+    assert any("pixel" in t.lower() for t in texts[str(inputs["broken"].SOPInstanceUID)]), texts[
+        str(inputs["broken"].SOPInstanceUID)
+    ]
     assert any("decision support" in t.lower() for t in texts[str(inputs["cr"].SOPInstanceUID)])
     # the two triaged instances also get a Secondary Capture with the boxes burned in, and a worklist row
     assert sum(ds.Modality != "SR" for ds in archive.received) == 2
@@ -183,8 +199,11 @@ def test_only_allowed_callers_get_in(running, inputs):
 
 def test_a_full_queue_asks_the_sender_to_retry_and_loses_nothing_it_accepted(engine, inputs, tmp_path):
     archive = Archive()
-    handler = InstanceHandler(engine, destination_sender(Destination("127.0.0.1", archive.port, "ARCHIVE"), "CXRTRIAGE"),
-                              secondary_capture=False)
+    handler = InstanceHandler(
+        engine,
+        destination_sender(Destination("127.0.0.1", archive.port, "ARCHIVE"), "CXRTRIAGE"),
+        secondary_capture=False,
+    )
     gate = threading.Event()
     original = handler.handle
     handler.handle = lambda data: (gate.wait(30), original(data))[1]  # hold the worker so the queue fills
@@ -239,8 +258,12 @@ def test_results_the_pacs_refused_wait_in_the_outbox_and_go_when_it_is_back(engi
 
     port = _port()  # nothing listens here yet
     outbox = Outbox(tmp_path / "outbox")
-    handler = InstanceHandler(engine, destination_sender(Destination("127.0.0.1", port, "ARCHIVE"), "CXRTRIAGE"),
-                              secondary_capture=False, outbox=outbox)
+    handler = InstanceHandler(
+        engine,
+        destination_sender(Destination("127.0.0.1", port, "ARCHIVE"), "CXRTRIAGE"),
+        secondary_capture=False,
+        outbox=outbox,
+    )
     node = DicomNode(NodeConfig(port=_port(), retry_s=0.5), handler)
     node.start()
     assert _send(node.config.port, [inputs["cr"], inputs["ot"]]) == [0x0000, 0x0000]

@@ -29,15 +29,14 @@ pytest.importorskip("fastapi")
 schemathesis = pytest.importorskip("schemathesis")
 
 from hypothesis import strategies as st  # noqa: E402  (installed with schemathesis)
-
 from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
 from schemathesis.config import SchemathesisConfig  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
 
+from cxrtriage.config import Settings  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.runtime import load_engine  # noqa: E402
-from cxrtriage.config import Settings  # noqa: E402
 
 MAX_EXAMPLES = 500  # per operation and phase; GET operations without parameters produce only a handful anyway
 MAX_RESPONSE_TIME_S = 15.0  # a hang or a pathological decode fails the run instead of stalling CI
@@ -48,15 +47,17 @@ CONFIG = {
     # Hypothesis' "too slow" health check measures data generation on the CI box (2 loaded cores), not the service.
     "suppress-health-check": ["too_slow"],
     "checks": {"max_response_time": MAX_RESPONSE_TIME_S},
-    "operations": [{
-        "include-path": "/predict",
-        # positive_data_acceptance: the schema can only say "file is a string"; it cannot say "PNG, JPEG or
-        # DICOM", so schema-valid uploads are random bytes that the service must refuse by design: 415 (not an
-        # image by magic bytes) and 422 (empty, corrupt, not a chest X-ray) are documented content errors, 413
-        # a size limit, 429/503 load and readiness. Any other rejection of schema-valid data (400, 404, ...)
-        # still fails the check, so it stays meaningful.
-        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "413", "415", "422", "429", "503"]}},
-    }],
+    "operations": [
+        {
+            "include-path": "/predict",
+            # positive_data_acceptance: the schema can only say "file is a string"; it cannot say "PNG, JPEG or
+            # DICOM", so schema-valid uploads are random bytes that the service must refuse by design: 415 (not an
+            # image by magic bytes) and 422 (empty, corrupt, not a chest X-ray) are documented content errors, 413
+            # a size limit, 429/503 load and readiness. Any other rejection of schema-valid data (400, 404, ...)
+            # still fails the check, so it stays meaningful.
+            "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "413", "415", "422", "429", "503"]}},
+        }
+    ],
 }
 
 load_all_checks()
@@ -86,8 +87,12 @@ _MAGIC_PREFIXES = (b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"\0" * 128 +
 @schema.hook
 def flatmap_body(context, body):
     operation = getattr(context, "operation", None)
-    if operation is None or operation.path != "/predict" or not isinstance(body, dict) \
-            or not isinstance(body.get("file"), str):
+    if (
+        operation is None
+        or operation.path != "/predict"
+        or not isinstance(body, dict)
+        or not isinstance(body.get("file"), str)
+    ):
         return st.just(body)
     raw = body["file"].encode("utf-8", "surrogatepass")
 
@@ -132,8 +137,15 @@ def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
     if len(fuzzed) < 5:
         pytest.skip("the schemathesis test was not (fully) selected in this run")
     documented = {f"{m.upper()} {p}" for p, item in APP.openapi()["paths"].items() for m in item}
-    assert documented == {"POST /predict", "GET /health", "GET /ready", "GET /status", "GET /metrics", "GET /worklist",
-                          "GET /worklist/{key}"}
+    assert documented == {
+        "POST /predict",
+        "GET /health",
+        "GET /ready",
+        "GET /status",
+        "GET /metrics",
+        "GET /worklist",
+        "GET /worklist/{key}",
+    }
     missing = documented - set(SEEN)
     assert not missing, f"no schemathesis case ran for {sorted(missing)}"
     assert sum(SEEN["POST /predict"].values()) >= MAX_EXAMPLES // 2
@@ -143,8 +155,9 @@ def test_predict_400_is_documented() -> None:
     boundary = "b303e3b525acdf6da69a0fcbd31dded9"
     body = f"--{boundary}\r\n1000000.0--{boundary}--\r\n".encode()  # the case schemathesis found
     with asgi.get_client(APP) as client:
-        response = client.post("/predict", data=body,
-                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = client.post(
+            "/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
     assert response.status_code == 400, response.text
     case = schema["/predict"]["POST"].Case(media_type="multipart/form-data")
     try:

@@ -27,11 +27,11 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 from starlette.types import Message  # noqa: E402
 
-from cxrtriage.explain.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
+from cxrtriage.config import Settings  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
+from cxrtriage.explain.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
 from cxrtriage.schema import DISCLAIMER, Crop, ModelInfo, Prediction, prediction_json_schema  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
-from cxrtriage.config import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "demo_app" / "schema" / "prediction.schema.json"
@@ -105,8 +105,16 @@ class FakeEngine:
             path = self.crops_dir / f"{os.urandom(8).hex()}.png"
             path.write_bytes(_grey_png())
             crops = [Crop(x=1, y=2, w=3, h=4, thumb_path=str(path))]
-        return Prediction(label="Urgent", score=0.5, explanation="fake", crops=crops, threshold=0.3,
-                          review_band=(0.25, 0.35), needs_review=False, model=self.backend.info)
+        return Prediction(
+            label="Urgent",
+            score=0.5,
+            explanation="fake",
+            crops=crops,
+            threshold=0.3,
+            review_band=(0.25, 0.35),
+            needs_review=False,
+            model=self.backend.info,
+        )
 
     def load(self, image: Any, *, kind: str | None = None) -> Any:
         from cxrtriage.imaging.load import load_image
@@ -157,7 +165,12 @@ def test_settings_read_prefixed_env(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     s = Settings()
     assert (s.port, s.max_queue, s.crops_dir, s.model_dir, s.warmup) == (8123, 3, tmp_path, None, False)
     assert (s.host, s.max_concurrent, s.max_upload_mb, s.crops_max_files, s.crops_max_age_s) == (
-        "127.0.0.1", 2, 32.0, 500, 3600.0)
+        "127.0.0.1",
+        2,
+        32.0,
+        500,
+        3600.0,
+    )
     assert s.max_upload_bytes == 32 * 1024 * 1024
 
 
@@ -174,8 +187,9 @@ def test_committed_schema_matches_the_model() -> None:
     assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8")) == prediction_json_schema()
 
 
-def test_cli_serve_gives_every_worker_the_cli_settings(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_serve_gives_every_worker_the_cli_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`cxrtriage serve --workers 2 --port ... --backend ... --model ...`: uvicorn gets the app factory and the
     header-timeout protocol bound to the settings the CLI built; its Config, pickled into each spawned worker,
     carries them, and nothing is written to the environment on the way."""
@@ -203,8 +217,10 @@ def test_cli_serve_gives_every_worker_the_cli_settings(monkeypatch: pytest.Monke
     monkeypatch.delenv("CXRTRIAGE_HOST", raising=False)
     monkeypatch.setenv("CXRTRIAGE_HEADER_TIMEOUT_S", "3")
     before = dict(os.environ)
-    assert main(["serve", "--port", "9123", "--workers", "2", "--backend", "bundled",
-                 "--model", str(BUNDLED_WEIGHTS_DIR)]) == 0
+    assert (
+        main(["serve", "--port", "9123", "--workers", "2", "--backend", "bundled", "--model", str(BUNDLED_WEIGHTS_DIR)])
+        == 0
+    )
     assert dict(os.environ) == before
     (config,) = started
     assert config.workers == 2 and config.port == 9123 and config.host == "127.0.0.1"
@@ -213,7 +229,11 @@ def test_cli_serve_gives_every_worker_the_cli_settings(monkeypatch: pytest.Monke
     (settings,) = worker.app.args
     assert worker.app.func is create_app
     assert (settings.port, settings.backend, settings.model_dir, settings.header_timeout_s) == (
-        9123, "bundled", BUNDLED_WEIGHTS_DIR, 3.0)
+        9123,
+        "bundled",
+        BUNDLED_WEIGHTS_DIR,
+        3.0,
+    )
     assert worker.http.func is HeaderTimeoutH11Protocol and worker.http.keywords == {"header_timeout_s": 3.0}
     assert "cxrtriage UI: http://127.0.0.1:9123/ui  API docs: http://127.0.0.1:9123/docs" in capsys.readouterr().out
 
@@ -237,8 +257,9 @@ def test_cli_serve_single_process_runs_the_server(monkeypatch: pytest.MonkeyPatc
     assert config.app.args[0].max_queue == 5 and config.app.args[0].host == "127.0.0.2"
 
 
-def test_cli_serve_refuses_a_bad_setting_naming_it(monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_serve_refuses_a_bad_setting_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cxrtriage.cli.main import main
 
     monkeypatch.setenv("CXRTRIAGE_BODY_TIMEOUT_S", "soon")
@@ -249,9 +270,11 @@ def test_cli_serve_refuses_a_bad_setting_naming_it(monkeypatch: pytest.MonkeyPat
 def test_core_imports_do_not_need_the_demo_extra() -> None:
     import subprocess
 
-    code = ("import sys, cxrtriage, cxrtriage.cli.main, cxrtriage.explain.crop_store; "
-            "bad = [m for m in ('fastapi', 'uvicorn', 'gradio') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, cxrtriage, cxrtriage.cli.main, cxrtriage.explain.crop_store; "
+        "bad = [m for m in ('fastapi', 'uvicorn', 'gradio') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -264,8 +287,19 @@ def test_health_ready_status_metrics_docs(real_client: TestClient) -> None:
     ready = c.get("/ready")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     status = c.get("/status").json()
-    for key in ("model_name", "model_version", "model_sha256", "backend", "model_size_mb", "median_latency_ms",
-                "p95_latency_ms", "uptime_s", "requests_served", "requests_failed", "disclaimer"):
+    for key in (
+        "model_name",
+        "model_version",
+        "model_sha256",
+        "backend",
+        "model_size_mb",
+        "median_latency_ms",
+        "p95_latency_ms",
+        "uptime_s",
+        "requests_served",
+        "requests_failed",
+        "disclaimer",
+    ):
         assert key in status, key
     assert status["backend"] == "bundled" and len(status["model_sha256"]) == 64
     assert 0 < status["model_size_mb"] < 10
@@ -337,8 +371,9 @@ BAD_UPLOADS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
-def test_bad_uploads_get_clear_4xx_and_leave_no_files(real_client: TestClient, private_tmp: Path, case: str,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_uploads_get_clear_4xx_and_leave_no_files(
+    real_client: TestClient, private_tmp: Path, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
     make, status, error_type = BAD_UPLOADS[case]
     data = make()
     crops_dir = Path(real_client.app.state.runtime.settings.crops_dir)
@@ -401,8 +436,10 @@ def test_upload_over_limit_is_413_when_streamed_without_content_length(tmp_path:
     boundary = "cxrtriageboundary"
 
     def body() -> Iterator[bytes]:
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
-               "Content-Type: image/png\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
         yield b"\x89PNG\r\n\x1a\n"
         for _ in range(40):
             yield b"\x00" * 1024
@@ -499,8 +536,9 @@ def test_failed_load_keeps_ready_503_with_reason(tmp_path: Path) -> None:
         assert _post(c, _grey_png()).status_code == 503
 
 
-def test_model_error_is_503_and_unexpected_error_is_generic_500(tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_model_error_is_503_and_unexpected_error_is_generic_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with TestClient(create_app(_settings(tmp_path), engine=FakeEngine(exc=ModelError("onnx session died")))) as c:
         _wait_ready(c)
         r = _post(c, _grey_png())
@@ -537,7 +575,9 @@ def test_crops_are_pruned_after_predictions_and_urls_rewritten(tmp_path: Path, m
         assert c.get(urls[0]).status_code == 404
 
 
-def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retention_after_predictions_runs_at_most_once_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """make loadtest: listing thousands of crops after every request cost as much CPU as the inference."""
     import cxrtriage.serve.runtime as runtime_module
 
@@ -555,8 +595,9 @@ def test_retention_after_predictions_runs_at_most_once_a_second(tmp_path: Path, 
 # ----------------------------------------------------------------------------- UI hook
 
 
-def test_missing_webui_serves_api_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_webui_serves_api_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "cxrtriage.serve.ui.app", None)  # import fails with ImportError
     with caplog.at_level(logging.WARNING, logger="cxrtriage.serve.app"):
         app = create_app(_settings(tmp_path, ui=True), engine=FakeEngine())
@@ -568,8 +609,9 @@ def test_missing_webui_serves_api_only(tmp_path: Path, monkeypatch: pytest.Monke
 def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
 
-    def mount_ui(app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None,
-                 worklist: Any = None) -> None:
+    def mount_ui(
+        app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None, worklist: Any = None
+    ) -> None:
         seen.update(get_engine=get_engine, get_status=get_status, settings=settings, worklist=worklist)
 
     fake = types.ModuleType("cxrtriage.serve.ui.app")
@@ -611,8 +653,14 @@ def test_prune_removes_old_and_excess_crops_only(tmp_path: Path) -> None:
     c = _touch(tmp_path / "00000000000000dd.png", 10, now)
     others = [
         _touch(tmp_path / name, 99_999, now)
-        for name in ("notes.png", "00000000000000AA.png", ".tmp-abc.png", "00000000000000ee.png.bak",
-                     "0000000000000ff.png", "report.txt")
+        for name in (
+            "notes.png",
+            "00000000000000AA.png",
+            ".tmp-abc.png",
+            "00000000000000ee.png.bak",
+            "0000000000000ff.png",
+            "report.txt",
+        )
     ]
     (tmp_path / "00000000000000ef.png").mkdir()  # a directory with a crop-like name
     deleted = prune_crops(tmp_path, max_files=2, max_age_s=3600, now=now)
@@ -645,8 +693,14 @@ def test_prune_keeps_everything_within_limits(tmp_path: Path) -> None:
 
 def test_crop_name_pattern() -> None:
     assert is_crop_name("0123456789abcdef.png")
-    for name in ("0123456789ABCDEF.png", "0123456789abcdef.PNG", "x/0123456789abcdef.png", "0123456789abcde.png",
-                 "0123456789abcdef.png.tmp", "../0123456789abcdef.png"):
+    for name in (
+        "0123456789ABCDEF.png",
+        "0123456789abcdef.PNG",
+        "x/0123456789abcdef.png",
+        "0123456789abcde.png",
+        "0123456789abcdef.png.tmp",
+        "../0123456789abcdef.png",
+    ):
         assert not is_crop_name(name), name
 
 
@@ -661,8 +715,11 @@ def test_parallel_predictions_with_prior_reports_all_succeed(real_client: TestCl
     report = (REPORT + " ") * (1000 // len(REPORT) + 1)
     data = path.read_bytes()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        codes = list(pool.map(lambda _: _post(real_client, data, name="chest.png", prior_report=report[:1000]).status_code,
-                              range(8)))
+        codes = list(
+            pool.map(
+                lambda _: _post(real_client, data, name="chest.png", prior_report=report[:1000]).status_code, range(8)
+            )
+        )
     assert codes == [200] * 8
 
 
@@ -676,8 +733,9 @@ def test_openapi_documents_metrics_as_prometheus_text(real_client: TestClient) -
 def test_every_error_has_the_service_error_shape(real_client: TestClient) -> None:
     """Issue 9.5: the multipart parser's 400 for a 1 MB form field, unknown routes and wrong methods answer
     with the same JSON shape as the service's own errors (detail, error_type, request_id), without echoing input."""
-    big = real_client.post("/predict", files={"file": ("a.png", _grey_png(), "image/png")},
-                           data={"prior_report": "x" * (1024 * 1024 + 10)})
+    big = real_client.post(
+        "/predict", files={"file": ("a.png", _grey_png(), "image/png")}, data={"prior_report": "x" * (1024 * 1024 + 10)}
+    )
     missing = real_client.get("/no-such-route")
     wrong = real_client.get("/predict")
     for r in (big, missing, wrong):
@@ -731,10 +789,20 @@ def test_full_queue_sheds_a_large_predict_before_reading_its_body(tmp_path: Path
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": "/predict",
-             "raw_path": b"/predict", "root_path": "", "scheme": "http", "query_string": b"",
-             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"10000000")],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"10000000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
     anyio.run(app, scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode(): v.decode() for k, v in start["headers"]}

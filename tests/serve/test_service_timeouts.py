@@ -18,8 +18,10 @@ import pytest
 
 pytest.importorskip("uvicorn")
 
-STALLED_HEADERS = (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 1000000\r\n\r\n")
+STALLED_HEADERS = (
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 1000000\r\n\r\n"
+)
 
 
 def _free_port() -> int:
@@ -31,11 +33,22 @@ def _free_port() -> int:
 @pytest.fixture()
 def server(tmp_path: Path):
     port = _free_port()
-    env = {**os.environ, "CXRTRIAGE_BODY_TIMEOUT_S": "1.5", "CXRTRIAGE_HEADER_TIMEOUT_S": "1.5", "CXRTRIAGE_SHUTDOWN_TIMEOUT_S": "2", "CXRTRIAGE_UI": "false",
-           "CXRTRIAGE_WARMUP": "false", "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops")}
+    env = {
+        **os.environ,
+        "CXRTRIAGE_BODY_TIMEOUT_S": "1.5",
+        "CXRTRIAGE_HEADER_TIMEOUT_S": "1.5",
+        "CXRTRIAGE_SHUTDOWN_TIMEOUT_S": "2",
+        "CXRTRIAGE_UI": "false",
+        "CXRTRIAGE_WARMUP": "false",
+        "CXRTRIAGE_CROPS_DIR": str(tmp_path / "crops"),
+    }
     cli = Path(sys.executable).parent / "cxrtriage"
-    proc = subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -140,6 +153,7 @@ def test_the_body_timeout_ends_with_the_body_so_a_long_response_is_not_cut() -> 
                 return messages.pop(0)
             await asyncio.sleep(stall_before_disconnect_s)
             return {"type": "http.disconnect"}
+
         return receive
 
     async def run(receive) -> list[dict]:
@@ -147,8 +161,10 @@ def test_the_body_timeout_ends_with_the_body_so_a_long_response_is_not_cut() -> 
 
         async def send(message) -> None:
             sent.append(message)
+
         await BodySizeLimitMiddleware(app, max_bytes=100, body_timeout_s=0.2)(
-            {"type": "http", "headers": [], "path": "/"}, receive, send)
+            {"type": "http", "headers": [], "path": "/"}, receive, send
+        )
         return sent
 
     sent = asyncio.run(run(client(0.5, body_parts=2)))

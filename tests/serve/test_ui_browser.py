@@ -23,17 +23,29 @@ import pytest
 from cxrtriage.evaluation.live_server import open_ui
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 CHEST = ("nih", "images", "00000150_002.png")
 DICOM = ("dicom", "SIIM_CR_chest_PA_jpegbaseline.dcm")
-PRIOR_REPORT = ("FINDINGS: Small right pleural effusion. No pneumothorax. Heart size is normal.\n"
-                "IMPRESSION: Possible early right lower lobe pneumonia.")
+PRIOR_REPORT = (
+    "FINDINGS: Small right pleural effusion. No pneumothorax. Heart size is normal.\n"
+    "IMPRESSION: Possible early right lower lobe pneumonia."
+)
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 TIMEOUT_MS = 60_000
 LABEL_RE = re.compile(r"^(URGENT|NON-URGENT) — score (0|1)\.\d\d \(threshold (0|1)\.\d\d\)")
 
-needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium missing (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="/usr/bin/chromium missing (apt-get install chromium)"
+)
 
 
 def _free_port() -> int:
@@ -45,8 +57,8 @@ def _free_port() -> int:
 def _build_app(port: int, crops_dir: Path):
     """The real service when it exists; before that, a minimal FastAPI app with the UI mounted the same way."""
     if importlib.util.find_spec("cxrtriage.serve.app") is not None:
-        from cxrtriage.serve.app import create_app
         from cxrtriage.config import Settings
+        from cxrtriage.serve.app import create_app
 
         # its own worklist file: the Worklist tab's test checks the order of what this service filed
         return create_app(Settings(port=port, crops_dir=crops_dir, worklist_path=crops_dir / "worklist.sqlite"))
@@ -68,8 +80,11 @@ def _build_app(port: int, crops_dir: Path):
 
     def status() -> dict:
         ordered = sorted(latencies)
-        return {"model_size_mb": engine.backend.footprint_mb(), "model": engine.backend.info.model_dump(),
-                "median_latency_ms": ordered[len(ordered) // 2] if ordered else None}
+        return {
+            "model_size_mb": engine.backend.footprint_mb(),
+            "model": engine.backend.info.model_dump(),
+            "median_latency_ms": ordered[len(ordered) // 2] if ordered else None,
+        }
 
     app = FastAPI()
     mount_ui(app, get_engine=lambda: Recording(), get_status=status, settings=Settings(crops_dir=crops_dir))
@@ -158,7 +173,9 @@ def _triage(page) -> None:
     page.locator("#cxr-triage").click()
     page.wait_for_function(
         "() => { const e = document.querySelector('#cxr-error .cxr-error');"
-        " const l = document.querySelector('#cxr-label .cxr-label'); return !!(e || l); }", timeout=TIMEOUT_MS)
+        " const l = document.querySelector('#cxr-label .cxr-label'); return !!(e || l); }",
+        timeout=TIMEOUT_MS,
+    )
 
 
 def _assert_offline(page) -> None:
@@ -245,8 +262,9 @@ def _files_containing(root: Path, needles: list[bytes], since: float) -> list[st
 
 
 @needs_chromium
-def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(page, base_url: str, data_dir: Path,
-                                                                   ui_crops_dir: Path, tmp_path: Path) -> None:
+def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(
+    page, base_url: str, data_dir: Path, ui_crops_dir: Path, tmp_path: Path
+) -> None:
     """Issue 9.2: Gradio kept uploads as ``<hash>/<original name>`` (full header) and served them back."""
     import tempfile
 
@@ -271,7 +289,9 @@ def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(page, base_ur
     page.locator("#cxr-image img").first.wait_for(state="visible")
 
     needles = [FAKE_NAME.encode(), FAKE_ID.encode(), b"DOE_JANE"]
-    leaks = _files_containing(Path(tempfile.gettempdir()), needles, started) + _files_containing(ui_crops_dir, needles, started)
+    leaks = _files_containing(Path(tempfile.gettempdir()), needles, started) + _files_containing(
+        ui_crops_dir, needles, started
+    )
     leaks = [p for p in leaks if not p.startswith(str(upload_dir))]
     assert not leaks, f"the upload was stored on the server: {leaks}"
     # the link the page holds for the uploaded file is not served, and neither is any file outside the crops dir
@@ -351,7 +371,8 @@ WORKLIST_STUDIES = [
 def _worklist_rows(page) -> list[dict]:
     return page.locator("#cxr-worklist tr[data-key]").evaluate_all(
         "rows => rows.map(r => ({key: r.dataset.key, cls: r.className,"
-        " cells: [...r.cells].map(c => c.innerText.trim())}))")
+        " cells: [...r.cells].map(c => c.innerText.trim())}))"
+    )
 
 
 def _open_worklist_tab(page) -> None:
@@ -370,10 +391,18 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     worklist = ui_app.state.runtime.worklist
     now = dt.datetime.now(dt.timezone.utc)
     for key, label, score, review, minutes, _, _ in WORKLIST_STUDIES:
-        crops = [Crop(x=40, y=60, w=120, h=90, thumb_path="/static/crops/x.png", region="right lower zone",
-                      strength=0.7)] if label == "Urgent" else []
-        pred = _prediction(label=label, score=score, needs_review=review, crops=crops,
-                           explanation=f"{label}: crafted study {key} for the worklist test.")
+        crops = (
+            [Crop(x=40, y=60, w=120, h=90, thumb_path="/static/crops/x.png", region="right lower zone", strength=0.7)]
+            if label == "Urgent"
+            else []
+        )
+        pred = _prediction(
+            label=label,
+            score=score,
+            needs_review=review,
+            crops=crops,
+            explanation=f"{label}: crafted study {key} for the worklist test.",
+        )
         worklist.add(pred, key, now - dt.timedelta(minutes=minutes))
 
     _open_worklist_tab(page)
@@ -400,7 +429,8 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     page.locator('#cxr-worklist tr.cxr-wl-selected[data-key="WL-URGENT"]').wait_for(state="visible")
     page.locator('#cxr-worklist tr[data-key="WL-REVIEW"]').click()
     page.wait_for_function(
-        "() => document.querySelector('#cxr-wl-study').innerText.includes('crafted study WL-REVIEW')")
+        "() => document.querySelector('#cxr-wl-study').innerText.includes('crafted study WL-REVIEW')"
+    )
     assert "needs review" in page.locator("#cxr-wl-study .cxr-label").inner_text()
 
     # it refreshes by itself: a study filed now appears without pressing Refresh
@@ -443,9 +473,15 @@ def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_d
 def _prediction(**overrides):
     from cxrtriage.schema import ModelInfo, Prediction
 
-    values = dict(label="Urgent", score=0.2, explanation="Urgent: in the review band.", threshold=0.22,
-                  review_band=(0.18, 0.3), needs_review=True,
-                  model=ModelInfo(name="m", version="1", sha256="0" * 64, backend="bundled"))
+    values = dict(
+        label="Urgent",
+        score=0.2,
+        explanation="Urgent: in the review band.",
+        threshold=0.22,
+        review_band=(0.18, 0.3),
+        needs_review=True,
+        model=ModelInfo(name="m", version="1", sha256="0" * 64, backend="bundled"),
+    )
     values.update(overrides)
     return Prediction(**values)
 
@@ -469,7 +505,7 @@ def test_footer_numbers_and_hai_def_notice() -> None:
     from cxrtriage.serve.ui.render import HAI_DEF_NOTICE, footer_html
 
     before = footer_html({"model_size_mb": 0.97, "median_latency_ms": None, "backend": "bundled"})
-    assert "quantized ONNX size: <span id=\"cxr-size\">0.97</span> MB" in before
+    assert 'quantized ONNX size: <span id="cxr-size">0.97</span> MB' in before
     assert ">–</span> ms on this machine" in before and HAI_DEF_NOTICE not in before
     after = footer_html({"model_size_mb": 0.97, "median_latency_ms": None, "model": {"backend": "bundled"}}, 83.4)
     assert ">83</span> ms on this machine (median)" in after
@@ -486,7 +522,9 @@ def test_user_text_is_escaped() -> None:
     from cxrtriage.serve.ui.render import error_html, provenance_html
 
     assert "<script>" not in error_html("<script>alert(1)</script>")
-    prov = provenance_html(_prediction(provenance=[Provenance(source="prior_report", snippet="<b>x</b>", relation="supports")]))
+    prov = provenance_html(
+        _prediction(provenance=[Provenance(source="prior_report", snippet="<b>x</b>", relation="supports")])
+    )
     assert "<b>x</b>" not in prov and "&lt;b&gt;x&lt;/b&gt;" in prov
 
 
@@ -499,7 +537,9 @@ def test_display_image_is_8_bit_and_boxes_scale(tmp_path: Path) -> None:
     pixels = np.linspace(0, 1, 2048 * 1024, dtype=np.float32).reshape(2048, 1024)
     img, scale = to_display_image(pixels)
     assert img.mode == "RGB" and max(img.size) == 1024 and scale == 0.5
-    pred = _prediction(crops=[Crop(x=100, y=200, w=300, h=400, thumb_path=str(tmp_path / "t.png"), region="right lower zone")])
+    pred = _prediction(
+        crops=[Crop(x=100, y=200, w=300, h=400, thumb_path=str(tmp_path / "t.png"), region="right lower zone")]
+    )
     boxed = np.asarray(draw_boxes(img, pred, scale))
     assert boxed.shape == (1024, 512, 3) and (boxed != np.asarray(img)).any()
 
@@ -507,21 +547,45 @@ def test_display_image_is_8_bit_and_boxes_scale(tmp_path: Path) -> None:
 def test_waits_read_like_a_reader_says_them() -> None:
     from cxrtriage.serve.ui.worklist import format_wait
 
-    cases = {0: "< 1 min", 59.9: "< 1 min", 60: "1 min", 3 * 60 + 5: "3 min", 3599: "59 min", 3600: "1 h",
-             2 * 3600 + 5 * 60 + 30: "2 h 5 min", 86400: "1 d", 86400 + 3 * 3600 + 120: "1 d 3 h", -5: "< 1 min"}
+    cases = {
+        0: "< 1 min",
+        59.9: "< 1 min",
+        60: "1 min",
+        3 * 60 + 5: "3 min",
+        3599: "59 min",
+        3600: "1 h",
+        2 * 3600 + 5 * 60 + 30: "2 h 5 min",
+        86400: "1 d",
+        86400 + 3 * 3600 + 120: "1 d 3 h",
+        -5: "< 1 min",
+    }
     assert {s: format_wait(s) for s in cases} == cases
 
 
 def _items(*rows):
-    return [{"key": k, "label": lbl, "score": sc, "needs_review": rv, "received": "2026-01-01T00:00:00+00:00",
-             "waiting_s": w, "priority": pr} for k, lbl, sc, rv, w, pr in rows]
+    return [
+        {
+            "key": k,
+            "label": lbl,
+            "score": sc,
+            "needs_review": rv,
+            "received": "2026-01-01T00:00:00+00:00",
+            "waiting_s": w,
+            "priority": pr,
+        }
+        for k, lbl, sc, rv, w, pr in rows
+    ]
 
 
 def test_worklist_table_keeps_the_order_and_marks_each_priority() -> None:
     from cxrtriage.serve.ui.worklist import worklist_html
 
-    items = _items(("OLD", "Non-Urgent", 0.03, False, 5400, "overdue"), ("U1", "Urgent", 0.9, False, 600, "urgent"),
-                   ("R1", "Non-Urgent", 0.27, True, 120, "urgent"), ("N1", "Non-Urgent", 0.04, False, 30, "routine"))
+    items = _items(
+        ("OLD", "Non-Urgent", 0.03, False, 5400, "overdue"),
+        ("U1", "Urgent", 0.9, False, 600, "urgent"),
+        ("R1", "Non-Urgent", 0.27, True, 120, "urgent"),
+        ("N1", "Non-Urgent", 0.04, False, 30, "routine"),
+    )
     markup = worklist_html(items, selected="U1", max_wait_s=3600)
     assert re.findall(r'data-key="([^"]+)"', markup) == ["OLD", "U1", "R1", "N1"]
     assert re.findall(r'class="cxr-wl-row cxr-wl-(\w+)', markup) == ["overdue", "urgent", "review", "routine"]
@@ -573,15 +637,45 @@ def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     pytest.importorskip("transformers")
     pytest.importorskip("sklearn")
     from cxrtriage.cli.main import main
-    from cxrtriage.serve.app import create_app
     from cxrtriage.config import Settings
+    from cxrtriage.serve.app import create_app
 
     work = tmp_path_factory.mktemp("hai-def-ui")
     assert main(["hai-def", "tiny", "--out", str(work / "tiny"), "--which", "medsiglip"]) == 0
-    assert main(["hai-def", "train-probe", "--model", str(work / "tiny" / "medsiglip"), "--out", str(work / "probe"),
-                 "--data-dir", str(data_dir), "--limit", "6", "--n-boot", "50"]) == 0
-    assert main(["hai-def", "export-onnx", "--model", str(work / "tiny" / "medsiglip"), "--probe", str(work / "probe"),
-                 "--out", str(work / "bundle")]) == 0
+    assert (
+        main(
+            [
+                "hai-def",
+                "train-probe",
+                "--model",
+                str(work / "tiny" / "medsiglip"),
+                "--out",
+                str(work / "probe"),
+                "--data-dir",
+                str(data_dir),
+                "--limit",
+                "6",
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "hai-def",
+                "export-onnx",
+                "--model",
+                str(work / "tiny" / "medsiglip"),
+                "--probe",
+                str(work / "probe"),
+                "--out",
+                str(work / "bundle"),
+            ]
+        )
+        == 0
+    )
     port = _free_port()
     app = create_app(Settings(port=port, crops_dir=work / "crops", backend="medsiglip", model_dir=work / "bundle"))
     yield from _serve(app, port)

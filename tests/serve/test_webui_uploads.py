@@ -35,8 +35,15 @@ def test_only_rendered_images_inside_the_files_dir_are_servable(tmp_path: Path) 
     (files / "abc" / "DOE^JANE.dcm").write_bytes(b"DICM")
     (tmp_path / "outside.png").write_bytes(b"png")
     assert servable_file(str(files / "abc" / "image.png"), files) is not None
-    for bad in (str(files / "abc" / "DOE^JANE.dcm"), str(tmp_path / "outside.png"), str(files / ".." / ".." / "outside.png"),
-                "/etc/passwd", "cxrtriage-upload:abc", "", "a\x00b.png"):
+    for bad in (
+        str(files / "abc" / "DOE^JANE.dcm"),
+        str(tmp_path / "outside.png"),
+        str(files / ".." / ".." / "outside.png"),
+        "/etc/passwd",
+        "cxrtriage-upload:abc",
+        "",
+        "a\x00b.png",
+    ):
         assert servable_file(bad, files) is None, bad
 
 

@@ -19,7 +19,11 @@ def _source(rng: np.random.Generator, n_pos: int, n_neg: int, shift: float) -> V
 
 def test_threshold_meets_the_sensitivity_target_on_every_source_and_negatives_only_sources_count_in_calibration():
     rng = np.random.default_rng(0)
-    sources = {"nih": _source(rng, 40, 60, 0.0), "kermany": _source(rng, 300, 100, 1.5), "jsrt": _source(rng, 0, 20, -1.0)}
+    sources = {
+        "nih": _source(rng, 40, 60, 0.0),
+        "kermany": _source(rng, 300, 100, 1.5),
+        "jsrt": _source(rng, 0, 20, -1.0),
+    }
     op = fit_operating_point(sources)
     a, b = op["calibration"]["a"], op["calibration"]["b"]
     for name in ("nih", "kermany"):
@@ -28,7 +32,9 @@ def test_threshold_meets_the_sensitivity_target_on_every_source_and_negatives_on
         assert sens >= 0.95, name
     assert "threshold_for_sensitivity_0.95" not in op["validation_by_source"]["jsrt"]
     assert op["validation_by_source"]["jsrt"]["n"] == 20
-    assert op["threshold"] == min(v["threshold_for_sensitivity_0.95"] for k, v in op["validation_by_source"].items() if k != "jsrt")
+    assert op["threshold"] == min(
+        v["threshold_for_sensitivity_0.95"] for k, v in op["validation_by_source"].items() if k != "jsrt"
+    )
     low, high = op["review_band"]
     assert low <= op["threshold"] <= high
     assert "JSRT normal adult 20" in op["calibration"]["fit_on"]

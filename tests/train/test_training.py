@@ -25,10 +25,25 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     from cxrtriage.train.export import export_bundle
     from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = {"name": "tiny", "in_channels": 1, "stem": (8, 8), "widths": (8, 8, 8, 16), "strides": (1, 2, 2, 1),
-            "dilations": (1, 1, 1, 2), "dropout": 0.0}
-    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, input_size=64,
-                      kermany_per_epoch=8, limit=16, arch=arch)
+    arch = {
+        "name": "tiny",
+        "in_channels": 1,
+        "stem": (8, 8),
+        "widths": (8, 8, 8, 16),
+        "strides": (1, 2, 2, 1),
+        "dilations": (1, 1, 1, 2),
+        "dropout": 0.0,
+    }
+    cfg = TrainConfig(
+        data_dir=str(data_dir),
+        out_dir=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=8,
+        input_size=64,
+        kermany_per_epoch=8,
+        limit=16,
+        arch=arch,
+    )
     ckpt = train(cfg)
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert len(log["history"]) == 2 and log["config"]["seed"] == cfg.seed
@@ -64,10 +79,28 @@ def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir
     set) must not pick the epoch."""
     from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = {"name": "tiny", "in_channels": 1, "stem": (8, 8), "widths": (8, 8, 8, 16), "strides": (1, 2, 2, 1),
-            "dilations": (1, 1, 1, 2), "dropout": 0.0}
-    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), epochs=2, batch_size=8, input_size=64,
-                      kermany_per_epoch=16, limit=16, arch=arch, nih_train=False, box_weight=0.0, lung_weight=0.0)
+    arch = {
+        "name": "tiny",
+        "in_channels": 1,
+        "stem": (8, 8),
+        "widths": (8, 8, 8, 16),
+        "strides": (1, 2, 2, 1),
+        "dilations": (1, 1, 1, 2),
+        "dropout": 0.0,
+    }
+    cfg = TrainConfig(
+        data_dir=str(data_dir),
+        out_dir=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=8,
+        input_size=64,
+        kermany_per_epoch=16,
+        limit=16,
+        arch=arch,
+        nih_train=False,
+        box_weight=0.0,
+        lung_weight=0.0,
+    )
     ckpt = train(cfg)
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert log["counts"]["tr_nih"] == 0 and log["counts"]["tr_ker"] == 16 and log["counts"]["va_nih"] > 0

@@ -19,8 +19,10 @@ from cxrtriage.errors import NotAChestXrayError
 
 #: beyond max_layout_residual * this factor an image is refused whatever the masks show
 HARD_LAYOUT_FACTOR = 1.5
-LATERAL_MESSAGE = ("this looks like a lateral view (view probe {score:.2f} > {cut:.2f}: no right and left lung side by "
-                   "side); cxrtriage only triages frontal (PA/AP) chest radiographs")
+LATERAL_MESSAGE = (
+    "this looks like a lateral view (view probe {score:.2f} > {cut:.2f}: no right and left lung side by "
+    "side); cxrtriage only triages frontal (PA/AP) chest radiographs"
+)
 
 
 def check(anatomy: Anatomy, residual: float | None, max_residual: float | None) -> list[str]:
@@ -29,21 +31,32 @@ def check(anatomy: Anatomy, residual: float | None, max_residual: float | None) 
     known = residual is not None and max_residual is not None
     layout_ok = not known or residual <= max_residual  # type: ignore[operator]
     if known and residual > max_residual * HARD_LAYOUT_FACTOR:  # type: ignore[operator]
-        raise NotAChestXrayError("the image does not have the layout of a frontal chest radiograph "
-                                 f"(layout residual {residual:.2f} > {max_residual:.2f})")
+        raise NotAChestXrayError(
+            "the image does not have the layout of a frontal chest radiograph "
+            f"(layout residual {residual:.2f} > {max_residual:.2f})"
+        )
     if not layout_ok and not anatomy.typical_pair:
         found = "no lung field was found" if not anatomy.lungs else "no typical pair of lungs was found"
-        raise NotAChestXrayError(f"the image does not have the layout of a frontal chest radiograph (layout residual "
-                                 f"{residual:.2f} > {max_residual:.2f}) and {found}")
+        raise NotAChestXrayError(
+            f"the image does not have the layout of a frontal chest radiograph (layout residual "
+            f"{residual:.2f} > {max_residual:.2f}) and {found}"
+        )
     reasons = anatomy.frontal_problems()
     if not layout_ok:
-        reasons.append(f"its coarse layout is unusual for a frontal chest film (layout residual {residual:.2f} > "
-                       f"{max_residual:.2f}: lines and tubes, rotation, collimation or cropping?)")
+        reasons.append(
+            f"its coarse layout is unusual for a frontal chest film (layout residual {residual:.2f} > "
+            f"{max_residual:.2f}: lines and tubes, rotation, collimation or cropping?)"
+        )
     return reasons
 
 
-def check_view(score: float | None, reject_above: float, review_above: float, typical_pair: bool = False,
-               reject_with_lungs_above: float = 1.0) -> list[str]:
+def check_view(
+    score: float | None,
+    reject_above: float,
+    review_above: float,
+    typical_pair: bool = False,
+    reject_with_lungs_above: float = 1.0,
+) -> list[str]:
     """After the model: the view probe's lateral-view probability -> refusal, a review reason, or nothing. An image
     that shows a typical pair of lungs is refused only above the much higher ``reject_with_lungs_above`` (two
     pediatric pneumonia films scored above ``reject_above`` with one candidate classifier; the segmenter, trained

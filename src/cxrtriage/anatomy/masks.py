@@ -1,10 +1,10 @@
 """Lung and heart masks of one image at its original size, for ``cxrtriage segment`` and Python callers::
 
-    from cxrtriage.anatomy.masks import segment_image
-    result = segment_image("film.png")
-    result.lungs      # (H, W) bool, both lungs, the original image's size and orientation
-    result.heart      # (H, W) bool
-    result.summary()  # cardiothoracic ratio, lung areas, lungs found
+from cxrtriage.anatomy.masks import segment_image
+result = segment_image("film.png")
+result.lungs      # (H, W) bool, both lungs, the original image's size and orientation
+result.heart      # (H, W) bool
+result.summary()  # cardiothoracic ratio, lung areas, lungs found
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-
 from typing import Union
 
 import numpy as np
@@ -59,9 +58,14 @@ class MaskResult:
 
     def summary(self) -> dict:
         """Cardiothoracic ratio, lung areas in pixels (and cm² when the DICOM gives a pixel spacing), lungs found."""
-        out = {**self.anatomy.measurements(), "width": self.width, "height": self.height,
-               "right_lung_area_px": int(self.right_lung.sum()), "left_lung_area_px": int(self.left_lung.sum()),
-               "heart_area_px": int(self.heart.sum())}
+        out = {
+            **self.anatomy.measurements(),
+            "width": self.width,
+            "height": self.height,
+            "right_lung_area_px": int(self.right_lung.sum()),
+            "left_lung_area_px": int(self.left_lung.sum()),
+            "heart_area_px": int(self.heart.sum()),
+        }
         if self.pixel_spacing_mm:
             mm2 = self.pixel_spacing_mm[0] * self.pixel_spacing_mm[1]
             for side in ("right", "left"):
@@ -74,5 +78,10 @@ def segment_image(image: ImageLike, segmenter: Segmenter | None = None) -> MaskR
     loaded = image if isinstance(image, LoadedImage) else load_image(image)
     seg = (segmenter or get_segmenter()).segment(loaded.pixels)
     meta = loaded.meta
-    return MaskResult(segmentation=seg, anatomy=measure(seg), width=meta.width, height=meta.height,
-                      pixel_spacing_mm=meta.pixel_spacing_mm)
+    return MaskResult(
+        segmentation=seg,
+        anatomy=measure(seg),
+        width=meta.width,
+        height=meta.height,
+        pixel_spacing_mm=meta.pixel_spacing_mm,
+    )

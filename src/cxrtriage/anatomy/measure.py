@@ -23,13 +23,22 @@ MIN_CONFIDENCE = 0.80
 MIN_HEART_FRACTION = 0.02
 MIN_AREA_RATIO = 0.15
 #: the order of Anatomy.view_features()
-VIEW_FEATURES = ("confidence", "heart_area_fraction", "mirror_iou", "lung_area_ratio", "lung_area_fraction",
-                 "symmetry", "centre_brightness")
+VIEW_FEATURES = (
+    "confidence",
+    "heart_area_fraction",
+    "mirror_iou",
+    "lung_area_ratio",
+    "lung_area_fraction",
+    "symmetry",
+    "centre_brightness",
+)
 #: evidence may lie this far (share of the image size) outside the segmented lung fields
 EVIDENCE_MARGIN = 0.03
 #: the cardiothoracic ratio is only reported when both lungs and the heart were found
-CTR_CAVEAT = ("cardiothoracic ratio from the segmentation: heart width / thoracic width; an AP or supine film "
-              "magnifies the heart, so > 0.5 there is not by itself cardiomegaly")
+CTR_CAVEAT = (
+    "cardiothoracic ratio from the segmentation: heart width / thoracic width; an AP or supine film "
+    "magnifies the heart, so > 0.5 there is not by itself cardiomegaly"
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,11 @@ def _field(mask: np.ndarray) -> Field | None:
         return None
     h, w = mask.shape
     rows, cols = np.nonzero(mask)
-    return Field(box=(cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h),
-                 centroid=((cols.mean() + 0.5) / w, (rows.mean() + 0.5) / h), area_fraction=float(mask.mean()))
+    return Field(
+        box=(cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h),
+        centroid=((cols.mean() + 0.5) / w, (rows.mean() + 0.5) / h),
+        area_fraction=float(mask.mean()),
+    )
 
 
 @dataclass(frozen=True)
@@ -73,8 +85,11 @@ class Anatomy:
 
     @property
     def lungs(self) -> list[tuple[str, Field]]:
-        return [(side, f) for side, f in (("right", self.right_lung), ("left", self.left_lung))
-                if f is not None and f.area_fraction >= MIN_LUNG_FRACTION]
+        return [
+            (side, f)
+            for side, f in (("right", self.right_lung), ("left", self.left_lung))
+            if f is not None and f.area_fraction >= MIN_LUNG_FRACTION
+        ]
 
     @property
     def cardiothoracic_ratio(self) -> float | None:
@@ -137,16 +152,27 @@ class Anatomy:
         if len(lungs) < 2 or self.heart is None:
             return False
         areas = sorted(f.area_fraction for f in lungs.values())
-        return (self.confidence >= MIN_CONFIDENCE and self.heart.area_fraction >= MIN_HEART_FRACTION
-                and areas[0] >= MIN_AREA_RATIO * areas[1] and not self.frontal_problems())
+        return (
+            self.confidence >= MIN_CONFIDENCE
+            and self.heart.area_fraction >= MIN_HEART_FRACTION
+            and areas[0] >= MIN_AREA_RATIO * areas[1]
+            and not self.frontal_problems()
+        )
 
     def view_features(self) -> list[float]:
         """The anatomy half of the view probe's input (:data:`VIEW_FEATURES` order)."""
         lungs = dict(self.lungs)
         areas = [f.area_fraction for f in lungs.values()]
         ratio = min(areas) / max(areas) if len(areas) == 2 and max(areas) > 0 else 0.0
-        return [self.confidence, self.heart.area_fraction if self.heart else 0.0, self.mirror_iou, ratio,
-                float(self.lungs_grid.mean()), self.symmetry, self.centre_brightness]
+        return [
+            self.confidence,
+            self.heart.area_fraction if self.heart else 0.0,
+            self.mirror_iou,
+            ratio,
+            float(self.lungs_grid.mean()),
+            self.symmetry,
+            self.centre_brightness,
+        ]
 
     def frontal_problems(self) -> list[str]:
         """Why the masks do not look like the two lungs of a frontal film (empty list: they do)."""
@@ -192,6 +218,13 @@ def measure(seg: Segmentation) -> Anatomy:
     lung_p = np.maximum(seg.probs[seg.structures.index(RIGHT_LUNG)], seg.probs[seg.structures.index(LEFT_LUNG)])
     seen = lung_p > 0.1
     confidence = float(np.abs(lung_p[seen] - 0.5).mean() * 2) if seen.any() else 0.0
-    return Anatomy(right_lung=_field(right), left_lung=_field(left), heart=_field(seg.low_res(HEART)), lungs_grid=right | left,
-                   confidence=confidence, mirror_iou=_mirror_iou(right, left), symmetry=seg.symmetry,
-                   centre_brightness=seg.centre_brightness)
+    return Anatomy(
+        right_lung=_field(right),
+        left_lung=_field(left),
+        heart=_field(seg.low_res(HEART)),
+        lungs_grid=right | left,
+        confidence=confidence,
+        mirror_iou=_mirror_iou(right, left),
+        symmetry=seg.symmetry,
+        centre_brightness=seg.centre_brightness,
+    )

@@ -30,7 +30,11 @@ RIGHT_LUNG, LEFT_LUNG, HEART = "right_lung", "left_lung", "heart"
 def _resize_prob(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     if prob.shape == (height, width):
         return prob
-    return np.asarray(Image.fromarray(np.ascontiguousarray(prob, np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(prob, np.float32), mode="F").resize(
+            (width, height), Image.Resampling.BILINEAR
+        )
+    )
 
 
 @dataclass
@@ -106,8 +110,10 @@ class Segmenter:
         self.model_dir = Path(model_dir) if model_dir else config.BUNDLED_WEIGHTS_DIR
         meta_path, self.model_path = self.model_dir / SEGMENT_META_FILE, self.model_dir / SEGMENT_MODEL_FILE
         if not meta_path.is_file() or not self.model_path.is_file():
-            raise ModelError(f"segmentation model not found in {self.model_dir} ({SEGMENT_MODEL_FILE} + {SEGMENT_META_FILE}): "
-                             "reinstall the package or run `cxrtriage train-segmenter` and `cxrtriage export-segmenter`")
+            raise ModelError(
+                f"segmentation model not found in {self.model_dir} ({SEGMENT_MODEL_FILE} + {SEGMENT_META_FILE}): "
+                "reinstall the package or run `cxrtriage train-segmenter` and `cxrtriage export-segmenter`"
+            )
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.sha256 = sha256_file(self.model_path)
         if verify and self.sha256 != self.meta.get("sha256"):
@@ -135,5 +141,11 @@ class Segmenter:
         logits = self.session.run(None, {self.input_name: x})[0][0]
         probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         symmetry, centre = _symmetry(x[0, 0])
-        return Segmentation(probs=probs, structures=self.structures, shape=(int(pixels.shape[0]), int(pixels.shape[1])), threshold=self.threshold,
-                            symmetry=symmetry, centre_brightness=centre)
+        return Segmentation(
+            probs=probs,
+            structures=self.structures,
+            shape=(int(pixels.shape[0]), int(pixels.shape[1])),
+            threshold=self.threshold,
+            symmetry=symmetry,
+            centre_brightness=centre,
+        )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cxrtriage.backends.base import Backend, BackendOutput, Explainer, SecondOpinion, Stages
 from cxrtriage.config import Settings
@@ -60,14 +60,16 @@ def load_stages(name: str = "bundled", model_dir: str | Path | None = None, sett
     (classifier probe, device, threads, ...): None reads them from the environment here."""
     loader = BACKENDS.get(name)
     if loader is None:
-        raise ConfigurationError(f"unknown backend {name!r} (CXRTRIAGE_BACKEND or --backend); available: "
-                                 f"{', '.join(sorted(BACKENDS))}")
+        raise ConfigurationError(
+            f"unknown backend {name!r} (CXRTRIAGE_BACKEND or --backend); available: {', '.join(sorted(BACKENDS))}"
+        )
     settings = settings if settings is not None else Settings()
     return loader(model_dir or settings.model_for(name), settings)
 
 
-def load_backend(name: str = "bundled", model_dir: str | Path | None = None,
-                 settings: Settings | None = None) -> Backend:
+def load_backend(
+    name: str = "bundled", model_dir: str | Path | None = None, settings: Settings | None = None
+) -> Backend:
     """The classifier of a configuration that has no explainer (``bundled``, ``medsiglip``)."""
     stages = load_stages(name, model_dir, settings)
     if stages.explainer is not None:
@@ -75,5 +77,13 @@ def load_backend(name: str = "bundled", model_dir: str | Path | None = None,
     return stages.classifier
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOutput", "Explainer", "SecondOpinion", "Stages", "load_backend",
-           "load_stages"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendOutput",
+    "Explainer",
+    "SecondOpinion",
+    "Stages",
+    "load_backend",
+    "load_stages",
+]

@@ -10,8 +10,9 @@ by the engine. :class:`cxrtriage.backends.bundle_config.BundleConfig` assembles 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -75,8 +76,9 @@ class Block(BaseModel):
 def check_linear_model(mean: tuple[float, ...], scale: tuple[float, ...], coef: tuple[float, ...]) -> None:
     """A standardised logistic regression stored as mean, scale and coef: the three must have the same length."""
     if not len(mean) == len(scale) == len(coef) or not mean:
-        raise ValueError(f"mean, scale and coef must have the same non-zero length, got {len(mean)}, {len(scale)}, "
-                         f"{len(coef)}")
+        raise ValueError(
+            f"mean, scale and coef must have the same non-zero length, got {len(mean)}, {len(scale)}, {len(coef)}"
+        )
     if any(s == 0 for s in scale):
         raise ValueError("scale must not contain 0")
 
@@ -134,7 +136,7 @@ class OodSettings(Block):
     layout_components: int | None = None
 
     @classmethod
-    def from_block(cls, block: Mapping[str, Any] | None, *, source: str | Path = "ood") -> "OodSettings":
+    def from_block(cls, block: Mapping[str, Any] | None, *, source: str | Path = "ood") -> OodSettings:
         """The settings of an ``ood`` block (None or empty: the defaults); ModelError naming ``source``."""
         try:
             return cls.model_validate_json(json.dumps(dict(block or {}), default=jsonable))
@@ -160,7 +162,7 @@ class ViewProbeConfig(Block):
     validation: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _shapes_agree(self) -> "ViewProbeConfig":
+    def _shapes_agree(self) -> ViewProbeConfig:
         check_linear_model(self.mean, self.scale, self.coef)
         return self
 
@@ -195,7 +197,7 @@ class FindingProbeConfig(Block):
     cv_auc_by_c: dict[str, float] | None = None
 
     @model_validator(mode="after")
-    def _shapes_agree(self) -> "FindingProbeConfig":
+    def _shapes_agree(self) -> FindingProbeConfig:
         check_linear_model(self.mean, self.scale, self.coef)
         return self
 
@@ -236,10 +238,11 @@ class ProbeFile(Block):
         return a
 
     @classmethod
-    def load(cls, path: Path) -> "ProbeFile":
+    def load(cls, path: Path) -> ProbeFile:
         if not path.is_file():
-            raise ModelError(f"linear probe {path} not found (train one with "
-                             "cxrtriage.hai_def.probe.train_linear_probe)")
+            raise ModelError(
+                f"linear probe {path} not found (train one with cxrtriage.hai_def.probe.train_linear_probe)"
+            )
         try:
             return cls.model_validate_json(path.read_bytes())
         except ValidationError as exc:

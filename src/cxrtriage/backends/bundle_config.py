@@ -31,13 +31,22 @@ The sub-blocks (calibration, OOD settings, probes) are in :mod:`cxrtriage.backen
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from cxrtriage.backends.bundle_blocks import (
-    Block, Calibration, FindingProbeConfig, Head, OodSettings, OutputRoles, ProbeRef, ViewProbeConfig, jsonable,
+    Block,
+    Calibration,
+    FindingProbeConfig,
+    Head,
+    OodSettings,
+    OutputRoles,
+    ProbeRef,
+    ViewProbeConfig,
+    jsonable,
     validation_message,
 )
 from cxrtriage.errors import ModelError
@@ -45,8 +54,14 @@ from cxrtriage.imaging.preprocess import PreprocessConfig
 
 META_FILE = "model.json"
 #: keys a model.json written before card.json existed may carry; measured results, never read by the engine
-LEGACY_MEASURED_KEYS = ("test_metrics", "anatomy_eval", "bench", "generalisation", "previous_generation",
-                        "previous_calibration")
+LEGACY_MEASURED_KEYS = (
+    "test_metrics",
+    "anatomy_eval",
+    "bench",
+    "generalisation",
+    "previous_generation",
+    "previous_calibration",
+)
 
 
 class BundleProvenance(Block):
@@ -145,7 +160,7 @@ class BundleConfig(Block):
         return self.ood or OodSettings()
 
     @classmethod
-    def load(cls, path: str | Path) -> "BundleConfig":
+    def load(cls, path: str | Path) -> BundleConfig:
         """Read and check ``model.json`` (ignoring the measured keys of a pre-card.json bundle)."""
         path = Path(path)
         if not path.is_file():
@@ -159,7 +174,7 @@ class BundleConfig(Block):
         return cls.from_mapping({k: v for k, v in data.items() if k not in LEGACY_MEASURED_KEYS}, source=path)
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str | Path = META_FILE) -> "BundleConfig":
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str | Path = META_FILE) -> BundleConfig:
         """Check a ``model.json`` mapping (flat, as in the file) exactly as :meth:`load` checks the file: it is
         serialised to JSON and parsed back, so a writer cannot produce what the reader would refuse."""
         if "provenance" in data:

@@ -31,11 +31,11 @@ from cxrtriage import config
 from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.calibration import platt
+from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.backends.embedding_index import EmbeddingIndex
 from cxrtriage.backends.finding_probe import load_finding_probes
 from cxrtriage.backends.view_probe import ViewProbe
 from cxrtriage.errors import ModelError
-from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, to_model_input
@@ -55,8 +55,11 @@ def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
     with np.load(index_path, allow_pickle=False) as z:
         if "layout_mean" not in z.files:
             return None
-        return ChestLayoutModel(mean=z["layout_mean"].astype(np.float64), components=z["layout_components"].astype(np.float64),
-                                input_size=input_size)
+        return ChestLayoutModel(
+            mean=z["layout_mean"].astype(np.float64),
+            components=z["layout_components"].astype(np.float64),
+            input_size=input_size,
+        )
 
 
 class BundledOnnxBackend:
@@ -74,7 +77,9 @@ class BundledOnnxBackend:
             raise ModelError(f"model file {self.model_path} not found")
         sha = sha256_file(self.model_path)
         if verify and sha != cfg.sha256:
-            raise ModelError(f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced")
+            raise ModelError(
+                f"{self.model_path} does not match the sha256 in {META_FILE}: the model file is corrupt or was replaced"
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's default (Settings.threads)
         opts.log_severity_level = 3
@@ -91,8 +96,10 @@ class BundledOnnxBackend:
         if cfg.calibration.warning:
             self.warnings.append(cfg.calibration.warning)
         for why in (cfg.calibration.left_out_of_fit or {}).values():  # an ablation bundle, never the shipped one
-            self.warnings.append(f"this model is not fit for such films ({why}): its scores for them are unreliable "
-                                 "and most are labelled Urgent")
+            self.warnings.append(
+                f"this model is not fit for such films ({why}): its scores for them are unreliable "
+                "and most are labelled Urgent"
+            )
         self.threshold = cfg.threshold
         self.review_band = cfg.review_band
         index_path = self.model_dir / INDEX_FILE
@@ -116,8 +123,10 @@ class BundledOnnxBackend:
         logit, fmap, emb = roles.logit, roles.feature_map, roles.embedding
         for role, name in (("logit", logit), ("feature_map", fmap), ("embedding", emb)):
             if name is not None and name not in self.output_names:
-                raise ModelError(f"{self.model_dir / META_FILE}: key 'output_roles.{role}': {name!r} is not an output "
-                                 f"of {self.model_path} (outputs: {', '.join(self.output_names)})")
+                raise ModelError(
+                    f"{self.model_dir / META_FILE}: key 'output_roles.{role}': {name!r} is not an output "
+                    f"of {self.model_path} (outputs: {', '.join(self.output_names)})"
+                )
         assert logit is not None  # BundleConfig refuses output_roles without a logit
         return logit, fmap, emb
 
@@ -152,15 +161,18 @@ class BundledOnnxBackend:
         t2 = time.perf_counter()
         logit = float(self._logits(outs)[0])
         fmap = outs[self.feature_map_output][0] if self.feature_map_output else None
-        cam = class_activation_map(fmap, self.head_weight) if fmap is not None and self.head_weight is not None else None
+        cam = (
+            class_activation_map(fmap, self.head_weight) if fmap is not None and self.head_weight is not None else None
+        )
         if self.embedding_output:
             embedding = outs[self.embedding_output][0]
         else:
             embedding = fmap.mean(axis=(1, 2)) if fmap is not None else None
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
         timings["cam" if cam is not None else "head"] = (time.perf_counter() - t2) * 1e3
-        return BackendOutput(logit=logit, score=float(self.calibrate(logit)), cam=cam, embedding=embedding,
-                             timings_ms=timings)
+        return BackendOutput(
+            logit=logit, score=float(self.calibrate(logit)), cam=cam, embedding=embedding, timings_ms=timings
+        )
 
     def footprint_mb(self) -> float:
         return self.model_path.stat().st_size / 1e6

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: the slope given when the fit finds none above zero: a negative slope would invert every decision, so the
 #: scores stay in the logits' order but carry almost nothing (``degenerate``), and the result says so
 DEGENERATE_SLOPE = 1e-3
-DEGENERATE_WARNING = ("the calibration found no usable ranking in the validation logits (fitted slope <= 0): scores "
-                      "are uninformative and the thresholds label nearly every film Urgent")
+DEGENERATE_WARNING = (
+    "the calibration found no usable ranking in the validation logits (fitted slope <= 0): scores "
+    "are uninformative and the thresholds label nearly every film Urgent"
+)
 
 
 def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -35,7 +35,5 @@ def class_activation_map(feature_map: np.ndarray, weight: np.ndarray) -> np.ndar
     fmap = finite_array(feature_map, "feature_map", 3)
     w = finite_array(weight, "weight", 1)
     if fmap.shape[0] != w.shape[0]:
-        raise ValueError(
-            f"feature_map has {fmap.shape[0]} channels but weight has {w.shape[0]} entries"
-        )
+        raise ValueError(f"feature_map has {fmap.shape[0]} channels but weight has {w.shape[0]} entries")
     return np.tensordot(w, fmap, axes=(0, 0)).astype(np.float32)

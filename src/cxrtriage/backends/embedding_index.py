@@ -31,8 +31,11 @@ def build_index_and_ood(index_emb: np.ndarray, val_emb: np.ndarray, k: int) -> t
     val = center_and_normalise(val_emb, centre)
     k = max(1, min(int(k), len(index)))
     sims = np.sort(val @ index.T, axis=1)[:, -k:].mean(axis=1)
-    ood = {"k": k, "val_knn_similarity_quantiles": {str(q): float(np.quantile(sims, q)) for q in KNN_QUANTILES},
-           "min_knn_similarity": float(np.quantile(sims, 0.0) - OOD_MARGIN)}
+    ood = {
+        "k": k,
+        "val_knn_similarity_quantiles": {str(q): float(np.quantile(sims, q)) for q in KNN_QUANTILES},
+        "min_knn_similarity": float(np.quantile(sims, 0.0) - OOD_MARGIN),
+    }
     return centre, index, ood
 
 
@@ -51,7 +54,7 @@ class EmbeddingIndex:
         self.centre = centre.astype(np.float32)
 
     @classmethod
-    def load(cls, path: Path) -> "EmbeddingIndex":
+    def load(cls, path: Path) -> EmbeddingIndex:
         with np.load(path, allow_pickle=False) as z:
             return cls(z["keys"], z["labels"], z["embeddings"], z["centre"])
 

@@ -7,8 +7,9 @@ finding's probability and that AUC; the explanation names a finding only when th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -33,16 +34,23 @@ class FindingProbe:
     named: bool
 
     @classmethod
-    def from_config(cls, key: str, block: FindingProbeConfig) -> "FindingProbe":
+    def from_config(cls, key: str, block: FindingProbeConfig) -> FindingProbe:
         """The probe of a checked ``finding_probes`` entry; named only if its held-out AUC reaches the bar."""
         auc = block.held_out.auc if block.held_out else None
-        return cls(key=key, name=block.name if block.name is not None else key.replace("_", " "),
-                   mean=np.asarray(block.mean, np.float64), scale=np.asarray(block.scale, np.float64),
-                   coef=np.asarray(block.coef, np.float64), intercept=block.intercept, likely_above=block.likely_above,
-                   held_out_auc=auc, named=block.named_in_explanation and auc is not None and auc >= NAME_MIN_AUC)
+        return cls(
+            key=key,
+            name=block.name if block.name is not None else key.replace("_", " "),
+            mean=np.asarray(block.mean, np.float64),
+            scale=np.asarray(block.scale, np.float64),
+            coef=np.asarray(block.coef, np.float64),
+            intercept=block.intercept,
+            likely_above=block.likely_above,
+            held_out_auc=auc,
+            named=block.named_in_explanation and auc is not None and auc >= NAME_MIN_AUC,
+        )
 
     @classmethod
-    def from_meta(cls, key: str, block: Mapping[str, Any]) -> "FindingProbe":
+    def from_meta(cls, key: str, block: Mapping[str, Any]) -> FindingProbe:
         """The probe of a ``finding_probes`` entry given as a plain mapping (checked as model.json's would be)."""
         return cls.from_config(key, FindingProbeConfig.model_validate_json(json.dumps(dict(block))))
 
@@ -68,8 +76,9 @@ def load_finding_probes(blocks: Mapping[str, FindingProbeConfig] | None) -> list
     return [FindingProbe.from_config(k, b) for k, b in (blocks or {}).items()]
 
 
-def read_findings(probes: Iterable[FindingProbe], embedding: np.ndarray | None,
-                  logit: float) -> tuple[list[Finding], tuple[str, float] | None]:
+def read_findings(
+    probes: Iterable[FindingProbe], embedding: np.ndarray | None, logit: float
+) -> tuple[list[Finding], tuple[str, float] | None]:
     """Every probe's output for a result, and the first nameable finding judged likely (name, probability)."""
     findings: list[Finding] = []
     nameable = None
@@ -77,8 +86,14 @@ def read_findings(probes: Iterable[FindingProbe], embedding: np.ndarray | None,
         p = probe.probability(embedding, logit)
         if p is None:
             continue
-        findings.append(Finding(name=probe.name, probability=reported(p), named_in_explanation=probe.named,
-                                held_out_auc=None if probe.held_out_auc is None else round(probe.held_out_auc, 3)))
+        findings.append(
+            Finding(
+                name=probe.name,
+                probability=reported(p),
+                named_in_explanation=probe.named,
+                held_out_auc=None if probe.held_out_auc is None else round(probe.held_out_auc, 3),
+            )
+        )
         if probe.named and p >= probe.likely_above and nameable is None:
             nameable = (probe.name, reported(p))
     return findings, nameable

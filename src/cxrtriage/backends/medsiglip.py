@@ -19,23 +19,24 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from cxrtriage.config import Settings
 from cxrtriage.backends.base import Backend, BackendOutput
 from cxrtriage.backends.bundle_blocks import PROBE_FILE, OodSettings, ProbeFile, validation_message
 from cxrtriage.backends.bundled import INDEX_FILE
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.embedding_index import EmbeddingIndex
+from cxrtriage.backends.model_source import pick_device_dtype, resolve_model, weight_files
+from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError
 from cxrtriage.files import sha256_files
-from cxrtriage.backends.model_source import pick_device_dtype, resolve_model, weight_files
 from cxrtriage.imaging.preprocess import resize_uint8
 from cxrtriage.schema import ModelInfo
 
@@ -43,8 +44,10 @@ DEFAULT_MODEL = "google/medsiglip-448"
 
 URGENT_PROMPTS = ["chest x-ray with an urgent finding such as pneumothorax, consolidation, effusion, edema"]
 NORMAL_PROMPTS = ["normal chest x-ray"]
-ZERO_SHOT_WARNING = ("no linear probe given (CXRTRIAGE_CLASSIFIER): the urgency score comes from zero-shot prompts and "
-                     "is UNCALIBRATED; threshold 0.5 and review band 0.4-0.6 are placeholders, not a validated operating point")
+ZERO_SHOT_WARNING = (
+    "no linear probe given (CXRTRIAGE_CLASSIFIER): the urgency score comes from zero-shot prompts and "
+    "is UNCALIBRATED; threshold 0.5 and review band 0.4-0.6 are placeholders, not a validated operating point"
+)
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,14 @@ class LinearProbe:
 
     def fingerprint(self) -> str:
         """sha256 of what decides the score (weights, bias, Platt, operating point), independent of file layout."""
-        d = {"weight": [float(w) for w in self.weight], "bias": float(self.bias), "platt_a": float(self.platt_a),
-             "platt_b": float(self.platt_b), "threshold": float(self.threshold),
-             "review_band": [float(self.review_band[0]), float(self.review_band[1])]}
+        d = {
+            "weight": [float(w) for w in self.weight],
+            "bias": float(self.bias),
+            "platt_a": float(self.platt_a),
+            "platt_b": float(self.platt_b),
+            "threshold": float(self.threshold),
+            "review_band": [float(self.review_band[0]), float(self.review_band[1])],
+        }
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> Path:
@@ -98,14 +106,21 @@ class LinearProbe:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "LinearProbe":
+    def load(cls, path: str | Path) -> LinearProbe:
         """Read ``probe.json`` (or ``<dir>/probe.json``); ModelError naming the file and the key when it is bad."""
         path = Path(path)
         if path.is_dir():
             path = path / PROBE_FILE
         d = ProbeFile.load(path)
-        return cls(weight=d.weight, bias=d.bias, platt_a=d.platt_a, platt_b=d.platt_b, threshold=d.threshold,
-                   review_band=d.review_band, meta=d.meta.as_json_dict())
+        return cls(
+            weight=d.weight,
+            bias=d.bias,
+            platt_a=d.platt_a,
+            platt_b=d.platt_b,
+            threshold=d.threshold,
+            review_band=d.review_band,
+            meta=d.meta.as_json_dict(),
+        )
 
 
 def processor_image_size(image_processor: Any, fallback: int) -> tuple[int, int]:
@@ -122,8 +137,15 @@ def processor_image_size(image_processor: Any, fallback: int) -> tuple[int, int]
 class MedSigLIPBackend:
     """Backend protocol over a MedSigLIP (or any SigLIP) checkpoint plus an optional linear probe."""
 
-    def __init__(self, model: str | Path = DEFAULT_MODEL, *, classifier: str | Path | None = None,
-                 device: str | None = None, dtype: Any = None, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        *,
+        classifier: str | Path | None = None,
+        device: str | None = None,
+        dtype: Any = None,
+        batch_size: int = 16,
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoProcessor
 
@@ -151,7 +173,9 @@ class MedSigLIPBackend:
             self.review_band = self.probe.review_band
             dim = self._embedding_dim()
             if len(self.probe.weight) != dim:
-                raise ModelError(f"linear probe {probe_path} expects {len(self.probe.weight)}-d embeddings, the model gives {dim}")
+                raise ModelError(
+                    f"linear probe {probe_path} expects {len(self.probe.weight)}-d embeddings, the model gives {dim}"
+                )
             index_path = probe_path.parent / INDEX_FILE
             self.index: EmbeddingIndex | None = EmbeddingIndex.load(index_path) if index_path.is_file() else None
             ood = OodSettings.from_block(self.probe.meta.get("ood"), source=probe_path)
@@ -205,7 +229,7 @@ class MedSigLIPBackend:
         """L2-normalised image embeddings (N, D) float32, in batches of ``batch_size``."""
         chunks = []
         for i in range(0, len(pixels_list), self.batch_size):
-            chunks.append(self._image_features([self.to_pil(p) for p in pixels_list[i:i + self.batch_size]]))
+            chunks.append(self._image_features([self.to_pil(p) for p in pixels_list[i : i + self.batch_size]]))
         if not chunks:
             return np.zeros((0, self._embedding_dim()), dtype=np.float32)
         emb = np.concatenate(chunks).astype(np.float32)
@@ -226,7 +250,11 @@ class MedSigLIPBackend:
 
     def _scale_bias(self) -> tuple[float, float]:
         scale = float(self.model.logit_scale.detach().float().exp().cpu())
-        bias = float(self.model.logit_bias.detach().float().cpu()) if getattr(self.model, "logit_bias", None) is not None else 0.0
+        bias = (
+            float(self.model.logit_bias.detach().float().cpu())
+            if getattr(self.model, "logit_bias", None) is not None
+            else 0.0
+        )
         return scale, bias
 
     def zero_shot(self, pixels: np.ndarray, prompts: dict[str, list[str]]) -> dict[str, float]:
@@ -265,8 +293,13 @@ class MedSigLIPBackend:
         else:
             logit = self._zero_shot_logit(emb)
             score = float(1.0 / (1.0 + math.exp(-logit)))
-        return BackendOutput(logit=logit, score=score, cam=None, embedding=emb,
-                             timings_ms={"model": (t1 - t0) * 1e3, "head": (time.perf_counter() - t1) * 1e3})
+        return BackendOutput(
+            logit=logit,
+            score=score,
+            cam=None,
+            embedding=emb,
+            timings_ms={"model": (t1 - t0) * 1e3, "head": (time.perf_counter() - t1) * 1e3},
+        )
 
     def footprint_mb(self) -> float:
         return sum(f.resolve().stat().st_size for f in self._files) / 1e6
@@ -288,9 +321,11 @@ def _onnx_bundle(model_dir: Path, classifier: str | None, threads: int = 0) -> B
         baked = backend.config.probe.fingerprint if backend.config.probe else None
         given = LinearProbe.load(classifier).fingerprint()
         if baked != given:
-            raise ModelError(f"{model_dir} is an ONNX bundle with its own linear probe baked in, but CXRTRIAGE_CLASSIFIER "
-                             f"names a different probe ({classifier}): unset CXRTRIAGE_CLASSIFIER, or export a bundle "
-                             "with that probe (cxrtriage.hai_def.onnx_export.export_medsiglip_bundle)")
+            raise ModelError(
+                f"{model_dir} is an ONNX bundle with its own linear probe baked in, but CXRTRIAGE_CLASSIFIER "
+                f"names a different probe ({classifier}): unset CXRTRIAGE_CLASSIFIER, or export a bundle "
+                "with that probe (cxrtriage.hai_def.onnx_export.export_medsiglip_bundle)"
+            )
     return backend
 
 

@@ -55,7 +55,7 @@ def resolve_model(name_or_path: str, *, kind: str) -> str:
         raise ModelError(missing_model_message(name_or_path, kind)) from exc
 
 
-def pick_device_dtype(prefer: str | None = None, *, large: bool = False) -> tuple[str, "torch.dtype"]:
+def pick_device_dtype(prefer: str | None = None, *, large: bool = False) -> tuple[str, torch.dtype]:
     """CUDA with bf16 when available, else CPU (bf16 too: halves memory; fp32 for MedGemma 4B needs ~16 GB).
 
     ``prefer`` ("cpu", "cuda", "cuda:1") overrides the automatic choice; ``large`` logs a memory warning on CPU.
@@ -76,8 +76,10 @@ def pick_device_dtype(prefer: str | None = None, *, large: bool = False) -> tupl
 def require_4bit(device: str) -> None:
     """Raise ModelError unless 4-bit NF4 (bitsandbytes) can run on ``device``: CUDA only, bitsandbytes installed."""
     if not str(device).startswith("cuda"):
-        raise ModelError(f"4-bit loading (bitsandbytes NF4) needs a CUDA GPU, the device is {str(device)!r}: "
-                         "unset CXRTRIAGE_4BIT / drop --qlora, or run on a GPU")
+        raise ModelError(
+            f"4-bit loading (bitsandbytes NF4) needs a CUDA GPU, the device is {str(device)!r}: "
+            "unset CXRTRIAGE_4BIT / drop --qlora, or run on a GPU"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as exc:
@@ -91,9 +93,15 @@ def four_bit_kwargs(device: str, compute_dtype: Any) -> dict[str, Any]:
     from transformers import BitsAndBytesConfig
 
     index = int(str(device).split(":")[1]) if ":" in str(device) else 0
-    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype),
-            "device_map": {"": index}}
+    return {
+        "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        ),
+        "device_map": {"": index},
+    }
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")

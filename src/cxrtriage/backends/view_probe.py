@@ -31,12 +31,18 @@ class ViewProbe:
     reject_with_lungs_above: float
 
     @classmethod
-    def from_config(cls, block: ViewProbeConfig) -> "ViewProbe":
+    def from_config(cls, block: ViewProbeConfig) -> ViewProbe:
         """The probe of a checked ``view_probe`` block (its defaults are the block's)."""
-        return cls(mean=np.asarray(block.mean, np.float64), scale=np.asarray(block.scale, np.float64),
-                   coef=np.asarray(block.coef, np.float64), intercept=block.intercept, reject_above=block.reject_above,
-                   review_above=block.review_above, features=block.anatomy_features,
-                   reject_with_lungs_above=block.reject_with_lungs_above)
+        return cls(
+            mean=np.asarray(block.mean, np.float64),
+            scale=np.asarray(block.scale, np.float64),
+            coef=np.asarray(block.coef, np.float64),
+            intercept=block.intercept,
+            reject_above=block.reject_above,
+            review_above=block.review_above,
+            features=block.anatomy_features,
+            reject_with_lungs_above=block.reject_with_lungs_above,
+        )
 
     @staticmethod
     def inputs(embedding: np.ndarray, anatomy_features: list[float]) -> np.ndarray:

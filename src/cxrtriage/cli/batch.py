@@ -83,8 +83,14 @@ def _write_outputs(row: dict, outputs: Outputs, context: OutputContext, stem: st
             row[f"{fmt.name}_skipped"] = f"{fmt.title} could not be written ({type(exc).__name__})"
 
 
-def predict_paths(paths: list[str], *, prior_report_file: str | None = None, out: str | None = None,
-                  settings: Settings | None = None, outputs: Outputs | None = None) -> int:
+def predict_paths(
+    paths: list[str],
+    *,
+    prior_report_file: str | None = None,
+    out: str | None = None,
+    settings: Settings | None = None,
+    outputs: Outputs | None = None,
+) -> int:
     """Return the process exit code: 0 all inputs triaged, 1 some failed, 2 configuration error. The engine is
     built from ``settings`` (the command's; None: the environment's)."""
     from cxrtriage.pipeline import Triage

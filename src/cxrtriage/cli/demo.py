@@ -23,13 +23,18 @@ def run_demo(paths: list[str], settings: Settings, out: Path = Path("runs/demo/p
     data_dir = settings.find_data_dir()
     targets = [Path(p) for p in paths] or (example_paths(data_dir) if data_dir is not None else [])
     if not targets:
-        print("No example images: set CXRTRIAGE_DATA_DIR to the data folder (see prototype/data_scripts/download_datasets.sh) "
-              "or run `make demo IMG=path/to/chest.png`.", file=sys.stderr)
+        print(
+            "No example images: set CXRTRIAGE_DATA_DIR to the data folder (see prototype/data_scripts/download_datasets.sh) "
+            "or run `make demo IMG=path/to/chest.png`.",
+            file=sys.stderr,
+        )
         return 2
     engine = Triage.from_config(settings)
     info = engine.info
-    print(f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
-          f"({engine.footprint_mb():.2f} MB on disk), offline\n")
+    print(
+        f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
+        f"({engine.footprint_mb():.2f} MB on disk), offline\n"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     with out.open("w", encoding="utf-8") as sink:

@@ -14,8 +14,9 @@ import functools
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cxrtriage.cli.options import SubCommands, resolve_data_dir
 from cxrtriage.errors import ModelError
@@ -110,8 +111,10 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if "medsiglip" in built:
         print(f"try:  cxrtriage hai-def train-probe --model {built['medsiglip']} --out {out / 'probe'} --limit 20")
     if "medgemma" in built:
-        print(f"try:  cxrtriage hai-def finetune --model {built['medgemma']} --out {out / 'finetuned'} "
-              "--task explanation --limit 4 --epochs 1 --max-length 2048")
+        print(
+            f"try:  cxrtriage hai-def finetune --model {built['medgemma']} --out {out / 'finetuned'} "
+            "--task explanation --limit 4 --epochs 1 --max-length 2048"
+        )
     return 0
 
 
@@ -130,8 +133,11 @@ def cmd_train_probe(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. a --limit or data directory leaving one class out of train or val
         raise UsageError(f"cannot train the probe: {exc}") from None
     print(json.dumps(res, indent=2))
-    print(f"use it: CXRTRIAGE_BACKEND=medsiglip CXRTRIAGE_MODEL={args.model} "
-          f"CXRTRIAGE_CLASSIFIER={res['probe_path']} cxrtriage serve", file=sys.stderr)
+    print(
+        f"use it: CXRTRIAGE_BACKEND=medsiglip CXRTRIAGE_MODEL={args.model} "
+        f"CXRTRIAGE_CLASSIFIER={res['probe_path']} cxrtriage serve",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -179,8 +185,10 @@ def _read_config_file(path: str) -> dict[str, Any]:
     known = {f.name: f for f in fields(FinetuneConfig)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise UsageError(f"--config {path} has unknown FinetuneConfig field(s) {', '.join(unknown)}; "
-                         f"valid fields are {', '.join(known)}")
+        raise UsageError(
+            f"--config {path} has unknown FinetuneConfig field(s) {', '.join(unknown)}; "
+            f"valid fields are {', '.join(known)}"
+        )
     out: dict[str, Any] = {}
     for key, value in data.items():
         default = known[key].default if known[key].default is not MISSING else None
@@ -198,7 +206,7 @@ def _read_config_file(path: str) -> dict[str, Any]:
         elif isinstance(default, str):
             ok = isinstance(value, str)
         if not ok:
-            kind = "a list of module names or \"all-linear\"" if key == "target_modules" else type(default).__name__
+            kind = 'a list of module names or "all-linear"' if key == "target_modules" else type(default).__name__
             raise UsageError(f"--config {path}: {key} must be {kind}, got {value!r}")
         out[key] = value
     return out
@@ -250,8 +258,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise UsageError(f"no validation records of the committed split found under {data_dir}")
     examples = build_examples(records, cfg.task)
     n_urgent = sum(r.urgent for r in records)
-    print(f"fine-tuning {model} ({cfg.task}) on {len(examples)} train examples ({n_urgent} urgent) on {device}",
-          file=sys.stderr, flush=True)
+    print(
+        f"fine-tuning {model} ({cfg.task}) on {len(examples)} train examples ({n_urgent} urgent) on {device}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         out = finetune(model, examples, args.out, cfg, device=device)
     except ValueError as exc:  # e.g. a prompt longer than --max-length
@@ -286,16 +297,26 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
     converter = find_converter(args.converter)  # the most likely thing to be missing: checked first (ModelError)
     model = Path(_resolve(args.model, "MedGemma"))
     if not (model / "tokenizer.model").is_file() and not args.synthesize_tokenizer_model:
-        print(f"warning: {model} has no tokenizer.model, which llama.cpp's Gemma 3 converter reads; if conversion "
-              "fails, add --synthesize-tokenizer-model (meant for the tiny stand-in)", file=sys.stderr)
-    model_gguf, mmproj_gguf = convert_to_gguf(model, args.out, converter=converter, outtype=args.outtype,
-                                              synthesize_tokenizer_model=args.synthesize_tokenizer_model)
+        print(
+            f"warning: {model} has no tokenizer.model, which llama.cpp's Gemma 3 converter reads; if conversion "
+            "fails, add --synthesize-tokenizer-model (meant for the tiny stand-in)",
+            file=sys.stderr,
+        )
+    model_gguf, mmproj_gguf = convert_to_gguf(
+        model,
+        args.out,
+        converter=converter,
+        outtype=args.outtype,
+        synthesize_tokenizer_model=args.synthesize_tokenizer_model,
+    )
     print(f"text model: {model_gguf}")
     print(f"mmproj:     {mmproj_gguf}")
     if args.quantize:
         from cxrtriage.hai_def.gguf import quantize_gguf
 
-        print(f"quantised:  {quantize_gguf(model_gguf, model_gguf.with_name(f'model-{args.quantize}.gguf'), args.quantize)}")
+        print(
+            f"quantised:  {quantize_gguf(model_gguf, model_gguf.with_name(f'model-{args.quantize}.gguf'), args.quantize)}"
+        )
     else:
         print("smaller text model: add --quantize Q4_K_M (llama.cpp's quantiser via llama-cpp-python)", file=sys.stderr)
     print(f"run it: CXRTRIAGE_BACKEND=medgemma-gguf CXRTRIAGE_MODEL={Path(args.out)} cxrtriage serve", file=sys.stderr)
@@ -308,23 +329,31 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
 def add_parser(subparsers: SubCommands) -> None:
     """Register ``hai-def`` and its subcommands on the main CLI's subparsers."""
     p = subparsers.add_parser(
-        "hai-def", help="HAI-DEF models (MedSigLIP, MedGemma): tiny stand-ins, probe, fine-tuning, ONNX / GGUF export",
+        "hai-def",
+        help="HAI-DEF models (MedSigLIP, MedGemma): tiny stand-ins, probe, fine-tuning, ONNX / GGUF export",
         description="HAI-DEF (MedSigLIP, MedGemma) recipe and tooling; needs the [hai-def] extra. "
-                    "Models are a local directory or a hub id already in the local Hugging Face cache: "
-                    "nothing is downloaded.")
+        "Models are a local directory or a hub id already in the local Hugging Face cache: "
+        "nothing is downloaded.",
+    )
     hs = p.add_subparsers(dest="hai_def_command", required=True, metavar="SUBCOMMAND")
 
-    s = hs.add_parser("tiny", help="build tiny random-weight MedSigLIP / MedGemma stand-ins (offline, seconds)",
-                      description="Tiny random-weight stand-ins with the real architectures, saved like the real "
-                                  f"checkpoints (DIR/medsiglip, DIR/medgemma); {RANDOM_WEIGHTS_NOTE}.")
+    s = hs.add_parser(
+        "tiny",
+        help="build tiny random-weight MedSigLIP / MedGemma stand-ins (offline, seconds)",
+        description="Tiny random-weight stand-ins with the real architectures, saved like the real "
+        f"checkpoints (DIR/medsiglip, DIR/medgemma); {RANDOM_WEIGHTS_NOTE}.",
+    )
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--which", choices=("medsiglip", "medgemma", "both"), default="both")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_tiny)
 
-    s = hs.add_parser("train-probe", help="train the MedSigLIP linear probe on the committed split (needs [train] too)",
-                      description="Embed the split's train/val images with MedSigLIP, train, calibrate and threshold "
-                                  "the linear probe; prints the validation metrics as JSON.")
+    s = hs.add_parser(
+        "train-probe",
+        help="train the MedSigLIP linear probe on the committed split (needs [train] too)",
+        description="Embed the split's train/val images with MedSigLIP, train, calibrate and threshold "
+        "the linear probe; prints the validation metrics as JSON.",
+    )
     s.add_argument("--model", required=True, metavar="ID_OR_DIR", help="e.g. google/medsiglip-448")
     s.add_argument("--out", required=True, metavar="DIR_OR_JSON", help="directory (probe.json inside) or .json path")
     s.add_argument("--data-dir")
@@ -333,23 +362,31 @@ def add_parser(subparsers: SubCommands) -> None:
     s.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for the review band")
     s.set_defaults(func=cmd_train_probe)
 
-    s = hs.add_parser("export-onnx", help="export MedSigLIP + probe as an ONNX bundle (model.onnx + model.json)",
-                      description="Export the MedSigLIP vision tower with the linear probe's head to ONNX, served "
-                                  "without torch by CXRTRIAGE_BACKEND=medsiglip CXRTRIAGE_MODEL=OUT.")
+    s = hs.add_parser(
+        "export-onnx",
+        help="export MedSigLIP + probe as an ONNX bundle (model.onnx + model.json)",
+        description="Export the MedSigLIP vision tower with the linear probe's head to ONNX, served "
+        "without torch by CXRTRIAGE_BACKEND=medsiglip CXRTRIAGE_MODEL=OUT.",
+    )
     s.add_argument("--model", required=True, metavar="ID_OR_DIR")
     s.add_argument("--probe", required=True, metavar="PROBE_JSON_OR_DIR")
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--opset", type=int, default=17)
     s.set_defaults(func=cmd_export_onnx)
 
-    s = hs.add_parser("finetune", help="LoRA / QLoRA fine-tune MedGemma on the split's train labels",
-                      description="LoRA (or QLoRA) fine-tune of MedGemma on label-derived targets of the committed "
-                                  "split's train records; writes OUT/adapter, OUT/merged and OUT/train_log.json, "
-                                  "then reloads OUT/merged and answers for one validation image. --config gives any "
-                                  "FinetuneConfig fields as JSON; the flags below override it.")
+    s = hs.add_parser(
+        "finetune",
+        help="LoRA / QLoRA fine-tune MedGemma on the split's train labels",
+        description="LoRA (or QLoRA) fine-tune of MedGemma on label-derived targets of the committed "
+        "split's train records; writes OUT/adapter, OUT/merged and OUT/train_log.json, "
+        "then reloads OUT/merged and answers for one validation image. --config gives any "
+        "FinetuneConfig fields as JSON; the flags below override it.",
+    )
     s.add_argument("--model", required=True, metavar="ID_OR_DIR", help="e.g. google/medgemma-4b-it")
     s.add_argument("--out", required=True, metavar="DIR")
-    s.add_argument("--task", choices=("urgency", "explanation"), help="target: strict JSON answer (default) or one line")
+    s.add_argument(
+        "--task", choices=("urgency", "explanation"), help="target: strict JSON answer (default) or one line"
+    )
     s.add_argument("--data-dir")
     s.add_argument("--limit", type=_positive_int, help="train records per dataset, balanced by label (default: all)")
     s.add_argument("--epochs", type=_positive_int)
@@ -365,17 +402,26 @@ def add_parser(subparsers: SubCommands) -> None:
     s.add_argument("--verify-tokens", type=_positive_int, default=32, help="tokens generated by the reload check")
     s.set_defaults(func=cmd_finetune)
 
-    s = hs.add_parser("convert-gguf", help="MedGemma checkpoint -> GGUF text model + mmproj for llama.cpp",
-                      description="Convert a MedGemma checkpoint with llama.cpp's convert_hf_to_gguf.py into "
-                                  "model-OUTTYPE.gguf and mmproj-OUTTYPE.gguf.")
+    s = hs.add_parser(
+        "convert-gguf",
+        help="MedGemma checkpoint -> GGUF text model + mmproj for llama.cpp",
+        description="Convert a MedGemma checkpoint with llama.cpp's convert_hf_to_gguf.py into "
+        "model-OUTTYPE.gguf and mmproj-OUTTYPE.gguf.",
+    )
     s.add_argument("--model", required=True, metavar="DIR", help="local checkpoint (or a cached hub id)")
     s.add_argument("--out", required=True, metavar="DIR")
     s.add_argument("--converter", metavar="PATH", help="convert_hf_to_gguf.py (default: $CXRTRIAGE_GGUF_CONVERTER)")
     s.add_argument("--outtype", choices=("f16", "bf16", "q8_0"), default="f16")
-    s.add_argument("--synthesize-tokenizer-model", action="store_true",
-                   help="write tokenizer.model from tokenizer.json when missing (the tiny stand-in only)")
-    s.add_argument("--quantize", choices=("Q4_K_M", "Q5_K_M", "Q8_0"),
-                   help="also write model-QUANT.gguf with llama.cpp's quantiser (needs llama-cpp-python, the [edge] extra)")
+    s.add_argument(
+        "--synthesize-tokenizer-model",
+        action="store_true",
+        help="write tokenizer.model from tokenizer.json when missing (the tiny stand-in only)",
+    )
+    s.add_argument(
+        "--quantize",
+        choices=("Q4_K_M", "Q5_K_M", "Q8_0"),
+        help="also write model-QUANT.gguf with llama.cpp's quantiser (needs llama-cpp-python, the [edge] extra)",
+    )
     s.set_defaults(func=cmd_convert_gguf)
 
     from cxrtriage.hai_def.bench import add_bench_parser  # numpy-only at import; torch loads when it runs

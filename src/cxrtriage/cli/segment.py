@@ -62,8 +62,12 @@ def segment_paths(paths: list[str], out_dir: str, settings: Settings | None = No
             for key, mask in (("lungs_mask", result.lungs), ("heart_mask", result.heart)):
                 _save_mask(mask, files[key])
                 written.append(files[key])
-            row = {"path": path, **{k: str(v) for k, v in files.items()}, **result.summary(),
-                   "segmenter": segmenter.name}
+            row = {
+                "path": path,
+                **{k: str(v) for k, v in files.items()},
+                **result.summary(),
+                "segmenter": segmenter.name,
+            }
             problems = result.anatomy.frontal_problems()
             if problems:
                 row["warnings"] = problems

@@ -27,7 +27,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from cxrtriage.anatomy.masks import segment_image
-from cxrtriage.data import jsrt_records, jsrt_split, lateral_paths, load_split_records, nih_records, read_split, rsna_boxes, rsna_labels
+from cxrtriage.data import (
+    jsrt_records,
+    jsrt_split,
+    lateral_paths,
+    load_split_records,
+    nih_records,
+    read_split,
+    rsna_boxes,
+    rsna_labels,
+)
 from cxrtriage.errors import CXRTriageError, NotAChestXrayError
 from cxrtriage.evaluation import metrics
 from cxrtriage.imaging.load import load_image
@@ -106,12 +115,23 @@ def _rsna(engine: Triage, data_dir: Path) -> dict:
         lungs = segment_image(loaded).lungs
         crops = [(c.x, c.y, c.w, c.h) for c in p.crops]
         gt = boxes.get(image_id, [])
-        rows.append({
-            "image_id": image_id, "target": target, "class": cls, "part": split.get(rec.key, "?"), "score": p.score,
-            "label": p.label, "n_crops": len(crops), "crops_off_lungs": sum(_crop_off_lungs(p, lungs)),
-            "pointing_hit": bool(crops) and metrics.pointing_hit((crops[0][0] + crops[0][2] / 2, crops[0][1] + crops[0][3] / 2), gt) if gt else None,
-            "best_iou": metrics.best_box_iou(crops, gt) if gt else None,
-        })
+        rows.append(
+            {
+                "image_id": image_id,
+                "target": target,
+                "class": cls,
+                "part": split.get(rec.key, "?"),
+                "score": p.score,
+                "label": p.label,
+                "n_crops": len(crops),
+                "crops_off_lungs": sum(_crop_off_lungs(p, lungs)),
+                "pointing_hit": bool(crops)
+                and metrics.pointing_hit((crops[0][0] + crops[0][2] / 2, crops[0][1] + crops[0][3] / 2), gt)
+                if gt
+                else None,
+                "best_iou": metrics.best_box_iou(crops, gt) if gt else None,
+            }
+        )
 
     def summarise(sel: list[dict]) -> dict:
         pos = [r for r in sel if r["target"] == 1 and not r.get("refused")]
@@ -126,23 +146,30 @@ def _rsna(engine: Triage, data_dir: Path) -> dict:
 
         all_crops = sum(r["n_crops"] for r in pos + neg)
         return {
-            "n_opacity": len(pos), "n_normal": len(normal), "n_not_normal_no_opacity": len(other),
+            "n_opacity": len(pos),
+            "n_normal": len(normal),
+            "n_not_normal_no_opacity": len(other),
             "refused": sum(bool(r.get("refused")) for r in sel),
             "pointing_game_top_crop": float(np.mean([r["pointing_hit"] for r in pos])) if pos else None,
             "mean_best_iou": float(np.mean([r["best_iou"] for r in pos])) if pos else None,
             "opacity_films_without_crop": sum(r["n_crops"] == 0 for r in pos),
             "negative_films_with_crops": sum(r["n_crops"] > 0 for r in neg),
             "negative_films": len(neg),
-            "crops_total": all_crops, "crops_off_lungs": sum(r["crops_off_lungs"] for r in pos + neg),
-            "auc_opacity_vs_normal": auc(pos, normal), "auc_opacity_vs_not_normal_no_opacity": auc(pos, other),
+            "crops_total": all_crops,
+            "crops_off_lungs": sum(r["crops_off_lungs"] for r in pos + neg),
+            "auc_opacity_vs_normal": auc(pos, normal),
+            "auc_opacity_vs_not_normal_no_opacity": auc(pos, other),
             "auc_opacity_vs_all_negatives": auc(pos, neg),
         }
 
-    return {"all_rsna_images": summarise(rows), "test_patients_only": summarise([r for r in rows if r.get("part") == "test"]),
-            "validation_and_test_patients": summarise([r for r in rows if r.get("part") in ("val", "test")]),
-            "note": "RSNA labels are radiologist re-reads of NIH images; the test part holds images of held-out patients; "
-                    "a model trained with --box-weight saw the boxes of the training patients, so judge it on the "
-                    "validation and test patients"}
+    return {
+        "all_rsna_images": summarise(rows),
+        "test_patients_only": summarise([r for r in rows if r.get("part") == "test"]),
+        "validation_and_test_patients": summarise([r for r in rows if r.get("part") in ("val", "test")]),
+        "note": "RSNA labels are radiologist re-reads of NIH images; the test part holds images of held-out patients; "
+        "a model trained with --box-weight saw the boxes of the training patients, so judge it on the "
+        "validation and test patients",
+    }
 
 
 def _gate(engine: Triage, data_dir: Path) -> dict:
@@ -175,13 +202,32 @@ def _gate(engine: Triage, data_dir: Path) -> dict:
             for c in p.crops:
                 cx, cy = c.x + c.w / 2, c.y + c.h / 2
                 crops_on_text += any(x <= cx <= x + w and y <= cy <= y + h for x, y, w, h in blocks)
-    out["nih_test_made_atypical"] = {"n": min(N_SYNTHETIC, len(nih_test)), **dict(kinds), "crop_centres_on_burned_in_text": crops_on_text,
-                                     "how": "bright tube-like curves, burned-in text blocks, rotation 6-12 degrees, one side cropped 8-15%"}
+    out["nih_test_made_atypical"] = {
+        "n": min(N_SYNTHETIC, len(nih_test)),
+        **dict(kinds),
+        "crop_centres_on_burned_in_text": crops_on_text,
+        "how": "bright tube-like curves, burned-in text blocks, rotation 6-12 degrees, one side cropped 8-15%",
+    }
     try:
         import skimage.data
 
         kinds = Counter()
-        names = ["camera", "moon", "coins", "page", "text", "brick", "grass", "gravel", "clock", "horse", "astronaut", "chelsea", "coffee", "rocket"]
+        names = [
+            "camera",
+            "moon",
+            "coins",
+            "page",
+            "text",
+            "brick",
+            "grass",
+            "gravel",
+            "clock",
+            "horse",
+            "astronaut",
+            "chelsea",
+            "coffee",
+            "rocket",
+        ]
         for name in names:
             img = getattr(skimage.data, name)()
             if img.ndim == 3:
@@ -206,9 +252,11 @@ def _jsrt_specificity(engine: Triage, data_dir: Path) -> dict:
                 scores.append(p.score)
                 labels.append(p.label)
         res["normal" if nodule == 0 else "nodule"] = {
-            "n": len(scores), "non_urgent": sum(lab == "Non-Urgent" for lab in labels),
+            "n": len(scores),
+            "non_urgent": sum(lab == "Non-Urgent" for lab in labels),
             "specificity": float(np.mean([lab == "Non-Urgent" for lab in labels])) if labels else None,
-            "median_score": float(np.median(scores)) if scores else None}
+            "median_score": float(np.median(scores)) if scores else None,
+        }
     return res
 
 
@@ -219,7 +267,8 @@ def run_anatomy_evaluation(data_dir: Path, out: Path, model_dir: str | None = No
     report = {
         "command": "cxrtriage evaluate-anatomy",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "model": engine.info.model_dump(), "segmenter": engine.segmenter.name if engine.segmenter else None,
+        "model": engine.info.model_dump(),
+        "segmenter": engine.segmenter.name if engine.segmenter else None,
         "rsna_localisation": _rsna(engine, data_dir),
         "frontal_gate": _gate(engine, data_dir),
         "jsrt_test": _jsrt_specificity(engine, data_dir),

@@ -7,7 +7,6 @@ model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and p
 from __future__ import annotations
 
 import datetime as _dt
-
 import json
 import os
 import platform
@@ -16,8 +15,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -26,9 +25,8 @@ from cxrtriage import config
 from cxrtriage.backends.bundled import DEFAULT_FP32_PATH, INDEX_FILE
 from cxrtriage.data import load_split_records
 from cxrtriage.imaging.load import load_image
-from cxrtriage.pipeline import Triage
 from cxrtriage.imaging.preprocess import to_model_input
-
+from cxrtriage.pipeline import Triage
 
 MODEL_REPEAT_FACTOR = 4
 
@@ -65,18 +63,26 @@ def _bench_image(tmp: Path) -> Path:
     return path
 
 
-def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: str | None = None, out: str | None = None,
-              update_card: bool = False) -> dict:
+def run_bench(
+    *,
+    repeats: int = 50,
+    onnx_fp32: str | None = None,
+    checkpoint: str | None = None,
+    out: str | None = None,
+    update_card: bool = False,
+) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-bench-"))
     try:
         image = _bench_image(tmp)
         engine = Triage(crops_dir=tmp / "crops")
         backend = engine.backend
-        results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                         "model_sha256": backend.info.sha256,
-                         "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
-                         "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else "")}
+        results: dict = {
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "model_sha256": backend.info.sha256,
+            "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
+            "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
+        }
         results["end_to_end"] = _stats(times_ms(lambda: engine.predict(image), repeats))
         parts = {}
         for _ in range(repeats):
@@ -89,7 +95,11 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
         seg = engine.segmenter
         index = backend.model_dir / INDEX_FILE
-        files = [backend.model_path, *([index] if index.is_file() else []), *([seg.model_path] if seg is not None else [])]
+        files = [
+            backend.model_path,
+            *([index] if index.is_file() else []),
+            *([seg.model_path] if seg is not None else []),
+        ]
         results["bundled_model_files_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 3)
         results["bundled_model_files"] = [f.name for f in files]
         results["peak_rss_mb_onnx_path"] = round(peak_rss_mb(), 1)
@@ -100,7 +110,9 @@ def run_bench(*, repeats: int = 50, onnx_fp32: str | None = None, checkpoint: st
             sess = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
             results["model_fp32_onnx"] = _stats(times_ms(lambda: sess.run(None, {"image": x}), model_repeats))
             results["model_fp32_size_mb"] = round(fp32.stat().st_size / 1e6, 3)
-            results["int8_speedup_vs_fp32"] = round(results["model_fp32_onnx"]["p50_ms"] / results["model_int8_onnx"]["p50_ms"], 2)
+            results["int8_speedup_vs_fp32"] = round(
+                results["model_fp32_onnx"]["p50_ms"] / results["model_int8_onnx"]["p50_ms"], 2
+            )
         else:
             results["model_fp32_onnx"] = f"skipped: {fp32} not found (run `cxrtriage export`)"
         if checkpoint and Path(checkpoint).is_file():
@@ -148,13 +160,21 @@ def carry_comparisons(results: dict, previous: Path) -> None:
         return
     if old.get("model_sha256") not in (None, results["model_sha256"]):
         return
-    carried = [k for k in COMPARISON_KEYS if k in old and not isinstance(results.get(k), dict) and
-               (isinstance(old[k], dict) or k in ("model_fp32_size_mb", "int8_speedup_vs_fp32"))]
+    carried = [
+        k
+        for k in COMPARISON_KEYS
+        if k in old
+        and not isinstance(results.get(k), dict)
+        and (isinstance(old[k], dict) or k in ("model_fp32_size_mb", "int8_speedup_vs_fp32"))
+    ]
     for k in carried:
         results[k] = old[k]
     if carried:
-        results["carried_from_previous_run"] = {"keys": carried, "created": old.get("created"),
-                                                "why": "the fp32 ONNX model and torch checkpoint are not in this checkout"}
+        results["carried_from_previous_run"] = {
+            "keys": carried,
+            "created": old.get("created"),
+            "why": "the fp32 ONNX model and torch checkpoint are not in this checkout",
+        }
 
 
 def _print(r: dict) -> None:
@@ -169,7 +189,14 @@ def _print(r: dict) -> None:
     print(f"  breakdown p50 (ms): {r['end_to_end_breakdown_p50_ms']}")
     if "int8_speedup_vs_fp32" in r:
         print(f"  int8 speed-up vs fp32 ONNX: {r['int8_speedup_vs_fp32']}x")
-    print(f"  model size int8: {r['model_int8_size_mb']} MB" + (f", fp32: {r['model_fp32_size_mb']} MB" if "model_fp32_size_mb" in r else ""))
+    print(
+        f"  model size int8: {r['model_int8_size_mb']} MB"
+        + (f", fp32: {r['model_fp32_size_mb']} MB" if "model_fp32_size_mb" in r else "")
+    )
     if "bundled_model_files_mb" in r:
-        print(f"  bundled model files together: {r['bundled_model_files_mb']} MB ({', '.join(r['bundled_model_files'])})")
-    print(f"  peak RSS: {r['peak_rss_mb_onnx_path']} MB (ONNX path), {r['peak_rss_mb_total']} MB (after all comparisons)")
+        print(
+            f"  bundled model files together: {r['bundled_model_files_mb']} MB ({', '.join(r['bundled_model_files'])})"
+        )
+    print(
+        f"  peak RSS: {r['peak_rss_mb_onnx_path']} MB (ONNX path), {r['peak_rss_mb_total']} MB (after all comparisons)"
+    )

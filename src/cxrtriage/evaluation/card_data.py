@@ -53,19 +53,19 @@ class CardData(Block):
     previous_calibration: dict[str, Any] | None = None
 
     @classmethod
-    def fresh(cls, bundle: BundleConfig) -> "CardData":
+    def fresh(cls, bundle: BundleConfig) -> CardData:
         """Nothing measured yet on this bundle's model."""
         return cls(model=MeasuredModel(name=bundle.name, version=bundle.version, sha256=bundle.sha256))
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], *, source: str | Path = CARD_DATA_FILE) -> "CardData":
+    def from_mapping(cls, data: dict[str, Any], *, source: str | Path = CARD_DATA_FILE) -> CardData:
         try:
             return cls.model_validate_json(json.dumps(data, default=jsonable))
         except ValidationError as exc:
             raise ModelError(validation_message(source, exc)) from exc
 
     @classmethod
-    def load(cls, path: str | Path) -> "CardData":
+    def load(cls, path: str | Path) -> CardData:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -77,7 +77,7 @@ class CardData(Block):
         """The measured blocks present, by key (the model card's input)."""
         return {k: v for k, v in self.as_json_dict(exclude={"model"}).items() if v is not None}
 
-    def with_blocks(self, **blocks: dict[str, Any] | None) -> "CardData":
+    def with_blocks(self, **blocks: dict[str, Any] | None) -> CardData:
         """A new card with measured blocks replaced; None removes a block (e.g. test metrics of a replaced
         calibration)."""
         data = {**self.as_json_dict(), **blocks}

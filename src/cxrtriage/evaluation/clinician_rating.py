@@ -39,12 +39,31 @@ __all__ = [
 ]
 
 #: What the model said about each case (filled by :func:`export_rating_sheet`).
-CASE_COLUMNS = ("case_id", "image_id", "image_path", "label", "score", "threshold", "needs_review", "explanation",
-                "crop_boxes", "crop_thumb_paths", "provenance", "model")
+CASE_COLUMNS = (
+    "case_id",
+    "image_id",
+    "image_path",
+    "label",
+    "score",
+    "threshold",
+    "needs_review",
+    "explanation",
+    "crop_boxes",
+    "crop_thumb_paths",
+    "provenance",
+    "model",
+)
 #: What the rater says (always exported empty).
 RATING_COLUMNS = ("rater_role", "agrees_with_label", "explanation_quality_1to5", "crops_useful", "comment")
-RATER_ROLES = ("radiologist", "radiology_trainee", "emergency_physician", "other_physician", "radiographer",
-               "nurse", "other")
+RATER_ROLES = (
+    "radiologist",
+    "radiology_trainee",
+    "emergency_physician",
+    "other_physician",
+    "radiographer",
+    "nurse",
+    "other",
+)
 YES_NO = ("yes", "no")
 CROPS_VALUES = ("yes", "no", "no_crops")
 #: Columns a returned sheet must still have to be read back.
@@ -113,11 +132,13 @@ def _relative(path: str, data_dir: Path | None) -> str:
         return path
 
 
-def _case_cells(row: dict[str, Any], case_id: str, image_id: str, *, data_dir: Path | None,
-                thumb_paths: bool) -> dict[str, str]:
+def _case_cells(
+    row: dict[str, Any], case_id: str, image_id: str, *, data_dir: Path | None, thumb_paths: bool
+) -> dict[str, str]:
     crops = row.get("crops") or []
-    boxes = "; ".join(f"x={c['x']} y={c['y']} w={c['w']} h={c['h']}" + (f" ({c['region']})" if c.get("region") else "")
-                      for c in crops)
+    boxes = "; ".join(
+        f"x={c['x']} y={c['y']} w={c['w']} h={c['h']}" + (f" ({c['region']})" if c.get("region") else "") for c in crops
+    )
     prov = " | ".join(f"{p.get('source', '')}: {p.get('snippet', '')}" for p in row.get("provenance") or [])
     model = row.get("model") or {}
     return {
@@ -133,13 +154,21 @@ def _case_cells(row: dict[str, Any], case_id: str, image_id: str, *, data_dir: P
         "crop_thumb_paths": ";".join(str(c.get("thumb_path", "")) for c in crops) if thumb_paths else "",
         "provenance": prov,
         "model": " ".join(str(model.get(k, "")) for k in ("name", "version")).strip()
-                 + (f" sha256:{str(model['sha256'])[:12]}" if model.get("sha256") else ""),
+        + (f" sha256:{str(model['sha256'])[:12]}" if model.get("sha256") else ""),
     }
 
 
-def export_rating_sheet(predictions: Sequence[Any], path: Path | str, *, case_ids: Sequence[str] | None = None,
-                        image_ids: Sequence[str] | None = None, n: int | None = None, seed: int = 0,
-                        data_dir: Path | None = None, thumb_paths: bool = True) -> Path:
+def export_rating_sheet(
+    predictions: Sequence[Any],
+    path: Path | str,
+    *,
+    case_ids: Sequence[str] | None = None,
+    image_ids: Sequence[str] | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    data_dir: Path | None = None,
+    thumb_paths: bool = True,
+) -> Path:
     """Write a rating sheet: one row per prediction, the model's output then EMPTY rating columns.
 
     ``predictions``: Prediction objects or ``cxrtriage predict --out`` rows. ``n``: export only ``n`` cases,
@@ -251,8 +280,10 @@ def read_ratings(path: Path | str, *, reference: Path | str | Iterable[str] | No
     header, rows = _read_table(path)
     missing = [c for c in _REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise RatingSheetError(f"{path}: missing column(s) {', '.join(missing)}; rate a sheet written by "
-                               "export_rating_sheet / `cxrtriage ratings export` and keep its header row")
+        raise RatingSheetError(
+            f"{path}: missing column(s) {', '.join(missing)}; rate a sheet written by "
+            "export_rating_sheet / `cxrtriage ratings export` and keep its header row"
+        )
     if not rows:
         raise RatingSheetError(f"{path}: the sheet has a header but no cases")
     ref = _reference_cases(reference)
@@ -260,6 +291,7 @@ def read_ratings(path: Path | str, *, reference: Path | str | Iterable[str] | No
     seen: dict[str, int] = {}
     out: list[Rating] = []
     for line, r in rows:
+
         def err(column: str, msg: str, line: int = line) -> None:
             errors.append(f"{path}:{line}:{column}: {msg}")
 
@@ -268,7 +300,10 @@ def read_ratings(path: Path | str, *, reference: Path | str | Iterable[str] | No
             err("case_id", "empty case id")
             continue
         if case in seen:
-            err("case_id", f"case id {case!r} appears twice (also row {seen[case]}); one sheet per rater, one row per case")
+            err(
+                "case_id",
+                f"case id {case!r} appears twice (also row {seen[case]}); one sheet per rater, one row per case",
+            )
             continue
         seen[case] = line
         if ref is not None:
@@ -295,7 +330,7 @@ def read_ratings(path: Path | str, *, reference: Path | str | Iterable[str] | No
                 q = float(raw)
             except ValueError:
                 q = math.nan
-            if not (q in (1, 2, 3, 4, 5)):
+            if q not in (1, 2, 3, 4, 5):
                 err("explanation_quality_1to5", f"{raw!r} is not allowed; use a whole number 1 (poor) to 5 (excellent)")
             else:
                 quality = int(q)
@@ -313,15 +348,29 @@ def read_ratings(path: Path | str, *, reference: Path | str | Iterable[str] | No
         if any_filled and not r["rater_role"]:
             err("rater_role", f"empty in a rated row; use one of {', '.join(RATER_ROLES)}")
         needs_review = _choice(r["needs_review"], YES_NO)
-        out.append(Rating(case_id=case, image_id=r["image_id"], label=r["label"], needs_review=needs_review == "yes",
-                          n_crops=n_crops, rater_role=role, agrees_with_label=agrees, explanation_quality=quality,
-                          crops_useful=crops, comment=r["comment"], source=f"{path}:{line}"))
+        out.append(
+            Rating(
+                case_id=case,
+                image_id=r["image_id"],
+                label=r["label"],
+                needs_review=needs_review == "yes",
+                n_crops=n_crops,
+                rater_role=role,
+                agrees_with_label=agrees,
+                explanation_quality=quality,
+                crops_useful=crops,
+                comment=r["comment"],
+                source=f"{path}:{line}",
+            )
+        )
     if errors:
         more = f"\n... and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
         raise RatingSheetError(f"{len(errors)} problem(s) in {path}:\n" + "\n".join(errors[:_MAX_ERRORS]) + more)
     if not any(x.rated for x in out):
-        raise RatingSheetError(f"{path}: no ratings filled in ({len(out)} cases, every rating column empty); "
-                               "a summary needs ratings given by a clinician")
+        raise RatingSheetError(
+            f"{path}: no ratings filled in ({len(out)} cases, every rating column empty); "
+            "a summary needs ratings given by a clinician"
+        )
     return out
 
 
@@ -352,12 +401,17 @@ def _block(rs: list[Rating]) -> dict[str, Any]:
     return {
         "n_rated": len(rs),
         "agreement": _proportion(sum(bool(r.agrees_with_label) for r in rs), len(rs)),
-        "explanation_quality": {"n": len(quality), "mean": statistics.fmean(quality) if quality else None,
-                                "median": statistics.median(quality) if quality else None,
-                                "counts": {str(v): quality.count(v) for v in range(1, 6)}},
-        "crops_useful": {**_proportion(crops.count("yes"), len(crops)),
-                         "n_no_crops": sum(r.crops_useful == "no_crops" for r in rs),
-                         "n_unanswered": sum(r.crops_useful is None for r in rs)},
+        "explanation_quality": {
+            "n": len(quality),
+            "mean": statistics.fmean(quality) if quality else None,
+            "median": statistics.median(quality) if quality else None,
+            "counts": {str(v): quality.count(v) for v in range(1, 6)},
+        },
+        "crops_useful": {
+            **_proportion(crops.count("yes"), len(crops)),
+            "n_no_crops": sum(r.crops_useful == "no_crops" for r in rs),
+            "n_unanswered": sum(r.crops_useful is None for r in rs),
+        },
     }
 
 
@@ -388,9 +442,17 @@ def summarise_ratings(ratings: Iterable[Rating]) -> dict[str, Any]:
         "by_rater_role": by(lambda r: r.rater_role or "unknown"),
         "by_model_label": by(lambda r: r.label),
         "by_needs_review": by(lambda r: "needs_review" if r.needs_review else "no_review_flag"),
-        "disagreements": [{"case_id": r.case_id, "image_id": r.image_id, "label": r.label,
-                           "rater_role": r.rater_role, "comment": r.comment}
-                          for r in rated if r.agrees_with_label is False],
+        "disagreements": [
+            {
+                "case_id": r.case_id,
+                "image_id": r.image_id,
+                "label": r.label,
+                "rater_role": r.rater_role,
+                "comment": r.comment,
+            }
+            for r in rated
+            if r.agrees_with_label is False
+        ],
     }
 
 
@@ -408,17 +470,27 @@ def format_summary(s: dict[str, Any]) -> str:
         f"rated rows: {s['n_rated']} of {s['n_rows']} ({s['n_unrated']} unrated) from {s['n_sheets']} sheet(s)",
         f"{'agrees with the model label':<32}{_pct(s['agreement'])}",
         f"{'explanation quality (1-5)':<32}"
-        + (f"mean {q['mean']:.2f}, median {q['median']:g} (n {q['n']}; "
-           + ", ".join(f"{k}: {v}" for k, v in q["counts"].items()) + ")" if q["n"] else "no answers"),
+        + (
+            f"mean {q['mean']:.2f}, median {q['median']:g} (n {q['n']}; "
+            + ", ".join(f"{k}: {v}" for k, v in q["counts"].items())
+            + ")"
+            if q["n"]
+            else "no answers"
+        ),
         f"{'crops useful':<32}{_pct(s['crops_useful'])}  ({s['crops_useful']['n_no_crops']} cases without crops)",
     ]
-    for title, key in (("by rater role", "by_rater_role"), ("by model label", "by_model_label"),
-                       ("by review flag", "by_needs_review")):
+    for title, key in (
+        ("by rater role", "by_rater_role"),
+        ("by model label", "by_model_label"),
+        ("by review flag", "by_needs_review"),
+    ):
         lines += ["", f"{title}:"]
         for g, b in s[key].items():
             lines.append(f"  {g:<22}agreement {_pct(b['agreement'])}")
     if s["disagreements"]:
         lines += ["", f"disagreements ({len(s['disagreements'])}):"]
-        lines += [f"  {d['case_id']} ({d['image_id']}, model: {d['label']}, {d['rater_role']}): {d['comment'] or '-'}"
-                  for d in s["disagreements"]]
+        lines += [
+            f"  {d['case_id']} ({d['image_id']}, model: {d['label']}, {d['rater_role']}): {d['comment'] or '-'}"
+            for d in s["disagreements"]
+        ]
     return "\n".join(lines)

@@ -22,16 +22,35 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The options of ``prototype/eval/eval_metrics.py``."""
     p = argparse.ArgumentParser(prog=prog, description="Triage metrics from cxrtriage predictions and gold labels.")
     p.add_argument("--preds", type=Path, required=True, help="predictions JSONL (cxrtriage predict --out)")
-    p.add_argument("--gold", type=Path, required=True,
-                   help="gold labels JSONL, e.g. prototype/eval/test_examples.jsonl or `cxrtriage test-set --out`")
+    p.add_argument(
+        "--gold",
+        type=Path,
+        required=True,
+        help="gold labels JSONL, e.g. prototype/eval/test_examples.jsonl or `cxrtriage test-set --out`",
+    )
     p.add_argument("--threshold", type=float, help="operating threshold (default: the predictions' 'threshold')")
-    p.add_argument("--target-recall", "--target-sensitivity", dest="target_recall", type=float, default=0.95,
-                   help="sensitivity target: the threshold reaching it here, specificity @ it (default 0.95)")
-    p.add_argument("--target-specificity", type=float, default=0.95, help="for sensitivity @ specificity (default 0.95)")
-    p.add_argument("--boxes", type=Path, help="reference boxes (CSV or JSONL: image id, x, y, w, h in the predicted "
-                                              "image's pixels) for IoU and the pointing game")
-    p.add_argument("--allow-unmatched", action="store_true",
-                   help="score the images in both files instead of stopping at ids found in only one")
+    p.add_argument(
+        "--target-recall",
+        "--target-sensitivity",
+        dest="target_recall",
+        type=float,
+        default=0.95,
+        help="sensitivity target: the threshold reaching it here, specificity @ it (default 0.95)",
+    )
+    p.add_argument(
+        "--target-specificity", type=float, default=0.95, help="for sensitivity @ specificity (default 0.95)"
+    )
+    p.add_argument(
+        "--boxes",
+        type=Path,
+        help="reference boxes (CSV or JSONL: image id, x, y, w, h in the predicted "
+        "image's pixels) for IoU and the pointing game",
+    )
+    p.add_argument(
+        "--allow-unmatched",
+        action="store_true",
+        help="score the images in both files instead of stopping at ids found in only one",
+    )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the AUC CI (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", type=Path, help="also write the report as JSON here")
@@ -42,9 +61,17 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Exit code 0 on success, 2 when the inputs cannot be evaluated (the message says why)."""
     args = build_parser(prog).parse_args(argv)
     try:
-        report = evaluate_files(args.preds, args.gold, threshold=args.threshold, target_recall=args.target_recall,
-                                target_specificity=args.target_specificity, n_boot=args.n_boot, seed=args.seed,
-                                allow_unmatched=args.allow_unmatched, boxes_path=args.boxes)
+        report = evaluate_files(
+            args.preds,
+            args.gold,
+            threshold=args.threshold,
+            target_recall=args.target_recall,
+            target_specificity=args.target_specificity,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            allow_unmatched=args.allow_unmatched,
+            boxes_path=args.boxes,
+        )
     except (InputProblem, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -57,14 +57,28 @@ def _at_target_recall(y: np.ndarray, s: np.ndarray, target: float) -> dict[str, 
 
 def _not_scored(gold: dict[str, dict[str, Any]], preds: PredictionsFile, ids: list[str]) -> dict[str, Any]:
     urgent = [k for k in ids if gold[k]["y"] == 1]
-    return {"n": len(ids), "n_urgent": len(urgent), "n_non_urgent": len(ids) - len(urgent),
-            "urgent_ids": urgent, "ids": ids,
-            "error_types": dict(sorted(Counter(preds.errors[k]["error_type"] for k in ids).items()))}
+    return {
+        "n": len(ids),
+        "n_urgent": len(urgent),
+        "n_non_urgent": len(ids) - len(urgent),
+        "urgent_ids": urgent,
+        "ids": ids,
+        "error_types": dict(sorted(Counter(preds.errors[k]["error_type"] for k in ids).items())),
+    }
 
 
-def evaluate_files(preds_path: Path, gold_path: Path, *, threshold: float | None = None,
-                   target_recall: float = 0.95, target_specificity: float = 0.95, n_boot: int = 2000,
-                   seed: int = 0, allow_unmatched: bool = False, boxes_path: Path | None = None) -> dict[str, Any]:
+def evaluate_files(
+    preds_path: Path,
+    gold_path: Path,
+    *,
+    threshold: float | None = None,
+    target_recall: float = 0.95,
+    target_specificity: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    allow_unmatched: bool = False,
+    boxes_path: Path | None = None,
+) -> dict[str, Any]:
     """The full report dict (JSON-ready): counts, AUC + CI, operating points, calibration, subgroups,
     images the gate rejected, and localisation when ``boxes_path`` is given. Raises :class:`InputProblem`."""
     preds_path, gold_path = Path(preds_path), Path(gold_path)
@@ -87,8 +101,11 @@ def evaluate_files(preds_path: Path, gold_path: Path, *, threshold: float | None
     s = np.array([preds.scored[k]["score"] for k in keys])
     # Images without a patient id are their own cluster.
     has_pid = any(gold[k]["patient_id"] is not None for k in keys)
-    clusters = ([str(gold[k]["patient_id"]) if gold[k]["patient_id"] is not None else f"image:{k}" for k in keys]
-                if has_pid else None)
+    clusters = (
+        [str(gold[k]["patient_id"]) if gold[k]["patient_id"] is not None else f"image:{k}" for k in keys]
+        if has_pid
+        else None
+    )
 
     report: dict[str, Any] = {
         "inputs": {"preds": str(preds_path), "gold": str(gold_path), **counts},

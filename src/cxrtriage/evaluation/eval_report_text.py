@@ -16,8 +16,10 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def _op_line(op: dict[str, Any]) -> str:
-    return (f"sens {_f(op['sensitivity'])} (TP {op['tp']}, FN {op['fn']}), spec {_f(op['specificity'])} "
-            f"(TN {op['tn']}, FP {op['fp']}), PPV {_f(op['ppv'])}, NPV {_f(op['npv'])}")
+    return (
+        f"sens {_f(op['sensitivity'])} (TP {op['tp']}, FN {op['fn']}), spec {_f(op['specificity'])} "
+        f"(TN {op['tn']}, FP {op['fp']}), PPV {_f(op['ppv'])}, NPV {_f(op['npv'])}"
+    )
 
 
 def format_report(r: dict[str, Any]) -> str:
@@ -47,27 +49,38 @@ def format_report(r: dict[str, Any]) -> str:
             f"PPV {_f(lop['ppv'])}, NPV {_f(lop['npv'])}"
         )
     if r.get("n_scores_equal_threshold"):
-        lines.append(f"note: {r['n_scores_equal_threshold']} score(s) equal the threshold as written; they count "
-                     "as Urgent (score >= threshold), as the pipeline decides on the reported 4-decimal values")
+        lines.append(
+            f"note: {r['n_scores_equal_threshold']} score(s) equal the threshold as written; they count "
+            "as Urgent (score >= threshold), as the pipeline decides on the reported 4-decimal values"
+        )
     tr = r.get("target_recall")
     if tr:
         name = f"threshold for recall >= {tr['target']}"
         if tr["threshold"] is None:
             lines.append(f"{name:<40}n/a ({tr.get('note', 'no urgent case')})")
         else:
-            lines += [f"{name:<40}{tr['threshold']:.4f}  (chosen on these cases: optimistic)",
-                      f"{'  at that threshold':<40}{_op_line(tr['operating_point'])}"]
+            lines += [
+                f"{name:<40}{tr['threshold']:.4f}  (chosen on these cases: optimistic)",
+                f"{'  at that threshold':<40}{_op_line(tr['operating_point'])}",
+            ]
     ns = r.get("not_scored")
     if ns and ns["n"]:
         kinds = ", ".join(f"{k} {v}" for k, v in ns["error_types"].items())
-        lines += ["", f"not scored: {ns['n']} gold image(s) have an error row instead of a score ({kinds}); "
-                      "they are in no number above"]
+        lines += [
+            "",
+            f"not scored: {ns['n']} gold image(s) have an error row instead of a score ({kinds}); "
+            "they are in no number above",
+        ]
         if ns["n_urgent"]:
-            lines.append(f"  {ns['n_urgent']} of them are gold-Urgent: they went to a human as errors, not as "
-                         f"triaged cases: {listed_ids(ns['urgent_ids'])}")
+            lines.append(
+                f"  {ns['n_urgent']} of them are gold-Urgent: they went to a human as errors, not as "
+                f"triaged cases: {listed_ids(ns['urgent_ids'])}"
+            )
     um = r.get("unmatched") or {}
-    for what, ids in (("gold ids without a prediction", um.get("gold_without_prediction")),
-                      ("prediction ids without gold", um.get("predictions_without_gold"))):
+    for what, ids in (
+        ("gold ids without a prediction", um.get("gold_without_prediction")),
+        ("prediction ids without gold", um.get("predictions_without_gold")),
+    ):
         if ids:
             lines.append(f"unmatched ({what}, --allow-unmatched): {len(ids)}: {listed_ids(ids)}")
     for fld, groups in r["subgroups"].items():

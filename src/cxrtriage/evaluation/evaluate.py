@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cxrtriage.backends.bundled import DEFAULT_FP32_PATH
-from cxrtriage.evaluation import metrics
 from cxrtriage import decision
+from cxrtriage.backends.bundled import DEFAULT_FP32_PATH
 from cxrtriage.data import Record, load_split_records, nih_boxes, nih_records, read_split
 from cxrtriage.errors import InputError
+from cxrtriage.evaluation import metrics
 from cxrtriage.imaging.load import load_image
-from cxrtriage.pipeline import Triage
 from cxrtriage.imaging.preprocess import to_model_input
+from cxrtriage.pipeline import Triage
 
 
 def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
@@ -40,8 +40,14 @@ def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
         review.append(int(pred.needs_review))
         y.append(rec.urgent)
         kept.append(rec)
-    return {"scores": np.array(scores), "labels": np.array(labels), "review": np.array(review), "y": np.array(y),
-            "records": kept, "rejected": rejected}
+    return {
+        "scores": np.array(scores),
+        "labels": np.array(labels),
+        "review": np.array(review),
+        "y": np.array(y),
+        "records": kept,
+        "rejected": rejected,
+    }
 
 
 def _write_jsonl(res: dict, threshold: float, preds: Path, gold: Path) -> None:
@@ -49,10 +55,30 @@ def _write_jsonl(res: dict, threshold: float, preds: Path, gold: Path) -> None:
     recomputed independently: ``python prototype/eval/eval_metrics.py --preds P --gold G``."""
     with preds.open("w") as fp, gold.open("w") as fg:
         for rec, score, label, review in zip(res["records"], res["scores"], res["labels"], res["review"]):
-            fp.write(json.dumps({"path": str(rec.path), "score": float(score), "label": "Urgent" if label else "Non-Urgent",
-                                 "threshold": threshold, "needs_review": bool(review)}) + "\n")
-            fg.write(json.dumps({"path": str(rec.path), "urgency": "urgent" if rec.urgent else "non_urgent", "view": rec.view,
-                                 "sex": rec.sex, "patient_id": rec.patient}) + "\n")
+            fp.write(
+                json.dumps(
+                    {
+                        "path": str(rec.path),
+                        "score": float(score),
+                        "label": "Urgent" if label else "Non-Urgent",
+                        "threshold": threshold,
+                        "needs_review": bool(review),
+                    }
+                )
+                + "\n"
+            )
+            fg.write(
+                json.dumps(
+                    {
+                        "path": str(rec.path),
+                        "urgency": "urgent" if rec.urgent else "non_urgent",
+                        "view": rec.view,
+                        "sex": rec.sex,
+                        "patient_id": rec.patient,
+                    }
+                )
+                + "\n"
+            )
 
 
 def _summary(res: dict, threshold: float, n_boot: int) -> dict:
@@ -96,22 +122,37 @@ def _localisation(engine: Triage, data_dir: Path) -> dict:
         except InputError:
             continue
         crops = [(c.x, c.y, c.w, c.h) for c in pred.crops]
-        rows.append({
-            "image": image_id, "split": split.get(rec.key, "?"), "urgent": rec.urgent, "label": pred.label,
-            "best_iou": metrics.best_box_iou(crops, gt),
-            "pointing_hit": bool(crops) and bool(metrics.pointing_hit((crops[0][0] + crops[0][2] / 2, crops[0][1] + crops[0][3] / 2), gt)),
-            "n_pred_boxes": len(crops),
-        })
+        rows.append(
+            {
+                "image": image_id,
+                "split": split.get(rec.key, "?"),
+                "urgent": rec.urgent,
+                "label": pred.label,
+                "best_iou": metrics.best_box_iou(crops, gt),
+                "pointing_hit": bool(crops)
+                and bool(metrics.pointing_hit((crops[0][0] + crops[0][2] / 2, crops[0][1] + crops[0][3] / 2), gt)),
+                "n_pred_boxes": len(crops),
+            }
+        )
     shutil.rmtree(crops_dir, ignore_errors=True)
 
     def agg(sel: list[dict]) -> dict:
         if not sel:
             return {"n": 0}
         ious = np.array([r["best_iou"] for r in sel])
-        return {"n": len(sel), "mean_best_iou": float(ious.mean()), "median_best_iou": float(np.median(ious)),
-                "iou_ge_0.3": float((ious >= 0.3).mean()), "pointing_game": float(np.mean([r["pointing_hit"] for r in sel]))}
+        return {
+            "n": len(sel),
+            "mean_best_iou": float(ious.mean()),
+            "median_best_iou": float(np.median(ious)),
+            "iou_ge_0.3": float((ious >= 0.3).mean()),
+            "pointing_game": float(np.mean([r["pointing_hit"] for r in sel])),
+        }
 
-    return {"all_boxed_images": agg(rows), "test_split_only": agg([r for r in rows if r["split"] == "test"]), "per_image": rows}
+    return {
+        "all_boxed_images": agg(rows),
+        "test_split_only": agg([r for r in rows if r["split"] == "test"]),
+        "per_image": rows,
+    }
 
 
 def fp32_vs_int8(engine: Triage, records: list[Record], fp32_path: Path) -> dict | None:
@@ -144,14 +185,24 @@ def _carried_fp32_comparison(previous_report: Path, sha256: str) -> dict | None:
     q = old.get("fp32_vs_int8_nih_test")
     if not q or old.get("model", {}).get("sha256") != sha256:
         return None
-    return {**q, "measured": q.get("measured", old.get("created")),
-            "note": "not re-measured: the fp32 model is absent here; carried over from the earlier run of the same "
-                    "int8 model (same sha256)"}
+    return {
+        **q,
+        "measured": q.get("measured", old.get("created")),
+        "note": "not re-measured: the fp32 model is absent here; carried over from the earlier run of the same "
+        "int8 model (same sha256)",
+    }
 
 
-def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n_boot: int = 2000,
-                   update_card: bool = False, fp32_path: Path = DEFAULT_FP32_PATH,
-                   jsonl_dir: Path = Path("runs/eval")) -> dict:
+def run_evaluation(
+    data_dir: Path,
+    *,
+    model_dir: str | None = None,
+    out: Path,
+    n_boot: int = 2000,
+    update_card: bool = False,
+    fp32_path: Path = DEFAULT_FP32_PATH,
+    jsonl_dir: Path = Path("runs/eval"),
+) -> dict:
     """Write the report to ``out``; per-image predictions and gold labels go to ``jsonl_dir`` (kept out of the
     repository: they copy dataset labels)."""
     engine = Triage(model_dir=model_dir)
@@ -176,10 +227,12 @@ def run_evaluation(data_dir: Path, *, model_dir: str | None = None, out: Path, n
         report["fp32_vs_int8_nih_test"] = _carried_fp32_comparison(out, engine.backend.info.sha256)
     n = report["nih_test"]
     report["summary"] = {
-        "nih_test_auc": n["auc"], "nih_test_auc_ci95": n["auc_ci95"],
+        "nih_test_auc": n["auc"],
+        "nih_test_auc_ci95": n["auc_ci95"],
         "nih_test_sensitivity_at_threshold": n["operating_point"]["sensitivity"],
         "nih_test_specificity_at_threshold": n["operating_point"]["specificity"],
-        "nih_test_ece": n["ece"], "pediatric_test_auc": report["pediatric_test"]["auc"],
+        "nih_test_ece": n["ece"],
+        "pediatric_test_auc": report["pediatric_test"]["auc"],
         "pointing_game": report["localisation"]["all_boxed_images"].get("pointing_game"),
         "mean_best_iou": report["localisation"]["all_boxed_images"].get("mean_best_iou"),
     }

@@ -6,7 +6,7 @@ sends to review. Deterministic: the same predictions always give the same cases.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Categories in the order they are filled, then cycled until ``n`` cases are picked.
 CATEGORIES = ("true_positive", "true_negative", "false_positive", "false_negative", "needs_review")
@@ -22,8 +22,14 @@ def outcome(truth_urgent: bool, label: str, needs_review: bool) -> str:
     return "false_negative" if truth_urgent else "true_negative"
 
 
-def pick_cases(case_ids: Sequence[str], truth_urgent: Sequence[bool], labels: Sequence[str],
-               needs_review: Sequence[bool], groups: Sequence[str], n: int = 10) -> list[tuple[str, str]]:
+def pick_cases(
+    case_ids: Sequence[str],
+    truth_urgent: Sequence[bool],
+    labels: Sequence[str],
+    needs_review: Sequence[bool],
+    groups: Sequence[str],
+    n: int = 10,
+) -> list[tuple[str, str]]:
     """Up to ``n`` (case id, category) pairs, spread over groups (e.g. datasets) and categories.
 
     Round-robin over (group, category) cells in input order, so each group contributes its hits, misses and

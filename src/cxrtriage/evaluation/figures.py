@@ -7,8 +7,9 @@ Each function draws on a given ``ax`` (or a new figure) and returns the figure, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,48 +31,71 @@ def pyplot() -> Any:
     return require("matplotlib.pyplot", extra="notebooks", purpose="figures")
 
 
-def _axes(ax: "Axes | None", size: tuple[float, float] = (4.5, 4.0)) -> "tuple[Figure, Axes]":
+def _axes(ax: Axes | None, size: tuple[float, float] = (4.5, 4.0)) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax
     fig, new_ax = pyplot().subplots(figsize=size)
     return fig, new_ax
 
 
-def roc_plot(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], *, thresholds: Mapping[str, float] | None = None,
-             ax: "Axes | None" = None) -> "Figure":
+def roc_plot(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """ROC curve per named set ``{name: (y_true, scores)}``, AUC in the legend, the operating point marked."""
     fig, ax = _axes(ax)
     for name, (y, s) in curves.items():
         roc = metrics.roc_curve(y, s)
-        ax.plot(roc["fpr"], roc["tpr"], lw=1.8, label=f"{name} (AUC {metrics.roc_auc(y, s):.3f}, n={len(np.asarray(y))})")
+        ax.plot(
+            roc["fpr"], roc["tpr"], lw=1.8, label=f"{name} (AUC {metrics.roc_auc(y, s):.3f}, n={len(np.asarray(y))})"
+        )
         if thresholds and name in thresholds:
             op = metrics.operating_point(y, s, thresholds[name])
             ax.plot(1 - op.specificity, op.sensitivity, "o", color="black", ms=5)
-            ax.annotate(f"threshold {thresholds[name]:.2f}", (1 - op.specificity, op.sensitivity),
-                        textcoords="offset points", xytext=(8, -12), fontsize=8)
+            ax.annotate(
+                f"threshold {thresholds[name]:.2f}",
+                (1 - op.specificity, op.sensitivity),
+                textcoords="offset points",
+                xytext=(8, -12),
+                fontsize=8,
+            )
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-    ax.set(xlabel="1 - specificity (false-positive rate)", ylabel="sensitivity (recall)", xlim=(0, 1), ylim=(0, 1.01),
-           title="ROC")
+    ax.set(
+        xlabel="1 - specificity (false-positive rate)",
+        ylabel="sensitivity (recall)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC",
+    )
     ax.legend(loc="lower right", fontsize=8)
     return fig
 
 
-def precision_recall_plot(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], *, ax: "Axes | None" = None) -> "Figure":
+def precision_recall_plot(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], *, ax: Axes | None = None) -> Figure:
     """Precision-recall curve per named set, average precision and prevalence (the chance level) in the legend."""
     fig, ax = _axes(ax)
     for name, (y, s) in curves.items():
         pr = metrics.precision_recall_curve(y, s)
-        line, = ax.step(pr["recall"], pr["precision"], where="post", lw=1.8,
-                        label=f"{name} (AP {pr['average_precision']:.3f})")
+        (line,) = ax.step(
+            pr["recall"], pr["precision"], where="post", lw=1.8, label=f"{name} (AP {pr['average_precision']:.3f})"
+        )
         ax.axhline(float(np.mean(np.asarray(y))), ls=":", lw=1, color=line.get_color())
-    ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", xlim=(0, 1), ylim=(0, 1.01),
-           title="Precision-recall (dotted: prevalence)")
+    ax.set(
+        xlabel="recall (sensitivity)",
+        ylabel="precision (PPV)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="Precision-recall (dotted: prevalence)",
+    )
     ax.legend(loc="lower left", fontsize=8)
     return fig
 
 
-def reliability_plot(y_true: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, name: str = "",
-                     ax: "Axes | None" = None) -> "Figure":
+def reliability_plot(
+    y_true: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, name: str = "", ax: Axes | None = None
+) -> Figure:
     """Reliability diagram: observed urgent rate against mean score per equal-width bin, with counts and ECE."""
     fig, ax = _axes(ax)
     rows = [r for r in metrics.reliability_table(y_true, probs, n_bins) if r["n"]]
@@ -81,33 +105,64 @@ def reliability_plot(y_true: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, n
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
     ax.plot(conf, obs, "o-", lw=1.8, label=f"{name + ': ' if name else ''}ECE {ece:.3f}")
     for r in rows:
-        ax.annotate(str(r["n"]), (r["mean_confidence"], r["observed_rate"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7, color="grey")
-    ax.set(xlabel="mean calibrated score in bin", ylabel="observed fraction urgent", xlim=(0, 1), ylim=(0, 1.01),
-           title=f"Calibration ({n_bins} bins; numbers: images per bin)")
+        ax.annotate(
+            str(r["n"]),
+            (r["mean_confidence"], r["observed_rate"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+            color="grey",
+        )
+    ax.set(
+        xlabel="mean calibrated score in bin",
+        ylabel="observed fraction urgent",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title=f"Calibration ({n_bins} bins; numbers: images per bin)",
+    )
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
-def score_histogram(y_true: ArrayLike, scores: ArrayLike, *, threshold: float | None = None,
-                    review_band: Sequence[float] | None = None, name: str = "", ax: "Axes | None" = None) -> "Figure":
+def score_histogram(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    *,
+    threshold: float | None = None,
+    review_band: Sequence[float] | None = None,
+    name: str = "",
+    ax: Axes | None = None,
+) -> Figure:
     """Score distribution by true class, with the threshold and the review band shaded."""
     fig, ax = _axes(ax, (5.0, 3.2))
     y, s = np.asarray(y_true).astype(int), np.asarray(scores, dtype=float)
     bins = np.linspace(0, 1, 26)
-    ax.hist(s[y == 0], bins=bins, alpha=0.6, color=NON_URGENT_COLOUR, label=f"truly non-urgent (n={int((y == 0).sum())})")
+    ax.hist(
+        s[y == 0], bins=bins, alpha=0.6, color=NON_URGENT_COLOUR, label=f"truly non-urgent (n={int((y == 0).sum())})"
+    )
     ax.hist(s[y == 1], bins=bins, alpha=0.6, color=URGENT_COLOUR, label=f"truly urgent (n={int((y == 1).sum())})")
     if review_band is not None:
-        ax.axvspan(review_band[0], review_band[1], color="orange", alpha=0.2, label="review band (-> Urgent, needs review)")
+        ax.axvspan(
+            review_band[0], review_band[1], color="orange", alpha=0.2, label="review band (-> Urgent, needs review)"
+        )
     if threshold is not None:
         ax.axvline(threshold, color="black", lw=1.2, label=f"threshold {threshold:.2f}")
-    ax.set(xlabel="calibrated urgency score", ylabel="images", title=f"Score by true class{' — ' + name if name else ''}")
+    ax.set(
+        xlabel="calibrated urgency score", ylabel="images", title=f"Score by true class{' — ' + name if name else ''}"
+    )
     ax.legend(fontsize=7)
     return fig
 
 
-def curve_plot(series: Mapping[str, Sequence[float]], *, x: Sequence[float] | None = None, xlabel: str = "step",
-               ylabel: str = "", title: str = "", ax: "Axes | None" = None) -> "Figure":
+def curve_plot(
+    series: Mapping[str, Sequence[float]],
+    *,
+    x: Sequence[float] | None = None,
+    xlabel: str = "step",
+    ylabel: str = "",
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
     """Line plot of named series (loss curves, learning curves)."""
     fig, ax = _axes(ax, (5.0, 3.2))
     for name, values in series.items():
@@ -129,7 +184,7 @@ def _crop_image(path: str) -> np.ndarray | None:
         return None
 
 
-def prediction_plot(pixels: ArrayLike, prediction: "Prediction", *, title: str = "", max_side: int = 256) -> "Figure":
+def prediction_plot(pixels: ArrayLike, prediction: Prediction, *, title: str = "", max_side: int = 256) -> Figure:
     """The radiograph (downsampled to at most ``max_side`` px) with numbered evidence boxes, then the crops.
 
     Boxes are in original-image pixels (as in the JSON); the image is shown in the same coordinate frame.
@@ -144,31 +199,58 @@ def prediction_plot(pixels: ArrayLike, prediction: "Prediction", *, title: str =
     step = max(1, int(np.ceil(max(h, w) / max_side)))
     shown = img[::step, ::step]
     crops = list(prediction.crops)
-    fig, axes = plt.subplots(1, 1 + max(1, len(crops)), figsize=(3.2 * (1 + max(1, len(crops))), 3.4),
-                             gridspec_kw={"width_ratios": [1.6] + [1] * max(1, len(crops))})
+    fig, axes = plt.subplots(
+        1,
+        1 + max(1, len(crops)),
+        figsize=(3.2 * (1 + max(1, len(crops))), 3.4),
+        gridspec_kw={"width_ratios": [1.6] + [1] * max(1, len(crops))},
+    )
     ax0 = axes[0]
     ax0.imshow(shown, cmap="gray", extent=(0, w, h, 0))
     for i, c in enumerate(crops, start=1):
         colour = "#8e44ad" if c.source == "medgemma" else BOX_COLOUR
         ax0.add_patch(Rectangle((c.x, c.y), c.w, c.h, fill=False, ec=colour, lw=2))
-        ax0.text(c.x + 4, c.y + 4, str(i), color="black", fontsize=9, fontweight="bold", va="top",
-                 bbox={"facecolor": colour, "edgecolor": "none", "pad": 1})
+        ax0.text(
+            c.x + 4,
+            c.y + 4,
+            str(i),
+            color="black",
+            fontsize=9,
+            fontweight="bold",
+            va="top",
+            bbox={"facecolor": colour, "edgecolor": "none", "pad": 1},
+        )
     colour = URGENT_COLOUR if prediction.label == "Urgent" else NON_URGENT_COLOUR
     review = " · needs review" if prediction.needs_review else ""
-    ax0.set_title(f"{title}\n{prediction.label} {prediction.score:.2f} (thr {prediction.threshold:.2f}){review}",
-                  fontsize=9, color=colour)
+    ax0.set_title(
+        f"{title}\n{prediction.label} {prediction.score:.2f} (thr {prediction.threshold:.2f}){review}",
+        fontsize=9,
+        color=colour,
+    )
     ax0.axis("off")
     if not crops:
-        axes[1].text(0.5, 0.5, "no evidence box\n(no positive activation\nor no activation map)", ha="center",
-                     va="center", fontsize=9)
+        axes[1].text(
+            0.5,
+            0.5,
+            "no evidence box\n(no positive activation\nor no activation map)",
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
         axes[1].axis("off")
     for i, c in enumerate(crops, start=1):
         ax = axes[i]
         thumb = _crop_image(c.thumb_path) if c.thumb_path and Path(c.thumb_path).is_file() else None
         if thumb is None:  # crops not saved: cut it from the image itself
-            thumb = img[c.y: c.y + c.h, c.x: c.x + c.w]
+            thumb = img[c.y : c.y + c.h, c.x : c.x + c.w]
         ax.imshow(thumb, cmap="gray")
-        who = "MedGemma box (unverified)" if c.source == "medgemma" else f"strength {c.strength:.2f}" if c.strength is not None else ""
+        who = (
+            "MedGemma box (unverified)"
+            if c.source == "medgemma"
+            else f"strength {c.strength:.2f}"
+            if c.strength is not None
+            else ""
+        )
         ax.set_title(f"crop {i}: {c.region or ''}\n{who}", fontsize=8)
         ax.axis("off")
     fig.tight_layout()

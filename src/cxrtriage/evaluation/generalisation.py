@@ -49,9 +49,11 @@ class RunScores:
 
 def test_sets(data_dir: Path) -> dict[str, list[Record]]:
     parts = load_split_records(Path(data_dir))
-    return {"nih": [r for r in parts["test"] if r.dataset == "nih"],
-            "kermany": [r for r in parts["test"] if r.dataset == "kermany"],
-            "jsrt": jsrt_urgency_parts(Path(data_dir))["test"]}
+    return {
+        "nih": [r for r in parts["test"] if r.dataset == "nih"],
+        "kermany": [r for r in parts["test"] if r.dataset == "kermany"],
+        "jsrt": jsrt_urgency_parts(Path(data_dir))["test"],
+    }
 
 
 def score_run(name: str, model_dir: Path, sets: dict[str, list[Record]]) -> RunScores:
@@ -111,10 +113,17 @@ def _labels(sets: dict[str, list[Record]]) -> dict[str, dict[str, int]]:
 
 def run_block(run: RunScores, labels: dict[str, dict[str, int]], shipped_recipe: dict) -> dict:
     cfg = (run.meta.get("training") or {}).get("config") or {}
-    block = {"model_sha256": run.meta.get("sha256"), "seed": cfg.get("seed"), "trained_on": trained_on(run.meta),
-             "same_recipe_as_shipped": recipe(run.meta) == shipped_recipe,
-             "command": (run.meta.get("training") or {}).get("command"), "threshold": run.threshold,
-             "refused_by_gate": run.refused, "int8_vs_fp32_nih_test": run.quantisation, "test": {}}
+    block = {
+        "model_sha256": run.meta.get("sha256"),
+        "seed": cfg.get("seed"),
+        "trained_on": trained_on(run.meta),
+        "same_recipe_as_shipped": recipe(run.meta) == shipped_recipe,
+        "command": (run.meta.get("training") or {}).get("command"),
+        "threshold": run.threshold,
+        "refused_by_gate": run.refused,
+        "int8_vs_fp32_nih_test": run.quantisation,
+        "test": {},
+    }
     for src, sc in run.scores.items():
         keys = sorted(sc)
         y = np.array([labels[src][k] for k in keys])
@@ -126,8 +135,13 @@ def spread(values: list[float]) -> dict:
     vals = [v for v in values if v is not None and v == v]
     if not vals:
         return {"n": 0}
-    return {"n": len(vals), "mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else None,
-            "min": min(vals), "max": max(vals)}
+    return {
+        "n": len(vals),
+        "mean": statistics.fmean(vals),
+        "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+        "min": min(vals),
+        "max": max(vals),
+    }
 
 
 def ensemble_block(runs: list[RunScores], labels: dict[str, dict[str, int]]) -> dict:
@@ -146,22 +160,48 @@ def summarise(runs: list[RunScores], labels: dict[str, dict[str, int]], shipped:
     shipped_recipe = recipe(ship.meta)
     blocks = {r.name: run_block(r, labels, shipped_recipe) for r in runs}
     seeds = [r for r in runs if blocks[r.name]["same_recipe_as_shipped"]]
-    keys = ("auc", f"specificity_at_sensitivity_{SENSITIVITY}", "sensitivity_at_threshold", "specificity_at_threshold",
-            "ece", "median_score")
-    seed_spread = {src: {k: spread([blocks[r.name]["test"][src].get(k) for r in seeds])
-                         for k in keys if any(k in blocks[r.name]["test"][src] for r in seeds)} for src in labels}
+    keys = (
+        "auc",
+        f"specificity_at_sensitivity_{SENSITIVITY}",
+        "sensitivity_at_threshold",
+        "specificity_at_threshold",
+        "ece",
+        "median_score",
+    )
+    seed_spread = {
+        src: {
+            k: spread([blocks[r.name]["test"][src].get(k) for r in seeds])
+            for k in keys
+            if any(k in blocks[r.name]["test"][src] for r in seeds)
+        }
+        for src in labels
+    }
     leave_out = {}
     for r in runs:
         missing = [s for s in ("nih", "kermany") if s not in blocks[r.name]["trained_on"]]
         if blocks[r.name]["same_recipe_as_shipped"] or not missing:
             continue
-        leave_out[r.name] = {"left_out": missing, "test": {src: {
-            k: {"left_out_run": blocks[r.name]["test"][src].get(k), "seed_mean": seed_spread[src].get(k, {}).get("mean")}
-            for k in keys if k in blocks[r.name]["test"][src]} for src in labels}}
+        leave_out[r.name] = {
+            "left_out": missing,
+            "test": {
+                src: {
+                    k: {
+                        "left_out_run": blocks[r.name]["test"][src].get(k),
+                        "seed_mean": seed_spread[src].get(k, {}).get("mean"),
+                    }
+                    for k in keys
+                    if k in blocks[r.name]["test"][src]
+                }
+                for src in labels
+            },
+        }
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "shipped": shipped, "seed_runs": [r.name for r in seeds], "sources": SOURCES,
-        "runs": blocks, "seed_spread": seed_spread,
+        "shipped": shipped,
+        "seed_runs": [r.name for r in seeds],
+        "sources": SOURCES,
+        "runs": blocks,
+        "seed_spread": seed_spread,
         "ensemble_of_seed_runs": ensemble_block(seeds, labels) if len(seeds) > 1 else None,
         "leave_one_source_out": leave_out,
     }

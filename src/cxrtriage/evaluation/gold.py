@@ -33,7 +33,9 @@ def gold_label(row: dict[str, Any], where: str) -> int:
     else:
         raise InputProblem(f"{where}: no truth field ('urgency', 'label' or 'y')")
     if value not in mapping:
-        raise InputProblem(f"{where}: unknown truth value {value!r} (expected Urgent / Non-Urgent, urgent / non_urgent or 1 / 0)")
+        raise InputProblem(
+            f"{where}: unknown truth value {value!r} (expected Urgent / Non-Urgent, urgent / non_urgent or 1 / 0)"
+        )
     return mapping[value]
 
 
@@ -57,10 +59,18 @@ def load_gold(path: Path) -> dict[str, dict[str, Any]]:
         where = f"{path}:{lineno}"
         key = row_image_id(row, where)
         if key in gold:
-            raise InputProblem(f"{where}: file name {key!r} appears twice in the gold file (also line "
-                               f"{gold[key]['line']}); the join is by file name")
-        gold[key] = {"y": gold_label(row, where), "line": lineno, "view": row.get("view"), "sex": row.get("sex"),
-                     "age_band": age_band(row.get("age")), "patient_id": row.get("patient_id")}
+            raise InputProblem(
+                f"{where}: file name {key!r} appears twice in the gold file (also line "
+                f"{gold[key]['line']}); the join is by file name"
+            )
+        gold[key] = {
+            "y": gold_label(row, where),
+            "line": lineno,
+            "view": row.get("view"),
+            "sex": row.get("sex"),
+            "age_band": age_band(row.get("age")),
+            "patient_id": row.get("patient_id"),
+        }
     if not gold:
         raise InputProblem(f"{path} contains no rows (empty gold file)")
     return gold

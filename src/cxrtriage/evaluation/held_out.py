@@ -36,9 +36,12 @@ def held_out_examples(data_dir: Path, dataset: str = "all") -> list[dict[str, An
     records = load_split_records(root, datasets=wanted)["test"]
     rows: list[dict[str, Any]] = []
     for rec in sorted(records, key=lambda r: (DATASETS.index(r.dataset), r.path.as_posix())):
-        row: dict[str, Any] = {"dataset": rec.dataset, "image_id": rec.path.name,
-                               "path": rec.path.relative_to(root).as_posix(),
-                               "label": "Urgent" if rec.urgent else "Non-Urgent"}
+        row: dict[str, Any] = {
+            "dataset": rec.dataset,
+            "image_id": rec.path.name,
+            "path": rec.path.relative_to(root).as_posix(),
+            "label": "Urgent" if rec.urgent else "Non-Urgent",
+        }
         age: int | str = int(rec.age) if rec.age.isdigit() else rec.age
         row.update({k: v for k, v in (("view", rec.view), ("sex", rec.sex), ("age", age)) if v != ""})
         row["patient_id"] = rec.patient
@@ -46,7 +49,9 @@ def held_out_examples(data_dir: Path, dataset: str = "all") -> list[dict[str, An
     seen = Counter(r["image_id"] for r in rows)
     dup = [k for k, c in seen.items() if c > 1]
     if dup:
-        raise InputProblem(f"test images share a file name ({listed_ids(dup)}); the join by file name would be ambiguous")
+        raise InputProblem(
+            f"test images share a file name ({listed_ids(dup)}); the join by file name would be ambiguous"
+        )
     if not rows:
         raise InputProblem(f"no test images of {dataset} found under {root} (is it the data directory?)")
     return rows
@@ -70,17 +75,22 @@ def example_paths(examples: Path, data_dir: Path | None, *, limit: int | None = 
     for lineno, row in rows:
         ref = row.get("path")
         if not isinstance(ref, str) or not ref.strip():
-            raise InputProblem(f"{examples}:{lineno}: missing field 'path' (the image path, relative to the data "
-                               "directory)")
+            raise InputProblem(
+                f"{examples}:{lineno}: missing field 'path' (the image path, relative to the data directory)"
+            )
         p = Path(ref)
         if not p.is_absolute():
             if data_dir is None:
-                raise InputProblem(f"{examples}:{lineno}: relative path {ref!r} needs a data directory "
-                                   "(--data-dir or CXRTRIAGE_DATA_DIR)")
+                raise InputProblem(
+                    f"{examples}:{lineno}: relative path {ref!r} needs a data directory "
+                    "(--data-dir or CXRTRIAGE_DATA_DIR)"
+                )
             p = Path(data_dir) / p
         (paths if p.is_file() else missing).append(p)
     if missing:
-        raise InputProblem(f"{len(missing)} of {len(rows)} image(s) listed in {examples} are missing under "
-                           f"{data_dir}: {listed_ids(str(m) for m in missing)} (set --data-dir or CXRTRIAGE_DATA_DIR "
-                           "to the folder holding nih/ and kermany/)")
+        raise InputProblem(
+            f"{len(missing)} of {len(rows)} image(s) listed in {examples} are missing under "
+            f"{data_dir}: {listed_ids(str(m) for m in missing)} (set --data-dir or CXRTRIAGE_DATA_DIR "
+            "to the folder holding nih/ and kermany/)"
+        )
     return paths

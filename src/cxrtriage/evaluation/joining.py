@@ -25,14 +25,21 @@ class Join:
     preds_only: list[str]  # prediction rows (scored or error) without a gold row
 
 
-def join(gold: dict[str, dict[str, Any]], preds: PredictionsFile, *, gold_path: Path | str = "gold",
-         allow_unmatched: bool = False) -> Join:
+def join(
+    gold: dict[str, dict[str, Any]],
+    preds: PredictionsFile,
+    *,
+    gold_path: Path | str = "gold",
+    allow_unmatched: bool = False,
+) -> Join:
     """Match by image id. Ids in one file and not the other are an error unless ``allow_unmatched``:
     a silently smaller test set reports numbers on other cases than the reader thinks."""
-    result = Join(matched=sorted(k for k in gold if k in preds.scored),
-                  not_scored=sorted(k for k in gold if k in preds.errors),
-                  gold_only=sorted(k for k in gold if k not in preds.ids),
-                  preds_only=sorted(k for k in preds.ids if k not in gold))
+    result = Join(
+        matched=sorted(k for k in gold if k in preds.scored),
+        not_scored=sorted(k for k in gold if k in preds.errors),
+        gold_only=sorted(k for k in gold if k not in preds.ids),
+        preds_only=sorted(k for k in preds.ids if k not in gold),
+    )
     if not result.matched:
         raise InputProblem(
             f"no prediction matches a gold row by file name ({len(preds)} prediction rows, "
@@ -42,11 +49,18 @@ def join(gold: dict[str, dict[str, Any]], preds: PredictionsFile, *, gold_path: 
     if (result.gold_only or result.preds_only) and not allow_unmatched:
         parts = [f"{len(gold)} gold rows, {len(preds)} prediction rows"]
         if result.gold_only:
-            parts.append(f"{len(result.gold_only)} gold image id(s) have no row in {preds.path}: {listed_ids(result.gold_only)}")
+            parts.append(
+                f"{len(result.gold_only)} gold image id(s) have no row in {preds.path}: {listed_ids(result.gold_only)}"
+            )
         if result.preds_only:
-            parts.append(f"{len(result.preds_only)} prediction image id(s) have no row in {gold_path}: "
-                         f"{listed_ids(result.preds_only)}")
-        raise InputProblem("the predictions and the gold file do not list the same images (joined by file name): "
-                           + "; ".join(parts) + ". Predict every gold image (cxrtriage predict --examples GOLD) "
-                           "or pass --allow-unmatched to score the images in both")
+            parts.append(
+                f"{len(result.preds_only)} prediction image id(s) have no row in {gold_path}: "
+                f"{listed_ids(result.preds_only)}"
+            )
+        raise InputProblem(
+            "the predictions and the gold file do not list the same images (joined by file name): "
+            + "; ".join(parts)
+            + ". Predict every gold image (cxrtriage predict --examples GOLD) "
+            "or pass --allow-unmatched to score the images in both"
+        )
     return result

@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
@@ -26,10 +26,19 @@ def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Ite
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     scratch = Path(tempfile.mkdtemp(prefix="cxrtriage-live-"))
-    env = {**os.environ, "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"), "CXRTRIAGE_DATA_DIR": str(data_dir),
-           "CXRTRIAGE_WORKLIST_PATH": str(scratch / "worklist.sqlite")}
-    server = subprocess.Popen([sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)], cwd=root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"),
+        "CXRTRIAGE_DATA_DIR": str(data_dir),
+        "CXRTRIAGE_WORKLIST_PATH": str(scratch / "worklist.sqlite"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
@@ -72,4 +81,5 @@ def upload_and_triage(page, image: Path, prior_report: str | None = None) -> Non
     page.locator("#cxr-triage").click()
     page.wait_for_function(
         "() => { const e = document.querySelector('#cxr-error .cxr-error');"
-        " const l = document.querySelector('#cxr-label .cxr-label'); return !!(e || l); }")
+        " const l = document.querySelector('#cxr-label .cxr-label'); return !!(e || l); }"
+    )

@@ -21,8 +21,12 @@ __all__ = [
 IOU_HIT = 0.3
 
 
-def localisation(preds: PredictionsFile, boxes: dict[str, list[tuple[float, float, float, float]]],
-                 *, boxes_path: Path | str = "boxes") -> dict[str, Any]:
+def localisation(
+    preds: PredictionsFile,
+    boxes: dict[str, list[tuple[float, float, float, float]]],
+    *,
+    boxes_path: Path | str = "boxes",
+) -> dict[str, Any]:
     """Evidence boxes against reference boxes, per image with at least one reference box and a scored prediction.
 
     Best-box IoU over every (crop, reference) pair and the pointing game with the centre of the first
@@ -31,16 +35,26 @@ def localisation(preds: PredictionsFile, boxes: dict[str, list[tuple[float, floa
     """
     scored_ids = sorted(k for k in boxes if k in preds.scored)
     if not scored_ids:
-        raise InputProblem(f"none of the {len(boxes)} image ids in {boxes_path} has a scored prediction "
-                           f"(e.g. {listed_ids(boxes, 3)}); the join is by file name")
+        raise InputProblem(
+            f"none of the {len(boxes)} image ids in {boxes_path} has a scored prediction "
+            f"(e.g. {listed_ids(boxes, 3)}); the join is by file name"
+        )
     per_image, outside = [], []
     for k in scored_ids:
         p, gt = preds.scored[k], boxes[k]
         iou = metrics.best_box_iou(p["boxes"], gt)
-        hit = bool(p["boxes"]) and metrics.pointing_hit((p["boxes"][0][0] + p["boxes"][0][2] / 2,
-                                                          p["boxes"][0][1] + p["boxes"][0][3] / 2), gt)
-        per_image.append({"image_id": k, "best_iou": iou, "pointing_hit": bool(hit), "n_crops": len(p["boxes"]),
-                          "n_reference_boxes": len(gt)})
+        hit = bool(p["boxes"]) and metrics.pointing_hit(
+            (p["boxes"][0][0] + p["boxes"][0][2] / 2, p["boxes"][0][1] + p["boxes"][0][3] / 2), gt
+        )
+        per_image.append(
+            {
+                "image_id": k,
+                "best_iou": iou,
+                "pointing_hit": bool(hit),
+                "n_crops": len(p["boxes"]),
+                "n_reference_boxes": len(gt),
+            }
+        )
         w, h = p.get("width"), p.get("height")
         if is_number(w) and is_number(h) and any(x + bw > w + 1 or y + bh > h + 1 for x, y, bw, bh in gt):
             outside.append(k)
@@ -48,21 +62,25 @@ def localisation(preds: PredictionsFile, boxes: dict[str, list[tuple[float, floa
     hits = [r["pointing_hit"] for r in per_image]
     warnings = []
     if outside:
-        warnings.append(f"{len(outside)} image(s) have reference boxes outside the predicted image "
-                        f"({listed_ids(outside, 3)}): are the boxes in another pixel space (e.g. 1024 px for a 512 px PNG)?")
-    return metrics.to_jsonable({
-        "boxes_file": str(boxes_path),
-        "n": len(per_image),
-        "n_without_crop": sum(r["n_crops"] == 0 for r in per_image),
-        "mean_best_iou": float(ious.mean()),
-        "median_best_iou": float(np.median(ious)),
-        "iou_hit_threshold": IOU_HIT,
-        "n_iou_hit": int((ious >= IOU_HIT).sum()),
-        f"iou_ge_{IOU_HIT}": float((ious >= IOU_HIT).mean()),
-        "pointing_game": float(np.mean(hits)),
-        "n_pointing_hits": int(sum(hits)),
-        "boxes_ids_not_scored": sorted(k for k in boxes if k in preds.errors),
-        "boxes_ids_without_prediction": sorted(k for k in boxes if k not in preds.ids),
-        "warnings": warnings,
-        "per_image": per_image,
-    })
+        warnings.append(
+            f"{len(outside)} image(s) have reference boxes outside the predicted image "
+            f"({listed_ids(outside, 3)}): are the boxes in another pixel space (e.g. 1024 px for a 512 px PNG)?"
+        )
+    return metrics.to_jsonable(
+        {
+            "boxes_file": str(boxes_path),
+            "n": len(per_image),
+            "n_without_crop": sum(r["n_crops"] == 0 for r in per_image),
+            "mean_best_iou": float(ious.mean()),
+            "median_best_iou": float(np.median(ious)),
+            "iou_hit_threshold": IOU_HIT,
+            "n_iou_hit": int((ious >= IOU_HIT).sum()),
+            f"iou_ge_{IOU_HIT}": float((ious >= IOU_HIT).mean()),
+            "pointing_game": float(np.mean(hits)),
+            "n_pointing_hits": int(sum(hits)),
+            "boxes_ids_not_scored": sorted(k for k in boxes if k in preds.errors),
+            "boxes_ids_without_prediction": sorted(k for k in boxes if k not in preds.ids),
+            "warnings": warnings,
+            "per_image": per_image,
+        }
+    )

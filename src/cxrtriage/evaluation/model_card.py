@@ -38,19 +38,30 @@ def _decision_lines(meta: dict) -> list[str]:
     runs = [r for r in [meta.get("training_chosen"), *meta.get("training_alternatives", [])] if r]
     if len(runs) < 2:
         return []
-    lines = ["## Data decision: adult only, or adult + pediatric", "",
-             "Best-epoch validation AUC of each run (same split, seed and settings except the pediatric images):", "",
-             "| run | pediatric images / epoch | epochs | NIH val AUC | pediatric val AUC |", "|---|---|---|---|---|"]
+    lines = [
+        "## Data decision: adult only, or adult + pediatric",
+        "",
+        "Best-epoch validation AUC of each run (same split, seed and settings except the pediatric images):",
+        "",
+        "| run | pediatric images / epoch | epochs | NIH val AUC | pediatric val AUC |",
+        "|---|---|---|---|---|",
+    ]
     for i, r in enumerate(runs):
         name = "chosen" if i == 0 else "alternative"
-        lines.append(f"| {name}: `{r['command']}` | {r['pediatric_per_epoch']} | {r['epochs']} | {_f(r['val_auc_nih'])} | "
-                     f"{_f(r['val_auc_pediatric'])} |")
+        lines.append(
+            f"| {name}: `{r['command']}` | {r['pediatric_per_epoch']} | {r['epochs']} | {_f(r['val_auc_nih'])} | "
+            f"{_f(r['val_auc_pediatric'])} |"
+        )
     chosen, alt = runs[0], runs[1]
     d_nih = (chosen["val_auc_nih"] or 0) - (alt["val_auc_nih"] or 0)
     d_ped = (chosen["val_auc_pediatric"] or 0) - (alt["val_auc_pediatric"] or 0)
-    lines += ["", f"The chosen run changes NIH validation AUC by {d_nih:+.3f} and pediatric validation AUC by {d_ped:+.3f} "
-              "against the alternative. One model must serve the adult and pediatric images it may receive, so the run "
-              "whose worse population is better was chosen (a pediatric AUC below 0.5 ranks worse than chance).", ""]
+    lines += [
+        "",
+        f"The chosen run changes NIH validation AUC by {d_nih:+.3f} and pediatric validation AUC by {d_ped:+.3f} "
+        "against the alternative. One model must serve the adult and pediatric images it may receive, so the run "
+        "whose worse population is better was chosen (a pediatric AUC below 0.5 ranks worse than chance).",
+        "",
+    ]
     return lines
 
 
@@ -142,7 +153,9 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         ]
         for attr, groups in nih["subgroups"].items():
             for g, m in groups.items():
-                lines.append(f"| {attr}={g} | {m['n']} | {m['n_pos']} | {_f(m['auc'])} | {_f(m['sensitivity'])} | {_f(m['specificity'])} |")
+                lines.append(
+                    f"| {attr}={g} | {m['n']} | {m['n_pos']} | {_f(m['auc'])} | {_f(m['sensitivity'])} | {_f(m['specificity'])} |"
+                )
         a, t = loc["all_boxed_images"], loc["test_split_only"]
         lines += [
             "",
@@ -156,8 +169,10 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         q = report.get("fp32_vs_int8_nih_test")
         if q:
             when = f" (measured {q['measured']}; {q['note']})" if q.get("note") else ""
-            lines.append(f"- int8 vs fp32 on NIH test: AUC {_f(q['auc_int8'])} vs {_f(q['auc_fp32'])} "
-                         f"(change {_f(q['auc_change'], 4)}){when}.")
+            lines.append(
+                f"- int8 vs fp32 on NIH test: AUC {_f(q['auc_int8'])} vs {_f(q['auc_fp32'])} "
+                f"(change {_f(q['auc_change'], 4)}){when}."
+            )
         lines.append("")
     bench = card.get("bench")
     if bench:
@@ -166,25 +181,45 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
             f"Measured by `{bench['command']}` on {bench['machine']['cpus']} CPU(s) ({bench['machine']['platform']}), "
             f"input {bench['image']}:",
             "",
-            "| what | p50 ms | p95 ms |", "|---|---|---|",
+            "| what | p50 ms | p95 ms |",
+            "|---|---|---|",
         ]
         for key in ("end_to_end", "model_int8_onnx", "model_fp32_onnx", "model_torch_fp32"):
             v = bench.get(key)
             if isinstance(v, dict):
                 lines.append(f"| {key} | {v['p50_ms']} | {v['p95_ms']} |")
-        lines += ["", f"Model size {bench['model_int8_size_mb']} MB int8" +
-                  (f" ({bench['model_fp32_size_mb']} MB fp32)" if "model_fp32_size_mb" in bench else "") +
-                  (f"; int8 speed-up over fp32 ONNX {bench['int8_speedup_vs_fp32']}x" if "int8_speedup_vs_fp32" in bench else "") +
-                  f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path." +
-                  (f" All bundled model files together ({', '.join(bench['bundled_model_files'])}): "
-                   f"{bench['bundled_model_files_mb']} MB." if "bundled_model_files_mb" in bench else ""), ""]
+        lines += [
+            "",
+            f"Model size {bench['model_int8_size_mb']} MB int8"
+            + (f" ({bench['model_fp32_size_mb']} MB fp32)" if "model_fp32_size_mb" in bench else "")
+            + (
+                f"; int8 speed-up over fp32 ONNX {bench['int8_speedup_vs_fp32']}x"
+                if "int8_speedup_vs_fp32" in bench
+                else ""
+            )
+            + f"; peak RSS {bench['peak_rss_mb_onnx_path']} MB on the ONNX path."
+            + (
+                f" All bundled model files together ({', '.join(bench['bundled_model_files'])}): "
+                f"{bench['bundled_model_files_mb']} MB."
+                if "bundled_model_files_mb" in bench
+                else ""
+            ),
+            "",
+        ]
         if "end_to_end_breakdown_p50_ms" in bench:
-            lines += ["End-to-end p50 by stage (ms, segmentation included): " + ", ".join(
-                f"{k} {v}" for k, v in bench["end_to_end_breakdown_p50_ms"].items()) + ".", ""]
+            lines += [
+                "End-to-end p50 by stage (ms, segmentation included): "
+                + ", ".join(f"{k} {v}" for k, v in bench["end_to_end_breakdown_p50_ms"].items())
+                + ".",
+                "",
+            ]
         carried = bench.get("carried_from_previous_run")
         if carried:
-            lines += [f"Not re-measured in this run ({carried['why']}): {', '.join(carried['keys'])}, carried from the "
-                      f"run of {carried.get('created') or 'an earlier date'} on the same int8 model.", ""]
+            lines += [
+                f"Not re-measured in this run ({carried['why']}): {', '.join(carried['keys'])}, carried from the "
+                f"run of {carried.get('created') or 'an earlier date'} on the same int8 model.",
+                "",
+            ]
     lines += _anatomy_lines(meta, card)
     lines += [
         "## Limitations",
@@ -217,8 +252,9 @@ def _anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
             f"- Training data: {seg['training_data']['licence']}. Split: {seg['training_data']['split']}; counts "
             f"{seg['training_data']['counts']}. Best epoch {(tr.get('best_epoch') or {}).get('epoch')} by mean validation Dice; "
             f"{_f(tr.get('wall_seconds'), 0)} s on 2 CPU threads.",
-            "- Dice on the JSRT test split (int8, masks at the original image size, mean / worst image): " + ", ".join(
-                f"{k.replace('_', ' ')} {_f(orig.get(k))} / {_f(low.get(k))}" for k in orig) + ".",
+            "- Dice on the JSRT test split (int8, masks at the original image size, mean / worst image): "
+            + ", ".join(f"{k.replace('_', ' ')} {_f(orig.get(k))} / {_f(low.get(k))}" for k in orig)
+            + ".",
             "- Used for: evidence boxes only on or next to the lung fields, zone names from each lung's own extent, the "
             "cardiothoracic ratio (AP films magnify the heart), and the frontal-view check.",
             "",
@@ -226,7 +262,10 @@ def _anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
     vp = meta.get("view_probe")
     if vp:
         v = vp["validation"]
-        held = "; ".join(f"{k}: {x['refused']} refused, {x['review']} to review of {x['n']}" for k, x in v["held_out_frontal"].items())
+        held = "; ".join(
+            f"{k}: {x['refused']} refused, {x['review']} to review of {x['n']}"
+            for k, x in v["held_out_frontal"].items()
+        )
         lines += [
             "## View probe (lateral views)",
             f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; refused above "
@@ -241,49 +280,98 @@ def _anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
     ae = card.get("anatomy_eval")
     if ae:
         r = ae["rsna_localisation"]
-        lines += ["## Evidence against radiologists (RSNA re-read of NIH images)", f"Measured by `{ae['command']}` on {ae['created']}.", "",
-                  "| images | opacity / normal / other | pointing game | mean best IoU | negatives with crops | crops off the lungs | AUC opacity vs normal | vs not-normal-no-opacity |",
-                  "|---|---|---|---|---|---|---|---|"]
-        groups = [("all RSNA-labelled (includes the training patients, whose boxes a --box-weight model saw)", r["all_rsna_images"])]
+        lines += [
+            "## Evidence against radiologists (RSNA re-read of NIH images)",
+            f"Measured by `{ae['command']}` on {ae['created']}.",
+            "",
+            "| images | opacity / normal / other | pointing game | mean best IoU | negatives with crops | crops off the lungs | AUC opacity vs normal | vs not-normal-no-opacity |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        groups = [
+            (
+                "all RSNA-labelled (includes the training patients, whose boxes a --box-weight model saw)",
+                r["all_rsna_images"],
+            )
+        ]
         if "validation_and_test_patients" in r:
             groups.append(("validation and test patients (held out)", r["validation_and_test_patients"]))
         groups.append(("test patients only", r["test_patients_only"]))
         for name, m in groups:
-            lines.append(f"| {name} | {m['n_opacity']} / {m['n_normal']} / {m['n_not_normal_no_opacity']} | {_f(m['pointing_game_top_crop'])} | "
-                         f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
-                         f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |")
+            lines.append(
+                f"| {name} | {m['n_opacity']} / {m['n_normal']} / {m['n_not_normal_no_opacity']} | {_f(m['pointing_game_top_crop'])} | "
+                f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
+                f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |"
+            )
         g = ae["frontal_gate"]
-        lines += ["", "Frontal-view check through `Triage.predict` (review = `needs_review` for any reason, the score's "
-                  "review band included; refused = NotAChestXrayError):", ""]
+        lines += [
+            "",
+            "Frontal-view check through `Triage.predict` (review = `needs_review` for any reason, the score's "
+            "review band included; refused = NotAChestXrayError):",
+            "",
+        ]
         for name, m in g.items():
-            note = (" (in-sample: all of them also fitted the view probe; the cross-validated figure is above)"
-                    if name == "laterals" else f" ({m['how']})" if "how" in m else "")
-            lines.append(f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "how") + note)
+            note = (
+                " (in-sample: all of them also fitted the view probe; the cross-validated figure is above)"
+                if name == "laterals"
+                else f" ({m['how']})"
+                if "how" in m
+                else ""
+            )
+            lines.append(
+                f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "how") + note
+            )
         j = ae["jsrt_test"]
-        lines += ["", "JSRT test films (another adult site): " + "; ".join(
-            f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})" for k, m in j.items()) + ".", ""]
+        lines += [
+            "",
+            "JSRT test films (another adult site): "
+            + "; ".join(
+                f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})"
+                for k, m in j.items()
+            )
+            + ".",
+            "",
+        ]
     lines += _finding_lines(meta.get("finding_probes"))
     lines += generalisation_lines(card.get("generalisation"))
     prev = card.get("previous_generation")
     if prev:
-        lines += ["## Previous generation, for comparison",
-                  f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`), measured by {prev.get('measured')}:", ""]
+        lines += [
+            "## Previous generation, for comparison",
+            f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`), measured by {prev.get('measured')}:",
+            "",
+        ]
         lines += [f"- {k}: {_f(v)}" for k, v in (prev.get("summary") or {}).items() if not isinstance(v, (list, dict))]
         lines.append("")
     cal = card.get("previous_calibration")
     if cal:
         old = cal.get("calibration") or {}
-        lines += ["## Previous calibration of this model, for comparison",
-                  f"Replaced by `cxrtriage recalibrate` on {cal.get('replaced')}: Platt a={_f(old.get('a'), 4)} "
-                  f"b={_f(old.get('b'), 4)} fitted on {old.get('fit_on')}, threshold {_f(cal.get('threshold'), 4)}. "
-                  f"Test figures measured with it by `{cal.get('measured')}`:", ""]
-        lines += [f"- {k}: {_f(v)}" for k, v in (cal.get("test_summary") or {}).items() if not isinstance(v, (list, dict))]
+        lines += [
+            "## Previous calibration of this model, for comparison",
+            f"Replaced by `cxrtriage recalibrate` on {cal.get('replaced')}: Platt a={_f(old.get('a'), 4)} "
+            f"b={_f(old.get('b'), 4)} fitted on {old.get('fit_on')}, threshold {_f(cal.get('threshold'), 4)}. "
+            f"Test figures measured with it by `{cal.get('measured')}`:",
+            "",
+        ]
+        lines += [
+            f"- {k}: {_f(v)}" for k, v in (cal.get("test_summary") or {}).items() if not isinstance(v, (list, dict))
+        ]
         lines.append("")
     return lines
 
 
-TEST_KEYS = ("n", "n_pos", "auc", "auc_ci95", "operating_point", "as_labelled", "ece", "needs_review_fraction",
-             "rejected_by_gate", "specificity_at_sensitivity_0.95", "sensitivity_at_specificity_0.80")
+TEST_KEYS = (
+    "n",
+    "n_pos",
+    "auc",
+    "auc_ci95",
+    "operating_point",
+    "as_labelled",
+    "ece",
+    "needs_review_fraction",
+    "rejected_by_gate",
+    "specificity_at_sensitivity_0.95",
+    "sensitivity_at_specificity_0.80",
+)
 
 
 def _update(model_dir: Path | None, key: str, value: dict) -> Path:
@@ -300,13 +388,18 @@ def _finding_lines(probes: dict | None) -> list[str]:
     lines = ["## Finding outputs", ""]
     for b in probes.values():
         h = b["held_out"]
-        lines.append(f"- **{b['name']}** from the {b['inputs']}: {b['fit']}; labels: {b['labels']}. Held out on the "
-                     f"{h['patients']}: {h['n']} films "
-                     f"({h['n_opacity']} opacity), AUC {_f(h['auc'])} [{_f(h['auc_ci95'][0])}, {_f(h['auc_ci95'][1])}], "
-                     f"opacity vs radiologist-normal only {_f(h['auc_opacity_vs_normal'])}. "
-                     + ("Named in the explanation when likely." if b["named_in_explanation"] else
-                        f"Below the {NAME_MIN_AUC} needed to be named: reported in each result's `findings` with its AUC, never "
-                        "named in the explanation."))
+        lines.append(
+            f"- **{b['name']}** from the {b['inputs']}: {b['fit']}; labels: {b['labels']}. Held out on the "
+            f"{h['patients']}: {h['n']} films "
+            f"({h['n_opacity']} opacity), AUC {_f(h['auc'])} [{_f(h['auc_ci95'][0])}, {_f(h['auc_ci95'][1])}], "
+            f"opacity vs radiologist-normal only {_f(h['auc_opacity_vs_normal'])}. "
+            + (
+                "Named in the explanation when likely."
+                if b["named_in_explanation"]
+                else f"Below the {NAME_MIN_AUC} needed to be named: reported in each result's `findings` with its AUC, never "
+                "named in the explanation."
+            )
+        )
     return lines + [""]
 
 
@@ -317,9 +410,11 @@ def _validation_by_source_lines(by_source: dict | None) -> list[str]:
     return [
         "| validation source | n (urgent) | AUC | ECE (pooled Platt fit) | mean score | threshold for sensitivity 0.95 |",
         "|---|---|---|---|---|---|",
-        *[f"| {name} | {row['n']} ({row['n_pos']}) | {_f(row.get('auc'))} | {_f(row['ece'])} | {_f(row['mean_score'])} | "
-          f"{_f(row.get('threshold_for_sensitivity_0.95'), 4) if row.get('threshold_for_sensitivity_0.95') is not None else 'no urgent films'} |"
-          for name, row in by_source.items()],
+        *[
+            f"| {name} | {row['n']} ({row['n_pos']}) | {_f(row.get('auc'))} | {_f(row['ece'])} | {_f(row['mean_score'])} | "
+            f"{_f(row.get('threshold_for_sensitivity_0.95'), 4) if row.get('threshold_for_sensitivity_0.95') is not None else 'no urgent films'} |"
+            for name, row in by_source.items()
+        ],
         "",
     ]
 
@@ -327,7 +422,9 @@ def _validation_by_source_lines(by_source: dict | None) -> list[str]:
 def update_bundle_metrics(report: dict, model_dir: Path | None = None) -> Path:
     """Store the test results in card.json and regenerate the model card."""
     value = {
-        "command": report["command"], "created": report["created"], "summary": report["summary"],
+        "command": report["command"],
+        "created": report["created"],
+        "summary": report["summary"],
         "nih_test": {**{k: report["nih_test"][k] for k in TEST_KEYS}, "subgroups": report["nih_test"]["subgroups"]},
         "pediatric_test": {k: report["pediatric_test"][k] for k in TEST_KEYS},
         "localisation": {k: report["localisation"][k] for k in ("all_boxed_images", "test_split_only")},

@@ -82,10 +82,14 @@ class NotebookRun:
         import json
 
         seconds = self.elapsed_s()
-        (output_dir(self.name) / FACTS_FILE).write_text(json.dumps(
-            {"profile": self.profile, "seconds": round(seconds, 1), "facts": self.facts}, indent=2), encoding="utf-8")
-        print(f"{self.name} ({self.profile} profile) took {seconds:.0f} s ({seconds / 60:.1f} min) "
-              f"on this machine: {machine_description()}")
+        (output_dir(self.name) / FACTS_FILE).write_text(
+            json.dumps({"profile": self.profile, "seconds": round(seconds, 1), "facts": self.facts}, indent=2),
+            encoding="utf-8",
+        )
+        print(
+            f"{self.name} ({self.profile} profile) took {seconds:.0f} s ({seconds / 60:.1f} min) "
+            f"on this machine: {machine_description()}"
+        )
         return seconds
 
 
@@ -109,7 +113,9 @@ def output_dir(name: str, start_dir: Path | None = None) -> Path:
     return path
 
 
-def start(name: str, profile: str = "smoke", data_dir: str | Path | None = None, model: str | None = None) -> NotebookRun:
+def start(
+    name: str, profile: str = "smoke", data_dir: str | Path | None = None, model: str | None = None
+) -> NotebookRun:
     """Validate the parameters cell and resolve locations from the package configuration."""
     profile = str(profile).strip().lower()
     if profile not in PROFILES:
@@ -118,8 +124,10 @@ def start(name: str, profile: str = "smoke", data_dir: str | Path | None = None,
     resolved = Path(data_dir).expanduser() if data_dir else settings.find_data_dir()
     model = model or settings.model
     run = NotebookRun(name=name, profile=profile, data_dir=resolved, model=model)
-    print(f"{name}: profile {profile}; data {resolved if resolved else 'not found'}; "
-          f"model {model or 'the backend default'}; {machine_description()}")
+    print(
+        f"{name}: profile {profile}; data {resolved if resolved else 'not found'}; "
+        f"model {model or 'the backend default'}; {machine_description()}"
+    )
     return run
 
 
@@ -138,8 +146,14 @@ class ExecutionResult:
     facts: dict[str, str] = field(default_factory=dict)
 
 
-def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smoke", *,
-                     parameters: dict | None = None, timeout_s: int = 3600) -> ExecutionResult:
+def execute_notebook(
+    path: str | Path,
+    out_dir: str | Path,
+    profile: str = "smoke",
+    *,
+    parameters: dict | None = None,
+    timeout_s: int = 3600,
+) -> ExecutionResult:
     """Run one notebook with papermill (parameters injected after the ``parameters`` cell), in its own folder,
     then export the executed copy to HTML. Raises papermill's execution error (naming the failing cell) when a
     cell fails, so ``make notebooks`` and CI fail on any error."""
@@ -157,9 +171,15 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
     facts_file = output_dir(path.stem, path.parent) / FACTS_FILE  # the kernel runs in the notebook's folder
     facts_file.unlink(missing_ok=True)  # whatever is there afterwards was written by this execution
     started = time.perf_counter()
-    papermill.execute_notebook(str(path), str(executed), parameters={"PROFILE": profile, **(parameters or {})},
-                               cwd=str(path.parent), kernel_name="python3", execution_timeout=timeout_s,
-                               progress_bar=False)
+    papermill.execute_notebook(
+        str(path),
+        str(executed),
+        parameters={"PROFILE": profile, **(parameters or {})},
+        cwd=str(path.parent),
+        kernel_name="python3",
+        execution_timeout=timeout_s,
+        progress_bar=False,
+    )
     seconds = time.perf_counter() - started
     exporter = nbconvert.HTMLExporter()
     # progress bars redraw with "\r": merge stream chunks and keep only each line's last state
@@ -167,8 +187,14 @@ def execute_notebook(path: str | Path, out_dir: str | Path, profile: str = "smok
     body, _ = exporter.from_notebook_node(nbformat.read(str(executed), as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
-    return ExecutionResult(notebook=path.name, profile=profile, seconds=seconds, executed=executed, html=html,
-                           facts=_saved_facts(facts_file))
+    return ExecutionResult(
+        notebook=path.name,
+        profile=profile,
+        seconds=seconds,
+        executed=executed,
+        html=html,
+        facts=_saved_facts(facts_file),
+    )
 
 
 def _saved_facts(path: Path) -> dict[str, str]:

@@ -56,8 +56,10 @@ def load_predictions(path: Path) -> PredictionsFile:
         where = f"{path}:{lineno}"
         key = row_image_id(row, where)
         if key in lines:
-            raise InputProblem(f"{where}: file name {key!r} appears twice in the predictions (also line {lines[key]}); "
-                               "the join is by file name")
+            raise InputProblem(
+                f"{where}: file name {key!r} appears twice in the predictions (also line {lines[key]}); "
+                "the join is by file name"
+            )
         lines[key] = lineno
         if row.get("error"):
             out.errors[key] = {"error": str(row["error"]), "error_type": str(row.get("error_type") or "error")}
@@ -65,11 +67,18 @@ def load_predictions(path: Path) -> PredictionsFile:
         score = row.get("score")
         if not is_number(score):
             what = "missing field 'score'" if score is None else f"'score' is not a number ({score!r})"
-            raise InputProblem(f"{where}: {what}; a prediction row needs a numeric 'score' (or an 'error' for a "
-                               "rejected image)")
+            raise InputProblem(
+                f"{where}: {what}; a prediction row needs a numeric 'score' (or an 'error' for a rejected image)"
+            )
         image = row.get("image") if isinstance(row.get("image"), dict) else {}
-        out.scored[key] = {"score": float(score), "threshold": row.get("threshold"), "label": row.get("label"),
-                           "boxes": _crop_boxes(row, where), "width": image.get("width"), "height": image.get("height")}
+        out.scored[key] = {
+            "score": float(score),
+            "threshold": row.get("threshold"),
+            "label": row.get("label"),
+            "boxes": _crop_boxes(row, where),
+            "width": image.get("width"),
+            "height": image.get("height"),
+        }
     if not len(out):
         raise InputProblem(f"{path} contains no rows (empty predictions file)")
     return out

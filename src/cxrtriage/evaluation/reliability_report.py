@@ -34,37 +34,61 @@ def _ms(d: dict[str, Any] | None, key: str) -> str:
 def limits_rows() -> list[tuple[str, str]]:
     """What the service promises, from the defaults of its settings and the core package's limits."""
     from cxrtriage import config
-    from cxrtriage.serve.ui import uploads as webui_uploads
     from cxrtriage.explain.report import DEFAULT_MAX_CHARS
+    from cxrtriage.serve.ui import uploads as webui_uploads
     from cxrtriage.serve.ui.render import RENDERED_MAX_AGE_S
 
     # the defaults, whatever this shell's environment says
     d = {name: field.get_default(call_default_factory=False) for name, field in config.Settings.model_fields.items()}
-    side = int(config.DEFAULT_MAX_WORKING_PIXELS ** 0.5)
+    side = int(config.DEFAULT_MAX_WORKING_PIXELS**0.5)
     return [
-        ("upload size", f"{d['max_upload_mb']:g} MiB (`CXRTRIAGE_MAX_UPLOAD_MB`): 413 from Content-Length before "
-                        "reading, else as soon as the stream passes it"),
-        ("image size", f"{config.DEFAULT_MAX_PIXELS:,} pixels (`CXRTRIAGE_MAX_PIXELS`), checked from the header: 422 "
-                       f"with the limit; above {side} x {side} (`CXRTRIAGE_MAX_WORKING_PIXELS`) the image is analysed "
-                       "at reduced resolution with a warning, boxes still in original pixels"),
-        ("prior report", f"up to {d['max_prior_report_chars']:,} characters accepted (longer: 422); the first "
-                         f"{DEFAULT_MAX_CHARS:,} are analysed, with a warning when there are more"),
-        ("stalled client", f"408 and the connection closed when the request headers are not complete "
-                           f"{d['header_timeout_s']:g} s after the connection opened or its last response "
-                           f"(`CXRTRIAGE_HEADER_TIMEOUT_S`), or after {d['body_timeout_s']:g} s without body data "
-                           "(`CXRTRIAGE_BODY_TIMEOUT_S`); idle keep-alive connections close after 5 s"),
-        ("shutdown", f"after SIGTERM, requests still running after {d['shutdown_timeout_s']:g} s are cancelled "
-                     "(`CXRTRIAGE_SHUTDOWN_TIMEOUT_S`)"),
-        ("overload", f"{d['max_concurrent']} inferences run, {d['max_queue']} wait (`CXRTRIAGE_MAX_CONCURRENT`, "
-                     "`CXRTRIAGE_MAX_QUEUE`); beyond that 429 with Retry-After, decided from the headers before "
-                     "the body is read; the web UI waits in the same queue"),
-        ("crop thumbnails", f"kept at least {d['crops_min_age_s']:g} s and at most {d['crops_max_age_s']:g} s; "
-                            f"beyond {d['crops_max_files']} files the oldest go (once past the minimum age); "
-                            f"the directory never exceeds {d['crops_max_mb']:g} MB"),
-        ("web-UI uploads", f"held in memory only ({webui_uploads.UPLOAD_TTL_S:g} s after last use, at most "
-                           f"{webui_uploads.MAX_UPLOADS} uploads and {webui_uploads.UPLOAD_BYTES_FACTOR} x the upload "
-                           "limit), never written under their name, never served back; the UI serves only rendered "
-                           f"images from `<crops dir>/ui` (deleted after {RENDERED_MAX_AGE_S:g} s)"),
+        (
+            "upload size",
+            f"{d['max_upload_mb']:g} MiB (`CXRTRIAGE_MAX_UPLOAD_MB`): 413 from Content-Length before "
+            "reading, else as soon as the stream passes it",
+        ),
+        (
+            "image size",
+            f"{config.DEFAULT_MAX_PIXELS:,} pixels (`CXRTRIAGE_MAX_PIXELS`), checked from the header: 422 "
+            f"with the limit; above {side} x {side} (`CXRTRIAGE_MAX_WORKING_PIXELS`) the image is analysed "
+            "at reduced resolution with a warning, boxes still in original pixels",
+        ),
+        (
+            "prior report",
+            f"up to {d['max_prior_report_chars']:,} characters accepted (longer: 422); the first "
+            f"{DEFAULT_MAX_CHARS:,} are analysed, with a warning when there are more",
+        ),
+        (
+            "stalled client",
+            f"408 and the connection closed when the request headers are not complete "
+            f"{d['header_timeout_s']:g} s after the connection opened or its last response "
+            f"(`CXRTRIAGE_HEADER_TIMEOUT_S`), or after {d['body_timeout_s']:g} s without body data "
+            "(`CXRTRIAGE_BODY_TIMEOUT_S`); idle keep-alive connections close after 5 s",
+        ),
+        (
+            "shutdown",
+            f"after SIGTERM, requests still running after {d['shutdown_timeout_s']:g} s are cancelled "
+            "(`CXRTRIAGE_SHUTDOWN_TIMEOUT_S`)",
+        ),
+        (
+            "overload",
+            f"{d['max_concurrent']} inferences run, {d['max_queue']} wait (`CXRTRIAGE_MAX_CONCURRENT`, "
+            "`CXRTRIAGE_MAX_QUEUE`); beyond that 429 with Retry-After, decided from the headers before "
+            "the body is read; the web UI waits in the same queue",
+        ),
+        (
+            "crop thumbnails",
+            f"kept at least {d['crops_min_age_s']:g} s and at most {d['crops_max_age_s']:g} s; "
+            f"beyond {d['crops_max_files']} files the oldest go (once past the minimum age); "
+            f"the directory never exceeds {d['crops_max_mb']:g} MB",
+        ),
+        (
+            "web-UI uploads",
+            f"held in memory only ({webui_uploads.UPLOAD_TTL_S:g} s after last use, at most "
+            f"{webui_uploads.MAX_UPLOADS} uploads and {webui_uploads.UPLOAD_BYTES_FACTOR} x the upload "
+            "limit), never written under their name, never served back; the UI serves only rendered "
+            f"images from `<crops dir>/ui` (deleted after {RENDERED_MAX_AGE_S:g} s)",
+        ),
     ]
 
 
@@ -85,14 +109,17 @@ def load_rows(eval_dir: Path) -> list[str]:
                 f"| {p.get('throughput_ok_per_s')} | {hist} | {_ms(lat, 'p50_ms')} / {_ms(lat, 'p95_ms')} / "
                 f"{_ms(lat, 'p99_ms')} | {ready.get('not_200', 'n/a')} of {ready.get('polls', 'n/a')} | "
                 f"{rss.get('before')} / {rss.get('peak')} / {rss.get('after')} | {crops.get('files')} files, "
-                f"{crops.get('mb')} MB |")
+                f"{crops.get('mb')} MB |"
+            )
     return rows
 
 
 def memory_rows(eval_dir: Path) -> list[str]:
     mem = _load(eval_dir, "request_memory.json")
-    return [f"| {c.get('input')} | {c.get('peak_over_idle_mb', 'n/a')} | {c.get('outcome', '')[:90]} |"
-            for c in mem.get("cases") or []]
+    return [
+        f"| {c.get('input')} | {c.get('peak_over_idle_mb', 'n/a')} | {c.get('outcome', '')[:90]} |"
+        for c in mem.get("cases") or []
+    ]
 
 
 def render_block(eval_dir: Path | str = EVAL_DIR) -> str:
@@ -101,26 +128,42 @@ def render_block(eval_dir: Path | str = EVAL_DIR) -> str:
     lines += [f"| {k} | {v} |" for k, v in limits_rows()]
     load = _load(eval_dir, "loadtest.json")
     mach = load.get("machine") or {}
-    lines += ["", f"Load (`make loadtest`, `prototype/eval/loadtest.json`; {mach.get('cpu_count', '?')} CPUs, "
-                  f"{mach.get('date_utc', 'not run yet')}): real NIH, pediatric and DICOM images, half with a prior "
-                  "report; `before` is the same harness against the code before the cheap wins "
-                  "(`prototype/eval/loadtest_before.json`).", "",
-              "| run | clients | duration | requests | 200s per s | statuses | p50 / p95 / p99 ms (200s) | /ready not 200 "
-              "| server RSS MB before / peak / after | crops dir after |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Load (`make loadtest`, `prototype/eval/loadtest.json`; {mach.get('cpu_count', '?')} CPUs, "
+        f"{mach.get('date_utc', 'not run yet')}): real NIH, pediatric and DICOM images, half with a prior "
+        "report; `before` is the same harness against the code before the cheap wins "
+        "(`prototype/eval/loadtest_before.json`).",
+        "",
+        "| run | clients | duration | requests | 200s per s | statuses | p50 / p95 / p99 ms (200s) | /ready not 200 "
+        "| server RSS MB before / peak / after | crops dir after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     lines += load_rows(eval_dir) or ["| not run yet | | | | | | | | | |"]
     mem = _load(eval_dir, "request_memory.json")
-    lines += ["", f"Memory per request (`make request-memory`, `prototype/eval/request_memory.json`): peak RSS of one "
-                  f"request over the idle, warmed-up process; largest {mem.get('max_peak_over_idle_mb', 'n/a')} MB.",
-              "", "| input | MB over idle | outcome |", "|---|---|---|"]
+    lines += [
+        "",
+        f"Memory per request (`make request-memory`, `prototype/eval/request_memory.json`): peak RSS of one "
+        f"request over the idle, warmed-up process; largest {mem.get('max_peak_over_idle_mb', 'n/a')} MB.",
+        "",
+        "| input | MB over idle | outcome |",
+        "|---|---|---|",
+    ]
     lines += memory_rows(eval_dir) or ["| not run yet | | |"]
     lines += ["", END]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return update_cli(argv, "python -m cxrtriage.evaluation.reliability_report README.md", "reliability block",
-                      eval_dir=EVAL_DIR, render=render_block, begin=BEGIN, end=END)
+    return update_cli(
+        argv,
+        "python -m cxrtriage.evaluation.reliability_report README.md",
+        "reliability block",
+        eval_dir=EVAL_DIR,
+        render=render_block,
+        begin=BEGIN,
+        end=END,
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ No pandas import here: callers wrap the rows (``pandas.DataFrame(rows)``).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cxrtriage.schema import Prediction
 
@@ -28,15 +29,32 @@ def summary_row(name: str, pred: Prediction) -> dict[str, Any]:
 
 def provenance_rows(pred: Prediction) -> list[dict[str, Any]]:
     """Each quoted prior-report sentence and similar training case behind a result."""
-    return [{"source": p.source, "relation": p.relation or "", "snippet": p.snippet,
-             "similarity": None if p.similarity is None else round(p.similarity, 3)} for p in pred.provenance]
+    return [
+        {
+            "source": p.source,
+            "relation": p.relation or "",
+            "snippet": p.snippet,
+            "similarity": None if p.similarity is None else round(p.similarity, 3),
+        }
+        for p in pred.provenance
+    ]
 
 
 def crop_rows(pred: Prediction) -> list[dict[str, Any]]:
     """The evidence boxes in original-image pixels, numbered as in :func:`cxrtriage.evaluation.figures.prediction_plot`."""
-    return [{"crop": i, "x": c.x, "y": c.y, "w": c.w, "h": c.h, "region": c.region or "",
-             "strength": None if c.strength is None else round(c.strength, 3), "source": c.source}
-            for i, c in enumerate(pred.crops, start=1)]
+    return [
+        {
+            "crop": i,
+            "x": c.x,
+            "y": c.y,
+            "w": c.w,
+            "h": c.h,
+            "region": c.region or "",
+            "strength": None if c.strength is None else round(c.strength, 3),
+            "source": c.source,
+        }
+        for i, c in enumerate(pred.crops, start=1)
+    ]
 
 
 def timing_rows(preds: Mapping[str, Prediction]) -> list[dict[str, Any]]:
@@ -60,17 +78,24 @@ def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
         op, tr = r["operating_point"], r.get("target_recall") or {}
         top = tr.get("operating_point") or {}
         lo, hi = r["auc_ci95"]
-        rows.append({
-            "test set": name, "n": r["n"], "urgent": r["n_pos"],
-            "AUC [95% CI]": f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}]" if r["auc"] is not None else "n/a",
-            "threshold (shipped)": round(r["threshold"], 4),  # as every result reports it
-            "sensitivity": _r(op["sensitivity"]), "specificity": _r(op["specificity"]),
-            "PPV": _r(op["ppv"]), "NPV": _r(op["npv"]),
-            f"threshold for recall {tr.get('target', '')}": _r(tr.get("threshold")),
-            "sensitivity there": _r(top.get("sensitivity")), "specificity there": _r(top.get("specificity")),
-            "ECE": _r(r.get("ece")),
-            "not scored (gate)": r.get("not_scored", {}).get("n", 0),
-        })
+        rows.append(
+            {
+                "test set": name,
+                "n": r["n"],
+                "urgent": r["n_pos"],
+                "AUC [95% CI]": f"{r['auc']:.3f} [{lo:.3f}, {hi:.3f}]" if r["auc"] is not None else "n/a",
+                "threshold (shipped)": round(r["threshold"], 4),  # as every result reports it
+                "sensitivity": _r(op["sensitivity"]),
+                "specificity": _r(op["specificity"]),
+                "PPV": _r(op["ppv"]),
+                "NPV": _r(op["npv"]),
+                f"threshold for recall {tr.get('target', '')}": _r(tr.get("threshold")),
+                "sensitivity there": _r(top.get("sensitivity")),
+                "specificity there": _r(top.get("specificity")),
+                "ECE": _r(r.get("ece")),
+                "not scored (gate)": r.get("not_scored", {}).get("n", 0),
+            }
+        )
     return rows
 
 
@@ -83,7 +108,17 @@ def subgroup_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for field, groups in report.get("subgroups", {}).items():
         for name, g in groups.items():
-            rows.append({"by": field, "group": name, "n": g["n"], "urgent": g["n_pos"], "AUC": _r(g["auc"]),
-                         "sensitivity": _r(g["sensitivity"]), "specificity": _r(g["specificity"]),
-                         "PPV": _r(g["ppv"]), "NPV": _r(g["npv"])})
+            rows.append(
+                {
+                    "by": field,
+                    "group": name,
+                    "n": g["n"],
+                    "urgent": g["n_pos"],
+                    "AUC": _r(g["auc"]),
+                    "sensitivity": _r(g["sensitivity"]),
+                    "specificity": _r(g["specificity"]),
+                    "PPV": _r(g["ppv"]),
+                    "NPV": _r(g["npv"]),
+                }
+            )
     return rows

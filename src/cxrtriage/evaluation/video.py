@@ -18,8 +18,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
 from cxrtriage.evaluation.writeup import PRIOR_REPORT, NumberBook
@@ -62,15 +62,17 @@ def _caption(page, text: str, seconds: float = 0.0) -> None:
 
 
 def _text_page(page, title: str, text: str) -> None:
-    page.set_content(f"<html><body style='margin:0;background:#0b0f14;color:#d5f5e3;font:15px \"DejaVu Sans Mono\",monospace'>"
-                     f"<div style='padding:18px 26px;color:#fff;font:700 22px \"DejaVu Sans\",sans-serif'>{html.escape(title)}</div>"
-                     f"<pre style='margin:0 26px;white-space:pre-wrap'>{html.escape(text)}</pre></body></html>")
+    page.set_content(
+        f"<html><body style='margin:0;background:#0b0f14;color:#d5f5e3;font:15px \"DejaVu Sans Mono\",monospace'>"
+        f"<div style='padding:18px 26px;color:#fff;font:700 22px \"DejaVu Sans\",sans-serif'>{html.escape(title)}</div>"
+        f"<pre style='margin:0 26px;white-space:pre-wrap'>{html.escape(text)}</pre></body></html>"
+    )
 
 
 def _photograph(path: Path) -> Path:
     """A real photograph (scikit-image's astronaut, public domain), saved as the file a user might upload by mistake."""
-    from PIL import Image
     import skimage.data
+    from PIL import Image
 
     Image.fromarray(skimage.data.astronaut()).save(path)
     return path
@@ -78,8 +80,14 @@ def _photograph(path: Path) -> Path:
 
 def _smoke(root: Path, base: str, data_dir: Path) -> str:
     env = {**os.environ, "CXRTRIAGE_DATA_DIR": str(data_dir), "PYTHON": os.environ.get("PYTHON", "python3")}
-    run = subprocess.run(["bash", str(root / "demo_app" / "tests" / "smoke_test.sh"), base], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", str(root / "demo_app" / "tests" / "smoke_test.sh"), base],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = run.stdout + run.stderr
     if run.returncode != 0:
         raise RuntimeError(f"smoke_test.sh failed against the recording server:\n{out}")
@@ -91,12 +99,18 @@ def _pacs_scenes(page, stack, n: NumberBook) -> None:
     modality): the DICOM node's SR and Secondary Capture in the study, and the UI's Worklist tab of the same run."""
     from cxrtriage.pacs.stack import study_with_results
 
-    _card(page, "Into the hospital's workflow",
-          ["cxrtriage dicom-node: a DICOM node that answers every chest radiograph it receives",
-           "with a DICOM SR and a burned-in Secondary Capture, sent back to the PACS (C-STORE).",
-           f"make pacs-check: {n('pacs_sent')} instances sent by dcmtk's storescu to a real Orthanc PACS;",
-           f"{n('pacs_triaged')} triaged, {n('pacs_not_triaged')} answered \"Not triaged\" with the reason, every SR in its study,",
-           f"median {n('pacs_answer_s')} s from arrival to stored results (prototype/eval/pacs_demo.json)"], 8)
+    _card(
+        page,
+        "Into the hospital's workflow",
+        [
+            "cxrtriage dicom-node: a DICOM node that answers every chest radiograph it receives",
+            "with a DICOM SR and a burned-in Secondary Capture, sent back to the PACS (C-STORE).",
+            f"make pacs-check: {n('pacs_sent')} instances sent by dcmtk's storescu to a real Orthanc PACS;",
+            f'{n("pacs_triaged")} triaged, {n("pacs_not_triaged")} answered "Not triaged" with the reason, every SR in its study,',
+            f"median {n('pacs_answer_s')} s from arrival to stored results (prototype/eval/pacs_demo.json)",
+        ],
+        8,
+    )
     study, sc = study_with_results(stack.orthanc_base)
     page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
     _caption(page, "Orthanc (a real PACS): the radiograph storescu sent, then cxrtriage's SR and Secondary Capture", 6)
@@ -118,7 +132,9 @@ def playwright_ffmpeg(work: Path) -> Path:
 
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise FileNotFoundError("ffmpeg not found (apt-get install ffmpeg): Playwright records and ffmpeg encodes the video")
+        raise FileNotFoundError(
+            "ffmpeg not found (apt-get install ffmpeg): Playwright records and ffmpeg encodes the video"
+        )
     spec = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
     revision = next(b["revision"] for b in json.loads(spec.read_text())["browsers"] if b["name"] == "ffmpeg")
     target = work / "browsers" / f"ffmpeg-{revision}" / "ffmpeg-linux"
@@ -158,23 +174,45 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             context = browser.new_context(viewport=SIZE, record_video_dir=str(out_dir), record_video_size=SIZE)
             page = context.new_page()
             page.set_default_timeout(60_000)
-            _card(page, "cxrtriage: offline chest X-ray triage",
-                  ["Recorded from the running application: bundled int8 model, 2 CPU cores, no network.",
-                   "Urgent / Non-Urgent with a calibrated score, evidence crops, provenance and a review flag."], 5)
-            _card(page, "Measured on held-out test patients",
-                  [f"NIH adults: AUC {n('nih_auc')} [{n('nih_auc_lo')}, {n('nih_auc_hi')}], sensitivity {n('nih_sens')} at specificity {n('nih_spec')}",
-                   f"Pediatric: AUC {n('ped_auc')}, sensitivity {n('ped_sens')} at specificity {n('ped_spec')}",
-                   f"A site never trained on (JSRT normals): {n('jsrt_non_urgent')} of {n('jsrt_n')} Non-Urgent",
-                   f"End to end {n('p50_ms')} ms per image (p50), model files {n('files_mb')} MB",
-                   "(prototype/eval/metrics.json, anatomy_eval.json, bench_results.json)"], 8)
+            _card(
+                page,
+                "cxrtriage: offline chest X-ray triage",
+                [
+                    "Recorded from the running application: bundled int8 model, 2 CPU cores, no network.",
+                    "Urgent / Non-Urgent with a calibrated score, evidence crops, provenance and a review flag.",
+                ],
+                5,
+            )
+            _card(
+                page,
+                "Measured on held-out test patients",
+                [
+                    f"NIH adults: AUC {n('nih_auc')} [{n('nih_auc_lo')}, {n('nih_auc_hi')}], sensitivity {n('nih_sens')} at specificity {n('nih_spec')}",
+                    f"Pediatric: AUC {n('ped_auc')}, sensitivity {n('ped_sens')} at specificity {n('ped_spec')}",
+                    f"A site never trained on (JSRT normals): {n('jsrt_non_urgent')} of {n('jsrt_n')} Non-Urgent",
+                    f"End to end {n('p50_ms')} ms per image (p50), model files {n('files_mb')} MB",
+                    "(prototype/eval/metrics.json, anatomy_eval.json, bench_results.json)",
+                ],
+                8,
+            )
             open_ui(page, base)
             _caption(page, "1. An adult chest radiograph (NIH, PNG) with a prior report pasted in", 3)
             upload_and_triage(page, nih, PRIOR_REPORT)
-            _caption(page, f"Urgent, calibrated score and threshold ({n('threshold')}); boxes and crops only inside the lungs, named by zone", 6)
+            _caption(
+                page,
+                f"Urgent, calibrated score and threshold ({n('threshold')}); boxes and crops only inside the lungs, named by zone",
+                6,
+            )
             page.mouse.wheel(0, 600)
-            _caption(page, "Provenance: the prior-report sentence quoted verbatim, and the most similar training cases", 5)
+            _caption(
+                page, "Provenance: the prior-report sentence quoted verbatim, and the most similar training cases", 5
+            )
             page.mouse.wheel(0, 900)
-            _caption(page, f"Footer: model size and latency on this machine; lung-opacity output shown with its held-out AUC {n('opacity_auc')}", 5)
+            _caption(
+                page,
+                f"Footer: model size and latency on this machine; lung-opacity output shown with its held-out AUC {n('opacity_auc')}",
+                5,
+            )
             open_ui(page, base)  # a fresh form for each case, as a new user gets it
             _caption(page, "2. A DICOM file (CR, JPEG-compressed): decoded with pydicom, no identifier is logged", 2)
             upload_and_triage(page, dicom)
@@ -186,7 +224,9 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             open_ui(page, base)
             _caption(page, "4. A photograph uploaded by mistake", 1)
             upload_and_triage(page, photo)
-            _caption(page, "Refused with a specific message, never triaged; atypical chest films go to a human instead", 5)
+            _caption(
+                page, "Refused with a specific message, never triaged; atypical chest films go to a human instead", 5
+            )
             status = json.dumps(page.request.get(f"{base}/status").json(), indent=2)
             _text_page(page, f"GET {base}/status", status)
             _caption(page, "/status: model identity and sha256, size, latency, counters, the disclaimer", 5)
@@ -196,11 +236,17 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             _text_page(page, "demo_app/tests/smoke_test.sh against this server", smoke)
             _caption(page, "The smoke test that CI runs on every change: all checks pass", 6)
             _pacs_scenes(page, stack, n)
-            _card(page, "Limits, stated",
-                  ["No real MedGemma or MedSigLIP weights were run here: those code paths",
-                   "(explainer, fine-tuning, ONNX / GGUF export) were tested on random-weight stand-ins.",
-                   f"Seed spread of the adult AUC: {n('seed_nih_auc_min')}-{n('seed_nih_auc_max')}; a new site needs its own validation.",
-                   "Rebuild this video: make video"], 7)
+            _card(
+                page,
+                "Limits, stated",
+                [
+                    "No real MedGemma or MedSigLIP weights were run here: those code paths",
+                    "(explainer, fine-tuning, ONNX / GGUF export) were tested on random-weight stand-ins.",
+                    f"Seed spread of the adult AUC: {n('seed_nih_auc_min')}-{n('seed_nih_auc_max')}; a new site needs its own validation.",
+                    "Rebuild this video: make video",
+                ],
+                7,
+            )
             video = page.video.path()
             context.close()
             browser.close()
@@ -211,21 +257,63 @@ def encode(webm: Path, out: Path, ffmpeg: str = "ffmpeg") -> Path:
     if shutil.which(ffmpeg) is None:
         raise FileNotFoundError("ffmpeg not found (apt-get install ffmpeg): it encodes the video")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(webm), "-vf", "fps=25,scale=1280:720:flags=lanczos",
-                    "-c:v", "libx264", "-preset", "slow", "-crf", "30", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                    "-an", str(out)], check=True, timeout=900)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(webm),
+            "-vf",
+            "fps=25,scale=1280:720:flags=lanczos",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "slow",
+            "-crf",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-an",
+            str(out),
+        ],
+        check=True,
+        timeout=900,
+    )
     return out
 
 
 def probe(path: Path) -> dict:
     """Duration, size and resolution of a video file (ffprobe)."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                          "stream=width,height,codec_name:format=duration,size", "-of", "json", str(path)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,codec_name:format=duration,size",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     info = json.loads(out)
     stream, fmt = info["streams"][0], info["format"]
-    return {"seconds": float(fmt["duration"]), "mb": int(fmt["size"]) / 1e6, "width": stream["width"],
-            "height": stream["height"], "codec": stream["codec_name"]}
+    return {
+        "seconds": float(fmt["duration"]),
+        "mb": int(fmt["size"]) / 1e6,
+        "width": stream["width"],
+        "height": stream["height"],
+        "codec": stream["codec_name"],
+    }
 
 
 def build_video(root: Path, data_dir: Path, log: Callable[[str], None] = print) -> dict:
@@ -238,9 +326,15 @@ def build_video(root: Path, data_dir: Path, log: Callable[[str], None] = print) 
         shutil.rmtree(work, ignore_errors=True)
     facts = probe(out)
     if facts["seconds"] > MAX_SECONDS or facts["mb"] > MAX_MB:
-        raise RuntimeError(f"{out}: {facts['seconds']:.0f} s, {facts['mb']:.1f} MB (at most {MAX_SECONDS} s, {MAX_MB} MB)")
-    record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": "make video",
-              **facts, "numbers": book.used}
+        raise RuntimeError(
+            f"{out}: {facts['seconds']:.0f} s, {facts['mb']:.1f} MB (at most {MAX_SECONDS} s, {MAX_MB} MB)"
+        )
+    record = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "make video",
+        **facts,
+        "numbers": book.used,
+    }
     (root / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"{out}: {facts['seconds']:.0f} s, {facts['mb']:.1f} MB, {facts['width']}x{facts['height']} {facts['codec']}")
     return record

@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cxrtriage.evaluation.live_server import CHROMIUM
 from cxrtriage.schema import DISCLAIMER
@@ -33,32 +34,51 @@ FIGURES = ("architecture.png", "roc.png", "calibration.png", "ui.png", "pacs.png
 
 #: the commands that write each source file (the README's table)
 WRITTEN_BY = {
-    "prototype/eval/metrics.json": "make evaluate", "prototype/eval/anatomy_eval.json": "make evaluate",
-    "prototype/eval/generalisation.json": "make generalisation", "prototype/eval/bench_results.json": "make bench",
-    "prototype/eval/hai_def_bench.json": "make bench-hai-def", "prototype/eval/loadtest.json": "make loadtest",
+    "prototype/eval/metrics.json": "make evaluate",
+    "prototype/eval/anatomy_eval.json": "make evaluate",
+    "prototype/eval/generalisation.json": "make generalisation",
+    "prototype/eval/bench_results.json": "make bench",
+    "prototype/eval/hai_def_bench.json": "make bench-hai-def",
+    "prototype/eval/loadtest.json": "make loadtest",
     "prototype/eval/notebook_timings.json": "make notebooks PROFILE=full",
     "src/cxrtriage/weights/model.json": "make export / cxrtriage fit-finding-probe",
     "prototype/eval/pacs_demo.json": "make pacs-check",
 }
 M, A, G, B, H, L, T, J = (
-    "prototype/eval/metrics.json", "prototype/eval/anatomy_eval.json", "prototype/eval/generalisation.json",
-    "prototype/eval/bench_results.json", "prototype/eval/hai_def_bench.json", "prototype/eval/loadtest.json",
-    "prototype/eval/notebook_timings.json", "src/cxrtriage/weights/model.json")
+    "prototype/eval/metrics.json",
+    "prototype/eval/anatomy_eval.json",
+    "prototype/eval/generalisation.json",
+    "prototype/eval/bench_results.json",
+    "prototype/eval/hai_def_bench.json",
+    "prototype/eval/loadtest.json",
+    "prototype/eval/notebook_timings.json",
+    "src/cxrtriage/weights/model.json",
+)
 P = "prototype/eval/pacs_demo.json"
 F3, F2, F0, PCT = "{:.3f}", "{:.2f}", "{:.0f}", "pct"
 #: name -> (file, key path with "/" between levels, format); ``pct`` formats a fraction as a whole percentage
 NUMBERS: dict[str, tuple[str, str, str]] = {
-    "nih_n": (M, "nih_test/n", "{}"), "nih_n_pos": (M, "nih_test/n_pos", "{}"),
-    "nih_auc": (M, "nih_test/auc", F3), "nih_auc_lo": (M, "nih_test/auc_ci95/0", F3), "nih_auc_hi": (M, "nih_test/auc_ci95/1", F3),
-    "nih_sens": (M, "nih_test/operating_point/sensitivity", F3), "nih_spec": (M, "nih_test/operating_point/specificity", F3),
-    "nih_spec95": (M, "nih_test/specificity_at_sensitivity_0.95", F3), "nih_ece": (M, "nih_test/ece", F3),
-    "ped_n": (M, "pediatric_test/n", "{}"), "ped_n_pos": (M, "pediatric_test/n_pos", "{}"),
-    "ped_auc": (M, "pediatric_test/auc", F3), "ped_auc_lo": (M, "pediatric_test/auc_ci95/0", F3),
+    "nih_n": (M, "nih_test/n", "{}"),
+    "nih_n_pos": (M, "nih_test/n_pos", "{}"),
+    "nih_auc": (M, "nih_test/auc", F3),
+    "nih_auc_lo": (M, "nih_test/auc_ci95/0", F3),
+    "nih_auc_hi": (M, "nih_test/auc_ci95/1", F3),
+    "nih_sens": (M, "nih_test/operating_point/sensitivity", F3),
+    "nih_spec": (M, "nih_test/operating_point/specificity", F3),
+    "nih_spec95": (M, "nih_test/specificity_at_sensitivity_0.95", F3),
+    "nih_ece": (M, "nih_test/ece", F3),
+    "ped_n": (M, "pediatric_test/n", "{}"),
+    "ped_n_pos": (M, "pediatric_test/n_pos", "{}"),
+    "ped_auc": (M, "pediatric_test/auc", F3),
+    "ped_auc_lo": (M, "pediatric_test/auc_ci95/0", F3),
     "ped_auc_hi": (M, "pediatric_test/auc_ci95/1", F3),
-    "ped_sens": (M, "pediatric_test/operating_point/sensitivity", F3), "ped_spec": (M, "pediatric_test/operating_point/specificity", F3),
-    "ped_spec95": (M, "pediatric_test/specificity_at_sensitivity_0.95", F3), "ped_ece": (M, "pediatric_test/ece", F3),
+    "ped_sens": (M, "pediatric_test/operating_point/sensitivity", F3),
+    "ped_spec": (M, "pediatric_test/operating_point/specificity", F3),
+    "ped_spec95": (M, "pediatric_test/specificity_at_sensitivity_0.95", F3),
+    "ped_ece": (M, "pediatric_test/ece", F3),
     "threshold": (M, "threshold", "{:.4f}"),
-    "jsrt_n": (A, "jsrt_test/normal/n", "{}"), "jsrt_non_urgent": (A, "jsrt_test/normal/non_urgent", "{}"),
+    "jsrt_n": (A, "jsrt_test/normal/n", "{}"),
+    "jsrt_non_urgent": (A, "jsrt_test/normal/non_urgent", "{}"),
     "rsna_pointing": (A, "rsna_localisation/validation_and_test_patients/pointing_game_top_crop", F2),
     "rsna_n_opacity": (A, "rsna_localisation/validation_and_test_patients/n_opacity", "{}"),
     "crops_off_lungs": (A, "rsna_localisation/validation_and_test_patients/crops_off_lungs", "{}"),
@@ -69,23 +89,31 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "laterals_passed": (J, "view_probe/validation/cv5_laterals_passed_as_frontal", "{}"),
     "frontal_refused": (J, "view_probe/validation/cv5_frontal_refused", "{}"),
     "frontal_n": (J, "view_probe/validation/frontal_fit_images", "{:,}"),
-    "seed_nih_auc_mean": (G, "seed_spread/nih/auc/mean", F3), "seed_nih_auc_min": (G, "seed_spread/nih/auc/min", F3),
-    "seed_nih_auc_max": (G, "seed_spread/nih/auc/max", F3), "seed_n": (G, "seed_spread/nih/auc/n", "{}"),
+    "seed_nih_auc_mean": (G, "seed_spread/nih/auc/mean", F3),
+    "seed_nih_auc_min": (G, "seed_spread/nih/auc/min", F3),
+    "seed_nih_auc_max": (G, "seed_spread/nih/auc/max", F3),
+    "seed_n": (G, "seed_spread/nih/auc/n", "{}"),
     "seed_nih_spec95_mean": (G, "seed_spread/nih/specificity_at_sensitivity_0.95/mean", F3),
     "ens_nih_auc": (G, "ensemble_of_seed_runs/nih/auc", F3),
     "loso_ped_auc": (G, "leave_one_source_out/ablation_nih_only/test/kermany/auc/left_out_run", F3),
     "loso_nih_auc": (G, "leave_one_source_out/ablation_no_nih/test/nih/auc/left_out_run", F3),
-    "p50_ms": (B, "end_to_end/p50_ms", F0), "p95_ms": (B, "end_to_end/p95_ms", F0),
-    "model_ms": (B, "model_int8_onnx/p50_ms", "{:.1f}"), "segment_ms": (B, "end_to_end_breakdown_p50_ms/segment", F0),
-    "model_mb": (B, "model_int8_size_mb", F2), "files_mb": (B, "bundled_model_files_mb", "{:.1f}"),
+    "p50_ms": (B, "end_to_end/p50_ms", F0),
+    "p95_ms": (B, "end_to_end/p95_ms", F0),
+    "model_ms": (B, "model_int8_onnx/p50_ms", "{:.1f}"),
+    "segment_ms": (B, "end_to_end_breakdown_p50_ms/segment", F0),
+    "model_mb": (B, "model_int8_size_mb", F2),
+    "files_mb": (B, "bundled_model_files_mb", "{:.1f}"),
     "rss_mb": (B, "peak_rss_mb_onnx_path", F0),
     "siglip_int8_s": (H, "medsiglip_vision/ort_int8_dynamic/median_s", F2),
     "siglip_bf16_s": (H, "medsiglip_vision/torch_bf16/median_s", F2),
-    "gguf_token_s": (H, "medgemma_gguf/per_token_s", F2), "gguf_mb": (H, "medgemma_gguf/size_mb/text_Q4_K_M", F0),
+    "gguf_token_s": (H, "medgemma_gguf/per_token_s", F2),
+    "gguf_mb": (H, "medgemma_gguf/size_mb/text_Q4_K_M", F0),
     "opacity_auc": (J, "finding_probes/lung_opacity/held_out/auc", F3),
     "model_version": (J, "version", "{}"),
-    "pacs_sent": (P, "sent", "{}"), "pacs_triaged": (P, "status/triaged", "{}"),
-    "pacs_not_triaged": (P, "status/not_triaged", "{}"), "pacs_answer_s": (P, "status/answer_s_median", F2),
+    "pacs_sent": (P, "sent", "{}"),
+    "pacs_triaged": (P, "status/triaged", "{}"),
+    "pacs_not_triaged": (P, "status/not_triaged", "{}"),
+    "pacs_answer_s": (P, "status/answer_s_median", F2),
 }
 
 
@@ -137,11 +165,17 @@ def architecture_figure(out: Path) -> Path:
     plt = pyplot()
     from matplotlib.patches import FancyBboxPatch
 
-    stages = [("Input", "PNG, JPEG,\nDICOM + prior\nreport"), ("Gate", "decode,\npolarity,\nnot-a-chest"),
-              ("Anatomy", "lung + heart\nU-Net,\nview probe"), ("Classifier", "int8 CNN or\nMedSigLIP\nprobe"),
-              ("Decision", "calibrated\nscore, review\nband"), ("Evidence", "CAM boxes\nin the lungs,\nsimilar cases"),
-              ("Report", "medspaCy,\nConText\nnegation"), ("MedGemma", "optional\nexplainer,\n2nd opinion"),
-              ("Result", "JSON, REST,\nUI, CLI +\ndisclaimer")]
+    stages = [
+        ("Input", "PNG, JPEG,\nDICOM + prior\nreport"),
+        ("Gate", "decode,\npolarity,\nnot-a-chest"),
+        ("Anatomy", "lung + heart\nU-Net,\nview probe"),
+        ("Classifier", "int8 CNN or\nMedSigLIP\nprobe"),
+        ("Decision", "calibrated\nscore, review\nband"),
+        ("Evidence", "CAM boxes\nin the lungs,\nsimilar cases"),
+        ("Report", "medspaCy,\nConText\nnegation"),
+        ("MedGemma", "optional\nexplainer,\n2nd opinion"),
+        ("Result", "JSON, REST,\nUI, CLI +\ndisclaimer"),
+    ]
     fig, ax = plt.subplots(figsize=(11, 1.9))
     ax.set_axis_off()
     w, gap = 1.0, 0.22
@@ -171,7 +205,10 @@ def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Pa
     plt = figures.pyplot()
     curves = {}
     for name, stem in (("NIH adult test", "nih_test"), ("pediatric test", "pediatric_test")):
-        preds_path, gold_path = root / "runs" / "eval" / f"{stem}_preds.jsonl", root / "runs" / "eval" / f"{stem}_gold.jsonl"
+        preds_path, gold_path = (
+            root / "runs" / "eval" / f"{stem}_preds.jsonl",
+            root / "runs" / "eval" / f"{stem}_gold.jsonl",
+        )
         if not preds_path.is_file():
             raise FileNotFoundError(f"{preds_path} not found: run `make evaluate` first (needs the data directory)")
         gold, preds = load_gold(gold_path), load_predictions(preds_path)
@@ -279,24 +316,49 @@ def render_markdown(text: str) -> str:
 def render_html(template: Path, book: NumberBook) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template.parent)), undefined=jinja2.StrictUndefined,
-                             autoescape=False, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template.parent)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
     md = env.get_template(template.name).render(n=book, disclaimer=DISCLAIMER)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>cxrtriage write-up</title><style>{CSS}</style>"
-            f"</head><body>{render_markdown(md)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>cxrtriage write-up</title><style>{CSS}</style>"
+        f"</head><body>{render_markdown(md)}</body></html>"
+    )
 
 
 def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str = CHROMIUM) -> Path:
     if not Path(chromium).is_file():
         raise FileNotFoundError(f"{chromium} not found (apt-get install chromium): it prints the write-up to PDF")
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
-                    f"--print-to-pdf={pdf_path}", html_path.resolve().as_uri()], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf_path}",
+            html_path.resolve().as_uri(),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
     return pdf_path
 
 
-def build_writeup(root: Path, out_pdf: Path, *, data_dir: Path | None, figures: bool = True,
-                  screenshot: bool = True, log: Callable[[str], None] = print) -> dict:
+def build_writeup(
+    root: Path,
+    out_pdf: Path,
+    *,
+    data_dir: Path | None,
+    figures: bool = True,
+    screenshot: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Figures (unless told not to), HTML, PDF and the numbers' record; returns the record."""
     fig_dir = root / FIGURES_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -320,9 +382,14 @@ def build_writeup(root: Path, out_pdf: Path, *, data_dir: Path | None, figures: 
     html_path = root / WRITEUP_DIR / "writeup.html"
     html_path.write_text(html, encoding="utf-8")
     html_to_pdf(html_path, out_pdf)
-    record = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "command": "make writeup",
-              "template": str(TEMPLATE), "pdf": str(out_pdf.relative_to(root) if out_pdf.is_relative_to(root) else out_pdf),
-              "figures": [str(FIGURES_DIR / f) for f in FIGURES], "numbers": book.used}
+    record = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "make writeup",
+        "template": str(TEMPLATE),
+        "pdf": str(out_pdf.relative_to(root) if out_pdf.is_relative_to(root) else out_pdf),
+        "figures": [str(FIGURES_DIR / f) for f in FIGURES],
+        "numbers": book.used,
+    }
     (root / NUMBERS_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     log(f"{out_pdf}: {len(book.used)} numbers from {len({v['source'] for v in book.used.values()})} files")
     return record

@@ -42,8 +42,15 @@ def list_crops(directory: str | os.PathLike[str]) -> list[tuple[float, Path]]:
     return found
 
 
-def prune_crops(directory: str | os.PathLike[str], max_files: int, max_age_s: float, *, now: float | None = None,
-                min_age_s: float = 0.0, max_bytes: int | None = None) -> int:
+def prune_crops(
+    directory: str | os.PathLike[str],
+    max_files: int,
+    max_age_s: float,
+    *,
+    now: float | None = None,
+    min_age_s: float = 0.0,
+    max_bytes: int | None = None,
+) -> int:
     """Delete thumbnails older than ``max_age_s`` seconds, then the oldest beyond ``max_files`` that are older than
     ``min_age_s``, then, if the rest still exceeds ``max_bytes``, the oldest until it fits.
 
@@ -63,7 +70,7 @@ def prune_crops(directory: str | os.PathLike[str], max_files: int, max_age_s: fl
     # oldest first, so the crops old enough to evict are a prefix of the excess
     evictable = [item for item in kept[:excess] if now - item[0] >= min_age_s]
     doomed += [path for _, path in evictable]
-    kept = kept[len(evictable):]
+    kept = kept[len(evictable) :]
     if max_bytes is not None:
         sizes = []
         for _, path in kept:

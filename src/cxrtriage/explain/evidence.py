@@ -53,7 +53,9 @@ class EvidenceBox:
     strength: float | None  # share of the total positive CAM mass inside this region (0-1); None if not from the CAM
     peak_xy: tuple[int, int]  # location of the region's maximum (the box centre when not from the CAM), original pixels
     region: str  # anatomical zone, see anatomical_zone()
-    source: Literal["activation_map", "medgemma"] = "activation_map"  # what proposed the box: "activation_map" (classifier) or "medgemma"
+    source: Literal["activation_map", "medgemma"] = (
+        "activation_map"  # what proposed the box: "activation_map" (classifier) or "medgemma"
+    )
 
 
 # ----------------------------------------------------------------------------- validation
@@ -212,12 +214,18 @@ def find_evidence_boxes(
         best = int(np.argmax(up[rows, cols]))
         px = min(int((cols[best] + 0.5) * sx), width - 1)
         py = min(int((rows[best] + 0.5) * sy), height - 1)
-        region = (zone_of((x0 + bw / 2) / width, (y0 + bh / 2) / height) if zone_of else None) or \
-            anatomical_zone(x0 + bw / 2, y0 + bh / 2, width, height)
+        region = (zone_of((x0 + bw / 2) / width, (y0 + bh / 2) / height) if zone_of else None) or anatomical_zone(
+            x0 + bw / 2, y0 + bh / 2, width, height
+        )
         boxes.append(
             EvidenceBox(
-                x=x0, y=y0, w=bw, h=bh,
-                strength=min(1.0, strength), peak_xy=(px, py), region=region,
+                x=x0,
+                y=y0,
+                w=bw,
+                h=bh,
+                strength=min(1.0, strength),
+                peak_xy=(px, py),
+                region=region,
             )
         )
         if len(boxes) >= max_boxes:
@@ -225,8 +233,9 @@ def find_evidence_boxes(
     return boxes
 
 
-def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int],
-                  source: Literal["activation_map", "medgemma"]) -> EvidenceBox:
+def box_from_xywh(
+    xywh: tuple[int, int, int, int], image_size: tuple[int, int], source: Literal["activation_map", "medgemma"]
+) -> EvidenceBox:
     """An evidence box proposed by something other than the CAM (e.g. MedGemma), clipped to the image
     (``image_size`` is (width, height)); no CAM strength."""
     width, height = _check_image_size(image_size)
@@ -234,8 +243,16 @@ def box_from_xywh(xywh: tuple[int, int, int, int], image_size: tuple[int, int],
     x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
     w, h = max(1, min(w, width - x)), max(1, min(h, height - y))
     cx, cy = x + w // 2, y + h // 2
-    return EvidenceBox(x=x, y=y, w=w, h=h, strength=None, peak_xy=(cx, cy), region=anatomical_zone(cx, cy, width, height),
-                       source=source)
+    return EvidenceBox(
+        x=x,
+        y=y,
+        w=w,
+        h=h,
+        strength=None,
+        peak_xy=(cx, cy),
+        region=anatomical_zone(cx, cy, width, height),
+        source=source,
+    )
 
 
 def anatomical_zone(cx: float, cy: float, width: int, height: int) -> str:
@@ -325,8 +342,7 @@ def save_crop_thumbnails(
     for box in boxes:
         if box.w < 1 or box.h < 1 or box.x < 0 or box.y < 0 or box.x + box.w > width or box.y + box.h > height:
             raise ValueError(
-                f"box (x={box.x}, y={box.y}, w={box.w}, h={box.h}) does not fit the "
-                f"{width}x{height} image"
+                f"box (x={box.x}, y={box.y}, w={box.w}, h={box.h}) does not fit the {width}x{height} image"
             )
     if not boxes:
         return []
@@ -351,8 +367,14 @@ def save_crop_thumbnails(
             written.append(path)
             crops.append(
                 Crop(
-                    x=box.x, y=box.y, w=box.w, h=box.h,
-                    thumb_path=str(path), region=box.region, strength=box.strength, source=box.source,
+                    x=box.x,
+                    y=box.y,
+                    w=box.w,
+                    h=box.h,
+                    thumb_path=str(path),
+                    region=box.region,
+                    strength=box.strength,
+                    source=box.source,
                 )
             )
     except BaseException:

@@ -15,7 +15,10 @@ def report_provenance(report: ReportAnalysis | None) -> list[Provenance]:
     if report is None:
         return []
     order = list(report.supporting) + list(report.contradicting) + list(report.uncertain)
-    return [Provenance(source="prior_report", snippet=s.text, relation=_RELATION[s.relation]) for s in order[:MAX_REPORT_SNIPPETS]]
+    return [
+        Provenance(source="prior_report", snippet=s.text, relation=_RELATION[s.relation])
+        for s in order[:MAX_REPORT_SNIPPETS]
+    ]
 
 
 def case_provenance(neighbours: list[Neighbour]) -> list[Provenance]:
@@ -24,8 +27,12 @@ def case_provenance(neighbours: list[Neighbour]) -> list[Provenance]:
         dataset = n.key.split("/", 1)[0]
         population = "adult (NIH)" if dataset == "nih" else "pediatric" if dataset == "kermany" else dataset
         label = "Urgent" if n.urgent else "Non-Urgent"
-        out.append(Provenance(
-            source=f"training_case:{n.key}", relation="similar_case", similarity=round(n.similarity, 4),
-            snippet=f"similar training image ({population}), labelled {label}, cosine similarity {n.similarity:.2f}",
-        ))
+        out.append(
+            Provenance(
+                source=f"training_case:{n.key}",
+                relation="similar_case",
+                similarity=round(n.similarity, 4),
+                snippet=f"similar training image ({population}), labelled {label}, cosine similarity {n.similarity:.2f}",
+            )
+        )
     return out

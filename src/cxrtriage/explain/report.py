@@ -168,7 +168,7 @@ class ReportAnalysis:
 # Pipeline (rules: cxrtriage.explain.report_rules)
 # --------------------------------------------------------------------------------------------- #
 @functools.lru_cache(maxsize=1)
-def get_nlp() -> "Language":
+def get_nlp() -> Language:
     """Build the medspaCy pipeline once (it takes seconds) and reuse it.
 
     Lazy so that importing :mod:`cxrtriage.explain.report` stays cheap for callers that never pass a report.
@@ -187,9 +187,7 @@ def get_nlp() -> "Language":
     # is quadratic and took seconds on a 20 000-character input.
     nlp = medspacy.load(medspacy_enable=["medspacy_tokenizer", "medspacy_pyrush"])
     nlp.get_pipe("medspacy_pyrush").max_sentence_length = _MAX_SENTENCE_CHARS
-    matcher = nlp.add_pipe(
-        "medspacy_target_matcher", config={"result_type": "group", "span_group_name": _SPAN_GROUP}
-    )
+    matcher = nlp.add_pipe("medspacy_target_matcher", config={"result_type": "group", "span_group_name": _SPAN_GROUP})
     context = nlp.add_pipe(
         "medspacy_context", config={"rules": None, "input_span_type": "group", "span_group_name": _SPAN_GROUP}
     )

@@ -43,7 +43,7 @@ OVERRIDDEN_DEFAULT_LITERALS = frozenset(
 _RULES = importlib.resources.files("cxrtriage.explain").joinpath("rules")
 
 
-def target_rules() -> list["TargetRule"]:
+def target_rules() -> list[TargetRule]:
     """The TargetMatcher rules, in file order."""
     from medspacy.target_matcher import TargetRule
 
@@ -51,7 +51,7 @@ def target_rules() -> list["TargetRule"]:
         return TargetRule.from_json(str(path))
 
 
-def context_rules(default_rules_path: str) -> list["ConTextRule"]:
+def context_rules(default_rules_path: str) -> list[ConTextRule]:
     """medspaCy's default ConText rules (from ``default_rules_path``) minus :data:`OVERRIDDEN_DEFAULT_LITERALS`,
     then the radiology cues; every HISTORICAL rule is terminated by :data:`CURRENT`."""
     from medspacy.context import ConTextRule

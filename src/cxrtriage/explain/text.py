@@ -23,8 +23,14 @@ def _where(boxes: list[EvidenceBox]) -> str:
     return zones[0] if len(zones) == 1 else ", ".join(zones[:-1]) + " and " + zones[-1]
 
 
-def build_explanation(decision: Decision, boxes: list[EvidenceBox], report: ReportAnalysis | None,
-                      *, has_map: bool = True, finding: tuple[str, float] | None = None) -> str:
+def build_explanation(
+    decision: Decision,
+    boxes: list[EvidenceBox],
+    report: ReportAnalysis | None,
+    *,
+    has_map: bool = True,
+    finding: tuple[str, float] | None = None,
+) -> str:
     """One line: label, score against the threshold (in the decision's own words), where the evidence is, what the
     prior report says. ``has_map`` is False for backends without an activation map (MedSigLIP), which localise
     nothing. ``finding`` (name, probability): a nameable finding output judged likely; it leads an Urgent line."""
@@ -32,13 +38,19 @@ def build_explanation(decision: Decision, boxes: list[EvidenceBox], report: Repo
     where = _where(boxes)
     if finding is not None and label == "Urgent":
         name, p = finding
-        parts = [f"{label}: {name} likely ({p:.2f})" + (f" in the {where}" if where else ""),
-                 f"{band} urgency score {score:.2f} (threshold {threshold:.2f})"]
+        parts = [
+            f"{label}: {name} likely ({p:.2f})" + (f" in the {where}" if where else ""),
+            f"{band} urgency score {score:.2f} (threshold {threshold:.2f})",
+        ]
         where = ""
     else:
         parts = [f"{label}: {band} urgency score {score:.2f} (threshold {threshold:.2f})"]
     if where:
-        verb = "urgent-pattern evidence strongest in the" if label == "Urgent" else "weak urgent-pattern evidence, mostly in the"
+        verb = (
+            "urgent-pattern evidence strongest in the"
+            if label == "Urgent"
+            else "weak urgent-pattern evidence, mostly in the"
+        )
         parts.append(f"{verb} {where}")
     elif not has_map:
         parts.append("this model gives no localisation (no activation map), so no evidence region is shown")

@@ -33,20 +33,35 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from cxrtriage.evaluation.bench import peak_rss_mb, times_ms
 
 #: MedSigLIP-448's vision tower (SigLIP so400m/14 at 448 px, 429M parameters).
-SIGLIP_448_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-                     "image_size": 448, "patch_size": 14}
-TINY_SIGLIP_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                      "image_size": 32, "patch_size": 8}
-RANDOM_WEIGHTS_NOTE = ("RANDOM weights at the real layer sizes (the gated weights are not available here): "
-                       "these numbers are speed only and say nothing about accuracy")
+SIGLIP_448_VISION = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 448,
+    "patch_size": 14,
+}
+TINY_SIGLIP_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+RANDOM_WEIGHTS_NOTE = (
+    "RANDOM weights at the real layer sizes (the gated weights are not available here): "
+    "these numbers are speed only and say nothing about accuracy"
+)
 TINY_NOTE = "TINY random stand-ins (a plumbing check): these numbers say nothing about the real models' speed"
 BUNDLED_RESULTS = Path("prototype/eval/bench_results.json")
 PARTS = ("medsiglip", "medgemma", "gguf")
@@ -87,8 +102,11 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
     model = SiglipVisionModel(SiglipVisionConfig(**sizes)).eval()
     side = int(sizes["image_size"])
     x = torch.randn(1, 3, side, side)
-    res: dict[str, Any] = {"config": dict(sizes), "params_m": round(_n_params(model) / 1e6, 1),
-                           "input": f"1x3x{side}x{side}"}
+    res: dict[str, Any] = {
+        "config": dict(sizes),
+        "params_m": round(_n_params(model) / 1e6, 1),
+        "input": f"1x3x{side}x{side}",
+    }
 
     def run(m, inp):
         with torch.inference_mode():
@@ -107,13 +125,23 @@ def bench_medsiglip_vision(scale: str, work: Path, repeats: int) -> dict:
 
     fp32_path, int8_path = work / "siglip_vision.onnx", work / "siglip_vision.int8.onnx"
     t = time.perf_counter()
-    torch.onnx.export(Pooled(model), (x,), str(fp32_path), input_names=["pixel_values"], output_names=["pooled"],
-                      opset_version=17, dynamo=False)
+    torch.onnx.export(
+        Pooled(model),
+        (x,),
+        str(fp32_path),
+        input_names=["pixel_values"],
+        output_names=["pooled"],
+        opset_version=17,
+        dynamo=False,
+    )
     res["onnx_export_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     quantize_dynamic_int8(fp32_path, int8_path)
     res["quantize_s"] = round(time.perf_counter() - t, 1)
-    res["onnx_size_mb"] = {"fp32": round(fp32_path.stat().st_size / 1e6, 1), "int8": round(int8_path.stat().st_size / 1e6, 1)}
+    res["onnx_size_mb"] = {
+        "fp32": round(fp32_path.stat().st_size / 1e6, 1),
+        "int8": round(int8_path.stat().st_size / 1e6, 1),
+    }
 
     bf16 = model.to(torch.bfloat16)  # in place: the fp32 copy is no longer needed
     xb = x.to(torch.bfloat16)
@@ -145,12 +173,22 @@ def _medgemma_inputs(model: Any, n_text: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     n_img = int(cfg.mm_tokens_per_image)
     text_ids = torch.randint(20, 300, (n_text,), generator=g)  # ordinary tokens of the stand-in vocabulary
-    ids = torch.cat([torch.tensor([cfg.text_config.bos_token_id]), text_ids, torch.tensor([cfg.boi_token_index]),
-                     torch.full((n_img,), cfg.image_token_index), torch.tensor([cfg.eoi_token_index])])[None]
+    ids = torch.cat(
+        [
+            torch.tensor([cfg.text_config.bos_token_id]),
+            text_ids,
+            torch.tensor([cfg.boi_token_index]),
+            torch.full((n_img,), cfg.image_token_index),
+            torch.tensor([cfg.eoi_token_index]),
+        ]
+    )[None]
     side = int(cfg.vision_config.image_size)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "token_type_ids": (ids == cfg.image_token_index).long(),
-            "pixel_values": torch.randn(1, 3, side, side, generator=g)}
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": (ids == cfg.image_token_index).long(),
+        "pixel_values": torch.randn(1, 3, side, side, generator=g),
+    }
 
 
 def build_random_medgemma(scale: str):
@@ -190,8 +228,13 @@ def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> di
         clock = TokenClock()
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                 stopping_criteria=StoppingCriteriaList([clock]))
+            out = model.generate(
+                **inputs,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                stopping_criteria=StoppingCriteriaList([clock]),
+            )
         if out.shape[1] - prompt_len != new_tokens or len(clock.stamps) != new_tokens:
             raise RuntimeError(f"expected {new_tokens} new tokens, got {out.shape[1] - prompt_len}")
         return clock.stamps[0] - t0, list(np.diff(clock.stamps))
@@ -201,13 +244,20 @@ def bench_medgemma(model: Any, n_text: int, new_tokens: int, repeats: int) -> di
     ttft = [r[0] for r in runs]
     gaps = [g for r in runs for g in r[1]]
     per_token = statistics.median(gaps) if gaps else float("nan")
-    return {"params_m": round(_n_params(model) / 1e6, 1), "dtype": "bfloat16", "device": "cpu",
-            "prompt_tokens": prompt_len, "image_tokens": int(model.config.mm_tokens_per_image),
-            "image_size": int(model.config.vision_config.image_size), "new_tokens": new_tokens,
-            "time_to_first_token": _summary(ttft),
-            "per_token_s": round(per_token, 4), "per_token_p90_s": round(float(np.percentile(gaps, 90)), 4) if gaps else None,
-            "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {
+        "params_m": round(_n_params(model) / 1e6, 1),
+        "dtype": "bfloat16",
+        "device": "cpu",
+        "prompt_tokens": prompt_len,
+        "image_tokens": int(model.config.mm_tokens_per_image),
+        "image_size": int(model.config.vision_config.image_size),
+        "new_tokens": new_tokens,
+        "time_to_first_token": _summary(ttft),
+        "per_token_s": round(per_token, 4),
+        "per_token_p90_s": round(float(np.percentile(gaps, 90)), 4) if gaps else None,
+        "tokens_per_s": round(1.0 / per_token, 2) if per_token > 0 else None,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
 
 
 # ----------------------------------------------------------------------------------------------- GGUF
@@ -221,16 +271,20 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     llama_cpp = import_llama_cpp()
     res: dict[str, Any] = {}
     t = time.perf_counter()
-    model_f16, mmproj = convert_to_gguf(hf_dir, work / "gguf", converter=converter, outtype="f16",
-                                        synthesize_tokenizer_model=True)
+    model_f16, mmproj = convert_to_gguf(
+        hf_dir, work / "gguf", converter=converter, outtype="f16", synthesize_tokenizer_model=True
+    )
     res["convert_s"] = round(time.perf_counter() - t, 1)
     shutil.rmtree(hf_dir, ignore_errors=True)
     q_path = work / "gguf" / f"model-{GGUF_QUANT}.gguf"
     t = time.perf_counter()
     quantize_gguf(model_f16, q_path, GGUF_QUANT)
     res["quantize_s"] = round(time.perf_counter() - t, 1)
-    res["size_mb"] = {"text_f16": round(model_f16.stat().st_size / 1e6, 1), f"text_{GGUF_QUANT}": round(q_path.stat().st_size / 1e6, 1),
-                      "mmproj_f16": round(mmproj.stat().st_size / 1e6, 1)}
+    res["size_mb"] = {
+        "text_f16": round(model_f16.stat().st_size / 1e6, 1),
+        f"text_{GGUF_QUANT}": round(q_path.stat().st_size / 1e6, 1),
+        "mmproj_f16": round(mmproj.stat().st_size / 1e6, 1),
+    }
     model_f16.unlink()
     threads = os.cpu_count() or 1
     res["threads"] = threads
@@ -255,11 +309,13 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
     explainer = GgufExplainer(q_path, mmproj, n_ctx=2048, n_threads=threads, max_new_tokens=1)
     rng = np.random.default_rng(0)
     pixels = rng.random((512, 512)).astype(np.float32)
-    from cxrtriage.backends.medgemma.gguf import pil_to_data_uri, to_openai_messages
     from cxrtriage.backends.medgemma.explainer import grey_to_pil
+    from cxrtriage.backends.medgemma.gguf import pil_to_data_uri, to_openai_messages
 
-    msgs = to_openai_messages([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
-                               pil_to_data_uri(grey_to_pil(pixels)))
+    msgs = to_openai_messages(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe."}]}],
+        pil_to_data_uri(grey_to_pil(pixels)),
+    )
     res["image_prompt_first_token"] = _summary(_seconds(lambda: explainer._generate(msgs), 2, warmup=0))
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return res
@@ -267,8 +323,8 @@ def bench_gguf(hf_dir: Path, work: Path, n_text: int, new_tokens: int, converter
 
 def _gguf_prerequisites(converter: str | None) -> str | None:
     """None when llama-cpp-python and the converter are there, else the reason (a ModelError's message)."""
-    from cxrtriage.errors import ModelError
     from cxrtriage.backends.medgemma.gguf import import_llama_cpp
+    from cxrtriage.errors import ModelError
     from cxrtriage.hai_def.gguf import find_converter
 
     try:
@@ -286,14 +342,26 @@ def _bundled_numbers(path: Path) -> dict | None:
     if not path.is_file():
         return None
     r = json.loads(path.read_text(encoding="utf-8"))
-    return {"end_to_end_p50_ms": r.get("end_to_end", {}).get("p50_ms"),
-            "model_int8_p50_ms": r.get("model_int8_onnx", {}).get("p50_ms"),
-            "model_size_mb": r.get("model_int8_size_mb"), "source": str(path)}
+    return {
+        "end_to_end_p50_ms": r.get("end_to_end", {}).get("p50_ms"),
+        "model_int8_p50_ms": r.get("model_int8_onnx", {}).get("p50_ms"),
+        "model_size_mb": r.get("model_int8_size_mb"),
+        "source": str(path),
+    }
 
 
-def run_hai_def_bench(*, scale: str = "real", parts: tuple[str, ...] = PARTS, repeats: int = 3, n_text: int = 300,
-                      new_tokens: int = 16, converter: str | None = None, out: str | Path | None = None,
-                      work_dir: str | Path | None = None, bundled_results: Path = BUNDLED_RESULTS) -> dict:
+def run_hai_def_bench(
+    *,
+    scale: str = "real",
+    parts: tuple[str, ...] = PARTS,
+    repeats: int = 3,
+    n_text: int = 300,
+    new_tokens: int = 16,
+    converter: str | None = None,
+    out: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    bundled_results: Path = BUNDLED_RESULTS,
+) -> dict:
     """Run the selected parts; a part that cannot run (missing extra, converter) is recorded as skipped with why."""
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -305,11 +373,16 @@ def run_hai_def_bench(*, scale: str = "real", parts: tuple[str, ...] = PARTS, re
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="cxrtriage-hai-bench-", dir=work_dir))
     results: dict[str, Any] = {
-        "note": RANDOM_WEIGHTS_NOTE if scale == "real" else TINY_NOTE, "scale": scale,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+        "note": RANDOM_WEIGHTS_NOTE if scale == "real" else TINY_NOTE,
+        "scale": scale,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "command": f"cxrtriage hai-def bench --scale {scale} --parts {','.join(parts)} --repeats {repeats} "
-                   f"--text-tokens {n_text} --new-tokens {new_tokens}",
+        f"--text-tokens {n_text} --new-tokens {new_tokens}",
         "bundled_model": _bundled_numbers(Path(bundled_results)),
     }
     try:
@@ -353,8 +426,10 @@ def print_table(r: dict) -> None:
     print(f"NOTE: {r['note']} (scale: {r['scale']})")
     b = r.get("bundled_model")
     if b:
-        print(f"  bundled int8 CNN (cxrtriage bench)       model {b['model_int8_p50_ms']} ms, end-to-end {b['end_to_end_p50_ms']} ms, "
-              f"{b['model_size_mb']} MB")
+        print(
+            f"  bundled int8 CNN (cxrtriage bench)       model {b['model_int8_p50_ms']} ms, end-to-end {b['end_to_end_p50_ms']} ms, "
+            f"{b['model_size_mb']} MB"
+        )
     else:
         print("  bundled int8 CNN: run `make bench` to record its numbers beside these")
     v = r.get("medsiglip_vision")
@@ -363,29 +438,45 @@ def print_table(r: dict) -> None:
         for key in ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8_dynamic"):
             if key in v:
                 print(f"    {key:<18} {v[key]['median_s'] * 1e3:10.1f} ms")
-        print(f"    int8 cosine vs fp32 {v.get('cosine_ort_int8_dynamic_vs_torch_fp32')}, ONNX size fp32 {v['onnx_size_mb']['fp32']} MB "
-              f"-> int8 {v['onnx_size_mb']['int8']} MB")
+        print(
+            f"    int8 cosine vs fp32 {v.get('cosine_ort_int8_dynamic_vs_torch_fp32')}, ONNX size fp32 {v['onnx_size_mb']['fp32']} MB "
+            f"-> int8 {v['onnx_size_mb']['int8']} MB"
+        )
     g = r.get("medgemma_transformers")
     if isinstance(g, dict):
-        print(f"  MedGemma ({g['params_m']}M params) transformers CPU bf16, prompt {g['prompt_tokens']} tokens "
-              f"({g['image_tokens']} image, {g['image_size']} px):")
-        print(f"    time to first token {g['time_to_first_token']['median_s']:.2f} s, then {g['per_token_s']:.3f} s/token "
-              f"({g['tokens_per_s']} tokens/s)")
+        print(
+            f"  MedGemma ({g['params_m']}M params) transformers CPU bf16, prompt {g['prompt_tokens']} tokens "
+            f"({g['image_tokens']} image, {g['image_size']} px):"
+        )
+        print(
+            f"    time to first token {g['time_to_first_token']['median_s']:.2f} s, then {g['per_token_s']:.3f} s/token "
+            f"({g['tokens_per_s']} tokens/s)"
+        )
     q = r.get("medgemma_gguf")
     if isinstance(q, dict):
-        print(f"  MedGemma GGUF {GGUF_QUANT} (llama.cpp, {q['threads']} threads): {q['per_token_s']:.3f} s/token "
-              f"({q['tokens_per_s']} tokens/s), prompt {q['prompt_tokens_per_s']} tokens/s, image+prompt -> first token "
-              f"{q['image_prompt_first_token']['median_s']:.2f} s; sizes {q['size_mb']}")
+        print(
+            f"  MedGemma GGUF {GGUF_QUANT} (llama.cpp, {q['threads']} threads): {q['per_token_s']:.3f} s/token "
+            f"({q['tokens_per_s']} tokens/s), prompt {q['prompt_tokens_per_s']} tokens/s, image+prompt -> first token "
+            f"{q['image_prompt_first_token']['median_s']:.2f} s; sizes {q['size_mb']}"
+        )
     elif q:
         print(f"  MedGemma GGUF: {q}")
 
 
 def add_bench_parser(sub: Any) -> None:
     """Register ``bench`` under the ``cxrtriage hai-def`` sub-command group."""
-    p = sub.add_parser("bench", help="speed of MedSigLIP / MedGemma / GGUF at real sizes with RANDOM weights",
-                       description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", choices=("real", "tiny"), default="real",
-                   help="real layer sizes (minutes, ~10 GB RAM) or tiny ones (seconds; checks the plumbing)")
+    p = sub.add_parser(
+        "bench",
+        help="speed of MedSigLIP / MedGemma / GGUF at real sizes with RANDOM weights",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--scale",
+        choices=("real", "tiny"),
+        default="real",
+        help="real layer sizes (minutes, ~10 GB RAM) or tiny ones (seconds; checks the plumbing)",
+    )
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--text-tokens", type=int, default=300, help="text tokens in the MedGemma prompt besides the image")
@@ -403,13 +494,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        print(f"error: the HAI-DEF benchmark needs the [hai-def] extra: pip install 'cxrtriage[hai-def]' ({exc})",
-              file=sys.stderr)
+        print(
+            f"error: the HAI-DEF benchmark needs the [hai-def] extra: pip install 'cxrtriage[hai-def]' ({exc})",
+            file=sys.stderr,
+        )
         return 2
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     try:
-        run_hai_def_bench(scale=args.scale, parts=parts, repeats=args.repeats, n_text=args.text_tokens,
-                          new_tokens=args.new_tokens, converter=args.converter, out=args.out)
+        run_hai_def_bench(
+            scale=args.scale,
+            parts=parts,
+            repeats=args.repeats,
+            n_text=args.text_tokens,
+            new_tokens=args.new_tokens,
+            converter=args.converter,
+            out=args.out,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,22 +25,45 @@ import json
 import logging
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cxrtriage.hai_def.finetune_config import (
-    GEMMA_PROJECTIONS, PROGRESS_EVERY_S, TASKS, FinetuneConfig, Task, config_rows, field_docs,
+    GEMMA_PROJECTIONS,
+    PROGRESS_EVERY_S,
+    TASKS,
+    FinetuneConfig,
+    Task,
+    config_rows,
+    field_docs,
 )
 from cxrtriage.hai_def.finetune_data import (
-    balanced_records, build_examples, collate, encode_example, example_image, prompt_messages, with_image,
+    balanced_records,
+    build_examples,
+    collate,
+    encode_example,
+    example_image,
+    prompt_messages,
+    with_image,
 )
 from cxrtriage.hai_def.finetune_model_choice import choose_model
 from cxrtriage.hai_def.medsiglip_probe_training import train_medsiglip_probe
 
 __all__ = [  # what the 02 notebook calls as ``ft.<name>`` (``from cxrtriage.hai_def import finetune as ft``)
-    "GEMMA_PROJECTIONS", "TASKS", "FinetuneConfig", "balanced_records", "build_examples", "choose_model",
-    "compare_adapter_and_merged", "config_rows", "encode_example", "field_docs", "finetune", "train_medsiglip_probe",
+    "GEMMA_PROJECTIONS",
+    "TASKS",
+    "FinetuneConfig",
+    "balanced_records",
+    "build_examples",
+    "choose_model",
+    "compare_adapter_and_merged",
+    "config_rows",
+    "encode_example",
+    "field_docs",
+    "finetune",
+    "train_medsiglip_probe",
     "verify_reload",
 ]
 
@@ -77,8 +100,15 @@ def _load_base(model_dir: str | Path, cfg: FinetuneConfig, device, quantize: boo
     return model, dtype
 
 
-def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_dir: str | Path,
-             cfg: FinetuneConfig | None = None, device: str | None = None, *, progress: bool = False) -> Path:
+def finetune(
+    model_dir: str | Path,
+    examples_with_images: Sequence[dict],
+    out_dir: str | Path,
+    cfg: FinetuneConfig | None = None,
+    device: str | None = None,
+    *,
+    progress: bool = False,
+) -> Path:
     """LoRA fine-tune of MedGemma on chat examples; writes ``adapter/``, ``merged/`` and ``train_log.json``
     (config, and per optimizer step: step, epoch, loss, lr).
 
@@ -116,8 +146,14 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     for p in model.parameters():  # vision tower, projector and base LM frozen; only LoRA weights train
         p.requires_grad_(False)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=_lora_target_regex(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=_lora_target_regex(cfg.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     model = get_peft_model(model, lora)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -137,14 +173,15 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
     model.train()
     step = 0
     # a refresh at most every few seconds: a saved notebook keeps every refresh as one more line
-    bar = tqdm(total=total_steps, desc=f"LoRA {cfg.task}", unit="step", disable=not progress,
-               mininterval=PROGRESS_EVERY_S)
+    bar = tqdm(
+        total=total_steps, desc=f"LoRA {cfg.task}", unit="step", disable=not progress, mininterval=PROGRESS_EVERY_S
+    )
     for epoch in range(cfg.epochs):
         order = list(range(len(encoded)))
         gen.shuffle(order)
-        batches = [order[i:i + cfg.per_device_batch] for i in range(0, len(order), cfg.per_device_batch)]
+        batches = [order[i : i + cfg.per_device_batch] for i in range(0, len(order), cfg.per_device_batch)]
         for start in range(0, len(batches), cfg.grad_accum):
-            group = batches[start:start + cfg.grad_accum]
+            group = batches[start : start + cfg.grad_accum]
             n_tokens = [int((encoded[i]["labels"] != -100).sum()) for b in group for i in b]
             total_tok = max(sum(n_tokens), 1)
             loss_sum = 0.0
@@ -183,11 +220,20 @@ def finetune(model_dir: str | Path, examples_with_images: Sequence[dict], out_di
     merged.save_pretrained(merged_dir)
     processor.save_pretrained(merged_dir)
 
-    (out_dir / "train_log.json").write_text(json.dumps({
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        "n_examples": len(examples), "n_trainable_params": n_trainable, "steps": history,
-        "device": str(dev), "base_model": str(model_dir),
-    }, indent=1), encoding="utf-8")
+    (out_dir / "train_log.json").write_text(
+        json.dumps(
+            {
+                "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+                "n_examples": len(examples),
+                "n_trainable_params": n_trainable,
+                "steps": history,
+                "device": str(dev),
+                "base_model": str(model_dir),
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     return out_dir
 
 
@@ -204,16 +250,18 @@ def verify_reload(out_dir: str | Path, image, max_new_tokens: int = 8, task: Tas
     model = AutoModelForImageTextToText.from_pretrained(str(merged_dir), dtype=torch.float32).eval()
     pil = example_image({"image": image})
     messages = with_image(prompt_messages(task), pil)
-    enc = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
-                                        return_tensors="pt")
+    enc = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
     n = enc["input_ids"].shape[1]
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.decode(out[0, n:], skip_special_tokens=True)
 
 
-def compare_adapter_and_merged(out_dir: str | Path, base_model_dir: str | Path, image, task: Task = "urgency",
-                               max_new_tokens: int = 16) -> dict[str, Any]:
+def compare_adapter_and_merged(
+    out_dir: str | Path, base_model_dir: str | Path, image, task: Task = "urgency", max_new_tokens: int = 16
+) -> dict[str, Any]:
     """Reload both saved forms of one fine-tune — the base + ``out_dir/adapter`` (peft, unmerged) and
     ``out_dir/merged`` — on CPU in fp32, run the same prompt and image through each, and compare: the largest
     absolute difference of the next-token logits over the prompt, and whether greedy decoding gives the same
@@ -227,8 +275,9 @@ def compare_adapter_and_merged(out_dir: str | Path, base_model_dir: str | Path, 
     out_dir = Path(out_dir)
     processor = AutoProcessor.from_pretrained(str(out_dir / "merged"))
     messages = with_image(prompt_messages(task), example_image({"image": image}))
-    enc = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
-                                        return_tensors="pt")
+    enc = processor.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
     n = int(enc["input_ids"].shape[1])
 
     def run(model) -> tuple[Any, str]:
@@ -240,9 +289,13 @@ def compare_adapter_and_merged(out_dir: str | Path, base_model_dir: str | Path, 
 
     base = AutoModelForImageTextToText.from_pretrained(str(base_model_dir), dtype=torch.float32)
     adapter_logits, adapter_text = run(PeftModel.from_pretrained(base, str(out_dir / "adapter")))
-    merged_logits, merged_text = run(AutoModelForImageTextToText.from_pretrained(str(out_dir / "merged"),
-                                                                                 dtype=torch.float32))
-    return {"max_abs_logit_diff": float((adapter_logits - merged_logits).abs().max()),
-            "same_greedy_text": adapter_text == merged_text, "adapter_text": adapter_text,
-            "merged_text": merged_text, "prompt_tokens": n}
-
+    merged_logits, merged_text = run(
+        AutoModelForImageTextToText.from_pretrained(str(out_dir / "merged"), dtype=torch.float32)
+    )
+    return {
+        "max_abs_logit_diff": float((adapter_logits - merged_logits).abs().max()),
+        "same_greedy_text": adapter_text == merged_text,
+        "adapter_text": adapter_text,
+        "merged_text": merged_text,
+        "prompt_tokens": n,
+    }

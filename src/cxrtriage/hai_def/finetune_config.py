@@ -120,8 +120,20 @@ def config_rows(cfg: FinetuneConfig | None = None) -> list[dict[str, Any]]:
 
     rows = []
     for f in fields(cfg):
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else None)
+        default = (
+            f.default
+            if f.default is not MISSING
+            else (f.default_factory() if f.default_factory is not MISSING else None)
+        )
         value = getattr(cfg, f.name)
-        rows.append({"field": f.name, "value": show(value), "default": show(default), "changed": value != default,
-                     "cli": flags.get(f.name, "--config"), "meaning": docs.get(f.name, "")})
+        rows.append(
+            {
+                "field": f.name,
+                "value": show(value),
+                "default": show(default),
+                "changed": value != default,
+                "cli": flags.get(f.name, "--config"),
+                "meaning": docs.get(f.name, ""),
+            }
+        )
     return rows

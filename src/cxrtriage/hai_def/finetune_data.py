@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from cxrtriage.backends.medgemma.prompt import build_messages
 from cxrtriage.hai_def.finetune_config import TASKS, Task
@@ -43,12 +44,14 @@ def label_sentence(urgent: int, findings: str) -> str:
 
 def urgency_target(urgent: int, findings: str) -> str:
     """The strict JSON answer the explainer's prompt asks for (no box, no quote: the labels have neither)."""
-    return json.dumps({
-        "urgency": "Urgent" if urgent else "Non-Urgent",
-        "explanation": label_sentence(urgent, findings),
-        "box": None,
-        "supporting_quote": None,
-    })
+    return json.dumps(
+        {
+            "urgency": "Urgent" if urgent else "Non-Urgent",
+            "explanation": label_sentence(urgent, findings),
+            "box": None,
+            "supporting_quote": None,
+        }
+    )
 
 
 def prompt_messages(task: Task) -> list[dict]:
@@ -69,10 +72,18 @@ def build_examples(records: Sequence[Any], task: Task) -> list[dict]:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     out = []
     for rec in records:
-        target = urgency_target(rec.urgent, rec.findings) if task == "urgency" else label_sentence(rec.urgent, rec.findings)
+        target = (
+            urgency_target(rec.urgent, rec.findings) if task == "urgency" else label_sentence(rec.urgent, rec.findings)
+        )
         messages = prompt_messages(task) + [{"role": "assistant", "content": [{"type": "text", "text": target}]}]
-        out.append({"key": getattr(rec, "key", str(rec.path)), "image_path": str(rec.path), "messages": messages,
-                    "target": target})
+        out.append(
+            {
+                "key": getattr(rec, "key", str(rec.path)),
+                "image_path": str(rec.path),
+                "messages": messages,
+                "target": target,
+            }
+        )
     return out
 
 
@@ -124,8 +135,10 @@ def encode_example(processor, ex: dict, max_length: int) -> dict:
     if not torch.equal(ids[:n_prompt], p_ids):
         raise ValueError("chat template: the prompt is not a prefix of the full conversation")
     if n_prompt >= max_length:
-        raise ValueError(f"prompt of example {ex.get('key')} has {n_prompt} tokens >= max_length={max_length}: "
-                         "raise FinetuneConfig.max_length")
+        raise ValueError(
+            f"prompt of example {ex.get('key')} has {n_prompt} tokens >= max_length={max_length}: "
+            "raise FinetuneConfig.max_length"
+        )
     if ids.shape[0] > max_length:
         log.warning("example %s truncated from %d to %d tokens", ex.get("key"), ids.shape[0], max_length)
     ids = ids[:max_length]
@@ -174,4 +187,3 @@ def balanced_records(records: list, limit: int | None) -> list:
         for y in (1, 0):
             out += [r for r in records if r.dataset == ds and r.urgent == y][:half]
     return out
-

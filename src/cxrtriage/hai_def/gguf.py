@@ -143,9 +143,7 @@ def stage_checkpoint_for_converter(hf_dir: Path, stage_dir: Path) -> Path:
     return stage_dir
 
 
-def _run_converter(
-    converter: Path, hf_dir: Path, outfile: Path, outtype: str, mmproj: bool, model_name: str
-) -> None:
+def _run_converter(converter: Path, hf_dir: Path, outfile: Path, outtype: str, mmproj: bool, model_name: str) -> None:
     cmd = [sys.executable, str(converter), str(hf_dir), "--outfile", str(outfile), "--outtype", outtype]
     cmd += ["--model-name", model_name]
     if mmproj:

@@ -44,8 +44,9 @@ check are :mod:`cxrtriage.hai_def.onnx_vision`, the quantiser :mod:`cxrtriage.ha
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,14 @@ from cxrtriage.backends.bundle_blocks import jsonable
 from cxrtriage.backends.calibration import DEGENERATE_WARNING, degenerate
 from cxrtriage.backends.medsiglip import LinearProbe, MedSigLIPBackend
 from cxrtriage.hai_def.onnx_vision import (
-    EMBED_NAME, FP32_FILE, INPUT_NAME, INT8_FILE, LOGIT_NAME, MIN_FP32_COSINE, cosines, export_medsiglip_vision,
+    EMBED_NAME,
+    FP32_FILE,
+    INPUT_NAME,
+    INT8_FILE,
+    LOGIT_NAME,
+    MIN_FP32_COSINE,
+    cosines,
+    export_medsiglip_vision,
     synthetic_images,
 )
 
@@ -70,8 +78,10 @@ GEMMA3_EXPORT_TRIAL = (
 
 BUNDLE_BACKEND = "medsiglip-onnx"
 HAI_DEF_TERMS_URL = "https://developers.google.com/health-ai-developer-foundations/terms"
-HAI_DEF_TERMS = (f"MedSigLIP is a Google Health AI Developer Foundations (HAI-DEF) model; this export, like the "
-                 f"weights it is derived from, is governed by the HAI-DEF terms of use: {HAI_DEF_TERMS_URL}")
+HAI_DEF_TERMS = (
+    f"MedSigLIP is a Google Health AI Developer Foundations (HAI-DEF) model; this export, like the "
+    f"weights it is derived from, is governed by the HAI-DEF terms of use: {HAI_DEF_TERMS_URL}"
+)
 #: |int8 bundle score - torch fp32 score| above this fails the export (int8 is recorded either way)
 INT8_SCORE_TOL = 0.05
 #: |fp32 ONNX score through the bundle runtime - torch fp32 score| above this fails the export
@@ -90,7 +100,9 @@ def _siglip_preprocess(image_processor: Any, image_size: tuple[int, int], channe
     from cxrtriage.imaging.preprocess import SIGLIP_UINT8_BILINEAR
 
     if getattr(image_processor, "do_center_crop", False):
-        raise ValueError(f"{type(image_processor).__name__} center-crops: not supported by the ONNX bundle's preprocessing")
+        raise ValueError(
+            f"{type(image_processor).__name__} center-crops: not supported by the ONNX bundle's preprocessing"
+        )
     h, w = image_size
     rescale = float(image_processor.rescale_factor) if getattr(image_processor, "do_rescale", True) else 1.0
     if getattr(image_processor, "do_normalize", True):
@@ -109,14 +121,22 @@ def _siglip_preprocess(image_processor: Any, image_size: tuple[int, int], channe
         "mean": mean,
         "std": std,
         "input_range": "[0,1] grey, display polarity (MONOCHROME2)",
-        "source": (f"{type(image_processor).__name__} of the checkpoint (size, rescale_factor, image_mean, image_std); "
-                   "the resize is MedSigLIPBackend.to_pil's (uint8, PIL bilinear to the model size), so the processor's "
-                   f"own resize (resample={int(resample) if resample is not None else None}) is a no-op"),
+        "source": (
+            f"{type(image_processor).__name__} of the checkpoint (size, rescale_factor, image_mean, image_std); "
+            "the resize is MedSigLIPBackend.to_pil's (uint8, PIL bilinear to the model size), so the processor's "
+            f"own resize (resample={int(resample) if resample is not None else None}) is a no-op"
+        ),
     }
 
 
-def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: str | Path | LinearProbe, *,
-                            images: Sequence[np.ndarray] | None = None, opset: int = 17) -> dict:
+def export_medsiglip_bundle(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    probe: str | Path | LinearProbe,
+    *,
+    images: Sequence[np.ndarray] | None = None,
+    opset: int = 17,
+) -> dict:
     """Export MedSigLIP's vision tower + linear-probe head as a bundle served by ``BundledOnnxBackend``.
 
     Writes ``out_dir/model.onnx`` (dynamic int8) and ``out_dir/model.json`` (backend "medsiglip-onnx": preprocessing
@@ -141,9 +161,9 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
 
     from cxrtriage.backends.bundle_config import write_bundle_config
     from cxrtriage.backends.bundled import INDEX_FILE, META_FILE, MODEL_FILE, BundledOnnxBackend
+    from cxrtriage.backends.embedding_index import EmbeddingIndex
     from cxrtriage.evaluation.card_data import CARD_DATA_FILE, write_fresh_card
     from cxrtriage.files import sha256_file
-    from cxrtriage.backends.embedding_index import EmbeddingIndex
     from cxrtriage.imaging.preprocess import to_model_input
 
     out_dir = Path(out_dir)
@@ -162,22 +182,29 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     index_dst = out_dir / INDEX_FILE
     same_index = index_src is not None and index_dst.exists() and index_src.resolve() == index_dst.resolve()
     for stale in (out_dir / META_FILE, out_dir / CARD_DATA_FILE, out_dir / BUNDLE_FAILED_FILE) + (
-            () if same_index else (index_dst,)):
+        () if same_index else (index_dst,)
+    ):
         stale.unlink(missing_ok=True)
 
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
-        torch_backend = MedSigLIPBackend(model_dir, classifier=probe.save(tmp / "probe.json"), device="cpu",
-                                         dtype=torch.float32)
-        report = export_medsiglip_vision(str(model_dir), tmp, probe=probe, opset=opset, images=imgs, backend=torch_backend)
+        torch_backend = MedSigLIPBackend(
+            model_dir, classifier=probe.save(tmp / "probe.json"), device="cpu", dtype=torch.float32
+        )
+        report = export_medsiglip_vision(
+            str(model_dir), tmp, probe=probe, opset=opset, images=imgs, backend=torch_backend
+        )
         dim = int(report["embedding_dim"])
         if index_src is not None:
             n_index_dim = EmbeddingIndex.load(index_src).embeddings.shape[1]
             if n_index_dim != dim:
                 raise ValueError(f"{index_src} holds {n_index_dim}-d embeddings, the model gives {dim}-d")
 
-        preprocess = _siglip_preprocess(torch_backend.processor.image_processor, torch_backend.image_size,
-                                        int(getattr(torch_backend.model.config.vision_config, "num_channels", 3)))
+        preprocess = _siglip_preprocess(
+            torch_backend.processor.image_processor,
+            torch_backend.image_size,
+            int(getattr(torch_backend.model.config.vision_config, "num_channels", 3)),
+        )
         info = torch_backend.info
         fingerprint = probe.fingerprint()
         meta: dict[str, Any] = {
@@ -196,13 +223,21 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
                 LOGIT_NAME: "[N] raw probe logit = embedding @ weight + bias (calibration applied afterwards)",
             },
             "output_roles": {"logit": LOGIT_NAME, "feature_map": None, "embedding": EMBED_NAME},
-            "quantization": {"format": "dynamic int8", "weights": "int8 (QInt8)",
-                             "activations": "uint8, quantised dynamically at run time",
-                             "tool": f"onnxruntime {ort.__version__} quantize_dynamic",
-                             "exporter": report["exporter"], "opset": opset},
-            "calibration": {"type": "platt", "a": float(probe.platt_a), "b": float(probe.platt_b),
-                            "fit_on": probe.meta.get("calibration", "see probe.meta"),
-                            **({"warning": DEGENERATE_WARNING} if degenerate(float(probe.platt_a)) else {})},
+            "quantization": {
+                "format": "dynamic int8",
+                "weights": "int8 (QInt8)",
+                "activations": "uint8, quantised dynamically at run time",
+                "tool": f"onnxruntime {ort.__version__} quantize_dynamic",
+                "exporter": report["exporter"],
+                "opset": opset,
+            },
+            "calibration": {
+                "type": "platt",
+                "a": float(probe.platt_a),
+                "b": float(probe.platt_b),
+                "fit_on": probe.meta.get("calibration", "see probe.meta"),
+                **({"warning": DEGENERATE_WARNING} if degenerate(float(probe.platt_a)) else {}),
+            },
             "threshold": float(probe.threshold),
             "review_band": [float(probe.review_band[0]), float(probe.review_band[1])],
         }
@@ -211,21 +246,35 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
                 meta[key] = probe.meta[key]
         if "ood" in probe.meta:
             meta["ood"] = probe.meta["ood"]
-        meta["probe"] = {"fingerprint": fingerprint, "dim": len(probe.weight), "source": probe_source,
-                         "meta": {k: v for k, v in probe.meta.items() if k != "ood"}}
-        meta["source"] = {"model": str(model_dir), "model_dir": str(torch_backend.model_dir), "name": info.name,
-                          "version": info.version, "weights_and_probe_sha256": info.sha256}
+        meta["probe"] = {
+            "fingerprint": fingerprint,
+            "dim": len(probe.weight),
+            "source": probe_source,
+            "meta": {k: v for k, v in probe.meta.items() if k != "ood"},
+        }
+        meta["source"] = {
+            "model": str(model_dir),
+            "model_dir": str(torch_backend.model_dir),
+            "name": info.name,
+            "version": info.version,
+            "weights_and_probe_sha256": info.sha256,
+        }
 
         # torch fp32 reference and the processor's pixels
         ref = [torch_backend.analyze(im) for im in imgs]
         ref_score = np.array([r.score for r in ref])
         ref_logit = np.array([r.logit for r in ref])
         ref_emb = np.stack([r.embedding for r in ref])
-        pv = np.asarray(torch_backend.processor(images=[torch_backend.to_pil(im) for im in imgs],
-                                                return_tensors="np")["pixel_values"], dtype=np.float32)
+        pv = np.asarray(
+            torch_backend.processor(images=[torch_backend.to_pil(im) for im in imgs], return_tensors="np")[
+                "pixel_values"
+            ],
+            dtype=np.float32,
+        )
         ours = np.concatenate([to_model_input(im, preprocess) for im in imgs])
         parity: dict[str, Any] = {
-            "n_images": len(imgs), "images": "given" if images is not None else "synthetic",
+            "n_images": len(imgs),
+            "images": "given" if images is not None else "synthetic",
             "reference": "torch MedSigLIPBackend, fp32 on CPU, same probe",
             "preprocess_max_abs_diff": float(np.abs(ours - pv).max()) if ours.shape == pv.shape else float("inf"),
         }
@@ -257,8 +306,12 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
         write_bundle_config(meta, out_dir / META_FILE)
         bundle_numbers(BundledOnnxBackend(out_dir), "int8")
 
-    parity["tolerances"] = {"preprocess_max_abs_diff": PREPROCESS_TOL, "fp32_score_max_abs_diff": FP32_SCORE_TOL,
-                            "fp32_embedding_cosine_min": MIN_FP32_COSINE, "int8_score_max_abs_diff": INT8_SCORE_TOL}
+    parity["tolerances"] = {
+        "preprocess_max_abs_diff": PREPROCESS_TOL,
+        "fp32_score_max_abs_diff": FP32_SCORE_TOL,
+        "fp32_embedding_cosine_min": MIN_FP32_COSINE,
+        "int8_score_max_abs_diff": INT8_SCORE_TOL,
+    }
     meta["parity"] = parity
     meta["export"] = {**report, "files": {"int8": MODEL_FILE, "fp32": "not kept (used for the parity check only)"}}
     failures = []
@@ -273,7 +326,8 @@ def export_medsiglip_bundle(model_dir: str | Path, out_dir: str | Path, probe: s
     if failures:
         (out_dir / META_FILE).unlink(missing_ok=True)  # never leave a servable bundle that failed its parity check
         _write_json(out_dir / BUNDLE_FAILED_FILE, meta)
-        raise RuntimeError(f"MedSigLIP ONNX bundle parity failed ({'; '.join(failures)}); numbers in "
-                           f"{out_dir / BUNDLE_FAILED_FILE}")
+        raise RuntimeError(
+            f"MedSigLIP ONNX bundle parity failed ({'; '.join(failures)}); numbers in {out_dir / BUNDLE_FAILED_FILE}"
+        )
     write_fresh_card(out_dir, write_bundle_config(meta, out_dir / META_FILE))
     return meta

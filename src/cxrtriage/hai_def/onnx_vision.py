@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,9 @@ def synthetic_images(n: int, seed: int = 0, size: int = 96) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
     out = []
     for i in range(n):
-        lungs = np.exp(-(((xx - 0.3) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)) + np.exp(-(((xx - 0.7) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2))
+        lungs = np.exp(-(((xx - 0.3) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)) + np.exp(
+            -(((xx - 0.7) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)
+        )
         img = 0.8 - 0.5 * lungs + 0.1 * np.sin(2 * np.pi * (i + 1) * yy) + 0.05 * rng.standard_normal((size, size))
         out.append(np.clip(img, 0.0, 1.0).astype(np.float32))
     return out
@@ -85,25 +88,46 @@ def _export(module: Any, dummy: Any, path: Path, output_names: list[str], opset:
 
     errors = []
     try:
-        torch.onnx.export(module, (dummy,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
+            opset_version=opset,
+            dynamo=False,
+        )
         return f"torch.onnx.export(dynamo=False, opset {opset})"
     except Exception as exc:  # noqa: BLE001 - record and fall back
         errors.append(f"dynamo=False: {type(exc).__name__}: {exc}")
     try:
-        torch.onnx.export(module, (dummy,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-                          dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
-                          opset_version=max(opset, 18), dynamo=True, external_data=False)
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
+            opset_version=max(opset, 18),
+            dynamo=True,
+            external_data=False,
+        )
         return f"torch.onnx.export(dynamo=True, opset {max(opset, 18)}) after: {errors[0][:300]}"
     except Exception as exc:  # noqa: BLE001
         errors.append(f"dynamo=True: {type(exc).__name__}: {exc}")
         raise RuntimeError("ONNX export of the SigLIP vision tower failed: " + " || ".join(errors)) from exc
 
 
-def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | None = None, opset: int = 17,
-                            images: Sequence[np.ndarray] | None = None, *,
-                            backend: MedSigLIPBackend | None = None) -> dict:
+def export_medsiglip_vision(
+    model_dir: str,
+    out_dir: Path,
+    probe: LinearProbe | None = None,
+    opset: int = 17,
+    images: Sequence[np.ndarray] | None = None,
+    *,
+    backend: MedSigLIPBackend | None = None,
+) -> dict:
     """Export the SigLIP vision tower (+ probe head) to ``out_dir``: fp32 ONNX, dynamic int8 ONNX, parity report.
 
     Outputs: ``image_embedding`` (N, D) L2-normalised pooled embedding as ``MedSigLIPBackend.embed`` computes it;
@@ -133,17 +157,26 @@ def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | 
     t2 = time.perf_counter()
 
     imgs = list(images) if images is not None else synthetic_images(4)
-    pv = np.asarray(backend.processor(images=[backend.to_pil(p) for p in imgs], return_tensors="np")["pixel_values"],
-                    dtype=np.float32)
+    pv = np.asarray(
+        backend.processor(images=[backend.to_pil(p) for p in imgs], return_tensors="np")["pixel_values"],
+        dtype=np.float32,
+    )
     ref_emb = backend.embed(imgs)
     with torch.inference_mode():
         t_out = module(torch.from_numpy(pv))
     t_emb = (t_out[0] if probe is not None else t_out).numpy()
     report: dict[str, Any] = {
-        "model_dir": str(model_dir), "exporter": exporter, "opset": opset, "input": INPUT_NAME,
-        "outputs": output_names, "image_size": [h, w], "embedding_dim": int(ref_emb.shape[1]),
-        "n_parity_images": len(imgs), "parity_images": "given" if images is not None else "synthetic",
-        "export_s": round(t1 - t0, 3), "quantize_s": round(t2 - t1, 3),
+        "model_dir": str(model_dir),
+        "exporter": exporter,
+        "opset": opset,
+        "input": INPUT_NAME,
+        "outputs": output_names,
+        "image_size": [h, w],
+        "embedding_dim": int(ref_emb.shape[1]),
+        "n_parity_images": len(imgs),
+        "parity_images": "given" if images is not None else "synthetic",
+        "export_s": round(t1 - t0, 3),
+        "quantize_s": round(t2 - t1, 3),
         "files": {"fp32": fp32_path.name, "int8": int8_path.name},
         "size_mb": {"fp32": round(fp32_path.stat().st_size / 1e6, 3), "int8": round(int8_path.stat().st_size / 1e6, 3)},
         "quantization": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
@@ -161,8 +194,10 @@ def export_medsiglip_vision(model_dir: str, out_dir: Path, probe: LinearProbe | 
             report[f"logit_max_abs_diff_{tag}"] = float(np.abs(outs[1] - t_out[1].numpy()).max())
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=1), encoding="utf-8")
     if report["cosine_fp32_min"] < MIN_FP32_COSINE:
-        raise RuntimeError(f"fp32 ONNX embeddings disagree with torch: min cosine {report['cosine_fp32_min']:.6f} "
-                           f"< {MIN_FP32_COSINE} (report in {out_dir / REPORT_FILE})")
+        raise RuntimeError(
+            f"fp32 ONNX embeddings disagree with torch: min cosine {report['cosine_fp32_min']:.6f} "
+            f"< {MIN_FP32_COSINE} (report in {out_dir / REPORT_FILE})"
+        )
     return report
 
 
@@ -199,7 +234,7 @@ class OnnxSiglipEmbedder:
         """All outputs (``image_embedding`` and, for a probe export, ``urgency_logit``) by name."""
         chunks: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
         for i in range(0, len(pixels_list), self.batch_size):
-            outs = self.session.run(None, {INPUT_NAME: self.pixel_values(pixels_list[i:i + self.batch_size])})
+            outs = self.session.run(None, {INPUT_NAME: self.pixel_values(pixels_list[i : i + self.batch_size])})
             for n, o in zip(self.output_names, outs):
                 chunks[n].append(np.asarray(o, dtype=np.float32))
         return {n: np.concatenate(c) for n, c in chunks.items() if c}

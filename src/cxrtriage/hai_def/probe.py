@@ -12,17 +12,26 @@ from typing import Any
 
 import numpy as np
 
-from cxrtriage.evaluation import metrics
 from cxrtriage.backends.calibration import fit_platt, platt
 from cxrtriage.backends.medsiglip import LinearProbe
+from cxrtriage.evaluation import metrics
 
 TARGET_SENSITIVITY = 0.95
 REVIEW_BAND_ALPHA = 0.5
 
 
-def train_linear_probe(embeddings: np.ndarray, labels: np.ndarray, val_embeddings: np.ndarray, val_labels: np.ndarray,
-                       groups: np.ndarray | None = None, *, C: float = 1.0, n_boot: int = 1000, seed: int = 0,
-                       meta: dict[str, Any] | None = None) -> LinearProbe:
+def train_linear_probe(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    val_embeddings: np.ndarray,
+    val_labels: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    C: float = 1.0,
+    n_boot: int = 1000,
+    seed: int = 0,
+    meta: dict[str, Any] | None = None,
+) -> LinearProbe:
     """Logistic regression on train embeddings; calibration and operating point on validation only.
 
     ``groups`` are validation patient ids so the bootstrap resamples patients, not images.
@@ -43,19 +52,23 @@ def train_linear_probe(embeddings: np.ndarray, labels: np.ndarray, val_embedding
     a, pb = fit_platt(val_logit, yv)
     p_val = platt(val_logit, a, pb)
     threshold = metrics.threshold_for_sensitivity(yv, p_val, TARGET_SENSITIVITY)
-    lo, hi = metrics.bootstrap_threshold_interval(yv, p_val, target=TARGET_SENSITIVITY, n_boot=n_boot,
-                                                  alpha=REVIEW_BAND_ALPHA, seed=seed, groups=groups)
+    lo, hi = metrics.bootstrap_threshold_interval(
+        yv, p_val, target=TARGET_SENSITIVITY, n_boot=n_boot, alpha=REVIEW_BAND_ALPHA, seed=seed, groups=groups
+    )
     if np.isnan(lo) or np.isnan(hi):
         lo = hi = threshold
     band = (float(min(lo, threshold)), float(max(hi, threshold)))
     info = {
-        "n_train": int(len(y)), "n_val": int(len(yv)), "dim": int(x.shape[1]),
+        "n_train": int(len(y)),
+        "n_val": int(len(yv)),
+        "dim": int(x.shape[1]),
         "val_auc": metrics.roc_auc(yv, p_val),
         "calibration": "platt on validation logits",
         "threshold_rule": f"highest calibrated score with sensitivity >= {TARGET_SENSITIVITY} on validation",
         "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} {'cluster-' if groups is not None else ''}bootstrap interval "
-                            "of the validation threshold, widened to contain the threshold",
+        "of the validation threshold, widened to contain the threshold",
         **(meta or {}),
     }
-    return LinearProbe(weight=w.tolist(), bias=b, platt_a=a, platt_b=pb, threshold=float(threshold),
-                       review_band=band, meta=info)
+    return LinearProbe(
+        weight=w.tolist(), bias=b, platt_a=a, platt_b=pb, threshold=float(threshold), review_band=band, meta=info
+    )

@@ -42,10 +42,22 @@ def _train_tokenizer_model(work: Path, vocab_size: int = 300) -> Path:
     text.write_text("\n".join(lines * 3) + "\n", encoding="utf-8")
     prefix = work / "spiece"
     spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
-        byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        num_threads=1, minloglevel=2,
+        input=str(text),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        num_threads=1,
+        minloglevel=2,
     )
     return prefix.with_suffix(".model")
 
@@ -63,17 +75,35 @@ def build_tiny_siglip(out_dir: Path, seed: int = 0, image_size: int = 32) -> Pat
         tokenizer = SiglipTokenizer(vocab_file=str(spm_path), model_max_length=64)
         vocab = len(tokenizer)
     image_processor = SiglipImageProcessorPil(
-        size={"height": image_size, "width": image_size}, do_resize=True, do_rescale=True, do_normalize=True,
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        size={"height": image_size, "width": image_size},
+        do_resize=True,
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     )
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     config = SiglipConfig(
-        text_config={"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 64, "pad_token_id": tokenizer.pad_token_id,
-                     "eos_token_id": tokenizer.eos_token_id,
-                     "bos_token_id": tokenizer.eos_token_id},
-        vision_config={"image_size": image_size, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-                       "num_hidden_layers": 2, "num_attention_heads": 2, "num_channels": 3},
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.eos_token_id,
+        },
+        vision_config={
+            "image_size": image_size,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_channels": 3,
+        },
     )
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()

@@ -104,16 +104,43 @@ def build_tiny_tokenizer():
 
 
 #: google/medgemma-4b-it's sizes (Gemma 3 4B + SigLIP-400M at 896 px), used for random-weight speed benchmarks.
-REAL_TEXT_SIZES = {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34, "num_attention_heads": 8,
-                   "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 262208, "sliding_window": 1024,
-                   "query_pre_attn_scalar": 256}
-REAL_VISION_SIZES = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-                     "image_size": 896, "patch_size": 14}
+REAL_TEXT_SIZES = {
+    "hidden_size": 2560,
+    "intermediate_size": 10240,
+    "num_hidden_layers": 34,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "vocab_size": 262208,
+    "sliding_window": 1024,
+    "query_pre_attn_scalar": 256,
+}
+REAL_VISION_SIZES = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 896,
+    "patch_size": 14,
+}
 REAL_MM_TOKENS = 256
-TINY_TEXT_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "num_key_value_heads": 1, "head_dim": 32, "sliding_window": 512}
-TINY_VISION_SIZES = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                     "image_size": IMAGE_SIZE, "patch_size": PATCH_SIZE}
+TINY_TEXT_SIZES = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "sliding_window": 512,
+}
+TINY_VISION_SIZES = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": IMAGE_SIZE,
+    "patch_size": PATCH_SIZE,
+}
 
 
 def build_medgemma_stand_in(seed: int = 0, scale: str = "tiny"):
@@ -133,7 +160,9 @@ def build_medgemma_stand_in(seed: int = 0, scale: str = "tiny"):
     if scale not in ("tiny", "real"):
         raise ValueError(f"scale must be 'tiny' or 'real', got {scale!r}")
     torch.manual_seed(seed)
-    text_sizes, vision_sizes = (TINY_TEXT_SIZES, TINY_VISION_SIZES) if scale == "tiny" else (REAL_TEXT_SIZES, REAL_VISION_SIZES)
+    text_sizes, vision_sizes = (
+        (TINY_TEXT_SIZES, TINY_VISION_SIZES) if scale == "tiny" else (REAL_TEXT_SIZES, REAL_VISION_SIZES)
+    )
     mm_tokens = MM_TOKENS_PER_IMAGE if scale == "tiny" else REAL_MM_TOKENS
     image_size = int(vision_sizes["image_size"])
 

@@ -22,8 +22,15 @@ import numpy as np
 from cxrtriage.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 
 __all__ = [
-    "LUMA", "array_to_unit", "check_pixels", "colourfulness", "finish", "minmax", "reduction_factor",
-    "reduction_warning", "rescale",
+    "LUMA",
+    "array_to_unit",
+    "check_pixels",
+    "colourfulness",
+    "finish",
+    "minmax",
+    "reduction_factor",
+    "reduction_warning",
+    "rescale",
 ]
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -46,8 +53,10 @@ def reduction_factor(width: int, height: int, max_working: int) -> int:
 
 
 def reduction_warning(width: int, height: int, factor: float) -> str:
-    return (f"large image ({width} x {height}): analysed at 1/{factor:g} resolution to bound memory "
-            f"(CXRTRIAGE_MAX_WORKING_PIXELS); boxes are in original pixels")
+    return (
+        f"large image ({width} x {height}): analysed at 1/{factor:g} resolution to bound memory "
+        f"(CXRTRIAGE_MAX_WORKING_PIXELS); boxes are in original pixels"
+    )
 
 
 def array_to_unit(arr: np.ndarray) -> np.ndarray:
@@ -92,7 +101,7 @@ def colourfulness(arr: np.ndarray) -> float | None:
     total = 0.0
     rows = max(1, (4 * 1024 * 1024) // max(1, arr.shape[1]))  # row chunks: no full-size float copy
     for r0 in range(0, arr.shape[0], rows):
-        chunk = rgb[r0:r0 + rows].astype(np.float32)
+        chunk = rgb[r0 : r0 + rows].astype(np.float32)
         total += float((chunk.max(axis=2) - chunk.min(axis=2)).sum(dtype=np.float64))
     return float(total / (arr.shape[0] * arr.shape[1]) / span)
 

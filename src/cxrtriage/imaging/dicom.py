@@ -34,9 +34,9 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply
 from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
@@ -138,7 +138,7 @@ def _reduce_array(arr: np.ndarray, factor: int) -> np.ndarray:
     rows = max(1, (16 * 1024 * 1024) // max(1, out_w * factor * factor * 4 * (arr.shape[2] if arr.ndim == 3 else 1)))
     for r0 in range(0, out_h, rows):
         r1 = min(out_h, r0 + rows)
-        block = arr[r0 * factor:r1 * factor, :out_w * factor].astype(np.float32)
+        block = arr[r0 * factor : r1 * factor, : out_w * factor].astype(np.float32)
         out[r0:r1] = block.reshape(r1 - r0, factor, out_w, factor, *arr.shape[2:]).mean(axis=(1, 3))
     if arr.dtype == np.bool_:
         return out >= 0.5
@@ -160,7 +160,7 @@ def _refuse_deflated(data: bytes) -> None:
         end = 132 + 1024
     uid = DeflatedExplicitVRLittleEndian.encode()
     at = data.find(uid, 132, min(end, 132 + 64 * 1024))
-    if at >= 0 and data[at + len(uid):at + len(uid) + 1] in (b"", b"\x00", b"\x02"):
+    if at >= 0 and data[at + len(uid) : at + len(uid) + 1] in (b"", b"\x00", b"\x02"):
         raise UnsupportedFormatError("DICOM transfer syntax 'Deflated Explicit VR Little Endian' is not supported")
 
 
@@ -180,9 +180,7 @@ def read_dataset(data: bytes) -> Dataset:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001
-        raise InvalidImageError(
-            "the DICOM file is corrupt or truncated and its header cannot be read"
-        ) from None
+        raise InvalidImageError("the DICOM file is corrupt or truncated and its header cannot be read") from None
 
 
 def _ensure_transfer_syntax(ds: Dataset, warnings: list[str]) -> None:

@@ -16,11 +16,60 @@ from cxrtriage.errors import InvalidImageError, NotAChestXrayError
 from cxrtriage.imaging.load import ImageMeta
 from cxrtriage.imaging.preprocess import resize_square
 
-NON_RADIOGRAPH_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO",
-                             "RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "SEG", "REG", "KO", "PR", "DOC", "GM", "XC", "BMD"}
+NON_RADIOGRAPH_MODALITIES = {
+    "CT",
+    "MR",
+    "US",
+    "NM",
+    "PT",
+    "MG",
+    "XA",
+    "RF",
+    "OCT",
+    "OP",
+    "SM",
+    "ES",
+    "IVUS",
+    "ECG",
+    "SR",
+    "PX",
+    "IO",
+    "RTDOSE",
+    "RTSTRUCT",
+    "RTPLAN",
+    "RTIMAGE",
+    "SEG",
+    "REG",
+    "KO",
+    "PR",
+    "DOC",
+    "GM",
+    "XC",
+    "BMD",
+}
 LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLD", "RLD"}
-NON_CHEST_BODY_PARTS = {"HEAD", "BRAIN", "SKULL", "KNEE", "HAND", "FOOT", "ANKLE", "WRIST", "ELBOW", "HIP", "PELVIS",
-                        "SPINE", "CSPINE", "LSPINE", "ABDOMEN", "BREAST", "SHOULDER", "LEG", "ARM", "EXTREMITY"}
+NON_CHEST_BODY_PARTS = {
+    "HEAD",
+    "BRAIN",
+    "SKULL",
+    "KNEE",
+    "HAND",
+    "FOOT",
+    "ANKLE",
+    "WRIST",
+    "ELBOW",
+    "HIP",
+    "PELVIS",
+    "SPINE",
+    "CSPINE",
+    "LSPINE",
+    "ABDOMEN",
+    "BREAST",
+    "SHOULDER",
+    "LEG",
+    "ARM",
+    "EXTREMITY",
+}
 MIN_SIDE = 64
 MAX_ASPECT = 2.0
 MIN_STD = 0.05
@@ -43,7 +92,9 @@ def image_statistics(pixels: np.ndarray) -> dict[str, float]:
     return {"std": std, "roughness": roughness}
 
 
-def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, *, allow_low_contrast: bool = False) -> dict[str, float]:
+def check_header_and_statistics(
+    pixels: np.ndarray, meta: ImageMeta, *, allow_low_contrast: bool = False
+) -> dict[str, float]:
     """Raise NotAChestXrayError / InvalidImageError for inputs that are clearly not frontal chest radiographs.
 
     ``allow_low_contrast``: a very flat image that is not blank passes with ``stats["low_contrast"] = 1.0``, for a
@@ -52,7 +103,9 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, *, allow_lo
     if meta.modality and meta.modality.upper() in NON_RADIOGRAPH_MODALITIES:
         raise NotAChestXrayError(f"this DICOM is a {meta.modality} image, not a chest radiograph (expected CR or DX)")
     if meta.view_position and meta.view_position.upper() in LATERAL_VIEWS:
-        raise NotAChestXrayError(f"this is a lateral view ({meta.view_position}); cxrtriage only triages frontal (PA/AP) chest radiographs")
+        raise NotAChestXrayError(
+            f"this is a lateral view ({meta.view_position}); cxrtriage only triages frontal (PA/AP) chest radiographs"
+        )
     if meta.body_part and meta.body_part.upper().replace(" ", "") in NON_CHEST_BODY_PARTS:
         raise NotAChestXrayError(f"the DICOM header says the body part is {meta.body_part}, not the chest")
     h, w = pixels.shape
@@ -61,7 +114,9 @@ def check_header_and_statistics(pixels: np.ndarray, meta: ImageMeta, *, allow_lo
     if max(h, w) / min(h, w) > MAX_ASPECT:
         raise NotAChestXrayError(f"aspect ratio {max(h, w) / min(h, w):.1f}:1 is not that of a chest radiograph")
     if meta.colourfulness is not None and meta.colourfulness > MAX_COLOURFULNESS:
-        raise NotAChestXrayError("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph")
+        raise NotAChestXrayError(
+            "this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph"
+        )
     stats = image_statistics(pixels)
     if stats["std"] < MIN_STD:
         lo, hi = np.percentile(pixels, (1.0, 99.0))

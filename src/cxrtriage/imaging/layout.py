@@ -37,7 +37,7 @@ class ChestLayoutModel:
     input_size: int
 
     @classmethod
-    def fit(cls, features: np.ndarray, k: int, input_size: int) -> "ChestLayoutModel":
+    def fit(cls, features: np.ndarray, k: int, input_size: int) -> ChestLayoutModel:
         mean = features.mean(axis=0)
         _, _, vt = np.linalg.svd(features - mean, full_matrices=False)
         return cls(mean=mean, components=vt[:k], input_size=input_size)

@@ -96,8 +96,9 @@ class LoadedImage:
     decode_ms: float = field(default=0.0, repr=False)
 
 
-def load_image(src: ImageSource, *, max_pixels: int | None = None, max_working_pixels: int | None = None,
-               kind: str | None = None) -> LoadedImage:
+def load_image(
+    src: ImageSource, *, max_pixels: int | None = None, max_working_pixels: int | None = None, kind: str | None = None
+) -> LoadedImage:
     """Load a PNG, JPEG or DICOM (path or bytes), a parsed pydicom ``Dataset`` (with its ``file_meta``), a numpy
     array or a PIL image. ``kind`` is the format a caller already sniffed from the same bytes
     (:func:`~cxrtriage.imaging.sniff.sniff_format`: ``"png"``, ``"jpeg"``, ``"dicom"``), so they are not sniffed twice.
@@ -131,9 +132,7 @@ def _load(src: ImageSource, limit: int, work: int, kind: str | None) -> LoadedIm
         return _load_bytes(data, limit, work, kind)
     if isinstance(src, (str, os.PathLike)):
         return _load_bytes(_read_file(Path(src), limit), limit, work, kind)
-    raise TypeError(
-        f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image"
-    )
+    raise TypeError(f"load_image() cannot read a {type(src).__name__}; pass a path, bytes, ndarray or PIL image")
 
 
 def _read_file(path: Path, limit: int) -> bytes:
@@ -193,8 +192,9 @@ def _load_array(arr: np.ndarray, limit: int) -> LoadedImage:
     pixels = array_to_unit(arr)
     bits = 1 if arr.dtype == np.bool_ else arr.dtype.itemsize * 8 if arr.dtype.kind in "ui" else None
     height, width = pixels.shape
-    meta = ImageMeta(source_format="array", width=int(width), height=int(height), bits_stored=bits,
-                     colourfulness=colourfulness(arr))
+    meta = ImageMeta(
+        source_format="array", width=int(width), height=int(height), bits_stored=bits, colourfulness=colourfulness(arr)
+    )
     return LoadedImage(pixels=pixels, meta=meta)
 
 

@@ -26,9 +26,11 @@ INVERSION_MARGIN = 0.05
 #: the inverse's layout residual must be lower by this much
 FLIP_MARGIN = 0.2
 
-FLIP_WARNING = ("the MONOCHROME1 image looked like a negative (lung fields brighter than the mediastinum, and its "
-                "inverse has a far more typical chest layout; a Photometric Interpretation tag error?) and was "
-                "analysed with positive polarity")
+FLIP_WARNING = (
+    "the MONOCHROME1 image looked like a negative (lung fields brighter than the mediastinum, and its "
+    "inverse has a far more typical chest layout; a Photometric Interpretation tag error?) and was "
+    "analysed with positive polarity"
+)
 
 
 def polarity_contrast(pixels: np.ndarray) -> float:

@@ -26,8 +26,9 @@ Keys of the ``preprocess`` block:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image
@@ -75,7 +76,7 @@ def percentile_window(x: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def to_cache(pixels: np.ndarray, cfg: "ConfigLike") -> np.ndarray:
+def to_cache(pixels: np.ndarray, cfg: ConfigLike) -> np.ndarray:
     """(H, W) float [0,1] -> the 8-bit resized image training caches (first half of :func:`to_model_input`)."""
     h, w = input_hw(cfg)
     x = resize_squash(np.clip(pixels, 0.0, 1.0), h, w)
@@ -87,7 +88,7 @@ def from_cache(cached: np.ndarray) -> np.ndarray:
     return np.asarray(cached).astype(np.float32) / np.float32(255.0)
 
 
-def input_hw(cfg: "PreprocessConfig | Mapping[str, Any]") -> tuple[int, int]:
+def input_hw(cfg: PreprocessConfig | Mapping[str, Any]) -> tuple[int, int]:
     """(height, width) of the model input from ``input_size`` (S or [H, W])."""
     if isinstance(cfg, PreprocessConfig):
         return cfg.hw
@@ -123,7 +124,7 @@ class PreprocessConfig:
     window: str | None = None
 
     @classmethod
-    def from_mapping(cls, cfg: Mapping[str, Any]) -> "PreprocessConfig":
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> PreprocessConfig:
         """Parse a metadata block; ValueError for anything this module cannot honour."""
         mode = cfg.get("resize", SQUASH_BILINEAR)
         if mode not in RESIZE_MODES:
@@ -150,9 +151,16 @@ class PreprocessConfig:
         def scalar_or_tuple(raw: Any, values: np.ndarray) -> float | tuple[float, ...]:
             return float(values[0]) if np.ndim(raw) == 0 else tuple(float(v) for v in values)
 
-        return cls(hw=hw, channels=channels, mean=scalar_or_tuple(cfg["mean"], mean),
-                   std=scalar_or_tuple(cfg["std"], std), resize=mode, quantize=quantize,
-                   rescale_factor=float(cfg.get("rescale_factor", 1.0 / 255.0)), window=window)
+        return cls(
+            hw=hw,
+            channels=channels,
+            mean=scalar_or_tuple(cfg["mean"], mean),
+            std=scalar_or_tuple(cfg["std"], std),
+            resize=mode,
+            quantize=quantize,
+            rescale_factor=float(cfg.get("rescale_factor", 1.0 / 255.0)),
+            window=window,
+        )
 
 
 ConfigLike = Union[PreprocessConfig, Mapping[str, Any]]

@@ -66,8 +66,7 @@ def _bomb_error(exc: Exception, limit: int) -> ImageTooLargeError:
     match = re.search(r"\((\d+) pixels\)", str(exc))
     count = match.group(1) if match else f"more than {Image.MAX_IMAGE_PIXELS}"
     return ImageTooLargeError(
-        f"the image has {count} pixels, more than the limit of {limit} pixels "
-        "(set CXRTRIAGE_MAX_PIXELS to change it)"
+        f"the image has {count} pixels, more than the limit of {limit} pixels (set CXRTRIAGE_MAX_PIXELS to change it)"
     )
 
 

@@ -20,8 +20,7 @@ SNIFF_BYTES = 132
 #: bytes :func:`describe_unknown` looks at to name an unsupported file
 DESCRIBE_BYTES = 4096
 _DICOM_VRS = frozenset(
-    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV"
-    .split()
+    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
 )
 _OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "GIF"),
@@ -77,8 +76,19 @@ def describe_unknown(head: bytes) -> str:
     for magic, name in _OTHER_MAGIC:
         if head.startswith(magic):
             return name
-    if head.startswith(b"BM") and len(head) >= 18 and struct.unpack("<I", head[14:18])[0] in (
-        12, 40, 52, 56, 64, 108, 124,
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and struct.unpack("<I", head[14:18])[0]
+        in (
+            12,
+            40,
+            52,
+            56,
+            64,
+            108,
+            124,
+        )
     ):
         return "BMP"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":

@@ -51,8 +51,12 @@ class OutputContext:
     @classmethod
     def of(cls, result: Analysed, prediction: Prediction | None = None) -> OutputContext:
         """The context of a pipeline run; ``prediction`` replaces the run's own (e.g. with crop URLs)."""
-        return cls(prediction=prediction if prediction is not None else result.prediction, image=result.image,
-                   pixels=result.pixels, polarity_flipped=result.polarity_flipped)
+        return cls(
+            prediction=prediction if prediction is not None else result.prediction,
+            image=result.image,
+            pixels=result.pixels,
+            polarity_flipped=result.polarity_flipped,
+        )
 
     @property
     def source(self) -> DicomSource | None:

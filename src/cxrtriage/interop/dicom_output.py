@@ -22,8 +22,17 @@ if TYPE_CHECKING:  # pragma: no cover
 MANUFACTURER = "cxrtriage"
 
 #: Type 2 attributes the results copy from their source: present but empty when the source lacks them (legal in DICOM)
-COPIED_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
-                "StudyDate", "StudyTime", "ReferringPhysicianName")
+COPIED_TYPE2 = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
 
 
 def highdicom_module(purpose: str = "DICOM output") -> ModuleType:

@@ -20,11 +20,17 @@ from cxrtriage.schema import DISCLAIMER, Prediction
 
 MEDIA_TYPE = "application/fhir+json"
 #: what the REST API documents of the report (fhir.resources validates the whole of it)
-OPENAPI_SCHEMA = {"type": "object", "required": ["resourceType", "status"],
-                  "properties": {"resourceType": {"const": "DiagnosticReport"}}}
+OPENAPI_SCHEMA = {
+    "type": "object",
+    "required": ["resourceType", "status"],
+    "properties": {"resourceType": {"const": "DiagnosticReport"}},
+}
 RADIOLOGY = {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}
-IMAGING_CATEGORY = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "imaging",
-                    "display": "Imaging"}
+IMAGING_CATEGORY = {
+    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+    "code": "imaging",
+    "display": "Imaging",
+}
 PROBABILITY = {"unit": "probability", "system": "http://unitsofmeasure.org", "code": "1"}
 
 
@@ -33,8 +39,15 @@ def _quantity(value: float) -> dict:
 
 
 def _observation(oid: str, text: str, **value) -> dict:
-    return {"resourceType": "Observation", "id": oid, "status": "preliminary",
-            "category": [{"coding": [IMAGING_CATEGORY]}], "code": {"text": text}, "device": {"reference": "#model"}, **value}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "preliminary",
+        "category": [{"coding": [IMAGING_CATEGORY]}],
+        "code": {"text": text},
+        "device": {"reference": "#model"},
+        **value,
+    }
 
 
 def fhir_models(purpose: str = "FHIR output"):
@@ -55,20 +68,40 @@ def diagnostic_report(pred: Prediction, *, study_uid: str | None = None, issued:
     module = fhir_models()
     low, high = pred.review_band
     observations = [
-        _observation("urgency", "Chest radiograph triage category (AI decision support)",
-                     valueCodeableConcept={"text": pred.label}),
-        _observation("score", "Calibrated probability that the study is urgent", valueQuantity=_quantity(pred.score),
-                     component=[{"code": {"text": "Operating threshold"}, "valueQuantity": _quantity(pred.threshold)},
-                                {"code": {"text": "Review band, low"}, "valueQuantity": _quantity(low)},
-                                {"code": {"text": "Review band, high"}, "valueQuantity": _quantity(high)}]),
+        _observation(
+            "urgency",
+            "Chest radiograph triage category (AI decision support)",
+            valueCodeableConcept={"text": pred.label},
+        ),
+        _observation(
+            "score",
+            "Calibrated probability that the study is urgent",
+            valueQuantity=_quantity(pred.score),
+            component=[
+                {"code": {"text": "Operating threshold"}, "valueQuantity": _quantity(pred.threshold)},
+                {"code": {"text": "Review band, low"}, "valueQuantity": _quantity(low)},
+                {"code": {"text": "Review band, high"}, "valueQuantity": _quantity(high)},
+            ],
+        ),
         _observation("review", "Needs human review", valueBoolean=bool(pred.needs_review)),
     ]
     for i, f in enumerate(x for x in pred.findings if x.named_in_explanation):
-        observations.append(_observation(f"finding-{i}", f.name, valueQuantity=_quantity(f.probability),
-                                         note=[{"text": f"held-out AUC {f.held_out_auc}"}]))
+        observations.append(
+            _observation(
+                f"finding-{i}",
+                f.name,
+                valueQuantity=_quantity(f.probability),
+                note=[{"text": f"held-out AUC {f.held_out_auc}"}],
+            )
+        )
     model = pred.model
-    device = {"resourceType": "Device", "id": "model", "deviceName": [{"name": model.name, "type": "model-name"}],
-              "version": [{"value": model.version}], "note": [{"text": f"sha256 {model.sha256}; backend {model.backend}"}]}
+    device = {
+        "resourceType": "Device",
+        "id": "model",
+        "deviceName": [{"name": model.name, "type": "model-name"}],
+        "version": [{"value": model.version}],
+        "note": [{"text": f"sha256 {model.sha256}; backend {model.backend}"}],
+    }
     report = {
         "resourceType": "DiagnosticReport",
         "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"}],

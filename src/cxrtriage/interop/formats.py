@@ -20,14 +20,25 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from cxrtriage.interop import fhir, secondary_capture, sr
 from cxrtriage.interop.context import OutputContext
 
-__all__ = ["BUILT_IN", "NoDicomSource", "OutputFormat", "UnknownFormat", "dicom_formats", "format_names",
-           "get_format", "output_formats", "register", "unregister"]
+__all__ = [
+    "BUILT_IN",
+    "NoDicomSource",
+    "OutputFormat",
+    "UnknownFormat",
+    "dicom_formats",
+    "format_names",
+    "get_format",
+    "output_formats",
+    "register",
+    "unregister",
+]
 
 
 class UnknownFormat(ValueError):
@@ -88,13 +99,39 @@ def _prediction_json(context: OutputContext) -> dict:
 #: the formats cxrtriage ships, in the order callers list and write them
 BUILT_IN: tuple[OutputFormat, ...] = (
     OutputFormat("json", "the triage result (Prediction JSON)", "application/json", ".json", _prediction_json),
-    OutputFormat("fhir", "a FHIR R4B DiagnosticReport", fhir.MEDIA_TYPE, ".fhir.json", fhir.from_context,
-                 module="fhir.resources.R4B.diagnosticreport", extra="interop", schema=fhir.OPENAPI_SCHEMA),
-    OutputFormat("sr", "a DICOM SR (TID 1500)", "application/dicom", ".sr.dcm", sr.from_context, encoding="dicom",
-                 module="highdicom", extra="interop", needs_dicom_source=True),
-    OutputFormat("sc", "a DICOM Secondary Capture with the result burned in", "application/dicom", ".sc.dcm",
-                 secondary_capture.from_context, encoding="dicom", module="highdicom", extra="interop",
-                 needs_dicom_source=True, best_effort=True),
+    OutputFormat(
+        "fhir",
+        "a FHIR R4B DiagnosticReport",
+        fhir.MEDIA_TYPE,
+        ".fhir.json",
+        fhir.from_context,
+        module="fhir.resources.R4B.diagnosticreport",
+        extra="interop",
+        schema=fhir.OPENAPI_SCHEMA,
+    ),
+    OutputFormat(
+        "sr",
+        "a DICOM SR (TID 1500)",
+        "application/dicom",
+        ".sr.dcm",
+        sr.from_context,
+        encoding="dicom",
+        module="highdicom",
+        extra="interop",
+        needs_dicom_source=True,
+    ),
+    OutputFormat(
+        "sc",
+        "a DICOM Secondary Capture with the result burned in",
+        "application/dicom",
+        ".sc.dcm",
+        secondary_capture.from_context,
+        encoding="dicom",
+        module="highdicom",
+        extra="interop",
+        needs_dicom_source=True,
+        best_effort=True,
+    ),
 )
 
 _registry: dict[str, OutputFormat] = {f.name: f for f in BUILT_IN}

@@ -42,13 +42,25 @@ def from_context(context: OutputContext) -> pydicom.Dataset:
     """The output format ``sc``: the picture of a triaged DICOM input, drawn on the pixels the model analysed."""
     if context.source is None or context.image is None or context.pixels is None:
         raise ValueError("a Secondary Capture needs a DICOM source and the analysed pixels")
-    return secondary_capture(context.prediction, context.source.dataset, context.pixels,
-                             original_width=context.image.meta.width, polarity_flipped=context.polarity_flipped)
+    return secondary_capture(
+        context.prediction,
+        context.source.dataset,
+        context.pixels,
+        original_width=context.image.meta.width,
+        polarity_flipped=context.polarity_flipped,
+    )
 
 
-def secondary_capture(pred: Prediction, source: pydicom.Dataset, analysed: np.ndarray, *, original_width: int,
-                      polarity_flipped: bool = False, series_number: int = 902,
-                      instance_number: int = 1) -> pydicom.Dataset:
+def secondary_capture(
+    pred: Prediction,
+    source: pydicom.Dataset,
+    analysed: np.ndarray,
+    *,
+    original_width: int,
+    polarity_flipped: bool = False,
+    series_number: int = 902,
+    instance_number: int = 1,
+) -> pydicom.Dataset:
     """The Secondary Capture (a highdicom ``SCImage``) of ``source`` (its header is enough) with the evidence boxes of
     ``pred`` and its label burned in on ``analysed`` (the pixels the model analysed: ``[0, 1]`` grey, display
     polarity, flipped already when ``polarity_flipped``; ``original_width`` is the source's, the crops' grid), in the
@@ -63,14 +75,22 @@ def secondary_capture(pred: Prediction, source: pydicom.Dataset, analysed: np.nd
         # highdicom warns about unusual person names by quoting them: a patient identifier must never reach a log
         warnings.simplefilter("ignore", UserWarning)
         sc = hd.sc.SCImage.from_ref_dataset(
-            ref_dataset=completed, pixel_array=np.asarray(picture), photometric_interpretation="RGB",
-            bits_allocated=8, coordinate_system="PATIENT",
+            ref_dataset=completed,
+            pixel_array=np.asarray(picture),
+            photometric_interpretation="RGB",
+            bits_allocated=8,
+            coordinate_system="PATIENT",
             # highdicom insists on a value; the source's own (or empty, Type 2) replaces it below
             patient_orientation=("L", "F"),
-            series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
-            instance_number=instance_number, manufacturer=MANUFACTURER, transfer_syntax_uid=ExplicitVRLittleEndian,
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=instance_number,
+            manufacturer=MANUFACTURER,
+            transfer_syntax_uid=ExplicitVRLittleEndian,
             series_description=SERIES_DESCRIPTION,
-            specific_character_set="ISO_IR 192")  # UTF-8: names decoded from any source character set fit
+            specific_character_set="ISO_IR 192",
+        )  # UTF-8: names decoded from any source character set fit
     # the picture keeps the source's orientation (a banner is added above, nothing is flipped or rotated)
     sc.PatientOrientation = completed.get("PatientOrientation") or ""
     sc.Laterality = completed.get("Laterality") or ""  # Type 2C: dciodvfy asks for it, a chest is not paired
@@ -78,7 +98,8 @@ def secondary_capture(pred: Prediction, source: pydicom.Dataset, analysed: np.nd
     sc.BurnedInAnnotation = "YES"
     sc.ConversionType = "WSD"  # made by software on a workstation, not captured from another device
     sc.DerivationDescription = "cxrtriage AI triage label and evidence boxes burned into the source image" + (
-        "; the source's inverted grey scale was corrected (shown as the model analysed it)" if polarity_flipped else "")
+        "; the source's inverted grey scale was corrected (shown as the model analysed it)" if polarity_flipped else ""
+    )
     if completed.get("LossyImageCompression") == "01":  # once lossy, every derived image says so
         sc.LossyImageCompression = "01"
         for keyword in ("LossyImageCompressionRatio", "LossyImageCompressionMethod"):
@@ -102,8 +123,10 @@ def burned_in_picture(pred: Prediction, analysed: np.ndarray, original_width: in
         grey = grey.resize((MIN_WIDTH, round(grey.height * MIN_WIDTH / grey.width)), Image.Resampling.BICUBIC)
     scale = grey.width / original_width
     lines = _banner_lines(pred)
-    fonts = [_fitted_font(" ".join(t for t, _ in segments), size, grey.width) for segments, size in
-             zip(lines, [grey.width // 26] + [grey.width // 44] * (len(lines) - 1))]
+    fonts = [
+        _fitted_font(" ".join(t for t, _ in segments), size, grey.width)
+        for segments, size in zip(lines, [grey.width // 26] + [grey.width // 44] * (len(lines) - 1))
+    ]
     pad = max(4, grey.width // 100)
     heights = [round(getattr(font, "size", 10) * 1.3) for font in fonts]  # load_default(size=) is a FreeTypeFont
     top = 2 * pad + sum(heights)
@@ -124,18 +147,26 @@ def burned_in_picture(pred: Prediction, analysed: np.ndarray, original_width: in
 
 def _banner_lines(pred: Prediction) -> list[list[tuple[str, tuple[int, int, int]]]]:
     """The banner, line by line, as (text, colour) segments: the result first, then what it is and is not."""
-    first = [(pred.label.upper(), URGENT_COLOUR if pred.label == "Urgent" else TEXT_COLOUR),
-             (f"score {pred.score:.2f} (threshold {pred.threshold:.2f})", TEXT_COLOUR)]
+    first = [
+        (pred.label.upper(), URGENT_COLOUR if pred.label == "Urgent" else TEXT_COLOUR),
+        (f"score {pred.score:.2f} (threshold {pred.threshold:.2f})", TEXT_COLOUR),
+    ]
     if pred.needs_review:
         first.append(("- NEEDS REVIEW", REVIEW_COLOUR))
     n = len(pred.crops)
-    boxes = ("No AI evidence regions were marked" if not n else
-             "Numbered yellow box 1: AI evidence region (where the model looked), not a finding" if n == 1 else
-             f"Numbered yellow boxes 1-{n}: AI evidence regions (where the model looked), not findings")
-    return [first,
-            [("AI triage - decision support only, not for diagnosis. Preliminary, not verified.", TEXT_COLOUR)],
-            [(boxes, BOX_COLOUR)],
-            [(f"cxrtriage model {pred.model.name} {pred.model.version}", TEXT_COLOUR)]]
+    boxes = (
+        "No AI evidence regions were marked"
+        if not n
+        else "Numbered yellow box 1: AI evidence region (where the model looked), not a finding"
+        if n == 1
+        else f"Numbered yellow boxes 1-{n}: AI evidence regions (where the model looked), not findings"
+    )
+    return [
+        first,
+        [("AI triage - decision support only, not for diagnosis. Preliminary, not verified.", TEXT_COLOUR)],
+        [(boxes, BOX_COLOUR)],
+        [(f"cxrtriage model {pred.model.name} {pred.model.version}", TEXT_COLOUR)],
+    ]
 
 
 def _fitted_font(text: str, size: int, width: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

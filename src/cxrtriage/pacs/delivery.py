@@ -23,14 +23,16 @@ class Destination:
     ae_title: str
 
     @classmethod
-    def parse(cls, text: str) -> "Destination":
+    def parse(cls, text: str) -> Destination:
         """``AE@host:port`` (e.g. ``ORTHANC@127.0.0.1:4242``) -> Destination; ValueError with the expected form."""
         try:
             ae_title, address = text.split("@", 1)
             host, port = address.rsplit(":", 1)
             destination = cls(host, int(port), ae_title)
         except ValueError:
-            raise ValueError(f"destination must look like AE@host:port, e.g. ORTHANC@127.0.0.1:4242 (got {text!r})") from None
+            raise ValueError(
+                f"destination must look like AE@host:port, e.g. ORTHANC@127.0.0.1:4242 (got {text!r})"
+            ) from None
         if not 0 < destination.port < 65536 or not 0 < len(ae_title) <= 16:
             raise ValueError("destination port must be 1-65535 and its AE title 1-16 characters")
         return destination
@@ -58,8 +60,11 @@ def send_datasets(datasets: list[Any], destination: Destination, calling_ae: str
             code = getattr(status, "Status", None)
             if code != 0x0000:
                 ok = False
-                log.error("C-STORE to %s failed with status %s", destination.ae_title,
-                          "none (no response)" if code is None else f"0x{code:04X}")
+                log.error(
+                    "C-STORE to %s failed with status %s",
+                    destination.ae_title,
+                    "none (no response)" if code is None else f"0x{code:04X}",
+                )
     finally:
         assoc.release()
     return ok
@@ -68,9 +73,12 @@ def send_datasets(datasets: list[Any], destination: Destination, calling_ae: str
 def post_fhir(report: dict, endpoint: str, timeout_s: float = 10.0) -> bool:
     """POST a DiagnosticReport to ``<endpoint>/DiagnosticReport``; True on a 2xx answer."""
     url = endpoint.rstrip("/") + "/DiagnosticReport"
-    request = urllib.request.Request(url, data=json.dumps(report).encode(), method="POST",
-                                     headers={"Content-Type": "application/fhir+json",
-                                              "Accept": "application/fhir+json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(report).encode(),
+        method="POST",
+        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - the user's own endpoint
             return 200 <= response.status < 300

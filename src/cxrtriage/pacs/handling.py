@@ -14,10 +14,10 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from cxrtriage.errors import InputError
 from cxrtriage.pacs.delivery import post_fhir
@@ -63,10 +63,18 @@ class Counts:
 class InstanceHandler:
     """Handles instances one at a time (the caller's worker thread) and keeps the counts."""
 
-    def __init__(self, engine: Triage, send: Sender | None, *, worklist: Worklist | None = None,
-                 fhir_endpoint: str | None = None, secondary_capture: bool = True,
-                 formats: Sequence[str] | None = None, status_path: Path | None = None,
-                 outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        engine: Triage,
+        send: Sender | None,
+        *,
+        worklist: Worklist | None = None,
+        fhir_endpoint: str | None = None,
+        secondary_capture: bool = True,
+        formats: Sequence[str] | None = None,
+        status_path: Path | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         from cxrtriage.interop.formats import dicom_formats, get_format
 
         self.engine, self.send, self.worklist, self.outbox = engine, send, worklist, outbox

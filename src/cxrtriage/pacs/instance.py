@@ -74,13 +74,16 @@ def not_a_radiograph_reason(ds: Dataset) -> str | None:
     checks: view, body part, pixels)."""
     modality = str(ds.get("Modality", "") or "").upper()
     if modality not in RADIOGRAPH_MODALITIES:
-        return (f"not a radiograph: modality {modality or 'missing'}; cxrtriage triages chest radiographs "
-                f"({' or '.join(RADIOGRAPH_MODALITIES)}) only")
+        return (
+            f"not a radiograph: modality {modality or 'missing'}; cxrtriage triages chest radiographs "
+            f"({' or '.join(RADIOGRAPH_MODALITIES)}) only"
+        )
     return None
 
 
-def process_instance(engine: Triage, instance: Dataset | bytes, *,
-                     formats: Sequence[OutputFormat] | None = None) -> Outcome:
+def process_instance(
+    engine: Triage, instance: Dataset | bytes, *, formats: Sequence[OutputFormat] | None = None
+) -> Outcome:
     """Triage one DICOM instance (the dataset a DICOM node parsed, with its ``file_meta``; or its encoded bytes, with
     or without the file meta) and build what goes back: ``formats`` (default: every DICOM-encoded format of the
     registry). Never raises for a bad instance: an unreadable header raises :class:`InputError` only when not even
@@ -102,10 +105,21 @@ def process_instance(engine: Triage, instance: Dataset | bytes, *,
         else:
             context = OutputContext.of(triaged)
             outputs = build_outputs(dicom_formats() if formats is None else formats, context)
-            return Outcome("triaged", prediction=triaged.prediction, worklist_key=key, outputs=outputs,
-                           context=context, log_id=log_id)
-    return Outcome("not_triaged", reason=reason, worklist_key=key,
-                   outputs=[not_triaged_report(ds, reason, engine.info)], log_id=log_id)
+            return Outcome(
+                "triaged",
+                prediction=triaged.prediction,
+                worklist_key=key,
+                outputs=outputs,
+                context=context,
+                log_id=log_id,
+            )
+    return Outcome(
+        "not_triaged",
+        reason=reason,
+        worklist_key=key,
+        outputs=[not_triaged_report(ds, reason, engine.info)],
+        log_id=log_id,
+    )
 
 
 def _checked_header(instance: Dataset | bytes) -> Dataset:

@@ -74,11 +74,17 @@ class DicomNode:
             ae.require_calling_aet = list(self.config.allowed_callers)
         ae.require_called_aet = True
         self._worker.start()
-        self._server = ae.start_server((self.config.host, self.config.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self.on_store)])
+        self._server = ae.start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self.on_store)]
+        )
         self.handler.write_status()
-        log.info("dicom-node %s listening on %s:%d (callers: %s)", self.config.ae_title, self.config.host,
-                 self.config.port, ", ".join(self.config.allowed_callers) or "any")
+        log.info(
+            "dicom-node %s listening on %s:%d (callers: %s)",
+            self.config.ae_title,
+            self.config.host,
+            self.config.port,
+            ", ".join(self.config.allowed_callers) or "any",
+        )
 
     def on_store(self, event: Any) -> int:
         """C-STORE handler (pynetdicom's thread): parse the instance (values stay lazy until read), check its header,
@@ -95,8 +101,9 @@ class DicomNode:
             self._queue.put_nowait(ds)
         except queue.Full:
             self.handler.count("refused_busy")
-            log.warning("queue full (%d): sender asked to retry; %s", self.config.queue_size,
-                        self.handler.counts.line())
+            log.warning(
+                "queue full (%d): sender asked to retry; %s", self.config.queue_size, self.handler.counts.line()
+            )
             return OUT_OF_RESOURCES
         self.handler.count("received")
         return SUCCESS
@@ -122,6 +129,9 @@ class DicomNode:
         self._worker.join(timeout_s)
         drained = not self._worker.is_alive()
         self.handler.write_status()
-        log.info("dicom-node stopped (%s); %s", "queue drained" if drained else "queue NOT drained",
-                 self.handler.counts.line())
+        log.info(
+            "dicom-node stopped (%s); %s",
+            "queue drained" if drained else "queue NOT drained",
+            self.handler.counts.line(),
+        )
         return drained

@@ -32,8 +32,9 @@ class OrthancError(RuntimeError):
 class OrthancClient:
     """The few calls of Orthanc's REST API that pull mode needs, over the standard library (nothing to install)."""
 
-    def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, username: str | None = None, password: str | None = None, timeout_s: float = 30.0
+    ) -> None:
         self.url, self.timeout_s = url.rstrip("/"), timeout_s
         self._auth = None
         if username is not None:
@@ -80,8 +81,9 @@ class OrthancClient:
 class OrthancPoller:
     """Polls the change log and hands each new instance to the handler."""
 
-    def __init__(self, client: OrthancClient, handler: InstanceHandler, state_path: Path, *,
-                 from_beginning: bool = False) -> None:
+    def __init__(
+        self, client: OrthancClient, handler: InstanceHandler, state_path: Path, *, from_beginning: bool = False
+    ) -> None:
         self.client, self.handler, self.state_path = client, handler, Path(state_path)
         self.since = self._load_state(from_beginning)
 

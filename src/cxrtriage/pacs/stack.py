@@ -23,9 +23,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cxrtriage.config import ENV_PREFIX, Settings
 
@@ -50,7 +51,7 @@ class Ports:
     ui: int = 7860
 
     @classmethod
-    def free(cls) -> "Ports":
+    def free(cls) -> Ports:
         return cls(free_port(), free_port(), free_port(), free_port())
 
 
@@ -118,8 +119,9 @@ class Processes:
         if settings is not None:
             env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)} | settings.environment()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, env=env, start_new_session=True
+            )
         self.procs.append((name, proc))
         return proc, log
 
@@ -142,13 +144,26 @@ def orthanc_config(workdir: Path, ports: Ports) -> Path:
     (the modality and the node) at 127.0.0.1 and addressed to Orthanc's own AE title."""
     storage = workdir / "orthanc-db"
     storage.mkdir(parents=True, exist_ok=True)
-    config = {"Name": "cxrtriage-demo", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-              "HttpPort": ports.orthanc_http, "DicomPort": ports.orthanc_dicom, "DicomAet": ORTHANC_AET,
-              "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "Plugins": [],
-              "StorageCompression": False, "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False,
-              "DicomCheckModalityHost": True, "DicomCheckCalledAet": True,
-              "DicomModalities": {"cxrtriage": [NODE_AET, "127.0.0.1", ports.node],
-                                  "modality": [MODALITY_AET, "127.0.0.1", 104]}}
+    config = {
+        "Name": "cxrtriage-demo",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": ports.orthanc_http,
+        "DicomPort": ports.orthanc_dicom,
+        "DicomAet": ORTHANC_AET,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [],
+        "StorageCompression": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowEcho": False,
+        "DicomCheckModalityHost": True,
+        "DicomCheckCalledAet": True,
+        "DicomModalities": {
+            "cxrtriage": [NODE_AET, "127.0.0.1", ports.node],
+            "modality": [MODALITY_AET, "127.0.0.1", 104],
+        },
+    }
     path = workdir / "orthanc.json"
     path.write_text(json.dumps(config, indent=1))
     return path
@@ -159,11 +174,10 @@ def demo_inputs(data_dir: Path, folder: Path) -> list[Sent]:
     and a non-urgent adult test film, a child's film, a lateral view (the node must refuse it) and an adult film
     labelled as another modality (OT: it must be answered "not triaged")."""
     import pydicom
+    from pydicom.uid import generate_uid
 
     from cxrtriage.data import example_paths, lateral_paths, load_split_records
     from cxrtriage.pacs.synthetic import dicom_from_picture
-
-    from pydicom.uid import generate_uid
 
     sent: list[Sent] = []
     for path in sorted((data_dir / "dicom").glob("*.dcm")):
@@ -189,8 +203,9 @@ def demo_inputs(data_dir: Path, folder: Path) -> list[Sent]:
         plan.append(("other-modality", adults[-1], "OT", "PA", "not_triaged"))
     for i, (name, picture, modality, view, expect) in enumerate(plan, start=1):
         out = folder / f"{name}.dcm"
-        ds = dicom_from_picture(picture, out, patient_id=f"SYN{i:04d}", accession=f"DEMO{i:04d}", modality=modality,
-                                view_position=view)
+        ds = dicom_from_picture(
+            picture, out, patient_id=f"SYN{i:04d}", accession=f"DEMO{i:04d}", modality=modality, view_position=view
+        )
         sent.append(Sent(name, out, str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), expect))
     return sent
 
@@ -210,6 +225,7 @@ def _status(path: Path) -> dict:
 
 def wait_answered(status_file: Path, n: int, timeout_s: float) -> dict:
     """Wait until the node or poller has answered ``n`` instances (triaged, not triaged or failed) and sent them."""
+
     def done() -> bool:
         s = _status(status_file)
         answered = s.get("triaged", 0) + s.get("not_triaged", 0) + s.get("failed", 0) + s.get("unreadable", 0)
@@ -225,8 +241,11 @@ def orthanc_srs(base: str) -> list[Any]:
 
     import pydicom
 
-    request = urllib.request.Request(base + "/tools/find", data=json.dumps(
-        {"Level": "Instance", "Query": {"Modality": "SR"}}).encode(), method="POST")
+    request = urllib.request.Request(
+        base + "/tools/find",
+        data=json.dumps({"Level": "Instance", "Query": {"Modality": "SR"}}).encode(),
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
         ids = json.loads(response.read())
     return [pydicom.dcmread(io.BytesIO(_get(f"{base}/instances/{i}/file")), force=True) for i in ids]
@@ -234,15 +253,31 @@ def orthanc_srs(base: str) -> list[Any]:
 
 def findscu_sr_series(study_uid: str, port: int) -> int:
     """How many SR series Orthanc reports for a study over C-FIND (what a viewer or RIS would ask)."""
-    cmd = [_tool("findscu"), "-S", "-aet", MODALITY_AET, "-aec", ORTHANC_AET, "-k", "QueryRetrieveLevel=SERIES",
-           "-k", f"StudyInstanceUID={study_uid}", "-k", "Modality=SR", "-k", "SeriesInstanceUID",
-           "127.0.0.1", str(port)]
+    cmd = [
+        _tool("findscu"),
+        "-S",
+        "-aet",
+        MODALITY_AET,
+        "-aec",
+        ORTHANC_AET,
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        f"StudyInstanceUID={study_uid}",
+        "-k",
+        "Modality=SR",
+        "-k",
+        "SeriesInstanceUID",
+        "127.0.0.1",
+        str(port),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     return sum(1 for line in (out.stdout + out.stderr).splitlines() if "(0020,000e)" in line and "UI [" in line)
 
 
 def _category(sr: Any) -> str:
     """The triage category coded in an SR (Urgent, Non-urgent or Not triaged)."""
+
     def walk(items):
         for item in items:
             name = item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else ""
@@ -257,8 +292,12 @@ def _category(sr: Any) -> str:
 
 
 def _referenced(sr: Any) -> set[str]:
-    return {ref.ReferencedSOPInstanceUID for study in sr.get("CurrentRequestedProcedureEvidenceSequence", [])
-            for series in study.ReferencedSeriesSequence for ref in series.ReferencedSOPSequence}
+    return {
+        ref.ReferencedSOPInstanceUID
+        for study in sr.get("CurrentRequestedProcedureEvidenceSequence", [])
+        for series in study.ReferencedSeriesSequence
+        for ref in series.ReferencedSOPSequence
+    }
 
 
 @dataclass
@@ -282,8 +321,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: float = 300.0,
-               keep: bool = False, settings: Settings | None = None) -> Iterator[Stack]:
+def pacs_stack(
+    data_dir: Path,
+    ports: Ports,
+    *,
+    pull: bool = False,
+    timeout_s: float = 300.0,
+    keep: bool = False,
+    settings: Settings | None = None,
+) -> Iterator[Stack]:
     """Start Orthanc, the node (or the poller) and the UI, send the demo instances, wait until every one is answered
     and yield the running :class:`Stack`; stop everything on exit. Raises :class:`DemoError` with one sentence.
     ``settings``: the caller's (``cxrtriage pacs-demo``'s); None reads them from the environment here."""
@@ -293,26 +339,59 @@ def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: f
     python = sys.executable
     worklist, status_file = workdir / "worklist.sqlite", workdir / "status.json"
     # one worklist for the node (or poller) and the service; the service on loopback, with this stack's folders
-    settings = settings.model_copy(update={"worklist_path": worklist, "crops_dir": workdir / "crops",
-                                           "data_dir": data_dir, "host": "127.0.0.1", "port": ports.ui})
+    settings = settings.model_copy(
+        update={
+            "worklist_path": worklist,
+            "crops_dir": workdir / "crops",
+            "data_dir": data_dir,
+            "host": "127.0.0.1",
+            "port": ports.ui,
+        }
+    )
     orthanc_base, ui_base = f"http://127.0.0.1:{ports.orthanc_http}", f"http://127.0.0.1:{ports.ui}"
     try:
         orthanc, log = procs.start("orthanc", [_tool("Orthanc", "/usr/sbin"), str(orthanc_config(workdir, ports))])
         _wait("Orthanc", lambda: _get(orthanc_base + "/system"), 60, orthanc, log)
         common = ["--worklist", str(worklist), "--status-file", str(status_file)]
         if pull:
-            proc, log = procs.start("orthanc-pull", [python, "-m", "cxrtriage.cli.main", "orthanc-pull", "--url",
-                                                     orthanc_base, "--interval", "1", "--state-file",
-                                                     str(workdir / "pull-state.json"), *common], settings)
+            proc, log = procs.start(
+                "orthanc-pull",
+                [
+                    python,
+                    "-m",
+                    "cxrtriage.cli.main",
+                    "orthanc-pull",
+                    "--url",
+                    orthanc_base,
+                    "--interval",
+                    "1",
+                    "--state-file",
+                    str(workdir / "pull-state.json"),
+                    *common,
+                ],
+                settings,
+            )
             _wait("cxrtriage orthanc-pull", lambda: "polling" in log.read_text(), 120, proc, log)
         else:
-            proc, log = procs.start("dicom-node", [python, "-m", "cxrtriage.cli.main", "dicom-node", "--port",
-                                                   str(ports.node), "--destination",
-                                                   f"{ORTHANC_AET}@127.0.0.1:{ports.orthanc_dicom}", *common],
-                                          settings)
+            proc, log = procs.start(
+                "dicom-node",
+                [
+                    python,
+                    "-m",
+                    "cxrtriage.cli.main",
+                    "dicom-node",
+                    "--port",
+                    str(ports.node),
+                    "--destination",
+                    f"{ORTHANC_AET}@127.0.0.1:{ports.orthanc_dicom}",
+                    *common,
+                ],
+                settings,
+            )
             _wait("cxrtriage dicom-node", lambda: _status(status_file).get("listening"), 120, proc, log)
-        serve, log = procs.start("serve", [python, "-m", "cxrtriage.cli.main", "serve", "--port", str(ports.ui)],
-                                 settings)
+        serve, log = procs.start(
+            "serve", [python, "-m", "cxrtriage.cli.main", "serve", "--port", str(ports.ui)], settings
+        )
         _wait("cxrtriage serve", lambda: _get(ui_base + "/ready"), 180, serve, log)
         sent = demo_inputs(data_dir, workdir / "inputs")
         print(f"pacs-demo: sending {len(sent)} instances with storescu", flush=True)
@@ -332,6 +411,7 @@ def pacs_stack(data_dir: Path, ports: Ports, *, pull: bool = False, timeout_s: f
 def study_with_results(orthanc_base: str) -> tuple[str, str]:
     """An Orthanc study holding a radiograph and both cxrtriage series (SR and Secondary Capture): its ID and the
     Secondary Capture instance's ID."""
+
     def get(path: str):
         return json.loads(_get(orthanc_base + path, timeout=10))
 
@@ -382,27 +462,45 @@ def check_results(stack: Stack) -> Report:
         mine = [sr for sr in srs if item.sop_instance_uid in _referenced(sr)]
         same_study = all(str(sr.StudyInstanceUID) == item.study_instance_uid for sr in mine)
         categories = sorted({_category(sr) for sr in mine})
-        expected = categories == ["Not triaged"] if item.expect == "not_triaged" else (
-            bool(categories) and "Not triaged" not in categories)
-        report.check(f"{item.name}: SR in Orthanc references it, in its study ({item.expect})",
-                     bool(mine) and same_study and expected, f"{len(mine)} SR, category {', '.join(categories) or '-'}")
+        expected = (
+            categories == ["Not triaged"]
+            if item.expect == "not_triaged"
+            else (bool(categories) and "Not triaged" not in categories)
+        )
+        report.check(
+            f"{item.name}: SR in Orthanc references it, in its study ({item.expect})",
+            bool(mine) and same_study and expected,
+            f"{len(mine)} SR, category {', '.join(categories) or '-'}",
+        )
     valid, problems = validate_srs(srs, stack.workdir / "sr-check")
-    report.check("every SR in Orthanc reads back with highdicom"
-                 + (" and passes dciodvfy" if shutil.which("dciodvfy") else " (dciodvfy not installed)"),
-                 valid == len(srs) and bool(srs), f"{valid} of {len(srs)}" + (f"; {problems[0]}" if problems else ""))
+    report.check(
+        "every SR in Orthanc reads back with highdicom"
+        + (" and passes dciodvfy" if shutil.which("dciodvfy") else " (dciodvfy not installed)"),
+        valid == len(srs) and bool(srs),
+        f"{valid} of {len(srs)}" + (f"; {problems[0]}" if problems else ""),
+    )
     studies = sorted({i.study_instance_uid for i in sent})
     found = sum(findscu_sr_series(uid, ports.orthanc_dicom) > 0 for uid in studies)
-    report.check("findscu (C-FIND) finds an SR series in every study sent", found == len(studies),
-                 f"{found} of {len(studies)} studies")
+    report.check(
+        "findscu (C-FIND) finds an SR series in every study sent",
+        found == len(studies),
+        f"{found} of {len(studies)} studies",
+    )
     triaged = sum(i.expect == "triaged" for i in sent)
-    report.check("node counts: every instance answered, every result stored",
-                 status.get("triaged") == triaged and status.get("not_triaged") == len(sent) - triaged
-                 and not status.get("results_send_failed") and not status.get("failed"),
-                 ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v))
+    report.check(
+        "node counts: every instance answered, every result stored",
+        status.get("triaged") == triaged
+        and status.get("not_triaged") == len(sent) - triaged
+        and not status.get("results_send_failed")
+        and not status.get("failed"),
+        ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v),
+    )
     items = json.loads(_get(f"{stack.ui_base}/worklist"))["items"]
     ranks = ["overdue", "urgent", "routine"]
     in_order = all(ranks.index(a["priority"]) <= ranks.index(b["priority"]) for a, b in zip(items, items[1:]))
-    report.check("worklist (GET /worklist): every triaged instance, in reading order",
-                 len(items) == triaged and in_order,
-                 " > ".join(f"{i['label']}{' (review)' if i['needs_review'] else ''}" for i in items))
+    report.check(
+        "worklist (GET /worklist): every triaged instance, in reading order",
+        len(items) == triaged and in_order,
+        " > ".join(f"{i['label']}{' (review)' if i['needs_review'] else ''}" for i in items),
+    )
     return report

@@ -11,8 +11,16 @@ from pathlib import Path
 SOP_CLASS = {"CR": "1.2.840.10008.5.1.4.1.1.1", "OT": "1.2.840.10008.5.1.4.1.1.7"}
 
 
-def dicom_from_picture(picture: Path, out: Path, *, patient_id: str, accession: str, modality: str = "CR",
-                       view_position: str = "PA", study_uid: str | None = None):
+def dicom_from_picture(
+    picture: Path,
+    out: Path,
+    *,
+    patient_id: str,
+    accession: str,
+    modality: str = "CR",
+    view_position: str = "PA",
+    study_uid: str | None = None,
+):
     """Write ``picture`` as a DICOM file at ``out`` with the given synthetic identifiers; returns the dataset."""
     import numpy as np
     from PIL import Image

@@ -73,8 +73,19 @@ from cxrtriage.serve.runtime import (
 )
 
 __all__ = [
-    "CROPS_URL", "Engine", "EngineState", "InferenceLimiter", "QueueFullError", "ServiceRuntime", "ServiceStats",
-    "check_upload", "create_app", "load_engine", "predict_upload", "warm_up", "with_crop_urls",
+    "CROPS_URL",
+    "Engine",
+    "EngineState",
+    "InferenceLimiter",
+    "QueueFullError",
+    "ServiceRuntime",
+    "ServiceStats",
+    "check_upload",
+    "create_app",
+    "load_engine",
+    "predict_upload",
+    "warm_up",
+    "with_crop_urls",
 ]
 
 log = logging.getLogger("cxrtriage.serve.app")
@@ -93,8 +104,9 @@ def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
             route.summary = "Prometheus metrics (text exposition format)"
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
-               engine_loader: Callable[[], Engine] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, engine_loader: Callable[[], Engine] | None = None
+) -> FastAPI:
     """Build the service from ``settings`` (None: read from the environment here, for ``uvicorn
     demo_app.service.app:app``). ``engine`` / ``engine_loader`` replace the model load (tests, notebooks).
 
@@ -132,12 +144,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.runtime = runtime
 
     # Middleware: the last added is the outermost. Log -> metrics -> load shedding -> body limit -> app.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       body_timeout_s=settings.body_timeout_s)
-    app.add_middleware(LoadSheddingMiddleware, path="/predict", busy=runtime.busy_retry_after_s,
-                       drain_timeout_s=min(2.0, settings.body_timeout_s))
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
+    )
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        path="/predict",
+        busy=runtime.busy_retry_after_s,
+        drain_timeout_s=min(2.0, settings.body_timeout_s),
+    )
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, endpoint="/metrics", include_in_schema=True, tags=["service"])
+        app, endpoint="/metrics", include_in_schema=True, tags=["service"]
+    )
     _document_metrics_as_prometheus_text(app)
 
     def on_done(scope: Scope, status: int, _elapsed: float) -> None:
@@ -191,9 +209,14 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False
     try:
-        mount_ui(app, lambda: MeasuredEngine(runtime.state.get_engine(), runtime), runtime.status, runtime.settings,
-                 slot=lambda: runtime.limiter.slot(),  # the UI waits in the API's queue (429 rules alike)
-                 worklist=lambda: runtime.worklist)  # and files on, and lists, the service's one worklist
+        mount_ui(
+            app,
+            lambda: MeasuredEngine(runtime.state.get_engine(), runtime),
+            runtime.status,
+            runtime.settings,
+            slot=lambda: runtime.limiter.slot(),  # the UI waits in the API's queue (429 rules alike)
+            worklist=lambda: runtime.worklist,
+        )  # and files on, and lists, the service's one worklist
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False

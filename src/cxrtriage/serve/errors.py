@@ -35,10 +35,14 @@ class ApiError(StarletteHTTPException):
         self.error_type = error_type
 
 
-def error_response(status: int, detail: str, error_type: str, request: Request,
-                   headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "error_type": error_type, "request_id": scope_request_id(request.scope)},
-                        status_code=status, headers=headers)
+def error_response(
+    status: int, detail: str, error_type: str, request: Request, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail, "error_type": error_type, "request_id": scope_request_id(request.scope)},
+        status_code=status,
+        headers=headers,
+    )
 
 
 def input_error_status(exc: InputError) -> int:
@@ -74,8 +78,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         error_type = HTTPStatus(exc.status_code).phrase.replace(" ", "").replace("-", "")
     except ValueError:
         error_type = "HTTPError"
-    return error_response(exc.status_code, str(exc.detail), error_type, request,
-                          headers=getattr(exc, "headers", None))
+    return error_response(exc.status_code, str(exc.detail), error_type, request, headers=getattr(exc, "headers", None))
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -84,14 +87,22 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
-    body = {"detail": _validation_message(exc.errors()), "error_type": "RequestValidationError",
-            "request_id": scope_request_id(request.scope), "errors": errors}
+    body = {
+        "detail": _validation_message(exc.errors()),
+        "error_type": "RequestValidationError",
+        "request_id": scope_request_id(request.scope),
+        "errors": errors,
+    }
     return JSONResponse(body, status_code=422)  # without the inputs: no echo of report text
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("request %s: unexpected %s", scope_request_id(request.scope), type(exc).__name__,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    log.error(
+        "request %s: unexpected %s",
+        scope_request_id(request.scope),
+        type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
     return error_response(500, INTERNAL_ERROR, "InternalError", request)
 
 

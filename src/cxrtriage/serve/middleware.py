@@ -21,8 +21,20 @@ from cxrtriage.explain.crop_store import is_crop_name
 log = logging.getLogger("cxrtriage.serve.app")
 
 REQUEST_ID_KEY = "cxrtriage.request_id"
-_LOGGED_PATHS = frozenset({"/", "/predict", "/health", "/ready", "/status", "/metrics", "/docs", "/redoc",
-                           "/openapi.json", "/docs/oauth2-redirect"})
+_LOGGED_PATHS = frozenset(
+    {
+        "/",
+        "/predict",
+        "/health",
+        "/ready",
+        "/status",
+        "/metrics",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "/docs/oauth2-redirect",
+    }
+)
 
 
 class BodyError(StarletteHTTPException):
@@ -50,8 +62,11 @@ class BodyTimeoutError(BodyError):
     error_type = "RequestTimeout"
 
     def __init__(self, timeout_s: float) -> None:
-        super().__init__(status_code=408, headers={"Connection": "close"},
-                         detail=f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses")
+        super().__init__(
+            status_code=408,
+            headers={"Connection": "close"},
+            detail=f"the upload stalled: no data for {timeout_s:g} s; send the request body without pauses",
+        )
 
 
 class LoadSheddingMiddleware:
@@ -65,8 +80,15 @@ class LoadSheddingMiddleware:
     The limiter in the endpoint stays the authority (a request let through here can still get 429 there).
     """
 
-    def __init__(self, app: ASGIApp, path: str, busy: Callable[[], int | None], *, drain_bytes: int = 8 * 1024 * 1024,
-                 drain_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        busy: Callable[[], int | None],
+        *,
+        drain_bytes: int = 8 * 1024 * 1024,
+        drain_timeout_s: float = 2.0,
+    ) -> None:
         self.app = app
         self.path = path
         self.busy = busy
@@ -97,8 +119,11 @@ class LoadSheddingMiddleware:
             retry = self.busy()
             if retry is not None:
                 drained = await self._drain(scope, receive)
-                body = {"detail": f"the server is busy; retry in {retry} s", "error_type": "QueueFull",
-                        "request_id": scope_request_id(scope)}
+                body = {
+                    "detail": f"the server is busy; retry in {retry} s",
+                    "error_type": "QueueFull",
+                    "request_id": scope_request_id(scope),
+                }
                 headers = {"Retry-After": str(retry)} | ({} if drained else {"Connection": "close"})
                 await JSONResponse(body, status_code=429, headers=headers)(scope, receive, send)
                 return
@@ -111,8 +136,11 @@ def _mib(n: int) -> str:
 
 def body_error_response(exc: BodyError, request_id: str) -> JSONResponse:
     """The service's error JSON for a refused body (used here and by the app's exception handler)."""
-    return JSONResponse({"detail": str(exc.detail), "error_type": exc.error_type, "request_id": request_id},
-                        status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"detail": str(exc.detail), "error_type": exc.error_type, "request_id": request_id},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 def scope_request_id(scope: Scope) -> str:
@@ -226,8 +254,14 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - t0
-            log.info("request %s %s %s -> %d in %.1f ms", rid, scope.get("method", "?"),
-                     _loggable_path(scope.get("path", "")), status, elapsed * 1e3)
+            log.info(
+                "request %s %s %s -> %d in %.1f ms",
+                rid,
+                scope.get("method", "?"),
+                _loggable_path(scope.get("path", "")),
+                status,
+                elapsed * 1e3,
+            )
             if self.on_done is not None:
                 try:
                     self.on_done(scope, status, elapsed)

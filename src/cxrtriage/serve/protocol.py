@@ -22,10 +22,17 @@ from cxrtriage.config import DEFAULT_HEADER_TIMEOUT_S
 
 
 def _timeout_response(seconds: float) -> bytes:
-    body = json.dumps({"detail": f"the request headers did not arrive within {seconds:g} s",
-                       "error_type": "RequestTimeout", "request_id": uuid.uuid4().hex}).encode()
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    body = json.dumps(
+        {
+            "detail": f"the request headers did not arrive within {seconds:g} s",
+            "error_type": "RequestTimeout",
+            "request_id": uuid.uuid4().hex,
+        }
+    ).encode()
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 class HeaderTimeoutH11Protocol(H11Protocol):

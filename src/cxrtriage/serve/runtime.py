@@ -133,8 +133,12 @@ async def load_in_background(state: EngineState, loader: Callable[[], Engine], w
     else:
         state.set_ready(engine)
         info = engine.info
-        log.info("model ready in %.1f s: %s %s", time.perf_counter() - t0,
-                 getattr(info, "name", "?"), getattr(info, "version", "?"))
+        log.info(
+            "model ready in %.1f s: %s %s",
+            time.perf_counter() - t0,
+            getattr(info, "name", "?"),
+            getattr(info, "version", "?"),
+        )
 
 
 class ServiceStats:
@@ -234,8 +238,10 @@ class ServiceRuntime:
         self.stats = ServiceStats(settings.latency_window)
         self.registry = CollectorRegistry(auto_describe=True)  # per app: several apps may live in one process
         self.inference_seconds = Histogram(
-            "cxrtriage_inference_seconds", "Wall time of one triage inference (decode to explanation)",
-            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0), registry=self.registry,
+            "cxrtriage_inference_seconds",
+            "Wall time of one triage inference (decode to explanation)",
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
         )
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
@@ -280,8 +286,13 @@ class ServiceRuntime:
         """Apply crop retention; logs instead of raising (a full or read-only disk must not fail requests)."""
         s = self.settings
         try:
-            deleted = prune_crops(s.crops_dir, s.crops_max_files, s.crops_max_age_s, min_age_s=s.crops_min_age_s,
-                                  max_bytes=int(s.crops_max_mb * 1024 * 1024))
+            deleted = prune_crops(
+                s.crops_dir,
+                s.crops_max_files,
+                s.crops_max_age_s,
+                min_age_s=s.crops_min_age_s,
+                max_bytes=int(s.crops_max_mb * 1024 * 1024),
+            )
         except OSError as exc:
             log.warning("crop retention failed: %s", exc.strerror or type(exc).__name__)
             return 0

@@ -35,9 +35,16 @@ def uvicorn_config(settings: Settings, *, workers: int = 1, log_config: dict[str
     extra = {} if log_config is None else {"log_config": log_config}
     protocol = functools.partial(HeaderTimeoutH11Protocol, header_timeout_s=settings.header_timeout_s)
     return uvicorn.Config(
-        functools.partial(create_app, settings), factory=True, host=settings.host, port=settings.port,
-        workers=workers, access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        timeout_keep_alive=5, http=protocol, **extra,
+        functools.partial(create_app, settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        timeout_keep_alive=5,
+        http=protocol,
+        **extra,
     )
 
 

@@ -20,16 +20,21 @@ import torch
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from cxrtriage.evaluation import metrics
 from cxrtriage.backends.bundle_config import write_bundle_config
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
-from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
-from cxrtriage.files import sha256_file
 from cxrtriage.backends.embedding_index import build_index_and_ood
+from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
+from cxrtriage.evaluation import metrics
+from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, from_cache, percentile_window
 from cxrtriage.train.model import ArchConfig, CXRNet
-from cxrtriage.train.operating_point import apply_operating_point, fit_operating_point, validation_records, validation_set
+from cxrtriage.train.operating_point import (
+    apply_operating_point,
+    fit_operating_point,
+    validation_records,
+    validation_set,
+)
 from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
 VERSION = "0.2.0"
@@ -68,8 +73,15 @@ def export_fp32(model: CXRNet, size: int, path: Path) -> None:
     dummy = torch.zeros(1, 1, size, size)
     names = ["urgency_logit", "feature_map"] + ([FINDING_OUTPUT] if model.finding_head is not None else [])
     torch.onnx.export(
-        model, (dummy,), str(path), input_names=["image"], output_names=names,
-        dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=18, dynamo=True, external_data=False,
+        model,
+        (dummy,),
+        str(path),
+        input_names=["image"],
+        output_names=names,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        opset_version=18,
+        dynamo=True,
+        external_data=False,
         verbose=False,
     )
     strip_doc_strings(path)
@@ -114,13 +126,27 @@ def _run_summary(log: dict) -> dict:
     hist = log.get("history", [])
     best = max(hist, key=lambda r: r["val_auc_nih"] if r["val_auc_nih"] == r["val_auc_nih"] else -1) if hist else {}
     cfg = log.get("config", {})
-    return {"command": log.get("command"), "pediatric_per_epoch": cfg.get("kermany_per_epoch"), "epochs": cfg.get("epochs"),
-            "best_epoch": best.get("epoch"), "val_auc_nih": best.get("val_auc_nih"),
-            "val_auc_pediatric": best.get("val_auc_pediatric"), "wall_seconds": log.get("wall_seconds")}
+    return {
+        "command": log.get("command"),
+        "pediatric_per_epoch": cfg.get("kermany_per_epoch"),
+        "epochs": cfg.get("epochs"),
+        "best_epoch": best.get("epoch"),
+        "val_auc_nih": best.get("val_auc_nih"),
+        "val_auc_pediatric": best.get("val_auc_pediatric"),
+        "wall_seconds": log.get("wall_seconds"),
+    }
 
 
-def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: str | None = None,
-                  trace: Path | None = None, limit: int | None = None, ablation_logs: list[Path] | None = None) -> Path:
+def export_bundle(
+    checkpoint: Path,
+    out_dir: Path,
+    *,
+    data_dir: Path,
+    train_log: str | None = None,
+    trace: Path | None = None,
+    limit: int | None = None,
+    ablation_logs: list[Path] | None = None,
+) -> Path:
     """``limit`` caps the images used per dataset and part (smoke tests only). ``ablation_logs``: train_log.json
     files of alternative runs (e.g. NIH only) whose validation curves are recorded next to the chosen run's."""
     lines: list[str] = []
@@ -132,9 +158,14 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
 
     torch.set_num_threads(2)
     model, ckpt = load_checkpoint(checkpoint)
-    pre = {**cache_config(int(ckpt["preprocess"]["input_size"])), **ckpt["preprocess"]}  # older checkpoints lack quantize
+    pre = {
+        **cache_config(int(ckpt["preprocess"]["input_size"])),
+        **ckpt["preprocess"],
+    }  # older checkpoints lack quantize
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
-    log(f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}")
+    log(
+        f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}"
+    )
 
     parts = {k: limit_per_dataset(v, limit) for k, v in load_split_records(data_dir).items()}
     rng = np.random.default_rng(0)
@@ -152,7 +183,12 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         caches[desc] = load_cache(recs, size, desc)
         return normalise_cache(caches[desc], mean, std, pre.get("window"))
 
-    x_cal, x_vn, x_vp, x_idx = prep(calib_recs, "calibration"), prep(va_nih, "NIH val"), prep(va_ped, "pediatric val"), prep(idx_recs, "index")
+    x_cal, x_vn, x_vp, x_idx = (
+        prep(calib_recs, "calibration"),
+        prep(va_nih, "NIH val"),
+        prep(va_ped, "pediatric val"),
+        prep(idx_recs, "index"),
+    )
     x_vj = prep(va_jsrt, "JSRT val")
 
     # Chest-layout model (out-of-distribution gate and polarity check): PCA of thumbnails of the index images,
@@ -161,11 +197,18 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         return np.stack([layout_features(from_cache(c), size) for c in cache])
 
     layout = ChestLayoutModel.fit(feats(caches["index"]), LAYOUT_K, size)
-    val_res = np.array([layout.residual_of_features(f) for f in np.concatenate([feats(caches["NIH val"]), feats(caches["pediatric val"])])])
+    val_res = np.array(
+        [
+            layout.residual_of_features(f)
+            for f in np.concatenate([feats(caches["NIH val"]), feats(caches["pediatric val"])])
+        ]
+    )
     max_layout_residual = float(val_res.max() + LAYOUT_MARGIN)
-    log(f"chest-layout model: {LAYOUT_K} principal components of 32x32 thumbnails of {len(idx_recs)} training images; "
+    log(
+        f"chest-layout model: {LAYOUT_K} principal components of 32x32 thumbnails of {len(idx_recs)} training images; "
         f"validation residual quantiles 50/99/100% {np.quantile(val_res, 0.5):.3f}/{np.quantile(val_res, 0.99):.3f}/{val_res.max():.3f}; "
-        f"gate above {max_layout_residual:.3f}")
+        f"gate above {max_layout_residual:.3f}"
+    )
     y_vn = np.array([r.urgent for r in va_nih])
     y_vp = np.array([r.urgent for r in va_ped])
 
@@ -187,21 +230,30 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         log("onnxruntime.quantization.quant_pre_process: shape inference + graph optimisation")
         int8 = work / MODEL_FILE
         quantize_static(
-            str(pre_path), str(int8), CalibrationBatches([x_cal[i : i + 16] for i in range(0, len(x_cal), 16)]),
-            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre_path),
+            str(int8),
+            CalibrationBatches([x_cal[i : i + 16] for i in range(0, len(x_cal), 16)]),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
         strip_doc_strings(int8)
-        log(f"quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax over {len(x_cal)} training images "
-            f"-> {int8.stat().st_size / 1e6:.2f} MB")
+        log(
+            f"quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax over {len(x_cal)} training images "
+            f"-> {int8.stat().st_size / 1e6:.2f} MB"
+        )
 
         f_logit_vn, _ = run_onnx(fp32, x_vn)
         q_logit_vn, _ = run_onnx(int8, x_vn)
         f_logit_vp, _ = run_onnx(fp32, x_vp)
         q_logit_vp, q_emb_vp = run_onnx(int8, x_vp)
         auc = {
-            "nih_val_fp32": metrics.roc_auc(y_vn, f_logit_vn), "nih_val_int8": metrics.roc_auc(y_vn, q_logit_vn),
-            "pediatric_val_fp32": metrics.roc_auc(y_vp, f_logit_vp), "pediatric_val_int8": metrics.roc_auc(y_vp, q_logit_vp),
+            "nih_val_fp32": metrics.roc_auc(y_vn, f_logit_vn),
+            "nih_val_int8": metrics.roc_auc(y_vn, q_logit_vn),
+            "pediatric_val_fp32": metrics.roc_auc(y_vp, f_logit_vp),
+            "pediatric_val_int8": metrics.roc_auc(y_vp, q_logit_vp),
         }
         corr = float(np.corrcoef(f_logit_vn, q_logit_vn)[0, 1])
         findings_meta = None
@@ -210,14 +262,26 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             known = np.array([r.key in rsna for r in va_nih])
             q_op = run_onnx(int8, x_vn, findings=True)[2]
             y_op = np.array([rsna[r.key] for r in va_nih if r.key in rsna])
-            findings_meta = {"lung_opacity": {
-                "output": FINDING_OUTPUT, "index": 0, "labels": "RSNA Pneumonia Detection Challenge radiologists (rsna_target)",
-                "val_n": int(known.sum()), "val_n_pos": int(y_op.sum()),
-                "val_auc_int8": metrics.roc_auc(y_op, q_op[known]) if known.any() and 0 < y_op.sum() < len(y_op) else None,
-                "named_in_explanation": False,
-                "rule": "a finding is named in the explanation only when its held-out test AUC (cxrtriage evaluate) is >= 0.75"}}
-            log(f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} on {int(known.sum())} RSNA-labelled NIH images")
-        log(f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}")
+            findings_meta = {
+                "lung_opacity": {
+                    "output": FINDING_OUTPUT,
+                    "index": 0,
+                    "labels": "RSNA Pneumonia Detection Challenge radiologists (rsna_target)",
+                    "val_n": int(known.sum()),
+                    "val_n_pos": int(y_op.sum()),
+                    "val_auc_int8": metrics.roc_auc(y_op, q_op[known])
+                    if known.any() and 0 < y_op.sum() < len(y_op)
+                    else None,
+                    "named_in_explanation": False,
+                    "rule": "a finding is named in the explanation only when its held-out test AUC (cxrtriage evaluate) is >= 0.75",
+                }
+            }
+            log(
+                f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} on {int(known.sum())} RSNA-labelled NIH images"
+            )
+        log(
+            f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}"
+        )
 
         # Calibration and operating point on the int8 model that ships, on every source's validation part.
         sources = {"nih": validation_set(va_nih, q_logit_vn), "kermany": validation_set(va_ped, q_logit_vp)}
@@ -225,11 +289,20 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
             sources["jsrt"] = validation_set(va_jsrt, run_onnx(int8, x_vj)[0])
         op = fit_operating_point(sources)
         cal, by_source = op["calibration"], op["validation_by_source"]
-        log(f"Platt calibration on {cal['fit_on']}: a={cal['a']:.4f} b={cal['b']:.4f}; validation ECE "
-            + ", ".join(f"{k} {v['ece']:.4f}" for k, v in by_source.items()))
-        log("threshold for sensitivity>=0.95: " + ", ".join(f"{k} val {v['threshold_for_sensitivity_0.95']:.4f}" for k, v in by_source.items()
-            if "threshold_for_sensitivity_0.95" in v) + f" -> operating threshold {op['threshold']:.4f}; review band "
-            f"{op['review_band'][0]:.4f}-{op['review_band'][1]:.4f} ({op['review_band_rule'].split(',')[0]})")
+        log(
+            f"Platt calibration on {cal['fit_on']}: a={cal['a']:.4f} b={cal['b']:.4f}; validation ECE "
+            + ", ".join(f"{k} {v['ece']:.4f}" for k, v in by_source.items())
+        )
+        log(
+            "threshold for sensitivity>=0.95: "
+            + ", ".join(
+                f"{k} val {v['threshold_for_sensitivity_0.95']:.4f}"
+                for k, v in by_source.items()
+                if "threshold_for_sensitivity_0.95" in v
+            )
+            + f" -> operating threshold {op['threshold']:.4f}; review band "
+            f"{op['review_band'][0]:.4f}-{op['review_band'][1]:.4f} ({op['review_band_rule'].split(',')[0]})"
+        )
 
         # Similar-case index and out-of-distribution statistics.
         _, q_emb_idx = run_onnx(int8, x_idx)
@@ -237,16 +310,21 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         centre, index_emb, ood = build_index_and_ood(q_emb_idx, np.concatenate([q_emb_vn, q_emb_vp]), KNN_K)
         ood["max_layout_residual"] = max_layout_residual
         ood["layout_components"] = LAYOUT_K
-        log(f"similar-case index: {len(idx_recs)} training images ({sum(r.dataset == 'nih' for r in idx_recs)} NIH); "
-            f"validation kNN similarity quantiles {ood['val_knn_similarity_quantiles']}; gate below {ood['min_knn_similarity']:.3f}")
+        log(
+            f"similar-case index: {len(idx_recs)} training images ({sum(r.dataset == 'nih' for r in idx_recs)} NIH); "
+            f"validation kNN similarity quantiles {ood['val_knn_similarity_quantiles']}; gate below {ood['min_knn_similarity']:.3f}"
+        )
 
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(int8, out_dir / MODEL_FILE)
         np.savez_compressed(
             out_dir / INDEX_FILE,
-            keys=np.array([r.key for r in idx_recs]), labels=np.array([r.urgent for r in idx_recs], np.int8),
-            embeddings=index_emb.astype(np.float16), centre=centre.astype(np.float32),
-            layout_mean=layout.mean.astype(np.float32), layout_components=layout.components.astype(np.float32),
+            keys=np.array([r.key for r in idx_recs]),
+            labels=np.array([r.urgent for r in idx_recs], np.int8),
+            embeddings=index_emb.astype(np.float16),
+            centre=centre.astype(np.float32),
+            layout_mean=layout.mean.astype(np.float32),
+            layout_components=layout.components.astype(np.float32),
         )
         fp32_keep = checkpoint.parent / FP32_FILE
         shutil.copy2(fp32, fp32_keep)
@@ -267,19 +345,34 @@ def export_bundle(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log:
         "preprocess": {**pre, "input_range": "[0,1] grey, display polarity (MONOCHROME2)"},
         "outputs": {"urgency_logit": "[N,1] raw logit", "feature_map": "[N,C,h,w] last feature map (CAM source)"},
         "head": {"weight": head.weight.detach()[0].tolist(), "bias": float(head.bias.detach()[0])},
-        "quantization": {"format": "QDQ static int8", "weights": "int8 per-channel", "activations": "uint8",
-                         "calibration": f"MinMax over {len(x_cal)} training images", "tool": f"onnxruntime {ort.__version__}"},
+        "quantization": {
+            "format": "QDQ static int8",
+            "weights": "int8 per-channel",
+            "activations": "uint8",
+            "calibration": f"MinMax over {len(x_cal)} training images",
+            "tool": f"onnxruntime {ort.__version__}",
+        },
         "findings": findings_meta,
         "validation": {"auc": auc, "fp32_int8_logit_correlation": corr},
         "ood": ood,
         "training_data": {
-            "datasets": ["NIH ChestX-ray14 (subset at ../shared/data/nih)", "Kermany pediatric CXR train split (../shared/data/kermany)"]
-            + (["JSRT films without a nodule as normal adults (../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"]
-               if (tlog.get("counts") or {}).get("tr_jsrt") else []),
+            "datasets": [
+                "NIH ChestX-ray14 (subset at ../shared/data/nih)",
+                "Kermany pediatric CXR train split (../shared/data/kermany)",
+            ]
+            + (
+                [
+                    "JSRT films without a nodule as normal adults (../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"
+                ]
+                if (tlog.get("counts") or {}).get("tr_jsrt")
+                else []
+            ),
             "split": "patient-level, seed 1129: NIH 70/15/15, pediatric 80/10/10 (src/cxrtriage/splits/split.csv)",
             "split_sha256": split_sha256(),
         },
-        "training": {k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")},
+        "training": {
+            k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")
+        },
         "training_alternatives": [_run_summary(json.loads(Path(p).read_text())) for p in (ablation_logs or [])],
         "training_chosen": _run_summary(tlog) if tlog else None,
         "files": {MODEL_FILE: sha256_file(out_dir / MODEL_FILE), INDEX_FILE: sha256_file(out_dir / INDEX_FILE)},

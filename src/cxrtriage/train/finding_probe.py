@@ -18,7 +18,7 @@ import numpy as np
 
 from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, BundledOnnxBackend
-from cxrtriage.backends.finding_probe import FindingProbe, NAME_MIN_AUC
+from cxrtriage.backends.finding_probe import NAME_MIN_AUC, FindingProbe
 from cxrtriage.data import load_split_records, rsna_labels
 from cxrtriage.evaluation import metrics
 from cxrtriage.evaluation.card_data import keep_measurements
@@ -43,7 +43,12 @@ def rsna_inputs(model_dir: Path | None, data_dir: Path) -> dict[str, dict]:
             y.append(labels[r.image_id][0])
             cls.append(labels[r.image_id][1])
             pats.append(r.patient)
-        out[part] = {"x": np.stack(rows) if rows else np.zeros((0, 0)), "y": np.array(y, int), "class": cls, "patients": pats}
+        out[part] = {
+            "x": np.stack(rows) if rows else np.zeros((0, 0)),
+            "y": np.array(y, int),
+            "class": cls,
+            "patients": pats,
+        }
     return out
 
 
@@ -63,32 +68,49 @@ def fit_finding_probe(model_dir: Path | None, data_dir: Path, write: bool = True
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
 
     cv = GroupKFold(n_splits=5)
-    cv_auc = {c: metrics.roc_auc(tr["y"], cross_val_predict(model(c), tr["x"], tr["y"], cv=cv, groups=tr["patients"],
-                                                             method="predict_proba")[:, 1]) for c in C_GRID}
+    cv_auc = {
+        c: metrics.roc_auc(
+            tr["y"],
+            cross_val_predict(model(c), tr["x"], tr["y"], cv=cv, groups=tr["patients"], method="predict_proba")[:, 1],
+        )
+        for c in C_GRID
+    }
     best_c = max(cv_auc, key=lambda c: cv_auc[c])
     fitted = model(best_c).fit(tr["x"], tr["y"])
-    held = {k: np.concatenate([parts["val"][k], parts["test"][k]]) if k in ("x", "y") else parts["val"][k] + parts["test"][k]
-            for k in ("x", "y", "class", "patients")}
+    held = {
+        k: np.concatenate([parts["val"][k], parts["test"][k]])
+        if k in ("x", "y")
+        else parts["val"][k] + parts["test"][k]
+        for k in ("x", "y", "class", "patients")
+    }
     p = fitted.predict_proba(held["x"])[:, 1]
     ci = metrics.bootstrap_auc_ci(held["y"], p, groups=held["patients"], n_boot=2000, seed=0)
     not_other = np.array([c != "No Lung Opacity / Not Normal" for c in held["class"]])
     auc = metrics.roc_auc(held["y"], p)
     scaler, lr = fitted.named_steps["standardscaler"], fitted.named_steps["logisticregression"]
     block = {
-        "name": "lung opacity", "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": lr.coef_[0].tolist(),
-        "intercept": float(lr.intercept_[0]), "likely_above": LIKELY_ABOVE,
+        "name": "lung opacity",
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]),
+        "likely_above": LIKELY_ABOVE,
         "inputs": "L2-normalised classifier embedding, then the urgency logit",
         "labels": "RSNA Pneumonia Detection Challenge radiologists' re-read of NIH images (rsna_target: lung opacity)",
         "fit": f"scikit-learn LogisticRegression(C={best_c}) on standardised inputs, {len(tr['y'])} training-patient "
-               f"films ({int(tr['y'].sum())} opacity); C chosen by 5-fold patient-grouped cross-validation",
+        f"films ({int(tr['y'].sum())} opacity); C chosen by 5-fold patient-grouped cross-validation",
         "cv_auc_by_c": {str(c): v for c, v in cv_auc.items()},
-        "held_out": {"patients": "validation and test patients of the committed split, never fitted on",
-                     "n": int(len(held["y"])), "n_opacity": int(held["y"].sum()), "auc": auc,
-                     "auc_ci95": [float(ci[0]), float(ci[1])],
-                     "auc_opacity_vs_normal": metrics.roc_auc(held["y"][not_other], p[not_other])},
+        "held_out": {
+            "patients": "validation and test patients of the committed split, never fitted on",
+            "n": int(len(held["y"])),
+            "n_opacity": int(held["y"].sum()),
+            "auc": auc,
+            "auc_ci95": [float(ci[0]), float(ci[1])],
+            "auc_opacity_vs_normal": metrics.roc_auc(held["y"][not_other], p[not_other]),
+        },
         "named_in_explanation": bool(auc >= NAME_MIN_AUC),
         "rule": f"named in the explanation only when the held-out AUC is >= {NAME_MIN_AUC} and the probability >= "
-                f"{LIKELY_ABOVE} on an Urgent result; always reported in the result's findings",
+        f"{LIKELY_ABOVE} on an Urgent result; always reported in the result's findings",
     }
     if write:
         from cxrtriage import config

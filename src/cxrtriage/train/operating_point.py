@@ -50,8 +50,10 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     inverted = {k: auc for k, auc in aucs.items() if auc < 0.5}
     fitted = {k: s for k, s in sources.items() if k not in inverted}
     if not any(0 < s.labels.sum() < len(s.labels) for s in fitted.values()):
-        raise ValueError("the classifier ranks every validation source with both classes worse than chance "
-                         f"({', '.join(f'{k} AUC {v:.3f}' for k, v in inverted.items())}): no monotonic calibration fits")
+        raise ValueError(
+            "the classifier ranks every validation source with both classes worse than chance "
+            f"({', '.join(f'{k} AUC {v:.3f}' for k, v in inverted.items())}): no monotonic calibration fits"
+        )
     logits = np.concatenate([s.logits for s in fitted.values()])
     labels = np.concatenate([s.labels for s in fitted.values()])
     a, b = fit_platt(logits, labels)
@@ -59,18 +61,31 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     scores = {name: platt(s.logits, a, b) for name, s in sources.items()}
     for name, s in sources.items():
         p = scores[name]
-        row = {"n": int(len(s.labels)), "n_pos": int(s.labels.sum()), "ece": metrics.expected_calibration_error(s.labels, p),
-               "mean_score": float(p.mean())}
+        row = {
+            "n": int(len(s.labels)),
+            "n_pos": int(s.labels.sum()),
+            "ece": metrics.expected_calibration_error(s.labels, p),
+            "mean_score": float(p.mean()),
+        }
         if 0 < s.labels.sum():
             row["threshold_for_sensitivity_0.95"] = metrics.threshold_for_sensitivity(s.labels, p, SENSITIVITY_TARGET)
         if name in aucs:
             row["auc"] = aucs[name]
         per_source[name] = row
-    with_pos = {k: v["threshold_for_sensitivity_0.95"] for k, v in per_source.items() if "threshold_for_sensitivity_0.95" in v}
+    with_pos = {
+        k: v["threshold_for_sensitivity_0.95"] for k, v in per_source.items() if "threshold_for_sensitivity_0.95" in v
+    }
     threshold = float(min(with_pos.values()))
     band_set = sources[BAND_SOURCE]
-    lo, hi = metrics.bootstrap_threshold_interval(band_set.labels, scores[BAND_SOURCE], target=SENSITIVITY_TARGET,
-                                                  n_boot=1000, alpha=REVIEW_BAND_ALPHA, seed=0, groups=band_set.patients)
+    lo, hi = metrics.bootstrap_threshold_interval(
+        band_set.labels,
+        scores[BAND_SOURCE],
+        target=SENSITIVITY_TARGET,
+        n_boot=1000,
+        alpha=REVIEW_BAND_ALPHA,
+        seed=0,
+        groups=band_set.patients,
+    )
     band = [float(min(lo, threshold)), float(max(hi, threshold))]
     fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items() if k in fitted)
     calibration = {"type": "platt", "a": a, "b": b, "fit_on": f"validation images of every source pooled ({fit_on})"}
@@ -78,17 +93,22 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
         calibration["warning"] = DEGENERATE_WARNING
     if inverted:
         calibration["left_out_of_fit"] = {
-            k: f"{SOURCE_NAMES.get(k, k)} validation films ranked worse than chance, AUC {auc:.3f}" for k, auc in inverted.items()}
-        calibration["fit_on"] += "; left out, ranked worse than chance: " + ", ".join(SOURCE_NAMES.get(k, k) for k in inverted)
+            k: f"{SOURCE_NAMES.get(k, k)} validation films ranked worse than chance, AUC {auc:.3f}"
+            for k, auc in inverted.items()
+        }
+        calibration["fit_on"] += "; left out, ranked worse than chance: " + ", ".join(
+            SOURCE_NAMES.get(k, k) for k in inverted
+        )
     return {
         "calibration": calibration,
         "threshold": threshold,
         "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on EACH validation source with urgent cases ("
-                          + " and ".join(SOURCE_NAMES.get(k, k) for k in with_pos) + ")",
+        + " and ".join(SOURCE_NAMES.get(k, k) for k in with_pos)
+        + ")",
         "review_band": band,
         "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the {SOURCE_NAMES[BAND_SOURCE]} validation "
-                            "threshold, widened to contain the threshold; scores in [low, high) carry needs_review and are "
-                            "labelled Urgent (safety-first)",
+        "threshold, widened to contain the threshold; scores in [low, high) carry needs_review and are "
+        "labelled Urgent (safety-first)",
         "validation_by_source": per_source,
     }
 
@@ -100,19 +120,27 @@ OPERATING_POINT_KEYS = ("calibration", "threshold", "threshold_rule", "review_ba
 def validation_records(data_dir: Path) -> dict[str, list[Record]]:
     """The validation part of every source, by source name (the calibration set of a deployment's mix)."""
     val = load_split_records(data_dir)["val"]
-    return {"nih": [r for r in val if r.dataset == "nih"], "kermany": [r for r in val if r.dataset == "kermany"],
-            "jsrt": jsrt_urgency_parts(data_dir)["val"]}
+    return {
+        "nih": [r for r in val if r.dataset == "nih"],
+        "kermany": [r for r in val if r.dataset == "kermany"],
+        "jsrt": jsrt_urgency_parts(data_dir)["val"],
+    }
 
 
 def validation_set(records: list[Record], logits: np.ndarray) -> ValidationSet:
-    return ValidationSet(logits=np.asarray(logits, np.float64), labels=np.array([r.urgent for r in records]),
-                         patients=[r.patient for r in records])
+    return ValidationSet(
+        logits=np.asarray(logits, np.float64),
+        labels=np.array([r.urgent for r in records]),
+        patients=[r.patient for r in records],
+    )
 
 
 def apply_operating_point(meta: dict, op: dict) -> dict:
     """model.json with the fitted operating point; each source's own threshold is in ``validation.by_source``."""
     out = {**meta, **{k: op[k] for k in OPERATING_POINT_KEYS}}
     stale = ("threshold_nih", "threshold_pediatric")  # written by earlier exports; by_source holds them now
-    out["validation"] = {**{k: v for k, v in meta.get("validation", {}).items() if k not in stale},
-                         "by_source": op["validation_by_source"]}
+    out["validation"] = {
+        **{k: v for k, v in meta.get("validation", {}).items() if k not in stale},
+        "by_source": op["validation_by_source"],
+    }
     return out

@@ -14,8 +14,13 @@ from pathlib import Path
 
 from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, MODEL_FILE
-from cxrtriage.train.operating_point import (OPERATING_POINT_KEYS, apply_operating_point, fit_operating_point,
-                                             validation_records, validation_set)
+from cxrtriage.train.operating_point import (
+    OPERATING_POINT_KEYS,
+    apply_operating_point,
+    fit_operating_point,
+    validation_records,
+    validation_set,
+)
 
 
 def recalibrate(model_dir: Path, data_dir: Path) -> dict:
@@ -26,8 +31,12 @@ def recalibrate(model_dir: Path, data_dir: Path) -> dict:
     pre = BundleConfig.load(Path(model_dir) / META_FILE).preprocess
     sets = {}
     for name, recs in validation_records(data_dir).items():
-        x = normalise_cache(load_cache(recs, int(pre["input_size"]), f"{name} val"), float(pre["mean"]), float(pre["std"]),
-                            pre.get("window"))
+        x = normalise_cache(
+            load_cache(recs, int(pre["input_size"]), f"{name} val"),
+            float(pre["mean"]),
+            float(pre["std"]),
+            pre.get("window"),
+        )
         sets[name] = validation_set(recs, run_onnx(Path(model_dir) / MODEL_FILE, x)[0])
     op = fit_operating_point(sets)
     store_operating_point(Path(model_dir), op)

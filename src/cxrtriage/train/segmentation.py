@@ -85,8 +85,15 @@ class SegNet(nn.Module):
 
 def preprocess_config(size: int, mean: float = 0.5, std: float = 0.3) -> dict:
     """The ``preprocess`` block of segment.json (:func:`~cxrtriage.imaging.preprocess.to_model_input`)."""
-    return {"input_size": size, "resize": SQUASH_BILINEAR, "channels": 1, "quantize": QUANTIZE_UINT8,
-            "window": PERCENTILE_WINDOW, "mean": mean, "std": std}
+    return {
+        "input_size": size,
+        "resize": SQUASH_BILINEAR,
+        "channels": 1,
+        "quantize": QUANTIZE_UINT8,
+        "window": PERCENTILE_WINDOW,
+        "mean": mean,
+        "std": std,
+    }
 
 
 def load_mask(path: Path, size: int) -> np.ndarray:
@@ -128,8 +135,9 @@ def augment(x: torch.Tensor, m: torch.Tensor, gen: torch.Generator) -> tuple[tor
     for i in range(n):
         if torch.rand(1, generator=gen).item() < 0.5:
             k = int(s / float(u(1.5, 3.0, 1)))
-            x[i : i + 1] = F.interpolate(F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s), mode="bilinear",
-                                         align_corners=False)
+            x[i : i + 1] = F.interpolate(
+                F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s), mode="bilinear", align_corners=False
+            )
         # artefacts: a bright marker near an edge, a thin bright line (tube, wire)
         if torch.rand(1, generator=gen).item() < 0.4:
             w, h = int(u(4, 18, 1)), int(u(4, 12, 1))
@@ -174,7 +182,10 @@ def dice(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 def mean_dice(probs: np.ndarray, masks: np.ndarray) -> dict[str, float]:
-    return {s: float(np.mean([dice(p[c] >= 0.5, m[c]) for p, m in zip(probs, masks)])) for c, s in enumerate(JSRT_STRUCTURES)}
+    return {
+        s: float(np.mean([dice(p[c] >= 0.5, m[c]) for p, m in zip(probs, masks)]))
+        for c, s in enumerate(JSRT_STRUCTURES)
+    }
 
 
 def train(cfg: SegTrainConfig) -> Path:
@@ -217,21 +228,39 @@ def train(cfg: SegTrainConfig) -> Path:
             losses.append(loss.item())
         val = mean_dice(predict_probs(model, x_va, mean, std), m_va)
         score = float(np.mean(list(val.values())))
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": val, "elapsed_s": round(time.time() - t0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_dice": val,
+            "elapsed_s": round(time.time() - t0, 1),
+        }
         history.append(row)
         print(json.dumps(row), flush=True)
         if score > best["dice"]:
             best = {"dice": score, "epoch": epoch + 1}
             state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt = out_dir / "checkpoint.pt"
-    torch.save({"widths": list(cfg.widths), "state_dict": state, "preprocess": pre, "best": best,
-                "structures": list(JSRT_STRUCTURES)}, ckpt)
+    torch.save(
+        {
+            "widths": list(cfg.widths),
+            "state_dict": state,
+            "preprocess": pre,
+            "best": best,
+            "structures": list(JSRT_STRUCTURES),
+        },
+        ckpt,
+    )
     log = {
-        "command": " ".join(["cxrtriage"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cxrtriage") else " ".join(sys.argv),
+        "command": " ".join(["cxrtriage"] + sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("cxrtriage")
+        else " ".join(sys.argv),
         "config": {**asdict(cfg), "data_dir": "CXRTRIAGE_DATA_DIR"},
-        "best_epoch": best, "history": history,
+        "best_epoch": best,
+        "history": history,
         "counts": {k: len(v) for k, v in parts.items()},
-        "wall_seconds": round(time.time() - t0, 1), "torch": torch.__version__, "platform": platform.platform(),
+        "wall_seconds": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
     }
     (out_dir / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
     return ckpt

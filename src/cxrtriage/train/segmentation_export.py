@@ -27,8 +27,10 @@ from cxrtriage.train.export import CalibrationBatches, strip_doc_strings
 from cxrtriage.train.segmentation import SegNet, dice, load_cache, mean_dice
 
 VERSION = "0.2.0"
-LICENCE_NOTE = ("trained on JSRT radiographs (JSRT: research and education use) with SCR masks (research use; "
-                "van Ginneken et al., Med Image Anal 2006); the images and masks are not shipped")
+LICENCE_NOTE = (
+    "trained on JSRT radiographs (JSRT: research and education use) with SCR masks (research use; "
+    "van Ginneken et al., Med Image Anal 2006); the images and masks are not shipped"
+)
 
 
 def _inputs(images_u8: np.ndarray, pre: dict) -> np.ndarray:
@@ -45,8 +47,9 @@ def _dice_table(probs: np.ndarray, masks: np.ndarray) -> dict[str, float]:
     return {s: round(v, 4) for s, v in mean_dice(probs, masks).items()}
 
 
-def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: Path | None = None,
-                     limit: int | None = None) -> dict:
+def export_segmenter(
+    checkpoint: Path, out_dir: Path, *, data_dir: Path, train_log: Path | None = None, limit: int | None = None
+) -> dict:
     """Write ``segment.onnx`` and ``segment.json`` into ``out_dir``; returns the metadata."""
     torch.set_num_threads(2)
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -63,17 +66,33 @@ def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_l
     work = Path(tempfile.mkdtemp(prefix="cxrtriage-segment-export-"))
     try:
         fp32 = work / "segment.fp32.onnx"
-        torch.onnx.export(model, (torch.zeros(1, 1, size, size),), str(fp32), input_names=["image"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=18, dynamo=True,
-                          external_data=False, verbose=False)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, size, size),),
+            str(fp32),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            opset_version=18,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
         strip_doc_strings(fp32)
         pre_path = work / "segment.pre.onnx"
         quant_pre_process(str(fp32), str(pre_path))
         int8 = work / SEGMENT_MODEL_FILE
         calib = _inputs(x_tr, pre)
-        quantize_static(str(pre_path), str(int8), CalibrationBatches([calib[i : i + 8] for i in range(0, len(calib), 8)]),
-                        quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(pre_path),
+            str(int8),
+            CalibrationBatches([calib[i : i + 8] for i in range(0, len(calib), 8)]),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         strip_doc_strings(int8)
         x_in = _inputs(x_te, pre)
         with torch.no_grad():
@@ -100,15 +119,26 @@ def export_segmenter(checkpoint: Path, out_dir: Path, *, data_dir: Path, train_l
         "arch": {"name": "unet-small", "widths": list(ckpt["widths"])},
         "preprocess": {**pre, "input_range": "[0,1] grey, display polarity (MONOCHROME2)"},
         "outputs": {"logits": "[N,3,S,S] one logit per structure, sigmoid -> probability"},
-        "quantization": {"format": "QDQ static int8", "weights": "int8 per-channel", "activations": "uint8",
-                         "calibration": f"MinMax over {len(calib)} JSRT training images", "tool": f"onnxruntime {ort.__version__}"},
-        "training_data": {"dataset": "JSRT with SCR masks (../shared/data/jsrt_scr)", "licence": LICENCE_NOTE,
-                          "split": "image-level, stratified by nodule, seed 1202: 70/15/15 (cxrtriage.data.jsrt_split)",
-                          "counts": {k: len(v) for k, v in parts.items()},
-                          "test_ids": [r.image_id for r in parts["test"]]},
+        "quantization": {
+            "format": "QDQ static int8",
+            "weights": "int8 per-channel",
+            "activations": "uint8",
+            "calibration": f"MinMax over {len(calib)} JSRT training images",
+            "tool": f"onnxruntime {ort.__version__}",
+        },
+        "training_data": {
+            "dataset": "JSRT with SCR masks (../shared/data/jsrt_scr)",
+            "licence": LICENCE_NOTE,
+            "split": "image-level, stratified by nodule, seed 1202: 70/15/15 (cxrtriage.data.jsrt_split)",
+            "counts": {k: len(v) for k, v in parts.items()},
+            "test_ids": [r.image_id for r in parts["test"]],
+        },
         "training": {k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "torch")},
-        "test_dice": {"model_resolution_fp32": _dice_table(fp32_probs, m_te), "model_resolution_int8": _dice_table(int8_probs, m_te),
-                      "torch_vs_onnx_fp32_max_probability_difference": parity},
+        "test_dice": {
+            "model_resolution_fp32": _dice_table(fp32_probs, m_te),
+            "model_resolution_int8": _dice_table(int8_probs, m_te),
+            "torch_vs_onnx_fp32_max_probability_difference": parity,
+        },
         "sha256": sha256_file(out_dir / SEGMENT_MODEL_FILE),
         "size_bytes": (out_dir / SEGMENT_MODEL_FILE).stat().st_size,
     }

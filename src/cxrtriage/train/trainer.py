@@ -112,13 +112,21 @@ def attention_masks(records: list[Record], cache: np.ndarray, data_dir: Path) ->
     g = MASK_GRID
     for i, (rec, img) in enumerate(zip(records, cache)):
         for x, y, w, h in boxes.get(rec.image_id, []) if rec.dataset == "nih" else []:
-            out[i, 0, int(y / RSNA_PIXELS * g) : int(np.ceil((y + h) / RSNA_PIXELS * g)),
-                int(x / RSNA_PIXELS * g) : int(np.ceil((x + w) / RSNA_PIXELS * g))] = 1
-        out[i, 1] = nearest_resize(measure(segmenter.segment(img.astype(np.float32) / 255.0)).evidence_region(0.05), g, g)
+            out[
+                i,
+                0,
+                int(y / RSNA_PIXELS * g) : int(np.ceil((y + h) / RSNA_PIXELS * g)),
+                int(x / RSNA_PIXELS * g) : int(np.ceil((x + w) / RSNA_PIXELS * g)),
+            ] = 1
+        out[i, 1] = nearest_resize(
+            measure(segmenter.segment(img.astype(np.float32) / 255.0)).evidence_region(0.05), g, g
+        )
     return out
 
 
-def attention_losses(fmap: torch.Tensor, weight: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_losses(
+    fmap: torch.Tensor, weight: torch.Tensor, masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(box loss, lung loss) of the class activation map ``w . F`` against masks sampled at its grid.
     Box: -log of the softmax mass of the map inside the radiologists' boxes (images with a box only). Lung: share
     of the positive map outside the grown lung fields."""
@@ -152,8 +160,9 @@ def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
     return out
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False, masks: torch.Tensor | None = None,
-            mask_size: int = 16) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    x: torch.Tensor, gen: torch.Generator, strong: bool = False, masks: torch.Tensor | None = None, mask_size: int = 16
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x: N x 1 x S x S in [0,1]. Geometric (rotation +-8 deg, scale 0.9-1.1, shift +-6%) and intensity jitter;
     ``strong`` (generation 2) widens exposure and contrast and adds noise and lost resolution, the ways another
     site's detector differs. ``masks`` (N x K x any size, e.g. lung fields and radiologist boxes) get the same
@@ -187,15 +196,23 @@ def augment(x: torch.Tensor, gen: torch.Generator, strong: bool = False, masks: 
     for i in range(n):
         if torch.rand(1, generator=gen).item() < 0.3:
             k = int(s / float(u(1.5, 3.0)[0]))
-            x[i : i + 1] = F.interpolate(F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s),
-                                         mode="bilinear", align_corners=False)
+            x[i : i + 1] = F.interpolate(
+                F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s), mode="bilinear", align_corners=False
+            )
     x = x + torch.randn(x.shape, generator=gen) * u(0.0, 0.025).view(n, 1, 1, 1)
     return x.clamp(0, 1) if moved is None else (x.clamp(0, 1), moved)
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, mean: float, std: float, batch: int = 64,
-                   window: str | None = None, finding: bool = False) -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    mean: float,
+    std: float,
+    batch: int = 64,
+    window: str | None = None,
+    finding: bool = False,
+) -> np.ndarray:
     """Urgency logits [N] (``finding``: the first finding head's logits instead) of cached images."""
     model.eval()
     out = []
@@ -253,9 +270,12 @@ def train(cfg: TrainConfig) -> Path:
     op_tr_nih = np.array([rsna.get(r.key, -1) for r in tr_nih], np.float32)
     op_va_nih = np.array([rsna.get(r.key, -1) for r in va_nih], np.int64)
     use_attention = cfg.box_weight > 0 or cfg.lung_weight > 0
-    att = {k: attention_masks(recs, cache[k], data_dir) if use_attention and len(recs) else
-           np.zeros((len(recs), 2, MASK_GRID, MASK_GRID), np.float16)
-           for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt))}
+    att = {
+        k: attention_masks(recs, cache[k], data_dir)
+        if use_attention and len(recs)
+        else np.zeros((len(recs), 2, MASK_GRID, MASK_GRID), np.float16)
+        for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt))
+    }
     stats_from = cache["tr_nih"] if len(tr_nih) else cache["tr_ker"]
     windowed = apply_window(torch.from_numpy(stats_from).float().div_(255).unsqueeze(1), cfg.window)
     mean, std = float(windowed.mean()), float(windowed.std())
@@ -288,14 +308,20 @@ def train(cfg: TrainConfig) -> Path:
         M = np.concatenate([att["tr_nih"], att["tr_ker"][ker_idx], att["tr_jsrt"][jsrt_idx]]) if use_attention else None
         order = rng.permutation(len(X))
         losses = []
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   mininterval=5.0)  # sparse refreshes: a saved notebook keeps each one as a line
+        bar = tqdm(
+            range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5.0
+        )  # sparse refreshes: a saved notebook keeps each one as a line
         for i in bar:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(X[idx]).float().div_(255).unsqueeze(1)
             if use_attention:
-                x, m = augment(x, gen, cfg.strong_augment, masks=torch.from_numpy(M[idx].astype(np.float32)),
-                               mask_size=S // CAM_STRIDE)
+                x, m = augment(
+                    x,
+                    gen,
+                    cfg.strong_augment,
+                    masks=torch.from_numpy(M[idx].astype(np.float32)),
+                    mask_size=S // CAM_STRIDE,
+                )
             else:
                 x = augment(x, gen, cfg.strong_augment)
             x = apply_window(x, cfg.window)
@@ -307,7 +333,8 @@ def train(cfg: TrainConfig) -> Path:
             known = torch.from_numpy(OP[idx] >= 0)
             if findings and bool(known.any()):
                 loss = loss + cfg.opacity_weight * F.binary_cross_entropy_with_logits(
-                    outs[2][:, 0][known], torch.from_numpy(OP[idx])[known])
+                    outs[2][:, 0][known], torch.from_numpy(OP[idx])[known]
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -318,8 +345,13 @@ def train(cfg: TrainConfig) -> Path:
         score = functools.partial(predict_logits, ema.module, mean=mean, std=std, window=cfg.window)
         auc_nih = _auc(y["va_nih"], score(cache["va_nih"]))
         auc_ker = _auc(y["va_ker"], score(cache["va_ker"])) if len(va_ker) else None
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_auc_nih": auc_nih, "val_auc_pediatric": auc_ker,
-               "elapsed_s": round(time.time() - t0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_auc_nih": auc_nih,
+            "val_auc_pediatric": auc_ker,
+            "elapsed_s": round(time.time() - t0, 1),
+        }
         if len(va_jsrt):  # all negatives: the share above the NIH median logit shows what another site's normals get
             row["val_jsrt_median_logit"] = float(np.median(score(cache["va_jsrt"])))
         if findings and (op_va_nih >= 0).any():
@@ -343,7 +375,9 @@ def train(cfg: TrainConfig) -> Path:
         ckpt,
     )
     log = {
-        "command": " ".join(["cxrtriage"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith("cxrtriage") else " ".join(sys.argv),
+        "command": " ".join(["cxrtriage"] + sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("cxrtriage")
+        else " ".join(sys.argv),
         "config": {**asdict(cfg), "data_dir": "CXRTRIAGE_DATA_DIR"},  # no path of this machine in the metadata
         "best_epoch": best,
         "history": history,

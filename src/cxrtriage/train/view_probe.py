@@ -73,14 +73,18 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
     x = np.concatenate([x_fr, x_lat])
     y = np.concatenate([np.zeros(len(fit_frontal), int), np.ones(len(laterals), int)])
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
-    cv = cross_val_predict(model, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+    cv = cross_val_predict(model, x, y, cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[
+        :, 1
+    ]
     reject_above = float(min(0.99, cv[y == 0].max() + REJECT_MARGIN))
     reject_with_lungs_above = max(REJECT_WITH_LUNGS_ABOVE, reject_above)
     model.fit(x, y)
     scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
     test = {
         "nih_test": [r.path for r in parts["test"] if r.dataset == "nih"],
-        "pediatric_test": [r.path for r in _sample([r for r in parts["test"] if r.dataset == "kermany"], N_PEDIATRIC // 2)],
+        "pediatric_test": [
+            r.path for r in _sample([r for r in parts["test"] if r.dataset == "kermany"], N_PEDIATRIC // 2)
+        ],
         "jsrt_test": [r.path for r in jsrt_all["test"]],
     }
     held_out = {}
@@ -93,20 +97,27 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
     out_lat = refused(cv_lat, pair_lat, reject_above, reject_with_lungs_above)
     out_fr = refused(cv_fr, pair_fr, reject_above, reject_with_lungs_above)
     block = {
-        "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": lr.coef_[0].tolist(),
-        "intercept": float(lr.intercept_[0]), "reject_above": reject_above, "review_above": REVIEW_ABOVE,
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "coef": lr.coef_[0].tolist(),
+        "intercept": float(lr.intercept_[0]),
+        "reject_above": reject_above,
+        "review_above": REVIEW_ABOVE,
         "reject_with_lungs_above": reject_with_lungs_above,
-        "inputs": "L2-normalised classifier embedding, then the anatomy features", "anatomy_features": list(VIEW_FEATURES),
+        "inputs": "L2-normalised classifier embedding, then the anatomy features",
+        "anatomy_features": list(VIEW_FEATURES),
         "fit": f"scikit-learn LogisticRegression(C={C}, class_weight=balanced) on standardised inputs",
         "validation": {
-            "frontal_fit_images": len(fit_frontal), "laterals": len(laterals),
+            "frontal_fit_images": len(fit_frontal),
+            "laterals": len(laterals),
             "cv5_rule": "the pipeline's: refused above reject_above without a typical pair of lungs, above "
-                        "reject_with_lungs_above with one; review above review_above otherwise",
+            "reject_with_lungs_above with one; review above review_above otherwise",
             "laterals_with_typical_pair": int(pair_lat.sum()),
             "cv5_laterals_refused": int(out_lat.sum()),
             "cv5_laterals_review": int(((cv_lat > REVIEW_ABOVE) & ~out_lat).sum()),
             "cv5_laterals_passed_as_frontal": int((cv_lat <= REVIEW_ABOVE).sum()),
-            "cv5_frontal_review": int(((cv_fr > REVIEW_ABOVE) & ~out_fr).sum()), "cv5_frontal_refused": int(out_fr.sum()),
+            "cv5_frontal_review": int(((cv_fr > REVIEW_ABOVE) & ~out_fr).sum()),
+            "cv5_frontal_refused": int(out_fr.sum()),
             "cv5_lateral_scores": sorted(round(float(v), 4) for v in cv_lat),
             "cv5_frontal_top_scores": sorted((round(float(v), 4) for v in cv_fr), reverse=True)[:10],
             "held_out_frontal": held_out,
@@ -117,4 +128,3 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
         meta_path = Path(model_dir) / META_FILE
         write_bundle_config({**BundleConfig.load(meta_path).to_dict(), "view_probe": block}, meta_path)
     return block
-

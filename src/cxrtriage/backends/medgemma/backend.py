@@ -49,8 +49,15 @@ class MedGemmaBackend:
 
     backend_name = "medgemma"
 
-    def __init__(self, model: str | Path, *, device: str | None = None, max_new_tokens: int = 160,
-                 load_in_4bit: bool = False, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str | None = None,
+        max_new_tokens: int = 160,
+        load_in_4bit: bool = False,
+        threads: int = 0,
+    ) -> None:
         self.model = str(model)
         self.load_in_4bit = load_in_4bit  # bitsandbytes NF4 (CUDA only; Settings.four_bit)
         self.threads = threads  # llama.cpp's threads in the GGUF runtime (0: its default; Settings.threads)
@@ -63,8 +70,12 @@ class MedGemmaBackend:
         self._lock = threading.Lock()
         is_local = Path(self.model).expanduser().exists()
         name = Path(self.model_dir).name if is_local else self.model
-        self.info = ModelInfo(name=name, version=_revision(Path(self.model_dir)),
-                              sha256=sha256_files(sorted(self._weight_files())), backend=self.backend_name)
+        self.info = ModelInfo(
+            name=name,
+            version=_revision(Path(self.model_dir)),
+            sha256=sha256_files(sorted(self._weight_files())),
+            backend=self.backend_name,
+        )
 
     def _locate(self, model: str) -> str:
         return resolve_model(model, kind="MedGemma")
@@ -82,8 +93,9 @@ class MedGemmaBackend:
     def _load_explainer(self) -> MedGemmaExplainer:
         from cxrtriage.backends.medgemma.explainer import MedGemmaExplainer
 
-        return MedGemmaExplainer(self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens,
-                                 load_in_4bit=self.load_in_4bit)
+        return MedGemmaExplainer(
+            self.model_dir, device=self.device, max_new_tokens=self.max_new_tokens, load_in_4bit=self.load_in_4bit
+        )
 
     def explainer(self) -> MedGemmaExplainer:
         """The MedGemma explainer, loaded on first use (call under ``self._lock``)."""
@@ -104,15 +116,18 @@ class MedGemmaBackend:
         if agree is None:
             snippet = f"MedGemma gave no recognisable urgency; the classifier label ({label}) stands"
         else:
-            snippet = (f"MedGemma second opinion: {answer.urgency}; "
-                       f"{'agrees' if agree else 'disagrees'} with the classifier label ({label})")
+            snippet = (
+                f"MedGemma second opinion: {answer.urgency}; "
+                f"{'agrees' if agree else 'disagrees'} with the classifier label ({label})"
+            )
         provenance = [Provenance(source="medgemma", snippet=snippet, relation="second_opinion")]
         if answer.supporting_quote:
             provenance.append(Provenance(source="prior_report", snippet=answer.supporting_quote, relation="supports"))
         if agree is False:
             warnings.append(disagreement_warning(str(answer.urgency), label))
-        return SecondOpinion(EXPLANATION_PREFIX + answer.explanation, provenance, warnings, answer.box_xywh,
-                             disagrees=agree is False)
+        return SecondOpinion(
+            EXPLANATION_PREFIX + answer.explanation, provenance, warnings, answer.box_xywh, disagrees=agree is False
+        )
 
 
 class MedGemmaGgufBackend(MedGemmaBackend):
@@ -141,8 +156,9 @@ class MedGemmaGgufBackend(MedGemmaBackend):
     def _load_explainer(self) -> Any:
         from cxrtriage.backends.medgemma.gguf import GgufExplainer
 
-        return GgufExplainer(self.model_dir, self.mmproj, n_threads=self.threads or None,
-                             max_new_tokens=self.max_new_tokens)
+        return GgufExplainer(
+            self.model_dir, self.mmproj, n_threads=self.threads or None, max_new_tokens=self.max_new_tokens
+        )
 
 
 def _revision(model_dir: Path) -> str:
@@ -176,14 +192,16 @@ def from_settings(model_dir: str | Path | None, settings: Settings) -> Stages:
 def gguf_from_settings(model_dir: str | Path | None, settings: Settings) -> Stages:
     """The ``load_stages("medgemma-gguf")`` entry: GGUF files from the model given (``settings.model``:
     CXRTRIAGE_MODEL, required)."""
-    from cxrtriage.errors import ModelError
     from cxrtriage.backends.medgemma.gguf import find_gguf_pair
+    from cxrtriage.errors import ModelError
 
     model = str(model_dir) if model_dir else None
     if not model:
-        raise ModelError("the medgemma-gguf backend needs CXRTRIAGE_MODEL (or --model): a directory with the MedGemma "
-                         "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "
-                         "or use CXRTRIAGE_BACKEND=bundled")
+        raise ModelError(
+            "the medgemma-gguf backend needs CXRTRIAGE_MODEL (or --model): a directory with the MedGemma "
+            "text GGUF and its mmproj*.gguf, written by `cxrtriage hai-def convert-gguf`; "
+            "or use CXRTRIAGE_BACKEND=bundled"
+        )
     find_gguf_pair(model, settings.mmproj)  # fail fast, before loading the classifier
     explainer = MedGemmaGgufBackend(model, mmproj=settings.mmproj, threads=settings.threads)
     return Stages(load_classifier(settings), explainer)

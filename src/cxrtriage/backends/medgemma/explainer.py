@@ -12,14 +12,15 @@ of the classifier's own explanation — the triage result never depends on MedGe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from cxrtriage.errors import ModelError
 from cxrtriage.backends.medgemma.output import MedGemmaAnswer, parse_medgemma_output
 from cxrtriage.backends.medgemma.prompt import build_messages, repair_turns
+from cxrtriage.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,15 @@ PARSE_FAILURE_WARNING = "MedGemma output could not be parsed; the classifier's e
 GENERATION_FAILURE_WARNING = "MedGemma failed to generate an answer; the classifier's explanation is shown"
 
 
-def ask_with_one_repair(generate: Callable[[list[dict]], str], messages: list[dict],
-                        repair: Callable[[str], list[dict]], image_size: tuple[int, int], prior_report: str | None,
-                        raw_outputs: list[str], name: str) -> tuple[MedGemmaAnswer | None, list[str]]:
+def ask_with_one_repair(
+    generate: Callable[[list[dict]], str],
+    messages: list[dict],
+    repair: Callable[[str], list[dict]],
+    image_size: tuple[int, int],
+    prior_report: str | None,
+    raw_outputs: list[str],
+    name: str,
+) -> tuple[MedGemmaAnswer | None, list[str]]:
     """The protocol every MedGemma runtime (transformers, llama.cpp) follows: generate, parse defensively, one
     retry with the repair prompt, then a fallback warning. Never raises: an optional explainer must not break
     triage. ``repair`` builds the runtime's own message format for the retry turns."""
@@ -141,5 +148,6 @@ class MedGemmaExplainer:
         messages = build_messages(prior_report)
         messages[1]["content"][0]["image"] = image  # the single image slot of the user turn
         self.raw_outputs = []
-        return ask_with_one_repair(self._generate, messages, repair_turns, image_size, prior_report,
-                                   self.raw_outputs, "MedGemma")
+        return ask_with_one_repair(
+            self._generate, messages, repair_turns, image_size, prior_report, self.raw_outputs, "MedGemma"
+        )

@@ -20,7 +20,9 @@ from cxrtriage.backends.medgemma.prompt import REPAIR_PROMPT, build_messages
 from cxrtriage.errors import ModelError
 from cxrtriage.optional import install_command
 
-EDGE_INSTALL_HINT = f"llama-cpp-python is not installed. Install the edge extra, built from source: {install_command('edge')}"
+EDGE_INSTALL_HINT = (
+    f"llama-cpp-python is not installed. Install the edge extra, built from source: {install_command('edge')}"
+)
 MMPROJ_ENV = "CXRTRIAGE_MMPROJ"  # the vision projector when CXRTRIAGE_MODEL names a single .gguf file
 
 
@@ -38,8 +40,10 @@ def find_gguf_pair(location: str | Path, mmproj: str | Path | None = None) -> tu
     """(text model, mmproj) from a directory holding one ``mmproj*.gguf`` and one other ``*.gguf`` (a quantised
     file is preferred over f16/bf16/f32 when both are there), or from a text-model file plus ``mmproj``
     (``CXRTRIAGE_MMPROJ``) or a ``mmproj*.gguf`` beside it. Raises ModelError saying how to produce the files."""
-    hint = ("convert a local MedGemma checkpoint with `cxrtriage hai-def convert-gguf --model HF_DIR --out DIR` "
-            "(or scripts/convert_medgemma_gguf.sh), or use CXRTRIAGE_BACKEND=bundled")
+    hint = (
+        "convert a local MedGemma checkpoint with `cxrtriage hai-def convert-gguf --model HF_DIR --out DIR` "
+        "(or scripts/convert_medgemma_gguf.sh), or use CXRTRIAGE_BACKEND=bundled"
+    )
     loc = Path(location).expanduser()
     if loc.is_file():
         model = loc
@@ -56,8 +60,10 @@ def find_gguf_pair(location: str | Path, mmproj: str | Path | None = None) -> tu
     else:
         raise ModelError(f"MedGemma GGUF location {loc} does not exist: {hint}")
     if len(mmprojs) != 1 or not mmprojs[0].is_file():
-        raise ModelError(f"expected one vision projector (mmproj*.gguf) for {model}, found "
-                         f"{', '.join(str(p) for p in mmprojs) or 'none'}; set {MMPROJ_ENV}: {hint}")
+        raise ModelError(
+            f"expected one vision projector (mmproj*.gguf) for {model}, found "
+            f"{', '.join(str(p) for p in mmprojs) or 'none'}; set {MMPROJ_ENV}: {hint}"
+        )
     return model, mmprojs[0]
 
 
@@ -152,10 +158,13 @@ class GgufExplainer:
             return text
 
         def repair(previous: str) -> list[dict]:
-            return [{"role": "assistant", "content": [{"type": "text", "text": previous}]},
-                    {"role": "user", "content": [{"type": "text", "text": REPAIR_PROMPT}]}]
+            return [
+                {"role": "assistant", "content": [{"type": "text", "text": previous}]},
+                {"role": "user", "content": [{"type": "text", "text": REPAIR_PROMPT}]},
+            ]
 
-        result = ask_with_one_repair(generate, messages, repair, image_size, prior_report, self.raw_outputs,
-                                     "GGUF MedGemma")
+        result = ask_with_one_repair(
+            generate, messages, repair, image_size, prior_report, self.raw_outputs, "GGUF MedGemma"
+        )
         self.last_new_token_count = sum(counts)  # both attempts, as before
         return result

@@ -283,9 +283,7 @@ def verify_quote(quote: Any, prior_report: str | None) -> str | None:
 # --------------------------------------------------------------------------- entry point
 
 
-def parse_medgemma_output(
-    text: str, image_size: tuple[int, int], prior_report: str | None
-) -> MedGemmaAnswer | None:
+def parse_medgemma_output(text: str, image_size: tuple[int, int], prior_report: str | None) -> MedGemmaAnswer | None:
     """Parse one MedGemma generation; None when there is no usable JSON answer (caller retries / falls back).
 
     ``image_size`` is ``(height, width)`` of the original image. An answer is usable when it has a non-empty

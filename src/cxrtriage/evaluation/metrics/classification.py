@@ -129,8 +129,12 @@ def precision_recall_curve(y_true: ArrayLike, scores: ArrayLike) -> dict[str, An
     y, s = check_pair(y_true, scores)
     sk = sklearn_metrics()
     precision, recall, thr = sk.precision_recall_curve(y, s)
-    return {"precision": precision.tolist(), "recall": recall.tolist(), "threshold": thr.tolist(),
-            "average_precision": float(sk.average_precision_score(y, s)) if 0 < y.sum() < y.shape[0] else math.nan}
+    return {
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "threshold": thr.tolist(),
+        "average_precision": float(sk.average_precision_score(y, s)) if 0 < y.sum() < y.shape[0] else math.nan,
+    }
 
 
 def _best_rate_on_roc(y_true: ArrayLike, scores: ArrayLike, target: float, *, given: str) -> float:

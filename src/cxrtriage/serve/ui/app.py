@@ -29,8 +29,9 @@ import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 from PIL import Image
@@ -40,14 +41,35 @@ from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.ui.render import (
-    PLACEHOLDER_HTML, RENDERED_MAX_AGE_S, TITLE, UI_CSS, crop_gallery, disclaimer_html, draw_boxes, error_html,
-    explanation_html, footer_html, label_html, provenance_html, title_html, to_display_image, warnings_html,
+    PLACEHOLDER_HTML,
+    RENDERED_MAX_AGE_S,
+    TITLE,
+    UI_CSS,
+    crop_gallery,
+    disclaimer_html,
+    draw_boxes,
+    error_html,
+    explanation_html,
+    footer_html,
+    label_html,
+    provenance_html,
+    title_html,
+    to_display_image,
+    warnings_html,
 )
 from cxrtriage.serve.ui.uploads import (
-    UPLOAD_BYTES_FACTOR, UploadStore, install_ui_file_routes, is_upload_ref, private_files_dir,
+    UPLOAD_BYTES_FACTOR,
+    UploadStore,
+    install_ui_file_routes,
+    is_upload_ref,
+    private_files_dir,
 )
 from cxrtriage.serve.ui.worklist import (
-    WORKLIST_CSS, build_worklist_tab, configured_worklist, file_ui_result, filed_html,
+    WORKLIST_CSS,
+    build_worklist_tab,
+    configured_worklist,
+    file_ui_result,
+    filed_html,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,11 +81,15 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 NO_FILE_MESSAGE = "Please upload a chest X-ray first (PNG, JPEG or DICOM)."
-UPLOAD_EXPIRED_MESSAGE = ("This upload is no longer held by the server (uploads are kept in memory for a limited "
-                          "time). Please upload the image again.")
+UPLOAD_EXPIRED_MESSAGE = (
+    "This upload is no longer held by the server (uploads are kept in memory for a limited "
+    "time). Please upload the image again."
+)
 BUSY_MESSAGE = "The server is busy with other images; nothing was triaged. Please try again in a few seconds."
-GENERIC_ERROR = ("Something went wrong while analysing this image; nothing was triaged. "
-                 "Please try again, and contact the administrator if it keeps happening.")
+GENERIC_ERROR = (
+    "Something went wrong while analysing this image; nothing was triaged. "
+    "Please try again, and contact the administrator if it keeps happening."
+)
 
 
 def _gradio():
@@ -74,8 +100,7 @@ def _gradio():
 def make_theme():
     """Gradio's default theme with system fonts only: nothing is fetched from font CDNs."""
     gr = _gradio()
-    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                             font_mono=["ui-monospace", "monospace"])
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
 class _LocalLatency:
@@ -105,10 +130,16 @@ def _no_slot() -> contextlib.AbstractAsyncContextManager:
     return contextlib.nullcontext()
 
 
-def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict],
-                 examples: list[str] | None = None, *, uploads: UploadStore | None = None,
-                 slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
-                 worklist: Callable[[], "Worklist"] | None = None, settings: Settings | None = None) -> "gr.Blocks":
+def build_blocks(
+    get_engine: Callable[[], Triage],
+    get_status: Callable[[], dict],
+    examples: list[str] | None = None,
+    *,
+    uploads: UploadStore | None = None,
+    slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
+    worklist: Callable[[], Worklist] | None = None,
+    settings: Settings | None = None,
+) -> gr.Blocks:
     """The page: the Triage tab and the Worklist tab. Theme and CSS are applied where it is served
     (:func:`mount_ui`, :func:`launch`).
 
@@ -187,8 +218,18 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
         data = pred.model_dump(mode="json")
         for crop in data["crops"]:
             crop.pop("thumb_path", None)  # server-side paths mean nothing in the browser
-        return (shown(""), shown(label_html(pred)), shown(filed_html(key)), shown(explanation_html(pred)), annotated,
-                crop_gallery(pred), shown(warnings_html(pred)), shown(provenance_html(pred)), data, footer())
+        return (
+            shown(""),
+            shown(label_html(pred)),
+            shown(filed_html(key)),
+            shown(explanation_html(pred)),
+            annotated,
+            crop_gallery(pred),
+            shown(warnings_html(pred)),
+            shown(provenance_html(pred)),
+            data,
+            footer(),
+        )
 
     # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, int(RENDERED_MAX_AGE_S))) as blocks:
@@ -198,34 +239,61 @@ def build_blocks(get_engine: Callable[[], "Triage"], get_status: Callable[[], di
             with gr.Tab("Triage", id="triage", elem_id="cxr-tab-triage") as triage_tab:
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2, min_width=300):
-                        upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", file_count="single",
-                                         type="filepath", elem_id="cxr-file", height=140)
+                        upload = gr.File(
+                            label="Chest X-ray (PNG, JPEG or DICOM)",
+                            file_count="single",
+                            type="filepath",
+                            elem_id="cxr-file",
+                            height=140,
+                        )
                         # what the triage receives: the upload's reference (or the example's name), copied in the
                         # browser
                         chosen = gr.Textbox(visible=False, elem_id="cxr-file-ref")
-                        prior = gr.Textbox(label="Prior report (optional)", lines=5, elem_id="cxr-prior",
-                                           placeholder="Paste the report of an earlier study, if any. It never "
-                                                       "changes the score; disagreements are flagged for review.")
+                        prior = gr.Textbox(
+                            label="Prior report (optional)",
+                            lines=5,
+                            elem_id="cxr-prior",
+                            placeholder="Paste the report of an earlier study, if any. It never "
+                            "changes the score; disagreements are flagged for review.",
+                        )
                         button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
                         if examples:
                             from cxrtriage.data import DEMO_PRIOR_REPORT
 
                             rows = [[str(p), DEMO_PRIOR_REPORT if i == 0 else ""] for i, p in enumerate(examples)]
-                            gr.Examples(examples=rows, inputs=[upload, prior],
-                                        label="Examples (public datasets; first with a synthetic prior report)",
-                                        example_labels=[_example_label(str(p)) for p in examples])
+                            gr.Examples(
+                                examples=rows,
+                                inputs=[upload, prior],
+                                label="Examples (public datasets; first with a synthetic prior report)",
+                                example_labels=[_example_label(str(p)) for p in examples],
+                            )
                     with gr.Column(scale=5, min_width=420):
                         error = gr.HTML("", elem_id="cxr-error", visible=False)
                         label = gr.HTML(PLACEHOLDER_HTML, elem_id="cxr-label")
                         filed = gr.HTML("", elem_id="cxr-filed", visible=False)
                         explanation = gr.HTML("", elem_id="cxr-explanation", visible=False)
                         with gr.Row(equal_height=False):
-                            image = gr.Image(label="Image with evidence boxes", type="pil", format="png",
-                                             interactive=False, elem_id="cxr-image", scale=3, height=460,
-                                             buttons=["fullscreen"])
-                            crops = gr.Gallery(label="Evidence crops", format="png", columns=1, object_fit="contain",
-                                               height=460, elem_id="cxr-crops", scale=2, interactive=False,
-                                               buttons=["fullscreen"])
+                            image = gr.Image(
+                                label="Image with evidence boxes",
+                                type="pil",
+                                format="png",
+                                interactive=False,
+                                elem_id="cxr-image",
+                                scale=3,
+                                height=460,
+                                buttons=["fullscreen"],
+                            )
+                            crops = gr.Gallery(
+                                label="Evidence crops",
+                                format="png",
+                                columns=1,
+                                object_fit="contain",
+                                height=460,
+                                elem_id="cxr-crops",
+                                scale=2,
+                                interactive=False,
+                                buttons=["fullscreen"],
+                            )
                         warnings = gr.HTML("", elem_id="cxr-warnings", visible=False)
                         provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
                         with gr.Accordion("Full result (JSON)", open=False):
@@ -255,7 +323,7 @@ def _examples_for(data_dir: Path | None) -> list[str]:
     return [str(p) for p in paths if Path(p).is_file()]
 
 
-def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
+def _cache_files_in(blocks: gr.Blocks, directory: Path) -> None:
     """Point the cache of every built block at ``directory``: Gradio saves a component's rendered output to the
     component's ``GRADIO_CACHE`` (read from ``GRADIO_TEMP_DIR`` when the block is built; this sets it without
     touching the environment). Files copied while building (the example images, public data) stay where Gradio
@@ -264,9 +332,15 @@ def _cache_files_in(blocks: "gr.Blocks", directory: Path) -> None:
         block.GRADIO_CACHE = str(directory)
 
 
-def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings: Settings, *,
-             slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
-             worklist: Callable[[], "Worklist"] | None = None) -> None:
+def mount_ui(
+    app,
+    get_engine: Callable[[], Triage],
+    get_status: Callable[[], dict],
+    settings: Settings,
+    *,
+    slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
+    worklist: Callable[[], Worklist] | None = None,
+) -> None:
     """Mount the UI at ``/ui`` on a FastAPI app with the service's ``settings`` (upload limit, crops and data
     directories, pixel limits; called by the service's ``create_app``, which also passes its one worklist; without
     it, the worklist of ``settings``, opened on first use).
@@ -281,18 +355,40 @@ def mount_ui(app, get_engine: Callable[[], "Triage"], get_status: Callable[[], d
     files_dir = private_files_dir(settings.crops_dir)
     uploads = UploadStore(max_bytes=UPLOAD_BYTES_FACTOR * max_bytes)
     install_ui_file_routes(app, "/ui", uploads, files_dir, max_bytes)
-    blocks = build_blocks(get_engine, get_status, _examples_for(settings.find_data_dir()), uploads=uploads,
-                          slot=slot, worklist=worklist if worklist is not None else configured_worklist(settings),
-                          settings=settings)
+    blocks = build_blocks(
+        get_engine,
+        get_status,
+        _examples_for(settings.find_data_dir()),
+        uploads=uploads,
+        slot=slot,
+        worklist=worklist if worklist is not None else configured_worklist(settings),
+        settings=settings,
+    )
     _cache_files_in(blocks, files_dir)
-    gr.mount_gradio_app(app, blocks, path="/ui", theme=make_theme(), css=UI_CSS + WORKLIST_CSS, footer_links=["api"],
-                        max_file_size=max_bytes, ssr_mode=False, mcp_server=False, pwa=False)
+    gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/ui",
+        theme=make_theme(),
+        css=UI_CSS + WORKLIST_CSS,
+        footer_links=["api"],
+        max_file_size=max_bytes,
+        ssr_mode=False,
+        mcp_server=False,
+        pwa=False,
+    )
     mounted = next(r.app for r in reversed(app.routes) if isinstance(r, Mount) and r.path == "/ui")
     mounted.uploaded_file_dir = str(files_dir)  # what Gradio's app itself writes (deep-link state) stays in there too
 
 
-def launch(get_engine: Callable[[], "Triage"], get_status: Callable[[], dict], settings: Settings, *,
-           host: str = "127.0.0.1", port: int = 7860) -> None:
+def launch(
+    get_engine: Callable[[], Triage],
+    get_status: Callable[[], dict],
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+) -> None:
     """Serve the UI alone (without the REST API), at ``http://host:port/ui``, with the same upload handling and the
     launcher's ``settings`` (:mod:`demo_app.ui.gradio_app` builds them once, for the engine and the page)."""
     import uvicorn

@@ -88,7 +88,9 @@ def to_display_image(pixels: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> tu
     img = Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8), mode="L").convert("RGB")
     scale = min(1.0, max_side / max(img.size))
     if scale < 1.0:
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+        img = img.resize(
+            (max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS
+        )
     return img, scale
 
 
@@ -149,17 +151,22 @@ def label_html(pred: Prediction) -> str:
     text = "URGENT" if pred.label == "Urgent" else "NON-URGENT"
     cls = "cxr-amber" if pred.needs_review else ("cxr-urgent" if pred.label == "Urgent" else "cxr-nonurgent")
     review = '<span class="cxr-review">needs review</span>' if pred.needs_review else ""
-    return (f'<div class="cxr-label {cls}" data-label="{_esc(pred.label)}">{text} '
-            f'<span class="cxr-score">— score {pred.score:.2f} (threshold {pred.threshold:.2f})</span>{review}</div>')
+    return (
+        f'<div class="cxr-label {cls}" data-label="{_esc(pred.label)}">{text} '
+        f'<span class="cxr-score">— score {pred.score:.2f} (threshold {pred.threshold:.2f})</span>{review}</div>'
+    )
 
 
-PLACEHOLDER_HTML = ('<div class="cxr-placeholder">Upload a frontal chest X-ray and press <b>Triage</b>. '
-                    "The result appears here.</div>")
+PLACEHOLDER_HTML = (
+    '<div class="cxr-placeholder">Upload a frontal chest X-ray and press <b>Triage</b>. The result appears here.</div>'
+)
 
 
 def error_html(message: str, title: str = "This image was not triaged") -> str:
-    return (f'<div class="cxr-error" role="alert"><div class="cxr-error-title">{_esc(title)}</div>'
-            f"<div>{_esc(message)}</div></div>")
+    return (
+        f'<div class="cxr-error" role="alert"><div class="cxr-error-title">{_esc(title)}</div>'
+        f"<div>{_esc(message)}</div></div>"
+    )
 
 
 def anatomy_line(pred: Prediction) -> str:
@@ -168,22 +175,36 @@ def anatomy_line(pred: Prediction) -> str:
     if not a:
         return ""
     found = a.get("lungs_found") or []
-    lungs = "both lungs found" if len(found) == 2 else (f"only the {found[0]} lung found" if found else "no lung field found")
+    lungs = (
+        "both lungs found"
+        if len(found) == 2
+        else (f"only the {found[0]} lung found" if found else "no lung field found")
+    )
     ctr = a.get("cardiothoracic_ratio")
-    ratio = f"; cardiothoracic ratio {ctr:.2f} (an AP or supine film magnifies the heart)" if isinstance(ctr, (int, float)) else ""
+    ratio = (
+        f"; cardiothoracic ratio {ctr:.2f} (an AP or supine film magnifies the heart)"
+        if isinstance(ctr, (int, float))
+        else ""
+    )
     return f"Anatomy: {lungs}{ratio}."
 
 
 def findings_line(pred: Prediction) -> str:
     """The finding outputs with the held-out AUC that says how far to trust them."""
-    parts = [f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.3f}"
-             + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it") + ")"
-             for f in pred.findings if f.held_out_auc is not None]
+    parts = [
+        f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.3f}"
+        + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it")
+        + ")"
+        for f in pred.findings
+        if f.held_out_auc is not None
+    ]
     return "Finding outputs: " + "; ".join(parts) + "." if parts else ""
 
 
 def explanation_html(pred: Prediction) -> str:
-    extra = "".join(f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in (anatomy_line(pred), findings_line(pred)) if line)
+    extra = "".join(
+        f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in (anatomy_line(pred), findings_line(pred)) if line
+    )
     return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>{extra}'
 
 
@@ -214,8 +235,11 @@ def provenance_html(pred: Prediction) -> str:
     parts = ['<div class="cxr-prov">']
     parts.append("<h4>Prior report</h4>")
     if report:
-        rows = "".join(f'<tr><td class="cxr-rel-cell">{_relation_badge(p.relation)}</td>'
-                       f"<td><blockquote>“{_esc(p.snippet)}”</blockquote></td></tr>" for p in report)
+        rows = "".join(
+            f'<tr><td class="cxr-rel-cell">{_relation_badge(p.relation)}</td>'
+            f"<td><blockquote>“{_esc(p.snippet)}”</blockquote></td></tr>"
+            for p in report
+        )
         parts.append(f"<table><tbody>{rows}</tbody></table>")
     else:
         parts.append("<p>No prior-report sentence about an urgent finding (or no prior report given).</p>")
@@ -224,9 +248,12 @@ def provenance_html(pred: Prediction) -> str:
         rows = "".join(
             f"<tr><td><code>{_esc(p.source.split(':', 1)[1])}</code></td><td>{_esc(_case_label(p.snippet))}</td>"
             f"<td>{'' if p.similarity is None else f'{p.similarity:.2f}'}</td></tr>"
-            for p in cases)
-        parts.append("<table><thead><tr><th>training case (ID only)</th><th>label</th><th>cosine similarity</th></tr>"
-                     f"</thead><tbody>{rows}</tbody></table>")
+            for p in cases
+        )
+        parts.append(
+            "<table><thead><tr><th>training case (ID only)</th><th>label</th><th>cosine similarity</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>"
+        )
     else:
         parts.append("<p>No similar-case index in this model.</p>")
     for p in other:
@@ -272,11 +299,13 @@ def footer_html(status: dict, local_median_ms: float | None = None) -> str:
         model.setdefault(key, status.get(f"model_{key}"))
     name = " ".join(str(model[k]) for k in ("name", "version") if model.get(k))
     backend = backend_of(status)
-    parts = ['<div class="cxr-footer">',
-             f'<div class="cxr-stats">{_size_label(backend)}: <span id="cxr-size">{size}</span> MB; '
-             f'inference time: <span id="cxr-latency">{latency}</span> ms on this machine'
-             f"{' (median)' if latency != '–' else ''}"
-             f"{f' · model {_esc(name)}' if name else ''}{f' · backend {_esc(backend)}' if backend else ''}</div>"]
+    parts = [
+        '<div class="cxr-footer">',
+        f'<div class="cxr-stats">{_size_label(backend)}: <span id="cxr-size">{size}</span> MB; '
+        f'inference time: <span id="cxr-latency">{latency}</span> ms on this machine'
+        f"{' (median)' if latency != '–' else ''}"
+        f"{f' · model {_esc(name)}' if name else ''}{f' · backend {_esc(backend)}' if backend else ''}</div>",
+    ]
     if backend and backend != "bundled":
         parts.append(f'<div class="cxr-haidef">{_esc(HAI_DEF_NOTICE)}.</div>')
     parts.append(f"<div>{_esc(DISCLAIMER)}</div></div>")
@@ -285,9 +314,11 @@ def footer_html(status: dict, local_median_ms: float | None = None) -> str:
 
 def title_html() -> str:
     """The page heading and its one-line summary."""
-    return (f'<div class="cxr-title"><h1>{_esc(TITLE)}</h1>'
-            '<p class="cxr-sub">Offline urgency triage of frontal chest radiographs, with evidence regions and '
-            "provenance.</p></div>")
+    return (
+        f'<div class="cxr-title"><h1>{_esc(TITLE)}</h1>'
+        '<p class="cxr-sub">Offline urgency triage of frontal chest radiographs, with evidence regions and '
+        "provenance.</p></div>"
+    )
 
 
 def disclaimer_html() -> str:

@@ -28,8 +28,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
-__all__ = ["UPLOAD_REF_PREFIX", "UploadStore", "install_ui_file_routes", "is_upload_ref", "private_files_dir",
-           "servable_file"]
+__all__ = [
+    "UPLOAD_REF_PREFIX",
+    "UploadStore",
+    "install_ui_file_routes",
+    "is_upload_ref",
+    "private_files_dir",
+    "servable_file",
+]
 
 #: what the browser holds instead of a server path; the ``:`` keeps it from ever naming a real file here
 UPLOAD_REF_PREFIX = "cxrtriage-upload:"
@@ -53,8 +59,13 @@ class UploadStore:
     or until newer uploads push it out of the ``max_items`` / ``max_bytes`` bounds, oldest first.
     """
 
-    def __init__(self, *, max_items: int = MAX_UPLOADS, max_bytes: int = UPLOAD_BYTES_FACTOR * 32 * 1024 * 1024,
-                 ttl_s: float = UPLOAD_TTL_S) -> None:
+    def __init__(
+        self,
+        *,
+        max_items: int = MAX_UPLOADS,
+        max_bytes: int = UPLOAD_BYTES_FACTOR * 32 * 1024 * 1024,
+        ttl_s: float = UPLOAD_TTL_S,
+    ) -> None:
         if max_items < 1 or max_bytes < 1 or ttl_s <= 0:
             raise ValueError("max_items, max_bytes and ttl_s must be positive")
         self.max_items, self.max_bytes, self.ttl_s = max_items, max_bytes, ttl_s
@@ -131,8 +142,9 @@ def servable_file(requested: str, files_dir: Path) -> Path | None:
     return path
 
 
-def install_ui_file_routes(app: "FastAPI", prefix: str, store: UploadStore, files_dir: Path,
-                           max_upload_bytes: int) -> None:
+def install_ui_file_routes(
+    app: FastAPI, prefix: str, store: UploadStore, files_dir: Path, max_upload_bytes: int
+) -> None:
     """Register the routes above on ``app`` for a UI mounted at ``prefix``; call before mounting Gradio."""
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -171,8 +183,11 @@ def install_ui_file_routes(app: "FastAPI", prefix: str, store: UploadStore, file
         found = servable_file(request.path_params.get("path", ""), files_dir)
         if found is None:
             return not_found(request, "this file")
-        return FileResponse(found, media_type=_SERVED_SUFFIXES[found.suffix.lower()],
-                            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            found,
+            media_type=_SERVED_SUFFIXES[found.suffix.lower()],
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def refuse(request: Request) -> Response:
         return not_found(request, "this route")

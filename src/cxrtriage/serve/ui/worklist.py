@@ -25,7 +25,13 @@ from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.crops import with_crop_urls
 from cxrtriage.serve.ui.render import (
-    crop_caption, disclaimer_html, error_html, explanation_html, label_html, provenance_html, warnings_html,
+    crop_caption,
+    disclaimer_html,
+    error_html,
+    explanation_html,
+    label_html,
+    provenance_html,
+    warnings_html,
 )
 from cxrtriage.worklist import KEY_PATTERN, Worklist, file_on_worklist
 
@@ -36,10 +42,13 @@ log = logging.getLogger(__name__)
 
 #: seconds between the tab's own refreshes (only while the tab is shown)
 REFRESH_S = 5.0
-EMPTY_HTML = ('<div class="cxr-placeholder" id="cxr-wl-empty">The worklist is empty. Studies arrive here once they are '
-              "triaged: through <code>POST /predict</code>, the Triage tab of this page, or the DICOM node.</div>")
-STUDY_PLACEHOLDER_HTML = ('<div class="cxr-placeholder">Click a row of the worklist to open that study\'s stored '
-                          "result here.</div>")
+EMPTY_HTML = (
+    '<div class="cxr-placeholder" id="cxr-wl-empty">The worklist is empty. Studies arrive here once they are '
+    "triaged: through <code>POST /predict</code>, the Triage tab of this page, or the DICOM node.</div>"
+)
+STUDY_PLACEHOLDER_HTML = (
+    '<div class="cxr-placeholder">Click a row of the worklist to open that study\'s stored result here.</div>'
+)
 UNAVAILABLE_TITLE = "The worklist is unavailable"
 #: how each priority is shown (the worklist's own names, see Worklist.priority)
 PRIORITY_BADGES = {"overdue": "OVERDUE", "urgent": "URGENT", "routine": "routine"}
@@ -132,16 +141,18 @@ def _row_html(position: int, item: dict, selected: str | None) -> str:
     review = '<span class="cxr-wl-badge cxr-wl-badge-review">needs review</span>' if item["needs_review"] else "–"
     priority = item["priority"]
     is_selected = item["key"] == selected
-    return (f'<tr class="cxr-wl-row cxr-wl-{kind}{" cxr-wl-selected" if is_selected else ""}" '
-            f'data-key="{_esc(item["key"])}" data-priority="{_esc(priority)}" tabindex="0" '
-            f'aria-selected="{"true" if is_selected else "false"}">'
-            f'<td class="cxr-wl-num">{position}</td><td><code>{_esc(item["key"])}</code></td>'
-            f'<td class="{label_cls}">{_esc(item["label"])}</td><td>{review}</td>'
-            f'<td class="cxr-wl-num">{float(item["score"]):.2f}</td>'
-            f'<td class="cxr-wl-wait" title="received {_esc(item["received"])}">'
-            f'{_esc(format_wait(item["waiting_s"]))}</td>'
-            f'<td><span class="cxr-wl-badge cxr-wl-badge-{_esc(priority)}">'
-            f"{_esc(PRIORITY_BADGES.get(priority, priority))}</span></td></tr>")
+    return (
+        f'<tr class="cxr-wl-row cxr-wl-{kind}{" cxr-wl-selected" if is_selected else ""}" '
+        f'data-key="{_esc(item["key"])}" data-priority="{_esc(priority)}" tabindex="0" '
+        f'aria-selected="{"true" if is_selected else "false"}">'
+        f'<td class="cxr-wl-num">{position}</td><td><code>{_esc(item["key"])}</code></td>'
+        f'<td class="{label_cls}">{_esc(item["label"])}</td><td>{review}</td>'
+        f'<td class="cxr-wl-num">{float(item["score"]):.2f}</td>'
+        f'<td class="cxr-wl-wait" title="received {_esc(item["received"])}">'
+        f"{_esc(format_wait(item['waiting_s']))}</td>"
+        f'<td><span class="cxr-wl-badge cxr-wl-badge-{_esc(priority)}">'
+        f"{_esc(PRIORITY_BADGES.get(priority, priority))}</span></td></tr>"
+    )
 
 
 def worklist_html(items: list[dict], selected: str | None = None, max_wait_s: float | None = None) -> str:
@@ -151,26 +162,32 @@ def worklist_html(items: list[dict], selected: str | None = None, max_wait_s: fl
     rows = "".join(_row_html(i, item, selected) for i, item in enumerate(items, start=1))
     overdue = f"waiting over {format_wait(max_wait_s)}" if max_wait_s else "waiting too long"
     count = f"{len(items)} stud{'y' if len(items) == 1 else 'ies'}"
-    return ('<div class="cxr-wl-scroll"><table class="cxr-wl-table"><thead><tr><th>#</th><th>key</th><th>label</th>'
-            "<th>review</th><th>score</th><th>waiting</th><th>priority</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div>"
-            f'<div class="cxr-wl-caption">{count}, refreshed every {REFRESH_S:.0f} s. Priority: overdue = {overdue}; '
-            "urgent = labelled Urgent or needs review; routine = the rest.</div>")
+    return (
+        '<div class="cxr-wl-scroll"><table class="cxr-wl-table"><thead><tr><th>#</th><th>key</th><th>label</th>'
+        "<th>review</th><th>score</th><th>waiting</th><th>priority</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+        f'<div class="cxr-wl-caption">{count}, refreshed every {REFRESH_S:.0f} s. Priority: overdue = {overdue}; '
+        "urgent = labelled Urgent or needs review; routine = the rest.</div>"
+    )
 
 
 def unavailable_html(exc: BaseException) -> str:
     """What the tab shows when the worklist database cannot be opened or read (never a traceback)."""
-    return error_html(f"The worklist database could not be read ({type(exc).__name__}). Triage still works, and each "
-                      "result says when it could not be filed; ask the administrator to check CXRTRIAGE_WORKLIST_PATH.",
-                      title=UNAVAILABLE_TITLE)
+    return error_html(
+        f"The worklist database could not be read ({type(exc).__name__}). Triage still works, and each "
+        "result says when it could not be filed; ask the administrator to check CXRTRIAGE_WORKLIST_PATH.",
+        title=UNAVAILABLE_TITLE,
+    )
 
 
 def crops_html(pred: Prediction) -> str:
     """The evidence regions of a stored result as a list (their thumbnails are not kept for long)."""
     if not pred.crops:
         return "<p><b>Evidence regions:</b> none in this result.</p>"
-    items = "".join(f"<li>{_esc(crop_caption(i, c))}: box at x {c.x}, y {c.y}, {c.w} × {c.h} px</li>"
-                    for i, c in enumerate(pred.crops))
+    items = "".join(
+        f"<li>{_esc(crop_caption(i, c))}: box at x {c.x}, y {c.y}, {c.w} × {c.h} px</li>"
+        for i, c in enumerate(pred.crops)
+    )
     return f'<div class="cxr-wl-evidence"><b>Evidence regions</b><ul class="cxr-wl-crops">{items}</ul></div>'
 
 
@@ -182,11 +199,15 @@ def study_html(key: str, result: dict | None) -> str:
         pred = Prediction.model_validate(result)
     except ValueError:
         log.warning("worklist: the stored result of a study could not be read")
-        return error_html("The stored result of this study could not be read (it may come from another version).",
-                          title=f"Study {key}")
-    return (f'<div class="cxr-wl-study"><div class="cxr-wl-head">Study <code>{_esc(key)}</code> · stored result</div>'
-            f"{label_html(pred)}{explanation_html(pred)}{warnings_html(pred)}{crops_html(pred)}{provenance_html(pred)}"
-            f"{disclaimer_html()}</div>")
+        return error_html(
+            "The stored result of this study could not be read (it may come from another version).",
+            title=f"Study {key}",
+        )
+    return (
+        f'<div class="cxr-wl-study"><div class="cxr-wl-head">Study <code>{_esc(key)}</code> · stored result</div>'
+        f"{label_html(pred)}{explanation_html(pred)}{warnings_html(pred)}{crops_html(pred)}{provenance_html(pred)}"
+        f"{disclaimer_html()}</div>"
+    )
 
 
 def filed_html(key: str | None) -> str:
@@ -241,7 +262,7 @@ def configured_worklist(settings: Settings) -> WorklistOpener:
     return WorklistOpener(settings.worklist_path, 60.0 * settings.worklist_max_wait_min)
 
 
-def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: "gr.Tab", others: list["gr.Tab"]) -> None:
+def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, others: list[gr.Tab]) -> None:
     """The tab's components and events, inside the ``tab`` being built. It refreshes every :data:`REFRESH_S` while
     it is shown (the timer stops when one of ``others`` is selected) and on its Refresh button."""
     gr = require("gradio", extra="demo", purpose="the web UI")
@@ -264,8 +285,11 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: "gr.Tab", oth
     open_study.__annotations__ = {"selected": str | None, "evt": gr.EventData, "return": tuple}
 
     with gr.Row(equal_height=False):
-        gr.HTML('<p class="cxr-wl-intro">Triaged studies in reading order: overdue first, then Urgent or needs review, '
-                "then the rest, oldest first. Click a row to open its stored result.</p>", scale=8)
+        gr.HTML(
+            '<p class="cxr-wl-intro">Triaged studies in reading order: overdue first, then Urgent or needs review, '
+            "then the rest, oldest first. Click a row to open its stored result.</p>",
+            scale=8,
+        )
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=110, elem_id="cxr-wl-refresh")
     # the open study's key, kept in the page (a hidden textbox, not gr.State: session state makes the page hold a
     # heartbeat connection open, so the page never goes network-idle, which the browser tests and the video wait for)
