@@ -119,7 +119,8 @@ def check_container(root: Path) -> tuple[bool, str]:
         return False, "demo_app/tests/smoke_test.sh is not executable"
     return (
         True,
-        "Dockerfile, entrypoint and smoke_test.sh present; CI builds the image and runs the smoke test (scripts/container_test.sh)",
+        "Dockerfile, entrypoint and smoke_test.sh present; CI builds the image and runs the smoke test "
+        "(scripts/container_test.sh)",
     )
 
 

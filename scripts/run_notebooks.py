@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.timings:
             record_timing(result, Path(args.timings))
-        print(
-            f"  ok in {result.seconds:.0f} s -> {result.html.relative_to(ROOT) if result.html.is_relative_to(ROOT) else result.html}"
-        )
+        shown = result.html.relative_to(ROOT) if result.html.is_relative_to(ROOT) else result.html
+        print(f"  ok in {result.seconds:.0f} s -> {shown}")
     return 0
 
 

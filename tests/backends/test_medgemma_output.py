@@ -106,7 +106,10 @@ def test_first_parseable_object_wins() -> None:
 
 
 def test_single_quotes_trailing_commas_python_literals() -> None:
-    text = "{'urgency': 'urgent', 'explanation': 'The patient's effusion is large', 'box': None, 'supporting_quote': None,}"
+    text = (
+        "{'urgency': 'urgent', 'explanation': 'The patient's effusion is large', 'box': None, "
+        "'supporting_quote': None,}"
+    )
     ans = parse_medgemma_output(text, SIZE, REPORT)
     assert ans is not None
     assert ans.urgency == "Urgent"
@@ -179,7 +182,7 @@ def test_verify_quote_variants() -> None:
 
 def test_explanation_one_line_capped() -> None:
     long = "word " * 200
-    ans = parse_medgemma_output('{"urgency": "Urgent", "explanation": "%s"}' % long, SIZE, None)
+    ans = parse_medgemma_output(f'{{"urgency": "Urgent", "explanation": "{long}"}}', SIZE, None)
     assert ans is not None and len(ans.explanation) <= MAX_EXPLANATION_CHARS and ans.explanation.endswith("…")
     assert one_line("line one\n\n  line two\t") == "line one line two"
 

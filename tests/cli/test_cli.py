@@ -73,7 +73,8 @@ def test_dicom_identifiers_never_reach_output(tmp_path):
 def test_runtime_path_does_not_import_torch(data_dir):
     code = (
         "import sys, cxrtriage\n"
-        f"r = cxrtriage.predict({str(data_dir / 'dicom' / 'SIIM_CR_chest_PA_jpegbaseline.dcm')!r}, 'No pneumothorax.')\n"
+        f"r = cxrtriage.predict({str(data_dir / 'dicom' / 'SIIM_CR_chest_PA_jpegbaseline.dcm')!r}, "
+        "'No pneumothorax.')\n"
         "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
         "print(r.label, bad)\n"
         "sys.exit(1 if bad else 0)\n"

@@ -1,4 +1,5 @@
-"""The held-out test list (cxrtriage test-set, prototype/eval/test_examples.jsonl) and the specification's command chain:
+"""The held-out test list (cxrtriage test-set, prototype/eval/test_examples.jsonl) and the specification's command
+chain:
 
 cxrtriage test-set --dataset nih --out test_labels.jsonl
 cxrtriage predict --examples test_labels.jsonl --out demo_outputs.jsonl
@@ -30,7 +31,8 @@ def eval_metrics(eval_metrics_script: ModuleType) -> ModuleType:
 
 
 def _fake_data_dir(root: Path) -> Path:
-    """Label tables only (no images), with ids taken from the committed split: 2 NIH test, 1 NIH train, 1 pediatric test."""
+    """Label tables only (no images), with ids taken from the committed split: 2 NIH test, 1 NIH train, 1 pediatric
+    test."""
     (root / "nih").mkdir(parents=True)
     (root / "kermany").mkdir()
     (root / "nih" / "labels.csv").write_text(

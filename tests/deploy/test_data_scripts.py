@@ -116,9 +116,9 @@ def test_download_check_counts_present_files(tmp_path):
     res = _run_sh("--check", "--data-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert any("[ok]" in l and "nih/images" in l and "3 files" in l for l in lines)
-    assert any("[ok]" in l and "nih/labels.csv" in l and "3 rows" in l for l in lines)
-    assert any("[ok]" in l and "kermany/images/NORMAL" in l and "0 files" in l for l in lines)
+    assert any("[ok]" in line and "nih/images" in line and "3 files" in line for line in lines)
+    assert any("[ok]" in line and "nih/labels.csv" in line and "3 rows" in line for line in lines)
+    assert any("[ok]" in line and "kermany/images/NORMAL" in line and "0 files" in line for line in lines)
     assert "[missing] kermany/images/PNEUMONIA" in res.stdout
 
 

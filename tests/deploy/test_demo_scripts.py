@@ -377,7 +377,8 @@ def test_build_onnx_rebuilds_the_bundled_model(tmp_path: Path) -> None:
 
 
 def test_readme_configuration_names_exist() -> None:
-    """Every CXRTRIAGE_* variable demo_app/README.md names is read by the service, the core package or the entrypoint."""
+    """Every CXRTRIAGE_* variable demo_app/README.md names is read by the service, the core package or the
+    entrypoint."""
     try:
         from cxrtriage.config import Settings
     except ImportError as exc:

@@ -1,4 +1,5 @@
-"""Figures and tables the notebooks show: numbers drawn come from cxrtriage.evaluation.metrics, boxes are where the JSON says."""
+"""Figures and tables the notebooks show: numbers drawn come from cxrtriage.evaluation.metrics, boxes are where the
+JSON says."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every chest radiograph in the data directory passes the not-a-chest-X-ray gate (a sample by default, all with -m slow)."""
+"""Every chest radiograph in the data directory passes the not-a-chest-X-ray gate (a sample by default, all with
+-m slow)."""
 
 from __future__ import annotations
 

@@ -72,7 +72,8 @@ class FhirReceiver(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def inputs(data_dir, tmp_path_factory):
-    """A synthetic-identifier CR of a real NIH film, the same film claimed as OT, a lateral, and the shared JPEG DICOM."""
+    """A synthetic-identifier CR of a real NIH film, the same film claimed as OT, a lateral, and the shared JPEG
+    DICOM."""
     from cxrtriage.data import lateral_paths
 
     folder = tmp_path_factory.mktemp("pacs-inputs")
