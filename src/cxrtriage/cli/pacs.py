@@ -169,7 +169,9 @@ def cmd_orthanc_pull(args: argparse.Namespace) -> int:
 
 def cmd_pacs_demo(args: argparse.Namespace) -> int:
     """``make pacs-demo`` / ``make pacs-check``: see :data:`PACS_DEMO_DESCRIPTION`."""
-    from cxrtriage.pacs.stack import DemoError, Ports, check_results, pacs_stack
+    from cxrtriage.pacs.stack import Ports, pacs_stack
+    from cxrtriage.pacs.stack_checks import check_results
+    from cxrtriage.pacs.stack_tools import DemoError
 
     settings = command_settings(args)  # what the node, the poller and the service it starts run with
     try:

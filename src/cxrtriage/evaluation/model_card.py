@@ -15,9 +15,9 @@ from typing import Any
 from cxrtriage import config
 from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.finding_probe import NAME_MIN_AUC
+from cxrtriage.evaluation.anatomy_card import anatomy_lines
 from cxrtriage.evaluation.card_data import CARD_DATA_FILE, read_card
 from cxrtriage.evaluation.card_format import number as _f
-from cxrtriage.evaluation.generalisation_card import generalisation_lines
 from cxrtriage.schema import DISCLAIMER
 
 CARD_FILE = "MODEL_CARD.md"
@@ -88,15 +88,19 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         "",
         "## Out of scope",
         "- Diagnosis, ruling out disease, or any use without a clinician reading the image.",
-        "- Lateral views, CT/MR, non-chest radiographs, photographs of films or screens (a gate rejects clear cases only).",
-        f"- Naming specific findings from an output whose held-out AUC is below {NAME_MIN_AUC}: such an output is reported with its "
+        "- Lateral views, CT/MR, non-chest radiographs, photographs of films or screens "
+        "(a gate rejects clear cases only).",
+        f"- Naming specific findings from an output whose held-out AUC is below {NAME_MIN_AUC}: "
+        "such an output is reported with its "
         "AUC in each result's `findings` but never named in the explanation (see Finding outputs).",
         "- Populations and devices unlike the training data (see limitations).",
         "",
         "## Model",
         f"- Architecture: `{meta['arch']['name']}` (plain-torch ResNet-style CNN, {meta['arch']['widths']} channels, "
-        f"stride-16 last feature map), urgency logit on globally average-pooled features; CAM from the last feature map.",
-        f"- Input: {meta['preprocess']['input_size']} px grey, squashed to square, mean {meta['preprocess']['mean']:.4f} "
+        "stride-16 last feature map), urgency logit on globally average-pooled features; "
+        "CAM from the last feature map.",
+        f"- Input: {meta['preprocess']['input_size']} px grey, squashed to square, "
+        f"mean {meta['preprocess']['mean']:.4f} "
         f"std {meta['preprocess']['std']:.4f}.",
         f"- Shipped as int8 ONNX ({meta['quantization']['format']}, {meta['quantization']['calibration']}), "
         f"{meta['size_bytes'] / 1e6:.2f} MB, sha256 `{meta['sha256']}`.",
@@ -108,14 +112,16 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         *[f"- {d}" for d in meta["training_data"]["datasets"]],
         f"- Split: {meta['training_data']['split']}; split file sha256 `{meta['training_data']['split_sha256']}`.",
         "- Label rule: Urgent if any of Pneumothorax, Pneumonia, Consolidation, Edema, Effusion, Mass, Infiltration "
-        "(NIH labels, mined from reports and noisy) or a Google 2019 expert Pneumothorax / Airspace opacity; pediatric: "
+        "(NIH labels, mined from reports and noisy) or a Google 2019 expert Pneumothorax / Airspace opacity; "
+        "pediatric: "
         "PNEUMONIA = Urgent.",
         "- Licences: NIH ChestX-ray14 (no use restrictions, cite Wang et al. 2017); Kermany et al. pediatric set "
         "(CC BY 4.0, cite Kermany et al. 2018). See TERMS.md and CITATION.md.",
         "",
         "## Training run",
         f"- Command: `{tr.get('command')}`",
-        f"- Seed {cfg.get('seed')}, {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, AdamW lr {cfg.get('lr')}, "
+        f"- Seed {cfg.get('seed')}, {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, "
+        f"AdamW lr {cfg.get('lr')}, "
         f"{cfg.get('kermany_per_epoch')} pediatric images sampled per epoch, EMA {cfg.get('ema_decay')}; best epoch "
         f"{(tr.get('best_epoch') or {}).get('epoch')} by NIH validation AUC.",
         f"- Activation-map weak supervision: weight {cfg.get('box_weight', 0)} on the share of the map inside the RSNA "
@@ -127,7 +133,8 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         *_decision_lines(meta),
         "## Validation (used for calibration and the operating point)",
         f"- AUC NIH val fp32 {_f(val['auc'].get('nih_val_fp32'))}, int8 {_f(val['auc'].get('nih_val_int8'))}; "
-        f"pediatric val fp32 {_f(val['auc'].get('pediatric_val_fp32'))}, int8 {_f(val['auc'].get('pediatric_val_int8'))}.",
+        f"pediatric val fp32 {_f(val['auc'].get('pediatric_val_fp32'))}, "
+        f"int8 {_f(val['auc'].get('pediatric_val_int8'))}.",
         f"- fp32 vs int8 logit correlation {_f(val.get('fp32_int8_logit_correlation'), 4)}.",
         "",
         *_validation_by_source_lines(val.get("by_source")),
@@ -140,7 +147,8 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
             "## Test results (held-out patients)",
             f"Measured by `{report['command']}` on {report['created']}.",
             "",
-            "| set | n | AUC [95% CI, patient bootstrap] | at threshold: sens / spec / PPV / NPV | as labelled (band = Urgent): sens / spec | ECE | rejected by gate |",
+            "| set | n | AUC [95% CI, patient bootstrap] | at threshold: sens / spec / PPV / NPV "
+            "| as labelled (band = Urgent): sens / spec | ECE | rejected by gate |",
             "|---|---|---|---|---|---|---|",
             *_op_rows("NIH test (adult)", nih),
             *_op_rows("pediatric test", ped),
@@ -154,7 +162,8 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         for attr, groups in nih["subgroups"].items():
             for g, m in groups.items():
                 lines.append(
-                    f"| {attr}={g} | {m['n']} | {m['n_pos']} | {_f(m['auc'])} | {_f(m['sensitivity'])} | {_f(m['specificity'])} |"
+                    f"| {attr}={g} | {m['n']} | {m['n_pos']} | {_f(m['auc'])} | {_f(m['sensitivity'])} "
+                    f"| {_f(m['specificity'])} |"
                 )
         a, t = loc["all_boxed_images"], loc["test_split_only"]
         lines += [
@@ -163,7 +172,8 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
             "with `--box-weight` saw the RSNA radiologists' boxes of training patients, partly on the same images):",
             f"- all {a['n']} boxed images: mean best-box IoU {_f(a.get('mean_best_iou'))}, share with IoU >= 0.3 "
             f"{_f(a.get('iou_ge_0.3'))}, pointing game {_f(a.get('pointing_game'))};",
-            f"- the {t['n']} boxed images of test patients: mean best-box IoU {_f(t.get('mean_best_iou'))}, pointing game "
+            f"- the {t['n']} boxed images of test patients: mean best-box IoU {_f(t.get('mean_best_iou'))}, "
+            "pointing game "
             f"{_f(t.get('pointing_game'))}.",
         ]
         q = report.get("fp32_vs_int8_nih_test")
@@ -220,7 +230,7 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
                 f"run of {carried.get('created') or 'an earlier date'} on the same int8 model.",
                 "",
             ]
-    lines += _anatomy_lines(meta, card)
+    lines += anatomy_lines(meta, card)
     lines += [
         "## Limitations",
         "- Small training set (hundreds of adult images): wide confidence intervals, and the operating point is set on "
@@ -233,130 +243,6 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
-    """The segmentation network (segment.json beside model.json), the view probe, the anatomy evaluation, the
-    finding outputs, generalisation and the previous generation and calibration."""
-    lines: list[str] = []
-    seg = meta.get("_segment")
-    if seg:
-        d = seg.get("test_dice", {})
-        orig, low = d.get("original_size_int8_runtime", {}), d.get("original_size_int8_runtime_min", {})
-        tr = seg.get("training") or {}
-        lines += [
-            "## Lung-and-heart segmentation (`segment.onnx`)",
-            f"- `{seg['name']}` {seg['version']}: small U-Net ({seg['arch']['widths']} channels), {seg['preprocess']['input_size']} px "
-            f"input with the percentile window, int8 ONNX ({seg['quantization']['format']}), {seg['size_bytes'] / 1e6:.2f} MB, "
-            f"sha256 `{seg['sha256']}`.",
-            f"- Training data: {seg['training_data']['licence']}. Split: {seg['training_data']['split']}; counts "
-            f"{seg['training_data']['counts']}. Best epoch {(tr.get('best_epoch') or {}).get('epoch')} by mean validation Dice; "
-            f"{_f(tr.get('wall_seconds'), 0)} s on 2 CPU threads.",
-            "- Dice on the JSRT test split (int8, masks at the original image size, mean / worst image): "
-            + ", ".join(f"{k.replace('_', ' ')} {_f(orig.get(k))} / {_f(low.get(k))}" for k in orig)
-            + ".",
-            "- Used for: evidence boxes only on or next to the lung fields, zone names from each lung's own extent, the "
-            "cardiothoracic ratio (AP films magnify the heart), and the frontal-view check.",
-            "",
-        ]
-    vp = meta.get("view_probe")
-    if vp:
-        v = vp["validation"]
-        held = "; ".join(
-            f"{k}: {x['refused']} refused, {x['review']} to review of {x['n']}"
-            for k, x in v["held_out_frontal"].items()
-        )
-        lines += [
-            "## View probe (lateral views)",
-            f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; refused above "
-            f"{_f(vp['reject_above'])} (above {_f(vp.get('reject_with_lungs_above', 1.0))} when two lungs were segmented, as on "
-            f"{v.get('laterals_with_typical_pair', '?')} of the {v['laterals']} laterals), review above {_f(vp['review_above'])}.",
-            f"- 5-fold cross-validation over {v['frontal_fit_images']} frontal training/validation films and {v['laterals']} laterals: "
-            f"{v['cv5_laterals_refused']} laterals refused, {v['cv5_laterals_review']} sent to review, {v['cv5_laterals_passed_as_frontal']} "
-            f"passed as frontal; {v['cv5_frontal_refused']} frontal films refused, {v['cv5_frontal_review']} sent to review.",
-            f"- Held-out frontal test films: {held}.",
-            "",
-        ]
-    ae = card.get("anatomy_eval")
-    if ae:
-        r = ae["rsna_localisation"]
-        lines += [
-            "## Evidence against radiologists (RSNA re-read of NIH images)",
-            f"Measured by `{ae['command']}` on {ae['created']}.",
-            "",
-            "| images | opacity / normal / other | pointing game | mean best IoU | negatives with crops | crops off the lungs | AUC opacity vs normal | vs not-normal-no-opacity |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        groups = [
-            (
-                "all RSNA-labelled (includes the training patients, whose boxes a --box-weight model saw)",
-                r["all_rsna_images"],
-            )
-        ]
-        if "validation_and_test_patients" in r:
-            groups.append(("validation and test patients (held out)", r["validation_and_test_patients"]))
-        groups.append(("test patients only", r["test_patients_only"]))
-        for name, m in groups:
-            lines.append(
-                f"| {name} | {m['n_opacity']} / {m['n_normal']} / {m['n_not_normal_no_opacity']} | {_f(m['pointing_game_top_crop'])} | "
-                f"{_f(m['mean_best_iou'])} | {m['negative_films_with_crops']} of {m['negative_films']} | "
-                f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} | {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |"
-            )
-        g = ae["frontal_gate"]
-        lines += [
-            "",
-            "Frontal-view check through `Triage.predict` (review = `needs_review` for any reason, the score's "
-            "review band included; refused = NotAChestXrayError):",
-            "",
-        ]
-        for name, m in g.items():
-            note = (
-                " (in-sample: all of them also fitted the view probe; the cross-validated figure is above)"
-                if name == "laterals"
-                else f" ({m['how']})"
-                if "how" in m
-                else ""
-            )
-            lines.append(
-                f"- {name.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k != "how") + note
-            )
-        j = ae["jsrt_test"]
-        lines += [
-            "",
-            "JSRT test films (another adult site): "
-            + "; ".join(
-                f"{k}: {m['non_urgent']} of {m['n']} Non-Urgent (median score {_f(m['median_score'])})"
-                for k, m in j.items()
-            )
-            + ".",
-            "",
-        ]
-    lines += _finding_lines(meta.get("finding_probes"))
-    lines += generalisation_lines(card.get("generalisation"))
-    prev = card.get("previous_generation")
-    if prev:
-        lines += [
-            "## Previous generation, for comparison",
-            f"`{prev.get('name')}` {prev.get('version')} (sha256 `{prev.get('sha256')}`), measured by {prev.get('measured')}:",
-            "",
-        ]
-        lines += [f"- {k}: {_f(v)}" for k, v in (prev.get("summary") or {}).items() if not isinstance(v, (list, dict))]
-        lines.append("")
-    cal = card.get("previous_calibration")
-    if cal:
-        old = cal.get("calibration") or {}
-        lines += [
-            "## Previous calibration of this model, for comparison",
-            f"Replaced by `cxrtriage recalibrate` on {cal.get('replaced')}: Platt a={_f(old.get('a'), 4)} "
-            f"b={_f(old.get('b'), 4)} fitted on {old.get('fit_on')}, threshold {_f(cal.get('threshold'), 4)}. "
-            f"Test figures measured with it by `{cal.get('measured')}`:",
-            "",
-        ]
-        lines += [
-            f"- {k}: {_f(v)}" for k, v in (cal.get("test_summary") or {}).items() if not isinstance(v, (list, dict))
-        ]
-        lines.append("")
-    return lines
 
 
 TEST_KEYS = (
@@ -381,38 +267,19 @@ def _update(model_dir: Path | None, key: str, value: dict) -> Path:
     return write_card(model_dir)
 
 
-def _finding_lines(probes: dict | None) -> list[str]:
-    """Finding outputs (``cxrtriage fit-finding-probe``): fit, held-out AUC, whether the explanation names them."""
-    if not probes:
-        return []
-    lines = ["## Finding outputs", ""]
-    for b in probes.values():
-        h = b["held_out"]
-        lines.append(
-            f"- **{b['name']}** from the {b['inputs']}: {b['fit']}; labels: {b['labels']}. Held out on the "
-            f"{h['patients']}: {h['n']} films "
-            f"({h['n_opacity']} opacity), AUC {_f(h['auc'])} [{_f(h['auc_ci95'][0])}, {_f(h['auc_ci95'][1])}], "
-            f"opacity vs radiologist-normal only {_f(h['auc_opacity_vs_normal'])}. "
-            + (
-                "Named in the explanation when likely."
-                if b["named_in_explanation"]
-                else f"Below the {NAME_MIN_AUC} needed to be named: reported in each result's `findings` with its AUC, never "
-                "named in the explanation."
-            )
-        )
-    return lines + [""]
-
-
 def _validation_by_source_lines(by_source: dict | None) -> list[str]:
     """The calibration set per source: size, ECE after the pooled fit, each source's own 0.95-sensitivity threshold."""
     if not by_source:
         return []
+    key = "threshold_for_sensitivity_0.95"
     return [
-        "| validation source | n (urgent) | AUC | ECE (pooled Platt fit) | mean score | threshold for sensitivity 0.95 |",
+        "| validation source | n (urgent) | AUC | ECE (pooled Platt fit) | mean score "
+        "| threshold for sensitivity 0.95 |",
         "|---|---|---|---|---|---|",
         *[
-            f"| {name} | {row['n']} ({row['n_pos']}) | {_f(row.get('auc'))} | {_f(row['ece'])} | {_f(row['mean_score'])} | "
-            f"{_f(row.get('threshold_for_sensitivity_0.95'), 4) if row.get('threshold_for_sensitivity_0.95') is not None else 'no urgent films'} |"
+            f"| {name} | {row['n']} ({row['n_pos']}) | {_f(row.get('auc'))} | {_f(row['ece'])} "
+            f"| {_f(row['mean_score'])} | "
+            f"{_f(row.get(key), 4) if row.get(key) is not None else 'no urgent films'} |"
             for name, row in by_source.items()
         ],
         "",

@@ -97,7 +97,7 @@ def _smoke(root: Path, base: str, data_dir: Path) -> str:
 def _pacs_scenes(page, stack, n: NumberBook) -> None:
     """The hospital flow of a running :func:`cxrtriage.pacs.stack.pacs_stack` (a real Orthanc PACS, storescu as the
     modality): the DICOM node's SR and Secondary Capture in the study, and the UI's Worklist tab of the same run."""
-    from cxrtriage.pacs.stack import study_with_results
+    from cxrtriage.pacs.stack_checks import study_with_results
 
     _card(
         page,

@@ -255,7 +255,8 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
 
     from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, open_ui
     from cxrtriage.optional import require
-    from cxrtriage.pacs.stack import Ports, pacs_stack, study_with_results
+    from cxrtriage.pacs.stack import Ports, pacs_stack
+    from cxrtriage.pacs.stack_checks import study_with_results
 
     sync_api = require("playwright.sync_api", extra="dev", purpose="the PACS screenshot")
     shots = [out.with_name(f".pacs-{i}.png") for i in range(3)]
