@@ -46,7 +46,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 
 ``CXRTRIAGE_WORKERS`` (worker processes) is read by the container's ``entrypoint.sh`` only, which passes it to
 ``cxrtriage serve --workers``.
-"""
+"""  # noqa: E501 - Markdown table rows stay whole: variables_table() copies them into README.md
 
 from __future__ import annotations
 

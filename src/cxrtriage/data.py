@@ -324,7 +324,8 @@ def quickstart_examples(data: Path) -> list[Example]:
             "adult PNG + prior report",
             urgent.path,
             DEMO_PRIOR_REPORT,
-            note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; the prior report is synthetic demo text",
+            note=f"NIH {urgent.view}, test split, truth {_truth(urgent.urgent)}; "
+            "the prior report is synthetic demo text",
         ),
     ]
     missing = [str(e.path) for e in examples if not e.path.is_file()]

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -45,7 +45,7 @@ from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
 
-ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
+ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
 DEFAULT_SEGMENTER = "bundled"
 #: a Non-Urgent result shows a crop only for a region holding at least this share of the positive map mass

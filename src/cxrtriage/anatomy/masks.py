@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 from PIL import Image
@@ -21,7 +20,7 @@ from cxrtriage.anatomy.measure import Anatomy, measure
 from cxrtriage.anatomy.segmenter import HEART, LEFT_LUNG, RIGHT_LUNG, Segmentation, Segmenter
 from cxrtriage.imaging.load import LoadedImage, load_image
 
-ImageLike = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, LoadedImage]
+ImageLike = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 
 
 @functools.lru_cache(maxsize=2)

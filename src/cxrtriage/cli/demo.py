@@ -24,7 +24,8 @@ def run_demo(paths: list[str], settings: Settings, out: Path = Path("runs/demo/p
     targets = [Path(p) for p in paths] or (example_paths(data_dir) if data_dir is not None else [])
     if not targets:
         print(
-            "No example images: set CXRTRIAGE_DATA_DIR to the data folder (see prototype/data_scripts/download_datasets.sh) "
+            "No example images: set CXRTRIAGE_DATA_DIR to the data folder "
+            "(see prototype/data_scripts/download_datasets.sh) "
             "or run `make demo IMG=path/to/chest.png`.",
             file=sys.stderr,
         )

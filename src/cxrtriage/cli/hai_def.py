@@ -1,4 +1,5 @@
-"""Command line for the HAI-DEF models: ``cxrtriage hai-def tiny | train-probe | export-onnx | finetune | convert-gguf | bench``.
+"""Command line for the HAI-DEF models:
+``cxrtriage hai-def tiny | train-probe | export-onnx | finetune | convert-gguf | bench``.
 
 Same conventions as :mod:`cxrtriage.cli.main`: each command imports its machinery (torch, transformers, peft, sklearn,
 onnx, the GGUF converter) lazily, so building the parser stays light. Exit codes: 0 success, 1 the operation
@@ -314,9 +315,8 @@ def cmd_convert_gguf(args: argparse.Namespace) -> int:
     if args.quantize:
         from cxrtriage.hai_def.gguf import quantize_gguf
 
-        print(
-            f"quantised:  {quantize_gguf(model_gguf, model_gguf.with_name(f'model-{args.quantize}.gguf'), args.quantize)}"
-        )
+        quantised = quantize_gguf(model_gguf, model_gguf.with_name(f"model-{args.quantize}.gguf"), args.quantize)
+        print(f"quantised:  {quantised}")
     else:
         print("smaller text model: add --quantize Q4_K_M (llama.cpp's quantiser via llama-cpp-python)", file=sys.stderr)
     print(f"run it: CXRTRIAGE_BACKEND=medgemma-gguf CXRTRIAGE_MODEL={Path(args.out)} cxrtriage serve", file=sys.stderr)

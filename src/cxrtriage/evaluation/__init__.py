@@ -1,1 +1,2 @@
-"""Measuring the model and the service: metrics, held-out evaluation, benchmarks, model card, figures, notebook support."""
+"""Measuring the model and the service: metrics, held-out evaluation, benchmarks, model card, figures, notebook
+support."""

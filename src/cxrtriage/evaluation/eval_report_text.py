@@ -1,4 +1,5 @@
-"""The evaluation report (:func:`cxrtriage.evaluation.eval_report.evaluate_files`) as the text ``eval_metrics.py`` prints."""
+"""The evaluation report (:func:`cxrtriage.evaluation.eval_report.evaluate_files`) as the text ``eval_metrics.py``
+prints."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def format_report(r: dict[str, Any]) -> str:
     lo, hi = r["auc_ci95"]
     lines = [
         f"rows: {inp['matched']} matched | predictions: {inp['pred_rows']} ({inp['pred_errors']} with an error, "
-        f"{inp['pred_unmatched']} not in gold) | gold: {inp['gold_rows']} ({inp['gold_without_prediction']} without prediction)",
+        f"{inp['pred_unmatched']} not in gold) | gold: {inp['gold_rows']} "
+        f"({inp['gold_without_prediction']} without prediction)",
         "",
         f"{'n':<40}{r['n']}",
         f"{'prevalence (urgent)':<40}{_f(r['prevalence'])}  ({r['n_pos']} urgent)",
@@ -38,8 +40,10 @@ def format_report(r: dict[str, Any]) -> str:
         f"{'specificity':<40}{_f(op['specificity'])}  (TN {op['tn']}, FP {op['fp']})",
         f"{'PPV':<40}{_f(op['ppv'])}",
         f"{'NPV':<40}{_f(op['npv'])}",
-        f"{'sensitivity @ specificity ' + str(r['target_specificity']):<40}{_f(r['sensitivity_at_target_specificity'])}",
-        f"{'specificity @ sensitivity ' + str(r['target_sensitivity']):<40}{_f(r['specificity_at_target_sensitivity'])}",
+        f"{'sensitivity @ specificity ' + str(r['target_specificity']):<40}"
+        f"{_f(r['sensitivity_at_target_specificity'])}",
+        f"{'specificity @ sensitivity ' + str(r['target_sensitivity']):<40}"
+        f"{_f(r['specificity_at_target_sensitivity'])}",
         f"{'ECE (10 bins)':<40}{_f(r['ece'], 4)}",
     ]
     if "label_operating_point" in r:
@@ -87,7 +91,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines += ["", f"by {fld}:", f"  {'group':<12}{'n':>6}{'n_pos':>7}{'AUC':>8}{'sens':>8}{'spec':>8}"]
         for name, g in groups.items():
             lines.append(
-                f"  {name:<12}{g['n']:>6}{g['n_pos']:>7}{_f(g['auc']):>8}{_f(g['sensitivity']):>8}{_f(g['specificity']):>8}"
+                f"  {name:<12}{g['n']:>6}{g['n_pos']:>7}{_f(g['auc']):>8}"
+                f"{_f(g['sensitivity']):>8}{_f(g['specificity']):>8}"
             )
     loc = r.get("localisation")
     if loc:
@@ -98,7 +103,8 @@ def format_report(r: dict[str, Any]) -> str:
             f"  {'mean best-box IoU':<38}{_f(loc['mean_best_iou'])}  (median {_f(loc['median_best_iou'])})",
             f"  {'IoU >= ' + str(loc['iou_hit_threshold']):<38}{_f(loc['iou_ge_' + str(loc['iou_hit_threshold'])])}  "
             f"({loc['n_iou_hit']} of {loc['n']})",
-            f"  {'pointing game (first crop centre)':<38}{_f(loc['pointing_game'])}  ({loc['n_pointing_hits']} of {loc['n']})",
+            f"  {'pointing game (first crop centre)':<38}{_f(loc['pointing_game'])}  "
+            f"({loc['n_pointing_hits']} of {loc['n']})",
         ]
         if loc["boxes_ids_without_prediction"]:
             ids = loc["boxes_ids_without_prediction"]

@@ -2,8 +2,8 @@
 
 Runs the exact user-facing pipeline (gate included) on every NIH and pediatric test image, then reports
 AUC with a patient-level bootstrap CI, the operating point (at the threshold and as labelled, i.e. with the
-review band counted Urgent), calibration, subgroups by view and sex, localisation (the crops a user gets) against the NIH expert
-boxes (best-box IoU, pointing game) and the fp32 -> int8 AUC change when the fp32 model is available.
+review band counted Urgent), calibration, subgroups by view and sex, localisation (the crops a user gets) against
+the NIH expert boxes (best-box IoU, pointing game) and the fp32 -> int8 AUC change when the fp32 model is available.
 """
 
 from __future__ import annotations

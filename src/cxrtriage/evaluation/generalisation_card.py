@@ -12,8 +12,10 @@ NAMES = {"nih": "NIH", "kermany": "pediatric", "jsrt": "JSRT"}
 def _cells(t: dict) -> str:
     n, p, j = t.get("nih", {}), t.get("kermany", {}), t.get("jsrt", {})
     return (
-        f"{_f(n.get('auc'))} | {_f(n.get(SPEC))} | {_f(n.get('sensitivity_at_threshold'))} / {_f(n.get('specificity_at_threshold'))} | "
-        f"{_f(p.get('auc'))} | {_f(p.get(SPEC))} | {_f(p.get('sensitivity_at_threshold'))} / {_f(p.get('specificity_at_threshold'))} | "
+        f"{_f(n.get('auc'))} | {_f(n.get(SPEC))} | "
+        f"{_f(n.get('sensitivity_at_threshold'))} / {_f(n.get('specificity_at_threshold'))} | "
+        f"{_f(p.get('auc'))} | {_f(p.get(SPEC))} | "
+        f"{_f(p.get('sensitivity_at_threshold'))} / {_f(p.get('specificity_at_threshold'))} | "
         f"{_f(j.get('specificity_at_threshold'))} ({_f(j.get('median_score'))})"
     )
 

@@ -1,4 +1,5 @@
-"""The gold-label file: truth (Urgent / Non-Urgent, urgent / non_urgent or 1 / 0) and the subgroup fields, by image id."""
+"""The gold-label file: truth (Urgent / Non-Urgent, urgent / non_urgent or 1 / 0) and the subgroup fields, by image
+id."""
 
 from __future__ import annotations
 

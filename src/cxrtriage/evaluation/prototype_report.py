@@ -118,7 +118,8 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
         left = lo["left_out"][0]
         t_left = lo["test"].get(left, {})
         add(
-            f"Leave-one-source-out {name}: test AUC on the left-out {({'kermany': 'pediatric', 'nih': 'NIH adult'}).get(left, left)} films vs the seed mean",
+            f"Leave-one-source-out {name}: test AUC on the left-out "
+            f"{({'kermany': 'pediatric', 'nih': 'NIH adult'}).get(left, left)} films vs the seed mean",
             f"{_f(_get(t_left, 'auc', 'left_out_run'))} vs {_f(_get(t_left, 'auc', 'seed_mean'))}",
             "generalisation.json",
         )
@@ -150,7 +151,8 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
     )
     add(
         "MedGemma 4B GGUF Q4_K_M, RANDOM weights: per token / text size",
-        f"{_f(_get(h, 'medgemma_gguf', 'per_token_s'), 2)} s / {_f(_get(h, 'medgemma_gguf', 'size_mb', 'text_Q4_K_M'), 0)} MB",
+        f"{_f(_get(h, 'medgemma_gguf', 'per_token_s'), 2)} s / "
+        f"{_f(_get(h, 'medgemma_gguf', 'size_mb', 'text_Q4_K_M'), 0)} MB",
         "hai_def_bench.json",
     )
     for nb, profiles in sorted((t.get("notebooks") or {}).items()):

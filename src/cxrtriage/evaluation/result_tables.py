@@ -41,7 +41,8 @@ def provenance_rows(pred: Prediction) -> list[dict[str, Any]]:
 
 
 def crop_rows(pred: Prediction) -> list[dict[str, Any]]:
-    """The evidence boxes in original-image pixels, numbered as in :func:`cxrtriage.evaluation.figures.prediction_plot`."""
+    """The evidence boxes in original-image pixels, numbered as in
+    :func:`cxrtriage.evaluation.figures.prediction_plot`."""
     return [
         {
             "crop": i,
@@ -72,7 +73,8 @@ def timing_rows(preds: Mapping[str, Prediction]) -> list[dict[str, Any]]:
 
 
 def headline_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per test set from :func:`cxrtriage.evaluation.eval_report.evaluate_files` reports: the numbers a reader quotes."""
+    """One row per test set from :func:`cxrtriage.evaluation.eval_report.evaluate_files` reports: the numbers a reader
+    quotes."""
     rows = []
     for name, r in reports.items():
         op, tr = r["operating_point"], r.get("target_recall") or {}

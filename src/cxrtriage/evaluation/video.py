@@ -4,9 +4,10 @@ A real ``cxrtriage serve`` is started; headless chromium (Playwright) records on
 title and results cards, the UI on an adult PNG with a prior report, a DICOM, a pediatric film and a refused
 photograph (crops, provenance, footer), the ``/status`` and ``/metrics`` endpoints, the output of
 ``smoke_test.sh`` run against the same server, and the hospital flow of ``make pacs-demo`` (a real Orthanc PACS
-with the node's SR and Secondary Capture, and the Worklist tab; needs the Debian packages orthanc and dcmtk). Captions are drawn into the page, so they are burned into the frames;
-every number in them is read from the metrics files (:class:`~cxrtriage.evaluation.writeup.NumberBook`). ffmpeg
-then encodes H.264 (yuv420p, CRF 30, no audio) so that the file stays small and plays everywhere.
+with the node's SR and Secondary Capture, and the Worklist tab; needs the Debian packages orthanc and dcmtk).
+Captions are drawn into the page, so they are burned into the frames; every number in them is read from the metrics
+files (:class:`~cxrtriage.evaluation.writeup.NumberBook`). ffmpeg then encodes H.264 (yuv420p, CRF 30, no audio) so
+that the file stays small and plays everywhere.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ CAPTION_JS = """(t) => {
   d.textContent = t;
 }"""
 
-CARD = """<html><body style="margin:0;width:1280px;height:720px;display:flex;flex-direction:column;justify-content:center;
+CARD = """<html><body style="margin:0;width:1280px;height:720px;display:flex;flex-direction:column;\
+justify-content:center;
 align-items:center;background:#17202a;color:#fdfefe;font-family:'DejaVu Sans',sans-serif;text-align:center">
 <div style="font-size:46px;font-weight:700;margin-bottom:18px">{title}</div>
 <div style="font-size:25px;line-height:1.55;max-width:1100px">{body}</div>
-<div style="position:absolute;bottom:34px;font-size:20px;color:#f5b7b1;font-weight:600">{disclaimer}</div></body></html>"""
+<div style="position:absolute;bottom:34px;font-size:20px;color:#f5b7b1;font-weight:600">{disclaimer}</div>\
+</body></html>"""
 
 
 def _card(page, title: str, lines: list[str], seconds: float) -> None:
@@ -106,7 +109,8 @@ def _pacs_scenes(page, stack, n: NumberBook) -> None:
             "cxrtriage dicom-node: a DICOM node that answers every chest radiograph it receives",
             "with a DICOM SR and a burned-in Secondary Capture, sent back to the PACS (C-STORE).",
             f"make pacs-check: {n('pacs_sent')} instances sent by dcmtk's storescu to a real Orthanc PACS;",
-            f'{n("pacs_triaged")} triaged, {n("pacs_not_triaged")} answered "Not triaged" with the reason, every SR in its study,',
+            f'{n("pacs_triaged")} triaged, {n("pacs_not_triaged")} answered "Not triaged" with the reason, '
+            "every SR in its study,",
             f"median {n('pacs_answer_s')} s from arrival to stored results (prototype/eval/pacs_demo.json)",
         ],
         8,
@@ -187,7 +191,8 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
                 page,
                 "Measured on held-out test patients",
                 [
-                    f"NIH adults: AUC {n('nih_auc')} [{n('nih_auc_lo')}, {n('nih_auc_hi')}], sensitivity {n('nih_sens')} at specificity {n('nih_spec')}",
+                    f"NIH adults: AUC {n('nih_auc')} [{n('nih_auc_lo')}, {n('nih_auc_hi')}], "
+                    f"sensitivity {n('nih_sens')} at specificity {n('nih_spec')}",
                     f"Pediatric: AUC {n('ped_auc')}, sensitivity {n('ped_sens')} at specificity {n('ped_spec')}",
                     f"A site never trained on (JSRT normals): {n('jsrt_non_urgent')} of {n('jsrt_n')} Non-Urgent",
                     f"End to end {n('p50_ms')} ms per image (p50), model files {n('files_mb')} MB",
@@ -200,7 +205,8 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             upload_and_triage(page, nih, PRIOR_REPORT)
             _caption(
                 page,
-                f"Urgent, calibrated score and threshold ({n('threshold')}); boxes and crops only inside the lungs, named by zone",
+                f"Urgent, calibrated score and threshold ({n('threshold')}); "
+                "boxes and crops only inside the lungs, named by zone",
                 6,
             )
             page.mouse.wheel(0, 600)
@@ -210,7 +216,8 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
             page.mouse.wheel(0, 900)
             _caption(
                 page,
-                f"Footer: model size and latency on this machine; lung-opacity output shown with its held-out AUC {n('opacity_auc')}",
+                "Footer: model size and latency on this machine; "
+                f"lung-opacity output shown with its held-out AUC {n('opacity_auc')}",
                 5,
             )
             open_ui(page, base)  # a fresh form for each case, as a new user gets it
@@ -242,7 +249,8 @@ def _record(sync_api, root: Path, data_dir: Path, out_dir: Path, n: NumberBook) 
                 [
                     "No real MedGemma or MedSigLIP weights were run here: those code paths",
                     "(explainer, fine-tuning, ONNX / GGUF export) were tested on random-weight stand-ins.",
-                    f"Seed spread of the adult AUC: {n('seed_nih_auc_min')}-{n('seed_nih_auc_max')}; a new site needs its own validation.",
+                    f"Seed spread of the adult AUC: {n('seed_nih_auc_min')}-{n('seed_nih_auc_max')}; "
+                    "a new site needs its own validation.",
                     "Rebuild this video: make video",
                 ],
                 7,

@@ -296,13 +296,15 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
 CSS = """
 @page { size: A4; margin: 13mm 14mm 13mm 14mm; }
 body { font-family: "DejaVu Sans", sans-serif; font-size: 8.6pt; line-height: 1.32; color: #1b2631; }
-h1 { font-size: 15pt; margin: 0 0 2pt 0; } h2 { font-size: 10.5pt; margin: 7pt 0 2pt 0; border-bottom: 1px solid #aab7b8; }
+h1 { font-size: 15pt; margin: 0 0 2pt 0; } h2 { font-size: 10.5pt; margin: 7pt 0 2pt 0; \
+border-bottom: 1px solid #aab7b8; }
 h3 { font-size: 9pt; margin: 5pt 0 1pt 0; } p { margin: 2pt 0 4pt 0; } ul { margin: 1pt 0 4pt 0; padding-left: 14pt; }
 li { margin: 0 0 1pt 0; } table { border-collapse: collapse; margin: 3pt 0 5pt 0; font-size: 7.8pt; }
 th, td { border: 1px solid #aab7b8; padding: 1.5pt 4pt; text-align: left; } th { background: #eaecee; }
 img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.roc { width: 33%; display: inline-block; }
 img.cal { width: 66%; display: inline-block; }
-img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; border-left: 3px solid #f4d03f; }
+img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; \
+border-left: 3px solid #f4d03f; }
 .disclaimer { font-weight: bold; color: #922b21; } code { font-size: 7.8pt; }
 .caption { font-size: 7.6pt; color: #566573; text-align: center; margin-top: 0; }
 """

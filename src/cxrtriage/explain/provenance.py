@@ -32,7 +32,8 @@ def case_provenance(neighbours: list[Neighbour]) -> list[Provenance]:
                 source=f"training_case:{n.key}",
                 relation="similar_case",
                 similarity=round(n.similarity, 4),
-                snippet=f"similar training image ({population}), labelled {label}, cosine similarity {n.similarity:.2f}",
+                snippet=f"similar training image ({population}), labelled {label}, "
+                f"cosine similarity {n.similarity:.2f}",
             )
         )
     return out

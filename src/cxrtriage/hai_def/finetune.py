@@ -4,8 +4,8 @@ Two pieces:
 
 * :func:`finetune` — LoRA (optionally QLoRA) on MedGemma's language model, vision tower frozen, plain PyTorch
   loop (no ``Trainer``), loss on the assistant tokens only. Saves the adapter and a merged checkpoint that
-  ``AutoModelForImageTextToText.from_pretrained`` (and so :class:`~cxrtriage.backends.medgemma.explainer.MedGemmaExplainer`)
-  loads as is.
+  ``AutoModelForImageTextToText.from_pretrained`` (and so
+  :class:`~cxrtriage.backends.medgemma.explainer.MedGemmaExplainer`) loads as is.
 * :func:`train_medsiglip_probe` — the MedSigLIP linear probe on the committed split (train / val).
 
 Targets come from the dataset labels only (NIH ChestX-ray14 labels, Kermany folder labels): there are no

@@ -195,7 +195,8 @@ QUANT_TYPES = ("Q4_K_M", "Q5_K_M", "Q8_0")
 
 def quantize_gguf(src: str | Path, dst: str | Path, quant: str = "Q4_K_M", threads: int | None = None) -> Path:
     """Quantise a GGUF text model with llama.cpp's own quantiser, through llama-cpp-python's bindings (so no
-    separate ``llama-quantize`` binary is needed). The mmproj is left f16: quantising it costs quality for little size."""
+    separate ``llama-quantize`` binary is needed). The mmproj is left f16: quantising it costs quality for little
+    size."""
     if quant not in QUANT_TYPES:
         raise ValueError(f"quantisation {quant!r} not offered; choose from {', '.join(QUANT_TYPES)}")
     llama_cpp = import_llama_cpp()

@@ -13,8 +13,8 @@ Keys of the ``preprocess`` block:
     ("F" mode) to (H, W) without keeping the aspect ratio, then ``(x - mean) / std``.
 * ``quantize``: ``"uint8"`` rounds the resized image to 8 bits (``round(x * 255) / 255``) before normalising.
   The bundled CNN was trained, calibrated and indexed on 8-bit caches of the resized images, so serving does the
-  same (:func:`to_cache` / :func:`from_cache` are the two halves training uses; ``tests/imaging/test_preprocess_parity.py``
-  pins train-time and serve-time inputs to the same array).
+  same (:func:`to_cache` / :func:`from_cache` are the two halves training uses;
+  ``tests/imaging/test_preprocess_parity.py`` pins train-time and serve-time inputs to the same array).
   - ``"siglip-uint8-bilinear"`` (a MedSigLIP ONNX bundle): exactly ``MedSigLIPBackend.to_pil`` followed by the
     checkpoint's SigLIP image processor: clip, ``rint(x * 255)`` to uint8, PIL bilinear resize of the "L" image to
     (H, W), then ``x * rescale_factor`` (the processor's, 1/255) and ``(x - mean[c]) / std[c]`` with the
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -163,7 +163,7 @@ class PreprocessConfig:
         )
 
 
-ConfigLike = Union[PreprocessConfig, Mapping[str, Any]]
+ConfigLike = PreprocessConfig | Mapping[str, Any]
 
 
 def parse_config(cfg: ConfigLike) -> PreprocessConfig:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-#: SOP classes by the modality the instance claims (CR: triaged; OT: a non-radiograph the node must answer "not triaged")
+#: SOP classes by the modality the instance claims (CR: triaged; OT: a non-radiograph the node must answer
+#: "not triaged")
 SOP_CLASS = {"CR": "1.2.840.10008.5.1.4.1.1.1", "OT": "1.2.840.10008.5.1.4.1.1.7"}
 
 

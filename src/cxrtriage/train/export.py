@@ -164,7 +164,8 @@ def export_bundle(
     }  # older checkpoints lack quantize
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
     log(
-        f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}"
+        f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, "
+        f"input {size}px, mean {mean:.4f} std {std:.4f}"
     )
 
     parts = {k: limit_per_dataset(v, limit) for k, v in load_split_records(data_dir).items()}
@@ -206,7 +207,8 @@ def export_bundle(
     max_layout_residual = float(val_res.max() + LAYOUT_MARGIN)
     log(
         f"chest-layout model: {LAYOUT_K} principal components of 32x32 thumbnails of {len(idx_recs)} training images; "
-        f"validation residual quantiles 50/99/100% {np.quantile(val_res, 0.5):.3f}/{np.quantile(val_res, 0.99):.3f}/{val_res.max():.3f}; "
+        "validation residual quantiles 50/99/100% "
+        f"{np.quantile(val_res, 0.5):.3f}/{np.quantile(val_res, 0.99):.3f}/{val_res.max():.3f}; "
         f"gate above {max_layout_residual:.3f}"
     )
     y_vn = np.array([r.urgent for r in va_nih])
@@ -241,7 +243,8 @@ def export_bundle(
         )
         strip_doc_strings(int8)
         log(
-            f"quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax over {len(x_cal)} training images "
+            "quantize_static QDQ, per-channel int8 weights, uint8 activations, "
+            f"MinMax over {len(x_cal)} training images "
             f"-> {int8.stat().st_size / 1e6:.2f} MB"
         )
 
@@ -273,14 +276,18 @@ def export_bundle(
                     if known.any() and 0 < y_op.sum() < len(y_op)
                     else None,
                     "named_in_explanation": False,
-                    "rule": "a finding is named in the explanation only when its held-out test AUC (cxrtriage evaluate) is >= 0.75",
+                    "rule": "a finding is named in the explanation only when its held-out test AUC "
+                    "(cxrtriage evaluate) is >= 0.75",
                 }
             }
             log(
-                f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} on {int(known.sum())} RSNA-labelled NIH images"
+                f"lung-opacity head: validation AUC {findings_meta['lung_opacity']['val_auc_int8']} "
+                f"on {int(known.sum())} RSNA-labelled NIH images"
             )
         log(
-            f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}"
+            f"parity fp32 vs int8 on NIH val: logit correlation {corr:.4f}, "
+            f"max |diff| {np.abs(f_logit_vn - q_logit_vn).max():.3f}; "
+            f"AUC {json.dumps({k: round(v, 4) for k, v in auc.items()})}"
         )
 
         # Calibration and operating point on the int8 model that ships, on every source's validation part.
@@ -312,7 +319,8 @@ def export_bundle(
         ood["layout_components"] = LAYOUT_K
         log(
             f"similar-case index: {len(idx_recs)} training images ({sum(r.dataset == 'nih' for r in idx_recs)} NIH); "
-            f"validation kNN similarity quantiles {ood['val_knn_similarity_quantiles']}; gate below {ood['min_knn_similarity']:.3f}"
+            f"validation kNN similarity quantiles {ood['val_knn_similarity_quantiles']}; "
+            f"gate below {ood['min_knn_similarity']:.3f}"
         )
 
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -362,7 +370,8 @@ def export_bundle(
             ]
             + (
                 [
-                    "JSRT films without a nodule as normal adults (../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"
+                    "JSRT films without a nodule as normal adults "
+                    "(../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"
                 ]
                 if (tlog.get("counts") or {}).get("tr_jsrt")
                 else []

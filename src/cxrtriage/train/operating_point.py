@@ -102,11 +102,11 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     return {
         "calibration": calibration,
         "threshold": threshold,
-        "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on EACH validation source with urgent cases ("
-        + " and ".join(SOURCE_NAMES.get(k, k) for k in with_pos)
-        + ")",
+        "threshold_rule": "highest calibrated score with sensitivity >= 0.95 on EACH validation source "
+        "with urgent cases (" + " and ".join(SOURCE_NAMES.get(k, k) for k in with_pos) + ")",
         "review_band": band,
-        "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the {SOURCE_NAMES[BAND_SOURCE]} validation "
+        "review_band_rule": f"{1 - REVIEW_BAND_ALPHA:.0%} cluster-bootstrap interval of the "
+        f"{SOURCE_NAMES[BAND_SOURCE]} validation "
         "threshold, widened to contain the threshold; scores in [low, high) carry needs_review and are "
         "labelled Urgent (safety-first)",
         "validation_by_source": per_source,

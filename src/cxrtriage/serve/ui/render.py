@@ -114,12 +114,12 @@ def draw_boxes(img: Image.Image, pred: Prediction, scale: float) -> Image.Image:
         x1, y1 = (crop.x + crop.w) * scale, (crop.y + crop.h) * scale
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=width)
         tag = str(i + 1)
-        l, t, r, b = draw.textbbox((0, 0), tag, font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
         pad = max(2, width)
-        tw, th = r - l + 2 * pad, b - t + 2 * pad
+        tw, th = right - left + 2 * pad, bottom - top + 2 * pad
         ty = y0 - th if y0 - th >= 0 else y0
         draw.rectangle([x0, ty, x0 + tw, ty + th], fill=colour)
-        draw.text((x0 + pad - l, ty + pad - t), tag, fill="#000000", font=font)
+        draw.text((x0 + pad - left, ty + pad - top), tag, fill="#000000", font=font)
     return out
 
 
