@@ -31,18 +31,43 @@ def _ago(minutes: float) -> dt.datetime:
     return NOW - dt.timedelta(minutes=minutes)
 
 
-def test_reading_order_overdue_then_urgent_or_review_then_routine_each_oldest_first(tmp_path):
+def test_reading_order_urgent_then_overdue_routine_then_routine_each_oldest_first(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
     wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-OLD", _ago(50))
     wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-NEW", _ago(5))
     wl.add(_pred("Urgent", 0.9), "URGENT-NEW", _ago(1))
     wl.add(_pred("Urgent", 0.6), "URGENT-OLD", _ago(20))
     wl.add(_pred("Non-Urgent", 0.2, review=True), "REVIEW", _ago(10))
-    wl.add(_pred("Non-Urgent", 0.02), "OVERDUE", _ago(90))  # waited past the maximum: rises above every Urgent
+    wl.add(_pred("Non-Urgent", 0.02), "OVERDUE", _ago(90))  # waited past the maximum: above fresh routine only
+    wl.add(_pred("Urgent", 0.7), "URGENT-OVERDUE", _ago(70))  # an overdue urgent study: above everything
     items = wl.items(now=NOW)
-    assert [i["key"] for i in items] == ["OVERDUE", "URGENT-OLD", "REVIEW", "URGENT-NEW", "ROUTINE-OLD", "ROUTINE-NEW"]
-    assert [i["priority"] for i in items[:3]] == ["overdue", "urgent", "urgent"]
-    assert items[0]["waiting_s"] == pytest.approx(90 * 60)
+    assert [i["key"] for i in items] == [
+        "URGENT-OVERDUE",
+        "URGENT-OLD",
+        "REVIEW",
+        "URGENT-NEW",
+        "OVERDUE",
+        "ROUTINE-OLD",
+        "ROUTINE-NEW",
+    ]
+    assert [i["priority"] for i in items[:5]] == ["overdue", "urgent", "urgent", "urgent", "overdue"]
+    assert items[4]["waiting_s"] == pytest.approx(90 * 60)
+
+
+@pytest.mark.parametrize(
+    "routine, minutes_ago",
+    [(205, 120), (1000, 0), (1000, 24 * 60)],  # a two-hour backlog, a burst, a day-old backlog
+)
+def test_a_new_urgent_study_is_never_buried_under_routine_ones(tmp_path, routine, minutes_ago):
+    """The scenario that once hid an urgent film: many routine studies (overdue or not), then urgent ones arrive;
+    every urgent study is on the first page (200 rows), the newest one too."""
+    wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
+    for i in range(routine):
+        wl.add(_pred("Non-Urgent", 0.05), f"R{i}", _ago(minutes_ago + i / 100))
+    wl.add(_pred("Non-Urgent", 0.2, review=True), "REVIEW-NEW", _ago(0.5))
+    wl.add(_pred("Urgent", 0.9), "URGENT-NEW", _ago(0.1))
+    first_page = [i["key"] for i in wl.items(now=NOW, limit=200)]
+    assert {"URGENT-NEW", "REVIEW-NEW"} <= set(first_page[:2])
 
 
 def test_it_survives_a_restart_and_a_key_sent_again_replaces_its_study(tmp_path):

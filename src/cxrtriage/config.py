@@ -26,7 +26,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_MMPROJ`` | unset | MedGemma's vision projector when ``CXRTRIAGE_MODEL`` names one text ``.gguf`` file |
 | ``CXRTRIAGE_GGUF_CONVERTER`` | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
 | ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts |
-| ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of the worklist, whatever its label |
+| ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of its group on the worklist (urgent or routine; a routine study never rises above an urgent one) |
 | ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
 | ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
 | ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |

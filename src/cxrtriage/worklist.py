@@ -1,8 +1,11 @@
 """The reading worklist: every triaged study, in the order a radiologist should open them, kept in SQLite so that a
 restart loses nothing.
 
-Order: a study waiting longer than the maximum wait rises to the top (oldest first), whatever its label; then
-Urgent or needs-review studies, then the rest, each oldest first. The only key stored is an accession-like key the
+Order (:func:`reading_rank`), each group oldest first: an urgent study (Urgent, or needs review) waiting longer than
+the maximum wait; every other urgent study; a routine study waiting longer than the maximum wait; every other
+routine study. A routine study never rises above an urgent one, however long it waits (a wait cap keeps routine
+studies from starving among themselves, not above urgent ones): with 205 routine studies two hours old, a new urgent
+study is still first (``tests/test_worklist.py``). The only key stored is an accession-like key the
 sender provides (``accession`` on ``POST /predict``; a random one otherwise), never a patient identifier; the stored
 result is the Prediction JSON, which holds none.
 
@@ -30,6 +33,13 @@ from cxrtriage.schema import Prediction
 #: what an accession-like key may look like (no spaces, no path characters, no names)
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PRIORITIES = ("overdue", "urgent", "routine")
+
+
+def reading_rank(urgent: bool, overdue: bool) -> int:
+    """The reading order's groups: overdue urgent (0), urgent (1), overdue routine (2), routine (3)."""
+    return (0 if urgent else 2) + (0 if overdue else 1)
+
+
 #: what a result says when it could not be filed (it is still returned: losing a result is worse than a manual step)
 NOT_FILED_WARNING = "this result could not be put on the worklist (its database is not writable): file it by hand"
 SCHEMA = """CREATE TABLE IF NOT EXISTS worklist (
@@ -81,6 +91,7 @@ class Worklist:
         return key
 
     def priority(self, label: str, needs_review: bool, waiting_s: float) -> str:
+        """What the list shows: ``overdue`` (waiting longer than the maximum), else ``urgent`` or ``routine``."""
         if waiting_s > self.max_wait_s:
             return "overdue"
         return "urgent" if label == "Urgent" or needs_review else "routine"
@@ -104,7 +115,12 @@ class Worklist:
                     "priority": self.priority(label, bool(review), waiting),
                 }
             )
-        out.sort(key=lambda r: (PRIORITIES.index(r["priority"]), -r["waiting_s"]))
+        out.sort(
+            key=lambda r: (
+                reading_rank(r["label"] == "Urgent" or r["needs_review"], r["waiting_s"] > self.max_wait_s),
+                -r["waiting_s"],
+            )
+        )
         return out[:limit]
 
     def result(self, key: str) -> dict | None:

@@ -358,12 +358,13 @@ def test_triage_without_file_asks_for_one(page) -> None:
 # ----------------------------------------------------------------------------- the Worklist tab
 
 
-#: (key, label, score, needs review, minutes waiting, priority, wait as shown); reading order: overdue, then Urgent or
-#: needs review (oldest first), then the rest. The waits sit mid-minute, so a slow test still shows the same minute.
+#: (key, label, score, needs review, minutes waiting, priority, wait as shown); reading order: Urgent or needs review
+#: (oldest first), then overdue routine, then the rest. The waits sit mid-minute, so a slow test still shows the same
+#: minute.
 WORKLIST_STUDIES = [
-    ("WL-OVERDUE", "Non-Urgent", 0.03, False, 95.3, "overdue", "1 h 35 min"),
     ("WL-URGENT", "Urgent", 0.91, False, 12.3, "urgent", "12 min"),
     ("WL-REVIEW", "Non-Urgent", 0.27, True, 4.3, "urgent", "4 min"),
+    ("WL-OVERDUE", "Non-Urgent", 0.03, False, 95.3, "overdue", "1 h 35 min"),
     ("WL-ROUTINE", "Non-Urgent", 0.04, False, 30.3, "routine", "30 min"),
 ]
 

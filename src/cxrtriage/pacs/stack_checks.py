@@ -15,6 +15,7 @@ from typing import Any
 
 from cxrtriage.pacs.stack import Stack
 from cxrtriage.pacs.stack_tools import MODALITY_AET, ORTHANC_AET, find_tool, http_get
+from cxrtriage.worklist import reading_rank
 
 
 @dataclass
@@ -184,8 +185,8 @@ def check_results(stack: Stack) -> Report:
         ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v),
     )
     items = json.loads(http_get(f"{stack.ui_base}/worklist"))["items"]
-    ranks = ["overdue", "urgent", "routine"]
-    in_order = all(ranks.index(a["priority"]) <= ranks.index(b["priority"]) for a, b in zip(items, items[1:]))
+    ranks = [reading_rank(i["label"] == "Urgent" or i["needs_review"], i["priority"] == "overdue") for i in items]
+    in_order = ranks == sorted(ranks)
     report.check(
         "worklist (GET /worklist): every triaged instance, in reading order",
         len(items) == triaged and in_order,

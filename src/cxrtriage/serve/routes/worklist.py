@@ -44,7 +44,7 @@ async def _read(read: Callable[..., Any], *args: Any) -> Any:
 @router.get(
     "/worklist",
     responses=_UNAVAILABLE,
-    summary="triaged studies in reading order (overdue, then Urgent / needs review, then the rest)",
+    summary="triaged studies in reading order (Urgent / needs review, then the rest; overdue first within each)",
 )
 async def worklist(store: WorklistDep, settings: SettingsDep) -> Response:
     """``GET /worklist``: triaged studies in reading order."""  # also its OpenAPI description

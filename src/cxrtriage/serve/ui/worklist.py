@@ -286,8 +286,8 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, other
 
     with gr.Row(equal_height=False):
         gr.HTML(
-            '<p class="cxr-wl-intro">Triaged studies in reading order: overdue first, then Urgent or needs review, '
-            "then the rest, oldest first. Click a row to open its stored result.</p>",
+            '<p class="cxr-wl-intro">Triaged studies in reading order: Urgent or needs review first (overdue ones at '
+            "the top), then the rest (overdue ones first), oldest first. Click a row to open its stored result.</p>",
             scale=8,
         )
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=110, elem_id="cxr-wl-refresh")
