@@ -306,7 +306,14 @@ def test_health_ready_status_metrics_docs(real_client: TestClient) -> None:
     assert status["disclaimer"] == DISCLAIMER
     metrics = c.get("/metrics")
     assert metrics.status_code == 200 and "cxrtriage_inference_seconds" in metrics.text
-    assert c.get("/docs").status_code == 200
+    docs = c.get("/docs")
+    assert docs.status_code == 200
+    # offline: Swagger UI's and ReDoc's assets come from this server (the fastapi-offline package), never a CDN
+    assert "/static/apidocs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    redoc = c.get("/redoc")
+    assert "/static/apidocs/redoc.standalone.js" in redoc.text and "cdn" not in redoc.text.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        assert c.get(f"/static/apidocs/{asset}").status_code == 200, asset
     assert "/predict" in c.get("/openapi.json").json()["paths"]
     root = c.get("/", follow_redirects=False)
     assert root.status_code in (302, 307) and root.headers["location"] == "/docs"  # ui=False here

@@ -710,3 +710,29 @@ def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, d
         _assert_offline(page)
     finally:
         context.close()
+
+
+@needs_chromium
+def test_api_documentation_renders_with_the_network_off(browser, base_url) -> None:
+    """/docs draws every operation from assets this server serves (Swagger UI 5 reads FastAPI's OpenAPI 3.1); a
+    request to any other host is refused, as on a hospital network without internet access."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    outside: list[str] = []
+
+    def only_local(route) -> None:
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    try:
+        page.goto(f"{base_url}/docs")
+        page.locator(".opblock").first.wait_for(timeout=TIMEOUT_MS)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("predict" in p for p in paths) and any("worklist" in p for p in paths), paths
+        assert not outside, outside
+    finally:
+        context.close()

@@ -56,6 +56,7 @@ from cxrtriage.config import Settings
 from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
+from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware
 from cxrtriage.serve.routes import api_router
@@ -140,6 +141,8 @@ def create_app(
         version=_package_version(),
         description=f"Offline chest X-ray triage. **{DISCLAIMER}**",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by serve.docs, so it renders offline
+        redoc_url=None,
     )
     app.state.runtime = runtime
 
@@ -165,6 +168,7 @@ def create_app(
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)
+    mount_offline_docs(app, "cxrtriage")
     app.include_router(api_router(settings))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
 
