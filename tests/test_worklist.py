@@ -102,13 +102,22 @@ def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir)
         while client.get("/ready").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        for key in ("ACC-100", "ACC-101"):
-            r = client.post("/predict", files={"file": ("x.png", image, "image/png")}, data={"accession": key})
-            assert r.status_code == 200, r.text
-        bad = client.post("/predict", files={"file": ("x.png", image, "image/png")}, data={"accession": "Doe^John"})
+        upload = {"file": ("x.png", image, "image/png")}
+        r = client.post("/predict", files=upload, data={"accession": "ACC-100"})  # as a form field
+        assert r.status_code == 200 and r.headers["x-worklist-key"] == "ACC-100", r.text
+        r = client.post("/predict?accession=ACC-101", files=upload)  # or as a query parameter, never ignored
+        assert r.status_code == 200 and r.headers["x-worklist-key"] == "ACC-101", r.text
+        anonymous = client.post("/predict", files=upload)  # a random key, which the response names
+        assert len(anonymous.headers["x-worklist-key"]) == 16
+        assert client.get(f"/worklist/{anonymous.headers['x-worklist-key']}").status_code == 200
+        bad = client.post("/predict", files=upload, data={"accession": "Doe^John"})
         assert bad.status_code == 422
+        assert client.post("/predict?accession=Doe^John", files=upload).status_code == 422
+        twice = client.post("/predict?accession=ACC-1", files=upload, data={"accession": "ACC-2"})
+        assert twice.status_code == 422 and "twice" in twice.json()["detail"]
         listed = client.get("/worklist").json()
-        assert [i["key"] for i in listed["items"]] == ["ACC-100", "ACC-101"]  # both Urgent: the older first
+        keys = [i["key"] for i in listed["items"]]
+        assert keys[:2] == ["ACC-100", "ACC-101"] and len(keys) == 3  # all Urgent: the older first
         assert listed["items"][0]["priority"] == "urgent" and listed["max_wait_min"] == 60.0
         stored = client.get("/worklist/ACC-101")
         assert stored.status_code == 200 and stored.json()["label"] == listed["items"][1]["label"]

@@ -50,6 +50,12 @@ _PRIOR_REPORT_HELP = "optional prior radiology report text (quoted as provenance
 
 Upload = Annotated[UploadFile, File(description=_UPLOAD_HELP, json_schema_extra={"minLength": 1})]
 Accession = Annotated[str | None, Form(pattern=KEY_PATTERN, description=_ACCESSION_HELP)]
+AccessionQuery = Annotated[
+    str | None,
+    Query(alias="accession", pattern=KEY_PATTERN, description=_ACCESSION_HELP + "; as a form field or here, not both"),
+]
+#: the response header that names the key the study was filed under on the worklist (``GET /worklist/{key}``)
+WORKLIST_KEY_HEADER = "X-Worklist-Key"
 
 
 # ----------------------------------------------------------------------------- request -> Prediction
@@ -187,17 +193,18 @@ async def predict(
     url_prefix = request.scope.get("root_path", "").rstrip("/") + CROPS_URL
     with_urls = with_crop_urls(triaged.prediction, url_prefix)
     # filed on the worklist; a database that fails comes back as a warning on the result, never as an error
-    prediction = (await run_in_threadpool(file_on_worklist, lambda: runtime.worklist, with_urls, accession))[0]
+    prediction, key = await run_in_threadpool(file_on_worklist, lambda: runtime.worklist, with_urls, accession)
     payload = await run_in_threadpool(_rendered, fmt, OutputContext.of(triaged, prediction))
     prune = BackgroundTask(runtime.prune_soon)
+    filed = {WORKLIST_KEY_HEADER: key} if key else {}  # absent when the worklist could not be written (see warnings)
     if isinstance(payload, bytes):
         return Response(
             payload,
             media_type=fmt.media_type,
             background=prune,
-            headers={"Content-Disposition": f'attachment; filename="result{fmt.suffix}"'},
+            headers={"Content-Disposition": f'attachment; filename="result{fmt.suffix}"', **filed},
         )
-    return JSONResponse(payload, media_type=fmt.media_type, background=prune)
+    return JSONResponse(payload, media_type=fmt.media_type, background=prune, headers=filed)
 
 
 def predict_responses() -> dict[int | str, dict[str, Any]]:
@@ -220,7 +227,17 @@ def predict_responses() -> dict[int | str, dict[str, Any]]:
         429: {"description": "too many requests waiting; see Retry-After"},
         501: {"description": "the format's optional library (e.g. the [interop] extra) is not installed"},
         503: {"description": "model not ready or model error"},
-        200: {"description": f"the result in the requested format: {described}", "content": content},
+        200: {
+            "description": f"the result in the requested format: {described}",
+            "content": content,
+            "headers": {
+                WORKLIST_KEY_HEADER: {
+                    "description": "the key the study was filed under (GET /worklist/{key}); absent when the "
+                    "worklist could not be written (the result then carries a warning)",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
     }
 
 
@@ -260,7 +277,12 @@ def predict_router(max_prior_report_chars: int) -> APIRouter:
         prior_report: Annotated[str | None, prior_report_form] = None,
         format: Annotated[str, format_query] = "json",
         accession: Accession = None,
+        accession_query: AccessionQuery = None,
     ) -> Response:
-        return await predict(request, runtime, file, prior_report, format, accession)
+        if accession and accession_query and accession != accession_query:
+            raise ApiError(
+                422, "accession given twice with different values (form field and query parameter)", "InvalidInput"
+            )
+        return await predict(request, runtime, file, prior_report, format, accession or accession_query)
 
     return router
