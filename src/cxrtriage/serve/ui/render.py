@@ -181,12 +181,19 @@ def anatomy_line(pred: Prediction) -> str:
         else (f"only the {found[0]} lung found" if found else "no lung field found")
     )
     ctr = a.get("cardiothoracic_ratio")
-    ratio = (
-        f"; cardiothoracic ratio {ctr:.2f} (an AP or supine film magnifies the heart)"
-        if isinstance(ctr, (int, float))
-        else ""
-    )
+    ratio = f"; cardiothoracic ratio {ctr:.2f}{_ctr_caveat(pred)}" if isinstance(ctr, (int, float)) else ""
     return f"Anatomy: {lungs}{ratio}."
+
+
+def _ctr_caveat(pred: Prediction) -> str:
+    """The magnification caveat, only where it can apply: an AP film, or one whose view the file does not record
+    (a PNG, a DICOM without ViewPosition). A film recorded as PA gets none, so the caveat keeps its meaning."""
+    view = str((pred.image or {}).get("view_position") or "").upper()
+    if view == "PA":
+        return ""
+    if view == "AP":
+        return " (an AP film magnifies the heart: read it with care)"
+    return " (the view is not recorded: an AP or supine film magnifies the heart)"
 
 
 def findings_line(pred: Prediction) -> str:
