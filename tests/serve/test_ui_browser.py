@@ -218,7 +218,9 @@ def test_triage_chest_xray_with_prior_report(page, data_dir: Path, tmp_path: Pat
     prov = page.locator("#cxr-provenance")
     prov_text = prov.inner_text()
     assert re.search(r"“[^”]*Small right pleural effusion\.”", prov_text), prov_text  # quoted verbatim
-    assert "supports" in prov_text and "contradicts" in prov_text
+    # the finding as the report states it, not "supports"/"contradicts" (which read as agreeing with the AI or not)
+    assert "report: present" in prov_text and "report: absent" in prov_text
+    assert "supports" not in prov_text and "contradicts" not in prov_text
     assert "Most similar training cases" in prov_text and re.search(r"\b0\.\d\d\b", prov_text)
     # footer numbers measured by this instance, refreshed after the request
     page.wait_for_function("() => /\\d ms/.test(document.querySelector('#cxr-footer').innerText)")
@@ -324,7 +326,7 @@ def test_first_example_fills_the_form_and_triages(page) -> None:
     _triage(page)
     assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
     assert LABEL_RE.match(page.locator("#cxr-label .cxr-label").inner_text().strip())
-    assert "supports" in page.locator("#cxr-provenance").inner_text()
+    assert "report: present" in page.locator("#cxr-provenance").inner_text()
     _assert_offline(page)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
-from cxrtriage.serve.ui.render import anatomy_line
+from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction, Provenance
+from cxrtriage.serve.ui.render import anatomy_line, provenance_html
 
 
 def _prediction(view: str | None) -> Prediction:
@@ -43,3 +43,19 @@ def test_the_magnification_caveat_only_where_it_can_apply(view, caveat):
         assert "magnif" not in line
     else:
         assert caveat in line
+
+
+def test_prior_report_quotes_say_what_the_report_states_about_the_finding():
+    """'supports' / 'contradicts' read as agreeing with the AI or not; the page says what the report states."""
+    quotes = [
+        Provenance(source="prior_report", snippet=text, relation=relation)
+        for text, relation in (
+            ("Right effusion.", "supports"),
+            ("No pneumothorax.", "contradicts"),
+            ("Possible consolidation.", "uncertain"),
+        )
+    ]
+    html = provenance_html(_prediction("PA").model_copy(update={"provenance": quotes}))
+    for words in ("report: present", "report: absent", "report: uncertain"):
+        assert words in html
+    assert ">supports<" not in html and ">contradicts<" not in html

@@ -229,9 +229,19 @@ def _case_label(snippet: str) -> str:
     return ""
 
 
+#: what a quoted prior-report sentence says about its urgent finding, in the reader's words: "supports" and
+#: "contradicts" could be read as agreeing or disagreeing with the AI, which is not what they mean
+RELATION_WORDS = {
+    "supports": ("report: present", "the prior report affirms this urgent finding"),
+    "contradicts": ("report: absent", "the prior report denies this urgent finding"),
+    "uncertain": ("report: uncertain", "the prior report raises this urgent finding as uncertain"),
+}
+
+
 def _relation_badge(relation: str | None) -> str:
-    kind = relation if relation in {"supports", "contradicts", "uncertain"} else "other"
-    return f'<span class="cxr-rel cxr-rel-{kind}">{_esc(relation or "mentioned")}</span>'
+    kind = relation if relation in RELATION_WORDS else "other"
+    text, title = RELATION_WORDS.get(relation or "", (relation or "mentioned", "mentioned in the prior report"))
+    return f'<span class="cxr-rel cxr-rel-{kind}" title="{_esc(title)}">{_esc(text)}</span>'
 
 
 def provenance_html(pred: Prediction) -> str:
