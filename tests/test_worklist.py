@@ -119,6 +119,7 @@ def test_the_service_files_each_result_under_the_senders_key(tmp_path, data_dir)
         keys = [i["key"] for i in listed["items"]]
         assert keys[:2] == ["ACC-100", "ACC-101"] and len(keys) == 3  # all Urgent: the older first
         assert listed["items"][0]["priority"] == "urgent" and listed["max_wait_min"] == 60.0
+        assert "a routine study never rises above an urgent one" in listed["order"]  # the rule the list follows
         stored = client.get("/worklist/ACC-101")
         assert stored.status_code == 200 and stored.json()["label"] == listed["items"][1]["label"]
         assert client.get("/worklist/ACC-999").status_code == 404

@@ -35,9 +35,22 @@ KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PRIORITIES = ("overdue", "urgent", "routine")
 
 
-def reading_rank(urgent: bool, overdue: bool) -> int:
-    """The reading order's groups: overdue urgent (0), urgent (1), overdue routine (2), routine (3)."""
-    return (0 if urgent else 2) + (0 if overdue else 1)
+#: the order of :meth:`Worklist.items` in words (``GET /worklist`` says it with every list)
+READING_ORDER = (
+    "Urgent or needs review first (overdue ones at the top), then the rest (overdue ones first); oldest first within "
+    "each; a routine study never rises above an urgent one"
+)
+
+
+def is_urgent(item: dict) -> bool:
+    """An item read before every routine one: labelled Urgent, or sent for review."""
+    return item["label"] == "Urgent" or bool(item["needs_review"])
+
+
+def reading_rank(item: dict, max_wait_s: float) -> int:
+    """The reading order's group of an item of :meth:`Worklist.items`: overdue urgent (0), urgent (1), overdue
+    routine (2), routine (3)."""
+    return (0 if is_urgent(item) else 2) + (0 if item["waiting_s"] > max_wait_s else 1)
 
 
 #: what a result says when it could not be filed (it is still returned: losing a result is worse than a manual step)
@@ -94,7 +107,7 @@ class Worklist:
         """What the list shows: ``overdue`` (waiting longer than the maximum), else ``urgent`` or ``routine``."""
         if waiting_s > self.max_wait_s:
             return "overdue"
-        return "urgent" if label == "Urgent" or needs_review else "routine"
+        return "urgent" if is_urgent({"label": label, "needs_review": needs_review}) else "routine"
 
     def items(self, now: _dt.datetime | None = None, limit: int = 200) -> list[dict]:
         """The worklist in reading order, with each study's wait and priority."""
@@ -115,12 +128,7 @@ class Worklist:
                     "priority": self.priority(label, bool(review), waiting),
                 }
             )
-        out.sort(
-            key=lambda r: (
-                reading_rank(r["label"] == "Urgent" or r["needs_review"], r["waiting_s"] > self.max_wait_s),
-                -r["waiting_s"],
-            )
-        )
+        out.sort(key=lambda r: (reading_rank(r, self.max_wait_s), -r["waiting_s"]))
         return out[:limit]
 
     def result(self, key: str) -> dict | None:

@@ -184,8 +184,9 @@ def check_results(stack: Stack) -> Report:
         and not status.get("failed"),
         ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v),
     )
-    items = json.loads(http_get(f"{stack.ui_base}/worklist"))["items"]
-    ranks = [reading_rank(i["label"] == "Urgent" or i["needs_review"], i["priority"] == "overdue") for i in items]
+    listed = json.loads(http_get(f"{stack.ui_base}/worklist"))
+    items = listed["items"]
+    ranks = [reading_rank(i, 60 * float(listed["max_wait_min"])) for i in items]
     in_order = ranks == sorted(ranks)
     report.check(
         "worklist (GET /worklist): every triaged instance, in reading order",

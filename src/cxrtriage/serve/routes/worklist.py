@@ -19,14 +19,11 @@ from starlette.responses import Response
 
 from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
-from cxrtriage.worklist import KEY_PATTERN
+from cxrtriage.worklist import KEY_PATTERN, READING_ORDER
 
-__all__ = ["READING_ORDER", "router", "worklist", "worklist_item_endpoint"]
+__all__ = ["router", "worklist", "worklist_item_endpoint"]
 
 #: how ``GET /worklist`` orders its items (the answer says it, so that a client need not know the rule)
-READING_ORDER = (
-    "overdue (waiting longer than the maximum), then Urgent or needs review, then the rest; oldest first within each"
-)
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
 
