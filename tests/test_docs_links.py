@@ -95,3 +95,14 @@ def test_the_checker_sees_links_anchors_and_code() -> None:
     text = "# A title\n## Run `make demo` (Web service & API)\n```\n[x](nowhere.md)\n```\n`[y](nowhere.md)`\n"
     assert heading_ids(text) == {"a-title", "run-make-demo-web-service--api"}
     assert _LINK.findall(_prose(text + "[z](a.md#b) ![i](img.png)")) == ["a.md#b", "img.png"]
+
+
+def test_the_readme_quotes_the_specification_summary_verbatim_under_challenge_context() -> None:
+    spec = REPO.parent / "shared" / "spec" / "000_04815da399bb1cce.txt"
+    if not spec.is_file():
+        pytest.skip("the specification is not beside the checkout")
+    summary = spec.read_text().split("Short summary to include verbatim in README and writeup:")[1].split("(You may")[0]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    context = readme[readme.index("\n## Challenge context\n") :]
+    for line in filter(None, (ln.strip() for ln in summary.splitlines())):
+        assert f"> {line}\n" in context, line
