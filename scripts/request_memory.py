@@ -113,7 +113,7 @@ CASES = {
         lambda: (_png(_smooth(1024, 1024, 1, __import__("numpy").uint8)), None),
     ),
     "png16_rgba_7071": (
-        "7071 x 7071 16-bit RGBA PNG (the issue's 389 KB case)",
+        "7071 x 7071 16-bit RGBA PNG (a 389 KB file: a decompression bomb)",
         lambda: (_png(_smooth(7071, 7071, 4, __import__("numpy").uint16)), None),
     ),
     "png8_rgba_6000": (
@@ -138,7 +138,7 @@ CASES = {
     ),
     "jpeg_6000": ("6000 x 6000 8-bit JPEG", lambda: (_jpeg(6000, 6000), None)),
     "dicom_rle_7071": (
-        "7071 x 7071 12-bit RLE DICOM (the issue's 2.3 MB case)",
+        "7071 x 7071 12-bit RLE DICOM (a 2.3 MB file)",
         lambda: (_dicom(7071, 7071, True), None),
     ),
     "dicom_rle_6000": ("6000 x 6000 12-bit RLE DICOM", lambda: (_dicom(6000, 6000, True), None)),

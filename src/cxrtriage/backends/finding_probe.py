@@ -2,7 +2,7 @@
 labels (:mod:`cxrtriage.train.finding_probe`) and stored in model.json under ``finding_probes`` (typed by
 :class:`~cxrtriage.backends.bundle_blocks.FindingProbeConfig`) with its held-out AUC. Every result carries each
 finding's probability and that AUC; the explanation names a finding only when the AUC is at least
-:data:`NAME_MIN_AUC` (the issue's bar for naming anything)."""
+:data:`NAME_MIN_AUC` (the bar for naming anything)."""
 
 from __future__ import annotations
 
