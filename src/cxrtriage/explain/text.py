@@ -27,20 +27,30 @@ def _where(boxes: list[EvidenceBox]) -> str:
     return zones[0] if len(zones) == 1 else ", ".join(zones[:-1]) + " and " + zones[-1]
 
 
+#: what a label means to the reader, by (label is Urgent, needs review)
+NEEDS_REVIEW_SENSE = "needs a radiologist's review"
+LIKELY_ABNORMAL_SENSE = "likely abnormal"
+NO_URGENT_FINDING_SENSE = "no urgent finding detected"
+
+
+def label_sense(label: str, needs_review: bool) -> str:
+    """The label's meaning in words, shared by the explanation and the UI's banner so the two always agree."""
+    if needs_review:
+        return NEEDS_REVIEW_SENSE
+    return LIKELY_ABNORMAL_SENSE if label == URGENT else NO_URGENT_FINDING_SENSE
+
+
 def headline(decision: Decision) -> str:
-    """The label and what it means, in words: the review reasons when a human must look, else the label's sense."""
-    if decision.needs_review:
-        reasons = decision.review_summaries
-        return f"{decision.label} — needs a radiologist's review" + (": " + "; ".join(reasons) if reasons else "")
-    if decision.label == URGENT:
-        return f"{decision.label} — likely abnormal"
-    return f"{decision.label} — no urgent finding detected"
+    """The label and what it means, in words, with the plain reasons when a human must look."""
+    sense = f"{decision.label} — {label_sense(decision.label, decision.needs_review)}"
+    reasons = decision.review_summaries if decision.needs_review else []
+    return sense + (": " + "; ".join(reasons) if reasons else "")
 
 
 def _evidence(decision: Decision, boxes: list[EvidenceBox], has_map: bool, finding: tuple[str, float] | None) -> str:
     where = _where(boxes)
     if decision.label != URGENT:
-        return f"the model's weak evidence lies mostly in the {where}" if where else ""
+        return f"the model's weak evidence (not a finding) lies mostly in the {where}" if where else ""
     if finding is not None:
         return f"suggests {finding[0]}" + (f" in the {where}" if where else "")
     if where:
