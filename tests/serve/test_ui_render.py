@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import html
 import re
+
+import pytest
 
 from cxrtriage.backends.base import OperatingPointNotes
 from cxrtriage.backends.finding_probe import NAME_MIN_AUC
@@ -89,9 +89,7 @@ def _result(**update) -> Prediction:
         Finding(name="lung opacity", probability=0.66, held_out_auc=0.725, named_in_explanation=False),
         Finding(name="pneumothorax", probability=0.62, held_out_auc=0.81, named_in_explanation=True),
     ]
-    cases = [
-        Provenance(source="training_case:nih/0001.png", snippet="similar case labelled Urgent", similarity=0.93)
-    ]
+    cases = [Provenance(source="training_case:nih/0001.png", snippet="similar case labelled Urgent", similarity=0.93)]
     base = _prediction("PA").model_copy(
         update={
             "score": 0.81,

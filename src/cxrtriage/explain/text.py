@@ -56,7 +56,7 @@ def _evidence(decision: Decision, boxes: list[EvidenceBox], has_map: bool, findi
     if where:
         return f"evidence in the {where}"
     if not has_map:
-        return "this model does not show where its evidence lies (no activation map)"
+        return "this model gives no localisation (no activation map), so no evidence region is shown"
     return "no focal region stands out in the model's evidence"
 
 
