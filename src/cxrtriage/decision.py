@@ -12,8 +12,9 @@ that doubts the result escalates it here, and only here, each with a reason a re
 * an explainer (MedGemma) whose own reading disagrees with the label: sent for review, the label stays.
 
 Nothing lowers a label or clears a review flag. Decisions are made on the values a result reports (4 decimals), so
-anyone re-scoring the JSON gets exactly the pipeline's decisions. The explanation's wording of the score
-(``Decision.band``) comes from here too, so the band rule has one home.
+anyone re-scoring the JSON gets exactly the pipeline's decisions. The plain words of each reason for review
+(``Reason.summary``, which the explanation's headline gives) and the score band in words (``Decision.band``) come
+from here too, so each rule and its wording have one home.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ UI_CSS = (
 .cxr-sub {color:#555; font-size:0.92rem; margin:0;}
 .cxr-label {border-radius:10px; padding:14px 18px; font-size:1.6rem; font-weight:800; letter-spacing:0.01em;
   color:#fff; line-height:1.25;}
-.cxr-label .cxr-sense {font-weight:700; font-size:1.25rem;}
+.cxr-label .cxr-sense {font-weight:700; font-size:1.25rem; color:#fff !important;}
 .cxr-label .cxr-review {display:inline-block; margin-left:10px; padding:2px 10px; border-radius:999px;
   background:rgba(0,0,0,0.22); font-size:1rem; vertical-align:middle;}
 .cxr-urgent {background:#c53030;}
