@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrtriage import decision
 from cxrtriage.errors import InvalidImageError, NotAChestXrayError, UnsupportedFormatError
 from cxrtriage.schema import DISCLAIMER, Prediction, prediction_json_schema
 
@@ -123,7 +124,37 @@ def test_prior_report_rule_flags_disagreement(engine, test_records):
     assert negated.label == "Non-Urgent" and not negated.needs_review
     affirmed = engine.predict(rec.path, "Moderate left pleural effusion.", save_crops=False)
     assert affirmed.label == "Non-Urgent" and affirmed.needs_review
-    assert "prior report affirms" in affirmed.explanation
+    assert affirmed.explanation.startswith("Non-Urgent — needs a radiologist's review: the prior report describes an")
+    assert affirmed.warnings[-1] == decision.PRIOR_REPORT_WARNING
+
+
+NORMAL_PRIOR_REPORT = (
+    "FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax.\n"
+    "IMPRESSION: No acute cardiopulmonary abnormality."
+)
+
+
+def test_a_normal_prior_report_on_an_urgent_film_is_flagged_for_review(engine, test_records):
+    """The other direction: a film the model labels Urgent (confidently, outside the review band) with a prior
+    report that describes no urgent finding keeps its label, goes to review and says why in plain words; an
+    agreeing report (an affirmed finding) leaves it as it was."""
+    for rec in [r for r in test_records if r.dataset == "nih" and r.urgent]:
+        base = engine.predict(rec.path, save_crops=False)
+        if base.label == "Urgent" and not base.needs_review:
+            break
+    else:
+        pytest.skip("no confidently Urgent NIH test image")
+    normal = engine.predict(rec.path, NORMAL_PRIOR_REPORT, save_crops=False)
+    assert (normal.label, normal.score, normal.needs_review) == ("Urgent", base.score, True)
+    assert decision.PRIOR_REPORT_NORMAL_WARNING in normal.warnings
+    assert normal.explanation.startswith(
+        "Urgent — needs a radiologist's review: the prior report describes no urgent finding"
+    )
+    assert {p.relation for p in normal.provenance if p.source == "prior_report"} == {"contradicts"}
+    agreeing = engine.predict(rec.path, "Moderate left pleural effusion.", save_crops=False)
+    assert (agreeing.label, agreeing.needs_review) == ("Urgent", False)
+    assert decision.PRIOR_REPORT_NORMAL_WARNING not in agreeing.warnings
+    assert agreeing.explanation.startswith("Urgent — likely abnormal")
 
 
 def test_explanation_names_no_finding(engine, test_records):

@@ -101,8 +101,53 @@ def test_explanation_uses_zones_and_report_but_names_no_finding():
     box = EvidenceBox(x=10, y=300, w=100, h=100, strength=0.8, peak_xy=(50, 350), region="right lower zone")
     report = analyze_prior_report("Right lower lobe pneumonia. No pneumothorax.")
     text = build_explanation(decide(0.91, 0.3, (0.22, 0.4)), [box], report)
-    assert text.startswith("Urgent: high urgency score 0.91")
-    assert "right lower zone" in text and "prior report affirms" in text
+    assert text.startswith("Urgent — likely abnormal; evidence in the right lower zone")
+    assert "prior report also describes an urgent finding" in text
     assert "pneumonia" not in text.lower() and "pneumothorax" not in text.lower()
     borderline = build_explanation(decide(0.25, 0.3, (0.22, 0.4)), [], None)
-    assert "borderline" in borderline and "needs human review" in borderline
+    assert borderline.startswith("Urgent — needs a radiologist's review: the score is too close to the threshold")
+
+
+@pytest.mark.parametrize(
+    "score, atypical, start",
+    [
+        (0.91, (), "Urgent — likely abnormal"),
+        (0.05, (), "Non-Urgent — no urgent finding detected"),
+        (0.25, (), "Urgent — needs a radiologist's review: the score is too close to the threshold"),
+        (
+            0.05,
+            ("it may be a lateral view (view probe 0.62 > 0.55)",),
+            "Urgent — needs a radiologist's review: the film looks atypical, as it may be a lateral view.",
+        ),
+    ],
+)
+def test_the_explanation_reads_in_plain_words_without_bare_numbers(score, atypical, start):
+    """The reading station sees the label, what it means and why a human must look, before any number; the
+    numbers live in the result's fields (and the UI's Details), never bare in the one line."""
+    box = EvidenceBox(x=10, y=300, w=100, h=100, strength=0.81, peak_xy=(50, 350), region="right lower zone")
+    text = build_explanation(decide(score, 0.3, (0.22, 0.4), atypical_film=list(atypical)), [box], None)
+    assert text.startswith(start), text
+    assert not any(ch.isdigit() for ch in text), text
+
+
+def test_a_normal_prior_report_on_an_urgent_film_is_a_disagreement_sent_for_review():
+    """The other direction of the image/report disagreement: the label stays Urgent, the result goes to review and
+    the reader is told in plain words to compare the studies."""
+    normal = analyze_prior_report("No acute cardiopulmonary abnormality. No pneumothorax or pleural effusion.")
+    assert normal.describes_no_urgent_finding and not normal.has_affirmed_urgent_finding
+    urgent = decide(0.9, 0.30, (0.22, 0.40))
+    flagged = decision.with_prior_report(urgent, normal.has_affirmed_urgent_finding, normal.describes_no_urgent_finding)
+    assert (flagged.label, flagged.needs_review) == ("Urgent", True)
+    assert flagged.warnings == [decision.PRIOR_REPORT_NORMAL_WARNING]
+    assert "describes no urgent finding" in decision.PRIOR_REPORT_NORMAL_WARNING
+    assert [r.kind for r in flagged.reasons] == [decision.PRIOR_REPORT_NORMAL]
+    text = build_explanation(flagged, [], normal)
+    assert text.startswith("Urgent — needs a radiologist's review: the prior report describes no urgent finding")
+    # a Non-Urgent film with a normal prior report agrees with it: nothing to review
+    low = decide(0.05, 0.30, (0.22, 0.40))
+    assert decision.with_prior_report(low, False, True) == low
+    # a report that hedges or affirms a finding is not a normal report, whatever else it negates
+    for text_ in ("No pneumothorax. Possible pneumonia.", "No pneumothorax. Small left effusion."):
+        assert not analyze_prior_report(text_).describes_no_urgent_finding
+    # a report silent on urgent findings says nothing either way
+    assert not analyze_prior_report("Degenerative changes of the spine.").describes_no_urgent_finding

@@ -10,6 +10,9 @@ How the prior report affects the result (tested in tests/test_pipeline.py):
 * if the model says Non-Urgent but the prior report affirms an urgent finding, the result keeps the
   model's label but is flagged ``needs_review`` with a warning: a prior report describes an earlier study,
   so it cannot decide the current one, but a disagreement must reach a human.
+* if the film is labelled Urgent but the prior report describes no urgent finding (negated mentions or a
+  normal study), the label stays Urgent and the result is flagged ``needs_review`` with a warning to compare
+  the two studies (the disagreement in the other direction).
 """
 
 from __future__ import annotations
@@ -326,7 +329,11 @@ class Triage:
                 f"{REPORT_MAX_CHARS} were analysed; read the rest of it yourself"
             )
         if report is not None:
-            case.settle(decision.with_prior_report(case.decision, report.has_affirmed_urgent_finding))
+            case.settle(
+                decision.with_prior_report(
+                    case.decision, report.has_affirmed_urgent_finding, report.describes_no_urgent_finding
+                )
+            )
         case.report = report
         case.timings["report"] = (time.perf_counter() - t) * 1e3
 

@@ -44,7 +44,7 @@ def test_probability_follows_the_logit_and_refuses_a_foreign_embedding():
 def test_an_urgent_line_leads_with_a_nameable_finding_and_its_zone():
     box = EvidenceBox(x=0, y=0, w=10, h=10, strength=0.5, peak_xy=(5, 5), region="right lower zone")
     line = build_explanation(decide(0.87, 0.13, (0.12, 0.35)), [box], None, finding=("lung opacity", 0.81))
-    assert line.startswith("Urgent: lung opacity likely (0.81) in the right lower zone; high urgency score 0.87")
+    assert line == "Urgent — likely abnormal; suggests lung opacity in the right lower zone."
     quiet = build_explanation(decide(0.05, 0.13, (0.12, 0.35)), [], None, finding=("lung opacity", 0.81))
     assert "opacity" not in quiet
 

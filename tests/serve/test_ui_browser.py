@@ -10,6 +10,7 @@ Skips only when /usr/bin/chromium (``apt-get install chromium``) or the shared d
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import re
 import socket
@@ -41,7 +42,14 @@ PRIOR_REPORT = (
 )
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 TIMEOUT_MS = 60_000
-LABEL_RE = re.compile(r"^(URGENT|NON-URGENT) — score (0|1)\.\d\d \(threshold (0|1)\.\d\d\)")
+LABEL_RE = re.compile(
+    r"^(URGENT|NON-URGENT) — (likely abnormal|no urgent finding detected|needs a radiologist's review)$"
+)
+#: a synthetic prior report that describes no urgent finding (not from any dataset)
+NORMAL_PRIOR_REPORT = (
+    "FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax.\n"
+    "IMPRESSION: No acute cardiopulmonary abnormality."
+)
 
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.is_file(), reason="/usr/bin/chromium missing (apt-get install chromium)"
@@ -208,7 +216,11 @@ def test_triage_chest_xray_with_prior_report(page, data_dir: Path, tmp_path: Pat
     label = page.locator("#cxr-label .cxr-label")
     assert label.is_visible()
     assert LABEL_RE.match(label.inner_text().strip()), label.inner_text()
-    assert page.locator("#cxr-explanation").inner_text().strip().startswith(("Urgent", "Non-Urgent"))
+    # under the banner, the explanation says where the evidence lies (the banner already says the label)
+    explanation = page.locator("#cxr-explanation").inner_text()
+    assert re.search(r"[Ee]vidence (\(not a finding\) lies mostly )?in the|[Nn]o focal region", explanation), (
+        explanation
+    )
     # evidence: the annotated image and 1-3 crop thumbnails
     page.locator("#cxr-image img").first.wait_for(state="visible")
     thumbs = page.locator("#cxr-crops img")
@@ -221,7 +233,18 @@ def test_triage_chest_xray_with_prior_report(page, data_dir: Path, tmp_path: Pat
     # the finding as the report states it, not "supports"/"contradicts" (which read as agreeing with the AI or not)
     assert "report: present" in prov_text and "report: absent" in prov_text
     assert "supports" not in prov_text and "contradicts" not in prov_text
-    assert "Most similar training cases" in prov_text and re.search(r"\b0\.\d\d\b", prov_text)
+    _assert_main_view_has_no_bare_number(page)
+    # the numbers are behind the Details toggle, closed until the reader opens it, each with its meaning
+    details = page.locator("#cxr-details details")
+    assert details.get_attribute("open") is None
+    assert not page.get_by_text("the model's estimated chance that this film is urgent").is_visible()
+    page.locator("#cxr-details summary").click()
+    page.wait_for_function("() => document.querySelector('#cxr-details details').open")
+    shown = page.locator("#cxr-details").inner_text()
+    assert re.search(r"Score [01]\.\d\d(\d\d)? — the model's estimated chance that this film is urgent", shown), shown
+    assert re.search(r"Threshold [01]\.\d\d(\d\d)? — a film scoring at or above it is labelled Urgent; set for", shown)
+    assert "Review band" in shown and "Held-out AUC" in shown and "Most similar training cases" in shown
+    assert re.search(r"Box 1, [a-z ]+: strength [01]\.\d\d — the share of the model's evidence", shown), shown
     # footer numbers measured by this instance, refreshed after the request
     page.wait_for_function("() => /\\d ms/.test(document.querySelector('#cxr-footer').innerText)")
     foot = footer.inner_text()
@@ -229,6 +252,45 @@ def test_triage_chest_xray_with_prior_report(page, data_dir: Path, tmp_path: Pat
     assert disclaimer.is_visible()
     assert "Traceback" not in body.inner_text()
     page.screenshot(path=str(tmp_path / "ui_result.png"), full_page=True)
+    _assert_offline(page)
+
+
+def _assert_main_view_has_no_bare_number(page) -> None:
+    """Banner, explanation, crop captions, warnings and prior report as the reader sees them: the only number is the
+    cardiothoracic ratio, which says what it is (the rest sit in Details)."""
+    sections = ("#cxr-label", "#cxr-explanation", "#cxr-warnings", "#cxr-provenance", "#cxr-crops")
+    parts = [" ".join(page.locator(sel).all_inner_texts()) for sel in sections]  # a hidden part: no text
+    text = " ".join(parts)
+    numbers = re.findall(r"\d+\.\d+", text)
+    ratio = re.findall(r"cardiothoracic ratio (\d\.\d\d) \(the heart's width over the chest's", text)
+    assert numbers == ratio, text
+
+
+@needs_chromium
+def test_an_urgent_film_with_a_normal_prior_report_says_they_disagree(page, tmp_path: Path) -> None:
+    """Image and prior report disagree (the film scores Urgent, the report describes no urgent finding): the banner
+    asks for a radiologist's review, the explanation and a warning say why in plain words, the label stays Urgent."""
+    from cxrtriage.data import example_paths
+    from cxrtriage.decision import PRIOR_REPORT_NORMAL_WARNING
+
+    examples = [p for p in example_paths() if "nih" in p.parts]
+    if not examples:
+        pytest.skip("no NIH example images in the data directory")
+    _upload(page, examples[0])  # the urgent NIH test example, which the shipped model scores Urgent
+    page.locator("#cxr-prior textarea").fill(NORMAL_PRIOR_REPORT)
+    _triage(page)
+    assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
+    label = page.locator("#cxr-label .cxr-label")
+    assert label.inner_text().strip() == "URGENT — needs a radiologist's review"
+    assert "cxr-urgent" in label.get_attribute("class")
+    explanation = page.locator("#cxr-explanation").inner_text().strip()
+    assert explanation.startswith("The prior report describes no urgent finding, but this film is triaged Urgent")
+    warnings = page.locator("#cxr-warnings")
+    assert warnings.is_visible() and PRIOR_REPORT_NORMAL_WARNING in warnings.inner_text()
+    prov = page.locator("#cxr-provenance").inner_text()
+    assert "report: absent" in prov and "report: present" not in prov
+    _assert_main_view_has_no_bare_number(page)
+    page.screenshot(path=str(tmp_path / "ui_disagreement.png"), full_page=True)
     _assert_offline(page)
 
 
@@ -425,7 +487,7 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     study = page.locator("#cxr-wl-study")
     page.locator("#cxr-wl-study .cxr-label").wait_for(state="visible")
     assert LABEL_RE.match(page.locator("#cxr-wl-study .cxr-label").inner_text().strip())
-    assert page.locator("#cxr-wl-study .cxr-label").inner_text().startswith("URGENT — score 0.91")
+    assert page.locator("#cxr-wl-study .cxr-label").inner_text().strip() == "URGENT — likely abnormal"
     text = study.inner_text()
     assert "crafted study WL-URGENT" in text and "WL-URGENT" in text
     assert "right lower zone" in text and DISCLAIMER in text and "Most similar training cases" in text
@@ -434,7 +496,7 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     page.wait_for_function(
         "() => document.querySelector('#cxr-wl-study').innerText.includes('crafted study WL-REVIEW')"
     )
-    assert "needs review" in page.locator("#cxr-wl-study .cxr-label").inner_text()
+    assert "needs a radiologist's review" in page.locator("#cxr-wl-study .cxr-label").inner_text()
 
     # it refreshes by itself: a study filed now appears without pressing Refresh
     worklist.add(_prediction(label="Urgent", score=0.8, needs_review=False), "WL-LATE")
@@ -496,12 +558,14 @@ def test_label_line_colours_and_review_flag() -> None:
         return re.sub(r"<[^>]+>", "", markup)
 
     review = label_html(_prediction())
-    assert "cxr-amber" in review and "needs review" in review
-    assert LABEL_RE.match(text(review)) and "URGENT — score 0.20 (threshold 0.22)" in text(review)
+    assert "cxr-urgent" in review and "needs a radiologist&#x27;s review" in review  # Urgent stays red
+    assert LABEL_RE.match(html.unescape(text(review))) and "score" not in text(review)
     urgent = label_html(_prediction(score=0.83, needs_review=False))
-    assert "cxr-urgent" in urgent and "needs review" not in urgent
+    assert "cxr-urgent" in urgent and "radiologist" not in urgent
     calm = label_html(_prediction(label="Non-Urgent", score=0.05, needs_review=False))
-    assert "cxr-nonurgent" in calm and text(calm).startswith("NON-URGENT — score 0.05")
+    assert "cxr-nonurgent" in calm and text(calm) == "NON-URGENT — no urgent finding detected"
+    flagged = label_html(_prediction(label="Non-Urgent", score=0.05, needs_review=True))
+    assert "cxr-amber" in flagged
 
 
 def test_footer_numbers_and_hai_def_notice() -> None:

@@ -30,6 +30,17 @@ class BackendOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class OperatingPointNotes:
+    """How a model's score was calibrated and its threshold and review band were set, in the words its metadata
+    records them (None: not recorded). Shown beside the numbers so a reader learns what they mean (the web UI's
+    Details); nothing decides on them."""
+
+    calibration: str | None = None
+    threshold_rule: str | None = None
+    review_band_rule: str | None = None
+
+
 @runtime_checkable
 class Backend(Protocol):
     info: ModelInfo
@@ -43,6 +54,7 @@ class Backend(Protocol):
     warnings: list[str]  # load-time warnings every result carries (e.g. an uncalibrated zero-shot head)
     view_probe: ViewProbe | None  # the lateral-view probe on the embedding, None when the model has none
     finding_probes: Sequence[FindingProbe]  # the finding outputs (lung opacity), empty when the model has none
+    operating_point_notes: OperatingPointNotes  # how calibration, threshold and review band were set, in words
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         """Score a (H, W) float [0,1] grey image."""

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrtriage import config
-from cxrtriage.backends.base import BackendOutput
+from cxrtriage.backends.base import BackendOutput, OperatingPointNotes
 from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.calibration import platt
 from cxrtriage.backends.cam import class_activation_map
@@ -111,6 +111,11 @@ class BundledOnnxBackend:
         self.knn_k = ood.k
         self.view_probe = ViewProbe.from_config(cfg.view_probe) if cfg.view_probe else None
         self.finding_probes = load_finding_probes(cfg.finding_probes)
+        self.operating_point_notes = OperatingPointNotes(
+            calibration=cfg.calibration.fit_on,
+            threshold_rule=cfg.provenance.threshold_rule,
+            review_band_rule=cfg.provenance.review_band_rule,
+        )
         self.info = ModelInfo(name=cfg.name, version=cfg.version, sha256=sha, backend=cfg.backend)
 
     def _output_roles(self) -> tuple[str, str | None, str | None]:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
-from cxrtriage.backends.base import Backend, BackendOutput
+from cxrtriage.backends.base import Backend, BackendOutput, OperatingPointNotes
 from cxrtriage.backends.bundle_blocks import PROBE_FILE, OodSettings, ProbeFile, validation_message
 from cxrtriage.backends.bundled import INDEX_FILE
 from cxrtriage.backends.calibration import platt
@@ -193,6 +193,12 @@ class MedSigLIPBackend:
         self.max_layout_residual = None
         self.view_probe = None  # no lateral-view probe fitted on MedSigLIP's embedding
         self.finding_probes: tuple = ()
+        meta = self.probe.meta if self.probe is not None else {}
+        self.operating_point_notes = OperatingPointNotes(
+            calibration=meta.get("calibration"),
+            threshold_rule=meta.get("threshold_rule"),
+            review_band_rule=meta.get("review_band_rule"),
+        )
 
         files = weight_files(self.model_dir) + ([probe_path] if probe_path else [])
         files_sha256 = sha256_files(files)

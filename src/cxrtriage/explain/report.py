@@ -163,6 +163,12 @@ class ReportAnalysis:
         """True when the report affirms at least one urgent finding."""
         return any(s.relation == SUPPORTS for s in self.sentences)
 
+    @property
+    def describes_no_urgent_finding(self) -> bool:
+        """True when the report says the chest is free of urgent findings: it negates them or states a normal study,
+        and affirms or hedges none. A report silent on urgent findings (no such sentence) says nothing, so False."""
+        return bool(self.contradicting) and not self.supporting and not self.uncertain
+
 
 # --------------------------------------------------------------------------------------------- #
 # Pipeline (rules: cxrtriage.explain.report_rules)

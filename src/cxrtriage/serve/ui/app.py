@@ -12,9 +12,11 @@ Design rules:
 
 * **Offline**: Gradio analytics are off, the theme uses system fonts only (no Google Fonts) and the page
   loads nothing from outside the server (checked by ``tests/serve/test_ui_browser.py``).
-* **Safety**: the disclaimer is always visible at the top; a result in the review band is shown in amber
-  with "needs review"; a rejected input clears the previous result and shows the reason in a red box,
-  never a stack trace.
+* **Safety**: the disclaimer is always visible at the top; the banner says the label and what it means in words
+  ("URGENT — needs a radiologist's review"), red for Urgent whatever the reason, amber for a Non-Urgent result sent
+  for review, never a reassuring green; the numbers sit with their meaning in the Details toggle
+  (:mod:`cxrtriage.serve.ui.details`); a rejected input clears the previous result and shows the reason in a red
+  box, never a stack trace.
 * **Privacy**: only the pixels and the non-identifying metadata of :class:`cxrtriage.imaging.load.ImageMeta` are
   shown; nothing else from a DICOM header ever reaches the page. Uploads are held in memory by an opaque
   reference, never stored under their name and never served back; the UI serves rendered images from
@@ -39,6 +41,7 @@ from cxrtriage.config import Settings
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
+from cxrtriage.serve.ui.details import ModelFacts, details_html, model_facts
 from cxrtriage.serve.ui.render import (
     PLACEHOLDER_HTML,
     RENDERED_MAX_AGE_S,
@@ -183,15 +186,17 @@ def build_blocks(
 
     def cleared(message_html: str) -> tuple:
         """An error: the reason in the red box, and no trace of any earlier result."""
-        return (shown(message_html), shown(""), shown(""), shown(""), None, [], shown(""), shown(""), None, footer())
+        blank = shown("")
+        return (shown(message_html), blank, blank, blank, None, [], blank, blank, blank, None, footer())
 
-    def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image]:
+    def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image, ModelFacts | None]:
         loaded = load_image(source, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
-        pred = get_engine().predict(loaded, prior_report or None)
+        engine = get_engine()
+        pred = engine.predict(loaded, prior_report or None)
         latency.add(float(pred.timings_ms.get("total", 0.0)))  # the total counts the decode done here
         display, _ = to_display_image(loaded.pixels)
         # boxes are in original pixels; the pixels may be a reduced-resolution decode (ImageMeta.reduction)
-        return pred, draw_boxes(display, pred, display.width / max(1, loaded.meta.width))
+        return pred, draw_boxes(display, pred, display.width / max(1, loaded.meta.width)), model_facts(engine)
 
     async def triage(ref: str | None, prior_report: str | None) -> tuple:
         source = source_of(ref)
@@ -200,7 +205,7 @@ def build_blocks(
             return cleared(error_html(message, title="No image"))
         try:
             async with slot():
-                pred, annotated = await anyio.to_thread.run_sync(run, source, prior_report)
+                pred, annotated, facts = await anyio.to_thread.run_sync(run, source, prior_report)
         except ServiceBusyError:
             return cleared(error_html(BUSY_MESSAGE, title="The server is busy"))
         except InputError as exc:
@@ -219,11 +224,12 @@ def build_blocks(
             shown(""),
             shown(label_html(pred)),
             shown(filed_html(key)),
-            shown(explanation_html(pred)),
+            shown(explanation_html(pred, facts)),
             annotated,
             crop_gallery(pred),
             shown(warnings_html(pred)),
-            shown(provenance_html(pred)),
+            shown(provenance_html(pred, similar_cases=False)),
+            shown(details_html(pred, facts)),
             data,
             footer(),
         )
@@ -293,13 +299,14 @@ def build_blocks(
                             )
                         warnings = gr.HTML("", elem_id="cxr-warnings", visible=False)
                         provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
+                        details = gr.HTML("", elem_id="cxr-details", visible=False)
                         with gr.Accordion("Full result (JSON)", open=False):
                             raw = gr.JSON(label="Prediction", elem_id="cxr-json")
             with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
                 build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab])
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
-        outputs = [error, label, filed, explanation, image, crops, warnings, provenance, raw, foot]
+        outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot]
         upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
         button.click(triage, inputs=[chosen, prior], outputs=outputs, api_name=False, concurrency_limit=4)
         blocks.load(footer, inputs=None, outputs=foot, api_name=False)

@@ -1,6 +1,13 @@
 """What the web UI shows, as pure functions: the result's HTML (label, explanation, warnings, provenance, footer,
 error box), the image with its numbered evidence boxes, the crop gallery, and the page's CSS.
 
+The main view is in words a radiologist reads at a glance: the label and what it means, the explanation, the
+anatomy, the finding outputs that may be named, the prior report's quotes. The numbers behind it (score, threshold,
+strengths, finding outputs and their AUCs, similar cases) are in the Details toggle of
+:mod:`cxrtriage.serve.ui.details`, each with its meaning; a number left in the main view carries its meaning beside
+it. Colours never say "all clear": Urgent is red (also when it needs review), a Non-Urgent result sent for review is
+amber, and a plain Non-Urgent result and a finding the prior report calls absent are neutral, not green.
+
 No Gradio here: :mod:`cxrtriage.serve.ui.app` builds the page from these. Only the pixels and the non-identifying
 fields of the :class:`cxrtriage.schema.Prediction` are rendered; text is HTML-escaped.
 """
@@ -14,8 +21,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxrtriage.backends.finding_probe import NAME_MIN_AUC
+from cxrtriage.explain.text import label_sense
 from cxrtriage.schema import DISCLAIMER, Crop, Prediction
+from cxrtriage.serve.ui.details import DETAILS_CSS, ModelFacts, nameable_findings_line, similar_cases_html
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +36,19 @@ DISPLAY_MAX_SIDE = 1024
 #: outline colours of the evidence boxes 1, 2, 3 (also used for the gallery captions' numbering)
 BOX_COLOURS = ("#ffb000", "#00d5ff", "#ff4fd8")
 
-UI_CSS = """
+UI_CSS = (
+    """
 .cxr-disclaimer {background:#fff4d6; border:2px solid #b7791f; color:#5c3d00; border-radius:8px;
   padding:10px 14px; font-weight:700; font-size:1.05rem;}
 .cxr-title h1 {margin:0 0 2px 0; font-size:1.7rem;}
 .cxr-sub {color:#555; font-size:0.92rem; margin:0;}
 .cxr-label {border-radius:10px; padding:14px 18px; font-size:1.6rem; font-weight:800; letter-spacing:0.01em;
   color:#fff; line-height:1.25;}
-.cxr-label .cxr-score {font-weight:600; font-size:1.1rem; opacity:0.95;}
+.cxr-label .cxr-sense {font-weight:700; font-size:1.25rem; color:#fff !important;}
 .cxr-label .cxr-review {display:inline-block; margin-left:10px; padding:2px 10px; border-radius:999px;
   background:rgba(0,0,0,0.22); font-size:1rem; vertical-align:middle;}
 .cxr-urgent {background:#c53030;}
-.cxr-nonurgent {background:#2f855a;}
+.cxr-nonurgent {background:#2c5282;}
 .cxr-amber {background:#c05621;}
 .cxr-placeholder {border:2px dashed #bbb; border-radius:10px; padding:14px 18px; color:#666; font-size:1.05rem;}
 .cxr-error {background:#fff5f5; border:2px solid #c53030; color:#9b2c2c; border-radius:8px; padding:12px 16px;
@@ -50,20 +59,20 @@ UI_CSS = """
 .cxr-warnings ul {margin:4px 0 0 18px;}
 .cxr-prov h4 {margin:12px 0 4px 0 !important; font-size:1.05rem;}
 /* provenance tables: the Triage tab's result and the Worklist tab's stored result */
-:is(#cxr-provenance, #cxr-wl-study) .cxr-prov table {border-collapse:collapse !important; width:100%;
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) .cxr-prov table {border-collapse:collapse !important; width:100%;
   font-size:0.93rem; border:none !important; margin:0 !important;}
-:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(tr, thead, tbody) {border:none !important;
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) .cxr-prov :is(tr, thead, tbody) {border:none !important;
   background:none !important;}
-:is(#cxr-provenance, #cxr-wl-study) .cxr-prov :is(td, th) {border:none !important;
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) .cxr-prov :is(td, th) {border:none !important;
   border-bottom:1px solid #e2e2e2 !important; padding:5px 8px !important; text-align:left;
   vertical-align:middle !important;}
-:is(#cxr-provenance, #cxr-wl-study) .cxr-prov th {font-weight:700; color:#444;}
-:is(#cxr-provenance, #cxr-wl-study) blockquote {margin:0 !important; padding:0 0 0 10px !important;
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) .cxr-prov th {font-weight:700; color:#444;}
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) blockquote {margin:0 !important; padding:0 0 0 10px !important;
   border-left:3px solid #cbd5e0; font-style:italic;}
-:is(#cxr-provenance, #cxr-wl-study) td.cxr-rel-cell {width:7.5em; white-space:nowrap;}
+:is(#cxr-provenance, #cxr-wl-study, #cxr-details) td.cxr-rel-cell {width:7.5em; white-space:nowrap;}
 .cxr-rel {display:inline-block; padding:1px 8px; border-radius:999px; font-size:0.82rem; font-weight:700; color:#fff;}
 .cxr-rel-supports {background:#c53030;}
-.cxr-rel-contradicts {background:#2f855a;}
+.cxr-rel-contradicts {background:#4a5568;}
 .cxr-rel-uncertain {background:#b7791f;}
 .cxr-rel-other {background:#4a5568;}
 /* evidence crops: stacked, all in view, each row the same share of the gallery height */
@@ -75,7 +84,10 @@ UI_CSS = """
 /* an upload is held in memory and never served back: its name and size are shown, but not as a download link */
 #cxr-file a[download] {pointer-events:none; color:inherit !important; text-decoration:none;}
 .cxr-footer .cxr-haidef {margin-top:4px;}
+.cxr-cases-note {font-size:0.9rem; color:#444; margin:2px 0 4px 0;}
 """
+    + DETAILS_CSS
+)
 
 
 def _esc(text: object) -> str:
@@ -138,22 +150,26 @@ def crop_gallery(pred: Prediction) -> list[tuple[Image.Image, str]]:
 
 
 def crop_caption(i: int, crop: Crop) -> str:
-    """``2. right lower zone (strength 0.81)``: numbered like the boxes on the image (gallery and worklist alike)."""
-    caption = f"{i + 1}. {crop.region or 'evidence region'}"
+    """``Box 2 — right lower zone``: named like the numbered box on the image (gallery and worklist alike). No bare
+    number: a box's strength is in Details, with what it means."""
+    caption = f"Box {i + 1} — {crop.region or 'evidence region'}"
     if crop.source == "medgemma":
         caption += " (MedGemma's box, generative, unverified)"
-    if crop.strength is not None:
-        caption += f" (strength {crop.strength:.2f})"
     return caption
 
 
 def label_html(pred: Prediction) -> str:
-    text = "URGENT" if pred.label == "Urgent" else "NON-URGENT"
-    cls = "cxr-amber" if pred.needs_review else ("cxr-urgent" if pred.label == "Urgent" else "cxr-nonurgent")
-    review = '<span class="cxr-review">needs review</span>' if pred.needs_review else ""
+    """The banner: the label and what it means in words ("URGENT — likely abnormal"), no score (Details has it).
+    Urgent is red whether or not it needs review (amber would read as less urgent); Non-Urgent sent for review is
+    amber; plain Non-Urgent is a neutral blue, never a reassuring green."""
+    urgent = pred.label == "Urgent"
+    text = "URGENT" if urgent else "NON-URGENT"
+    cls = "cxr-urgent" if urgent else ("cxr-amber" if pred.needs_review else "cxr-nonurgent")
+    sense = label_sense(pred.label, pred.needs_review)
+    review = str(pred.needs_review).lower()
     return (
-        f'<div class="cxr-label {cls}" data-label="{_esc(pred.label)}">{text} '
-        f'<span class="cxr-score">— score {pred.score:.2f} (threshold {pred.threshold:.2f})</span>{review}</div>'
+        f'<div class="cxr-label {cls}" data-label="{_esc(pred.label)}" data-needs-review="{review}">'
+        f'{text} <span class="cxr-sense">— {_esc(sense)}</span></div>'
     )
 
 
@@ -181,7 +197,12 @@ def anatomy_line(pred: Prediction) -> str:
         else (f"only the {found[0]} lung found" if found else "no lung field found")
     )
     ctr = a.get("cardiothoracic_ratio")
-    ratio = f"; cardiothoracic ratio {ctr:.2f}{_ctr_caveat(pred)}" if isinstance(ctr, (int, float)) else ""
+    ratio = (
+        f"; cardiothoracic ratio {ctr:.2f} (the heart's width over the chest's, measured on the segmentation)"
+        f"{_ctr_caveat(pred)}"
+        if isinstance(ctr, (int, float))
+        else ""
+    )
     return f"Anatomy: {lungs}{ratio}."
 
 
@@ -192,27 +213,28 @@ def _ctr_caveat(pred: Prediction) -> str:
     if view == "PA":
         return ""
     if view == "AP":
-        return " (an AP film magnifies the heart: read it with care)"
-    return " (the view is not recorded: an AP or supine film magnifies the heart)"
+        return "; an AP film magnifies the heart: read it with care"
+    return "; the view is not recorded: an AP or supine film magnifies the heart"
 
 
-def findings_line(pred: Prediction) -> str:
-    """The finding outputs with the held-out AUC that says how far to trust them."""
-    parts = [
-        f"{f.name} {f.probability:.2f} (held-out AUC {f.held_out_auc:.3f}"
-        + ("" if f.named_in_explanation else f", below the {NAME_MIN_AUC:.2f} needed to name it")
-        + ")"
-        for f in pred.findings
-        if f.held_out_auc is not None
-    ]
-    return "Finding outputs: " + "; ".join(parts) + "." if parts else ""
+def explanation_text(pred: Prediction) -> str:
+    """The explanation as the page shows it under the banner: without its opening "<label> — <sense>", which the
+    banner already says (an explanation that does not open with it, e.g. MedGemma's, is shown whole)."""
+    text = pred.explanation.strip()
+    opening = f"{pred.label} — {label_sense(pred.label, pred.needs_review)}"
+    if not text.startswith(opening):
+        return text
+    rest = text[len(opening) :].lstrip(":;.").strip()
+    return rest[:1].upper() + rest[1:] if rest else ""
 
 
-def explanation_html(pred: Prediction) -> str:
-    extra = "".join(
-        f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in (anatomy_line(pred), findings_line(pred)) if line
-    )
-    return f'<p class="cxr-explanation">{_esc(pred.explanation)}</p>{extra}'
+def explanation_html(pred: Prediction, facts: ModelFacts | None = None) -> str:
+    """The explanation, the anatomy line and the finding outputs that may be named (``facts``: the model's
+    metadata, which says when an output suggests its finding; without it none is shown here)."""
+    lines = (anatomy_line(pred), nameable_findings_line(pred, facts))
+    extra = "".join(f'<p class="cxr-anatomy">{_esc(line)}</p>' for line in lines if line)
+    text = explanation_text(pred)
+    return (f'<p class="cxr-explanation">{_esc(text)}</p>' if text else "") + extra
 
 
 def warnings_html(pred: Prediction) -> str:
@@ -220,13 +242,6 @@ def warnings_html(pred: Prediction) -> str:
         return ""
     items = "".join(f"<li>{_esc(w)}</li>" for w in pred.warnings)
     return f'<div class="cxr-warnings"><b>Warnings</b><ul>{items}</ul></div>'
-
-
-def _case_label(snippet: str) -> str:
-    for label in ("Non-Urgent", "Urgent"):
-        if f"labelled {label}" in snippet:
-            return label
-    return ""
 
 
 #: what a quoted prior-report sentence says about its urgent finding, in the reader's words: "supports" and
@@ -244,8 +259,9 @@ def _relation_badge(relation: str | None) -> str:
     return f'<span class="cxr-rel cxr-rel-{kind}" title="{_esc(title)}">{_esc(text)}</span>'
 
 
-def provenance_html(pred: Prediction) -> str:
-    """Prior-report quotes (with their relation) and the most similar training cases."""
+def provenance_html(pred: Prediction, *, similar_cases: bool = True) -> str:
+    """Prior-report quotes (with their relation) and, unless ``similar_cases`` is False (the Triage tab, whose
+    Details holds them), the most similar training cases with what their numbers mean."""
     report = [p for p in pred.provenance if p.source == "prior_report"]
     cases = [p for p in pred.provenance if p.source.startswith("training_case:")]
     other = [p for p in pred.provenance if p not in report and p not in cases]
@@ -260,19 +276,9 @@ def provenance_html(pred: Prediction) -> str:
         parts.append(f"<table><tbody>{rows}</tbody></table>")
     else:
         parts.append("<p>No prior-report sentence about an urgent finding (or no prior report given).</p>")
-    parts.append("<h4>Most similar training cases</h4>")
-    if cases:
-        rows = "".join(
-            f"<tr><td><code>{_esc(p.source.split(':', 1)[1])}</code></td><td>{_esc(_case_label(p.snippet))}</td>"
-            f"<td>{'' if p.similarity is None else f'{p.similarity:.2f}'}</td></tr>"
-            for p in cases
-        )
-        parts.append(
-            "<table><thead><tr><th>training case (ID only)</th><th>label</th><th>cosine similarity</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>"
-        )
-    else:
-        parts.append("<p>No similar-case index in this model.</p>")
+    if similar_cases:
+        parts.append("<h4>Most similar training cases</h4>")
+        parts.append(similar_cases_html(pred))
     for p in other:
         parts.append(f"<p>[{_esc(p.source)}] {_esc(p.relation or '')}: {_esc(p.snippet)}</p>")
     parts.append("</div>")
