@@ -201,35 +201,33 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, other
         "return": tuple,
     }
 
-    with gr.Row(equal_height=False):
-        gr.HTML(
-            '<p class="cxr-wl-intro">Triaged studies in reading order: every urgent study (Urgent or needs review) '
-            "before every routine one, overdue ones first in each, then oldest first. Click a row to open it.</p>",
-            scale=6,
-        )
+    gr.HTML(
+        '<p class="cxr-wl-intro">Triaged studies in reading order: every urgent study (Urgent or needs review) before '
+        "every routine one, overdue ones first in each, then oldest first. Click a row to open it.</p>"
+    )
+    with gr.Row(equal_height=False, elem_id="cxr-wl-toolbar"):
         status = gr.Radio(
             list(FILTERS),
             value="active",
             show_label=False,
             container=False,
-            scale=3,
-            min_width=240,
+            scale=0,
+            min_width=340,
             elem_id="cxr-wl-filter",
         )
-        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="cxr-wl-refresh")
+        summary = gr.HTML("", elem_id="cxr-wl-summary", scale=1)
+        prev_btn = gr.Button("← Previous", size="sm", scale=0, min_width=100, elem_id="cxr-wl-prev")
+        next_btn = gr.Button("Next →", size="sm", scale=0, min_width=90, elem_id="cxr-wl-next")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90, elem_id="cxr-wl-refresh")
     # the open study's key and the page, kept in the page (hidden textboxes, not gr.State: session state makes the
     # page hold a heartbeat connection open, so the page never goes network-idle, which the browser tests wait for)
     selected = gr.Textbox(visible=False, elem_id="cxr-wl-selected")
     page = gr.Textbox("1", visible=False, elem_id="cxr-wl-page")
     timer = gr.Timer(REFRESH_S, active=False)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=7, min_width=560):
-            with gr.Row(equal_height=True):
-                summary = gr.HTML("", elem_id="cxr-wl-summary", scale=6)
-                prev_btn = gr.Button("← Previous", size="sm", scale=0, min_width=110, elem_id="cxr-wl-prev")
-                next_btn = gr.Button("Next →", size="sm", scale=0, min_width=110, elem_id="cxr-wl-next")
+        with gr.Column(scale=9, min_width=600):
             worklist = gr.HTML("", elem_id="cxr-worklist", js_on_load=ROW_CLICK_JS)
-        with gr.Column(scale=5, min_width=380):
+        with gr.Column(scale=4, min_width=320):
             with gr.Row():
                 reported = gr.Button(
                     "Mark reported", variant="primary", size="sm", visible=False, elem_id="cxr-wl-reported"

@@ -41,18 +41,17 @@ STUDY_PLACEHOLDER_HTML = (
     "(it is then marked <b>opened</b>).</div>"
 )
 UNAVAILABLE_TITLE = "The worklist is unavailable"
-#: how each priority is shown (the worklist's own names, see Worklist.priority)
-PRIORITY_BADGES = {"overdue": "OVERDUE", "urgent": "URGENT", "routine": "routine"}
 NO_VALUE = "—"
 
 WORKLIST_CSS = """
 .cxr-wl-intro {margin:0; color:#444;}
-#cxr-wl-summary {font-weight:600; margin:0; padding-top:6px;}
+#cxr-wl-toolbar {align-items:center;}
+#cxr-wl-summary p {font-weight:600; margin:0 0 0 8px; text-align:left;}
 #cxr-worklist .cxr-wl-scroll {overflow-x:auto;}
 #cxr-worklist table.cxr-wl-table {border-collapse:collapse !important; width:100%; font-size:0.9rem;
   margin:0 !important; border:none !important;}
 #cxr-worklist .cxr-wl-table :is(th, td) {border:none !important; border-bottom:1px solid #e2e2e2 !important;
-  padding:6px 6px !important; vertical-align:middle; white-space:nowrap; text-align:left;}
+  padding:5px 5px !important; vertical-align:middle; white-space:nowrap; text-align:left;}
 #cxr-worklist .cxr-wl-table th {font-weight:700; color:#444; border-bottom:2px solid #bbb !important;
   background:#f7f7f7;}
 #cxr-worklist .cxr-wl-table td.cxr-wl-num {text-align:right; font-variant-numeric:tabular-nums;}
@@ -66,7 +65,9 @@ WORKLIST_CSS = """
 #cxr-worklist tr.cxr-wl-review td {background:#fff4e5;}
 #cxr-worklist tr.cxr-wl-review td:first-child {box-shadow:inset 6px 0 0 #c05621;}
 #cxr-worklist tr.cxr-wl-routine td:first-child {box-shadow:inset 6px 0 0 #cbd5e0;}
-#cxr-worklist tr.cxr-wl-state-reported td {color:#666;}
+#cxr-worklist tr.cxr-wl-reported td {color:#555; background:#f7f7f7;}
+#cxr-worklist tr.cxr-wl-reported td:first-child {box-shadow:inset 6px 0 0 #38a169;}
+#cxr-worklist td.cxr-wl-late {color:#9b2c2c; font-weight:700;}
 /* the open study: a blue frame around its row (its colour stays) */
 #cxr-worklist tr.cxr-wl-selected td {font-weight:700; box-shadow:inset 0 3px 0 #2b6cb0, inset 0 -3px 0 #2b6cb0;}
 #cxr-worklist tr.cxr-wl-selected td:first-child {box-shadow:inset 6px 0 0 #2b6cb0, inset 0 3px 0 #2b6cb0,
@@ -77,10 +78,7 @@ WORKLIST_CSS = """
 #cxr-worklist .cxr-wl-lbl-nonurgent {color:#2f855a; font-weight:600;}
 .cxr-wl-badge {display:inline-block; padding:1px 8px; border-radius:999px; font-size:0.8rem; font-weight:700;
   color:#fff; white-space:nowrap;}
-.cxr-wl-badge-overdue {background:#9b2c2c;}
-.cxr-wl-badge-urgent {background:#c53030;}
 .cxr-wl-badge-review {background:#c05621;}
-.cxr-wl-badge-routine {background:#718096;}
 .cxr-wl-state {display:inline-block; padding:0 6px; border-radius:4px; font-size:0.8rem; border:1px solid #a0aec0;}
 .cxr-wl-state-new {background:#ebf8ff; border-color:#3182ce; color:#2c5282; font-weight:700;}
 .cxr-wl-state-opened {background:#fefcbf; border-color:#b7791f; color:#744210;}
@@ -119,7 +117,10 @@ def study_when(item: dict) -> str:
 
 
 def row_kind(item: dict) -> str:
-    """The row's colour: overdue, then needs-review (amber, like the label line), Urgent, or routine."""
+    """The row's colour: reported (grey: no longer waiting), overdue, then needs-review (amber, like the label
+    line), Urgent, or routine."""
+    if item.get("state") == "reported":
+        return "reported"
     if item["priority"] == "overdue":
         return "overdue"
     if item["needs_review"]:
@@ -133,26 +134,38 @@ def state_badge(item: dict) -> str:
     return f'<span class="cxr-wl-state cxr-wl-state-{_esc(state)}" title="since {_esc(since)}">{_esc(state)}</span>'
 
 
-def _row_html(position: int, item: dict, selected: str | None) -> str:
+def wait_cell(item: dict, max_wait_s: float | None) -> str:
+    """The waiting column: the time since the study arrived, red when overdue; ``—`` once it is reported (it no
+    longer waits; the time it was reported is in the tooltip)."""
+    received = _esc(item["received"])
+    if item.get("state") == "reported":
+        return f'<td class="cxr-wl-wait" title="received {received}; reported {_esc(item.get("state_changed"))}">—</td>'
+    late = item["priority"] == "overdue"
+    title = f"received {received}" + (
+        f"; overdue: waiting over {format_wait(max_wait_s)}" if late and max_wait_s else ""
+    )
+    return (
+        f'<td class="cxr-wl-wait{" cxr-wl-late" if late else ""}" title="{_esc(title)}">'
+        f"{_esc(format_wait(item['waiting_s']))}</td>"
+    )
+
+
+def _row_html(position: int, item: dict, selected: str | None, max_wait_s: float | None) -> str:
     kind = row_kind(item)
     label_cls = "cxr-wl-lbl-urgent" if item["label"] == "Urgent" else "cxr-wl-lbl-nonurgent"
     review = '<span class="cxr-wl-badge cxr-wl-badge-review">needs review</span>' if item["needs_review"] else "–"
-    priority = item["priority"]
     is_selected = item["key"] == selected
     state = item.get("state") or "new"
     return (
-        f'<tr class="cxr-wl-row cxr-wl-{kind} cxr-wl-state-{_esc(state)}{" cxr-wl-selected" if is_selected else ""}" '
-        f'data-key="{_esc(item["key"])}" data-priority="{_esc(priority)}" data-state="{_esc(state)}" tabindex="0" '
-        f'aria-selected="{"true" if is_selected else "false"}">'
+        f'<tr class="cxr-wl-row cxr-wl-{kind}{" cxr-wl-selected" if is_selected else ""}" '
+        f'data-key="{_esc(item["key"])}" data-priority="{_esc(item["priority"])}" data-state="{_esc(state)}" '
+        f'tabindex="0" aria-selected="{"true" if is_selected else "false"}">'
         f'<td class="cxr-wl-num">{position}</td>'
         f'<td><code title="key {_esc(item["key"])}">{_esc(item.get("accession") or item["key"])}</code></td>'
         f"<td>{_esc(study_when(item))}</td><td>{_esc(item.get('view') or NO_VALUE)}</td>"
-        f"<td>{_esc(item.get('modality') or NO_VALUE)}</td>"
-        f'<td class="cxr-wl-wait" title="received {_esc(item["received"])}">'
-        f"{_esc(format_wait(item['waiting_s']))}</td>"
+        f"<td>{_esc(item.get('modality') or NO_VALUE)}</td>{wait_cell(item, max_wait_s)}"
         f'<td class="{label_cls}" title="score {float(item["score"]):.2f}">{_esc(item["label"])}</td><td>{review}</td>'
-        f'<td><span class="cxr-wl-badge cxr-wl-badge-{_esc(priority)}">'
-        f"{_esc(PRIORITY_BADGES.get(priority, priority))}</span></td><td>{state_badge(item)}</td></tr>"
+        f"<td>{state_badge(item)}</td></tr>"
     )
 
 
@@ -168,16 +181,16 @@ def worklist_html(
     ``first`` (their place in the whole list), or what an empty list of ``status`` says."""
     if not items:
         return f'<div class="cxr-placeholder" id="cxr-wl-empty">{EMPTY_TEXT.get(status, EMPTY_TEXT["all"])}</div>'
-    rows = "".join(_row_html(i, item, selected) for i, item in enumerate(items, start=first))
+    rows = "".join(_row_html(i, item, selected, max_wait_s) for i, item in enumerate(items, start=first))
     overdue = f"waiting over {format_wait(max_wait_s)}" if max_wait_s else "waiting too long"
     return (
         '<div class="cxr-wl-scroll"><table class="cxr-wl-table"><thead><tr><th>#</th><th>accession</th>'
         "<th>study date</th><th>view</th><th>modality</th><th>waiting</th><th>label</th><th>review</th>"
-        "<th>priority</th><th>state</th></tr></thead>"
+        "<th>state</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
-        f'<div class="cxr-wl-caption">Refreshed every {REFRESH_S:.0f} s. Priority: urgent = labelled Urgent or '
-        f"needs review; overdue = {overdue}; routine = the rest. State: new → opened (when you open it) → reported. "
-        "Hover a label for its score.</div>"
+        f'<div class="cxr-wl-caption">Rows: red = Urgent, amber = needs review, dark red with a red wait = overdue '
+        f"({overdue}), grey bar = routine, green bar = reported. State: new → opened (when a reader opens it) → "
+        f"reported. Hover a label for its score. Refreshed every {REFRESH_S:.0f} s.</div>"
     )
 
 
