@@ -26,8 +26,10 @@ from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, READING_ORDER
 __all__ = ["StateChange", "router", "set_state_endpoint", "worklist", "worklist_item_endpoint"]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
-_BAD_KEY = {422: {"description": "the key is not accession-like (letters, digits, . _ -)"}}
-_NOT_FOUND = {404: {"description": "no study with this key"}}
+_BAD_KEY: dict[int | str, dict[str, Any]] = {
+    422: {"description": "the key is not accession-like (letters, digits, . _ -)"}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study with this key"}}
 
 router = APIRouter(tags=["worklist"])
 
