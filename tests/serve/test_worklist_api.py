@@ -108,12 +108,17 @@ def test_a_reported_study_leaves_the_active_list_and_is_listed_as_reported(clien
         ("/worklist/ACC-1/state", {}, 422, "missing field 'state'"),
         ("/worklist/ACC-1/state", {"state": "new", "by": "x"}, 422, "by: Extra inputs are not permitted"),
         ("/worklist/Doe%5EJohn/state", {"state": "new"}, 422, "path.key: String should match pattern"),
+        ("/worklist/ACC-1/state", b"{not json", 422, "the body is not valid JSON"),
+        ("/worklist/ACC-1/state", "reported", 422, "the body must be a JSON object"),
     ],
 )
 def test_a_bad_state_change_says_why(client, path, body, status, says):
     c, wl = client
     wl.add(_pred("Urgent"), "ACC-1")
-    r = c.post(path, json=body)
+    if isinstance(body, bytes):
+        r = c.post(path, content=body, headers={"Content-Type": "application/json"})
+    else:
+        r = c.post(path, json=body)
     assert r.status_code == status and r.json()["detail"].startswith(says), r.text
     assert wl.item("ACC-1")["state"] == "new"
 
@@ -122,7 +127,7 @@ def test_the_routes_are_documented(client):
     c, _ = client
     paths = c.get("/openapi.json").json()["paths"]
     post = paths["/worklist/{key}/state"]["post"]
-    assert {"200", "404", "422", "503"} <= set(post["responses"]) and "reported" in post["summary"]
+    assert {"200", "400", "404", "422", "503"} <= set(post["responses"]) and "reported" in post["summary"]
     get = paths["/worklist"]["get"]
     assert {p["name"] for p in get["parameters"]} == {"status", "page", "per_page"}
     assert "every urgent study before every routine one" in get["summary"]

@@ -132,6 +132,7 @@ async def worklist_item_endpoint(key: Key, store: WorklistDep) -> Response:
     summary="set a study's state: opened, reported (it leaves the active list) or new (back on it)",
     responses={
         200: {"description": "the study's updated row, as GET /worklist lists it"},
+        400: {"description": "the body could not be parsed at all (e.g. bytes that are not UTF-8)"},
         **_NOT_FOUND,
         422: {"description": "a key that is not accession-like, or a state other than new, opened, reported"},
         **_UNAVAILABLE,
