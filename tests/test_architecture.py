@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "files": set(),
     "data": set(),
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
-    "imaging": set(),
+    "imaging": {"worklist"},  # imaging/study.py builds the worklist's StudyInfo from the DICOM header
     "anatomy": {"imaging"},
     "backends": {"imaging"},
     "explain": {"imaging", "backends", "anatomy"},

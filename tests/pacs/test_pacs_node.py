@@ -164,8 +164,12 @@ def test_every_instance_is_answered_and_refusals_say_why(running, inputs, caplog
     assert any("decision support" in t.lower() for t in texts[str(inputs["cr"].SOPInstanceUID)])
     # the two triaged instances also get a Secondary Capture with the boxes burned in, and a worklist row
     assert sum(ds.Modality != "SR" for ds in archive.received) == 2
-    keys = {item["key"] for item in worklist.items()}
-    assert worklist_key(inputs["cr"]) in keys and len(keys) == 2
+    rows = {item["key"]: item for item in worklist.items()}
+    assert worklist_key(inputs["cr"]) in rows and len(rows) == 2
+    cr = rows[worklist_key(inputs["cr"])]  # the columns a reader knows, from the header the node received
+    when = (str(inputs["cr"].StudyDate), str(inputs["cr"].StudyTime))
+    assert (cr["accession"], cr["view"], cr["modality"], cr["state"]) == ("ACC0042", "PA", "CR", "new")
+    assert (cr["study_date"].replace("-", ""), cr["study_time"].replace(":", "")) == (when[0], when[1][:4])
     assert node.handler.counts.triaged == 2 and node.handler.counts.not_triaged == 3
     assert node.handler.counts.fhir_sent == 2 and len(FhirReceiver.reports) == 2
     path, content_type, report = FhirReceiver.reports[0]

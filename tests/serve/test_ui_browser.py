@@ -2,8 +2,9 @@
 
 Uploads a real chest X-ray with a prior report and checks what a user sees (label, disclaimer, evidence,
 provenance, footer), then a DICOM, then a non-chest photo (a clear error, no stack trace); the Worklist tab lists
-studies in reading order and opens a stored result. Every request the page makes must go to the local server: the UI
-works offline (no CDNs, web fonts or analytics).
+studies in reading order and opens a stored result (marking it opened), marks it reported (it leaves the active list,
+and shows under Reported) and pages through a long list. Every request the page makes must go to the local server:
+the UI works offline (no CDNs, web fonts or analytics).
 
 Skips only when /usr/bin/chromium (``apt-get install chromium``) or the shared data directory is missing.
 """
@@ -424,7 +425,7 @@ def test_triage_without_file_asks_for_one(page) -> None:
 
 #: (key, label, score, needs review, minutes waiting, priority, wait as shown); reading order: Urgent or needs review
 #: (oldest first), then overdue routine, then the rest. The waits sit mid-minute, so a slow test still shows the same
-#: minute.
+#: minute. WL-URGENT is filed as a DICOM study (accession, date, view, modality), the rest as PNGs.
 WORKLIST_STUDIES = [
     ("WL-URGENT", "Urgent", 0.91, False, 12.3, "urgent", "12 min"),
     ("WL-REVIEW", "Non-Urgent", 0.27, True, 4.3, "urgent", "4 min"),
@@ -435,7 +436,7 @@ WORKLIST_STUDIES = [
 
 def _worklist_rows(page) -> list[dict]:
     return page.locator("#cxr-worklist tr[data-key]").evaluate_all(
-        "rows => rows.map(r => ({key: r.dataset.key, cls: r.className,"
+        "rows => rows.map(r => ({key: r.dataset.key, cls: r.className, priority: r.dataset.priority,"
         " cells: [...r.cells].map(c => c.innerText.trim())}))"
     )
 
@@ -447,14 +448,17 @@ def _open_worklist_tab(page) -> None:
 
 @needs_chromium
 def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app, tmp_path: Path) -> None:
-    """Studies filed on the service's worklist show in reading order with label, flags, score, wait and priority;
-    clicking one opens its stored result (label line, explanation, evidence, disclaimer); the tab refreshes itself."""
+    """Studies filed on the service's worklist show in reading order with accession, study date, view, modality,
+    wait, label, review flag and state; clicking one opens its stored result (label line, explanation, evidence,
+    disclaimer) and marks it opened; the tab refreshes itself."""
     import datetime as dt
 
     from cxrtriage.schema import DISCLAIMER, Crop
+    from cxrtriage.worklist import StudyInfo
 
     worklist = ui_app.state.runtime.worklist
     now = dt.datetime.now(dt.timezone.utc)
+    dicom = StudyInfo(accession="WL-URGENT", study_date="2026-12-01", study_time="23:41", view="AP", modality="DX")
     for key, label, score, review, minutes, _, _ in WORKLIST_STUDIES:
         crops = (
             [Crop(x=40, y=60, w=120, h=90, thumb_path="/static/crops/x.png", region="right lower zone", strength=0.7)]
@@ -468,15 +472,18 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
             crops=crops,
             explanation=f"{label}: crafted study {key} for the worklist test.",
         )
-        worklist.add(pred, key, now - dt.timedelta(minutes=minutes))
+        study = dicom if key == "WL-URGENT" else StudyInfo(modality="PNG")
+        worklist.add(pred, key, now - dt.timedelta(minutes=minutes), study)
 
     _open_worklist_tab(page)
     rows = [r for r in _worklist_rows(page) if r["key"].startswith("WL-")]
     assert [r["key"] for r in rows] == [s[0] for s in WORKLIST_STUDIES]  # other tests' UI triages may sit between
-    for row, (key, label, score, review, _, priority, wait) in zip(rows, WORKLIST_STUDIES):
-        _position, shown_key, shown_label, shown_review, shown_score, shown_wait, shown_priority = row["cells"]
-        assert (shown_key, shown_label, shown_score, shown_wait) == (key, label, f"{score:.2f}", wait), row
-        assert (shown_review == "needs review") == review and shown_priority.lower() == priority, row
+    for row, (key, label, _, review, _, priority, wait) in zip(rows, WORKLIST_STUDIES):
+        _position, shown_key, when, view, modality, shown_wait, shown_label, shown_review, state = row["cells"]
+        assert (shown_key, shown_label, shown_wait, state) == (key, label, wait, "new"), row
+        assert (shown_review == "needs review") == review and row["priority"] == priority, row
+        expected = ("2026-12-01 23:41", "AP", "DX") if key == "WL-URGENT" else ("—", "—", "PNG")
+        assert (when, view, modality) == expected, row
     kinds = {r["key"]: r["cls"] for r in rows}
     assert "cxr-wl-overdue" in kinds["WL-OVERDUE"] and "cxr-wl-urgent" in kinds["WL-URGENT"]
     assert "cxr-wl-review" in kinds["WL-REVIEW"] and "cxr-wl-routine" in kinds["WL-ROUTINE"]
@@ -491,7 +498,9 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     text = study.inner_text()
     assert "crafted study WL-URGENT" in text and "WL-URGENT" in text
     assert "right lower zone" in text and DISCLAIMER in text and "Most similar training cases" in text
-    page.locator('#cxr-worklist tr.cxr-wl-selected[data-key="WL-URGENT"]').wait_for(state="visible")
+    page.locator('#cxr-worklist tr.cxr-wl-selected[data-key="WL-URGENT"][data-state="opened"]').wait_for()
+    assert "study date 2026-12-01 23:41 · view AP · DX · state opened" in text  # opening it marked it opened
+    assert worklist.item("WL-URGENT")["state"] == "opened"
     page.locator('#cxr-worklist tr[data-key="WL-REVIEW"]').click()
     page.wait_for_function(
         "() => document.querySelector('#cxr-wl-study').innerText.includes('crafted study WL-REVIEW')"
@@ -509,6 +518,79 @@ def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app,
     _assert_offline(page)
 
 
+def _filter(page, name: str) -> None:
+    page.locator("#cxr-wl-filter label", has_text=name).click()
+
+
+def _summary(page) -> str:
+    return page.locator("#cxr-wl-summary").inner_text().strip()
+
+
+@needs_chromium
+def test_a_study_marked_reported_leaves_the_active_list_and_can_be_returned(page, ui_app) -> None:
+    """Open a study (opened), press Mark reported: it leaves the active list (the total drops by one) and shows
+    under Reported; Return to list puts it back on the active list as new."""
+    import datetime as dt
+
+    worklist = ui_app.state.runtime.worklist
+    worklist.add(
+        _prediction(label="Urgent", score=0.95, needs_review=False),
+        "MR-URGENT",
+        dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=2),
+    )
+    _open_worklist_tab(page)
+    row = page.locator('#cxr-worklist tr[data-key="MR-URGENT"]')
+    row.click()
+    page.locator('#cxr-worklist tr[data-key="MR-URGENT"][data-state="opened"]').wait_for()
+    before = int(re.search(r"of ([\d,]+)", _summary(page)).group(1).replace(",", ""))
+    mark, back = page.locator("#cxr-wl-reported"), page.locator("#cxr-wl-return")
+    assert mark.is_visible() and back.is_visible() and mark.inner_text() == "Mark reported"
+
+    mark.click()
+    row.wait_for(state="detached")
+    assert worklist.item("MR-URGENT")["state"] == "reported"
+    assert not mark.is_visible() and "Click a row" in page.locator("#cxr-wl-study").inner_text()
+    assert f"of {before - 1:,}" in _summary(page), _summary(page)
+
+    _filter(page, "Reported")
+    reported = page.locator('#cxr-worklist tr[data-key="MR-URGENT"][data-state="reported"]')
+    reported.wait_for()
+    assert "cxr-wl-reported" in reported.get_attribute("class")
+    reported.click()  # opening a reported study does not change its state
+    page.wait_for_function("() => document.querySelector('#cxr-wl-study').innerText.includes('MR-URGENT')")
+    assert worklist.item("MR-URGENT")["state"] == "reported"
+    back.click()
+    reported.wait_for(state="detached")
+    _filter(page, "Active")
+    page.locator('#cxr-worklist tr[data-key="MR-URGENT"][data-state="new"]').wait_for()
+    assert worklist.item("MR-URGENT")["state"] == "new"
+    _assert_offline(page)
+
+
+@needs_chromium
+def test_a_long_worklist_is_paged_with_its_totals(page, ui_app) -> None:
+    """60 more routine studies: the tab shows 50 at a time ("Studies 1–50 of N · U urgent"), Next goes on from
+    51, Previous comes back; no study is cut off."""
+    import datetime as dt
+
+    worklist = ui_app.state.runtime.worklist
+    now = dt.datetime.now(dt.timezone.utc)
+    for i in range(60):
+        worklist.add(_prediction(label="Non-Urgent", score=0.01, needs_review=False), f"PG-{i:02d}", now)
+    listing = worklist.page()
+    _open_worklist_tab(page)
+    expected = f"Studies 1–50 of {listing['total']:,} · {listing['urgent_total']:,} urgent · page 1 of"
+    assert _summary(page).startswith(expected), _summary(page)
+    assert len(_worklist_rows(page)) == 50 and page.locator("#cxr-wl-prev").is_disabled()
+    page.locator("#cxr-wl-next").click()
+    page.wait_for_function("() => document.querySelector('#cxr-wl-summary').innerText.includes('Studies 51–')")
+    assert int(_worklist_rows(page)[0]["cells"][0]) == 51
+    page.locator("#cxr-wl-prev").click()
+    page.wait_for_function("() => document.querySelector('#cxr-wl-summary').innerText.includes('Studies 1–50')")
+    for i in range(60):
+        worklist.set_state(f"PG-{i:02d}", "reported")  # out of the other tests' way
+
+
 @needs_chromium
 def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_dir: Path) -> None:
     _upload(page, data_dir.joinpath(*CHEST))
@@ -524,7 +606,8 @@ def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_d
     row.wait_for(state="visible")
     assert label in row.inner_text()
     row.click()
-    page.wait_for_function(f"() => document.querySelector('#cxr-wl-study').innerText.includes('{key}')")
+    page.locator(f'#cxr-wl-study .cxr-wl-study[data-key="{key}"]').wait_for()  # headed by the key's first 8
+    assert key[:8] in page.locator("#cxr-wl-study .cxr-wl-head").inner_text()
     assert LABEL_RE.match(page.locator("#cxr-wl-study .cxr-label").inner_text().strip())
     # back on the Triage tab, the result is still there
     page.get_by_role("tab", name="Triage").click()
@@ -639,6 +722,7 @@ def _items(*rows):
             "received": "2026-01-01T00:00:00+00:00",
             "waiting_s": w,
             "priority": pr,
+            "state": "new",
         }
         for k, lbl, sc, rv, w, pr in rows
     ]
@@ -653,13 +737,14 @@ def test_worklist_table_keeps_the_order_and_marks_each_priority() -> None:
         ("R1", "Non-Urgent", 0.27, True, 120, "urgent"),
         ("N1", "Non-Urgent", 0.04, False, 30, "routine"),
     )
-    markup = worklist_html(items, selected="U1", max_wait_s=3600)
+    markup = worklist_html(items, selected="U1", max_wait_s=3600, first=51)
     assert re.findall(r'data-key="([^"]+)"', markup) == ["OLD", "U1", "R1", "N1"]
     assert re.findall(r'class="cxr-wl-row cxr-wl-(\w+)', markup) == ["overdue", "urgent", "review", "routine"]
-    assert "1 h 30 min" in markup and "10 min" in markup and "&lt; 1 min" in markup and ">0.27<" in markup
+    assert re.findall(r'data-priority="(\w+)"', markup) == ["overdue", "urgent", "urgent", "routine"]
+    assert "1 h 30 min" in markup and "10 min" in markup and "&lt; 1 min" in markup and 'title="score 0.27"' in markup
     assert markup.count("cxr-wl-selected") == 1 and 'aria-selected="true"' in markup
-    assert ">OVERDUE<" in markup and ">URGENT<" in markup and "overdue = waiting over 1 h" in markup
-    assert "4 studies" in markup
+    assert markup.count("cxr-wl-late") == 1 and "overdue: waiting over 1 h" in markup  # only OLD's wait is red
+    assert re.findall(r'<td class="cxr-wl-num">(\d+)</td>', markup) == ["51", "52", "53", "54"]  # place in the list
 
 
 def test_worklist_empty_and_unavailable_say_so_without_a_traceback(tmp_path: Path) -> None:
@@ -669,7 +754,9 @@ def test_worklist_empty_and_unavailable_say_so_without_a_traceback(tmp_path: Pat
     from cxrtriage.worklist import Worklist
 
     empty = worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"))
-    assert "The worklist is empty" in empty and "POST /predict" in empty and "DICOM node" in empty
+    assert "No studies to read" in empty and "POST /predict" in empty and "DICOM node" in empty
+    assert "The worklist is empty" in worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"), status="all")
+    assert "No reported studies yet" in worklist_view(lambda: Worklist(tmp_path / "wl.sqlite"), status="reported")
 
     def broken() -> Worklist:
         raise sqlite3.OperationalError("unable to open database file")

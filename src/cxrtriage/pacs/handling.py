@@ -159,11 +159,14 @@ class InstanceHandler:
     def _file(self, outcome: Outcome) -> None:
         """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR
         still goes back."""
+        from cxrtriage.imaging.study import study_info
         from cxrtriage.worklist import file_on_worklist
 
-        if self.worklist is None:
+        worklist, prediction = self.worklist, outcome.prediction
+        if worklist is None or prediction is None:
             return
-        _, key = file_on_worklist(lambda: self.worklist, outcome.prediction, key=outcome.worklist_key)
+        study = study_info(outcome.context.image) if outcome.context and outcome.context.image else None
+        _, key = file_on_worklist(lambda: worklist, prediction, key=outcome.worklist_key, study=study)
         if key is None:
             self.count("worklist_failed")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from cxrtriage.pacs.stack import Stack
 from cxrtriage.pacs.stack_tools import MODALITY_AET, ORTHANC_AET, find_tool, http_get
-from cxrtriage.worklist import reading_rank
+from cxrtriage.worklist import MAX_PER_PAGE, reading_rank
 
 
 @dataclass
@@ -184,13 +184,13 @@ def check_results(stack: Stack) -> Report:
         and not status.get("failed"),
         ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v),
     )
-    listed = json.loads(http_get(f"{stack.ui_base}/worklist"))
+    listed = json.loads(http_get(f"{stack.ui_base}/worklist?status=all&per_page={MAX_PER_PAGE}"))
     items = listed["items"]
     ranks = [reading_rank(i, 60 * float(listed["max_wait_min"])) for i in items]
     in_order = ranks == sorted(ranks)
     report.check(
         "worklist (GET /worklist): every triaged instance, in reading order",
-        len(items) == triaged and in_order,
+        listed["total"] == len(items) == triaged and in_order,
         " > ".join(f"{i['label']}{' (review)' if i['needs_review'] else ''}" for i in items),
     )
     return report

@@ -11,7 +11,8 @@ Endpoints:
 * ``POST /predict`` multipart: ``file`` (PNG, JPEG or DICOM, detected from its bytes), optional ``prior_report``
   text -> the :class:`~cxrtriage.schema.Prediction` JSON, each crop's ``thumb_path`` rewritten to the URL
   ``/static/crops/<random>.png`` this server serves.
-* ``GET /worklist`` (triaged studies in reading order), ``GET /worklist/{key}`` (one stored result).
+* ``GET /worklist`` (a page of triaged studies in reading order), ``GET /worklist/{key}`` (one stored result),
+  ``POST /worklist/{key}/state`` (opened, reported, new).
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
   ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.ui.app` is available).

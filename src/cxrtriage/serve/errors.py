@@ -60,8 +60,12 @@ def _validation_message(errors: Sequence[Any]) -> str:
             parts.append("missing form field 'file': send the image as multipart/form-data field 'file'")
         elif field == "prior_report" and err.get("type") == "string_too_long":
             parts.append(f"prior_report is longer than {(err.get('ctx') or {}).get('max_length')} characters")
+        elif err.get("type") == "json_invalid":
+            parts.append("the body is not valid JSON")
+        elif err.get("type") == "model_attributes_type":
+            parts.append("the body must be a JSON object")
         elif err.get("type") == "missing":
-            parts.append(f"missing form field '{field}'")
+            parts.append(f"missing field '{field}'")  # a form field, a JSON field or a query parameter
         else:
             parts.append(f"{field}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"

@@ -1,8 +1,8 @@
 """The service's HTTP routes, one module per resource (as FastAPI's full-stack template keeps ``api/routes/``):
 :mod:`~cxrtriage.serve.routes.predict` (``POST /predict``), :mod:`~cxrtriage.serve.routes.worklist`
-(``GET /worklist``, ``GET /worklist/{key}``) and :mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``,
-``/status``, ``/``). Routes declare what they need from :mod:`cxrtriage.serve.deps`; :func:`api_router` is what
-``create_app`` includes."""
+(``GET /worklist``, ``GET /worklist/{key}``, ``POST /worklist/{key}/state``) and
+:mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/``). Routes declare what they need
+from :mod:`cxrtriage.serve.deps`; :func:`api_router` is what ``create_app`` includes."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ No ``from __future__ import annotations`` here: :func:`predict_router` declares 
 and FastAPI evaluates the annotations of an endpoint in its module's globals when they are strings.
 """
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,6 +24,7 @@ from starlette.responses import Response
 
 from cxrtriage.errors import InputError, InvalidImageError, ModelError, UnsupportedFormatError
 from cxrtriage.imaging.sniff import SNIFF_BYTES, describe_unknown, sniff_format
+from cxrtriage.imaging.study import study_info
 from cxrtriage.interop.context import OutputContext
 from cxrtriage.interop.formats import OutputFormat, UnknownFormat, format_names, get_format, output_formats
 from cxrtriage.optional import MissingDependency
@@ -192,8 +194,13 @@ async def predict(
     triaged = await _infer(runtime, engine, data, kind, prior_report, rid)
     url_prefix = request.scope.get("root_path", "").rstrip("/") + CROPS_URL
     with_urls = with_crop_urls(triaged.prediction, url_prefix)
-    # filed on the worklist; a database that fails comes back as a warning on the result, never as an error
-    prediction, key = await run_in_threadpool(file_on_worklist, lambda: runtime.worklist, with_urls, accession)
+    # filed on the worklist (the sender's accession over the header's); a database that fails comes back as a
+    # warning on the result, never as an error
+    study = study_info(triaged.image)
+    study = dataclasses.replace(study, accession=accession) if accession else study
+    prediction, key = await run_in_threadpool(
+        lambda: file_on_worklist(lambda: runtime.worklist, with_urls, accession, study=study)
+    )
     payload = await run_in_threadpool(_rendered, fmt, OutputContext.of(triaged, prediction))
     prune = BackgroundTask(runtime.prune_soon)
     filed = {WORKLIST_KEY_HEADER: key} if key else {}  # absent when the worklist could not be written (see warnings)

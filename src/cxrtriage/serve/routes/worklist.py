@@ -1,67 +1,146 @@
-"""``GET /worklist`` and ``GET /worklist/{key}``: the reading worklist that ``POST /predict``, the UI and the DICOM
-node file on (:mod:`cxrtriage.worklist`), read-only over HTTP.
+"""``GET /worklist``, ``GET /worklist/{key}`` and ``POST /worklist/{key}/state``: the reading worklist that
+``POST /predict``, the UI and the DICOM node file on (:mod:`cxrtriage.worklist`).
 
-Both declare the service's one worklist (:data:`~cxrtriage.serve.deps.WorklistDep`: a 503 ``WorklistUnavailable``
-when its database cannot be opened) and read it in a worker thread (SQLite blocks), with the same 503 when the read
-fails.
+The list comes a page at a time in reading order, with the whole list's totals; the two GETs change nothing (a
+study is marked ``opened`` or ``reported`` only by the POST, or by the UI when a reader opens it). Every route
+declares the service's one worklist (:data:`~cxrtriage.serve.deps.WorklistDep`: a 503 ``WorklistUnavailable`` when
+its database cannot be opened) and uses it in a worker thread (SQLite blocks), with the same 503 when that fails.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
-from cxrtriage.worklist import KEY_PATTERN, READING_ORDER
+from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, READING_ORDER
 
-__all__ = ["router", "worklist", "worklist_item_endpoint"]
-
-#: how ``GET /worklist`` orders its items (the answer says it, so that a client need not know the rule)
+__all__ = ["StateChange", "router", "set_state_endpoint", "worklist", "worklist_item_endpoint"]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
+_BAD_KEY: dict[int | str, dict[str, Any]] = {
+    422: {"description": "the key is not accession-like (letters, digits, . _ -)"}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study with this key"}}
 
 router = APIRouter(tags=["worklist"])
 
+Status = Annotated[
+    Literal["active", "reported", "all"],
+    Query(description="which studies: active (new and opened, the default), reported, or all"),
+]
+Page = Annotated[int, Query(ge=1, description="the page, from 1; a page past the end has no items")]
+PerPage = Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description=f"studies per page, 1 to {MAX_PER_PAGE}")]
+Key = Annotated[str, Path(pattern=KEY_PATTERN, description="the study's key (X-Worklist-Key of POST /predict)")]
 
-async def _read(read: Callable[..., Any], *args: Any) -> Any:
-    """A worklist read in a worker thread; the 503 when the database fails."""
+
+class StateChange(BaseModel):
+    """The body of ``POST /worklist/{key}/state``."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["new", "opened", "reported"] = Field(
+        description="new (back on the list unread), opened (a reader has it open), reported (off the active list)"
+    )
+
+
+async def _use(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A worklist call in a worker thread; the 503 when the database fails."""
     try:
-        return await run_in_threadpool(read, *args)
+        return await run_in_threadpool(call, *args, **kwargs)
     except (OSError, sqlite3.Error) as exc:
         raise worklist_unavailable(exc) from exc
 
 
+_LIST_EXAMPLE = {
+    "status": "active",
+    "total": 206,
+    "urgent_total": 1,
+    "page": 1,
+    "per_page": 50,
+    "pages": 5,
+    "order": READING_ORDER,
+    "max_wait_min": 60.0,
+    "items": [
+        {
+            "key": "ACC-0042",
+            "accession": "ACC-0042",
+            "label": "Urgent",
+            "score": 0.91,
+            "needs_review": False,
+            "received": "2026-12-02T12:00:00.000000+00:00",
+            "waiting_s": 65.0,
+            "priority": "urgent",
+            "state": "new",
+            "state_changed": "2026-12-02T12:00:00.000000+00:00",
+            "study_date": "2026-12-02",
+            "study_time": "11:58",
+            "view": "PA",
+            "modality": "DX",
+        }
+    ],
+}
+
+
 @router.get(
     "/worklist",
-    responses=_UNAVAILABLE,
-    summary="triaged studies in reading order (Urgent / needs review, then the rest; overdue first within each)",
+    summary="one page of the worklist in reading order (every urgent study before every routine one)",
+    responses={
+        200: {
+            "description": "a page of the list (items) with the whole list's total, urgent_total and pages; each "
+            "item: key (for the links), accession (the sender's, else the first 8 characters of a random key), "
+            "label, score, needs_review, received, waiting_s, priority (overdue / urgent / routine), state (new / "
+            "opened / reported) and state_changed, study_date and study_time (from the DICOM header, else null), "
+            "view (ViewPosition), modality (DICOM Modality, else the file type)",
+            "content": {"application/json": {"example": _LIST_EXAMPLE}},
+        },
+        422: {"description": "an unknown status, a page below 1, or per_page outside 1..200"},
+        **_UNAVAILABLE,
+    },
 )
-async def worklist(store: WorklistDep, settings: SettingsDep) -> Response:
-    """``GET /worklist``: triaged studies in reading order."""  # also its OpenAPI description
-    items = await _read(store.items)
-    return JSONResponse({"order": READING_ORDER, "max_wait_min": settings.worklist_max_wait_min, "items": items})
+async def worklist(
+    store: WorklistDep, settings: SettingsDep, status: Status = "active", page: Page = 1, per_page: PerPage = 50
+) -> Response:
+    """``GET /worklist``: one page of a list in reading order; reading it changes no study's state."""
+    listing = await _use(store.page, status, page, per_page)
+    return JSONResponse({**listing, "order": READING_ORDER, "max_wait_min": settings.worklist_max_wait_min})
 
 
 # the name makes the operationId ("worklist_item_endpoint_worklist__key__get") and a docstring would become the
 # operation's description: both as published before the routes had modules of their own
 @router.get(
     "/worklist/{key}",
-    summary="the stored result of one study on the worklist",
-    responses={
-        404: {"description": "no study with this key"},
-        422: {"description": "the key is not accession-like (letters, digits, . _ -)"},
-        **_UNAVAILABLE,
-    },
+    summary="the stored result of one study on the worklist (its state does not change)",
+    responses={**_NOT_FOUND, **_BAD_KEY, **_UNAVAILABLE},
 )
-async def worklist_item_endpoint(key: Annotated[str, Path(pattern=KEY_PATTERN)], store: WorklistDep) -> Response:
-    result = await _read(store.result, key)
+async def worklist_item_endpoint(key: Key, store: WorklistDep) -> Response:
+    result = await _use(store.result, key)
     if result is None:
         raise ApiError(404, "no study with this key on the worklist", "NotFound")
     return JSONResponse(result)
+
+
+@router.post(
+    "/worklist/{key}/state",
+    summary="set a study's state: opened, reported (it leaves the active list) or new (back on it)",
+    responses={
+        200: {"description": "the study's updated row, as GET /worklist lists it"},
+        400: {"description": "the body could not be parsed at all (e.g. bytes that are not UTF-8)"},
+        **_NOT_FOUND,
+        422: {"description": "a key that is not accession-like, or a state other than new, opened, reported"},
+        **_UNAVAILABLE,
+    },
+)
+async def set_state_endpoint(key: Key, change: StateChange, store: WorklistDep) -> Response:
+    """``POST /worklist/{key}/state``: a reader opened, reported or returned a study."""
+    row = await _use(store.set_state, key, change.state)
+    if row is None:
+        raise ApiError(404, "no study with this key on the worklist", "NotFound")
+    return JSONResponse(row)

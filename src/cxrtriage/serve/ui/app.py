@@ -17,10 +17,11 @@ Design rules:
   for review, never a reassuring green; the numbers sit with their meaning in the Details toggle
   (:mod:`cxrtriage.serve.ui.details`); a rejected input clears the previous result and shows the reason in a red
   box, never a stack trace.
-* **Privacy**: only the pixels and the non-identifying metadata of :class:`cxrtriage.imaging.load.ImageMeta` are
-  shown; nothing else from a DICOM header ever reaches the page. Uploads are held in memory by an opaque
-  reference, never stored under their name and never served back; the UI serves rendered images from
-  ``<crops dir>/ui`` and nothing else (:mod:`cxrtriage.serve.ui.uploads`).
+* **Privacy**: the Triage tab shows only the pixels and the non-identifying metadata of
+  :class:`cxrtriage.imaging.load.ImageMeta`; the Worklist tab adds what the hospital's own list shows (accession,
+  study date and time, view, modality: :func:`cxrtriage.imaging.study.study_info`), never a name or a patient ID.
+  Uploads are held in memory by an opaque reference, never stored under their name and never served back; the UI
+  serves rendered images from ``<crops dir>/ui`` and nothing else (:mod:`cxrtriage.serve.ui.uploads`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
 
     from cxrtriage.pipeline import Triage
-    from cxrtriage.worklist import Worklist
+    from cxrtriage.worklist import StudyInfo, Worklist
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def build_blocks(
     """
     gr = _gradio()
     from cxrtriage.imaging.load import load_image
+    from cxrtriage.imaging.study import study_info
 
     settings = settings if settings is not None else Settings()
     latency = _LocalLatency()
@@ -189,14 +191,17 @@ def build_blocks(
         blank = shown("")
         return (shown(message_html), blank, blank, blank, None, [], blank, blank, blank, None, footer())
 
-    def run(source: bytes | str, prior_report: str | None) -> tuple[Prediction, Image.Image, ModelFacts | None]:
+    def run(
+        source: bytes | str, prior_report: str | None
+    ) -> tuple[Prediction, Image.Image, ModelFacts | None, StudyInfo]:
         loaded = load_image(source, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
         engine = get_engine()
         pred = engine.predict(loaded, prior_report or None)
         latency.add(float(pred.timings_ms.get("total", 0.0)))  # the total counts the decode done here
         display, _ = to_display_image(loaded.pixels)
         # boxes are in original pixels; the pixels may be a reduced-resolution decode (ImageMeta.reduction)
-        return pred, draw_boxes(display, pred, display.width / max(1, loaded.meta.width)), model_facts(engine)
+        annotated = draw_boxes(display, pred, display.width / max(1, loaded.meta.width))
+        return pred, annotated, model_facts(engine), study_info(loaded)
 
     async def triage(ref: str | None, prior_report: str | None) -> tuple:
         source = source_of(ref)
@@ -205,7 +210,7 @@ def build_blocks(
             return cleared(error_html(message, title="No image"))
         try:
             async with slot():
-                pred, annotated, facts = await anyio.to_thread.run_sync(run, source, prior_report)
+                pred, annotated, facts, study = await anyio.to_thread.run_sync(run, source, prior_report)
         except ServiceBusyError:
             return cleared(error_html(BUSY_MESSAGE, title="The server is busy"))
         except InputError as exc:
@@ -216,7 +221,7 @@ def build_blocks(
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("triage failed in the web UI")
             return cleared(error_html(GENERIC_ERROR, title="Internal error"))
-        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred)  # failed: a warning
+        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred, study)  # failed: a warning
         data = pred.model_dump(mode="json")
         for crop in data["crops"]:
             crop.pop("thumb_path", None)  # server-side paths mean nothing in the browser

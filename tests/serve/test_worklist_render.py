@@ -1,0 +1,92 @@
+"""What the Worklist tab draws, without a browser: the columns a reader knows (a DICOM-filed study shows its
+accession, study date and time, view and modality; a PNG shows "—" and PNG, under the start of its random key), the
+line above the table with the whole list's totals, reported rows, and the study heading."""
+
+from __future__ import annotations
+
+import re
+
+from cxrtriage.schema import ModelInfo, Prediction
+from cxrtriage.serve.ui.worklist import study_view, worklist_page
+from cxrtriage.serve.ui.worklist_render import summary_html, worklist_html
+from cxrtriage.worklist import StudyInfo, Worklist
+
+
+def _pred(label: str = "Urgent") -> Prediction:
+    return Prediction(
+        label=label,
+        score=0.9 if label == "Urgent" else 0.1,
+        explanation=f"{label}.",
+        threshold=0.3,
+        review_band=(0.25, 0.35),
+        needs_review=False,
+        model=ModelInfo(name="m", version="1", sha256="0" * 64),
+    )
+
+
+def _cells(markup: str, key: str) -> list[str]:
+    row = re.search(rf'<tr [^>]*data-key="{re.escape(key)}".*?</tr>', markup).group(0)
+    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def test_a_dicom_study_shows_its_header_columns_and_a_png_dashes(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite")
+    dicom = StudyInfo(accession="ACC-42", study_date="2026-12-01", study_time="23:41", view="AP", modality="DX")
+    wl.add(_pred(), "ACC-42-0a1b2c3d", study=dicom)
+    png_key = wl.add(_pred("Non-Urgent"), study=StudyInfo(modality="PNG"))
+    dated_only = wl.add(_pred("Non-Urgent"), "ACC-7", study=StudyInfo(study_date="1993-02-24", modality="CR"))
+    markup = worklist_html(wl.items(), max_wait_s=3600)
+    assert _cells(markup, "ACC-42-0a1b2c3d")[1:8] == [
+        "ACC-42",
+        "2026-12-01 23:41",
+        "AP",
+        "DX",
+        "&lt; 1 min",
+        "Urgent",
+        "–",
+    ]
+    png = _cells(markup, png_key)
+    assert png[1:5] == [png_key[:8], "—", "—", "PNG"] and f'title="key {png_key}"' in markup  # full key on hover
+    assert _cells(markup, dated_only)[1:5] == ["ACC-7", "1993-02-24", "—", "CR"]
+    assert [h for h in re.findall(r"<th>(.*?)</th>", markup)] == [
+        "#",
+        "accession",
+        "study date",
+        "view",
+        "modality",
+        "waiting",
+        "label",
+        "review",
+        "state",
+    ]
+
+
+def test_the_line_above_the_table_says_the_whole_lists_totals():
+    listing = {"total": 1234, "urgent_total": 12, "page": 1, "per_page": 50, "pages": 25, "items": [{}] * 50}
+    assert ">Studies 1–50 of 1,234 · 12 urgent · page 1 of 25<" in summary_html(listing)
+    last = {**listing, "page": 25, "items": [{}] * 34}
+    assert ">Studies 1,201–1,234 of 1,234 · 12 urgent · page 25 of 25<" in summary_html(last)
+    assert ">No studies<" in summary_html({**listing, "total": 0, "urgent_total": 0, "pages": 0, "items": []})
+
+
+def test_a_page_past_the_end_shows_the_last_page_and_reported_rows_stop_waiting(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite")
+    for i in range(3):
+        wl.add(_pred(), f"K{i}")
+    table, summary, shown, pages = worklist_page(lambda: wl, "active", 9)  # the last study of page 9 was reported
+    assert (shown, pages) == (1, 1) and "Studies 1–3 of 3 · 3 urgent" in summary
+    wl.set_state("K0", "reported")
+    table, summary, _, _ = worklist_page(lambda: wl, "reported", 1)
+    cells = _cells(table, "K0")
+    assert 'class="cxr-wl-row cxr-wl-reported' in table and cells[5] == "—" and cells[-1] == "reported"
+    assert "Studies 1–1 of 1" in summary and 'data-key="K1"' not in table
+
+
+def test_opening_a_study_marks_it_opened_and_its_heading_names_it(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite")
+    info = StudyInfo(accession="ACC-42", study_date="2026-12-01", study_time="23:41", view="PA", modality="CR")
+    wl.add(_pred(), "ACC-42-0a1b2c3d", study=info)
+    assert "state" in study_view(lambda: wl, "ACC-42-0a1b2c3d") and wl.item("ACC-42-0a1b2c3d")["state"] == "new"
+    markup = study_view(lambda: wl, "ACC-42-0a1b2c3d", opening=True)
+    assert wl.item("ACC-42-0a1b2c3d")["state"] == "opened"
+    assert "Study <code>ACC-42</code>" in markup and "study date 2026-12-01 23:41 · view PA · CR" in markup
