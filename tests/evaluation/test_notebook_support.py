@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cxrtriage import config
 from cxrtriage.evaluation import notebook_run
 
 
@@ -140,7 +141,9 @@ def test_committed_notebooks_have_one_parameters_cell_and_their_outputs(name: st
     assert "took" in _output_text(code_cells[-1]), "the last cell prints the notebook's wall time"
     assert path.stat().st_size < 2_000_000
     text = path.read_text(encoding="utf-8")
-    assert str(ROOT) not in text and "/shared/data" not in text, "local paths: save through scripts/run_notebooks.py"
+    data_dir = config.Settings().find_data_dir()
+    for local in [str(ROOT)] + ([str(data_dir.resolve())] if data_dir else []):
+        assert local not in text, f"local path {local}: save through scripts/run_notebooks.py"
     assert "papermill" not in nb.metadata, "per-run metadata: save through scripts/run_notebooks.py"
     assert "not a diagnostic tool" in nb.cells[0].source
     papermill = pytest.importorskip("papermill")

@@ -285,9 +285,12 @@ def _study_for_figure(orthanc_base: str, accession: str = PACS_FIGURE_ACCESSION)
     raise RuntimeError(f"no study with accession {accession} holds both cxrtriage series in Orthanc")
 
 
-def compose_pacs_figure(study_page: Any, worklist: Any, secondary_capture: Any, gap: int = 24) -> Any:
+def compose_pacs_figure(
+    study_page: Any, worklist: Any, secondary_capture: Any, gap: int = 24, max_width: int = 2400
+) -> Any:
     """One picture that stays readable at print size: Orthanc's study page above the Worklist tab on the left (the
-    text), the Secondary Capture on the right at the height of both (the image). PIL images in, a PIL image out."""
+    text), the Secondary Capture on the right at the height of both (the image). PIL images in, a PIL image out, at
+    most ``max_width`` px wide (about 350 dpi across the printed page)."""
     from PIL import Image
 
     width = max(study_page.width, worklist.width)
@@ -300,6 +303,8 @@ def compose_pacs_figure(study_page: Any, worklist: Any, secondary_capture: Any, 
     sheet.paste(left[0], (0, 0))
     sheet.paste(left[1], (0, left[0].height + gap))
     sheet.paste(sc, (width + gap, 0))
+    if sheet.width > max_width:
+        sheet = sheet.resize((max_width, round(sheet.height * max_width / sheet.width)), Image.LANCZOS)
     return sheet
 
 
@@ -351,7 +356,8 @@ border-bottom: 1px solid #aab7b8; }
 h3 { font-size: 9pt; margin: 5pt 0 1pt 0; } p { margin: 2pt 0 4pt 0; } ul { margin: 1pt 0 4pt 0; padding-left: 14pt; }
 li { margin: 0 0 1pt 0; } table { border-collapse: collapse; margin: 3pt 0 5pt 0; font-size: 7.8pt; }
 th, td { border: 1px solid #aab7b8; padding: 1.5pt 4pt; text-align: left; } th { background: #eaecee; }
-img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.roc { width: 33%; display: inline-block; }
+img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.pacs { width: 92%; }
+img.roc { width: 33%; display: inline-block; }
 img.cal { width: 66%; display: inline-block; }
 img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; \
 border-left: 3px solid #f4d03f; }
