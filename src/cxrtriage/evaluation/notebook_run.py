@@ -259,6 +259,7 @@ def save_for_commit(executed: str | Path, dest: str | Path, replacements: dict[s
     for cell in nb.cells:
         for key in _RUN_METADATA:
             cell.metadata.pop(key, None)
+        cell.source = cell.source.rstrip("\n")  # papermill's injected cell ends in a newline; ruff format drops it
         for out in cell.get("outputs", []):
             if "text" in out:
                 out["text"] = scrub(out["text"])
