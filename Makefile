@@ -23,7 +23,7 @@ help:
 	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
 	@echo "make request-memory  peak memory of one request for the largest and hostile inputs -> prototype/eval/request_memory.json"
 	@echo "make reliability-md  regenerate README.md's reliability table from the settings and those two files"
-	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: what a judge runs) -> prototype/notebooks/executed/*.html"
+	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: the larger one), saved back with their outputs in prototype/notebooks/ (what is committed; ~6 min on 2 cores) + HTML in prototype/notebooks/executed/"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"

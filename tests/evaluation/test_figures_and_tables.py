@@ -84,6 +84,23 @@ def test_prediction_plot_draws_one_numbered_box_per_crop() -> None:
     assert "no evidence box" in empty.axes[1].texts[0].get_text()
 
 
+def test_thumbnails_for_committed_notebooks_stay_within_256_px() -> None:
+    """What a committed notebook may embed: a radiograph PNG no larger than THUMBNAIL_PX on either side."""
+    import io
+
+    from PIL import Image
+
+    big = np.linspace(0, 1, 1024 * 900, dtype=np.float32).reshape(1024, 900)
+    for png in (
+        figures.prediction_thumbnail(big, _pred(crops=2), title="case"),
+        figures.prediction_thumbnail(big[:, :, None].repeat(3, axis=2), _pred("Non-Urgent", 0.1, crops=0)),
+        figures.thumbnail_grid([big] * 6, [f"t{i}" for i in range(6)]),
+        figures.thumbnail_grid([big], ["one"], cols=1),
+    ):
+        w, h = Image.open(io.BytesIO(png)).size
+        assert max(w, h) <= figures.THUMBNAIL_PX and min(w, h) > 100
+
+
 def test_tables_flatten_predictions() -> None:
     p = _pred(review=True)
     row = result_tables.summary_row("ex", p)

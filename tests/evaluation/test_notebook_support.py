@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cxrtriage import config
 from cxrtriage.evaluation import notebook_run
 
 
@@ -83,12 +84,45 @@ def test_a_failing_cell_fails_the_execution(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- the committed notebooks
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "prototype" / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = ROOT / "prototype" / "notebooks"
 NOTEBOOKS = ("01_quickstart_inference.ipynb", "02_fine_tune_medgemma.ipynb", "03_evaluation_and_metrics.ipynb")
 
 
+RADIOGRAPH_TAG = "radiograph-thumbnails"
+#: sources whose images may never appear in a committed file (research use only, or per-image licences)
+RESEARCH_ONLY = ("shenzhen", "jsrt", "laterals", "iu_reports")
+DRAWS_IMAGES = ("imshow", "load_image(", "prediction_plot", "thumbnail")
+
+
+def _embedded_images(cell) -> list[tuple[int, int]]:
+    """(width, height) of every PNG / JPEG a cell's outputs embed."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    sizes = []
+    for out in cell.get("outputs", []):
+        for mime, payload in out.get("data", {}).items():
+            if mime in ("image/png", "image/jpeg"):
+                raw = base64.b64decode("".join(payload) if isinstance(payload, list) else payload)
+                sizes.append(Image.open(io.BytesIO(raw)).size)
+    return sizes
+
+
+def _output_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(str(out.get("text", "")))
+        parts += [str(v) for k, v in out.get("data", {}).items() if not k.startswith("image/")]
+    return "\n".join(parts)
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) -> None:
+def test_committed_notebooks_have_one_parameters_cell_and_their_outputs(name: str) -> None:
+    """A judge browsing the repository sees the results: every code cell ran (`make notebooks` saved it back), no
+    error, under 2 MB, and no local path."""
     nbformat = pytest.importorskip("nbformat")
     path = NOTEBOOK_DIR / name
     if not path.is_file():
@@ -99,17 +133,68 @@ def test_committed_notebooks_have_one_parameters_cell_and_no_outputs(name: str) 
     assert len(params) == 1, "exactly one cell tagged 'parameters' (papermill)"
     src = params[0].source
     assert 'PROFILE = "smoke"' in src and "DATA_DIR = None" in src and "MODEL = None" in src
-    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    code = "\n".join(c.source for c in code_cells)
     assert "notebook_run.start(" in code and "run.finish()" in code
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), (
-        "committed notebooks carry no outputs (run `make notebooks` for executed HTML)"
-    )
+    assert all(c.get("execution_count") is not None for c in code_cells), "run `make notebooks` and commit the result"
+    assert not [o for c in code_cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert "took" in _output_text(code_cells[-1]), "the last cell prints the notebook's wall time"
     assert path.stat().st_size < 2_000_000
+    text = path.read_text(encoding="utf-8")
+    data_dir = config.Settings().find_data_dir()
+    for local in [str(ROOT)] + ([str(data_dir.resolve())] if data_dir else []):
+        assert local not in text, f"local path {local}: save through scripts/run_notebooks.py"
+    assert "papermill" not in nb.metadata, "per-run metadata: save through scripts/run_notebooks.py"
     assert "not a diagnostic tool" in nb.cells[0].source
     papermill = pytest.importorskip("papermill")
     inferred = papermill.inspect_notebook(str(path))
     assert {"PROFILE", "DATA_DIR", "MODEL"} <= set(inferred), "papermill must parse the parameters cell"
     assert inferred["PROFILE"]["default"] == '"smoke"'
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_show_only_small_images_of_open_sources(name: str) -> None:
+    """Radiographs only from NIH ChestX-ray14 and the pediatric set, at most 256 px, credited; only in cells tagged
+    for it, which guard the source; nothing of Shenzhen, JSRT, the laterals or IU reports near an image."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("PIL")
+    from cxrtriage.evaluation.figures import SHOWABLE_SOURCES, THUMBNAIL_PX
+
+    assert SHOWABLE_SOURCES == ("nih", "kermany")
+    nb = nbformat.read(str(NOTEBOOK_DIR / name), as_version=4)
+    tagged = 0
+    for cell in (c for c in nb.cells if c.cell_type == "code"):
+        sizes = _embedded_images(cell)
+        if RADIOGRAPH_TAG in cell.metadata.get("tags", []):
+            tagged += 1
+            assert sizes, "a cell tagged for radiographs shows some"
+            assert all(max(w, h) <= THUMBNAIL_PX for w, h in sizes), sizes
+            assert "SHOWABLE_SOURCES" in cell.source, "the cell checks each image's source before drawing it"
+            near = (cell.source + _output_text(cell)).lower()
+            assert not [s for s in RESEARCH_ONLY if s in near]
+        elif sizes:  # a chart: it must not draw an image, and stays a sensible size
+            assert not [s for s in DRAWS_IMAGES if s in cell.source], f"untagged cell draws an image: {cell.source}"
+            assert all(max(w, h) <= 1600 for w, h in sizes), sizes
+    assert tagged, "each notebook shows some radiographs (in a tagged cell)"
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "CC BY 4.0" in prose and "public domain" in prose, "an attribution line for the images shown"
+    for folder in ("jsrt_scr/images", "shenzhen/images", "laterals/images", "jsrt_scr/masks"):
+        assert folder not in "\n".join(_output_text(c) for c in nb.cells if c.cell_type == "code")
+
+
+def test_save_for_commit_keeps_outputs_and_drops_run_metadata_and_local_paths(tmp_path: Path) -> None:
+    pytest.importorskip("papermill")
+    nbformat = pytest.importorskip("nbformat")
+    nb = _notebook(
+        tmp_path / "demo.ipynb", f'print("data in {tmp_path}/data")\nimport sys\nsys.stdout.write("a\\rb\\n")'
+    )
+    result = notebook_run.execute_notebook(nb, tmp_path / "executed", "smoke")
+    saved = notebook_run.save_for_commit(result.executed, tmp_path / "saved.ipynb", {f"{tmp_path}/data": "$DATA"})
+    out = nbformat.read(str(saved), as_version=4)
+    assert "papermill" not in out.metadata and all("papermill" not in c.metadata for c in out.cells)
+    text = "".join(str(o.get("text", "")) for c in out.cells if c.cell_type == "code" for o in c.outputs)
+    assert "data in $DATA" in text and str(tmp_path) not in text
+    assert "b\n" in text and "a\r" not in text  # progress redraws collapsed
 
 
 def test_prototype_md_results_block_is_current() -> None:
@@ -136,6 +221,20 @@ def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
     doc.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_document(doc, tmp_path / "eval")
+
+
+def test_int8_row_comes_from_where_it_was_measured_or_is_left_out(tmp_path: Path) -> None:
+    from cxrtriage.evaluation.prototype_report import render_block
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"fp32_vs_int8_nih_test": None}))
+    assert "int8 vs fp32" not in render_block(tmp_path)  # measured nowhere: no "n/a vs n/a" row
+    runs = {"seed_2": {"int8_vs_fp32_nih_test": {"auc_int8": 0.91, "auc_fp32": 0.9}}, "shipped": {}}
+    (tmp_path / "generalisation.json").write_text(json.dumps({"runs": runs}))
+    row = next(ln for ln in render_block(tmp_path).splitlines() if "int8 vs fp32" in ln)
+    assert "(seed_2;" in row and "| 0.910 vs 0.900 |" in row and "generalisation.json" in row
+    m = {"fp32_vs_int8_nih_test": {"auc_int8": 0.8, "auc_fp32": 0.81}}
+    (tmp_path / "metrics.json").write_text(json.dumps(m))
+    assert "| int8 vs fp32 AUC on NIH test | 0.800 vs 0.810 | `prototype/eval/metrics.json`" in render_block(tmp_path)
 
 
 def test_facts_a_notebook_records_reach_the_timings_file(tmp_path: Path) -> None:

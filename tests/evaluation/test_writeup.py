@@ -88,3 +88,14 @@ def test_the_template_asks_only_for_numbers_that_have_a_source(tmp_path):
 def test_formats_read_what_the_files_hold():
     assert writeup.format_number(0.81818, "{:.2f}") == "0.82" and writeup.format_number(0.5, writeup.PCT) == "50%"
     assert writeup.format_number(2276, "{:,}") == "2,276"
+
+
+def test_pacs_figure_puts_the_text_panels_left_and_the_image_right_within_the_width():
+    from PIL import Image
+
+    page, worklist, sc = Image.new("RGB", (1720, 980)), Image.new("RGB", (1500, 800)), Image.new("RGB", (900, 900))
+    sheet = writeup.compose_pacs_figure(page, worklist, sc, gap=20, max_width=2400)
+    assert sheet.width == 2400
+    left_h = 980 + 20 + round(800 * 1720 / 1500)
+    assert abs(sheet.height - round(left_h * 2400 / (1720 + 20 + left_h))) <= 1  # the image is as tall as both
+    assert writeup.PACS_FIGURE_ACCESSION == "DEMO0001"  # the NIH film the demo's modality sends first

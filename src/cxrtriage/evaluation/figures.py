@@ -255,3 +255,89 @@ def prediction_plot(pixels: ArrayLike, prediction: Prediction, *, title: str = "
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- radiographs in committed notebooks
+
+#: the longest side, in pixels, of any PNG that shows a radiograph in a committed notebook (tests check it)
+THUMBNAIL_PX = 256
+#: the data sources whose images a committed notebook may show: NIH ChestX-ray14 (public domain) and the pediatric
+#: set of Kermany et al. (CC BY 4.0). Shenzhen, JSRT, the laterals and the DICOM samples are never drawn.
+SHOWABLE_SOURCES = ("nih", "kermany")
+IMAGE_CREDIT = (
+    "Radiographs shown: NIH ChestX-ray14 (NIH Clinical Center, public domain; Wang et al., CVPR 2017) and the "
+    "pediatric set of Kermany et al., Cell 2018 (CC BY 4.0, doi:10.17632/rscbjbr9sj), downsampled to at most "
+    f"{THUMBNAIL_PX} px. Images of research-use-only sources are never shown."
+)
+
+
+def _png(fig: Figure, side: int) -> bytes:
+    """The figure as PNG bytes at a DPI that keeps its longest side at most ``side`` pixels."""
+    import io
+
+    w, h = fig.get_size_inches()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=side / max(w, h))
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _shown(pixels: ArrayLike, side: int) -> tuple[np.ndarray, int, int]:
+    img = np.asarray(pixels, dtype=np.float32)
+    if img.ndim == 3:
+        img = img.mean(axis=-1)
+    h, w = img.shape
+    step = max(1, int(np.ceil(max(h, w) / side)))
+    return img[::step, ::step], h, w
+
+
+def prediction_thumbnail(
+    pixels: ArrayLike, prediction: Prediction, *, title: str = "", side: int = THUMBNAIL_PX
+) -> bytes:
+    """A PNG of at most ``side`` x ``side`` pixels: the radiograph (downsampled) with its numbered evidence boxes and
+    a one-line label. What a committed notebook shows instead of :func:`prediction_plot` (whose crops panel is wider
+    than a thumbnail); the crops' coordinates go in a table beside it."""
+    from matplotlib.patches import Rectangle
+
+    plt = pyplot()
+    shown, h, w = _shown(pixels, side)
+    fig = plt.figure(figsize=(2.56, 2.56))
+    ax = fig.add_axes((0, 0, 1, 0.86))
+    ax.imshow(shown, cmap="gray", extent=(0, w, h, 0))
+    for i, c in enumerate(prediction.crops, start=1):
+        colour = "#8e44ad" if c.source == "medgemma" else BOX_COLOUR
+        ax.add_patch(Rectangle((c.x, c.y), c.w, c.h, fill=False, ec=colour, lw=1.2))
+        ax.text(
+            c.x + 3, c.y + 3, str(i), color="black", fontsize=6, va="top", bbox={"fc": colour, "ec": "none", "pad": 0.5}
+        )
+    ax.set_aspect("auto")
+    ax.axis("off")
+    colour = URGENT_COLOUR if prediction.label == "Urgent" else NON_URGENT_COLOUR
+    review = ", review" if prediction.needs_review else ""
+    fig.text(0.5, 0.965, title, ha="center", va="center", fontsize=6.5)
+    fig.text(
+        0.5,
+        0.9,
+        f"{prediction.label} {prediction.score:.2f}{review}",
+        ha="center",
+        va="center",
+        fontsize=7,
+        color=colour,
+    )
+    return _png(fig, side)
+
+
+def thumbnail_grid(
+    images: Sequence[ArrayLike], titles: Sequence[str], *, cols: int = 3, side: int = THUMBNAIL_PX
+) -> bytes:
+    """A PNG of at most ``side`` px on its longest side holding several downsampled radiographs with short titles."""
+    plt = pyplot()
+    rows = max(1, int(np.ceil(len(images) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.56, 2.56 * rows / cols * 1.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, titles):
+        ax.imshow(_shown(img, side // cols)[0], cmap="gray", aspect="auto")
+        ax.set_title(title, fontsize=5.5, pad=1.5)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.25)
+    return _png(fig, side)

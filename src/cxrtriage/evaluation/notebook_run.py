@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cxrtriage import config
 
@@ -224,3 +225,49 @@ def record_timing(result: ExecutionResult, path: str | Path) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return data
+
+
+#: what papermill and nbclient add to an executed notebook that says nothing to a reader (and changes every run)
+_RUN_METADATA = ("papermill", "execution", "widgets")
+
+
+def save_for_commit(executed: str | Path, dest: str | Path, replacements: dict[str, str] | None = None) -> Path:
+    """Write the executed notebook to ``dest`` (the committed copy) with its outputs, without the per-run metadata
+    (timestamps, durations, absolute input and output paths), and with each ``replacements`` key (e.g. the data
+    directory, the checkout) replaced by its value in every output, so the committed file shows no local paths."""
+    from cxrtriage.optional import require
+
+    nbformat = require("nbformat", extra="notebooks")
+    nbconvert = require("nbconvert", extra="notebooks")
+    nb = nbformat.read(str(executed), as_version=4)
+    # progress bars redraw with "\r": one stream output per cell, each line in its last state (as the HTML shows it)
+    nb, _ = nbconvert.preprocessors.CoalesceStreamsPreprocessor().preprocess(nb, {})
+    pairs = sorted((replacements or {}).items(), key=lambda kv: -len(kv[0]))  # longest first: /a/b before /a
+
+    def scrub(text: Any) -> Any:
+        if isinstance(text, list):
+            return [scrub(t) for t in text]
+        if not isinstance(text, str):
+            return text
+        for old, new in pairs:
+            if old:
+                text = text.replace(old, new)
+        return text
+
+    for key in _RUN_METADATA:
+        nb.metadata.pop(key, None)
+    for cell in nb.cells:
+        for key in _RUN_METADATA:
+            cell.metadata.pop(key, None)
+        cell.source = cell.source.rstrip("\n")  # papermill's injected cell ends in a newline; ruff format drops it
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = scrub(out["text"])
+            for mime in list(out.get("data", {})):
+                if mime.startswith("text/") or mime == "application/json":
+                    out["data"][mime] = scrub(out["data"][mime])
+            if "traceback" in out:
+                out["traceback"] = scrub(out["traceback"])
+    dest = Path(dest)
+    nbformat.write(nb, str(dest))
+    return dest

@@ -79,6 +79,20 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "threshold": (M, "threshold", "{:.4f}"),
     "jsrt_n": (A, "jsrt_test/normal/n", "{}"),
     "jsrt_non_urgent": (A, "jsrt_test/normal/non_urgent", "{}"),
+    "jsrt_spec": (A, "jsrt_test/normal/specificity", F3),
+    "jsrt_nod_n": (A, "jsrt_test/nodule/n", "{}"),
+    "jsrt_nod_non_urgent": (A, "jsrt_test/nodule/non_urgent", "{}"),
+    "jsrt_nod_spec": (A, "jsrt_test/nodule/specificity", F3),
+    "seed_jsrt_spec_min": (G, "seed_spread/jsrt/specificity_at_threshold/min", F2),
+    "seed_jsrt_spec_max": (G, "seed_spread/jsrt/specificity_at_threshold/max", F2),
+    "loso_jsrt_spec": (G, "leave_one_source_out/ablation_no_nih/test/jsrt/specificity_at_threshold/left_out_run", F2),
+    "review_lo": (M, "review_band/0", F3),
+    "review_hi": (M, "review_band/1", F3),
+    "nih_review": (M, "nih_test/needs_review_fraction", PCT),
+    "ped_review": (M, "pediatric_test/needs_review_fraction", PCT),
+    "atyp_n": (A, "frontal_gate/nih_test_made_atypical/n", "{}"),
+    "atyp_review": (A, "frontal_gate/nih_test_made_atypical/review", "{}"),
+    "atyp_text_crops": (A, "frontal_gate/nih_test_made_atypical/crop_centres_on_burned_in_text", "{}"),
     "rsna_pointing": (A, "rsna_localisation/validation_and_test_patients/pointing_game_top_crop", F2),
     "rsna_n_opacity": (A, "rsna_localisation/validation_and_test_patients/n_opacity", "{}"),
     "crops_off_lungs": (A, "rsna_localisation/validation_and_test_patients/crops_off_lungs", "{}"),
@@ -247,45 +261,86 @@ def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.
     return out
 
 
+#: the study the PACS figure shows: the first PNG the demo's modality sends, an urgent NIH ChestX-ray14 test film
+#: (public domain) with synthetic identifiers (:func:`cxrtriage.pacs.stack_inputs.demo_inputs`); the other studies
+#: hold the shared DICOM samples, whose images this page does not show
+PACS_FIGURE_ACCESSION = "DEMO0001"
+
+
+def _study_for_figure(orthanc_base: str, accession: str = PACS_FIGURE_ACCESSION) -> tuple[str, str]:
+    """The Orthanc study with ``accession`` holding the radiograph and both cxrtriage series: its ID and the
+    Secondary Capture instance's ID."""
+    from cxrtriage.pacs.stack_tools import http_get
+
+    def get(path: str) -> Any:
+        return json.loads(http_get(orthanc_base + path, timeout=10))
+
+    for study in get("/studies?expand"):
+        if study["MainDicomTags"].get("AccessionNumber") != accession:
+            continue
+        series = {x["MainDicomTags"].get("SeriesDescription", ""): x for x in get(f"/studies/{study['ID']}/series")}
+        sc = next((x for d, x in series.items() if d.startswith("cxrtriage AI evidence")), None)
+        if sc is not None and any(d.startswith("cxrtriage AI triage (") for d in series):
+            return study["ID"], sc["Instances"][0]
+    raise RuntimeError(f"no study with accession {accession} holds both cxrtriage series in Orthanc")
+
+
+def compose_pacs_figure(
+    study_page: Any, worklist: Any, secondary_capture: Any, gap: int = 24, max_width: int = 2400
+) -> Any:
+    """One picture that stays readable at print size: Orthanc's study page above the Worklist tab on the left (the
+    text), the Secondary Capture on the right at the height of both (the image). PIL images in, a PIL image out, at
+    most ``max_width`` px wide (about 350 dpi across the printed page)."""
+    from PIL import Image
+
+    width = max(study_page.width, worklist.width)
+    left = [im.resize((width, round(im.height * width / im.width)), Image.LANCZOS) for im in (study_page, worklist)]
+    height = left[0].height + gap + left[1].height
+    sc = secondary_capture.resize(
+        (round(secondary_capture.width * height / secondary_capture.height), height), Image.LANCZOS
+    )
+    sheet = Image.new("RGB", (width + gap + sc.width, height), "white")
+    sheet.paste(left[0], (0, 0))
+    sheet.paste(left[1], (0, left[0].height + gap))
+    sheet.paste(sc, (width + gap, 0))
+    if sheet.width > max_width:
+        sheet = sheet.resize((max_width, round(sheet.height * max_width / sheet.width)), Image.LANCZOS)
+    return sheet
+
+
 def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path:
     """The hospital flow of ``make pacs-demo`` (:func:`cxrtriage.pacs.stack.pacs_stack`: a real Orthanc, the DICOM
-    node, storescu): Orthanc's page of a study holding the radiograph with cxrtriage's SR and Secondary Capture, the
-    Secondary Capture itself and the UI's Worklist tab, side by side."""
+    node, storescu): Orthanc's page of the study holding an NIH radiograph with cxrtriage's SR and Secondary Capture,
+    the UI's Worklist tab, and the Secondary Capture itself (:func:`compose_pacs_figure`). Pages are captured at twice
+    the pixel density, and Orthanc's page at a narrow width, so that its text is legible on the printed page."""
     from PIL import Image
 
     from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, open_ui
     from cxrtriage.optional import require
     from cxrtriage.pacs.stack import Ports, pacs_stack
-    from cxrtriage.pacs.stack_checks import study_with_results
 
     sync_api = require("playwright.sync_api", extra="dev", purpose="the PACS screenshot")
     shots = [out.with_name(f".pacs-{i}.png") for i in range(3)]
     with pacs_stack(data_dir, Ports.free()) as stack, sync_api.sync_playwright() as p:
-        study, sc = study_with_results(stack.orthanc_base)
+        study, sc = _study_for_figure(stack.orthanc_base)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page = browser.new_page(viewport={"width": 860, "height": 600}, device_scale_factor=2)
         page.set_default_timeout(timeout_s * 1000)
         page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
         page.wait_for_timeout(800)
-        page.screenshot(path=str(shots[0]), clip={"x": 400, "y": 100, "width": 860, "height": 400})
+        # the header, the patient and study boxes and the three series; not the Interact / Access buttons below
+        page.screenshot(path=str(shots[0]), clip={"x": 0, "y": 0, "width": 860, "height": 492})
         page.goto(f"{stack.orthanc_base}/instances/{sc}/preview", wait_until="networkidle")
-        page.screenshot(path=str(shots[1]), clip={"x": 328, "y": 0, "width": 624, "height": 720})
+        page.locator("img").first.screenshot(path=str(shots[2]))
         page.set_viewport_size({"width": 1280, "height": 900})
         open_ui(page, stack.ui_base)
         page.get_by_role("tab", name="Worklist").click()
         page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
         page.wait_for_timeout(800)
-        page.locator("#cxr-worklist").screenshot(path=str(shots[2]))
+        page.locator("#cxr-worklist").screenshot(path=str(shots[1]))
         browser.close()
     images = [Image.open(s).convert("RGB") for s in shots]
-    height = 520
-    images = [im.resize((round(im.width * height / im.height), height), Image.LANCZOS) for im in images]
-    sheet = Image.new("RGB", (sum(im.width for im in images) + 20 * (len(images) - 1), height), "white")
-    x = 0
-    for im in images:
-        sheet.paste(im, (x, 0))
-        x += im.width + 20
-    sheet.save(out)
+    compose_pacs_figure(*images).save(out)
     for s in shots:
         s.unlink()
     return out
@@ -301,7 +356,8 @@ border-bottom: 1px solid #aab7b8; }
 h3 { font-size: 9pt; margin: 5pt 0 1pt 0; } p { margin: 2pt 0 4pt 0; } ul { margin: 1pt 0 4pt 0; padding-left: 14pt; }
 li { margin: 0 0 1pt 0; } table { border-collapse: collapse; margin: 3pt 0 5pt 0; font-size: 7.8pt; }
 th, td { border: 1px solid #aab7b8; padding: 1.5pt 4pt; text-align: left; } th { background: #eaecee; }
-img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.roc { width: 33%; display: inline-block; }
+img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.pacs { width: 92%; }
+img.roc { width: 33%; display: inline-block; }
 img.cal { width: 66%; display: inline-block; }
 img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; \
 border-left: 3px solid #f4d03f; }
