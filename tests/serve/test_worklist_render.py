@@ -90,3 +90,14 @@ def test_opening_a_study_marks_it_opened_and_its_heading_names_it(tmp_path):
     markup = study_view(lambda: wl, "ACC-42-0a1b2c3d", opening=True)
     assert wl.item("ACC-42-0a1b2c3d")["state"] == "opened"
     assert "Study <code>ACC-42</code>" in markup and "study date 2026-12-01 23:41 · view PA · CR" in markup
+
+
+def test_a_stored_result_keeps_its_numbers_behind_the_details_toggle(tmp_path):
+    """A reader opening a study from the worklist sees the same page as on the Triage tab: words first, and the score
+    and threshold only inside the closed Details element."""
+    wl = Worklist(tmp_path / "wl.sqlite")
+    pred = _pred()
+    wl.add(pred, "K9")
+    markup = study_view(lambda: wl, "K9")
+    details = markup[markup.index("<details") :]
+    assert f"{pred.threshold:.2f}" in details and "<details" in markup and "<details open" not in markup

@@ -12,6 +12,7 @@ import html
 import logging
 
 from cxrtriage.schema import Prediction
+from cxrtriage.serve.ui.details import details_html
 from cxrtriage.serve.ui.render import (
     crop_caption,
     disclaimer_html,
@@ -226,8 +227,9 @@ def crops_html(pred: Prediction) -> str:
 
 
 def study_html(key: str, result: dict | None, item: dict | None = None) -> str:
-    """One study's stored result, drawn by the Triage tab's renderers, with the disclaimer; ``item`` (its row)
-    adds the accession, study date, view, modality and state to the heading."""
+    """One study's stored result, drawn by the Triage tab's renderers, with the disclaimer and the same Details toggle
+    (how the model set its threshold is not stored with a result, so that part says 'not recorded'); ``item`` (its
+    row) adds the accession, study date, view, modality and state to the heading."""
     name = (item or {}).get("accession") or key
     if result is None:
         return error_html("This study is no longer on the worklist.", title=f"Study {name}")
@@ -248,7 +250,7 @@ def study_html(key: str, result: dict | None, item: dict | None = None) -> str:
     return (
         f'<div class="cxr-wl-study" data-key="{_esc(key)}"><div class="cxr-wl-head">Study <code>{_esc(name)}</code> · '
         f"stored result</div>{facts}{label_html(pred)}{explanation_html(pred)}{warnings_html(pred)}"
-        f"{crops_html(pred)}{provenance_html(pred)}{disclaimer_html()}</div>"
+        f"{crops_html(pred)}{provenance_html(pred)}{details_html(pred)}{disclaimer_html()}</div>"
     )
 
 
