@@ -294,13 +294,13 @@ def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def examples(data_dir: Path | None = None) -> ExampleSet:
-    """The demo's and the web UI's examples: held-out test images of ``data_dir`` (None: the configured one,
-    :meth:`cxrtriage.config.Settings.find_data_dir`, read at this call) when it holds the dataset tables, else
-    the bundled samples, so that a clone without the data still demonstrates every input path."""
-    data = config.Settings().find_data_dir() if data_dir is None else Path(data_dir)
+def examples_from(data: Path | None) -> ExampleSet:
+    """The demo's and the web UI's examples: held-out test images of the data directory ``data`` when it holds the
+    dataset tables, else (``data`` None, empty or another folder) the bundled samples, so that a clone, a wheel or a
+    container without the data still demonstrates every input path. Callers holding settings pass
+    ``settings.find_data_dir()``."""
     if data is not None:
-        found = _data_examples(data)
+        found = _data_examples(Path(data))
         if found:
             return ExampleSet(found, "held-out test images of the data directory")
         why = "the data directory holds no example images"
@@ -310,8 +310,9 @@ def examples(data_dir: Path | None = None) -> ExampleSet:
 
 
 def example_paths(data_dir: Path | None = None) -> list[Path]:
-    """The example images of :func:`examples` (the data directory's, else the bundled samples)."""
-    return examples(data_dir).paths
+    """The example images of :func:`examples_from` for ``data_dir`` (None: the configured data directory,
+    :meth:`cxrtriage.config.Settings.find_data_dir`, read at this call)."""
+    return examples_from(config.Settings().find_data_dir() if data_dir is None else Path(data_dir)).paths
 
 
 def _data_examples(data: Path) -> list[Path]:
