@@ -72,9 +72,13 @@ EOF
 [[ -z "$only" || "$only" == full ]] && measure full install
 
 mkdir -p "$(dirname "$out")"
-"$python_bin" - "$results" "$out" "$cache" "$flags" <<'EOF'
+find_links="$("$python_bin" -m pip config get global.find-links 2>/dev/null || true)"
+find_links="${PIP_FIND_LINKS:-$find_links}"
+"$python_bin" - "$results" "$out" "$cache" "$flags" "$find_links" <<'EOF'
 import datetime, json, os, platform, sys
-results, out, cache, flags = sys.argv[1:]
+from pathlib import Path
+results, out, cache, flags, find_links = sys.argv[1:]
+local = sorted(p.name for d in find_links.split() if Path(d).is_dir() for p in Path(d).glob("*.whl"))
 envs = [json.loads(line) for line in open(results, encoding="utf-8")]
 report = {
     "what": "fresh virtual environments made by the Makefile's install targets: install-demo (make demo, demo-cli, "
@@ -84,6 +88,9 @@ report = {
     "date": datetime.date.today().isoformat(),
     "pip_cache": cache,
     "pip_flags": flags,
+    # wheels pip takes from a local folder are not downloaded even with --no-cache-dir
+    "pip_find_links": find_links or None,
+    "local_wheels_used_if_needed": local,
     "python": platform.python_version(),
     "cpus": os.cpu_count(),
     "environments": {e.pop("name"): e for e in envs},
