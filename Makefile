@@ -69,7 +69,7 @@ demo-cli: install-demo
 # the smoke test validates responses with jsonschema, which the service itself does not need
 smoke: install-demo
 	$(BIN)/python -c "import jsonschema" 2>/dev/null || $(BIN)/pip install --quiet 'jsonschema>=4.20'
-	PYTHON=$(BIN)/python PATH="$(CURDIR)/$(BIN):$$PATH" demo_app/tests/smoke_test.sh --start
+	PYTHON=$(BIN)/python PATH="$(abspath $(BIN)):$$PATH" demo_app/tests/smoke_test.sh --start
 
 PACS_ARGS ?=
 pacs-demo: install

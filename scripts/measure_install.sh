@@ -4,7 +4,7 @@
 # extra: what `make test` and the other targets use). For each: wall time, size on disk (du -sb of the venv) and
 # whether torch / transformers / scikit-learn are importable; written to prototype/eval/install_footprint.json.
 #
-#   scripts/measure_install.sh [--warm] [--only demo|full] [--out FILE]
+#   scripts/measure_install.sh [--warm] [--only demo|full] [--out FILE] [--note TEXT]
 #
 # By default pip runs with --no-cache-dir (every wheel downloaded: a cold install, as on a new machine; needs the
 # network). --warm uses pip's cache as it is (say so when quoting the numbers: the JSON records which).
@@ -15,11 +15,13 @@ cd "$(dirname "$0")/.."
 out=prototype/eval/install_footprint.json
 warm=0
 only=""
+note=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --warm) warm=1 ;;
         --only) only="$2"; shift ;;
         --out) out="$2"; shift ;;
+        --note) note="$2"; shift ;;
         -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "unknown option: $1" >&2; exit 2 ;;
     esac
@@ -74,10 +76,10 @@ EOF
 mkdir -p "$(dirname "$out")"
 find_links="$("$python_bin" -m pip config get global.find-links 2>/dev/null || true)"
 find_links="${PIP_FIND_LINKS:-$find_links}"
-"$python_bin" - "$results" "$out" "$cache" "$flags" "$find_links" <<'EOF'
+"$python_bin" - "$results" "$out" "$cache" "$flags" "$find_links" "$note" <<'EOF'
 import datetime, json, os, platform, sys
 from pathlib import Path
-results, out, cache, flags, find_links = sys.argv[1:]
+results, out, cache, flags, find_links, note = sys.argv[1:]
 local = sorted(p.name for d in find_links.split() if Path(d).is_dir() for p in Path(d).glob("*.whl"))
 envs = [json.loads(line) for line in open(results, encoding="utf-8")]
 report = {
@@ -93,6 +95,7 @@ report = {
     "local_wheels_used_if_needed": local,
     "python": platform.python_version(),
     "cpus": os.cpu_count(),
+    "note": note or None,
     "environments": {e.pop("name"): e for e in envs},
 }
 with open(out, "w", encoding="utf-8") as fh:

@@ -305,8 +305,8 @@ def examples_from(data: Path | None) -> ExampleSet:
             return ExampleSet(found, "held-out test images of the data directory")
         why = "the data directory holds no example images"
     else:
-        why = "no data directory is configured (CXRTRIAGE_DATA_DIR)"
-    return ExampleSet(bundled_samples(), f"the samples bundled with cxrtriage ({why}; see SAMPLES.md)", bundled=True)
+        why = "no data directory was found (CXRTRIAGE_DATA_DIR)"
+    return ExampleSet(bundled_samples(), f"the samples bundled with cxrtriage, as {why}; see SAMPLES.md", bundled=True)
 
 
 def example_paths(data_dir: Path | None = None) -> list[Path]:

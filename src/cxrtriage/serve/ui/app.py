@@ -263,8 +263,8 @@ def build_blocks(
                             gr.Examples(
                                 examples=rows,
                                 inputs=[upload, prior],
-                                label=f"Examples: {examples_source or 'public datasets'} "
-                                "(the first with a synthetic prior report)",
+                                label=f"Examples: {examples_source or 'public datasets'}. "
+                                "The first comes with a synthetic prior report.",
                                 example_labels=[_example_label(str(p)) for p in examples],
                             )
                     with gr.Column(scale=5, min_width=420):
