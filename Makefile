@@ -16,7 +16,7 @@ PORT ?= 7860
 .PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
-	@echo "make install   create .venv and install cxrtriage with every extra (training, HAI-DEF, notebooks, tests; ~2.5 GB with torch)"
+	@echo "make install   create .venv and install cxrtriage with every extra (training, HAI-DEF, notebooks, tests: torch, transformers)"
 	@echo "make install-demo  create .venv with only what the service needs (cxrtriage[$(DEMO_EXTRAS)]: no torch or transformers)"
 	@echo "make demo      serve the web UI and REST API on http://localhost:7860/ui (offline, bundled model)"
 	@echo "make demo-cli  triage example chest X-rays in the terminal (or IMG=path/to/image)"
@@ -50,7 +50,7 @@ $(DEMO_STAMP): pyproject.toml
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml
-	@echo "make: installing cxrtriage[$(ALL_EXTRAS)] into $(VENV) (training, HAI-DEF, notebooks, tests: torch and transformers, ~2.5 GB)"
+	@echo "make: installing cxrtriage[$(ALL_EXTRAS)] into $(VENV) (training, HAI-DEF, notebooks, tests: torch and transformers; sizes in prototype/eval/install_footprint.json)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) --upgrade pip
 	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) -e '.[$(ALL_EXTRAS)]'

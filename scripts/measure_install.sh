@@ -30,7 +30,7 @@ done
 
 python_bin="${PYTHON:-python3}"
 flags="--no-cache-dir"
-cache="not used (pip --no-cache-dir): every wheel was downloaded"
+cache="not used (pip --no-cache-dir): every wheel was downloaded, except those pip found in pip_find_links"
 if [[ $warm -eq 1 ]]; then
     flags=""
     cache="warm: pip's cache as it was ($(du -sh "$("$python_bin" -m pip cache dir 2>/dev/null || echo ~/.cache/pip)" 2>/dev/null | cut -f1 || echo unknown))"
