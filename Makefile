@@ -1,15 +1,23 @@
 # cxrtriage: one-command set-up. `make demo` triages example images; `make test` runs the offline test suite.
 PYTHON ?= python3
+# extra pip flags for the installs (scripts/measure_install.sh passes --no-cache-dir to time a cold install)
+PIP_INSTALL_FLAGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs into the same .venv, each with its stamp: the service's (make demo, demo-cli, smoke: no torch, no
+# transformers, no scikit-learn) and everything else's (make test and the other targets), which adds the rest.
+DEMO_EXTRAS := demo,interop
+ALL_EXTRAS := train,demo,hai-def,notebooks,dev,interop
+DEMO_STAMP := $(VENV)/.demo-installed-stamp
 STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
+.PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
-	@echo "make install   create .venv and install cxrtriage with what the demo and tests need"
+	@echo "make install   create .venv and install cxrtriage with every extra (training, HAI-DEF, notebooks, tests: torch, transformers)"
+	@echo "make install-demo  create .venv with only what the service needs (cxrtriage[$(DEMO_EXTRAS)]: no torch or transformers)"
 	@echo "make demo      serve the web UI and REST API on http://localhost:7860/ui (offline, bundled model)"
 	@echo "make demo-cli  triage example chest X-rays in the terminal (or IMG=path/to/image)"
 	@echo "make smoke     start the server and run demo_app/tests/smoke_test.sh against it"
@@ -34,22 +42,34 @@ help:
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 	@echo "make generalisation  2 more seeds of the shipped recipe + leave-one-source-out runs, exported and scored -> prototype/eval/generalisation.json (~80 min on 2 cores)"
 
+$(DEMO_STAMP): pyproject.toml
+	@echo "make: installing only what the service needs into $(VENV): cxrtriage[$(DEMO_EXTRAS)] (no torch, no transformers, no scikit-learn); make test adds the rest"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) --upgrade pip
+	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) -e '.[$(DEMO_EXTRAS)]'
+	touch $(DEMO_STAMP)
+
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,demo,hai-def,notebooks,dev,interop]'
-	touch $(STAMP)
+	@echo "make: installing cxrtriage[$(ALL_EXTRAS)] into $(VENV) (training, HAI-DEF, notebooks, tests: torch and transformers; sizes in prototype/eval/install_footprint.json)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) --upgrade pip
+	$(BIN)/pip install --quiet $(PIP_INSTALL_FLAGS) -e '.[$(ALL_EXTRAS)]'
+	touch $(STAMP) $(DEMO_STAMP)
 
 install: $(STAMP)
 
-demo: install
+install-demo: $(DEMO_STAMP)
+
+demo: install-demo
 	$(BIN)/cxrtriage serve --port $(PORT)
 
-demo-cli: install
+demo-cli: install-demo
 	$(BIN)/cxrtriage demo $(IMG)
 
-smoke: install
-	PYTHON=$(BIN)/python PATH="$(CURDIR)/$(BIN):$$PATH" demo_app/tests/smoke_test.sh --start
+# the smoke test validates responses with jsonschema, which the service itself does not need
+smoke: install-demo
+	$(BIN)/python -c "import jsonschema" 2>/dev/null || $(BIN)/pip install --quiet 'jsonschema>=4.20'
+	PYTHON=$(BIN)/python PATH="$(abspath $(BIN)):$$PATH" demo_app/tests/smoke_test.sh --start
 
 PACS_ARGS ?=
 pacs-demo: install

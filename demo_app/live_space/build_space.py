@@ -3,7 +3,9 @@
 
     python demo_app/live_space/build_space.py OUT_DIR [--force]
 
-Nothing from the data directory is copied (the package holds no dataset image); caches are left out.
+Nothing from the data directory is copied; the package's own sample radiographs (``cxrtriage/samples``, public
+NIH and CC BY 4.0 pediatric films documented in its SAMPLES.md) come with it, so the Space offers examples. Caches
+are left out.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@
 #                                                    # on a free local port with a temporary crops dir; stopped on exit
 # Options:
 #   --image PATH     chest X-ray to post (default: $CXRTRIAGE_DATA_DIR/nih/images/00000150_002.png,
-#                    CXRTRIAGE_DATA_DIR defaulting to ../shared/data relative to the repository root)
+#                    CXRTRIAGE_DATA_DIR defaulting to ../shared/data relative to the repository root; without the
+#                    data: the bundled sample src/cxrtriage/samples/nih/00001383_000.png)
 #   --dicom PATH     DICOM chest X-ray to post as well (default: $CXRTRIAGE_DATA_DIR/dicom/SIIM_CR_chest_PA_jpegbaseline.dcm
-#                    when it exists; --no-dicom to skip)
+#                    when it exists, else the bundled sample DICOM; --no-dicom to skip)
 #   --timeout S      seconds to wait for /ready (default 180, or $SMOKE_READY_TIMEOUT)
 #   -h, --help       this text
 # Environment: PYTHON (interpreter with the `jsonschema` package, default python3; CI passes .venv/bin/python),
@@ -24,6 +25,7 @@ READY_TIMEOUT="${SMOKE_READY_TIMEOUT:-180}"
 REQUEST_TIMEOUT="${SMOKE_REQUEST_TIMEOUT:-120}"
 SCHEMA="${REPO_ROOT}/demo_app/schema/prediction.schema.json"
 DATA_DIR="${CXRTRIAGE_DATA_DIR:-${REPO_ROOT}/../shared/data}"
+SAMPLES="${REPO_ROOT}/src/cxrtriage/samples"  # bundled with the package (SAMPLES.md): a clone without data is tested too
 PRIOR_REPORT="Small right pleural effusion. No pneumothorax. Heart size is normal."
 DISCLAIMER="For clinical decision support only — not a diagnostic tool."
 
@@ -56,10 +58,15 @@ command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"
 command -v "${PYTHON}" >/dev/null 2>&1 || die "PYTHON=${PYTHON} not found"
 "${PYTHON}" -c "import jsonschema" 2>/dev/null || die "PYTHON=${PYTHON} lacks the jsonschema package (pip install jsonschema, or PYTHON=.venv/bin/python)"
 [[ -f "${SCHEMA}" ]] || die "JSON Schema not found: ${SCHEMA}"
-image="${image:-${DATA_DIR}/nih/images/00000150_002.png}"
+if [[ -z "${image}" ]]; then
+    image="${DATA_DIR}/nih/images/00000150_002.png"
+    [[ -f "${image}" ]] || image="${SAMPLES}/nih/00001383_000.png"
+fi
 [[ -f "${image}" ]] || die "test image not found: ${image} (set CXRTRIAGE_DATA_DIR or pass --image PATH)"
-if [[ ${no_dicom} -eq 0 && -z "${dicom}" && -f "${DATA_DIR}/dicom/SIIM_CR_chest_PA_jpegbaseline.dcm" ]]; then
-    dicom="${DATA_DIR}/dicom/SIIM_CR_chest_PA_jpegbaseline.dcm"
+if [[ ${no_dicom} -eq 0 && -z "${dicom}" ]]; then
+    for candidate in "${DATA_DIR}/dicom/SIIM_CR_chest_PA_jpegbaseline.dcm" "${SAMPLES}/dicom/nih_00001323_001_as_CR.dcm"; do
+        if [[ -f "${candidate}" ]]; then dicom="${candidate}"; break; fi
+    done
 fi
 [[ ${no_dicom} -eq 1 || -z "${dicom}" || -f "${dicom}" ]] || die "DICOM not found: ${dicom}"
 

@@ -7,6 +7,7 @@ The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``.
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -260,14 +261,65 @@ DEMO_NORMAL_PRIOR_REPORT = (
 )
 
 
+#: the sample radiographs that ship inside the package (public-domain NIH and CC BY 4.0 pediatric films and a DICOM
+#: built from one of them with synthetic identifiers; see samples/SAMPLES.md), so that a clone or an installed wheel
+#: without the data directory still has something to triage
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLES_MANIFEST = SAMPLES_DIR / "samples.json"
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """The example images and where they come from, in words the UI and the demo show (no server paths)."""
+
+    paths: list[Path]
+    source: str
+    bundled: bool = False
+
+
+def bundled_samples() -> list[Path]:
+    """The bundled sample files in the manifest's order (urgent adult, non-urgent adult, DICOM, child).
+    Raises FileNotFoundError naming the file when the manifest or a sample is missing (a broken install)."""
+    manifest = json.loads(_read_text(SAMPLES_MANIFEST))
+    paths = [SAMPLES_DIR / entry["file"] for entry in manifest["samples"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"bundled samples missing (reinstall cxrtriage): {', '.join(missing)}")
+    return paths
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: the package was installed without its sample files")
+    return path.read_text(encoding="utf-8")
+
+
+def examples_from(data: Path | None) -> ExampleSet:
+    """The demo's and the web UI's examples: held-out test images of the data directory ``data`` when it holds the
+    dataset tables, else (``data`` None, empty or another folder) the bundled samples, so that a clone, a wheel or a
+    container without the data still demonstrates every input path. Callers holding settings pass
+    ``settings.find_data_dir()``."""
+    if data is not None:
+        found = _data_examples(Path(data))
+        if found:
+            return ExampleSet(found, "held-out test images of the data directory")
+        why = "the data directory holds no example images"
+    else:
+        why = "no data directory was found (CXRTRIAGE_DATA_DIR)"
+    return ExampleSet(bundled_samples(), f"the samples bundled with cxrtriage, as {why}; see SAMPLES.md", bundled=True)
+
+
 def example_paths(data_dir: Path | None = None) -> list[Path]:
-    """The demo's and the web UI's example images from ``data_dir`` (None: the configured one,
-    :meth:`cxrtriage.config.Settings.find_data_dir`, read at this call): an urgent and a
-    non-urgent NIH test image, the JPEG-compressed DICOM and a pediatric test image, as far as they are there."""
-    data = config.Settings().find_data_dir() if data_dir is None else Path(data_dir)
-    if data is None:
-        return []
-    test = load_split_records(data)["test"]
+    """The example images of :func:`examples_from` for ``data_dir`` (None: the configured data directory,
+    :meth:`cxrtriage.config.Settings.find_data_dir`, read at this call)."""
+    return examples_from(config.Settings().find_data_dir() if data_dir is None else Path(data_dir)).paths
+
+
+def _data_examples(data: Path) -> list[Path]:
+    """An urgent and a non-urgent NIH test image, the JPEG-compressed DICOM and a pediatric test image of ``data``,
+    as far as they are there (none when it holds neither dataset's table)."""
+    datasets = tuple(name for name in ("nih", "kermany") if (data / name / "labels.csv").is_file())
+    test = load_split_records(data, datasets)["test"] if datasets else []
     nih = [r for r in test if r.dataset == "nih"]
     ped = [r for r in test if r.dataset == "kermany"]
     picks = [next((r.path for r in nih if r.urgent), None), next((r.path for r in nih if not r.urgent), None)]
@@ -277,7 +329,7 @@ def example_paths(data_dir: Path | None = None) -> list[Path]:
         out.append(dicom)
     if ped:
         out.append(ped[0].path)
-    return out
+    return [p for p in out if p.is_file()]
 
 
 @dataclass(frozen=True)

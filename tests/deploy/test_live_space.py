@@ -21,6 +21,8 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 SPACE = REPO / "demo_app" / "live_space"
+IMAGE_SUFFIXES = (".png", ".jpeg", ".jpg", ".dcm")
+SAMPLES = json.loads((REPO / "src" / "cxrtriage" / "samples" / "samples.json").read_text(encoding="utf-8"))
 sys.path.insert(0, str(SPACE))
 from build_space import build_space  # noqa: E402
 
@@ -65,7 +67,13 @@ def test_building_into_a_folder_that_holds_files_needs_force(tmp_path):
         build_space(tmp_path)
     out = build_space(tmp_path, force=True)
     assert not (out / "keep.txt").exists() and (out / "src" / "cxrtriage" / "weights" / "model.onnx").is_file()
-    assert not list(out.rglob("__pycache__")) and not list(out.rglob("*.png"))  # no caches, no dataset images
+    assert not list(out.rglob("__pycache__"))  # no caches
+    # no dataset image except the bundled samples (redistributable, documented in SAMPLES.md), which the Space offers
+    package = out / "src" / "cxrtriage"
+    pictures = {p.relative_to(package).as_posix() for p in out.rglob("*") if p.suffix in IMAGE_SUFFIXES}
+    assert pictures == {f"samples/{e['file']}" for e in SAMPLES["samples"]}
+    attributes = (out / ".gitattributes").read_text()
+    assert all(f"*{suffix} filter=lfs" in attributes for suffix in IMAGE_SUFFIXES)  # the Hub takes binaries via LFS
 
 
 def _free_port() -> int:

@@ -1,7 +1,8 @@
 """``cxrtriage demo``: triage a few real example radiographs (or the given paths) and print readable results.
 
-``make demo-cli`` runs it. Examples come from the data layer (:func:`cxrtriage.data.example_paths`): held-out NIH
-test images, the SIIM DICOM and a pediatric test image.
+``make demo-cli`` runs it. Examples come from the data layer (:func:`cxrtriage.data.examples_from`): held-out NIH
+test images, the SIIM DICOM and a pediatric test image of the data directory, or, without one, the samples bundled
+in the package (``cxrtriage/samples``), so that a fresh clone or install demonstrates itself.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage.config import Settings
-from cxrtriage.data import DEMO_PRIOR_REPORT, example_paths
+from cxrtriage.data import DEMO_PRIOR_REPORT, examples_from
 from cxrtriage.errors import CXRTriageError
 from cxrtriage.schema import DISCLAIMER
 
@@ -20,21 +21,20 @@ def run_demo(paths: list[str], settings: Settings, out: Path = Path("runs/demo/p
     """Triage ``paths`` (or the examples of the settings' data directory) with the engine of ``settings``."""
     from cxrtriage.pipeline import Triage
 
-    data_dir = settings.find_data_dir()
-    targets = [Path(p) for p in paths] or (example_paths(data_dir) if data_dir is not None else [])
-    if not targets:
-        print(
-            "No example images: set CXRTRIAGE_DATA_DIR to the data folder "
-            "(see prototype/data_scripts/download_datasets.sh) "
-            "or run `make demo IMG=path/to/chest.png`.",
-            file=sys.stderr,
-        )
-        return 2
+    if paths:
+        targets, source = [Path(p) for p in paths], "the given files"
+    else:
+        try:
+            found = examples_from(settings.find_data_dir())
+        except FileNotFoundError as exc:  # no data and a broken install without its samples
+            print(f"No example images: {exc}. Run `make demo-cli IMG=path/to/chest.png`.", file=sys.stderr)
+            return 2
+        targets, source = found.paths, found.source
     engine = Triage.from_config(settings)
     info = engine.info
     print(
         f"cxrtriage demo — {info.backend} backend, model {info.name} {info.version} "
-        f"({engine.footprint_mb():.2f} MB on disk), offline\n"
+        f"({engine.footprint_mb():.2f} MB on disk), offline\nImages: {source}\n"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0

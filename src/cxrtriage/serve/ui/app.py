@@ -137,6 +137,7 @@ def build_blocks(
     get_engine: Callable[[], Triage],
     get_status: Callable[[], dict],
     examples: list[str] | None = None,
+    examples_source: str = "public datasets",
     *,
     uploads: UploadStore | None = None,
     slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
@@ -147,8 +148,9 @@ def build_blocks(
     (:func:`mount_ui`, :func:`launch`).
 
     ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.serve.ui.uploads`): the page sends the triage
-    its opaque reference, never a path. An example is named by its file name and read from the data directory,
-    so no path chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
+    its opaque reference, never a path. An example is named by its file name and read from where the server found
+    it (the data directory or the bundled samples; ``examples_source`` says which, above the examples), so no path
+    chosen by the client is ever opened. ``slot`` is the service's inference queue, shared with the
     REST API, so the UI cannot overload the machine behind the API's back. ``worklist`` opens the worklist that
     the Triage button files results on and the Worklist tab lists (that of ``settings`` when not given).
     ``settings``: the service's (:func:`mount_ui`); a notebook's or custom launcher's page without them reads them
@@ -272,7 +274,8 @@ def build_blocks(
                             gr.Examples(
                                 examples=rows,
                                 inputs=[upload, prior],
-                                label="Examples (public datasets; first with a synthetic prior report)",
+                                label=f"Examples: {examples_source or 'public datasets'}. "
+                                "The first comes with a synthetic prior report.",
                                 example_labels=[_example_label(str(p)) for p in examples],
                             )
                     with gr.Column(scale=5, min_width=420):
@@ -318,18 +321,17 @@ def build_blocks(
     return blocks
 
 
-def _examples_for(data_dir: Path | None) -> list[str]:
-    """Example images from the data layer (:func:`cxrtriage.data.example_paths`), or none without data."""
-    from cxrtriage.data import example_paths
+def _examples_for(data_dir: Path | None) -> tuple[list[str], str]:
+    """Example images from the data layer (:func:`cxrtriage.data.examples_from`: the data directory's held-out test
+    images, else the samples bundled in the package) and the words that say where they come from."""
+    from cxrtriage.data import examples_from
 
-    if data_dir is None or not Path(data_dir).is_dir():
-        return []
     try:
-        paths = example_paths(Path(data_dir))
-    except Exception:  # noqa: BLE001 - a partial data folder only costs the examples
-        log.warning("no UI examples: the data directory could not be read", exc_info=True)
-        return []
-    return [str(p) for p in paths if Path(p).is_file()]
+        found = examples_from(Path(data_dir) if data_dir is not None and Path(data_dir).is_dir() else None)
+    except Exception:  # noqa: BLE001 - a partial data folder (or an install without samples) only costs the examples
+        log.warning("no UI examples: neither the data directory nor the bundled samples could be read", exc_info=True)
+        return [], ""
+    return [str(p) for p in found.paths if Path(p).is_file()], found.source
 
 
 def _cache_files_in(blocks: gr.Blocks, directory: Path) -> None:
@@ -367,7 +369,7 @@ def mount_ui(
     blocks = build_blocks(
         get_engine,
         get_status,
-        _examples_for(settings.find_data_dir()),
+        *_examples_for(settings.find_data_dir()),
         uploads=uploads,
         slot=slot,
         worklist=worklist if worklist is not None else configured_worklist(settings),
