@@ -36,6 +36,7 @@ help:
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"
 	@echo "make video     video/demo.mp4 recorded from the running application with captions read from the metrics files (~2 min)"
+	@echo "make screenshots  the result page after triaging a bundled sample at 1366x768 and 1920x1080 -> build/screenshots/; the first becomes docs/images/quickstart.png"
 	@echo "make deliverables  writeup.pdf, video/demo.mp4 and the executed notebooks' HTML (~4 min after make evaluate)"
 	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"
 	@echo "make space     assemble the Hugging Face Space in build/space and serve it as the Space would (python app.py)"
@@ -135,7 +136,7 @@ writeup: install
 video: install
 	$(BIN)/cxrtriage video
 
-deliverables: writeup video notebooks
+deliverables: writeup video notebooks screenshots
 
 qa: install
 	$(BIN)/python scripts/qa_checklist.py
@@ -157,3 +158,7 @@ generalisation: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+screenshots: install
+	$(BIN)/cxrtriage screenshots --out-dir build/screenshots
+	mkdir -p docs/images && cp build/screenshots/result_1366x768.png docs/images/quickstart.png

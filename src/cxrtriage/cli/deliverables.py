@@ -1,4 +1,5 @@
-"""Deliverable commands: ``cxrtriage writeup | video``, the write-up PDF and the demo video built from a checkout.
+"""Deliverable commands: ``cxrtriage writeup | video | screenshots``, the write-up PDF, the demo video and the
+README's screenshot built from a checkout.
 
 They read the checkout's ``prototype/eval/`` and ``docs/`` (not an installed package), so each first finds the
 checkout; a missing input (the checkout, a metrics file, a tool) is a usage error: one ``error:`` sentence, exit 2.
@@ -57,6 +58,17 @@ def cmd_video(args: argparse.Namespace) -> int:
     return _build_deliverable("video", lambda root: build_video(root, data_dir_or_exit(args.data_dir)))
 
 
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    """The result page after triaging a bundled sample, at each screen size of SCREEN_SIZES."""
+    from cxrtriage.evaluation.screenshots import quickstart_screenshots
+
+    def build(root: Path) -> None:
+        for shot in quickstart_screenshots(root, (root / args.out_dir).resolve()):
+            print(shot)
+
+    return _build_deliverable("screenshots", build)
+
+
 def add_parser(sub: SubCommands) -> None:
     """Register ``writeup`` and ``video`` on the main CLI's subcommands."""
     s = sub.add_parser(
@@ -81,3 +93,11 @@ def add_parser(sub: SubCommands) -> None:
     )
     s.add_argument("--data-dir")
     s.set_defaults(func=cmd_video)
+
+    s = sub.add_parser(
+        "screenshots",
+        help="the UI's result page after triaging a bundled sample, with no data directory, at 1366x768 and "
+        "1920x1080 (result_WxH.png; needs chromium and Playwright)",
+    )
+    s.add_argument("--out-dir", default="build/screenshots", help="relative to the checkout")
+    s.set_defaults(func=cmd_screenshots)
