@@ -96,8 +96,8 @@ SCENES: tuple[Scene, ...] = (
         "A simulated night shift, recorded from the running application: offline, on two CPU cores.\n"
         "Films: NIH ChestX-ray14 (public domain) and pediatric chest X-rays of Kermany et al. (CC BY 4.0), "
         "test split.\nThe prior report in this story is a synthetic one, written for the demo.",
-        "A night shift. One radiologist is on call, with a queue of chest films to read. "
-        "cxrtriage runs offline on the department's computer, and triages each film as it arrives.",
+        "A night shift. One radiologist on call, and a queue of chest films. "
+        "cxrtriage runs offline, and triages each film as it arrives.",
         title="cxrtriage: a night shift",
     ),
     Scene(
@@ -105,40 +105,38 @@ SCENES: tuple[Scene, ...] = (
         "queue",
         "opens the UI's Worklist tab, showing the queue posted before the recording",
         "{queue_n} films arrived over the last {span_min} minutes (arrival times simulated): {queue_summary}",
-        "Over the last {span_min} minutes, {queue_n} chest films have arrived. Each one was triaged as it came in: "
-        "{queue_summary}. The worklist shows them oldest first.",
+        "Over the last {span_min} minutes, {queue_n} films have arrived. Each was triaged as it came in: "
+        "{queue_summary}.",
     ),
     Scene(
         "urgent_arrives",
         "urgent_arrives",
         "posts the urgent film to POST /predict with its accession and prior report, then presses Refresh",
         "A new film, {urgent_key}: triaged {urgent_label}, it goes to the top, above films that waited longer",
-        "Then a new film arrives. cxrtriage triages it {urgent_label}, and it goes straight to the top of the list, "
-        "above the films that have waited longer.",
+        "Then a new film arrives. It is triaged {urgent_label}, and goes straight to the top, "
+        "above films that waited longer.",
     ),
     Scene(
         "open_study",
         "open_study",
         "clicks the urgent study's row; its stored result opens beside the list",
         "{urgent_label}: score {urgent_score}, threshold {urgent_threshold}; evidence strongest in the {urgent_zones}",
-        "The radiologist opens it. The label is {urgent_label}, with a score of {urgent_score}, "
-        "against a threshold of {urgent_threshold}. The explanation says where the evidence is strongest: "
-        "the {urgent_zones}.",
+        "The radiologist opens it. {urgent_label}: a score of {urgent_score}, against a threshold of "
+        "{urgent_threshold}. The evidence is strongest in the {urgent_zones}.",
     ),
     Scene(
         "prior_report",
         "prior_report",
         "scrolls the study to the prior report and the most similar training cases",
         "The prior report, quoted word for word: {prior_quotes}",
-        "The prior report sent with the film is quoted word for word, never paraphrased: {prior_quotes}.",
+        "The prior report is quoted word for word: {prior_quotes}.",
     ),
     Scene(
         "evidence",
         "evidence",
         "loads the same film and report in the Triage tab: the image with its boxes, and the crops",
         "The same film in the Triage tab: {urgent_boxes} evidence boxes on the image, and a crop of each",
-        "On the image itself, {urgent_boxes} boxes mark where the evidence lies, inside the lungs, "
-        "each with a close-up crop. The reader looks at the film, not just at the label.",
+        "On the image, {urgent_boxes} boxes mark where the evidence lies, each with a close-up crop.",
         hold_s=2.0,
     ),
     Scene(
@@ -157,9 +155,9 @@ SCENES: tuple[Scene, ...] = (
         "at a specificity of {nih_spec_pct}\n"
         "Pediatric test patients: {ped_sens_pct} of urgent films labelled Urgent, at a specificity of {ped_spec_pct}\n"
         "(prototype/eval/metrics.json, written by make evaluate)",
-        "On held-out adult test patients, cxrtriage labelled {nih_sens_pct} of the urgent films Urgent, "
-        "at a specificity of {nih_spec_pct}. On pediatric test patients, {ped_sens_pct}, "
-        "at a specificity of {ped_spec_pct}. It orders the queue; it does not read the film.",
+        "On held-out adult test patients, cxrtriage labelled {nih_sens_pct} of urgent films Urgent, "
+        "at {nih_spec_pct} specificity. In children, {ped_sens_pct}, at {ped_spec_pct}. "
+        "It orders the queue; it does not read the film.",
         title="Measured, not promised",
     ),
     Scene(
@@ -200,12 +198,16 @@ def render(template: str, facts: Mapping[str, object]) -> str:
     return template.format_map(facts)
 
 
+#: what espeak-ng would misread, and what it should say instead
+SAY_INSTEAD = {"cxrtriage": "C X R triage", "“": "", "”": "", '"': "", " (": ", ", ")": "", "—": ",", "–": ","}
+
+
 def speakable(text: str) -> str:
-    """The narration as espeak-ng should read it: one line, quotation marks and dashes that it would spell out
-    dropped ("minus" for an accession's hyphen is not what a listener needs)."""
-    for mark in ("“", "”", '"', "—", "–"):
-        text = text.replace(mark, " " if mark in "—–" else "")
-    return " ".join(text.split())
+    """The narration as espeak-ng should read it: one line, the project's name spelt out, quotation marks dropped,
+    brackets and dashes read as pauses."""
+    for written, said in SAY_INSTEAD.items():
+        text = text.replace(written, said)
+    return " ".join(text.replace(" ,", ",").split())
 
 
 def scene_seconds(scene: Scene, speech_s: float, lead_s: float = 0.3) -> float:
