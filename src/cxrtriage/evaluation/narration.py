@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: a calm, slower voice: American English at 150 words a minute, a little lower than espeak-ng's default pitch
-VOICE, SPEED_WPM, PITCH, WORD_GAP = "en-us", 150, 42, 2
+VOICE, SPEED_WPM, PITCH, WORD_GAP = "en-us", 150, 42, 1
 
 
 def require_tool(name: str, package: str, purpose: str) -> str:

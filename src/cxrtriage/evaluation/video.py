@@ -36,6 +36,7 @@ from cxrtriage.evaluation.video_actions import (
     card,
     post_film,
     service_features,
+    uncard,
 )
 from cxrtriage.evaluation.video_story import (
     QUEUE,
@@ -88,13 +89,15 @@ def play(stage: Stage, scenes: tuple[Scene, ...], work: Path, features: set[str]
             stage.log(f"video: notice: scene {scene.name!r} skipped: {reason}")
             records.append({"name": scene.name, "do": scene.do, "skipped": reason})
             continue
+        if not scene.title:
+            uncard(stage.page)
         ACTIONS[scene.action](stage)
         caption, spoken = render(scene.caption, stage.facts), render(scene.narration, stage.facts)
         wav = work / f"{i:02d}_{scene.name}.wav"
         speech_s = narration.speak(speakable(spoken), wav)
         seconds = scene_seconds(scene, speech_s, LEAD_S)
         if scene.title:
-            card(stage.page, scene.title, caption)
+            card(stage.page, render(scene.title, stage.facts), caption)
         else:
             caption_bar(stage.page, caption)
         start = time.monotonic() - t0
@@ -103,6 +106,7 @@ def play(stage: Stage, scenes: tuple[Scene, ...], work: Path, features: set[str]
             {
                 "name": scene.name,
                 "do": scene.do,
+                **({"card": render(scene.title, stage.facts)} if scene.title else {}),
                 "caption": caption,
                 "narration": spoken,
                 "start_s": round(start, 2),

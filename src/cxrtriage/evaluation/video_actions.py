@@ -45,7 +45,7 @@ CARD_JS = """(html) => {
     d = document.createElement('div'); d.id = 'cxr-video-card';
     Object.assign(d.style, {position: 'fixed', inset: '0', display: 'flex', flexDirection: 'column',
       justifyContent: 'center', alignItems: 'center', background: '#17202a', color: '#fdfefe',
-      fontFamily: '"DejaVu Sans", sans-serif', textAlign: 'center', zIndex: '2147483647'});
+      fontFamily: '"DejaVu Sans", sans-serif', textAlign: 'center', zIndex: '2147483647', pointerEvents: 'none'});
     document.body.appendChild(d);
   }
   d.innerHTML = html; d.style.display = 'flex';
@@ -75,11 +75,17 @@ class Stage:
 
 def card(page, title: str, text: str) -> None:
     body = "<br>".join(html.escape(line) for line in text.splitlines())
-    page.evaluate(CARD_JS, CARD.format(title=html.escape(title), body=body, disclaimer=html.escape(DISCLAIMER)))
+    footer = "" if DISCLAIMER.rstrip(".") in title else html.escape(DISCLAIMER)  # said once, where it is the title
+    page.evaluate(CARD_JS, CARD.format(title=html.escape(title), body=body, disclaimer=footer))
 
 
 def caption_bar(page, text: str) -> None:
     page.evaluate(CAPTION_JS, text)
+    page.evaluate(UNCARD_JS)
+
+
+def uncard(page) -> None:
+    """Take a card away (before a scene's action: the viewer sees the UI the action works on)."""
     page.evaluate(UNCARD_JS)
 
 
@@ -197,7 +203,7 @@ def act_evidence(stage: Stage) -> None:
     shown = page.locator("#cxr-label .cxr-label").first.get_attribute("data-label")
     if shown != stage.facts["urgent_label"]:
         raise RuntimeError(f"the Triage tab labelled the film {shown}, the worklist {stage.facts['urgent_label']}")
-    page.locator("#cxr-image").first.evaluate("(e) => e.scrollIntoView({block: 'start'})")
+    page.locator("#cxr-image").first.evaluate("(e) => e.scrollIntoView({block: 'center'})")
     page.wait_for_timeout(500)
 
 

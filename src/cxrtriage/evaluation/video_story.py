@@ -75,7 +75,7 @@ class Scene:
     """One step of the story. ``action`` names what the browser does (a key of the recorder's ``ACTIONS``; ``do``
     says it in words for ``video/demo.json``); ``caption`` is drawn on the frames and ``narration`` spoken, both
     templates with ``{fact}`` fields. The scene lasts as long as its speech plus ``hold_s``, at least ``min_s``.
-    ``title`` makes it a full-screen card (its caption the card's text, one line per ``\\n``)."""
+    ``title`` (a template too) makes it a full-screen card, its caption the card's text, one line per ``\\n``."""
 
     name: str
     action: str
@@ -96,8 +96,8 @@ SCENES: tuple[Scene, ...] = (
         "A simulated night shift, recorded from the running application: offline, on two CPU cores.\n"
         "Films: NIH ChestX-ray14 (public domain) and pediatric chest X-rays of Kermany et al. (CC BY 4.0), "
         "test split.\nThe prior report in this story is a synthetic one, written for the demo.",
-        "A night shift. One radiologist on call, and a queue of chest films. "
-        "cxrtriage runs offline, and triages each film as it arrives.",
+        "A night shift. One radiologist on call, a queue of chest films, "
+        "and cxrtriage, offline, triaging each film as it arrives.",
         title="cxrtriage: a night shift",
     ),
     Scene(
@@ -121,8 +121,8 @@ SCENES: tuple[Scene, ...] = (
         "open_study",
         "clicks the urgent study's row; its stored result opens beside the list",
         "{urgent_label}: score {urgent_score}, threshold {urgent_threshold}; evidence strongest in the {urgent_zones}",
-        "The radiologist opens it. {urgent_label}: a score of {urgent_score}, against a threshold of "
-        "{urgent_threshold}. The evidence is strongest in the {urgent_zones}.",
+        "The radiologist opens it: {urgent_label}, score {urgent_score}, threshold {urgent_threshold}. "
+        "The evidence is strongest in the {urgent_zones}.",
     ),
     Scene(
         "prior_report",
@@ -151,22 +151,21 @@ SCENES: tuple[Scene, ...] = (
         "measured",
         "card",
         "a card with the measured numbers",
-        "On held-out NIH test patients: {nih_sens_pct} of urgent films labelled Urgent, "
-        "at a specificity of {nih_spec_pct}\n"
-        "Pediatric test patients: {ped_sens_pct} of urgent films labelled Urgent, at a specificity of {ped_spec_pct}\n"
+        "Held-out NIH test patients: {nih_sens_pct} of urgent films labelled Urgent, at {nih_spec_pct} specificity\n"
+        "Pediatric test patients: {ped_sens_pct} of urgent films labelled Urgent, at {ped_spec_pct} specificity\n"
         "(prototype/eval/metrics.json, written by make evaluate)",
-        "On held-out adult test patients, cxrtriage labelled {nih_sens_pct} of urgent films Urgent, "
-        "at {nih_spec_pct} specificity. In children, {ped_sens_pct}, at {ped_spec_pct}. "
-        "It orders the queue; it does not read the film.",
+        "On held-out adult test patients, {nih_sens_pct} of urgent films were labelled Urgent, "
+        "at {nih_spec_pct} specificity. In children, {ped_sens_pct}, at {ped_spec_pct}.",
         title="Measured, not promised",
     ),
     Scene(
         "disclaimer",
         "card",
         "the closing card with the disclaimer",
-        "{disclaimer}\nThe radiologist makes every diagnosis. Rebuild this video: make video",
-        "{disclaimer}. The radiologist makes every diagnosis.",
-        title="cxrtriage",
+        "cxrtriage orders the queue; the radiologist reads every film and makes every diagnosis.\n"
+        "Rebuild this video: make video",
+        "{disclaimer}. cxrtriage orders the queue. The radiologist makes every diagnosis.",
+        title="{disclaimer}",
         hold_s=2.0,
     ),
 )
