@@ -108,15 +108,16 @@ def srt(cues: list[Cue]) -> str:
 
 
 def encode(webm: Path, out: Path, audio: Path | None = None, start_s: float = 0.0) -> Path:
-    """H.264 (yuv420p, CRF 30: small, plays everywhere) of the recording from ``start_s`` on, with the narration as
-    AAC when ``audio`` is given (its time 0 is ``start_s`` of the recording; it is padded or cut to the video)."""
+    """H.264 (yuv420p; CRF 27: small, yet no ghosts of the UI on the dark cards; plays everywhere) of the recording
+    from ``start_s`` on, with the narration as AAC when ``audio`` is given (its time 0 is ``start_s`` of the
+    recording; it is padded or cut to the video)."""
     ffmpeg = require_tool("ffmpeg", "ffmpeg", "it encodes the video and mixes in the narration")
     out.parent.mkdir(parents=True, exist_ok=True)
     sound = ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"] if audio else []
     sound_codec = ["-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-ac", "1", "-af", "apad", "-shortest"]
     subprocess.run(
         [ffmpeg, "-y", "-loglevel", "error", "-ss", f"{start_s:.3f}", "-i", str(webm), *sound]
-        + ["-vf", "fps=25,scale=1280:720:flags=lanczos", "-c:v", "libx264", "-preset", "medium", "-crf", "30"]
+        + ["-vf", "fps=25,scale=1280:720:flags=lanczos", "-c:v", "libx264", "-preset", "medium", "-crf", "27"]
         + ["-pix_fmt", "yuv420p", *(sound_codec if audio else ["-an"]), "-movflags", "+faststart", str(out)],
         check=True,
         timeout=900,

@@ -34,9 +34,9 @@ from cxrtriage.evaluation.video_actions import (
     backdate,
     caption_bar,
     card,
+    clear,
     post_film,
     service_features,
-    uncard,
 )
 from cxrtriage.evaluation.video_story import (
     QUEUE,
@@ -90,7 +90,7 @@ def play(stage: Stage, scenes: tuple[Scene, ...], work: Path, features: set[str]
             records.append({"name": scene.name, "do": scene.do, "skipped": reason})
             continue
         if not scene.title:
-            uncard(stage.page)
+            clear(stage.page)
         ACTIONS[scene.action](stage)
         caption, spoken = render(scene.caption, stage.facts), render(scene.narration, stage.facts)
         wav = work / f"{i:02d}_{scene.name}.wav"

@@ -84,9 +84,11 @@ def caption_bar(page, text: str) -> None:
     page.evaluate(UNCARD_JS)
 
 
-def uncard(page) -> None:
-    """Take a card away (before a scene's action: the viewer sees the UI the action works on)."""
+def clear(page) -> None:
+    """Take the card and the caption away before a scene's action: the viewer sees the UI the action works on,
+    without the last scene's words over it (the Triage tab loading under the prior report's caption)."""
     page.evaluate(UNCARD_JS)
+    page.evaluate("() => { const c = document.getElementById('cxr-video-caption'); if (c) c.style.display = 'none'; }")
 
 
 def post_film(api, data_dir: Path, film: Film) -> dict:
