@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrtriage.evaluation.live_server import upload_and_triage
-from cxrtriage.evaluation.video_story import URGENT, WORKLIST_STATE, Facts, Film, joined
+from cxrtriage.evaluation.video_story import QUEUE, URGENT, WORKLIST_STATE, Facts, Film, joined
 from cxrtriage.schema import DISCLAIMER
 
 #: the route each optional feature of a scene needs (looked up in the service's OpenAPI document)
@@ -220,7 +220,7 @@ def act_mark_reported(stage: Stage) -> None:
     act_open_study(stage)
     button = page.get_by_role("button", name=re.compile("mark reported", re.I)).first
     try:
-        button.wait_for(state="visible", timeout=5_000)
+        button.wait_for(state="visible", timeout=3_000)
         button.click()
         stage.notes["mark_reported"] = "the Mark reported button"
     except PlaywrightTimeoutError:
@@ -231,9 +231,14 @@ def act_mark_reported(stage: Stage) -> None:
     page.wait_for_timeout(800)
     page.locator("#cxr-wl-refresh").click()
     page.wait_for_timeout(800)
-    item = next((i for i in _worklist_items(stage.api) if i["key"] == key), None)
+    items = _worklist_items(stage.api)
+    item = next((i for i in items if i["key"] == key), None)
     if item is not None and item.get("state", "reported") != "reported":
         raise RuntimeError(f"{key} is {item.get('state')!r} on GET /worklist after marking it reported")
+    # the Triage tab of the evidence scene filed the same film again under a random key: the caption says which row
+    ours = {f.accession for f in (*QUEUE, URGENT)}
+    copies = [i["key"] for i in items if i["key"] not in ours]
+    stage.facts["copy_note"] = f" ({joined(copies)}: the Triage tab's copy of the same film)" if copies else ""
     stage.log(f"video: {key} marked reported through {stage.notes['mark_reported']}")
 
 

@@ -64,6 +64,7 @@ LIVE_FACTS = (
     "urgent_zones",
     "urgent_boxes",
     "prior_quotes",
+    "copy_note",
     "disclaimer",
 )
 #: a service feature a scene needs; the recorder skips the scene, with a logged notice, where it is missing
@@ -143,7 +144,7 @@ SCENES: tuple[Scene, ...] = (
         "mark_reported",
         "mark_reported",
         "back on the Worklist tab, marks the urgent study reported (POST /worklist/{key}/state)",
-        "The radiologist reads the film, reports it, and marks {urgent_key} reported",
+        "The radiologist reads the film, reports it, and marks {urgent_key} reported{copy_note}",
         "The radiologist reads the film, writes the report, and marks the study reported.",
         requires=WORKLIST_STATE,
     ),
