@@ -35,7 +35,7 @@ help:
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
 	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"
-	@echo "make video     video/demo.mp4 recorded from the running application with captions read from the metrics files (~2 min)"
+	@echo "make video     video/demo.mp4: a narrated night-shift story recorded from the running application (needs espeak-ng, ffmpeg, chromium; numbers from the metrics files; ~3 min)"
 	@echo "make screenshots  the result page after triaging a bundled sample at 1366x768 and 1920x1080 -> build/screenshots/; the first becomes docs/images/quickstart.png"
 	@echo "make deliverables  writeup.pdf, video/demo.mp4 and the executed notebooks' HTML (~4 min after make evaluate)"
 	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"

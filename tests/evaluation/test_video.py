@@ -1,4 +1,5 @@
-"""video/demo.mp4: within the challenge's limits, readable, not blank, and its captions' numbers still current."""
+"""video/demo.mp4: within the challenge's limits, readable, not blank, narrated, and its captions' numbers still
+current."""
 
 from __future__ import annotations
 
@@ -38,13 +39,30 @@ def test_frames_across_the_video_are_neither_blank_nor_all_alike(tmp_path):
         frames.append(np.asarray(Image.open(out).convert("L"), dtype=np.float32))
     assert all(f.std() > 15 for f in frames), [round(float(f.std()), 1) for f in frames]
     distinct = {round(float(f.mean()), 0) for f in frames}
-    assert len(distinct) >= 4  # the session moves through cards, the UI, endpoints and the smoke test
+    assert len(distinct) >= 4  # the story moves through cards, the worklist, the study and the Triage tab
 
 
 def test_every_number_in_the_captions_is_current():
     recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
-    assert len(recorded["numbers"]) >= 10
+    assert len(recorded["numbers"]) >= 4
     for name, entry in recorded["numbers"].items():
         assert writeup.read_number(ROOT, name) == entry["text"], (
             f"{name} changed in {entry['source']}: run `make video`"
         )
+
+
+def test_it_is_narrated_scene_by_scene_with_a_subtitle_sidecar():
+    from cxrtriage.evaluation import narration, video_story
+
+    audio = narration.audio_facts(MP4)
+    assert audio["codec"] == "aac" and audio["max_volume_db"] > -20  # speech, not silence
+    recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
+    assert recorded["audio"]["codec"] == "aac"
+    played = [s for s in recorded["scenes"] if "skipped" not in s]
+    assert [s["name"] for s in recorded["scenes"]] == [s.name for s in video_story.SCENES]
+    assert all(s["seconds"] >= s["speech_s"] for s in played)  # each scene lasts as long as its words
+    assert all("{" not in s["caption"] + s["narration"] for s in played)
+    skipped = [s for s in recorded["scenes"] if "skipped" in s]
+    assert all(s["name"] == "mark_reported" for s in skipped)  # only the scene that waits for the state route
+    subtitles = (ROOT / video.SUBTITLE_FILE).read_text()
+    assert subtitles.count(" --> ") == len(played) and played[1]["caption"] in subtitles

@@ -20,8 +20,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu"]
 
 
 @contextlib.contextmanager
-def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Iterator[str]:
-    """Yield the base URL of a ready server (``/ready`` answered 200)."""
+def running_service(
+    root: Path, data_dir: Path, timeout_s: float = 120.0, worklist: Path | None = None
+) -> Iterator[str]:
+    """Yield the base URL of a ready server (``/ready`` answered 200). Its worklist is a scratch file unless
+    ``worklist`` names one (the video sets its simulated arrival times there)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -30,7 +33,7 @@ def running_service(root: Path, data_dir: Path, timeout_s: float = 120.0) -> Ite
         **os.environ,
         "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"),
         "CXRTRIAGE_DATA_DIR": str(data_dir),
-        "CXRTRIAGE_WORKLIST_PATH": str(scratch / "worklist.sqlite"),
+        "CXRTRIAGE_WORKLIST_PATH": str(worklist or scratch / "worklist.sqlite"),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)],
