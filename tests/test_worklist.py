@@ -225,6 +225,20 @@ def test_it_survives_a_restart_and_a_key_sent_again_replaces_its_study(tmp_path)
     assert again.result("nope") is None
 
 
+def test_a_study_sent_again_keeps_its_place_in_the_queue(tmp_path):
+    """A routine study re-sent after 90 minutes (a PACS retry) is still overdue: its wait does not restart, so it
+    stays above the routine study that arrived after it, and it is new again (its new result is unread)."""
+    wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
+    wl.add(_pred("Non-Urgent", 0.1), "FIRST", _ago(90))
+    wl.add(_pred("Non-Urgent", 0.1), "LATER", _ago(30))
+    wl.set_state("FIRST", "opened")
+    wl.add(_pred("Non-Urgent", 0.2), "FIRST", _ago(0))
+    items = wl.items(now=NOW)
+    assert [i["key"] for i in items] == ["FIRST", "LATER"]
+    assert items[0]["priority"] == "overdue" and items[0]["waiting_s"] >= 90 * 60 and items[0]["state"] == "new"
+    assert items[0]["score"] == pytest.approx(0.2)
+
+
 def test_only_accession_like_keys_are_stored(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     for bad in ("Doe^John", "../etc/passwd", "", "a" * 65, "12 34"):

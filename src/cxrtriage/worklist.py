@@ -100,6 +100,12 @@ ADDED_COLUMNS = {
 }
 _COLUMNS = ("key", "label", "score", "needs_review", "received", "result", *ADDED_COLUMNS)
 _LISTED = ", ".join(c for c in _COLUMNS if c != "result")
+#: a key filed again: every column from the new filing, but the earlier arrival time (stamps compare as text)
+_REFILED = ", ".join(
+    "received = min(worklist.received, excluded.received)" if c == "received" else f"{c} = excluded.{c}"
+    for c in _COLUMNS
+    if c != "key"
+)
 _RANDOM_KEY = re.compile(r"[0-9a-f]{16}")
 
 log = logging.getLogger(__name__)
@@ -165,7 +171,9 @@ class Worklist:
         study: StudyInfo | None = None,
     ) -> str:
         """Store a result under ``key`` and return the key. A key filed again (a new result for the same
-        accession) replaces the earlier result and is ``new`` again: the new result has not been read."""
+        accession) replaces the earlier result and is ``new`` again: the new result has not been read. It keeps the
+        earlier of the two arrival times: a study sent again (a PACS retry, a re-triage) must not restart its wait
+        and fall below studies that arrived after it."""
         if key is not None and not re.match(KEY_PATTERN, key):
             raise ValueError(f"accession key must match {KEY_PATTERN}")
         study = study or StudyInfo()
@@ -184,7 +192,10 @@ class Worklist:
             when,
             *dataclasses.astuple(study),
         )
-        sql = f"INSERT OR REPLACE INTO worklist ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        sql = (
+            f"INSERT INTO worklist ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+            f"ON CONFLICT(key) DO UPDATE SET {_REFILED}"
+        )
         with self._lock, self._db() as db:
             db.execute(sql, row)
         return key
