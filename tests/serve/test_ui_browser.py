@@ -615,6 +615,23 @@ def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_d
     _assert_offline(page)
 
 
+def test_an_accession_typed_in_the_ui_names_the_study_and_a_bad_one_is_refused(page, ui_app, data_dir: Path) -> None:
+    """The reader can give the study's accession: the result is filed under it (so the worklist row is the study
+    they know); something that is not an accession (a name) is refused before anything is triaged."""
+    _upload(page, data_dir.joinpath(*CHEST))
+    page.locator("#cxr-accession textarea, #cxr-accession input").first.fill("Doe^John")
+    _triage(page)
+    assert "Accession not accepted" in page.locator("#cxr-error").inner_text()
+    assert not page.locator("#cxr-label .cxr-label").is_visible()
+    page.locator("#cxr-accession textarea, #cxr-accession input").first.fill("ACC-UI-0042")
+    page.locator("#cxr-triage").click()  # the earlier error is still shown until the new result replaces it
+    page.locator("#cxr-label .cxr-label").wait_for(state="visible", timeout=TIMEOUT_MS)
+    assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
+    assert page.locator("#cxr-filed code").inner_text().strip() == "ACC-UI-0042"
+    stored = ui_app.state.runtime.worklist.result("ACC-UI-0042")
+    assert stored is not None and stored["label"] == page.locator("#cxr-label .cxr-label").get_attribute("data-label")
+
+
 # ----------------------------------------------------------------------------- page parts (no browser needed)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import statistics
 import threading
 from collections import deque
@@ -74,6 +75,7 @@ from cxrtriage.serve.ui.worklist import (
     file_ui_result,
     filed_html,
 )
+from cxrtriage.worklist import KEY_PATTERN
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -89,6 +91,10 @@ UPLOAD_EXPIRED_MESSAGE = (
     "time). Please upload the image again."
 )
 BUSY_MESSAGE = "The server is busy with other images; nothing was triaged. Please try again in a few seconds."
+ACCESSION_MESSAGE = (
+    "An accession may hold letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit), never a "
+    "name; nothing was triaged. Correct it, or leave it empty for a random key."
+)
 GENERIC_ERROR = (
     "Something went wrong while analysing this image; nothing was triaged. "
     "Please try again, and contact the administrator if it keeps happening."
@@ -205,7 +211,10 @@ def build_blocks(
         annotated = draw_boxes(display, pred, display.width / max(1, loaded.meta.width))
         return pred, annotated, model_facts(engine), study_info(loaded)
 
-    async def triage(ref: str | None, prior_report: str | None) -> tuple:
+    async def triage(ref: str | None, prior_report: str | None, accession: str | None = None) -> tuple:
+        accession = (accession or "").strip() or None
+        if accession is not None and not re.match(KEY_PATTERN, accession):
+            return cleared(error_html(ACCESSION_MESSAGE, title="Accession not accepted"))
         source = source_of(ref)
         if source is None:
             message = UPLOAD_EXPIRED_MESSAGE if is_upload_ref(ref) else NO_FILE_MESSAGE
@@ -223,7 +232,8 @@ def build_blocks(
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("triage failed in the web UI")
             return cleared(error_html(GENERIC_ERROR, title="Internal error"))
-        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred, study)  # failed: a warning
+        # a failed write comes back as a warning on the result
+        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred, study, accession)
         data = pred.model_dump(mode="json")
         for crop in data["crops"]:
             crop.pop("thumb_path", None)  # server-side paths mean nothing in the browser
@@ -266,6 +276,12 @@ def build_blocks(
                             placeholder="Paste the report of an earlier study, if any. It never "
                             "changes the score; disagreements are flagged for review.",
                         )
+                        accession_box = gr.Textbox(
+                            label="Accession (optional)",
+                            max_lines=1,
+                            elem_id="cxr-accession",
+                            placeholder="Files the result on the worklist under this accession (else a random key)",
+                        )
                         button = gr.Button("Triage", variant="primary", elem_id="cxr-triage")
                         if examples:
                             from cxrtriage.data import DEMO_PRIOR_REPORT
@@ -281,7 +297,6 @@ def build_blocks(
                     with gr.Column(scale=5, min_width=420):
                         error = gr.HTML("", elem_id="cxr-error", visible=False)
                         label = gr.HTML(PLACEHOLDER_HTML, elem_id="cxr-label")
-                        filed = gr.HTML("", elem_id="cxr-filed", visible=False)
                         explanation = gr.HTML("", elem_id="cxr-explanation", visible=False)
                         with gr.Row(equal_height=False):
                             image = gr.Image(
@@ -308,6 +323,7 @@ def build_blocks(
                         warnings = gr.HTML("", elem_id="cxr-warnings", visible=False)
                         provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
                         details = gr.HTML("", elem_id="cxr-details", visible=False)
+                        filed = gr.HTML("", elem_id="cxr-filed", visible=False)
                         with gr.Accordion("Full result (JSON)", open=False):
                             raw = gr.JSON(label="Prediction", elem_id="cxr-json")
             with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
@@ -316,7 +332,9 @@ def build_blocks(
 
         outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot]
         upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
-        button.click(triage, inputs=[chosen, prior], outputs=outputs, api_name=False, concurrency_limit=4)
+        button.click(
+            triage, inputs=[chosen, prior, accession_box], outputs=outputs, api_name=False, concurrency_limit=4
+        )
         blocks.load(footer, inputs=None, outputs=foot, api_name=False)
     return blocks
 

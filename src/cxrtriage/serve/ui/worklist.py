@@ -120,12 +120,15 @@ def set_study_state(open_worklist: Callable[[], Worklist], key: str, state: str)
 
 
 def file_ui_result(
-    open_worklist: Callable[[], Worklist], pred: Prediction, study: StudyInfo | None = None
+    open_worklist: Callable[[], Worklist],
+    pred: Prediction,
+    study: StudyInfo | None = None,
+    accession: str | None = None,
 ) -> tuple[Prediction, str | None]:
-    """File a result of the Triage button under a random key, as ``POST /predict`` files one without an accession:
-    stored with crop URLs (server paths stay private) and the study's columns; a failed write comes back as a
-    warning on the result."""
-    return file_on_worklist(open_worklist, pred, stored=with_crop_urls(pred), study=study)
+    """File a result of the Triage button under the accession the reader typed, else a random key, as
+    ``POST /predict`` does: stored with crop URLs (server paths stay private) and the study's columns; a failed write
+    comes back as a warning on the result."""
+    return file_on_worklist(open_worklist, pred, accession, stored=with_crop_urls(pred), study=study)
 
 
 class WorklistOpener:
