@@ -76,11 +76,13 @@ def open_ui(page, base_url: str, idle_timeout_ms: int = 10_000) -> None:
         pass
 
 
-def upload_and_triage(page, image: Path, prior_report: str | None = None) -> None:
-    """Drive the UI as a user does: choose the file, optionally paste a prior report, press Triage, wait."""
+def upload_and_triage(page, image: Path, prior_report: str | None = None, accession: str | None = None) -> None:
+    """Drive the UI as a user does: choose the file, optionally paste a prior report and type the accession, press
+    Triage, wait."""
     page.locator("#cxr-file input[type=file]").set_input_files(str(image))
     page.locator(f'#cxr-file a[download="{image.name}"][href*="/file="]').first.wait_for(state="visible")
     page.locator("#cxr-prior textarea").fill(prior_report or "")
+    page.locator("#cxr-accession textarea, #cxr-accession input").first.fill(accession or "")
     page.locator("#cxr-triage").click()
     page.wait_for_function(
         "() => { const e = document.querySelector('#cxr-error .cxr-error');"

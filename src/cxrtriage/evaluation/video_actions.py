@@ -168,6 +168,7 @@ def act_urgent_arrives(stage: Stage) -> None:
         urgent_score=f"{result['score']:.2f}",
         urgent_threshold=f"{result['threshold']:.2f}",
         urgent_zones=joined(zones),
+        urgent_explanation=result["explanation"],
         urgent_boxes=str(len(result["crops"])),
         prior_quotes=joined(
             [f"“{q['snippet'].rstrip('.')}” ({marks.get(q['relation'], q['relation'])})" for q in quotes]
@@ -201,7 +202,8 @@ def act_evidence(stage: Stage) -> None:
     page = stage.page
     page.evaluate("() => window.scrollTo(0, 0)")
     page.get_by_role("tab", name="Triage").click()
-    upload_and_triage(page, stage.data_dir / URGENT.path, URGENT.prior_report)
+    # under the study's accession: the worklist keeps one row for the film, not a second copy
+    upload_and_triage(page, stage.data_dir / URGENT.path, URGENT.prior_report, accession=URGENT.accession)
     shown = page.locator("#cxr-label .cxr-label").first.get_attribute("data-label")
     if shown != stage.facts["urgent_label"]:
         raise RuntimeError(f"the Triage tab labelled the film {shown}, the worklist {stage.facts['urgent_label']}")

@@ -62,6 +62,7 @@ LIVE_FACTS = (
     "urgent_score",
     "urgent_threshold",
     "urgent_zones",
+    "urgent_explanation",
     "urgent_boxes",
     "prior_quotes",
     "copy_note",
@@ -121,9 +122,9 @@ SCENES: tuple[Scene, ...] = (
         "open_study",
         "open_study",
         "clicks the urgent study's row; its stored result opens beside the list",
-        "{urgent_label}: score {urgent_score}, threshold {urgent_threshold}; evidence strongest in the {urgent_zones}",
-        "The radiologist opens it: {urgent_label}, score {urgent_score}, threshold {urgent_threshold}. "
-        "The evidence is strongest in the {urgent_zones}.",
+        "{urgent_explanation}",
+        "The radiologist opens it. {urgent_explanation} "
+        "The score, {urgent_score}, and how the threshold was set wait behind a Details toggle.",
     ),
     Scene(
         "prior_report",
