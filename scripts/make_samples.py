@@ -64,7 +64,6 @@ SYNTHETIC = {
     "StudyTime": "120000",
 }
 UID_SEED = "cxrtriage bundled sample 0001"
-CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
 
 
 @dataclass(frozen=True)
@@ -113,42 +112,36 @@ def _labels_sha256(table: Path, column: str, value: str) -> str:
 
 def write_dicom(picture: Path, out: Path) -> None:
     """A CR Image Storage instance of ``picture``'s pixels with the synthetic header above (8-bit MONOCHROME2,
-    explicit VR little endian, uncompressed: any DICOM reader opens it)."""
-    import numpy as np
-    from PIL import Image
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    explicit VR little endian, uncompressed: any DICOM reader opens it), built by the PACS demo's builder with UIDs
+    seeded so that a rebuild is byte for byte the same."""
+    import datetime as dt
+
+    from pydicom.uid import generate_uid
+
+    from cxrtriage.pacs.synthetic import dicom_from_picture
 
     def uid(part: str) -> str:
         return generate_uid(entropy_srcs=[UID_SEED, part])  # 2.25.<int>: fresh, from no real study, reproducible
 
-    pixels = np.asarray(Image.open(picture).convert("L"), dtype=np.uint8)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = uid("instance")
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID, ds.SOPInstanceUID = CR_IMAGE_STORAGE, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID = SYNTHETIC["PatientName"], SYNTHETIC["PatientID"]
-    ds.PatientBirthDate, ds.PatientSex = "", "O"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid("series")
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = SYNTHETIC["StudyDate"]
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = SYNTHETIC["StudyTime"]
-    ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", SYNTHETIC["AccessionNumber"], ""
-    ds.StudyDescription = "SYNTHETIC header; pixels: NIH ChestX-ray14 (public)"
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "CR", "CHEST", "PA"
-    ds.PatientOrientation = ["L", "F"]  # PA film as viewed: image left is the patient's right, down is the feet
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.Manufacturer = "synthetic sample (cxrtriage make_samples.py)"
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = pixels.tobytes()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(out, enforce_file_format=True)
+    when = dt.datetime.strptime(SYNTHETIC["StudyDate"] + SYNTHETIC["StudyTime"], "%Y%m%d%H%M%S")
+    dicom_from_picture(
+        picture,
+        out,
+        patient_id=SYNTHETIC["PatientID"],
+        accession=SYNTHETIC["AccessionNumber"],
+        patient_name=SYNTHETIC["PatientName"],
+        when=when,
+        uid=uid,
+        manufacturer="synthetic sample (cxrtriage make_samples.py)",
+        extra={
+            "SpecificCharacterSet": "ISO_IR 100",
+            "ContentDate": SYNTHETIC["StudyDate"],
+            "ContentTime": SYNTHETIC["StudyTime"],
+            "StudyDescription": "SYNTHETIC header; pixels: NIH ChestX-ray14 (public)",
+            "PatientOrientation": ["L", "F"],  # PA film as viewed: image left is the patient's right, down the feet
+            "ImageType": ["DERIVED", "SECONDARY"],
+        },
+    )
 
 
 def build(data: Path, out: Path) -> list[Sample]:
