@@ -37,3 +37,22 @@ def quickstart_screenshots(root: Path, out_dir: Path, timeout_s: float = 180.0) 
                 page.close()
             browser.close()
     return shots
+
+
+def ui_screenshot(root: Path, out: Path, data_dir: Path, prior_report: str, timeout_s: float = 120.0) -> Path:
+    """The write-up's figure: an NIH film of the data directory triaged with ``prior_report`` in the real UI
+    (headless chromium), the page clipped to the result."""
+    from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
+    from cxrtriage.optional import require
+
+    sync_api = require("playwright.sync_api", extra="dev", purpose="the UI screenshot")
+    with running_service(root, data_dir, timeout_s) as base, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(timeout_s * 1000)
+        open_ui(page, base)
+        upload_and_triage(page, data_dir / "nih" / "images" / "00000150_002.png", prior_report)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
+        browser.close()
+    return out

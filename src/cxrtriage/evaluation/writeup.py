@@ -247,24 +247,6 @@ def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Pa
     return roc, cal
 
 
-def ui_screenshot(root: Path, out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path:
-    """Triage an NIH example with a prior report in the real UI (headless chromium) and save the page."""
-    from cxrtriage.evaluation.live_server import CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
-    from cxrtriage.optional import require
-
-    sync_api = require("playwright.sync_api", extra="dev", purpose="the UI screenshot")
-    with running_service(root, data_dir, timeout_s) as base, sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(timeout_s * 1000)
-        open_ui(page, base)
-        upload_and_triage(page, data_dir / "nih" / "images" / "00000150_002.png", PRIOR_REPORT)
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
-        browser.close()
-    return out
-
-
 #: the study the PACS figure shows: the first PNG the demo's modality sends, an urgent NIH ChestX-ray14 test film
 #: (public domain) with synthetic identifiers (:func:`cxrtriage.pacs.stack_inputs.demo_inputs`); the other studies
 #: hold the shared DICOM samples, whose images this page does not show
@@ -433,7 +415,9 @@ def build_writeup(
     if screenshot:
         if data_dir is None:
             raise FileNotFoundError("the UI screenshot triages an NIH example: give the data directory")
-        ui_screenshot(root, fig_dir / "ui.png", data_dir)
+        from cxrtriage.evaluation.screenshots import ui_screenshot
+
+        ui_screenshot(root, fig_dir / "ui.png", data_dir, PRIOR_REPORT)
         log("figure: UI screenshot")
         pacs_screenshot(fig_dir / "pacs.png", data_dir)
         log("figure: PACS flow (Orthanc, Secondary Capture, Worklist tab)")
