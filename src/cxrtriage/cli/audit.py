@@ -37,8 +37,10 @@ def _verified(path: Path) -> tuple[int, str] | None:
     if report.problems:
         first = report.problems[0]
         more = f" ({len(report.problems)} problems in all; `cxrtriage audit verify` lists them)"
-        print(f"error: the audit trail {path} is broken at {first}{more if len(report.problems) > 1 else ''}",
-              file=sys.stderr)
+        print(
+            f"error: the audit trail {path} is broken at {first}{more if len(report.problems) > 1 else ''}",
+            file=sys.stderr,
+        )
         return None
     return report.records, (
         f"{report.records} records, chain intact (last record seq {report.last_seq}, hash {report.last_hash})"

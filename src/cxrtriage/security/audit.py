@@ -148,9 +148,9 @@ class AuditEvent:
             value = getattr(self, name)
             if value is not None and not _ACTION.fullmatch(value):
                 raise ValueError(f"audit {name} {value!r} is not a dotted lower-case word")
-        ok_outcome = (
-            isinstance(self.outcome, int) and 100 <= self.outcome <= 599
-        ) or (isinstance(self.outcome, str) and _OUTCOME_WORD.fullmatch(self.outcome))
+        ok_outcome = (isinstance(self.outcome, int) and 100 <= self.outcome <= 599) or (
+            isinstance(self.outcome, str) and _OUTCOME_WORD.fullmatch(self.outcome)
+        )
         if not ok_outcome:
             raise ValueError(f"audit outcome {self.outcome!r} is neither an HTTP status nor a word like 'ok'")
 
@@ -335,7 +335,11 @@ def verify_report(path: str | Path) -> Verification:
     for number, record, complete in read_records(path):
         if record is None:
             if complete:
-                problems.append(Problem(number, None, "unreadable", "not an audit record (edited, or cut off by an interrupted write)"))
+                problems.append(
+                    Problem(
+                        number, None, "unreadable", "not an audit record (edited, or cut off by an interrupted write)"
+                    )
+                )
             else:
                 problems.append(Problem(number, None, "truncated", "the last line is cut off (a write interrupted)"))
             continue
@@ -345,7 +349,9 @@ def verify_report(path: str | Path) -> Verification:
             problems.append(Problem(number, seq, "edited", "its content no longer matches its hash"))
         elif seq > expected:
             missing = f"seq {expected}" if seq == expected + 1 else f"seq {expected} to {seq - 1}"
-            problems.append(Problem(number, seq, "removed", f"the record(s) before it ({missing}) are missing or moved"))
+            problems.append(
+                Problem(number, seq, "removed", f"the record(s) before it ({missing}) are missing or moved")
+            )
         elif seq < expected:
             problems.append(Problem(number, seq, "reordered", f"out of order: seq {expected} or later was expected"))
         elif record["prev"] != top_hash:

@@ -25,7 +25,9 @@ decided from the headers, before the body is read); 503 model not ready or model
 message, traceback in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
 
 Privacy: the log holds request id, method, a path with no client-chosen parts, status and latency. Upload file
-names, DICOM header values and report text are never logged.
+names, DICOM header values and report text are never logged. Audit: every request that takes or returns
+patient-derived data, and every 401/403, gets one record in the hash-chained audit trail
+(:mod:`cxrtriage.serve.audit_middleware`, ``Settings.audit_file``).
 
 The model loads in the background after start-up, so ``/health`` answers at once and orchestrators can poll
 ``/ready``; a load failure keeps ``/ready`` at 503 with the reason rather than killing the process.
