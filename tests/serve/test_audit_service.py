@@ -209,12 +209,32 @@ def test_a_failed_audit_write_still_returns_the_result_flagged_logged_and_counte
 
 
 def test_a_refused_upload_is_recorded_with_its_status_and_no_study(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
+    """Refusals by the route (415) and by the middleware before it (413) alike."""
+    settings = _settings(tmp_path, max_upload_mb=0.01)
     with TestClient(create_app(settings, engine=Engine(settings.crops_dir))) as c:
         r = c.post("/predict", files={"file": ("John Doe.txt", b"not an image", "text/plain")})
         assert r.status_code == 415
-    (record,) = _records(settings.audit_file)
-    assert (record["action"], record["outcome"], record["study"]) == ("triage", 415, None)
+        big = c.post("/predict", files={"file": ("John Doe.png", b"\x89PNG" + bytes(20_000), "image/png")})
+        assert big.status_code == 413
+    refused, too_big = _records(settings.audit_file)
+    assert (refused["action"], refused["outcome"], refused["study"]) == ("triage", 415, None)
+    rid = big.headers["x-request-id"]
+    assert (too_big["action"], too_big["outcome"], too_big["request_id"]) == ("triage", 413, rid)
+
+
+def test_the_ui_page_its_file_route_and_its_upload_are_recorded_and_its_assets_are_not(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    settings = _settings(tmp_path, ui=True)
+    with TestClient(create_app(settings, engine=Engine(settings.crops_dir))) as c:
+        assert c.get("/ui/").status_code == 200
+        for asset in ("/ui/config", "/ui/theme.css"):
+            c.get(asset)
+        assert c.get("/ui/gradio_api/file=/tmp/Doe_John.png").status_code == 404
+        upload = c.post("/ui/gradio_api/upload", files={"files": ("Doe_John.png", _png(), "image/png")})
+        assert upload.status_code == 200
+    records = _records(settings.audit_file)
+    assert [(x["action"], x["outcome"]) for x in records] == [("ui.open", 200), ("ui.file", 404), ("ui.upload", 200)]
+    assert "Doe" not in settings.audit_file.read_text()
 
 
 @pytest.mark.parametrize(
