@@ -26,6 +26,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_MMPROJ`` | unset | MedGemma's vision projector when ``CXRTRIAGE_MODEL`` names one text ``.gguf`` file |
 | ``CXRTRIAGE_GGUF_CONVERTER`` | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
 | ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts |
+| ``CXRTRIAGE_AUDIT_PATH`` | ``audit.jsonl`` beside the worklist (``$XDG_STATE_HOME/cxrtriage/audit.jsonl``) | the service's audit trail: one hash-chained JSON record per access (``cxrtriage audit verify`` / ``export``); created owner-only |
 | ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of its group on the worklist (urgent or routine; a routine study never rises above an urgent one) |
 | ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
 | ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
@@ -132,6 +133,7 @@ class Settings(BaseSettings):
     # -- the reading worklist
     worklist_path: Path = Field(default_factory=default_worklist_path)
     worklist_max_wait_min: float = Field(default=60.0, gt=0)
+    audit_path: Path | None = None  # None: audit.jsonl beside the worklist (the `audit_file` property)
     # -- the web service
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=0, le=65535)
@@ -156,7 +158,9 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigurationError(describe_errors(exc)) from None
 
-    @field_validator("data_dir", "crops_dir", "model_dir", "segmenter_dir", "worklist_path", mode="before")
+    @field_validator(
+        "data_dir", "crops_dir", "model_dir", "segmenter_dir", "worklist_path", "audit_path", mode="before"
+    )
     @classmethod
     def _expand_user(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -191,6 +195,12 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def audit_file(self) -> Path:
+        """The audit trail: ``audit_path``, else ``audit.jsonl`` in the worklist's folder (the service's state folder),
+        so that moving the worklist moves the audit trail with it."""
+        return self.audit_path or self.worklist_path.parent / "audit.jsonl"
 
     @property
     def bundle_dir(self) -> Path:

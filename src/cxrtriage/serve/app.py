@@ -25,7 +25,9 @@ decided from the headers, before the body is read); 503 model not ready or model
 message, traceback in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
 
 Privacy: the log holds request id, method, a path with no client-chosen parts, status and latency. Upload file
-names, DICOM header values and report text are never logged.
+names, DICOM header values and report text are never logged. Audit: every request that takes or returns
+patient-derived data, and every 401/403, gets one record in the hash-chained audit trail
+(:mod:`cxrtriage.serve.audit_middleware`, ``Settings.audit_file``).
 
 The model loads in the background after start-up, so ``/health`` answers at once and orchestrators can poll
 ``/ready``; a load failure keeps ``/ready`` at 503 with the reason rather than killing the process.
@@ -56,6 +58,7 @@ from starlette.types import Scope
 from cxrtriage.config import Settings
 from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.serve.audit_middleware import install_audit
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
@@ -147,7 +150,7 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> metrics -> load shedding -> body limit -> app.
+    # Middleware: the last added is the outermost. Log -> audit -> metrics -> load shedding -> body limit -> app.
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
     )
@@ -166,6 +169,7 @@ def create_app(
         if scope.get("method") == "POST" and scope.get("path") == "/predict":
             runtime.stats.count(status)
 
+    install_audit(app, settings, runtime.registry)  # inside the request log (its request id), outside the rest
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)
