@@ -43,6 +43,17 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("pynetdicom", "highdicom"):  # their info lines name UIDs and can dump dataset headers
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_header_validation()
+
+
+def quiet_header_validation() -> None:
+    """pydicom's validation of what it reads warns and logs the offending header value word for word (a name, a
+    date, text with a newline that would forge a log line): the node and the poller read headers from the network,
+    so it is off in their processes; what they log themselves goes through :func:`cxrtriage.log_text.loggable`."""
+    from pydicom import config as pydicom_config
+
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def stop_event() -> threading.Event:
