@@ -153,6 +153,7 @@ class DicomNode:
         else:
             reason = "too many associations at once"
         self.handler.count("associations_refused")
+        self.handler.write_status()
         log.warning(
             "association refused: %s (calling AE %s, called AE %s, from %s)",
             reason,
@@ -163,7 +164,13 @@ class DicomNode:
 
     def on_store(self, event: Any) -> int:
         """C-STORE handler (pynetdicom's thread): the instance is in a temporary file; check its size and header,
-        spool it and queue it, then acknowledge; or answer why not."""
+        spool it and queue it, then acknowledge; or answer why not. The status file follows each answer."""
+        try:
+            return self._answer(event)
+        finally:
+            self.handler.write_status()
+
+    def _answer(self, event: Any) -> int:
         import pydicom
 
         path = Path(event.dataset_path)
