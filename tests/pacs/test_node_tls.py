@@ -78,9 +78,7 @@ def tls_node(engine, tls_files):
             secondary_capture=False,
         )
         files = TlsFiles(tls_files.server_cert, tls_files.server_key, tls_files.ca if require else None)
-        config = NodeConfig(
-            port=_port(), allowed_callers=("MODALITY",), tls=files.server_context(), tls_peer_certificates=require
-        )
+        config = NodeConfig(port=_port(), allowed_callers=("MODALITY",), tls=files.server_context())
         node = DicomNode(config, handler)
         node.start()
         started.append((node, archive))
@@ -181,3 +179,37 @@ def test_bad_certificate_files_are_named(tls_files, tmp_path):
         TlsFiles(cert=tls_files.client_cert).client_context()
     context = TlsFiles(tls_files.server_cert, tls_files.server_key).server_context()
     assert context.minimum_version.name == "TLSv1_2"
+
+
+@needs_dcmtk
+def test_the_cli_node_speaks_tls_from_its_options(tls_files, film_path, tmp_path):
+    """``cxrtriage dicom-node --tls-cert --tls-key --tls-ca`` as an operator starts it: a trusted storescu is
+    triaged, plain DICOM is refused, the log says so, SIGTERM stops it cleanly."""
+    import json
+    import os
+    import signal
+    import sys
+
+    port, status = _port(), tmp_path / "status.json"
+    command = [sys.executable, "-m", "cxrtriage.cli.main", "dicom-node", "--port", str(port), "--no-worklist"]
+    command += ["--status-file", str(status), "--spool", str(tmp_path / "spool"), "--allow-caller", "MODALITY"]
+    command += ["--tls-cert", str(tls_files.server_cert), "--tls-key", str(tls_files.server_key)]
+    command += ["--tls-ca", str(tls_files.ca)]
+    node = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=dict(os.environ))  # noqa: S603
+    try:
+        deadline = time.monotonic() + 120
+        while not (status.is_file() and json.loads(status.read_text()).get("listening")):
+            assert node.poll() is None and time.monotonic() < deadline, "the node did not start"
+            time.sleep(0.2)
+        tls = ("+tls", str(tls_files.client_key), str(tls_files.client_cert), "+cf", str(tls_files.ca))
+        assert _storescu(port, film_path, *tls).returncode == 0
+        assert _storescu(port, film_path).returncode != 0
+    finally:
+        node.send_signal(signal.SIGTERM)
+        _, log = node.communicate(timeout=120)
+    assert node.returncode == 0, log
+    counts = json.loads(status.read_text())
+    assert counts["triaged"] + counts["not_triaged"] == 1 and counts["associations_refused"] == 1
+    assert "DICOM over TLS (client certificates required)" in log
+    assert "association refused: TLS handshake from 127.0.0.1 failed (" in log
+    assert "SYN0042" not in log and "ACC0042" not in log

@@ -157,7 +157,6 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
             max_instance_mb=args.max_instance_mb,
             spool_dir=spool,
             tls=server_tls,
-            tls_peer_certificates=args.tls_ca is not None,
         ),
         handler,
     )

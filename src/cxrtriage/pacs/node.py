@@ -26,6 +26,7 @@ import logging
 import queue
 import secrets
 import shutil
+import ssl
 import tempfile
 import threading
 import time
@@ -38,8 +39,6 @@ from cxrtriage.pacs.delivery import Destination, send_datasets
 from cxrtriage.pacs.instance import instance_log_id, unfileable_reason
 
 if TYPE_CHECKING:  # pragma: no cover
-    import ssl
-
     from cxrtriage.pacs.handling import InstanceHandler, Sender
 
 log = logging.getLogger("cxrtriage.pacs")
@@ -61,7 +60,6 @@ class NodeConfig:
     max_instance_mb: float = 64.0  # larger instances are answered 0xA700 (a CR/DX is 5-35 MB uncompressed)
     spool_dir: Path | None = None  # received instances wait here (mode 0700); None: a private temporary folder
     tls: ssl.SSLContext | None = None  # DICOM over TLS only (cxrtriage.pacs.tls.TlsFiles.server_context)
-    tls_peer_certificates: bool = False  # whether ``tls`` requires client certificates (for the log line)
 
 
 def destination_sender(
@@ -119,7 +117,7 @@ class DicomNode:
         self.handler.write_status()
         transport = "DICOM"
         if self.config.tls is not None:
-            certificates = "required" if self.config.tls_peer_certificates else "not asked for"
+            certificates = "required" if self.config.tls.verify_mode == ssl.CERT_REQUIRED else "not asked for"
             transport = f"DICOM over TLS (client certificates {certificates})"
         log.info(
             "dicom-node %s listening on %s:%d, %s (callers: %s; instances up to %g MB)",
