@@ -10,7 +10,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "cxrtriage"
 
-BASE = {"errors", "config", "optional", "schema", "decision", "files"}
+BASE = {"errors", "config", "optional", "schema", "decision", "files", "log_text", "crop_urls"}
 #: stage -> the stages it may import (besides itself and BASE)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -19,6 +19,8 @@ ALLOWED: dict[str, set[str]] = {
     "schema": set(),
     "decision": set(),
     "files": set(),
+    "log_text": set(),  # loggable(): outside text escaped before it reaches a log line
+    "crop_urls": set(),  # the crop URL rule, shared by the service and the DICOM node (no web imports)
     "data": set(),
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
     "security": set(),  # the audit trail: the base modules only, for the CLI, the service and the DICOM node alike

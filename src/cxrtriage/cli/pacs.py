@@ -43,6 +43,17 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("pynetdicom", "highdicom"):  # their info lines name UIDs and can dump dataset headers
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_header_validation()
+
+
+def quiet_header_validation() -> None:
+    """pydicom's validation of what it reads warns and logs the offending header value word for word (a name, a
+    date, text with a newline that would forge a log line): the node and the poller read headers from the network,
+    so it is off in their processes; what they log themselves goes through :func:`cxrtriage.log_text.loggable`."""
+    from pydicom import config as pydicom_config
+
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def stop_event() -> threading.Event:
@@ -70,7 +81,7 @@ def _handler(args: argparse.Namespace, send: Any, settings: Settings):
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    outbox_dir = Path(args.outbox) if args.outbox else path.parent / "outbox"
+    outbox_dir = Path(args.outbox) if args.outbox else path.parent / "outbox"  # as _default_beside_worklist
     try:
         outbox = Outbox(outbox_dir) if send is not None else None
     except OSError as exc:
@@ -118,9 +129,24 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
     if not 0 < len(args.ae_title) <= 16:
         print("error: --ae-title must be 1-16 characters", file=sys.stderr)
         return 2
+    if not args.max_instance_mb > 0:
+        print("error: --max-instance-mb must be a positive number of megabytes, e.g. 64", file=sys.stderr)
+        return 2
+    try:
+        server_tls, destination_tls = _tls_contexts(args)
+    except ValueError as exc:  # TlsConfigError: names the option and the file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = command_settings(args)
     _configure_logging()
-    handler = _handler(args, destination_sender(destination, args.ae_title), settings)
+    handler = _handler(args, destination_sender(destination, args.ae_title, destination_tls), settings)
+    spool = Path(args.spool) if args.spool else _default_beside_worklist(args, settings, "incoming")
+    try:
+        spool.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = type(exc).__name__
+        print(f"error: the spool {spool} cannot be created ({why}); give a writable --spool DIR", file=sys.stderr)
+        return 2
     node = DicomNode(
         NodeConfig(
             ae_title=args.ae_title,
@@ -128,6 +154,9 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
             port=args.port,
             allowed_callers=tuple(args.allow_caller or ()),
             queue_size=args.queue_size,
+            max_instance_mb=args.max_instance_mb,
+            spool_dir=spool,
+            tls=server_tls,
         ),
         handler,
     )
@@ -141,6 +170,30 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
         logging.getLogger("cxrtriage.pacs").warning("no --destination: results are filed on the worklist only")
     stop.wait()
     return 0 if node.stop() else 1
+
+
+def _default_beside_worklist(args: argparse.Namespace, settings: Settings, name: str) -> Path:
+    """A state folder beside the worklist (the outbox's rule), so that one setting moves all the node's state."""
+    return (Path(args.worklist) if args.worklist else settings.worklist_path).parent / name
+
+
+def _tls_contexts(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The node's server context (``--tls-*``) and the destination's client context (``--destination-tls``), each
+    None when not asked for; :class:`~cxrtriage.pacs.tls.TlsConfigError` (a ValueError) names a bad option or file."""
+    from cxrtriage.pacs.tls import TlsConfigError, TlsFiles
+
+    def path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    server = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        server = TlsFiles(path(args.tls_cert), path(args.tls_key), path(args.tls_ca)).server_context()
+    destination_files = TlsFiles(path(args.destination_cert), path(args.destination_key), path(args.destination_ca))
+    if destination_files != TlsFiles() and not args.destination_tls:
+        raise TlsConfigError("--destination-ca/--destination-cert/--destination-key need --destination-tls")
+    if args.destination_tls and not args.destination:
+        raise TlsConfigError("--destination-tls needs a --destination")
+    return server, destination_files.client_context() if args.destination_tls else None
 
 
 def cmd_orthanc_pull(args: argparse.Namespace) -> int:
@@ -243,6 +296,23 @@ def _add_result_options(s: argparse.ArgumentParser) -> None:
     add_backend_options(s)
 
 
+def _add_tls_options(s: argparse.ArgumentParser) -> None:
+    tls = s.add_argument_group("DICOM over TLS (TLS 1.2 or newer)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="the node's certificate: accept DICOM over TLS only")
+    tls.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    tls.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="require client certificates signed by this CA (without it, none are asked for)",
+    )
+    tls.add_argument("--destination-tls", action="store_true", help="send results to --destination over TLS")
+    tls.add_argument(
+        "--destination-ca", metavar="PEM", help="CA that signed the destination's certificate (default: system's)"
+    )
+    tls.add_argument("--destination-cert", metavar="PEM", help="client certificate for a destination that asks")
+    tls.add_argument("--destination-key", metavar="PEM", help="the private key of --destination-cert")
+
+
 def add_parser(subparsers: SubCommands) -> None:
     """Register ``dicom-node``, ``orthanc-pull`` and ``pacs-demo`` on the main CLI's subcommands."""
     s = subparsers.add_parser(
@@ -250,7 +320,9 @@ def add_parser(subparsers: SubCommands) -> None:
         help="DICOM Storage SCP: triage each CR/DX received, C-STORE an SR back (needs [interop])",
         description="Receive chest radiographs over DICOM (C-STORE), triage each, and send a DICOM SR (TID 1500) and "
         "a Secondary Capture with the evidence boxes to --destination. Anything that cannot be triaged "
-        "is answered with an SR that says why. Stops on Ctrl-C/SIGTERM after finishing its queue.",
+        "is answered with an SR that says why; an instance without its UIDs is answered 0xC210, one over "
+        "--max-instance-mb or one arriving while the queue is full 0xA700. With --tls-cert/--tls-key it speaks "
+        "DICOM over TLS only. Stops on Ctrl-C/SIGTERM after finishing its queue.",
     )
     s.add_argument("--ae-title", default="CXRTRIAGE", help="this node's AE title (default CXRTRIAGE)")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -272,6 +344,20 @@ def add_parser(subparsers: SubCommands) -> None:
         default=32,
         help="instances waiting to be triaged before senders are asked to retry (0xA700; default 32)",
     )
+    s.add_argument(
+        "--max-instance-mb",
+        type=float,
+        default=64.0,
+        metavar="MB",
+        help="instances larger than this are refused with 0xA700 (out of resources) before anything is read "
+        "(default 64; a CR/DX is 5-35 MB uncompressed)",
+    )
+    s.add_argument(
+        "--spool",
+        metavar="DIR",
+        help="received instances wait here for triage (mode 0700; default: 'incoming' beside the worklist)",
+    )
+    _add_tls_options(s)
     _add_result_options(s)
     s.set_defaults(func=cmd_dicom_node)
 

@@ -9,7 +9,10 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,17 @@ class Destination:
         return destination
 
 
-def send_datasets(datasets: list[Any], destination: Destination, calling_ae: str, timeout_s: float = 30.0) -> bool:
-    """C-STORE every dataset to ``destination`` over one association; True when every store succeeded."""
+def send_datasets(
+    datasets: list[Any],
+    destination: Destination,
+    calling_ae: str,
+    timeout_s: float = 30.0,
+    *,
+    tls: ssl.SSLContext | None = None,
+) -> bool:
+    """C-STORE every dataset to ``destination`` over one association (over TLS with ``tls``, the destination's
+    certificate checked against its host name: :meth:`cxrtriage.pacs.tls.TlsFiles.client_context`); True when every
+    store succeeded."""
     from pynetdicom import AE
 
     if not datasets:
@@ -49,9 +61,14 @@ def send_datasets(datasets: list[Any], destination: Destination, calling_ae: str
     ae.connection_timeout = min(timeout_s, 10.0)  # an unreachable host must not hold the queue for minutes
     for sop_class in sorted({str(ds.SOPClassUID) for ds in datasets}):
         ae.add_requested_context(sop_class, ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    tls_args = (tls, destination.host) if tls is not None else None
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        log.error("C-STORE destination %s refused or unreachable", destination.ae_title)
+        log.error(
+            "C-STORE destination %s refused or unreachable%s",
+            destination.ae_title,
+            " (over TLS: check --destination-ca and the PACS's certificate)" if tls is not None else "",
+        )
         return False
     ok = True
     try:

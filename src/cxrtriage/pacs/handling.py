@@ -1,8 +1,10 @@
 """What the DICOM node and the Orthanc poller do with each instance after it arrives: triage it
 (:func:`cxrtriage.pacs.instance.process_instance`), send its DICOM outputs back (the registry's DICOM-encoded formats:
 the SR, and the Secondary Capture unless turned off), POST the registry's ``fhir`` report when an endpoint is
-configured, file the result on the reading worklist, and count. One line is logged per instance
-with the running counts; it names the outcome and the worklist key, never a patient identifier."""
+configured, file the result on the reading worklist (its crops named by their URLs, as the service files them:
+:mod:`cxrtriage.crop_urls`), and count. One line is logged per instance with the running counts; it names the outcome
+and the instance's hashed id, never a patient identifier, and any text from the header in it (a modality in a
+reason) is escaped (:func:`cxrtriage.log_text.loggable`), so a header cannot forge a log line."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cxrtriage.crop_urls import with_crop_urls
 from cxrtriage.errors import InputError
+from cxrtriage.log_text import loggable
 from cxrtriage.pacs.delivery import post_fhir
 from cxrtriage.pacs.instance import Outcome, process_instance
 from cxrtriage.pacs.outbox import Outbox
@@ -49,6 +53,8 @@ class Counts:
     unreadable: int = 0
     failed: int = 0
     refused_busy: int = 0
+    refused_too_large: int = 0  # answered 0xA700: over --max-instance-mb
+    associations_refused: int = 0  # a calling AE title not allowed, a failed TLS handshake
     results_sent: int = 0
     results_send_failed: int = 0  # attempts that failed; what they held waits in the outbox (results_waiting)
     results_waiting: int = 0
@@ -103,7 +109,7 @@ class InstanceHandler:
             outcome = process_instance(self.engine, instance, formats=self.formats)
         except InputError as exc:
             self.count("unreadable")
-            log.warning("instance not answered: %s; %s", exc, self.counts.line())
+            log.warning("instance not answered: %s; %s", loggable(exc), self.counts.line())
             self.write_status()
             return None
         except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the node; counted and logged
@@ -166,7 +172,8 @@ class InstanceHandler:
         if worklist is None or prediction is None:
             return
         study = study_info(outcome.context.image) if outcome.context and outcome.context.image else None
-        _, key = file_on_worklist(lambda: worklist, prediction, key=outcome.worklist_key, study=study)
+        stored = with_crop_urls(prediction)  # as the service files them: URLs, never server paths
+        _, key = file_on_worklist(lambda: worklist, prediction, key=outcome.worklist_key, stored=stored, study=study)
         if key is None:
             self.count("worklist_failed")
 
@@ -184,7 +191,7 @@ class InstanceHandler:
             what = f"not triaged: {outcome.reason}"
         else:
             what = f"skipped: {outcome.reason}"
-        log.info("instance %s: %s; %s", outcome.log_id, what, self.counts.line())
+        log.info("instance %s: %s; %s", outcome.log_id, loggable(what), self.counts.line())  # reasons quote headers
 
     def write_status(self) -> None:
         """The counts as JSON in the status file (atomically replaced), for monitoring and the demo's wait."""

@@ -3,9 +3,10 @@ of :mod:`cxrtriage.interop.formats`: the SR and the Secondary Capture), or an SR
 DICOM node and the Orthanc poller both call :func:`process_instance`, so a pushed and a pulled instance get the same
 result.
 
-The instance is parsed once (the node hands over the dataset pynetdicom parsed; the poller's download is parsed
-here) and its pixels decoded once (:func:`~cxrtriage.imaging.load.load_image` on that dataset); the outputs are built
-from the pipeline run (the analysed pixels, the header the decoder kept), never from a second decode or a deep copy.
+The instance is parsed once (the node hands over the dataset its worker read from the spooled file, whose header
+alone was read on arrival to check it; the poller's download is parsed here) and its pixels decoded once
+(:func:`~cxrtriage.imaging.load.load_image` on that dataset); the outputs are built from the pipeline run (the
+analysed pixels, the header the decoder kept), never from a second decode or a deep copy.
 Nothing here logs or returns a patient identifier: the outcome carries the typed error's message (which holds none),
 a short key for the worklist and the datasets to send (which do hold the patient and study attributes they must
 carry to file beside their source).
@@ -122,15 +123,28 @@ def process_instance(
     )
 
 
+#: the UIDs without which an instance can be neither filed (its study) nor answered (an SR referencing it)
+REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID")
+
+
+def unfileable_reason(ds: Dataset) -> str | None:
+    """Why an instance cannot be filed or answered (a UID of :data:`REQUIRED_UIDS` missing or empty), or None. The
+    DICOM node answers such an instance 0xC210 on arrival instead of acknowledging it; the poller logs it."""
+    for keyword in REQUIRED_UIDS:
+        if not str(ds.get(keyword, "") or "").strip():
+            return f"the instance has no {keyword}: it cannot be filed or answered"
+    return None
+
+
 def _checked_header(instance: Dataset | bytes) -> Dataset:
     """The instance as a dataset with the UIDs every answer needs, or :class:`InputError` without identifiers."""
     import pydicom
 
     try:
         ds = instance if isinstance(instance, pydicom.Dataset) else pydicom.dcmread(io.BytesIO(instance), force=True)
-        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"):
-            if not str(ds.get(keyword, "")):
-                raise InputError(f"the instance has no {keyword}: it cannot be filed or answered")
+        problem = unfileable_reason(ds)
+        if problem:
+            raise InputError(problem)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on garbage; the sender gets a failure status

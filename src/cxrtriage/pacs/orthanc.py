@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from cxrtriage.log_text import loggable
 from cxrtriage.pacs.handling import InstanceHandler
 
 log = logging.getLogger("cxrtriage.pacs")
@@ -73,7 +74,7 @@ class OrthancClient:
                 answer = json.loads(self._request("/instances", buffer.getvalue(), "application/dicom"))
                 ok &= answer.get("Status") in ("Success", "AlreadyStored")
             except OrthancError as exc:
-                log.error("result not stored in Orthanc: %s", exc)
+                log.error("result not stored in Orthanc: %s", loggable(exc))
                 ok = False
         return ok
 
@@ -110,7 +111,7 @@ class OrthancPoller:
                         data = self.client.instance_file(change["ID"])
                     except OrthancError as exc:
                         self.handler.count("failed")
-                        log.error("instance not downloaded: %s", exc)
+                        log.error("instance not downloaded: %s", loggable(exc))  # names an ID Orthanc gave
                     else:
                         self.handler.handle(data)
                         handled += 1
@@ -129,6 +130,6 @@ class OrthancPoller:
                 self.handler.retry()  # results Orthanc refused earlier
                 self.poll_once()
             except OrthancError as exc:
-                log.error("%s; retrying in %.1f s", exc, interval_s)
+                log.error("%s; retrying in %.1f s", loggable(exc), interval_s)
             stop.wait(interval_s)
         log.info("orthanc-pull stopped; %s", self.handler.counts.line())
