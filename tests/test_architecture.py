@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "decision": set(),
     "files": set(),
     "data": set(),
+    "security": set(),  # roles, API keys, OIDC tokens: the base modules and PyJWT only (no web framework)
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
     "imaging": {"worklist"},  # imaging/study.py builds the worklist's StudyInfo from the DICOM header
     "anatomy": {"imaging"},
@@ -27,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "explain": {"imaging", "backends", "anatomy"},
     "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
     "interop": {"imaging"},
-    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop", "worklist"},
+    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop", "worklist", "security"},
     "pacs": {"imaging", "pipeline", "interop", "worklist", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
     "evaluation": {
@@ -57,6 +58,7 @@ ALLOWED: dict[str, set[str]] = {
         "interop",
         "pacs",
         "worklist",
+        "security",
     },
     "__init__": {"imaging", "pipeline"},
 }
@@ -71,6 +73,7 @@ RUN_TIME = {
     "interop",
     "pacs",
     "worklist",
+    "security",
     *BASE,
 }
 

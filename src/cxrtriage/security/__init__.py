@@ -1,0 +1,7 @@
+"""Who may use the service: roles and principals (:mod:`~cxrtriage.security.principal`), API keys for machines
+(:mod:`~cxrtriage.security.keys`), OIDC/JWT bearer tokens for people (:mod:`~cxrtriage.security.tokens`), and the
+one authenticator the web service asks (:mod:`~cxrtriage.security.authenticate`: which of the two a credential is,
+whether authentication is configured at all, the rate limit of failed attempts).
+
+Standard library and PyJWT only: no web framework here, so the CLI (``cxrtriage keys ...``) and any later caller
+use the same rules as ``serve/auth.py``, which turns them into FastAPI dependencies."""
