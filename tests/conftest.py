@@ -37,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     build their app at import."""
     import os
 
-    os.environ.setdefault("CXRTRIAGE_ALLOWED_HOSTS", "localhost,127.0.0.1,::1,testserver")
+    os.environ.setdefault("CXRTRIAGE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
 
 @pytest.fixture(scope="session", autouse=True)

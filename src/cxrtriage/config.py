@@ -29,7 +29,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of its group on the worklist (urgent or routine; a routine study never rises above an urgent one) |
 | ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
 | ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
-| ``CXRTRIAGE_ALLOWED_HOSTS`` | ``localhost,127.0.0.1,::1`` plus ``CXRTRIAGE_HOST`` when it is a name | host names the service answers to, comma-separated (``*.example.org`` matches its subdomains); a request with another ``Host:`` header gets 400 (DNS rebinding). ``*`` allows any host and is unsafe outside a closed network |
+| ``CXRTRIAGE_ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` plus ``CXRTRIAGE_HOST`` when it is a name | host names the service answers to, comma-separated (``*.example.org`` matches its subdomains); an IPv6 address in brackets; a request with another ``Host:`` header gets 400 (DNS rebinding). ``*`` allows any host and is unsafe outside a closed network |
 | ``CXRTRIAGE_OIDC_ISSUER`` | unset | single sign-on: the identity provider's issuer (``iss`` of its tokens); set with the audience and the JWKS, or not at all |
 | ``CXRTRIAGE_OIDC_AUDIENCE`` | unset | single sign-on: the audience (``aud``) a token must name, the client id registered for cxrtriage |
 | ``CXRTRIAGE_OIDC_JWKS`` | unset | single sign-on: the provider's signing keys, a JWKS file path or an ``https://`` URL (fetched and cached) |
@@ -260,7 +260,7 @@ class Settings(BaseSettings):
             return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
         import ipaddress
 
-        hosts = ["localhost", "127.0.0.1", "::1"]
+        hosts = ["localhost", "127.0.0.1", "[::1]"]
         try:
             ipaddress.ip_address(self.host.strip("[]"))
         except ValueError:

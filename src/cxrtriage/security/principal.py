@@ -10,18 +10,22 @@ reads nothing that is stored, so a leaked gateway key exposes no worklist, no st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 
 __all__ = ["ANONYMOUS", "Principal", "Role"]
 
 
-class Role(StrEnum):
+class Role(str, Enum):
     """``submitter`` (send images for triage), ``reader`` (worklist, stored results, crops, the UI), ``admin``
-    (keys, configuration, metrics, status)."""
+    (keys, configuration, metrics, status). A ``str`` enum (``enum.StrEnum`` needs Python 3.11; the package
+    supports 3.10): ``Role.READER == "reader"`` and ``str(Role.READER) == "reader"``."""
 
     SUBMITTER = "submitter"
     READER = "reader"
     ADMIN = "admin"
+
+    def __str__(self) -> str:
+        return self.value
 
     @property
     def rank(self) -> int:

@@ -117,7 +117,10 @@ def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path == "/metrics":
             route.response_class = PlainTextResponse
-            route.responses = {200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}}
+            route.responses = {
+                **route.responses,  # the refusals of its role (admin)
+                200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"},
+            }
             route.summary = "Prometheus metrics (text exposition format)"
 
 

@@ -124,8 +124,8 @@ class PrefixAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _dependency_role(route: APIRoute) -> Role | None:
-    pending = list(route.dependant.dependencies)
+def _dependency_role(dependant: Any) -> Role | None:
+    pending = list(getattr(dependant, "dependencies", None) or [])
     while pending:
         dep = pending.pop()
         if isinstance(dep.call, RoleRequirement):
@@ -134,8 +134,20 @@ def _dependency_role(route: APIRoute) -> Role | None:
     return None
 
 
-def _route_path(route: BaseRoute) -> str:
-    return str(getattr(route, "path", ""))
+def app_routes(app: FastAPI) -> list[tuple[str, BaseRoute, Any]]:
+    """Every route of ``app`` as (path, the route, its dependant or None), with the routes of included routers
+    (FastAPI >= 0.13x keeps an included router as one entry of ``app.routes``; ``iter_route_contexts`` walks it, as
+    the OpenAPI schema does), and on older FastAPI ``app.routes`` as it is."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: the routes are flat
+        return [(str(getattr(r, "path", "")), r, getattr(r, "dependant", None)) for r in app.routes]
+    out = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        dependant = getattr(route, "dependant", None) if isinstance(route, APIRoute) else None
+        out.append((str(context.path or getattr(route, "path", "")), route, dependant))
+    return out
 
 
 def declared_roles(app: FastAPI) -> tuple[dict[str, Role | None], list[str]]:
@@ -143,10 +155,8 @@ def declared_roles(app: FastAPI) -> tuple[dict[str, Role | None], list[str]]:
     an empty list: a new route has to say who may use it)."""
     roles: dict[str, Role | None] = {}
     undeclared = []
-    for route in app.routes:
-        path = _route_path(route)
-        role = _dependency_role(route) if isinstance(route, APIRoute) else None
-        role = role or _prefix_role(path)
+    for path, route, dependant in app_routes(app):
+        role = _dependency_role(dependant) or _prefix_role(path)
         if role is not None:
             roles[path] = role
         elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):

@@ -289,7 +289,8 @@ class AllowedHostsMiddleware:
 
     def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         self.app = app
-        self.allowed_hosts = list(allowed_hosts)
+        # Starlette compares the Host header's name, which keeps an IPv6 address in brackets ("[::1]")
+        self.allowed_hosts = [f"[{h}]" if ":" in h and not h.startswith("[") else h for h in allowed_hosts]
         self._check = TrustedHostMiddleware(self._allowed, allowed_hosts=self.allowed_hosts, www_redirect=False)
 
     async def _allowed(self, scope: Scope, receive: Receive, send: Send) -> None:
