@@ -62,7 +62,9 @@ def test_clear_errors_exit_2(state: Path, capsys: pytest.CaptureFixture) -> None
 
 def test_a_script_captures_the_key_with_tail(state: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    command = f"KEY=$({sys.executable} -m cxrtriage.cli.main keys create --role reader --name script | tail -n1); echo \"$KEY\""
+    command = (
+        f'KEY=$({sys.executable} -m cxrtriage.cli.main keys create --role reader --name script | tail -n1); echo "$KEY"'
+    )
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert KeyStore(state / "keys.json").verify(done.stdout.strip()).name == "script"

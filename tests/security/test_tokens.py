@@ -69,7 +69,9 @@ def test_a_valid_token_gives_the_user_and_the_highest_role(provider: Provider, v
     ],
     ids=["expired", "wrong-audience", "wrong-issuer", "bad-signature", "no-exp", "malformed", "garbage"],
 )
-def test_bad_tokens_are_refused_with_a_short_reason(provider: Provider, validator: TokenValidator, make, reason) -> None:
+def test_bad_tokens_are_refused_with_a_short_reason(
+    provider: Provider, validator: TokenValidator, make, reason
+) -> None:
     token = make(provider)
     with pytest.raises(TokenRejected) as refused:
         validator.verify(token)

@@ -127,13 +127,17 @@ def _required(path: str) -> Role | None:
 
 def test_every_route_declares_the_role_of_the_table(walk: Walk) -> None:
     roles, undeclared = declared_roles(walk.app)
-    assert undeclared == [], f"routes without a declared role (add require(Role.X) or a PREFIX_ROLES entry): {undeclared}"
+    assert undeclared == [], (
+        f"routes without a declared role (add require(Role.X) or a PREFIX_ROLES entry): {undeclared}"
+    )
     assert {path: role for path, role in roles.items()} == {path: _required(path) for path in roles}
     assert set(EXPECTED) - {"/static/apidocs"} <= set(roles)  # the table names nothing the app lacks
 
 
 def test_a_route_added_without_a_role_fails_the_check(tmp_path: Path) -> None:
-    app = create_app(Settings(crops_dir=tmp_path, worklist_path=tmp_path / "w.sqlite", ui=False, warmup=False), engine=object())
+    app = create_app(
+        Settings(crops_dir=tmp_path, worklist_path=tmp_path / "w.sqlite", ui=False, warmup=False), engine=object()
+    )
 
     @app.get("/leak")
     async def leak() -> dict:

@@ -7,7 +7,7 @@
   ``fit-finding-probe``, ``train-segmenter``, ``export-segmenter``, ``split``
 - HAI-DEF models (:mod:`cxrtriage.cli.hai_def`): ``hai-def tiny | train-probe | export-onnx | finetune |
   convert-gguf | bench``
-- deliverables (:mod:`cxrtriage.cli.deliverables`): ``writeup``, ``video``
+- deliverables (:mod:`cxrtriage.cli.deliverables`): ``writeup``, ``video``, ``screenshots``
 - PACS (:mod:`cxrtriage.cli.pacs`): ``dicom-node``, ``orthanc-pull``, ``pacs-demo``
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
 

@@ -70,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cxrtriage.optional import MissingDependency, require_all
 
     try:  # fail here with a clear message rather than inside a worker
-        require_all({"uvicorn": "demo", "fastapi": "demo"}, purpose="the web service")
+        require_all({"uvicorn": "demo", "fastapi": "demo", "jwt": "demo"}, purpose="the web service")
     except MissingDependency as exc:
         raise SystemExit(f"error: {exc}") from None
     from uvicorn.config import LOGGING_CONFIG

@@ -298,7 +298,8 @@ class AllowedHostsMiddleware:
         await self.app(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        # no Host header at all (HTTP/1.0, an ASGI call in-process): nothing a rebinding browser page could send
+        if scope["type"] not in ("http", "websocket") or not any(k == b"host" for k, _ in scope.get("headers", ())):
             await self.app(scope, receive, send)
             return
         refused = False
