@@ -230,7 +230,7 @@ run_demo() {
     local port
     port="$(free_port)"
     podman run -d --name "${DEMO_CTR}" -p "127.0.0.1:${port}:7860" \
-        -v "${DATA_DIR}:/data:ro" -e CXRTRIAGE_DATA_DIR=/data "${DEMO_IMAGE}" >/dev/null \
+        -v "${DATA_DIR}:/data:ro" -e CXRTRIAGE_DATA_DIR=/data "${DEMO_IMAGE}" --insecure-no-auth >/dev/null \
         || fail "podman run of ${DEMO_IMAGE} failed"
     local url="http://127.0.0.1:${port}" waited=0
     log "container ${DEMO_CTR} on ${url}; waiting for /ready"

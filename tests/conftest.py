@@ -31,6 +31,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.data)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """FastAPI's TestClient sends ``Host: testserver``: the tests' services answer to it besides the loopback names
+    (the default of ``CXRTRIAGE_ALLOWED_HOSTS`` does not include it). Set before collection, since some test modules
+    build their app at import."""
+    import os
+
+    os.environ.setdefault("CXRTRIAGE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _worklist_in_tmp(tmp_path_factory: pytest.TempPathFactory):
     """Every service a test starts (in process or as a subprocess) keeps its worklist in a temporary file, never in

@@ -22,8 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "log_text": set(),  # loggable(): outside text escaped before it reaches a log line
     "crop_urls": set(),  # the crop URL rule, shared by the service and the DICOM node (no web imports)
     "data": set(),
+    "security": set(),  # roles, API keys, OIDC tokens, the audit trail: the base modules and PyJWT only (no web)
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
-    "security": set(),  # the audit trail: the base modules only, for the CLI, the service and the DICOM node alike
     "imaging": {"worklist"},  # imaging/study.py builds the worklist's StudyInfo from the DICOM header
     "anatomy": {"imaging"},
     "backends": {"imaging"},

@@ -25,11 +25,19 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_THREADS`` | ``0`` (the runtime's default) | intra-op threads of onnxruntime / llama.cpp |
 | ``CXRTRIAGE_MMPROJ`` | unset | MedGemma's vision projector when ``CXRTRIAGE_MODEL`` names one text ``.gguf`` file |
 | ``CXRTRIAGE_GGUF_CONVERTER`` | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
-| ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts |
+| ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts. Its folder is the service's state folder: the API keys (``keys.json``) live beside it |
 | ``CXRTRIAGE_AUDIT_PATH`` | ``audit.jsonl`` beside the worklist (``$XDG_STATE_HOME/cxrtriage/audit.jsonl``) | the service's audit trail: one hash-chained JSON record per access (``cxrtriage audit verify`` / ``export``); created owner-only |
 | ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of its group on the worklist (urgent or routine; a routine study never rises above an urgent one) |
 | ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
 | ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
+| ``CXRTRIAGE_ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` plus ``CXRTRIAGE_HOST`` when it is a name | host names the service answers to, comma-separated (``*.example.org`` matches its subdomains); an IPv6 address in brackets; a request with another ``Host:`` header gets 400 (DNS rebinding). ``*`` allows any host and is unsafe outside a closed network |
+| ``CXRTRIAGE_OIDC_ISSUER`` | unset | single sign-on: the identity provider's issuer (``iss`` of its tokens); set with the audience and the JWKS, or not at all |
+| ``CXRTRIAGE_OIDC_AUDIENCE`` | unset | single sign-on: the audience (``aud``) a token must name, the client id registered for cxrtriage |
+| ``CXRTRIAGE_OIDC_JWKS`` | unset | single sign-on: the provider's signing keys, a JWKS file path or an ``https://`` URL (fetched and cached) |
+| ``CXRTRIAGE_OIDC_ROLE_CLAIM`` | ``roles`` | the token claim that names the role (``submitter``, ``reader``, ``admin``; a string or a list; the highest wins; a dotted path reaches a nested claim, e.g. ``realm_access.roles``) |
+| ``CXRTRIAGE_AUTH_FAILURES_PER_MIN`` | ``10`` | failed authentications allowed per client address per minute; beyond that 429 with ``Retry-After`` |
+| ``CXRTRIAGE_SSL_CERTFILE`` | unset | TLS certificate (PEM) of ``cxrtriage serve``: with the key, the service speaks HTTPS (``--ssl-certfile``) |
+| ``CXRTRIAGE_SSL_KEYFILE`` | unset | the TLS certificate's private key (PEM; ``--ssl-keyfile``) |
 | ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |
 | ``CXRTRIAGE_MAX_CONCURRENT`` | ``2`` | inferences running at the same time (each in a worker thread) |
 | ``CXRTRIAGE_MAX_QUEUE`` | ``8`` | requests allowed to wait for a slot; beyond that 429 with ``Retry-After`` |
@@ -151,6 +159,15 @@ class Settings(BaseSettings):
     warmup: bool = True
     ui: bool = True
     latency_window: int = Field(default=200, ge=1)
+    # -- who may use the service (cxrtriage.security)
+    allowed_hosts: str | None = None  # None: loopback names plus the configured host (allowed_host_list)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks: str | None = None
+    oidc_role_claim: str = "roles"
+    auth_failures_per_min: int = Field(default=10, ge=1)
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -159,7 +176,15 @@ class Settings(BaseSettings):
             raise ConfigurationError(describe_errors(exc)) from None
 
     @field_validator(
-        "data_dir", "crops_dir", "model_dir", "segmenter_dir", "worklist_path", "audit_path", mode="before"
+        "data_dir",
+        "crops_dir",
+        "model_dir",
+        "segmenter_dir",
+        "worklist_path",
+        "audit_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        mode="before",
     )
     @classmethod
     def _expand_user(cls, value: Any) -> Any:
@@ -168,13 +193,37 @@ class Settings(BaseSettings):
         return Path(value).expanduser() if isinstance(value, (str, Path)) else value
 
     @field_validator(
-        "backend", "model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter", "host", mode="before"
+        "backend",
+        "model",
+        "classifier",
+        "medsiglip_model",
+        "device",
+        "mmproj",
+        "gguf_converter",
+        "host",
+        "allowed_hosts",
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks",
+        "oidc_role_claim",
+        mode="before",
     )
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("model", "classifier", "medsiglip_model", "device", "mmproj", "gguf_converter")
+    @field_validator(
+        "model",
+        "classifier",
+        "medsiglip_model",
+        "device",
+        "mmproj",
+        "gguf_converter",
+        "allowed_hosts",
+        "oidc_issuer",
+        "oidc_audience",
+        "oidc_jwks",
+    )
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -201,6 +250,32 @@ class Settings(BaseSettings):
         """The audit trail: ``audit_path``, else ``audit.jsonl`` in the worklist's folder (the service's state folder),
         so that moving the worklist moves the audit trail with it."""
         return self.audit_path or self.worklist_path.parent / "audit.jsonl"
+
+    @property
+    def state_dir(self) -> Path:
+        """The service's state folder: the worklist's folder, where the API keys live too (one setting moves both)."""
+        return self.worklist_path.parent
+
+    @property
+    def keys_path(self) -> Path:
+        """The API keys (salted hashes only): ``keys.json`` in the state folder."""
+        return self.state_dir / "keys.json"
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """The host names the service answers to: ``allowed_hosts`` (comma-separated), else the loopback names plus
+        ``host`` when it is a name (an address such as ``0.0.0.0`` names no host a client would send)."""
+        if self.allowed_hosts:
+            return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        import ipaddress
+
+        hosts = ["localhost", "127.0.0.1", "[::1]"]
+        try:
+            ipaddress.ip_address(self.host.strip("[]"))
+        except ValueError:
+            if self.host and self.host.lower() not in hosts:
+                hosts.append(self.host.lower())
+        return hosts
 
     @property
     def bundle_dir(self) -> Path:

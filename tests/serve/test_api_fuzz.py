@@ -6,7 +6,8 @@ through schemathesis' examples, coverage and fuzzing phases with every built-in 
 middleware, real lifespan and the real bundled model engine (loaded in the background; the test waits for
 ``/ready``). A bounded number of examples and a fixed seed keep it deterministic and well under a minute on 2 cores.
 
-Expected: no 5xx, every status code and content type documented, every documented body schema met.
+Expected: no 5xx, every status code and content type documented, every documented body schema met; with a valid
+admin key on every call, and 401 for the same calls without it (schemathesis' ignored_auth).
 Schemathesis 4's ``schemathesis.pytest.from_fixture`` does not work with pytest 9 (it sets ``Function._nodeid``),
 so the schema is built at import from ``app.openapi()`` (exactly what ``/openapi.json`` serves) without calling the
 app; the lifespan (model load) starts only when the first test of this module runs.
@@ -35,6 +36,8 @@ from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.python import asgi  # noqa: E402
 
 from cxrtriage.config import Settings  # noqa: E402
+from cxrtriage.security.keys import KeyStore  # noqa: E402
+from cxrtriage.security.principal import Role  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.runtime import load_engine  # noqa: E402
 
@@ -62,13 +65,24 @@ CONFIG = {
 
 load_all_checks()
 # Every built-in response check (the function-based registry is what `--checks all` selects); the stateful ones
-# (use_after_free, ensure_resource_availability) and the auth ones (ignored_auth, object_level_authorization)
-# have nothing to act on here (no resources are created, the API declares no security) and pass trivially.
+# (use_after_free, ensure_resource_availability) have nothing to act on here (no resources are created); ignored_auth
+# checks that the operations that declare security refuse a call without a valid credential.
 ALL_CHECKS = [check for check in CHECKS.get_all() if not isinstance(check, type)]
 STATUS_CODE_CONFORMANCE = next(check for check in ALL_CHECKS if check.__name__ == "status_code_conformance")
 
 _CROPS = Path(tempfile.gettempdir()) / f"cxrtriage-fuzz-crops-{uuid.uuid4().hex[:8]}"  # made by the lifespan
-_SETTINGS = Settings(crops_dir=_CROPS, ui=False, warmup=True, worklist_path=_CROPS / "worklist.sqlite")
+# Authentication configured, as a deployed service has it: every call carries a valid admin key (admin may use every
+# operation), and schemathesis' auth check (ignored_auth) sends the same calls without it and with a wrong one, which
+# must get 401. The failed-attempt limit is lifted: those refusals all come from one address.
+_SETTINGS = Settings(
+    crops_dir=_CROPS,
+    ui=False,
+    warmup=True,
+    worklist_path=_CROPS / "worklist.sqlite",
+    auth_failures_per_min=1_000_000,
+)
+_KEY = KeyStore(_SETTINGS.keys_path).create("fuzz", Role.ADMIN)[1]
+_AUTH = {"Authorization": f"Bearer {_KEY}"}
 # Schemathesis runs the app's lifespan again for each operation's test; without a cache each run loaded the model
 # anew in a daemon thread, and a load still running when pytest exited aborted the interpreter ("terminate called
 # without an active exception", exit code 134). One real engine, loaded by the first lifespan, serves every run.
@@ -124,7 +138,7 @@ def _ready_app() -> Iterator[None]:
 @schema.parametrize()
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom and Pillow warn about the junk headers they are sent
 def test_api_conforms_to_its_schema(case) -> None:
-    response = case.call()
+    response = case.call(headers=_AUTH)
     SEEN.setdefault(f"{case.method.upper()} {case.path}", Counter())[response.status_code] += 1
     case.validate_response(response, checks=ALL_CHECKS)
 

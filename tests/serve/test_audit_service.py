@@ -20,7 +20,6 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-from fastapi import HTTPException, Request  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrtriage.config import Settings  # noqa: E402
@@ -28,7 +27,6 @@ from cxrtriage.schema import Crop, ModelInfo, Prediction  # noqa: E402
 from cxrtriage.security.audit import verify  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.audit_middleware import audited_action  # noqa: E402
-from cxrtriage.serve.deps import get_runtime  # noqa: E402
 
 IDENTIFIERS = ("John", "Doe", "12345", "1960", "555-0100")
 REPORT = "Patient John Doe, MRN 12345, DOB 01/02/1960, phone 555-0100. Small right pleural effusion."
@@ -136,7 +134,7 @@ def test_a_triage_and_reads_of_the_worklist_are_recorded_with_their_request_ids(
         "seq": 1,
         "principal": "anonymous",
         "role": "none",
-        "via": None,
+        "via": "open",  # no authentication configured: nobody identified
         "client": "testclient",
         "reason": None,
         "target": None,
@@ -153,23 +151,17 @@ class Role(str):
 
 
 def test_the_principal_on_request_state_is_recorded_and_a_refusal_is_auth_failed(tmp_path: Path) -> None:
-    """The authentication layer (a dependency) sets ``request.state.principal``, or ``auth_failure`` before its
-    401/403; here a dependency override plays it."""
+    """With API keys configured, the authentication layer (serve/auth.py) sets ``request.state.principal`` (the
+    key's name and role are recorded) or ``auth_failure`` before its 401; no presented credential reaches the file."""
+    from cxrtriage.security.keys import KeyStore
+
     settings = _settings(tmp_path)
+    _info, reader_key = KeyStore(settings.keys_path).create("night-reader", "reader")
+    wrong_key = reader_key[:-4] + ("AAAA" if not reader_key.endswith("AAAA") else "BBBB")
     app = create_app(settings, engine=Engine(settings.crops_dir))
-
-    async def authenticated(request: Request):
-        presented = request.headers.get("x-api-key")
-        if presented != API_KEY:
-            request.state.auth_failure = f"unknown API key {presented}"  # a careless reason: must be withheld
-            raise HTTPException(401, "a valid API key is required")
-        request.state.principal = SimpleNamespace(name="night-reader", role=Role("reader"), via="api-key")
-        return app.state.runtime
-
-    app.dependency_overrides[get_runtime] = authenticated
     with TestClient(app) as c:
-        assert c.get("/worklist", headers={"x-api-key": API_KEY}).status_code == 200
-        assert c.get("/worklist/ACC-7", headers={"x-api-key": TOKEN}).status_code == 401
+        assert c.get("/worklist", headers={"x-api-key": reader_key}).status_code == 200
+        assert c.get("/worklist/ACC-7", headers={"x-api-key": wrong_key}).status_code == 401
         assert c.get("/worklist").status_code == 401
     ok, refused, missing = _records(settings.audit_file)
     assert (ok["principal"], ok["role"], ok["via"], ok["action"], ok["outcome"]) == (
@@ -186,10 +178,10 @@ def test_the_principal_on_request_state_is_recorded_and_a_refusal_is_auth_failed
         "result.read",
         401,
     )
-    assert refused["study"] == "ACC-7"
-    assert refused["reason"] == "(withheld: it contained the presented credential)"
-    assert missing["reason"] == "unknown API key None" and missing["target"] == "worklist.list"
-    assert TOKEN not in settings.audit_file.read_text() and API_KEY not in settings.audit_file.read_text()
+    assert refused["study"] == "ACC-7" and refused["reason"] and missing["reason"]
+    assert missing["target"] == "worklist.list"
+    text = settings.audit_file.read_text()
+    assert reader_key not in text and wrong_key not in text
 
 
 def test_a_failed_audit_write_still_returns_the_result_flagged_logged_and_counted(

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage.cli.options import SubCommands, add_backend_options, command_settings, data_dir_or_exit
+from cxrtriage.config import Settings
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -63,27 +64,55 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the web service (API + UI) with uvicorn; needs the [demo] extra, imported only here. The settings built
-    here (environment + --host/--port/--backend/--model) reach every worker process as they are
-    (:mod:`cxrtriage.serve.server`)."""
+    here (environment + --host/--port/--backend/--model/--ssl-*/--allowed-hosts) reach every worker process as they
+    are (:mod:`cxrtriage.serve.server`). Without authentication configured it refuses (exit 2) to listen on a
+    non-loopback interface unless --insecure-no-auth is given (:func:`cxrtriage.security.authenticate.exposure`)."""
     from cxrtriage.optional import MissingDependency, require_all
 
     try:  # fail here with a clear message rather than inside a worker
-        require_all({"uvicorn": "demo", "fastapi": "demo"}, purpose="the web service")
+        require_all({"uvicorn": "demo", "fastapi": "demo", "jwt": "demo"}, purpose="the web service")
     except MissingDependency as exc:
         raise SystemExit(f"error: {exc}") from None
     from uvicorn.config import LOGGING_CONFIG
 
+    from cxrtriage.security.authenticate import exposure
     from cxrtriage.serve.server import run_server
 
-    settings = command_settings(args, host=args.host, port=args.port)
-    print(
-        f"cxrtriage UI: http://{settings.host}:{settings.port}/ui  "
-        f"API docs: http://{settings.host}:{settings.port}/docs",
-        flush=True,
+    settings = command_settings(
+        args,
+        host=args.host,
+        port=args.port,
+        allowed_hosts=args.allowed_hosts,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
+    problem = _tls_problem(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    decision = exposure(settings, insecure_no_auth=args.insecure_no_auth)  # the sentence says how to configure it
+    if decision.refusal:
+        print(f"error: {decision.refusal}", file=sys.stderr)
+        return 2
+    for warning in decision.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    scheme = "https" if settings.ssl_certfile else "http"
+    base = f"{scheme}://{settings.host}:{settings.port}"
+    print(f"cxrtriage UI: {base}/ui  API docs: {base}/docs", flush=True)
     cxrtriage_logger = {"handlers": ["default"], "level": "INFO", "propagate": False}
     log_config = {**LOGGING_CONFIG, "loggers": {**LOGGING_CONFIG["loggers"], "cxrtriage": cxrtriage_logger}}
     return run_server(settings, workers=args.workers, log_config=log_config)
+
+
+def _tls_problem(settings: Settings) -> str | None:
+    """Why the TLS options cannot work (given alone, or a file that is not there), else None."""
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if bool(cert) != bool(key):
+        return "TLS needs both --ssl-certfile and --ssl-keyfile (CXRTRIAGE_SSL_CERTFILE, CXRTRIAGE_SSL_KEYFILE)"
+    for option, path in (("--ssl-certfile", cert), ("--ssl-keyfile", key)):
+        if path is not None and not path.is_file():
+            return f"{option} {path}: no such file"
+    return None
 
 
 def add_parser(sub: SubCommands) -> None:
@@ -149,5 +178,17 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--host", help="interface to listen on (default: CXRTRIAGE_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="TCP port (default: CXRTRIAGE_PORT or 7860)")
     s.add_argument("--workers", type=int, default=1, help="worker processes; each loads its own model (default 1)")
+    s.add_argument("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS (default: CXRTRIAGE_SSL_CERTFILE)")
+    s.add_argument("--ssl-keyfile", help="the certificate's private key (PEM) (default: CXRTRIAGE_SSL_KEYFILE)")
+    s.add_argument(
+        "--allowed-hosts",
+        help="host names the service answers to, comma-separated (default: CXRTRIAGE_ALLOWED_HOSTS, else loopback)",
+    )
+    s.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve on a non-loopback interface WITHOUT authentication (demos on a trusted network only; a warning "
+        "is printed on every start)",
+    )
     add_backend_options(s)
     s.set_defaults(func=cmd_serve)

@@ -24,6 +24,12 @@ radiograph, other input errors, missing ``file``, ``prior_report`` too long; 429
 decided from the headers, before the body is read); 503 model not ready or model error; 500 unexpected (generic
 message, traceback in the log). Errors are ``{"detail": str, "error_type": str, "request_id": str}``.
 
+Who may use what (:mod:`cxrtriage.serve.auth`, the role table): ``/predict`` submitter; ``/worklist*``, the crops
+and ``/ui`` reader; ``/status`` and ``/metrics`` admin; ``/health``, ``/ready``, ``/`` and the API docs open. Once
+authentication is configured (an API key, or single sign-on) a protected request without an accepted credential gets
+401, one with a lower role 403; before that everything is open, with a warning on every start. Only the host names
+of ``CXRTRIAGE_ALLOWED_HOSTS`` are answered (400 otherwise).
+
 Privacy: the log holds request id, method, a path with no client-chosen parts, status and latency. Upload file
 names, DICOM header values and report text are never logged. Audit: every request that takes or returns
 patient-derived data, and every 401/403, gets one record in the hash-chained audit trail
@@ -58,11 +64,20 @@ from starlette.types import Scope
 from cxrtriage.config import Settings
 from cxrtriage.errors import InputError
 from cxrtriage.schema import DISCLAIMER, Prediction
+from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
+from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
+from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
-from cxrtriage.serve.middleware import BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware
+from cxrtriage.serve.middleware import (
+    AllowedHostsMiddleware,
+    BodySizeLimitMiddleware,
+    CropFiles,
+    LoadSheddingMiddleware,
+    RequestLogMiddleware,
+)
 from cxrtriage.serve.routes import api_router
 from cxrtriage.serve.routes.predict import check_upload, predict_upload
 from cxrtriage.serve.runtime import (
@@ -105,7 +120,10 @@ def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path == "/metrics":
             route.response_class = PlainTextResponse
-            route.responses = {200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}}
+            route.responses = {
+                **route.responses,  # the refusals of its role (admin)
+                200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"},
+            }
             route.summary = "Prometheus metrics (text exposition format)"
 
 
@@ -127,6 +145,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.crops_dir.mkdir(parents=True, exist_ok=True)
+        if not runtime.guard.authenticator.enforced():  # on every start, whoever starts it (cxrtriage serve, uvicorn)
+            log.warning("no authentication is configured: every endpoint is open (%s)", HOW_TO_CONFIGURE)
         runtime.reset_limiter()
         await run_in_threadpool(runtime.prune)
         tasks = [
@@ -150,7 +170,10 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> audit -> metrics -> load shedding -> body limit -> app.
+    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> metrics -> load shedding ->
+    # body limit -> the roles of the mounts that are not FastAPI routes (the UI, the crops; serve/auth.py) -> app.
+    # The audit sits outside every refusal (401/403 of the mounts, 413, 429), so each is recorded.
+    app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
     )
@@ -161,7 +184,12 @@ def create_app(
         drain_timeout_s=min(2.0, settings.body_timeout_s),
     )
     Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app, endpoint="/metrics", include_in_schema=True, tags=["service"]
+        app,
+        endpoint="/metrics",
+        include_in_schema=True,
+        tags=["service"],
+        dependencies=[require(Role.ADMIN)],  # it counts what this site triages
+        responses=AUTH_RESPONSES,
     )
     _document_metrics_as_prometheus_text(app)
 
@@ -170,6 +198,7 @@ def create_app(
             runtime.stats.count(status)
 
     install_audit(app, settings, runtime.registry)  # inside the request log (its request id), outside the rest
+    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)

@@ -114,7 +114,10 @@ def _principal(state: Any) -> tuple[str, str, str | None]:
         return ANONYMOUS, NO_ROLE, None
     name = getattr(principal, "name", None)
     role = getattr(principal, "role", None)
+    role = getattr(role, "value", role)  # an Enum member: its value ("reader"), not "Role.READER"
     via = getattr(principal, "via", None)
+    if via == "open":  # authentication is not configured: nobody was identified, whatever the open mode allows
+        return ANONYMOUS, NO_ROLE, "open"
     return (str(name) if name else ANONYMOUS), (str(role) if role else NO_ROLE), (str(via) if via else None)
 
 

@@ -23,16 +23,19 @@ from fastapi import Depends, Request
 from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError
 from cxrtriage.serve.errors import ApiError
+from cxrtriage.serve.guard import Guard
 from cxrtriage.serve.runtime import Engine, EngineState, ServiceRuntime
 from cxrtriage.worklist import Worklist
 
 __all__ = [
     "NOT_READY_RETRY_S",
     "EngineStateDep",
+    "GuardDep",
     "RuntimeDep",
     "SettingsDep",
     "WorklistDep",
     "get_engine_state",
+    "get_guard",
     "get_runtime",
     "get_settings",
     "get_worklist",
@@ -70,6 +73,14 @@ async def get_engine_state(runtime: RuntimeDep) -> EngineState:
 
 
 EngineStateDep = Annotated[EngineState, Depends(get_engine_state)]
+
+
+async def get_guard(runtime: RuntimeDep) -> Guard:
+    """The app's authentication guard (what :func:`cxrtriage.serve.auth.require` checks a request with)."""
+    return runtime.guard
+
+
+GuardDep = Annotated[Guard, Depends(get_guard)]
 
 
 def ready_engine(state: EngineState) -> Engine:

@@ -1,6 +1,6 @@
 """ASGI middleware of the web service: request-body size limit (413 while streaming) and stall timeout (408),
-load shedding before the body is read (429), request log without client-chosen text, and the read-only crops
-file server."""
+load shedding before the body is read (429), request log without client-chosen text, the allowed host names (400
+for any other ``Host:``), and the read-only crops file server."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -276,3 +277,50 @@ class CropFiles(StaticFiles):
         if not is_crop_name(path):
             raise StarletteHTTPException(status_code=404)
         return await super().get_response(path, scope)
+
+
+_HOST_ALLOWED_KEY = "cxrtriage.host_allowed"
+
+
+class AllowedHostsMiddleware:
+    """Starlette's :class:`TrustedHostMiddleware` (``CXRTRIAGE_ALLOWED_HOSTS``: a web page on another site that
+    rebinds its DNS name to this server's address sends its own name in ``Host:`` and is refused), with the refusal
+    in the service's error JSON: 400 ``InvalidHost`` saying what to configure (a refused WebSocket is closed)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        # Starlette compares the Host header's name, which keeps an IPv6 address in brackets ("[::1]")
+        self.allowed_hosts = [f"[{h}]" if ":" in h and not h.startswith("[") else h for h in allowed_hosts]
+        self._check = TrustedHostMiddleware(self._allowed, allowed_hosts=self.allowed_hosts, www_redirect=False)
+
+    async def _allowed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[_HOST_ALLOWED_KEY] = True
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # no Host header at all (HTTP/1.0, an ASGI call in-process): nothing a rebinding browser page could send
+        if scope["type"] not in ("http", "websocket") or not any(k == b"host" for k, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)
+            return
+        refused = False
+
+        async def checked_send(message: Message) -> None:
+            nonlocal refused
+            if scope.get(_HOST_ALLOWED_KEY):
+                await send(message)
+            else:  # Starlette's plain-text refusal: replaced below
+                refused = True
+
+        await self._check(scope, receive, checked_send)
+        if not refused or scope.get(_HOST_ALLOWED_KEY):
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = {
+            "detail": "this server does not answer to the host name in the request's Host header; an administrator "
+            "can add it to CXRTRIAGE_ALLOWED_HOSTS",
+            "error_type": "InvalidHost",
+            "request_id": scope_request_id(scope),
+        }
+        await JSONResponse(body, status_code=400)(scope, receive, send)

@@ -22,6 +22,7 @@ from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
+from cxrtriage.serve.guard import Guard
 from cxrtriage.worklist import Worklist
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,10 +231,12 @@ class InferenceLimiter:
 
 
 class ServiceRuntime:
-    """Everything one app instance owns: settings, engine state, stats, limiter and metrics."""
+    """Everything one app instance owns: settings, engine state, stats, limiter, metrics and the authentication
+    guard (:class:`~cxrtriage.serve.guard.Guard`: keys, single sign-on, the failed-attempt limit)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.guard = Guard(settings)  # a half-configured single sign-on is refused here, before anything starts
         self.state = EngineState()
         self.stats = ServiceStats(settings.latency_window)
         self.registry = CollectorRegistry(auto_describe=True)  # per app: several apps may live in one process

@@ -23,6 +23,7 @@ def uvicorn_config(settings: Settings, *, workers: int = 1, log_config: dict[str
     """The uvicorn ``Config`` of the service: app and protocol built from ``settings``.
 
     access_log off: uvicorn's line holds client address and query string; cxrtriage logs its own sanitised line.
+    ssl_certfile / ssl_keyfile: HTTPS when the settings name a certificate.
     timeout_graceful_shutdown: after SIGTERM, requests still running are cancelled so that the process exits (a
     stalled upload gets 408 from the body timeout first); timeout_keep_alive closes idle connections; the protocol
     gives 408 to a connection whose request headers stall (``header_timeout_s``).
@@ -32,7 +33,9 @@ def uvicorn_config(settings: Settings, *, workers: int = 1, log_config: dict[str
     from cxrtriage.serve.app import create_app
     from cxrtriage.serve.protocol import HeaderTimeoutH11Protocol
 
-    extra = {} if log_config is None else {"log_config": log_config}
+    extra: dict[str, Any] = {} if log_config is None else {"log_config": log_config}
+    if settings.ssl_certfile is not None:  # HTTPS (uvicorn's TLS); the CLI checks that both files exist
+        extra.update(ssl_certfile=str(settings.ssl_certfile), ssl_keyfile=str(settings.ssl_keyfile))
     protocol = functools.partial(HeaderTimeoutH11Protocol, header_timeout_s=settings.header_timeout_s)
     return uvicorn.Config(
         functools.partial(create_app, settings),

@@ -29,6 +29,8 @@ from cxrtriage.interop.context import OutputContext
 from cxrtriage.interop.formats import OutputFormat, UnknownFormat, format_names, get_format, output_formats
 from cxrtriage.optional import MissingDependency
 from cxrtriage.schema import Prediction
+from cxrtriage.security.principal import Role
+from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.deps import RuntimeDep, ready_engine
 from cxrtriage.serve.errors import INTERNAL_ERROR, ApiError, input_error_status
@@ -269,7 +271,9 @@ def predict_router(max_prior_report_chars: int) -> APIRouter:
     prior_report_form = Form(max_length=max_prior_report_chars, description=_PRIOR_REPORT_HELP)
     format_query = Query(description=_format_help(), json_schema_extra={"enum": list(format_names())})
 
-    router = APIRouter(tags=["triage"])
+    router = APIRouter(
+        tags=["triage"], dependencies=[require(Role.SUBMITTER)], responses=AUTH_RESPONSES
+    )  # its role: serve/auth.py
 
     @router.post(
         "/predict",

@@ -1,8 +1,8 @@
 """The service's own routes (OpenAPI tag ``service``): ``GET /health`` (the process answers), ``GET /ready`` (the
 model is loaded and warmed up; what an orchestrator polls), ``GET /status`` (model identity, size, latency,
-counters) and ``GET /`` (to the UI, or to the API docs when the UI is not mounted). ``/metrics`` is the
-instrumentator's, exposed by ``create_app``. The handlers have no docstrings: FastAPI would publish them as the
-operations' descriptions."""
+counters; admin) and ``GET /`` (to the UI, or to the API docs when the UI is not mounted); the others are open.
+``/metrics`` is the instrumentator's, exposed by ``create_app`` (admin). The handlers have no docstrings: FastAPI
+would publish them as the operations' descriptions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from cxrtriage.security.principal import Role
+from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.deps import NOT_READY_RETRY_S, EngineStateDep, RuntimeDep
 
 __all__ = ["health", "ready", "root", "router", "status"]
@@ -38,7 +40,13 @@ async def ready(state: EngineStateDep) -> JSONResponse:
     return JSONResponse({"ready": True, "model": engine.info.name})
 
 
-@router.get("/status", summary="model identity and size, latency, counters, disclaimer")
+# admin: its counters tell how many studies this site triages (as /metrics does)
+@router.get(
+    "/status",
+    summary="model identity and size, latency, counters, disclaimer (admin)",
+    dependencies=[require(Role.ADMIN)],
+    responses=AUTH_RESPONSES,
+)
 async def status(runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.status()
 

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cxrtriage.security.principal import Role
+from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
 from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, READING_ORDER
@@ -31,7 +33,8 @@ _BAD_KEY: dict[int | str, dict[str, Any]] = {
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no study with this key"}}
 
-router = APIRouter(tags=["worklist"])
+# every route here needs the reader role (serve/auth.py)
+router = APIRouter(tags=["worklist"], dependencies=[require(Role.READER)], responses=AUTH_RESPONSES)
 
 Status = Annotated[
     Literal["active", "reported", "all"],

@@ -1,0 +1,95 @@
+"""Security commands: ``cxrtriage keys create | list | revoke``, the API keys of the service
+(:class:`cxrtriage.security.keys.KeyStore`, in the service's state folder: ``Settings.keys_path``, beside the
+worklist).
+
+``keys create`` prints the key once, alone on the last line of standard output (the sentences around it go to
+standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it. Exit
+codes: 0 done, 2 a refused change (a name that already has a key, an unknown name, an invalid name) or an
+unreadable keys file, each with a sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cxrtriage.cli.options import SubCommands, command_settings
+from cxrtriage.security.keys import KeyStore, KeyStoreError
+from cxrtriage.security.principal import Role
+
+
+def _store(args: argparse.Namespace) -> KeyStore:
+    return KeyStore(command_settings(args).keys_path)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        info, secret = store.create(args.name, Role.parse(args.role))
+    except (KeyStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}.\n"
+        "The key is shown ONCE, on the next line; store it now (only a salted hash is kept, it cannot be shown "
+        f"again). Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; revoke it with "
+        f"`cxrtriage keys revoke {info.name}`.",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(secret, flush=True)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        keys = store.list()
+    except KeyStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not keys:
+        print(f"no API keys in {store.path} (create one with `cxrtriage keys create --role ROLE --name NAME`)")
+        return 0
+    rows = [("NAME", "ROLE", "ID", "CREATED", "REVOKED")]
+    rows += [(k.name, k.role.value, k.id, k.created, k.revoked or "-") for k in keys]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        info = store.revoke(args.name)
+    except KeyStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"revoked API key {info.name!r} (role {info.role.value}) at {info.revoked}; a running service refuses it now")
+    return 0
+
+
+def add_parser(sub: SubCommands) -> None:
+    """Register ``keys create | list | revoke`` on the main CLI's subcommands."""
+    keys = sub.add_parser(
+        "keys", help="API keys of the web service: create (shown once), list (no secrets), revoke"
+    ).add_subparsers(dest="keys_command", required=True)
+    roles = [r.value for r in Role]
+
+    s = keys.add_parser("create", help="create an API key; it is printed once, alone on the last line of stdout")
+    s.add_argument(
+        "--role",
+        required=True,
+        choices=roles,
+        help="submitter (send images), reader (worklist, results, UI), admin (all, metrics)",
+    )
+    s.add_argument("--name", required=True, help="who or what holds it (letters, digits, . _ @ -), e.g. ct-gateway")
+    s.set_defaults(func=cmd_keys_create)
+
+    s = keys.add_parser("list", help="the keys: name, role, id, created, revoked (never a secret)")
+    s.set_defaults(func=cmd_keys_list)
+
+    s = keys.add_parser("revoke", help="revoke the key named NAME (a running service refuses it from the next request)")
+    s.add_argument("name", metavar="NAME")
+    s.set_defaults(func=cmd_keys_revoke)

@@ -1,0 +1,166 @@
+"""Which role each part of the service needs, declared in one place per route.
+
+* A FastAPI route declares its role with the dependency :func:`require` on its router or its decorator
+  (``dependencies=[require(Role.READER)]``): the router of ``/worklist*`` (reader), of ``POST /predict``
+  (submitter), ``/status`` and ``/metrics`` (admin). The dependency also puts the two security schemes (HTTP bearer,
+  ``X-API-Key``) on the operation in the OpenAPI schema.
+* What is not a FastAPI route (the Gradio UI and its upload and file routes under ``/ui``, the crops directory) is
+  declared in :data:`PREFIX_ROLES` and checked by :class:`PrefixAuthMiddleware` with the same
+  :class:`~cxrtriage.serve.guard.Guard`.
+* Open to anyone: :data:`OPEN_PATHS` (``/health``, ``/ready`` for orchestrators, ``/`` (a redirect), the API docs and
+  their assets).
+
+:func:`declared_roles` reads the table back from an app; the tests walk every route with it and fail on a route
+that declares no role. The role table of the documentation (demo_app/README.md, "Security") is this one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cxrtriage.security.principal import Principal, Role
+from cxrtriage.serve.crops import CROPS_URL
+from cxrtriage.serve.deps import GuardDep
+from cxrtriage.serve.docs import ASSETS_URL, DOCS_URL, REDOC_URL
+from cxrtriage.serve.errors import ApiError
+from cxrtriage.serve.guard import API_KEY_HEADER, Guard
+from cxrtriage.serve.middleware import scope_request_id
+
+__all__ = [
+    "AUTH_RESPONSES",
+    "OPEN_PATHS",
+    "PREFIX_ROLES",
+    "PrefixAuthMiddleware",
+    "RoleRequirement",
+    "declared_roles",
+    "require",
+]
+
+#: what is not a FastAPI route, by path prefix: the UI (Gradio's app and the upload / file routes before it) and the
+#: crop thumbnails of stored results
+PREFIX_ROLES: dict[str, Role] = {"/ui": Role.READER, CROPS_URL: Role.READER}
+#: open to anyone (orchestrators' probes, the redirect at /, the API documentation)
+OPEN_PATHS = frozenset({"/health", "/ready", "/", DOCS_URL, f"{DOCS_URL}/oauth2-redirect", REDOC_URL, "/openapi.json"})
+OPEN_PREFIXES = (ASSETS_URL,)
+
+#: the answers every protected operation documents (routers pass them as ``responses=``)
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "description": "no credential, or one that is not accepted (unknown or revoked key, invalid or expired token)"
+    },
+    403: {"description": "the credential's role is below the one this operation needs"},
+    429: {"description": "too many failed authentications from this address; see Retry-After"},
+}
+
+_BEARER = HTTPBearer(
+    auto_error=False, scheme_name="HTTPBearer", description="an API key (cxt_...) or an OIDC access token"
+)
+_API_KEY = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, scheme_name="APIKeyHeader", description="an API key (cxt_...)"
+)
+
+
+class RoleRequirement:
+    """The dependency of a route that needs ``role`` (:func:`require` builds it; :func:`declared_roles` reads
+    ``role`` back). A plain ``def``: FastAPI runs it in a worker thread, so a key's hash never blocks the loop."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(
+        self,
+        request: Request,
+        guard: GuardDep,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+        _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
+    ) -> Principal:
+        # the schemes are declared for the OpenAPI schema; the guard reads the same two headers itself
+        return guard.check(request.scope, request.headers, self.role)
+
+
+def require(role: Role) -> Any:
+    """``dependencies=[require(Role.READER)]``: the route needs ``role`` (or a higher one, :meth:`Role.allows`)."""
+    return Depends(RoleRequirement(role))
+
+
+def _prefix_role(path: str) -> Role | None:
+    for prefix, role in PREFIX_ROLES.items():
+        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+            return role
+    return None
+
+
+class PrefixAuthMiddleware:
+    """:data:`PREFIX_ROLES` for what is not a FastAPI route: the same check as :func:`require`, answered in the
+    service's error JSON (a refused WebSocket is closed with 1008, policy violation)."""
+
+    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        role = _prefix_role(scope.get("path", "")) if scope["type"] in ("http", "websocket") else None
+        if role is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await run_in_threadpool(self.guard.check, scope, Headers(scope=scope), role)
+        except ApiError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            body = {"detail": str(exc.detail), "error_type": exc.error_type, "request_id": scope_request_id(scope)}
+            await JSONResponse(body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _dependency_role(dependant: Any) -> Role | None:
+    pending = list(getattr(dependant, "dependencies", None) or [])
+    while pending:
+        dep = pending.pop()
+        if isinstance(dep.call, RoleRequirement):
+            return dep.call.role
+        pending.extend(dep.dependencies)
+    return None
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, BaseRoute, Any]]:
+    """Every route of ``app`` as (path, the route, its dependant or None), with the routes of included routers
+    (FastAPI >= 0.13x keeps an included router as one entry of ``app.routes``; ``iter_route_contexts`` walks it, as
+    the OpenAPI schema does), and on older FastAPI ``app.routes`` as it is."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # pragma: no cover - older FastAPI: the routes are flat
+        return [(str(getattr(r, "path", "")), r, getattr(r, "dependant", None)) for r in app.routes]
+    out = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        dependant = getattr(route, "dependant", None) if isinstance(route, APIRoute) else None
+        out.append((str(context.path or getattr(route, "path", "")), route, dependant))
+    return out
+
+
+def declared_roles(app: FastAPI) -> tuple[dict[str, Role | None], list[str]]:
+    """Every route of ``app`` with the role it needs (None: open), and the routes that declare none (which must be
+    an empty list: a new route has to say who may use it)."""
+    roles: dict[str, Role | None] = {}
+    undeclared = []
+    for path, route, dependant in app_routes(app):
+        role = _dependency_role(dependant) or _prefix_role(path)
+        if role is not None:
+            roles[path] = role
+        elif path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            roles[path] = None
+        elif isinstance(route, (APIRoute, Route, Mount)):
+            undeclared.append(path)
+    return roles, undeclared

@@ -1,0 +1,107 @@
+"""``cxrtriage keys create | list | revoke`` and what ``cxrtriage serve`` does about authentication at start-up:
+the key alone on the last line of stdout, clear refusals with exit 2, and the refusal to listen on a network
+interface without authentication unless --insecure-no-auth (a warning on every start)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cxrtriage.cli.main import main
+from cxrtriage.config import Settings
+from cxrtriage.security.keys import KeyStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CXRTRIAGE_WORKLIST_PATH", str(tmp_path / "state" / "worklist.sqlite"))
+    return tmp_path / "state"
+
+
+def test_create_prints_the_key_alone_on_the_last_line_of_stdout(state: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["keys", "create", "--role", "submitter", "--name", "ct-gateway"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1 and out.startswith("cxt_")  # stdout is the key, nothing else
+    key = out.strip()
+    assert "shown ONCE" in err and key not in err
+    assert KeyStore(state / "keys.json").verify(key).name == "ct-gateway"  # beside the worklist
+    assert key not in (state / "keys.json").read_text()
+
+
+def test_list_and_revoke(state: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["keys", "create", "--role", "admin", "--name", "you"])
+    key = capsys.readouterr().out.strip()
+    assert main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "you" in listed and "admin" in listed and key not in listed and "REVOKED" in listed
+    assert main(["keys", "revoke", "you"]) == 0
+    assert "revoked API key 'you'" in capsys.readouterr().out
+    main(["keys", "list"])
+    assert "you" in (line := capsys.readouterr().out.splitlines()[1]) and line.rstrip()[-1] != "-"
+
+
+def test_clear_errors_exit_2(state: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["keys", "create", "--role", "reader", "--name", "dup"])
+    capsys.readouterr()
+    assert main(["keys", "create", "--role", "reader", "--name", "dup"]) == 2
+    assert "a key named 'dup' already exists" in capsys.readouterr().err
+    assert main(["keys", "revoke", "nobody"]) == 2
+    assert "no key named 'nobody'" in capsys.readouterr().err
+    assert main(["keys", "create", "--role", "reader", "--name", "has space"]) == 2
+    assert "invalid key name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "create", "--role", "root", "--name", "x"])
+    assert exited.value.code == 2 and "invalid choice: 'root'" in capsys.readouterr().err
+
+
+def test_a_script_captures_the_key_with_tail(state: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    command = (
+        f'KEY=$({sys.executable} -m cxrtriage.cli.main keys create --role reader --name script | tail -n1); echo "$KEY"'
+    )
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert KeyStore(state / "keys.json").verify(done.stdout.strip()).name == "script"
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """cxrtriage serve up to the server: the settings it would run with (nothing listens)."""
+    import cxrtriage.serve.server as server
+
+    runs: list[Settings] = []
+    monkeypatch.setattr(server, "run_server", lambda settings, **_: runs.append(settings) or 0)
+    return runs
+
+
+def test_serve_refuses_a_network_interface_without_authentication(
+    state: Path, started: list[Settings], capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--port", "7999"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without authentication" in err
+    assert "cxrtriage keys create --role admin --name you" in err and "CXRTRIAGE_OIDC_ISSUER" in err
+    assert not started
+    assert main(["serve", "--host", "0.0.0.0", "--port", "7999", "--insecure-no-auth"]) == 0
+    assert "WARNING: --insecure-no-auth: serving on 0.0.0.0:7999 WITHOUT authentication" in capsys.readouterr().err
+    assert main(["serve", "--host", "127.0.0.1"]) == 0  # loopback stays open, with a warning on every start
+    assert "WARNING: no authentication is configured: the service runs OPEN" in capsys.readouterr().err
+    main(["keys", "create", "--role", "admin", "--name", "you"])
+    capsys.readouterr()
+    assert main(["serve", "--host", "0.0.0.0", "--port", "7999"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    assert len(started) == 3
+
+
+def test_serve_checks_the_tls_options(state: Path, started: list[Settings], capsys, tmp_path: Path) -> None:
+    assert main(["serve", "--ssl-certfile", str(tmp_path / "missing.pem")]) == 2
+    assert "needs both --ssl-certfile and --ssl-keyfile" in capsys.readouterr().err
+    assert main(["serve", "--ssl-certfile", str(tmp_path / "a.pem"), "--ssl-keyfile", str(tmp_path / "b.pem")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not started
