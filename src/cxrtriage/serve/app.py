@@ -55,6 +55,7 @@ from starlette.types import Scope
 
 from cxrtriage.config import Settings
 from cxrtriage.errors import InputError
+from cxrtriage.files import private_dir
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.docs import mount_offline_docs
@@ -123,7 +124,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.crops_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.crops_dir)  # 0700 when it is made here
         runtime.reset_limiter()
         await run_in_threadpool(runtime.prune)
         tasks = [
