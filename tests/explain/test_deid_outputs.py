@@ -20,12 +20,13 @@ REPORTS = (
 def test_no_identifier_of_the_prior_report_is_served_or_stored(service_client, data_dir, report):
     dicom = (data_dir / "dicom" / "CR-MONO1-10-chest.dcm").read_bytes()
     upload = {"file": ("x.dcm", dicom, "application/dicom")}
-    form = {"prior_report": report, "accession": "DEID-1"}
+    key = f"DEID-{REPORTS.index(report)}"
+    form = {"prior_report": report, "accession": key}
     answers = {
         fmt: service_client.post(f"/predict?format={fmt}", files=upload, data=form) for fmt in ("json", "fhir", "sr")
     }
     assert all(r.status_code == 200 for r in answers.values()), {k: r.text[:200] for k, r in answers.items()}
-    stored = service_client.get("/worklist/DEID-1?version=1")
+    stored = service_client.get(f"/worklist/{key}?version=1")  # the json answer's filing (fhir, sr: versions 2, 3)
     assert stored.status_code == 200
     texts = {fmt: r.content.decode("latin-1") for fmt, r in answers.items()} | {"worklist": stored.text}
     for where, text in texts.items():
