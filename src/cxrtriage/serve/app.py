@@ -58,6 +58,7 @@ from cxrtriage.errors import InputError
 from cxrtriage.files import private_dir
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
+from cxrtriage.serve.csrf import CrossSiteRequestMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import BodySizeLimitMiddleware, CropFiles, LoadSheddingMiddleware, RequestLogMiddleware
@@ -148,7 +149,8 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> metrics -> load shedding -> body limit -> app.
+    # Middleware: the last added is the outermost. Log -> cross-site refusal -> metrics -> load shedding -> body
+    # limit -> app.
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
     )
@@ -167,6 +169,7 @@ def create_app(
         if scope.get("method") == "POST" and scope.get("path") == "/predict":
             runtime.stats.count(status)
 
+    app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
     install_error_handlers(app)
