@@ -17,7 +17,7 @@ every filing is a numbered version in the ``versions`` table (:meth:`Worklist.ve
 with ``version=``), and the list shows the latest. It keeps the queue place of its first arrival. When the reading
 changed between versions (the label, or the review flag), the row says how (``label_changed``, e.g. ``Urgent →
 Non-Urgent``) and the latest stored result carries a warning that says so. The safety rule, tested in
-``tests/test_worklist.py``: **a study any of whose versions was Urgent or needed review reads as urgent**
+``tests/test_worklist_versions.py``: **a study any of whose versions was Urgent or needed review reads as urgent**
 (``ever_urgent``) for as long as it is on the list, whatever its latest label: a later Non-Urgent result never
 silently moves a study that was once urgent below the routine ones; a reader who has read it reports it, and it
 leaves the active list.
