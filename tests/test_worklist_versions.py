@@ -238,3 +238,9 @@ def test_the_service_makes_its_crops_folder_owner_only(tmp_path, open_umask):
         and _mode(tmp_path / "wl") == 0o700
         and _mode(tmp_path / "wl" / "w.db") == 0o600
     )
+
+
+def test_a_version_number_out_of_range_is_simply_not_there(tmp_path):
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.add(_pred("Urgent", 0.9), "ACC-1")
+    assert wl.result("ACC-1", 0) is None and wl.result("ACC-1", 2**63) is None and wl.result("ACC-1", 1) is not None

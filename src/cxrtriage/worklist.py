@@ -66,6 +66,8 @@ STATUS_FILTERS: dict[str, tuple[str, ...]] = {"active": ("new", "opened"), "repo
 MAX_PER_PAGE = 200
 #: how many characters of a random key the list shows when the sender gave no accession
 SHORT_KEY_CHARS = 8
+#: the highest version number that can be asked for (``GET /worklist/{key}?version=``; above it: 422)
+MAX_VERSION = 1_000_000
 
 #: the order of :meth:`Worklist.items` in words (``GET /worklist`` says it with every list)
 READING_ORDER = (
@@ -384,6 +386,8 @@ class Worklist:
         unknown); ``version``: an earlier one (1 is the first filing)."""
         if version is None:
             sql, args = "SELECT result FROM worklist WHERE key = ?", (key,)
+        elif not 1 <= version <= MAX_VERSION:
+            return None
         else:
             sql, args = "SELECT result FROM versions WHERE key = ? AND version = ?", (key, int(version))
         with self._lock, self._db() as db:

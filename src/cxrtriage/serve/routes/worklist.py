@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
-from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, READING_ORDER
+from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, MAX_VERSION, READING_ORDER
 
 __all__ = ["StateChange", "router", "set_state_endpoint", "versions_endpoint", "worklist", "worklist_item_endpoint"]
 
@@ -46,8 +46,9 @@ Version = Annotated[
     int | None,
     Query(
         ge=1,
-        description="an earlier version of the study (1: its first filing; GET /worklist/{key}/versions); "
-        "absent: the latest",
+        le=MAX_VERSION,
+        description="an earlier version of the study (1: its first filing; GET /worklist/{key}/versions); absent: "
+        "the latest",
     ),
 ]
 
@@ -136,7 +137,10 @@ async def worklist(
     "not change)",
     responses={
         404: {"description": "no study with this key, or no such version of it"},
-        422: {"description": "the key is not accession-like (letters, digits, . _ -), or a version below 1"},
+        422: {
+            "description": "the key is not accession-like (letters, digits, . _ -), or a version outside "
+            f"1..{MAX_VERSION}"
+        },
         **_UNAVAILABLE,
     },
 )
