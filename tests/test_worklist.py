@@ -214,7 +214,7 @@ def test_a_worklist_file_of_the_first_schema_keeps_working(tmp_path):
     assert Worklist(path).result("OLD-URGENT")["label"] == "Urgent"
 
 
-def test_it_survives_a_restart_and_a_key_sent_again_replaces_its_study(tmp_path):
+def test_it_survives_a_restart_and_a_key_sent_again_lists_its_new_result(tmp_path):
     path = tmp_path / "wl.sqlite"
     Worklist(path).add(_pred("Urgent", 0.9), "ACC-1", _ago(3))
     again = Worklist(path)

@@ -50,3 +50,44 @@ def replace_atomically(path: str | Path, write: Callable[[BinaryIO], None], *, m
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def private_dir(path: str | Path) -> Path:
+    """Make a folder and its missing parents, each readable by the service user only (0700, whatever the umask): a
+    state folder holds patient-derived results. A folder that exists already keeps its mode: it may be shared on
+    purpose (``/tmp``, a group's folder), and changing it could lock others out."""
+    path = Path(path)
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process: its mode is that process's choice
+            continue
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a folder")
+    return path
+
+
+def private_file(path: str | Path) -> bool:
+    """Create an empty file readable and writable by the service user only (0600, whatever the umask), unless it
+    exists; returns whether it was created. An existing file keeps its mode (an administrator may share it with a
+    group on purpose); :func:`readable_by_others` tells the caller to warn about it."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return True
+
+
+def readable_by_others(path: str | Path) -> bool:
+    """True when users other than the owner and its group may read ``path``."""
+    return bool(os.stat(path).st_mode & 0o004)

@@ -38,7 +38,7 @@ from cxrtriage.config import Settings
 from cxrtriage.decision import Decision
 from cxrtriage.errors import NotAChestXrayError
 from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
-from cxrtriage.explain.provenance import case_provenance, report_provenance
+from cxrtriage.explain.provenance import case_provenance, redact_quotes, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
 from cxrtriage.explain.text import build_explanation
@@ -347,10 +347,18 @@ class Triage:
             case.decision, case.boxes, case.report, has_map=out.cam is not None, finding=nameable
         )
         case.provenance = report_provenance(case.report) + case_provenance(case.neighbours)
-        if self.explainer is None:
-            return
+        if self.explainer is not None:
+            self._second_opinion(case, self.explainer)
+        # the report was analysed as written; what the result quotes of it is redacted (explain/deid.py)
+        case.provenance, case.explanation, redacted = redact_quotes(
+            case.prior_report, case.provenance, case.explanation
+        )
+        case.warnings += [redacted] if redacted else []
+
+    def _second_opinion(self, case: Case, explainer: Explainer) -> None:
+        """The optional explainer stage (MedGemma)."""
         t = time.perf_counter()
-        extra = self.explainer.explain(case.pixels, case.prior_report, case.decision.label)
+        extra = explainer.explain(case.pixels, case.prior_report, case.decision.label)
         case.explanation = extra.explanation or case.explanation
         case.provenance += [p for p in extra.provenance if not _quoted_already(p, case.provenance)]
         case.warnings += extra.warnings

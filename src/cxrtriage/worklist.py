@@ -12,15 +12,28 @@ a new result must be read again), ``opened`` when a reader opens it, ``reported`
 studies leave the active list (:data:`STATUS_FILTERS`) but stay in the file. Reads (:meth:`Worklist.page`,
 :meth:`Worklist.items`, :meth:`Worklist.result`) never change a state; only :meth:`Worklist.set_state` does.
 
+A study sent again (a PACS retry, a re-triage, a second ``POST /predict`` with the same accession) keeps its history:
+every filing is a numbered version in the ``versions`` table (:meth:`Worklist.versions`, :meth:`Worklist.result`
+with ``version=``), and the list shows the latest. It keeps the queue place of its first arrival. When the reading
+changed between versions (the label, or the review flag), the row says how (``label_changed``, e.g. ``Urgent →
+Non-Urgent``) and the latest stored result carries a warning that says so. The safety rule, tested in
+``tests/test_worklist_versions.py``: **a study any of whose versions was Urgent or needed review reads as urgent**
+(``ever_urgent``) for as long as it is on the list, whatever its latest label: a later Non-Urgent result never
+silently moves a study that was once urgent below the routine ones; a reader who has read it reports it, and it
+leaves the active list.
+
 What is stored: the key (the sender's accession-like key, or a random one), the Prediction JSON (no patient
 identifier), and what the reader's list shows about the study (:class:`StudyInfo`: accession, study date and time,
 view, modality, read from the image's header by :func:`cxrtriage.imaging.study.study_info`). The study date and
-time are the hospital's own data, shown in its list and never logged.
+time are the hospital's own data, shown in its list and never logged. The file, and any folder made for it, are
+created readable by the service user only (0600 / 0700 whatever the umask; SQLite gives its journal the file's mode);
+an existing file keeps its mode, with a warning in the log when other users can read it.
 
 One store for every adapter that triages: the web service (``GET /worklist``, ``POST /predict``), its UI's Worklist
 tab and the DICOM node / Orthanc poller file on, and read, the same SQLite file. It lives beside the base modules,
 not in ``serve/``, so that the DICOM node uses it without importing the web layer (FastAPI, Gradio): it needs only
-the standard library and :mod:`cxrtriage.schema` (``tests/test_architecture.py`` checks both).
+the standard library, :mod:`cxrtriage.schema` and :mod:`cxrtriage.files` (``tests/test_architecture.py`` checks
+both).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from cxrtriage.files import private_dir, private_file, readable_by_others
 from cxrtriage.schema import Prediction
 
 #: what an accession-like key may look like (no spaces, no path characters, no names)
@@ -52,17 +66,34 @@ STATUS_FILTERS: dict[str, tuple[str, ...]] = {"active": ("new", "opened"), "repo
 MAX_PER_PAGE = 200
 #: how many characters of a random key the list shows when the sender gave no accession
 SHORT_KEY_CHARS = 8
+#: the highest version number that can be asked for (``GET /worklist/{key}?version=``; above it: 422)
+MAX_VERSION = 1_000_000
 
 #: the order of :meth:`Worklist.items` in words (``GET /worklist`` says it with every list)
 READING_ORDER = (
     "every urgent study (Urgent or needs review) before every routine one: overdue urgent, urgent, overdue routine, "
-    "routine; oldest first within each; a routine study never rises above an urgent one, however long it waits"
+    "routine; oldest first within each; a routine study never rises above an urgent one, however long it waits; "
+    "a study sent again stays urgent if any of its versions was Urgent or needed review"
 )
 
 
 def is_urgent(item: dict) -> bool:
-    """An item read before every routine one: labelled Urgent, or sent for review."""
-    return item["label"] == "Urgent" or bool(item["needs_review"])
+    """An item read before every routine one: labelled Urgent, or sent for review, now or in any earlier version of
+    the study (``ever_urgent``: a downgrade on a second filing never hides a study that was urgent)."""
+    return item["label"] == "Urgent" or bool(item["needs_review"]) or bool(item.get("ever_urgent"))
+
+
+def reading(label: str, needs_review: bool) -> str:
+    """One version's reading in words, as :func:`label_history` strings them: ``Urgent``, ``Non-Urgent (needs
+    review)``."""
+    return f"{label} (needs review)" if needs_review else label
+
+
+def label_history(readings: list[str]) -> str | None:
+    """``Urgent → Non-Urgent``: the readings of a study's versions in filing order, repeats merged; None when every
+    version read the same."""
+    steps = [r for i, r in enumerate(readings) if i == 0 or r != readings[i - 1]]
+    return " → ".join(steps) if len(steps) > 1 else None
 
 
 def reading_rank(item: dict, max_wait_s: float) -> int:
@@ -87,25 +118,57 @@ class StudyInfo:
     modality: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Filed:
+    """What :meth:`Worklist.file` did: the key, the version number (1 for a first filing) and, when the reading
+    changed between versions, the history (:func:`label_history`) and the warning the stored result carries."""
+
+    key: str
+    version: int
+    label_changed: str | None = None
+    warning: str | None = None
+
+
 #: what a result says when it could not be filed (it is still returned: losing a result is worse than a manual step)
 NOT_FILED_WARNING = "this result could not be put on the worklist (its database is not writable): file it by hand"
+#: what the latest result of a study says when its reading changed between versions (``{history}``, ``{key}``)
+LABEL_CHANGED_WARNING = (
+    "this study was filed before with another reading ({history}): compare its versions (GET /worklist/{key}/versions)"
+)
+#: added to :data:`LABEL_CHANGED_WARNING` when an earlier version was urgent and the latest is not
+STAYS_URGENT = "; it stays with the urgent studies on the worklist, because an earlier version was urgent"
 SCHEMA = """CREATE TABLE IF NOT EXISTS worklist (
     key TEXT PRIMARY KEY, label TEXT NOT NULL, score REAL NOT NULL, needs_review INTEGER NOT NULL,
     received TEXT NOT NULL, result TEXT NOT NULL)"""
+#: every filing of every study, the latest included (the ``worklist`` row is the latest version's)
+VERSIONS_SCHEMA = """CREATE TABLE IF NOT EXISTS versions (
+    key TEXT NOT NULL, version INTEGER NOT NULL, filed TEXT NOT NULL, label TEXT NOT NULL, score REAL NOT NULL,
+    needs_review INTEGER NOT NULL, result TEXT NOT NULL, PRIMARY KEY (key, version))"""
+#: a study filed before versions were kept becomes its own version 1 (on every open: idempotent)
+_MIGRATE_VERSIONS = """INSERT INTO versions (key, version, filed, label, score, needs_review, result)
+    SELECT key, 1, received, label, score, needs_review, result FROM worklist
+    WHERE NOT EXISTS (SELECT 1 FROM versions WHERE versions.key = worklist.key)"""
 #: columns added after the first schema; a file written before them gets them on open (ALTER TABLE)
 ADDED_COLUMNS = {
     "state": "TEXT NOT NULL DEFAULT 'new'",
     "state_changed": "TEXT",  # NULL in a migrated row: its state has not changed since it was received
     **{name: "TEXT" for name in (f.name for f in dataclasses.fields(StudyInfo))},
+    "versions": "INTEGER NOT NULL DEFAULT 1",
+    "ever_urgent": "INTEGER NOT NULL DEFAULT 0",  # set from the row's own reading when the column is added
+    "label_changed": "TEXT",
 }
 _COLUMNS = ("key", "label", "score", "needs_review", "received", "result", *ADDED_COLUMNS)
 _LISTED = ", ".join(c for c in _COLUMNS if c != "result")
-#: a key filed again: every column from the new filing, but the earlier arrival time (stamps compare as text)
-_REFILED = ", ".join(
-    "received = min(worklist.received, excluded.received)" if c == "received" else f"{c} = excluded.{c}"
-    for c in _COLUMNS
-    if c != "key"
+#: a key filed again: every column from the new filing, but the earlier arrival time (stamps compare as text) and
+#: whether any version was urgent
+_KEPT = {
+    "received": "min(worklist.received, excluded.received)",
+    "ever_urgent": "max(worklist.ever_urgent, excluded.ever_urgent)",
+}
+_ADD_VERSION = (
+    "INSERT INTO versions (key, version, filed, label, score, needs_review, result) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_REFILED = ", ".join(f"{c} = {_KEPT.get(c, f'excluded.{c}')}" for c in _COLUMNS if c != "key")
 _RANDOM_KEY = re.compile(r"[0-9a-f]{16}")
 
 log = logging.getLogger(__name__)
@@ -145,13 +208,19 @@ class Worklist:
     def __init__(self, path: Path, max_wait_s: float = 3600.0) -> None:
         self.path, self.max_wait_s = Path(path), float(max_wait_s)
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)  # a new folder and file are the service user's only (SQLite's journals too)
+        if not private_file(self.path) and readable_by_others(self.path):
+            log.warning("the worklist file can be read by other users of this machine: chmod 600 it")
         with self._lock, self._db() as db:
             db.execute(SCHEMA)
             have = {row[1] for row in db.execute("PRAGMA table_info(worklist)")}
             for name, decl in ADDED_COLUMNS.items():  # a file of an earlier schema keeps working
                 if name not in have:
                     db.execute(f"ALTER TABLE worklist ADD COLUMN {name} {decl}")
+            if "ever_urgent" not in have:
+                db.execute("UPDATE worklist SET ever_urgent = (label = 'Urgent' OR needs_review != 0)")
+            db.execute(VERSIONS_SCHEMA)
+            db.execute(_MIGRATE_VERSIONS)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -170,10 +239,21 @@ class Worklist:
         received: _dt.datetime | None = None,
         study: StudyInfo | None = None,
     ) -> str:
-        """Store a result under ``key`` and return the key. A key filed again (a new result for the same
-        accession) replaces the earlier result and is ``new`` again: the new result has not been read. It keeps the
-        earlier of the two arrival times: a study sent again (a PACS retry, a re-triage) must not restart its wait
-        and fall below studies that arrived after it."""
+        """Store a result under ``key`` and return the key (:meth:`file` says more)."""
+        return self.file(prediction, key, received, study).key
+
+    def file(
+        self,
+        prediction: Prediction,
+        key: str | None = None,
+        received: _dt.datetime | None = None,
+        study: StudyInfo | None = None,
+    ) -> Filed:
+        """Store a result under ``key`` as its next version. A key filed again (a new result for the same
+        accession) keeps every earlier version (:meth:`versions`), lists the new one and is ``new`` again: the new
+        result has not been read. It keeps the earlier of the two arrival times: a study sent again (a PACS retry,
+        a re-triage) must not restart its wait and fall below studies that arrived after it. When the reading
+        changed between versions, the stored result gets a warning that says how (:data:`LABEL_CHANGED_WARNING`)."""
         if key is not None and not re.match(KEY_PATTERN, key):
             raise ValueError(f"accession key must match {KEY_PATTERN}")
         study = study or StudyInfo()
@@ -181,35 +261,55 @@ class Worklist:
             raise ValueError(f"accession must match {KEY_PATTERN}")
         key = key or uuid.uuid4().hex[:16]
         when = _stamp(received or _now())
-        row = (
-            key,
-            prediction.label,
-            float(prediction.score),
-            int(prediction.needs_review),
-            when,
-            prediction.model_dump_json(),
-            "new",
-            when,
-            *dataclasses.astuple(study),
-        )
+        urgent = is_urgent({"label": prediction.label, "needs_review": prediction.needs_review})
         sql = (
             f"INSERT INTO worklist ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
             f"ON CONFLICT(key) DO UPDATE SET {_REFILED}"
         )
         with self._lock, self._db() as db:
+            db.execute("BEGIN IMMEDIATE")  # the node and the service file on one file: read and write as one
+            earlier = db.execute(
+                "SELECT label, needs_review FROM versions WHERE key = ? ORDER BY version", (key,)
+            ).fetchall()
+            history = label_history(
+                [reading(lb, bool(r)) for lb, r in earlier] + [reading(prediction.label, prediction.needs_review)]
+            )
+            was_urgent = any(is_urgent({"label": lb, "needs_review": r}) for lb, r in earlier)
+            warning = None
+            if history is not None:
+                warning = LABEL_CHANGED_WARNING.format(history=history, key=key)
+                warning += STAYS_URGENT if was_urgent and not urgent else ""
+                prediction = prediction.model_copy(update={"warnings": [*prediction.warnings, warning]})
+            result = prediction.model_dump_json()
+            version = len(earlier) + 1
+            reading_row = (prediction.label, float(prediction.score), int(prediction.needs_review))
+            db.execute(_ADD_VERSION, (key, version, when, *reading_row, result))
+            row = (
+                key,
+                *reading_row,
+                when,
+                result,
+                "new",
+                when,
+                *dataclasses.astuple(study),
+                version,
+                int(urgent),
+                history,
+            )
             db.execute(sql, row)
-        return key
+        return Filed(key, version, history, warning)
 
-    def priority(self, label: str, needs_review: bool, waiting_s: float) -> str:
+    def priority(self, label: str, needs_review: bool, waiting_s: float, ever_urgent: bool = False) -> str:
         """What the list shows: ``overdue`` (waiting longer than the maximum), else ``urgent`` or ``routine``."""
         if waiting_s > self.max_wait_s:
             return "overdue"
-        return "urgent" if is_urgent({"label": label, "needs_review": needs_review}) else "routine"
+        item = {"label": label, "needs_review": needs_review, "ever_urgent": ever_urgent}
+        return "urgent" if is_urgent(item) else "routine"
 
     def _item(self, row: tuple, now: _dt.datetime) -> dict[str, Any]:
         values = dict(zip((c for c in _COLUMNS if c != "result"), row))
         waiting = (now - _dt.datetime.fromisoformat(values["received"])).total_seconds()
-        review = bool(values["needs_review"])
+        review, ever_urgent = bool(values["needs_review"]), bool(values["ever_urgent"])
         return {
             "key": values["key"],
             "accession": shown_accession(values["key"], values["accession"]),
@@ -218,13 +318,16 @@ class Worklist:
             "needs_review": review,
             "received": values["received"],
             "waiting_s": round(waiting, 1),
-            "priority": self.priority(values["label"], review, waiting),
+            "priority": self.priority(values["label"], review, waiting, ever_urgent),
             "state": values["state"],
             "state_changed": values["state_changed"] or values["received"],
             "study_date": values["study_date"],
             "study_time": values["study_time"],
             "view": values["view"],
             "modality": values["modality"],
+            "versions": values["versions"],
+            "label_changed": values["label_changed"],
+            "ever_urgent": ever_urgent,
         }
 
     def items(self, now: _dt.datetime | None = None, status: str = "all") -> list[dict[str, Any]]:
@@ -278,11 +381,28 @@ class Worklist:
             db.execute(sql, args)
         return self.item(key, now)
 
-    def result(self, key: str) -> dict | None:
-        """The stored Prediction JSON of one study (None when the key is unknown)."""
+    def result(self, key: str, version: int | None = None) -> dict | None:
+        """The stored Prediction JSON of one study, its latest (None when the key, or that version of it, is
+        unknown); ``version``: an earlier one (1 is the first filing)."""
+        if version is None:
+            sql, args = "SELECT result FROM worklist WHERE key = ?", (key,)
+        elif not 1 <= version <= MAX_VERSION:
+            return None
+        else:
+            sql, args = "SELECT result FROM versions WHERE key = ? AND version = ?", (key, int(version))
         with self._lock, self._db() as db:
-            row = db.execute("SELECT result FROM worklist WHERE key = ?", (key,)).fetchone()
+            row = db.execute(sql, args).fetchone()
         return json.loads(row[0]) if row else None
+
+    def versions(self, key: str) -> list[dict[str, Any]] | None:
+        """Every version of one study, oldest first: ``version``, ``filed`` (when it was filed), ``label``,
+        ``score``, ``needs_review``; None when the key is unknown (the results: :meth:`result` with ``version=``)."""
+        with self._lock, self._db() as db:
+            rows = db.execute(
+                "SELECT version, filed, label, score, needs_review FROM versions WHERE key = ? ORDER BY version", (key,)
+            ).fetchall()
+        names = ("version", "filed", "label", "score", "needs_review")
+        return [{**dict(zip(names, row)), "needs_review": bool(row[4])} for row in rows] or None
 
 
 def file_on_worklist(
@@ -296,12 +416,16 @@ def file_on_worklist(
     """File a result (``stored``, e.g. with crop URLs instead of server paths, else ``prediction``) under ``key``,
     with what the list shows about the study (``study``; a key filed again is ``new`` again).
 
-    Returns ``(prediction, key)``; if the database cannot be opened or written, ``(prediction with a warning, None)``:
-    the caller (``POST /predict``, the UI's Triage button) still shows the result, saying it is not on the list.
+    Returns ``(prediction, key)``, the prediction with the stored result's warning when the study's reading changed
+    since an earlier version (:meth:`Worklist.file`); if the database cannot be opened or written, ``(prediction with
+    a warning, None)``: the caller (``POST /predict``, the UI's Triage button) still shows the result, saying it is
+    not on the list.
     """
     try:
-        filed = open_worklist().add(stored if stored is not None else prediction, key=key, study=study)
-        return prediction, filed
+        filed = open_worklist().file(stored if stored is not None else prediction, key=key, study=study)
+        if filed.warning is not None:
+            prediction = prediction.model_copy(update={"warnings": [*prediction.warnings, filed.warning]})
+        return prediction, filed.key
     except (OSError, sqlite3.Error) as exc:
         log.error("worklist write failed: %s", type(exc).__name__)
         return prediction.model_copy(update={"warnings": [*prediction.warnings, NOT_FILED_WARNING]}), None

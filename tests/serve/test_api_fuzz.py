@@ -159,6 +159,7 @@ def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
         "GET /metrics",
         "GET /worklist",
         "GET /worklist/{key}",
+        "GET /worklist/{key}/versions",
         "POST /worklist/{key}/state",
     }
     missing = documented - set(SEEN)

@@ -34,6 +34,7 @@ EXPECTED = {
     "/predict": Role.SUBMITTER,
     "/worklist": Role.READER,
     "/worklist/{key}": Role.READER,
+    "/worklist/{key}/versions": Role.READER,
     "/worklist/{key}/state": Role.READER,
     "/static/crops": Role.READER,
     "/ui": Role.READER,

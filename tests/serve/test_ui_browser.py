@@ -906,3 +906,39 @@ def test_api_documentation_renders_with_the_network_off(browser, base_url) -> No
         assert not outside, outside
     finally:
         context.close()
+
+
+_POST_IMAGE_JS = """async ([url, b64, mode]) => {
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    const form = new FormData();
+    form.append("file", new Blob([bytes], {type: "image/png"}), "x.png");
+    const r = await fetch(url, {method: "POST", body: form, mode: mode, credentials: "include"});
+    return r.type === "opaque" ? -1 : r.status;
+}"""
+
+
+@needs_chromium
+def test_a_page_on_another_site_cannot_file_a_study_through_the_readers_browser(
+    browser, base_url, ui_app, data_dir: Path
+) -> None:
+    """The issue's attack: a multipart POST needs no preflight, so a page on another site could send one through the
+    reader's browser. The browser names that page in Origin, and the service refuses it (403): nothing is filed.
+    The same request from the service's own page is filed. The other site is this server under another name
+    (localhost instead of 127.0.0.1: another origin, another site): Chromium itself blocks a public site's requests
+    to a loopback address, so a public origin would not test the service."""
+    import base64
+
+    image = base64.b64encode(data_dir.joinpath(*CHEST).read_bytes()).decode()
+    worklist = ui_app.state.runtime.worklist
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(base_url.replace("127.0.0.1", "localhost") + "/health")
+    page.evaluate(_POST_IMAGE_JS, [f"{base_url}/predict?accession=CSRF-EVIL", image, "no-cors"])
+    time.sleep(1.0)  # the opaque response hides the status: give a filing time to happen, then look
+    assert worklist.item("CSRF-EVIL") is None
+
+    page.goto(f"{base_url}/ui/")
+    status = page.evaluate(_POST_IMAGE_JS, [f"{base_url}/predict?accession=CSRF-OWN", image, "same-origin"])
+    assert status == 200 and worklist.item("CSRF-OWN") is not None
+    context.close()

@@ -131,3 +131,59 @@ def test_the_routes_are_documented(client):
     get = paths["/worklist"]["get"]
     assert {p["name"] for p in get["parameters"]} == {"status", "page", "per_page"}
     assert "every urgent study before every routine one" in get["summary"]
+
+
+def test_a_study_sent_again_keeps_its_versions_and_the_list_says_its_label_changed(client):
+    """The probe of issue 23: Urgent 0.88 then Non-Urgent 0.01 under one accession. GET /worklist/{key} is the
+    latest (with the warning), ?version=1 the first, /versions the history; the study stays urgent on the list."""
+    c, wl = client
+    wl.add(_pred("Non-Urgent"), "ROUTINE", NOW - dt.timedelta(hours=3))  # overdue routine
+    wl.add(_pred("Urgent"), "ACC-1", NOW - dt.timedelta(minutes=20))
+    wl.add(_pred("Non-Urgent"), "ACC-1", NOW)
+    row = c.get("/worklist").json()["items"][0]
+    assert (row["key"], row["label"], row["priority"], row["label_changed"], row["versions"], row["ever_urgent"]) == (
+        "ACC-1",
+        "Non-Urgent",
+        "urgent",
+        "Urgent → Non-Urgent",
+        2,
+        True,
+    )
+    latest = c.get("/worklist/ACC-1").json()
+    assert latest["label"] == "Non-Urgent" and any("Urgent → Non-Urgent" in w for w in latest["warnings"])
+    first = c.get("/worklist/ACC-1?version=1").json()
+    assert first["label"] == "Urgent" and first["score"] == 0.9 and first["warnings"] == []
+    history = c.get("/worklist/ACC-1/versions").json()
+    assert history["key"] == "ACC-1" and history["label_changed"] == "Urgent → Non-Urgent"
+    assert [(v["version"], v["label"], v["score"]) for v in history["versions"]] == [
+        (1, "Urgent", 0.9),
+        (2, "Non-Urgent", 0.1),
+    ]
+    assert wl.item("ACC-1")["state"] == "new"  # reading the history changes nothing
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/worklist/ACC-1?version=3", 404, "this study has no version 3"),
+        ("/worklist/ACC-1?version=0", 422, "version"),
+        ("/worklist/ACC-1?version=two", 422, "version"),
+        ("/worklist/ACC-1?version=9223372036854775808", 422, "version"),  # past SQLite's integers (schemathesis)
+        ("/worklist/NOPE?version=1", 404, "no study with this key"),
+        ("/worklist/NOPE/versions", 404, "no study with this key"),
+        ("/worklist/Doe%5EJohn/versions", 422, "key"),
+    ],
+)
+def test_a_version_that_is_not_there_says_why(client, path, status, says):
+    c, wl = client
+    wl.add(_pred("Urgent"), "ACC-1")
+    r = c.get(path)
+    assert r.status_code == status and says in r.json()["detail"], r.text
+
+
+def test_the_versions_route_is_documented(client):
+    c, _ = client
+    paths = c.get("/openapi.json").json()["paths"]
+    assert {"200", "404", "422", "503"} <= set(paths["/worklist/{key}/versions"]["get"]["responses"])
+    item = paths["/worklist/{key}"]["get"]
+    assert [p["name"] for p in item["parameters"] if p["in"] == "query"] == ["version"]

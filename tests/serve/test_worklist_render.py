@@ -101,3 +101,21 @@ def test_a_stored_result_keeps_its_numbers_behind_the_details_toggle(tmp_path):
     markup = study_view(lambda: wl, "K9")
     details = markup[markup.index("<details") :]
     assert f"{pred.threshold:.2f}" in details and "<details" in markup and "<details open" not in markup
+
+
+def test_a_study_whose_label_changed_says_so_in_its_row_and_its_study_view(tmp_path):
+    """Urgent, then Non-Urgent under the same key: the row is amber (with the urgent studies) and its review column
+    says 'changed: Urgent → Non-Urgent'; the opened study names its version and shows the stored warning."""
+    wl = Worklist(tmp_path / "wl.sqlite")
+    wl.add(_pred("Non-Urgent"), "ROUTINE")
+    wl.add(_pred("Urgent"), "ACC-5")
+    wl.add(_pred("Non-Urgent"), "ACC-5")
+    table, summary, _, _ = worklist_page(lambda: wl, "active", 1)
+    cells = _cells(table, "ACC-5")
+    assert cells[6:8] == ["Non-Urgent", "changed: Urgent → Non-Urgent"]
+    assert 'class="cxr-wl-row cxr-wl-review' in re.search(r'<tr [^>]*data-key="ACC-5"', table).group(0)
+    assert _cells(table, "ROUTINE")[7] == "–" and "1 urgent" in summary
+    assert table.index('data-key="ACC-5"') < table.index('data-key="ROUTINE"')
+    markup = study_view(lambda: wl, "ACC-5")
+    assert "version 2 (changed: Urgent → Non-Urgent)" in markup
+    assert "filed before with another reading (Urgent → Non-Urgent)" in markup  # the stored result's warning

@@ -25,7 +25,7 @@ from PIL import Image
 from cxrtriage import config
 from cxrtriage.anatomy.components import nearest_resize
 from cxrtriage.backends.cam import finite_array
-from cxrtriage.files import replace_atomically
+from cxrtriage.files import private_dir, replace_atomically
 from cxrtriage.schema import Crop
 
 __all__ = [
@@ -348,7 +348,7 @@ def save_crop_thumbnails(
         return []
 
     directory = Path(out_dir) if out_dir is not None else config.Settings().crops_dir
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # a new crops folder is the service user's only (the crops are patients' radiographs)
 
     crops: list[Crop] = []
     written: list[Path] = []

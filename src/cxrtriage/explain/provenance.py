@@ -1,10 +1,20 @@
-"""Provenance items: verbatim prior-report sentences and similar training cases (IDs, labels, similarity)."""
+"""Provenance items: prior-report sentences, verbatim but for redacted identifiers, and similar training cases (IDs,
+labels, similarity)."""
 
 from __future__ import annotations
 
 from cxrtriage.backends.embedding_index import Neighbour
+from cxrtriage.explain.deid import PLACEHOLDERS, Redactor, describe
 from cxrtriage.explain.report import ReportAnalysis
 from cxrtriage.schema import Provenance
+
+#: what a result says when identifiers were redacted from what it quotes of the prior report (``{kinds}``)
+REDACTED_WARNING = (
+    "identifiers in the prior report ({kinds}) were redacted from this result's quotes of it, shown as "
+    f"{PLACEHOLDERS['name']} and the like: read the original report for them"
+)
+#: the provenance sources whose snippets may hold prior-report text (the explainer may quote or repeat it)
+QUOTING_SOURCES = frozenset({"prior_report", "medgemma"})
 
 _RELATION = {"supports": "supports", "contradicts": "contradicts", "uncertain": "uncertain"}
 MAX_REPORT_SNIPPETS = 5
@@ -37,3 +47,25 @@ def case_provenance(neighbours: list[Neighbour]) -> list[Provenance]:
             )
         )
     return out
+
+
+def redact_quotes(
+    prior_report: str | None, provenance: list[Provenance], explanation: str
+) -> tuple[list[Provenance], str, str | None]:
+    """What a result quotes of ``prior_report`` (the snippets of :data:`QUOTING_SOURCES` and the explanation, which
+    an explainer may word from the report) with identifiers redacted (:mod:`cxrtriage.explain.deid`), and the warning
+    to add when anything was (None when nothing was, or there is no report)."""
+    if not prior_report or not prior_report.strip():
+        return provenance, explanation, None
+    redactor = Redactor.of(prior_report)
+    kinds: set[str] = set()
+    out = []
+    for item in provenance:
+        if item.source in QUOTING_SOURCES:
+            done = redactor.redact(item.snippet)
+            kinds |= done.kinds
+            item = item.model_copy(update={"snippet": done.text}) if done.kinds else item
+        out.append(item)
+    said = redactor.redact(explanation)
+    kinds |= said.kinds
+    return out, said.text, REDACTED_WARNING.format(kinds=describe(frozenset(kinds))) if kinds else None

@@ -63,12 +63,14 @@ from starlette.types import Scope
 
 from cxrtriage.config import Settings
 from cxrtriage.errors import InputError
+from cxrtriage.files import private_dir
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
 from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
+from cxrtriage.serve.csrf import CrossSiteRequestMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import (
@@ -144,7 +146,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.crops_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.crops_dir)  # 0700 when it is made here
         if not runtime.guard.authenticator.enforced():  # on every start, whoever starts it (cxrtriage serve, uvicorn)
             log.warning("no authentication is configured: every endpoint is open (%s)", HOW_TO_CONFIGURE)
         runtime.reset_limiter()
@@ -170,9 +172,10 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> metrics -> load shedding ->
-    # body limit -> the roles of the mounts that are not FastAPI routes (the UI, the crops; serve/auth.py) -> app.
-    # The audit sits outside every refusal (401/403 of the mounts, 413, 429), so each is recorded.
+    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> cross-site refusal -> metrics ->
+    # load shedding -> body limit -> the roles of the mounts that are not FastAPI routes (the UI, the crops;
+    # serve/auth.py) -> app. The audit sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is
+    # recorded.
     app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
@@ -197,6 +200,7 @@ def create_app(
         if scope.get("method") == "POST" and scope.get("path") == "/predict":
             runtime.stats.count(status)
 
+    app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
     install_audit(app, settings, runtime.registry)  # inside the request log (its request id), outside the rest
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)

@@ -1,5 +1,7 @@
-"""``GET /worklist``, ``GET /worklist/{key}`` and ``POST /worklist/{key}/state``: the reading worklist that
-``POST /predict``, the UI and the DICOM node file on (:mod:`cxrtriage.worklist`).
+"""``GET /worklist``, ``GET /worklist/{key}`` (``?version=N``: an earlier version), ``GET /worklist/{key}/versions``
+and ``POST /worklist/{key}/state``: the reading worklist that ``POST /predict``, the UI and the DICOM node file on
+(:mod:`cxrtriage.worklist`). A study sent again keeps every version; the list and ``GET /worklist/{key}`` show the
+latest.
 
 The list comes a page at a time in reading order, with the whole list's totals; the two GETs change nothing (a
 study is marked ``opened`` or ``reported`` only by the POST, or by the UI when a reader opens it). Every route
@@ -23,9 +25,9 @@ from cxrtriage.security.principal import Role
 from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
-from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, READING_ORDER
+from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, MAX_VERSION, READING_ORDER
 
-__all__ = ["StateChange", "router", "set_state_endpoint", "worklist", "worklist_item_endpoint"]
+__all__ = ["StateChange", "router", "set_state_endpoint", "versions_endpoint", "worklist", "worklist_item_endpoint"]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
 _BAD_KEY: dict[int | str, dict[str, Any]] = {
@@ -43,6 +45,15 @@ Status = Annotated[
 Page = Annotated[int, Query(ge=1, description="the page, from 1; a page past the end has no items")]
 PerPage = Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description=f"studies per page, 1 to {MAX_PER_PAGE}")]
 Key = Annotated[str, Path(pattern=KEY_PATTERN, description="the study's key (X-Worklist-Key of POST /predict)")]
+Version = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_VERSION,
+        description="an earlier version of the study (1: its first filing; GET /worklist/{key}/versions); absent: "
+        "the latest",
+    ),
+]
 
 
 class StateChange(BaseModel):
@@ -87,6 +98,9 @@ _LIST_EXAMPLE = {
             "study_time": "11:58",
             "view": "PA",
             "modality": "DX",
+            "versions": 1,
+            "label_changed": None,
+            "ever_urgent": True,
         }
     ],
 }
@@ -101,7 +115,9 @@ _LIST_EXAMPLE = {
             "item: key (for the links), accession (the sender's, else the first 8 characters of a random key), "
             "label, score, needs_review, received, waiting_s, priority (overdue / urgent / routine), state (new / "
             "opened / reported) and state_changed, study_date and study_time (from the DICOM header, else null), "
-            "view (ViewPosition), modality (DICOM Modality, else the file type)",
+            "view (ViewPosition), modality (DICOM Modality, else the file type), versions (how many times the study "
+            "was filed), label_changed (e.g. 'Urgent → Non-Urgent' when the reading changed between versions, else "
+            "null) and ever_urgent (a version was Urgent or needed review: the study stays with the urgent ones)",
             "content": {"application/json": {"example": _LIST_EXAMPLE}},
         },
         422: {"description": "an unknown status, a page below 1, or per_page outside 1..200"},
@@ -120,14 +136,71 @@ async def worklist(
 # operation's description: both as published before the routes had modules of their own
 @router.get(
     "/worklist/{key}",
-    summary="the stored result of one study on the worklist (its state does not change)",
-    responses={**_NOT_FOUND, **_BAD_KEY, **_UNAVAILABLE},
+    summary="the stored result of one study on the worklist, its latest version unless ?version=N (its state does "
+    "not change)",
+    responses={
+        404: {"description": "no study with this key, or no such version of it"},
+        422: {
+            "description": "the key is not accession-like (letters, digits, . _ -), or a version outside "
+            f"1..{MAX_VERSION}"
+        },
+        **_UNAVAILABLE,
+    },
 )
-async def worklist_item_endpoint(key: Key, store: WorklistDep) -> Response:
-    result = await _use(store.result, key)
+async def worklist_item_endpoint(key: Key, store: WorklistDep, version: Version = None) -> Response:
+    result = await _use(store.result, key, version)
     if result is None:
+        if version is not None and await _use(store.item, key) is not None:
+            raise ApiError(404, f"this study has no version {version} (GET /worklist/{key}/versions)", "NotFound")
         raise ApiError(404, "no study with this key on the worklist", "NotFound")
     return JSONResponse(result)
+
+
+@router.get(
+    "/worklist/{key}/versions",
+    summary="every version of one study, oldest first: each time it was filed and what it read (Urgent / Non-Urgent, "
+    "score, needs_review)",
+    responses={
+        200: {
+            "description": "key, label_changed (as in the list) and versions: [{version, filed, label, score, "
+            "needs_review}]; the results: GET /worklist/{key}?version=N",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "key": "ACC-0042",
+                        "label_changed": "Urgent → Non-Urgent",
+                        "versions": [
+                            {
+                                "version": 1,
+                                "filed": "2026-12-02T12:00:00.000000+00:00",
+                                "label": "Urgent",
+                                "score": 0.88,
+                                "needs_review": False,
+                            },
+                            {
+                                "version": 2,
+                                "filed": "2026-12-02T12:20:00.000000+00:00",
+                                "label": "Non-Urgent",
+                                "score": 0.01,
+                                "needs_review": False,
+                            },
+                        ],
+                    }
+                }
+            },
+        },
+        **_NOT_FOUND,
+        **_BAD_KEY,
+        **_UNAVAILABLE,
+    },
+)
+async def versions_endpoint(key: Key, store: WorklistDep) -> Response:
+    """``GET /worklist/{key}/versions``: the history of a study sent more than once; reading it changes nothing."""
+    versions = await _use(store.versions, key)
+    if versions is None:
+        raise ApiError(404, "no study with this key on the worklist", "NotFound")
+    item = await _use(store.item, key)
+    return JSONResponse({"key": key, "label_changed": item["label_changed"] if item else None, "versions": versions})
 
 
 @router.post(

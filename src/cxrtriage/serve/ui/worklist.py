@@ -205,8 +205,9 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, other
     }
 
     gr.HTML(
-        '<p class="cxr-wl-intro">Triaged studies in reading order: every urgent study (Urgent or needs review) before '
-        "every routine one, overdue ones first in each, then oldest first. Click a row to open it.</p>"
+        '<p class="cxr-wl-intro">Triaged studies in reading order: every urgent study (Urgent or needs review, now or '
+        "in an earlier version of the study) before every routine one, overdue ones first in each, then oldest first. "
+        "Click a row to open it.</p>"
     )
     with gr.Row(equal_height=False, elem_id="cxr-wl-toolbar"):
         status = gr.Radio(

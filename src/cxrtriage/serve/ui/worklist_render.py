@@ -2,6 +2,10 @@
 reading order, the line above it ("Studies 1–50 of 1,234 · 12 urgent"), and one study's stored result, drawn by the
 Triage tab's renderers (:mod:`cxrtriage.serve.ui.render`) so that a stored result looks like a fresh one.
 
+A study sent again shows its latest version; when its reading changed between versions, the review column says how
+(``changed: Urgent → Non-Urgent``), the row keeps the urgent colours if any version was urgent (the worklist keeps it
+with the urgent studies), and the stored result's warning says so.
+
 Privacy: the table shows what the hospital's own reading list shows (accession, study date and time, view,
 modality) and the triage; it holds no name or patient ID. The study date is shown here and never logged.
 """
@@ -80,6 +84,7 @@ WORKLIST_CSS = """
 .cxr-wl-badge {display:inline-block; padding:1px 8px; border-radius:999px; font-size:0.8rem; font-weight:700;
   color:#fff; white-space:nowrap;}
 .cxr-wl-badge-review {background:#c05621;}
+.cxr-wl-badge-changed {background:#6b46c1;}
 .cxr-wl-state {display:inline-block; padding:0 6px; border-radius:4px; font-size:0.8rem; border:1px solid #a0aec0;}
 .cxr-wl-state-new {background:#ebf8ff; border-color:#3182ce; color:#2c5282; font-weight:700;}
 .cxr-wl-state-opened {background:#fefcbf; border-color:#b7791f; color:#744210;}
@@ -126,7 +131,22 @@ def row_kind(item: dict) -> str:
         return "overdue"
     if item["needs_review"]:
         return "review"
-    return "urgent" if item["label"] == "Urgent" else "routine"
+    if item["label"] == "Urgent":
+        return "urgent"
+    return "review" if item.get("ever_urgent") else "routine"  # once urgent: amber until reported
+
+
+def review_cell(item: dict) -> str:
+    """The review column: ``needs review``, and ``changed: Urgent → Non-Urgent`` when the reading changed between
+    versions of the study; ``–`` when neither."""
+    badges = ['<span class="cxr-wl-badge cxr-wl-badge-review">needs review</span>'] if item["needs_review"] else []
+    if item.get("label_changed"):
+        count = item.get("versions") or 2
+        badges.append(
+            f'<span class="cxr-wl-badge cxr-wl-badge-changed" title="the reading changed between the {count} versions '
+            f'of this study">changed: {_esc(item["label_changed"])}</span>'
+        )
+    return " ".join(badges) or "–"
 
 
 def state_badge(item: dict) -> str:
@@ -154,7 +174,7 @@ def wait_cell(item: dict, max_wait_s: float | None) -> str:
 def _row_html(position: int, item: dict, selected: str | None, max_wait_s: float | None) -> str:
     kind = row_kind(item)
     label_cls = "cxr-wl-lbl-urgent" if item["label"] == "Urgent" else "cxr-wl-lbl-nonurgent"
-    review = '<span class="cxr-wl-badge cxr-wl-badge-review">needs review</span>' if item["needs_review"] else "–"
+    review = review_cell(item)
     is_selected = item["key"] == selected
     state = item.get("state") or "new"
     return (
@@ -190,8 +210,9 @@ def worklist_html(
         "<th>state</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></div>"
         f'<div class="cxr-wl-caption">Rows: red = Urgent, amber = needs review, dark red with a red wait = overdue '
-        f"({overdue}), grey bar = routine, green bar = reported. State: new → opened (when a reader opens it) → "
-        f"reported. Hover a label for its score. Refreshed every {REFRESH_S:.0f} s.</div>"
+        f"({overdue}), grey bar = routine, green bar = reported; <i>changed</i> = the study was sent again and its "
+        "reading changed (it stays amber, with the urgent studies, if any version was urgent). State: new → opened "
+        f"(when a reader opens it) → reported. Hover a label for its score. Refreshed every {REFRESH_S:.0f} s.</div>"
     )
 
 
@@ -226,6 +247,14 @@ def crops_html(pred: Prediction) -> str:
     return f'<div class="cxr-wl-evidence"><b>Evidence regions</b><ul class="cxr-wl-crops">{items}</ul></div>'
 
 
+def _versions_fact(item: dict) -> str:
+    """`` · version 2 (changed: Urgent → Non-Urgent)`` for a study filed more than once, else nothing."""
+    if (item.get("versions") or 1) < 2:
+        return ""
+    changed = f" (changed: {_esc(item['label_changed'])})" if item.get("label_changed") else ""
+    return f" · version {int(item['versions'])}{changed}"
+
+
 def study_html(key: str, result: dict | None, item: dict | None = None) -> str:
     """One study's stored result, drawn by the Triage tab's renderers, with the disclaimer and the same Details toggle
     (how the model set its threshold is not stored with a result, so that part says 'not recorded'); ``item`` (its
@@ -245,7 +274,7 @@ def study_html(key: str, result: dict | None, item: dict | None = None) -> str:
     if item is not None:
         facts = (
             f'<div class="cxr-wl-facts">study date {_esc(study_when(item))} · view {_esc(item.get("view") or NO_VALUE)}'
-            f" · {_esc(item.get('modality') or NO_VALUE)} · state {state_badge(item)}</div>"
+            f" · {_esc(item.get('modality') or NO_VALUE)} · state {state_badge(item)}{_versions_fact(item)}</div>"
         )
     return (
         f'<div class="cxr-wl-study" data-key="{_esc(key)}"><div class="cxr-wl-head">Study <code>{_esc(name)}</code> · '
