@@ -9,6 +9,7 @@ import datetime as dt
 import random
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -378,3 +379,35 @@ def test_a_failed_write_keeps_the_result_with_a_warning(tmp_path, caplog):
     same, key = file_on_worklist(lambda: wl, pred, stored=stored, study=StudyInfo(modality="PNG"))
     assert same is pred and len(key) == 16 and wl.result(key)["label"] == "Non-Urgent"  # what was asked to be stored
     assert wl.item(key)["modality"] == "PNG"
+
+
+def _open_at_once(path: str, barrier, errors) -> None:
+    barrier.wait()
+    try:
+        Worklist(Path(path))
+    except Exception as exc:  # noqa: BLE001 - the test reports whatever an open raised
+        errors.put(repr(exc))
+
+
+def test_processes_opening_a_new_worklist_at_once_all_succeed(tmp_path):
+    """The service's worker processes and the DICOM node open the same new file at start-up: each sees the columns
+    missing, and without the write lock the second to add one failed ('duplicate column name'), which lost the
+    first results filed (seen under the load test)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(5):
+        barrier = ctx.Barrier(4)
+        procs = [
+            ctx.Process(target=_open_at_once, args=(str(tmp_path / f"wl{round_}.sqlite"), barrier, errors))
+            for _ in range(4)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []

@@ -212,6 +212,9 @@ class Worklist:
         if not private_file(self.path) and readable_by_others(self.path):
             log.warning("the worklist file can be read by other users of this machine: chmod 600 it")
         with self._lock, self._db() as db:
+            # under the write lock: the service's worker processes and the DICOM node open one file at the same
+            # time, and two that both saw a column missing would both add it (the second fails)
+            db.execute("BEGIN IMMEDIATE")
             db.execute(SCHEMA)
             have = {row[1] for row in db.execute("PRAGMA table_info(worklist)")}
             for name, decl in ADDED_COLUMNS.items():  # a file of an earlier schema keeps working
@@ -339,7 +342,9 @@ class Worklist:
         with self._lock, self._db() as db:
             rows = db.execute(sql, states).fetchall()
         out = [self._item(row, now) for row in rows]
-        out.sort(key=lambda r: (reading_rank(r, self.max_wait_s), -r["waiting_s"], r["key"]))
+        # oldest first by the exact arrival time: the shown wait is rounded to 0.1 s, so studies filed within the same
+        # tenth of a second would tie on it and come out in any order
+        out.sort(key=lambda r: (reading_rank(r, self.max_wait_s), _dt.datetime.fromisoformat(r["received"]), r["key"]))
         return out
 
     def page(
