@@ -35,7 +35,7 @@ def running_service(
         "CXRTRIAGE_DATA_DIR": str(data_dir),
         "CXRTRIAGE_WORKLIST_PATH": str(worklist or scratch / "worklist.sqlite"),
     }
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603 - this interpreter's own CLI, fixed arguments
         [sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)],
         cwd=root,
         env=env,
@@ -47,7 +47,7 @@ def running_service(
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=5):
+                with urllib.request.urlopen(f"{base}/ready", timeout=5):  # noqa: S310 - an http URL on loopback built here
                     break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:

@@ -364,7 +364,9 @@ def render_html(template: Path, book: NumberBook) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template.parent)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        # the Markdown keeps raw HTML (render_markdown), so every value is HTML-escaped as it goes in: a number or
+        # the disclaimer can never add markup (the write-up's figures and text render byte-identical either way)
+        autoescape=True,
         keep_trailing_newline=True,
     )
     md = env.get_template(template.name).render(n=book, disclaimer=DISCLAIMER)
@@ -377,7 +379,7 @@ def render_html(template: Path, book: NumberBook) -> str:
 def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str = CHROMIUM) -> Path:
     if not Path(chromium).is_file():
         raise FileNotFoundError(f"{chromium} not found (apt-get install chromium): it prints the write-up to PDF")
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - chromium at a fixed path, argument list, no shell
         [
             chromium,
             "--headless",

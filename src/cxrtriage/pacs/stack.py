@@ -79,7 +79,7 @@ class Processes:
         if settings is not None:
             env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)} | settings.environment()
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - the demo's own servers (Orthanc, cxrtriage), argument lists
                 cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, env=env, start_new_session=True
             )
         self.procs.append((name, proc))
