@@ -3,23 +3,65 @@
 worklist).
 
 ``keys create`` prints the key once, alone on the last line of standard output (the sentences around it go to
-standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it. Exit
-codes: 0 done, 2 a refused change (a name that already has a key, an unknown name, an invalid name) or an
-unreadable keys file, each with a sentence.
+standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it.
+
+Every key change, and every refused one, is a record in the audit trail of the same settings
+(``Settings.audit_file``): action ``key.create`` or ``key.revoke``, principal the operating-system user who ran the
+command, role ``admin`` (whoever can write the keys file administers the service), via ``cli``, outcome ``ok`` or
+``refused``, and the key's name, role and id in ``reason`` (the audit trail's only free-text field; a key name is
+plain characters by :data:`~cxrtriage.security.keys.KEY_NAME_PATTERN`). Never the key. A key whose creation cannot
+be recorded is revoked at once and not shown: no key is handed out without its record.
+
+Exit codes: 0 done, 1 a key revoked whose revocation could not be recorded (the revocation stands), 2 a refused
+change (a name that already has a key, an unknown name, an invalid name), an unreadable keys file, or a key not
+created because the audit trail cannot be written, each with a sentence.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import re
 import sys
 
 from cxrtriage.cli.options import SubCommands, command_settings
-from cxrtriage.security.keys import KeyStore, KeyStoreError
+from cxrtriage.security.audit import AuditError, AuditEvent, AuditLog
+from cxrtriage.security.keys import KEY_NAME_PATTERN, DuplicateKeyName, KeyInfo, KeyStore, KeyStoreError
 from cxrtriage.security.principal import Role
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
     return KeyStore(command_settings(args).keys_path)
+
+
+def _operator() -> str:
+    """The operating-system user running the command (the audit trail's principal for a key change)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a name in /etc/passwd, and no LOGNAME/USER
+        return f"uid-{os.getuid()}"
+
+
+def _record(args: argparse.Namespace, action: str, outcome: str, reason: str) -> str | None:
+    """Append a key change to the audit trail; None when written, else the sentence saying why not."""
+    trail = AuditLog(command_settings(args).audit_file)
+    try:
+        trail.append(
+            AuditEvent(action, outcome, principal=_operator(), role=Role.ADMIN.value, via="cli", reason=reason)
+        )
+    except (AuditError, OSError) as exc:
+        return f"the audit trail {trail.path} cannot be written ({exc})"
+    return None
+
+
+def _described(info: KeyInfo) -> str:
+    return f"key {info.name} (role {info.role.value}, id {info.id})"
+
+
+def _named(name: str) -> str:
+    """A name an operator typed, as the audit trail may hold it: only a valid key name (plain characters)."""
+    return f"key {name}" if re.match(KEY_NAME_PATTERN, name or "") else "an invalid key name"
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -28,6 +70,18 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         info, secret = store.create(args.name, Role.parse(args.role))
     except (KeyStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        why = "already exists" if isinstance(exc, DuplicateKeyName) else "refused"
+        if problem := _record(args, "key.create", "refused", f"{_named(args.name)}: {why}"):
+            print(f"warning: {problem}", file=sys.stderr)
+        return 2
+    if problem := _record(args, "key.create", "ok", _described(info)):
+        store.revoke(info.name)
+        print(
+            f"error: {problem}; the new key {info.name!r} was revoked at once and is not shown (no key is handed out "
+            "without its audit record). Make the audit trail writable (CXRTRIAGE_AUDIT_PATH, or the state folder), "
+            "then create the key under another name.",
+            file=sys.stderr,
+        )
         return 2
     print(
         f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}.\n"
@@ -65,8 +119,13 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         info = store.revoke(args.name)
     except KeyStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if problem := _record(args, "key.revoke", "refused", f"{_named(args.name)}: no such key"):
+            print(f"warning: {problem}", file=sys.stderr)
         return 2
     print(f"revoked API key {info.name!r} (role {info.role.value}) at {info.revoked}; a running service refuses it now")
+    if problem := _record(args, "key.revoke", "ok", _described(info)):
+        print(f"error: {problem}; the revocation stands but is not recorded", file=sys.stderr)
+        return 1
     return 0
 
 
