@@ -158,3 +158,18 @@ def test_a_key_whose_creation_cannot_be_recorded_is_revoked_and_not_shown(
     assert out == "" and "was revoked at once and is not shown" in err and "audit trail" in err
     (info,) = KeyStore(state / "keys.json").list()
     assert info.name == "unrecorded" and not info.active
+
+
+def test_key_file_writes_the_key_owner_only_and_prints_no_key(state: Path, capsys: pytest.CaptureFixture) -> None:
+    target = state / "admin-api-key"
+    state.mkdir(parents=True)
+    assert main(["keys", "create", "--role", "admin", "--name", "admin", "--key-file", str(target)]) == 0
+    out, err = capsys.readouterr()
+    key = target.read_text().strip()
+    assert out == "" and key not in err and str(target) in err
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert KeyStore(state / "keys.json").verify(key).name == "admin"
+    # an existing file is never overwritten, and no key is made then
+    assert main(["keys", "create", "--role", "admin", "--name", "second", "--key-file", str(target)]) == 2
+    assert "already exists" in capsys.readouterr().err and target.read_text().strip() == key
+    assert [k.name for k in KeyStore(state / "keys.json").list()] == ["admin"]

@@ -3,7 +3,9 @@
 worklist).
 
 ``keys create`` prints the key once, alone on the last line of standard output (the sentences around it go to
-standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it.
+standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it; with
+``--key-file PATH`` it writes the key to a new owner-only file instead and prints no key (the demo container's
+first start: ``demo_app/docker/entrypoint.sh``).
 
 Every key change, and every refused one, is a record in the audit trail of the same settings
 (``Settings.audit_file``): action ``key.create`` or ``key.revoke``, principal the operating-system user who ran the
@@ -24,6 +26,7 @@ import getpass
 import os
 import re
 import sys
+from pathlib import Path
 
 from cxrtriage.cli.options import SubCommands, command_settings
 from cxrtriage.security.audit import AuditError, AuditEvent, AuditLog
@@ -64,8 +67,24 @@ def _named(name: str) -> str:
     return f"key {name}" if re.match(KEY_NAME_PATTERN, name or "") else "an invalid key name"
 
 
+def _write_key_file(path: Path, secret: str) -> str | None:
+    """Write the key to a new file readable by its owner only (0600; an existing file or a link is refused); None
+    when written, else why not."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        return f"cannot create {path} ({exc.strerror})"
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secret + "\n")
+    return None
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     store = _store(args)
+    key_file = Path(args.key_file).expanduser() if args.key_file else None
+    if key_file is not None and (key_file.exists() or key_file.is_symlink()):
+        print(f"error: {key_file} already exists; --key-file writes a new file only", file=sys.stderr)
+        return 2
     try:
         info, secret = store.create(args.name, Role.parse(args.role))
     except (KeyStoreError, ValueError) as exc:
@@ -83,6 +102,19 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if key_file is not None:
+        if problem := _write_key_file(key_file, secret):
+            store.revoke(info.name)
+            _record(args, "key.revoke", "ok", f"{_described(info)}: its key file could not be written")
+            print(f"error: {problem}; the new key {info.name!r} was revoked at once", file=sys.stderr)
+            return 2
+        print(
+            f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}; the key is in "
+            f"{key_file} (readable by its owner only), not printed. Revoke it with `cxrtriage keys revoke "
+            f"{info.name}`.",
+            file=sys.stderr,
+        )
+        return 0
     print(
         f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}.\n"
         "The key is shown ONCE, on the next line; store it now (only a salted hash is kept, it cannot be shown "
@@ -144,6 +176,11 @@ def add_parser(sub: SubCommands) -> None:
         help="submitter (send images), reader (worklist, results, UI), admin (all, metrics)",
     )
     s.add_argument("--name", required=True, help="who or what holds it (letters, digits, . _ @ -), e.g. ct-gateway")
+    s.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="write the key to PATH, a new file readable by its owner only (0600), instead of standard output",
+    )
     s.set_defaults(func=cmd_keys_create)
 
     s = keys.add_parser("list", help="the keys: name, role, id, created, revoked (never a secret)")
