@@ -258,7 +258,8 @@ def cmd_pacs_demo(args: argparse.Namespace) -> int:
             if not args.check:
                 print(
                     f"\nOrthanc explorer: {stack.orthanc_base}/app/explorer.html\n"
-                    f"cxrtriage UI:     {stack.ui_base}/ui (Worklist tab)\nPress Ctrl-C to stop everything.",
+                    f"cxrtriage UI:     {stack.ui_base}/ui (Worklist tab)\n"
+                    f"cxrtriage API key (admin, X-API-Key): in {stack.key_file}\nPress Ctrl-C to stop everything.",
                     flush=True,
                 )
                 stop_event().wait()

@@ -34,6 +34,9 @@ def running_service(
         "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"),
         "CXRTRIAGE_DATA_DIR": str(data_dir),
         "CXRTRIAGE_WORKLIST_PATH": str(worklist or scratch / "worklist.sqlite"),
+        # a scratch audit trail: the recording's requests are not the user's record. The server runs open on
+        # loopback (no key: its state folder is a fresh one), as `cxrtriage serve` does by default there
+        "CXRTRIAGE_AUDIT_PATH": str(scratch / "audit.jsonl"),
     }
     server = subprocess.Popen(  # noqa: S603 - this interpreter's own CLI, fixed arguments
         [sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)],

@@ -310,7 +310,11 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
     with pacs_stack(data_dir, Ports.free()) as stack, sync_api.sync_playwright() as p:
         study, sc = _study_for_figure(stack.orthanc_base)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 860, "height": 600}, device_scale_factor=2)
+        page = browser.new_page(  # the stack's web service requires its API key: every request of the page sends it
+            viewport={"width": 860, "height": 600},
+            device_scale_factor=2,
+            extra_http_headers={"X-API-Key": stack.api_key or ""},
+        )
         page.set_default_timeout(timeout_s * 1000)
         page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
         page.wait_for_timeout(800)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,7 +185,7 @@ def check_results(stack: Stack) -> Report:
         and not status.get("failed"),
         ", ".join(f"{k}={v}" for k, v in status.items() if isinstance(v, int) and v),
     )
-    listed = json.loads(http_get(f"{stack.ui_base}/worklist?status=all&per_page={MAX_PER_PAGE}"))
+    listed = json.loads(http_get(f"{stack.ui_base}/worklist?status=all&per_page={MAX_PER_PAGE}", api_key=stack.api_key))
     items = listed["items"]
     ranks = [reading_rank(i, 60 * float(listed["max_wait_min"])) for i in items]
     in_order = ranks == sorted(ranks)
@@ -193,4 +194,10 @@ def check_results(stack: Stack) -> Report:
         listed["total"] == len(items) == triaged and in_order,
         " > ".join(f"{i['label']}{' (review)' if i['needs_review'] else ''}" for i in items),
     )
+    try:
+        http_get(f"{stack.ui_base}/worklist")
+        refused = "answered without a credential"
+    except urllib.error.HTTPError as exc:
+        refused = f"HTTP {exc.code}"
+    report.check("the web service refuses GET /worklist without its API key", refused == "HTTP 401", refused)
     return report
