@@ -230,7 +230,7 @@ run_demo() {
     local port
     port="$(free_port)"
     podman run -d --name "${DEMO_CTR}" -p "127.0.0.1:${port}:7860" \
-        -v "${DATA_DIR}:/data:ro" -e CXRTRIAGE_DATA_DIR=/data "${DEMO_IMAGE}" --insecure-no-auth >/dev/null \
+        -v "${DATA_DIR}:/data:ro" -e CXRTRIAGE_DATA_DIR=/data "${DEMO_IMAGE}" >/dev/null \
         || fail "podman run of ${DEMO_IMAGE} failed"
     local url="http://127.0.0.1:${port}" waited=0
     log "container ${DEMO_CTR} on ${url}; waiting for /ready"
@@ -243,7 +243,15 @@ run_demo() {
     podman healthcheck run "${DEMO_CTR}" >/dev/null || fail "the image's HEALTHCHECK failed"
     log "HEALTHCHECK (from the Dockerfile) passes"
     [[ "$(podman exec "${DEMO_CTR}" id -u)" == "10001" ]] || fail "the service does not run as uid 10001"
-    PYTHON="${PYTHON}" CXRTRIAGE_DATA_DIR="${DATA_DIR}" demo_app/tests/smoke_test.sh "${url}" \
+    # authentication on: the entrypoint made an admin key on this first start and logged the file's path, not the key
+    podman logs "${DEMO_CTR}" 2>&1 | grep -q "it is in /app/state/admin-api-key" \
+        || fail "the container's log does not say where its admin API key is"
+    ! podman logs "${DEMO_CTR}" 2>&1 | grep -q 'cxt_' || fail "the container's log contains an API key"
+    [[ "$(podman exec "${DEMO_CTR}" stat -c '%a %u' /app/state/admin-api-key)" == "600 10001" ]] \
+        || fail "/app/state/admin-api-key is not 0600 and owned by the service user"
+    log "admin API key in /app/state/admin-api-key (0600); the smoke test sends it"
+    CXRTRIAGE_API_KEY="$(podman exec "${DEMO_CTR}" cat /app/state/admin-api-key)" PYTHON="${PYTHON}" \
+        CXRTRIAGE_DATA_DIR="${DATA_DIR}" demo_app/tests/smoke_test.sh "${url}" \
         || fail "smoke_test.sh failed against the container"
     podman stop -t 10 "${DEMO_CTR}" >/dev/null
     podman rm "${DEMO_CTR}" >/dev/null

@@ -2,10 +2,14 @@
 """Bounded load test of the web service (``make loadtest``): throughput, latency, 429s, /ready, memory, crops.
 
     python scripts/loadtest.py [--duration 60] [--clients 8,32] [--out prototype/eval/loadtest.json]
-                               [--data-dir DIR] [--base-url http://127.0.0.1:PORT [--pid PID]] [--seed 0]
+                               [--data-dir DIR] [--base-url http://127.0.0.1:PORT [--pid PID] [--api-key KEY]]
 
 Without ``--base-url`` it starts ``cxrtriage serve`` on a free 127.0.0.1 port with a temporary crops directory,
 waits for ``GET /ready`` and always stops the server at the end (SIGTERM, then SIGKILL), also on Ctrl-C or error.
+That server has authentication on: the script creates an admin API key in the server's scratch state folder
+(``cxrtriage keys create``; worklist, keys and audit trail are all in the temporary directory) and sends it with
+every request (``X-API-Key``), so the load runs through the authenticated path, key check and audit record included.
+With ``--base-url`` it sends ``--api-key`` (default ``$CXRTRIAGE_API_KEY``), or no credential without one.
 Each phase runs N clients for ``--duration`` seconds over real images of the data directory (NIH PNGs, pediatric
 JPEGs, some DICOMs), half of the requests with a prior report of realistic length (300-1,500 characters: half IU
 reports when the data directory has them, half synthetic prose), and polls ``/ready`` meanwhile. Every loop is
@@ -242,7 +246,7 @@ def build_request_mix(
     report (half an IU report of 300-1,500 characters where the data directory has them, half synthetic
     prose of a uniform 300-1,500 characters). Raises FileNotFoundError when the data directory holds no usable image.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - seeded for a repeatable load, not a secret
     images = find_images(data_dir)
     if not images:
         raise FileNotFoundError(f"no NIH, pediatric or DICOM images under {data_dir}")
@@ -343,8 +347,13 @@ def git_commit() -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            return subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+            return subprocess.run(  # noqa: S603 - git with this script's own arguments, no shell
+                ["git", *args],  # noqa: S607 - the developer's git from PATH: only records the commit
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
@@ -431,8 +440,10 @@ async def run_phase(
     request_timeout_s: float,
     backoff_s: float,
     ready_every_s: float,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """N clients for ``duration_s`` (no new request after it; in-flight ones get ``request_timeout_s``)."""
+    """N clients for ``duration_s`` (no new request after it; in-flight ones get ``request_timeout_s``), each
+    request with ``headers`` (the credential)."""
     import httpx
 
     records: list[Record] = []
@@ -442,8 +453,8 @@ async def run_phase(
     stop_at = t0 + duration_s
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with (
-        httpx.AsyncClient(base_url=base_url, timeout=request_timeout_s, limits=limits) as load,
-        httpx.AsyncClient(base_url=base_url, timeout=5.0) as probe,
+        httpx.AsyncClient(base_url=base_url, timeout=request_timeout_s, limits=limits, headers=headers) as load,
+        httpx.AsyncClient(base_url=base_url, timeout=5.0) as probe,  # /ready is open to orchestrators
     ):
         tasks = [
             asyncio.create_task(client_loop(load, mix, budget, stop_at, records, backoff_s)) for _ in range(clients)
@@ -485,21 +496,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, crops_dir: Path, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    """``cxrtriage serve`` on 127.0.0.1:port, its log in ``log_path``; its worklist beside ``crops_dir`` (the load's
-    thousands of results must not land on the user's own worklist)."""
+def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("cxrtriage")
-    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "cxrtriage.cli.main"]
-    env = {
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "cxrtriage.cli.main"]
+
+
+def _server_env(crops_dir: Path, data_dir: Path) -> dict[str, str]:
+    """The scratch server's settings: worklist, API keys and audit trail in the temporary directory beside
+    ``crops_dir`` (the load's thousands of results and records must not land on the user's own)."""
+    return {
         **os.environ,
         "CXRTRIAGE_CROPS_DIR": str(crops_dir),
         "CXRTRIAGE_DATA_DIR": str(data_dir),
         "CXRTRIAGE_WORKLIST_PATH": str(crops_dir.parent / "worklist.sqlite"),
+        "CXRTRIAGE_AUDIT_PATH": str(crops_dir.parent / "audit.jsonl"),
         "CXRTRIAGE_UI": os.environ.get("CXRTRIAGE_UI", "true"),
     }
+
+
+def create_key(crops_dir: Path, data_dir: Path) -> str:
+    """An admin API key in the scratch server's state folder (``cxrtriage keys create``: the key is the last line
+    of its standard output); RuntimeError when it cannot be made. The key is kept in memory only."""
+    done = subprocess.run(  # noqa: S603 - this checkout's own CLI with fixed arguments
+        [*_cli(), "keys", "create", "--role", "admin", "--name", "loadtest"],
+        cwd=ROOT,
+        env=_server_env(crops_dir, data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"cxrtriage keys create failed (exit {done.returncode}): {done.stderr.strip()[-300:]}")
+    return lines[-1]
+
+
+def start_server(port: int, crops_dir: Path, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``cxrtriage serve`` on 127.0.0.1:port with :func:`_server_env`, its log in ``log_path``."""
+    env = _server_env(crops_dir, data_dir)
     with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [*cmd, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        return subprocess.Popen(  # noqa: S603 - this checkout's own CLI with fixed arguments
+            [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -561,8 +599,9 @@ def log_summary(log_path: Path) -> dict[str, int]:
     }
 
 
-def server_status(base_url: str) -> dict[str, Any] | None:
-    """The non-sensitive part of GET /status: model, limits, counters, the server's own latency view."""
+def server_status(base_url: str, headers: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The non-sensitive part of GET /status (an admin's): model, limits, counters, the server's own latency view;
+    None when it cannot be read (unreachable, or the credential is not an admin's)."""
     import httpx
 
     keys = (
@@ -578,8 +617,11 @@ def server_status(base_url: str) -> dict[str, Any] | None:
         "p95_latency_ms",
     )
     try:
-        body = httpx.get(base_url + "/status", timeout=10.0).json()
+        resp = httpx.get(base_url + "/status", timeout=10.0, headers=headers)
+        body = resp.json() if resp.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(body, dict):
         return None
     return {k: body.get(k) for k in keys}
 
@@ -617,6 +659,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="data directory (default CXRTRIAGE_DATA_DIR or ../shared/data)")
     p.add_argument("--base-url", help="use this already running server (127.0.0.1 only) instead of starting one")
     p.add_argument("--pid", type=int, help="with --base-url: the server's process id, to measure its memory")
+    p.add_argument(
+        "--api-key",
+        help="with --base-url: the API key to send as X-API-Key (default $CXRTRIAGE_API_KEY; an admin's reads /status "
+        "at the end); a server this script starts gets a key of its own",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the request mix (default 0)")
     p.add_argument("--max-requests", type=int, default=20_000, help="hard cap on requests per phase (default 20000)")
     p.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request (default 60)")
@@ -636,6 +683,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--base-url must point at 127.0.0.1 / localhost: this harness never sends load elsewhere")
     if args.pid and not args.base_url:
         p.error("--pid only goes with --base-url (a server this script starts is measured anyway)")
+    if args.api_key and not args.base_url:
+        p.error("--api-key only goes with --base-url (a server this script starts gets an API key of its own)")
     return args
 
 
@@ -661,12 +710,15 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
     try:
         if args.base_url:
             base_url, pid = args.base_url.rstrip("/"), args.pid
+            key = args.api_key or os.environ.get("CXRTRIAGE_API_KEY") or None
         else:
             crops_dir.mkdir()
             port = free_port()
             base_url = f"http://127.0.0.1:{port}"
+            key = create_key(crops_dir, data_dir)
             proc = start_server(port, crops_dir, data_dir, log_path)
             pid = proc.pid
+        headers = {"X-API-Key": key} if key else None
         print(f"waiting for {base_url}/ready ...", flush=True)
         try:
             ready_after = wait_ready(base_url, proc, args.startup_timeout)
@@ -703,6 +755,7 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
                     args.request_timeout,
                     args.backoff,
                     ready_every_s=0.5,
+                    headers=headers,
                 )
             )
             if sampler:
@@ -714,7 +767,7 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
             phase["crops"] = dir_usage(crops_dir) if proc else None
             print_phase(phase)
             phases.append(phase)
-        status = server_status(base_url)
+        status = server_status(base_url, headers)
         server_alive = proc is None or proc.poll() is None
     finally:
         if sampler:
@@ -736,6 +789,7 @@ def run(args: argparse.Namespace, data_dir: Path, tmp: Path) -> int:
             "wall_cap_s": round(wall_cap),
             "wall_s": round(time.monotonic() - started, 1),
             "server_started_by_script": proc is not None,
+            "authenticated": headers is not None,  # an API key on every request (never the key itself)
             "ui": os.environ.get("CXRTRIAGE_UI", "true") if proc else None,
             "request_mix": mix_info,
         },

@@ -49,8 +49,8 @@ def main() -> None:
     data = config.Settings().find_data_dir(required=True)
     nih = [data / "nih" / r["file"] for r in csv.DictReader((data / "nih" / "labels.csv").open())]
     ped = [data / "kermany" / r["file"] for r in csv.DictReader((data / "kermany" / "labels.csv").open())]
-    random.Random(1).shuffle(nih)
-    random.Random(1).shuffle(ped)
+    random.Random(1).shuffle(nih)  # noqa: S311 - seeded for a reproducible sample, not a secret
+    random.Random(1).shuffle(ped)  # noqa: S311 - seeded for a reproducible sample, not a secret
     paths = nih[: args.n] + ped[: max(1, args.n // 2)] + sorted((data / "dicom").glob("*.dcm"))
     tiles = [tile(p) for p in paths]
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4)

@@ -24,7 +24,7 @@ def main() -> int:
     from cxrtriage.cli.main import main as cli
 
     print(f"cxrtriage {cxrtriage.__version__} from {Path(cxrtriage.__file__).parent}", flush=True)
-    args = ["serve", "--host", os.environ.get("HOST", "0.0.0.0"), "--port", os.environ.get("PORT", "7860")]
+    args = ["serve", "--host", os.environ.get("HOST", "0.0.0.0"), "--port", os.environ.get("PORT", "7860")]  # noqa: S104 - a Space must listen on every interface; the allowed hosts still apply
     # A public demo of the bundled sample images: it runs open, explicitly, until the UI has a login page (the web
     # service prints a warning on every start). The Space's own host name (SPACE_HOST, set by Hugging Face) is the
     # one it answers to besides the loopback names.

@@ -5,8 +5,16 @@
 # Usage:
 #   demo_app/tests/smoke_test.sh [BASE_URL]          # default $BASE_URL, else http://localhost:7860
 #   demo_app/tests/smoke_test.sh --start             # start `cxrtriage serve` (through demo_app/docker/entrypoint.sh)
-#                                                    # on a free local port with a temporary crops dir; stopped on exit
+#                                                    # on a free local port with a temporary state folder (worklist,
+#                                                    # API keys, audit trail) and crops dir; stopped on exit
+# Authentication: every request carries the API key (curl -H 'X-API-Key: ...', read from a 0600 file in the
+# scratch folder, so the key is not on curl's command line), and then the test also checks that requests without it,
+# or with a wrong one, get 401. With --start the entrypoint creates an admin key on its first start, as in the
+# container, and the test reads it from the scratch state folder (and verifies the audit trail at the end). Against
+# a running server, give the key with --api-key KEY or CXRTRIAGE_API_KEY (an admin's: /status and /metrics are
+# admin-only); without one, the server must be running open and the authentication checks are skipped.
 # Options:
+#   --api-key KEY    the API key to send (default $CXRTRIAGE_API_KEY); not with --start, which makes its own
 #   --image PATH     chest X-ray to post (default: $CXRTRIAGE_DATA_DIR/nih/images/00000150_002.png,
 #                    CXRTRIAGE_DATA_DIR defaulting to ../shared/data relative to the repository root; without the
 #                    data: the bundled sample src/cxrtriage/samples/nih/00001383_000.png)
@@ -15,7 +23,8 @@
 #   --timeout S      seconds to wait for /ready (default 180, or $SMOKE_READY_TIMEOUT)
 #   -h, --help       this text
 # Environment: PYTHON (interpreter with the `jsonschema` package, default python3; CI passes .venv/bin/python),
-#   BASE_URL, CXRTRIAGE_DATA_DIR, SMOKE_READY_TIMEOUT, SMOKE_REQUEST_TIMEOUT (seconds per request, default 120).
+#   BASE_URL, CXRTRIAGE_API_KEY, CXRTRIAGE_DATA_DIR, SMOKE_READY_TIMEOUT, SMOKE_REQUEST_TIMEOUT (seconds per
+#   request, default 120).
 # Needs curl. Exit codes: 0 all checks passed, 1 a check failed, 2 usage / setup error.
 set -euo pipefail
 
@@ -37,6 +46,8 @@ base_url=""
 image=""
 dicom=""
 no_dicom=0
+api_key="${CXRTRIAGE_API_KEY:-}"
+key_given=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -44,6 +55,7 @@ while [[ $# -gt 0 ]]; do
         --image) [[ $# -ge 2 ]] || die "--image needs a path"; image="$2"; shift 2 ;;
         --dicom) [[ $# -ge 2 ]] || die "--dicom needs a path"; dicom="$2"; shift 2 ;;
         --no-dicom) no_dicom=1; shift ;;
+        --api-key) [[ $# -ge 2 && -n "$2" ]] || die "--api-key needs a key"; api_key="$2"; key_given=1; shift 2 ;;
         --timeout) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || die "--timeout needs a number of seconds"; READY_TIMEOUT="$2"; shift 2 ;;
         -*) die "unknown option: $1 (see --help)" ;;
         *) [[ -z "${base_url}" ]] || die "more than one BASE_URL given"; base_url="$1"; shift ;;
@@ -52,6 +64,10 @@ done
 if [[ ${start} -eq 1 && -n "${base_url}" ]]; then
     die "--start picks its own URL; do not pass BASE_URL with it"
 fi
+if [[ ${start} -eq 1 && ${key_given} -eq 1 ]]; then
+    die "--start makes its own API key (in its scratch state folder); do not pass --api-key with it"
+fi
+[[ ${start} -eq 0 ]] || api_key=""  # a CXRTRIAGE_API_KEY of the caller's shell is not the scratch server's
 [[ ${start} -eq 1 ]] || base_url="${base_url:-${BASE_URL:-http://localhost:7860}}"
 
 command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"
@@ -118,13 +134,25 @@ if [[ ${start} -eq 1 ]]; then
     port="$("${PYTHON}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
     base_url="http://127.0.0.1:${port}"
     mkdir -p "${work}/crops"
-    echo "smoke_test: starting cxrtriage serve on ${base_url} (crops in ${work}/crops, log ${server_log})"
-    # its own worklist too: the smoke test's results must not land on the user's worklist
+    echo "smoke_test: starting cxrtriage serve on ${base_url} (state in ${work}/state, crops in ${work}/crops, log ${server_log})"
+    # its own state folder too: the smoke test's results, keys and audit records must not land in the user's; the
+    # entrypoint creates the admin key there on this first start, as in the container
     CXRTRIAGE_HOST=127.0.0.1 CXRTRIAGE_PORT="${port}" CXRTRIAGE_WORKERS="${CXRTRIAGE_WORKERS:-1}" CXRTRIAGE_CROPS_DIR="${work}/crops" \
-        CXRTRIAGE_WORKLIST_PATH="${work}/worklist.sqlite" GRADIO_ANALYTICS_ENABLED=False "${REPO_ROOT}/demo_app/docker/entrypoint.sh" >"${server_log}" 2>&1 &
+        CXRTRIAGE_WORKLIST_PATH="${work}/state/worklist.sqlite" CXRTRIAGE_AUDIT_PATH="${work}/state/audit.jsonl" \
+        GRADIO_ANALYTICS_ENABLED=False "${REPO_ROOT}/demo_app/docker/entrypoint.sh" >"${server_log}" 2>&1 &
     server_pid=$!
 fi
 base_url="${base_url%/}"
+
+# The credential, as a curl header file readable by this user only (never on a command line, where `ps` shows it).
+auth=()
+# set_key KEY: every later request carries it
+set_key() {
+    (umask 077; printf 'X-API-Key: %s\n' "$1" >"${work}/auth.header")
+    auth=(-H "@${work}/auth.header")
+}
+[[ -z "${api_key}" ]] || set_key "${api_key}"
+api_key=""
 
 n_pass=0
 n_fail=0
@@ -134,7 +162,14 @@ skip() { printf 'SKIP  %s\n' "$*"; }
 
 # http_get URL OUTFILE -> prints "STATUS CONTENT_TYPE"; STATUS 000 when the server cannot be reached.
 http_get() {
-    curl -sS -L -o "$2" -w '%{http_code} %{content_type}' --max-time "${REQUEST_TIMEOUT}" "$1" 2>>"${work}/curl.err" || true
+    curl -sS -L "${auth[@]}" -o "$2" -w '%{http_code} %{content_type}' --max-time "${REQUEST_TIMEOUT}" "$1" 2>>"${work}/curl.err" || true
+}
+# anon_status METHOD PATH [HEADER FILE] -> the HTTP status of a request without the key (or with the header file's)
+anon_status() {
+    local args=(-sS -o "${work}/anon.json" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" -X "$1")
+    [[ -z "${3:-}" ]] || args+=(-H "@$3")
+    [[ "$1" != POST ]] || args+=(-F "file=@${image};type=image/png")
+    curl "${args[@]}" "${base_url}$2" 2>>"${work}/curl.err" || echo "000"
 }
 
 # ---- wait for /ready -------------------------------------------------------------------------------------------
@@ -158,6 +193,18 @@ while true; do
     sleep 1
 done
 pass "GET /ready -> 200 (after $((SECONDS - t0))s)"
+
+if [[ ${start} -eq 1 ]]; then
+    # the entrypoint wrote the admin key before it started the server
+    key_file="${work}/state/admin-api-key"
+    if [[ -f "${key_file}" && "$(stat -c '%a' "${key_file}")" == "600" ]] && grep -q "${key_file}" "${server_log}"; then
+        pass "the entrypoint created an admin API key in ${key_file} (0600) and logged where it is"
+        set_key "$(head -n1 "${key_file}")"
+    else
+        fail "no admin API key file ${key_file} (0600) named in the server log"
+    fi
+    if grep -q 'cxt_' "${server_log}"; then fail "the server log contains an API key"; else pass "no API key in the server log"; fi
+fi
 
 # ---- /health, /status, /metrics, /docs, /ui ----------------------------------------------------------------------
 read -r code ctype <<<"$(http_get "${base_url}/health" "${work}/health.json")"
@@ -248,7 +295,7 @@ PY
 
 # post_predict FILE MIME OUTFILE [REPORT] -> prints the HTTP status
 post_predict() {
-    local args=(-sS -o "$3" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" -F "file=@$1;type=$2")
+    local args=(-sS "${auth[@]}" -o "$3" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" -F "file=@$1;type=$2")
     if [[ -n "${4:-}" ]]; then
         args+=(--form-string "prior_report=$4")
     fi
@@ -298,7 +345,7 @@ else
 fi
 
 # ---- the same result as a FHIR DiagnosticReport for the EHR (format=fhir, the [interop] extra) ---------------------
-code="$(curl -sS -o "${work}/predict_fhir.json" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" \
+code="$(curl -sS "${auth[@]}" -o "${work}/predict_fhir.json" -w '%{http_code}' --max-time "${REQUEST_TIMEOUT}" \
     -F "file=@${image};type=image/png" "${base_url}/predict?format=fhir" 2>>"${work}/curl.err" || echo "000")"
 if [[ "${code}" == "200" ]] && "${PYTHON}" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
@@ -306,6 +353,33 @@ sys.exit(0 if d.get("resourceType") == "DiagnosticReport" and d.get("status") ==
     pass "POST /predict?format=fhir -> 200, a preliminary FHIR DiagnosticReport"
 else
     fail "POST /predict?format=fhir -> ${code}: $(head -c 300 "${work}/predict_fhir.json" 2>/dev/null || true)"
+fi
+
+# ---- the worklist (a reader's) with the key ----------------------------------------------------------------------
+read -r code ctype <<<"$(http_get "${base_url}/worklist" "${work}/worklist.json")"
+if [[ "${code}" == "200" ]] && "${PYTHON}" -c 'import json, sys; d = json.load(open(sys.argv[1])); sys.exit(0 if d.get("total", 0) >= 1 else 1)' "${work}/worklist.json" 2>/dev/null; then
+    pass "GET /worklist -> 200, the triaged studies are on it"
+else
+    fail "GET /worklist -> ${code} ${ctype} (expected 200 with at least one study)"
+fi
+
+# ---- without the key, or with a wrong one: 401 and no result data -------------------------------------------------
+if [[ ${#auth[@]} -gt 0 ]]; then
+    printf 'X-API-Key: cxt_00000000_not-a-real-key\n' >"${work}/wrong.header"
+    first_thumb="$(head -n1 "${work}/thumbs.txt" 2>/dev/null || true)"
+    for probe in "GET /worklist" "GET /status" "GET /metrics" "POST /predict" ${first_thumb:+"GET ${first_thumb}"}; do
+        read -r method path <<<"${probe}"
+        code="$(anon_status "${method}" "${path}")"
+        if [[ "${code}" == "401" ]] && ! grep -q '"label"' "${work}/anon.json"; then
+            pass "${probe} without a credential -> 401"
+        else
+            fail "${probe} without a credential -> ${code} (expected 401)"
+        fi
+    done
+    code="$(anon_status GET /worklist "${work}/wrong.header")"
+    if [[ "${code}" == "401" ]]; then pass "GET /worklist with a wrong key -> 401"; else fail "GET /worklist with a wrong key -> ${code} (expected 401)"; fi
+else
+    skip "authentication checks: no API key given (--api-key KEY or CXRTRIAGE_API_KEY); the server runs open"
 fi
 
 # ---- a non-image upload must be refused with 4xx (415 Unsupported Media Type) ------------------------------------
@@ -317,6 +391,17 @@ elif [[ "${code}" == 4?? ]]; then
     pass "POST /predict text file -> ${code} (refused; 415 expected)"
 else
     fail "POST /predict text file -> ${code} (expected 4xx, 415)"
+fi
+
+# ---- the audit trail of the server this script started ----------------------------------------------------------
+if [[ ${start} -eq 1 ]]; then
+    if audit_out="$(CXRTRIAGE_WORKLIST_PATH="${work}/state/worklist.sqlite" cxrtriage audit verify --path "${work}/state/audit.jsonl" 2>&1)" \
+        && grep -q '"principal":"admin","role":"admin","via":"api-key","action":"triage"' "${work}/state/audit.jsonl" \
+        && grep -q '"action":"auth.failed"' "${work}/state/audit.jsonl" && ! grep -q 'cxt_' "${work}/state/audit.jsonl"; then
+        pass "audit trail: ${audit_out}; the triages recorded under the key's name, the refusals as auth.failed, no key"
+    else
+        fail "audit trail: ${audit_out:-not verified} (expected an intact chain with triage and auth.failed records)"
+    fi
 fi
 
 # ---- summary -----------------------------------------------------------------------------------------------------

@@ -323,7 +323,7 @@ def allocate(total: int, sizes: dict[tuple[str, str], int], balance: bool) -> di
 
 
 def sample(candidates: list[Candidate], args: argparse.Namespace, stats: Counter) -> list[Candidate]:
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # noqa: S311 - seeded for a reproducible sample, not a secret
     pool = sorted(candidates, key=lambda c: (c.subject_id, c.study_id, c.dicom_id))
     rng.shuffle(pool)
     # Stratum sizes as reachable under the per-patient cap (approximate: count patients).

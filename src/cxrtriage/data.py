@@ -132,7 +132,7 @@ def jsrt_split(
     parts: dict[str, list[JsrtRecord]] = {name: [] for name in SPLIT_NAMES}
     for nodule in (0, 1):
         group = sorted((r for r in records if r.nodule == nodule), key=lambda r: r.image_id)
-        random.Random(seed + nodule).shuffle(group)
+        random.Random(seed + nodule).shuffle(group)  # noqa: S311 - a seeded, reproducible split, not a secret
         n_train, n_val = round(fractions[0] * len(group)), round(fractions[1] * len(group))
         parts["train"] += group[:n_train]
         parts["val"] += group[n_train : n_train + n_val]
@@ -195,7 +195,7 @@ def make_split(records: list[Record], fractions: tuple[float, float, float], see
     """Patient-level split: every image of a patient lands in the same part (images of one patient
     are correlated, so an image-level split would leak)."""
     patients = sorted({r.patient for r in records})
-    random.Random(seed).shuffle(patients)
+    random.Random(seed).shuffle(patients)  # noqa: S311 - a seeded, reproducible split, not a secret
     n = len(patients)
     n_train = round(fractions[0] * n)
     n_val = round(fractions[1] * n)

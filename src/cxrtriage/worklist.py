@@ -266,7 +266,7 @@ class Worklist:
         when = _stamp(received or _now())
         urgent = is_urgent({"label": prediction.label, "needs_review": prediction.needs_review})
         sql = (
-            f"INSERT INTO worklist ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+            f"INSERT INTO worklist ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "  # noqa: S608 - column names from the constant _COLUMNS; values are ? parameters
             f"ON CONFLICT(key) DO UPDATE SET {_REFILED}"
         )
         with self._lock, self._db() as db:
@@ -338,7 +338,7 @@ class Worklist:
         state; nothing is cut off (:meth:`page` pages it)."""
         states = STATUS_FILTERS[status]
         now = now or _now()
-        sql = f"SELECT {_LISTED} FROM worklist WHERE state IN ({', '.join('?' * len(states))})"
+        sql = f"SELECT {_LISTED} FROM worklist WHERE state IN ({', '.join('?' * len(states))})"  # noqa: S608 - constant column list and one ? per state; values are parameters
         with self._lock, self._db() as db:
             rows = db.execute(sql, states).fetchall()
         out = [self._item(row, now) for row in rows]
@@ -368,7 +368,7 @@ class Worklist:
     def item(self, key: str, now: _dt.datetime | None = None) -> dict[str, Any] | None:
         """One study's row as :meth:`items` lists it (None when the key is unknown)."""
         with self._lock, self._db() as db:
-            row = db.execute(f"SELECT {_LISTED} FROM worklist WHERE key = ?", (key,)).fetchone()
+            row = db.execute(f"SELECT {_LISTED} FROM worklist WHERE key = ?", (key,)).fetchone()  # noqa: S608 - the constant column list _LISTED; the key is a ? parameter
         return self._item(row, now or _now()) if row else None
 
     def set_state(

@@ -169,10 +169,24 @@ def test_entrypoint_command_line(tmp_path: Path) -> None:
     fake.chmod(0o755)
     base = {k: v for k, v in os.environ.items() if not k.startswith("CXRTRIAGE_")}
     base["PATH"] = f"{fake_bin}{os.pathsep}{base.get('PATH', '')}"
+    base["XDG_STATE_HOME"] = str(tmp_path / "xdg")  # the state folder the service would use: .../cxrtriage
 
     r = _run([ENTRYPOINT], env=base)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ARGS: serve --host 0.0.0.0 --port 7860 --workers 1"
+    # the first start without a key makes an admin key in the state folder and says where (never the key)
+    key_file = tmp_path / "xdg" / "cxrtriage" / "admin-api-key"
+    assert f"ARGS: keys create --role admin --name admin --key-file {key_file}" in r.stderr
+    assert f"an admin API key was created; it is in {key_file}" in r.stderr
+
+    (tmp_path / "xdg" / "cxrtriage" / "keys.json").write_text("{}")  # a later start: keys exist, nothing is made
+    r = _run([ENTRYPOINT], env=base)
+    assert "keys create" not in r.stderr and r.stdout.strip().startswith("ARGS: serve")
+    state = tmp_path / "open"
+    r = _run([ENTRYPOINT, "--insecure-no-auth"], env={**base, "CXRTRIAGE_WORKLIST_PATH": str(state / "w.sqlite")})
+    assert "keys create" not in r.stderr and r.stdout.strip().endswith("--workers 1 --insecure-no-auth")
+    r = _run([ENTRYPOINT], env={**base, "CXRTRIAGE_WORKLIST_PATH": str(state / "w.sqlite")})
+    assert f"--key-file {state / 'admin-api-key'}" in r.stderr  # the worklist's folder is the state folder
 
     crops = tmp_path / "crops" / "nested"
     env = {
@@ -221,12 +235,14 @@ def test_scripts_are_executable(script: Path) -> None:
 def test_smoke_help_and_usage_errors() -> None:
     r = _run([SMOKE, "--help"])
     assert r.returncode == 0, r.stderr
-    for word in ("--start", "--image", "BASE_URL", "PYTHON"):
+    for word in ("--start", "--image", "BASE_URL", "PYTHON", "--api-key", "CXRTRIAGE_API_KEY"):
         assert word in r.stdout
     r = _run([SMOKE, "--no-such-option"])
     assert r.returncode == 2 and "unknown option" in r.stderr
     r = _run([SMOKE, "--start", "http://localhost:7860"])
     assert r.returncode == 2
+    r = _run([SMOKE, "--start", "--api-key", "cxt_x"])
+    assert r.returncode == 2 and "makes its own API key" in r.stderr
 
 
 @needs_bash
@@ -286,6 +302,12 @@ def test_smoke_test_end_to_end(tmp_path: Path) -> None:
         "text file -> 4",
         "GET /status -> 200",
         "GET /metrics -> 200",
+        "the entrypoint created an admin API key",  # the authenticated path: the container's first start
+        "GET /worklist -> 200",
+        "GET /worklist without a credential -> 401",
+        "POST /predict without a credential -> 401",
+        "GET /worklist with a wrong key -> 401",
+        "chain intact",
     ):
         assert check in out, f"missing check {check!r}:\n{out}"
     assert not list(tmp_path.glob("cxrtriage-smoke.*")), "the smoke test leaves its temporary directory behind"
@@ -387,6 +409,7 @@ def test_readme_configuration_names_exist() -> None:
     core = " ".join(p.read_text() for p in (REPO / "src" / "cxrtriage").rglob("*.py"))
     known |= set(re.findall(r"CXRTRIAGE_[A-Z0-9_]+", core))
     known |= set(re.findall(r"CXRTRIAGE_[A-Z0-9_]+", ENTRYPOINT.read_text()))
+    known.add("CXRTRIAGE_API_KEY")  # the key the smoke test (and scripts/loadtest.py) sends: a client's, not a setting
     named = set(re.findall(r"CXRTRIAGE_[A-Z0-9_]+", (DEMO / "README.md").read_text()))
     assert named, "demo_app/README.md names no configuration variable"
     assert not named - known, f"demo_app/README.md names unknown variables: {sorted(named - known)}"

@@ -111,6 +111,12 @@ def test_missing_data_dir_exits_2_with_one_sentence(tmp_path: Path) -> None:
     assert not (tmp_path / "out.json").exists()
 
 
+def test_an_api_key_goes_with_a_base_url_only(lt: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        lt.parse_args(["--api-key", "cxt_x"])  # a server the script starts gets a key of its own
+    assert lt.parse_args(["--base-url", "http://127.0.0.1:8000", "--api-key", "cxt_x"]).api_key == "cxt_x"
+
+
 def test_base_url_must_be_local(lt: ModuleType) -> None:
     with pytest.raises(SystemExit):
         lt.parse_args(["--base-url", "http://example.org:8000"])
@@ -147,6 +153,9 @@ def test_end_to_end_short_run(data_dir: Path, tmp_path: Path) -> None:
     assert phase["ready"]["polls"] > 0 and phase["rss_mb"]["peak"] > 0 and phase["crops"]["files"] > 0
     assert result["machine"]["cpu_count"] and result["server"]["exit_status"] is not None
     assert result["server"]["alive_until_end"] and result["server"]["log"]["tracebacks"] == 0
+    # the server it started requires a key; every request carried the admin key the script created (200s, /status)
+    assert result["config"]["authenticated"] and result["server"]["status_at_end"]["requests_served"] > 0
+    assert "cxt_" not in out.read_text() + proc.stdout + proc.stderr  # the key is never printed or written
     names = {p.name for sub in ("nih/images", "dicom") for p in (data_dir / sub).iterdir()}
     text = out.read_text() + proc.stdout
     assert not any(name in text for name in list(names)[:200])  # no image file names in output or JSON

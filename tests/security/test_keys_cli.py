@@ -105,3 +105,71 @@ def test_serve_checks_the_tls_options(state: Path, started: list[Settings], caps
     assert main(["serve", "--ssl-certfile", str(tmp_path / "a.pem"), "--ssl-keyfile", str(tmp_path / "b.pem")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not started
+
+
+def _trail(state: Path) -> list[dict]:
+    from cxrtriage.security.audit import read_records
+
+    return [record for _, record, _ in read_records(state / "audit.jsonl") if record]
+
+
+def test_key_changes_are_in_the_audit_trail_without_the_key(state: Path, capsys: pytest.CaptureFixture) -> None:
+    import getpass
+
+    assert main(["keys", "create", "--role", "reader", "--name", "night-reader"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert main(["keys", "revoke", "night-reader"]) == 0
+    records = _trail(state)  # the audit trail of the same settings: beside the worklist and keys.json
+    assert [(r["action"], r["outcome"]) for r in records] == [("key.create", "ok"), ("key.revoke", "ok")]
+    info = KeyStore(state / "keys.json").list()[0]
+    for record in records:
+        assert (record["principal"], record["role"], record["via"]) == (getpass.getuser(), "admin", "cli")
+        assert record["reason"] == f"key night-reader (role reader, id {info.id})"
+    assert (
+        key not in (state / "audit.jsonl").read_text() and key.split("_")[-1] not in (state / "audit.jsonl").read_text()
+    )
+    capsys.readouterr()
+    assert main(["audit", "verify"]) == 0, capsys.readouterr().err
+    assert "2 records" in capsys.readouterr().out
+
+
+def test_refused_key_changes_are_recorded_too(state: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["keys", "create", "--role", "admin", "--name", "dup"])
+    assert main(["keys", "create", "--role", "admin", "--name", "dup"]) == 2
+    assert main(["keys", "revoke", "nobody"]) == 2
+    assert main(["keys", "create", "--role", "admin", "--name", "Jane Doe 12345"]) == 2
+    records = _trail(state)
+    assert [(r["action"], r["outcome"], r["reason"]) for r in records[1:]] == [
+        ("key.create", "refused", "key dup: already exists"),
+        ("key.revoke", "refused", "key nobody: no such key"),
+        ("key.create", "refused", "an invalid key name: refused"),  # typed text that is not a key name stays out
+    ]
+    assert "Jane" not in (state / "audit.jsonl").read_text()
+
+
+def test_a_key_whose_creation_cannot_be_recorded_is_revoked_and_not_shown(
+    state: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = state / "not-a-file"
+    blocked.mkdir(parents=True)
+    monkeypatch.setenv("CXRTRIAGE_AUDIT_PATH", str(blocked))  # a folder: the trail cannot be opened as a file
+    assert main(["keys", "create", "--role", "admin", "--name", "unrecorded"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "was revoked at once and is not shown" in err and "audit trail" in err
+    (info,) = KeyStore(state / "keys.json").list()
+    assert info.name == "unrecorded" and not info.active
+
+
+def test_key_file_writes_the_key_owner_only_and_prints_no_key(state: Path, capsys: pytest.CaptureFixture) -> None:
+    target = state / "admin-api-key"
+    state.mkdir(parents=True)
+    assert main(["keys", "create", "--role", "admin", "--name", "admin", "--key-file", str(target)]) == 0
+    out, err = capsys.readouterr()
+    key = target.read_text().strip()
+    assert out == "" and key not in err and str(target) in err
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert KeyStore(state / "keys.json").verify(key).name == "admin"
+    # an existing file is never overwritten, and no key is made then
+    assert main(["keys", "create", "--role", "admin", "--name", "second", "--key-file", str(target)]) == 2
+    assert "already exists" in capsys.readouterr().err and target.read_text().strip() == key
+    assert [k.name for k in KeyStore(state / "keys.json").list()] == ["admin"]

@@ -132,7 +132,8 @@ class BundledOnnxBackend:
                     f"{self.model_dir / META_FILE}: key 'output_roles.{role}': {name!r} is not an output "
                     f"of {self.model_path} (outputs: {', '.join(self.output_names)})"
                 )
-        assert logit is not None  # BundleConfig refuses output_roles without a logit
+        if logit is None:  # BundleConfig refuses output_roles without a logit; an assert would vanish under -O
+            raise ModelError(f"{self.model_dir / META_FILE}: key 'output_roles' names no logit output")
         return logit, fmap, emb
 
     def accepts_squashed(self, size: int) -> bool:

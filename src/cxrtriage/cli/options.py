@@ -44,7 +44,8 @@ def resolve_data_dir(arg: str | None, settings: Settings | None = None) -> Path:
         return Path(arg)
     settings = settings if settings is not None else Settings()
     found = settings.find_data_dir(required=True)  # FileNotFoundError naming what is wrong and what to do
-    assert found is not None
+    if found is None:  # required=True raises instead; kept as a check that survives python -O, unlike an assert
+        raise FileNotFoundError("No data directory: set CXRTRIAGE_DATA_DIR")
     return found
 
 

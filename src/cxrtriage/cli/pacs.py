@@ -21,6 +21,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,8 @@ def cmd_pacs_demo(args: argparse.Namespace) -> int:
             if not args.check:
                 print(
                     f"\nOrthanc explorer: {stack.orthanc_base}/app/explorer.html\n"
-                    f"cxrtriage UI:     {stack.ui_base}/ui (Worklist tab)\nPress Ctrl-C to stop everything.",
+                    f"cxrtriage UI:     {stack.ui_base}/ui (Worklist tab)\n"
+                    f"cxrtriage API key (admin, X-API-Key): in {stack.key_file}\nPress Ctrl-C to stop everything.",
                     flush=True,
                 )
                 stop_event().wait()
@@ -268,10 +270,20 @@ def cmd_pacs_demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _http_url(text: str) -> str:
+    """An argparse type for a REST or FHIR base URL: http(s) with a host (urllib would also open ``file:`` URLs).
+    The message names the scheme only: a URL may carry a password."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host (scheme {parts.scheme!r})")
+    return text
+
+
 def _add_result_options(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--fhir-endpoint",
         metavar="URL",
+        type=_http_url,
         help="also POST a FHIR DiagnosticReport per triaged instance to URL/DiagnosticReport (an EHR's FHIR base URL)",
     )
     s.add_argument(
@@ -368,7 +380,10 @@ def add_parser(subparsers: SubCommands) -> None:
         "Capture) back to Orthanc. The password, if any, is read from ORTHANC_PASSWORD.",
     )
     s.add_argument(
-        "--url", default="http://127.0.0.1:8042", help="Orthanc's REST base URL (default http://127.0.0.1:8042)"
+        "--url",
+        type=_http_url,
+        default="http://127.0.0.1:8042",
+        help="Orthanc's REST base URL (default http://127.0.0.1:8042)",
     )
     s.add_argument("--username", help="HTTP basic-auth user (password from ORTHANC_PASSWORD)")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")

@@ -3,18 +3,34 @@
 worklist).
 
 ``keys create`` prints the key once, alone on the last line of standard output (the sentences around it go to
-standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it. Exit
-codes: 0 done, 2 a refused change (a name that already has a key, an unknown name, an invalid name) or an
-unreadable keys file, each with a sentence.
+standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it; with
+``--key-file PATH`` it writes the key to a new owner-only file instead and prints no key (the demo container's
+first start: ``demo_app/docker/entrypoint.sh``).
+
+Every key change, and every refused one, is a record in the audit trail of the same settings
+(``Settings.audit_file``): action ``key.create`` or ``key.revoke``, principal the operating-system user who ran the
+command, role ``admin`` (whoever can write the keys file administers the service), via ``cli``, outcome ``ok`` or
+``refused``, and the key's name, role and id in ``reason`` (the audit trail's only free-text field; a key name is
+plain characters by :data:`~cxrtriage.security.keys.KEY_NAME_PATTERN`). Never the key. A key whose creation cannot
+be recorded is revoked at once and not shown: no key is handed out without its record.
+
+Exit codes: 0 done, 1 a key revoked whose revocation could not be recorded (the revocation stands), 2 a refused
+change (a name that already has a key, an unknown name, an invalid name), an unreadable keys file, or a key not
+created because the audit trail cannot be written, each with a sentence.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import re
 import sys
+from pathlib import Path
 
 from cxrtriage.cli.options import SubCommands, command_settings
-from cxrtriage.security.keys import KeyStore, KeyStoreError
+from cxrtriage.security.audit import AuditError, AuditEvent, AuditLog
+from cxrtriage.security.keys import KEY_NAME_PATTERN, DuplicateKeyName, KeyInfo, KeyStore, KeyStoreError
 from cxrtriage.security.principal import Role
 
 
@@ -22,13 +38,83 @@ def _store(args: argparse.Namespace) -> KeyStore:
     return KeyStore(command_settings(args).keys_path)
 
 
+def _operator() -> str:
+    """The operating-system user running the command (the audit trail's principal for a key change)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a name in /etc/passwd, and no LOGNAME/USER
+        return f"uid-{os.getuid()}"
+
+
+def _record(args: argparse.Namespace, action: str, outcome: str, reason: str) -> str | None:
+    """Append a key change to the audit trail; None when written, else the sentence saying why not."""
+    trail = AuditLog(command_settings(args).audit_file)
+    try:
+        trail.append(
+            AuditEvent(action, outcome, principal=_operator(), role=Role.ADMIN.value, via="cli", reason=reason)
+        )
+    except (AuditError, OSError) as exc:
+        return f"the audit trail {trail.path} cannot be written ({exc})"
+    return None
+
+
+def _described(info: KeyInfo) -> str:
+    return f"key {info.name} (role {info.role.value}, id {info.id})"
+
+
+def _named(name: str) -> str:
+    """A name an operator typed, as the audit trail may hold it: only a valid key name (plain characters)."""
+    return f"key {name}" if re.match(KEY_NAME_PATTERN, name or "") else "an invalid key name"
+
+
+def _write_key_file(path: Path, secret: str) -> str | None:
+    """Write the key to a new file readable by its owner only (0600; an existing file or a link is refused); None
+    when written, else why not."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        return f"cannot create {path} ({exc.strerror})"
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secret + "\n")
+    return None
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     store = _store(args)
+    key_file = Path(args.key_file).expanduser() if args.key_file else None
+    if key_file is not None and (key_file.exists() or key_file.is_symlink()):
+        print(f"error: {key_file} already exists; --key-file writes a new file only", file=sys.stderr)
+        return 2
     try:
         info, secret = store.create(args.name, Role.parse(args.role))
     except (KeyStoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        why = "already exists" if isinstance(exc, DuplicateKeyName) else "refused"
+        if problem := _record(args, "key.create", "refused", f"{_named(args.name)}: {why}"):
+            print(f"warning: {problem}", file=sys.stderr)
         return 2
+    if problem := _record(args, "key.create", "ok", _described(info)):
+        store.revoke(info.name)
+        print(
+            f"error: {problem}; the new key {info.name!r} was revoked at once and is not shown (no key is handed out "
+            "without its audit record). Make the audit trail writable (CXRTRIAGE_AUDIT_PATH, or the state folder), "
+            "then create the key under another name.",
+            file=sys.stderr,
+        )
+        return 2
+    if key_file is not None:
+        if problem := _write_key_file(key_file, secret):
+            store.revoke(info.name)
+            _record(args, "key.revoke", "ok", f"{_described(info)}: its key file could not be written")
+            print(f"error: {problem}; the new key {info.name!r} was revoked at once", file=sys.stderr)
+            return 2
+        print(
+            f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}; the key is in "
+            f"{key_file} (readable by its owner only), not printed. Revoke it with `cxrtriage keys revoke "
+            f"{info.name}`.",
+            file=sys.stderr,
+        )
+        return 0
     print(
         f"Created API key {info.name!r} (role {info.role.value}, id {info.id}) in {store.path}.\n"
         "The key is shown ONCE, on the next line; store it now (only a salted hash is kept, it cannot be shown "
@@ -65,8 +151,13 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         info = store.revoke(args.name)
     except KeyStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if problem := _record(args, "key.revoke", "refused", f"{_named(args.name)}: no such key"):
+            print(f"warning: {problem}", file=sys.stderr)
         return 2
     print(f"revoked API key {info.name!r} (role {info.role.value}) at {info.revoked}; a running service refuses it now")
+    if problem := _record(args, "key.revoke", "ok", _described(info)):
+        print(f"error: {problem}; the revocation stands but is not recorded", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -85,6 +176,11 @@ def add_parser(sub: SubCommands) -> None:
         help="submitter (send images), reader (worklist, results, UI), admin (all, metrics)",
     )
     s.add_argument("--name", required=True, help="who or what holds it (letters, digits, . _ @ -), e.g. ct-gateway")
+    s.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="write the key to PATH, a new file readable by its owner only (0600), instead of standard output",
+    )
     s.set_defaults(func=cmd_keys_create)
 
     s = keys.add_parser("list", help="the keys: name, role, id, created, revoked (never a secret)")

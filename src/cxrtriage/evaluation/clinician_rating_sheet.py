@@ -75,7 +75,7 @@ def pick_cases(predictions: Sequence[Any], n: int, *, seed: int = 0) -> list[dic
         parts = str(r.get("path", "")).replace("\\", "/").split("/")
         dataset = next((d for d in ("nih", "kermany") if d in parts), "")
         groups.setdefault((dataset, str(r["label"]), bool(r.get("needs_review"))), []).append(r)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a seeded, reproducible order, not a secret
     queues = []
     order = ("nih", "kermany", "")  # adults first: with an odd share they get the extra case
     for key in sorted(groups, key=lambda k: (order.index(k[0]), k[1], k[2])):

@@ -34,8 +34,11 @@ def running_service(
         "CXRTRIAGE_CROPS_DIR": str(scratch / "crops"),
         "CXRTRIAGE_DATA_DIR": str(data_dir),
         "CXRTRIAGE_WORKLIST_PATH": str(worklist or scratch / "worklist.sqlite"),
+        # a scratch audit trail: the recording's requests are not the user's record. The server runs open on
+        # loopback (no key: its state folder is a fresh one), as `cxrtriage serve` does by default there
+        "CXRTRIAGE_AUDIT_PATH": str(scratch / "audit.jsonl"),
     }
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: S603 - this interpreter's own CLI, fixed arguments
         [sys.executable, "-m", "cxrtriage.cli.main", "serve", "--port", str(port)],
         cwd=root,
         env=env,
@@ -47,7 +50,7 @@ def running_service(
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=5):
+                with urllib.request.urlopen(f"{base}/ready", timeout=5):  # noqa: S310 - an http URL on loopback built here
                     break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:

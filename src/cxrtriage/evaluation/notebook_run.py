@@ -40,7 +40,7 @@ def machine_description() -> str:
 
             if torch.cuda.is_available():
                 gpu = f"GPU {torch.cuda.get_device_name(0)}"
-    except Exception:  # noqa: BLE001 - a description must never fail the notebook
+    except Exception:  # noqa: BLE001, S110 - a description must never fail the notebook
         pass
     return f"{platform.machine()}, {cores} CPU cores{mem}, {gpu}, Python {platform.python_version()}"
 

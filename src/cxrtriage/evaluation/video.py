@@ -177,7 +177,7 @@ def record_session(root: Path, data_dir: Path, work: Path, facts: Facts, log: Ca
 
 def probe(path: Path) -> dict:
     """Duration, size and resolution of a video file (ffprobe)."""
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 - ffprobe with fixed arguments and a file path, no shell
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries"]
         + ["stream=width,height,codec_name:format=duration,size", "-of", "json", str(path)],
         capture_output=True,

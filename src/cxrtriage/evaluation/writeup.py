@@ -310,7 +310,11 @@ def pacs_screenshot(out: Path, data_dir: Path, timeout_s: float = 120.0) -> Path
     with pacs_stack(data_dir, Ports.free()) as stack, sync_api.sync_playwright() as p:
         study, sc = _study_for_figure(stack.orthanc_base)
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 860, "height": 600}, device_scale_factor=2)
+        page = browser.new_page(  # the stack's web service requires its API key: every request of the page sends it
+            viewport={"width": 860, "height": 600},
+            device_scale_factor=2,
+            extra_http_headers={"X-API-Key": stack.api_key or ""},
+        )
         page.set_default_timeout(timeout_s * 1000)
         page.goto(f"{stack.orthanc_base}/app/explorer.html#study?uuid={study}", wait_until="networkidle")
         page.wait_for_timeout(800)
@@ -364,7 +368,9 @@ def render_html(template: Path, book: NumberBook) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template.parent)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        # the Markdown keeps raw HTML (render_markdown), so every value is HTML-escaped as it goes in: a number or
+        # the disclaimer can never add markup (the write-up's figures and text render byte-identical either way)
+        autoescape=True,
         keep_trailing_newline=True,
     )
     md = env.get_template(template.name).render(n=book, disclaimer=DISCLAIMER)
@@ -377,7 +383,7 @@ def render_html(template: Path, book: NumberBook) -> str:
 def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str = CHROMIUM) -> Path:
     if not Path(chromium).is_file():
         raise FileNotFoundError(f"{chromium} not found (apt-get install chromium): it prints the write-up to PDF")
-    subprocess.run(
+    subprocess.run(  # noqa: S603 - chromium at a fixed path, argument list, no shell
         [
             chromium,
             "--headless",

@@ -153,7 +153,7 @@ def _run_converter(converter: Path, hf_dir: Path, outfile: Path, outtype: str, m
     if gguf_py.is_dir():
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(gguf_py), env.get("PYTHONPATH", "")) if p)
     log.info("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)  # noqa: S603 - llama.cpp's converter run by this interpreter, argument list
     if proc.returncode != 0 or not outfile.is_file():
         tail = (proc.stderr or proc.stdout or "")[-3000:]
         raise ModelError(f"GGUF conversion failed ({' '.join(cmd)}), exit {proc.returncode}:\n{tail}")

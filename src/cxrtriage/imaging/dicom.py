@@ -341,7 +341,7 @@ def _pixel_spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]
             if value is None:
                 continue
             numbers = [float(v) for v in value]
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S112 - a malformed spacing tag: try the next one (None when none works)
             continue
         if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
             return (numbers[0], numbers[1]), keyword

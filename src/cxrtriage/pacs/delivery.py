@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,16 +89,20 @@ def send_datasets(
 
 
 def post_fhir(report: dict, endpoint: str, timeout_s: float = 10.0) -> bool:
-    """POST a DiagnosticReport to ``<endpoint>/DiagnosticReport``; True on a 2xx answer."""
+    """POST a DiagnosticReport to ``<endpoint>/DiagnosticReport``; True on a 2xx answer. Only an http(s) endpoint is
+    posted to (urllib would also open a ``file:`` URL)."""
+    if urllib.parse.urlsplit(endpoint).scheme not in ("http", "https"):
+        log.error("FHIR endpoint is not an http:// or https:// URL; the report was not sent")
+        return False
     url = endpoint.rstrip("/") + "/DiagnosticReport"
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
         url,
         data=json.dumps(report).encode(),
         method="POST",
         headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - the user's own endpoint
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http(s) only, checked above
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError) as exc:
         log.error("FHIR endpoint did not take the report (%s)", type(exc).__name__)

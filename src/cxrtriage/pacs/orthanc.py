@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,23 @@ class OrthancClient:
     def __init__(
         self, url: str, *, username: str | None = None, password: str | None = None, timeout_s: float = 30.0
     ) -> None:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):  # urllib would also open file: URLs
+            raise OrthancError("Orthanc's URL must start with http:// or https://")
         self.url, self.timeout_s = url.rstrip("/"), timeout_s
         self._auth = None
         if username is not None:
             self._auth = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
 
     def _request(self, path: str, data: bytes | None = None, content_type: str | None = None) -> bytes:
-        request = urllib.request.Request(self.url + path, data=data, method="POST" if data is not None else "GET")
+        request = urllib.request.Request(  # noqa: S310 - __init__ admits only http(s) URLs
+            self.url + path, data=data, method="POST" if data is not None else "GET"
+        )
         if content_type:
             request.add_header("Content-Type", content_type)
         if self._auth:
             request.add_header("Authorization", self._auth)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - the user's PACS
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - http(s) only, see __init__
                 return response.read()
         except urllib.error.HTTPError as exc:
             raise OrthancError(f"Orthanc answered HTTP {exc.code} to {path.split('?')[0]}") from None

@@ -5,7 +5,10 @@ are converted to DICOM with synthetic identifiers and sent, with the shared DICO
 modality) to Orthanc (the archive) and to the node. :func:`~cxrtriage.pacs.stack_checks.check_results` then finds,
 through ``findscu`` (C-FIND) and Orthanc's REST API, the SR of every instance sent, and checks the worklist's order.
 ``cxrtriage pacs-demo``, its end-to-end test and the video all run this one path. Everything listens on 127.0.0.1
-and is stopped, and its temporary folder removed, on exit. The cxrtriage servers run with the caller's settings (its
+and is stopped, and its temporary folder removed, on exit. The web service requires authentication, as a hospital's
+would: an admin API key is created in the stack's state folder (``cxrtriage keys create --key-file``, so it is in
+that folder's audit trail too), its file's path is printed (never the key), and the checks send it. The
+cxrtriage servers run with the caller's settings (its
 one :class:`~cxrtriage.config.Settings`, with this stack's worklist, crops folder, data directory and port on top),
 given to each child as its whole ``CXRTRIAGE_*`` environment.
 
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrtriage.config import ENV_PREFIX, Settings
@@ -66,6 +69,26 @@ def _wait(what: str, ready, timeout_s: float, proc: subprocess.Popen | None = No
     raise DemoError(f"{what} was not ready after {timeout_s:.0f} s")
 
 
+def _environment(settings: Settings | None) -> dict[str, str]:
+    """This process's environment, with exactly ``settings`` as its ``CXRTRIAGE_*`` variables when given."""
+    env = dict(os.environ)
+    if settings is not None:
+        env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)} | settings.environment()
+    return env
+
+
+def create_api_key(settings: Settings, key_file: Path) -> str:
+    """An admin API key for the stack's web service, made by ``cxrtriage keys create --key-file`` in the settings'
+    state folder (recorded in its audit trail like any key); returns the key. DemoError when it cannot be made."""
+    cmd = [sys.executable, "-m", "cxrtriage.cli.main", "keys", "create", "--role", "admin", "--name", "pacs-demo"]
+    done = subprocess.run(  # noqa: S603 - this interpreter's own CLI, fixed arguments
+        [*cmd, "--key-file", str(key_file)], env=_environment(settings), capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0 or not key_file.is_file():
+        raise DemoError(f"cxrtriage keys create failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    return key_file.read_text(encoding="ascii").strip()
+
+
 class Processes:
     """The servers this demo started; all are stopped (SIGTERM, then SIGKILL) on exit."""
 
@@ -75,11 +98,9 @@ class Processes:
     def start(self, name: str, cmd: list[str], settings: Settings | None = None) -> tuple[subprocess.Popen, Path]:
         """Start ``cmd``; a cxrtriage command gets ``settings`` as its ``CXRTRIAGE_*`` variables (and no other)."""
         log = self.workdir / f"{name}.log"
-        env = dict(os.environ)
-        if settings is not None:
-            env = {k: v for k, v in env.items() if not k.startswith(ENV_PREFIX)} | settings.environment()
+        env = _environment(settings)
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603 - the demo's own servers (Orthanc, cxrtriage), argument lists
                 cmd, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, env=env, start_new_session=True
             )
         self.procs.append((name, proc))
@@ -155,6 +176,10 @@ class Stack:
     workdir: Path
     sent: list[Sent]
     status: dict
+    #: where the web service's admin API key is (a 0600 file in the stack's state folder)
+    key_file: Path | None = None
+    #: that key, for the checks' requests (never printed; left out of the repr)
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def orthanc_base(self) -> str:
@@ -191,8 +216,11 @@ def pacs_stack(
             "data_dir": data_dir,
             "host": "127.0.0.1",
             "port": ports.ui,
+            # this stack's own audit trail (with its keys, beside its worklist), never the caller's
+            "audit_path": workdir / "audit.jsonl",
         }
     )
+    key_file = workdir / "admin-api-key"
     orthanc_base, ui_base = f"http://127.0.0.1:{ports.orthanc_http}", f"http://127.0.0.1:{ports.ui}"
     try:
         orthanc, log = procs.start("orthanc", [find_tool("Orthanc", "/usr/sbin"), str(orthanc_config(workdir, ports))])
@@ -234,6 +262,8 @@ def pacs_stack(
                 settings,
             )
             _wait("cxrtriage dicom-node", lambda: _status(status_file).get("listening"), 120, proc, log)
+        api_key = create_api_key(settings, key_file)
+        print(f"pacs-demo: the web service requires an API key; an admin key is in {key_file}", flush=True)
         serve, log = procs.start(
             "serve", [python, "-m", "cxrtriage.cli.main", "serve", "--port", str(ports.ui)], settings
         )
@@ -244,7 +274,7 @@ def pacs_stack(
         if not pull:
             storescu([s.path for s in sent], NODE_AET, ports.node, workdir / "storescu.log")
         status = wait_answered(status_file, len(sent), timeout_s)
-        yield Stack(ports, "pull" if pull else "push", workdir, sent, status)
+        yield Stack(ports, "pull" if pull else "push", workdir, sent, status, key_file, api_key)
     finally:
         procs.stop_all()
         if keep:

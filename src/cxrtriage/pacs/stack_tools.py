@@ -1,5 +1,6 @@
 """What every part of the PACS demo stack (:mod:`cxrtriage.pacs.stack`) shares: the AE titles on loopback, the one
-error it raises, finding the installed tools (Orthanc, dcmtk) and reading a loopback HTTP URL. Kept apart so the
+error it raises, finding the installed tools (Orthanc, dcmtk) and reading a loopback HTTP URL (with the web
+service's API key where it needs one). Kept apart so the
 inputs, the stack and its checks can each use them without importing one another."""
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def find_tool(name: str, *extra_dirs: str) -> str:
     return path
 
 
-def http_get(url: str, timeout: float = 5.0) -> bytes:
-    """The body of a GET to one of the loopback servers this demo started."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback servers this demo started
+def http_get(url: str, timeout: float = 5.0, api_key: str | None = None) -> bytes:
+    """The body of a GET to one of the loopback servers this demo started; ``api_key`` goes as ``X-API-Key``."""
+    request = urllib.request.Request(url, headers={"X-API-Key": api_key} if api_key else {})  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback servers this demo started
         return response.read()

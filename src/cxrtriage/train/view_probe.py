@@ -50,7 +50,7 @@ def refused(scores: np.ndarray, pairs: np.ndarray, reject_above: float, reject_w
 
 
 def _sample(recs: list[Record], n: int, seed: int = 0) -> list[Record]:
-    return random.Random(seed).sample(recs, min(n, len(recs))) if len(recs) > n else recs
+    return random.Random(seed).sample(recs, min(n, len(recs))) if len(recs) > n else recs  # noqa: S311 - seeded for a reproducible sample, not a secret
 
 
 def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None = None, write: bool = True) -> dict:
