@@ -63,8 +63,10 @@ OPEN_PATHS = frozenset(
     {"/health", "/ready", "/", DOCS_URL, f"{DOCS_URL}/oauth2-redirect", REDOC_URL, "/openapi.json"}
     | {LOGIN_PATH, LOGOUT_PATH}
 )
-#: what the UI's page asks for by itself, while nobody touches it: these do not renew a session's idle timeout
-PASSIVE_PREFIXES = ("/ui/gradio_api/heartbeat/", "/ui/gradio_api/queue/data")
+#: what the UI's page asks for by itself, while nobody touches it: these do not renew a session's idle timeout. The
+#: event stream and heartbeat, and ``run/predict``: the UI's one unqueued event, the Worklist tab's timed refresh
+#: (serve/ui/worklist.py). Every other UI event (queue/join: a click, a page load) is the person's activity.
+PASSIVE_PREFIXES = ("/ui/gradio_api/heartbeat/", "/ui/gradio_api/queue/data", "/ui/gradio_api/run/predict")
 _SESSION_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PREFIXES = (ASSETS_URL,)
 

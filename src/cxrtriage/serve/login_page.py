@@ -53,7 +53,7 @@ def _page(body: str) -> str:
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="referrer" content="no-referrer"><title>Sign in · {_esc(TITLE)}</title><style>{_CSS}</style>'
+        f'<meta name="referrer" content="same-origin"><title>Sign in · {_esc(TITLE)}</title><style>{_CSS}</style>'
         f"</head><body><main><h1>{_esc(TITLE)}</h1>{body}"
         f'<div class="disclaimer" role="note">⚠ {_esc(DISCLAIMER)}</div></main></body></html>'
     )

@@ -43,7 +43,7 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 DEFAULT_NEXT = "/ui/"
 _LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*")
-NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
 
 
 def root_of(scope: Scope) -> str:
