@@ -372,3 +372,28 @@ def test_the_pages_own_polling_does_not_renew_the_idle_timeout(tmp_path: Path) -
     clock.now += 300
     assert sessions.check(signed[1], activity=False)[1] is None  # accepted, not renewed
     assert sessions.check(signed[1], activity=True)[1] is not None
+
+
+def test_behind_a_proxy_prefix_every_url_keeps_the_prefix(tmp_path: Path) -> None:
+    app, keys, _ = _service(tmp_path)
+    with TestClient(app, root_path="/cxr") as c:
+        # the prefix table (the UI, the crops) is matched without the proxy's prefix: still protected behind one
+        assert c.get("/cxr/static/crops/x.png").status_code == 401
+        r = c.get("/cxr/static/crops/x.png", headers=HTML, follow_redirects=False)
+        assert r.status_code == 303
+        target = urlsplit(r.headers["location"])
+        assert target.path == "/cxr/login" and parse_qs(target.query)["next"] == ["/static/crops/x.png"]
+        assert 'action="/cxr/login"' in c.get("/cxr/login").text
+        signed_in = _sign_in(c, "dr-smith", keys["dr-smith"], next_path="/static/crops/x.png")
+        assert signed_in.headers["location"] == "/cxr/static/crops/x.png"
+
+
+def test_the_ui_bar_names_who_is_signed_in() -> None:
+    from cxrtriage.security.principal import ANONYMOUS, Principal
+    from cxrtriage.serve.login_page import signed_in_bar
+
+    assert signed_in_bar(None, logout_url="../logout") == "" and signed_in_bar(ANONYMOUS, logout_url="x") == ""
+    session = signed_in_bar(Principal("dr-smith", Role.READER, "session"), logout_url="../logout")
+    assert "Signed in as <b>dr-smith</b>" in session and 'action="../logout"' in session and "Sign out" in session
+    proxied = signed_in_bar(Principal("a<b>", Role.ADMIN, "oidc"), logout_url="../logout")
+    assert "a&lt;b&gt;" in proxied and "Sign out" not in proxied  # a proxy's token: signing out is the proxy's

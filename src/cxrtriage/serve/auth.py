@@ -112,6 +112,15 @@ def require(role: Role) -> Any:
     return Depends(RoleRequirement(role))
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app routes on. Behind a reverse proxy's prefix (uvicorn's ``--root-path``) the ASGI ``path``
+    begins with that prefix and Starlette's router strips it before matching, so the prefix table must be matched
+    without it too: ``/cxr/ui/`` is the UI's ``/ui/``."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    return (path[len(root) :] or "/") if root and (path == root or path.startswith(root + "/")) else path
+
+
 def _prefix_role(path: str) -> Role | None:
     for prefix, role in PREFIX_ROLES.items():
         if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
@@ -128,11 +137,11 @@ class PrefixAuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        role = _prefix_role(scope.get("path", "")) if scope["type"] in ("http", "websocket") else None
+        path = route_path(scope)
+        role = _prefix_role(path) if scope["type"] in ("http", "websocket") else None
         if role is None:
             await self.app(scope, receive, send)
             return
-        path = str(scope.get("path", ""))
         try:
             await run_in_threadpool(
                 functools.partial(

@@ -135,7 +135,7 @@ def browser_refusal(scope: Scope, exc: ApiError, required: Role) -> Response | N
     state = scope.get("state", {})
     if exc.status_code == 401:
         here = str(scope.get("path", ""))
-        if root and here.startswith(root + "/"):
+        if root and here.startswith(root + "/"):  # the app's own path: the redirect adds the prefix back
             here = here[len(root) :]
         query = scope.get("query_string", b"").decode("latin-1")
         target = {"next": safe_next(quote(here, safe="/") + (f"?{query}" if query else ""))}

@@ -254,7 +254,7 @@ def build_blocks(
 
     # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, int(RENDERED_MAX_AGE_S))) as blocks:
-        user_bar = gr.HTML("", elem_id="cxr-user")  # who is signed in, and Sign out (serve/ui/user.py)
+        user_bar = gr.HTML("", elem_id="cxr-user", visible=False)  # who is signed in, Sign out (serve/ui/user.py)
         gr.HTML(title_html())
         gr.HTML(disclaimer_html(), elem_id="cxr-disclaimer")
         with gr.Tabs(elem_id="cxr-tabs"):

@@ -28,14 +28,15 @@ def principal_of(request: Any) -> Principal | None:
     return principal if isinstance(principal, Principal) else None
 
 
-def user_bar_event() -> Callable[..., str]:
-    """The load event's function: ``(request) -> the bar's HTML``, annotated with :class:`gradio.Request` so that
-    Gradio passes the request (the annotation is the class itself: with postponed annotations Gradio could not
-    resolve the string)."""
+def user_bar_event() -> Callable[..., Any]:
+    """The load event's function: ``(request) -> the bar`` (its HTML, shown when there is someone to name),
+    annotated with :class:`gradio.Request` so that Gradio passes the request (the annotation is the class itself:
+    with postponed annotations Gradio could not resolve the string)."""
     gr = require("gradio", extra="demo", purpose="the web UI")
 
-    def who(request: Any) -> str:
-        return signed_in_bar(principal_of(request), logout_url=LOGOUT_FROM_UI)
+    def who(request: Any) -> Any:
+        bar = signed_in_bar(principal_of(request), logout_url=LOGOUT_FROM_UI)
+        return gr.update(value=bar, visible=bool(bar))  # hidden while the service runs open: the page as before
 
-    who.__annotations__ = {"request": gr.Request, "return": str}
+    who.__annotations__ = {"request": gr.Request, "return": Any}
     return who
