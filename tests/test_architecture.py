@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "log_text": set(),  # loggable(): outside text escaped before it reaches a log line
     "crop_urls": set(),  # the crop URL rule, shared by the service and the DICOM node (no web imports)
     "data": set(),
-    "security": set(),  # roles, API keys, OIDC tokens, the audit trail: the base modules and PyJWT only (no web)
+    "security": set(),  # roles, API keys, OIDC tokens, UI sessions, the audit trail: base modules, PyJWT, itsdangerous
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
     "imaging": {"worklist"},  # imaging/study.py builds the worklist's StudyInfo from the DICOM header
     "anatomy": {"imaging"},

@@ -36,6 +36,10 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_OIDC_JWKS`` | unset | single sign-on: the provider's signing keys, a JWKS file path or an ``https://`` URL (fetched and cached) |
 | ``CXRTRIAGE_OIDC_ROLE_CLAIM`` | ``roles`` | the token claim that names the role (``submitter``, ``reader``, ``admin``; a string or a list; the highest wins; a dotted path reaches a nested claim, e.g. ``realm_access.roles``) |
 | ``CXRTRIAGE_AUTH_FAILURES_PER_MIN`` | ``10`` | failed authentications allowed per client address per minute; beyond that 429 with ``Retry-After`` |
+| ``CXRTRIAGE_SESSION_IDLE_MIN`` | ``30`` | the web UI's sign-in: a session with no activity for this many minutes ends (the person signs in again) |
+| ``CXRTRIAGE_SESSION_MAX_HOURS`` | ``12`` | the web UI's sign-in: a session ends this many hours after signing in, active or not |
+| ``CXRTRIAGE_SESSION_SECRET`` | unset (32 random bytes in ``session.secret`` in the state folder, made ``0600`` on first sign-in) | the secret that signs the UI's session cookies (at least 32 characters); every worker must have the same; changing it signs everyone out |
+| ``CXRTRIAGE_SESSION_COOKIE_SECURE`` | ``auto`` | the session cookie's ``Secure`` flag: ``auto`` sets it when the request came over HTTPS (directly, or per a trusted proxy's ``X-Forwarded-Proto``), ``true`` always (a TLS-terminating proxy that does not say so), ``false`` never |
 | ``CXRTRIAGE_SSL_CERTFILE`` | unset | TLS certificate (PEM) of ``cxrtriage serve``: with the key, the service speaks HTTPS (``--ssl-certfile``) |
 | ``CXRTRIAGE_SSL_KEYFILE`` | unset | the TLS certificate's private key (PEM; ``--ssl-keyfile``) |
 | ``CXRTRIAGE_MAX_UPLOAD_MB`` | ``32`` | request body limit in MiB; larger bodies get 413 before they are read |
@@ -63,7 +67,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cxrtriage.errors import ConfigurationError
@@ -168,6 +172,11 @@ class Settings(BaseSettings):
     auth_failures_per_min: int = Field(default=10, ge=1)
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    # -- the web UI's sign-in (cxrtriage.security.sessions, serve/login.py)
+    session_idle_min: float = Field(default=30.0, gt=0)
+    session_max_hours: float = Field(default=12.0, gt=0)
+    session_secret: SecretStr | None = None  # never printed: repr and str show asterisks
+    session_cookie_secure: str = "auto"
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -227,6 +236,23 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("session_cookie_secure")
+    @classmethod
+    def _secure_choice(cls, value: str) -> str:
+        choice = value.strip().lower()
+        if choice not in ("auto", "true", "false"):
+            raise ValueError("use auto, true or false")
+        return choice
+
+    @field_validator("session_secret", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value.strip()) < 32:
+            if value.strip():  # never echo the value (describe_errors shows the input): say its length only
+                raise ValueError(f"at least 32 random characters are needed, {len(value.strip())} given")
+            return None
+        return value
 
     @field_validator("classifier")
     @classmethod
@@ -328,9 +354,15 @@ class Settings(BaseSettings):
         out = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             if value is not None:
                 out[self.env_name(name)] = str(value).lower() if isinstance(value, bool) else str(value)
         return out
+
+
+#: settings whose values are secrets: an error names the variable, never the value
+_SECRET_FIELDS = frozenset({"session_secret"})
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -339,5 +371,6 @@ def describe_errors(exc: ValidationError) -> str:
     for error in exc.errors():
         where = str(error["loc"][0]) if error.get("loc") else "?"  # a field name, or an alias (CXRTRIAGE_4BIT)
         variable = Settings.env_name(where) if where in Settings.model_fields else where
-        parts.append(f"{variable}={error.get('input')!r}: {error.get('msg')}")
+        shown = "(hidden)" if where in _SECRET_FIELDS else repr(error.get("input"))  # a secret is never echoed
+        parts.append(f"{variable}={shown}: {error.get('msg')}")
     return "invalid setting " + "; ".join(parts)

@@ -48,6 +48,8 @@ EXPECTED = {
     "/redoc": None,
     "/openapi.json": None,
     "/static/apidocs": None,
+    "/login": None,
+    "/logout": None,
 }
 STUDY = "ACC-0042"
 

@@ -49,10 +49,10 @@ _ORDER = (Role.SUBMITTER, Role.READER, Role.ADMIN)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: ``name`` (an API key's name, or the token's subject / preferred user name), the
-    ``role`` it acts with, and ``via`` how it was authenticated: ``api-key``, ``oidc``, ``session`` (the UI's
-    login, when it exists) or ``open`` (authentication is not configured and the service runs open on loopback,
-    or with ``--insecure-no-auth``)."""
+    """Who made a request: ``name`` (an API key's name, or the token's subject / preferred user name), the ``role``
+    it acts with, and ``via`` how it was authenticated: ``api-key``, ``oidc``, ``session`` (signed in to the web UI:
+    :mod:`cxrtriage.security.sessions`) or ``open`` (authentication is not configured and the service runs open on
+    loopback, or with ``--insecure-no-auth``)."""
 
     name: str
     role: Role

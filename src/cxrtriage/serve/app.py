@@ -13,6 +13,8 @@ Endpoints:
   ``/static/crops/<random>.png`` this server serves.
 * ``GET /worklist`` (a page of triaged studies in reading order), ``GET /worklist/{key}`` (one stored result),
   ``POST /worklist/{key}/state`` (opened, reported, new).
+* ``GET /login``, ``POST /login``, ``POST /logout``: the web UI's sign-in with a personal access key (an API key's
+  name and secret) and its session cookie (:mod:`cxrtriage.serve.routes.login`).
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
   ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
   ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.ui.app` is available).
@@ -93,6 +95,7 @@ from cxrtriage.serve.runtime import (
     load_in_background,
     warm_up,
 )
+from cxrtriage.serve.session_cookie import SessionCookieMiddleware
 
 __all__ = [
     "CROPS_URL",
@@ -173,10 +176,11 @@ def create_app(
     app.state.runtime = runtime
 
     # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> cross-site refusal -> metrics ->
-    # load shedding -> body limit -> the roles of the mounts that are not FastAPI routes (the UI, the crops;
-    # serve/auth.py) -> app. The audit sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is
-    # recorded.
+    # load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not FastAPI
+    # routes (the UI, the crops; serve/auth.py) -> app. The audit sits outside every refusal (401/403, 403
+    # cross-site, 413, 429), so each is recorded.
     app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard)
+    app.add_middleware(SessionCookieMiddleware, settings=settings, sessions=runtime.guard.sessions)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
     )

@@ -4,8 +4,10 @@ returns patient-derived data, and per refused authentication.
 What is recorded (:func:`audited_action`): ``POST /predict`` -> ``triage`` (the study: the response's
 ``X-Worklist-Key``), ``GET /worklist`` -> ``worklist.list``, ``GET /worklist/{key}`` -> ``result.read``,
 ``POST /worklist/{key}/state`` -> ``worklist.state``, a crop thumbnail -> ``crop.read``, the UI's page ->
-``ui.open``, its file route -> ``ui.file``, its upload -> ``ui.upload``, and each UI action (a triage, a worklist
-page or a stored result opened in the UI; which one is not visible at this layer) -> ``ui.event``. Any 401 or 403
+``ui.open``, its file route -> ``ui.file``, its upload -> ``ui.upload``, each UI action (a triage, a worklist
+page or a stored result opened in the UI; which one is not visible at this layer) -> ``ui.event``, and the UI's
+sign-in ``POST /login`` -> ``login`` (with the person's name and role; a refused one is ``auth.failed``, target
+``login``, reason ``wrong name or key``) and ``POST /logout`` -> ``logout``. Any 401 or 403
 is recorded as ``auth.failed`` (``target``: what was asked for; ``reason``: ``request.state.auth_failure`` when the
 authentication layer set one). Nothing is recorded for ``/health``, ``/ready``, ``/status``, ``/metrics``, the docs
 or the UI's static assets. The principal is ``request.state.principal`` (its ``name``, ``role`` and ``via``), set by
@@ -82,6 +84,8 @@ def audited_action(method: str, path: str) -> tuple[str, str | None] | None:
         return ("ui.upload", None) if method == "POST" else None
     if path.startswith(_UI_EVENT_PREFIXES):
         return ("ui.event", None) if method == "POST" else None
+    if path in ("/login", "/logout"):
+        return (path[1:], None) if method == "POST" else None
     return None
 
 

@@ -8,7 +8,15 @@
   declared in :data:`PREFIX_ROLES` and checked by :class:`PrefixAuthMiddleware` with the same
   :class:`~cxrtriage.serve.guard.Guard`.
 * Open to anyone: :data:`OPEN_PATHS` (``/health``, ``/ready`` for orchestrators, ``/`` (a redirect), the API docs and
-  their assets).
+  their assets, the web UI's sign-in and sign-out pages ``/login`` and ``/logout``).
+
+Which credentials: the ``Authorization: Bearer`` / ``X-API-Key`` header everywhere; the web UI's session cookie
+(:mod:`cxrtriage.serve.routes.login`) also for what a signed-in browser loads: the UI and the crops
+(:class:`PrefixAuthMiddleware`), and the GETs of the routes that declare the reader role or higher (the worklist's
+reads, ``/status``, ``/metrics``). A state-changing API call (``POST /predict``, ``POST /worklist/{key}/state``)
+needs the header: the cookie's reach stays as small as the UI needs (the UI's own actions go through its Gradio
+routes under ``/ui``). A browser loading the UI without a session is sent to the sign-in page (303), and a signed-in
+person whose role is too low gets a 403 page (:func:`~cxrtriage.serve.session_cookie.browser_refusal`).
 
 :func:`declared_roles` reads the table back from an app; the tests walk every route with it and fail on a route
 that declares no role. The role table of the documentation (demo_app/README.md, "Security") is this one.
@@ -16,6 +24,7 @@ that declares no role. The role table of the documentation (demo_app/README.md, 
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -34,6 +43,7 @@ from cxrtriage.serve.docs import ASSETS_URL, DOCS_URL, REDOC_URL
 from cxrtriage.serve.errors import ApiError
 from cxrtriage.serve.guard import API_KEY_HEADER, Guard
 from cxrtriage.serve.middleware import scope_request_id
+from cxrtriage.serve.session_cookie import LOGIN_PATH, LOGOUT_PATH, browser_refusal
 
 __all__ = [
     "AUTH_RESPONSES",
@@ -49,7 +59,15 @@ __all__ = [
 #: crop thumbnails of stored results
 PREFIX_ROLES: dict[str, Role] = {"/ui": Role.READER, CROPS_URL: Role.READER}
 #: open to anyone (orchestrators' probes, the redirect at /, the API documentation)
-OPEN_PATHS = frozenset({"/health", "/ready", "/", DOCS_URL, f"{DOCS_URL}/oauth2-redirect", REDOC_URL, "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/", DOCS_URL, f"{DOCS_URL}/oauth2-redirect", REDOC_URL, "/openapi.json"}
+    | {LOGIN_PATH, LOGOUT_PATH}
+)
+#: what the UI's page asks for by itself, while nobody touches it: these do not renew a session's idle timeout. The
+#: event stream and heartbeat, and ``run/predict``: the UI's one unqueued event, the Worklist tab's timed refresh
+#: (serve/ui/worklist.py). Every other UI event (queue/join: a click, a page load) is the person's activity.
+PASSIVE_PREFIXES = ("/ui/gradio_api/heartbeat/", "/ui/gradio_api/queue/data", "/ui/gradio_api/run/predict")
+_SESSION_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PREFIXES = (ASSETS_URL,)
 
 #: the answers every protected operation documents (routers pass them as ``responses=``)
@@ -83,13 +101,24 @@ class RoleRequirement:
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
         _api_key: Annotated[str | None, Depends(_API_KEY)] = None,
     ) -> Principal:
-        # the schemes are declared for the OpenAPI schema; the guard reads the same two headers itself
-        return guard.check(request.scope, request.headers, self.role)
+        # the schemes are declared for the OpenAPI schema; the guard reads the same two headers itself. A session
+        # cookie counts for reads that need a reader (not for submitting, and not for changing state)
+        session_ok = request.method in _SESSION_METHODS and self.role.allows(Role.READER)
+        return guard.check(request.scope, request.headers, self.role, session_ok=session_ok)
 
 
 def require(role: Role) -> Any:
     """``dependencies=[require(Role.READER)]``: the route needs ``role`` (or a higher one, :meth:`Role.allows`)."""
     return Depends(RoleRequirement(role))
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on. Behind a reverse proxy's prefix (uvicorn's ``--root-path``) the ASGI ``path``
+    begins with that prefix and Starlette's router strips it before matching, so the prefix table must be matched
+    without it too: ``/cxr/ui/`` is the UI's ``/ui/``."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    return (path[len(root) :] or "/") if root and (path == root or path.startswith(root + "/")) else path
 
 
 def _prefix_role(path: str) -> Role | None:
@@ -108,15 +137,29 @@ class PrefixAuthMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        role = _prefix_role(scope.get("path", "")) if scope["type"] in ("http", "websocket") else None
+        path = route_path(scope)
+        role = _prefix_role(path) if scope["type"] in ("http", "websocket") else None
         if role is None:
             await self.app(scope, receive, send)
             return
         try:
-            await run_in_threadpool(self.guard.check, scope, Headers(scope=scope), role)
+            await run_in_threadpool(
+                functools.partial(
+                    self.guard.check,
+                    scope,
+                    Headers(scope=scope),
+                    role,
+                    session_ok=True,
+                    activity=not path.startswith(PASSIVE_PREFIXES),
+                )
+            )
         except ApiError as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
+                return
+            page = browser_refusal(scope, exc, role)
+            if page is not None:
+                await page(scope, receive, send)
                 return
             body = {"detail": str(exc.detail), "error_type": exc.error_type, "request_id": scope_request_id(scope)}
             await JSONResponse(body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)

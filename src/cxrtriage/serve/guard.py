@@ -3,7 +3,11 @@
 
 Both ways a request reaches something protected call :meth:`Guard.check`: the FastAPI dependency of a route
 (:func:`cxrtriage.serve.auth.require`) and the middleware in front of the mounts that are not FastAPI routes (the UI,
-the crops). The answers are the service's error JSON (:class:`~cxrtriage.serve.errors.ApiError`):
+the crops). The credential is the ``Authorization: Bearer`` or ``X-API-Key`` header; where the caller allows it
+(``session_ok``: the UI, the crops and the reading routes' GETs), a request without one may carry the web UI's
+session cookie instead (:class:`~cxrtriage.security.sessions.Sessions`: signed, re-checked against the key store,
+idle timeout and absolute lifetime). The answers are the service's error JSON
+(:class:`~cxrtriage.serve.errors.ApiError`):
 
 * 401 ``Unauthorized`` with ``WWW-Authenticate: Bearer``: no credential, or one that is not accepted (the reason,
   never the credential);
@@ -14,7 +18,10 @@ the crops). The answers are the service's error JSON (:class:`~cxrtriage.serve.e
 
 What other parts read (the audit trail): ``request.state.principal`` is set to the :class:`Principal` once the
 credential is accepted (:data:`~cxrtriage.security.principal.ANONYMOUS` while no authentication is configured), and
-``request.state.auth_failure`` to a short reason (never the credential) before a 401, 403-without-role or 429.
+``request.state.auth_failure`` to a short reason (never the credential) before a 401, 403-without-role or 429. For
+a session, ``request.state.session_cookie`` holds a renewed cookie value to set on the response, or
+``request.state.session_ended`` says why the presented one ended (``expired`` or ``ended``), so that the response
+clears it (:mod:`cxrtriage.serve.login` does both).
 
 Failed authentications are logged with the client address as the server sees it (the socket's, or the one a trusted
 reverse proxy forwards: uvicorn's ``--forwarded-allow-ips``) and the reason; the credential never reaches a log,
@@ -31,6 +38,7 @@ from typing import Any
 from starlette.types import Scope
 
 from cxrtriage.config import Settings
+from cxrtriage.errors import ConfigurationError
 from cxrtriage.security.authenticate import (
     Authenticator,
     AuthUnavailable,
@@ -38,11 +46,13 @@ from cxrtriage.security.authenticate import (
     CredentialWithoutRole,
     FailureLimiter,
 )
+from cxrtriage.security.keys import KeyStoreError
 from cxrtriage.security.principal import ANONYMOUS, Principal, Role
+from cxrtriage.security.sessions import COOKIE_NAME, SessionRejected, Sessions
 from cxrtriage.serve.errors import ApiError
 from cxrtriage.serve.middleware import scope_request_id
 
-__all__ = ["API_KEY_HEADER", "Guard", "client_address", "credential_of"]
+__all__ = ["API_KEY_HEADER", "Guard", "client_address", "credential_of", "session_cookie_of"]
 
 log = logging.getLogger("cxrtriage.serve.auth")
 
@@ -65,6 +75,14 @@ def credential_of(headers: Mapping[str, str]) -> str | None:
     return key or None
 
 
+def session_cookie_of(headers: Mapping[str, str]) -> str | None:
+    """The web UI's session cookie of a request, if it carries one."""
+    from starlette.requests import cookie_parser
+
+    value = cookie_parser(headers.get("cookie") or "").get(COOKIE_NAME, "").strip()
+    return value or None
+
+
 def client_address(scope: Scope) -> str:
     """The client's address as the server sees it, reduced to address characters (it reaches the log)."""
     client = scope.get("client")
@@ -82,6 +100,7 @@ class Guard:
     def __init__(self, settings: Settings) -> None:
         self.authenticator = Authenticator(settings)
         self.failures = FailureLimiter(settings.auth_failures_per_min)
+        self.sessions = Sessions.from_settings(settings, self.authenticator.keys)
 
     def _refuse(self, scope: Scope, status: int, reason: str, detail: str, error_type: str, **headers: str) -> ApiError:
         _state(scope)["auth_failure"] = reason
@@ -94,8 +113,18 @@ class Guard:
         )
         return ApiError(status, detail, error_type, dict(headers) or None)
 
-    def check(self, scope: Scope, headers: Mapping[str, str], required: Role) -> Principal:
+    def check(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        required: Role,
+        *,
+        session_ok: bool = False,
+        activity: bool = True,
+    ) -> Principal:
         """The principal of a request to a route that needs ``required``, or the :class:`ApiError` to answer.
+        ``session_ok``: a request without a credential header may carry the UI's session cookie instead;
+        ``activity``: whether the request renews the session's idle timeout (the page's own polling does not).
         Blocking (a key's hash, a JWKS fetch): call it from a worker thread."""
         if not self.authenticator.enforced():
             _state(scope)["principal"] = ANONYMOUS
@@ -112,10 +141,15 @@ class Guard:
                 **{"Retry-After": str(retry)},
             )
         credential = credential_of(headers)
-        if credential is None:
+        cookie = session_cookie_of(headers) if credential is None and session_ok else None
+        if credential is None and cookie is None:
             raise self._refuse(scope, 401, _NO_CREDENTIAL, _MISSING, "Unauthorized", **_CHALLENGE)
         try:
-            principal = self.authenticator.authenticate(credential)
+            principal = (
+                self._session(scope, client, cookie, activity)
+                if credential is None
+                else self.authenticator.authenticate(credential)
+            )
         except CredentialWithoutRole as exc:
             raise self._refuse(scope, 403, str(exc), f"not allowed: {exc}", "Forbidden") from None
         except CredentialRejected as exc:
@@ -136,4 +170,26 @@ class Guard:
                 f"the credential has the {principal.role.value} role",
                 "Forbidden",
             )
+        return principal
+
+    def _session(self, scope: Scope, client: str, cookie: str | None, activity: bool) -> Principal:
+        """The principal of a session cookie (a renewed cookie goes to ``state['session_cookie']``), or the 401."""
+        try:
+            principal, renewed = self.sessions.check(cookie or "", activity=activity)
+        except SessionRejected as exc:
+            if exc.counts:
+                self.failures.record(client)
+            _state(scope)["session_ended"] = "expired" if exc.expired else "ended"
+            raise self._refuse(
+                scope,
+                401,
+                exc.reason,
+                f"not signed in ({exc.reason}): sign in again at /login, or send an API key or token",
+                "Unauthorized",
+                **_CHALLENGE,
+            ) from None
+        except (KeyStoreError, ConfigurationError) as exc:  # the keys file or the session secret cannot be read
+            raise AuthUnavailable(str(exc)) from None
+        if renewed is not None:
+            _state(scope)["session_cookie"] = renewed
         return principal

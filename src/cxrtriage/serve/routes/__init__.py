@@ -1,7 +1,8 @@
 """The service's HTTP routes, one module per resource (as FastAPI's full-stack template keeps ``api/routes/``):
 :mod:`~cxrtriage.serve.routes.predict` (``POST /predict``), :mod:`~cxrtriage.serve.routes.worklist`
-(``GET /worklist``, ``GET /worklist/{key}``, ``POST /worklist/{key}/state``) and
-:mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/``). Routes declare what they need
+(``GET /worklist``, ``GET /worklist/{key}``, ``POST /worklist/{key}/state``),
+:mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/``) and
+:mod:`~cxrtriage.serve.routes.login` (the web UI's ``/login`` and ``/logout`` pages). Routes declare what they need
 from :mod:`cxrtriage.serve.deps`; :func:`api_router` is what ``create_app`` includes."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cxrtriage.config import Settings
-from cxrtriage.serve.routes import predict, service, worklist
+from cxrtriage.serve.routes import login, predict, service, worklist
 
 __all__ = ["api_router"]
 
@@ -21,4 +22,5 @@ def api_router(settings: Settings) -> APIRouter:
     router.include_router(predict.predict_router(settings.max_prior_report_chars))
     router.include_router(worklist.router)
     router.include_router(service.router)
+    router.include_router(login.router)
     return router

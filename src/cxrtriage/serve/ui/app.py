@@ -68,6 +68,7 @@ from cxrtriage.serve.ui.uploads import (
     is_upload_ref,
     private_files_dir,
 )
+from cxrtriage.serve.ui.user import user_bar_event
 from cxrtriage.serve.ui.worklist import (
     WORKLIST_CSS,
     build_worklist_tab,
@@ -253,6 +254,7 @@ def build_blocks(
 
     # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(300, int(RENDERED_MAX_AGE_S))) as blocks:
+        user_bar = gr.HTML("", elem_id="cxr-user", visible=False)  # who is signed in, Sign out (serve/ui/user.py)
         gr.HTML(title_html())
         gr.HTML(disclaimer_html(), elem_id="cxr-disclaimer")
         with gr.Tabs(elem_id="cxr-tabs"):
@@ -336,6 +338,7 @@ def build_blocks(
             triage, inputs=[chosen, prior, accession_box], outputs=outputs, api_name=False, concurrency_limit=4
         )
         blocks.load(footer, inputs=None, outputs=foot, api_name=False)
+        blocks.load(user_bar_event(), inputs=None, outputs=user_bar, api_name=False)
     return blocks
 
 

@@ -245,7 +245,9 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, other
     tab.select(shown, inputs=state, outputs=[*table_out, timer], **quiet)
     for other in others:
         other.select(lambda: gr.Timer(active=False), outputs=timer, **quiet)
-    timer.tick(listing, inputs=state, outputs=table_out, **quiet)
+    # queue=False: the page's own refresh is sent to gradio_api/run/predict, which serve/auth.py does not count as the
+    # reader's activity, so a Worklist tab left open still lets the session's idle timeout end it
+    timer.tick(listing, inputs=state, outputs=table_out, queue=False, **quiet)
     refresh.click(listing, inputs=state, outputs=table_out, api_name=False)
     status.change(filtered, inputs=[status, selected], outputs=table_out, **quiet)
     prev_btn.click(moved(-1), inputs=state, outputs=table_out, **quiet)
