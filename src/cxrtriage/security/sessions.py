@@ -59,7 +59,7 @@ __all__ = [
 #: the cookie's name (plain characters: it appears in Set-Cookie)
 COOKIE_NAME = "cxrtriage_session"
 #: the file in the state folder that holds the signing secret when ``CXRTRIAGE_SESSION_SECRET`` is unset
-SECRET_FILE = "session.secret"
+SECRET_FILE = "session.secret"  # noqa: S105 - a file name, not a secret
 #: the shortest accepted ``CXRTRIAGE_SESSION_SECRET`` (characters)
 MIN_SECRET_CHARS = 32
 _SALT = "cxrtriage-session/1"
