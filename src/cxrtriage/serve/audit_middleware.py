@@ -42,7 +42,7 @@ from cxrtriage.serve.middleware import REQUEST_ID_KEY
 from cxrtriage.serve.routes.predict import WORKLIST_KEY_HEADER
 from cxrtriage.worklist import KEY_PATTERN
 
-__all__ = ["AUDIT_HEADER", "AuditMiddleware", "audited_action", "install_audit"]
+__all__ = ["AUDIT_HEADER", "AuditMiddleware", "audited_action", "install_audit", "principal_fields"]
 
 log = logging.getLogger("cxrtriage.serve.audit")
 
@@ -110,9 +110,10 @@ def _presented_secrets(scope: Scope) -> list[str]:
     return [s for s in found if s]
 
 
-def _principal(state: Any) -> tuple[str, str, str | None]:
+def principal_fields(state: Any) -> tuple[str, str, str | None]:
     """``(name, role, via)`` of ``request.state.principal`` (read duck-typed: the authentication layer owns the
-    type), else anonymous."""
+    type), else anonymous. ``state``: the scope's state dict. The UI's own records use it too
+    (:mod:`cxrtriage.serve.ui.audit`), so both say who in the same words."""
     principal = state.get("principal") if isinstance(state, dict) else None
     if principal is None:
         return ANONYMOUS, NO_ROLE, None
@@ -182,7 +183,7 @@ class AuditMiddleware:
         action, study = audited if audited is not None else (None, None)
         if action == "triage":
             study = _header(headers, WORKLIST_KEY_HEADER.lower().encode())
-        name, role, via = _principal(state)
+        name, role, via = principal_fields(state)
         reason = state.get("auth_failure") if failed_auth and isinstance(state, dict) else None
         client = scope.get("client")
         event = AuditEvent(
