@@ -5,7 +5,9 @@ What is recorded (:func:`audited_action`): ``POST /predict`` -> ``triage`` (the 
 ``X-Worklist-Key``), ``GET /worklist`` -> ``worklist.list``, ``GET /worklist/{key}`` -> ``result.read``,
 ``POST /worklist/{key}/state`` -> ``worklist.state``, a crop thumbnail -> ``crop.read``, the UI's page ->
 ``ui.open``, its file route -> ``ui.file``, its upload -> ``ui.upload``, each UI action (a triage, a worklist
-page or a stored result opened in the UI; which one is not visible at this layer) -> ``ui.event``, and the UI's
+page or a stored result opened in the UI; which one is not visible at this layer, so the UI's handlers add their own
+``result.read`` / ``worklist.state`` / ``triage`` record with the study: :mod:`cxrtriage.serve.ui.audit`) ->
+``ui.event``, and the UI's
 sign-in ``POST /login`` -> ``login`` (with the person's name and role; a refused one is ``auth.failed``, target
 ``login``, reason ``wrong name or key``) and ``POST /logout`` -> ``logout``. Any 401 or 403
 is recorded as ``auth.failed`` (``target``: what was asked for; ``reason``: ``request.state.auth_failure`` when the

@@ -224,9 +224,7 @@ def build_worklist_tab(
     def study_buttons(open_: bool) -> tuple:
         return gr.update(visible=open_), gr.update(visible=open_)
 
-    def open_study(
-        status: str, page: str | None, selected: str | None, evt: gr.EventData, request: Any
-    ) -> tuple:
+    def open_study(status: str, page: str | None, selected: str | None, evt: gr.EventData, request: Any) -> tuple:
         key = getattr(evt, "key", None) if evt is not None else None
         if not isinstance(key, str) or not re.match(KEY_PATTERN, key):
             return (gr.update(), selected, *study_buttons(bool(selected)), *listing(status, page, selected))
