@@ -4,7 +4,8 @@ A log is read line by line, by people and by collectors: a header value holding 
 own ("... triaged\n2026-01-01 cxrtriage.pacs INFO instance ok"), and other control characters can rewrite a
 terminal. :func:`loggable` escapes every control character (C0, DEL, C1 and the Unicode line and paragraph
 separators) so that one call of the logger stays one line, and caps the length so that a hostile value cannot flood
-the log. It is the one rule every module that logs such text uses (the DICOM node and the Orthanc poller)."""
+the log. It is the one rule every module that logs such text uses (the DICOM node and the Orthanc poller, the web
+service's request log and its authentication refusals)."""
 
 from __future__ import annotations
 

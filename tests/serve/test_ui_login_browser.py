@@ -2,7 +2,8 @@
 authentication configured (a reader's and a submitter's key): opening the UI shows the sign-in page first; a wrong
 key is refused; a reader signs in, sees who is signed in, the Worklist tab and its studies, and triages an image (the
 UI's own requests: upload, queue, event stream, files, all carry the session cookie and pass the guard and the
-cross-site check); a submitter signs in and is refused the UI; signing out returns to the sign-in page, and the UI
+cross-site check), and opening the study it filed leaves a ``result.read`` audit record naming the reader and the
+study; a submitter signs in and is refused the UI; signing out returns to the sign-in page, and the UI
 is closed again. Every request goes to the local server (offline).
 
 Skips only when /usr/bin/chromium is missing; uses the sample radiographs bundled in the package (no data folder).
@@ -10,6 +11,7 @@ Skips only when /usr/bin/chromium is missing; uses the sample radiographs bundle
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -125,7 +127,7 @@ def test_the_ui_shows_the_sign_in_page_first_and_refuses_a_wrong_key(page, servi
 
 
 def test_a_reader_signs_in_sees_the_worklist_triages_and_signs_out(page, service) -> None:
-    url, keys, _ = service
+    url, keys, app = service
     _sign_in(page, url, READER, keys[READER])
     assert urlsplit(page.url).path == "/ui/"
     page.locator("#cxr-triage").wait_for(state="visible")
@@ -147,10 +149,18 @@ def test_a_reader_signs_in_sees_the_worklist_triages_and_signs_out(page, service
     assert page.locator("#cxr-error .cxr-error").count() == 0, page.locator("#cxr-error").inner_text()
     page.locator("#cxr-image img").first.wait_for(state="visible")
 
-    # the Worklist tab lists what was filed
+    # the Worklist tab lists what was filed; opening the study leaves a result.read naming the reader and the study
     page.get_by_role("tab", name="Worklist").click()
-    page.locator("#cxr-worklist tbody tr").first.wait_for(state="visible")
+    row = page.locator("#cxr-worklist tbody tr").first
+    row.wait_for(state="visible")
     assert page.locator("#cxr-worklist tbody tr").count() >= 1
+    key = row.get_attribute("data-key")
+    row.click()
+    page.locator(f'#cxr-wl-study .cxr-wl-study[data-key="{key}"]').wait_for(state="visible")
+    records = [json.loads(line) for line in Path(app.state.runtime.settings.audit_file).read_text().splitlines()]
+    mine = [(r["action"], r["study"], r["principal"], r["role"], r["via"], r["outcome"]) for r in records]
+    assert ("triage", key, READER, "reader", "session", "ok") in mine  # the Triage tab filed it under this key
+    assert ("result.read", key, READER, "reader", "session", "ok") in mine
     _assert_offline_and_never_refused(page, url)
 
     page.locator("#cxr-sign-out").click()

@@ -5,7 +5,9 @@ What is recorded (:func:`audited_action`): ``POST /predict`` -> ``triage`` (the 
 ``X-Worklist-Key``), ``GET /worklist`` -> ``worklist.list``, ``GET /worklist/{key}`` -> ``result.read``,
 ``POST /worklist/{key}/state`` -> ``worklist.state``, a crop thumbnail -> ``crop.read``, the UI's page ->
 ``ui.open``, its file route -> ``ui.file``, its upload -> ``ui.upload``, each UI action (a triage, a worklist
-page or a stored result opened in the UI; which one is not visible at this layer) -> ``ui.event``, and the UI's
+page or a stored result opened in the UI; which one is not visible at this layer, so the UI's handlers add their own
+``result.read`` / ``worklist.state`` / ``triage`` record with the study: :mod:`cxrtriage.serve.ui.audit`) ->
+``ui.event``, and the UI's
 sign-in ``POST /login`` -> ``login`` (with the person's name and role; a refused one is ``auth.failed``, target
 ``login``, reason ``wrong name or key``) and ``POST /logout`` -> ``logout``. Any 401 or 403
 is recorded as ``auth.failed`` (``target``: what was asked for; ``reason``: ``request.state.auth_failure`` when the
@@ -42,7 +44,7 @@ from cxrtriage.serve.middleware import REQUEST_ID_KEY
 from cxrtriage.serve.routes.predict import WORKLIST_KEY_HEADER
 from cxrtriage.worklist import KEY_PATTERN
 
-__all__ = ["AUDIT_HEADER", "AuditMiddleware", "audited_action", "install_audit"]
+__all__ = ["AUDIT_HEADER", "AuditMiddleware", "audited_action", "install_audit", "principal_fields"]
 
 log = logging.getLogger("cxrtriage.serve.audit")
 
@@ -110,9 +112,10 @@ def _presented_secrets(scope: Scope) -> list[str]:
     return [s for s in found if s]
 
 
-def _principal(state: Any) -> tuple[str, str, str | None]:
+def principal_fields(state: Any) -> tuple[str, str, str | None]:
     """``(name, role, via)`` of ``request.state.principal`` (read duck-typed: the authentication layer owns the
-    type), else anonymous."""
+    type), else anonymous. ``state``: the scope's state dict. The UI's own records use it too
+    (:mod:`cxrtriage.serve.ui.audit`), so both say who in the same words."""
     principal = state.get("principal") if isinstance(state, dict) else None
     if principal is None:
         return ANONYMOUS, NO_ROLE, None
@@ -182,7 +185,7 @@ class AuditMiddleware:
         action, study = audited if audited is not None else (None, None)
         if action == "triage":
             study = _header(headers, WORKLIST_KEY_HEADER.lower().encode())
-        name, role, via = _principal(state)
+        name, role, via = principal_fields(state)
         reason = state.get("auth_failure") if failed_auth and isinstance(state, dict) else None
         client = scope.get("client")
         event = AuditEvent(

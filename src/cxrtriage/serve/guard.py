@@ -39,6 +39,7 @@ from starlette.types import Scope
 
 from cxrtriage.config import Settings
 from cxrtriage.errors import ConfigurationError
+from cxrtriage.log_text import loggable
 from cxrtriage.security.authenticate import (
     Authenticator,
     AuthUnavailable,
@@ -109,7 +110,7 @@ class Guard:
             "request %s: authentication failed from %s: %s",
             scope_request_id(scope),
             client_address(scope),
-            reason,
+            loggable(reason),  # a token's error may quote what the client sent in its header
         )
         return ApiError(status, detail, error_type, dict(headers) or None)
 

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cxrtriage.explain.crop_store import is_crop_name
+from cxrtriage.log_text import loggable
 
 log = logging.getLogger("cxrtriage.serve.app")
 
@@ -214,21 +215,23 @@ class BodySizeLimitMiddleware:
 
 
 def _loggable_path(path: str) -> str:
-    """Known API paths as they are; anything else cut to its first segment.
+    """Known API paths as they are; anything else cut to its first segment, with its control characters escaped.
 
     Other paths can carry client-chosen text (Gradio serves uploads under their original file name, which
-    may be a patient's name); crop names are random but are not needed in the log either.
+    may be a patient's name); crop names are random but are not needed in the log either. The path is the decoded
+    one, so ``/%0a...`` arrives as a newline, which would forge a line of the log (:func:`loggable` escapes it).
     """
     if path in _LOGGED_PATHS:
         return path
     first = path.lstrip("/").split("/", 1)[0]
-    return f"/{first}/..." if first else "/"
+    return f"/{loggable(first, 64)}/..." if first else "/"
 
 
 class RequestLogMiddleware:
     """Gives each request an id (``X-Request-ID`` header, ``scope["cxrtriage.request_id"]``) and logs one line.
 
-    The line holds id, method, a sanitised path, status and latency, and nothing about the content.
+    The line holds id, method, a sanitised path, status and latency, and nothing about the content; the method and
+    the path are the client's text, escaped (:func:`cxrtriage.log_text.loggable`), so the line stays one line.
     """
 
     def __init__(self, app: ASGIApp, on_done: Callable[[Scope, int, float], None] | None = None) -> None:
@@ -258,7 +261,7 @@ class RequestLogMiddleware:
             log.info(
                 "request %s %s %s -> %d in %.1f ms",
                 rid,
-                scope.get("method", "?"),
+                loggable(scope.get("method", "?"), 16),
                 _loggable_path(scope.get("path", "")),
                 status,
                 elapsed * 1e3,

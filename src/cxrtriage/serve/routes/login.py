@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cxrtriage.errors import ConfigurationError
+from cxrtriage.log_text import loggable
 from cxrtriage.security.keys import KeyStoreError
 from cxrtriage.serve.deps import GuardDep, SettingsDep
 from cxrtriage.serve.guard import client_address, session_cookie_of
@@ -90,7 +91,8 @@ async def login(request: Request, guard: GuardDep, settings: SettingsDep) -> Res
         return _page(login_page(root=root, next_path=next_path, error=WRONG), 401)
     principal, cookie = signed_in
     request.state.principal = principal  # what the audit trail records for this "login"
-    log.info("request %s: %s signed in (%s) from %s", scope_request_id(scope), principal.name, principal.role, client)
+    name = loggable(principal.name, 128)
+    log.info("request %s: %s signed in (%s) from %s", scope_request_id(scope), name, principal.role, client)
     response = RedirectResponse(f"{root}{next_path}", status_code=303, headers=NO_STORE)
     max_age = guard.sessions.cookie_max_age(cookie)
     response.headers.append("set-cookie", session_cookie(cookie, max_age, scope, settings))

@@ -43,6 +43,7 @@ from cxrtriage.config import Settings
 from cxrtriage.errors import InputError, ModelError, ServiceBusyError
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
+from cxrtriage.serve.ui.audit import UiAudit
 from cxrtriage.serve.ui.details import ModelFacts, details_html, model_facts
 from cxrtriage.serve.ui.render import (
     PLACEHOLDER_HTML,
@@ -171,6 +172,7 @@ def build_blocks(
     latency = _LocalLatency()
     uploads = uploads if uploads is not None else UploadStore()
     open_worklist = worklist if worklist is not None else configured_worklist(settings)
+    audit = UiAudit.from_settings(settings)  # which study a reader opened or filed (serve/ui/audit.py)
     examples_by_name = {Path(p).name: str(p) for p in examples or []}
 
     def source_of(ref: str | None) -> bytes | str | None:
@@ -212,7 +214,9 @@ def build_blocks(
         annotated = draw_boxes(display, pred, display.width / max(1, loaded.meta.width))
         return pred, annotated, model_facts(engine), study_info(loaded)
 
-    async def triage(ref: str | None, prior_report: str | None, accession: str | None = None) -> tuple:
+    async def triage(
+        ref: str | None, prior_report: str | None, accession: str | None = None, request: object = None
+    ) -> tuple:
         accession = (accession or "").strip() or None
         if accession is not None and not re.match(KEY_PATTERN, accession):
             return cleared(error_html(ACCESSION_MESSAGE, title="Accession not accepted"))
@@ -233,8 +237,10 @@ def build_blocks(
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("triage failed in the web UI")
             return cleared(error_html(GENERIC_ERROR, title="Internal error"))
-        # a failed write comes back as a warning on the result
-        pred, key = await anyio.to_thread.run_sync(file_ui_result, open_worklist, pred, study, accession)
+        # a failed write comes back as a warning on the result; the filing is on the audit trail
+        pred, key = await anyio.to_thread.run_sync(
+            file_ui_result, open_worklist, pred, study, accession, audit, request
+        )
         data = pred.model_dump(mode="json")
         for crop in data["crops"]:
             crop.pop("thumb_path", None)  # server-side paths mean nothing in the browser
@@ -329,11 +335,12 @@ def build_blocks(
                         with gr.Accordion("Full result (JSON)", open=False):
                             raw = gr.JSON(label="Prediction", elem_id="cxr-json")
             with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
-                build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab])
+                build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab], audit=audit)
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
         outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot]
         upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
+        triage.__annotations__["request"] = gr.Request  # the class itself, so that gradio passes the request
         button.click(
             triage, inputs=[chosen, prior, accession_box], outputs=outputs, api_name=False, concurrency_limit=4
         )

@@ -4,8 +4,10 @@ set its state.
 
 Opening a study marks it ``opened`` (only when it was ``new``); "Mark reported" moves it off the active list (it
 stays under the Reported and All filters); "Return to list" makes it ``new`` again. Refreshing the list never
-changes a state. The HTML is drawn by :mod:`cxrtriage.serve.ui.worklist_render` (pure functions); Gradio is imported
-only inside :func:`build_worklist_tab`.
+changes a state. Opening a study, setting its state and filing a result of the Triage tab each leave a record in
+the audit trail with the study's key and the reader (:mod:`cxrtriage.serve.ui.audit`). The HTML is drawn by
+:mod:`cxrtriage.serve.ui.worklist_render` (pure functions); Gradio is imported only inside
+:func:`build_worklist_tab`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cxrtriage.config import Settings
 from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.crops import with_crop_urls
+from cxrtriage.serve.ui.audit import UiAudit
 from cxrtriage.serve.ui.worklist_render import (
     FILTERS,
     REFRESH_S,
@@ -46,6 +49,8 @@ __all__ = [
     "file_ui_result",
     "filed_html",
     "format_wait",
+    "read_study",
+    "set_state_audited",
     "study_view",
     "worklist_html",
     "worklist_view",
@@ -98,25 +103,51 @@ def worklist_view(open_worklist: Callable[[], Worklist], selected: str | None = 
     return worklist_page(open_worklist, status, 1, selected)[0]
 
 
-def study_view(open_worklist: Callable[[], Worklist], key: str, *, opening: bool = False) -> str:
-    """One study's stored result (``opening``: a reader opened it, so a ``new`` study becomes ``opened``), or a
-    clear message when the database cannot be opened or read."""
+def _study(open_worklist: Callable[[], Worklist], key: str, opening: bool) -> tuple[str, str]:
+    """:func:`study_view`'s page and its audit outcome (``ok``, ``not_found``, ``failed``)."""
     try:
         worklist = open_worklist()
         item = worklist.set_state(key, "opened", only_from="new") if opening else worklist.item(key)
         result = worklist.result(key)
     except (OSError, sqlite3.Error) as exc:
-        return _failed(exc)
-    return study_html(key, result, item)
+        return _failed(exc), "failed"
+    return study_html(key, result, item), "ok" if result is not None else "not_found"
+
+
+def study_view(open_worklist: Callable[[], Worklist], key: str, *, opening: bool = False) -> str:
+    """One study's stored result (``opening``: a reader opened it, so a ``new`` study becomes ``opened``), or a
+    clear message when the database cannot be opened or read."""
+    return _study(open_worklist, key, opening)[0]
+
+
+def read_study(open_worklist: Callable[[], Worklist], key: str, audit: UiAudit, request: Any) -> str:
+    """A reader opened ``key`` (:func:`study_view` with ``opening``), recorded as ``result.read`` by the principal
+    of the Gradio event's ``request`` before the page goes out."""
+    page, outcome = _study(open_worklist, key, True)
+    audit.record(request, "result.read", key, outcome)
+    return page
+
+
+def _set_state(open_worklist: Callable[[], Worklist], key: str, state: str) -> tuple[str | None, str]:
+    try:
+        item = open_worklist().set_state(key, state)
+    except (OSError, sqlite3.Error) as exc:
+        return _failed(exc), "failed"
+    return None, "ok" if item is not None else "not_found"
 
 
 def set_study_state(open_worklist: Callable[[], Worklist], key: str, state: str) -> str | None:
     """Set a study's state from its buttons; the error page when the database fails, else None."""
-    try:
-        open_worklist().set_state(key, state)
-    except (OSError, sqlite3.Error) as exc:
-        return _failed(exc)
-    return None
+    return _set_state(open_worklist, key, state)[0]
+
+
+def set_state_audited(
+    open_worklist: Callable[[], Worklist], key: str, state: str, audit: UiAudit, request: Any
+) -> str | None:
+    """:func:`set_study_state`, recorded as ``worklist.state`` by the principal of the event's ``request``."""
+    error, outcome = _set_state(open_worklist, key, state)
+    audit.record(request, "worklist.state", key, outcome)
+    return error
 
 
 def file_ui_result(
@@ -124,11 +155,17 @@ def file_ui_result(
     pred: Prediction,
     study: StudyInfo | None = None,
     accession: str | None = None,
+    audit: UiAudit | None = None,
+    request: Any = None,
 ) -> tuple[Prediction, str | None]:
     """File a result of the Triage button under the accession the reader typed, else a random key, as
     ``POST /predict`` does: stored with crop URLs (server paths stay private) and the study's columns; a failed write
-    comes back as a warning on the result."""
-    return file_on_worklist(open_worklist, pred, accession, stored=with_crop_urls(pred), study=study)
+    comes back as a warning on the result. With ``audit``: recorded as ``triage`` (the key filed under, ``ok``; the
+    accession typed, ``failed``, when it could not be filed) by the principal of the event's ``request``."""
+    filed, key = file_on_worklist(open_worklist, pred, accession, stored=with_crop_urls(pred), study=study)
+    if audit is not None:
+        audit.record(request, "triage", key or accession, "ok" if key else "failed")
+    return filed, key
 
 
 class WorklistOpener:
@@ -152,13 +189,20 @@ def configured_worklist(settings: Settings) -> WorklistOpener:
     return WorklistOpener(settings.worklist_path, 60.0 * settings.worklist_max_wait_min)
 
 
+#: the annotations of the tab's three text inputs, for the handlers whose annotations are given as classes (below)
+_TEXT_INPUTS: dict[str, Any] = {"status": str, "page": str | None, "selected": str | None}
+
+
 def _page_number(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 1
 
 
-def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, others: list[gr.Tab]) -> None:
+def build_worklist_tab(
+    open_worklist: Callable[[], Worklist], tab: gr.Tab, others: list[gr.Tab], audit: UiAudit
+) -> None:
     """The tab's components and events, inside the ``tab`` being built. It refreshes every :data:`REFRESH_S` while
-    it is shown (the timer stops when one of ``others`` is selected) and on its Refresh button."""
+    it is shown (the timer stops when one of ``others`` is selected) and on its Refresh button. Opening a study and
+    its two buttons are recorded in ``audit`` (the refreshes and the pager are the middleware's ``ui.event``)."""
     gr = require("gradio", extra="demo", purpose="the web UI")
 
     def listing(status: str, page: str | None, selected: str | None) -> tuple:
@@ -180,29 +224,24 @@ def build_worklist_tab(open_worklist: Callable[[], Worklist], tab: gr.Tab, other
     def study_buttons(open_: bool) -> tuple:
         return gr.update(visible=open_), gr.update(visible=open_)
 
-    def open_study(status: str, page: str | None, selected: str | None, evt: gr.EventData) -> tuple:
+    def open_study(status: str, page: str | None, selected: str | None, evt: gr.EventData, request: Any) -> tuple:
         key = getattr(evt, "key", None) if evt is not None else None
         if not isinstance(key, str) or not re.match(KEY_PATTERN, key):
             return (gr.update(), selected, *study_buttons(bool(selected)), *listing(status, page, selected))
-        detail = study_view(open_worklist, key, opening=True)
+        detail = read_study(open_worklist, key, audit, request)
         return (detail, key, *study_buttons(True), *listing(status, page, key))
 
     def closed_with(state: str) -> Callable[..., tuple]:
-        def close(status: str, page: str | None, selected: str | None) -> tuple:
-            error = set_study_state(open_worklist, selected, state) if selected else None
+        def close(status: str, page: str | None, selected: str | None, request: Any) -> tuple:
+            error = set_state_audited(open_worklist, selected, state, audit, request) if selected else None
             return (error or STUDY_PLACEHOLDER_HTML, "", *study_buttons(False), *listing(status, page, None))
 
+        close.__annotations__ = {**_TEXT_INPUTS, "request": gr.Request, "return": tuple}
         return close
 
-    # gradio finds the event-data parameter by its annotation; with postponed annotations and gradio imported here,
-    # it could not resolve the string, so the annotation is given as the class itself
-    open_study.__annotations__ = {
-        "status": str,
-        "page": str | None,
-        "selected": str | None,
-        "evt": gr.EventData,
-        "return": tuple,
-    }
+    # gradio finds the event-data and request parameters by their annotations; with postponed annotations and gradio
+    # imported here, it could not resolve the strings, so the annotations are given as the classes themselves
+    open_study.__annotations__ = {**_TEXT_INPUTS, "evt": gr.EventData, "request": gr.Request, "return": tuple}
 
     gr.HTML(
         '<p class="cxr-wl-intro">Triaged studies in reading order: every urgent study (Urgent or needs review, now or '

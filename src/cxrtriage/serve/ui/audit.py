@@ -1,0 +1,83 @@
+"""The web UI's own audit records: which study a reader opened, set the state of, or filed from the Triage tab.
+
+The HTTP layer (:mod:`cxrtriage.serve.audit_middleware`) sees each UI action only as ``ui.event``: the study is in
+the event's payload, not in the path. So the UI's handlers add a record of what they did, in the same audit trail
+(``Settings.audit_file``) and in the same words as the API's records of the same acts:
+
+* ``result.read``: a reader opened a study in the Worklist tab (what ``GET /worklist/{key}`` records);
+* ``worklist.state``: Mark reported / Return to list (``POST /worklist/{key}/state``);
+* ``triage``: the Triage tab filed a result (``POST /predict``), under the accession typed, else a random key.
+
+``study`` is the worklist key; ``outcome`` is ``ok``, ``not_found`` (no such study on the worklist) or ``failed``
+(the worklist could not be read or written). Who: the principal the guard put on the request of the Gradio event
+(``request.state.principal``: the signed-in person's name and role, ``via`` ``session``; ``anonymous`` / ``none`` /
+``open`` while the service runs without authentication), read by the middleware's own rule
+(:func:`~cxrtriage.serve.audit_middleware.principal_fields`): no second copy of who is who. The request id is the
+event's HTTP request's, so a UI record and that request's ``ui.event`` record pair up.
+
+A record that cannot be written never hides the result from the reader (as in the middleware): it is logged at
+ERROR (``AUDIT RECORD NOT WRITTEN``) and the handler goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cxrtriage.config import Settings
+from cxrtriage.security.audit import AuditEvent, AuditLog
+from cxrtriage.serve.audit_middleware import principal_fields
+from cxrtriage.serve.middleware import REQUEST_ID_KEY
+
+__all__ = ["UiAudit"]
+
+log = logging.getLogger("cxrtriage.serve.ui.audit")
+
+
+def _scope_of(request: Any) -> dict[str, Any]:
+    """The ASGI scope of a Gradio event's request (:class:`gradio.Request` wraps Starlette's), else empty."""
+    scope = getattr(getattr(request, "request", None), "scope", None)
+    return scope if isinstance(scope, dict) else {}
+
+
+class UiAudit:
+    """Appends the UI's records to ``audit`` (:class:`~cxrtriage.security.audit.AuditLog`); see the module
+    docstring."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UiAudit:
+        """The audit trail the service writes to (``settings.audit_file``)."""
+        return cls(AuditLog(settings.audit_file))
+
+    def record(self, request: Any, action: str, study: str | None, outcome: str) -> bool:
+        """Append one record of ``action`` on ``study`` by the principal of the Gradio event's ``request``; False
+        (logged at ERROR) when it could not be written. Blocking (``fsync``): call it from a worker thread."""
+        scope = _scope_of(request)
+        name, role, via = principal_fields(scope.get("state"))
+        client = scope.get("client")
+        event = AuditEvent(
+            action=action,
+            outcome=outcome,
+            principal=name,
+            role=role,
+            via=via,
+            study=study,
+            request_id=str(scope.get(REQUEST_ID_KEY, "")) or None,
+            client=str(client[0]) if client else None,
+        )
+        try:
+            self.audit.append(event)
+        except Exception as exc:  # noqa: BLE001 - any failure: the reader still gets the result, the log says so
+            log.error(
+                "AUDIT RECORD NOT WRITTEN for UI request %s (%s, %s): %s: %s",
+                event.request_id,
+                action,
+                outcome,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True
