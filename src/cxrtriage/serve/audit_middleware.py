@@ -128,6 +128,33 @@ def principal_fields(state: Any) -> tuple[str, str, str | None]:
     return (str(name) if name else ANONYMOUS), (str(role) if role else NO_ROLE), (str(via) if via else None)
 
 
+def scope_event(
+    scope: Any,
+    action: str,
+    outcome: int | str,
+    study: str | None,
+    *,
+    reason: str | None = None,
+    target: str | None = None,
+) -> AuditEvent:
+    """The audit record of ``action`` in a request's ASGI ``scope``: its principal (``scope['state']``), request id
+    and client address; shared by this middleware and the UI's own records (:mod:`cxrtriage.serve.ui.audit`)."""
+    name, role, via = principal_fields(scope.get("state"))
+    client = scope.get("client")
+    return AuditEvent(
+        action=action,
+        outcome=outcome,
+        principal=name,
+        role=role,
+        via=via,
+        study=study,
+        request_id=str(scope.get(REQUEST_ID_KEY, "")) or None,
+        client=str(client[0]) if client else None,
+        reason=reason,
+        target=target,
+    )
+
+
 def _path(scope: Scope) -> str:
     """The path the app routes on: behind a proxy's prefix (``root_path``) that prefix is not part of it."""
     path = str(scope.get("path", ""))
@@ -185,18 +212,12 @@ class AuditMiddleware:
         action, study = audited if audited is not None else (None, None)
         if action == "triage":
             study = _header(headers, WORKLIST_KEY_HEADER.lower().encode())
-        name, role, via = principal_fields(state)
         reason = state.get("auth_failure") if failed_auth and isinstance(state, dict) else None
-        client = scope.get("client")
-        event = AuditEvent(
-            action="auth.failed" if failed_auth else str(action),
-            outcome=status,
-            principal=name,
-            role=role,
-            via=via,
-            study=study,
-            request_id=str(scope.get(REQUEST_ID_KEY, "")) or None,
-            client=str(client[0]) if client else None,
+        event = scope_event(
+            scope,
+            "auth.failed" if failed_auth else str(action),
+            status,
+            study,
             reason=without_secrets(str(reason), _presented_secrets(scope)) if reason else None,
             target=(action or _OTHER_TARGETS.get(path, "other")) if failed_auth else None,
         )

@@ -12,7 +12,7 @@ the event's payload, not in the path. So the UI's handlers add a record of what 
 (the worklist could not be read or written). Who: the principal the guard put on the request of the Gradio event
 (``request.state.principal``: the signed-in person's name and role, ``via`` ``session``; ``anonymous`` / ``none`` /
 ``open`` while the service runs without authentication), read by the middleware's own rule
-(:func:`~cxrtriage.serve.audit_middleware.principal_fields`): no second copy of who is who. The request id is the
+(:func:`~cxrtriage.serve.audit_middleware.scope_event`, which reads it with ``principal_fields``): no second copy of who is who. The request id is the
 event's HTTP request's, so a UI record and that request's ``ui.event`` record pair up.
 
 A record that cannot be written never hides the result from the reader (as in the middleware): it is logged at
@@ -25,9 +25,8 @@ import logging
 from typing import Any
 
 from cxrtriage.config import Settings
-from cxrtriage.security.audit import AuditEvent, AuditLog
-from cxrtriage.serve.audit_middleware import principal_fields
-from cxrtriage.serve.middleware import REQUEST_ID_KEY
+from cxrtriage.security.audit import AuditLog
+from cxrtriage.serve.audit_middleware import scope_event
 
 __all__ = ["UiAudit"]
 
@@ -55,19 +54,7 @@ class UiAudit:
     def record(self, request: Any, action: str, study: str | None, outcome: str) -> bool:
         """Append one record of ``action`` on ``study`` by the principal of the Gradio event's ``request``; False
         (logged at ERROR) when it could not be written. Blocking (``fsync``): call it from a worker thread."""
-        scope = _scope_of(request)
-        name, role, via = principal_fields(scope.get("state"))
-        client = scope.get("client")
-        event = AuditEvent(
-            action=action,
-            outcome=outcome,
-            principal=name,
-            role=role,
-            via=via,
-            study=study,
-            request_id=str(scope.get(REQUEST_ID_KEY, "")) or None,
-            client=str(client[0]) if client else None,
-        )
+        event = scope_event(_scope_of(request), action, outcome, study)
         try:
             self.audit.append(event)
         except Exception as exc:  # noqa: BLE001 - any failure: the reader still gets the result, the log says so
