@@ -13,7 +13,8 @@ the event's payload, not in the path. So the UI's handlers add a record of what 
 (``request.state.principal``: the signed-in person's name and role, ``via`` ``session``; ``anonymous`` / ``none`` /
 ``open`` while the service runs without authentication), read by the middleware's own rule
 (:func:`~cxrtriage.serve.audit_middleware.scope_event`, which reads it with ``principal_fields``): no second copy
-of who is who. The request id is the event's HTTP request's, so a UI record and that request's ``ui.event`` record pair up.
+of who is who. The request id is the event's HTTP request's, so a UI record and that request's ``ui.event``
+record pair up.
 
 A record that cannot be written never hides the result from the reader (as in the middleware): it is logged at
 ERROR (``AUDIT RECORD NOT WRITTEN``) and the handler goes on.
