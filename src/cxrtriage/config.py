@@ -275,7 +275,7 @@ class Settings(BaseSettings):
     def audit_file(self) -> Path:
         """The audit trail: ``audit_path``, else ``audit.jsonl`` in the worklist's folder (the service's state folder),
         so that moving the worklist moves the audit trail with it."""
-        return self.audit_path or self.worklist_path.parent / "audit.jsonl"
+        return self.audit_path or self.state_dir / "audit.jsonl"
 
     @property
     def state_dir(self) -> Path:

@@ -82,7 +82,7 @@ def _handler(args: argparse.Namespace, send: Any, settings: Settings):
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    outbox_dir = Path(args.outbox) if args.outbox else path.parent / "outbox"  # as _default_beside_worklist
+    outbox_dir = Path(args.outbox) if args.outbox else _default_beside_worklist(args, settings, "outbox")
     try:
         outbox = Outbox(outbox_dir) if send is not None else None
     except OSError as exc:
@@ -174,7 +174,8 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
 
 
 def _default_beside_worklist(args: argparse.Namespace, settings: Settings, name: str) -> Path:
-    """A state folder beside the worklist (the outbox's rule), so that one setting moves all the node's state."""
+    """A state file or folder beside the worklist (``--worklist``, else the settings'), so that one setting moves all
+    the node's state: its outbox and its spool."""
     return (Path(args.worklist) if args.worklist else settings.worklist_path).parent / name
 
 
@@ -208,7 +209,7 @@ def cmd_orthanc_pull(args: argparse.Namespace) -> int:
     _configure_logging()
     client = OrthancClient(args.url, username=args.username, password=os.environ.get("ORTHANC_PASSWORD"))
     handler = _handler(args, client.store, settings)
-    state = Path(args.state_file) if args.state_file else settings.worklist_path.parent / "orthanc-pull.json"
+    state = Path(args.state_file) if args.state_file else settings.state_dir / "orthanc-pull.json"
     try:
         poller = OrthancPoller(client, handler, state, from_beginning=args.from_beginning)
         if args.once:
