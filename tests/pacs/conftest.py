@@ -86,3 +86,20 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         rogue_cert=rogue[0],
         rogue_key=rogue[1],
     )
+
+
+@pytest.fixture(autouse=True)
+def _pydicom_reading_restored():
+    """A node or poller started in the test process calls ``quiet_header_validation``, which changes pydicom's
+    process-wide validation mode and logger level; restore both, so that a later test sees pydicom's defaults
+    (``test_node_promises`` failed when ``test_pacs_node`` ran first)."""
+    import logging
+
+    from pydicom import config as pydicom_config
+
+    mode = pydicom_config.settings.reading_validation_mode
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    yield
+    pydicom_config.settings.reading_validation_mode = mode
+    logger.setLevel(level)
