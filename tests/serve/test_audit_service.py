@@ -200,6 +200,25 @@ def test_a_failed_audit_write_still_returns_the_result_flagged_logged_and_counte
     assert "triage -> 200" in message and "ACC-1001" not in message
 
 
+def test_the_ui_writes_to_the_apps_one_audit_log_and_its_failures_reach_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI's own records (serve/ui/audit.py) go through the same AuditLog object and failure counter as the
+    middleware's, so a UI record that cannot be written shows in /metrics, where the alert looks."""
+    pytest.importorskip("gradio")
+    import cxrtriage.serve.ui.app as ui_app
+
+    mounted: dict[str, Any] = {}
+    monkeypatch.setattr(ui_app, "mount_ui", lambda *a, **kw: mounted.update(kw))
+    settings = _settings(tmp_path).model_copy(update={"ui": True})
+    app = create_app(settings, engine=Engine(settings.crops_dir))
+    runtime = app.state.runtime
+    assert mounted["audit"].audit is runtime.audit
+    mounted["audit"].on_failure()
+    with TestClient(app) as c:
+        assert "cxrtriage_audit_write_failures_total 1.0" in c.get("/metrics").text  # no key: the service runs open here
+
+
 def test_a_refused_upload_is_recorded_with_its_status_and_no_study(tmp_path: Path) -> None:
     """Refusals by the route (415) and by the middleware before it (413) alike."""
     settings = _settings(tmp_path, max_upload_mb=0.01)

@@ -205,7 +205,7 @@ def create_app(
             runtime.stats.count(status)
 
     app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
-    install_audit(app, settings, runtime.registry)  # inside the request log (its request id), outside the rest
+    install_audit(app, runtime.audit, runtime.audit_failures.inc)  # inside the request log (its request id), outside the rest
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
@@ -251,6 +251,7 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
     """Mount the Gradio UI if :mod:`cxrtriage.serve.ui.app` and gradio are importable; never fail the API for it."""
     try:
         from cxrtriage.serve.ui.app import mount_ui
+        from cxrtriage.serve.ui.audit import UiAudit
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False
@@ -261,8 +262,9 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
             runtime.status,
             runtime.settings,
             slot=lambda: runtime.limiter.slot(),  # the UI waits in the API's queue (429 rules alike)
-            worklist=lambda: runtime.worklist,
-        )  # and files on, and lists, the service's one worklist
+            worklist=lambda: runtime.worklist,  # and files on, and lists, the service's one worklist
+            audit=UiAudit(runtime.audit, runtime.audit_failures.inc),  # and writes to its one audit trail
+        )
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False
