@@ -216,7 +216,7 @@ def test_the_ui_writes_to_the_apps_one_audit_log_and_its_failures_reach_metrics(
     assert mounted["audit"].audit is runtime.audit
     mounted["audit"].on_failure()
     with TestClient(app) as c:
-        assert "cxrtriage_audit_write_failures_total 1.0" in c.get("/metrics").text  # no key: the service runs open here
+        assert "cxrtriage_audit_write_failures_total 1.0" in c.get("/metrics").text  # open: no key here
 
 
 def test_a_refused_upload_is_recorded_with_its_status_and_no_study(tmp_path: Path) -> None:

@@ -205,7 +205,8 @@ def create_app(
             runtime.stats.count(status)
 
     app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
-    install_audit(app, runtime.audit, runtime.audit_failures.inc)  # inside the request log (its request id), outside the rest
+    # inside the request log (its request id), outside the rest
+    install_audit(app, runtime.audit, runtime.audit_failures.inc)
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
