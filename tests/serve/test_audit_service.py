@@ -6,24 +6,18 @@ credential; and a failed audit write never withholds a result. A small fake engi
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import os
-import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("fastapi")
+from fake_engine import Engine, png_bytes  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrtriage.config import Settings  # noqa: E402
-from cxrtriage.schema import Crop, ModelInfo, Prediction  # noqa: E402
 from cxrtriage.security.audit import verify  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.audit_middleware import audited_action  # noqa: E402
@@ -32,49 +26,6 @@ IDENTIFIERS = ("John", "Doe", "12345", "1960", "555-0100")
 REPORT = "Patient John Doe, MRN 12345, DOB 01/02/1960, phone 555-0100. Small right pleural effusion."
 TOKEN = "cxr_live_0123456789abcdef"  # what a client would present; must never reach the file
 API_KEY = "k3y-abcdefghij-0987"
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-class Engine:
-    """A fixed Urgent result with one crop thumbnail."""
-
-    def __init__(self, crops_dir: Path) -> None:
-        self.crops_dir = crops_dir
-        self.info = ModelInfo(name="fake", version="1", sha256="0" * 64, backend="fake")
-        self.backend = SimpleNamespace(info=self.info, footprint_mb=lambda: 1.0)
-        self._lock = threading.Lock()
-
-    def footprint_mb(self) -> float:
-        return 1.0
-
-    def load(self, image: Any, *, kind: str | None = None) -> Any:
-        from cxrtriage.imaging.load import load_image
-
-        return load_image(image, kind=kind)
-
-    def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
-        thumb = self.crops_dir / f"{os.urandom(8).hex()}.png"
-        thumb.write_bytes(_png())
-        return Prediction(
-            label="Urgent",
-            score=0.9,
-            explanation="fake",
-            crops=[Crop(x=1, y=2, w=3, h=4, thumb_path=str(thumb))],
-            threshold=0.3,
-            review_band=(0.25, 0.35),
-            needs_review=False,
-            model=self.info,
-        )
-
-    def run(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Any:
-        from cxrtriage.pipeline import Triaged
-
-        return Triaged(self.predict(image, prior_report), image=image, pixels=image.pixels, polarity_flipped=False)
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
@@ -96,7 +47,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
 def _triage(c: TestClient, accession: str = "ACC-1001", **headers: str):
     return c.post(
         "/predict",
-        files={"file": ("Doe_John_MRN12345.png", _png(), "image/png")},
+        files={"file": ("Doe_John_MRN12345.png", png_bytes(), "image/png")},
         data={"prior_report": REPORT, "accession": accession},
         headers=headers,
     )
@@ -241,7 +192,7 @@ def test_the_ui_page_its_file_route_and_its_upload_are_recorded_and_its_assets_a
         for asset in ("/ui/config", "/ui/theme.css"):
             c.get(asset)
         assert c.get("/ui/gradio_api/file=/tmp/Doe_John.png").status_code == 404
-        upload = c.post("/ui/gradio_api/upload", files={"files": ("Doe_John.png", _png(), "image/png")})
+        upload = c.post("/ui/gradio_api/upload", files={"files": ("Doe_John.png", png_bytes(), "image/png")})
         assert upload.status_code == 200
     records = _records(settings.audit_file)
     assert [(x["action"], x["outcome"]) for x in records] == [("ui.open", 200), ("ui.file", 404), ("ui.upload", 200)]

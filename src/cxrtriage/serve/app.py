@@ -70,7 +70,7 @@ from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
-from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, require
+from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, RouteRoles, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.csrf import CrossSiteRequestMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
@@ -177,9 +177,9 @@ def create_app(
 
     # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> cross-site refusal -> metrics ->
     # load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not FastAPI
-    # routes (the UI, the crops; serve/auth.py) -> app. The audit sits outside every refusal (401/403, 403
-    # cross-site, 413, 429), so each is recorded.
-    app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard)
+    # routes (the UI, the crops) and of the routes with a body, before it is read (serve/auth.py) -> app. The audit
+    # sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is recorded.
+    app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard, route_roles=RouteRoles(app))
     app.add_middleware(SessionCookieMiddleware, settings=settings, sessions=runtime.guard.sessions)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
