@@ -72,7 +72,7 @@ from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
 from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, RouteRoles, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
-from cxrtriage.serve.csrf import CrossSiteRequestMiddleware
+from cxrtriage.serve.csrf import CrossSiteRequestMiddleware, NoCorsMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import (
@@ -175,10 +175,10 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> cross-site refusal -> metrics ->
-    # load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not FastAPI
-    # routes (the UI, the crops) and of the routes with a body, before it is read (serve/auth.py) -> app. The audit
-    # sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is recorded.
+    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> no CORS -> cross-site refusal ->
+    # metrics -> load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not
+    # FastAPI routes (the UI, the crops) and of the routes with a body, before it is read (serve/auth.py) -> app.
+    # The audit sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is recorded.
     app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard, route_roles=RouteRoles(app))
     app.add_middleware(SessionCookieMiddleware, settings=settings, sessions=runtime.guard.sessions)
     app.add_middleware(
@@ -205,6 +205,7 @@ def create_app(
             runtime.stats.count(status)
 
     app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
+    app.add_middleware(NoCorsMiddleware)  # nor reads anything (Gradio's CORS headers are dropped)
     # inside the request log (its request id), outside the rest
     install_audit(app, runtime.audit, runtime.audit_failures.inc)
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
