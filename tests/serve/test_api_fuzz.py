@@ -172,7 +172,7 @@ def test_predict_400_is_documented() -> None:
     body = f"--{boundary}\r\n1000000.0--{boundary}--\r\n".encode()  # the case schemathesis found
     with asgi.get_client(APP) as client:
         response = client.post(
-            "/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+            "/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"} | _AUTH
         )
     assert response.status_code == 400, response.text
     case = schema["/predict"]["POST"].Case(media_type="multipart/form-data")

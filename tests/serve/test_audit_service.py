@@ -6,24 +6,18 @@ credential; and a failed audit write never withholds a result. A small fake engi
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import os
-import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("fastapi")
+from fake_engine import Engine, png_bytes  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cxrtriage.config import Settings  # noqa: E402
-from cxrtriage.schema import Crop, ModelInfo, Prediction  # noqa: E402
 from cxrtriage.security.audit import verify  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 from cxrtriage.serve.audit_middleware import audited_action  # noqa: E402
@@ -32,49 +26,6 @@ IDENTIFIERS = ("John", "Doe", "12345", "1960", "555-0100")
 REPORT = "Patient John Doe, MRN 12345, DOB 01/02/1960, phone 555-0100. Small right pleural effusion."
 TOKEN = "cxr_live_0123456789abcdef"  # what a client would present; must never reach the file
 API_KEY = "k3y-abcdefghij-0987"
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-class Engine:
-    """A fixed Urgent result with one crop thumbnail."""
-
-    def __init__(self, crops_dir: Path) -> None:
-        self.crops_dir = crops_dir
-        self.info = ModelInfo(name="fake", version="1", sha256="0" * 64, backend="fake")
-        self.backend = SimpleNamespace(info=self.info, footprint_mb=lambda: 1.0)
-        self._lock = threading.Lock()
-
-    def footprint_mb(self) -> float:
-        return 1.0
-
-    def load(self, image: Any, *, kind: str | None = None) -> Any:
-        from cxrtriage.imaging.load import load_image
-
-        return load_image(image, kind=kind)
-
-    def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
-        thumb = self.crops_dir / f"{os.urandom(8).hex()}.png"
-        thumb.write_bytes(_png())
-        return Prediction(
-            label="Urgent",
-            score=0.9,
-            explanation="fake",
-            crops=[Crop(x=1, y=2, w=3, h=4, thumb_path=str(thumb))],
-            threshold=0.3,
-            review_band=(0.25, 0.35),
-            needs_review=False,
-            model=self.info,
-        )
-
-    def run(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Any:
-        from cxrtriage.pipeline import Triaged
-
-        return Triaged(self.predict(image, prior_report), image=image, pixels=image.pixels, polarity_flipped=False)
 
 
 def _settings(tmp_path: Path, **kw: Any) -> Settings:
@@ -96,7 +47,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
 def _triage(c: TestClient, accession: str = "ACC-1001", **headers: str):
     return c.post(
         "/predict",
-        files={"file": ("Doe_John_MRN12345.png", _png(), "image/png")},
+        files={"file": ("Doe_John_MRN12345.png", png_bytes(), "image/png")},
         data={"prior_report": REPORT, "accession": accession},
         headers=headers,
     )
@@ -200,6 +151,25 @@ def test_a_failed_audit_write_still_returns_the_result_flagged_logged_and_counte
     assert "triage -> 200" in message and "ACC-1001" not in message
 
 
+def test_the_ui_writes_to_the_apps_one_audit_log_and_its_failures_reach_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI's own records (serve/ui/audit.py) go through the same AuditLog object and failure counter as the
+    middleware's, so a UI record that cannot be written shows in /metrics, where the alert looks."""
+    pytest.importorskip("gradio")
+    import cxrtriage.serve.ui.app as ui_app
+
+    mounted: dict[str, Any] = {}
+    monkeypatch.setattr(ui_app, "mount_ui", lambda *a, **kw: mounted.update(kw))
+    settings = _settings(tmp_path).model_copy(update={"ui": True})
+    app = create_app(settings, engine=Engine(settings.crops_dir))
+    runtime = app.state.runtime
+    assert mounted["audit"].audit is runtime.audit
+    mounted["audit"].on_failure()
+    with TestClient(app) as c:
+        assert "cxrtriage_audit_write_failures_total 1.0" in c.get("/metrics").text  # open: no key here
+
+
 def test_a_refused_upload_is_recorded_with_its_status_and_no_study(tmp_path: Path) -> None:
     """Refusals by the route (415) and by the middleware before it (413) alike."""
     settings = _settings(tmp_path, max_upload_mb=0.01)
@@ -222,7 +192,7 @@ def test_the_ui_page_its_file_route_and_its_upload_are_recorded_and_its_assets_a
         for asset in ("/ui/config", "/ui/theme.css"):
             c.get(asset)
         assert c.get("/ui/gradio_api/file=/tmp/Doe_John.png").status_code == 404
-        upload = c.post("/ui/gradio_api/upload", files={"files": ("Doe_John.png", _png(), "image/png")})
+        upload = c.post("/ui/gradio_api/upload", files={"files": ("Doe_John.png", png_bytes(), "image/png")})
         assert upload.status_code == 200
     records = _records(settings.audit_file)
     assert [(x["action"], x["outcome"]) for x in records] == [("ui.open", 200), ("ui.file", 404), ("ui.upload", 200)]

@@ -92,3 +92,20 @@ def test_behind_a_reverse_proxy_the_forwarded_host_is_the_services_own():
     assert cross_site_reason("POST", {"host": "[::1]:8000", "origin": "http://[::1]:8000"}) is None
     assert cross_site_reason("POST", {"host": "[::1]:8000", "origin": "http://[::1]:9000"}) is not None
     assert cross_site_reason("GET", {"host": "a", "origin": "http://b"}) is None
+
+
+def test_no_page_on_another_origin_may_read_the_ui_with_the_readers_cookie(tmp_path):
+    """Gradio answers localhost origins with Access-Control-Allow-Origin + -Credentials; a page on another port of
+    the same host is the same site, so the reader's SameSite cookie goes with its fetch. The service drops every
+    CORS header, so the browser keeps the answer from that page (and fails its preflight)."""
+    pytest.importorskip("gradio")
+    settings = Settings(crops_dir=tmp_path / "crops", ui=True, warmup=False, worklist_path=tmp_path / "wl.sqlite")
+    with TestClient(create_app(settings, engine=object()), base_url="http://127.0.0.1:7860") as c:
+        for origin in ("http://127.0.0.1:9999", "http://localhost:3000", "https://evil.example"):
+            read = c.get("/ui/config", headers={"Origin": origin})
+            preflight = c.options(
+                "/ui/gradio_api/queue/join", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+            )
+            for r in (read, preflight):
+                assert not [h for h in r.headers if h.lower().startswith("access-control-")], (origin, r.headers)
+        assert c.get("/ui/config").status_code == 200  # the UI itself is served as before

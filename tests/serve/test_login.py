@@ -248,6 +248,24 @@ def test_signing_out_clears_the_cookie_and_the_old_cookie_is_refused(tmp_path: P
         assert c.get("/worklist").status_code == 401
 
 
+def test_a_sign_out_on_one_worker_is_refused_by_every_other_worker(tmp_path: Path) -> None:
+    """Two apps on one state folder are two worker processes of one service (CXRTRIAGE_WORKERS=2): the sign-out
+    taken by one is honoured by the other, through the state folder (security/signed_out.py), not one process's
+    memory."""
+    app, keys, _ = _service(tmp_path)
+    other = create_app(app.state.runtime.settings, engine=_Engine())
+    with TestClient(app) as first, TestClient(other) as second:
+        value = _set_cookie(_sign_in(first, "dr-smith", keys["dr-smith"])).split(";")[0].split("=", 1)[1]
+        second.cookies.set(COOKIE_NAME, value)  # the same cookie, sent to the other worker
+        assert second.get("/worklist").status_code == 200
+        assert first.post("/logout", follow_redirects=False).status_code == 303
+        refused = second.get("/worklist")
+        assert refused.status_code == 401 and "signed out" in refused.json()["detail"]
+    stored = app.state.runtime.settings.state_dir / "signed_out.sqlite"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert b"dr-smith" not in stored.read_bytes() and keys["dr-smith"].encode() not in stored.read_bytes()
+
+
 def test_a_forged_cookie_is_refused_and_counted(tmp_path: Path) -> None:
     app, keys, _ = _service(tmp_path, auth_failures_per_min=2)
     with TestClient(app) as c:

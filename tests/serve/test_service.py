@@ -617,9 +617,15 @@ def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pyte
     seen: dict[str, Any] = {}
 
     def mount_ui(
-        app: Any, get_engine: Any, get_status: Any, settings: Any, slot: Any = None, worklist: Any = None
+        app: Any,
+        get_engine: Any,
+        get_status: Any,
+        settings: Any,
+        slot: Any = None,
+        worklist: Any = None,
+        audit: Any = None,
     ) -> None:
-        seen.update(get_engine=get_engine, get_status=get_status, settings=settings, worklist=worklist)
+        seen.update(get_engine=get_engine, get_status=get_status, settings=settings, worklist=worklist, audit=audit)
 
     fake = types.ModuleType("cxrtriage.serve.ui.app")
     fake.mount_ui = mount_ui  # type: ignore[attr-defined]

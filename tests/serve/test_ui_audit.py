@@ -137,15 +137,17 @@ def test_without_authentication_the_record_says_anonymous_open(setup) -> None:
     assert got == [("anonymous", "none", "open", "ACC-42"), ("anonymous", "none", None, "ACC-42")]
 
 
-def test_a_failed_audit_write_still_shows_the_study_and_is_logged(
+def test_a_failed_audit_write_still_shows_the_study_and_is_logged_and_counted(
     setup, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     wl, _, _ = setup
     folder = tmp_path / "a-folder"
     folder.mkdir()
+    failures: list[int] = []
     with caplog.at_level(logging.ERROR, logger="cxrtriage.serve.ui.audit"):
-        page = read_study(lambda: wl, "ACC-42", UiAudit(AuditLog(folder)), _request())
+        page = read_study(lambda: wl, "ACC-42", UiAudit(AuditLog(folder), lambda: failures.append(1)), _request())
     assert "Study <code>ACC-42</code>" in page
+    assert failures == [1]  # the service's counter (cxrtriage_audit_write_failures_total) goes up
     assert "AUDIT RECORD NOT WRITTEN for UI request 0a1b2c3d4e5f6a7b (result.read, ok)" in caplog.text
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import os
 import re
 import socket
 import threading
@@ -312,9 +313,11 @@ FAKE_NAME, FAKE_ID = "DOE^JANE", "FAKEID0042"
 
 
 def _files_containing(root: Path, needles: list[bytes], since: float) -> list[str]:
-    """Files under ``root`` written since ``since`` whose name or content holds one of ``needles``."""
+    """Files under ``root`` written since ``since`` whose name or content holds one of ``needles``. ``os.walk``
+    skips a folder that vanishes during the walk (another process's browser profile in /tmp); ``rglob`` raised."""
     hits = []
-    for path in root.rglob("*"):
+    paths = (Path(folder) / name for folder, _, names in os.walk(root) for name in names)
+    for path in paths:
         try:
             if not path.is_file() or path.stat().st_mtime < since:
                 continue

@@ -18,7 +18,8 @@ Each request with a session is checked again (:meth:`Sessions.check`):
   and does not count as a failed authentication;
 * the key store: the key must still exist, be active and carry the same name, and its role is read from there, so
   revoking the key (``cxrtriage keys revoke``) ends every session it opened at the next request;
-* signed-out sessions (:meth:`Sessions.end`): remembered by this process until their absolute lifetime ends.
+* signed-out sessions (:meth:`Sessions.end`): remembered until their absolute lifetime ends, in the state folder
+  (:class:`~cxrtriage.security.signed_out.SignedOut`), so every worker process refuses a copy of the cookie.
 
 When a request counts as activity and the last-used time is older than :attr:`Sessions.refresh_s`, :meth:`check`
 returns a new cookie value with the new time, which the service sets on the response (a sliding idle timeout).
@@ -46,6 +47,7 @@ from cxrtriage.errors import ConfigurationError
 from cxrtriage.files import private_dir
 from cxrtriage.security.keys import KeyStore
 from cxrtriage.security.principal import Principal
+from cxrtriage.security.signed_out import SIGNED_OUT_FILE, SignedOut
 
 __all__ = [
     "COOKIE_NAME",
@@ -64,7 +66,6 @@ SECRET_FILE = "session.secret"  # noqa: S105 - a file name, not a secret
 MIN_SECRET_CHARS = 32
 _SALT = "cxrtriage-session/1"
 _SID = re.compile(r"[A-Za-z0-9_-]{16,64}")
-_MAX_ENDED = 100_000
 #: what the name and key fields of the sign-in form may hold at most (longer is refused like a wrong key)
 MAX_NAME_CHARS = 64
 MAX_KEY_CHARS = 200
@@ -140,6 +141,7 @@ class Sessions:
         idle_s: float,
         max_s: float,
         clock: Callable[[], float] = time.time,
+        signed_out: SignedOut | None = None,
     ) -> None:
         self.keys = keys
         self.idle_s, self.max_s = float(idle_s), float(max_s)
@@ -149,7 +151,7 @@ class Sessions:
         self._secret = secret
         self._serializer: URLSafeSerializer | None = None
         self._lock = threading.Lock()
-        self._ended: dict[str, float] = {}
+        self._ended = signed_out if signed_out is not None else SignedOut()  # in memory unless given a file
 
     @classmethod
     def from_settings(cls, settings: Settings, keys: KeyStore) -> Sessions:
@@ -158,6 +160,7 @@ class Sessions:
             lambda: load_secret(settings),
             idle_s=settings.session_idle_min * 60,
             max_s=settings.session_max_hours * 3600,
+            signed_out=SignedOut(settings.state_dir / SIGNED_OUT_FILE),
         )
 
     def _codec(self) -> URLSafeSerializer:
@@ -207,17 +210,13 @@ class Sessions:
         return Principal(name=info.name, role=info.role, via="session"), cookie
 
     def end(self, value: str | None) -> Principal | None:
-        """Sign out the session of the cookie ``value``: refused from now on by this process. Returns whose it was
-        (None for a cookie that was not a valid session)."""
+        """Sign out the session of the cookie ``value``: refused from now on (by every process that shares the state
+        folder). Returns whose it was (None for a cookie that was not a valid session)."""
         try:
             session = self._decode(value or "")
         except SessionRejected:
             return None
-        now = self.clock()
-        with self._lock:
-            self._ended = {sid: until for sid, until in self._ended.items() if until > now}
-            if len(self._ended) < _MAX_ENDED:
-                self._ended[session.sid] = session.issued + self.max_s
+        self._ended.add(session.sid, session.issued + self.max_s, self.clock())
         info = next((i for i in self.keys.list() if i.id == session.key_id), None)
         return Principal(name=session.name, role=info.role, via="session") if info is not None else None
 
@@ -234,9 +233,8 @@ class Sessions:
             raise SessionRejected("session reached its maximum lifetime", expired=True)
         if now >= session.seen + self.idle_s:
             raise SessionRejected("session idle for too long", expired=True)
-        with self._lock:
-            if session.sid in self._ended:
-                raise SessionRejected("session signed out")
+        if session.sid in self._ended:
+            raise SessionRejected("session signed out")
         info = next((i for i in self.keys.list() if i.id == session.key_id), None)
         if info is None or not info.active or info.name != session.name:
             raise SessionRejected("the session's key was revoked")

@@ -70,9 +70,9 @@ from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
-from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, require
+from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, RouteRoles, require
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
-from cxrtriage.serve.csrf import CrossSiteRequestMiddleware
+from cxrtriage.serve.csrf import CrossSiteRequestMiddleware, NoCorsMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
 from cxrtriage.serve.errors import input_error_status, install_error_handlers
 from cxrtriage.serve.middleware import (
@@ -175,11 +175,11 @@ def create_app(
     )
     app.state.runtime = runtime
 
-    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> cross-site refusal -> metrics ->
-    # load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not FastAPI
-    # routes (the UI, the crops; serve/auth.py) -> app. The audit sits outside every refusal (401/403, 403
-    # cross-site, 413, 429), so each is recorded.
-    app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard)
+    # Middleware: the last added is the outermost. Log -> allowed hosts -> audit -> no CORS -> cross-site refusal ->
+    # metrics -> load shedding -> body limit -> the session cookie's renewal -> the roles of the mounts that are not
+    # FastAPI routes (the UI, the crops) and of the routes with a body, before it is read (serve/auth.py) -> app.
+    # The audit sits outside every refusal (401/403, 403 cross-site, 413, 429), so each is recorded.
+    app.add_middleware(PrefixAuthMiddleware, guard=runtime.guard, route_roles=RouteRoles(app))
     app.add_middleware(SessionCookieMiddleware, settings=settings, sessions=runtime.guard.sessions)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
@@ -205,7 +205,9 @@ def create_app(
             runtime.stats.count(status)
 
     app.add_middleware(CrossSiteRequestMiddleware)  # a page on another site changes nothing here (serve/csrf.py)
-    install_audit(app, settings, runtime.registry)  # inside the request log (its request id), outside the rest
+    app.add_middleware(NoCorsMiddleware)  # nor reads anything (Gradio's CORS headers are dropped)
+    # inside the request log (its request id), outside the rest
+    install_audit(app, runtime.audit, runtime.audit_failures.inc)
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.allowed_host_list)
     app.add_middleware(RequestLogMiddleware, on_done=on_done)
 
@@ -251,6 +253,7 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
     """Mount the Gradio UI if :mod:`cxrtriage.serve.ui.app` and gradio are importable; never fail the API for it."""
     try:
         from cxrtriage.serve.ui.app import mount_ui
+        from cxrtriage.serve.ui.audit import UiAudit
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False
@@ -261,8 +264,9 @@ def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:
             runtime.status,
             runtime.settings,
             slot=lambda: runtime.limiter.slot(),  # the UI waits in the API's queue (429 rules alike)
-            worklist=lambda: runtime.worklist,
-        )  # and files on, and lists, the service's one worklist
+            worklist=lambda: runtime.worklist,  # and files on, and lists, the service's one worklist
+            audit=UiAudit(runtime.audit, runtime.audit_failures.inc),  # and writes to its one audit trail
+        )
     except ImportError as exc:
         log.warning("UI not mounted (%s); serving the API only. Install with: pip install 'cxrtriage[demo]'", exc)
         return False

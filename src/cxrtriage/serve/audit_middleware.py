@@ -34,10 +34,8 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cxrtriage.config import Settings
 from cxrtriage.security.audit import ANONYMOUS, NO_ROLE, AuditEvent, AuditLog, without_secrets
 from cxrtriage.serve.crops import CROPS_URL
 from cxrtriage.serve.middleware import REQUEST_ID_KEY
@@ -238,15 +236,8 @@ class AuditMiddleware:
         return True
 
 
-def install_audit(app: FastAPI, settings: Settings, registry: CollectorRegistry) -> AuditLog:
-    """Add the audit middleware to ``app`` (writing to ``settings.audit_file``) and its failure counter to
-    ``registry`` (the app's ``/metrics``). Call it just before the request log is added, so that it sits inside
-    that and outside every other layer."""
-    failures = Counter(
-        "cxrtriage_audit_write_failures_total",
-        "audit records that could not be written (the responses carried X-Audit: failed)",
-        registry=registry,
-    )
-    audit = AuditLog(settings.audit_file)
-    app.add_middleware(AuditMiddleware, audit=audit, on_failure=failures.inc)
-    return audit
+def install_audit(app: FastAPI, audit: AuditLog, on_failure: Callable[[], None]) -> None:
+    """Add the audit middleware to ``app``, writing to ``audit`` (the app's one log, which the UI also writes to)
+    and calling ``on_failure`` for a record not written. Call it just before the request log is added, so that it
+    sits inside that and outside every other layer."""
+    app.add_middleware(AuditMiddleware, audit=audit, on_failure=on_failure)

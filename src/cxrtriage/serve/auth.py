@@ -7,6 +7,11 @@
 * What is not a FastAPI route (the Gradio UI and its upload and file routes under ``/ui``, the crops directory) is
   declared in :data:`PREFIX_ROLES` and checked by :class:`PrefixAuthMiddleware` with the same
   :class:`~cxrtriage.serve.guard.Guard`.
+* A route that takes a body (``POST /predict``: up to the upload limit) is checked before its body is read: FastAPI
+  reads and parses a body before it runs the route's dependencies, so a caller without a credential could otherwise
+  make the server receive 32 MB per request. :class:`PrefixAuthMiddleware` looks up the role the route declared
+  (:class:`RouteRoles`, read from the same dependency) and runs the guard on the headers first; the dependency then
+  finds the principal already checked for its role and does not check (or count a failure) twice.
 * Open to anyone: :data:`OPEN_PATHS` (``/health``, ``/ready`` for orchestrators, ``/`` (a redirect), the API docs and
   their assets, the web UI's sign-in and sign-out pages ``/login`` and ``/logout``).
 
@@ -33,7 +38,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cxrtriage.security.principal import Principal, Role
@@ -51,6 +56,7 @@ __all__ = [
     "PREFIX_ROLES",
     "PrefixAuthMiddleware",
     "RoleRequirement",
+    "RouteRoles",
     "declared_roles",
     "require",
 ]
@@ -68,6 +74,10 @@ OPEN_PATHS = frozenset(
 #: (serve/ui/worklist.py). Every other UI event (queue/join: a click, a page load) is the person's activity.
 PASSIVE_PREFIXES = ("/ui/gradio_api/heartbeat/", "/ui/gradio_api/queue/data", "/ui/gradio_api/run/predict")
 _SESSION_METHODS = frozenset({"GET", "HEAD"})
+#: methods whose requests carry a body that FastAPI reads before the dependencies: checked in the middleware first
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: ``scope["state"]`` key: the role an early check (:class:`PrefixAuthMiddleware`) already granted this request
+_CHECKED_ROLE = "auth_checked_role"
 OPEN_PREFIXES = (ASSETS_URL,)
 
 #: the answers every protected operation documents (routers pass them as ``responses=``)
@@ -103,6 +113,10 @@ class RoleRequirement:
     ) -> Principal:
         # the schemes are declared for the OpenAPI schema; the guard reads the same two headers itself. A session
         # cookie counts for reads that need a reader (not for submitting, and not for changing state)
+        state = request.scope.get("state") or {}
+        if state.get(_CHECKED_ROLE) is self.role:  # checked before the body was read (PrefixAuthMiddleware)
+            principal: Principal = state["principal"]
+            return principal
         session_ok = request.method in _SESSION_METHODS and self.role.allows(Role.READER)
         return guard.check(request.scope, request.headers, self.role, session_ok=session_ok)
 
@@ -128,17 +142,55 @@ def _prefix_role(path: str) -> Role | None:
     return None
 
 
-class PrefixAuthMiddleware:
-    """:data:`PREFIX_ROLES` for what is not a FastAPI route: the same check as :func:`require`, answered in the
-    service's error JSON (a refused WebSocket is closed with 1008, policy violation)."""
+class RouteRoles:
+    """The role a FastAPI route of ``app`` declared (:func:`require`), by method and path, for the routes that take
+    a body: what :class:`PrefixAuthMiddleware` checks before the body is read. The table is built on first use,
+    when every route is in place."""
 
-    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._table: list[tuple[Any, frozenset[str], Role]] | None = None
+
+    def role_of(self, method: str, path: str) -> Role | None:
+        if self._table is None:
+            table = []
+            for route_path_, route, dependant in app_routes(self._app):
+                role = _dependency_role(dependant)
+                methods = frozenset(getattr(route, "methods", None) or ()) & _BODY_METHODS
+                if role is not None and methods:
+                    table.append((compile_path(route_path_)[0], methods, role))
+            self._table = table
+        for regex, methods, role in self._table:
+            if method in methods and regex.match(path):
+                return role
+        return None
+
+
+class PrefixAuthMiddleware:
+    """:data:`PREFIX_ROLES` for what is not a FastAPI route, and the routes with a body before their body is read
+    (``route_roles``): the same check as :func:`require`, answered in the service's error JSON (a refused WebSocket
+    is closed with 1008, policy violation)."""
+
+    def __init__(self, app: ASGIApp, guard: Guard, route_roles: RouteRoles | None = None) -> None:
         self.app = app
         self.guard = guard
+        self.route_roles = route_roles
+
+    def _role(self, scope: Scope, path: str) -> tuple[Role | None, bool]:
+        """The role this request needs checked here, and whether it is a prefix's (else a body route's)."""
+        if scope["type"] not in ("http", "websocket"):
+            return None, False
+        role = _prefix_role(path)
+        if role is not None:
+            return role, True
+        method = str(scope.get("method", ""))
+        if scope["type"] == "http" and method in _BODY_METHODS and self.route_roles is not None:
+            return self.route_roles.role_of(method, path), False
+        return None, False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
-        role = _prefix_role(path) if scope["type"] in ("http", "websocket") else None
+        role, is_prefix = self._role(scope, path)
         if role is None:
             await self.app(scope, receive, send)
             return
@@ -149,7 +201,7 @@ class PrefixAuthMiddleware:
                     scope,
                     Headers(scope=scope),
                     role,
-                    session_ok=True,
+                    session_ok=is_prefix,  # a route's state-changing request needs the header (RoleRequirement)
                     activity=not path.startswith(PASSIVE_PREFIXES),
                 )
             )
@@ -157,13 +209,15 @@ class PrefixAuthMiddleware:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            page = browser_refusal(scope, exc, role)
+            page = browser_refusal(scope, exc, role) if is_prefix else None
             if page is not None:
                 await page(scope, receive, send)
                 return
             body = {"detail": str(exc.detail), "error_type": exc.error_type, "request_id": scope_request_id(scope)}
             await JSONResponse(body, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
             return
+        if not is_prefix:
+            scope.setdefault("state", {})[_CHECKED_ROLE] = role
         await self.app(scope, receive, send)
 
 

@@ -31,7 +31,7 @@ from cxrtriage.serve.middleware import scope_request_id
 
 log = logging.getLogger("cxrtriage.serve.app")
 
-__all__ = ["CrossSiteRequestMiddleware", "cross_site_reason"]
+__all__ = ["CrossSiteRequestMiddleware", "NoCorsMiddleware", "cross_site_reason"]
 
 #: the methods that change state (RFC 9110's unsafe methods)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -40,6 +40,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 #: not a reset connection; a larger one (or a stalled one) gets the 403 with the connection closed
 DRAIN_BYTES = 8 * 1024 * 1024
 DRAIN_TIMEOUT_S = 2.0
+_CORS = b"access-control-"
 
 
 async def _drain(receive: Receive) -> bool:
@@ -118,3 +119,30 @@ class CrossSiteRequestMiddleware:
             response_headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": 403, "headers": response_headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class NoCorsMiddleware:
+    """This service grants no cross-origin reads: every ``Access-Control-*`` response header is dropped.
+
+    Gradio's own CORS middleware (inside the ``/ui`` mount) answers any ``localhost`` / ``127.0.0.1`` origin with
+    ``Access-Control-Allow-Origin: <that origin>`` and ``-Credentials: true``. The session cookie is SameSite=Strict,
+    but a page on another *port* of the same host is the same site, so its browser sends the cookie: with those
+    headers, a page served from ``http://127.0.0.1:9999`` could read the UI's JSON (its config, a study's result) as
+    the signed-in reader. The UI is served from this origin and needs no CORS; the API's clients are not browsers. A
+    preflight then fails in the browser, as it should (and a cross-site write is refused anyway, above)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                message = {**message, "headers": [(k, v) for k, v in headers if not k.lower().startswith(_CORS)]}
+            await send(message)
+
+        await self.app(scope, receive, send_without_cors)

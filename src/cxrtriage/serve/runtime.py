@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
+from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
 from cxrtriage.worklist import Worklist
 
@@ -232,7 +233,8 @@ class InferenceLimiter:
 
 class ServiceRuntime:
     """Everything one app instance owns: settings, engine state, stats, limiter, metrics and the authentication
-    guard (:class:`~cxrtriage.serve.guard.Guard`: keys, single sign-on, the failed-attempt limit)."""
+    guard (:class:`~cxrtriage.serve.guard.Guard`: keys, single sign-on, the failed-attempt limit) and the audit
+    trail."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -244,6 +246,14 @@ class ServiceRuntime:
             "cxrtriage_inference_seconds",
             "Wall time of one triage inference (decode to explanation)",
             buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        # the one audit trail of this app: the middleware's records and the UI's own (serve/audit_middleware.py,
+        # serve/ui/audit.py), and one counter of the records either could not write, for an alert
+        self.audit = AuditLog(settings.audit_file)
+        self.audit_failures = Counter(
+            "cxrtriage_audit_write_failures_total",
+            "audit records that could not be written (by the API: its responses carried X-Audit: failed; or the UI)",
             registry=self.registry,
         )
         self._limiter: InferenceLimiter | None = None

@@ -151,6 +151,7 @@ def build_blocks(
     slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
     worklist: Callable[[], Worklist] | None = None,
     settings: Settings | None = None,
+    audit: UiAudit | None = None,
 ) -> gr.Blocks:
     """The page: the Triage tab and the Worklist tab. Theme and CSS are applied where it is served
     (:func:`mount_ui`, :func:`launch`).
@@ -172,7 +173,8 @@ def build_blocks(
     latency = _LocalLatency()
     uploads = uploads if uploads is not None else UploadStore()
     open_worklist = worklist if worklist is not None else configured_worklist(settings)
-    audit = UiAudit.from_settings(settings)  # which study a reader opened or filed (serve/ui/audit.py)
+    # which study a reader opened or filed (serve/ui/audit.py): the service's own audit log when it passes one
+    audit = audit if audit is not None else UiAudit.from_settings(settings)
     examples_by_name = {Path(p).name: str(p) for p in examples or []}
 
     def source_of(ref: str | None) -> bytes | str | None:
@@ -379,10 +381,11 @@ def mount_ui(
     *,
     slot: Callable[[], contextlib.AbstractAsyncContextManager] = _no_slot,
     worklist: Callable[[], Worklist] | None = None,
+    audit: UiAudit | None = None,
 ) -> None:
     """Mount the UI at ``/ui`` on a FastAPI app with the service's ``settings`` (upload limit, crops and data
-    directories, pixel limits; called by the service's ``create_app``, which also passes its one worklist; without
-    it, the worklist of ``settings``, opened on first use).
+    directories, pixel limits; called by the service's ``create_app``, which also passes its one worklist and its
+    audit log; without them, those of ``settings``, opened on first use).
 
     Uploads go to an in-memory store and Gradio's files (rendered images only) to ``<crops dir>/ui``; the routes
     of :func:`cxrtriage.serve.ui.uploads.install_ui_file_routes` replace Gradio's upload and file-serving routes.
@@ -402,6 +405,7 @@ def mount_ui(
         slot=slot,
         worklist=worklist if worklist is not None else configured_worklist(settings),
         settings=settings,
+        audit=audit,
     )
     _cache_files_in(blocks, files_dir)
     gr.mount_gradio_app(

@@ -17,12 +17,15 @@ of who is who. The request id is the event's HTTP request's, so a UI record and 
 record pair up.
 
 A record that cannot be written never hides the result from the reader (as in the middleware): it is logged at
-ERROR (``AUDIT RECORD NOT WRITTEN``) and the handler goes on.
+ERROR (``AUDIT RECORD NOT WRITTEN``), counted where the service counts the middleware's failures
+(``on_failure``: ``cxrtriage_audit_write_failures_total`` in ``/metrics``, for an alert) and the handler goes on.
+The service hands the UI its own :class:`~cxrtriage.security.audit.AuditLog` (one object, one counter).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from cxrtriage.config import Settings
@@ -44,12 +47,14 @@ class UiAudit:
     """Appends the UI's records to ``audit`` (:class:`~cxrtriage.security.audit.AuditLog`); see the module
     docstring."""
 
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, audit: AuditLog, on_failure: Callable[[], None] | None = None) -> None:
         self.audit = audit
+        self.on_failure = on_failure
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UiAudit:
-        """The audit trail the service writes to (``settings.audit_file``)."""
+        """The audit trail of ``settings`` (``settings.audit_file``), for a page served without the service (a
+        notebook's launcher); the service passes its own log and failure counter instead."""
         return cls(AuditLog(settings.audit_file))
 
     def record(self, request: Any, action: str, study: str | None, outcome: str) -> bool:
@@ -67,5 +72,7 @@ class UiAudit:
                 type(exc).__name__,
                 exc,
             )
+            if self.on_failure is not None:
+                self.on_failure()
             return False
         return True
