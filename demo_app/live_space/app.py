@@ -13,8 +13,8 @@ is registered with the ``reader`` role (worklist, results, the UI and its Triage
 as ``cxrtriage keys create --from-env CXRTRIAGE_SPACE_KEY`` (a salted hash only, an audit record), unless it is
 there already; then the service requires it (or a session signed in with it) for everything but ``/health``,
 ``/ready`` and the sign-in page. Without the key secret the Space does not start, and its log says how to set it:
-a key generated into a file on the Space's disk would be one nobody can read (a Space has no shell), and serving
-open would show whatever a visitor uploads to the next one. The key is never printed or logged.
+a key generated into a file on the Space's disk would be one nobody reads (a Space has no shell but in Dev Mode),
+and serving open would show whatever a visitor uploads to the next one. The key is never printed or logged.
 """
 
 from __future__ import annotations
