@@ -141,9 +141,14 @@ deliverables: writeup video notebooks screenshots
 qa: install
 	$(BIN)/python scripts/qa_checklist.py
 
+# The Space serves only with its key secret (CXRTRIAGE_SPACE_KEY): locally, a key made once into build/space-state/
+# space-key (0600; the state folder is build/space-state, not your own ~/.local/state/cxrtriage), never printed.
 space: install
 	$(BIN)/python demo_app/live_space/build_space.py build/space --force
-	cd build/space && PORT=$(PORT) ../../$(BIN)/python app.py
+	@mkdir -p -m 700 build/space-state
+	@test -s build/space-state/space-key || (umask 077 && $(BIN)/python build/space/app.py --new-key > build/space-state/space-key)
+	@echo "make space: sign in at http://127.0.0.1:$(PORT)/ui as $${CXRTRIAGE_SPACE_USER:-judge} with the key in build/space-state/space-key"
+	cd build/space && PORT=$(PORT) CXRTRIAGE_WORKLIST_PATH=$(CURDIR)/build/space-state/worklist.sqlite CXRTRIAGE_SPACE_KEY="$$(cat $(CURDIR)/build/space-state/space-key)" ../../$(BIN)/python app.py
 
 # Seed spread and leave-one-source-out. Each run is trained only if its checkpoint is missing (~19 min each with
 # every source, ~7 without children, ~12 without adults), exported to runs/<run>/bundle, then all are scored.

@@ -12,24 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_prediction import fake_prediction
 
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.worklist import READING_ORDER, StudyInfo, Worklist, is_urgent
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
-
-
-def _pred(label: str, score: float, review: bool = False) -> Prediction:
-    return Prediction(
-        label=label,
-        score=score,
-        explanation=f"{label}.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=review,
-        model=MODEL,
-    )
 
 
 def _ago(minutes: float) -> dt.datetime:
@@ -42,13 +29,13 @@ def _keys(listing: dict) -> list[str]:
 
 def test_reading_order_urgent_then_overdue_routine_then_routine_each_oldest_first(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
-    wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-OLD", _ago(50))
-    wl.add(_pred("Non-Urgent", 0.05), "ROUTINE-NEW", _ago(5))
-    wl.add(_pred("Urgent", 0.9), "URGENT-NEW", _ago(1))
-    wl.add(_pred("Urgent", 0.6), "URGENT-OLD", _ago(20))
-    wl.add(_pred("Non-Urgent", 0.2, review=True), "REVIEW", _ago(10))
-    wl.add(_pred("Non-Urgent", 0.02), "OVERDUE", _ago(90))  # waited past the maximum: above fresh routine only
-    wl.add(_pred("Urgent", 0.7), "URGENT-OVERDUE", _ago(70))  # an overdue urgent study: above everything
+    wl.add(fake_prediction("Non-Urgent", 0.05), "ROUTINE-OLD", _ago(50))
+    wl.add(fake_prediction("Non-Urgent", 0.05), "ROUTINE-NEW", _ago(5))
+    wl.add(fake_prediction("Urgent", 0.9), "URGENT-NEW", _ago(1))
+    wl.add(fake_prediction("Urgent", 0.6), "URGENT-OLD", _ago(20))
+    wl.add(fake_prediction("Non-Urgent", 0.2, review=True), "REVIEW", _ago(10))
+    wl.add(fake_prediction("Non-Urgent", 0.02), "OVERDUE", _ago(90))  # past the maximum wait: above fresh routine only
+    wl.add(fake_prediction("Urgent", 0.7), "URGENT-OVERDUE", _ago(70))  # an overdue urgent study: above everything
     items = wl.items(now=NOW)
     assert [i["key"] for i in items] == [
         "URGENT-OVERDUE",
@@ -67,8 +54,8 @@ def test_reading_order_urgent_then_overdue_routine_then_routine_each_oldest_firs
 def test_205_routine_studies_two_hours_old_then_one_urgent_it_is_first_on_page_one(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
     for i in range(205):
-        wl.add(_pred("Non-Urgent", 0.05), f"R{i}", _ago(120 + i / 100))
-    wl.add(_pred("Urgent", 0.9), "URGENT-NEW", _ago(0.1))
+        wl.add(fake_prediction("Non-Urgent", 0.05), f"R{i}", _ago(120 + i / 100))
+    wl.add(fake_prediction("Urgent", 0.9), "URGENT-NEW", _ago(0.1))
     first = wl.page(page=1, per_page=50, now=NOW)
     assert _keys(first)[0] == "URGENT-NEW"
     assert (first["total"], first["urgent_total"], first["pages"], len(first["items"])) == (206, 1, 5, 50)
@@ -89,9 +76,13 @@ def test_a_burst_of_1000_studies_puts_every_urgent_one_on_page_one(tmp_path):
     rng.shuffle(kinds)
     urgent = set()
     for i, kind in enumerate(kinds):
-        pred = _pred("Urgent", 0.9) if kind == "urgent" else _pred("Non-Urgent", 0.28 if kind == "review" else 0.05)
+        pred = (
+            fake_prediction("Urgent", 0.9)
+            if kind == "urgent"
+            else fake_prediction("Non-Urgent", 0.28 if kind == "review" else 0.05)
+        )
         if kind == "review":
-            pred = _pred("Non-Urgent", 0.28, review=True)
+            pred = fake_prediction("Non-Urgent", 0.28, review=True)
         wl.add(pred, f"S{i}", _ago(rng.uniform(0, 180)))
         if kind != "routine":
             urgent.add(f"S{i}")
@@ -103,17 +94,17 @@ def test_a_burst_of_1000_studies_puts_every_urgent_one_on_page_one(tmp_path):
 def test_a_day_old_backlog_of_1000_routine_studies_never_hides_new_urgent_ones(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
     for i in range(1000):
-        wl.add(_pred("Non-Urgent", 0.05), f"R{i}", _ago(24 * 60 + i / 10))
-    wl.add(_pred("Non-Urgent", 0.2, review=True), "REVIEW-NEW", _ago(0.5))
+        wl.add(fake_prediction("Non-Urgent", 0.05), f"R{i}", _ago(24 * 60 + i / 10))
+    wl.add(fake_prediction("Non-Urgent", 0.2, review=True), "REVIEW-NEW", _ago(0.5))
     for i in range(3):
-        wl.add(_pred("Urgent", 0.9), f"URGENT-{i}", _ago(i))
+        wl.add(fake_prediction("Urgent", 0.9), f"URGENT-{i}", _ago(i))
     _all_urgent_first_on_page_one(wl, {"REVIEW-NEW", "URGENT-0", "URGENT-1", "URGENT-2"})
 
 
 def test_paging_gives_totals_and_an_empty_page_past_the_end(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
     for i in range(7):
-        wl.add(_pred("Urgent" if i < 2 else "Non-Urgent", 0.5), f"K{i}", _ago(i))
+        wl.add(fake_prediction("Urgent" if i < 2 else "Non-Urgent", 0.5), f"K{i}", _ago(i))
     pages = [wl.page(page=p, per_page=3, now=NOW) for p in (1, 2, 3, 4)]
     assert [len(p["items"]) for p in pages] == [3, 3, 1, 0]  # page 4 is past the end: no items, no error
     assert all((p["total"], p["urgent_total"], p["pages"], p["per_page"]) == (7, 2, 3, 3) for p in pages)
@@ -132,8 +123,8 @@ def test_paging_gives_totals_and_an_empty_page_past_the_end(tmp_path):
 
 def test_reported_studies_leave_the_active_list_and_are_kept(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
-    wl.add(_pred("Urgent", 0.9), "ACC-1", _ago(10))
-    wl.add(_pred("Non-Urgent", 0.1), "ACC-2", _ago(5))
+    wl.add(fake_prediction("Urgent", 0.9), "ACC-1", _ago(10))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "ACC-2", _ago(5))
     assert [i["state"] for i in wl.items(now=NOW)] == ["new", "new"]
     later = NOW + dt.timedelta(minutes=1)
     opened = wl.set_state("ACC-1", "opened", only_from="new", now=later)
@@ -155,21 +146,21 @@ def test_reported_studies_leave_the_active_list_and_are_kept(tmp_path):
 
 def test_reading_the_list_changes_no_state_and_a_new_result_is_new_again(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
-    wl.add(_pred("Non-Urgent", 0.1), "ACC-1", _ago(5))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "ACC-1", _ago(5))
     wl.set_state("ACC-1", "reported")
     for _ in range(3):
         wl.items(), wl.page("all"), wl.result("ACC-1"), wl.item("ACC-1")
     assert wl.item("ACC-1")["state"] == "reported"
-    wl.add(_pred("Urgent", 0.9), "ACC-1", _ago(1))  # a new result for the same accession must be read again
+    wl.add(fake_prediction("Urgent", 0.9), "ACC-1", _ago(1))  # a new result for the same accession must be read again
     assert wl.item("ACC-1", now=NOW)["state"] == "new" and _keys(wl.page(now=NOW)) == ["ACC-1"]
 
 
 def test_the_columns_a_reader_knows_are_stored_and_a_random_key_is_shown_short(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     info = StudyInfo(accession="ACC-9", study_date="2026-12-01", study_time="23:41", view="AP", modality="DX")
-    wl.add(_pred("Urgent", 0.9), "ACC-9-1a2b3c4d", study=info)
-    random_key = wl.add(_pred("Non-Urgent", 0.1), study=StudyInfo(modality="PNG"))
-    sender_key = wl.add(_pred("Non-Urgent", 0.1), "SENDER-7")
+    wl.add(fake_prediction("Urgent", 0.9), "ACC-9-1a2b3c4d", study=info)
+    random_key = wl.add(fake_prediction("Non-Urgent", 0.1), study=StudyInfo(modality="PNG"))
+    sender_key = wl.add(fake_prediction("Non-Urgent", 0.1), "SENDER-7")
     rows = {i["key"]: i for i in wl.items()}
     dicom, png, plain = rows["ACC-9-1a2b3c4d"], rows[random_key], rows[sender_key]
     assert (dicom["accession"], dicom["study_date"], dicom["study_time"], dicom["view"], dicom["modality"]) == (
@@ -182,7 +173,7 @@ def test_the_columns_a_reader_knows_are_stored_and_a_random_key_is_shown_short(t
     assert png["accession"] == random_key[:8] and png["modality"] == "PNG" and png["study_date"] is None
     assert plain["accession"] == "SENDER-7" and plain["view"] is None
     with pytest.raises(ValueError):
-        wl.add(_pred("Urgent", 0.9), "K", study=StudyInfo(accession="Doe^John"))
+        wl.add(fake_prediction("Urgent", 0.9), "K", study=StudyInfo(accession="Doe^John"))
 
 
 OLD_SCHEMA = """CREATE TABLE worklist (
@@ -197,7 +188,7 @@ def test_a_worklist_file_of_the_first_schema_keeps_working(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute(OLD_SCHEMA)
         for key, label, minutes in (("OLD-ROUTINE", "Non-Urgent", 30), ("OLD-URGENT", "Urgent", 3)):
-            pred = _pred(label, 0.9 if label == "Urgent" else 0.1)
+            pred = fake_prediction(label, 0.9 if label == "Urgent" else 0.1)
             received = _ago(minutes).isoformat()  # the old writer's format
             db.execute(
                 "INSERT INTO worklist VALUES (?, ?, ?, ?, ?, ?)",
@@ -210,18 +201,18 @@ def test_a_worklist_file_of_the_first_schema_keeps_working(tmp_path):
     assert [i["state"] for i in items] == ["new", "new"] and items[0]["state_changed"] == items[0]["received"]
     assert (items[0]["accession"], items[0]["study_date"], items[0]["modality"]) == ("OLD-URGENT", None, None)
     wl.set_state("OLD-URGENT", "reported")
-    wl.add(_pred("Urgent", 0.8), "NEW-1", _ago(1), StudyInfo(modality="PNG"))
+    wl.add(fake_prediction("Urgent", 0.8), "NEW-1", _ago(1), StudyInfo(modality="PNG"))
     assert _keys(Worklist(path).page(now=NOW)) == ["NEW-1", "OLD-ROUTINE"]  # opened again: nothing migrates twice
     assert Worklist(path).result("OLD-URGENT")["label"] == "Urgent"
 
 
 def test_it_survives_a_restart_and_a_key_sent_again_lists_its_new_result(tmp_path):
     path = tmp_path / "wl.sqlite"
-    Worklist(path).add(_pred("Urgent", 0.9), "ACC-1", _ago(3))
+    Worklist(path).add(fake_prediction("Urgent", 0.9), "ACC-1", _ago(3))
     again = Worklist(path)
     assert [i["key"] for i in again.items(now=NOW)] == ["ACC-1"]
     assert again.result("ACC-1")["label"] == "Urgent"
-    again.add(_pred("Non-Urgent", 0.1), "ACC-1", _ago(1))
+    again.add(fake_prediction("Non-Urgent", 0.1), "ACC-1", _ago(1))
     assert [(i["key"], i["label"]) for i in again.items(now=NOW)] == [("ACC-1", "Non-Urgent")]
     assert again.result("nope") is None
 
@@ -230,10 +221,10 @@ def test_a_study_sent_again_keeps_its_place_in_the_queue(tmp_path):
     """A routine study re-sent after 90 minutes (a PACS retry) is still overdue: its wait does not restart, so it
     stays above the routine study that arrived after it, and it is new again (its new result is unread)."""
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
-    wl.add(_pred("Non-Urgent", 0.1), "FIRST", _ago(90))
-    wl.add(_pred("Non-Urgent", 0.1), "LATER", _ago(30))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "FIRST", _ago(90))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "LATER", _ago(30))
     wl.set_state("FIRST", "opened")
-    wl.add(_pred("Non-Urgent", 0.2), "FIRST", _ago(0))
+    wl.add(fake_prediction("Non-Urgent", 0.2), "FIRST", _ago(0))
     items = wl.items(now=NOW)
     assert [i["key"] for i in items] == ["FIRST", "LATER"]
     assert items[0]["priority"] == "overdue" and items[0]["waiting_s"] >= 90 * 60 and items[0]["state"] == "new"
@@ -244,8 +235,8 @@ def test_only_accession_like_keys_are_stored(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     for bad in ("Doe^John", "../etc/passwd", "", "a" * 65, "12 34"):
         with pytest.raises(ValueError):
-            wl.add(_pred("Urgent", 0.9), bad or "\n")
-    assert len(wl.add(_pred("Urgent", 0.9))) == 16  # a random key when the sender gives none
+            wl.add(fake_prediction("Urgent", 0.9), bad or "\n")
+    assert len(wl.add(fake_prediction("Urgent", 0.9))) == 16  # a random key when the sender gives none
 
 
 def test_study_info_reads_the_dicom_header_and_a_png_gets_its_file_type(data_dir):
@@ -370,12 +361,12 @@ def test_a_failed_write_keeps_the_result_with_a_warning(tmp_path, caplog):
     def broken() -> Worklist:
         raise sqlite3.OperationalError("unable to open database file")
 
-    pred = _pred("Urgent", 0.9)
+    pred = fake_prediction("Urgent", 0.9)
     kept, key = file_on_worklist(broken, pred, "ACC-1")
     assert key is None and kept.label == "Urgent" and kept.warnings == [NOT_FILED_WARNING]
     assert "worklist write failed: OperationalError" in caplog.text
     wl = Worklist(tmp_path / "wl.sqlite")
-    stored = _pred("Non-Urgent", 0.1)
+    stored = fake_prediction("Non-Urgent", 0.1)
     same, key = file_on_worklist(lambda: wl, pred, stored=stored, study=StudyInfo(modality="PNG"))
     assert same is pred and len(key) == 16 and wl.result(key)["label"] == "Non-Urgent"  # what was asked to be stored
     assert wl.item(key)["modality"] == "PNG"

@@ -14,24 +14,11 @@ import threading
 
 import numpy as np
 import pytest
+from fake_prediction import fake_prediction
 
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.worklist import STAYS_URGENT, Worklist, file_on_worklist
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.timezone.utc)
-MODEL = ModelInfo(name="m", version="1", sha256="0" * 64)
-
-
-def _pred(label: str, score: float, review: bool = False) -> Prediction:
-    return Prediction(
-        label=label,
-        score=score,
-        explanation=f"{label}.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=review,
-        model=MODEL,
-    )
 
 
 def _ago(minutes: float) -> dt.datetime:
@@ -46,8 +33,8 @@ def test_a_downgraded_study_keeps_both_versions_and_says_its_label_changed(tmp_p
     """The probe of the issue: Urgent 0.88, then Non-Urgent 0.01 under the same accession. Both versions are kept,
     the list shows the latest with the change, the latest result warns, the first arrival time stays."""
     wl = Worklist(tmp_path / "wl.sqlite")
-    wl.add(_pred("Urgent", 0.88), "ACC-1", _ago(30))
-    filed = wl.file(_pred("Non-Urgent", 0.01), "ACC-1", _ago(10))
+    wl.add(fake_prediction("Urgent", 0.88), "ACC-1", _ago(30))
+    filed = wl.file(fake_prediction("Non-Urgent", 0.01), "ACC-1", _ago(10))
     assert (filed.key, filed.version, filed.label_changed) == ("ACC-1", 2, "Urgent → Non-Urgent")
 
     versions = wl.versions("ACC-1")
@@ -79,16 +66,16 @@ def test_a_study_that_was_urgent_stays_above_every_routine_one_until_it_is_repor
     downgraded study stays above overdue routine studies and counts as urgent, whatever its latest label."""
     wl = Worklist(tmp_path / "wl.sqlite", max_wait_s=3600)
     for i in range(3):
-        wl.add(_pred("Non-Urgent", 0.05), f"OLD-ROUTINE-{i}", _ago(120 + i))  # overdue routine
-    wl.add(_pred("Urgent", 0.88), "DOWNGRADED", _ago(5))
-    wl.add(_pred("Non-Urgent", 0.01), "DOWNGRADED", _ago(1))
-    wl.add(_pred("Non-Urgent", 0.1, review=True), "WAS-REVIEW", _ago(4))
-    wl.add(_pred("Non-Urgent", 0.1), "WAS-REVIEW", _ago(0))
+        wl.add(fake_prediction("Non-Urgent", 0.05), f"OLD-ROUTINE-{i}", _ago(120 + i))  # overdue routine
+    wl.add(fake_prediction("Urgent", 0.88), "DOWNGRADED", _ago(5))
+    wl.add(fake_prediction("Non-Urgent", 0.01), "DOWNGRADED", _ago(1))
+    wl.add(fake_prediction("Non-Urgent", 0.1, review=True), "WAS-REVIEW", _ago(4))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "WAS-REVIEW", _ago(0))
     listing = wl.page(now=NOW)
     assert [i["key"] for i in listing["items"]][:2] == ["DOWNGRADED", "WAS-REVIEW"]
     assert listing["urgent_total"] == 2
     assert wl.item("WAS-REVIEW")["label_changed"] == "Non-Urgent (needs review) → Non-Urgent"
-    wl.add(_pred("Non-Urgent", 0.02), "DOWNGRADED", _ago(0))  # a third filing: still once urgent
+    wl.add(fake_prediction("Non-Urgent", 0.02), "DOWNGRADED", _ago(0))  # a third filing: still once urgent
     assert wl.page(now=NOW)["items"][0]["key"] == "DOWNGRADED"
     assert wl.item("DOWNGRADED")["label_changed"] == "Urgent → Non-Urgent"  # repeats merged
     wl.set_state("DOWNGRADED", "reported")  # a reader has read it: it leaves the active list
@@ -97,22 +84,22 @@ def test_a_study_that_was_urgent_stays_above_every_routine_one_until_it_is_repor
 
 def test_the_same_reading_twice_is_a_second_version_without_a_warning_and_an_upgrade_warns(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
-    wl.add(_pred("Non-Urgent", 0.1), "SAME", _ago(3))
-    same = wl.file(_pred("Non-Urgent", 0.12), "SAME", _ago(1))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "SAME", _ago(3))
+    same = wl.file(fake_prediction("Non-Urgent", 0.12), "SAME", _ago(1))
     assert (same.version, same.label_changed, same.warning) == (2, None, None)
     assert wl.result("SAME")["warnings"] == [] and wl.item("SAME")["ever_urgent"] is False
     assert wl.item("SAME", now=NOW)["priority"] == "routine"
-    wl.add(_pred("Non-Urgent", 0.1), "UP", _ago(3))
-    up = wl.file(_pred("Urgent", 0.9), "UP", _ago(1))
+    wl.add(fake_prediction("Non-Urgent", 0.1), "UP", _ago(3))
+    up = wl.file(fake_prediction("Urgent", 0.9), "UP", _ago(1))
     assert up.label_changed == "Non-Urgent → Urgent" and STAYS_URGENT not in up.warning
 
 
 def test_filing_returns_the_warning_to_the_caller(tmp_path):
     """POST /predict, the UI and the DICOM node file through file_on_worklist: the sender's answer says it too."""
     wl = Worklist(tmp_path / "wl.sqlite")
-    first, key = file_on_worklist(lambda: wl, _pred("Urgent", 0.88), "ACC-9")
+    first, key = file_on_worklist(lambda: wl, fake_prediction("Urgent", 0.88), "ACC-9")
     assert first.warnings == [] and key == "ACC-9"
-    second, _ = file_on_worklist(lambda: wl, _pred("Non-Urgent", 0.01), "ACC-9")
+    second, _ = file_on_worklist(lambda: wl, fake_prediction("Non-Urgent", 0.01), "ACC-9")
     assert second.warnings == wl.result("ACC-9")["warnings"] and "Urgent → Non-Urgent" in second.warnings[0]
 
 
@@ -129,8 +116,8 @@ def test_a_file_written_before_versions_were_kept_is_migrated_once(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute(PREVIOUS_SCHEMA)
         for key, pred, minutes in (
-            ("P-URGENT", _pred("Urgent", 0.9), 20),
-            ("P-REVIEW", _pred("Non-Urgent", 0.2, True), 9),
+            ("P-URGENT", fake_prediction("Urgent", 0.9), 20),
+            ("P-REVIEW", fake_prediction("Non-Urgent", 0.2, True), 9),
         ):
             db.execute(
                 "INSERT INTO worklist (key, label, score, needs_review, received, result) VALUES (?, ?, ?, ?, ?, ?)",
@@ -148,7 +135,7 @@ def test_a_file_written_before_versions_were_kept_is_migrated_once(tmp_path):
     Worklist(path)  # opened twice
     assert [v["version"] for v in wl.versions("P-URGENT")] == [1] and wl.result("P-URGENT", 1)["score"] == 0.9
     assert wl.item("P-REVIEW")["ever_urgent"] is True and wl.item("P-URGENT")["versions"] == 1
-    wl.add(_pred("Non-Urgent", 0.01), "P-URGENT", _ago(1))
+    wl.add(fake_prediction("Non-Urgent", 0.01), "P-URGENT", _ago(1))
     assert [v["label"] for v in wl.versions("P-URGENT")] == ["Urgent", "Non-Urgent"]
     item = wl.item("P-URGENT", now=NOW)
     assert item["label_changed"] == "Urgent → Non-Urgent" and item["priority"] == "urgent"
@@ -164,7 +151,7 @@ def test_two_writers_filing_one_study_at_once_lose_no_version(tmp_path):
     def file_many(wl: Worklist, label: str) -> None:
         try:
             for _ in range(15):
-                wl.add(_pred(label, 0.9 if label == "Urgent" else 0.1), "SHARED")
+                wl.add(fake_prediction(label, 0.9 if label == "Urgent" else 0.1), "SHARED")
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -191,7 +178,7 @@ def open_umask():
 def test_the_worklist_folder_file_and_journal_are_the_service_users_only(tmp_path, open_umask):
     path = tmp_path / "state" / "cxrtriage" / "worklist.sqlite"
     wl = Worklist(path)
-    wl.add(_pred("Urgent", 0.9), "ACC-1")
+    wl.add(fake_prediction("Urgent", 0.9), "ACC-1")
     assert _mode(path) == 0o600
     assert _mode(path.parent) == 0o700 and _mode(path.parent.parent) == 0o700  # every folder it made
     assert _mode(tmp_path) == stat.S_IMODE(os.stat(tmp_path).st_mode)  # not made here: left alone
@@ -242,5 +229,5 @@ def test_the_service_makes_its_crops_folder_owner_only(tmp_path, open_umask):
 
 def test_a_version_number_out_of_range_is_simply_not_there(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
-    wl.add(_pred("Urgent", 0.9), "ACC-1")
+    wl.add(fake_prediction("Urgent", 0.9), "ACC-1")
     assert wl.result("ACC-1", 0) is None and wl.result("ACC-1", 2**63) is None and wl.result("ACC-1", 1) is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cxrtriage.security import keys as keys_module
-from cxrtriage.security.keys import DuplicateKeyName, KeyStore, KeyStoreError, UnknownKeyName
+from cxrtriage.security.keys import DuplicateKeyName, KeyStore, KeyStoreError, UnknownKeyName, new_key
 from cxrtriage.security.principal import Principal, Role
 
 
@@ -91,6 +91,37 @@ def test_clear_refusals(store: KeyStore) -> None:
             store.create(bad, Role.READER)
     with pytest.raises(ValueError, match="unknown role 'root'"):
         store.create("ok", "root")
+
+
+def test_a_supplied_key_is_registered_only_with_the_stores_form_and_a_strong_secret(store: KeyStore) -> None:
+    key = new_key()  # what a Space's owner makes and hands over as its secret
+    info, returned = store.create("judge", Role.READER, key=key)
+    assert returned == key and key.startswith(f"cxt_{info.id}_")
+    assert store.verify(key) == Principal("judge", Role.READER, "api-key")
+    assert key.split("_", 2)[2] not in store.path.read_text()  # stored as a salted hash, like a made one
+    random_part = key.split("_", 2)[2]
+    weak = {
+        "one letter repeated": "cxt_0123abcd_" + "a" * 43,
+        "a repeated word": "cxt_0123abcd_" + "password" * 6,
+        "too short": "cxt_0123abcd_" + random_part[:42],
+        "not hex": "cxt_0123abcz_" + random_part,
+        "no id": "cxt_" + random_part,
+        "not URL-safe": "cxt_0123abcd_" + random_part[:-1] + "!",
+        "no prefix": random_part,
+        "a space": key + " ",
+        "too long": "cxt_0123abcd_" + random_part * 5,
+    }
+    for why, candidate in weak.items():
+        with pytest.raises(KeyStoreError, match="not a strong cxrtriage key") as refused:
+            store.create(f"x-{why.replace(' ', '-')}", Role.READER, key=candidate)
+        assert candidate not in str(refused.value) and random_part not in str(refused.value), why
+    other = f"cxt_{info.id}_{new_key().split('_', 2)[2]}"  # another secret behind the same public id
+    with pytest.raises(KeyStoreError, match=f"id {info.id} is the id of the key 'judge'"):
+        store.create("judge-2", Role.READER, key=other)
+    with pytest.raises(DuplicateKeyName):
+        store.create("judge", Role.READER, key=new_key())
+    assert [k.name for k in store.list()] == ["judge"]  # nothing refused was written
+    assert new_key() != new_key() and len(new_key().split("_", 2)[2]) == 43
 
 
 def test_a_corrupt_file_is_an_error_not_an_open_door(store: KeyStore) -> None:

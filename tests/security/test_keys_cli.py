@@ -13,7 +13,7 @@ import pytest
 
 from cxrtriage.cli.main import main
 from cxrtriage.config import Settings
-from cxrtriage.security.keys import KeyStore
+from cxrtriage.security.keys import KeyStore, new_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -173,3 +173,42 @@ def test_key_file_writes_the_key_owner_only_and_prints_no_key(state: Path, capsy
     assert main(["keys", "create", "--role", "admin", "--name", "second", "--key-file", str(target)]) == 2
     assert "already exists" in capsys.readouterr().err and target.read_text().strip() == key
     assert [k.name for k in KeyStore(state / "keys.json").list()] == ["admin"]
+
+
+def test_from_env_registers_the_key_the_variable_holds_and_prints_none_of_it(
+    state: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key()
+    monkeypatch.setenv("SPACE_KEY", key + "\n")  # pasted with its newline
+    assert main(["keys", "create", "--role", "reader", "--name", "judge", "--from-env", "SPACE_KEY"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and key not in err and "Registered the API key in SPACE_KEY as 'judge'" in err
+    info = KeyStore(state / "keys.json").list()[0]
+    assert KeyStore(state / "keys.json").verify(key).name == "judge"
+    assert _trail(state)[-1]["reason"] == f"key judge (role reader, id {info.id}), registered from SPACE_KEY"
+    assert key.split("_", 2)[2] not in (state / "audit.jsonl").read_text()
+
+
+def test_from_env_refusals_never_show_the_key(
+    state: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create = ["keys", "create", "--role", "reader", "--name", "judge"]
+    monkeypatch.delenv("SPACE_NOPE", raising=False)
+    assert main([*create, "--from-env", "SPACE_NOPE"]) == 2
+    assert "SPACE_NOPE is not set" in capsys.readouterr().err
+    weak = "cxt_0123abcd_" + "ab" * 30
+    monkeypatch.setenv("SPACE_KEY", weak)
+    assert main([*create, "--from-env", "SPACE_KEY"]) == 2
+    err = capsys.readouterr().err
+    assert "SPACE_KEY: the supplied key is not a strong cxrtriage key" in err and weak not in err
+    key = new_key()  # the key itself typed where the variable's name goes
+    for wrong in (key, key.replace("-", "A")):
+        with pytest.raises(SystemExit) as exited:
+            main([*create, "--from-env", wrong])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2 and "NAME of an environment variable" in err and wrong not in err
+    monkeypatch.setenv("SPACE_KEY", key)
+    with pytest.raises(SystemExit):
+        main([*create, "--from-env", "SPACE_KEY", "--key-file", str(state / "k")])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert not KeyStore(state / "keys.json").has_keys()

@@ -6,7 +6,8 @@ studies in reading order and opens a stored result (marking it opened), marks it
 and shows under Reported) and pages through a long list. Every request the page makes must go to the local server:
 the UI works offline (no CDNs, web fonts or analytics).
 
-Skips only when /usr/bin/chromium (``apt-get install chromium``) or the shared data directory is missing.
+Skips only when /usr/bin/chromium (``apt-get install chromium``; the ``browser`` fixture of ``tests/serve/conftest.py``)
+or the shared data directory is missing.
 """
 
 from __future__ import annotations
@@ -25,17 +26,6 @@ import pytest
 
 from cxrtriage.evaluation.live_server import open_ui
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
 CHEST = ("nih", "images", "00000150_002.png")
 DICOM = ("dicom", "SIIM_CR_chest_PA_jpegbaseline.dcm")
 PRIOR_REPORT = (
@@ -51,10 +41,6 @@ LABEL_RE = re.compile(
 NORMAL_PRIOR_REPORT = (
     "FINDINGS: The lungs are clear. No focal consolidation, pleural effusion or pneumothorax.\n"
     "IMPRESSION: No acute cardiopulmonary abnormality."
-)
-
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="/usr/bin/chromium missing (apt-get install chromium)"
 )
 
 
@@ -151,16 +137,6 @@ def _serve(app, port: int):
     thread.join(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture()
 def page(browser, base_url):
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -199,7 +175,6 @@ def _assert_offline(page) -> None:
     assert not outside, f"the page contacted hosts other than the local server: {outside}"
 
 
-@needs_chromium
 def test_triage_chest_xray_with_prior_report(page, data_dir: Path, tmp_path: Path) -> None:
     body = page.locator("body")
     disclaimer = page.locator("#cxr-disclaimer")
@@ -268,7 +243,6 @@ def _assert_main_view_has_no_bare_number(page) -> None:
     assert numbers == ratio, text
 
 
-@needs_chromium
 def test_an_urgent_film_with_a_normal_prior_report_says_they_disagree(page, tmp_path: Path) -> None:
     """Image and prior report disagree (the film scores Urgent, the report describes no urgent finding): the banner
     asks for a radiologist's review, the explanation and a warning say why in plain words, the label stays Urgent."""
@@ -296,7 +270,6 @@ def test_an_urgent_film_with_a_normal_prior_report_says_they_disagree(page, tmp_
     _assert_offline(page)
 
 
-@needs_chromium
 def test_dicom_upload(page, data_dir: Path) -> None:
     dicom = data_dir.joinpath(*DICOM)
     if not dicom.is_file():
@@ -329,7 +302,6 @@ def _files_containing(root: Path, needles: list[bytes], since: float) -> list[st
     return hits
 
 
-@needs_chromium
 def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(
     page, base_url: str, data_dir: Path, ui_crops_dir: Path, tmp_path: Path
 ) -> None:
@@ -378,7 +350,6 @@ def test_dicom_with_identifiers_leaves_no_copy_and_is_never_served(
     _assert_offline(page)
 
 
-@needs_chromium
 def test_first_example_fills_the_form_and_triages(page) -> None:
     from cxrtriage.data import DEMO_PRIOR_REPORT, example_paths
 
@@ -396,7 +367,6 @@ def test_first_example_fills_the_form_and_triages(page) -> None:
     _assert_offline(page)
 
 
-@needs_chromium
 def test_non_chest_image_shows_error_not_traceback(page, data_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
     from skimage import data as skdata
@@ -416,7 +386,6 @@ def test_non_chest_image_shows_error_not_traceback(page, data_dir: Path, tmp_pat
     _assert_offline(page)
 
 
-@needs_chromium
 def test_triage_without_file_asks_for_one(page) -> None:
     _triage(page)
     assert "Please upload a chest X-ray" in page.locator("#cxr-error").inner_text()
@@ -449,7 +418,6 @@ def _open_worklist_tab(page) -> None:
     page.locator("#cxr-worklist tr[data-key], #cxr-worklist #cxr-wl-empty").first.wait_for(state="visible")
 
 
-@needs_chromium
 def test_worklist_tab_lists_studies_in_reading_order_and_opens_one(page, ui_app, tmp_path: Path) -> None:
     """Studies filed on the service's worklist show in reading order with accession, study date, view, modality,
     wait, label, review flag and state; clicking one opens its stored result (label line, explanation, evidence,
@@ -529,7 +497,6 @@ def _summary(page) -> str:
     return page.locator("#cxr-wl-summary").inner_text().strip()
 
 
-@needs_chromium
 def test_a_study_marked_reported_leaves_the_active_list_and_can_be_returned(page, ui_app) -> None:
     """Open a study (opened), press Mark reported: it leaves the active list (the total drops by one) and shows
     under Reported; Return to list puts it back on the active list as new."""
@@ -570,7 +537,6 @@ def test_a_study_marked_reported_leaves_the_active_list_and_can_be_returned(page
     _assert_offline(page)
 
 
-@needs_chromium
 def test_a_long_worklist_is_paged_with_its_totals(page, ui_app) -> None:
     """60 more routine studies: the tab shows 50 at a time ("Studies 1–50 of N · U urgent"), Next goes on from
     51, Previous comes back; no study is cut off."""
@@ -594,7 +560,6 @@ def test_a_long_worklist_is_paged_with_its_totals(page, ui_app) -> None:
         worklist.set_state(f"PG-{i:02d}", "reported")  # out of the other tests' way
 
 
-@needs_chromium
 def test_a_study_triaged_in_the_ui_is_filed_on_the_worklist(page, ui_app, data_dir: Path) -> None:
     _upload(page, data_dir.joinpath(*CHEST))
     _triage(page)
@@ -855,7 +820,6 @@ def hai_def_url(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     yield from _serve(app, port)
 
 
-@needs_chromium
 def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, data_dir: Path, tmp_path: Path) -> None:
     """A real triage through the MedSigLIP ONNX backend: a label, no CAM crops claimed, the backend named and the
     HAI-DEF terms notice in the footer, the disclaimer still visible."""
@@ -885,7 +849,6 @@ def test_hai_def_backend_run_shows_the_terms_notice(browser, hai_def_url: str, d
         context.close()
 
 
-@needs_chromium
 def test_api_documentation_renders_with_the_network_off(browser, base_url) -> None:
     """/docs draws every operation from assets this server serves (Swagger UI 5 reads FastAPI's OpenAPI 3.1); a
     request to any other host is refused, as on a hospital network without internet access."""
@@ -920,7 +883,6 @@ _POST_IMAGE_JS = """async ([url, b64, mode]) => {
 }"""
 
 
-@needs_chromium
 def test_a_page_on_another_site_cannot_file_a_study_through_the_readers_browser(
     browser, base_url, ui_app, data_dir: Path
 ) -> None:

@@ -6,7 +6,8 @@ cross-site check), and opening the study it filed leaves a ``result.read`` audit
 study; a submitter signs in and is refused the UI; signing out returns to the sign-in page, and the UI
 is closed again. Every request goes to the local server (offline).
 
-Skips only when /usr/bin/chromium is missing; uses the sample radiographs bundled in the package (no data folder).
+Skips only when /usr/bin/chromium is missing (the ``browser`` fixture of ``tests/serve/conftest.py``); uses the
+sample radiographs bundled in the package (no data folder).
 """
 
 from __future__ import annotations
@@ -22,12 +23,8 @@ import pytest
 
 from cxrtriage.data import example_paths
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 TIMEOUT_MS = 60_000
 READER, SUBMITTER = "dr-smith", "ct-gateway"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium missing (apt-get install chromium)")
 
 
 def _free_port() -> int:
@@ -70,16 +67,6 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     yield url, keys, app
     server.should_exit = True
     thread.join(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()

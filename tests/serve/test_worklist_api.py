@@ -7,26 +7,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from fake_prediction import fake_prediction
 from fastapi.testclient import TestClient
 
 from cxrtriage.config import Settings
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.serve.app import create_app
 from cxrtriage.worklist import StudyInfo
 
 NOW = dt.datetime.now(dt.timezone.utc)
-
-
-def _pred(label: str, review: bool = False) -> Prediction:
-    return Prediction(
-        label=label,
-        score=0.9 if label == "Urgent" else 0.1,
-        explanation=f"{label}.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=review,
-        model=ModelInfo(name="m", version="1", sha256="0" * 64),
-    )
 
 
 @pytest.fixture
@@ -40,8 +28,8 @@ def client(tmp_path):
 def test_the_list_comes_a_page_at_a_time_with_its_totals(client):
     c, wl = client
     for i in range(205):
-        wl.add(_pred("Non-Urgent"), f"R{i}", NOW - dt.timedelta(hours=2, seconds=i))
-    wl.add(_pred("Urgent"), "URGENT-NEW", NOW, StudyInfo(accession="URGENT-NEW", view="AP", modality="DX"))
+        wl.add(fake_prediction("Non-Urgent"), f"R{i}", NOW - dt.timedelta(hours=2, seconds=i))
+    wl.add(fake_prediction("Urgent"), "URGENT-NEW", NOW, StudyInfo(accession="URGENT-NEW", view="AP", modality="DX"))
     first = c.get("/worklist").json()
     assert first["items"][0]["key"] == "URGENT-NEW" and first["items"][0]["view"] == "AP"
     assert {k: first[k] for k in ("status", "total", "urgent_total", "page", "per_page", "pages")} == {
@@ -79,8 +67,8 @@ def test_a_bad_page_or_filter_is_a_422_that_says_why(client, query, says):
 
 def test_a_reported_study_leaves_the_active_list_and_is_listed_as_reported(client):
     c, wl = client
-    wl.add(_pred("Urgent"), "ACC-1", NOW - dt.timedelta(minutes=5))
-    wl.add(_pred("Non-Urgent"), "ACC-2", NOW - dt.timedelta(minutes=9))
+    wl.add(fake_prediction("Urgent"), "ACC-1", NOW - dt.timedelta(minutes=5))
+    wl.add(fake_prediction("Non-Urgent"), "ACC-2", NOW - dt.timedelta(minutes=9))
     for _ in range(2):  # reading the list and a result changes nothing
         c.get("/worklist"), c.get("/worklist/ACC-1")
     assert [i["state"] for i in c.get("/worklist").json()["items"]] == ["new", "new"]
@@ -114,7 +102,7 @@ def test_a_reported_study_leaves_the_active_list_and_is_listed_as_reported(clien
 )
 def test_a_bad_state_change_says_why(client, path, body, status, says):
     c, wl = client
-    wl.add(_pred("Urgent"), "ACC-1")
+    wl.add(fake_prediction("Urgent"), "ACC-1")
     if isinstance(body, bytes):
         r = c.post(path, content=body, headers={"Content-Type": "application/json"})
     else:
@@ -137,9 +125,9 @@ def test_a_study_sent_again_keeps_its_versions_and_the_list_says_its_label_chang
     """The probe of issue 23: Urgent 0.88 then Non-Urgent 0.01 under one accession. GET /worklist/{key} is the
     latest (with the warning), ?version=1 the first, /versions the history; the study stays urgent on the list."""
     c, wl = client
-    wl.add(_pred("Non-Urgent"), "ROUTINE", NOW - dt.timedelta(hours=3))  # overdue routine
-    wl.add(_pred("Urgent"), "ACC-1", NOW - dt.timedelta(minutes=20))
-    wl.add(_pred("Non-Urgent"), "ACC-1", NOW)
+    wl.add(fake_prediction("Non-Urgent"), "ROUTINE", NOW - dt.timedelta(hours=3))  # overdue routine
+    wl.add(fake_prediction("Urgent"), "ACC-1", NOW - dt.timedelta(minutes=20))
+    wl.add(fake_prediction("Non-Urgent"), "ACC-1", NOW)
     row = c.get("/worklist").json()["items"][0]
     assert (row["key"], row["label"], row["priority"], row["label_changed"], row["versions"], row["ever_urgent"]) == (
         "ACC-1",
@@ -176,7 +164,7 @@ def test_a_study_sent_again_keeps_its_versions_and_the_list_says_its_label_chang
 )
 def test_a_version_that_is_not_there_says_why(client, path, status, says):
     c, wl = client
-    wl.add(_pred("Urgent"), "ACC-1")
+    wl.add(fake_prediction("Urgent"), "ACC-1")
     r = c.get(path)
     assert r.status_code == status and says in r.json()["detail"], r.text
 

@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import re
 
-from cxrtriage.schema import ModelInfo, Prediction
+from fake_prediction import fake_prediction
+
 from cxrtriage.serve.ui.worklist import study_view, worklist_page
 from cxrtriage.serve.ui.worklist_render import summary_html, worklist_html
 from cxrtriage.worklist import StudyInfo, Worklist
-
-
-def _pred(label: str = "Urgent") -> Prediction:
-    return Prediction(
-        label=label,
-        score=0.9 if label == "Urgent" else 0.1,
-        explanation=f"{label}.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=False,
-        model=ModelInfo(name="m", version="1", sha256="0" * 64),
-    )
 
 
 def _cells(markup: str, key: str) -> list[str]:
@@ -32,9 +21,9 @@ def _cells(markup: str, key: str) -> list[str]:
 def test_a_dicom_study_shows_its_header_columns_and_a_png_dashes(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     dicom = StudyInfo(accession="ACC-42", study_date="2026-12-01", study_time="23:41", view="AP", modality="DX")
-    wl.add(_pred(), "ACC-42-0a1b2c3d", study=dicom)
-    png_key = wl.add(_pred("Non-Urgent"), study=StudyInfo(modality="PNG"))
-    dated_only = wl.add(_pred("Non-Urgent"), "ACC-7", study=StudyInfo(study_date="1993-02-24", modality="CR"))
+    wl.add(fake_prediction(), "ACC-42-0a1b2c3d", study=dicom)
+    png_key = wl.add(fake_prediction("Non-Urgent"), study=StudyInfo(modality="PNG"))
+    dated_only = wl.add(fake_prediction("Non-Urgent"), "ACC-7", study=StudyInfo(study_date="1993-02-24", modality="CR"))
     markup = worklist_html(wl.items(), max_wait_s=3600)
     assert _cells(markup, "ACC-42-0a1b2c3d")[1:8] == [
         "ACC-42",
@@ -72,7 +61,7 @@ def test_the_line_above_the_table_says_the_whole_lists_totals():
 def test_a_page_past_the_end_shows_the_last_page_and_reported_rows_stop_waiting(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     for i in range(3):
-        wl.add(_pred(), f"K{i}")
+        wl.add(fake_prediction(), f"K{i}")
     table, summary, shown, pages = worklist_page(lambda: wl, "active", 9)  # the last study of page 9 was reported
     assert (shown, pages) == (1, 1) and "Studies 1–3 of 3 · 3 urgent" in summary
     wl.set_state("K0", "reported")
@@ -85,7 +74,7 @@ def test_a_page_past_the_end_shows_the_last_page_and_reported_rows_stop_waiting(
 def test_opening_a_study_marks_it_opened_and_its_heading_names_it(tmp_path):
     wl = Worklist(tmp_path / "wl.sqlite")
     info = StudyInfo(accession="ACC-42", study_date="2026-12-01", study_time="23:41", view="PA", modality="CR")
-    wl.add(_pred(), "ACC-42-0a1b2c3d", study=info)
+    wl.add(fake_prediction(), "ACC-42-0a1b2c3d", study=info)
     assert "state" in study_view(lambda: wl, "ACC-42-0a1b2c3d") and wl.item("ACC-42-0a1b2c3d")["state"] == "new"
     markup = study_view(lambda: wl, "ACC-42-0a1b2c3d", opening=True)
     assert wl.item("ACC-42-0a1b2c3d")["state"] == "opened"
@@ -96,7 +85,7 @@ def test_a_stored_result_keeps_its_numbers_behind_the_details_toggle(tmp_path):
     """A reader opening a study from the worklist sees the same page as on the Triage tab: words first, and the score
     and threshold only inside the closed Details element."""
     wl = Worklist(tmp_path / "wl.sqlite")
-    pred = _pred()
+    pred = fake_prediction()
     wl.add(pred, "K9")
     markup = study_view(lambda: wl, "K9")
     details = markup[markup.index("<details") :]
@@ -107,9 +96,9 @@ def test_a_study_whose_label_changed_says_so_in_its_row_and_its_study_view(tmp_p
     """Urgent, then Non-Urgent under the same key: the row is amber (with the urgent studies) and its review column
     says 'changed: Urgent → Non-Urgent'; the opened study names its version and shows the stored warning."""
     wl = Worklist(tmp_path / "wl.sqlite")
-    wl.add(_pred("Non-Urgent"), "ROUTINE")
-    wl.add(_pred("Urgent"), "ACC-5")
-    wl.add(_pred("Non-Urgent"), "ACC-5")
+    wl.add(fake_prediction("Non-Urgent"), "ROUTINE")
+    wl.add(fake_prediction("Urgent"), "ACC-5")
+    wl.add(fake_prediction("Non-Urgent"), "ACC-5")
     table, summary, _, _ = worklist_page(lambda: wl, "active", 1)
     cells = _cells(table, "ACC-5")
     assert cells[6:8] == ["Non-Urgent", "changed: Urgent → Non-Urgent"]

@@ -5,7 +5,10 @@ worklist).
 ``keys create`` prints the key once, alone on the last line of standard output (the sentences around it go to
 standard error), so ``KEY=$(cxrtriage keys create --role submitter --name gateway | tail -n1)`` captures it; with
 ``--key-file PATH`` it writes the key to a new owner-only file instead and prints no key (the demo container's
-first start: ``demo_app/docker/entrypoint.sh``).
+first start: ``demo_app/docker/entrypoint.sh``). With ``--from-env VAR`` it registers the key that the environment
+variable ``VAR`` holds instead of making one (a key made elsewhere, handed over as a secret: the Hugging Face Space's
+``CXRTRIAGE_SPACE_KEY``, ``demo_app/live_space/app.py``); it must have the form ``keys create`` makes, with a strong
+secret (:meth:`~cxrtriage.security.keys.KeyStore.create`), and nothing prints it.
 
 Every key change, and every refused one, is a record in the audit trail of the same settings
 (``Settings.audit_file``): action ``key.create`` or ``key.revoke``, principal the operating-system user who ran the
@@ -30,7 +33,14 @@ from pathlib import Path
 
 from cxrtriage.cli.options import SubCommands, command_settings
 from cxrtriage.security.audit import AuditError, AuditEvent, AuditLog
-from cxrtriage.security.keys import KEY_NAME_PATTERN, DuplicateKeyName, KeyInfo, KeyStore, KeyStoreError
+from cxrtriage.security.keys import (
+    KEY_NAME_PATTERN,
+    DuplicateKeyName,
+    KeyInfo,
+    KeyStore,
+    KeyStoreError,
+    looks_like_api_key,
+)
 from cxrtriage.security.principal import Role
 
 
@@ -79,21 +89,36 @@ def _write_key_file(path: Path, secret: str) -> str | None:
     return None
 
 
+def _env_name(value: str) -> str:
+    """``--from-env``'s argument: an environment variable's name (it is printed and recorded, so plain characters
+    only). The refusal never repeats what was given: it could be the key itself, typed in the wrong place."""
+    if looks_like_api_key(value) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", value):
+        raise argparse.ArgumentTypeError("give the NAME of an environment variable that holds the key, not the key")
+    return value
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     store = _store(args)
     key_file = Path(args.key_file).expanduser() if args.key_file else None
     if key_file is not None and (key_file.exists() or key_file.is_symlink()):
         print(f"error: {key_file} already exists; --key-file writes a new file only", file=sys.stderr)
         return 2
+    supplied = None
+    if args.from_env:
+        supplied = os.environ.get(args.from_env, "").strip()  # a pasted secret may end with a newline
+        if not supplied:
+            print(f"error: {args.from_env} is not set (--from-env registers the key it holds)", file=sys.stderr)
+            return 2
     try:
-        info, secret = store.create(args.name, Role.parse(args.role))
+        info, secret = store.create(args.name, Role.parse(args.role), key=supplied)
     except (KeyStoreError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {args.from_env}: {exc}" if supplied else f"error: {exc}", file=sys.stderr)
         why = "already exists" if isinstance(exc, DuplicateKeyName) else "refused"
         if problem := _record(args, "key.create", "refused", f"{_named(args.name)}: {why}"):
             print(f"warning: {problem}", file=sys.stderr)
         return 2
-    if problem := _record(args, "key.create", "ok", _described(info)):
+    origin = f", registered from {args.from_env}" if supplied else ""
+    if problem := _record(args, "key.create", "ok", _described(info) + origin):
         store.revoke(info.name)
         print(
             f"error: {problem}; the new key {info.name!r} was revoked at once and is not shown (no key is handed out "
@@ -102,6 +127,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if supplied is not None:
+        print(
+            f"Registered the API key in {args.from_env} as {info.name!r} (role {info.role.value}, id {info.id}) in "
+            f"{store.path}; the key is not printed. Revoke it with `cxrtriage keys revoke {info.name}`.",
+            file=sys.stderr,
+        )
+        return 0
     if key_file is not None:
         if problem := _write_key_file(key_file, secret):
             store.revoke(info.name)
@@ -176,10 +208,18 @@ def add_parser(sub: SubCommands) -> None:
         help="submitter (send images), reader (worklist, results, UI), admin (all, metrics)",
     )
     s.add_argument("--name", required=True, help="who or what holds it (letters, digits, . _ @ -), e.g. ct-gateway")
-    s.add_argument(
+    given = s.add_mutually_exclusive_group()
+    given.add_argument(
         "--key-file",
         metavar="PATH",
         help="write the key to PATH, a new file readable by its owner only (0600), instead of standard output",
+    )
+    given.add_argument(
+        "--from-env",
+        metavar="VAR",
+        type=_env_name,
+        help="register the key that environment variable VAR holds (a key of the form this command makes, handed over "
+        "as a secret) instead of making one; it is not printed",
     )
     s.set_defaults(func=cmd_keys_create)
 

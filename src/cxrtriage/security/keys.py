@@ -3,8 +3,10 @@
 A key is ``cxt_<id>_<secret>``: ``secrets.token_urlsafe(32)`` (256 random bits) behind a short public id that finds
 its record without trying every hash. The file keeps only a salted PBKDF2-HMAC-SHA256 of the whole key (a salt of
 its own per key) and compares with :func:`hmac.compare_digest`; the key itself is shown once, by ``cxrtriage keys
-create``, and never stored. The iteration count is modest on purpose: the secret is 256 random bits, so a slow hash
-adds nothing against guessing it, and every API request pays the hash (about 5 ms here).
+create``, and never stored. A key made elsewhere (:func:`new_key`) and handed over as a secret can be registered
+too, if it has that form with a strong secret (``keys create --from-env``: a Hugging Face Space's key). The
+iteration count is modest on purpose: the secret is 256 random bits, so a slow hash adds nothing against guessing
+it, and every API request pays the hash (about 5 ms here).
 
 The file (``keys.json``) lives in the service's state folder, beside the worklist (``Settings.keys_path``), so one
 setting moves both. It is written atomically (a temporary file in the same folder, then ``os.replace``), created
@@ -43,6 +45,7 @@ __all__ = [
     "KeyStoreError",
     "UnknownKeyName",
     "looks_like_api_key",
+    "new_key",
 ]
 
 KEY_PREFIX = "cxt_"
@@ -53,6 +56,15 @@ _KDF = "pbkdf2_sha256"
 _ITERATIONS = 20_000
 _MAX_KEY_CHARS = 200
 _ID = re.compile(r"^[0-9a-f]{8}$")
+# a supplied key's secret: what token_urlsafe(32) makes (43 characters of the URL-safe alphabet, 256 bits) or longer,
+# with at least 16 different characters (a random 43-character secret has fewer with odds of 5 in 10^14; "aaaa..."
+# or a repeated word has fewer)
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{43,}$")
+_MIN_DISTINCT = 16
+_SUPPLIED_FORM = (
+    "cxt_<8 hex digits>_<at least 43 random characters of A-Z a-z 0-9 - _, 16 or more of them different> (the form "
+    "`cxrtriage keys create` makes)"
+)
 # compared against when no record matches, so that an unknown key costs the same hash as a wrong one
 _DUMMY_SALT = b"\x00" * 16
 _DUMMY_HASH = b"\x00" * 32
@@ -103,6 +115,23 @@ def _key_id(secret: str) -> str | None:
         return None
     key_id, sep, rest = secret[len(KEY_PREFIX) :].partition("_")
     return key_id if sep and rest and _ID.match(key_id) else None
+
+
+def new_key() -> str:
+    """A new key of this store's form, not stored anywhere: ``cxt_<8 hex digits>_<secrets.token_urlsafe(32)>``. What
+    :meth:`KeyStore.create` makes, and what a key registered from its secret (``create(..., key=...)``) must look
+    like."""
+    return f"{KEY_PREFIX}{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"
+
+
+def _supplied_key_id(key: str) -> str:
+    """The id of a supplied key of this store's form with a strong secret; KeyStoreError otherwise (the message
+    says what the form is, never what was given)."""
+    key_id = _key_id(key)
+    secret = key[len(KEY_PREFIX) + len(key_id) + 1 :] if key_id else ""
+    if not key_id or not _SECRET.match(secret) or len(set(secret)) < _MIN_DISTINCT:
+        raise KeyStoreError(f"the supplied key is not a strong cxrtriage key: it must be {_SUPPLIED_FORM}")
+    return key_id
 
 
 def _hash(secret: str, salt: bytes, iterations: int) -> bytes:
@@ -199,24 +228,34 @@ class KeyStore:
 
     # ------------------------------------------------------------------ changing
 
-    def create(self, name: str, role: Role | str) -> tuple[KeyInfo, str]:
-        """A new key for ``name`` with ``role``: its record and the key itself (shown once, never stored)."""
+    def create(self, name: str, role: Role | str, *, key: str | None = None) -> tuple[KeyInfo, str]:
+        """A new key for ``name`` with ``role``: its record and the key itself (shown once, never stored).
+
+        ``key``: register this key instead of making one (a key made elsewhere by :func:`new_key`, which the
+        operator hands over as a secret: a Hugging Face Space's); refused unless it has this store's form with a
+        strong secret, and unless its id is new here."""
         if not re.match(KEY_NAME_PATTERN, name or ""):
             raise KeyStoreError(
                 f"invalid key name {name!r}: 1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter "
                 "or digit"
             )
         role = Role.parse(role) if isinstance(role, str) else role
+        supplied_id = _supplied_key_id(key) if key is not None else None
         with self._changing() as records:
             if any(r.info.name == name for r in records.values()):
                 raise DuplicateKeyName(
                     f"a key named {name!r} already exists; choose another name, or revoke it and create one under a "
                     "new name"
                 )
-            key_id = secrets.token_hex(4)
-            while key_id in records:  # pragma: no cover - 1 in 4 billion
-                key_id = secrets.token_hex(4)
-            secret = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+            if supplied_id is not None and supplied_id in records:
+                raise KeyStoreError(
+                    f"the supplied key's id {supplied_id} is the id of the key {records[supplied_id].info.name!r} "
+                    "already; make a new key"
+                )
+            secret = key if key is not None else new_key()
+            while key is None and _key_id(secret) in records:  # pragma: no cover - 1 in 4 billion
+                secret = new_key()
+            key_id = secret[len(KEY_PREFIX) : len(KEY_PREFIX) + 8]  # both forms: cxt_<8 hex digits>_...
             salt = secrets.token_bytes(16)
             info = KeyInfo(key_id, name, role, _now())
             records[key_id] = _Record(info, salt, _hash(secret, salt, _ITERATIONS), _ITERATIONS)
