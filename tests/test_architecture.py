@@ -44,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "train",
         "pacs",
         "worklist",
+        "security",  # the video's audit card reads and verifies its scratch audit trail
     },
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     "cli": {

@@ -66,3 +66,15 @@ def test_it_is_narrated_scene_by_scene_with_a_subtitle_sidecar():
     assert all(s["name"] == "mark_reported" for s in skipped)  # only the scene that waits for the state route
     subtitles = (ROOT / video.SUBTITLE_FILE).read_text()
     assert subtitles.count(" --> ") == len(played) and played[1]["caption"] in subtitles
+
+
+def test_the_reader_signs_in_no_key_shows_and_the_audit_card_was_read_from_the_run():
+    recorded = json.loads((ROOT / video.RECORD_FILE).read_text())
+    scenes = {s["name"]: s for s in recorded["scenes"]}
+    assert "password field" in scenes["sign_in"]["caption"]
+    audit = scenes["audit"]
+    count = audit["caption"].split(" records", 1)[0]
+    assert count.isdigit() and int(count) >= len(recorded["queue"]) + 2  # at least the keys and every film
+    assert f"{count} in all" in audit["narration"] and "verify: chain intact" in audit["caption"]
+    for text in ((ROOT / video.RECORD_FILE).read_text(), (ROOT / video.SUBTITLE_FILE).read_text()):
+        assert "cxt_" not in text  # no API key (they all start so) in a caption, a narration or the record

@@ -88,6 +88,37 @@ def test_only_nih_and_pediatric_films_appear():
             video_story.check_films([Film("K1", banned)])
 
 
+def test_the_reader_signs_in_before_the_worklist_and_the_audit_trail_closes_the_story():
+    names = [s.name for s in SCENES]
+    assert names.index("sign_in") < names.index("queue") < names.index("audit") < names.index("measured")
+    (sign_in,) = [s for s in SCENES if s.name == "sign_in"]
+    assert "password field" in sign_in.caption  # the viewer is told why no key shows
+    texts = " ".join(f"{s.caption} {s.narration}" for s in SCENES)
+    assert not [n for n in video_story.fields(texts) if "key" in n and n != "urgent_key"]  # no key is a fact
+
+
+def _trail(path: Path) -> Path:
+    from cxrtriage.security.audit import AuditEvent, AuditLog
+
+    trail = AuditLog(path)
+    trail.append(AuditEvent("key.create", "ok", principal="ops", role="admin", via="cli", reason="key r"))
+    trail.append(AuditEvent("login", 303, principal="dr-a", role="reader", via="session"))
+    trail.append(AuditEvent("triage", 200, principal="gw", role="submitter", via="api-key", study="NS-24038"))
+    trail.append(AuditEvent("triage", 200, principal="gw", role="submitter", via="api-key", study="NS-24031"))
+    return path
+
+
+def test_the_audit_card_counts_and_verifies_the_trail_it_reads(tmp_path):
+    path = _trail(tmp_path / "audit.jsonl")
+    facts = video_actions.audit_facts(path)
+    assert facts["audit_n"] == "4" and facts["audit_verdict"] == "intact"
+    lines = facts["audit_lines"].splitlines()
+    assert [ln.split(": ", 1)[1] for ln in lines] == ["key.create, ok", "login, 303", "triage NS-24038, 200"]
+    assert lines[1].startswith("#2 ") and "dr-a (reader)" in lines[1]
+    path.write_text(path.read_text().replace('"NS-24031"', '"NS-24039"'))  # an edited record
+    assert video_actions.audit_facts(path)["audit_verdict"].startswith("broken at record seq 4")
+
+
 def test_queue_summary_and_joined_words():
     assert video_story.queue_summary(["Non-Urgent"] * 3) == "all 3 Non-Urgent"
     assert video_story.queue_summary(["Non-Urgent", "Urgent"]) == "1 of 2 Non-Urgent"

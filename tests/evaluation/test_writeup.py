@@ -58,6 +58,13 @@ def test_template_headings_in_order_the_summary_verbatim_and_the_disclaimer(pdf_
 
 
 @needs_poppler
+def test_it_says_what_protects_the_data(pdf_text):
+    for words in ("submitter", "reader", "admin", "OIDC", "sign-in page", "expiring", "audit verify", "TLS"):
+        assert words in pdf_text, words
+    assert "hash-chained audit trail" in pdf_text and "redacted from quoted prior reports" in pdf_text
+
+
+@needs_poppler
 def test_every_number_is_current_in_its_source_file_and_printed_in_the_pdf(pdf_text, record):
     assert len(record["numbers"]) >= 40
     for name, entry in record["numbers"].items():

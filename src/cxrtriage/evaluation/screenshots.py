@@ -23,12 +23,12 @@ def quickstart_screenshots(root: Path, out_dir: Path, timeout_s: float = 180.0) 
     shots = []
     with tempfile.TemporaryDirectory() as empty:
         no_data = Path(empty) / "no-data-directory"
-        with running_service(root, no_data, timeout_s) as base, sync_api.sync_playwright() as p:
+        with running_service(root, no_data, timeout_s) as service, sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for width, height in SCREEN_SIZES:
                 page = browser.new_page(viewport={"width": width, "height": height})
                 page.set_default_timeout(timeout_s * 1000)
-                open_ui(page, base)
+                open_ui(page, service.base, person=service.reader)
                 upload_and_triage(page, sample, DEMO_PRIOR_REPORT)
                 page.wait_for_timeout(1500)
                 out = out_dir / f"result_{width}x{height}.png"
@@ -41,18 +41,20 @@ def quickstart_screenshots(root: Path, out_dir: Path, timeout_s: float = 180.0) 
 
 def ui_screenshot(root: Path, out: Path, data_dir: Path, prior_report: str, timeout_s: float = 120.0) -> Path:
     """The write-up's figure: an NIH film of the data directory triaged with ``prior_report`` in the real UI
-    (headless chromium), the page clipped to the result."""
+    (headless chromium, signed in as a reader), the page clipped to the result from the disclaimer down."""
     from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, open_ui, running_service, upload_and_triage
     from cxrtriage.optional import require
 
     sync_api = require("playwright.sync_api", extra="dev", purpose="the UI screenshot")
-    with running_service(root, data_dir, timeout_s) as base, sync_api.sync_playwright() as p:
+    with running_service(root, data_dir, timeout_s) as service, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 1000})
         page.set_default_timeout(timeout_s * 1000)
-        open_ui(page, base)
+        open_ui(page, service.base, person=service.reader)
         upload_and_triage(page, data_dir / "nih" / "images" / "00000150_002.png", prior_report)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(out), clip={"x": 100, "y": 100, "width": 1240, "height": 800})
+        # from just above the disclaimer: the same view whatever stands above it (the signed-in bar, the title)
+        top = page.locator("#cxr-disclaimer").bounding_box()["y"] - 24
+        page.screenshot(path=str(out), clip={"x": 100, "y": top, "width": 1240, "height": 800}, full_page=True)
         browser.close()
     return out

@@ -1,9 +1,11 @@
 """``cxrtriage video``: ``video/demo.mp4``, a narrated night-shift story recorded from the running application.
 
 The story is :data:`cxrtriage.evaluation.video_story.SCENES`; this module plays it. A real ``cxrtriage serve`` is
-started; the queue of :data:`~cxrtriage.evaluation.video_story.QUEUE` is posted to ``POST /predict`` and its arrival
+started with authentication (:func:`~cxrtriage.evaluation.live_server.running_service`: a reader's and a modality
+gateway's key in a scratch state folder, a scratch audit trail); the queue of
+:data:`~cxrtriage.evaluation.video_story.QUEUE` is posted to ``POST /predict`` with the gateway's key and its arrival
 times set back on the worklist (simulated, and the caption says so); headless chromium (Playwright) then records
-one continuous session at 1280x720, scene by scene: the action
+one continuous session at 1280x720 that starts on the sign-in page, scene by scene: the action
 (:data:`~cxrtriage.evaluation.video_actions.ACTIONS`) runs, the scene's caption and
 narration are filled from the live result and the metrics files, espeak-ng speaks the narration, and the caption
 stays on screen for as long as the speech (so the timing follows the words, not a guess). A scene that needs a
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cxrtriage.evaluation import narration
-from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, open_ui, running_service
+from cxrtriage.evaluation.live_server import CHROMIUM, CHROMIUM_ARGS, running_service
 from cxrtriage.evaluation.video_actions import (
     ACTIONS,
     FEATURE_ROUTES,
@@ -128,10 +130,12 @@ def record_session(root: Path, data_dir: Path, work: Path, facts: Facts, log: Ca
     os.environ["PLAYWRIGHT_BROWSERS_PATH"] = str(playwright_ffmpeg(work))
     worklist_path = work / "worklist.sqlite"
     try:
-        with running_service(root, data_dir, worklist=worklist_path) as base, sync_api.sync_playwright() as p:
-            api = p.request.new_context(base_url=base)
+        with running_service(root, data_dir, worklist=worklist_path) as service, sync_api.sync_playwright() as p:
+            # the reader's key for what a radiologist reads and changes, the gateway's for the films it sends
+            api = p.request.new_context(base_url=service.base, extra_http_headers=service.reader.headers)
+            submit = p.request.new_context(base_url=service.base, extra_http_headers=service.submitter.headers)
             features = service_features(api)
-            queue = [post_film(api, data_dir, film) for film in QUEUE]
+            queue = [post_film(submit, data_dir, film) for film in QUEUE]
             backdate(worklist_path, QUEUE)
             facts.update(
                 span_min=f"{SPAN_MIN:.0f}",
@@ -144,9 +148,14 @@ def record_session(root: Path, data_dir: Path, work: Path, facts: Facts, log: Ca
             page = context.new_page()
             t0 = time.monotonic()  # the recording's clock; the webm is cut to start with the first scene
             page.set_default_timeout(60_000)
-            open_ui(page, base)
-            stage = Stage(page, api, base, data_dir, facts, log)
+            page.goto(f"{service.base}/ui/", wait_until="load")  # the service answers with its sign-in page
+            if "/login" not in page.url:
+                raise RuntimeError(f"opening the UI led to {page.url}, not to the sign-in page")
+            stage = Stage(page, api, submit, service.reader, service.audit_path, data_dir, facts, log)
             scenes = play(stage, SCENES, work, features, t0)
+            shown = json.dumps(scenes)
+            if any(person.key in shown for person in (service.reader, service.submitter)):
+                raise RuntimeError("a key would appear in the video's captions or record")
             end_s = time.monotonic() - t0
             cut_s = max(0.0, next(s["start_s"] for s in scenes if "start_s" in s) - 0.1)
             for scene in scenes:
@@ -156,6 +165,7 @@ def record_session(root: Path, data_dir: Path, work: Path, facts: Facts, log: Ca
             context.close()
             browser.close()
             api.dispose()
+            submit.dispose()
     finally:
         if previous is None:
             os.environ.pop("PLAYWRIGHT_BROWSERS_PATH", None)

@@ -1,6 +1,7 @@
 """The browser's part of each scene of ``video/demo.mp4`` (:data:`ACTIONS`, keyed by
 :attr:`~cxrtriage.evaluation.video_story.Scene.action`), the captions and cards drawn into the page, and the calls to
-the service that set the scenario up (the queue posted to ``POST /predict``, its arrival times set back).
+the service that set the scenario up (the queue posted to ``POST /predict`` with the modality gateway's submitter
+key, its arrival times set back), and the facts of the recording's own audit trail (:func:`audit_facts`).
 
 Apart from :mod:`cxrtriage.evaluation.video` (which plays the scenes, records and encodes) so that a scene can be
 changed or added here, one function per step, once the other UI work lands. Each action checks what the story will
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrtriage.evaluation.live_server import upload_and_triage
+from cxrtriage.evaluation.live_server import Person, fill_sign_in, submit_sign_in, upload_and_triage, wait_for_ui
 from cxrtriage.evaluation.video_story import QUEUE, URGENT, WORKLIST_STATE, Facts, Film, joined
 from cxrtriage.schema import DISCLAIMER
 
@@ -62,11 +63,15 @@ CARD = """<div style="font-size:46px;font-weight:700;margin-bottom:22px">{title}
 
 @dataclass
 class Stage:
-    """What the scenes' actions share: the browser page, the service, the facts the texts are filled with."""
+    """What the scenes' actions share: the browser page, the service (``api`` sends the reader's key, ``submit``
+    the modality gateway's), the reader who signs in, the scratch audit trail, the facts the texts are filled
+    with."""
 
     page: Any
     api: Any
-    base: str
+    submit: Any
+    reader: Person
+    audit_path: Path
     data_dir: Path
     facts: Facts
     log: Callable[[str], None]
@@ -141,12 +146,29 @@ def _show_worklist(page) -> None:
     page.locator("#cxr-worklist tr[data-key]").first.wait_for(state="visible")
 
 
+def act_sign_in(stage: Stage) -> None:
+    """Fill in the sign-in page (opened before the first scene, beneath the title card): the name, then the key
+    into the password field. The caption is read over the filled form; the next scene presses Sign in."""
+    from cxrtriage.config import Settings
+
+    fill_sign_in(stage.page, stage.reader, type_delay_ms=70)
+    # the server inherited this process's environment: the same setting it runs with
+    idle = Settings().session_idle_min
+    stage.facts.update(reader_name=stage.reader.name, reader_role=stage.reader.role, session_idle_min=f"{idle:g}")
+
+
 def act_queue(stage: Stage) -> None:
-    _show_worklist(stage.page)  # the UI was opened before the first scene, beneath the title card
+    page = stage.page
+    submit_sign_in(page)
+    wait_for_ui(page, idle_timeout_ms=1_500)  # not up to 10 s of idle waiting on screen: the rows are waited for
+    bar = page.locator("#cxr-user-bar")
+    if stage.reader.name not in bar.inner_text():
+        raise RuntimeError("the UI's top bar does not name the reader who signed in")
+    _show_worklist(page)
 
 
 def act_urgent_arrives(stage: Stage) -> None:
-    result = post_film(stage.api, stage.data_dir, URGENT)
+    result = post_film(stage.submit, stage.data_dir, URGENT)
     if result["label"] != "Urgent":
         raise RuntimeError(f"{URGENT.path} came back {result['label']}: choose another URGENT film in video_story")
     page = stage.page
@@ -244,12 +266,52 @@ def act_mark_reported(stage: Stage) -> None:
     stage.log(f"video: {key} marked reported through {stage.notes['mark_reported']}")
 
 
+def _audit_line(record: dict) -> str:
+    study = f" {record['study']}" if record.get("study") else ""
+    return (
+        f"#{record['seq']} {record['time'][11:19]} {record['principal']} ({record['role']}): "
+        f"{record['action']}{study}, {record['outcome']}"
+    )
+
+
+#: the records the audit card shows, the first of each: the keys' creation, the sign-in, and the urgent study's
+#: triage, first reading and marking reported
+_SHOWN = (
+    lambda r: r["action"] == "key.create",
+    lambda r: r["action"] == "login",
+    lambda r: r["action"] == "triage" and r.get("study") == URGENT.accession,
+    lambda r: r["action"] == "result.read" and r.get("study") == URGENT.accession,
+    lambda r: r["action"] == "worklist.state" and r.get("study") == URGENT.accession,
+)
+
+
+def audit_facts(path: Path) -> dict[str, str]:
+    """What the audit card says, read from the trail at ``path`` now: how many records, a few of them (one a
+    line) and what :func:`cxrtriage.security.audit.verify_report` finds (``intact``, or where it is broken)."""
+    from cxrtriage.security.audit import read_records, verify_report
+
+    report = verify_report(path)
+    records = [r for _, r, _ in read_records(path) if r is not None]
+    shown = [next((r for r in records if pick(r)), None) for pick in _SHOWN]
+    return {
+        "audit_n": str(report.records),
+        "audit_lines": "\n".join(_audit_line(r) for r in shown if r is not None),
+        "audit_verdict": "intact" if report.intact else f"broken at {report.problems[0]}",
+    }
+
+
+def act_audit(stage: Stage) -> None:
+    stage.facts.update(audit_facts(stage.audit_path))
+
+
 ACTIONS: dict[str, Callable[[Stage], None]] = {
     "card": lambda stage: None,  # a card is drawn from the scene's title and caption
+    "sign_in": act_sign_in,
     "queue": act_queue,
     "urgent_arrives": act_urgent_arrives,
     "open_study": act_open_study,
     "prior_report": act_prior_report,
     "evidence": act_evidence,
     "mark_reported": act_mark_reported,
+    "audit": act_audit,
 }

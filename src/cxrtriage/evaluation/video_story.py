@@ -4,10 +4,12 @@ and audio imports, so that the story can be read, changed and tested on its own
 (``tests/evaluation/test_video_story.py``).
 
 A simulated night shift: a queue of routine films arrives over the last :data:`SPAN_MIN` minutes (posted to
-``POST /predict`` before the recording starts, their arrival times set back), an urgent film arrives on screen and
-goes to the top of the Worklist tab, the reader opens it (label, plain explanation, the prior report quoted, the
-evidence boxes on the image), marks it reported (only where the service has ``POST /worklist/{key}/state``), and
-the measured numbers and the disclaimer close it.
+``POST /predict`` with the modality gateway's ``submitter`` key before the recording starts, their arrival times set
+back), the radiologist signs in on the sign-in page with a personal ``reader`` key (typed into a password field: no
+frame shows it), an urgent film arrives on screen and goes to the top of the Worklist tab, the reader opens it
+(label, plain explanation, the prior report quoted, the evidence boxes on the image), marks it reported (only where
+the service has ``POST /worklist/{key}/state``), the recording's own audit trail is counted and verified, and the
+measured numbers and the disclaimer close it.
 
 Honesty rules the texts follow: a ``{name}`` in a caption or a narration is filled at recording time, either from
 the live result the screen shows (:data:`LIVE_FACTS` names those) or from a metrics file through
@@ -67,6 +69,12 @@ LIVE_FACTS = (
     "prior_quotes",
     "copy_note",
     "disclaimer",
+    "reader_name",
+    "reader_role",
+    "session_idle_min",
+    "audit_n",
+    "audit_lines",
+    "audit_verdict",
 )
 #: a service feature a scene needs; the recorder skips the scene, with a logged notice, where it is missing
 WORKLIST_STATE = "worklist_state"
@@ -98,33 +106,37 @@ SCENES: tuple[Scene, ...] = (
         "A simulated night shift, recorded from the running application: offline, on two CPU cores.\n"
         "Films: NIH ChestX-ray14 (public domain) and pediatric chest X-rays of Kermany et al. (CC BY 4.0), "
         "test split.\nThe prior report in this story is a synthetic one, written for the demo.",
-        "A night shift. One radiologist on call, a queue of chest films, "
-        "and cxrtriage, offline, triaging each film as it arrives.",
+        "A night shift: one radiologist on call, and cxrtriage, offline, triaging each film as it arrives.",
         title="cxrtriage: a night shift",
+    ),
+    Scene(
+        "sign_in",
+        "sign_in",
+        "types the reader's name and personal access key into the sign-in page (the key into a password field)",
+        "Signing in as {reader_name} ({reader_role} role): the personal access key goes into a password field; "
+        "the session ends after {session_idle_min} idle minutes",
+        "The radiologist signs in with a personal key, which never shows on screen.",
     ),
     Scene(
         "queue",
         "queue",
-        "opens the UI's Worklist tab, showing the queue posted before the recording",
+        "presses Sign in; the UI opens on its Worklist tab, showing the queue posted before the recording",
         "{queue_n} films arrived over the last {span_min} minutes (arrival times simulated): {queue_summary}",
-        "Over the last {span_min} minutes, {queue_n} films have arrived. Each was triaged as it came in: "
-        "{queue_summary}.",
+        "{queue_n} films arrived in the last {span_min} minutes, each triaged as it came in: {queue_summary}.",
     ),
     Scene(
         "urgent_arrives",
         "urgent_arrives",
         "posts the urgent film to POST /predict with its accession and prior report, then presses Refresh",
         "A new film, {urgent_key}: triaged {urgent_label}, it goes to the top, above films that waited longer",
-        "Then a new film arrives. It is triaged {urgent_label}, and goes straight to the top, "
-        "above films that waited longer.",
+        "A new film arrives, triaged {urgent_label}: it goes straight to the top, above films that waited longer.",
     ),
     Scene(
         "open_study",
         "open_study",
         "clicks the urgent study's row; its stored result opens beside the list",
         "{urgent_explanation}",
-        "The radiologist opens it. {urgent_explanation} "
-        "The score, {urgent_score}, and how the threshold was set wait behind a Details toggle.",
+        "The radiologist opens it. {urgent_explanation}",
     ),
     Scene(
         "prior_report",
@@ -148,6 +160,17 @@ SCENES: tuple[Scene, ...] = (
         "The radiologist reads the film, reports it, and marks {urgent_key} reported{copy_note}",
         "The radiologist reads the film, writes the report, and marks the study reported.",
         requires=WORKLIST_STATE,
+    ),
+    Scene(
+        "audit",
+        "audit",
+        "a card with the recording's own audit trail, counted and verified (cxrtriage.security.audit)",
+        "{audit_n} records in this recording's audit trail: who did what, with which study\n"
+        "{audit_lines}\n"
+        "cxrtriage audit verify: chain {audit_verdict}",
+        "Every step left a record, {audit_n} in all, each chained to the one before by its hash. "
+        "Audit verify finds the chain {audit_verdict}.",
+        title="The audit trail",
     ),
     Scene(
         "measured",
