@@ -1,9 +1,11 @@
 """The Makefile's two installs: `make demo` (and demo-cli, smoke) gets only what the service needs, with no torch,
 transformers or scikit-learn; `make test` and every other target get every extra, into the same .venv. Checked
-statically from the Makefile and pyproject.toml (scripts/measure_install.sh measures the real environments)."""
+statically from the Makefile and pyproject.toml (scripts/measure_install.sh measures the real environments, and the
+README quotes what it wrote)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -76,3 +78,17 @@ def test_make_demo_says_what_it_installs(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     assert "only what the service needs" in dry.stdout and "no torch" in dry.stdout
     assert "-e '.[demo,interop]'" in dry.stdout and "hai-def" not in dry.stdout
+
+
+def test_the_readme_quotes_the_measured_install_sizes_and_times() -> None:
+    """The quick start's sizes and times are those scripts/measure_install.sh wrote: rerunning it without updating
+    the README (or typing a figure by hand) fails here."""
+    envs = json.loads((REPO / "prototype" / "eval" / "install_footprint.json").read_text())["environments"]
+    demo, full = envs["demo"], envs["full"]
+    assert not demo["importable"]["torch"] and full["importable"]["torch"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    for quoted in (
+        f"a {demo['venv_mb']:,.0f} MB environment in {demo['install_s']:.0f} s",
+        f"the same `.venv`, {full['venv_mb']:,.0f} MB in {full['install_s']:.0f} s",
+    ):
+        assert quoted in readme, f"README.md should say {quoted!r} (prototype/eval/install_footprint.json)"

@@ -53,3 +53,19 @@ def test_load_and_memory_rows_come_from_the_files(tmp_path: Path) -> None:
     assert "| after (abcdef1) | 8 | 60 s | 1234 | 9.87 | 200: 1200, 429: 34 | 400 / 700 / 900 | 0 of 120 |" in block
     assert "largest 290.3 MB" in block and "| 6000 x 6000 PNG | 290.3 | 200 Urgent |" in block
     assert "before (" not in block  # no before-run file, no before rows
+
+
+def test_the_load_sentence_says_how_the_run_was_made() -> None:
+    """A run on a busy shared machine, or without authentication, is not the same measurement: the README says
+    which, from the file (nothing when an older file does not record it)."""
+    from cxrtriage.evaluation.reliability_report import run_conditions
+
+    run = {
+        "machine": {"load_average_at_start": [0.5, 1.0, 1.25], "load_average_at_end": [6.0, 4.5, 3.0]},
+        "config": {"authenticated": True},
+    }
+    said = run_conditions(run)
+    assert said.startswith("every request with an API key")
+    assert "0.5 / 1 / 1.25 at the start, 6 / 4.5 / 3 at the end" in said
+    assert run_conditions({"config": {"authenticated": False}}) == "no API key sent"
+    assert run_conditions({"machine": {"cpu_count": 2}}) == ""

@@ -122,6 +122,23 @@ def memory_rows(eval_dir: Path) -> list[str]:
     ]
 
 
+def run_conditions(run: dict[str, Any]) -> str:
+    """How the run was made, beyond the code: whether every request carried an API key (the key check and its audit
+    record are then part of each request's cost) and the machine's load averages around it (on a shared machine
+    other jobs' load slows the service; the harness and the server add their own)."""
+    mach, conf = run.get("machine") or {}, run.get("config") or {}
+    parts = []
+    if "authenticated" in conf:
+        parts.append("every request with an API key" if conf["authenticated"] else "no API key sent")
+    start, end = mach.get("load_average_at_start"), mach.get("load_average_at_end")
+    if start and end:
+        parts.append(
+            f"load average (1 / 5 / 15 min) {' / '.join(f'{x:g}' for x in start)} at the start, "
+            f"{' / '.join(f'{x:g}' for x in end)} at the end"
+        )
+    return "; ".join(parts)
+
+
 def render_block(eval_dir: Path | str = EVAL_DIR) -> str:
     eval_dir = Path(eval_dir)
     lines = [BEGIN, "", "| limit | what the service does |", "|---|---|"]
@@ -133,7 +150,8 @@ def render_block(eval_dir: Path | str = EVAL_DIR) -> str:
         f"Load (`make loadtest`, `prototype/eval/loadtest.json`; {mach.get('cpu_count', '?')} CPUs, "
         f"{mach.get('date_utc', 'not run yet')}): real NIH, pediatric and DICOM images, half with a prior "
         "report; `before` is the same harness against the code before the cheap wins "
-        "(`prototype/eval/loadtest_before.json`).",
+        "(`prototype/eval/loadtest_before.json`)."
+        + (f" The `after` run: {conditions}." if (conditions := run_conditions(load)) else ""),
         "",
         "| run | clients | duration | requests | 200s per s | statuses | p50 / p95 / p99 ms (200s) | /ready not 200 "
         "| server RSS MB before / peak / after | crops dir after |",
