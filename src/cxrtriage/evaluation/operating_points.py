@@ -41,7 +41,7 @@ ORACLE_NOTE = (
 )
 
 
-def test_records(data_dir: Path) -> dict[str, list[Record]]:
+def held_out_records(data_dir: Path) -> dict[str, list[Record]]:
     """The committed test part of every source (sources missing from the data directory are left out)."""
     data_dir = Path(data_dir)
     present = tuple(s for s in ("nih", "kermany", "shenzhen") if (data_dir / s / "labels.csv").is_file())
@@ -137,7 +137,7 @@ def run_operating_points(
     engine = Triage(model_dir=model_dir)
     threshold = decision.reported(engine.backend.threshold)
     scored = {}
-    for source, recs in test_records(Path(data_dir)).items():
+    for source, recs in held_out_records(Path(data_dir)).items():
         scored[source] = {**score_set(engine, recs, f"{source} test"), "all_records": recs}
     meta_path = Path(str(model_dir or getattr(engine.backend, "model_dir", "."))) / "model.json"
     counts = (json.loads(meta_path.read_text()).get("training") or {}).get("counts") if meta_path.is_file() else None
