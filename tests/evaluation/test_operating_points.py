@@ -135,3 +135,21 @@ def test_committed_markdown_is_rendered_from_the_committed_report() -> None:
     root = Path(__file__).resolve().parents[2]
     doc = (root / "docs" / "MODEL.md").read_text(encoding="utf-8")
     assert render_block(root / "prototype" / "eval") in doc
+
+
+def test_model_card_shows_the_previous_generation_beside_this_one() -> None:
+    import json as _json
+
+    from cxrtriage import config
+    from cxrtriage.evaluation.model_card import render
+
+    meta = _json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text())
+    card = {
+        "operating_points": _report("generation 3", "b", 0.456),
+        "previous_generation": {"name": "m", "version": "0.2.0", "operating_points": _report("generation 2", "a", 0.1)},
+    }
+    text = render(meta, card)
+    assert "## Operating points per source and view" in text
+    rows = [line for line in text.splitlines() if line.startswith("| NIH adults, test patients |")]
+    assert [r.split(" | ")[1] for r in rows] == ["generation 2", "generation 3"]
+    assert "## Operating points" not in render(meta, {})

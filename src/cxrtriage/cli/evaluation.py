@@ -80,6 +80,10 @@ def cmd_evaluate_operating_points(args: argparse.Namespace) -> int:
         generation=args.generation,
         n_boot=args.n_boot,
     )
+    if args.update_card:
+        from cxrtriage.evaluation.model_card import update_bundle_operating_points
+
+        update_bundle_operating_points(report, Path(args.model_dir) if args.model_dir else None)
     if args.doc:
         from cxrtriage.evaluation.operating_points_card import main as render_doc
 
@@ -220,6 +224,11 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--out", default="prototype/eval/operating_points.json")
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the 95%% CIs")
     s.add_argument("--doc", help="then regenerate the operating-point block of this Markdown file (docs/MODEL.md)")
+    s.add_argument(
+        "--update-card",
+        action="store_true",
+        help="store the figures in the bundle's card.json and model card (of --model-dir, default the bundled model)",
+    )
     s.set_defaults(func=cmd_evaluate_operating_points)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")

@@ -81,6 +81,24 @@ def table_lines(reports: list[dict]) -> list[str]:
     return lines
 
 
+def card_lines(card: dict) -> list[str]:
+    """The model card's section: this model's ``operating_points`` block of card.json and, beside it, the one its
+    predecessor's ``previous_generation`` block carries (generation 2's figures stay beside generation 3's)."""
+    prev = (card.get("previous_generation") or {}).get("operating_points")
+    reports = [r for r in (prev, card.get("operating_points")) if r]
+    if not reports:
+        return []
+    return [
+        "## Operating points per source and view (test films)",
+        "Measured by `cxrtriage evaluate-operating-points --update-card` through the user-facing pipeline. The "
+        "specificity at a sensitivity target sets the threshold on the same films (an oracle figure); the shipped "
+        "threshold columns are what a user gets.",
+        "",
+        *table_lines(reports),
+        "",
+    ]
+
+
 def render_block(eval_dir: Path | str = EVAL_DIR) -> str:
     reports = load_reports(eval_dir)
     how = "; ".join(
