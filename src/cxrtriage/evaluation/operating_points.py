@@ -144,12 +144,15 @@ def run_operating_points(
     command = f"cxrtriage evaluate-operating-points --n-boot {n_boot}"
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command + (f" --model-dir {model_dir}" if model_dir else "") + f" --generation '{generation}'",
+        "command": command
+        + (f" --model-dir {model_dir}" if model_dir else "")
+        + f" --generation '{generation}' --out {out}",
         "generation": generation,
         "model": engine.backend.info.model_dump(),
         "model_training_counts": counts,
         "threshold": threshold,
         "review_band": list(engine.backend.review_band),
+        "targets": [str(t) for t in TARGETS],
         "notes": {
             "oracle": ORACLE_NOTE,
             "small_sets": "a target keeps ceil(target x urgent films): under 50 urgent films 0.98 and 0.99 both "

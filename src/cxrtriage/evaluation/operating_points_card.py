@@ -3,7 +3,9 @@ writes, so that no figure in it is typed by hand.
 
 Every generation's report stays beside the newer ones: ``prototype/eval/operating_points_gen2.json`` is the shipped
 generation-2 model's baseline and is never overwritten; ``prototype/eval/operating_points.json`` (the command's
-default output) is the model being evaluated now. Each set gets one row per generation, next to each other.
+default output) is the model being evaluated now. Each set gets one row per generation, next to each other. The set
+names, their order and the sensitivity targets are read from the reports themselves (not imported from the code that
+computes them), so an older report renders as it was written.
 Regenerate with ``python -m cxrtriage.evaluation.operating_points_card docs/MODEL.md``.
 """
 
@@ -13,7 +15,6 @@ import json
 from pathlib import Path
 
 from cxrtriage.evaluation.card_format import number as _f
-from cxrtriage.evaluation.operating_points import SETS, TARGETS
 from cxrtriage.evaluation.prototype_report import update_cli
 
 EVAL_DIR = Path("prototype/eval")
@@ -44,7 +45,7 @@ def _ci(value: float | None, ci: list | None) -> str:
     return f"{_f(value)} [{_f(ci[0])}, {_f(ci[1])}]" if ci and ci[0] is not None else _f(value)
 
 
-def _oracle(block: dict, target: float) -> str:
+def _oracle(block: dict, target: str) -> str:
     o = (block.get("specificity_at_sensitivity") or {}).get(str(target))
     return _ci(o["specificity"], o.get("specificity_ci95")) if o else "n/a"
 
@@ -53,11 +54,21 @@ def _pair(op: dict | None) -> str:
     return f"{_f(op.get('sensitivity'))} / {_f(op.get('specificity'))}" if op else "n/a"
 
 
-def row(name: str, generation: str, b: dict) -> str:
+def _targets(reports: list[dict]) -> list[str]:
+    """The sensitivity targets of the reports (keys of ``specificity_at_sensitivity``), in the first report's order."""
+    out: list[str] = []
+    for r in reports:
+        for t in r.get("targets") or []:
+            if str(t) not in out:
+                out.append(str(t))
+    return out
+
+
+def row(name: str, generation: str, b: dict, targets: list[str]) -> str:
     """One set of one generation as a Markdown table row."""
     return (
         f"| {name} | {generation} | {b['n']} ({b['n_urgent']}) | {_ci(b.get('auc'), b.get('auc_ci95'))} | "
-        + " | ".join(_oracle(b, t) for t in TARGETS)
+        + " | ".join(_oracle(b, t) for t in targets)
         + f" | {_pair(b.get('at_threshold'))} | {_pair(b.get('as_labelled'))} | {_f(b.get('ece'))} | "
         f"{_f(b.get('review_rate'))} | {b['refused_by_gate']} ({_f(b.get('refused_share'))}) |"
     )
@@ -66,18 +77,20 @@ def row(name: str, generation: str, b: dict) -> str:
 def table_lines(reports: list[dict]) -> list[str]:
     if not reports:
         return ["Not measured yet: run `cxrtriage evaluate-operating-points`."]
+    targets = _targets(reports)
     lines = [
         "| set | model | n (urgent) | AUC [95% CI] | "
-        + " | ".join(f"spec @ sens {t} (oracle) [95% CI]" for t in TARGETS)
+        + " | ".join(f"spec @ sens {t} (oracle) [95% CI]" for t in targets)
         + " | at shipped threshold: sens / spec | as labelled (band = Urgent): sens / spec | ECE | review rate "
         "| refused by gate (share) |",
-        "|---" * (9 + len(TARGETS)) + "|",
+        "|---" * (9 + len(targets)) + "|",
     ]
-    for key, name in SETS.items():
+    keys = list(dict.fromkeys(k for r in reports for k in r.get("sets") or {}))
+    for key in keys:
         for r in reports:
             block = (r.get("sets") or {}).get(key)
             if block:
-                lines.append(row(name, r.get("generation") or r["model"]["version"], block))
+                lines.append(row(block.get("set", key), r.get("generation") or r["model"]["version"], block, targets))
     return lines
 
 
