@@ -1,7 +1,10 @@
-"""Dataset tables of the public CXR data (NIH ChestX-ray14 subset, Kermany pediatric) and the fixed split.
+"""Dataset tables of the public CXR data (NIH ChestX-ray14 subset, Kermany pediatric, JSRT, Shenzhen) and the
+fixed splits.
 
 Only labels and IDs are read here; images are read through :mod:`cxrtriage.imaging.load` by whoever needs them.
-The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``.
+The split (image IDs only, no data) ships in ``cxrtriage/splits/split.csv``; Shenzhen's part of it ships in its own
+``cxrtriage/splits/shenzhen_split.csv``, so that the hash of ``split.csv`` recorded by models trained before the
+site arrived (``model.json`` ``training_data.split_sha256``) still describes the file they were trained on.
 """
 
 from __future__ import annotations
@@ -10,22 +13,33 @@ import csv
 import json
 import random
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from cxrtriage import config
 from cxrtriage.files import sha256_file
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "split.csv"
+SHENZHEN_SPLIT_FILE = SPLIT_FILE.with_name("shenzhen_split.csv")
 SPLIT_NAMES = ("train", "val", "test")
+
+
+class _HasImageId(Protocol):
+    @property
+    def image_id(self) -> str: ...
+
+
+_R = TypeVar("_R", bound=_HasImageId)
 
 
 @dataclass(frozen=True)
 class Record:
     """One labelled image: ``dataset/image_id`` is its stable identity."""
 
-    dataset: str  # "nih" | "kermany"
-    image_id: str  # NIH image index, or the Kermany file path relative to kermany/
+    dataset: str  # "nih" | "kermany" | "jsrt" | "shenzhen"
+    image_id: str  # NIH image index, or the Kermany / Shenzhen file path relative to the dataset's folder
     path: Path
     patient: str
     urgent: int  # 1 urgent, 0 non-urgent
@@ -89,6 +103,26 @@ def kermany_records(data_dir: Path) -> list[Record]:
     ]
 
 
+def shenzhen_records(data_dir: Path) -> list[Record]:
+    """The Shenzhen No.3 People's Hospital films (research use: never shipped, never copied). Tuberculosis is
+    Urgent. No patient IDs are published and each file is its own study, so each film is its own patient."""
+    root = Path(data_dir) / "shenzhen"
+    return [
+        Record(
+            dataset="shenzhen",
+            image_id=row["file"],
+            path=root / row["file"],
+            patient=f"shenzhen-{row.get('study_id') or Path(row['file']).stem}",
+            urgent=int(row["urgency"] == "urgent"),
+            view="PA",
+            sex=row.get("sex", ""),
+            age=row.get("age", ""),
+            findings=row.get("finding", ""),
+        )
+        for row in _read_csv(root / "labels.csv")
+    ]
+
+
 def nih_boxes(data_dir: Path) -> dict[str, list[tuple[float, float, float, float]]]:
     """Expert boxes by NIH image id, (x, y, w, h) in the pixel space of the shipped PNGs."""
     boxes: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
@@ -125,19 +159,27 @@ def jsrt_records(data_dir: Path) -> list[JsrtRecord]:
     ]
 
 
-def jsrt_split(
-    records: list[JsrtRecord], seed: int = 1202, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
-) -> dict[str, list[JsrtRecord]]:
-    """Image-level split of JSRT (one image per patient) with a fixed seed, stratified by nodule/no nodule."""
-    parts: dict[str, list[JsrtRecord]] = {name: [] for name in SPLIT_NAMES}
-    for nodule in (0, 1):
-        group = sorted((r for r in records if r.nodule == nodule), key=lambda r: r.image_id)
-        random.Random(seed + nodule).shuffle(group)  # noqa: S311 - a seeded, reproducible split, not a secret
+def stratified_split(
+    records: Sequence[_R], label: Callable[[_R], int], seed: int, fractions: tuple[float, float, float]
+) -> dict[str, list[_R]]:
+    """Image-level split for sources with one image per patient, stratified by ``label`` (0/1): each class is
+    sorted by ``image_id``, shuffled with ``seed + label`` and cut by ``fractions`` (depends on names and seed only)."""
+    parts: dict[str, list[_R]] = {name: [] for name in SPLIT_NAMES}
+    for value in (0, 1):
+        group = sorted((r for r in records if label(r) == value), key=lambda r: r.image_id)
+        random.Random(seed + value).shuffle(group)  # noqa: S311 - a seeded, reproducible split, not a secret
         n_train, n_val = round(fractions[0] * len(group)), round(fractions[1] * len(group))
         parts["train"] += group[:n_train]
         parts["val"] += group[n_train : n_train + n_val]
         parts["test"] += group[n_train + n_val :]
     return {k: sorted(v, key=lambda r: r.image_id) for k, v in parts.items()}
+
+
+def jsrt_split(
+    records: list[JsrtRecord], seed: int = 1202, fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
+) -> dict[str, list[JsrtRecord]]:
+    """Image-level split of JSRT (one image per patient) with a fixed seed, stratified by nodule/no nodule."""
+    return stratified_split(records, lambda r: r.nodule, seed, fractions)
 
 
 def jsrt_urgency_parts(data_dir: Path) -> dict[str, list[Record]]:
@@ -218,14 +260,20 @@ def read_split(path: Path = SPLIT_FILE) -> dict[str, str]:
     return {row["key"]: row["split"] for row in _read_csv(path)}
 
 
+def read_all_splits() -> dict[str, str]:
+    """Every committed assignment: NIH and pediatric (``split.csv``) and Shenzhen (``shenzhen_split.csv``)."""
+    return {**read_split(SPLIT_FILE), **read_split(SHENZHEN_SPLIT_FILE)}
+
+
 def split_sha256(path: Path = SPLIT_FILE) -> str:
     return sha256_file(path)
 
 
 def load_split_records(data_dir: Path, datasets: tuple[str, ...] = ("nih", "kermany")) -> dict[str, list[Record]]:
-    """Records of the committed split, grouped by part; images missing from the split are ignored."""
-    loaders = {"nih": nih_records, "kermany": kermany_records}
-    split = read_split()
+    """Records of the committed split, grouped by part; images missing from the split are ignored. Shenzhen
+    (``"shenzhen"``) is read only when asked for, so callers written before the site arrived see the same sets."""
+    loaders = {"nih": nih_records, "kermany": kermany_records, "shenzhen": shenzhen_records}
+    split = read_all_splits()
     parts: dict[str, list[Record]] = {name: [] for name in SPLIT_NAMES}
     for name in datasets:
         for rec in loaders[name](data_dir):
@@ -244,6 +292,16 @@ def make_default_split(data_dir: Path) -> dict[str, str]:
     out = make_split(nih_records(data_dir), DEFAULT_SPLIT["nih"], seed)  # type: ignore[arg-type]
     out.update(make_split(kermany_records(data_dir), DEFAULT_SPLIT["kermany"], seed))  # type: ignore[arg-type]
     return out
+
+
+SHENZHEN_SEED, SHENZHEN_FRACTIONS = 1129, (0.70, 0.15, 0.15)
+
+
+def make_shenzhen_split(data_dir: Path) -> dict[str, str]:
+    """The committed Shenzhen split (``shenzhen_split.csv``): 70/15/15 stratified by tuberculosis / normal, fixed
+    seed, one film per patient. Write it with ``write_split(make_shenzhen_split(d), SHENZHEN_SPLIT_FILE)``."""
+    parts = stratified_split(shenzhen_records(data_dir), lambda r: r.urgent, SHENZHEN_SEED, SHENZHEN_FRACTIONS)
+    return {r.key: part for part, recs in parts.items() for r in recs}
 
 
 # ----------------------------------------------------------------------------- examples (demo, UI, quickstart)

@@ -1,5 +1,6 @@
-"""Evaluation commands: ``cxrtriage evaluate | evaluate-anatomy | evaluate-generalisation | bench | test-set |
-ratings``, what is measured about a model and the files a reader checks it with.
+"""Evaluation commands: ``cxrtriage evaluate | evaluate-anatomy | evaluate-generalisation |
+evaluate-operating-points | bench | test-set | ratings``, what is measured about a model and the files a reader
+checks it with.
 
 The ``--update-card`` options store what they measured in the bundle's ``card.json`` and regenerate its
 ``MODEL_CARD.md`` (:mod:`cxrtriage.evaluation.model_card`); the run-time ``model.json`` is never rewritten. Each
@@ -66,6 +67,29 @@ def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
         update_bundle_generalisation(report, runs[args.shipped])
     summary = {"seed_spread": report["seed_spread"], "leave_one_source_out": report["leave_one_source_out"]}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_evaluate_operating_points(args: argparse.Namespace) -> int:
+    from cxrtriage.evaluation.operating_points import run_operating_points
+
+    report = run_operating_points(
+        data_dir_or_exit(args.data_dir),
+        out=Path(args.out),
+        model_dir=args.model_dir,
+        generation=args.generation,
+        n_boot=args.n_boot,
+    )
+    if args.update_card:
+        from cxrtriage.evaluation.model_card import update_bundle_operating_points
+
+        update_bundle_operating_points(report, Path(args.model_dir) if args.model_dir else None)
+    if args.doc:
+        from cxrtriage.evaluation.operating_points_card import main as render_doc
+
+        render_doc([args.doc])
+    keys = ("n", "auc", "specificity_at_sensitivity", "at_threshold", "ece", "review_rate", "refused_by_gate")
+    print(json.dumps({name: {k: b.get(k) for k in keys} for name, b in report["sets"].items()}, indent=2))
     return 0
 
 
@@ -189,6 +213,23 @@ def add_parser(sub: SubCommands) -> None:
         help="store the figures in the shipped bundle's card.json and model card",
     )
     s.set_defaults(func=cmd_evaluate_generalisation)
+
+    s = sub.add_parser(
+        "evaluate-operating-points",
+        help="per source and view: AUC, specificity at sensitivity 0.95/0.98/0.99, ECE, review rate, gate refusals",
+    )
+    s.add_argument("--data-dir")
+    s.add_argument("--model-dir", help="the bundle to measure (default: the bundled model)")
+    s.add_argument("--generation", default="", help="how the report names the model, e.g. 'generation 2 (shipped)'")
+    s.add_argument("--out", default="prototype/eval/operating_points.json")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the 95%% CIs")
+    s.add_argument("--doc", help="then regenerate the operating-point block of this Markdown file (docs/MODEL.md)")
+    s.add_argument(
+        "--update-card",
+        action="store_true",
+        help="store the figures in the bundle's card.json and model card (of --model-dir, default the bundled model)",
+    )
+    s.set_defaults(func=cmd_evaluate_operating_points)
 
     s = sub.add_parser("bench", help="speed and memory benchmark (prints numbers)")
     s.add_argument("--repeats", type=int, default=50)

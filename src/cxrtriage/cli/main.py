@@ -2,7 +2,7 @@
 
 - run-time (:mod:`cxrtriage.cli.runtime`): ``predict``, ``segment``, ``demo``, ``serve``
 - evaluation (:mod:`cxrtriage.cli.evaluation`): ``evaluate``, ``evaluate-anatomy``, ``evaluate-generalisation``,
-  ``bench``, ``test-set``, ``ratings export | summarise``
+  ``evaluate-operating-points``, ``bench``, ``test-set``, ``ratings export | summarise``
 - training (:mod:`cxrtriage.cli.training`): ``train``, ``export``, ``recalibrate``, ``fit-view-probe``,
   ``fit-finding-probe``, ``train-segmenter``, ``export-segmenter``, ``split``
 - HAI-DEF models (:mod:`cxrtriage.cli.hai_def`): ``hai-def tiny | train-probe | export-onnx | finetune |

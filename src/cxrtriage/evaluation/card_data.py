@@ -47,7 +47,10 @@ class CardData(Block):
     bench: dict[str, Any] | None = None
     #: ``cxrtriage evaluate-generalisation --update-card``
     generalisation: dict[str, Any] | None = None
-    #: summary figures of the model this one replaced
+    #: ``cxrtriage evaluate-operating-points --update-card``
+    operating_points: dict[str, Any] | None = None
+    #: summary figures of the model this one replaced (its ``operating_points`` report, when there is one, is shown
+    #: beside this model's in the card)
     previous_generation: dict[str, Any] | None = None
     #: the calibration ``cxrtriage recalibrate`` replaced and the test figures measured with it
     previous_calibration: dict[str, Any] | None = None

@@ -27,7 +27,9 @@ from cxrtriage.imaging.preprocess import to_model_input
 from cxrtriage.pipeline import Triage
 
 
-def _score_set(engine: Triage, records: list[Record], desc: str) -> dict:
+def score_set(engine: Triage, records: list[Record], desc: str) -> dict:
+    """Every record through ``Triage.predict`` as a user gets it: scores, labels (review band = Urgent), review
+    flags and truths of the films the gate let through, in ``records`` order, and the refused ones by key."""
     scores, labels, review, y, kept, rejected = [], [], [], [], [], []
     for rec in tqdm(records, desc=desc, unit="img"):
         try:
@@ -210,8 +212,8 @@ def run_evaluation(
     parts = load_split_records(Path(data_dir))
     test_nih = [r for r in parts["test"] if r.dataset == "nih"]
     test_ped = [r for r in parts["test"] if r.dataset == "kermany"]
-    nih = _score_set(engine, test_nih, "NIH test")
-    ped = _score_set(engine, test_ped, "pediatric test")
+    nih = score_set(engine, test_nih, "NIH test")
+    ped = score_set(engine, test_ped, "pediatric test")
     report = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": f"cxrtriage evaluate --n-boot {n_boot}" + (" --update-card" if update_card else ""),

@@ -18,6 +18,7 @@ from cxrtriage.backends.finding_probe import NAME_MIN_AUC
 from cxrtriage.evaluation.anatomy_card import anatomy_lines
 from cxrtriage.evaluation.card_data import CARD_DATA_FILE, read_card
 from cxrtriage.evaluation.card_format import number as _f
+from cxrtriage.evaluation.operating_points_card import card_lines as operating_point_lines
 from cxrtriage.schema import DISCLAIMER
 
 CARD_FILE = "MODEL_CARD.md"
@@ -230,6 +231,7 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
                 f"run of {carried.get('created') or 'an earlier date'} on the same int8 model.",
                 "",
             ]
+    lines += operating_point_lines(card)
     lines += anatomy_lines(meta, card)
     lines += [
         "## Limitations",
@@ -309,6 +311,12 @@ def update_bundle_generalisation(report: dict, model_dir: Path | None = None) ->
     """Store the seed spread and leave-one-source-out figures (``cxrtriage evaluate-generalisation``) in card.json
     and regenerate the card."""
     return _update(model_dir, "generalisation", report)
+
+
+def update_bundle_operating_points(report: dict, model_dir: Path | None = None) -> Path:
+    """Store the per-source operating points (``cxrtriage evaluate-operating-points``) in card.json and regenerate
+    the card."""
+    return _update(model_dir, "operating_points", report)
 
 
 def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:

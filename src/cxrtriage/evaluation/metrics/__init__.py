@@ -20,7 +20,11 @@ names from here: ``from cxrtriage.evaluation import metrics; metrics.roc_auc(...
 
 from __future__ import annotations
 
-from cxrtriage.evaluation.metrics.bootstrap import bootstrap_auc_ci, bootstrap_threshold_interval
+from cxrtriage.evaluation.metrics.bootstrap import (
+    bootstrap_auc_ci,
+    bootstrap_statistic_ci,
+    bootstrap_threshold_interval,
+)
 from cxrtriage.evaluation.metrics.calibration import expected_calibration_error, reliability_table
 from cxrtriage.evaluation.metrics.classification import (
     OperatingPoint,
@@ -40,6 +44,7 @@ __all__ = [
     "OperatingPoint",
     "best_box_iou",
     "bootstrap_auc_ci",
+    "bootstrap_statistic_ci",
     "bootstrap_threshold_interval",
     "box_iou",
     "expected_calibration_error",

@@ -1,4 +1,5 @@
-"""Bootstrap confidence intervals: of the AUC, and of the sensitivity-target threshold (the "review band").
+"""Bootstrap confidence intervals: of the AUC, of the sensitivity-target threshold (the "review band") and of any
+other statistic of (labels, scores), such as the specificity at a sensitivity target.
 
 Resampling can be cluster-wise (``groups`` = patient ids), because several images of one patient are correlated
 and resampling images would give a falsely narrow interval.
@@ -7,7 +8,7 @@ and resampling images would give a falsely narrow interval.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -15,7 +16,7 @@ from numpy.typing import ArrayLike
 from cxrtriage.evaluation.metrics.classification import threshold_from_positives
 from cxrtriage.evaluation.metrics.common import check_alpha, check_fraction, check_n_boot, check_pair
 
-__all__ = ["auc_from_levels", "bootstrap_auc_ci", "bootstrap_threshold_interval"]
+__all__ = ["auc_from_levels", "bootstrap_auc_ci", "bootstrap_statistic_ci", "bootstrap_threshold_interval"]
 
 
 def auc_from_levels(y: np.ndarray, levels: np.ndarray, n_levels: int) -> float:
@@ -132,4 +133,37 @@ def bootstrap_threshold_interval(
     if not thresholds:
         return (math.nan, math.nan)
     lo, hi = np.quantile(np.asarray(thresholds), [alpha / 2.0, 1.0 - alpha / 2.0])
+    return (float(lo), float(hi))
+
+
+def bootstrap_statistic_ci(
+    y_true: ArrayLike,
+    scores: ArrayLike,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    groups: ArrayLike | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(y, scores)`` (e.g. specificity at sensitivity 0.95), with the
+    same cluster-wise resampling as :func:`bootstrap_auc_ci`. Resamples with one class only, or where the statistic
+    is NaN, are skipped; (NaN, NaN) if none is usable."""
+    y, s = check_pair(y_true, scores)
+    n_boot = check_n_boot(n_boot)
+    alpha = check_alpha(alpha)
+    clusters = _cluster_indices(y.shape[0], groups)
+    if y.min() == y.max():
+        return (math.nan, math.nan)
+    values = []
+    for idx in _bootstrap_indices(clusters, n_boot, seed):
+        yb = y[idx]
+        if yb.min() == yb.max():
+            continue
+        v = statistic(yb, s[idx])
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(np.asarray(values), [alpha / 2.0, 1.0 - alpha / 2.0])
     return (float(lo), float(hi))
