@@ -108,3 +108,55 @@ def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir
     best = log["history"][log["best_epoch"]["epoch"] - 1]
     assert log["best_epoch"]["auc"] == best["val_auc_pediatric"]
     assert torch.load(ckpt, weights_only=False)["preprocess"]["std"] > 0
+
+
+def test_shenzhen_trains_as_a_third_site_and_the_worst_site_picks_the_epoch(data_dir, tmp_path):
+    """Generation 3's recipe: Shenzhen films sampled into each epoch, every validation source scored with its
+    specificity at sensitivity 0.95, and ``select_on="worst"`` picking the epoch whose worst source is best."""
+    if not (data_dir / "shenzhen" / "labels.csv").is_file():
+        pytest.skip("no Shenzhen data here")
+    from cxrtriage.train.trainer import TrainConfig, train
+
+    arch = {
+        "name": "tiny",
+        "in_channels": 1,
+        "stem": (8, 8),
+        "widths": (8, 8, 8, 16),
+        "strides": (1, 2, 2, 1),
+        "dilations": (1, 1, 1, 2),
+        "dropout": 0.0,
+    }
+    cfg = TrainConfig(
+        data_dir=str(data_dir),
+        out_dir=str(tmp_path / "run"),
+        epochs=2,
+        batch_size=8,
+        input_size=64,
+        kermany_per_epoch=8,
+        shenzhen_per_epoch=8,
+        select_on="worst",
+        limit=16,
+        arch=arch,
+        box_weight=0.0,
+        lung_weight=0.0,
+    )
+    train(cfg)
+    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    assert log["counts"]["tr_shz"] == 16 and log["counts"]["va_shz"] == 16
+    assert log["shenzhen_split_sha256"] and log["best_epoch"]["chosen_on"] == "min_val_spec95"
+    for row in log["history"]:
+        sources = [row[k] for k in ("val_spec95_nih", "val_spec95_pediatric", "val_spec95_shenzhen") if k in row]
+        assert "val_spec95_shenzhen" in row and "val_auc_shenzhen" in row
+        assert all(0.0 <= v <= 1.0 for v in sources)
+    best = log["history"][log["best_epoch"]["epoch"] - 1]
+    assert log["best_epoch"]["auc"] == min(v for k, v in best.items() if k.startswith("val_spec95_"))
+
+
+def test_the_epoch_rule_is_one_of_two_named_rules():
+    from cxrtriage.train.trainer import _selection
+
+    assert _selection("nih", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, True) == (0.9, "val_auc_nih")
+    assert _selection("worst", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, True) == (0.1, "min_val_spec95")
+    assert _selection("nih", 0.9, 0.8, {}, False) == (0.8, "val_auc_pediatric")
+    with pytest.raises(ValueError, match="select_on"):
+        _selection("mean", 0.9, 0.8, {"nih": 0.5}, True)

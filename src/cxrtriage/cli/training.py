@@ -34,6 +34,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         strong_augment=args.strong_augment,
         box_weight=args.box_weight,
         lung_weight=args.lung_weight,
+        shenzhen_per_epoch=args.shenzhen_per_epoch,
+        select_on=args.select_on,
     )
     ckpt = train(cfg)
     print(f"checkpoint written to {ckpt}")
@@ -152,6 +154,19 @@ def _add_train_parser(sub: SubCommands) -> None:
         help="leave the NIH adults out of training (leave-one-source-out; the epoch is chosen on pediatric validation)",
     )
     s.add_argument("--jsrt-per-epoch", type=int, default=0, help="JSRT normal films sampled per epoch (default 0)")
+    s.add_argument(
+        "--shenzhen-per-epoch",
+        type=int,
+        default=0,
+        help="Shenzhen films (a third adult site) sampled per epoch from its train part (default 0: validation only)",
+    )
+    s.add_argument(
+        "--select-on",
+        choices=["nih", "worst"],
+        default="nih",
+        help="pick the epoch by NIH validation AUC (default) or by the worst validation source's specificity at "
+        "sensitivity 0.95",
+    )
     s.add_argument(
         "--opacity-weight",
         type=float,

@@ -29,7 +29,15 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from cxrtriage.data import Record, jsrt_urgency_parts, load_split_records, rsna_opacity_labels, split_sha256
+from cxrtriage.data import (
+    SHENZHEN_SPLIT_FILE,
+    Record,
+    jsrt_urgency_parts,
+    load_split_records,
+    rsna_opacity_labels,
+    split_sha256,
+)
+from cxrtriage.evaluation.metrics import specificity_at_sensitivity
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, percentile_window, to_cache
 from cxrtriage.train.model import ArchConfig, CXRNet
@@ -67,6 +75,12 @@ class TrainConfig:
     #: (boxed training images only) and outside the segmented lung fields (every training image); 0 = off
     box_weight: float = 0.3
     lung_weight: float = 0.3
+    #: Shenzhen films (a third adult site, tuberculosis = urgent) sampled per epoch from its train part (0 = none);
+    #: its validation part is scored whenever the data is there, so a run without it shows how an unseen site fares
+    shenzhen_per_epoch: int = 0
+    #: which validation figure picks the epoch: "nih" (generation 2: NIH AUC) or "worst" (the lowest specificity at
+    #: sensitivity 0.95 over the validation sources that have both labels: the recipe for the worst site)
+    select_on: str = "nih"
 
 
 def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
@@ -229,6 +243,19 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else float("nan")
 
 
+def _selection(
+    select_on: str, auc_nih: float, auc_ker: float | None, spec95: dict[str, float], nih_trained: bool
+) -> tuple[float, str]:
+    """The validation figure that picks the epoch, and its name. "nih": NIH AUC (pediatric AUC when NIH is left
+    out: its validation would then be a test); "worst": the lowest specificity at sensitivity 0.95 over the
+    validation sources, so the epoch that serves the worst site best wins."""
+    if select_on == "worst" and spec95:
+        return min(spec95.values()), "min_val_spec95"
+    if select_on not in ("nih", "worst"):
+        raise ValueError(f"select_on must be 'nih' or 'worst', got {select_on!r}")
+    return (auc_nih, "val_auc_nih") if nih_trained else (float(auc_ker or "nan"), "val_auc_pediatric")
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run training; writes ``checkpoint.pt`` and ``train_log.json`` into ``cfg.out_dir`` and returns the checkpoint."""
     seed_everything(cfg.seed)
@@ -237,13 +264,15 @@ def train(cfg: TrainConfig) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(cfg.data_dir)
     # pediatric validation images are always scored, so an NIH-only run shows what it does on children
-    datasets = ("nih", "kermany") if (data_dir / "kermany" / "labels.csv").is_file() else ("nih",)
+    datasets = ("nih",) + tuple(d for d in ("kermany", "shenzhen") if (data_dir / d / "labels.csv").is_file())
     parts = {k: limit_per_dataset(v, cfg.limit) for k, v in load_split_records(data_dir, datasets).items()}
     use_jsrt = cfg.jsrt_per_epoch > 0 and (data_dir / "jsrt_scr" / "labels.csv").is_file()
     jsrt = {k: limit_per_dataset(v, cfg.limit) for k, v in jsrt_urgency_parts(data_dir).items()} if use_jsrt else {}
     tr_nih = [r for r in parts["train"] if r.dataset == "nih"] if cfg.nih_train else []
     tr_ker = [r for r in parts["train"] if r.dataset == "kermany"] if cfg.kermany_per_epoch > 0 else []
     tr_jsrt = jsrt.get("train", [])
+    tr_shz = [r for r in parts["train"] if r.dataset == "shenzhen"] if cfg.shenzhen_per_epoch > 0 else []
+    va_shz = [r for r in parts["val"] if r.dataset == "shenzhen"]
     va_nih = [r for r in parts["val"] if r.dataset == "nih"]
     va_ker = [r for r in parts["val"] if r.dataset == "kermany"]
     va_jsrt = jsrt.get("val", [])
@@ -254,9 +283,11 @@ def train(cfg: TrainConfig) -> Path:
         "tr_nih": load_cache(tr_nih, S, "NIH train") if tr_nih else empty,
         "tr_ker": load_cache(tr_ker, S, "pediatric train") if tr_ker else empty,
         "tr_jsrt": load_cache(tr_jsrt, S, "JSRT train") if tr_jsrt else empty,
+        "tr_shz": load_cache(tr_shz, S, "Shenzhen train") if tr_shz else empty,
         "va_nih": load_cache(va_nih, S, "NIH val"),
         "va_ker": load_cache(va_ker, S, "pediatric val") if va_ker else empty,
         "va_jsrt": load_cache(va_jsrt, S, "JSRT val") if va_jsrt else empty,
+        "va_shz": load_cache(va_shz, S, "Shenzhen val") if va_shz else empty,
     }
     y = {
         "tr_nih": np.array([r.urgent for r in tr_nih], np.float32),
@@ -264,6 +295,8 @@ def train(cfg: TrainConfig) -> Path:
         "tr_jsrt": np.zeros(len(tr_jsrt), np.float32),
         "va_nih": np.array([r.urgent for r in va_nih], np.int64),
         "va_ker": np.array([r.urgent for r in va_ker], np.int64),
+        "tr_shz": np.array([r.urgent for r in tr_shz], np.float32),
+        "va_shz": np.array([r.urgent for r in va_shz], np.int64),
     }
     # lung opacity (RSNA radiologists): known for part of NIH only; -1 = unknown, left out of that loss
     rsna = rsna_opacity_labels(data_dir) if cfg.opacity_weight > 0 else {}
@@ -274,7 +307,7 @@ def train(cfg: TrainConfig) -> Path:
         k: attention_masks(recs, cache[k], data_dir)
         if use_attention and len(recs)
         else np.zeros((len(recs), 2, MASK_GRID, MASK_GRID), np.float16)
-        for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt))
+        for k, recs in (("tr_nih", tr_nih), ("tr_ker", tr_ker), ("tr_jsrt", tr_jsrt), ("tr_shz", tr_shz))
     }
     stats_from = cache["tr_nih"] if len(tr_nih) else cache["tr_ker"]
     windowed = apply_window(torch.from_numpy(stats_from).float().div_(255).unsqueeze(1), cfg.window)
@@ -289,7 +322,8 @@ def train(cfg: TrainConfig) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_ker = min(cfg.kermany_per_epoch, len(tr_ker))
     n_jsrt = min(cfg.jsrt_per_epoch, len(tr_jsrt))
-    steps_per_epoch = math.ceil((len(tr_nih) + n_ker + n_jsrt) / cfg.batch_size)
+    n_shz = min(cfg.shenzhen_per_epoch, len(tr_shz))
+    steps_per_epoch = math.ceil((len(tr_nih) + n_ker + n_jsrt + n_shz) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     # at least two warm-up steps: OneCycleLR divides by zero when the warm-up ends on step 0 (tiny smoke runs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.1, 2.0 / total))
@@ -302,10 +336,12 @@ def train(cfg: TrainConfig) -> Path:
         model.train()
         ker_idx = rng.choice(len(tr_ker), n_ker, replace=False) if n_ker else np.zeros(0, int)
         jsrt_idx = rng.choice(len(tr_jsrt), n_jsrt, replace=False) if n_jsrt else np.zeros(0, int)
-        X = np.concatenate([cache["tr_nih"], cache["tr_ker"][ker_idx], cache["tr_jsrt"][jsrt_idx]])
-        Y = np.concatenate([y["tr_nih"], y["tr_ker"][ker_idx], y["tr_jsrt"][jsrt_idx]])
-        OP = np.concatenate([op_tr_nih, -np.ones(len(ker_idx) + len(jsrt_idx), np.float32)])
-        M = np.concatenate([att["tr_nih"], att["tr_ker"][ker_idx], att["tr_jsrt"][jsrt_idx]]) if use_attention else None
+        shz_idx = rng.choice(len(tr_shz), n_shz, replace=False) if n_shz else np.zeros(0, int)
+        picked = (("tr_ker", ker_idx), ("tr_jsrt", jsrt_idx), ("tr_shz", shz_idx))
+        X = np.concatenate([cache["tr_nih"]] + [cache[k][i] for k, i in picked])
+        Y = np.concatenate([y["tr_nih"]] + [y[k][i] for k, i in picked])
+        OP = np.concatenate([op_tr_nih, -np.ones(len(ker_idx) + len(jsrt_idx) + len(shz_idx), np.float32)])
+        M = np.concatenate([att["tr_nih"]] + [att[k][i] for k, i in picked]) if use_attention else None
         order = rng.permutation(len(X))
         losses = []
         bar = tqdm(
@@ -352,6 +388,14 @@ def train(cfg: TrainConfig) -> Path:
             "val_auc_pediatric": auc_ker,
             "elapsed_s": round(time.time() - t0, 1),
         }
+        spec95 = {}  # specificity at sensitivity 0.95 per validation source: what a rule-out threshold leaves
+        for name, key in (("nih", "va_nih"), ("pediatric", "va_ker"), ("shenzhen", "va_shz")):
+            if len(set(y[key].tolist())) == 2:
+                logits = score(cache[key])
+                spec95[name] = float(specificity_at_sensitivity(y[key], logits, 0.95))
+                row[f"val_spec95_{name}"] = spec95[name]
+                if name == "shenzhen":
+                    row["val_auc_shenzhen"] = _auc(y[key], logits)
         if len(va_jsrt):  # all negatives: the share above the NIH median logit shows what another site's normals get
             row["val_jsrt_median_logit"] = float(np.median(score(cache["va_jsrt"])))
         if findings and (op_va_nih >= 0).any():
@@ -359,9 +403,9 @@ def train(cfg: TrainConfig) -> Path:
             row["val_auc_lung_opacity"] = _auc(op_va_nih[k], score(cache["va_nih"][k], finding=True))
         history.append(row)
         print(json.dumps(row), flush=True)
-        chosen_on = auc_nih if tr_nih else auc_ker  # without NIH training, NIH validation would be a test
+        chosen_on, chosen_name = _selection(cfg.select_on, auc_nih, auc_ker, spec95, bool(tr_nih))
         if epoch == 0 or chosen_on > best["auc"]:  # NaN (one-class validation) never beats a real AUC
-            best = {"auc": chosen_on, "epoch": epoch + 1, "chosen_on": "val_auc_nih" if tr_nih else "val_auc_pediatric"}
+            best = {"auc": chosen_on, "epoch": epoch + 1, "chosen_on": chosen_name}
             state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
 
     ckpt = out_dir / "checkpoint.pt"
@@ -384,6 +428,7 @@ def train(cfg: TrainConfig) -> Path:
         "counts": {k: int(len(v)) for k, v in cache.items()},
         "opacity_labels": {"train": int((op_tr_nih >= 0).sum()), "val": int((op_va_nih >= 0).sum())},
         "split_sha256": split_sha256(),
+        "shenzhen_split_sha256": split_sha256(SHENZHEN_SPLIT_FILE) if tr_shz or va_shz else None,
         "load_seconds": round(load_s, 1),
         "wall_seconds": round(time.time() - t0, 1),
         "torch": torch.__version__,
