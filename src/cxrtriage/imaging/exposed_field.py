@@ -9,9 +9,10 @@ box back to the original pixels (:meth:`ExposedField.to_full`).
 How: on a block-averaged copy (at most :data:`WORK_SIDE` px; averaging also tames noise), a pixel is *blank* when
 it is within :data:`DARK_TOL` of the image's darkest level and flat (a uniform canvas, border or shutter; dark lungs
 and the air beside the body have texture). Bright regions never count as blank: a saturated white abdomen is flat
-and bright, and cutting it off would cut the film. A row or column is *content* when more than :data:`MIN_CONTENT_SHARE` of it is not blank; the
-field is the run of content rows (then columns, then both again, inside each other) that holds the most content,
-so a line of burned-in text or a marker on the canvas, separated from the film by blank rows, is left out.
+and bright, and cutting it off would cut the film. A row or column is *content* when more than
+:data:`MIN_CONTENT_SHARE` of it is not blank; the field is the run of content rows (then columns, then both
+again, inside each other) that holds the most content, so a line of burned-in text or a marker on the canvas,
+separated from the film by blank rows, is left out.
 
 The field is used only when it is clearly smaller than the image (area below :data:`MAX_AREA_SHARE`) and big
 enough to be a film (at least :data:`MIN_SIDE` px a side and :data:`MIN_AREA_SHARE` of the image): an ordinary
@@ -25,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from cxrtriage.schema import Crop
 
 #: the block-averaged copy the search runs on is at most this many pixels on its longer side
 WORK_SIDE = 256
@@ -71,9 +74,13 @@ class ExposedField:
         """A point of the field in the pixels of the whole image."""
         return x + self.x0, y + self.y0
 
-    def xywh(self) -> list[int]:
-        """The field as [x, y, width, height] in the image's pixels (what a result reports)."""
-        return [self.x0, self.y0, self.x1 - self.x0, self.y1 - self.y0]
+    def xywh(self, original: tuple[int, int] | None = None) -> list[int]:
+        """The field as [x, y, width, height] in the image's pixels, or in those of ``original`` (width, height):
+        the same image at its original resolution (what a result reports)."""
+        h, w = self.shape
+        sx, sy = (original[0] / w, original[1] / h) if original else (1.0, 1.0)
+        x, y = int(self.x0 * sx), int(self.y0 * sy)
+        return [x, y, max(1, round(self.x1 * sx) - x), max(1, round(self.y1 * sy) - y)]
 
 
 def whole(shape: tuple[int, int]) -> ExposedField:
@@ -149,3 +156,22 @@ def analysed_region(pixels: np.ndarray) -> np.ndarray:
     """The exposed field of ``pixels``: what every stage after decoding analyses (the whole image when it is all
     film). The one definition the pipeline and a model whose preprocessing says ``exposed_field`` share."""
     return find_field(pixels).crop(pixels)
+
+
+def to_original_pixels(
+    crops: list[Crop], analysed: tuple[int, int], original: tuple[int, int], field: ExposedField | None = None
+) -> list[Crop]:
+    """Boxes found on the analysed ``field`` of an image of size ``analysed`` (width, height; a reduced resolution,
+    ``ImageMeta.reduction``) in the pixels of the ``original`` image: shifted by the field's offset, then scaled."""
+    if field is not None and not field.is_whole:
+        crops = [c.model_copy(update={"x": c.x + field.x0, "y": c.y + field.y0}) for c in crops]
+    (aw, ah), (ow, oh) = analysed, original
+    if (aw, ah) == (ow, oh) or aw <= 0 or ah <= 0:
+        return crops
+    sx, sy = ow / aw, oh / ah
+    out = []
+    for c in crops:
+        x, y = min(ow - 1, int(c.x * sx)), min(oh - 1, int(c.y * sy))
+        w, h = max(1, min(ow - x, round(c.w * sx))), max(1, min(oh - y, round(c.h * sy)))
+        out.append(c.model_copy(update={"x": x, "y": y, "w": w, "h": h}))
+    return out
