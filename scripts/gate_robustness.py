@@ -49,14 +49,15 @@ def _films(data_dir: Path, n: int) -> dict[str, list[Path]]:
     return out
 
 
-def _outcome(engine, pixels) -> str:
+def _outcome(engine, pixels) -> tuple[str, float | None]:
+    """The gate's outcome and the score (None when refused)."""
     from cxrtriage.errors import NotAChestXrayError
 
     try:
         pred = engine.predict(pixels, save_crops=False)
     except NotAChestXrayError:
-        return "refused"
-    return "review" if pred.needs_review else "triaged"
+        return "refused", None
+    return ("review" if pred.needs_review else "triaged"), pred.score
 
 
 def worker(data_dir: Path, n: int) -> dict:
@@ -69,23 +70,27 @@ def worker(data_dir: Path, n: int) -> dict:
     variants = _variants()
     counts: dict[str, dict[str, dict[str, int]]] = {}
     refused: list[str] = []
+    scores: dict[str, float | None] = {}  # the unchanged films' scores: does the new stage leave them alone?
     t0 = time.perf_counter()
     for source, paths in _films(data_dir, n).items():
         for path in paths:
             pixels = load_image(path).pixels
             for name, make in variants.items():
-                outcome = _outcome(engine, make(pixels))
+                outcome, score = _outcome(engine, make(pixels))
+                if name == "original":
+                    scores[f"{source}/{path.name}"] = score
                 row = counts.setdefault(name, {}).setdefault(source, dict.fromkeys(OUTCOMES, 0))
                 row[outcome] += 1
                 if outcome == "refused":
                     refused.append(f"{name}: {source}/{path.name}")
     laterals = dict.fromkeys(OUTCOMES, 0)
     for path in lateral_paths(data_dir):
-        laterals[_outcome(engine, load_image(path).pixels)] += 1
+        laterals[_outcome(engine, load_image(path).pixels)[0]] += 1
     n_lat = sum(laterals.values())
     return {
         "variants": counts,
         "frontal_refused": refused,
+        "original_scores": scores,
         "laterals": {**laterals, "n": n_lat, "refusal_rate": round(laterals["refused"] / max(n_lat, 1), 3)},
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -125,6 +130,9 @@ def main() -> None:
     }
     if args.baseline is not None:
         result["before"] = _run_tree(args.baseline, args.data, args.n)
+        before, after = result["before"]["original_scores"], result["after"]["original_scores"]
+        diffs = [abs(after[k] - before[k]) for k in before if before[k] is not None and after.get(k) is not None]
+        result["original_films_max_abs_score_diff"] = max(diffs) if diffs else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for label in ("before", "after"):
