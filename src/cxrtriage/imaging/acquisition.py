@@ -29,7 +29,8 @@ def with_borders(pixels: np.ndarray, share: float = WIDE_BORDER, level: float = 
 
 def on_canvas(pixels: np.ndarray, *, noise: float = 0.0, marker: bool = False) -> np.ndarray:
     """The film, with its own black borders, in the top-left corner of a black canvas twice its size in each
-    direction (the two refused films of issue 24); optional Gaussian ``noise`` on the whole image and a bright text-like
+    direction (the two refused films of issue 24); optional Gaussian ``noise`` on the canvas and the film's borders
+    (not on the film: a JSRT film spans only 0.07 of grey, and such noise would bury it) and a bright text-like
     ``marker`` on the canvas, apart from the film."""
     film = with_borders(pixels, FILM_BORDER)
     h, w = film.shape
@@ -40,7 +41,10 @@ def on_canvas(pixels: np.ndarray, *, noise: float = 0.0, marker: bool = False) -
             y = h + h // 3 + i * max(3, h // 30)
             out[y : y + max(2, h // 60), w + w // 4 : w + w // 4 + w // 3] = 0.9
     if noise:
-        out += np.random.default_rng(0).normal(0.0, noise, out.shape).astype(np.float32)
+        background = np.ones(out.shape, dtype=bool)
+        by, bx = round(FILM_BORDER * pixels.shape[0]), round(FILM_BORDER * pixels.shape[1])
+        background[by : by + pixels.shape[0], bx : bx + pixels.shape[1]] = False
+        out[background] += np.random.default_rng(0).normal(0.0, noise, int(background.sum())).astype(np.float32)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

@@ -121,6 +121,31 @@ def _content_share(blank: np.ndarray, axis: int) -> np.ndarray:
     return 1.0 - blank.mean(axis=axis)
 
 
+def _edge(content: np.ndarray, start: int, stop: int) -> int | None:
+    """The first index in ``range(start, stop)`` (backwards when stop < start) whose share of content pixels is above
+    MIN_CONTENT_SHARE; None when there is none."""
+    direction = 1 if stop >= start else -1
+    for i in range(start, stop, direction):
+        if content[i] > MIN_CONTENT_SHARE:
+            return i
+    return None
+
+
+def _refine(bright: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, int, int, int]:
+    """Each edge of the block-level ``box`` moved to the first full-resolution row or column (within ``reach`` of
+    it) that is not dark: the blank test on the averaged copy looks at neighbours, so its edges are a block off."""
+    h, w = bright.shape
+    x0, y0, x1, y1 = box
+    rows = bright[:, x0:x1].mean(axis=1)
+    top = _edge(rows, max(0, y0 - reach), min(h, y0 + reach))
+    bottom = _edge(rows, min(h, y1 + reach) - 1, max(0, y1 - reach) - 1)
+    y0, y1 = top if top is not None else y0, bottom + 1 if bottom is not None else y1
+    cols = bright[y0:y1].mean(axis=0)
+    left = _edge(cols, max(0, x0 - reach), min(w, x0 + reach))
+    right = _edge(cols, min(w, x1 + reach) - 1, max(0, x1 - reach) - 1)
+    return left if left is not None else x0, y0, right + 1 if right is not None else x1, y1
+
+
 def find_field(pixels: np.ndarray) -> ExposedField:
     """The exposed field of a grey ``(H, W)`` float image in ``[0, 1]`` (see the module docstring); the whole image
     when no clearly smaller film is found."""
@@ -146,6 +171,8 @@ def find_field(pixels: np.ndarray) -> ExposedField:
         c0, c1 = c0 + a, c0 + b
     y0, y1 = r0 * step, h if r1 == small.shape[0] else min(h, r1 * step)
     x0, x1 = c0 * step, w if c1 == small.shape[1] else min(w, c1 * step)
+    if step > 1 or (x0, y0, x1, y1) != (0, 0, w, h):
+        x0, y0, x1, y1 = _refine(pixels > lo + DARK_TOL, (x0, y0, x1, y1), 2 * step)
     area = (x1 - x0) * (y1 - y0)
     if area >= MAX_AREA_SHARE * h * w or area < MIN_AREA_SHARE * h * w or min(x1 - x0, y1 - y0) < MIN_SIDE:
         return full
