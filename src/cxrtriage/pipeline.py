@@ -1,6 +1,7 @@
 """``predict()``: the one function every caller (CLI, REST, UI, notebooks) uses.
 
-:meth:`Triage.run` is a short sequence of named stages passing one :class:`Case`: decode -> gate (header,
+:meth:`Triage.run` is a short sequence of named stages passing one :class:`Case`: decode -> exposed field (the
+film without a canvas or wide black borders; every box is mapped back to the original pixels) -> gate (header,
 statistics, polarity, layout, frontal-view check) -> classify -> view and similarity checks -> decide -> evidence
 -> prior report -> explain (+ the optional explainer stage) -> assemble. Every label and review flag comes from
 :mod:`cxrtriage.decision`; the stages only collect what it decides on.
@@ -43,10 +44,11 @@ from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging import gate
+from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
-from cxrtriage.schema import MAX_CROPS, Crop, Finding, ModelInfo, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenance
 
 ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
@@ -73,20 +75,6 @@ def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
     )
 
 
-def to_original_pixels(crops: list[Crop], analysed: tuple[int, int], original: tuple[int, int]) -> list[Crop]:
-    """Boxes found on a reduced-resolution image (``ImageMeta.reduction``) in the original image's pixels."""
-    (aw, ah), (ow, oh) = analysed, original
-    if (aw, ah) == (ow, oh) or aw <= 0 or ah <= 0:
-        return crops
-    sx, sy = ow / aw, oh / ah
-    out = []
-    for c in crops:
-        x, y = min(ow - 1, int(c.x * sx)), min(oh - 1, int(c.y * sy))
-        w, h = max(1, min(ow - x, round(c.w * sx))), max(1, min(oh - y, round(c.h * sy)))
-        out.append(c.model_copy(update={"x": x, "y": y, "w": w, "h": h}))
-    return out
-
-
 @dataclass(eq=False)
 class Case:
     """One radiograph on its way through :class:`Triage`'s stages: each stage reads what the earlier ones wrote.
@@ -95,10 +83,11 @@ class Case:
 
     loaded: LoadedImage
     prior_report: str | None
-    pixels: np.ndarray  # working resolution, display polarity (flipped by the gate when needed)
+    pixels: np.ndarray  # the exposed field at working resolution, display polarity (flipped by the gate when needed)
     warnings: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     flipped: bool = False
+    exposed: ExposedField | None = None  # where ``pixels`` lie in the decoded image (set by the field stage)
     model_pixels: np.ndarray = None  # type: ignore[assignment]  # what the classifier gets (set by the gate)
     residual: float | None = None  # coarse layout residual
     anatomy: Anatomy | None = None
@@ -127,7 +116,8 @@ class Triaged:
 
     prediction: Prediction
     image: LoadedImage  # as decoded, before any polarity flip
-    pixels: np.ndarray  # what the model analysed: working resolution, display polarity (flipped when needed)
+    pixels: np.ndarray  # the decoded image at working resolution, display polarity (flipped when needed): the
+    # model analysed its exposed field (``prediction.image["exposed_field"]``, original pixels, when not the whole)
     polarity_flipped: bool  # an inverted MONOCHROME1 film was detected and flipped
 
 
@@ -212,6 +202,7 @@ class Triage:
         case.timings["decode"] = loaded.decode_ms  # also when the caller decoded it (once) beforehand
         if image is loaded:  # decoded by the caller: the total still counts the decode
             t_start -= loaded.decode_ms / 1e3
+        self._find_field(case)
         self._gate(case)
         self._classify(case)
         self._check_view_and_similarity(case)
@@ -220,7 +211,16 @@ class Triage:
         self._read_prior_report(case)
         self._explain(case)
         prediction = self._assemble(case, save_crops, t_start)
-        return Triaged(prediction=prediction, image=loaded, pixels=case.pixels, polarity_flipped=case.flipped)
+        pixels = (1.0 - loaded.pixels).astype(np.float32) if case.flipped else loaded.pixels
+        return Triaged(prediction=prediction, image=loaded, pixels=pixels, polarity_flipped=case.flipped)
+
+    def _find_field(self, case: Case) -> None:
+        """The exposed field (imaging/exposed_field.py): a film on a black canvas or inside wide black borders is
+        analysed without them by every later stage; the boxes are mapped back when the result is assembled."""
+        t = time.perf_counter()
+        case.exposed = find_field(case.pixels)
+        case.pixels = case.exposed.crop(case.pixels)
+        case.timings["field"] = (time.perf_counter() - t) * 1e3
 
     def _gate(self, case: Case) -> None:
         """Header and statistics, polarity, coarse layout and, with the segmentation, the frontal-view check:
@@ -377,13 +377,15 @@ class Triage:
             image_info["knn_similarity"] = round(case.knn_similarity, 4)
         if case.residual is not None:
             image_info["layout_residual"] = round(case.residual, 4)
+        if case.exposed is not None and not case.exposed.is_whole:
+            image_info["exposed_field"] = case.exposed.xywh((meta.width, meta.height))
         anatomy_info = None
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
         t = time.perf_counter()
         crops = save_crop_thumbnails(case.pixels, case.boxes, self.crops_dir) if save_crops and case.boxes else []
-        height, width = case.pixels.shape
-        crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
+        height, width = case.exposed.shape if case.exposed is not None else case.pixels.shape
+        crops = to_original_pixels(crops, (width, height), (meta.width, meta.height), case.exposed)
         case.timings["crops"] = (time.perf_counter() - t) * 1e3
         case.timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(
