@@ -1,0 +1,212 @@
+"""Training augmentation of the urgency CNN, in three generations, on batches of N x 1 x S x S tensors in [0, 1].
+
+Design decisions:
+* No horizontal flips in any generation: chest anatomy is lateralised (heart on the patient's left), a flipped film
+  is not a plausible radiograph.
+* gen1: rotation +-8 deg, scale 0.9-1.1, shift +-6%, gamma/contrast/brightness jitter.
+* gen2: gen1's geometry, wider exposure and contrast, noise and lost resolution (the ways another site's detector
+  differs).
+* gen3 (issue 24, invariance to acquisition): the ways a hospital's export differs from the training sources, each
+  switched on per image with its own probability (:class:`Acquisition`): aspect-ratio jitter 0.75-1.33 (two sources
+  were squashed to squares by their publishers; the same range as the gate's squashed variants in
+  :mod:`cxrtriage.imaging.acquisition`), rotation +-15 deg, histogram equalisation blended into the image, blur or
+  unsharp-mask sharpening, lost resolution, gamma/contrast/brightness as gen2, gaussian noise and JPEG artefacts
+  (quality 30-90). Geometry pads with black, not the edge pixels: a film rotated or shrunk in its export leaves black
+  corners and strips, which the exposed-field stage may keep (it crops to the field's box).
+* Every gen3 parameter is drawn for every image whether its operation is on or not, so the generator's stream does
+  not depend on the probabilities: with one seed, switching one operation on changes only what that operation does
+  (the tests use this), and a run is reproducible from its seed.
+* Masks (lung fields, radiologist boxes for the activation-map losses) get the same geometric transform.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+LEVELS = ("gen1", "gen2", "gen3")
+#: draws N values uniform in [lo, hi) from the batch's generator
+Uniform = Callable[[float, float], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """gen3: the probability that each acquisition operation is applied to an image."""
+
+    aspect: float = 0.5
+    equalise: float = 0.3
+    blur_sharpen: float = 0.4
+    resolution: float = 0.3
+    noise: float = 0.5
+    jpeg: float = 0.3
+
+
+GEN3 = Acquisition()
+BLUR_SIGMA = (0.6, 2.0)  # pixels of the 256 px input: a soft detector .. a one-pixel edge smeared over four
+JPEG_QUALITY = (30, 90)
+
+
+def augment_level(level: str | bool) -> str:
+    """``level`` as one of :data:`LEVELS`; a bool is the old ``strong`` flag (True: gen2, False: gen1)."""
+    if isinstance(level, bool):
+        return "gen2" if level else "gen1"
+    if level not in LEVELS:
+        raise ValueError(f"augmentation must be one of {LEVELS}, got {level!r}")
+    return level
+
+
+def augment(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    level: str | bool = "gen1",
+    masks: torch.Tensor | None = None,
+    mask_size: int = 16,
+    acquisition: Acquisition = GEN3,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """x: N x 1 x S x S in [0,1] -> the augmented batch, in [0,1]. ``level``: "gen1", "gen2" or "gen3" (True/False:
+    the old ``strong`` flag). ``masks`` (N x K x any size) get the same geometric transform, sampled at ``mask_size``
+    (the CAM's grid); then (x, masks) is returned. ``acquisition``: gen3's probabilities."""
+    level = augment_level(level)
+    n = x.shape[0]
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+    if level == "gen3":
+        return _gen3(x, gen, u, masks, mask_size, acquisition)
+    x, moved = _geometry(x, masks, mask_size, u(-8, 8), u(0.9, 1.1), torch.ones(n), u(-0.06, 0.06), u(-0.06, 0.06))
+    strong = level == "gen2"
+    x = _exposure(x, u, *((0.45, 0.35, 0.12) if strong else (0.22, 0.2, 0.08)))
+    if strong:
+        s = x.shape[-1]
+        for i in range(n):
+            if torch.rand(1, generator=gen).item() < 0.3:
+                x[i : i + 1] = _lose_resolution(x[i : i + 1], int(s / float(u(1.5, 3.0)[0])))
+        x = (x + torch.randn(x.shape, generator=gen) * u(0.0, 0.025).view(n, 1, 1, 1)).clamp(0, 1)
+    return x if moved is None else (x, moved)
+
+
+def _gen3(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    u: Uniform,
+    masks: torch.Tensor | None,
+    mask_size: int,
+    p: Acquisition,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The acquisition augmentation (see the module docstring); every parameter drawn whether used or not."""
+    n, s = x.shape[0], x.shape[-1]
+
+    def on(prob: float) -> torch.Tensor:
+        return torch.rand(n, generator=gen) < prob
+
+    def per_image(v: torch.Tensor) -> torch.Tensor:
+        return v.view(n, 1, 1, 1)
+
+    aspect = torch.where(on(p.aspect), torch.exp(u(math.log(0.75), math.log(1.33))), torch.ones(n))
+    x, moved = _geometry(x, masks, mask_size, u(-15, 15), u(0.9, 1.1), aspect, u(-0.06, 0.06), u(-0.06, 0.06), "zeros")
+    # detector: lost resolution, then blur (amount < 0, towards the blurred image) or unsharp masking (amount > 0)
+    factor, use_res = u(1.5, 3.0), on(p.resolution)
+    for i in torch.nonzero(use_res).flatten().tolist():
+        x[i : i + 1] = _lose_resolution(x[i : i + 1], int(s / float(factor[i])))
+    sigma, sharpen, amount = u(*BLUR_SIGMA), on(0.5), torch.where(on(p.blur_sharpen), u(0.4, 1.0), torch.zeros(n))
+    amount = torch.where(sharpen, 1.5 * amount, -amount)
+    if bool((amount != 0).any()):
+        x = (x + per_image(amount) * (x - gaussian_blur(x, sigma))).clamp(0, 1)
+    # processing: equalisation blended in, then gamma/contrast/brightness as gen2
+    blend = torch.where(on(p.equalise), u(0.3, 1.0), torch.zeros(n))
+    if bool((blend > 0).any()):
+        x = (1 - per_image(blend)) * x + per_image(blend) * equalise(x)
+    x = _exposure(x, u, 0.45, 0.35, 0.12)
+    # noise, then the publisher's JPEG compression
+    noise = torch.randn(x.shape, generator=gen) * per_image(torch.where(on(p.noise), u(0.005, 0.03), torch.zeros(n)))
+    x = (x + noise).clamp(0, 1)
+    quality, use_jpeg = u(*JPEG_QUALITY), on(p.jpeg)
+    for i in torch.nonzero(use_jpeg).flatten().tolist():
+        x[i, 0] = jpeg_roundtrip(x[i, 0], int(quality[i]))
+    return x if moved is None else (x, moved)
+
+
+def _geometry(
+    x: torch.Tensor,
+    masks: torch.Tensor | None,
+    mask_size: int,
+    degrees: torch.Tensor,
+    scale: torch.Tensor,
+    aspect: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    padding: str = "border",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rotate, scale (width by ``scale * sqrt(aspect)``, height by ``scale / sqrt(aspect)``) and shift each image,
+    and its masks by the same transform (zeros outside). Never mirrors: both scales are positive."""
+    n = x.shape[0]
+    angle = degrees * math.pi / 180
+    sx, sy = scale * aspect.sqrt(), scale / aspect.sqrt()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # affine_grid maps output to input coordinates: R(angle) @ diag(1/sx, 1/sy), then the shift
+    theta = torch.stack([torch.stack([cos / sx, -sin / sy, tx], 1), torch.stack([sin / sx, cos / sy, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    if masks is None:
+        return x, None
+    mgrid = F.affine_grid(theta, [n, masks.shape[1], mask_size, mask_size], align_corners=False)
+    return x, F.grid_sample(masks, mgrid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _exposure(x: torch.Tensor, u: Uniform, g: float, c: float, b: float) -> torch.Tensor:
+    """Gamma in exp(+-g), contrast 1 +- c about the image mean, brightness +- b."""
+    n = x.shape[0]
+    gamma = torch.exp(u(-g, g)).view(n, 1, 1, 1)
+    x = x.clamp(1e-6, 1).pow(gamma)
+    contrast = u(1 - c, 1 + c).view(n, 1, 1, 1)
+    bright = u(-b, b).view(n, 1, 1, 1)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + bright).clamp(0, 1)
+
+
+def _lose_resolution(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Down to k x k (area) and back up (bilinear): a coarser detector or a thumbnail someone enlarged."""
+    s = x.shape[-1]
+    return F.interpolate(F.interpolate(x, size=(k, k), mode="area"), size=(s, s), mode="bilinear", align_corners=False)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image of N x 1 x S x S blurred with its own ``sigma`` (N,), separable, one grouped convolution per axis,
+    reflected at the edges."""
+    n = x.shape[0]
+    r = math.ceil(3 * float(sigma.max()))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None].to(x.dtype) ** 2))
+    k = k / k.sum(1, keepdim=True)  # (N, 2r+1)
+    y = F.pad(x.transpose(0, 1), (r, r, r, r), mode="reflect")  # 1 x N x S+2r x S+2r: one channel per image
+    y = F.conv2d(y, k.view(n, 1, 1, -1), groups=n)
+    y = F.conv2d(y, k.view(n, 1, -1, 1), groups=n)
+    return y.transpose(0, 1)
+
+
+def equalise(x: torch.Tensor) -> torch.Tensor:
+    """Histogram equalisation of each image of N x 1 x S x S in [0,1] (256 grey levels, the lowest level kept at 0)."""
+    n = x.shape[0]
+    q = (x.clamp(0, 1) * 255).round().long().view(n, -1)
+    hist = torch.zeros(n, 256, dtype=x.dtype).scatter_add_(1, q, torch.ones_like(q, dtype=x.dtype))
+    cdf = hist.cumsum(1)
+    lowest = cdf.gather(1, q.min(1, keepdim=True).values)
+    lut = (cdf - lowest) / (cdf[:, -1:] - lowest).clamp(min=1)
+    return lut.clamp(0, 1).gather(1, q).view_as(x)
+
+
+def jpeg_roundtrip(img: torch.Tensor, quality: int) -> torch.Tensor:
+    """One S x S image in [0,1] through an 8-bit JPEG at ``quality`` and back (Pillow)."""
+    buf = io.BytesIO()
+    Image.fromarray((img.numpy() * 255).round().astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
