@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="training needs the [train] extra")
 
 
 def test_augmentation_never_flips_left_right():
-    from cxrtriage.train.trainer import augment
+    from cxrtriage.train.augment import augment
 
     x = torch.zeros(8, 1, 64, 64)
     x[:, :, 20:44, 4:16] = 1.0  # a bright block on the image left
