@@ -11,7 +11,7 @@ Design decisions:
   were squashed to squares by their publishers; the same range as the gate's squashed variants in
   :mod:`cxrtriage.imaging.acquisition`), rotation +-15 deg, histogram equalisation blended into the image, blur or
   unsharp-mask sharpening, lost resolution, gamma/contrast/brightness as gen2, gaussian noise and JPEG artefacts
-  (quality 30-90). Geometry pads with black, not the edge pixels: a film rotated or shrunk in its export leaves black
+  (quality 30-89). Geometry pads with black, not the edge pixels: a film rotated or shrunk in its export leaves black
   corners and strips, which the exposed-field stage may keep (it crops to the field's box).
 * Every gen3 parameter is drawn for every image whether its operation is on or not, so the generator's stream does
   not depend on the probabilities: with one seed, switching one operation on changes only what that operation does
@@ -49,7 +49,7 @@ class Acquisition:
 
 
 GEN3 = Acquisition()
-BLUR_SIGMA = (0.6, 2.0)  # pixels of the 256 px input: a soft detector .. a one-pixel edge smeared over four
+BLUR_SIGMA = (0.6, 2.0)  # gaussian sigma in pixels of the input (256 px for the bundled CNN)
 JPEG_QUALITY = (30, 90)
 
 
