@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cxrtriage.train.trainer import attention_losses, augment  # noqa: E402
+from cxrtriage.train.augment import augment  # noqa: E402
+from cxrtriage.train.trainer import attention_losses  # noqa: E402
 
 
 def _fmap_with_peak(i: int, j: int) -> torch.Tensor:

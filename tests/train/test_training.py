@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch", reason="training needs the [train] extra")
 
 
 def test_augmentation_never_flips_left_right():
-    from cxrtriage.train.trainer import augment
+    from cxrtriage.train.augment import augment
 
     x = torch.zeros(8, 1, 64, 64)
     x[:, :, 20:44, 4:16] = 1.0  # a bright block on the image left
@@ -43,10 +43,12 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
         kermany_per_epoch=8,
         limit=16,
         arch=arch,
+        augment="gen3",  # the acquisition augmentation, with the activation-map masks moved by it
     )
     ckpt = train(cfg)
     log = json.loads((tmp_path / "run" / "train_log.json").read_text())
     assert len(log["history"]) == 2 and log["config"]["seed"] == cfg.seed
+    assert log["config"]["augment"] == "gen3" and log["config"]["strong_augment"] is True
 
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "card.json").write_text("{}")  # a card of an earlier model there: reset, not kept

@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         window=args.window,
         jsrt_per_epoch=args.jsrt_per_epoch,
         opacity_weight=args.opacity_weight,
-        strong_augment=args.strong_augment,
+        augment=args.augment,
         box_weight=args.box_weight,
         lung_weight=args.lung_weight,
         shenzhen_per_epoch=args.shenzhen_per_epoch,
@@ -180,12 +180,18 @@ def _add_train_parser(sub: SubCommands) -> None:
         help="percentile window in the preprocessing (default: none)",
     )
     s.add_argument("--no-window", dest="window", action="store_const", const=None, help="no window (the default)")
-    s.add_argument("--strong-augment", action="store_true", help="noise and resolution loss in the augmentation")
     s.add_argument(
-        "--gen1-augment",
-        dest="strong_augment",
-        action="store_false",
-        help="generation 1's augmentation (the default)",
+        "--augment",
+        choices=["gen1", "gen2", "gen3"],
+        default="gen1",
+        help="the augmentation: gen1 (rotation, scale, shift, exposure; the default), gen2 (+ noise, lost resolution), "
+        "gen3 (acquisition: + aspect ratio, rotation 15 deg, equalisation, blur/sharpening, JPEG)",
+    )
+    s.add_argument(
+        "--strong-augment", dest="augment", action="store_const", const="gen2", help="the same as --augment gen2"
+    )
+    s.add_argument(
+        "--gen1-augment", dest="augment", action="store_const", const="gen1", help="the same as --augment gen1"
     )
     s.add_argument(
         "--box-weight",

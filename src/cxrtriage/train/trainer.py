@@ -4,8 +4,8 @@ Design decisions (measured, see the model card):
 * NIH adult images + a random sample of pediatric (Kermany) training images each epoch, mixed in one run:
   the data README measured that this keeps adult AUC and makes the model usable on children, whereas
   NIH-only ranks pediatric images worse than chance.
-* No horizontal flips: chest anatomy is lateralised (heart on the patient's left), a flipped film is not a
-  plausible radiograph. Small rotations, scale/translation and intensity (contrast, brightness, gamma) jitter.
+* Augmentation in :mod:`cxrtriage.train.augment` (``TrainConfig.augment``: gen1, gen2 or gen3's acquisition
+  augmentation); none flips left-right, chest anatomy is lateralised.
 * Learning rate 1e-3 (one-cycle) with a short exponential moving average of the weights (decay 0.9 per step).
   Measured on NIH-only runs of 20 epochs: lr 3e-3 with a long EMA (0.995) stalled at NIH validation AUC ~0.67,
   while lr 1e-3 with the short EMA reached ~0.89 (runs/exp/*/train_log.json when reproduced).
@@ -40,6 +40,7 @@ from cxrtriage.data import (
 from cxrtriage.evaluation.metrics import specificity_at_sensitivity
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, percentile_window, to_cache
+from cxrtriage.train.augment import augment, augment_level
 from cxrtriage.train.model import ArchConfig, CXRNet
 
 
@@ -69,7 +70,9 @@ class TrainConfig:
     jsrt_per_epoch: int = 0
     #: weight of the lung-opacity loss (RSNA radiologist labels; 0 = no opacity head)
     opacity_weight: float = 0.0
-    #: generation 2 acquisition augmentation (noise, resolution); False = generation 1's jitter only
+    #: the augmentation, one of :data:`~cxrtriage.train.augment.LEVELS` (None: from ``strong_augment``)
+    augment: str | None = None
+    #: the older flag, kept so that recorded configs stay meaningful: True = gen2; set from ``augment`` (not gen1)
     strong_augment: bool = False
     #: weak supervision of the activation map: the share of the positive map inside the RSNA radiologists' boxes
     #: (boxed training images only) and outside the segmented lung fields (every training image); 0 = off
@@ -81,6 +84,13 @@ class TrainConfig:
     #: which validation figure picks the epoch: "nih" (generation 2: NIH AUC) or "worst" (the lowest specificity at
     #: sensitivity 0.95 over the validation sources that have both labels: the recipe for the worst site)
     select_on: str = "nih"
+
+    def __post_init__(self) -> None:
+        if self.augment is None:
+            self.augment = augment_level(self.strong_augment)
+        elif self.strong_augment and self.augment == "gen1":
+            raise ValueError("strong_augment=True asks for gen2, augment='gen1' for gen1: give one")
+        self.strong_augment = augment_level(self.augment) != "gen1"
 
 
 def limit_per_dataset(records: list[Record], limit: int | None) -> list[Record]:
@@ -172,49 +182,6 @@ def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
     for i, rec in enumerate(tqdm(records, desc=f"loading {desc}", unit="img", leave=False, mininterval=5.0)):
         out[i] = to_cache(load_image(rec.path).pixels, cfg)
     return out
-
-
-def augment(
-    x: torch.Tensor, gen: torch.Generator, strong: bool = False, masks: torch.Tensor | None = None, mask_size: int = 16
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """x: N x 1 x S x S in [0,1]. Geometric (rotation +-8 deg, scale 0.9-1.1, shift +-6%) and intensity jitter;
-    ``strong`` (generation 2) widens exposure and contrast and adds noise and lost resolution, the ways another
-    site's detector differs. ``masks`` (N x K x any size, e.g. lung fields and radiologist boxes) get the same
-    geometric transform, sampled at ``mask_size`` (the CAM's grid); then (x, masks) is returned."""
-    n = x.shape[0]
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-    angle = u(-8, 8) * math.pi / 180
-    scale = u(0.9, 1.1)
-    tx, ty = u(-0.06, 0.06), u(-0.06, 0.06)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    moved = None
-    if masks is not None:
-        mgrid = F.affine_grid(theta, [n, masks.shape[1], mask_size, mask_size], align_corners=False)
-        moved = F.grid_sample(masks, mgrid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    g, c, b = (0.45, 0.35, 0.12) if strong else (0.22, 0.2, 0.08)
-    gamma = torch.exp(u(-g, g)).view(n, 1, 1, 1)
-    x = x.clamp(1e-6, 1).pow(gamma)
-    contrast = u(1 - c, 1 + c).view(n, 1, 1, 1)
-    bright = u(-b, b).view(n, 1, 1, 1)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    x = ((x - mean) * contrast + mean + bright).clamp(0, 1)
-    if not strong:
-        return x if moved is None else (x, moved)
-    s = x.shape[-1]
-    for i in range(n):
-        if torch.rand(1, generator=gen).item() < 0.3:
-            k = int(s / float(u(1.5, 3.0)[0]))
-            x[i : i + 1] = F.interpolate(
-                F.interpolate(x[i : i + 1], size=(k, k), mode="area"), size=(s, s), mode="bilinear", align_corners=False
-            )
-    x = x + torch.randn(x.shape, generator=gen) * u(0.0, 0.025).view(n, 1, 1, 1)
-    return x.clamp(0, 1) if moved is None else (x.clamp(0, 1), moved)
 
 
 @torch.no_grad()
@@ -328,6 +295,7 @@ def train(cfg: TrainConfig) -> Path:
     # at least two warm-up steps: OneCycleLR divides by zero when the warm-up ends on step 0 (tiny smoke runs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.1, 2.0 / total))
     gen = torch.Generator().manual_seed(cfg.seed)
+    level = augment_level(cfg.augment or cfg.strong_augment)
     rng = np.random.default_rng(cfg.seed)
 
     history = []
@@ -351,15 +319,10 @@ def train(cfg: TrainConfig) -> Path:
             idx = order[i : i + cfg.batch_size]
             x = torch.from_numpy(X[idx]).float().div_(255).unsqueeze(1)
             if use_attention:
-                x, m = augment(
-                    x,
-                    gen,
-                    cfg.strong_augment,
-                    masks=torch.from_numpy(M[idx].astype(np.float32)),
-                    mask_size=S // CAM_STRIDE,
-                )
+                masks = torch.from_numpy(M[idx].astype(np.float32))
+                x, m = augment(x, gen, level, masks=masks, mask_size=S // CAM_STRIDE)
             else:
-                x = augment(x, gen, cfg.strong_augment)
+                x = augment(x, gen, level)
             x = apply_window(x, cfg.window)
             outs = model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
             loss = F.binary_cross_entropy_with_logits(outs[0][:, 0], torch.from_numpy(Y[idx]))
