@@ -124,11 +124,11 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
         f"- Seed {cfg.get('seed')}, {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, "
         f"AdamW lr {cfg.get('lr')}, "
         f"{cfg.get('kermany_per_epoch')} pediatric images sampled per epoch, EMA {cfg.get('ema_decay')}; best epoch "
-        f"{(tr.get('best_epoch') or {}).get('epoch')} by NIH validation AUC.",
+        f"{(tr.get('best_epoch') or {}).get('epoch')} by {_chosen_on(tr)}.",
         f"- Activation-map weak supervision: weight {cfg.get('box_weight', 0)} on the share of the map inside the RSNA "
         f"radiologists' lung-opacity boxes (training patients only), {cfg.get('lung_weight', 0)} on the positive map "
         f"outside the segmented lungs; preprocessing window {cfg.get('window')}, JSRT normals per epoch "
-        f"{cfg.get('jsrt_per_epoch', 0)}, strong augmentation {cfg.get('strong_augment', False)}.",
+        f"{cfg.get('jsrt_per_epoch', 0)}, {_augmentation(cfg)}.",
         f"- Wall time {_f(tr.get('wall_seconds'), 0)} s on {tr.get('threads')} CPU threads, torch {tr.get('torch')}.",
         "",
         *_decision_lines(meta),
@@ -337,3 +337,22 @@ def write_card(model_dir: Path) -> Path:
     card = model_dir / CARD_FILE
     card.write_text(render(meta, read_card(model_dir, bundle).measured()))
     return card
+
+
+def _chosen_on(train_log: dict) -> str:
+    """What picked the shipped epoch, in words (generation 2: NIH validation AUC; a generation-3 run may pick the
+    epoch whose worst validation source has the best specificity at sensitivity 0.95)."""
+    chosen = (train_log.get("best_epoch") or {}).get("chosen_on", "val_auc_nih")
+    return {
+        "val_auc_nih": "NIH validation AUC",
+        "val_auc_pediatric": "pediatric validation AUC",
+        "min_val_spec95": "the worst validation source's specificity at sensitivity 0.95",
+    }.get(chosen, chosen)
+
+
+def _augmentation(cfg: dict) -> str:
+    """The augmentation level of the training config (runs before ``augment`` existed recorded only the flag)."""
+    if cfg.get("augment"):
+        extra = f", Shenzhen films per epoch {cfg.get('shenzhen_per_epoch', 0)}"
+        return f"augmentation {cfg['augment']}{extra}"
+    return f"strong augmentation {cfg.get('strong_augment', False)}"
