@@ -62,8 +62,15 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
             f"passed as frontal; {v['cv5_frontal_refused']} frontal films refused, "
             f"{v['cv5_frontal_review']} sent to review.",
             f"- Held-out frontal test films: {held}.",
-            "",
         ]
+        if "variant_films" in v:
+            top = max(v["cv5_variant_top_scores"], default=None)
+            lines.append(
+                f"- Cut-offs: {v['cut_off_rule']}. Acquisition variants ({', '.join(v['variants'])}) of "
+                f"{v['variant_films']} fit films, each scored by the fold model that did not see its film: "
+                f"{v['cv5_variant_refused']} refused, highest score {_f(top)}."
+            )
+        lines.append("")
     ae = card.get("anatomy_eval")
     if ae:
         r = ae["rsna_localisation"]
