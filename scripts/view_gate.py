@@ -12,7 +12,11 @@ rotation by +-15 degrees, aspect 0.75 and 1.33) of the first ``--n`` test films 
 The laterals' scores here are IN-SAMPLE: the bundled probe was fitted on all 34 of them. Their cross-validated
 scores are in ``model.json`` (``view_probe.validation.cv5_lateral_scores``) and are copied beside them.
 
-    python scripts/view_gate.py [--n 60] [--out prototype/eval/view_gate.json]
+    python scripts/view_gate.py [--n 60] [--out prototype/eval/view_gate.json] [--baseline-model DIR]
+
+``--baseline-model DIR`` measures the same films through another bundle as well (its summary goes under
+``baseline``): e.g. a copy of ``src/cxrtriage/weights`` holding the ``model.json`` of the commit before a refit of
+the probe (``git show REV:src/cxrtriage/weights/model.json``).
 
 No image is written anywhere.
 """
@@ -45,12 +49,8 @@ def _films(data_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
-def measure(data_dir: Path, n: int) -> dict:
+def measure(data_dir: Path, n: int, model_dir: Path | None = None) -> dict:
     from cxrtriage import pipeline
-    from cxrtriage.data import lateral_paths
-    from cxrtriage.errors import NotAChestXrayError
-    from cxrtriage.imaging.acquisition import VARIANTS
-    from cxrtriage.imaging.load import load_image
 
     seen: dict = {}
     check_view = pipeline.frontal.check_view
@@ -60,7 +60,17 @@ def measure(data_dir: Path, n: int) -> dict:
         return check_view(score, reject_above, review_above, typical_pair, reject_with_lungs_above)
 
     pipeline.frontal.check_view = recording  # the pipeline's own call, with the pipeline's own inputs
-    engine = pipeline.Triage()
+    try:
+        return _measure(pipeline.Triage(model_dir=model_dir), data_dir, n, seen)
+    finally:
+        pipeline.frontal.check_view = check_view
+
+
+def _measure(engine, data_dir: Path, n: int, seen: dict) -> dict:
+    from cxrtriage.data import lateral_paths
+    from cxrtriage.errors import NotAChestXrayError
+    from cxrtriage.imaging.acquisition import VARIANTS
+    from cxrtriage.imaging.load import load_image
 
     def run(pixels) -> dict:
         seen.clear()
@@ -148,6 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=60, help="test films per source that get every variant")
     parser.add_argument("--out", type=Path, default=REPO / "prototype/eval/view_gate.json")
+    parser.add_argument(
+        "--baseline-model", type=Path, help="another bundle (e.g. the probe before a refit), measured too"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     from cxrtriage.backends.bundle_config import BundleConfig
@@ -155,6 +168,17 @@ def main() -> None:
 
     t0 = time.perf_counter()
     raw = measure(Settings().find_data_dir(), args.n)
+    baseline = None
+    if args.baseline_model is not None:  # the same films through the other bundle: its summary only
+        other = BundleConfig.load(args.baseline_model / "model.json").view_probe
+        base_raw = measure(Settings().find_data_dir(), args.n, args.baseline_model)
+        baseline = {
+            "model_dir": str(args.baseline_model),
+            "bundle": base_raw["bundle"],
+            "summary": summarise(
+                base_raw, list((other.validation or {}).get("cv5_lateral_scores", [])) if other else []
+            ),
+        }
     vp = BundleConfig.load(REPO / "src/cxrtriage/weights/model.json").view_probe
     cv = list((vp.validation or {}).get("cv5_lateral_scores", [])) if vp is not None else []
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)  # noqa: S607
@@ -167,6 +191,7 @@ def main() -> None:
         "seconds": round(time.perf_counter() - t0, 1),
         "bundle": raw["bundle"],
         "summary": summarise(raw, cv),
+        **({"baseline": baseline} if baseline else {}),
         "laterals": raw["laterals"],
         "frontal_at_or_above_review": [
             r for r in raw["frontal"] if (r["score"] or 0.0) > raw["bundle"]["review_above"]
