@@ -38,7 +38,15 @@ from cxrtriage.backends.finding_probe import read_findings
 from cxrtriage.config import Settings
 from cxrtriage.decision import Decision
 from cxrtriage.errors import NotAChestXrayError
-from cxrtriage.explain.evidence import EvidenceBox, box_from_xywh, find_evidence_boxes, save_crop_thumbnails
+from cxrtriage.explain.evidence import (
+    NON_URGENT_MIN_PROMINENCE,
+    NON_URGENT_MIN_STRENGTH,
+    EvidenceBox,
+    box_from_xywh,
+    find_evidence_boxes,
+    peak_prominence,
+    save_crop_thumbnails,
+)
 from cxrtriage.explain.provenance import case_provenance, redact_quotes, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
@@ -53,8 +61,6 @@ from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenan
 ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
 DEFAULT_SEGMENTER = "bundled"
-#: a Non-Urgent result shows a crop only for a region holding at least this share of the positive map mass
-NON_URGENT_MIN_STRENGTH = 0.5
 #: an evidence box must have at least this share of its area on the segmented lung fields
 MIN_BOX_LUNG_SHARE = 0.1
 
@@ -292,8 +298,10 @@ class Triage:
         )
 
     def _find_evidence(self, case: Case) -> None:
-        """Boxes from the activation map, inside the lung fields when they are known; a Non-Urgent film keeps at
-        most one strong box (weak boxes on a normal film are noise a clinician learns to ignore)."""
+        """Boxes from the activation map, inside the lung fields when they are known. A Non-Urgent film keeps at
+        most one box, and only a strong one on a map whose peak stands out of the lung fields (crops on most normal
+        films are noise a clinician learns to ignore); an Urgent film keeps its boxes (explain/evidence.py holds the
+        rule's numbers)."""
         if case.output.cam is None:
             return
         height, width = case.pixels.shape
@@ -316,7 +324,8 @@ class Triage:
                 >= MIN_BOX_LUNG_SHARE
             ]
         if case.decision.label == decision.NON_URGENT:
-            boxes = [b for b in boxes if (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
+            stands_out = peak_prominence(case.output.cam, region) >= NON_URGENT_MIN_PROMINENCE
+            boxes = [b for b in boxes if stands_out and (b.strength or 0.0) >= NON_URGENT_MIN_STRENGTH][:1]
         case.boxes = boxes
 
     def _read_prior_report(self, case: Case) -> None:

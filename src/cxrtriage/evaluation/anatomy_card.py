@@ -62,8 +62,15 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
             f"passed as frontal; {v['cv5_frontal_refused']} frontal films refused, "
             f"{v['cv5_frontal_review']} sent to review.",
             f"- Held-out frontal test films: {held}.",
-            "",
         ]
+        if "variant_films" in v:
+            top = max(v["cv5_variant_top_scores"], default=None)
+            lines.append(
+                f"- Cut-offs: {v['cut_off_rule']}. Acquisition variants ({', '.join(v['variants'])}) of "
+                f"{v['variant_films']} fit films, each scored by the fold model that did not see its film: "
+                f"{v['cv5_variant_refused']} refused, highest score {_f(top)}."
+            )
+        lines.append("")
     ae = card.get("anatomy_eval")
     if ae:
         r = ae["rsna_localisation"]
@@ -92,6 +99,18 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
                 f"{m['crops_off_lungs']} of {m['crops_total']} | {_f(m['auc_opacity_vs_normal'])} "
                 f"| {_f(m['auc_opacity_vs_not_normal_no_opacity'])} |"
             )
+        rule = ae.get("evidence_rule")
+        if rule:
+            lines += [
+                "",
+                "Crops shown: an Urgent result keeps its boxes (up to three, each holding at least "
+                f"{_f(rule['min_strength'], 2)} of the positive map mass inside the lung fields); a Non-Urgent result "
+                "shows at most one, only for a region holding "
+                f"at least {_f(rule['non_urgent_min_strength'], 2)} of that mass on a map whose peak stands out of "
+                f"the lung fields by at least {_f(rule['non_urgent_min_prominence'], 2)} standard deviations (the "
+                "95th percentile of non-urgent validation films, fitted by "
+                f"{rule['fitted_by']}).",
+            ]
         g = ae["frontal_gate"]
         lines += [
             "",

@@ -39,6 +39,7 @@ from cxrtriage.data import (
 )
 from cxrtriage.errors import CXRTriageError, NotAChestXrayError
 from cxrtriage.evaluation import metrics
+from cxrtriage.explain import evidence
 from cxrtriage.imaging.load import load_image
 from cxrtriage.pipeline import Triage
 
@@ -269,6 +270,12 @@ def run_anatomy_evaluation(data_dir: Path, out: Path, model_dir: str | None = No
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": engine.info.model_dump(),
         "segmenter": engine.segmenter.name if engine.segmenter else None,
+        "evidence_rule": {  # the crops measured below were shown under this rule (explain/evidence.py)
+            "min_strength": evidence.MIN_STRENGTH,
+            "non_urgent_min_strength": evidence.NON_URGENT_MIN_STRENGTH,
+            "non_urgent_min_prominence": evidence.NON_URGENT_MIN_PROMINENCE,
+            "fitted_by": "scripts/evidence_rule.py (prototype/eval/evidence_rule.json)",
+        },
         "rsna_localisation": _rsna(engine, data_dir),
         "frontal_gate": _gate(engine, data_dir),
         "jsrt_test": _jsrt_specificity(engine, data_dir),

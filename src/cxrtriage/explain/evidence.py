@@ -33,6 +33,7 @@ __all__ = [
     "anatomical_zone",
     "cam_peak",
     "find_evidence_boxes",
+    "peak_prominence",
     "save_crop_thumbnails",
 ]
 
@@ -40,6 +41,19 @@ __all__ = [
 UPSAMPLE = 4
 #: Half-width (as a fraction of image width) of the central band called mediastinal.
 CENTRAL_BAND = 0.1
+
+# When a result shows a crop (the pipeline's evidence stage). The rule's numbers live here, in one place.
+#: every box (Urgent results too) holds at least this share of the positive map mass: :func:`find_evidence_boxes`
+MIN_STRENGTH = 0.05
+#: a Non-Urgent result shows at most one crop, and only for a region holding at least this share of the positive
+#: map mass (a concentrated region, not a patch of a diffuse map)
+NON_URGENT_MIN_STRENGTH = 0.5
+#: ... and only when the map's peak stands out of the lung fields: :func:`peak_prominence` at least this. Fitted by
+#: ``scripts/evidence_rule.py`` on validation films only (NIH and Shenzhen validation parts, radiograph label
+#: non-urgent): the 95th percentile of their prominence, so about 1 normal film in 20 keeps a crop. The figure and
+#: its fit are in ``prototype/eval/evidence_rule.json`` (a test keeps the two equal). Urgent results keep their
+#: crops whatever the prominence: they are how the reader checks the flag.
+NON_URGENT_MIN_PROMINENCE = 2.86
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,7 @@ def find_evidence_boxes(
     *,
     max_boxes: int = 3,
     rel_threshold: float = 0.5,
-    min_strength: float = 0.05,
+    min_strength: float = MIN_STRENGTH,
     allowed: np.ndarray | None = None,
     zone_of: Callable[[float, float], str | None] | None = None,
 ) -> list[EvidenceBox]:
@@ -231,6 +245,24 @@ def find_evidence_boxes(
         if len(boxes) >= max_boxes:
             break
     return boxes
+
+
+def peak_prominence(cam: np.ndarray, allowed: np.ndarray | None = None) -> float:
+    """How far the map's peak stands out: ``(max - mean) / std`` of the CAM cells inside ``allowed`` (the evidence
+    region, any resolution, squashed like the CAM; None or empty: every cell), in standard deviations.
+
+    Why this statistic: the share of positive mass in the top region (``strength``) says a region is concentrated
+    relative to the others, but on a smooth, diffuse map of a normal film the top region still holds half the mass.
+    The prominence compares the peak with the whole lung field, so a map with one hot spot scores high and a
+    gently varying one low. 0.0 for a constant map."""
+    cam_arr = finite_array(cam, "cam", 2)
+    cells = cam_arr.ravel()
+    if allowed is not None:
+        inside = nearest_resize(np.asarray(allowed, dtype=bool), *cam_arr.shape)
+        if inside.any():
+            cells = cam_arr[inside]
+    std = float(cells.std())
+    return float((cells.max() - cells.mean()) / std) if std > 0 else 0.0
 
 
 def box_from_xywh(
