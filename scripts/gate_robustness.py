@@ -121,7 +121,9 @@ def main() -> None:
         return
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)  # noqa: S607
     result = {
-        "what": "gate outcome of each acquisition variant of N test-split films per source, and of the laterals",
+        "what": "gate outcome of each acquisition variant of N test-split films per source, and of the laterals "
+        "(in-sample for the view probe, which was fitted on these laterals: its cross-validated figures are in "
+        "model.json view_probe.validation)",
         "command": " ".join(["python", "scripts/gate_robustness.py", *sys.argv[1:]]),
         "commit": head.stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
