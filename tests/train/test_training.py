@@ -9,6 +9,17 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training needs the [train] extra")
 
+#: a network small enough to train on a handful of 64 px images in seconds
+TINY_ARCH = {
+    "name": "tiny",
+    "in_channels": 1,
+    "stem": (8, 8),
+    "widths": (8, 8, 8, 16),
+    "strides": (1, 2, 2, 1),
+    "dilations": (1, 1, 1, 2),
+    "dropout": 0.0,
+}
+
 
 def test_augmentation_never_flips_left_right():
     from cxrtriage.train.augment import augment
@@ -25,15 +36,7 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     from cxrtriage.train.export import export_bundle
     from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = {
-        "name": "tiny",
-        "in_channels": 1,
-        "stem": (8, 8),
-        "widths": (8, 8, 8, 16),
-        "strides": (1, 2, 2, 1),
-        "dilations": (1, 1, 1, 2),
-        "dropout": 0.0,
-    }
+    arch = dict(TINY_ARCH)
     cfg = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(tmp_path / "run"),
@@ -81,15 +84,7 @@ def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir
     set) must not pick the epoch."""
     from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = {
-        "name": "tiny",
-        "in_channels": 1,
-        "stem": (8, 8),
-        "widths": (8, 8, 8, 16),
-        "strides": (1, 2, 2, 1),
-        "dilations": (1, 1, 1, 2),
-        "dropout": 0.0,
-    }
+    arch = dict(TINY_ARCH)
     cfg = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(tmp_path / "run"),
@@ -119,15 +114,7 @@ def test_shenzhen_trains_as_a_third_site_and_the_worst_site_picks_the_epoch(data
         pytest.skip("no Shenzhen data here")
     from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = {
-        "name": "tiny",
-        "in_channels": 1,
-        "stem": (8, 8),
-        "widths": (8, 8, 8, 16),
-        "strides": (1, 2, 2, 1),
-        "dilations": (1, 1, 1, 2),
-        "dropout": 0.0,
-    }
+    arch = dict(TINY_ARCH)
     cfg = TrainConfig(
         data_dir=str(data_dir),
         out_dir=str(tmp_path / "run"),
