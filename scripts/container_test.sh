@@ -244,9 +244,13 @@ run_demo() {
     log "HEALTHCHECK (from the Dockerfile) passes"
     [[ "$(podman exec "${DEMO_CTR}" id -u)" == "10001" ]] || fail "the service does not run as uid 10001"
     # authentication on: the entrypoint made an admin key on this first start and logged the file's path, not the key
-    podman logs "${DEMO_CTR}" 2>&1 | grep -q "it is in /app/state/admin-api-key" \
+    # the log read once into a variable: `podman logs | grep -q` under pipefail fails at random when grep stops
+    # reading at its first match and podman then gets SIGPIPE (seen in CI: a log that did hold the line)
+    local ctr_log
+    ctr_log="$(podman logs "${DEMO_CTR}" 2>&1)"
+    grep -q "it is in /app/state/admin-api-key" <<<"${ctr_log}" \
         || fail "the container's log does not say where its admin API key is"
-    ! podman logs "${DEMO_CTR}" 2>&1 | grep -q 'cxt_' || fail "the container's log contains an API key"
+    ! grep -q 'cxt_' <<<"${ctr_log}" || fail "the container's log contains an API key"
     [[ "$(podman exec "${DEMO_CTR}" stat -c '%a %u' /app/state/admin-api-key)" == "600 10001" ]] \
         || fail "/app/state/admin-api-key is not 0600 and owned by the service user"
     log "admin API key in /app/state/admin-api-key (0600); the smoke test sends it"
