@@ -6,24 +6,12 @@ are served as before."""
 from __future__ import annotations
 
 import pytest
+from fake_prediction import fake_prediction
 from fastapi.testclient import TestClient
 
 from cxrtriage.config import Settings
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.serve.app import create_app
 from cxrtriage.serve.csrf import cross_site_reason
-
-
-def _pred() -> Prediction:
-    return Prediction(
-        label="Urgent",
-        score=0.9,
-        explanation="Urgent.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=False,
-        model=ModelInfo(name="m", version="1", sha256="0" * 64),
-    )
 
 
 @pytest.fixture
@@ -31,7 +19,7 @@ def client(tmp_path):
     settings = Settings(crops_dir=tmp_path / "crops", ui=False, warmup=False, worklist_path=tmp_path / "wl.sqlite")
     app = create_app(settings, engine=object())  # a refused /predict never reaches the engine
     with TestClient(app) as c:
-        app.state.runtime.worklist.add(_pred(), "ACC-1")
+        app.state.runtime.worklist.add(fake_prediction(), "ACC-1")
         yield c, app.state.runtime.worklist
 
 

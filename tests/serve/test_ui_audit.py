@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_prediction import fake_prediction
 
-from cxrtriage.schema import ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog, verify
 from cxrtriage.security.principal import ANONYMOUS, Principal, Role
 from cxrtriage.serve.middleware import REQUEST_ID_KEY
@@ -27,18 +27,6 @@ from cxrtriage.worklist import Worklist
 gr = pytest.importorskip("gradio")
 
 READER = Principal(name="dr-smith", role=Role.READER, via="session")
-
-
-def _pred() -> Prediction:
-    return Prediction(
-        label="Urgent",
-        score=0.9,
-        explanation="Urgent.",
-        threshold=0.3,
-        review_band=(0.25, 0.35),
-        needs_review=False,
-        model=ModelInfo(name="m", version="1", sha256="0" * 64),
-    )
 
 
 def _request(principal: Principal | None = READER, request_id: str = "0a1b2c3d4e5f6a7b") -> Any:
@@ -64,7 +52,7 @@ def _records(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture()
 def setup(tmp_path: Path) -> tuple[Worklist, UiAudit, Path]:
     wl = Worklist(tmp_path / "state" / "worklist.sqlite")
-    wl.add(_pred(), "ACC-42")
+    wl.add(fake_prediction(), "ACC-42")
     path = tmp_path / "state" / "audit.jsonl"
     return wl, UiAudit(AuditLog(path)), path
 
@@ -108,8 +96,8 @@ def test_mark_reported_and_return_to_list_are_recorded_as_worklist_state(setup) 
 
 def test_a_result_filed_by_the_triage_tab_is_recorded_with_its_key(setup) -> None:
     wl, audit, path = setup
-    _, typed = file_ui_result(lambda: wl, _pred(), accession="ACC-1001", audit=audit, request=_request())
-    _, random_key = file_ui_result(lambda: wl, _pred(), audit=audit, request=_request())
+    _, typed = file_ui_result(lambda: wl, fake_prediction(), accession="ACC-1001", audit=audit, request=_request())
+    _, random_key = file_ui_result(lambda: wl, fake_prediction(), audit=audit, request=_request())
     assert typed == "ACC-1001" and random_key and wl.item(random_key) is not None
     got = [(r["action"], r["study"], r["outcome"], r["principal"], r["role"]) for r in _records(path)]
     assert got == [
@@ -124,7 +112,7 @@ def test_a_result_that_could_not_be_filed_is_recorded_as_failed(setup, tmp_path:
     def broken() -> Worklist:
         raise OSError("disk gone")
 
-    pred, key = file_ui_result(broken, _pred(), accession="ACC-5", audit=audit, request=_request())
+    pred, key = file_ui_result(broken, fake_prediction(), accession="ACC-5", audit=audit, request=_request())
     assert key is None and pred.warnings  # the reader still gets the result, saying it is not on the list
     assert [(r["action"], r["study"], r["outcome"]) for r in _records(path)] == [("triage", "ACC-5", "failed")]
 
