@@ -132,7 +132,7 @@ def test_a_failed_audit_write_still_shows_the_study_and_is_logged_and_counted(
     folder = tmp_path / "a-folder"
     folder.mkdir()
     failures: list[int] = []
-    with caplog.at_level(logging.ERROR, logger="cxrtriage.serve.ui.audit"):
+    with caplog.at_level(logging.ERROR, logger="cxrtriage.serve.audit"):
         page = read_study(lambda: wl, "ACC-42", UiAudit(AuditLog(folder), lambda: failures.append(1)), _request())
     assert "Study <code>ACC-42</code>" in page
     assert failures == [1]  # the service's counter (cxrtriage_audit_write_failures_total) goes up

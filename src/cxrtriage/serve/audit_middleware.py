@@ -42,7 +42,7 @@ from cxrtriage.serve.middleware import REQUEST_ID_KEY
 from cxrtriage.serve.routes.predict import WORKLIST_KEY_HEADER
 from cxrtriage.worklist import KEY_PATTERN
 
-__all__ = ["AUDIT_HEADER", "AuditMiddleware", "audited_action", "install_audit", "principal_fields"]
+__all__ = ["AUDIT_HEADER", "AuditMiddleware", "append_or_report", "audited_action", "install_audit", "principal_fields"]
 
 log = logging.getLogger("cxrtriage.serve.audit")
 
@@ -219,21 +219,25 @@ class AuditMiddleware:
             reason=without_secrets(str(reason), _presented_secrets(scope)) if reason else None,
             target=(action or _OTHER_TARGETS.get(path, "other")) if failed_auth else None,
         )
-        try:
-            await anyio.to_thread.run_sync(self.audit.append, event)
-        except Exception as exc:  # noqa: BLE001 - any failure: the answer still goes out, flagged
-            log.error(
-                "AUDIT RECORD NOT WRITTEN for request %s (%s -> %d): %s: %s",
-                event.request_id,
-                event.action,
-                status,
-                type(exc).__name__,
-                exc,
-            )
-            if self.on_failure is not None:
-                self.on_failure()
-            return False
-        return True
+        what = f"request {event.request_id} ({event.action} -> {status})"
+        return await anyio.to_thread.run_sync(append_or_report, self.audit, event, what, self.on_failure)
+
+
+def append_or_report(
+    audit: AuditLog, event: AuditEvent, what: str, on_failure: Callable[[], None] | None = None
+) -> bool:
+    """Append ``event``; False when it could not be written, which is logged at ERROR (``AUDIT RECORD NOT WRITTEN
+    for <what>``) and reported to ``on_failure`` (the ``/metrics`` counter). Never raises: a record that cannot be
+    written never withholds an answer, from the API (this middleware) or the UI (:mod:`cxrtriage.serve.ui.audit`).
+    Blocking (``fsync``)."""
+    try:
+        audit.append(event)
+    except Exception as exc:  # noqa: BLE001 - any failure: the answer still goes out, flagged and counted
+        log.error("AUDIT RECORD NOT WRITTEN for %s: %s: %s", what, type(exc).__name__, exc)
+        if on_failure is not None:
+            on_failure()
+        return False
+    return True
 
 
 def install_audit(app: FastAPI, audit: AuditLog, on_failure: Callable[[], None]) -> None:

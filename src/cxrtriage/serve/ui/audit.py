@@ -16,25 +16,23 @@ the event's payload, not in the path. So the UI's handlers add a record of what 
 of who is who. The request id is the event's HTTP request's, so a UI record and that request's ``ui.event``
 record pair up.
 
-A record that cannot be written never hides the result from the reader (as in the middleware): it is logged at
-ERROR (``AUDIT RECORD NOT WRITTEN``), counted where the service counts the middleware's failures
-(``on_failure``: ``cxrtriage_audit_write_failures_total`` in ``/metrics``, for an alert) and the handler goes on.
-The service hands the UI its own :class:`~cxrtriage.security.audit.AuditLog` (one object, one counter).
+A record that cannot be written never hides the result from the reader: the middleware's own
+:func:`~cxrtriage.serve.audit_middleware.append_or_report` logs it at ERROR (``AUDIT RECORD NOT WRITTEN``), counts
+it where the service counts the middleware's failures (``on_failure``: ``cxrtriage_audit_write_failures_total`` in
+``/metrics``, for an alert), and the handler goes on. The service hands the UI its own
+:class:`~cxrtriage.security.audit.AuditLog` (one object, one counter).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from cxrtriage.config import Settings
 from cxrtriage.security.audit import AuditLog
-from cxrtriage.serve.audit_middleware import scope_event
+from cxrtriage.serve.audit_middleware import append_or_report, scope_event
 
 __all__ = ["UiAudit"]
-
-log = logging.getLogger("cxrtriage.serve.ui.audit")
 
 
 def _scope_of(request: Any) -> dict[str, Any]:
@@ -61,18 +59,5 @@ class UiAudit:
         """Append one record of ``action`` on ``study`` by the principal of the Gradio event's ``request``; False
         (logged at ERROR) when it could not be written. Blocking (``fsync``): call it from a worker thread."""
         event = scope_event(_scope_of(request), action, outcome, study)
-        try:
-            self.audit.append(event)
-        except Exception as exc:  # noqa: BLE001 - any failure: the reader still gets the result, the log says so
-            log.error(
-                "AUDIT RECORD NOT WRITTEN for UI request %s (%s, %s): %s: %s",
-                event.request_id,
-                action,
-                outcome,
-                type(exc).__name__,
-                exc,
-            )
-            if self.on_failure is not None:
-                self.on_failure()
-            return False
-        return True
+        what = f"UI request {event.request_id} ({action}, {outcome})"
+        return append_or_report(self.audit, event, what, self.on_failure)
