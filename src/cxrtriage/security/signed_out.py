@@ -37,12 +37,11 @@ class SignedOut:
         self._ready = False
 
     @contextlib.contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        assert self.path is not None  # noqa: S101 - only called when a path is set
+    def _db(self, path: Path) -> Iterator[sqlite3.Connection]:
         if not self._ready:
-            private_dir(self.path.parent)
-            private_file(self.path)
-        db = sqlite3.connect(self.path, timeout=10)
+            private_dir(path.parent)
+            private_file(path)
+        db = sqlite3.connect(path, timeout=10)
         try:
             if not self._ready:
                 db.execute("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, until REAL NOT NULL)")
@@ -60,7 +59,7 @@ class SignedOut:
                 if len(self._memory) < MAX_ENDED:
                     self._memory[sid] = until
             return
-        with self._db() as db:
+        with self._db(self.path) as db:
             db.execute("DELETE FROM signed_out WHERE until <= ?", (now,))
             (count,) = db.execute("SELECT COUNT(*) FROM signed_out").fetchone()
             if count < MAX_ENDED:
@@ -72,5 +71,5 @@ class SignedOut:
                 return sid in self._memory
         if not self.path.exists():  # nobody has signed out yet: no file to make on a read
             return False
-        with self._db() as db:
+        with self._db(self.path) as db:
             return db.execute("SELECT 1 FROM signed_out WHERE sid = ?", (str(sid),)).fetchone() is not None
