@@ -21,6 +21,17 @@ TINY_ARCH = {
 }
 
 
+def _tiny_run(data_dir, tmp_path, **overrides):
+    """Train ``TINY_ARCH`` for 2 epochs on 16 images per dataset and part (64 px); ``overrides`` are the
+    :class:`TrainConfig` fields a test is about. Returns the config, the checkpoint and the training log."""
+    from cxrtriage.train.trainer import TrainConfig, train
+
+    values = dict(epochs=2, batch_size=8, input_size=64, kermany_per_epoch=8, limit=16, arch=dict(TINY_ARCH))
+    cfg = TrainConfig(data_dir=str(data_dir), out_dir=str(tmp_path / "run"), **(values | overrides))
+    ckpt = train(cfg)
+    return cfg, ckpt, json.loads((tmp_path / "run" / "train_log.json").read_text())
+
+
 def test_augmentation_never_flips_left_right():
     from cxrtriage.train.augment import augment
 
@@ -34,22 +45,9 @@ def test_augmentation_never_flips_left_right():
 def test_train_export_predict_roundtrip(data_dir, tmp_path):
     from cxrtriage.pipeline import Triage
     from cxrtriage.train.export import export_bundle
-    from cxrtriage.train.trainer import TrainConfig, train
 
-    arch = dict(TINY_ARCH)
-    cfg = TrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=8,
-        input_size=64,
-        kermany_per_epoch=8,
-        limit=16,
-        arch=arch,
-        augment="gen3",  # the acquisition augmentation, with the activation-map masks moved by it
-    )
-    ckpt = train(cfg)
-    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    # the acquisition augmentation, with the activation-map masks moved by it
+    cfg, ckpt, log = _tiny_run(data_dir, tmp_path, augment="gen3")
     assert len(log["history"]) == 2 and log["config"]["seed"] == cfg.seed
     assert log["config"]["augment"] == "gen3" and log["config"]["strong_augment"] is True
 
@@ -82,24 +80,7 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
 def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir, tmp_path):
     """Leave-one-source-out without NIH: no adult film is trained on, so NIH validation (which would then be a test
     set) must not pick the epoch."""
-    from cxrtriage.train.trainer import TrainConfig, train
-
-    arch = dict(TINY_ARCH)
-    cfg = TrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=8,
-        input_size=64,
-        kermany_per_epoch=16,
-        limit=16,
-        arch=arch,
-        nih_train=False,
-        box_weight=0.0,
-        lung_weight=0.0,
-    )
-    ckpt = train(cfg)
-    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    _, ckpt, log = _tiny_run(data_dir, tmp_path, kermany_per_epoch=16, nih_train=False, box_weight=0.0, lung_weight=0.0)
     assert log["counts"]["tr_nih"] == 0 and log["counts"]["tr_ker"] == 16 and log["counts"]["va_nih"] > 0
     assert log["best_epoch"]["chosen_on"] == "val_auc_pediatric"
     best = log["history"][log["best_epoch"]["epoch"] - 1]
@@ -112,25 +93,7 @@ def test_shenzhen_trains_as_a_third_site_and_the_worst_site_picks_the_epoch(data
     specificity at sensitivity 0.95, and ``select_on="worst"`` picking the epoch whose worst source is best."""
     if not (data_dir / "shenzhen" / "labels.csv").is_file():
         pytest.skip("no Shenzhen data here")
-    from cxrtriage.train.trainer import TrainConfig, train
-
-    arch = dict(TINY_ARCH)
-    cfg = TrainConfig(
-        data_dir=str(data_dir),
-        out_dir=str(tmp_path / "run"),
-        epochs=2,
-        batch_size=8,
-        input_size=64,
-        kermany_per_epoch=8,
-        shenzhen_per_epoch=8,
-        select_on="worst",
-        limit=16,
-        arch=arch,
-        box_weight=0.0,
-        lung_weight=0.0,
-    )
-    train(cfg)
-    log = json.loads((tmp_path / "run" / "train_log.json").read_text())
+    _, _, log = _tiny_run(data_dir, tmp_path, shenzhen_per_epoch=8, select_on="worst", box_weight=0.0, lung_weight=0.0)
     assert log["counts"]["tr_shz"] == 16 and log["counts"]["va_shz"] == 16
     assert log["shenzhen_split_sha256"] and log["best_epoch"]["chosen_on"] == "min_val_spec95"
     for row in log["history"]:
