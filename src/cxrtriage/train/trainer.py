@@ -342,8 +342,9 @@ def train(cfg: TrainConfig) -> Path:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", refresh=False)
         score = functools.partial(predict_logits, ema.module, mean=mean, std=std, window=cfg.window)
-        auc_nih = _auc(y["va_nih"], score(cache["va_nih"]))
-        auc_ker = _auc(y["va_ker"], score(cache["va_ker"])) if len(va_ker) else None
+        val = {k: score(cache[k]) for k in ("va_nih", "va_ker", "va_shz") if len(cache[k])}  # each scored once
+        auc_nih = _auc(y["va_nih"], val["va_nih"])
+        auc_ker = _auc(y["va_ker"], val["va_ker"]) if len(va_ker) else None
         row = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -354,11 +355,10 @@ def train(cfg: TrainConfig) -> Path:
         spec95 = {}  # specificity at sensitivity 0.95 per validation source: what a rule-out threshold leaves
         for name, key in (("nih", "va_nih"), ("pediatric", "va_ker"), ("shenzhen", "va_shz")):
             if len(set(y[key].tolist())) == 2:
-                logits = score(cache[key])
-                spec95[name] = float(specificity_at_sensitivity(y[key], logits, 0.95))
+                spec95[name] = float(specificity_at_sensitivity(y[key], val[key], 0.95))
                 row[f"val_spec95_{name}"] = spec95[name]
                 if name == "shenzhen":
-                    row["val_auc_shenzhen"] = _auc(y[key], logits)
+                    row["val_auc_shenzhen"] = _auc(y[key], val[key])
         if len(va_jsrt):  # all negatives: the share above the NIH median logit shows what another site's normals get
             row["val_jsrt_median_logit"] = float(np.median(score(cache["va_jsrt"])))
         if findings and (op_va_nih >= 0).any():
