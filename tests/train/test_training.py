@@ -107,8 +107,19 @@ def test_shenzhen_trains_as_a_third_site_and_the_worst_site_picks_the_epoch(data
 def test_the_epoch_rule_is_one_of_two_named_rules():
     from cxrtriage.train.trainer import _selection
 
-    assert _selection("nih", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, True) == (0.9, "val_auc_nih")
-    assert _selection("worst", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, True) == (0.1, "min_val_spec95")
-    assert _selection("nih", 0.9, 0.8, {}, False) == (0.8, "val_auc_pediatric")
+    every = {"nih", "pediatric", "shenzhen"}
+    assert _selection("nih", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, every) == (0.9, "val_auc_nih")
+    assert _selection("worst", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, every) == (0.1, "min_val_spec95")
+    assert _selection("nih", 0.9, 0.8, {}, {"pediatric"}) == (0.8, "val_auc_pediatric")
     with pytest.raises(ValueError, match="select_on"):
-        _selection("mean", 0.9, 0.8, {"nih": 0.5}, True)
+        _selection("mean", 0.9, 0.8, {"nih": 0.5}, every)
+
+
+def test_a_source_left_out_of_training_never_picks_the_epoch():
+    """Leave-one-source-out: a source validated but not trained on is a test; its figure must not choose."""
+    from cxrtriage.train.trainer import _selection
+
+    spec95 = {"nih": 0.5, "pediatric": 0.7, "shenzhen": 0.1}
+    assert _selection("worst", 0.9, 0.8, spec95, {"nih", "pediatric"}) == (0.5, "min_val_spec95")
+    assert _selection("worst", 0.9, 0.8, spec95, {"pediatric", "shenzhen"}) == (0.1, "min_val_spec95")
+    assert _selection("worst", 0.9, 0.8, {"nih": 0.5}, {"pediatric"}) == (0.8, "val_auc_pediatric")

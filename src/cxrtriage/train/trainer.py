@@ -211,16 +211,18 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 
 
 def _selection(
-    select_on: str, auc_nih: float, auc_ker: float | None, spec95: dict[str, float], nih_trained: bool
+    select_on: str, auc_nih: float, auc_ker: float | None, spec95: dict[str, float], trained: set[str]
 ) -> tuple[float, str]:
     """The validation figure that picks the epoch, and its name. "nih": NIH AUC (pediatric AUC when NIH is left
     out: its validation would then be a test); "worst": the lowest specificity at sensitivity 0.95 over the
-    validation sources, so the epoch that serves the worst site best wins."""
-    if select_on == "worst" and spec95:
-        return min(spec95.values()), "min_val_spec95"
+    validation sources trained on, so the epoch that serves the worst site best wins. A source left out of
+    training (``trained`` names those kept) is a leave-one-source-out test and never picks the epoch."""
     if select_on not in ("nih", "worst"):
         raise ValueError(f"select_on must be 'nih' or 'worst', got {select_on!r}")
-    return (auc_nih, "val_auc_nih") if nih_trained else (float(auc_ker or "nan"), "val_auc_pediatric")
+    seen = {k: v for k, v in spec95.items() if k in trained}
+    if select_on == "worst" and seen:
+        return min(seen.values()), "min_val_spec95"
+    return (auc_nih, "val_auc_nih") if "nih" in trained else (float(auc_ker or "nan"), "val_auc_pediatric")
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -366,7 +368,8 @@ def train(cfg: TrainConfig) -> Path:
             row["val_auc_lung_opacity"] = _auc(op_va_nih[k], score(cache["va_nih"][k], finding=True))
         history.append(row)
         print(json.dumps(row), flush=True)
-        chosen_on, chosen_name = _selection(cfg.select_on, auc_nih, auc_ker, spec95, bool(tr_nih))
+        trained = {k for k, recs in (("nih", tr_nih), ("pediatric", tr_ker), ("shenzhen", tr_shz)) if recs}
+        chosen_on, chosen_name = _selection(cfg.select_on, auc_nih, auc_ker, spec95, trained)
         if epoch == 0 or chosen_on > best["auc"]:  # NaN (one-class validation) never beats a real AUC
             best = {"auc": chosen_on, "epoch": epoch + 1, "chosen_on": chosen_name}
             state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
