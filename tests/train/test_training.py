@@ -123,3 +123,24 @@ def test_a_source_left_out_of_training_never_picks_the_epoch():
     assert _selection("worst", 0.9, 0.8, spec95, {"nih", "pediatric"}) == (0.5, "min_val_spec95")
     assert _selection("worst", 0.9, 0.8, spec95, {"pediatric", "shenzhen"}) == (0.1, "min_val_spec95")
     assert _selection("worst", 0.9, 0.8, {"nih": 0.5}, {"pediatric"}) == (0.8, "val_auc_pediatric")
+
+
+def test_training_reads_a_film_on_a_canvas_as_the_pipeline_does(tmp_path):
+    """Training, calibration and export read images through ``load_cache``: a film placed on a black canvas is
+    cached as its exposed field (the pipeline's first stage), not as a small film in a corner."""
+    from PIL import Image
+
+    from cxrtriage.data import Record
+    from cxrtriage.imaging import acquisition
+    from cxrtriage.train.trainer import load_cache
+
+    rng = np.random.default_rng(0)
+    coarse = rng.uniform(0.15, 0.9, (12, 10)).astype(np.float32)
+    film = np.asarray(Image.fromarray(coarse, mode="F").resize((260, 300), Image.Resampling.BICUBIC))
+    film = np.clip(film, 0.0, 1.0)
+    records = []
+    for name, px in (("film", film), ("canvas", acquisition.on_canvas(film))):
+        Image.fromarray(np.rint(px * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+        records.append(Record("nih", name, tmp_path / f"{name}.png", patient=name, urgent=0))
+    alone, on_canvas = load_cache(records, 64, "test").astype(np.float32)
+    assert np.abs(alone - on_canvas).mean() < 6.0  # the same film, up to the field's few-pixel edge

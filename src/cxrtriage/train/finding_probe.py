@@ -22,6 +22,7 @@ from cxrtriage.backends.finding_probe import NAME_MIN_AUC, FindingProbe
 from cxrtriage.data import load_split_records, rsna_labels
 from cxrtriage.evaluation import metrics
 from cxrtriage.evaluation.card_data import keep_measurements
+from cxrtriage.imaging.exposed_field import analysed_region
 from cxrtriage.imaging.load import load_image
 
 C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -38,7 +39,7 @@ def rsna_inputs(model_dir: Path | None, data_dir: Path) -> dict[str, dict]:
         for r in recs:
             if r.dataset != "nih" or r.image_id not in labels:
                 continue
-            res = backend.analyze(load_image(r.path).pixels)
+            res = backend.analyze(analysed_region(load_image(r.path).pixels))  # as the pipeline analyses it
             rows.append(FindingProbe.inputs(res.embedding, res.logit))
             y.append(labels[r.image_id][0])
             cls.append(labels[r.image_id][1])

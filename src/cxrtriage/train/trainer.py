@@ -38,6 +38,7 @@ from cxrtriage.data import (
     split_sha256,
 )
 from cxrtriage.evaluation.metrics import specificity_at_sensitivity
+from cxrtriage.imaging.exposed_field import analysed_region
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, percentile_window, to_cache
 from cxrtriage.train.augment import augment, augment_level
@@ -175,12 +176,14 @@ def apply_window(x: torch.Tensor, window: str | None) -> torch.Tensor:
 
 
 def load_cache(records: list[Record], size: int, desc: str) -> np.ndarray:
-    """Decode and resize every image once (uint8, N x S x S) with :func:`~cxrtriage.imaging.preprocess.to_cache`,
-    the first half of the serving path; augmentation then runs on tensors."""
+    """Decode, take the exposed field and resize every image once (uint8, N x S x S) as the pipeline does
+    (:func:`~cxrtriage.imaging.exposed_field.analysed_region`, then :func:`~cxrtriage.imaging.preprocess.to_cache`,
+    the first half of the serving path); augmentation then runs on tensors. Training, calibration and export all
+    read images through here."""
     out = np.empty((len(records), size, size), dtype=np.uint8)
     cfg = cache_config(size)
     for i, rec in enumerate(tqdm(records, desc=f"loading {desc}", unit="img", leave=False, mininterval=5.0)):
-        out[i] = to_cache(load_image(rec.path).pixels, cfg)
+        out[i] = to_cache(analysed_region(load_image(rec.path).pixels), cfg)
     return out
 
 
