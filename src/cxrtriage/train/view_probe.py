@@ -1,12 +1,12 @@
 """Fit the view probe (lateral vs frontal, :mod:`cxrtriage.backends.view_probe`) for a classifier bundle and store it
 in its model.json. Run by ``cxrtriage export`` and on its own by ``cxrtriage fit-view-probe``.
 
-Frontal films: the training and validation parts of NIH, pediatric (a sample) and JSRT. Laterals: every film of
-``<data>/laterals`` (34; few, so the figures are 5-fold cross-validated). Each film is analysed as the pipeline
+Frontal films: the training and validation parts of NIH, pediatric (a sample), JSRT and Shenzhen. Laterals: every
+film of ``<data>/laterals`` (34; few, so the figures are 5-fold cross-validated). Each film is analysed as the pipeline
 analyses it: its exposed field (:func:`~cxrtriage.imaging.exposed_field.analysed_region`), then the classifier and
 the segmentation. The acquisition variants of :data:`cxrtriage.imaging.acquisition.VARIANTS` (black canvas, wide
 borders, rotation by +-15 degrees, aspect 0.75 and 1.33) of the first :data:`N_VARIANT_FILMS` fit films of each
-source are scored by the fold model that did not see their film.
+source (NIH, pediatric, JSRT, Shenzhen) are scored by the fold model that did not see their film.
 
 The two refusal cut-offs lie :data:`REJECT_MARGIN` above every frontal film's cross-validated score, variants
 included: ``reject_above`` above all of them, ``reject_with_lungs_above`` above those where a typical pair of lungs
@@ -47,6 +47,8 @@ REJECT_MARGIN = 0.08
 #: :func:`frontal.check_view`), fitted above every frontal film and variant with two lungs, but never above this
 REJECT_WITH_LUNGS_CAP = 0.99
 N_PEDIATRIC = 1600
+#: the classifier's sources whose frontal films the probe learns from (Shenzhen only where its data is)
+SOURCES = ("nih", "kermany", "shenzhen")
 #: fit films per source (NIH, pediatric, JSRT; the first in the fit list) whose acquisition variants are scored
 N_VARIANT_FILMS = 40
 C = 0.1
@@ -114,17 +116,18 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
 
     backend = BundledOnnxBackend(model_dir)
     segmenter = Segmenter(segmenter_dir)
-    parts = load_split_records(data_dir)
+    parts = load_split_records(data_dir, tuple(d for d in SOURCES if (Path(data_dir) / d / "labels.csv").is_file()))
     jsrt_all = jsrt_split(jsrt_records(data_dir))
     fit_frontal: list[Path] = []
-    by_source: dict[str, list[Path]] = {"nih": [], "kermany": [], "jsrt": []}
+    by_source: dict[str, list[Path]] = {"nih": [], "kermany": [], "jsrt": [], "shenzhen": []}
     for part in ("train", "val"):
         by_source["nih"] += (nih := [r.path for r in parts[part] if r.dataset == "nih"])
         by_source["kermany"] += (
             ped := [r.path for r in _sample([r for r in parts[part] if r.dataset == "kermany"], N_PEDIATRIC // 2)]
         )
         by_source["jsrt"] += (jsrt := [r.path for r in jsrt_all[part]])
-        fit_frontal += nih + ped + jsrt
+        by_source["shenzhen"] += (shz := [r.path for r in parts[part] if r.dataset == "shenzhen"])
+        fit_frontal += nih + ped + jsrt + shz
     variant_films = [p for paths in by_source.values() for p in paths[:N_VARIANT_FILMS]]
     laterals = lateral_paths(data_dir)
     (x_fr, pair_fr), (x_lat, pair_lat) = _inputs(fit_frontal, backend, segmenter), _inputs(laterals, backend, segmenter)
@@ -152,6 +155,7 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
             r.path for r in _sample([r for r in parts["test"] if r.dataset == "kermany"], N_PEDIATRIC // 2)
         ],
         "jsrt_test": [r.path for r in jsrt_all["test"]],
+        "shenzhen_test": [r.path for r in parts["test"] if r.dataset == "shenzhen"],
     }
     held_out = {}
     for name, paths in test.items():
