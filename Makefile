@@ -101,8 +101,13 @@ notebooks: install
 prototype-md: install
 	$(BIN)/python -m cxrtriage.evaluation.prototype_report prototype/prototype.md
 
-bench: install
-	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --out prototype/eval/bench_results.json --update-card
+# The previous generation's bundle, from git history, timed in the same run as the shipped one (issue 24's budget)
+GEN2_COMMIT := abbacd4
+build/gen2_bundle/model.json:
+	mkdir -p build/gen2_bundle && git archive $(GEN2_COMMIT) src/cxrtriage/weights | tar -x -C build/gen2_bundle --strip-components=3
+
+bench: install build/gen2_bundle/model.json
+	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --baseline-model build/gen2_bundle --out prototype/eval/bench_results.json --update-card
 
 bench-hai-def: install
 	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json

@@ -44,3 +44,22 @@ def test_model_comparisons_are_carried_only_for_the_same_model_and_say_so(tmp_pa
     other = {"model_sha256": "def", "model_fp32_onnx": "skipped: not found", "model_torch_fp32": "skipped"}
     carry_comparisons(other, prev)
     assert other["model_fp32_onnx"] == "skipped: not found" and "carried_from_previous_run" not in other
+
+
+def test_a_baseline_bundle_is_timed_in_the_same_run(data_dir, tmp_path, capsys):
+    """``--baseline-model``: the previous generation's bundle timed beside this one, named by its sha256."""
+    import shutil
+
+    from cxrtriage.cli.main import main
+    from cxrtriage.config import BUNDLED_WEIGHTS_DIR
+
+    base = tmp_path / "gen_prev"
+    shutil.copytree(BUNDLED_WEIGHTS_DIR, base)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--repeats", "3", "--out", str(out), "--baseline-model", str(base)]) == 0
+    r = json.loads(out.read_text())
+    b = r["baseline"]
+    assert b["model_dir"] == "gen_prev" and b["model_sha256"] == r["model_sha256"]
+    for block in (b, b["this_model_interleaved"]):
+        assert block["end_to_end"]["n"] == 3 and block["model_int8_onnx"]["p50_ms"] > 0
+    assert "--baseline-model" in r["command"] and "interleaved with gen_prev" in capsys.readouterr().out

@@ -102,6 +102,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         out=args.out,
         update_card=args.update_card,
+        baseline_model=args.baseline_model,
     )
     return 0
 
@@ -236,6 +237,10 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--fp32", help="fp32 ONNX model to compare (default: the one next to the bundle if present)")
     s.add_argument("--checkpoint", help="torch checkpoint to compare (needs [train])")
     s.add_argument("--out", help="also write the numbers as JSON here")
+    s.add_argument(
+        "--baseline-model",
+        help="another model bundle (e.g. the previous generation's) timed in the same run, calls interleaved",
+    )
     s.add_argument(
         "--update-card",
         action="store_true",

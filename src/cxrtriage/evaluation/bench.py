@@ -1,7 +1,8 @@
 """``cxrtriage bench``: speed and memory of the bundled model, printed as numbers.
 
 End-to-end predict on a 1024x1024 PNG (decode, preprocess, model, map, crops, neighbours, thumbnails), then the
-model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and peak RSS.
+model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and peak RSS. With a baseline bundle
+(``--baseline-model DIR``, e.g. the previous generation) both are timed in one run, their calls interleaved.
 """
 
 from __future__ import annotations
@@ -63,6 +64,41 @@ def _bench_image(tmp: Path) -> Path:
     return path
 
 
+def interleaved_ms(fns: list[Callable[[], object]], repeats: int, warmup: int = 3) -> list[list[float]]:
+    """Wall times (ms) of ``repeats`` rounds in which each of ``fns`` is called once, in turn: two models measured
+    this way share the machine's state (load, clock, caches) instead of running minutes apart."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            out[i].append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def bench_against(engine: Triage, baseline_dir: Path, image: Path, repeats: int, crops: Path) -> dict:
+    """The end-to-end predict and model-only times of ``engine`` and of the bundle in ``baseline_dir`` (an earlier
+    generation), interleaved in one run."""
+    base = Triage(model_dir=baseline_dir, crops_dir=crops)
+    e2e_new, e2e_old = interleaved_ms([lambda: engine.predict(image), lambda: base.predict(image)], repeats)
+    pixels = load_image(image).pixels
+    x_new = to_model_input(pixels, engine.backend.preprocess_cfg)
+    x_old = to_model_input(pixels, base.backend.preprocess_cfg)
+    n = repeats * MODEL_REPEAT_FACTOR
+    m_new, m_old = interleaved_ms([lambda: engine.backend.run(x_new), lambda: base.backend.run(x_old)], n)
+    return {
+        "model_dir": baseline_dir.name,
+        "model_sha256": base.backend.info.sha256,
+        "model_int8_size_mb": round(base.backend.footprint_mb(), 3),
+        "end_to_end": _stats(e2e_old),
+        "model_int8_onnx": _stats(m_old),
+        "this_model_interleaved": {"end_to_end": _stats(e2e_new), "model_int8_onnx": _stats(m_new)},
+    }
+
+
 def run_bench(
     *,
     repeats: int = 50,
@@ -70,6 +106,7 @@ def run_bench(
     checkpoint: str | None = None,
     out: str | None = None,
     update_card: bool = False,
+    baseline_model: str | None = None,
 ) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-bench-"))
     try:
@@ -81,7 +118,9 @@ def run_bench(
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "model_sha256": backend.info.sha256,
             "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
-            "command": f"cxrtriage bench --repeats {repeats}" + (f" --checkpoint {checkpoint}" if checkpoint else ""),
+            "command": f"cxrtriage bench --repeats {repeats}"
+            + (f" --checkpoint {checkpoint}" if checkpoint else "")
+            + (f" --baseline-model {baseline_model}" if baseline_model else ""),
         }
         results["end_to_end"] = _stats(times_ms(lambda: engine.predict(image), repeats))
         parts = {}
@@ -129,6 +168,8 @@ def run_bench(
                     results["model_torch_fp32"] = _stats(times_ms(lambda: model(xt), model_repeats))
         else:
             results["model_torch_fp32"] = "skipped: no --checkpoint given or found"
+        if baseline_model:
+            results["baseline"] = bench_against(engine, Path(baseline_model), image, repeats, tmp / "crops")
         results["peak_rss_mb_total"] = round(peak_rss_mb(), 1)
         if out:
             carry_comparisons(results, Path(out))
@@ -187,6 +228,14 @@ def _print(r: dict) -> None:
         elif v:
             print(f"  {key:<20} {v}")
     print(f"  breakdown p50 (ms): {r['end_to_end_breakdown_p50_ms']}")
+    b = r.get("baseline")
+    if b:
+        now = b["this_model_interleaved"]
+        print(
+            f"  interleaved with {b['model_dir']} ({b['model_sha256'][:12]}): end-to-end p50 "
+            f"{now['end_to_end']['p50_ms']} vs {b['end_to_end']['p50_ms']} ms, model p50 "
+            f"{now['model_int8_onnx']['p50_ms']} vs {b['model_int8_onnx']['p50_ms']} ms"
+        )
     if "int8_speedup_vs_fp32" in r:
         print(f"  int8 speed-up vs fp32 ONNX: {r['int8_speedup_vs_fp32']}x")
     print(
