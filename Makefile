@@ -164,7 +164,7 @@ generalisation: install
 	test -f runs/ablation_nih_only/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
 	test -f runs/ablation_no_nih/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_no_nih --no-nih
 	for r in $(GEN_RUNS); do test -f runs/$$r/bundle/model.json || $(BIN)/cxrtriage export --checkpoint runs/$$r/checkpoint.pt --out runs/$$r/bundle || exit 1; done
-	$(BIN)/cxrtriage evaluate-generalisation --update-card --run shipped=src/cxrtriage/weights $(foreach r,$(GEN_RUNS),--run $(r)=runs/$(r)/bundle)
+	$(BIN)/cxrtriage evaluate-generalisation --update-card --previous prototype/eval/generalisation_gen2.json --run shipped=src/cxrtriage/weights $(foreach r,$(GEN_RUNS),--run $(r)=runs/$(r)/bundle)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -44,7 +44,7 @@ def cmd_evaluate_anatomy(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
-    from cxrtriage.evaluation.generalisation import run_generalisation
+    from cxrtriage.evaluation.generalisation import previous_generation, run_generalisation
 
     runs: dict[str, Path] = {}
     problem = None
@@ -57,15 +57,23 @@ def cmd_evaluate_generalisation(args: argparse.Namespace) -> int:
         runs[name] = Path(path)
     if problem is None and args.shipped not in runs:
         problem = f"--shipped {args.shipped!r} is not one of the --run names ({', '.join(runs) or 'none given'})"
+    previous = None
+    if problem is None and args.previous:  # read before scoring: a bad file must not cost an hour of scoring
+        try:
+            previous = previous_generation(Path(args.previous), args.previous_name)
+        except ValueError as exc:
+            problem = f"--previous: {exc}"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    report = run_generalisation(data_dir_or_exit(args.data_dir), runs, Path(args.out), shipped=args.shipped)
+    report = run_generalisation(
+        data_dir_or_exit(args.data_dir), runs, Path(args.out), shipped=args.shipped, previous=previous
+    )
     if args.update_card:
         from cxrtriage.evaluation.model_card import update_bundle_generalisation
 
         update_bundle_generalisation(report, runs[args.shipped])
-    summary = {"seed_spread": report["seed_spread"], "leave_one_source_out": report["leave_one_source_out"]}
+    summary = {k: report[k] for k in ("seed_spread", "leave_one_source_out", "loso_table")}
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -208,6 +216,16 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--shipped", default="shipped", help="the --run name of the shipped bundle (default: shipped)")
     s.add_argument("--data-dir")
     s.add_argument("--out", default="prototype/eval/generalisation.json")
+    s.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="the previous generation's report (e.g. prototype/eval/generalisation_gen2.json): its shipped run's "
+        "test figures are kept beside this generation's",
+    )
+    s.add_argument(
+        "--previous-name",
+        help="how the card names that run (default: from the file name, generalisation_gen2.json -> generation 2)",
+    )
     s.add_argument(
         "--update-card",
         action="store_true",
