@@ -88,3 +88,37 @@ def test_sources_whose_pooled_logits_run_backwards_get_a_tiny_positive_slope_and
     pooled = np.concatenate([high.labels, low.labels])
     mean_score = platt(np.concatenate([high.logits, low.logits]), a, b).mean()
     assert abs(mean_score - pooled.mean()) < 0.05
+
+
+def test_shenzhen_is_one_more_adult_source_pooled_in_the_fit_and_its_threshold_binds_when_lowest():
+    """The third adult site is calibrated on like the others: pooled into the Platt fit, named, and its own
+    sensitivity-0.95 threshold takes part in the minimum (here it is the hardest source, so it sets the threshold)."""
+    rng = np.random.default_rng(5)
+    sources = {
+        "nih": _source(rng, 40, 60, 0.0),
+        "kermany": _source(rng, 300, 100, 1.5),
+        "shenzhen": _source(rng, 30, 30, -1.5),
+    }
+    op = fit_operating_point(sources)
+    by_source = op["validation_by_source"]
+    assert op["threshold"] == by_source["shenzhen"]["threshold_for_sensitivity_0.95"]
+    assert op["threshold"] < min(by_source[k]["threshold_for_sensitivity_0.95"] for k in ("nih", "kermany"))
+    s = sources["shenzhen"]
+    a, b = op["calibration"]["a"], op["calibration"]["b"]
+    assert (platt(s.logits, a, b)[s.labels == 1] >= op["threshold"]).mean() >= 0.95
+    assert "Shenzhen adult 60" in op["calibration"]["fit_on"] and "Shenzhen adult" in op["threshold_rule"]
+
+
+def test_the_validation_sources_include_shenzhen_when_its_table_is_there(data_dir):
+    from cxrtriage.data import read_all_splits
+    from cxrtriage.train.operating_point import validation_records
+
+    val = validation_records(data_dir)
+    assert {"nih", "kermany", "jsrt"} <= set(val)
+    if not (data_dir / "shenzhen" / "labels.csv").is_file():
+        assert "shenzhen" not in val
+        return
+    split = read_all_splits()
+    shz = val["shenzhen"]
+    assert shz and all(r.dataset == "shenzhen" and split[r.key] == "val" for r in shz)
+    assert {r.urgent for r in shz} == {0, 1}

@@ -66,6 +66,7 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     trace = (tmp_path / "trace.txt").read_text()
     assert "quantize_static" in trace and "parity torch vs ONNX fp32" in trace
     assert meta["preprocess"]["input_size"] == 64
+    assert "ensemble" not in meta and "members" not in meta["training"]  # one checkpoint: exported as before
     assert meta["review_band"][0] <= meta["threshold"] <= meta["review_band"][1]
 
     engine = Triage(model_dir=bundle, crops_dir=tmp_path / "crops")
@@ -75,6 +76,47 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     fp32 = tmp_path / "run" / "model.fp32.onnx"
     assert fp32.is_file()
     assert np.isfinite(pred.score)
+
+
+def test_a_seed_ensemble_ships_as_one_graph_whose_logit_is_the_mean_of_its_members(data_dir, tmp_path):
+    """Two tiny members of different seeds exported as one bundle: the graph's logit is the mean of the members'
+    torch logits, the engine's CAM from model.json's head gives that logit back, and the engine serves it."""
+    import onnxruntime as ort
+
+    from cxrtriage.backends.cam import class_activation_map
+    from cxrtriage.data import load_split_records
+    from cxrtriage.pipeline import Triage
+    from cxrtriage.train.export import export_bundle, load_checkpoint, normalise_cache
+    from cxrtriage.train.trainer import limit_per_dataset, load_cache
+
+    runs = [_tiny_run(data_dir, tmp_path / f"m{seed}", seed=seed, box_weight=0.0, lung_weight=0.0) for seed in (1, 2)]
+    ckpts = [ckpt for _, ckpt, _ in runs]
+    bundle = export_bundle(ckpts, tmp_path / "bundle", data_dir=data_dir, limit=16)
+    meta = json.loads((bundle / "model.json").read_text())
+    assert meta["ensemble"]["members"] == 2 and [m["seed"] for m in meta["ensemble"]["checkpoints"]] == [1, 2]
+    assert len(meta["training"]["members"]) == 2 and meta["training"]["config"]["seed"] == 1
+
+    pre = meta["preprocess"]
+    recs = limit_per_dataset(load_split_records(data_dir)["val"], 3)
+    x = normalise_cache(load_cache(recs, pre["input_size"], "test"), pre["mean"], pre["std"], pre.get("window"))
+    members = [load_checkpoint(c)[0] for c in ckpts]
+    with torch.no_grad():
+        t_logits = np.stack([m(torch.from_numpy(x))[0][:, 0].numpy() for m in members])
+    assert np.abs(t_logits[0] - t_logits[1]).max() > 1e-3  # two different members: the mean is neither of them
+    fp32 = tmp_path / "m1" / "run" / "model.fp32.onnx"  # kept next to the first member's checkpoint
+    logit, fmap = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"image": x})[:2]
+    assert np.abs(logit[:, 0] - t_logits.mean(axis=0)).max() < 1e-3
+    weight, bias = np.array(meta["head"]["weight"]), meta["head"]["bias"]
+    assert fmap.shape[1] == len(weight) == 2 * TINY_ARCH["widths"][-1]
+    cams = np.stack([class_activation_map(f, weight) for f in fmap])
+    assert np.abs(cams.mean(axis=(1, 2)) + bias - logit[:, 0]).max() < 1e-4
+
+    if (data_dir / "shenzhen" / "labels.csv").is_file():  # the third adult site's validation part calibrates too
+        assert "shenzhen" in meta["validation"]["by_source"] and meta["training_data"]["shenzhen_split_sha256"]
+    pred = Triage(model_dir=bundle, crops_dir=tmp_path / "crops").predict(
+        data_dir / "nih" / "images" / "00000150_002.png"
+    )
+    assert pred.label in ("Urgent", "Non-Urgent") and pred.model.sha256 == meta["sha256"] and np.isfinite(pred.score)
 
 
 def test_leave_nih_out_trains_on_children_and_chooses_the_epoch_on_them(data_dir, tmp_path):

@@ -85,6 +85,8 @@ class BundleProvenance(Block):
     training: dict[str, Any] | None = None
     training_alternatives: list[dict[str, Any]] | None = None
     training_chosen: dict[str, Any] | None = None
+    #: a seed ensemble exported as one graph (train/ensemble.py): members, their checkpoints, how they combine
+    ensemble: dict[str, Any] | None = None
     # MedSigLIP ONNX bundles (hai_def/onnx_export.py)
     hai_def: bool | None = None
     terms: str | None = None

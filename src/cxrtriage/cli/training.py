@@ -15,6 +15,8 @@ from pathlib import Path
 from cxrtriage import config
 from cxrtriage.cli.options import SubCommands, data_dir_or_exit, require_extra
 
+DEFAULT_CHECKPOINT = "runs/bundled/checkpoint.pt"
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     require_extra("torch", "train", "training")
@@ -44,16 +46,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     require_extra("torch", "train", "the export")
+    from cxrtriage.train.ensemble import MemberMismatch
     from cxrtriage.train.export import export_bundle
 
-    out = export_bundle(
-        Path(args.checkpoint),
-        Path(args.out),
-        data_dir=data_dir_or_exit(args.data_dir),
-        train_log=args.train_log,
-        trace=Path(args.trace) if args.trace else None,
-        ablation_logs=[Path(p) for p in args.compare_log],
-    )
+    try:
+        out = export_bundle(
+            [Path(p) for p in args.checkpoint or [DEFAULT_CHECKPOINT]],
+            Path(args.out),
+            data_dir=data_dir_or_exit(args.data_dir),
+            train_log=args.train_log,
+            trace=Path(args.trace) if args.trace else None,
+            ablation_logs=[Path(p) for p in args.compare_log],
+        )
+    except MemberMismatch as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from cxrtriage.train.view_probe import fit_view_probe
 
     probe = fit_view_probe(out, data_dir_or_exit(args.data_dir))
@@ -214,8 +221,16 @@ def add_parser(sub: SubCommands) -> None:
     _add_train_parser(sub)
 
     s = sub.add_parser("export", help="ONNX export, int8 static quantisation, calibration, metadata (needs [train])")
-    s.add_argument("--checkpoint", default="runs/bundled/checkpoint.pt")
-    s.add_argument("--train-log", default=None, help="train_log.json to record (default: next to the checkpoint)")
+    s.add_argument(
+        "--checkpoint",
+        action="append",
+        default=None,
+        help=f"checkpoint to export (default {DEFAULT_CHECKPOINT}); give it several times to ship a seed ensemble "
+        "of models with the same architecture and preprocessing as one ONNX graph (mean of their logits)",
+    )
+    s.add_argument(
+        "--train-log", default=None, help="train_log.json of the first checkpoint (default: next to the checkpoint)"
+    )
     s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
     s.add_argument("--data-dir")
     s.add_argument("--trace", help="write a human-readable trace of the conversion steps here")

@@ -1,7 +1,8 @@
-"""Checkpoint -> shipped model bundle: fp32 ONNX, static int8 QDQ ONNX, calibration, operating point,
-review band, similar-case index, out-of-distribution statistics and metadata (``model.json``, written through the
-typed :class:`~cxrtriage.backends.bundle_config.BundleConfig` the engine reads it with), and a fresh ``card.json``
-(nothing measured yet on the new model: ``make evaluate`` fills it).
+"""Checkpoint (or a seed ensemble of checkpoints as one graph, :mod:`cxrtriage.train.ensemble`) -> shipped model
+bundle: fp32 ONNX, static int8 QDQ ONNX, calibration (every source's validation part, Shenzhen's included when
+its data is there), operating point, review band, similar-case index, out-of-distribution statistics and metadata
+(``model.json``, written through the typed :class:`~cxrtriage.backends.bundle_config.BundleConfig` the engine reads
+it with), and a fresh ``card.json`` (nothing measured yet on the new model: ``make evaluate`` fills it).
 
 Every step is checked and written to a trace (the specification's ``medgemma_quant.tracing.txt`` idea).
 """
@@ -12,6 +13,7 @@ import datetime as _dt
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +25,13 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cxrtriage.backends.bundle_config import write_bundle_config
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
 from cxrtriage.backends.embedding_index import build_index_and_ood
-from cxrtriage.data import Record, load_split_records, rsna_opacity_labels, split_sha256
+from cxrtriage.data import Record, load_split_records, rsna_opacity_labels
 from cxrtriage.evaluation import metrics
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging.layout import ChestLayoutModel, layout_features
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, from_cache, percentile_window
+from cxrtriage.train.ensemble import COMBINE_RULE, SeedEnsemble, as_paths, combine
+from cxrtriage.train.export_provenance import run_summary, training_blocks, training_data
 from cxrtriage.train.model import ArchConfig, CXRNet
 from cxrtriage.train.operating_point import (
     apply_operating_point,
@@ -68,10 +72,10 @@ def strip_doc_strings(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_fp32(model: CXRNet, size: int, path: Path) -> None:
+def export_fp32(model: CXRNet | SeedEnsemble, size: int, path: Path) -> None:
     """torch.export-based ONNX export (opset 18) with a dynamic batch dimension."""
     dummy = torch.zeros(1, 1, size, size)
-    names = ["urgency_logit", "feature_map"] + ([FINDING_OUTPUT] if model.finding_head is not None else [])
+    names = ["urgency_logit", "feature_map"] + ([FINDING_OUTPUT] if model.cfg.findings else [])
     torch.onnx.export(
         model,
         (dummy,),
@@ -121,24 +125,23 @@ def run_onnx(path: Path, x: np.ndarray, batch: int = 32, findings: bool = False)
     return np.concatenate(logits), np.concatenate(embs)
 
 
-def _run_summary(log: dict) -> dict:
-    """Best-epoch validation numbers of one training run, for the data decision in the model card."""
-    hist = log.get("history", [])
-    best = max(hist, key=lambda r: r["val_auc_nih"] if r["val_auc_nih"] == r["val_auc_nih"] else -1) if hist else {}
-    cfg = log.get("config", {})
-    return {
-        "command": log.get("command"),
-        "pediatric_per_epoch": cfg.get("kermany_per_epoch"),
-        "epochs": cfg.get("epochs"),
-        "best_epoch": best.get("epoch"),
-        "val_auc_nih": best.get("val_auc_nih"),
-        "val_auc_pediatric": best.get("val_auc_pediatric"),
-        "wall_seconds": log.get("wall_seconds"),
-    }
+def load_members(checkpoints: Sequence[Path], train_log: str | None) -> tuple[CXRNet | SeedEnsemble, list[dict], list]:
+    """The model to export (one checkpoint bare, several as a :class:`SeedEnsemble`; ValueError when their
+    architecture or preprocessing differ), each member's checkpoint dict and its train_log.json (``{}`` when
+    absent; ``train_log`` overrides the first member's)."""
+    loaded = [load_checkpoint(p) for p in checkpoints]
+    pres = [
+        {**cache_config(int(c["preprocess"]["input_size"])), **c["preprocess"]} for _, c in loaded
+    ]  # older: no quantize
+    model = combine([m for m, _ in loaded], pres, [str(p) for p in checkpoints])
+    log_paths = [Path(train_log) if train_log else checkpoints[0].parent / "train_log.json"]
+    log_paths += [p.parent / "train_log.json" for p in checkpoints[1:]]
+    logs = [json.loads(p.read_text()) if p.is_file() else {} for p in log_paths]
+    return model, [{**c, "preprocess": pre} for (_, c), pre in zip(loaded, pres)], logs
 
 
 def export_bundle(
-    checkpoint: Path,
+    checkpoints: Path | Sequence[Path],
     out_dir: Path,
     *,
     data_dir: Path,
@@ -147,7 +150,9 @@ def export_bundle(
     limit: int | None = None,
     ablation_logs: list[Path] | None = None,
 ) -> Path:
-    """``limit`` caps the images used per dataset and part (smoke tests only). ``ablation_logs``: train_log.json
+    """``checkpoints``: one checkpoint, or several members of a seed ensemble (same architecture and preprocessing)
+    exported as one graph. ``train_log``: the first member's train_log.json (default: next to its checkpoint).
+    ``limit`` caps the images used per dataset and part (smoke tests only). ``ablation_logs``: train_log.json
     files of alternative runs (e.g. NIH only) whose validation curves are recorded next to the chosen run's."""
     lines: list[str] = []
 
@@ -157,15 +162,15 @@ def export_bundle(
         print(msg, flush=True)
 
     torch.set_num_threads(2)
-    model, ckpt = load_checkpoint(checkpoint)
-    pre = {
-        **cache_config(int(ckpt["preprocess"]["input_size"])),
-        **ckpt["preprocess"],
-    }  # older checkpoints lack quantize
+    paths = as_paths(checkpoints)
+    model, ckpts, tlogs = load_members(paths, train_log)
+    ckpt, pre = ckpts[0], ckpts[0]["preprocess"]
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
+    for path, c, tl in zip(paths, ckpts, tlogs):
+        log(f"checkpoint {path} (best epoch {c['best']}, seed {(tl.get('config') or {}).get('seed')})")
     log(
-        f"checkpoint {checkpoint} (best epoch {ckpt['best']}), arch {ckpt['arch']['name']}, "
-        f"input {size}px, mean {mean:.4f} std {std:.4f}"
+        (f"seed ensemble of {len(paths)}: {COMBINE_RULE}; " if len(paths) > 1 else "")
+        + f"arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}"
     )
 
     parts = {k: limit_per_dataset(v, limit) for k, v in load_split_records(data_dir).items()}
@@ -174,6 +179,7 @@ def export_bundle(
     calib_recs = [tr[i] for i in rng.choice(len(tr), min(N_CALIB, len(tr)), replace=False)]
     val = {k: limit_per_dataset(v, limit) for k, v in validation_records(data_dir).items()}
     va_nih, va_ped, va_jsrt = val["nih"], val["kermany"], val["jsrt"]  # JSRT: normal adults of a site never trained on
+    va_shz = val.get("shenzhen", [])  # Shenzhen: a third adult site (tuberculosis = urgent), when its data is there
     idx_recs = [r for r in tr if r.dataset == "nih"]
     ped_tr = [r for r in tr if r.dataset == "kermany"]
     idx_recs += [ped_tr[i] for i in rng.choice(len(ped_tr), min(N_INDEX_PEDIATRIC, len(ped_tr)), replace=False)]
@@ -191,6 +197,7 @@ def export_bundle(
         prep(idx_recs, "index"),
     )
     x_vj = prep(va_jsrt, "JSRT val")
+    x_vs = prep(va_shz, "Shenzhen val") if va_shz else None
 
     # Chest-layout model (out-of-distribution gate and polarity check): PCA of thumbnails of the index images,
     # bound = largest validation residual plus a margin.
@@ -258,9 +265,14 @@ def export_bundle(
             "pediatric_val_fp32": metrics.roc_auc(y_vp, f_logit_vp),
             "pediatric_val_int8": metrics.roc_auc(y_vp, q_logit_vp),
         }
+        q_logit_vs = None
+        if x_vs is not None:
+            y_vs, q_logit_vs = np.array([r.urgent for r in va_shz]), run_onnx(int8, x_vs)[0]
+            auc["shenzhen_val_fp32"] = metrics.roc_auc(y_vs, run_onnx(fp32, x_vs)[0])
+            auc["shenzhen_val_int8"] = metrics.roc_auc(y_vs, q_logit_vs)
         corr = float(np.corrcoef(f_logit_vn, q_logit_vn)[0, 1])
         findings_meta = None
-        if model.finding_head is not None:  # the RSNA lung-opacity head: validation AUC on the labelled NIH images
+        if model.cfg.findings:  # the RSNA lung-opacity head: validation AUC on the labelled NIH images
             rsna = rsna_opacity_labels(data_dir)
             known = np.array([r.key in rsna for r in va_nih])
             q_op = run_onnx(int8, x_vn, findings=True)[2]
@@ -294,6 +306,8 @@ def export_bundle(
         sources = {"nih": validation_set(va_nih, q_logit_vn), "kermany": validation_set(va_ped, q_logit_vp)}
         if len(va_jsrt):
             sources["jsrt"] = validation_set(va_jsrt, run_onnx(int8, x_vj)[0])
+        if q_logit_vs is not None:
+            sources["shenzhen"] = validation_set(va_shz, q_logit_vs)
         op = fit_operating_point(sources)
         cal, by_source = op["calibration"], op["validation_by_source"]
         log(
@@ -334,15 +348,13 @@ def export_bundle(
             layout_mean=layout.mean.astype(np.float32),
             layout_components=layout.components.astype(np.float32),
         )
-        fp32_keep = checkpoint.parent / FP32_FILE
+        fp32_keep = paths[0].parent / FP32_FILE
         shutil.copy2(fp32, fp32_keep)
         log(f"fp32 ONNX kept for benchmarks at {fp32_keep} (not shipped)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     head = model.head
-    tlog_path = Path(train_log) if train_log else checkpoint.parent / "train_log.json"
-    tlog = json.loads(tlog_path.read_text()) if tlog_path.is_file() else {}
     meta = {
         "name": "cxrtriage-bundled-cxrnet",
         "version": VERSION,
@@ -351,7 +363,11 @@ def export_bundle(
         "labels": ["Non-Urgent", "Urgent"],
         "arch": ckpt["arch"],
         "preprocess": {**pre, "input_range": "[0,1] grey, display polarity (MONOCHROME2)"},
-        "outputs": {"urgency_logit": "[N,1] raw logit", "feature_map": "[N,C,h,w] last feature map (CAM source)"},
+        "outputs": {
+            "urgency_logit": "[N,1] raw logit" + (f" (mean of {len(paths)} members)" if len(paths) > 1 else ""),
+            "feature_map": "[N,C,h,w] last feature map (CAM source)"
+            + (f"; the {len(paths)} members' maps concatenated along C" if len(paths) > 1 else ""),
+        },
         "head": {"weight": head.weight.detach()[0].tolist(), "bias": float(head.bias.detach()[0])},
         "quantization": {
             "format": "QDQ static int8",
@@ -363,27 +379,9 @@ def export_bundle(
         "findings": findings_meta,
         "validation": {"auc": auc, "fp32_int8_logit_correlation": corr},
         "ood": ood,
-        "training_data": {
-            "datasets": [
-                "NIH ChestX-ray14 (subset at ../shared/data/nih)",
-                "Kermany pediatric CXR train split (../shared/data/kermany)",
-            ]
-            + (
-                [
-                    "JSRT films without a nodule as normal adults "
-                    "(../shared/data/jsrt_scr, train part of cxrtriage.data.jsrt_split)"
-                ]
-                if (tlog.get("counts") or {}).get("tr_jsrt")
-                else []
-            ),
-            "split": "patient-level, seed 1129: NIH 70/15/15, pediatric 80/10/10 (src/cxrtriage/splits/split.csv)",
-            "split_sha256": split_sha256(),
-        },
-        "training": {
-            k: tlog.get(k) for k in ("command", "config", "best_epoch", "wall_seconds", "counts", "torch", "threads")
-        },
-        "training_alternatives": [_run_summary(json.loads(Path(p).read_text())) for p in (ablation_logs or [])],
-        "training_chosen": _run_summary(tlog) if tlog else None,
+        "training_data": training_data(tlogs, shenzhen_validation=bool(va_shz)),
+        **training_blocks(ckpts, tlogs),
+        "training_alternatives": [run_summary(json.loads(Path(p).read_text())) for p in (ablation_logs or [])],
         "files": {MODEL_FILE: sha256_file(out_dir / MODEL_FILE), INDEX_FILE: sha256_file(out_dir / INDEX_FILE)},
         "sha256": sha256_file(out_dir / MODEL_FILE),
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,

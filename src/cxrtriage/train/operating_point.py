@@ -2,7 +2,8 @@
 
 One function for ``cxrtriage export`` (fresh model) and ``cxrtriage recalibrate`` (the shipped model, refitted
 without retraining). Platt scaling is fitted on the validation parts of every source pooled together, as a
-deployment mixes them: NIH adults, pediatric films and JSRT normal adults of a site the classifier never trained on.
+deployment mixes them: NIH adults, pediatric films, JSRT normal adults of a site the classifier never trained on and,
+when its data is there, Shenzhen adults (a third adult site, tuberculosis = urgent) as one more source like the others.
 Generation 2 first shipped a fit on NIH validation only (test ECE NIH 0.141, pediatric 0.044, see
 ``card.json`` ``previous_calibration``). The threshold gives sensitivity >= 0.95 on EACH validation source
 with positives (the lowest of the per-source thresholds), so the safety target does not depend on the mix.
@@ -30,7 +31,7 @@ REVIEW_BAND_ALPHA = 0.5
 SENSITIVITY_TARGET = 0.95
 #: the source whose cluster-bootstrap threshold interval defines the review band (adults: the harder population)
 BAND_SOURCE = "nih"
-SOURCE_NAMES = {"nih": "NIH adult", "kermany": "pediatric", "jsrt": "JSRT normal adult"}
+SOURCE_NAMES = {"nih": "NIH adult", "kermany": "pediatric", "jsrt": "JSRT normal adult", "shenzhen": "Shenzhen adult"}
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,18 @@ OPERATING_POINT_KEYS = ("calibration", "threshold", "threshold_rule", "review_ba
 
 
 def validation_records(data_dir: Path) -> dict[str, list[Record]]:
-    """The validation part of every source, by source name (the calibration set of a deployment's mix)."""
-    val = load_split_records(data_dir)["val"]
-    return {
+    """The validation part of every source, by source name (the calibration set of a deployment's mix); Shenzhen's
+    only when its table (``shenzhen/labels.csv``) is in ``data_dir``."""
+    shenzhen = (Path(data_dir) / "shenzhen" / "labels.csv").is_file()
+    val = load_split_records(data_dir, ("nih", "kermany") + (("shenzhen",) if shenzhen else ()))["val"]
+    out = {
         "nih": [r for r in val if r.dataset == "nih"],
         "kermany": [r for r in val if r.dataset == "kermany"],
         "jsrt": jsrt_urgency_parts(data_dir)["val"],
     }
+    if shenzhen:
+        out["shenzhen"] = [r for r in val if r.dataset == "shenzhen"]
+    return out
 
 
 def validation_set(records: list[Record], logits: np.ndarray) -> ValidationSet:
