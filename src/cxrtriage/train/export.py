@@ -208,7 +208,9 @@ def export_bundle(
     val_res = np.array(
         [
             layout.residual_of_features(f)
-            for f in np.concatenate([feats(caches["NIH val"]), feats(caches["pediatric val"])])
+            for f in np.concatenate(
+                [feats(caches[k]) for k in ("NIH val", "pediatric val", "Shenzhen val") if k in caches]
+            )
         ]
     )
     max_layout_residual = float(val_res.max() + LAYOUT_MARGIN)
@@ -328,7 +330,10 @@ def export_bundle(
         # Similar-case index and out-of-distribution statistics.
         _, q_emb_idx = run_onnx(int8, x_idx)
         _, q_emb_vn = run_onnx(int8, x_vn)
-        centre, index_emb, ood = build_index_and_ood(q_emb_idx, np.concatenate([q_emb_vn, q_emb_vp]), KNN_K)
+        # every frontal validation film passes the similarity gate: Shenzhen's too (an adult site the index, kept to
+        # NIH and pediatric films, does not hold)
+        q_emb_val = [q_emb_vn, q_emb_vp] + ([run_onnx(int8, x_vs)[1]] if x_vs is not None else [])
+        centre, index_emb, ood = build_index_and_ood(q_emb_idx, np.concatenate(q_emb_val), KNN_K)
         ood["max_layout_residual"] = max_layout_residual
         ood["layout_components"] = LAYOUT_K
         log(
