@@ -61,6 +61,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except MemberMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.no_probes:
+        print(f"model bundle written to {out} (no view or finding probe: for measurement, not for shipping)")
+        return 0
     from cxrtriage.train.view_probe import fit_view_probe
 
     probe = fit_view_probe(out, data_dir_or_exit(args.data_dir))
@@ -234,6 +237,11 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
     s.add_argument("--data-dir")
     s.add_argument("--trace", help="write a human-readable trace of the conversion steps here")
+    s.add_argument(
+        "--no-probes",
+        action="store_true",
+        help="skip the view and finding probes (minutes): a bundle measured by evaluate-generalisation, not shipped",
+    )
     s.add_argument(
         "--compare-log",
         action="append",
