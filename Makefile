@@ -107,7 +107,7 @@ build/gen2_bundle/model.json:
 	mkdir -p build/gen2_bundle && git archive $(GEN2_COMMIT) src/cxrtriage/weights | tar -x -C build/gen2_bundle --strip-components=3
 
 bench: install build/gen2_bundle/model.json
-	$(BIN)/cxrtriage bench --checkpoint runs/bundled/checkpoint.pt --baseline-model build/gen2_bundle --out prototype/eval/bench_results.json --update-card
+	$(BIN)/cxrtriage bench --checkpoint runs/seed_1129/checkpoint.pt --baseline-model build/gen2_bundle --out prototype/eval/bench_results.json --update-card
 
 bench-hai-def: install
 	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json
@@ -126,14 +126,17 @@ evaluate: install
 	$(BIN)/cxrtriage evaluate --update-card --out prototype/eval/metrics.json
 	$(BIN)/cxrtriage evaluate-anatomy --update-card --out prototype/eval/anatomy_eval.json
 
+# Generation 3: three seeds of one recipe (the `cxrtriage train` defaults), shipped as one ensemble graph. Each
+# member is trained only if its checkpoint is missing (~20 min each on 2 cores).
+SEEDS := 1129 2 3
+MEMBERS := $(foreach s,$(SEEDS),runs/seed_$(s))
 train: install
 	$(BIN)/cxrtriage train-segmenter --out runs/segment
-	$(BIN)/cxrtriage train --out runs/bundled
-	$(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
+	for s in $(SEEDS); do test -f runs/seed_$$s/checkpoint.pt || $(BIN)/cxrtriage train --out runs/seed_$$s --seed $$s || exit 1; done
 
 export: install
 	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
-	$(BIN)/cxrtriage export --checkpoint runs/bundled/checkpoint.pt --trace prototype/eval/export_trace.txt --compare-log runs/ablation_nih_only/train_log.json
+	$(BIN)/cxrtriage export $(foreach m,$(MEMBERS),--checkpoint $(m)/checkpoint.pt) --fp32-copy runs/bundled/model.fp32.onnx --trace prototype/eval/export_trace.txt
 
 writeup: install
 	$(BIN)/cxrtriage writeup --out writeup.pdf
@@ -155,15 +158,15 @@ space: install
 	@echo "make space: sign in at http://127.0.0.1:$(PORT)/ui as $${CXRTRIAGE_SPACE_USER:-judge} with the key in build/space-state/space-key"
 	cd build/space && PORT=$(PORT) CXRTRIAGE_WORKLIST_PATH=$(CURDIR)/build/space-state/worklist.sqlite CXRTRIAGE_SPACE_KEY="$$(cat $(CURDIR)/build/space-state/space-key)" ../../$(BIN)/python app.py
 
-# Seed spread and leave-one-source-out. Each run is trained only if its checkpoint is missing (~19 min each with
-# every source, ~7 without children, ~12 without adults), exported to runs/<run>/bundle, then all are scored.
-SEED_RUNS := seed_1130 seed_1131
-GEN_RUNS := $(SEED_RUNS) ablation_nih_only ablation_no_nih
+# Seed spread and leave-one-source-out. The members (make train) are the seed runs, each exported alone; the two
+# ablations leave out one adult source each. A run is trained only if its checkpoint is missing (~20 min each),
+# exported to runs/<run>/bundle (no probes: measured, not shipped), then all are scored.
+GEN_RUNS := $(foreach s,$(SEEDS),seed_$(s)) ablation_no_nih ablation_no_shenzhen
 generalisation: install
-	for s in 1130 1131; do test -f runs/seed_$$s/checkpoint.pt || $(BIN)/cxrtriage train --out runs/seed_$$s --seed $$s || exit 1; done
-	test -f runs/ablation_nih_only/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_nih_only --pediatric-per-epoch 0
+	for s in $(SEEDS); do test -f runs/seed_$$s/checkpoint.pt || $(BIN)/cxrtriage train --out runs/seed_$$s --seed $$s || exit 1; done
 	test -f runs/ablation_no_nih/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_no_nih --no-nih
-	for r in $(GEN_RUNS); do test -f runs/$$r/bundle/model.json || $(BIN)/cxrtriage export --checkpoint runs/$$r/checkpoint.pt --out runs/$$r/bundle || exit 1; done
+	test -f runs/ablation_no_shenzhen/checkpoint.pt || $(BIN)/cxrtriage train --out runs/ablation_no_shenzhen --shenzhen-per-epoch 0
+	for r in $(GEN_RUNS); do test -f runs/$$r/bundle/model.json || $(BIN)/cxrtriage export --no-probes --checkpoint runs/$$r/checkpoint.pt --out runs/$$r/bundle || exit 1; done
 	$(BIN)/cxrtriage evaluate-generalisation --update-card --previous prototype/eval/generalisation_gen2.json --run shipped=src/cxrtriage/weights $(foreach r,$(GEN_RUNS),--run $(r)=runs/$(r)/bundle)
 
 clean:

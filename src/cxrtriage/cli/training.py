@@ -57,6 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             train_log=args.train_log,
             trace=Path(args.trace) if args.trace else None,
             ablation_logs=[Path(p) for p in args.compare_log],
+            fp32_copy=Path(args.fp32_copy) if args.fp32_copy else None,
         )
     except MemberMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -161,21 +162,22 @@ def _add_train_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--no-nih",
         action="store_true",
-        help="leave the NIH adults out of training (leave-one-source-out; the epoch is chosen on pediatric validation)",
+        help="leave the NIH adults out of training (leave-one-source-out; the epoch is chosen on the other sources)",
     )
-    s.add_argument("--jsrt-per-epoch", type=int, default=0, help="JSRT normal films sampled per epoch (default 0)")
+    s.add_argument("--jsrt-per-epoch", type=int, default=60, help="JSRT normal films sampled per epoch (default 60)")
     s.add_argument(
         "--shenzhen-per-epoch",
         type=int,
-        default=0,
-        help="Shenzhen films (a third adult site) sampled per epoch from its train part (default 0: validation only)",
+        default=300,
+        help="Shenzhen films (a third adult site) sampled per epoch from its train part (default 300; 0: validation "
+        "only, the leave-one-source-out run)",
     )
     s.add_argument(
         "--select-on",
         choices=["nih", "worst"],
-        default="nih",
-        help="pick the epoch by NIH validation AUC (default) or by the worst validation source's specificity at "
-        "sensitivity 0.95",
+        default="worst",
+        help="pick the epoch by the worst validation source's specificity at sensitivity 0.95 (default; sources "
+        "trained on only) or by NIH validation AUC (generation 2)",
     )
     s.add_argument(
         "--opacity-weight",
@@ -237,6 +239,10 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--out", default=str(config.BUNDLED_WEIGHTS_DIR))
     s.add_argument("--data-dir")
     s.add_argument("--trace", help="write a human-readable trace of the conversion steps here")
+    s.add_argument(
+        "--fp32-copy",
+        help="where to keep the fp32 ONNX model for benchmarks (default: next to the first checkpoint)",
+    )
     s.add_argument(
         "--no-probes",
         action="store_true",

@@ -149,11 +149,14 @@ def export_bundle(
     trace: Path | None = None,
     limit: int | None = None,
     ablation_logs: list[Path] | None = None,
+    fp32_copy: Path | None = None,
 ) -> Path:
     """``checkpoints``: one checkpoint, or several members of a seed ensemble (same architecture and preprocessing)
     exported as one graph. ``train_log``: the first member's train_log.json (default: next to its checkpoint).
     ``limit`` caps the images used per dataset and part (smoke tests only). ``ablation_logs``: train_log.json
-    files of alternative runs (e.g. NIH only) whose validation curves are recorded next to the chosen run's."""
+    files of alternative runs (e.g. NIH only) whose validation curves are recorded next to the chosen run's.
+    ``fp32_copy``: where the fp32 ONNX model is kept for benchmarks (default: next to the first checkpoint; an
+    ensemble's copy must not overwrite its first member's own)."""
     lines: list[str] = []
 
     def log(msg: str) -> None:
@@ -353,7 +356,8 @@ def export_bundle(
             layout_mean=layout.mean.astype(np.float32),
             layout_components=layout.components.astype(np.float32),
         )
-        fp32_keep = paths[0].parent / FP32_FILE
+        fp32_keep = Path(fp32_copy) if fp32_copy else paths[0].parent / FP32_FILE
+        fp32_keep.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(fp32, fp32_keep)
         log(f"fp32 ONNX kept for benchmarks at {fp32_keep} (not shipped)")
     finally:

@@ -63,12 +63,13 @@ class TrainConfig:
     threads: int = 2
     limit: int | None = None  # cap on images per dataset and part (smoke tests only)
     arch: dict = field(default_factory=lambda: ArchConfig(stem=(16, 32), widths=(32, 64, 128, 192)).to_dict())
-    # The defaults are the shipped generation 2 (plain [0,1] input, generation-1 augmentation, weak supervision of the
-    # activation map). The other options were measured and not shipped (prototype/eval/gen2_candidate/).
+    # The defaults are the shipped generation 3: generation 2's (plain [0,1] input, generation-1 augmentation, weak
+    # supervision of the activation map) plus JSRT normals and Shenzhen in training and the epoch chosen for the worst
+    # validation source. Options measured and not shipped: prototype/eval/gen2_candidate/ and docs/MODEL.md.
     #: the percentile window of the shared preprocessing (None: the plain [0,1] input)
     window: str | None = None
     #: JSRT films without a nodule as adult negatives of another site (0 = none); their train part only
-    jsrt_per_epoch: int = 0
+    jsrt_per_epoch: int = 60
     #: weight of the lung-opacity loss (RSNA radiologist labels; 0 = no opacity head)
     opacity_weight: float = 0.0
     #: the augmentation, one of :data:`~cxrtriage.train.augment.LEVELS` (None: from ``strong_augment``)
@@ -81,10 +82,10 @@ class TrainConfig:
     lung_weight: float = 0.3
     #: Shenzhen films (a third adult site, tuberculosis = urgent) sampled per epoch from its train part (0 = none);
     #: its validation part is scored whenever the data is there, so a run without it shows how an unseen site fares
-    shenzhen_per_epoch: int = 0
+    shenzhen_per_epoch: int = 300
     #: which validation figure picks the epoch: "nih" (generation 2: NIH AUC) or "worst" (the lowest specificity at
     #: sensitivity 0.95 over the validation sources that have both labels: the recipe for the worst site)
-    select_on: str = "nih"
+    select_on: str = "worst"
 
     def __post_init__(self) -> None:
         if self.augment is None:
