@@ -116,9 +116,55 @@ def read_card(model_dir: str | Path, bundle: BundleConfig | None = None) -> Card
     return CardData.fresh(bundle).with_blocks(**legacy) if legacy else CardData.fresh(bundle)
 
 
+def _summary_of(card: CardData) -> dict[str, Any]:
+    """The headline test figures of a card (its ``make evaluate`` summary and, per test set, AUC and specificity at
+    sensitivity 0.95 of its operating-points report), the scalars the model card lists for a previous generation."""
+    out = {k: v for k, v in ((card.test_metrics or {}).get("summary") or {}).items() if not isinstance(v, (list, dict))}
+    for name, block in ((card.operating_points or {}).get("sets") or {}).items():
+        for key in ("auc", "ece"):
+            if isinstance(block.get(key), (int, float)):
+                out[f"{name}_test_{key}"] = block[key]
+        spec = (block.get("specificity_at_sensitivity") or {}).get("0.95")
+        value = spec.get("specificity") if isinstance(spec, dict) else spec
+        if isinstance(value, (int, float)):
+            out[f"{name}_test_specificity_at_sensitivity_0.95"] = value
+    return out
+
+
+def previous_generation_of(old: CardData) -> dict[str, Any] | None:
+    """What a new model's card keeps of the model it replaces: name, sha256, which commands measured it, its
+    headline figures and its operating-points report (shown beside the new one). None when nothing was measured
+    (an export not yet evaluated): then the figures of ITS predecessor are the ones to keep."""
+    measured = {k: v for k, v in old.measured().items() if k not in ("previous_generation", "previous_calibration")}
+    if not measured:
+        return old.previous_generation
+    commands = [f"{b.get('command')} ({b.get('created')})" for b in measured.values() if isinstance(b, dict)]
+    block: dict[str, Any] = {
+        "name": old.model.name,
+        "version": old.model.version,
+        "sha256": old.model.sha256,
+        "measured": "; ".join(c for c in commands if not c.startswith("None")) or "its card.json",
+        "summary": _summary_of(old),
+    }
+    if old.operating_points:
+        block["operating_points"] = old.operating_points
+    return block
+
+
 def write_fresh_card(model_dir: str | Path, bundle: BundleConfig) -> Path:
-    """An export's card: nothing measured yet on the new model (the old model's figures must not stay)."""
-    return CardData.fresh(bundle).save(Path(model_dir) / CARD_DATA_FILE)
+    """An export's card: nothing measured yet on the new model (the old model's figures must not stay as its own).
+    When the folder held another model's card, that model's figures are kept as ``previous_generation``, so the
+    card shows the generation it replaced beside it."""
+    path = Path(model_dir) / CARD_DATA_FILE
+    fresh = CardData.fresh(bundle)
+    try:
+        old = CardData.load(path) if path.is_file() else None
+    except ModelError:  # an unreadable card: nothing to carry
+        old = None
+    if old is not None:
+        prev = previous_generation_of(old) if old.model.sha256 != bundle.sha256 else old.previous_generation
+        fresh = fresh.with_blocks(previous_generation=prev)
+    return fresh.save(path)
 
 
 def keep_measurements(model_dir: str | Path) -> None:
