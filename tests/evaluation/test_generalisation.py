@@ -232,6 +232,22 @@ def test_card_shows_shenzhen_columns_the_loso_table_and_the_ensemble_of_the_ship
     assert "meets the target" in _card(_g3_report(70))
 
 
+def test_a_shipped_seed_ensemble_is_not_counted_as_one_more_seed():
+    every = _counts()
+    zero = {"nih": 0, "kermany": 0, "shenzhen": 0, "jsrt": 0}
+    shipped = {**_meta(1129, every, shenzhen_per_epoch=100), "ensemble": {"members": 2}}  # records member 1's recipe
+    runs = [RunScores("shipped", shipped, _g3_scores(nih=(0, 0, 100, 0)), zero, 0.3)]  # NIH spec 1.00 at sens 0.95
+    for seed, above in ((1129, 20), (1130, 40)):  # NIH spec 0.80 and 0.60
+        cfg = _meta(seed, every, shenzhen_per_epoch=100)
+        runs.append(RunScores(f"seed_{seed}", cfg, _g3_scores(nih=(0, 0, 100 - above, above)), zero, 0.3))
+    report = summarise(runs, _g3_labels(), "shipped")
+    assert report["seed_runs"] == ["seed_1129", "seed_1130"]
+    spread = report["seed_spread"]["nih"]["specificity_at_sensitivity_0.95"]
+    assert spread["n"] == 2 and spread["max"] == pytest.approx(0.80)  # the ensemble's 1.00 is not in the range
+    assert report["runs"]["shipped"]["test"]["nih"]["specificity_at_sensitivity_0.95"] == pytest.approx(1.0)
+    assert report["leave_one_source_out"] == {}  # the ensemble leaves no source out
+
+
 def test_previous_generation_figures_are_kept_and_shown_as_their_own_row(report, tmp_path):
     old = tmp_path / "generalisation_gen2.json"
     old.write_text(json.dumps({**report, "command": "cxrtriage evaluate-generalisation --run ..."}))

@@ -223,6 +223,21 @@ def test_prototype_report_rows_name_their_source(tmp_path: Path) -> None:
         update_document(doc, tmp_path / "eval")
 
 
+def test_shenzhen_rows_come_from_the_operating_points_report_once_it_holds_shenzhen(tmp_path: Path) -> None:
+    from cxrtriage.evaluation.prototype_report import render_block
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"nih_test": {"n": 7}}))
+    assert "Shenzhen" not in render_block(tmp_path)  # metrics.json scores NIH and pediatric only
+    spec = {t: {"specificity": v} for t, v in (("0.95", 0.4), ("0.98", 0.2), ("0.99", 0.1))}
+    shz = {"n": 70, "n_urgent": 36, "auc": 0.8, "auc_ci95": [0.7, 0.9], "specificity_at_sensitivity": spec}
+    (tmp_path / "operating_points.json").write_text(json.dumps({"sets": {"shenzhen": shz}}))
+    block = render_block(tmp_path)
+    source = "`prototype/eval/operating_points.json` (`cxrtriage evaluate-operating-points --update-card`)"
+    assert f"| Shenzhen adult test (TB vs normal): images (urgent) | 70 (36) | {source} |" in block
+    assert "| 0.800 [0.700, 0.900] |" in block and "| 0.400 / 0.200 / 0.100 |" in block
+    assert "at the shipped threshold: sensitivity / specificity | n/a / n/a |" in block  # absent: says so
+
+
 def test_int8_row_comes_from_where_it_was_measured_or_is_left_out(tmp_path: Path) -> None:
     from cxrtriage.evaluation.prototype_report import render_block
 

@@ -25,7 +25,10 @@ SOURCES = {
     "hai_def_bench.json": "make bench-hai-def",
     "notebook_timings.json": "make notebooks [PROFILE=full]",
     "generalisation.json": "make generalisation",
+    "operating_points.json": "cxrtriage evaluate-operating-points --update-card",
 }
+#: how a leave-one-source-out row names the source its run was trained without
+LEFT_OUT_NAMES = {"kermany": "pediatric", "nih": "NIH adult", "shenzhen": "Shenzhen adult"}
 
 
 def _load(eval_dir: Path, name: str) -> dict[str, Any] | None:
@@ -53,6 +56,7 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
     t = _load(eval_dir, "notebook_timings.json") or {}
     g = _load(eval_dir, "generalisation.json") or {}
     a = _load(eval_dir, "anatomy_eval.json") or {}
+    op = _load(eval_dir, "operating_points.json") or {}
     nih, ped = m.get("nih_test", {}), m.get("pediatric_test", {})
     rows: list[tuple[str, str, str]] = []
 
@@ -88,6 +92,7 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
 
     test_set("NIH adult test", nih)
     test_set("Pediatric test", ped)
+    rows.extend(_shenzhen_rows(_get(op, "sets", "shenzhen")))
     loc = _get(m, "localisation", "all_boxed_images") or {}
     add(
         f"Localisation vs NIH expert boxes ({loc.get('n', 'n/a')} images, mostly training split): mean best IoU / "
@@ -120,8 +125,8 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
         left = lo["left_out"][0]
         t_left = lo["test"].get(left, {})
         add(
-            f"Leave-one-source-out {name}: test AUC on the left-out "
-            f"{({'kermany': 'pediatric', 'nih': 'NIH adult'}).get(left, left)} films vs the seed mean",
+            f"Leave-one-source-out {name}: test AUC on the left-out {LEFT_OUT_NAMES.get(left, left)} films vs the "
+            "seed mean",
             f"{_f(_get(t_left, 'auc', 'left_out_run'))} vs {_f(_get(t_left, 'auc', 'seed_mean'))}",
             "generalisation.json",
         )
@@ -133,8 +138,8 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
             return f"{r.get('non_urgent', 'n/a')} of {r.get('n', 'n/a')} ({_f(r.get('specificity'))})"
 
         add(
-            "New adult site, never trained on (JSRT, Japan; shipped model, test part): normal / nodule films (both "
-            "non-urgent under the label rule) labelled Non-Urgent (specificity)",
+            "JSRT adults, Japan (shipped model, test part): normal / nodule films (both non-urgent under the label "
+            "rule) labelled Non-Urgent (specificity)",
             f"{films('normal')} / {films('nodule')}",
             "anatomy_eval.json",
         )
@@ -177,6 +182,35 @@ def _rows(eval_dir: Path) -> list[tuple[str, str, str]]:
                 "notebook_timings.json",
             )
     return rows
+
+
+def _shenzhen_rows(s: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """Shenzhen adults (tuberculosis Urgent) from the operating-points report; no row before it holds Shenzhen
+    (``metrics.json`` scores NIH and pediatric only)."""
+    if not s:
+        return []
+    ci = s.get("auc_ci95") or [None, None]
+    at = s.get("at_threshold") or {}
+    spec = s.get("specificity_at_sensitivity") or {}
+    src = "operating_points.json"
+    return [
+        (
+            "Shenzhen adult test (TB vs normal): images (urgent)",
+            f"{s.get('n', 'n/a')} ({s.get('n_urgent', 'n/a')})",
+            src,
+        ),
+        ("Shenzhen adult test: AUC [95% CI, bootstrap]", f"{_f(s.get('auc'))} [{_f(ci[0])}, {_f(ci[1])}]", src),
+        (
+            "Shenzhen adult test: at the shipped threshold: sensitivity / specificity",
+            f"{_f(at.get('sensitivity'))} / {_f(at.get('specificity'))}",
+            src,
+        ),
+        (
+            "Shenzhen adult test: specificity at sensitivity 0.95 / 0.98 / 0.99 (best threshold on test: optimistic)",
+            " / ".join(_f(_get(spec, t, "specificity")) for t in ("0.95", "0.98", "0.99")),
+            src,
+        ),
+    ]
 
 
 def _int8_rows(m: dict[str, Any], g: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -40,7 +40,8 @@ class Film:
 
 #: the only image sources whose licences allow them in the committed video (never Shenzhen, JSRT or laterals)
 ALLOWED_SOURCES = ("nih/", "kermany/")
-#: the queue already waiting when the recording starts: test-split films the bundled model triages Non-Urgent
+#: the queue already waiting when the recording starts: test-split films chosen because generation 2 triaged them
+#: Non-Urgent; the caption says what the running model answered for them (``queue_summary``), whatever the model
 QUEUE: tuple[Film, ...] = (
     Film("NS-24031", "nih/images/00001921_002.png", 41),
     Film("NS-24032", "kermany/images/NORMAL/IM-0365-0001.jpeg", 36),

@@ -17,11 +17,19 @@ import datetime as _dt
 import json
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cxrtriage.evaluation.live_server import CHROMIUM
+
+# the numbers (writeup_numbers) are re-exported under the names the video and the tests have always used
+from cxrtriage.evaluation.writeup_numbers import NUMBERS as NUMBERS
+from cxrtriage.evaluation.writeup_numbers import PCT as PCT
+from cxrtriage.evaluation.writeup_numbers import WRITTEN_BY as WRITTEN_BY
+from cxrtriage.evaluation.writeup_numbers import NumberBook as NumberBook
+from cxrtriage.evaluation.writeup_numbers import format_number as format_number
+from cxrtriage.evaluation.writeup_numbers import other_models
+from cxrtriage.evaluation.writeup_numbers import read_number as read_number
 from cxrtriage.schema import DISCLAIMER
 
 #: the synthetic prior report typed into the UI for the screenshot and the video
@@ -31,147 +39,6 @@ TEMPLATE = WRITEUP_DIR / "writeup.md.j2"
 NUMBERS_FILE = WRITEUP_DIR / "numbers.json"
 FIGURES_DIR = WRITEUP_DIR / "figures"
 FIGURES = ("architecture.png", "roc.png", "calibration.png", "ui.png", "pacs.png")
-
-#: the commands that write each source file (the README's table)
-WRITTEN_BY = {
-    "prototype/eval/metrics.json": "make evaluate",
-    "prototype/eval/anatomy_eval.json": "make evaluate",
-    "prototype/eval/generalisation.json": "make generalisation",
-    "prototype/eval/bench_results.json": "make bench",
-    "prototype/eval/hai_def_bench.json": "make bench-hai-def",
-    "prototype/eval/loadtest.json": "make loadtest",
-    "prototype/eval/notebook_timings.json": "make notebooks PROFILE=full",
-    "src/cxrtriage/weights/model.json": "make export / cxrtriage fit-finding-probe",
-    "prototype/eval/pacs_demo.json": "make pacs-check",
-}
-M, A, G, B, H, L, T, J = (
-    "prototype/eval/metrics.json",
-    "prototype/eval/anatomy_eval.json",
-    "prototype/eval/generalisation.json",
-    "prototype/eval/bench_results.json",
-    "prototype/eval/hai_def_bench.json",
-    "prototype/eval/loadtest.json",
-    "prototype/eval/notebook_timings.json",
-    "src/cxrtriage/weights/model.json",
-)
-P = "prototype/eval/pacs_demo.json"
-F3, F2, F0, PCT = "{:.3f}", "{:.2f}", "{:.0f}", "pct"
-#: name -> (file, key path with "/" between levels, format); ``pct`` formats a fraction as a whole percentage
-NUMBERS: dict[str, tuple[str, str, str]] = {
-    "nih_n": (M, "nih_test/n", "{}"),
-    "nih_n_pos": (M, "nih_test/n_pos", "{}"),
-    "nih_auc": (M, "nih_test/auc", F3),
-    "nih_auc_lo": (M, "nih_test/auc_ci95/0", F3),
-    "nih_auc_hi": (M, "nih_test/auc_ci95/1", F3),
-    "nih_sens": (M, "nih_test/operating_point/sensitivity", F3),
-    "nih_spec": (M, "nih_test/operating_point/specificity", F3),
-    "nih_sens_pct": (M, "nih_test/operating_point/sensitivity", PCT),
-    "nih_spec_pct": (M, "nih_test/operating_point/specificity", PCT),
-    "nih_spec95": (M, "nih_test/specificity_at_sensitivity_0.95", F3),
-    "nih_ece": (M, "nih_test/ece", F3),
-    "ped_n": (M, "pediatric_test/n", "{}"),
-    "ped_n_pos": (M, "pediatric_test/n_pos", "{}"),
-    "ped_auc": (M, "pediatric_test/auc", F3),
-    "ped_auc_lo": (M, "pediatric_test/auc_ci95/0", F3),
-    "ped_auc_hi": (M, "pediatric_test/auc_ci95/1", F3),
-    "ped_sens": (M, "pediatric_test/operating_point/sensitivity", F3),
-    "ped_spec": (M, "pediatric_test/operating_point/specificity", F3),
-    "ped_sens_pct": (M, "pediatric_test/operating_point/sensitivity", PCT),
-    "ped_spec_pct": (M, "pediatric_test/operating_point/specificity", PCT),
-    "ped_spec95": (M, "pediatric_test/specificity_at_sensitivity_0.95", F3),
-    "ped_ece": (M, "pediatric_test/ece", F3),
-    "threshold": (M, "threshold", "{:.4f}"),
-    "jsrt_n": (A, "jsrt_test/normal/n", "{}"),
-    "jsrt_non_urgent": (A, "jsrt_test/normal/non_urgent", "{}"),
-    "jsrt_spec": (A, "jsrt_test/normal/specificity", F3),
-    "jsrt_nod_n": (A, "jsrt_test/nodule/n", "{}"),
-    "jsrt_nod_non_urgent": (A, "jsrt_test/nodule/non_urgent", "{}"),
-    "jsrt_nod_spec": (A, "jsrt_test/nodule/specificity", F3),
-    "seed_jsrt_spec_min": (G, "seed_spread/jsrt/specificity_at_threshold/min", F2),
-    "seed_jsrt_spec_max": (G, "seed_spread/jsrt/specificity_at_threshold/max", F2),
-    "loso_jsrt_spec": (G, "leave_one_source_out/ablation_no_nih/test/jsrt/specificity_at_threshold/left_out_run", F2),
-    "review_lo": (M, "review_band/0", F3),
-    "review_hi": (M, "review_band/1", F3),
-    "nih_review": (M, "nih_test/needs_review_fraction", PCT),
-    "ped_review": (M, "pediatric_test/needs_review_fraction", PCT),
-    "atyp_n": (A, "frontal_gate/nih_test_made_atypical/n", "{}"),
-    "atyp_review": (A, "frontal_gate/nih_test_made_atypical/review", "{}"),
-    "atyp_text_crops": (A, "frontal_gate/nih_test_made_atypical/crop_centres_on_burned_in_text", "{}"),
-    "rsna_pointing": (A, "rsna_localisation/validation_and_test_patients/pointing_game_top_crop", F2),
-    "rsna_n_opacity": (A, "rsna_localisation/validation_and_test_patients/n_opacity", "{}"),
-    "crops_off_lungs": (A, "rsna_localisation/validation_and_test_patients/crops_off_lungs", "{}"),
-    "crops_total": (A, "rsna_localisation/validation_and_test_patients/crops_total", "{}"),
-    "laterals_n": (J, "view_probe/validation/laterals", "{}"),
-    "laterals_refused": (J, "view_probe/validation/cv5_laterals_refused", "{}"),
-    "laterals_review": (J, "view_probe/validation/cv5_laterals_review", "{}"),
-    "laterals_passed": (J, "view_probe/validation/cv5_laterals_passed_as_frontal", "{}"),
-    "frontal_refused": (J, "view_probe/validation/cv5_frontal_refused", "{}"),
-    "frontal_n": (J, "view_probe/validation/frontal_fit_images", "{:,}"),
-    "seed_nih_auc_mean": (G, "seed_spread/nih/auc/mean", F3),
-    "seed_nih_auc_min": (G, "seed_spread/nih/auc/min", F3),
-    "seed_nih_auc_max": (G, "seed_spread/nih/auc/max", F3),
-    "seed_n": (G, "seed_spread/nih/auc/n", "{}"),
-    "seed_nih_spec95_mean": (G, "seed_spread/nih/specificity_at_sensitivity_0.95/mean", F3),
-    "ens_nih_auc": (G, "ensemble_of_seed_runs/nih/auc", F3),
-    "loso_ped_auc": (G, "leave_one_source_out/ablation_nih_only/test/kermany/auc/left_out_run", F3),
-    "loso_nih_auc": (G, "leave_one_source_out/ablation_no_nih/test/nih/auc/left_out_run", F3),
-    "p50_ms": (B, "end_to_end/p50_ms", F0),
-    "p95_ms": (B, "end_to_end/p95_ms", F0),
-    "model_ms": (B, "model_int8_onnx/p50_ms", "{:.1f}"),
-    "segment_ms": (B, "end_to_end_breakdown_p50_ms/segment", F0),
-    "model_mb": (B, "model_int8_size_mb", F2),
-    "files_mb": (B, "bundled_model_files_mb", "{:.1f}"),
-    "rss_mb": (B, "peak_rss_mb_onnx_path", F0),
-    "siglip_int8_s": (H, "medsiglip_vision/ort_int8_dynamic/median_s", F2),
-    "siglip_bf16_s": (H, "medsiglip_vision/torch_bf16/median_s", F2),
-    "gguf_token_s": (H, "medgemma_gguf/per_token_s", F2),
-    "gguf_mb": (H, "medgemma_gguf/size_mb/text_Q4_K_M", F0),
-    "opacity_auc": (J, "finding_probes/lung_opacity/held_out/auc", F3),
-    "model_version": (J, "version", "{}"),
-    "pacs_sent": (P, "sent", "{}"),
-    "pacs_triaged": (P, "status/triaged", "{}"),
-    "pacs_not_triaged": (P, "status/not_triaged", "{}"),
-    "pacs_answer_s": (P, "status/answer_s_median", F2),
-}
-
-
-def _dig(data: Any, key: str) -> Any:
-    for part in key.split("/"):
-        data = data[int(part)] if isinstance(data, list) else data[part]
-    return data
-
-
-def format_number(value: Any, fmt: str) -> str:
-    return f"{100 * value:.0f}%" if fmt == PCT else fmt.format(value)
-
-
-@dataclass
-class NumberBook:
-    """Looks numbers up in their source files and remembers every one the template used."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        self.used: dict[str, dict] = {}
-        self._files: dict[str, Any] = {}
-
-    def __call__(self, name: str) -> str:
-        if name not in NUMBERS:
-            raise KeyError(f"the write-up asks for {name!r}, which NUMBERS does not define")
-        path, key, fmt = NUMBERS[name]
-        if path not in self._files:
-            self._files[path] = json.loads((self.root / path).read_text(encoding="utf-8"))
-        value = _dig(self._files[path], key)
-        text = format_number(value, fmt)
-        self.used[name] = {"text": text, "value": value, "source": path, "key": key, "written_by": WRITTEN_BY[path]}
-        return text
-
-
-def read_number(root: Path, name: str) -> str:
-    """A number of the write-up re-read from its source file now (what the test compares with the PDF)."""
-    path, key, fmt = NUMBERS[name]
-    return format_number(_dig(json.loads((root / path).read_text(encoding="utf-8")), key), fmt)
-
 
 # ----------------------------------------------------------------------------- figures
 
@@ -346,6 +213,7 @@ border-bottom: 1px solid #aab7b8; }
 h3 { font-size: 9pt; margin: 5pt 0 1pt 0; } p { margin: 2pt 0 4pt 0; } ul { margin: 1pt 0 4pt 0; padding-left: 14pt; }
 li { margin: 0 0 1pt 0; } table { border-collapse: collapse; margin: 3pt 0 5pt 0; font-size: 7.8pt; }
 th, td { border: 1px solid #aab7b8; padding: 1.5pt 4pt; text-align: left; } th { background: #eaecee; }
+td:nth-child(n+2) { white-space: nowrap; }
 img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.pacs { width: 92%; }
 img.roc { width: 33%; display: inline-block; }
 img.cal { width: 66%; display: inline-block; }
@@ -410,10 +278,15 @@ def build_writeup(
     screenshot: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Figures (unless told not to), HTML, PDF and the numbers' record; returns the record."""
+    """Figures (unless told not to), HTML, PDF and the numbers' record; returns the record. Refuses, before any
+    figure is made, when the files it quotes measured different models (e.g. a new export without `make bench`)."""
+    book = NumberBook(root)
+    render_html(root / TEMPLATE, book)
+    stale = other_models(root, {entry["source"] for entry in book.used.values()})
+    if stale:
+        raise RuntimeError("these files measured another model than model.json's: " + "; ".join(stale))
     fig_dir = root / FIGURES_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
-    book = NumberBook(root)
     if figures:
         architecture_figure(fig_dir / "architecture.png")
         curve_figures(root, fig_dir, float(book("threshold")))
