@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Does the gate triage frontal films in other frames, and refuse laterals? (issue 24)
 
-For N test-split films of each source (the committed split's ``test`` rows: NIH adults, pediatric; JSRT's test part),
+For N test-split films of each source (the committed splits' ``test`` rows: NIH adults, pediatric, Shenzhen adults;
+JSRT's test part),
 every acquisition variant of ``cxrtriage.imaging.acquisition.VARIANTS`` (a black canvas with the film's own borders,
 the same with noise and a marker, wide borders, rotation by +-15 degrees, aspect 0.75 and 1.33) goes through
 ``Triage.predict`` with the bundled model and segmentation, and is counted as triaged (no review), to review
@@ -42,8 +43,9 @@ def _films(data_dir: Path, n: int) -> dict[str, list[Path]]:
     """The first ``n`` test films of each source, in key order (deterministic)."""
     from cxrtriage.data import jsrt_records, jsrt_split, load_split_records
 
-    test = sorted(load_split_records(data_dir)["test"], key=lambda r: r.key)
-    out = {name: [r.path for r in test if r.dataset == name][:n] for name in ("nih", "kermany")}
+    sources = tuple(d for d in ("nih", "kermany", "shenzhen") if (data_dir / d / "labels.csv").is_file())
+    test = sorted(load_split_records(data_dir, sources)["test"], key=lambda r: r.key)
+    out = {name: [r.path for r in test if r.dataset == name][:n] for name in sources}
     jsrt = jsrt_split(jsrt_records(data_dir))["test"]
     out["jsrt"] = [r.path for r in jsrt][:n]
     return out
