@@ -5,8 +5,8 @@ For N test-split films of each source (the committed splits' ``test`` rows: NIH 
 JSRT's test part), every acquisition variant of ``cxrtriage.imaging.acquisition.VARIANTS`` (a black canvas with the
 film's own borders, the same with noise and a marker, wide borders, rotation by +-15 degrees, aspect 0.75 and 1.33)
 goes through ``Triage.predict`` with the bundled model and segmentation, and is counted as triaged (no review), to
-review (``needs_review``) or refused (``NotAChestXrayError``); every lateral film of ``<data>/laterals`` is counted the same
-way. With ``--baseline SRC`` the same films go through another source tree as well (e.g. the commit before the
+review (``needs_review``) or refused (``NotAChestXrayError``); every lateral film of ``<data>/laterals`` is counted
+the same way. With ``--baseline SRC`` the same films go through another source tree as well (e.g. the commit before the
 exposed-field stage, unpacked with ``git archive``), in its own process, so before and after sit in one file.
 
     python scripts/gate_robustness.py [--n 40] [--out prototype/eval/gate_robustness.json] [--baseline /tmp/base/src]
