@@ -21,9 +21,13 @@ from torch import nn
 
 from cxrtriage.train.model import ArchConfig, CXRNet
 
-COMBINE_RULE = "mean of logits; feature maps concatenated, head weights /K"
-#: preprocessing keys that must agree between members (one input feeds every member)
-PREPROCESS_KEYS = ("input_size", "mean", "std", "window", "resize", "channels", "quantize")
+COMBINE_RULE = (
+    "mean of logits; feature maps concatenated, head weights /K; each member's own input mean/std restored in the graph"
+)
+#: preprocessing keys that must agree between members (one input feeds every member). The input mean and std may
+#: differ (each run measures them on its own training sample): the graph maps the first member's normalisation to
+#: each member's own, exactly
+PREPROCESS_KEYS = ("input_size", "window", "resize", "channels", "quantize")
 
 
 class MemberMismatch(ValueError):
@@ -34,7 +38,9 @@ class SeedEnsemble(nn.Module):
     """Members of one architecture run on the same input: (mean logit [N,1], concatenated feature maps
     [N, K*C, h, w]) plus the mean finding logits [N, F] when the members have finding heads."""
 
-    def __init__(self, members: Sequence[CXRNet]) -> None:
+    def __init__(self, members: Sequence[CXRNet], norms: Sequence[tuple[float, float]] | None = None) -> None:
+        """``norms``: each member's (mean, std) input normalisation; the graph's input is normalised with the first
+        member's, and member k sees ``(x * std_1 + mean_1 - mean_k) / std_k``: the image it was trained on."""
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -44,9 +50,19 @@ class SeedEnsemble(nn.Module):
                 raise MemberMismatch(f"ensemble member {i} has another architecture than member 1 ({m.cfg} vs {first})")
         self.cfg: ArchConfig = first
         self.members = nn.ModuleList(members)
+        norms = list(norms) if norms is not None else [(0.0, 1.0)] * len(members)
+        if len(norms) != len(members):
+            raise ValueError(f"{len(norms)} normalisations for {len(members)} members")
+        m1, s1 = norms[0]
+        #: per member: input * scale + shift turns the first member's normalised input into its own
+        self.scales = [s1 / s for _, s in norms]
+        self.shifts = [(m1 - m) / s for m, s in norms]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outs = [m(x) for m in self.members]
+        outs = [
+            m(x if (a, b) == (1.0, 0.0) else x * a + b)
+            for m, a, b in zip(self.members, self.scales, self.shifts, strict=True)
+        ]
         logit = torch.stack([o[0] for o in outs]).mean(dim=0)
         fmap = torch.cat([o[1] for o in outs], dim=1)
         if self.cfg.findings:
@@ -87,7 +103,7 @@ def combine(members: Sequence[CXRNet], preprocess: Sequence[dict], names: Sequen
     check_preprocessing(preprocess, names)
     if len(members) == 1:
         return members[0]
-    model = SeedEnsemble(members)
+    model = SeedEnsemble(members, [(float(p["mean"]), float(p["std"])) for p in preprocess])
     model.eval()
     return model
 
