@@ -82,3 +82,13 @@ def test_boxes_on_the_field_are_reported_in_original_pixels() -> None:
     assert (out.x, out.y) == (2 * (10 + field.x0), 2 * (20 + field.y0)) and (out.w, out.h) == (60, 80)
     assert field.xywh((2 * w, 2 * h))[:2] == [2 * field.x0, 2 * field.y0]
     assert to_original_pixels([crop], (w, h), (w, h), whole((h, w))) == [crop]
+
+
+def test_block_means_are_the_means_of_each_block_and_drop_the_ragged_edge() -> None:
+    from cxrtriage.imaging.exposed_field import _block_mean
+
+    x = np.random.default_rng(0).random((103, 66)).astype(np.float32)
+    got = _block_mean(x, 4)
+    want = x[:100, :64].reshape(25, 4, 16, 4).mean(axis=(1, 3))
+    assert got.shape == (25, 16) and np.allclose(got, want, atol=1e-6)
+    assert np.array_equal(_block_mean(x, 1), x)
