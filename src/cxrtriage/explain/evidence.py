@@ -53,7 +53,7 @@ NON_URGENT_MIN_STRENGTH = 0.5
 #: non-urgent): the 95th percentile of their prominence, so about 1 normal film in 20 keeps a crop. The figure and
 #: its fit are in ``prototype/eval/evidence_rule.json`` (a test keeps the two equal). Urgent results keep their
 #: crops whatever the prominence: they are how the reader checks the flag.
-NON_URGENT_MIN_PROMINENCE = 2.86
+NON_URGENT_MIN_PROMINENCE = 2.88
 
 
 @dataclass(frozen=True)
