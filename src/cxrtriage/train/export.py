@@ -41,7 +41,7 @@ from cxrtriage.train.operating_point import (
 )
 from cxrtriage.train.trainer import cache_config, limit_per_dataset, load_cache
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 N_CALIB = 256
 N_INDEX_PEDIATRIC = 600
 KNN_K = 5
