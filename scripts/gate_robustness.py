@@ -43,7 +43,11 @@ def _films(data_dir: Path, n: int) -> dict[str, list[Path]]:
     from cxrtriage.data import jsrt_records, jsrt_split, load_split_records
 
     sources = tuple(d for d in ("nih", "kermany", "shenzhen") if (data_dir / d / "labels.csv").is_file())
-    test = sorted(load_split_records(data_dir, sources)["test"], key=lambda r: r.key)
+    try:
+        test = sorted(load_split_records(data_dir, sources)["test"], key=lambda r: r.key)
+    except KeyError:  # a baseline tree from before Shenzhen was a source: the sources it knows
+        sources = ("nih", "kermany")
+        test = sorted(load_split_records(data_dir, sources)["test"], key=lambda r: r.key)
     out = {name: [r.path for r in test if r.dataset == name][:n] for name in sources}
     jsrt = jsrt_split(jsrt_records(data_dir))["test"]
     out["jsrt"] = [r.path for r in jsrt][:n]
