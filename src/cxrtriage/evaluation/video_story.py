@@ -40,16 +40,17 @@ class Film:
 
 #: the only image sources whose licences allow them in the committed video (never Shenzhen, JSRT or laterals)
 ALLOWED_SOURCES = ("nih/", "kermany/")
-#: the queue already waiting when the recording starts: test-split films chosen because generation 2 triaged them
-#: Non-Urgent; the caption says what the running model answered for them (``queue_summary``), whatever the model
+#: the queue already waiting when the recording starts: test-split films labelled non-urgent that the shipped model
+#: (generation 3; three of generation 2's choices now fall in its review band) triages Non-Urgent; the caption says
+#: what the running model answered for them (``queue_summary``), whatever the model
 QUEUE: tuple[Film, ...] = (
-    Film("NS-24031", "nih/images/00001921_002.png", 41),
+    Film("NS-24031", "nih/images/00001323_001.png", 41),
     Film("NS-24032", "kermany/images/NORMAL/IM-0365-0001.jpeg", 36),
     Film("NS-24033", "nih/images/00003363_002.png", 30),
     Film("NS-24034", "nih/images/00001504_002.png", 22),
     Film("NS-24035", "kermany/images/NORMAL/IM-0452-0001.jpeg", 15),
-    Film("NS-24036", "nih/images/00002576_008.png", 9),
-    Film("NS-24037", "nih/images/00003428_002.png", 4),
+    Film("NS-24036", "nih/images/00002239_004.png", 9),
+    Film("NS-24037", "nih/images/00003275_005.png", 4),
 )
 #: the film that arrives on screen (NIH test split, labelled Pneumonia in NIH's labels), with the synthetic report
 URGENT = Film("NS-24038", "nih/images/00010334_010.png", 0, PRIOR_REPORT)
