@@ -335,9 +335,10 @@ def test_real_laterals_are_refused_or_sent_to_review(engine, data_dir):
             accepted.append((p.name, pred))
     # A lateral whose masks still look like a typical pair of lungs is sent to review rather than refused (the
     # view probe alone never turns a typical pair away: sick children scored high with one classifier), so the
-    # refusal share is below the probe's cross-validated 29 of 34; every lateral not refused must reach a human.
+    # refusal share is below the probe's cross-validated one; every lateral not refused must reach a human. A lateral
+    # may also be refused by the similarity or chest-layout gate: its message then names what it is not.
     assert len(refused) >= 0.6 * len(paths), [n for n, _ in accepted]
-    assert all("lateral" in msg for _, msg in refused), refused
+    assert all("lateral" in msg or "frontal chest radiograph" in msg for _, msg in refused), refused
     for name, pred in accepted:
         assert not (pred.label == "Non-Urgent" and not pred.needs_review), name
         assert pred.needs_review and pred.label == "Urgent", name

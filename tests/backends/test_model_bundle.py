@@ -32,7 +32,8 @@ def test_metadata_carries_preprocessing_and_operating_point():
     low, high = meta["review_band"]
     assert 0 < low <= meta["threshold"] <= high < 1
     assert meta["quantization"]["format"].startswith("QDQ static int8")
-    assert len(meta["head"]["weight"]) == meta["arch"]["widths"][-1]
+    members = (meta.get("ensemble") or {}).get("members", 1)  # a seed ensemble: the members' maps side by side
+    assert len(meta["head"]["weight"]) == meta["arch"]["widths"][-1] * members
 
 
 def test_model_is_int8_quantized():
