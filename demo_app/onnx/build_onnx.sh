@@ -8,7 +8,8 @@
 # and runs one prediction on the new bundle.
 #
 # Usage: demo_app/onnx/build_onnx.sh [--checkpoint PATH] [--out DIR | --install] [--data-dir DIR] [--trace FILE]
-#   --checkpoint PATH  training checkpoint (default runs/bundled/checkpoint.pt; `make train` makes one)
+#   --checkpoint PATH  training checkpoint; give it once per member of a seed ensemble (default: the shipped
+#                      ensemble's members, runs/seed_1129 and runs/seed_2; `make train` makes them)
 #   --out DIR          write the bundle here (default: a new temporary directory, kept and printed)
 #   --install          write the bundle over the packaged model in src/cxrtriage/weights (then run `make evaluate`
 #                      and `make bench` to put test metrics and speed back into the model card)
@@ -29,7 +30,7 @@ fi
 usage() { sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 die() { echo "build_onnx: ERROR: $*" >&2; exit 2; }
 
-checkpoint="runs/bundled/checkpoint.pt"
+checkpoints=()
 out=""
 install=0
 data_dir=""
@@ -37,7 +38,7 @@ trace=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
-        --checkpoint) [[ $# -ge 2 ]] || die "--checkpoint needs a path"; checkpoint="$2"; shift 2 ;;
+        --checkpoint) [[ $# -ge 2 ]] || die "--checkpoint needs a path"; checkpoints+=("$2"); shift 2 ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a directory"; out="$2"; shift 2 ;;
         --install) install=1; shift ;;
         --data-dir) [[ $# -ge 2 ]] || die "--data-dir needs a directory"; data_dir="$2"; shift 2 ;;
@@ -47,9 +48,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${install} -eq 0 || -z "${out}" ]] || die "--out and --install exclude each other"
 
-if [[ ! -f "${checkpoint}" ]]; then
-    die "no checkpoint at ${checkpoint}. Train one first with \`make train\` (needs the data directory; about an hour on two CPU cores), or pass --checkpoint PATH."
-fi
+[[ ${#checkpoints[@]} -gt 0 ]] || checkpoints=(runs/seed_1129/checkpoint.pt runs/seed_2/checkpoint.pt)
+for checkpoint in "${checkpoints[@]}"; do
+    [[ -f "${checkpoint}" ]] || die "no checkpoint at ${checkpoint}. Train them first with \`make train\` (needs the data directory; about 20 minutes per seed on two CPU cores), or pass --checkpoint PATH."
+done
 "${PYTHON}" -c "import torch, onnx" 2>/dev/null \
     || die "${PYTHON} lacks torch/onnx: install the [train] extra (make install, or pip install -e '.[train]')"
 
@@ -62,10 +64,11 @@ fi
 mkdir -p "${out}"
 trace="${trace:-${out}/medgemma_quant.tracing.txt}"
 
-export_args=(--checkpoint "${checkpoint}" --out "${out}" --trace "${trace}")
+export_args=()
+for checkpoint in "${checkpoints[@]}"; do export_args+=(--checkpoint "${checkpoint}"); done
+fp32_copy="${out}/model.fp32.onnx"; [[ ${install} -eq 0 ]] || fp32_copy="runs/bundled/model.fp32.onnx"
+export_args+=(--out "${out}" --trace "${trace}" --fp32-copy "${fp32_copy}")
 [[ -z "${data_dir}" ]] || export_args+=(--data-dir "${data_dir}")
-ablation_log="$(dirname "$(dirname "${checkpoint}")")/ablation_nih_only/train_log.json"
-[[ ! -f "${ablation_log}" ]] || export_args+=(--compare-log "${ablation_log}")
 
 echo "build_onnx: cxrtriage export ${export_args[*]}"
 "${PYTHON}" -m cxrtriage.cli.main export "${export_args[@]}"
