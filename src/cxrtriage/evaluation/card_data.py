@@ -138,12 +138,14 @@ def previous_generation_of(old: CardData) -> dict[str, Any] | None:
     measured = {k: v for k, v in old.measured().items() if k not in ("previous_generation", "previous_calibration")}
     if not measured:
         return old.previous_generation
-    commands = [f"{b.get('command')} ({b.get('created')})" for b in measured.values() if isinstance(b, dict)]
+    commands = [
+        f"{b['command']} ({b.get('created')})" for b in measured.values() if isinstance(b, dict) and b.get("command")
+    ]
     block: dict[str, Any] = {
         "name": old.model.name,
         "version": old.model.version,
         "sha256": old.model.sha256,
-        "measured": "; ".join(c for c in commands if not c.startswith("None")) or "its card.json",
+        "measured": "; ".join(commands) or "its card.json",
         "summary": _summary_of(old),
     }
     if old.operating_points:
