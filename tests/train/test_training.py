@@ -158,20 +158,22 @@ def test_shenzhen_trains_as_a_third_site_and_the_worst_site_picks_the_epoch(data
     assert log["best_epoch"]["auc"] == min(v for k, v in best.items() if k.startswith("val_spec95_"))
 
 
-def test_the_epoch_rule_is_one_of_two_named_rules():
-    from cxrtriage.train.trainer import _selection
+def test_the_epoch_rule_is_one_of_the_named_rules():
+    from cxrtriage.train.epoch_selection import epoch_figure as _selection
 
     every = {"nih", "pediatric", "shenzhen"}
     assert _selection("nih", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, every) == (0.9, "val_auc_nih")
     assert _selection("worst", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, every) == (0.1, "min_val_spec95")
     assert _selection("nih", 0.9, 0.8, {}, {"pediatric"}) == (0.8, "val_auc_pediatric")
+    band = {"nih": 0.6, "shenzhen": 0.3, "pediatric": 0.9}
+    assert _selection("worst_band", 0.9, 0.8, {"nih": 0.5, "shenzhen": 0.1}, every, band) == (0.3, "min_val_spec_band")
     with pytest.raises(ValueError, match="select_on"):
         _selection("mean", 0.9, 0.8, {"nih": 0.5}, every)
 
 
 def test_a_source_left_out_of_training_never_picks_the_epoch():
     """Leave-one-source-out: a source validated but not trained on is a test; its figure must not choose."""
-    from cxrtriage.train.trainer import _selection
+    from cxrtriage.train.epoch_selection import epoch_figure as _selection
 
     spec95 = {"nih": 0.5, "pediatric": 0.7, "shenzhen": 0.1}
     assert _selection("worst", 0.9, 0.8, spec95, {"nih", "pediatric"}) == (0.5, "min_val_spec95")
@@ -198,3 +200,50 @@ def test_training_reads_a_film_on_a_canvas_as_the_pipeline_does(tmp_path):
         records.append(Record("nih", name, tmp_path / f"{name}.png", patient=name, urgent=0))
     alone, on_canvas = load_cache(records, 64, "test").astype(np.float32)
     assert np.abs(alone - on_canvas).mean() < 6.0  # the same film, up to the field's few-pixel edge
+
+
+def test_the_band_figure_averages_specificity_over_high_sensitivities():
+    """On 20 urgent films, specificity at sensitivity 0.95 falls from 1 to 0 when a second urgent film scores below
+    every normal one; the 0.80-1.00 band mean falls by a quarter per film, so one epoch's pair of films cannot
+    decide alone which weights ship."""
+    from cxrtriage.evaluation.metrics import mean_specificity_at_high_sensitivity, specificity_at_sensitivity
+
+    y = np.r_[np.zeros(20), np.ones(20)]
+    scores = np.r_[np.linspace(0, 1, 20), np.linspace(2, 3, 20)]
+    band, point = [], []
+    for n_low in (0, 1, 2):
+        s = scores.copy()
+        s[20 : 20 + n_low] = -1.0  # urgent films scored below every normal one
+        band.append(mean_specificity_at_high_sensitivity(y, s))
+        point.append(specificity_at_sensitivity(y, s, 0.95))
+    assert point == [1.0, 1.0, 0.0]
+    assert band == pytest.approx([1.0, 0.75, 0.5], abs=0.01)
+
+
+def test_balanced_sampling_draws_each_source_half_urgent_half_not():
+    from cxrtriage.train.epoch_sampling import draw_epoch
+
+    rng = np.random.default_rng(0)
+    pediatric = np.r_[np.ones(300), np.zeros(100)]  # three quarters urgent, as the pediatric set
+    idx = draw_epoch(rng, pediatric, 120, "source_label")
+    assert len(idx) == 120 and pediatric[idx].sum() == 60
+    nih = np.r_[np.ones(10), np.zeros(50)]
+    idx = draw_epoch(rng, nih, None, "source_label")  # all of it, as many as it has, the small cell repeated
+    assert len(idx) == 60 and nih[idx].sum() == 30 and len(set(idx[nih[idx] == 1])) == 10
+    assert len(draw_epoch(rng, np.zeros(65), 60, "source_label")) == 60  # JSRT normals: one label only
+    assert list(draw_epoch(rng, nih, None, "source")) == list(range(60))  # generation 3: every NIH film, in order
+    with pytest.raises(ValueError, match="balance"):
+        draw_epoch(rng, nih, 10, "uniform")
+
+
+def test_kept_epochs_let_another_rule_choose_afterwards(data_dir, tmp_path):
+    """``keep_epochs`` saves each epoch's weights with its validation row, so a recipe can be re-judged by another
+    epoch rule without retraining; the band figure is logged for every source with both labels."""
+    _, ckpt, log = _tiny_run(data_dir, tmp_path, keep_epochs=True, balance="source_label", nih_per_epoch=8)
+    kept = sorted((tmp_path / "run" / "epochs").glob("*.pt"))
+    assert [p.name for p in kept] == ["01.pt", "02.pt"]
+    for path, row in zip(kept, log["history"], strict=True):
+        saved = torch.load(path, weights_only=False)
+        assert saved["best"] == row and saved["preprocess"] == torch.load(ckpt, weights_only=False)["preprocess"]
+        assert 0.0 <= row["val_spec_band_nih"] <= 1.0
+    assert log["config"]["balance"] == "source_label"

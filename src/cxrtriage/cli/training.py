@@ -38,6 +38,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         lung_weight=args.lung_weight,
         shenzhen_per_epoch=args.shenzhen_per_epoch,
         select_on=args.select_on,
+        balance=args.balance,
+        nih_per_epoch=args.nih_per_epoch,
+        keep_epochs=args.keep_epochs,
     )
     ckpt = train(cfg)
     print(f"checkpoint written to {ckpt}")
@@ -174,10 +177,22 @@ def _add_train_parser(sub: SubCommands) -> None:
     )
     s.add_argument(
         "--select-on",
-        choices=["nih", "worst"],
+        choices=["nih", "worst", "worst_band"],
         default="worst",
         help="pick the epoch by the worst validation source's specificity at sensitivity 0.95 (default; sources "
-        "trained on only) or by NIH validation AUC (generation 2)",
+        "trained on only), by the worst source's mean specificity over sensitivities 0.80-1.00 (worst_band), or by "
+        "NIH validation AUC (generation 2)",
+    )
+    s.add_argument(
+        "--balance",
+        choices=["source", "source_label"],
+        default="source",
+        help="per epoch: every NIH film and a quota of each other source (default), or each source's quota drawn "
+        "half urgent, half non-urgent (source_label)",
+    )
+    s.add_argument("--nih-per-epoch", type=int, help="NIH films per epoch (default: all of its train part)")
+    s.add_argument(
+        "--keep-epochs", action="store_true", help="also save every epoch's weights in OUT/epochs/ (about 1 MB each)"
     )
     s.add_argument(
         "--opacity-weight",

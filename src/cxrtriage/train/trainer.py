@@ -37,11 +37,13 @@ from cxrtriage.data import (
     rsna_opacity_labels,
     split_sha256,
 )
-from cxrtriage.evaluation.metrics import specificity_at_sensitivity
+from cxrtriage.evaluation.metrics import mean_specificity_at_high_sensitivity, specificity_at_sensitivity
 from cxrtriage.imaging.exposed_field import analysed_region
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import PERCENTILE_WINDOW, QUANTIZE_UINT8, SQUASH_BILINEAR, percentile_window, to_cache
 from cxrtriage.train.augment import augment, augment_level
+from cxrtriage.train.epoch_sampling import draw_epoch
+from cxrtriage.train.epoch_selection import epoch_figure
 from cxrtriage.train.model import ArchConfig, CXRNet
 
 
@@ -86,6 +88,12 @@ class TrainConfig:
     #: which validation figure picks the epoch: "nih" (generation 2: NIH AUC) or "worst" (the lowest specificity at
     #: sensitivity 0.95 over the validation sources that have both labels: the recipe for the worst site)
     select_on: str = "worst"
+    #: how an epoch's films are drawn, one of :data:`~cxrtriage.train.epoch_sampling.BALANCES`
+    balance: str = "source"
+    #: NIH films per epoch (None: as many as its train part has)
+    nih_per_epoch: int | None = None
+    #: also save every epoch's weights under ``epochs/`` (so another selection rule can be applied afterwards)
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         if self.augment is None:
@@ -214,21 +222,6 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else float("nan")
 
 
-def _selection(
-    select_on: str, auc_nih: float, auc_ker: float | None, spec95: dict[str, float], trained: set[str]
-) -> tuple[float, str]:
-    """The validation figure that picks the epoch, and its name. "nih": NIH AUC (pediatric AUC when NIH is left
-    out: its validation would then be a test); "worst": the lowest specificity at sensitivity 0.95 over the
-    validation sources trained on, so the epoch that serves the worst site best wins. A source left out of
-    training (``trained`` names those kept) is a leave-one-source-out test and never picks the epoch."""
-    if select_on not in ("nih", "worst"):
-        raise ValueError(f"select_on must be 'nih' or 'worst', got {select_on!r}")
-    seen = {k: v for k, v in spec95.items() if k in trained}
-    if select_on == "worst" and seen:
-        return min(seen.values()), "min_val_spec95"
-    return (auc_nih, "val_auc_nih") if "nih" in trained else (float(auc_ker or "nan"), "val_auc_pediatric")
-
-
 def train(cfg: TrainConfig) -> Path:
     """Run training; writes ``checkpoint.pt`` and ``train_log.json`` into ``cfg.out_dir`` and returns the checkpoint."""
     seed_everything(cfg.seed)
@@ -285,6 +278,7 @@ def train(cfg: TrainConfig) -> Path:
     stats_from = cache["tr_nih"] if len(tr_nih) else cache["tr_ker"]
     windowed = apply_window(torch.from_numpy(stats_from).float().div_(255).unsqueeze(1), cfg.window)
     mean, std = float(windowed.mean()), float(windowed.std())
+    preprocess = {**cache_config(S, cfg.window), "mean": mean, "std": std}
     load_s = time.time() - t0
 
     findings = ("lung_opacity",) if rsna else ()
@@ -296,7 +290,8 @@ def train(cfg: TrainConfig) -> Path:
     n_ker = min(cfg.kermany_per_epoch, len(tr_ker))
     n_jsrt = min(cfg.jsrt_per_epoch, len(tr_jsrt))
     n_shz = min(cfg.shenzhen_per_epoch, len(tr_shz))
-    steps_per_epoch = math.ceil((len(tr_nih) + n_ker + n_jsrt + n_shz) / cfg.batch_size)
+    n_nih = len(tr_nih) if cfg.nih_per_epoch is None or not len(tr_nih) else cfg.nih_per_epoch
+    steps_per_epoch = math.ceil((n_nih + n_ker + n_jsrt + n_shz) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     # at least two warm-up steps: OneCycleLR divides by zero when the warm-up ends on step 0 (tiny smoke runs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.1, 2.0 / total))
@@ -308,14 +303,15 @@ def train(cfg: TrainConfig) -> Path:
     best = {"auc": -1.0, "epoch": -1}
     for epoch in range(cfg.epochs):
         model.train()
-        ker_idx = rng.choice(len(tr_ker), n_ker, replace=False) if n_ker else np.zeros(0, int)
-        jsrt_idx = rng.choice(len(tr_jsrt), n_jsrt, replace=False) if n_jsrt else np.zeros(0, int)
-        shz_idx = rng.choice(len(tr_shz), n_shz, replace=False) if n_shz else np.zeros(0, int)
-        picked = (("tr_ker", ker_idx), ("tr_jsrt", jsrt_idx), ("tr_shz", shz_idx))
-        X = np.concatenate([cache["tr_nih"]] + [cache[k][i] for k, i in picked])
-        Y = np.concatenate([y["tr_nih"]] + [y[k][i] for k, i in picked])
-        OP = np.concatenate([op_tr_nih, -np.ones(len(ker_idx) + len(jsrt_idx) + len(shz_idx), np.float32)])
-        M = np.concatenate([att["tr_nih"]] + [att[k][i] for k, i in picked]) if use_attention else None
+        nih_idx = draw_epoch(rng, y["tr_nih"], cfg.nih_per_epoch, cfg.balance)
+        ker_idx = draw_epoch(rng, y["tr_ker"], n_ker, cfg.balance)
+        jsrt_idx = draw_epoch(rng, y["tr_jsrt"], n_jsrt, cfg.balance)
+        shz_idx = draw_epoch(rng, y["tr_shz"], n_shz, cfg.balance)
+        picked = (("tr_nih", nih_idx), ("tr_ker", ker_idx), ("tr_jsrt", jsrt_idx), ("tr_shz", shz_idx))
+        X = np.concatenate([cache[k][i] for k, i in picked])
+        Y = np.concatenate([y[k][i] for k, i in picked])
+        OP = np.concatenate([op_tr_nih[nih_idx], -np.ones(len(ker_idx) + len(jsrt_idx) + len(shz_idx), np.float32)])
+        M = np.concatenate([att[k][i] for k, i in picked]) if use_attention else None
         order = rng.permutation(len(X))
         losses = []
         bar = tqdm(
@@ -359,10 +355,13 @@ def train(cfg: TrainConfig) -> Path:
             "elapsed_s": round(time.time() - t0, 1),
         }
         spec95 = {}  # specificity at sensitivity 0.95 per validation source: what a rule-out threshold leaves
+        band = {}  # and its mean over sensitivities 0.80-1.00, less at the mercy of one urgent film's score
         for name, key in (("nih", "va_nih"), ("pediatric", "va_ker"), ("shenzhen", "va_shz")):
             if len(set(y[key].tolist())) == 2:
                 spec95[name] = float(specificity_at_sensitivity(y[key], val[key], 0.95))
                 row[f"val_spec95_{name}"] = spec95[name]
+                band[name] = mean_specificity_at_high_sensitivity(y[key], val[key], 0.8)
+                row[f"val_spec_band_{name}"] = band[name]
                 if name == "shenzhen":
                     row["val_auc_shenzhen"] = _auc(y[key], val[key])
         if len(va_jsrt):  # all negatives: the share above the NIH median logit shows what another site's normals get
@@ -373,17 +372,21 @@ def train(cfg: TrainConfig) -> Path:
         history.append(row)
         print(json.dumps(row), flush=True)
         trained = {k for k, recs in (("nih", tr_nih), ("pediatric", tr_ker), ("shenzhen", tr_shz)) if recs}
-        chosen_on, chosen_name = _selection(cfg.select_on, auc_nih, auc_ker, spec95, trained)
+        chosen_on, chosen_name = epoch_figure(cfg.select_on, auc_nih, auc_ker, spec95, trained, band)
         if epoch == 0 or chosen_on > best["auc"]:  # NaN (one-class validation) never beats a real AUC
             best = {"auc": chosen_on, "epoch": epoch + 1, "chosen_on": chosen_name}
             state = {k: v.detach().clone() for k, v in ema.module.state_dict().items()}
+        if cfg.keep_epochs:
+            (out_dir / "epochs").mkdir(exist_ok=True)
+            kept = {"arch": arch, "state_dict": ema.module.state_dict(), "preprocess": preprocess, "best": row}
+            torch.save(kept, out_dir / "epochs" / f"{epoch + 1:02d}.pt")
 
     ckpt = out_dir / "checkpoint.pt"
     torch.save(
         {
             "arch": arch,
             "state_dict": state,
-            "preprocess": {**cache_config(S, cfg.window), "mean": mean, "std": std},
+            "preprocess": preprocess,
             "best": best,
         },
         ckpt,

@@ -28,6 +28,7 @@ from cxrtriage.evaluation.metrics.bootstrap import (
 from cxrtriage.evaluation.metrics.calibration import expected_calibration_error, reliability_table
 from cxrtriage.evaluation.metrics.classification import (
     OperatingPoint,
+    mean_specificity_at_high_sensitivity,
     operating_point,
     precision_recall_curve,
     roc_auc,
@@ -48,6 +49,7 @@ __all__ = [
     "bootstrap_threshold_interval",
     "box_iou",
     "expected_calibration_error",
+    "mean_specificity_at_high_sensitivity",
     "operating_point",
     "pointing_hit",
     "reliability_table",

@@ -165,3 +165,20 @@ def specificity_at_sensitivity(y_true: ArrayLike, scores: ArrayLike, target: flo
     NaN when only one class is present.
     """
     return _best_rate_on_roc(y_true, scores, target, given="sensitivity")
+
+
+def mean_specificity_at_high_sensitivity(y_true: ArrayLike, scores: ArrayLike, low: float = 0.8) -> float:
+    """Specificity averaged over sensitivities from ``low`` to 1 (each as :func:`specificity_at_sensitivity`).
+
+    Why: a rule-out operating point lives at high sensitivity, but specificity at one sensitivity (0.95) on a few
+    dozen urgent films is set by one or two of them; the mean over a band of sensitivities (a partial AUC of the
+    high-sensitivity end, in specificity units) moves less when one film's score does. NaN with one class only.
+    """
+    y, s = check_pair(y_true, scores)
+    low = check_fraction(low, "low")
+    if y.min() == y.max():
+        return math.nan
+    fpr, tpr, _ = _roc(y, s)
+    spec = 1.0 - fpr
+    grid = np.linspace(low, 1.0, 101)
+    return float(np.mean([spec[tpr >= g - 1e-12].max() for g in grid]))
