@@ -34,7 +34,7 @@ help:
 	@echo "make notebooks the three prototype notebooks, smoke profile (PROFILE=full: the larger one), saved back with their outputs in prototype/notebooks/ (what is committed; ~6 min on 2 cores) + HTML in prototype/notebooks/executed/"
 	@echo "make prototype-md  regenerate the measured-results table of prototype/prototype.md from prototype/eval/*.json"
 	@echo "make evaluate  metrics on held-out test patients, evidence vs radiologist boxes, the frontal-view check (needs the data directory)"
-	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate; ~1 min)"
+	@echo "make writeup   writeup.pdf from docs/writeup/writeup.md.j2, the metrics files, fresh figures and a UI screenshot (after make evaluate and cxrtriage evaluate-operating-points; ~1 min)"
 	@echo "make video     video/demo.mp4: a narrated night-shift story recorded from the running application (needs espeak-ng, ffmpeg, chromium; numbers from the metrics files; ~3 min)"
 	@echo "make screenshots  the result page after triaging a bundled sample at 1366x768 and 1920x1080 -> build/screenshots/; the first becomes docs/images/quickstart.png"
 	@echo "make deliverables  writeup.pdf, video/demo.mp4 and the executed notebooks' HTML (~4 min after make evaluate)"

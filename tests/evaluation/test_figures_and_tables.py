@@ -142,3 +142,26 @@ def test_pick_cases_shows_misses_and_review_cases_from_every_group() -> None:
     assert len(example_cases.pick_cases(ids, truth, labels, review, groups, n=50)) == 8
     with pytest.raises(ValueError, match="same length"):
         example_cases.pick_cases(ids, truth[:-1], labels, review, groups)
+
+
+def test_roc_marks_every_set_s_operating_point_and_names_a_shared_threshold_once(ys) -> None:
+    y, s = ys
+    curves = {"adult": (y, s), "child": (y, 1 - s / 2), "site": (y[:20], s[:20])}
+    ax = figures.roc_plot(curves, thresholds=dict.fromkeys(curves, 0.5)).axes[0]
+    lines = {ln.get_label(): ln.get_color() for ln in ax.get_lines()}
+    dots = [ln for ln in ax.get_lines() if ln.get_marker() == "o"]
+    assert len(dots) == 3 and {d.get_color() for d in dots} == {c for k, c in lines.items() if "AUC" in k}
+    for d, (name, (yy, ss)) in zip(dots, curves.items()):
+        op = metrics.operating_point(yy, ss, 0.5)
+        assert (d.get_xdata()[0], d.get_ydata()[0]) == (1 - op.specificity, op.sensitivity), name
+    assert ax.get_title() == "ROC (dots: threshold 0.50)" and not ax.texts  # no three labels over each other
+
+
+def test_reliability_curves_give_each_set_its_ece(ys) -> None:
+    y, s = ys
+    fig = figures.reliability_curves({"adult": (y, s), "site": (y[:20], s[:20])})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[1:] == [
+        f"adult: ECE {metrics.expected_calibration_error(y, s):.3f}",
+        f"site: ECE {metrics.expected_calibration_error(y[:20], s[:20]):.3f}",
+    ]

@@ -87,6 +87,7 @@ def cmd_evaluate_operating_points(args: argparse.Namespace) -> int:
         model_dir=args.model_dir,
         generation=args.generation,
         n_boot=args.n_boot,
+        jsonl_dir=Path(args.jsonl_dir),
     )
     if args.update_card:
         from cxrtriage.evaluation.model_card import update_bundle_operating_points
@@ -242,6 +243,11 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--generation", default="", help="how the report names the model, e.g. 'generation 2 (shipped)'")
     s.add_argument("--out", default="prototype/eval/operating_points.json")
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the 95%% CIs")
+    s.add_argument(
+        "--jsonl-dir",
+        default="runs/eval",
+        help="per-image predictions and gold labels go to JSONL_DIR/<stem of --out>/ (the write-up's curves)",
+    )
     s.add_argument("--doc", help="then regenerate the operating-point block of this Markdown file (docs/MODEL.md)")
     s.add_argument(
         "--update-card",

@@ -52,7 +52,7 @@ def score_set(engine: Triage, records: list[Record], desc: str) -> dict:
     }
 
 
-def _write_jsonl(res: dict, threshold: float, preds: Path, gold: Path) -> None:
+def write_jsonl(res: dict, threshold: float, preds: Path, gold: Path) -> None:
     """Predictions and gold labels in the format of prototype/eval/eval_metrics.py, so the metrics can be
     recomputed independently: ``python prototype/eval/eval_metrics.py --preds P --gold G``."""
     with preds.open("w") as fp, gold.open("w") as fg:
@@ -241,8 +241,8 @@ def run_evaluation(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     jsonl_dir.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(nih, threshold, jsonl_dir / "nih_test_preds.jsonl", jsonl_dir / "nih_test_gold.jsonl")
-    _write_jsonl(ped, threshold, jsonl_dir / "pediatric_test_preds.jsonl", jsonl_dir / "pediatric_test_gold.jsonl")
+    write_jsonl(nih, threshold, jsonl_dir / "nih_test_preds.jsonl", jsonl_dir / "nih_test_gold.jsonl")
+    write_jsonl(ped, threshold, jsonl_dir / "pediatric_test_preds.jsonl", jsonl_dir / "pediatric_test_gold.jsonl")
     if update_card:
         from cxrtriage.evaluation.model_card import update_bundle_metrics
 

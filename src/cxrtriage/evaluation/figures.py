@@ -44,30 +44,35 @@ def roc_plot(
     thresholds: Mapping[str, float] | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """ROC curve per named set ``{name: (y_true, scores)}``, AUC in the legend, the operating point marked."""
+    """ROC curve per named set ``{name: (y_true, scores)}``, AUC in the legend, each set's operating point marked by a
+    dot of the set's colour. A threshold shared by every marked set is named once, in the title (three sets at the
+    shipped threshold would print three labels over each other); thresholds that differ are written at their dots."""
     fig, ax = _axes(ax)
+    marked = {name: t for name, t in (thresholds or {}).items() if name in curves}
+    shared = next(iter(marked.values())) if len(set(marked.values())) == 1 else None
     for name, (y, s) in curves.items():
         roc = metrics.roc_curve(y, s)
-        ax.plot(
+        (line,) = ax.plot(
             roc["fpr"], roc["tpr"], lw=1.8, label=f"{name} (AUC {metrics.roc_auc(y, s):.3f}, n={len(np.asarray(y))})"
         )
-        if thresholds and name in thresholds:
-            op = metrics.operating_point(y, s, thresholds[name])
-            ax.plot(1 - op.specificity, op.sensitivity, "o", color="black", ms=5)
-            ax.annotate(
-                f"threshold {thresholds[name]:.2f}",
-                (1 - op.specificity, op.sensitivity),
-                textcoords="offset points",
-                xytext=(8, -12),
-                fontsize=8,
-            )
+        if name in marked:
+            op = metrics.operating_point(y, s, marked[name])
+            ax.plot(1 - op.specificity, op.sensitivity, "o", color=line.get_color(), mec="black", ms=5, zorder=3)
+            if shared is None:
+                ax.annotate(
+                    f"threshold {marked[name]:.2f}",
+                    (1 - op.specificity, op.sensitivity),
+                    textcoords="offset points",
+                    xytext=(8, -12),
+                    fontsize=8,
+                )
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(
         xlabel="1 - specificity (false-positive rate)",
         ylabel="sensitivity (recall)",
         xlim=(0, 1),
         ylim=(0, 1.01),
-        title="ROC",
+        title="ROC" if shared is None else f"ROC (dots: threshold {shared:.2f})",
     )
     ax.legend(loc="lower right", fontsize=8)
     return fig
@@ -97,30 +102,38 @@ def reliability_plot(
     y_true: ArrayLike, probs: ArrayLike, *, n_bins: int = 10, name: str = "", ax: Axes | None = None
 ) -> Figure:
     """Reliability diagram: observed urgent rate against mean score per equal-width bin, with counts and ECE."""
+    return reliability_curves({name: (y_true, probs)}, n_bins=n_bins, ax=ax)
+
+
+def reliability_curves(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]], *, n_bins: int = 10, ax: Axes | None = None
+) -> Figure:
+    """Reliability diagram of each named set ``{name: (y_true, probs)}`` on one axes, ECE in the legend and the
+    images per bin beside each point (in the set's colour when there are several sets, so counts are attributable)."""
     fig, ax = _axes(ax)
-    rows = [r for r in metrics.reliability_table(y_true, probs, n_bins) if r["n"]]
-    ece = metrics.expected_calibration_error(y_true, probs, n_bins)
-    conf = [r["mean_confidence"] for r in rows]
-    obs = [r["observed_rate"] for r in rows]
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="perfect calibration")
-    ax.plot(conf, obs, "o-", lw=1.8, label=f"{name + ': ' if name else ''}ECE {ece:.3f}")
-    for r in rows:
-        ax.annotate(
-            str(r["n"]),
-            (r["mean_confidence"], r["observed_rate"]),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=7,
-            color="grey",
-        )
-    ax.set(
-        xlabel="mean calibrated score in bin",
-        ylabel="observed fraction urgent",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
-        title=f"Calibration ({n_bins} bins; numbers: images per bin)",
-    )
-    ax.legend(loc="upper left", fontsize=8)
+    for name, (y_true, probs) in curves.items():
+        rows = [r for r in metrics.reliability_table(y_true, probs, n_bins) if r["n"]]
+        ece = metrics.expected_calibration_error(y_true, probs, n_bins)
+        conf = [r["mean_confidence"] for r in rows]
+        obs = [r["observed_rate"] for r in rows]
+        (line,) = ax.plot(conf, obs, "o-", lw=1.8, label=f"{name + ': ' if name else ''}ECE {ece:.3f}")
+        for r in rows:
+            ax.annotate(
+                str(r["n"]),
+                (r["mean_confidence"], r["observed_rate"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="grey" if len(curves) == 1 else line.get_color(),
+            )
+    title = f"Calibration ({n_bins} bins; numbers: images per bin)"
+    ax.set(xlabel="mean calibrated score in bin", ylabel="observed fraction urgent", xlim=(0, 1), ylim=(0, 1.01))
+    if len(curves) == 1:
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=8)
+    else:  # above the axes, titled: inside, it would hide one set's points wherever it went
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, title=title, frameon=False)
     return fig
 
 

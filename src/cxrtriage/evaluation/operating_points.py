@@ -125,13 +125,28 @@ def build_report(scored: dict[str, dict], threshold: float, n_boot: int) -> dict
     return out
 
 
+def per_image_files(report: Path, source: str, jsonl_dir: Path = Path("runs/eval")) -> tuple[Path, Path]:
+    """The per-image predictions and gold labels behind ``report``'s block of ``source`` (``<jsonl_dir>/<report
+    stem>/<source>_test_{preds,gold}.jsonl``): one folder per report, so measuring another bundle (``--out
+    operating_points_gen2.json``) never overwrites the files the shipped model's figures are drawn from."""
+    folder = Path(jsonl_dir) / Path(report).stem
+    return folder / f"{source}_test_preds.jsonl", folder / f"{source}_test_gold.jsonl"
+
+
 def run_operating_points(
-    data_dir: Path, *, out: Path, model_dir: str | None = None, generation: str = "", n_boot: int = 1000
+    data_dir: Path,
+    *,
+    out: Path,
+    model_dir: str | None = None,
+    generation: str = "",
+    n_boot: int = 1000,
+    jsonl_dir: Path | None = Path("runs/eval"),
 ) -> dict:
     """Score every source's test films with the bundle in ``model_dir`` (default the bundled model) and write the
-    report to ``out``."""
+    report to ``out``; each source's per-image predictions and gold labels go to :func:`per_image_files` (kept out
+    of the repository: they name dataset files and copy their labels; the write-up draws its curves from them)."""
     from cxrtriage import decision
-    from cxrtriage.evaluation.evaluate import score_set
+    from cxrtriage.evaluation.evaluate import score_set, write_jsonl
     from cxrtriage.pipeline import Triage
 
     engine = Triage(model_dir=model_dir)
@@ -167,4 +182,9 @@ def run_operating_points(
     report = metrics.to_jsonable(report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    if jsonl_dir is not None:
+        for source, res in scored.items():
+            preds, gold = per_image_files(out, source, jsonl_dir)
+            preds.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(res, threshold, preds, gold)
     return report

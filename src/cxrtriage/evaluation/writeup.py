@@ -4,8 +4,9 @@ every number is read from a file a command wrote.
 * Numbers: the template asks for ``{{ n("name") }}``; :data:`NUMBERS` says which file and key each name comes from.
   Every number used is recorded in ``docs/writeup/numbers.json`` (text, value, file, key, the command that writes the
   file), so a test can re-read each one from its source and find it in the PDF.
-* Figures: the architecture (drawn here), ROC and calibration from the per-image predictions ``make evaluate``
-  leaves in ``runs/eval/`` (needs the data directory), and a screenshot of the real UI (a server is started and
+* Figures: the architecture (drawn here), ROC and calibration of every test set in the results table from the
+  per-image predictions ``make evaluate`` (NIH, pediatric) and ``cxrtriage evaluate-operating-points`` (Shenzhen)
+  leave in ``runs/eval/`` (needs the data directory), and a screenshot of the real UI (a server is started and
   driven with Playwright and Debian's chromium).
 * PDF: headless Chromium's print-to-PDF. It is already what the browser test uses, it lays out HTML tables and
   figures as a reader sees them, and it adds no TeX or Python PDF stack to the environment.
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cxrtriage.evaluation import writeup_numbers
 from cxrtriage.evaluation.live_server import CHROMIUM
 
 # the numbers (writeup_numbers) are re-exported under the names the video and the tests have always used
@@ -79,36 +81,57 @@ def architecture_figure(out: Path) -> Path:
     return out
 
 
-def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Path]:
-    """ROC (both test sets) and calibration (NIH adults) from ``runs/eval/*_test_{preds,gold}.jsonl``."""
+#: the test sets the curves show: name, per-image predictions and gold labels (``<stem>_{preds,gold}.jsonl`` under
+#: the checkout), and the report and block whose figures the results table quotes for that set
+CURVE_SETS = (
+    ("NIH adults", "runs/eval/nih_test", writeup_numbers.M, "nih_test"),
+    ("pediatric", "runs/eval/pediatric_test", writeup_numbers.M, "pediatric_test"),
+    ("Shenzhen adults", "runs/eval/operating_points/shenzhen_test", writeup_numbers.OP, "sets/shenzhen"),
+)
+
+
+def curve_sets(root: Path) -> dict[str, tuple[Any, Any]]:
+    """``{name: (y_true, scores)}`` of every :data:`CURVE_SETS` set, read from the per-image files ``make evaluate``
+    (NIH, pediatric) and ``cxrtriage evaluate-operating-points`` (Shenzhen) leave in ``runs/eval/``. Refuses files
+    whose n or AUC differ from the report the table quotes (an older run, another model): a curve never shows other
+    scores than the table's."""
     import numpy as np
 
-    from cxrtriage.evaluation import figures
+    from cxrtriage.evaluation import metrics
     from cxrtriage.evaluation.gold import load_gold
     from cxrtriage.evaluation.prediction_files import load_predictions
 
-    plt = figures.pyplot()
     curves = {}
-    for name, stem in (("NIH adult test", "nih_test"), ("pediatric test", "pediatric_test")):
-        preds_path, gold_path = (
-            root / "runs" / "eval" / f"{stem}_preds.jsonl",
-            root / "runs" / "eval" / f"{stem}_gold.jsonl",
-        )
+    for name, stem, report, key in CURVE_SETS:
+        preds_path, gold_path = root / f"{stem}_preds.jsonl", root / f"{stem}_gold.jsonl"
+        command = writeup_numbers.WRITTEN_BY[report]
         if not preds_path.is_file():
-            raise FileNotFoundError(f"{preds_path} not found: run `make evaluate` first (needs the data directory)")
+            raise FileNotFoundError(f"{preds_path} not found: run `{command}` first (needs the data directory)")
         gold, preds = load_gold(gold_path), load_predictions(preds_path)
         keys = [k for k in gold if k in preds.scored]
-        curves[name] = (np.array([gold[k]["y"] for k in keys]), np.array([preds.scored[k]["score"] for k in keys]))
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    figures.roc_plot(curves, thresholds={"NIH adult test": threshold}, ax=ax)
-    roc = out_dir / "roc.png"
+        y = np.array([gold[k]["y"] for k in keys])
+        s = np.array([preds.scored[k]["score"] for k in keys])
+        block = writeup_numbers.dig(json.loads((root / report).read_text(encoding="utf-8")), key)
+        if len(y) != block["n"] or abs(metrics.roc_auc(y, s) - block["auc"]) > 1e-9:
+            raise RuntimeError(f"{preds_path} does not give {report}'s {key} (n, AUC): run `{command}` again")
+        curves[name] = (y, s)
+    return curves
+
+
+def curve_figures(root: Path, out_dir: Path, threshold: float) -> tuple[Path, Path]:
+    """ROC with each set's point at the shipped threshold, and one reliability diagram of every set (the same
+    colours), from :func:`curve_sets`; each sized to half the page's width so that legends stay legible."""
+    from cxrtriage.evaluation import figures
+
+    plt = figures.pyplot()
+    curves = curve_sets(root)
+    roc, cal = out_dir / "roc.png", out_dir / "calibration.png"
+    fig, ax = plt.subplots(figsize=(4.8, 2.8))
+    figures.roc_plot(curves, thresholds=dict.fromkeys(curves, threshold), ax=ax)
     fig.savefig(roc, dpi=200, bbox_inches="tight")
     plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2))
-    for ax, (name, (y, s)) in zip(axes, curves.items()):
-        figures.reliability_plot(y, s, name=name, ax=ax)
-        ax.set_title(f"Calibration, {name} (10 bins)", fontsize=9)
-    cal = out_dir / "calibration.png"
+    fig, ax = plt.subplots(figsize=(4.8, 2.45))  # its legend stands above the axes: the same height as the ROC
+    figures.reliability_curves(curves, ax=ax)
     fig.savefig(cal, dpi=200, bbox_inches="tight")
     plt.close(fig)
     return roc, cal
@@ -215,8 +238,7 @@ li { margin: 0 0 1pt 0; } table { border-collapse: collapse; margin: 3pt 0 5pt 0
 th, td { border: 1px solid #aab7b8; padding: 1.5pt 4pt; text-align: left; } th { background: #eaecee; }
 td:nth-child(n+2) { white-space: nowrap; }
 img { display: block; margin: 3pt auto; } img.wide { width: 100%; } img.pacs { width: 92%; }
-img.roc { width: 33%; display: inline-block; }
-img.cal { width: 66%; display: inline-block; }
+img.roc, img.cal { width: 49%; display: inline-block; }
 img.ui { width: 86%; } blockquote { margin: 2pt 0 5pt 0; padding: 3pt 8pt; background: #fef9e7; \
 border-left: 3px solid #f4d03f; }
 .disclaimer { font-weight: bold; color: #922b21; } code { font-size: 7.8pt; }
