@@ -154,3 +154,50 @@ def test_model_card_shows_the_previous_generation_beside_this_one() -> None:
     rows = [line for line in text.splitlines() if line.startswith("| NIH adults, test patients |")]
     assert [r.split(" | ")[1] for r in rows] == ["generation 2", "generation 3"]
     assert "## Operating points" not in render(meta, {})
+
+
+def test_ece_floor_tells_sample_noise_from_a_calibration_error() -> None:
+    rng = np.random.default_rng(7)
+    p = rng.uniform(0.05, 0.95, 70)
+    calibrated = (rng.random(70) < p).astype(int)
+    ece = metrics.expected_calibration_error(calibrated, p)
+    floor = metrics.ece_if_calibrated(p, ece, n_draws=2000, seed=0)
+    # 70 films from a perfectly calibrated score: a sizeable ECE that sits inside the floor's spread
+    assert floor["mean"] > 0.06 and floor["range90"][0] < floor["mean"] < floor["range90"][1]
+    assert floor["share_at_or_above_measured"] > 0.05
+    # the same scores, but every film at p < 0.5 is in truth urgent: far above the floor
+    wrong = np.where(p < 0.5, 1, calibrated)
+    bad = metrics.ece_if_calibrated(p, metrics.expected_calibration_error(wrong, p), n_draws=2000, seed=0)
+    assert bad["share_at_or_above_measured"] < 0.01
+    # the floor shrinks with the set's size, and the draws are seeded
+    big = metrics.ece_if_calibrated(np.tile(p, 10), n_draws=500, seed=0)
+    assert big["mean"] < floor["mean"] / 2 and "share_at_or_above_measured" not in big
+    assert metrics.ece_if_calibrated(p, ece, n_draws=300, seed=1) == metrics.ece_if_calibrated(
+        p, ece, n_draws=300, seed=1
+    )
+    with pytest.raises(ValueError):
+        metrics.ece_if_calibrated(np.array([0.2, 1.3]))
+
+
+def test_report_gives_ece_its_ci_and_floor_even_for_a_negatives_only_source() -> None:
+    b = set_metrics(_scored(), threshold=0.5, n_boot=200)
+    lo, hi = b["ece_ci95"]
+    assert lo < hi and b["ece_if_calibrated"]["n_draws"] == 1000
+    assert 0.0 <= b["ece_if_calibrated"]["share_at_or_above_measured"] <= 1.0
+    s = np.array([0.1, 0.2, 0.6, 0.05])
+    res = {"scores": s, "labels": (s >= 0.5).astype(int), "review": np.zeros(4), "y": np.zeros(4, dtype=int)}
+    neg = set_metrics({**res, "records": [_rec(i, 0) for i in range(4)], "rejected": []}, 0.5, n_boot=50)
+    assert not any(math.isnan(v) for v in neg["ece_ci95"]) and neg["ece_if_calibrated"]["mean"] > 0
+
+
+def test_markdown_table_shows_the_ece_floor_and_na_for_older_reports(tmp_path: Path) -> None:
+    old = _report("generation 2 (shipped)", "a", 0.1)
+    for key in ("ece_ci95", "ece_if_calibrated"):
+        old["sets"]["nih"].pop(key)
+    (tmp_path / "operating_points_gen2.json").write_text(json.dumps(old))
+    (tmp_path / "operating_points.json").write_text(json.dumps(_report("generation 3", "b", 0.2)))
+    rows = [line for line in render_block(tmp_path).splitlines() if line.startswith("| NIH adults, test patients |")]
+    floor = _report("generation 3", "b", 0.2)["sets"]["nih"]["ece_if_calibrated"]
+    assert "| n/a |" in rows[0]
+    assert f"{floor['mean']:.3f} [{floor['range90'][0]:.3f}, {floor['range90'][1]:.3f}], p " in rows[1]
+    assert "ECE if perfectly calibrated" in render_block(tmp_path)

@@ -6,9 +6,11 @@ review band of the bundle). Per set: n, AUC with a patient-bootstrap 95% CI, the
 0.98 / 0.99 with its bootstrap CI and the threshold that reaches it (chosen on that same set: an *oracle* figure,
 what a site could reach if it set its own threshold on these very films, not what the shipped threshold gives), the
 sensitivity and specificity at the shipped threshold and as labelled (review band counted Urgent), ECE (the ten
-equal-width bins of :func:`~cxrtriage.evaluation.metrics.expected_calibration_error`, as ``metrics.json``), the
-review rate (share of triaged films with ``needs_review``) and the share of films the gate refused. Only
-aggregates are written: no image name, no label.
+equal-width bins of :func:`~cxrtriage.evaluation.metrics.expected_calibration_error`, as ``metrics.json``) with its
+bootstrap CI and the ECE a perfectly calibrated score would show on the same films
+(:func:`~cxrtriage.evaluation.metrics.ece_if_calibrated`: small sets have a sizeable floor), the review rate
+(share of triaged films with ``needs_review``) and the share of films the gate refused. Only aggregates are written:
+no image name, no label.
 """
 
 from __future__ import annotations
@@ -94,6 +96,12 @@ def set_metrics(res: dict, threshold: float, n_boot: int = 1000) -> dict:
         out[key] = {"sensitivity": op.sensitivity, "specificity": op.specificity, "tp": op.tp, "fp": op.fp}
         out[key].update({"tn": op.tn, "fn": op.fn})
     out["ece"] = metrics.expected_calibration_error(y, s)
+    out["ece_ci95"] = list(
+        metrics.bootstrap_statistic_ci(
+            y, s, metrics.expected_calibration_error, n_boot=n_boot, seed=0, groups=groups, one_class_ok=True
+        )
+    )
+    out["ece_if_calibrated"] = metrics.ece_if_calibrated(s, out["ece"], n_draws=max(n_boot, 1000), seed=0)
     out["mean_score"] = float(s.mean())
     return metrics.to_jsonable(out)
 
@@ -173,7 +181,11 @@ def run_operating_points(
             "small_sets": "a target keeps ceil(target x urgent films): under 50 urgent films 0.98 and 0.99 both "
             "mean every urgent film, so they coincide",
             "ci": f"95% percentile bootstrap over patients, {n_boot} resamples, seed 0",
-            "ece": "10 equal-width bins of the calibrated score (metrics.expected_calibration_error)",
+            "ece": "10 equal-width bins of the calibrated score (metrics.expected_calibration_error), with its "
+            "95% patient-bootstrap CI",
+            "ece_if_calibrated": "the ECE the same scores show if they were perfectly calibrated (labels drawn as "
+            f"Bernoulli(score), {max(n_boot, 1000)} draws, seed 0): mean and 90% range, the floor sample noise alone "
+            "gives at this set's size; p = share of those draws at or above the measured ECE",
             "review_rate": "share of the films the gate let through that carry needs_review",
             "refused_share": "share of the set's films the gate refused (not triaged)",
         },

@@ -64,13 +64,23 @@ def _targets(reports: list[dict]) -> list[str]:
     return out
 
 
+def _floor(b: dict) -> str:
+    """The ECE a perfectly calibrated score shows on the same films: mean [90% range], p (reports before it: n/a)."""
+    f = b.get("ece_if_calibrated")
+    if not f:
+        return "n/a"
+    p = f.get("share_at_or_above_measured")
+    return f"{_f(f['mean'])} [{_f(f['range90'][0])}, {_f(f['range90'][1])}]" + (f", p {_f(p)}" if p is not None else "")
+
+
 def row(name: str, generation: str, b: dict, targets: list[str]) -> str:
     """One set of one generation as a Markdown table row."""
     return (
         f"| {name} | {generation} | {b['n']} ({b['n_urgent']}) | {_ci(b.get('auc'), b.get('auc_ci95'))} | "
         + " | ".join(_oracle(b, t) for t in targets)
-        + f" | {_pair(b.get('at_threshold'))} | {_pair(b.get('as_labelled'))} | {_f(b.get('ece'))} | "
-        f"{_f(b.get('review_rate'))} | {b['refused_by_gate']} ({_f(b.get('refused_share'))}) |"
+        + f" | {_pair(b.get('at_threshold'))} | {_pair(b.get('as_labelled'))} | "
+        f"{_ci(b.get('ece'), b.get('ece_ci95'))} | {_floor(b)} | {_f(b.get('review_rate'))} | "
+        f"{b['refused_by_gate']} ({_f(b.get('refused_share'))}) |"
     )
 
 
@@ -81,9 +91,9 @@ def table_lines(reports: list[dict]) -> list[str]:
     lines = [
         "| set | model | n (urgent) | AUC [95% CI] | "
         + " | ".join(f"spec @ sens {t} (oracle) [95% CI]" for t in targets)
-        + " | at shipped threshold: sens / spec | as labelled (band = Urgent): sens / spec | ECE | review rate "
-        "| refused by gate (share) |",
-        "|---" * (9 + len(targets)) + "|",
+        + " | at shipped threshold: sens / spec | as labelled (band = Urgent): sens / spec | ECE [95% CI] "
+        "| ECE if perfectly calibrated: mean [90% range], p | review rate | refused by gate (share) |",
+        "|---" * (10 + len(targets)) + "|",
     ]
     keys = list(dict.fromkeys(k for r in reports for k in r.get("sets") or {}))
     for key in keys:

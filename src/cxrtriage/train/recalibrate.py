@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
+import numpy as np
+
 from cxrtriage.backends.bundle_config import BundleConfig, write_bundle_config
 from cxrtriage.backends.bundled import META_FILE, MODEL_FILE
+from cxrtriage.data import Record
 from cxrtriage.train.operating_point import (
     OPERATING_POINT_KEYS,
     apply_operating_point,
@@ -25,22 +28,30 @@ from cxrtriage.train.operating_point import (
 
 def recalibrate(model_dir: Path, data_dir: Path) -> dict:
     """Refit the operating point of the bundle in ``model_dir`` on the validation parts of ``data_dir``; returns it."""
+    records = validation_records(data_dir)
+    logits = bundle_logits(Path(model_dir), records, "val")
+    op = fit_operating_point({name: validation_set(recs, logits[name]) for name, recs in records.items()})
+    store_operating_point(Path(model_dir), op)
+    return op
+
+
+def bundle_logits(model_dir: Path, records: dict[str, list[Record]], part: str) -> dict[str, np.ndarray]:
+    """The int8 urgency logits of the bundle in ``model_dir`` for every source's records, read through the one
+    preprocessing path (``load_cache`` then ``normalise_cache``, what ``to_model_input`` does at serving)."""
     from cxrtriage.train.export import normalise_cache, run_onnx
     from cxrtriage.train.trainer import load_cache
 
     pre = BundleConfig.load(Path(model_dir) / META_FILE).preprocess
-    sets = {}
-    for name, recs in validation_records(data_dir).items():
+    out = {}
+    for name, recs in records.items():
         x = normalise_cache(
-            load_cache(recs, int(pre["input_size"]), f"{name} val"),
+            load_cache(recs, int(pre["input_size"]), f"{name} {part}"),
             float(pre["mean"]),
             float(pre["std"]),
             pre.get("window"),
         )
-        sets[name] = validation_set(recs, run_onnx(Path(model_dir) / MODEL_FILE, x)[0])
-    op = fit_operating_point(sets)
-    store_operating_point(Path(model_dir), op)
-    return op
+        out[name] = np.asarray(run_onnx(Path(model_dir) / MODEL_FILE, x)[0], np.float64)
+    return out
 
 
 def store_operating_point(model_dir: Path, op: dict) -> None:

@@ -25,7 +25,11 @@ from cxrtriage.evaluation.metrics.bootstrap import (
     bootstrap_statistic_ci,
     bootstrap_threshold_interval,
 )
-from cxrtriage.evaluation.metrics.calibration import expected_calibration_error, reliability_table
+from cxrtriage.evaluation.metrics.calibration import (
+    ece_if_calibrated,
+    expected_calibration_error,
+    reliability_table,
+)
 from cxrtriage.evaluation.metrics.classification import (
     OperatingPoint,
     mean_specificity_at_high_sensitivity,
@@ -48,6 +52,7 @@ __all__ = [
     "bootstrap_statistic_ci",
     "bootstrap_threshold_interval",
     "box_iou",
+    "ece_if_calibrated",
     "expected_calibration_error",
     "mean_specificity_at_high_sensitivity",
     "operating_point",

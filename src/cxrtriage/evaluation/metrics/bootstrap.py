@@ -145,20 +145,22 @@ def bootstrap_statistic_ci(
     alpha: float = 0.05,
     seed: int = 0,
     groups: ArrayLike | None = None,
+    one_class_ok: bool = False,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(y, scores)`` (e.g. specificity at sensitivity 0.95), with the
-    same cluster-wise resampling as :func:`bootstrap_auc_ci`. Resamples with one class only, or where the statistic
-    is NaN, are skipped; (NaN, NaN) if none is usable."""
+    same cluster-wise resampling as :func:`bootstrap_auc_ci`. Resamples with one class only (unless
+    ``one_class_ok``: a statistic such as ECE is defined on them), or where the statistic is NaN, are skipped;
+    (NaN, NaN) if none is usable."""
     y, s = check_pair(y_true, scores)
     n_boot = check_n_boot(n_boot)
     alpha = check_alpha(alpha)
     clusters = _cluster_indices(y.shape[0], groups)
-    if y.min() == y.max():
+    if y.min() == y.max() and not one_class_ok:
         return (math.nan, math.nan)
     values = []
     for idx in _bootstrap_indices(clusters, n_boot, seed):
         yb = y[idx]
-        if yb.min() == yb.max():
+        if yb.min() == yb.max() and not one_class_ok:
             continue
         v = statistic(yb, s[idx])
         if not math.isnan(v):
