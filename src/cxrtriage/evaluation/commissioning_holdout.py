@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("prototype/eval/commissioning_shenzhen.json"))
     p.add_argument("--site-dir", type=Path, help="where the half-A profile goes (default: a temporary folder)")
     p.add_argument("--site-head", choices=("auto", "off"), default="auto")
+    p.add_argument("--update-card", action="store_true", help="also store the figures in the bundled model's card")
     args = p.parse_args(argv)
     command = "python -m cxrtriage.evaluation.commissioning_holdout " + shlex.join(
         sys.argv[1:] if argv is None else argv
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['sensitivity']:.3f} (95% CI {m['sensitivity_ci95'][0]:.3f}-{m['sensitivity_ci95'][1]:.3f})"
         )
     print(f"adopted {r['adopted']}; wrote {args.out} and the profile in {site_dir}")
+    if args.update_card:
+        from cxrtriage.evaluation.model_card import update_bundle_commissioning
+
+        print(f"wrote {update_bundle_commissioning(r)}")
     return 0
 
 
