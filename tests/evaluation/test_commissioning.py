@@ -166,3 +166,17 @@ def test_too_few_films_of_a_class_exits_2_and_writes_no_profile(
     assert main(["commission", "--gold", str(small), "--name", "X", "--out", str(out), "--data-dir", str(films)]) == 2
     assert "19 non-urgent" in capsys.readouterr().err
     assert not (out / "site.json").exists()
+
+
+def test_the_shenzhen_halves_split_patients_and_hold_20_films_of_each_class(data_dir: Path) -> None:
+    from cxrtriage.evaluation.commissioning_holdout import halves
+
+    first, second = halves(data_dir)
+    assert not {r["path"] for r in first} & {r["path"] for r in second}  # one film per patient: disjoint patients
+    for half in (first, second):
+        urgent = sum(r["label"] == "Urgent" for r in half)
+        assert urgent >= 20 and len(half) - urgent >= 20
+        assert all((data_dir / r["path"]).is_file() for r in half)
+    committed = json.loads((Path(__file__).parents[2] / "prototype/eval/commissioning_shenzhen.json").read_text())
+    assert committed["commission_half"] == {"n": len(first), "urgent": sum(r["label"] == "Urgent" for r in first)}
+    assert committed["measure_half"]["n"] == len(second)

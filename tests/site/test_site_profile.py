@@ -92,3 +92,22 @@ def test_the_footer_names_the_profile_or_the_bundled_point() -> None:
     site = {"name": "St Elsewhere", "created": "2026-12-07", "n_cases": 64, "validated": True, "note": "x"}
     assert "Site profile St Elsewhere (commissioned 2026-12-07 on 64 films)" in footer_html({"site": site})
     assert UNVALIDATED_SITE_NOTE in footer_html({})
+
+
+def test_serve_refuses_another_models_profile_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cxrtriage.cli.main import main
+
+    folder = write_profile(tmp_path / "other", "e" * 64)
+    assert main(["serve", "--site", str(folder), "--port", "0"]) == 2
+    assert "not for the loaded model" in capsys.readouterr().err
+
+
+def test_status_names_the_profile_in_use(base_engine: Triage, tmp_path: Path) -> None:
+    from cxrtriage.serve.runtime import ServiceRuntime
+
+    folder = write_profile(tmp_path / "site", base_engine.info.sha256)
+    runtime = ServiceRuntime(Settings(site_dir=folder, worklist_path=tmp_path / "w.sqlite"))
+    runtime.state.set_ready(Triage(settings=Settings(site_dir=folder), crops_dir=tmp_path / "crops"))
+    assert runtime.status()["site"]["name"] == "St Elsewhere"
+    runtime.state.set_ready(base_engine)
+    assert runtime.status()["site"]["note"] == UNVALIDATED_SITE_NOTE
