@@ -111,3 +111,27 @@ def test_status_names_the_profile_in_use(base_engine: Triage, tmp_path: Path) ->
     assert runtime.status()["site"]["name"] == "St Elsewhere"
     runtime.state.set_ready(base_engine)
     assert runtime.status()["site"]["note"] == UNVALIDATED_SITE_NOTE
+
+
+def test_a_site_head_scores_from_the_embedding_and_logit(base_engine: Triage, tmp_path: Path) -> None:
+    """A profile with a site head: its decision value on the (standardised) embedding and logit is what the site's
+    calibration turns into the score; a head whose size does not fit the model's embedding is refused."""
+    import numpy as np
+
+    from cxrtriage.site.profile import SiteHead
+
+    run = base_engine.run(SAMPLE, save_crops=False)
+    assert run.output is not None and run.output.embedding is not None
+    d = run.output.embedding.size + 1
+    weights = np.zeros(d)
+    weights[-1] = -1.0  # the head reverses the logit: a Non-Urgent film scores high
+    head = SiteHead(mean=np.zeros(d), scale=np.ones(d), weights=weights, bias=0.0)
+    folder = write_profile(tmp_path / "site", base_engine.info.sha256, threshold=0.5, a=1.0, b=0.0)
+    site = json.loads((folder / "site.json").read_text())
+    (folder / "site.json").write_text(json.dumps({**site, "site_head": head.to_dict()}))
+    p = Triage(settings=Settings(site_dir=folder), crops_dir=tmp_path / "crops").predict(SAMPLE, save_crops=False)
+    assert p.score == pytest.approx(1 / (1 + np.exp(run.output.logit)), abs=1e-4) and p.label == "Urgent"
+    assert "site head" in p.site.note
+    small = SiteHead(mean=np.zeros(3), scale=np.ones(3), weights=np.ones(3), bias=0.0)
+    with pytest.raises(Exception, match="fitted for another model"):
+        small.logit(run.output.embedding, run.output.logit)
