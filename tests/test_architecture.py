@@ -28,9 +28,21 @@ ALLOWED: dict[str, set[str]] = {
     "anatomy": {"imaging"},
     "backends": {"imaging"},
     "explain": {"imaging", "backends", "anatomy"},
-    "pipeline": {"imaging", "anatomy", "backends", "explain", "data"},
+    "site": {"backends"},  # a site profile (cxrtriage commission): loaded and applied around the classifier
+    "pipeline": {"imaging", "anatomy", "backends", "explain", "data", "site"},
     "interop": {"imaging"},
-    "serve": {"imaging", "anatomy", "backends", "explain", "pipeline", "data", "interop", "worklist", "security"},
+    "serve": {
+        "imaging",
+        "anatomy",
+        "backends",
+        "explain",
+        "pipeline",
+        "data",
+        "interop",
+        "worklist",
+        "security",
+        "site",
+    },
     "pacs": {"imaging", "pipeline", "interop", "worklist", "data"},
     "train": {"imaging", "anatomy", "backends", "explain", "data", "evaluation"},
     "evaluation": {
@@ -45,6 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "pacs",
         "worklist",
         "security",  # the video's audit card reads and verifies its scratch audit trail
+        "site",  # commissioning writes the site profile the run-time code loads
     },
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     "cli": {
@@ -62,6 +75,7 @@ ALLOWED: dict[str, set[str]] = {
         "pacs",
         "worklist",
         "security",
+        "site",
     },
     "__init__": {"imaging", "pipeline"},
 }
@@ -77,6 +91,7 @@ RUN_TIME = {
     "pacs",
     "worklist",
     "security",
+    "site",
     *BASE,
 }
 

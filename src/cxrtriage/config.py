@@ -19,6 +19,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_MODEL`` | unset (the backend's default) | HAI-DEF model of ``medsiglip``, ``medgemma``, ``medgemma-gguf``: hub id in the local cache, directory, MedSigLIP ONNX bundle or GGUF |
 | ``CXRTRIAGE_CLASSIFIER`` | unset (``bundled`` means unset) | a MedSigLIP ``probe.json``: the classifier of ``medsiglip`` (and of ``medgemma`` instead of the bundled CNN) |
 | ``CXRTRIAGE_MEDSIGLIP_MODEL`` | unset (``google/medsiglip-448``) | MedSigLIP checkpoint when ``medgemma`` uses a probe classifier |
+| ``CXRTRIAGE_SITE`` | unset (the bundled operating point, not validated at this site) | a site profile folder written by ``cxrtriage commission`` (``--site``): the site's calibration, threshold and review band for the loaded model; a profile fitted for another model is refused |
 | ``CXRTRIAGE_SEGMENTER_DIR`` | the bundled ``cxrtriage/weights`` | folder with the lung-and-heart segmentation (``segment.onnx`` + ``segment.json``) |
 | ``CXRTRIAGE_DEVICE`` | unset (automatic) | torch device of the HAI-DEF backends |
 | ``CXRTRIAGE_4BIT`` | ``false`` | ``true``/``1``: load MedGemma as bitsandbytes NF4 (CUDA only) |
@@ -137,6 +138,7 @@ class Settings(BaseSettings):
     classifier: str | None = None
     medsiglip_model: str | None = None
     segmenter_dir: Path = BUNDLED_WEIGHTS_DIR
+    site_dir: Path | None = Field(default=None, validation_alias="CXRTRIAGE_SITE")  # None: the bundled operating point
     device: str | None = None
     four_bit: bool = Field(default=False, validation_alias="CXRTRIAGE_4BIT")
     threads: int = Field(default=0, ge=0)
@@ -189,6 +191,7 @@ class Settings(BaseSettings):
         "crops_dir",
         "model_dir",
         "segmenter_dir",
+        "site_dir",
         "worklist_path",
         "audit_path",
         "ssl_certfile",

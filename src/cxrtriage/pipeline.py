@@ -57,6 +57,7 @@ from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import resize_square
 from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenance
+from cxrtriage.site import site_info, with_site
 
 ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 #: ``Triage(segmenter=DEFAULT_SEGMENTER)``: the bundled segmentation when its files are installed
@@ -125,6 +126,7 @@ class Triaged:
     pixels: np.ndarray  # the decoded image at working resolution, display polarity (flipped when needed): the
     # model analysed its exposed field (``prediction.image["exposed_field"]``, original pixels, when not the whole)
     polarity_flipped: bool  # an inverted MONOCHROME1 film was detected and flipped
+    output: BackendOutput | None = None  # the classifier's own output (logit, embedding): what commissioning fits on
 
 
 class Triage:
@@ -156,7 +158,8 @@ class Triage:
         if backend is None:
             backend, loaded_explainer = load_stages(backend_name, model_dir, self.settings)
             explainer = explainer or loaded_explainer
-        self.backend = backend
+        # a site profile (settings.site_dir) replaces calibration, threshold and review band inside the classifier
+        self.backend, self.site = with_site(backend, self.settings.site_dir)
         self.explainer = explainer
         self.crops_dir = Path(crops_dir) if crops_dir else self.settings.crops_dir
         self.n_neighbours = n_neighbours
@@ -218,7 +221,7 @@ class Triage:
         self._explain(case)
         prediction = self._assemble(case, save_crops, t_start)
         pixels = (1.0 - loaded.pixels).astype(np.float32) if case.flipped else loaded.pixels
-        return Triaged(prediction=prediction, image=loaded, pixels=pixels, polarity_flipped=case.flipped)
+        return Triaged(prediction, loaded, pixels, case.flipped, case.output)  # in the fields' order
 
     def _find_field(self, case: Case) -> None:
         """The exposed field (imaging/exposed_field.py): a film on a black canvas or inside wide black borders is
@@ -413,6 +416,7 @@ class Triage:
             image=image_info,
             anatomy=anatomy_info,
             findings=case.findings,
+            site=site_info(self.site),
         )
 
 

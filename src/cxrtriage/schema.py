@@ -76,6 +76,24 @@ class ModelInfo(BaseModel):
     backend: str = "bundled"
 
 
+#: what a result says when no site profile is in use (interface 1 of issue 25)
+UNVALIDATED_SITE_NOTE = "bundled operating point, not validated at this site"
+
+
+class SiteInfo(BaseModel):
+    """The site profile a result's calibration, threshold and review band come from (``cxrtriage commission``), or
+    none: then the bundled operating point, which a hospital's own films may not keep (its specificity fell from
+    about 0.5 to 0.05 on an adult site the model never saw), and the result says so."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="the name given to `cxrtriage commission`; null: none")
+    created: str | None = Field(default=None, description="UTC date the profile was fitted (YYYY-MM-DD)")
+    n_cases: int | None = Field(default=None, description="labelled films of the site the profile was fitted on")
+    validated: bool = Field(default=False, description="the operating point was measured on this site's films")
+    note: str = UNVALIDATED_SITE_NOTE
+
+
 class Prediction(BaseModel):
     """Result of :func:`cxrtriage.predict`."""
 
@@ -113,6 +131,11 @@ class Prediction(BaseModel):
         default=None,
         description="measured from the bundled lung-and-heart segmentation: lungs found, lung area "
         "fractions, cardiothoracic ratio (AP films magnify the heart), the segmenter's name; null without it",
+    )
+    site: SiteInfo = Field(
+        default_factory=SiteInfo,
+        description="the site profile whose calibration, threshold and review band labelled this film, or the "
+        "bundled operating point (not validated at this site)",
     )
 
 

@@ -39,10 +39,21 @@ def test_the_shipped_card_measures_the_shipped_model_and_renders_the_committed_m
     assert {"test_metrics", "anatomy_eval", "operating_points", "previous_generation"} <= set(card.measured())
     assert not set(LEGACY_MEASURED_KEYS) & set(json.loads((SHIPPED / META_FILE).read_text()))  # none in model.json
     # every block an old model.json carried, plus those measured only since card.json exists
-    assert set(CardData.model_fields) == {"model", *LEGACY_MEASURED_KEYS, "operating_points"}
+    assert set(CardData.model_fields) == {"model", *LEGACY_MEASURED_KEYS, "operating_points", "commissioning"}
     out = _copy(tmp_path)
     write_card(out)
     assert (out / CARD_FILE).read_text() == (SHIPPED / CARD_FILE).read_text()
+
+
+def test_the_card_reports_what_commissioning_changed_from_the_committed_holdout_file():
+    """The model card's commissioning section quotes prototype/eval/commissioning_shenzhen.json, the file the
+    hold-out command wrote: the same figures, before and after, on the half the profile never saw."""
+    held = json.loads((SHIPPED.parents[2] / "prototype" / "eval" / "commissioning_shenzhen.json").read_text())
+    assert read_card(SHIPPED).commissioning == held
+    text = (SHIPPED / CARD_FILE).read_text()
+    for when in ("before", "after"):
+        m = held["held_out_half"][when]
+        assert f"| {m['threshold']:.4f} | {m['sensitivity']:.3f} " in text and f"| {m['specificity']:.3f} (" in text
 
 
 def test_update_card_rewrites_card_json_and_never_model_json(tmp_path):

@@ -28,11 +28,43 @@ def add_backend_options(s: argparse.ArgumentParser) -> None:
     )
 
 
+def add_site_option(s: argparse.ArgumentParser) -> None:
+    """``--site DIR``: the site profile (``cxrtriage commission``) whose calibration, threshold and review band the
+    engine applies; the command's settings take it as ``site_dir`` (:func:`command_settings`)."""
+    s.add_argument(
+        "--site",
+        metavar="SITE_DIR",
+        help="site profile folder written by `cxrtriage commission` (default: CXRTRIAGE_SITE, else the bundled "
+        "operating point, not validated at this site)",
+    )
+
+
+def site_problem(settings: Settings) -> str | None:
+    """Why the configured site profile cannot serve the configured bundled model (another model's, unreadable), read
+    before a server starts so the command exits 2 with the sentence instead of a worker failing to load; None when
+    there is no profile, it fits, or the backend is not the bundled one (its engine checks at load)."""
+    if settings.site_dir is None or settings.backend != "bundled":
+        return None
+    from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
+    from cxrtriage.errors import ConfigurationError, ModelError
+    from cxrtriage.schema import ModelInfo
+    from cxrtriage.site import load_profile
+
+    try:
+        bundle = BundleConfig.load(settings.bundle_dir / META_FILE)
+        load_profile(settings.site_dir, ModelInfo(name=bundle.name, version=bundle.version, sha256=bundle.sha256))
+    except (ConfigurationError, ModelError) as exc:
+        return str(exc)
+    return None
+
+
 def command_settings(args: argparse.Namespace, **values: Any) -> Settings:
     """The command's settings, built once: the environment's ``CXRTRIAGE_*`` values with ``values`` (its options;
     None means not given) on top, then ``--backend`` / ``--model`` when the command has them. Nothing is written to
     the environment: the settings are passed to whatever the command starts. A bad value raises
     :class:`cxrtriage.errors.ConfigurationError` naming the variable (``main`` exits 2 with it)."""
+    if getattr(args, "site", None):  # --site (add_site_option) wins over CXRTRIAGE_SITE
+        values = {**values, "site_dir": args.site}
     settings = Settings(**{k: v for k, v in values.items() if v is not None})
     backend, model = getattr(args, "backend", None), getattr(args, "model", None)
     return settings.with_model(backend, model) if backend or model else settings

@@ -25,7 +25,13 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from cxrtriage.cli.options import SubCommands, add_backend_options, command_settings, resolve_data_dir
+from cxrtriage.cli.options import (
+    SubCommands,
+    add_backend_options,
+    add_site_option,
+    command_settings,
+    resolve_data_dir,
+)
 from cxrtriage.config import Settings
 
 #: ``cxrtriage pacs-demo --help``'s description (``make pacs-demo``, ``make pacs-check``)
@@ -307,6 +313,7 @@ def _add_result_options(s: argparse.ArgumentParser) -> None:
         "patient attributes) and are re-sent (default: beside the worklist)",
     )
     add_backend_options(s)
+    add_site_option(s)
 
 
 def _add_tls_options(s: argparse.ArgumentParser) -> None:

@@ -11,7 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from cxrtriage.cli.options import SubCommands, add_backend_options, command_settings, data_dir_or_exit
+from cxrtriage.cli.options import (
+    SubCommands,
+    add_backend_options,
+    add_site_option,
+    command_settings,
+    data_dir_or_exit,
+    site_problem,
+)
 from cxrtriage.config import Settings
 
 
@@ -86,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
-    problem = _tls_problem(settings)
+    problem = _tls_problem(settings) or site_problem(settings)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -156,6 +163,7 @@ def add_parser(sub: SubCommands) -> None:
         "extra; the same as --format sr --format sc --out-dir DIR)",
     )
     add_backend_options(s)
+    add_site_option(s)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser(
@@ -191,4 +199,5 @@ def add_parser(sub: SubCommands) -> None:
         "is printed on every start)",
     )
     add_backend_options(s)
+    add_site_option(s)
     s.set_defaults(func=cmd_serve)

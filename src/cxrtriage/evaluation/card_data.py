@@ -54,6 +54,9 @@ class CardData(Block):
     previous_generation: dict[str, Any] | None = None
     #: the calibration ``cxrtriage recalibrate`` replaced and the test figures measured with it
     previous_calibration: dict[str, Any] | None = None
+    #: ``python -m cxrtriage.evaluation.commissioning_holdout --update-card``: a source's held-back films split in
+    #: two, commissioned on one half, measured on the other (``prototype/eval/commissioning_<source>.json``)
+    commissioning: dict[str, Any] | None = None
 
     @classmethod
     def fresh(cls, bundle: BundleConfig) -> CardData:

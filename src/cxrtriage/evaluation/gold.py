@@ -3,6 +3,7 @@ id."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ __all__ = [
     "AGE_BANDS",
     "age_band",
     "gold_label",
+    "gold_rows",
     "load_gold",
 ]
 
@@ -51,12 +53,30 @@ def age_band(age: Any) -> str | None:
     return [label for low, label in AGE_BANDS if years >= low][-1]
 
 
+def gold_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a gold file: JSONL, or a CSV with the same columns (``path``, ``label``, ...) when its
+    name ends in ``.csv``; empty CSV cells count as absent."""
+    path = Path(path)
+    if path.suffix.lower() != ".csv":
+        return read_jsonl(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return [
+                (lineno, {k: v for k, v in row.items() if k and v not in (None, "")})
+                for lineno, row in enumerate(csv.DictReader(fh), start=2)
+            ]
+    except OSError as exc:
+        raise InputProblem(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except csv.Error as exc:
+        raise InputProblem(f"{path}: not a valid CSV ({exc})") from exc
+
+
 def load_gold(path: Path) -> dict[str, dict[str, Any]]:
     """Gold rows by image id: ``y`` (1 = urgent), ``view``, ``sex``, ``age_band`` (from ``age``), ``patient_id``
     (None when absent)."""
     path = Path(path)
     gold: dict[str, dict[str, Any]] = {}
-    for lineno, row in read_jsonl(path):
+    for lineno, row in gold_rows(path):
         where = f"{path}:{lineno}"
         key = row_image_id(row, where)
         if key in gold:

@@ -18,6 +18,7 @@ from cxrtriage.backends.finding_probe import NAME_MIN_AUC
 from cxrtriage.evaluation.anatomy_card import anatomy_lines
 from cxrtriage.evaluation.card_data import CARD_DATA_FILE, read_card
 from cxrtriage.evaluation.card_format import number as _f
+from cxrtriage.evaluation.commissioning_card import commissioning_lines
 from cxrtriage.evaluation.operating_points_card import card_lines as operating_point_lines
 from cxrtriage.schema import DISCLAIMER
 
@@ -233,6 +234,7 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
             ]
     lines += operating_point_lines(card)
     lines += anatomy_lines(meta, card)
+    lines += commissioning_lines(card)
     lines += [
         "## Limitations",
         "- Small training set (hundreds of adult images): wide confidence intervals, and the operating point is set on "
@@ -317,6 +319,12 @@ def update_bundle_operating_points(report: dict, model_dir: Path | None = None) 
     """Store the per-source operating points (``cxrtriage evaluate-operating-points``) in card.json and regenerate
     the card."""
     return _update(model_dir, "operating_points", report)
+
+
+def update_bundle_commissioning(report: dict, model_dir: Path | None = None) -> Path:
+    """Store a commissioning hold-out report (:mod:`cxrtriage.evaluation.commissioning_holdout`) in card.json and
+    regenerate the card."""
+    return _update(model_dir, "commissioning", report)
 
 
 def update_bundle_bench(bench: dict, model_dir: Path | None = None) -> Path:

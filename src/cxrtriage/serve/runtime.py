@@ -24,6 +24,7 @@ from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
+from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -329,6 +330,8 @@ class ServiceRuntime:
             "model_sha256": getattr(info, "sha256", None),
             "backend": getattr(info, "backend", None) or self.settings.backend,
             "model_size_mb": size,
+            # the site profile in use (cxrtriage commission), or the bundled operating point; fakes may have none
+            "site": site_info(getattr(engine, "site", None)).model_dump(),
             **self.stats.snapshot(),
             "in_flight": limiter.active if limiter else 0,
             "waiting": limiter.waiting if limiter else 0,

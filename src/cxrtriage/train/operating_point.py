@@ -78,16 +78,7 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
     }
     threshold = float(min(with_pos.values()))
     band_set = sources[BAND_SOURCE]
-    lo, hi = metrics.bootstrap_threshold_interval(
-        band_set.labels,
-        scores[BAND_SOURCE],
-        target=SENSITIVITY_TARGET,
-        n_boot=1000,
-        alpha=REVIEW_BAND_ALPHA,
-        seed=0,
-        groups=band_set.patients,
-    )
-    band = [float(min(lo, threshold)), float(max(hi, threshold))]
+    band = review_band(band_set.labels, scores[BAND_SOURCE], threshold, groups=band_set.patients)
     fit_on = ", ".join(f"{SOURCE_NAMES.get(k, k)} {v['n']}" for k, v in per_source.items() if k in fitted)
     calibration = {"type": "platt", "a": a, "b": b, "fit_on": f"validation images of every source pooled ({fit_on})"}
     if degenerate(a):
@@ -112,6 +103,23 @@ def fit_operating_point(sources: dict[str, ValidationSet]) -> dict:
         "labelled Urgent (safety-first)",
         "validation_by_source": per_source,
     }
+
+
+def review_band(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    groups: list[str] | None = None,
+    target: float = SENSITIVITY_TARGET,
+) -> list[float]:
+    """The review band's construction (the bundled model's, and a site profile's): the central
+    :data:`REVIEW_BAND_ALPHA` cluster-bootstrap interval of the threshold for sensitivity ``target`` on these
+    cases, widened to contain ``threshold``."""
+    lo, hi = metrics.bootstrap_threshold_interval(
+        labels, scores, target=target, n_boot=1000, alpha=REVIEW_BAND_ALPHA, seed=0, groups=groups
+    )
+    return [float(min(lo, threshold)), float(max(hi, threshold))]
 
 
 #: model.json keys an operating-point fit writes

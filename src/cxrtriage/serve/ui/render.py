@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cxrtriage.explain.text import label_sense
-from cxrtriage.schema import DISCLAIMER, Crop, Prediction
+from cxrtriage.schema import DISCLAIMER, UNVALIDATED_SITE_NOTE, Crop, Prediction
 from cxrtriage.serve.ui.details import DETAILS_CSS, ModelFacts, nameable_findings_line, similar_cases_html
 
 log = logging.getLogger(__name__)
@@ -310,6 +310,14 @@ def _size_label(backend: str | None) -> str:
     return "quantized ONNX size" if backend is None or backend in _ONNX_BACKENDS else "model files on disk"
 
 
+def site_line(site: object) -> str:
+    """The operating point in use, in words: the site profile's name, date and sample size, or the bundled one."""
+    info = site if isinstance(site, dict) else {}
+    if not info.get("name"):
+        return f"Operating point: {info.get('note') or UNVALIDATED_SITE_NOTE}."
+    return f"Site profile {info['name']} (commissioned {info.get('created')} on {info.get('n_cases')} films)."
+
+
 def footer_html(status: dict, local_median_ms: float | None = None) -> str:
     """Model size and the median latency measured by this running instance ("–" before the first request)."""
     size = _fmt_number(status.get("model_size_mb"), 2)
@@ -329,6 +337,7 @@ def footer_html(status: dict, local_median_ms: float | None = None) -> str:
         f"{' (median)' if latency != '–' else ''}"
         f"{f' · model {_esc(name)}' if name else ''}{f' · backend {_esc(backend)}' if backend else ''}</div>",
     ]
+    parts.append(f'<div class="cxr-site" id="cxr-site">{_esc(site_line(status.get("site")))}</div>')
     if backend and backend != "bundled":
         parts.append(f'<div class="cxr-haidef">{_esc(HAI_DEF_NOTICE)}.</div>')
     parts.append(f"<div>{_esc(DISCLAIMER)}</div></div>")
