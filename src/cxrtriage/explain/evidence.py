@@ -365,7 +365,7 @@ def save_crop_thumbnails(
     coordinates (without margin). Files written by a call that fails are removed. ``out_dir``: the engine passes
     its settings' crops directory; None reads the configured one (``CXRTRIAGE_CROPS_DIR``) at this call.
     """
-    img = finite_array(pixels, "pixels", 2)
+    img = finite_array(pixels, "pixels", 2, keep_float=True)  # each patch goes to float64 below
     if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 1:
         raise ValueError(f"thumb_size must be a positive integer, got {thumb_size!r}")
     if not (math.isfinite(margin) and margin >= 0):
@@ -390,7 +390,8 @@ def save_crop_thumbnails(
             x0, y0 = max(0, box.x - mx), max(0, box.y - my)
             x1, y1 = min(width, box.x + box.w + mx), min(height, box.y + box.h + my)
             # 8-bit conversion of the patch only: the whole 1024 px image cost ~4 ms a prediction
-            patch = Image.fromarray(np.round(np.clip(img[y0:y1, x0:x1], 0.0, 1.0) * 255.0).astype(np.uint8))
+            part = np.asarray(img[y0:y1, x0:x1], dtype=np.float64)
+            patch = Image.fromarray(np.round(np.clip(part, 0.0, 1.0) * 255.0).astype(np.uint8))
             pw, ph = patch.size
             scale = thumb_size / max(pw, ph)
             size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
