@@ -94,10 +94,11 @@ def _block_mean(pixels: np.ndarray, step: int) -> np.ndarray:
     1024 px image), which the exposed-field stage spends on every request."""
     h, w = pixels.shape
     hh, ww = (h // step) * step, (w // step) * step
-    x = np.ascontiguousarray(pixels[:hh, :ww], dtype=np.float32)
+    x = np.ascontiguousarray(pixels, dtype=np.float32)
     if step == 1:
         return x
-    return np.asarray(Image.fromarray(x, mode="F").reduce(step), dtype=np.float32)
+    # the box leaves the ragged edge out without copying the rest first (same means as reducing a cropped copy)
+    return np.asarray(Image.fromarray(x, mode="F").reduce(step, box=(0, 0, ww, hh)), dtype=np.float32)
 
 
 def _local_range(x: np.ndarray) -> np.ndarray:
