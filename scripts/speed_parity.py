@@ -151,12 +151,14 @@ def check_fields(before: ModuleType, after: ModuleType, data_dir: Path) -> dict:
 
 def check_predictions(baseline_src: Path, data_dir: Path) -> dict:
     """Part 2: every digest of this tree against the baseline's."""
-    runs = {}
-    for label, src in (("before", baseline_src), ("after", REPO / "src")):
+    procs = {}
+    for label, src in (("before", baseline_src), ("after", REPO / "src")):  # side by side: results, not timings
         cmd, env = _worker(src, "parity", "--data", str(data_dir))
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)  # noqa: S603 - our own script
-        runs[label] = json.loads(done.stdout)
-    before, after = runs["before"], runs["after"]
+        procs[label] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our own script
+    runs = {label: proc.communicate()[0] for label, proc in procs.items()}
+    if any(proc.returncode for proc in procs.values()):
+        raise RuntimeError("a parity worker failed")
+    before, after = json.loads(runs["before"]), json.loads(runs["after"])
     differ = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     refused = sum("refused" in v for v in after.values())
     crops = sum(len(v.get("crops") or []) for v in after.values())
