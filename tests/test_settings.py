@@ -308,3 +308,14 @@ def test_every_setting_is_in_the_table() -> None:
     table = variables_table()
     missing = [Settings.env_name(f) for f in Settings.model_fields if f"`{Settings.env_name(f)}`" not in table]
     assert not missing, missing
+
+
+def test_paths_inside_the_checkout_are_shown_relative_to_it_and_others_as_given(tmp_path: Path) -> None:
+    """What committed logs print (``cxrtriage export --trace``): the bundled weights as ``src/cxrtriage/...``, never
+    the folder this checkout happens to sit in; a path outside the checkout as the user gave it."""
+    from cxrtriage.config import REPO_ROOT, repo_relative
+
+    assert repo_relative(BUNDLED_WEIGHTS_DIR / "model.json") == "src/cxrtriage/weights/model.json"
+    assert str(REPO_ROOT) not in repo_relative(BUNDLED_WEIGHTS_DIR)
+    assert repo_relative(tmp_path / "bundle") == str(tmp_path / "bundle")
+    assert repo_relative(Path("runs/seed_1/checkpoint.pt")) == "runs/seed_1/checkpoint.pt"

@@ -64,6 +64,7 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,15 @@ DEFAULT_MAX_PIXELS = 36_000_000
 DEFAULT_MAX_WORKING_PIXELS = 2048 * 2048
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 ENV_PREFIX = "CXRTRIAGE_"
+
+
+def repo_relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the source checkout when it lies inside one, else as given: what logs and traces that
+    get committed print, so they hold no machine's folder names (``/work/main/src/...``)."""
+    given = Path(path)
+    full = given.resolve()
+    inside = (REPO_ROOT / "pyproject.toml").is_file() and full.is_relative_to(REPO_ROOT)
+    return full.relative_to(REPO_ROOT).as_posix() if inside else str(given)
 
 
 def default_crops_dir() -> Path:

@@ -55,7 +55,7 @@ from cxrtriage.imaging import gate
 from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
-from cxrtriage.imaging.preprocess import resize_square
+from cxrtriage.imaging.preprocess import clip_unit, resize_square
 from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenance
 from cxrtriage.site import site_info, with_site
 
@@ -247,7 +247,7 @@ class Triage:
             # one squash to the model size serves the layout gate and, when the backend says its result is the
             # same for a pre-squashed image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at
             # a 2500x2000 DICOM)
-            squashed = resize_square(np.clip(case.pixels, 0.0, 1.0), layout.input_size)
+            squashed = resize_square(clip_unit(case.pixels), layout.input_size)
             case.residual = layout.residual(squashed)
             case.model_pixels = squashed if self.backend.accepts_squashed(layout.input_size) else case.pixels
         if self.segmenter is not None:

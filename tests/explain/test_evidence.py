@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cxrtriage.anatomy.components import label_components
 from cxrtriage.backends.cam import class_activation_map
 from cxrtriage.explain import evidence
 from cxrtriage.explain.evidence import (
@@ -176,10 +177,55 @@ def test_components_use_8_connectivity() -> None:
     mask = np.zeros((6, 6), dtype=bool)
     mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # diagonal chain: one component
     mask[5, 0] = True  # isolated
-    labels, n = evidence._label_components(mask)
+    labels, n = label_components(mask)
     assert n == 2
     assert labels[0, 0] == labels[1, 1] == labels[2, 2] != labels[5, 0]
     assert (labels[~mask] == 0).all()
+
+
+def _bfs_labels(mask: np.ndarray) -> np.ndarray:
+    """The pixel-by-pixel breadth-first search the evidence stage used before the run-based labels (the
+    reference: same components, numbered in the raster order of their first pixel)."""
+    h, w = mask.shape
+    labels = np.zeros((h, w), dtype=np.int32)
+    n = 0
+    for r0, c0 in zip(*np.nonzero(mask)):
+        if labels[r0, c0]:
+            continue
+        n += 1
+        labels[r0, c0] = n
+        queue = [(int(r0), int(c0))]
+        while queue:
+            r, c = queue.pop()
+            for rr in range(max(0, r - 1), min(h, r + 2)):
+                for cc in range(max(0, c - 1), min(w, c + 2)):
+                    if mask[rr, cc] and not labels[rr, cc]:
+                        labels[rr, cc] = n
+                        queue.append((rr, cc))
+    return labels
+
+
+def _cell_labels_reference(labels: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Per cell, the most frequent positive label of its working pixels, the lower one on a tie (a loop)."""
+    out = np.zeros(shape, dtype=np.int32)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            block = labels[i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
+            values, counts = np.unique(block[block > 0], return_counts=True)
+            out[i, j] = values[np.argmax(counts)] if values.size else 0
+    return out
+
+
+@pytest.mark.parametrize("density", [0.1, 0.3, 0.5, 0.7])
+def test_run_labels_and_cell_labels_equal_the_pixel_search_they_replace(density: float) -> None:
+    """Boxes, their order and their strengths hang on the label numbers: the run-based labels (evidence stage's
+    speed) must number every component exactly as the breadth-first search did, on masks of every texture."""
+    rng = np.random.default_rng(int(density * 10))
+    for _ in range(20):
+        mask = rng.random((64, 64)) < density
+        labels, n = label_components(mask)
+        assert np.array_equal(labels, _bfs_labels(mask)) and n == labels.max()
+        assert np.array_equal(evidence._cell_labels(labels, (16, 16), 4), _cell_labels_reference(labels, (16, 16), 4))
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,59 @@ def test_block_means_are_the_means_of_each_block_and_drop_the_ragged_edge() -> N
     want = x[:100, :64].reshape(25, 4, 16, 4).mean(axis=(1, 3))
     assert got.shape == (25, 16) and np.allclose(got, want, atol=1e-6)
     assert np.array_equal(_block_mean(x, 1), x)
+
+
+def _refine_on_the_whole_image(bright: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, ...]:
+    """The edge refinement as it was before it read only the strips it searches (the reference): every row's and
+    column's share of bright pixels over the whole image."""
+
+    def edge(content: np.ndarray, start: int, stop: int) -> int | None:
+        step = 1 if stop >= start else -1
+        return next((i for i in range(start, stop, step) if content[i] > 0.05), None)
+
+    h, w = bright.shape
+    x0, y0, x1, y1 = box
+    rows = bright[:, x0:x1].mean(axis=1)
+    top = edge(rows, max(0, y0 - reach), min(h, y0 + reach))
+    bottom = edge(rows, min(h, y1 + reach) - 1, max(0, y1 - reach) - 1)
+    y0, y1 = top if top is not None else y0, bottom + 1 if bottom is not None else y1
+    cols = bright[y0:y1].mean(axis=0)
+    left = edge(cols, max(0, x0 - reach), min(w, x0 + reach))
+    right = edge(cols, min(w, x1 + reach) - 1, max(0, x1 - reach) - 1)
+    return left if left is not None else x0, y0, right + 1 if right is not None else x1, y1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_edges_refined_on_strips_equal_the_whole_image_threshold(seed: int) -> None:
+    """The field stage thresholds only the rows and columns it searches (speed): the edges must be the ones the
+    whole-image threshold gave, for boxes near, at and across the image's border."""
+    from cxrtriage.imaging.exposed_field import DARK_TOL, _refine
+
+    rng = np.random.default_rng(seed)
+    image = acquisition.on_canvas(_film(seed=seed), noise=0.02 * (seed % 2), marker=bool(seed % 3))
+    h, w = image.shape
+    level = float(image.min()) + DARK_TOL
+    for _ in range(40):
+        x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
+        box = (x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1)))
+        reach = int(rng.integers(1, 12))
+        assert _refine(image, level, box, reach) == _refine_on_the_whole_image(image > level, box, reach)
+
+
+def test_the_local_range_is_the_range_of_each_3x3_neighbourhood() -> None:
+    from cxrtriage.imaging.exposed_field import _local_range
+
+    x = np.random.default_rng(1).random((37, 29)).astype(np.float32)
+    p = np.pad(x, 1, mode="edge")
+    views = [p[i : i + 37, j : j + 29] for i in range(3) for j in range(3)]
+    assert np.array_equal(_local_range(x), np.max(views, axis=0) - np.min(views, axis=0))
+
+
+def test_clip_unit_copies_only_what_has_values_outside_0_1() -> None:
+    from cxrtriage.imaging.preprocess import clip_unit
+
+    inside = np.random.default_rng(2).random((20, 30)).astype(np.float32)
+    assert clip_unit(inside) is inside  # a decoded image: no copy
+    for outside in (inside * 3 - 1, np.where(inside > 0.5, np.nan, inside)):
+        got = clip_unit(outside)
+        assert got is not outside and np.array_equal(got, np.clip(outside, 0.0, 1.0), equal_nan=True)

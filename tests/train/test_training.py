@@ -54,7 +54,8 @@ def test_augmentation_never_flips_left_right():
     assert left > 3 * right
 
 
-def test_train_export_predict_roundtrip(data_dir, tmp_path):
+def test_train_export_predict_roundtrip(data_dir, tmp_path, monkeypatch):
+    from cxrtriage import config
     from cxrtriage.pipeline import Triage
     from cxrtriage.train.export import export_bundle
 
@@ -65,6 +66,8 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
 
     (tmp_path / "bundle").mkdir()
     (tmp_path / "bundle" / "card.json").write_text("{}")  # a card of an earlier model there: reset, not kept
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setattr(config, "REPO_ROOT", tmp_path.resolve())  # the bundle is inside "the checkout"
     bundle = export_bundle(ckpt, tmp_path / "bundle", data_dir=data_dir, trace=tmp_path / "trace.txt", limit=16)
     meta = json.loads((bundle / "model.json").read_text())
     # both files written through their types, and they load back: model.json as the engine reads it, card.json empty
@@ -77,6 +80,9 @@ def test_train_export_predict_roundtrip(data_dir, tmp_path):
     assert "Not yet measured" in (bundle / "MODEL_CARD.md").read_text()
     trace = (tmp_path / "trace.txt").read_text()
     assert "quantize_static" in trace and "parity torch vs ONNX fp32" in trace
+    # the committed trace names files as the checkout does, never a machine's folders: tmp_path is the checkout here
+    assert "metadata written to bundle/model.json;" in trace and "model card written to bundle/MODEL_CARD.md" in trace
+    assert str(tmp_path) not in trace
     assert meta["preprocess"]["input_size"] == 64
     assert "ensemble" not in meta and "members" not in meta["training"]  # one checkpoint: exported as before
     assert meta["review_band"][0] <= meta["threshold"] <= meta["review_band"][1]

@@ -1,7 +1,8 @@
 """Binary-mask tools in numpy (no scipy at run time): connected components (row runs joined by union-find),
 square dilation and nearest-neighbour resizing.
 
-Components use exact 4-connectivity; the Python work is per run of pixels, not per pixel (a 192 px lung mask has a
+Components use exact 4-connectivity (the anatomy's masks) or 8-connectivity (:func:`label_components`, the
+evidence regions); the Python work is per run of pixels, not per pixel (a 192 px lung mask has a
 few hundred runs), so it costs well under a millisecond.
 """
 
@@ -20,13 +21,12 @@ def _row_runs(mask: np.ndarray) -> list[tuple[int, int, int]]:
     return list(zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist()))
 
 
-def components(mask: np.ndarray) -> list[np.ndarray]:
-    """The 4-connected components of ``mask``, largest first, each as a boolean mask of the same shape."""
-    mask = np.asarray(mask, dtype=bool)
+def _run_groups(mask: np.ndarray, diagonal: bool) -> tuple[list[tuple[int, int, int]], list[list[int]]]:
+    """The row runs of ``mask`` and its connected components as lists of run indices (4-connected, or 8 with
+    ``diagonal``), in the order of each component's first run: the raster order of its first pixel."""
     runs = _row_runs(mask)
-    if not runs:
-        return []
     parent = list(range(len(runs)))
+    reach = 1 if diagonal else 0  # 8-connected runs may also touch at a corner
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -43,7 +43,7 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
             cur, row = [], r
         for j in prev:
             _, ps, pe = runs[j]
-            if s < pe and e > ps:  # the runs touch vertically
+            if s < pe + reach and e + reach > ps:  # the runs touch vertically (or diagonally)
                 a, b = find(i), find(j)
                 if a != b:
                     parent[a] = b
@@ -51,7 +51,14 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
     groups: dict[int, list[int]] = {}
     for i in range(len(runs)):
         groups.setdefault(find(i), []).append(i)
-    ordered = sorted(groups.values(), key=lambda g: -sum(runs[i][2] - runs[i][1] for i in g))
+    return runs, list(groups.values())
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """The 4-connected components of ``mask``, largest first, each as a boolean mask of the same shape."""
+    mask = np.asarray(mask, dtype=bool)
+    runs, groups = _run_groups(mask, diagonal=False)
+    ordered = sorted(groups, key=lambda g: -sum(runs[i][2] - runs[i][1] for i in g))
     out = []
     for g in ordered:
         m = np.zeros_like(mask)
@@ -60,6 +67,20 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
             m[r, s:e] = True
         out.append(m)
     return out
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels of a boolean mask (0 = background) and their number, each component numbered
+    by the raster order of its first pixel (what a breadth-first search started at each unlabelled pixel in raster
+    order gives, at a fraction of its Python work: runs, not pixels)."""
+    mask = np.asarray(mask, dtype=bool)
+    runs, groups = _run_groups(mask, diagonal=True)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    for k, g in enumerate(groups, start=1):
+        for i in g:
+            r, s, e = runs[i]
+            labels[r, s:e] = k
+    return labels, len(groups)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

@@ -11,10 +11,13 @@ import numpy as np
 __all__ = ["class_activation_map", "finite_array"]
 
 
-def finite_array(value: object, name: str, ndim: int) -> np.ndarray:
-    """Convert to a float64 array of the given rank, rejecting NaN/inf and empty arrays."""
+def finite_array(value: object, name: str, ndim: int, *, keep_float: bool = False) -> np.ndarray:
+    """Convert to a float64 array of the given rank, rejecting NaN/inf and empty arrays. ``keep_float``: a float
+    array of another precision is checked as it is, not copied (a caller that converts only the part it uses: a
+    whole 1024 px image in float64 is an 8 MB copy)."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        floating = keep_float and np.asarray(value).dtype.kind == "f"
+        arr = np.asarray(value) if floating else np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array") from exc
     if arr.ndim != ndim:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from cxrtriage import config
-from cxrtriage.anatomy.components import nearest_resize
+from cxrtriage.anatomy.components import label_components, nearest_resize
 from cxrtriage.backends.cam import finite_array
 from cxrtriage.files import private_dir, replace_atomically
 from cxrtriage.schema import Crop
@@ -105,48 +104,20 @@ def _upsample_bilinear(cam: np.ndarray, factor: int) -> np.ndarray:
     return top * (1 - fr)[:, None] + bottom * fr[:, None]
 
 
-def _label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected component labels of a boolean mask (0 = background), by BFS.
-
-    The working grid is small (e.g. 64 x 64), so plain Python BFS is fast enough and
-    keeps scipy off the runtime path.
-    """
-    h, w = mask.shape
-    labels = np.zeros((h, w), dtype=np.int32)
-    n = 0
-    for r0, c0 in zip(*np.nonzero(mask)):
-        if labels[r0, c0]:
-            continue
-        n += 1
-        labels[r0, c0] = n
-        queue = deque([(int(r0), int(c0))])
-        while queue:
-            r, c = queue.popleft()
-            for dr in (-1, 0, 1):
-                rr = r + dr
-                if rr < 0 or rr >= h:
-                    continue
-                for dc in (-1, 0, 1):
-                    cc = c + dc
-                    if 0 <= cc < w and mask[rr, cc] and not labels[rr, cc]:
-                        labels[rr, cc] = n
-                        queue.append((rr, cc))
-    return labels, n
-
-
 def _cell_labels(labels: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
-    """Assign each CAM cell to the component covering most of its working-grid pixels (0 = none).
+    """Assign each CAM cell to the component covering most of its working-grid pixels (0 = none; a tie goes to the
+    lower label).
 
     Strength is measured on the original cells, where the CAM is an exact share of the
     logit; measuring it on the interpolated grid would leak mass into sub-threshold blur.
     """
     h, w = shape
     blocks = labels.reshape(h, factor, w, factor).transpose(0, 2, 1, 3).reshape(h, w, -1)
-    out = np.zeros((h, w), dtype=np.int32)
-    for i, j in zip(*np.nonzero(blocks.max(axis=2))):
-        values, counts = np.unique(blocks[i, j][blocks[i, j] > 0], return_counts=True)
-        out[i, j] = values[np.argmax(counts)]
-    return out
+    n = int(labels.max())
+    if n <= 0:
+        return np.zeros((h, w), dtype=np.int32)
+    counts = np.stack([(blocks == k).sum(axis=2) for k in range(1, n + 1)])  # (n, h, w) working pixels per label
+    return np.where(counts.max(axis=0) > 0, counts.argmax(axis=0) + 1, 0).astype(np.int32)
 
 
 def find_evidence_boxes(
@@ -202,7 +173,7 @@ def find_evidence_boxes(
             return []
         cell_pos = cell_pos * nearest_resize(allowed, *cam_arr.shape)
     mask = (up >= rel_threshold * peak) & (up > 0)
-    labels, n = _label_components(mask)
+    labels, n = label_components(mask)
     if n == 0:
         return []
 
@@ -365,7 +336,7 @@ def save_crop_thumbnails(
     coordinates (without margin). Files written by a call that fails are removed. ``out_dir``: the engine passes
     its settings' crops directory; None reads the configured one (``CXRTRIAGE_CROPS_DIR``) at this call.
     """
-    img = finite_array(pixels, "pixels", 2)
+    img = finite_array(pixels, "pixels", 2, keep_float=True)  # each patch goes to float64 below
     if isinstance(thumb_size, bool) or not isinstance(thumb_size, (int, np.integer)) or thumb_size < 1:
         raise ValueError(f"thumb_size must be a positive integer, got {thumb_size!r}")
     if not (math.isfinite(margin) and margin >= 0):
@@ -390,7 +361,8 @@ def save_crop_thumbnails(
             x0, y0 = max(0, box.x - mx), max(0, box.y - my)
             x1, y1 = min(width, box.x + box.w + mx), min(height, box.y + box.h + my)
             # 8-bit conversion of the patch only: the whole 1024 px image cost ~4 ms a prediction
-            patch = Image.fromarray(np.round(np.clip(img[y0:y1, x0:x1], 0.0, 1.0) * 255.0).astype(np.uint8))
+            part = np.asarray(img[y0:y1, x0:x1], dtype=np.float64)
+            patch = Image.fromarray(np.round(np.clip(part, 0.0, 1.0) * 255.0).astype(np.uint8))
             pw, ph = patch.size
             scale = thumb_size / max(pw, ph)
             size = (max(1, round(pw * scale)), max(1, round(ph * scale)))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from cxrtriage.imaging.preprocess import clip_unit
 from cxrtriage.schema import Crop
 
 #: the block-averaged copy the search runs on is at most this many pixels on its longer side
@@ -93,18 +94,22 @@ def _block_mean(pixels: np.ndarray, step: int) -> np.ndarray:
     1024 px image), which the exposed-field stage spends on every request."""
     h, w = pixels.shape
     hh, ww = (h // step) * step, (w // step) * step
-    x = np.ascontiguousarray(pixels[:hh, :ww], dtype=np.float32)
+    x = np.ascontiguousarray(pixels, dtype=np.float32)
     if step == 1:
         return x
-    return np.asarray(Image.fromarray(x, mode="F").reduce(step), dtype=np.float32)
+    # the box leaves the ragged edge out without copying the rest first (same means as reducing a cropped copy)
+    return np.asarray(Image.fromarray(x, mode="F").reduce(step, box=(0, 0, ww, hh)), dtype=np.float32)
 
 
 def _local_range(x: np.ndarray) -> np.ndarray:
-    """Max minus min over each pixel's 3x3 neighbourhood (edges repeated)."""
+    """Max minus min over each pixel's 3x3 neighbourhood (edges repeated). Separable (rows, then columns): the
+    same extremes as taking all nine shifted copies at once, without stacking them."""
     p = np.pad(x, 1, mode="edge")
-    h, w = x.shape
-    views = [p[i : i + h, j : j + w] for i in range(3) for j in range(3)]
-    return np.max(views, axis=0) - np.min(views, axis=0)
+    hi = np.maximum(np.maximum(p[:-2], p[1:-1]), p[2:])
+    lo = np.minimum(np.minimum(p[:-2], p[1:-1]), p[2:])
+    hi = np.maximum(np.maximum(hi[:, :-2], hi[:, 1:-1]), hi[:, 2:])
+    lo = np.minimum(np.minimum(lo[:, :-2], lo[:, 1:-1]), lo[:, 2:])
+    return hi - lo
 
 
 def _best_run(content: np.ndarray, weight: np.ndarray) -> tuple[int, int]:
@@ -125,28 +130,36 @@ def _content_share(blank: np.ndarray, axis: int) -> np.ndarray:
     return 1.0 - blank.mean(axis=axis)
 
 
-def _edge(content: np.ndarray, start: int, stop: int) -> int | None:
-    """The first index in ``range(start, stop)`` (backwards when stop < start) whose share of content pixels is above
-    MIN_CONTENT_SHARE; None when there is none."""
+def _edge(pixels: np.ndarray, level: float, lines: tuple[int, int], span: slice, axis: int) -> int | None:
+    """The first index in ``range(*lines)`` (backwards when stop < start) of a row (``axis`` 1) or column (``axis``
+    0) whose share of pixels above ``level`` within ``span`` (of the other axis) is above MIN_CONTENT_SHARE; None
+    when there is none. Only the rows or columns searched are thresholded: a few strips, not the whole image."""
+    start, stop = lines
     direction = 1 if stop >= start else -1
+    first, last = (start, stop) if direction == 1 else (stop + 1, start + 1)
+    if last <= first:
+        return None
+    strip = pixels[first:last, span] if axis == 1 else pixels[span, first:last]
+    share = (strip > level).mean(axis=axis)
     for i in range(start, stop, direction):
-        if content[i] > MIN_CONTENT_SHARE:
+        if share[i - first] > MIN_CONTENT_SHARE:
             return i
     return None
 
 
-def _refine(bright: np.ndarray, box: tuple[int, int, int, int], reach: int) -> tuple[int, int, int, int]:
+def _refine(pixels: np.ndarray, level: float, box: tuple[int, int, int, int], reach: int) -> tuple[int, int, int, int]:
     """Each edge of the block-level ``box`` moved to the first full-resolution row or column (within ``reach`` of
-    it) that is not dark: the blank test on the averaged copy looks at neighbours, so its edges are a block off."""
-    h, w = bright.shape
+    it) that is not dark (above ``level``): the blank test on the averaged copy looks at neighbours, so its edges
+    are a block off."""
+    h, w = pixels.shape
     x0, y0, x1, y1 = box
-    rows = bright[:, x0:x1].mean(axis=1)
-    top = _edge(rows, max(0, y0 - reach), min(h, y0 + reach))
-    bottom = _edge(rows, min(h, y1 + reach) - 1, max(0, y1 - reach) - 1)
+    cols = slice(x0, x1)
+    top = _edge(pixels, level, (max(0, y0 - reach), min(h, y0 + reach)), cols, 1)
+    bottom = _edge(pixels, level, (min(h, y1 + reach) - 1, max(0, y1 - reach) - 1), cols, 1)
     y0, y1 = top if top is not None else y0, bottom + 1 if bottom is not None else y1
-    cols = bright[y0:y1].mean(axis=0)
-    left = _edge(cols, max(0, x0 - reach), min(w, x0 + reach))
-    right = _edge(cols, min(w, x1 + reach) - 1, max(0, x1 - reach) - 1)
+    rows = slice(y0, y1)
+    left = _edge(pixels, level, (max(0, x0 - reach), min(w, x0 + reach)), rows, 0)
+    right = _edge(pixels, level, (min(w, x1 + reach) - 1, max(0, x1 - reach) - 1), rows, 0)
     return left if left is not None else x0, y0, right + 1 if right is not None else x1, y1
 
 
@@ -156,7 +169,7 @@ def find_field(pixels: np.ndarray) -> ExposedField:
     h, w = pixels.shape
     full = whole((h, w))
     step = max(1, int(np.ceil(max(h, w) / WORK_SIDE)))
-    small = _block_mean(np.clip(pixels, 0.0, 1.0), step)
+    small = _block_mean(clip_unit(pixels), step)
     if small.size == 0:
         return full
     lo, hi = float(small.min()), float(small.max())
@@ -176,7 +189,7 @@ def find_field(pixels: np.ndarray) -> ExposedField:
     y0, y1 = r0 * step, h if r1 == small.shape[0] else min(h, r1 * step)
     x0, x1 = c0 * step, w if c1 == small.shape[1] else min(w, c1 * step)
     if step > 1 or (x0, y0, x1, y1) != (0, 0, w, h):
-        x0, y0, x1, y1 = _refine(pixels > lo + DARK_TOL, (x0, y0, x1, y1), 2 * step)
+        x0, y0, x1, y1 = _refine(pixels, lo + DARK_TOL, (x0, y0, x1, y1), 2 * step)
     area = (x1 - x0) * (y1 - y0)
     if area >= MAX_AREA_SHARE * h * w or area < MIN_AREA_SHARE * h * w or min(x1 - x0, y1 - y0) < MIN_SIDE:
         return full

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from cxrtriage.errors import ImageTooLargeError, InvalidImageError, UnsupportedFormatError
 from cxrtriage.imaging.arrays import array_to_unit, check_pixels, colourfulness, reduction_factor, reduction_warning
@@ -26,6 +26,8 @@ from cxrtriage.imaging.arrays import array_to_unit, check_pixels, colourfulness,
 __all__ = ["decode_raster", "decode_pil"]
 
 _PIL_FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO")}
+#: the EXIF orientations that turn or flip the image (1 and anything unknown leave it as stored, as in Pillow)
+_EXIF_TURNS = frozenset(range(2, 9))
 
 
 def decode_raster(data: bytes, kind: str, limit: int, max_working: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -120,8 +122,11 @@ def decode_pil(
 
 
 def _exif_transpose(img: Image.Image, warnings: list[str]) -> Image.Image:
-    """Camera/phone photos of films carry the display rotation in EXIF; apply it."""
+    """Camera/phone photos of films carry the display rotation in EXIF; apply it. Without a rotation the image is
+    returned as it is (Pillow's ``exif_transpose`` would copy it: a whole decoded film, on every request)."""
     try:
+        if img.getexif().get(ExifTags.Base.Orientation, 1) not in _EXIF_TURNS:
+            return img
         return ImageOps.exif_transpose(img) or img
     except Exception:  # noqa: BLE001 - broken EXIF must not make the image unreadable
         warnings.append("EXIF orientation could not be read; the image is used as stored")

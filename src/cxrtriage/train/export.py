@@ -25,6 +25,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cxrtriage.backends.bundle_config import write_bundle_config
 from cxrtriage.backends.bundled import FP32_FILE, INDEX_FILE, META_FILE, MODEL_FILE
 from cxrtriage.backends.embedding_index import build_index_and_ood
+from cxrtriage.config import repo_relative
 from cxrtriage.data import Record, load_split_records, rsna_opacity_labels
 from cxrtriage.evaluation import metrics
 from cxrtriage.files import sha256_file
@@ -170,7 +171,7 @@ def export_bundle(
     ckpt, pre = ckpts[0], ckpts[0]["preprocess"]
     size, mean, std = int(pre["input_size"]), float(pre["mean"]), float(pre["std"])
     for path, c, tl in zip(paths, ckpts, tlogs):
-        log(f"checkpoint {path} (best epoch {c['best']}, seed {(tl.get('config') or {}).get('seed')})")
+        log(f"checkpoint {repo_relative(path)} (best epoch {c['best']}, seed {(tl.get('config') or {}).get('seed')})")
     log(
         (f"seed ensemble of {len(paths)}: {COMBINE_RULE}; " if len(paths) > 1 else "")
         + f"arch {ckpt['arch']['name']}, input {size}px, mean {mean:.4f} std {std:.4f}"
@@ -359,7 +360,7 @@ def export_bundle(
         fp32_keep = Path(fp32_copy) if fp32_copy else paths[0].parent / FP32_FILE
         fp32_keep.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(fp32, fp32_keep)
-        log(f"fp32 ONNX kept for benchmarks at {fp32_keep} (not shipped)")
+        log(f"fp32 ONNX kept for benchmarks at {repo_relative(fp32_keep)} (not shipped)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -396,12 +397,13 @@ def export_bundle(
         "size_bytes": (out_dir / MODEL_FILE).stat().st_size,
     }
     bundle = write_bundle_config(apply_operating_point(meta, op), out_dir / META_FILE)
-    log(f"metadata written to {out_dir / META_FILE}; model sha256 {bundle.sha256}")
+    log(f"metadata written to {repo_relative(out_dir / META_FILE)}; model sha256 {bundle.sha256}")
     from cxrtriage.evaluation.card_data import write_fresh_card
     from cxrtriage.evaluation.model_card import write_card
 
-    log(f"measurements reset in {write_fresh_card(out_dir, bundle)}")
-    log(f"model card written to {write_card(out_dir)} (test metrics: run `cxrtriage evaluate --update-card`)")
+    log(f"measurements reset in {repo_relative(write_fresh_card(out_dir, bundle))}")
+    card = repo_relative(write_card(out_dir))
+    log(f"model card written to {card} (test metrics: run `cxrtriage evaluate --update-card`)")
     if trace:
         trace.parent.mkdir(parents=True, exist_ok=True)
         trace.write_text("\n".join(lines) + "\n")
