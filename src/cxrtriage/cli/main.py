@@ -11,6 +11,7 @@
 - PACS (:mod:`cxrtriage.cli.pacs`): ``dicom-node``, ``orthanc-pull``, ``pacs-demo``
 - audit trail (:mod:`cxrtriage.cli.audit`): ``audit verify | export``
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
+- drift monitoring (:mod:`cxrtriage.cli.monitoring`): ``monitor``
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch. A command that builds
 an engine or a server builds its :class:`~cxrtriage.config.Settings` once
@@ -25,10 +26,11 @@ import argparse
 import sys
 
 from cxrtriage.cli import audit, deliverables, evaluation, hai_def, pacs, runtime, security, training
+from cxrtriage.cli import monitoring as monitoring_cli
 from cxrtriage.errors import ConfigurationError
 
 #: the command groups in the order ``cxrtriage --help`` lists them; each registers its subcommands
-GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit)
+GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit, monitoring_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

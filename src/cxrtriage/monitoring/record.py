@@ -38,6 +38,7 @@ __all__ = [
     "parse_record",
     "record_time",
     "refusal_record",
+    "run_record",
     "site_name",
     "utc_now",
 ]
@@ -137,6 +138,14 @@ def monitor_record(
         "site": site,
         "model_sha256": prediction.model.sha256,
     }
+
+
+def run_record(run: Any, source: str, site: str | None) -> dict[str, Any]:
+    """The record of a pipeline run (``Triaged``, or an output context: ``prediction``, ``image`` with its ``meta``,
+    the analysed ``pixels``), its statistics taken from the pixels the model analysed."""
+    prediction, meta = run.prediction, run.image.meta
+    stats = image_stats(run.pixels, meta.width, meta.height, prediction.image.get("exposed_field"))
+    return monitor_record(prediction, stats, source, site)
 
 
 def refusal_record(
