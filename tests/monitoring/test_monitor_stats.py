@@ -58,3 +58,18 @@ def test_standardised_mean_difference() -> None:
     assert smd([0.0, 2.0] * 50, [1.0, 3.0] * 50) == pytest.approx(1.0 / math.sqrt(100 / 99), rel=1e-3)
     assert smd([0.5, 0.5], [0.5, 0.5]) == 0.0
     assert smd([0.5, 0.5], [0.6, 0.6]) == math.inf
+
+
+def test_psi_of_small_samples_is_judged_against_its_sampling_noise() -> None:
+    from scipy.stats import chi2
+
+    from cxrtriage.monitoring.stats import chi2_sf, psi_p_value
+
+    for x, df in [(7.0, 9), (30.0, 9), (3.0, 1), (12.0, 4)]:
+        assert chi2_sf(x, df) == pytest.approx(chi2.sf(x, df), rel=1e-9)
+    # 50 against 55 draws of one distribution: a PSI over 0.25 is common, and not significant
+    rng = np.random.default_rng(3)
+    values = [psi(rng.beta(2, 3, 50), rng.beta(2, 3, 55)) for _ in range(200)]
+    assert np.mean(np.asarray(values) > 0.25) > 0.3
+    assert psi_p_value(0.27, 50, 55) > 0.5
+    assert psi_p_value(0.27, 1000, 1000) < 1e-6

@@ -14,12 +14,13 @@ against what, and what to check. With too few results on either side a figure sa
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cxrtriage.monitoring.figures import Figure, Limits, Reference, Report, window_words
 from cxrtriage.monitoring.record import record_time
-from cxrtriage.monitoring.stats import ks_two_sample, psi, smd, two_proportion_p
+from cxrtriage.monitoring.stats import ks_two_sample, psi, psi_p_value, smd, two_proportion_p
 
 __all__ = ["Figure", "Limits", "Reference", "Report", "compare", "records_between", "window_words"]
 
@@ -88,7 +89,8 @@ class _Judge:
     def score_distribution(self, report: Report) -> list[Figure]:
         ref, new = [r["score"] for r in self.ref], [r["score"] for r in self.new]
         lim = self.limits
-        psi_limit, ks_limit = f"PSI under {lim.score_psi:g}", f"KS p >= {lim.ks_p:g} or D < {lim.ks_d:g}"
+        psi_limit = f"PSI under {lim.score_psi:g} (or within sampling noise, p >= {lim.ks_p:g})"
+        ks_limit = f"KS p >= {lim.ks_p:g} or D < {lim.ks_d:g}"
         mean_ref, mean_new = _mean(ref), _mean(new)
         if not self._enough(len(ref), len(new)):
             return [
@@ -100,11 +102,12 @@ class _Judge:
                 ),
             ]
         value = psi(ref, new)
+        psi_p = psi_p_value(value, len(ref), len(new))
         ks = ks_two_sample(ref, new)
         report.ks_method = ks.method
         advice = "the model is seeing different films; check the source, the modality and the protocol"
         moved = f"mean score {mean_new:.2f} {self.words} against {mean_ref:.2f} {self.reference.words}"
-        psi_alert = value >= lim.score_psi
+        psi_alert = value >= lim.score_psi and psi_p < lim.ks_p
         ks_alert = ks.p_value < lim.ks_p and ks.statistic >= lim.ks_d
         return [
             Figure(
@@ -116,8 +119,9 @@ class _Judge:
                 "alert" if psi_alert else "ok",
                 f"score distribution moved (PSI {value:.2f}, limit {lim.score_psi:g}; {moved}): {advice}"
                 if psi_alert
-                else f"score distribution stable (PSI {value:.2f}; {moved})",
+                else f"score distribution within the limit (PSI {value:.2f}, p {psi_p:.2g}; {moved})",
                 statistic=value,
+                p_value=psi_p,
                 n_reference=len(ref),
                 n_recent=len(new),
             ),
@@ -244,6 +248,13 @@ class _Judge:
                 "the films have more contrast than before; check the modality's processing and export",
                 "the films have less contrast than before; check the modality's processing and export",
             ),
+            (
+                "image_size",
+                "image size (longest side, pixels)",
+                lambda r: max((r["image"] or {}).get("width", 0), (r["image"] or {}).get("height", 0)) or None,
+                "the films are larger than before: a new device or export setting",
+                "the films are smaller than before: a new device, or images downsampled before they reach triage",
+            ),
         )
         return [self._shift(*spec) for spec in specs]
 
@@ -256,8 +267,10 @@ class _Judge:
             return self._too_few(key, name, limit, len(ref), len(new), mean_ref, mean_new)
         d = smd(ref, new)
         alert = abs(d) >= self.limits.smd
-        text = f"{name} {mean_new:.2f} {self.words} against {mean_ref:.2f} {self.reference.words}"
-        message = f"{text} (shift {d:+.1f} SD): {up if d > 0 else down}" if alert else f"{text}: within the limit"
+        digits = 0 if key == "image_size" else 2  # pixels are whole
+        text = f"{name} {mean_new:.{digits}f} {self.words} against {mean_ref:.{digits}f} {self.reference.words}"
+        shift = f"shift {d:+.1f} SD" if math.isfinite(d) else "the reference never varied"
+        message = f"{text} ({shift}): {up if d > 0 else down}" if alert else f"{text}: within the limit"
         return Figure(
             key,
             name,

@@ -106,13 +106,16 @@ class Report:
 
 
 def window_words(span: dt.timedelta) -> str:
-    """ "this week" for 7 days, "in the last 24 hours" for one day, else "in the last N days/hours"."""
+    """ "this week" for 7 days, "in the last 24 hours" for one day, else "in the last N days/hours/minutes"."""
     hours = span.total_seconds() / 3600
     if abs(hours - 168) < 1e-6:
         return "this week"
     if hours >= 48 and hours % 24 == 0:
         return f"in the last {int(hours // 24)} days"
-    return f"in the last {hours:g} hours"
+    if hours >= 1:
+        return f"in the last {hours:.3g} hours"
+    minutes = max(1, round(hours * 60))
+    return f"in the last {minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def _finite(value: Any) -> Any:

@@ -15,7 +15,9 @@ __all__ = [
     "KsResult",
     "ks_two_sample",
     "ks_two_sample_numpy",
+    "chi2_sf",
     "psi",
+    "psi_p_value",
     "smd",
     "two_proportion_p",
 ]
@@ -37,6 +39,29 @@ def psi(reference: Sequence[float], recent: Sequence[float], bins: Sequence[floa
     new = np.histogram(np.clip(recent, edges[0], edges[-1]), bins=edges)[0] + _SMOOTHING
     p, q = ref / ref.sum(), new / new.sum()
     return float(np.sum((q - p) * np.log(q / p)))
+
+
+def psi_p_value(value: float, n_reference: int, n_recent: int, bins: int = len(SCORE_BINS) - 1) -> float:
+    """How often two samples of these sizes from one distribution reach this PSI: the PSI is a symmetrised
+    chi-square divergence, so ``PSI x n m / (n + m)`` is about chi-square with ``bins - 1`` degrees of freedom under
+    no change. With 50 results a side a PSI of 0.25 is ordinary noise (p about 0.6), so the alert needs both."""
+    return chi2_sf(value * n_reference * n_recent / (n_reference + n_recent), bins - 1)
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for a chi-square variable with ``df`` degrees of freedom (the regularised upper incomplete gamma
+    function, from its power series: x here is at most a few hundred)."""
+    if x <= 0:
+        return 1.0
+    a, half = df / 2.0, x / 2.0
+    term = total = 1.0 / a
+    k = 0
+    while term > total * 1e-15 and k < 10_000:
+        k += 1
+        term *= half / (a + k)
+        total += term
+    lower = math.exp(a * math.log(half) - half - math.lgamma(a)) * total
+    return float(min(1.0, max(0.0, 1.0 - lower)))
 
 
 @dataclass(frozen=True)

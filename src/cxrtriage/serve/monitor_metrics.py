@@ -7,7 +7,7 @@ DICOM node append to, so whichever worker answers the scrape reports the same va
 :data:`CACHE_S` seconds, so a scrape every few seconds does not re-read the records each time.
 
 Gauges (``figure`` is a key of :mod:`cxrtriage.monitoring.drift`: ``score_psi``, ``score_ks``, ``urgent_rate``,
-``review_rate``, ``refusal_rate``, ``similarity``, ``image_mean``, ``image_std``, ``agreement_*``):
+``review_rate``, ``refusal_rate``, ``similarity``, ``image_mean``, ``image_std``, ``image_size``, ``agreement_*``):
 
 * ``cxrtriage_monitor_value{figure, period="recent"|"reference"}``: the figure's value (a rate, a mean)
 * ``cxrtriage_monitor_statistic{figure}``: its test statistic (PSI, KS D, standardised shift, change in points)
