@@ -58,6 +58,7 @@ def test_standardised_mean_difference() -> None:
     assert smd([0.0, 2.0] * 50, [1.0, 3.0] * 50) == pytest.approx(1.0 / math.sqrt(100 / 99), rel=1e-3)
     assert smd([0.5, 0.5], [0.5, 0.5]) == 0.0
     assert smd([0.5, 0.5], [0.6, 0.6]) == math.inf
+    assert smd([0.8] * 40, [0.8] * 60) == 0.0  # constant and equal, whatever the rounding of the means
 
 
 def test_psi_of_small_samples_is_judged_against_its_sampling_noise() -> None:

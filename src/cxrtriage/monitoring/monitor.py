@@ -39,11 +39,18 @@ def site_dir_of(settings: Any) -> Path | None:
 
 
 def choose_reference(
-    store: MonitorStore, reference_file: Path | None = None, site_dir: Path | None = None
+    store: MonitorStore,
+    reference_file: Path | None = None,
+    site_dir: Path | None = None,
+    records: Sequence[Mapping[str, Any]] | None = None,
 ) -> Reference:
     """The reference, in this order: ``reference_file`` (given by the user), the site profile's commissioning
     sample (``site_dir/reference.jsonl``), else the store's first results of use. FileNotFoundError for a given
-    file that does not exist; a site profile without its sample falls back to the first results of use and says so."""
+    file that does not exist; a site profile without its sample falls back to the first results of use and says so.
+
+    The first results of use are complete once the store holds a result after them (the writer stopped adding to
+    them, whatever ``reference_n`` it had) or there are ``reference_n`` of them; ``records``: the store's, when the
+    caller has read them already."""
     if reference_file is not None:
         if not reference_file.is_file():
             raise FileNotFoundError(f"no reference file at {reference_file}")
@@ -56,10 +63,13 @@ def choose_reference(
         fallback = f" (the site profile {site_dir} has no reference.jsonl)"
     first = store.first_use().records
     complete = len(first) >= store.reference_n
+    if first and not complete:
+        last = record_time(first[-1])
+        complete = any(record_time(r) > last for r in (store.read().records if records is None else records))
     span = f", {_day(first[0])} to {_day(first[-1])}" if first else ""
     return Reference(
         "first_use",
-        f"the first {len(first)} results of use{span}{'' if complete else f' (collecting {store.reference_n})'}"
+        f"the first {len(first)} results of use{span}{'' if complete else f' (still collecting {store.reference_n})'}"
         f"{fallback}",
         first,
         complete,
@@ -97,8 +107,8 @@ def run_monitor(
     """The report of the last ``span`` against the reference, and the plots' buckets. With the first results of use
     as the reference, the window starts after them (a result is never compared with itself)."""
     now = now or utc_now()
-    reference = choose_reference(store, reference_file, site_dir)
     loaded = store.read()
+    reference = choose_reference(store, reference_file, site_dir, loaded.records)
     start = now - span
     if reference.kind == "first_use" and reference.records:
         start = max(start, record_time(reference.records[-1]))

@@ -125,6 +125,9 @@ def smd(reference: Sequence[float], recent: Sequence[float]) -> float:
         raise ValueError("both samples need at least two values")
     pooled = math.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
     diff = float(b.mean() - a.mean())
-    if pooled == 0.0:
+    scale = max(1.0, abs(float(a.mean())))
+    if abs(diff) <= 1e-9 * scale:  # equal up to rounding (the mean of 40 copies of 0.8 is not exactly 0.8)
+        return 0.0
+    if pooled <= 1e-12 * scale:
         return 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
     return diff / pooled
