@@ -24,6 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": set(),
     "security": set(),  # roles, API keys, OIDC tokens, UI sessions, the audit trail: base modules, PyJWT, itsdangerous
     "worklist": set(),  # the reading worklist: the base modules only, so the DICOM node needs no web layer
+    "monitoring": set(),  # drift monitoring (records, store, figures, report): the base modules only
     "imaging": {"worklist"},  # imaging/study.py builds the worklist's StudyInfo from the DICOM header
     "anatomy": {"imaging"},
     "backends": {"imaging"},
@@ -79,6 +80,9 @@ ALLOWED: dict[str, set[str]] = {
     },
     "__init__": {"imaging", "pipeline"},
 }
+# drift monitoring is recorded by the service and the DICOM node, and reported by the CLI (one block, kept apart)
+for _user in ("serve", "pacs", "cli"):
+    ALLOWED[_user].add("monitoring")
 RUN_TIME = {
     "imaging",
     "anatomy",
@@ -92,6 +96,7 @@ RUN_TIME = {
     "worklist",
     "security",
     "site",
+    "monitoring",
     *BASE,
 }
 

@@ -28,6 +28,10 @@ writes them to pass an option on. Empty variables count as unset; a bad value ra
 | ``CXRTRIAGE_GGUF_CONVERTER`` | unset | path of llama.cpp's ``convert_hf_to_gguf.py`` (offline GGUF conversion) |
 | ``CXRTRIAGE_WORKLIST_PATH`` | ``$XDG_STATE_HOME/cxrtriage/worklist.sqlite`` (``~/.local/state/...``) | the reading worklist (SQLite) shared by the service, its UI and the DICOM node; survives restarts. Its folder is the service's state folder: the API keys (``keys.json``) live beside it |
 | ``CXRTRIAGE_AUDIT_PATH`` | ``audit.jsonl`` beside the worklist (``$XDG_STATE_HOME/cxrtriage/audit.jsonl``) | the service's audit trail: one hash-chained JSON record per access (``cxrtriage audit verify`` / ``export``); created owner-only |
+| ``CXRTRIAGE_MONITOR_PATH`` | ``monitor.jsonl`` beside the worklist (``$XDG_STATE_HOME/cxrtriage/monitor.jsonl``) | drift monitoring: one record per result and refusal of the service and the DICOM node (score, label, review flag, similarity, image statistics; no image, identifier or file name), created owner-only; read by ``cxrtriage monitor`` and the UI's Monitoring tab |
+| ``CXRTRIAGE_MONITOR_MAX_MB`` | ``64`` | disk bound of the monitoring records: the file is rotated at a quarter of this and three rotated files are kept (the oldest records go first; the first results of use are kept apart as the reference) |
+| ``CXRTRIAGE_MONITOR_REFERENCE_N`` | ``200`` | without a site profile, the first this many results of use are the monitor's reference (kept in ``monitor-reference.jsonl``) |
+| ``CXRTRIAGE_MONITOR_WINDOW`` | ``7d`` | the recent window the monitor compares with the reference in ``/metrics`` and first in the UI's Monitoring tab (a number and ``w``, ``d``, ``h`` or ``m``) |
 | ``CXRTRIAGE_WORKLIST_MAX_WAIT_MIN`` | ``60`` | a study waiting longer than this rises to the top of its group on the worklist (urgent or routine; a routine study never rises above an urgent one) |
 | ``CXRTRIAGE_HOST`` | ``127.0.0.1`` (the Docker image sets ``0.0.0.0``) | interface ``cxrtriage serve`` listens on |
 | ``CXRTRIAGE_PORT`` | ``7860`` | TCP port of ``cxrtriage serve`` |
@@ -158,6 +162,11 @@ class Settings(BaseSettings):
     worklist_path: Path = Field(default_factory=default_worklist_path)
     worklist_max_wait_min: float = Field(default=60.0, gt=0)
     audit_path: Path | None = None  # None: audit.jsonl beside the worklist (the `audit_file` property)
+    # -- drift monitoring (cxrtriage.monitoring)
+    monitor_path: Path | None = None  # None: monitor.jsonl beside the worklist (the `monitor_file` property)
+    monitor_max_mb: float = Field(default=64.0, gt=0)
+    monitor_reference_n: int = Field(default=200, ge=10)
+    monitor_window: str = Field(default="7d", pattern=r"^\s*\d+(\.\d+)?\s*[wdhm]\s*$")
     # -- the web service
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=0, le=65535)
@@ -204,6 +213,7 @@ class Settings(BaseSettings):
         "site_dir",
         "worklist_path",
         "audit_path",
+        "monitor_path",
         "ssl_certfile",
         "ssl_keyfile",
         mode="before",
@@ -289,6 +299,11 @@ class Settings(BaseSettings):
         """The audit trail: ``audit_path``, else ``audit.jsonl`` in the worklist's folder (the service's state folder),
         so that moving the worklist moves the audit trail with it."""
         return self.audit_path or self.state_dir / "audit.jsonl"
+
+    @property
+    def monitor_file(self) -> Path:
+        """The drift monitor's records: ``monitor_path``, else ``monitor.jsonl`` in the service's state folder."""
+        return self.monitor_path or self.state_dir / "monitor.jsonl"
 
     @property
     def state_dir(self) -> Path:

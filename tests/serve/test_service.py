@@ -30,6 +30,7 @@ from starlette.types import Message  # noqa: E402
 from cxrtriage.config import Settings  # noqa: E402
 from cxrtriage.errors import ModelError  # noqa: E402
 from cxrtriage.explain.crop_store import is_crop_name, list_crops, prune_crops  # noqa: E402
+from cxrtriage.imaging.load import load_image  # noqa: E402
 from cxrtriage.schema import DISCLAIMER, Crop, ModelInfo, Prediction, prediction_json_schema  # noqa: E402
 from cxrtriage.serve.app import create_app  # noqa: E402
 
@@ -640,7 +641,7 @@ def test_webui_hook_receives_engine_and_status(tmp_path: Path, monkeypatch: pyte
         ui_engine = seen["get_engine"]()
         assert ui_engine._engine is engine  # the UI gets the loaded engine, wrapped so that it is measured
         before = seen["get_status"]()["requests_served"]
-        ui_engine.predict(b"anything")
+        ui_engine.predict(load_image(_grey_png()))  # the UI decodes first and hands the engine the decoded image
         status = seen["get_status"]()
         assert status["model_name"] == "fake-model"
         assert status["requests_served"] == before + 1 and status["median_latency_ms"] is not None

@@ -12,6 +12,7 @@
 - audit trail (:mod:`cxrtriage.cli.audit`): ``audit verify | export``
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
 - site commissioning (:mod:`cxrtriage.cli.commission`): ``commission``
+- drift monitoring (:mod:`cxrtriage.cli.monitoring`): ``monitor``
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch. A command that builds
 an engine or a server builds its :class:`~cxrtriage.config.Settings` once
@@ -27,11 +28,11 @@ import sys
 
 from cxrtriage.cli import audit, deliverables, evaluation, hai_def, pacs, runtime, security, training
 from cxrtriage.cli import commission as commissioning
+from cxrtriage.cli import monitoring as monitoring_cli
 from cxrtriage.errors import ConfigurationError
 
 #: the command groups in the order ``cxrtriage --help`` lists them; each registers its subcommands
-GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit)
-GROUPS += (commissioning,)  # issue 25: site commissioning
+GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit, commissioning, monitoring_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,6 +73,7 @@ def stop_event() -> threading.Event:
 
 def _handler(args: argparse.Namespace, send: Any, settings: Settings):
     """Engine, worklist and handler from the shared options and the command's settings (loads the model once)."""
+    from cxrtriage.monitoring.store import MonitorStore
     from cxrtriage.pacs.handling import InstanceHandler
     from cxrtriage.pacs.outbox import Outbox
     from cxrtriage.pipeline import Triage
@@ -105,6 +106,7 @@ def _handler(args: argparse.Namespace, send: Any, settings: Settings):
         secondary_capture=not args.no_secondary_capture,
         status_path=Path(args.status_file) if args.status_file else None,
         outbox=outbox,
+        monitor=MonitorStore.from_settings(settings),  # drift monitoring, beside the service's records
     )
 
 

@@ -2,9 +2,11 @@
 (:func:`cxrtriage.pacs.instance.process_instance`), send its DICOM outputs back (the registry's DICOM-encoded formats:
 the SR, and the Secondary Capture unless turned off), POST the registry's ``fhir`` report when an endpoint is
 configured, file the result on the reading worklist (its crops named by their URLs, as the service files them:
-:mod:`cxrtriage.crop_urls`), and count. One line is logged per instance with the running counts; it names the outcome
-and the instance's hashed id, never a patient identifier, and any text from the header in it (a modality in a
-reason) is escaped (:func:`cxrtriage.log_text.loggable`), so a header cannot forge a log line."""
+:mod:`cxrtriage.crop_urls`), count, and record the result or refusal for drift monitoring
+(:mod:`cxrtriage.monitoring`; a failed record is logged and changes nothing else). One line is logged per instance
+with the running counts; it names the outcome and the instance's hashed id, never a patient identifier, and any text
+from the header in it (a modality in a reason) is escaped (:func:`cxrtriage.log_text.loggable`), so a header cannot
+forge a log line."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from cxrtriage.crop_urls import with_crop_urls
 from cxrtriage.errors import InputError
 from cxrtriage.log_text import loggable
+from cxrtriage.monitoring.record import refusal_record, run_record, site_name
 from cxrtriage.pacs.delivery import post_fhir
 from cxrtriage.pacs.instance import Outcome, process_instance
 from cxrtriage.pacs.outbox import Outbox
@@ -31,6 +34,7 @@ from cxrtriage.pacs.outbox import Outbox
 if TYPE_CHECKING:  # pragma: no cover
     from pydicom import Dataset
 
+    from cxrtriage.monitoring.store import MonitorStore
     from cxrtriage.pipeline import Triage
     from cxrtriage.worklist import Worklist
 
@@ -80,10 +84,12 @@ class InstanceHandler:
         formats: Sequence[str] | None = None,
         status_path: Path | None = None,
         outbox: Outbox | None = None,
+        monitor: MonitorStore | None = None,
     ) -> None:
         from cxrtriage.interop.formats import dicom_formats, get_format
 
         self.engine, self.send, self.worklist, self.outbox = engine, send, worklist, outbox
+        self.monitor = monitor  # drift monitoring: one record per triaged or refused instance (None: not recorded)
         self.fhir_endpoint = fhir_endpoint
         #: what goes back per triaged instance: the named DICOM formats (default: every one registered), in order;
         #: ``secondary_capture=False`` (``--no-secondary-capture``) leaves the burned-in picture out
@@ -120,6 +126,7 @@ class InstanceHandler:
         if outcome.status == "skipped":
             self.count("skipped_own_results")
         else:
+            self._record(outcome)
             self._deliver(outcome)
             with self._lock:
                 self._answer_s.append(time.perf_counter() - started)
@@ -161,6 +168,21 @@ class InstanceHandler:
     def _waiting(self) -> None:
         with self._lock:
             self.counts.results_waiting = len(self.outbox.pending()) if self.outbox is not None else 0
+
+    def _record(self, outcome: Outcome) -> None:
+        """The monitor record of a triaged or refused instance; never raises (the results still go back)."""
+        if self.monitor is None:
+            return
+        try:
+            site = site_name(self.engine)
+            if outcome.status == "triaged" and outcome.context is not None and outcome.context.image is not None:
+                record = run_record(outcome.context, "node", site)
+            else:
+                record = refusal_record("node", site, self.engine.info.sha256)
+        except Exception:  # noqa: BLE001 - monitoring never stops a result
+            log.warning("monitor record not built for instance %s", outcome.log_id)
+            return
+        self.monitor.append_safely(record)
 
     def _file(self, outcome: Outcome) -> None:
         """On the worklist (the same filing as ``POST /predict`` and the UI); a failed write is counted, and the SR

@@ -225,7 +225,8 @@ def create_app(
 
 class MeasuredEngine:
     """The engine as the UI sees it: UI predictions count in /status, /metrics and the UI footer exactly like
-    API requests, so "inference time on this machine" is measured whichever way the instance is used."""
+    API requests, so "inference time on this machine" is measured whichever way the instance is used, and each
+    result or refusal is recorded for drift monitoring as the API's are."""
 
     def __init__(self, engine: Engine, runtime: ServiceRuntime) -> None:
         self._engine = engine
@@ -234,16 +235,18 @@ class MeasuredEngine:
     def predict(self, image: Any, prior_report: str | None = None, *, save_crops: bool = True) -> Prediction:
         t0 = time.perf_counter()
         try:
-            result = self._engine.predict(image, prior_report, save_crops=save_crops)
+            triaged = self._engine.run(image, prior_report, save_crops=save_crops)
         except InputError as exc:
             self._runtime.stats.count(input_error_status(exc))
+            self._runtime.record_refusal("ui")
             raise
         except Exception:
             self._runtime.stats.count(500)
             raise
         self._runtime.observe_inference(time.perf_counter() - t0)
         self._runtime.stats.count(200)
-        return result
+        self._runtime.record_result("ui", triaged)  # drift monitoring, from the pixels it analysed
+        return triaged.prediction
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)

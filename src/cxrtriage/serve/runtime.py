@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -21,9 +21,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.explain.crop_store import prune_crops
+from cxrtriage.monitoring.drift import Report
+from cxrtriage.monitoring.monitor import parse_window, run_monitor, site_dir_of
+from cxrtriage.monitoring.record import refusal_record, run_record, site_name
+from cxrtriage.monitoring.store import MonitorStore
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
+from cxrtriage.serve.monitor_metrics import MonitorCollector
 from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
 
@@ -257,6 +262,12 @@ class ServiceRuntime:
             "audit records that could not be written (by the API: its responses carried X-Audit: failed; or the UI)",
             registry=self.registry,
         )
+        # drift monitoring: one record per result and refusal of the API and the UI (cxrtriage.monitoring), and the
+        # figures as gauges in /metrics, computed from the shared file at scrape time (so every worker agrees)
+        self.monitor = MonitorStore.from_settings(settings)
+        #: reader agreement for the monitor (reader feedback's ``agreement``: overall, urgent, non_urgent, n), or None
+        self.agreement: Callable[[], Mapping[str, Any] | None] = lambda: None
+        self.registry.register(MonitorCollector(self.monitor_report))
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
         self.ui_mounted = False
@@ -281,6 +292,30 @@ class ServiceRuntime:
         API request and a UI prediction."""
         self.stats.add_latency(seconds)
         self.inference_seconds.observe(seconds)
+
+    def record_result(self, source: str, triaged: Triaged) -> None:
+        """One monitor record of a triaged result (``source``: ``api`` or ``ui``); a failed write is logged only."""
+        try:
+            record = run_record(triaged, source, site_name(self.state.engine))
+        except Exception:  # noqa: BLE001 - monitoring never withholds a result
+            log.warning("monitor record not built for a %s result", source, exc_info=True)
+            return
+        self.monitor.append_safely(record)
+
+    def monitor_report(self) -> Report:
+        """The drift report of the configured window (``CXRTRIAGE_MONITOR_WINDOW``) against the site profile's
+        commissioning sample, else the first results of use: what ``/metrics`` exposes."""
+        span = parse_window(self.settings.monitor_window)
+        report, _ = run_monitor(
+            self.monitor, span=span, site_dir=site_dir_of(self.settings), agreement=self.agreement()
+        )
+        return report
+
+    def record_refusal(self, source: str) -> None:
+        """One monitor record of an input the engine refused (not a frontal chest film, unreadable)."""
+        engine = self.state.engine
+        sha = engine.info.sha256 if engine is not None else ""
+        self.monitor.append_safely(refusal_record(source, site_name(engine), sha))
 
     def reset_limiter(self) -> None:
         """A fresh limiter per start-up: asyncio primitives belong to one event loop."""

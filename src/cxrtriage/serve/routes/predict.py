@@ -127,7 +127,8 @@ def _rejected(rid: str, exc: InputError) -> ApiError:
 async def _infer(
     runtime: ServiceRuntime, engine: Engine, data: bytes, kind: str, prior_report: str | None, rid: str
 ) -> "Triaged":
-    """The inference, in an inference slot and a worker thread; counted in ``/status`` and ``/metrics``."""
+    """The inference, in an inference slot and a worker thread; counted in ``/status`` and ``/metrics``, and recorded
+    for drift monitoring (a result or a refusal)."""
     try:
         async with runtime.limiter.slot():
             t0 = time.perf_counter()
@@ -143,6 +144,7 @@ async def _infer(
             {"Retry-After": str(retry)},
         ) from None
     except InputError as exc:
+        await run_in_threadpool(runtime.record_refusal, "api")
         raise _rejected(rid, exc) from exc
     except ModelError as exc:
         log.error("request %s: model error: %s", rid, exc)
@@ -156,6 +158,7 @@ async def _infer(
         )
         raise ApiError(500, INTERNAL_ERROR, "InternalError") from exc
     runtime.observe_inference(elapsed)
+    await run_in_threadpool(runtime.record_result, "api", triaged)
     return triaged
 
 

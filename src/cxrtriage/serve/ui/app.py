@@ -1,5 +1,5 @@
 """Browser UI (Gradio): upload a chest X-ray (PNG, JPEG or DICOM) and an optional prior report, press Triage; the
-Worklist tab lists every triaged study in reading order (:mod:`cxrtriage.serve.ui.worklist`).
+Worklist tab lists every triaged study in reading order (:mod:`cxrtriage.serve.ui.worklist`); Monitoring: drift.
 
 The normal way to run it is ``cxrtriage serve``, which mounts it at ``/ui`` on the FastAPI service
 (:func:`mount_ui`); ``python -m demo_app.ui.gradio_app`` runs it alone at ``/ui``. Gradio is an optional dependency
@@ -45,6 +45,7 @@ from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.ui.audit import UiAudit
 from cxrtriage.serve.ui.details import ModelFacts, details_html, model_facts
+from cxrtriage.serve.ui.monitoring import MONITOR_CSS, build_monitoring_tab
 from cxrtriage.serve.ui.render import (
     PLACEHOLDER_HTML,
     RENDERED_MAX_AGE_S,
@@ -153,7 +154,7 @@ def build_blocks(
     settings: Settings | None = None,
     audit: UiAudit | None = None,
 ) -> gr.Blocks:
-    """The page: the Triage tab and the Worklist tab. Theme and CSS are applied where it is served
+    """The page: the Triage, Worklist and Monitoring tabs. Theme and CSS are applied where it is served
     (:func:`mount_ui`, :func:`launch`).
 
     ``uploads`` holds what the browser uploaded (see :mod:`cxrtriage.serve.ui.uploads`): the page sends the triage
@@ -337,7 +338,9 @@ def build_blocks(
                         with gr.Accordion("Full result (JSON)", open=False):
                             raw = gr.JSON(label="Prediction", elem_id="cxr-json")
             with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
-                build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab], audit=audit)
+                wl_timer = build_worklist_tab(open_worklist, worklist_tab, others=[triage_tab], audit=audit)
+            with gr.Tab("Monitoring", id="monitoring", elem_id="cxr-tab-monitoring") as monitoring_tab:
+                build_monitoring_tab(settings, monitoring_tab, stop_timers=[wl_timer])  # drift (reader role)
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
         outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot]
@@ -413,7 +416,7 @@ def mount_ui(
         blocks,
         path="/ui",
         theme=make_theme(),
-        css=UI_CSS + WORKLIST_CSS,
+        css=UI_CSS + WORKLIST_CSS + MONITOR_CSS,
         footer_links=["api"],
         max_file_size=max_bytes,
         ssr_mode=False,

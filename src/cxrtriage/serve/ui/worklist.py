@@ -199,10 +199,11 @@ def _page_number(text: str | None) -> int:
 
 def build_worklist_tab(
     open_worklist: Callable[[], Worklist], tab: gr.Tab, others: list[gr.Tab], audit: UiAudit
-) -> None:
+) -> gr.Timer:
     """The tab's components and events, inside the ``tab`` being built. It refreshes every :data:`REFRESH_S` while
-    it is shown (the timer stops when one of ``others`` is selected) and on its Refresh button. Opening a study and
-    its two buttons are recorded in ``audit`` (the refreshes and the pager are the middleware's ``ui.event``)."""
+    it is shown (the timer stops when one of ``others`` is selected; returned, for tabs built after it to stop) and
+    on its Refresh button. Opening a study and its two buttons are recorded in ``audit`` (the refreshes and the
+    pager are the middleware's ``ui.event``)."""
     gr = require("gradio", extra="demo", purpose="the web UI")
 
     def listing(status: str, page: str | None, selected: str | None) -> tuple:
@@ -295,3 +296,4 @@ def build_worklist_tab(
     worklist.click(open_study, inputs=state, outputs=study_out, api_name=False)
     reported.click(closed_with("reported"), inputs=state, outputs=study_out, **quiet)
     back.click(closed_with("new"), inputs=state, outputs=study_out, **quiet)
+    return timer
