@@ -80,8 +80,9 @@ ALLOWED: dict[str, set[str]] = {
     },
     "__init__": {"imaging", "pipeline"},
 }
-# drift monitoring is recorded by the service and the DICOM node, and reported by the CLI (one block, kept apart)
-for _user in ("serve", "pacs", "cli"):
+# drift monitoring is recorded by the service and the DICOM node, reported by the CLI, and its reference written by
+# commissioning (one block, kept apart)
+for _user in ("serve", "pacs", "cli", "evaluation"):
     ALLOWED[_user].add("monitoring")
 RUN_TIME = {
     "imaging",

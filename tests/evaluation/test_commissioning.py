@@ -143,6 +143,11 @@ def test_commission_writes_a_profile_that_serves_and_a_report_that_stands_alone(
     assert len(records) == 44 and all(tuple(r) == REFERENCE_KEYS for r in records)
     assert {r["source"] for r in records} == {"commissioning"} and {r["site"] for r in records} == {"Test Site"}
     assert not any(".png" in json.dumps(r) or "u1_" in json.dumps(r) for r in records)  # no file name or path
+    from cxrtriage.monitoring.monitor import choose_reference
+    from cxrtriage.monitoring.store import MonitorStore
+
+    reference = choose_reference(MonitorStore(tmp_path / "monitor.jsonl"), site_dir=out)  # the monitor reads them all
+    assert reference.kind == "commissioning" and len(reference.records) == 44
 
     engine = Triage(settings=Settings(site_dir=out), crops_dir=tmp_path / "crops")
     p = engine.predict(films / "n_00.png", save_crops=False)

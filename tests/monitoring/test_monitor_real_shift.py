@@ -59,11 +59,11 @@ def test_monitor_flags_a_change_of_source(data_dir: Path, tmp_path: Path) -> Non
                 break
             time.sleep(0.1)
         _post_all(client, nih[:REFERENCE_N])
-        time.sleep(1.1)  # the window starts after the reference's last second
+        time.sleep(2.1)  # records carry whole seconds and the window has 1 s of slack: keep the phases 2 s apart
         calm_start = dt.datetime.now(dt.timezone.utc)
         _post_all(client, nih[REFERENCE_N:])
         calm, _ = run_monitor(store, span=_since(calm_start))
-        time.sleep(1.1)
+        time.sleep(2.1)
         shift_start = dt.datetime.now(dt.timezone.utc)
         _post_all(client, pediatric)
         shifted, buckets = run_monitor(store, span=_since(shift_start))

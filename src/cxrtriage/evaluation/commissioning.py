@@ -21,23 +21,12 @@ from cxrtriage.errors import InputError
 from cxrtriage.evaluation.commissioning_fit import Cases, OutOfFold, SiteFit, check_sample, figures, fit_site
 from cxrtriage.evaluation.gold import gold_label, gold_rows
 from cxrtriage.evaluation.input_files import InputProblem, listed_ids
+from cxrtriage.monitoring.record import RECORD_KEYS
 from cxrtriage.pipeline import Triage
 from cxrtriage.site.profile import SiteProfile
 
-#: the keys of one monitor record (issue 25's interface 2; part C's ``monitoring/record.py`` defines the same list,
-#: and a test checks the two agree once both are merged): no identifier, no path, no file name
-REFERENCE_KEYS = (
-    "time",
-    "source",
-    "outcome",
-    "label",
-    "score",
-    "needs_review",
-    "similarity",
-    "image",
-    "site",
-    "model_sha256",
-)
+#: the keys of one monitor record (issue 25): the commissioning films are the monitor's reference
+REFERENCE_KEYS = RECORD_KEYS
 
 
 @dataclass

@@ -21,6 +21,7 @@ from cxrtriage.evaluation import figures as plots
 from cxrtriage.evaluation.commissioning import REFERENCE_KEYS, Commissioned
 from cxrtriage.evaluation.metrics import to_jsonable
 from cxrtriage.files import private_dir
+from cxrtriage.monitoring.record import parse_record
 from cxrtriage.site.profile import FIGURES_FILE, REFERENCE_FILE, REPORT_FILE, SITE_FILE
 
 
@@ -62,8 +63,11 @@ def reference_records(done: Commissioned) -> list[dict[str, Any]]:
         values = (now, "commissioning", "triaged", d.label, d.score, d.needs_review, sim, image, done.profile.name, sha)
         rows.append(dict(zip(REFERENCE_KEYS, values)))
     for image in s.refused:
-        values = (now, "commissioning", "refused", None, None, False, None, image, done.profile.name, sha)
-        rows.append(dict(zip(REFERENCE_KEYS, values)))
+        values = (now, "commissioning", "refused", None, None, True, None, image, done.profile.name, sha)
+        rows.append(dict(zip(REFERENCE_KEYS, values)))  # a refusal goes to a human, as the monitor records it
+    unreadable = [row for row in rows if parse_record(row) is None]
+    if unreadable:  # the monitor would skip them: a reference it cannot read is no reference
+        raise ValueError(f"{len(unreadable)} reference records do not parse as monitor records")
     return rows
 
 
