@@ -11,6 +11,7 @@
 - PACS (:mod:`cxrtriage.cli.pacs`): ``dicom-node``, ``orthanc-pull``, ``pacs-demo``
 - audit trail (:mod:`cxrtriage.cli.audit`): ``audit verify | export``
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
+- reader feedback (:mod:`cxrtriage.cli.feedback`): ``feedback export``
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch. A command that builds
 an engine or a server builds its :class:`~cxrtriage.config.Settings` once
@@ -24,11 +25,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrtriage.cli import audit, deliverables, evaluation, hai_def, pacs, runtime, security, training
+from cxrtriage.cli import audit, deliverables, evaluation, feedback, hai_def, pacs, runtime, security, training
 from cxrtriage.errors import ConfigurationError
 
 #: the command groups in the order ``cxrtriage --help`` lists them; each registers its subcommands
-GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit)
+GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit, feedback)
 
 
 def build_parser() -> argparse.ArgumentParser:
