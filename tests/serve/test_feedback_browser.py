@@ -94,11 +94,10 @@ def test_a_disagreement_recorded_in_the_ui_is_read_back_by_the_api(browser, serv
     page.on("request", lambda req: hosts.append(urlsplit(req.url).hostname))
     try:
         open_ui(page, url, person=reader)
-        assert not page.locator("#cxr-fb").is_visible()  # nothing to assess before a result
+        assert not page.locator("#cxr-fb-save").is_visible()  # nothing to assess before a result
         upload_and_triage(page, images[0], accession="FB-0001")
         assert page.locator("#cxr-label .cxr-label").inner_text().startswith("URGENT")
-        panel = page.locator("#cxr-fb")
-        panel.wait_for(state="visible")
+        page.locator("#cxr-fb-save").wait_for(state="visible")  # the panel shows under the result
         assert not page.locator("#cxr-fb-name").is_visible()  # signed in: the record takes the reader's name
         page.locator("#cxr-fb-history #cxr-fb-none").wait_for()
 
@@ -130,14 +129,16 @@ def test_a_disagreement_recorded_in_the_ui_is_read_back_by_the_api(browser, serv
         # the Worklist tab's study view: the same history, and a reassessment adds to it
         page.get_by_role("tab", name="Worklist").click()
         page.locator('#cxr-worklist tr[data-key="FB-0001"]').click()
-        page.locator("#cxr-wl-fb").wait_for(state="visible")
+        page.locator("#cxr-wl-fb-save").wait_for(state="visible")
         page.wait_for_function("() => document.querySelector('#cxr-wl-fb-history').innerText.includes('disagrees')")
         page.locator("#cxr-wl-fb-agrees label", has_text="Agree").first.click()
         page.wait_for_function("() => document.querySelector('#cxr-wl-fb-label input[value=\"Urgent\"]').checked")
         page.locator("#cxr-wl-fb-save").click()
         page.locator("#cxr-wl-fb-answer .cxr-fb-saved").wait_for()
         rows = page.locator("#cxr-wl-fb-history tbody tr")
-        assert rows.count() == 2 and "(current)" in rows.first.inner_text() and "agrees: Urgent" in rows.first.inner_text()
+        assert (
+            rows.count() == 2 and "(current)" in rows.first.inner_text() and "agrees: Urgent" in rows.first.inner_text()
+        )
         page.wait_for_function(  # the header's agreement line, at the tab's next refresh
             "() => /Readers agreed with 100% of 1 assessed results/.test("
             "document.querySelector('#cxr-wl-agreement').innerText)",
