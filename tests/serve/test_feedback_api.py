@@ -168,3 +168,10 @@ def test_the_routes_are_documented(open_service) -> None:
         c.get("/openapi.json").json()["components"]["schemas"]["Assessment"]["properties"]
     )
     assert "the latest is current" in paths["/worklist/{key}/feedback"]["get"]["summary"]
+
+
+def test_another_method_is_a_405_naming_both(open_service) -> None:
+    c, _ = open_service
+    for method in ("PUT", "DELETE", "OPTIONS", "PATCH"):
+        r = c.request(method, "/worklist/ACC-U/feedback")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, POST", (method, r.headers)

@@ -16,8 +16,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.auth import AUTH_RESPONSES, require
@@ -27,10 +29,25 @@ from cxrtriage.serve.routes.worklist import use_worklist
 from cxrtriage.worklist import KEY_PATTERN, MAX_VERSION
 from cxrtriage.worklist.feedback import FINDINGS, MAX_COMMENT_CHARS, MAX_READER_CHARS, TYPED, check_finding
 
-__all__ = ["Assessment", "feedback_history_endpoint", "record_feedback_endpoint", "router", "who_assessed"]
+__all__ = ["Assessment", "OnePath", "feedback_history_endpoint", "record_feedback_endpoint", "router", "who_assessed"]
+
+
+class OnePath(APIRoute):
+    """The GET and the POST of ``/worklist/{key}/feedback`` are two routes on one path; a request with another
+    method is answered 405 with both in ``Allow`` (each route alone would name only its own method)."""
+
+    ALLOW = "GET, POST"
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") not in self.methods:
+            raise ApiError(405, "Method Not Allowed", "MethodNotAllowed", {"Allow": self.ALLOW})
+        await super().handle(scope, receive, send)
+
 
 # both routes need the reader role (serve/auth.py), as the rest of /worklist
-router = APIRouter(tags=["worklist"], dependencies=[require(Role.READER)], responses=AUTH_RESPONSES)
+router = APIRouter(
+    tags=["worklist"], dependencies=[require(Role.READER)], responses=AUTH_RESPONSES, route_class=OnePath
+)
 
 Key = Annotated[str, Path(pattern=KEY_PATTERN, description="the study's key (X-Worklist-Key of POST /predict)")]
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
