@@ -168,6 +168,8 @@ def test_every_operation_was_fuzzed(request: pytest.FixtureRequest) -> None:
         "GET /worklist/{key}",
         "GET /worklist/{key}/versions",
         "POST /worklist/{key}/state",
+        "POST /worklist/{key}/feedback",
+        "GET /worklist/{key}/feedback",
     }
     missing = documented - set(SEEN)
     assert not missing, f"no schemathesis case ran for {sorted(missing)}"
