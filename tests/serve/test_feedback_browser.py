@@ -105,8 +105,9 @@ def test_a_disagreement_recorded_in_the_ui_is_read_back_by_the_api(browser, serv
         page.wait_for_function(  # the label the reader would give follows: the other one
             "() => document.querySelector('#cxr-fb-label input[value=\"Non-Urgent\"]').checked"
         )
-        page.locator("#cxr-fb-finding input").fill("other")
-        page.locator("#cxr-fb-finding input").press("Enter")
+        page.locator("#cxr-fb-finding input").click()
+        page.get_by_role("option", name="other", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#cxr-fb-finding input').value === 'other'")
         page.locator("#cxr-fb-comment textarea").fill(COMMENT)
         page.locator("#cxr-fb-save").click()
         saved = page.locator("#cxr-fb-answer .cxr-fb-saved")
@@ -135,12 +136,12 @@ def test_a_disagreement_recorded_in_the_ui_is_read_back_by_the_api(browser, serv
         page.wait_for_function("() => document.querySelector('#cxr-wl-fb-label input[value=\"Urgent\"]').checked")
         page.locator("#cxr-wl-fb-save").click()
         page.locator("#cxr-wl-fb-answer .cxr-fb-saved").wait_for()
-        rows = page.locator("#cxr-wl-fb-history tbody tr")
-        assert (
-            rows.count() == 2 and "(current)" in rows.first.inner_text() and "agrees: Urgent" in rows.first.inner_text()
-        )
+        rows = page.locator("#cxr-wl-fb-history li")
+        assert rows.count() == 2, page.locator("#cxr-wl-fb-history").inner_text()
+        assert "agrees: Urgent" in rows.first.inner_text() and "current" in rows.first.inner_text()
+        assert "disagrees: Non-Urgent" in rows.nth(1).inner_text() and COMMENT in rows.nth(1).inner_text()
         page.wait_for_function(  # the header's agreement line, at the tab's next refresh
-            "() => /Readers agreed with 100% of 1 assessed results/.test("
+            "() => /Readers agreed with 100% of 1 assessed result · Urgent: 100%/.test("
             "document.querySelector('#cxr-wl-agreement').innerText)",
             timeout=20_000,
         )

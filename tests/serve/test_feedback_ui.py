@@ -72,7 +72,8 @@ def test_history_and_agreement_lines() -> None:
     }
     shown = history_html([record])
     assert "&lt;script&gt;" in shown and "<script>" not in shown
-    assert "2026-12-07 15:00:00 UTC (current)" in shown and "disagrees: Non-Urgent (of Urgent, version 2)" in shown
+    assert "2026-12-07 15:00:00 UTC · current" in shown
+    assert "disagrees: Non-Urgent</span> (of Urgent, version 2)" in shown
     assert "No reader has assessed" in history_html([])
     line = agreement_html({"overall": 0.75, "urgent": 0.5, "non_urgent": None, "n": 4})
     assert "Readers agreed with 75% of 4 assessed results · Urgent: 50% · Non-Urgent: not yet assessed" in line

@@ -17,11 +17,11 @@ FEEDBACK_CSS = """
 .cxr-fb-head {font-weight:700; font-size:1.05rem; margin:0;}
 .cxr-fb-note {color:#555; font-size:0.88rem; margin:2px 0 0 0;}
 .cxr-fb-saved {background:#f0fff4; border-left:4px solid #38a169; padding:6px 10px; border-radius:4px;}
-table.cxr-fb-history {border-collapse:collapse !important; width:100%; font-size:0.88rem; border:none !important;
-  margin:4px 0 0 0 !important;}
-table.cxr-fb-history :is(td, th) {border:none !important; border-bottom:1px solid #e2e2e2 !important;
-  padding:4px 6px !important; text-align:left; vertical-align:top;}
-table.cxr-fb-history tr.cxr-fb-current td {font-weight:700;}
+ul.cxr-fb-history {list-style:none; margin:4px 0 0 0 !important; padding:0 !important; font-size:0.9rem;}
+ul.cxr-fb-history li {border-bottom:1px solid #e2e2e2; padding:4px 0;}
+ul.cxr-fb-history li.cxr-fb-current {font-weight:700;}
+.cxr-fb-who {color:#555; font-weight:400; font-size:0.85rem;}
+.cxr-fb-comment {font-weight:400; white-space:pre-wrap; overflow-wrap:anywhere;}
 .cxr-fb-disagrees {color:#9b2c2c;}
 .cxr-fb-agrees {color:#276749;}
 #cxr-wl-agreement p {margin:0; color:#444; font-size:0.92rem;}
@@ -38,25 +38,24 @@ def verdict(record: Mapping[str, Any]) -> str:
 
 
 def history_html(records: list[dict[str, Any]]) -> str:
-    """A study's assessments, the latest first and marked current; a line saying there are none yet."""
+    """A study's assessments, the latest first and marked current (a list: the panel sits in a narrow column); a
+    line saying there are none yet."""
     if not records:
         return '<p class="cxr-fb-note" id="cxr-fb-none">No reader has assessed this result yet.</p>'
-    rows = []
+    items = []
     for record in reversed(records):
-        mark = " (current)" if record.get("current") else ""
+        current = bool(record.get("current"))
         kind = "cxr-fb-agrees" if record["agrees"] else "cxr-fb-disagrees"
-        rows.append(
-            f'<tr class="{"cxr-fb-current" if record.get("current") else "cxr-fb-earlier"}" data-id="{record["id"]}">'
-            f"<td>{_esc(record['time'].replace('T', ' ').removesuffix('Z'))} UTC{mark}</td>"
-            f"<td>{_esc(record['reader'])}</td>"
-            f'<td class="{kind}">{_esc(verdict(record))} (of {_esc(record["model_label"])}, version '
-            f"{record['version']})</td><td>{_esc(record.get('finding') or '—')}</td>"
-            f"<td>{_esc(record.get('comment') or '')}</td></tr>"
+        when = record["time"].replace("T", " ").removesuffix("Z")
+        finding = f" · finding: {_esc(record['finding'])}" if record.get("finding") else ""
+        comment = f'<div class="cxr-fb-comment">{_esc(record["comment"])}</div>' if record.get("comment") else ""
+        items.append(
+            f'<li class="{"cxr-fb-current" if current else "cxr-fb-earlier"}" data-id="{record["id"]}">'
+            f'<span class="{kind}">{_esc(verdict(record))}</span> (of {_esc(record["model_label"])}, version '
+            f'{record["version"]}){finding}<div class="cxr-fb-who">{_esc(record["reader"])} · {_esc(when)} UTC'
+            f"{' · current' if current else ''}</div>{comment}</li>"
         )
-    return (
-        '<table class="cxr-fb-history"><thead><tr><th>When</th><th>Reader</th><th>Assessment</th><th>Finding</th>'
-        f"<th>Comment</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
+    return f'<ul class="cxr-fb-history">{"".join(items)}</ul>'
 
 
 def saved_html(record: Mapping[str, Any]) -> str:
@@ -79,5 +78,6 @@ def agreement_html(rates: Mapping[str, Any] | None) -> str:
         return '<p id="cxr-wl-agreement-text">Reader agreement: no result has been assessed yet</p>'
     return (
         f'<p id="cxr-wl-agreement-text">Readers agreed with {_share(rates["overall"])} of {rates["n"]:,} assessed '
-        f"results · Urgent: {_share(rates['urgent'])} · Non-Urgent: {_share(rates['non_urgent'])}</p>"
+        f"result{'' if rates['n'] == 1 else 's'} · Urgent: {_share(rates['urgent'])} · "
+        f"Non-Urgent: {_share(rates['non_urgent'])}</p>"
     )
