@@ -5,7 +5,9 @@ set its state.
 Opening a study marks it ``opened`` (only when it was ``new``); "Mark reported" moves it off the active list (it
 stays under the Reported and All filters); "Return to list" makes it ``new`` again. Refreshing the list never
 changes a state. Opening a study, setting its state and filing a result of the Triage tab each leave a record in
-the audit trail with the study's key and the reader (:mod:`cxrtriage.serve.ui.audit`). The HTML is drawn by
+the audit trail with the study's key and the reader (:mod:`cxrtriage.serve.ui.audit`). Under the open study, the
+reader-feedback panel (:mod:`cxrtriage.serve.ui.feedback`); above the table, how often readers agreed with the
+triage (refreshed with the list). The HTML is drawn by
 :mod:`cxrtriage.serve.ui.worklist_render` (pure functions); Gradio is imported only inside
 :func:`build_worklist_tab`.
 """
