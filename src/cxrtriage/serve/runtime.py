@@ -29,8 +29,10 @@ from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
 from cxrtriage.serve.monitor_metrics import MonitorCollector
+from cxrtriage.serve.reader_agreement import AgreementCollector, current_agreement
 from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
+from cxrtriage.worklist.feedback import FeedbackStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.imaging.load import LoadedImage
@@ -270,6 +272,8 @@ class ServiceRuntime:
         self.registry.register(MonitorCollector(self.monitor_report))
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
+        self._feedback: FeedbackStore | None = None
+        self.registry.register(AgreementCollector(lambda: self.feedback))  # readers' agreement, read at each scrape
         self.ui_mounted = False
         self._prune_lock = threading.Lock()
         self._last_prune = -math.inf
@@ -286,6 +290,13 @@ class ServiceRuntime:
         if self._worklist is None:
             self._worklist = Worklist(self.settings.worklist_path, 60.0 * self.settings.worklist_max_wait_min)
         return self._worklist
+
+    @property
+    def feedback(self) -> FeedbackStore:
+        """The readers' assessments, in the worklist's file (opened on first use, failing as :attr:`worklist`)."""
+        if self._feedback is None:
+            self._feedback = FeedbackStore(self.worklist)
+        return self._feedback
 
     def observe_inference(self, seconds: float) -> None:
         """One inference's wall time, in ``/status`` (latency window) and ``/metrics`` (histogram): the same for an
@@ -372,6 +383,7 @@ class ServiceRuntime:
             "waiting": limiter.waiting if limiter else 0,
             "max_concurrent": self.settings.max_concurrent,
             "max_queue": self.settings.max_queue,
+            "reader_agreement": current_agreement(lambda: self.feedback),
             "disclaimer": DISCLAIMER,
         }
 
