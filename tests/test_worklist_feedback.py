@@ -15,7 +15,7 @@ import pytest
 from fake_prediction import fake_prediction
 
 from cxrtriage.worklist import Worklist
-from cxrtriage.worklist.feedback import FINDINGS, GOLD_KEYS, FeedbackStore, agreement, gold_row
+from cxrtriage.worklist.feedback import FINDINGS, GOLD_KEYS, FeedbackStore, agreement, agreement_since, gold_row
 
 T0 = dt.datetime(2026, 12, 7, 15, 0, tzinfo=dt.timezone.utc)
 
@@ -165,3 +165,18 @@ def test_the_gold_export_reads_back_as_a_gold_file(store: FeedbackStore, tmp_pat
     gold = load_gold(out)  # the reader the evaluation (and commission) uses
     assert {key: row["y"] for key, row in gold.items()} == {"worklist:ACC-U": 0, "worklist:ACC-N": 0}
     assert agreement(rows) == agreement(current) == {"overall": 0.5, "urgent": 0.0, "non_urgent": 1.0, "n": 2}
+
+
+def test_agreement_since_reads_a_window_and_creates_nothing(store: FeedbackStore, tmp_path: Path) -> None:
+    store.record("ACC-U", agrees=False, reader="a", now=T0 - dt.timedelta(days=10))
+    store.record("ACC-N", agrees=True, reader="a", now=T0)
+    path = store.worklist.path
+    assert agreement_since(path) == {"overall": 0.5, "urgent": 0.0, "non_urgent": 1.0, "n": 2}
+    assert agreement_since(path, T0 - dt.timedelta(days=7)) == {
+        "overall": 1.0,
+        "urgent": None,
+        "non_urgent": 1.0,
+        "n": 1,
+    }
+    missing = tmp_path / "nowhere" / "worklist.sqlite"
+    assert agreement_since(missing) is None and not missing.parent.exists()

@@ -30,6 +30,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from cxrtriage.worklist import KEY_PATTERN, Worklist
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_READER_CHARS",
     "FeedbackStore",
     "agreement",
+    "agreement_since",
     "gold_row",
     "resolve_label",
     "study_path",
@@ -295,3 +297,15 @@ def agreement(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "non_urgent": _rate(*counts["Non-Urgent"]),
         "n": total,
     }
+
+
+def agreement_since(worklist_path: Path, since: _dt.datetime | None = None) -> dict[str, Any] | None:
+    """:func:`agreement` over the studies assessed since ``since`` (each study's current assessment), read from the
+    worklist file at ``worklist_path``: what a drift monitor compares over its window. None when there is no
+    worklist file (nothing was ever assessed; none is created) or it cannot be read."""
+    if not Path(worklist_path).is_file():
+        return None
+    try:
+        return agreement(FeedbackStore(Worklist(worklist_path)).current(since))
+    except (OSError, sqlite3.Error):
+        return None
