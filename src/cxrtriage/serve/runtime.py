@@ -23,7 +23,7 @@ from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.monitoring.drift import Report
 from cxrtriage.monitoring.monitor import parse_window, run_monitor, site_dir_of
-from cxrtriage.monitoring.record import refusal_record, run_record, site_name
+from cxrtriage.monitoring.record import refusal_record, run_record, site_name, utc_now
 from cxrtriage.monitoring.store import MonitorStore
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog
@@ -32,7 +32,7 @@ from cxrtriage.serve.monitor_metrics import MonitorCollector
 from cxrtriage.serve.reader_agreement import AgreementCollector, current_agreement
 from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
-from cxrtriage.worklist.feedback import FeedbackStore
+from cxrtriage.worklist.feedback import FeedbackStore, agreement_since
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.imaging.load import LoadedImage
@@ -268,7 +268,7 @@ class ServiceRuntime:
         # figures as gauges in /metrics, computed from the shared file at scrape time (so every worker agrees)
         self.monitor = MonitorStore.from_settings(settings)
         #: reader agreement for the monitor (reader feedback's ``agreement``: overall, urgent, non_urgent, n), or None
-        self.agreement: Callable[[], Mapping[str, Any] | None] = lambda: None
+        self.agreement: Callable[[], Mapping[str, Any] | None] = self.window_agreement
         self.registry.register(MonitorCollector(self.monitor_report))
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
@@ -321,6 +321,12 @@ class ServiceRuntime:
             self.monitor, span=span, site_dir=site_dir_of(self.settings), agreement=self.agreement()
         )
         return report
+
+    def window_agreement(self) -> dict[str, Any] | None:
+        """The readers' agreement over the monitor's window (``CXRTRIAGE_MONITOR_WINDOW``): the reader-feedback
+        figure of the drift report (each study assessed in the window, its current assessment)."""
+        since = utc_now() - parse_window(self.settings.monitor_window)
+        return agreement_since(self.settings.worklist_path, since)
 
     def record_refusal(self, source: str) -> None:
         """One monitor record of an input the engine refused (not a frontal chest film, unreadable)."""
