@@ -39,7 +39,7 @@ class OnePath(APIRoute):
     ALLOW = "GET, POST"
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") not in self.methods:
+        if scope.get("method") not in (self.methods or ()):
             raise ApiError(405, "Method Not Allowed", "MethodNotAllowed", {"Allow": self.ALLOW})
         await super().handle(scope, receive, send)
 
