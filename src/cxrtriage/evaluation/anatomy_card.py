@@ -63,6 +63,8 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
             f"{v['cv5_frontal_review']} sent to review.",
             f"- Held-out frontal test films: {held}.",
         ]
+        if "cv5_nested" in v:
+            lines.append(f"- Nested cross-validation: {v['cv5_nested']} (C per outer fold: {v['cv5_c_per_fold']}).")
         if "variant_films" in v:
             top = max(v["cv5_variant_top_scores"], default=None)
             lines.append(
