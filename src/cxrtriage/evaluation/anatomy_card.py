@@ -49,8 +49,8 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
         )
         lines += [
             "## View probe (lateral views)",
-            f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; "
-            "refused above "
+            f"- Inputs: the classifier embedding and {len(vp['anatomy_features'])} anatomy features. Fit: {vp['fit']}. "
+            "Refused above "
             f"{_f(vp['reject_above'])} (above {_f(vp.get('reject_with_lungs_above', 1.0))} "
             "when two lungs were segmented, as on "
             f"{v.get('laterals_with_typical_pair', '?')} of the {v['laterals']} laterals), "
