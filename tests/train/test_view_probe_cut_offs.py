@@ -11,7 +11,7 @@ import pytest
 
 from cxrtriage.backends.bundle_config import BundleConfig
 from cxrtriage.config import BUNDLED_WEIGHTS_DIR
-from cxrtriage.train.view_probe import REJECT_MARGIN, REJECT_WITH_LUNGS_CAP, cut_offs, refused
+from cxrtriage.train.view_probe_cv import REJECT_MARGIN, REJECT_WITH_LUNGS_CAP, cut_offs, refused
 
 VIEW_GATE = Path(__file__).resolve().parents[2] / "prototype/eval/view_gate.json"
 

@@ -49,8 +49,8 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
         )
         lines += [
             "## View probe (lateral views)",
-            f"- {vp['fit']} on the classifier embedding and {len(vp['anatomy_features'])} anatomy features; "
-            "refused above "
+            f"- Inputs: the classifier embedding and {len(vp['anatomy_features'])} anatomy features. Fit: {vp['fit']}. "
+            "Refused above "
             f"{_f(vp['reject_above'])} (above {_f(vp.get('reject_with_lungs_above', 1.0))} "
             "when two lungs were segmented, as on "
             f"{v.get('laterals_with_typical_pair', '?')} of the {v['laterals']} laterals), "
@@ -63,6 +63,8 @@ def anatomy_lines(meta: dict, card: dict[str, Any]) -> list[str]:
             f"{v['cv5_frontal_review']} sent to review.",
             f"- Held-out frontal test films: {held}.",
         ]
+        if "cv5_nested" in v:
+            lines.append(f"- Nested cross-validation: {v['cv5_nested']} (C per outer fold: {v['cv5_c_per_fold']}).")
         if "variant_films" in v:
             top = max(v["cv5_variant_top_scores"], default=None)
             lines.append(

@@ -8,11 +8,13 @@ the segmentation. The acquisition variants of :data:`cxrtriage.imaging.acquisiti
 borders, rotation by +-15 degrees, aspect 0.75 and 1.33) of the first :data:`N_VARIANT_FILMS` fit films of each
 source (NIH, pediatric, JSRT, Shenzhen) are scored by the fold model that did not see their film.
 
-The two refusal cut-offs lie :data:`REJECT_MARGIN` above every frontal film's cross-validated score, variants
-included: ``reject_above`` above all of them, ``reject_with_lungs_above`` above those where a typical pair of lungs
-was segmented (but never below ``reject_above``, never above :data:`REJECT_WITH_LUNGS_CAP`). The held-out test films
-of each source are then scored by the final probe and counted (none may be refused). The numbers go into
-``view_probe.validation``.
+The probe learns from the films and, inside each training fold, from the augmented laterals and the frontal
+films' acquisition variants; its C is chosen by nested CV (:mod:`cxrtriage.train.view_probe_cv`, which says why).
+The two refusal cut-offs lie :data:`~cxrtriage.train.view_probe_cv.REJECT_MARGIN` above every frontal film's
+nested-cross-validated score, variants included: ``reject_above`` above all of them, ``reject_with_lungs_above`` above
+those where a typical pair of lungs was segmented (but never below ``reject_above``, never above
+:data:`~cxrtriage.train.view_probe_cv.REJECT_WITH_LUNGS_CAP`). The held-out test films of each source are then scored
+by the final probe and counted (none may be refused). The numbers go into ``view_probe.validation``.
 
 Why the cut-off for films with two lungs is fitted (issue 24): it was a fixed 0.99, and 5 of the 34 laterals with
 two segmented "lungs" scored 0.972-0.981 (in-sample) and went to review instead of being refused, while no held-out
@@ -23,6 +25,7 @@ held-out frontal film and variant and on the laterals (``prototype/eval/view_gat
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,21 +40,28 @@ from cxrtriage.evaluation.card_data import keep_measurements
 from cxrtriage.imaging.acquisition import VARIANTS
 from cxrtriage.imaging.exposed_field import analysed_region
 from cxrtriage.imaging.load import load_image
+from cxrtriage.train.view_probe_cv import (
+    C_GRID,
+    LATERAL_AUGMENTATIONS,
+    REJECT_MARGIN,
+    REJECT_WITH_LUNGS_CAP,
+    REVIEW_ABOVE,
+    ProbeData,
+    choose_c,
+    cv_scores,
+    fit,
+    folds,
+    outcome,
+    refused,
+)
 
-REVIEW_ABOVE = 0.5
-#: both cut-offs lie this far above the highest cross-validated frontal score (fit films and their variants). It
-#: was 0.05; on held-out test films the rotated variants scored up to 0.043 above that ceiling
-#: (``prototype/eval/view_gate.json`` against ``view_probe.validation``), which 0.05 left too little room for
-REJECT_MARGIN = 0.08
-#: with two lungs segmented a film is refused only above ``reject_with_lungs_above`` (the pipeline's rule,
-#: :func:`frontal.check_view`), fitted above every frontal film and variant with two lungs, but never above this
-REJECT_WITH_LUNGS_CAP = 0.99
 N_PEDIATRIC = 1600
 #: the classifier's sources whose frontal films the probe learns from (Shenzhen only where its data is)
 SOURCES = ("nih", "kermany", "shenzhen")
-#: fit films per source (NIH, pediatric, JSRT; the first in the fit list) whose acquisition variants are scored
+#: fit films per source (NIH, pediatric, JSRT, Shenzhen; the first in the fit list) whose acquisition variants are
+#: scored by the fold model that did not see their film, and learnt from by the folds that did
 N_VARIANT_FILMS = 40
-C = 0.1
+FRONTAL_VARIANTS = {name: make for name, make in VARIANTS.items() if name != "original"}
 
 
 def _row(px: np.ndarray, backend: BundledOnnxBackend, segmenter: Segmenter) -> tuple[np.ndarray, bool]:
@@ -70,52 +80,31 @@ def _inputs(paths: list[Path], backend: BundledOnnxBackend, segmenter: Segmenter
     return np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], bool)
 
 
-def _variant_inputs(
-    paths: list[Path], backend: BundledOnnxBackend, segmenter: Segmenter
+def _augmented_inputs(
+    paths: list[Path],
+    augmentations: dict[str, Callable[[np.ndarray], np.ndarray]],
+    backend: BundledOnnxBackend,
+    segmenter: Segmenter,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs [M, D], typical pair [M], index into ``paths`` of the film each row was made from [M]) of every
-    acquisition variant but the original of each film."""
+    augmentation of each film."""
     rows, pairs, film = [], [], []
     for i, path in enumerate(paths):
         px = load_image(path).pixels
-        for name, make in VARIANTS.items():
-            if name != "original":
-                x, pair = _row(make(px), backend, segmenter)
-                rows.append(x)
-                pairs.append(pair)
-                film.append(i)
+        for make in augmentations.values():
+            x, pair = _row(np.ascontiguousarray(make(px), dtype=np.float32), backend, segmenter)
+            rows.append(x)
+            pairs.append(pair)
+            film.append(i)
     return np.stack(rows), np.array(pairs, bool), np.array(film, int)
-
-
-def cut_offs(frontal: np.ndarray, frontal_pairs: np.ndarray) -> tuple[float, float]:
-    """(reject_above, reject_with_lungs_above) from the cross-validated scores of frontal films and variants:
-    :data:`REJECT_MARGIN` above the highest of all of them, and above the highest of those with a typical pair of
-    lungs (at least ``reject_above``, at most :data:`REJECT_WITH_LUNGS_CAP`)."""
-    reject_above = float(min(REJECT_WITH_LUNGS_CAP, frontal.max() + REJECT_MARGIN))
-    with_pair = frontal[frontal_pairs]
-    ceiling = float(with_pair.max()) + REJECT_MARGIN if with_pair.size else REJECT_WITH_LUNGS_CAP
-    return reject_above, float(min(REJECT_WITH_LUNGS_CAP, max(reject_above, ceiling)))
-
-
-def refused(scores: np.ndarray, pairs: np.ndarray, reject_above: float, reject_with_lungs_above: float) -> np.ndarray:
-    """Which films the pipeline refuses as lateral: above ``reject_above`` without a typical pair of lungs, above
-    ``reject_with_lungs_above`` with one."""
-    return (scores > reject_with_lungs_above) | ((scores > reject_above) & ~pairs)
 
 
 def _sample(recs: list[Record], n: int, seed: int = 0) -> list[Record]:
     return random.Random(seed).sample(recs, min(n, len(recs))) if len(recs) > n else recs  # noqa: S311 - seeded for a reproducible sample, not a secret
 
 
-def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None = None, write: bool = True) -> dict:
-    from sklearn.base import clone
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    backend = BundledOnnxBackend(model_dir)
-    segmenter = Segmenter(segmenter_dir)
+def _films(data_dir: Path) -> tuple[list[Path], dict[str, list[Path]], dict[str, list[Path]]]:
+    """(frontal fit films, the same per source, held-out frontal test films per set)."""
     parts = load_split_records(data_dir, tuple(d for d in SOURCES if (Path(data_dir) / d / "labels.csv").is_file()))
     jsrt_all = jsrt_split(jsrt_records(data_dir))
     fit_frontal: list[Path] = []
@@ -128,27 +117,6 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
         by_source["jsrt"] += (jsrt := [r.path for r in jsrt_all[part]])
         by_source["shenzhen"] += (shz := [r.path for r in parts[part] if r.dataset == "shenzhen"])
         fit_frontal += nih + ped + jsrt + shz
-    variant_films = [p for paths in by_source.values() for p in paths[:N_VARIANT_FILMS]]
-    laterals = lateral_paths(data_dir)
-    (x_fr, pair_fr), (x_lat, pair_lat) = _inputs(fit_frontal, backend, segmenter), _inputs(laterals, backend, segmenter)
-    x = np.concatenate([x_fr, x_lat])
-    y = np.concatenate([np.zeros(len(fit_frontal), int), np.ones(len(laterals), int)])
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight="balanced", max_iter=5000))
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(x, y))
-    cv = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
-    # the variants of a fit film are scored by the fold model that did not see the film
-    x_var, pair_var, var_film = _variant_inputs(variant_films, backend, segmenter)
-    film_row = {p: i for i, p in enumerate(fit_frontal)}
-    cv_var = np.zeros(len(x_var))
-    for train_idx, test_idx in folds:
-        held = np.isin(np.array([film_row[variant_films[f]] for f in var_film]), test_idx)
-        if held.any():
-            cv_var[held] = clone(model).fit(x[train_idx], y[train_idx]).predict_proba(x_var[held])[:, 1]
-    reject_above, reject_with_lungs_above = cut_offs(
-        np.concatenate([cv[y == 0], cv_var]), np.concatenate([pair_fr, pair_var])
-    )
-    model.fit(x, y)
-    scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
     test = {
         "nih_test": [r.path for r in parts["test"] if r.dataset == "nih"],
         "pediatric_test": [
@@ -157,15 +125,52 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
         "jsrt_test": [r.path for r in jsrt_all["test"]],
         "shenzhen_test": [r.path for r in parts["test"] if r.dataset == "shenzhen"],
     }
+    return fit_frontal, by_source, test
+
+
+def probe_data(data_dir: Path, backend: BundledOnnxBackend, segmenter: Segmenter) -> tuple[ProbeData, int]:
+    """The probe inputs of the fit films (frontal, then the laterals) and of their augmented rows: the acquisition
+    variants of the first :data:`N_VARIANT_FILMS` fit films per source and every lateral augmentation; and the
+    number of frontal variant films."""
+    fit_frontal, by_source, _ = _films(data_dir)
+    laterals = lateral_paths(data_dir)
+    variant_films = [p for paths in by_source.values() for p in paths[:N_VARIANT_FILMS]]
+    (x_fr, pair_fr), (x_lat, pair_lat) = _inputs(fit_frontal, backend, segmenter), _inputs(laterals, backend, segmenter)
+    x_var, pair_var, var_film = _augmented_inputs(variant_films, FRONTAL_VARIANTS, backend, segmenter)
+    x_la, pair_la, la_film = _augmented_inputs(laterals, LATERAL_AUGMENTATIONS, backend, segmenter)
+    film_row = {p: i for i, p in enumerate(fit_frontal)}
+    data = ProbeData(
+        x=np.concatenate([x_fr, x_lat]),
+        y=np.concatenate([np.zeros(len(fit_frontal), int), np.ones(len(laterals), int)]),
+        pairs=np.concatenate([pair_fr, pair_lat]),
+        x_aug=np.concatenate([x_var, x_la]),
+        aug_of=np.concatenate([[film_row[variant_films[f]] for f in var_film], len(fit_frontal) + la_film]).astype(int),
+        aug_pairs=np.concatenate([pair_var, pair_la]),
+    )
+    return data, len(variant_films)
+
+
+def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None = None, write: bool = True) -> dict:
+    backend = BundledOnnxBackend(model_dir)
+    segmenter = Segmenter(segmenter_dir)
+    data, n_variant_films = probe_data(data_dir, backend, segmenter)
+    everything = np.arange(len(data.y))
+    # nested CV: each outer fold's C chosen by an inner CV on its training part; the cut-offs and every cv5 figure
+    # come from these out-of-sample scores
+    cv, cv_aug, fold_cs = cv_scores(data, folds(data.y), lambda train: choose_c(data, train))
+    result = outcome(data, cv, cv_aug)
+    reject_above, reject_with_lungs_above = result["reject_above"], result["reject_with_lungs_above"]
+    c = choose_c(data, everything)
+    model = fit(data, everything, c)
+    scaler, lr = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
     held_out = {}
-    for name, paths in test.items():
+    for name, paths in _films(data_dir)[2].items():
         xt, pt = _inputs(paths, backend, segmenter)
         s = model.predict_proba(xt)[:, 1]
         out = refused(s, pt, reject_above, reject_with_lungs_above)
         held_out[name] = {"n": len(paths), "refused": int(out.sum()), "review": int(((s > REVIEW_ABOVE) & ~out).sum())}
-    cv_lat, cv_fr = cv[y == 1], cv[y == 0]
-    out_lat = refused(cv_lat, pair_lat, reject_above, reject_with_lungs_above)
-    out_fr = refused(cv_fr, pair_fr, reject_above, reject_with_lungs_above)
+    fr, lat, var = data.y == 0, data.y == 1, data.frontal_aug()
+    fr_all, pairs_all = np.concatenate([cv[fr], cv_aug[var]]), np.concatenate([data.pairs[fr], data.aug_pairs[var]])
     block = {
         "mean": scaler.mean_.tolist(),
         "scale": scaler.scale_.tolist(),
@@ -176,31 +181,37 @@ def fit_view_probe(model_dir: Path, data_dir: Path, segmenter_dir: Path | None =
         "reject_with_lungs_above": reject_with_lungs_above,
         "inputs": "L2-normalised classifier embedding, then the anatomy features",
         "anatomy_features": list(VIEW_FEATURES),
-        "fit": f"scikit-learn LogisticRegression(C={C}, class_weight=balanced) on standardised inputs",
+        "fit": f"scikit-learn LogisticRegression(C={c}, class_weight=balanced) on standardised inputs; C chosen from "
+        f"{list(C_GRID)} by 5-fold CV; trained on the films, the laterals' {len(LATERAL_AUGMENTATIONS)} "
+        f"augmentations and the acquisition variants of {n_variant_films} frontal films",
         "validation": {
-            "frontal_fit_images": len(fit_frontal),
-            "laterals": len(laterals),
+            "frontal_fit_images": int(fr.sum()),
+            "laterals": int(lat.sum()),
             "cv5_rule": "the pipeline's: refused above reject_above without a typical pair of lungs, above "
             "reject_with_lungs_above with one; review above review_above otherwise",
+            "cv5_nested": "each outer fold trains on its films, the augmentations of its laterals and the variants "
+            "of its frontal films, with C chosen by an inner 5-fold CV on its training part (most laterals refused, "
+            "then fewest passed as frontal, then the lowest cut-off); every film and variant is scored by the fold "
+            "model that did not see its film",
+            "cv5_c_per_fold": fold_cs,
+            "lateral_augmentations": list(LATERAL_AUGMENTATIONS),
             "cut_off_rule": f"reject_above: {REJECT_MARGIN} above the highest cross-validated frontal score, "
             f"acquisition variants included; reject_with_lungs_above: {REJECT_MARGIN} above the highest of those "
             f"with a typical pair of lungs, at least reject_above, at most {REJECT_WITH_LUNGS_CAP}",
-            "variant_films": len(variant_films),
-            "variants": [v for v in VARIANTS if v != "original"],
-            "cv5_variant_refused": int(refused(cv_var, pair_var, reject_above, reject_with_lungs_above).sum()),
-            "cv5_variant_top_scores": sorted((round(float(v), 4) for v in cv_var), reverse=True)[:10],
-            "cv5_frontal_top_score_with_pair": round(
-                float(np.concatenate([cv[y == 0], cv_var])[np.concatenate([pair_fr, pair_var])].max()), 4
-            ),
-            "cv5_lateral_scores_with_pair": sorted(round(float(v), 4) for v in cv_lat[pair_lat]),
-            "laterals_with_typical_pair": int(pair_lat.sum()),
-            "cv5_laterals_refused": int(out_lat.sum()),
-            "cv5_laterals_review": int(((cv_lat > REVIEW_ABOVE) & ~out_lat).sum()),
-            "cv5_laterals_passed_as_frontal": int((cv_lat <= REVIEW_ABOVE).sum()),
-            "cv5_frontal_review": int(((cv_fr > REVIEW_ABOVE) & ~out_fr).sum()),
-            "cv5_frontal_refused": int(out_fr.sum()),
-            "cv5_lateral_scores": sorted(round(float(v), 4) for v in cv_lat),
-            "cv5_frontal_top_scores": sorted((round(float(v), 4) for v in cv_fr), reverse=True)[:10],
+            "variant_films": n_variant_films,
+            "variants": list(FRONTAL_VARIANTS),
+            "cv5_variant_refused": result["variant_refused"],
+            "cv5_variant_top_scores": sorted((round(float(v), 4) for v in cv_aug[var]), reverse=True)[:10],
+            "cv5_frontal_top_score_with_pair": round(float(fr_all[pairs_all].max()), 4),
+            "cv5_lateral_scores_with_pair": sorted(round(float(v), 4) for v in cv[lat & data.pairs]),
+            "laterals_with_typical_pair": int(data.pairs[lat].sum()),
+            "cv5_laterals_refused": result["laterals_refused"],
+            "cv5_laterals_review": result["laterals_review"],
+            "cv5_laterals_passed_as_frontal": result["laterals_passed_as_frontal"],
+            "cv5_frontal_review": result["frontal_review"],
+            "cv5_frontal_refused": result["frontal_refused"],
+            "cv5_lateral_scores": sorted(round(float(v), 4) for v in cv[lat]),
+            "cv5_frontal_top_scores": sorted((round(float(v), 4) for v in cv[fr]), reverse=True)[:10],
             "held_out_frontal": held_out,
         },
     }
