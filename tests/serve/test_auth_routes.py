@@ -36,6 +36,7 @@ EXPECTED = {
     "/worklist/{key}": Role.READER,
     "/worklist/{key}/versions": Role.READER,
     "/worklist/{key}/state": Role.READER,
+    "/worklist/{key}/feedback": Role.READER,
     "/static/crops": Role.READER,
     "/ui": Role.READER,
     "/status": Role.ADMIN,

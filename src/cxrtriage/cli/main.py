@@ -13,6 +13,7 @@
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
 - site commissioning (:mod:`cxrtriage.cli.commission`): ``commission``
 - drift monitoring (:mod:`cxrtriage.cli.monitoring`): ``monitor``
+- reader feedback (:mod:`cxrtriage.cli.feedback`): ``feedback export``
 
 Each subcommand imports its machinery lazily so that ``cxrtriage predict`` never loads torch. A command that builds
 an engine or a server builds its :class:`~cxrtriage.config.Settings` once
@@ -26,13 +27,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrtriage.cli import audit, deliverables, evaluation, hai_def, pacs, runtime, security, training
+from cxrtriage.cli import audit, deliverables, evaluation, feedback, hai_def, pacs, runtime, security, training
 from cxrtriage.cli import commission as commissioning
 from cxrtriage.cli import monitoring as monitoring_cli
 from cxrtriage.errors import ConfigurationError
 
 #: the command groups in the order ``cxrtriage --help`` lists them; each registers its subcommands
-GROUPS = (runtime, evaluation, training, hai_def, deliverables, pacs, security, audit, commissioning, monitoring_cli)
+GROUPS = (
+    runtime,
+    evaluation,
+    training,
+    hai_def,
+    deliverables,
+    pacs,
+    security,
+    audit,
+    commissioning,
+    monitoring_cli,
+    feedback,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

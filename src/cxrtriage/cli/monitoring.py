@@ -20,8 +20,10 @@ from cxrtriage.cli.options import SubCommands, command_settings
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from cxrtriage.monitoring.monitor import parse_window, run_monitor, site_dir_of
+    from cxrtriage.monitoring.record import utc_now
     from cxrtriage.monitoring.report import report_page, report_text
     from cxrtriage.monitoring.store import MonitorStore
+    from cxrtriage.worklist.feedback import agreement_since
 
     settings = command_settings(args)
     try:
@@ -36,9 +38,14 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         print(f"error: no monitor records at {path} (the service and the DICOM node write them there)", file=sys.stderr)
         return 2
     site_dir = Path(args.site).expanduser() if args.site else site_dir_of(settings)
+    # the readers' agreement over the window (reader feedback, in the worklist's file); a report --until a past time
+    # has none: the feedback store keeps when each study was assessed, not what its current assessment was back then
+    agreement = agreement_since(settings.worklist_path, utc_now() - span) if until is None else None
     reference = Path(args.reference).expanduser() if args.reference else None
     try:
-        report, buckets = run_monitor(store, span=span, reference_file=reference, site_dir=site_dir, now=until)
+        report, buckets = run_monitor(
+            store, span=span, reference_file=reference, site_dir=site_dir, now=until, agreement=agreement
+        )
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -4,11 +4,11 @@ One JSON object per line (JSONL) in the service's state folder (:attr:`cxrtriage
 ``audit.jsonl`` beside the worklist, or ``CXRTRIAGE_AUDIT_PATH``). Each record holds :data:`FIELDS`: ``seq`` (1, 2,
 ...), ``time`` (UTC, ISO 8601), ``principal`` (an API key's name or a user, ``anonymous`` without authentication),
 ``role`` (``none`` without one), ``via`` (how the principal authenticated), ``action`` (``triage``, ``result.read``,
-``crop.read``, ``worklist.list``, ``worklist.state``, ``ui.*``, ``login``, ``logout``, ``key.create``,
-``key.revoke``, ``auth.failed``), ``study`` (the worklist key, when there is one), ``outcome`` (the HTTP status, or
-``ok`` / ``refused``, and for the web UI's own records ``not_found`` / ``failed``), ``request_id``, ``client`` (the
-peer address), ``reason`` (why an authentication failed), ``target`` (what a refused request asked for), ``prev``
-and ``hash``.
+``crop.read``, ``worklist.list``, ``worklist.state``, ``feedback.record``, ``feedback.read``, ``ui.*``, ``login``,
+``logout``, ``key.create``, ``key.revoke``, ``auth.failed``), ``study`` (the worklist key, when there is one),
+``outcome`` (the HTTP status, or ``ok`` / ``refused``, and for the web UI's own records ``not_found`` / ``failed``),
+``request_id``, ``client`` (the peer address), ``reason`` (why an authentication failed), ``target`` (what a refused
+request asked for), ``prev`` and ``hash``.
 
 Tamper evidence: ``hash`` is the SHA-256 of the record's canonical JSON (sorted keys, no spaces, ASCII) without its
 ``hash``, and ``prev`` is the previous record's ``hash`` (the first record's is :data:`GENESIS`). :func:`verify`

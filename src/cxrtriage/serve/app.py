@@ -13,6 +13,8 @@ Endpoints:
   ``/static/crops/<random>.png`` this server serves.
 * ``GET /worklist`` (a page of triaged studies in reading order), ``GET /worklist/{key}`` (one stored result),
   ``POST /worklist/{key}/state`` (opened, reported, new).
+* ``POST /worklist/{key}/feedback`` (a reader's assessment of a stored result), ``GET /worklist/{key}/feedback``
+  (its history; :mod:`cxrtriage.serve.routes.feedback`).
 * ``GET /login``, ``POST /login``, ``POST /logout``: the web UI's sign-in with a personal access key (an API key's
   name and secret) and its session cookie (:mod:`cxrtriage.serve.routes.login`).
 * ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),

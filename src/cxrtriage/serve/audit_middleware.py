@@ -3,7 +3,9 @@ returns patient-derived data, and per refused authentication.
 
 What is recorded (:func:`audited_action`): ``POST /predict`` -> ``triage`` (the study: the response's
 ``X-Worklist-Key``), ``GET /worklist`` -> ``worklist.list``, ``GET /worklist/{key}`` -> ``result.read``,
-``POST /worklist/{key}/state`` -> ``worklist.state``, a crop thumbnail -> ``crop.read``, the UI's page ->
+``POST /worklist/{key}/state`` -> ``worklist.state``, ``POST /worklist/{key}/feedback`` -> ``feedback.record`` and
+its ``GET`` -> ``feedback.read`` (a reader's assessment: the study only, never the comment), a crop thumbnail ->
+``crop.read``, the UI's page ->
 ``ui.open``, its file route -> ``ui.file``, its upload -> ``ui.upload``, each UI action (a triage, a worklist
 page or a stored result opened in the UI; which one is not visible at this layer, so the UI's handlers add their own
 ``result.read`` / ``worklist.state`` / ``triage`` record with the study: :mod:`cxrtriage.serve.ui.audit`) ->
@@ -51,6 +53,7 @@ AUDIT_HEADER = "X-Audit"
 _KEY = re.compile(KEY_PATTERN)
 _WORKLIST_ITEM = re.compile(r"/worklist/([^/]+)")
 _WORKLIST_STATE = re.compile(r"/worklist/([^/]+)/state")
+_WORKLIST_FEEDBACK = re.compile(r"/worklist/([^/]+)/feedback")
 _UI_API = "/ui/gradio_api"
 _UI_EVENT_PREFIXES = (f"{_UI_API}/queue/join", f"{_UI_API}/run/", f"{_UI_API}/call/", f"{_UI_API}/api/")
 _READS = frozenset({"GET", "HEAD"})
@@ -72,6 +75,9 @@ def audited_action(method: str, path: str) -> tuple[str, str | None] | None:
         return ("worklist.list", None) if method in _READS else None
     if (m := _WORKLIST_STATE.fullmatch(path)) is not None:
         return ("worklist.state", _key(m.group(1))) if method == "POST" else None
+    if (m := _WORKLIST_FEEDBACK.fullmatch(path)) is not None:
+        action = "feedback.record" if method == "POST" else "feedback.read" if method in _READS else None
+        return (action, _key(m.group(1))) if action else None
     if (m := _WORKLIST_ITEM.fullmatch(path)) is not None:
         return ("result.read", _key(m.group(1))) if method in _READS else None
     if path.startswith(CROPS_URL + "/"):

@@ -26,15 +26,18 @@ from cxrtriage.serve.errors import ApiError
 from cxrtriage.serve.guard import Guard
 from cxrtriage.serve.runtime import Engine, EngineState, ServiceRuntime
 from cxrtriage.worklist import Worklist
+from cxrtriage.worklist.feedback import FeedbackStore
 
 __all__ = [
     "NOT_READY_RETRY_S",
     "EngineStateDep",
+    "FeedbackDep",
     "GuardDep",
     "RuntimeDep",
     "SettingsDep",
     "WorklistDep",
     "get_engine_state",
+    "get_feedback",
     "get_guard",
     "get_runtime",
     "get_settings",
@@ -110,3 +113,15 @@ def get_worklist(runtime: RuntimeDep) -> Worklist:
 
 
 WorklistDep = Annotated[Worklist, Depends(get_worklist)]
+
+
+def get_feedback(runtime: RuntimeDep) -> FeedbackStore:
+    """The readers' assessments, in the worklist's file; the same 503 as :func:`get_worklist` when it cannot be
+    opened. A plain ``def``, for the same reason."""
+    try:
+        return runtime.feedback
+    except (OSError, sqlite3.Error) as exc:
+        raise worklist_unavailable(exc) from exc
+
+
+FeedbackDep = Annotated[FeedbackStore, Depends(get_feedback)]

@@ -23,14 +23,16 @@ from cxrtriage.errors import ModelError, ServiceBusyError
 from cxrtriage.explain.crop_store import prune_crops
 from cxrtriage.monitoring.drift import Report
 from cxrtriage.monitoring.monitor import parse_window, run_monitor, site_dir_of
-from cxrtriage.monitoring.record import refusal_record, run_record, site_name
+from cxrtriage.monitoring.record import refusal_record, run_record, site_name, utc_now
 from cxrtriage.monitoring.store import MonitorStore
 from cxrtriage.schema import DISCLAIMER, ModelInfo, Prediction
 from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
 from cxrtriage.serve.monitor_metrics import MonitorCollector
+from cxrtriage.serve.reader_agreement import AgreementCollector, current_agreement
 from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
+from cxrtriage.worklist.feedback import FeedbackStore, agreement_since
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxrtriage.imaging.load import LoadedImage
@@ -266,10 +268,12 @@ class ServiceRuntime:
         # figures as gauges in /metrics, computed from the shared file at scrape time (so every worker agrees)
         self.monitor = MonitorStore.from_settings(settings)
         #: reader agreement for the monitor (reader feedback's ``agreement``: overall, urgent, non_urgent, n), or None
-        self.agreement: Callable[[], Mapping[str, Any] | None] = lambda: None
+        self.agreement: Callable[[], Mapping[str, Any] | None] = self.window_agreement
         self.registry.register(MonitorCollector(self.monitor_report))
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
+        self._feedback: FeedbackStore | None = None
+        self.registry.register(AgreementCollector(lambda: self.feedback))  # readers' agreement, read at each scrape
         self.ui_mounted = False
         self._prune_lock = threading.Lock()
         self._last_prune = -math.inf
@@ -286,6 +290,13 @@ class ServiceRuntime:
         if self._worklist is None:
             self._worklist = Worklist(self.settings.worklist_path, 60.0 * self.settings.worklist_max_wait_min)
         return self._worklist
+
+    @property
+    def feedback(self) -> FeedbackStore:
+        """The readers' assessments, in the worklist's file (opened on first use, failing as :attr:`worklist`)."""
+        if self._feedback is None:
+            self._feedback = FeedbackStore(self.worklist)
+        return self._feedback
 
     def observe_inference(self, seconds: float) -> None:
         """One inference's wall time, in ``/status`` (latency window) and ``/metrics`` (histogram): the same for an
@@ -310,6 +321,12 @@ class ServiceRuntime:
             self.monitor, span=span, site_dir=site_dir_of(self.settings), agreement=self.agreement()
         )
         return report
+
+    def window_agreement(self) -> dict[str, Any] | None:
+        """The readers' agreement over the monitor's window (``CXRTRIAGE_MONITOR_WINDOW``): the reader-feedback
+        figure of the drift report (each study assessed in the window, its current assessment)."""
+        since = utc_now() - parse_window(self.settings.monitor_window)
+        return agreement_since(self.settings.worklist_path, since)
 
     def record_refusal(self, source: str) -> None:
         """One monitor record of an input the engine refused (not a frontal chest film, unreadable)."""
@@ -372,6 +389,7 @@ class ServiceRuntime:
             "waiting": limiter.waiting if limiter else 0,
             "max_concurrent": self.settings.max_concurrent,
             "max_queue": self.settings.max_queue,
+            "reader_agreement": current_agreement(lambda: self.feedback),
             "disclaimer": DISCLAIMER,
         }
 

@@ -1,6 +1,7 @@
 """The service's HTTP routes, one module per resource (as FastAPI's full-stack template keeps ``api/routes/``):
 :mod:`~cxrtriage.serve.routes.predict` (``POST /predict``), :mod:`~cxrtriage.serve.routes.worklist`
 (``GET /worklist``, ``GET /worklist/{key}``, ``POST /worklist/{key}/state``),
+:mod:`~cxrtriage.serve.routes.feedback` (``POST`` and ``GET /worklist/{key}/feedback``: readers' assessments),
 :mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/``) and
 :mod:`~cxrtriage.serve.routes.login` (the web UI's ``/login`` and ``/logout`` pages). Routes declare what they need
 from :mod:`cxrtriage.serve.deps`; :func:`api_router` is what ``create_app`` includes."""
@@ -10,7 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cxrtriage.config import Settings
-from cxrtriage.serve.routes import login, predict, service, worklist
+from cxrtriage.serve.routes import feedback, login, predict, service, worklist
 
 __all__ = ["api_router"]
 
@@ -21,6 +22,7 @@ def api_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     router.include_router(predict.predict_router(settings.max_prior_report_chars))
     router.include_router(worklist.router)
+    router.include_router(feedback.router)
     router.include_router(service.router)
     router.include_router(login.router)
     return router

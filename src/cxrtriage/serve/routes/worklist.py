@@ -27,7 +27,15 @@ from cxrtriage.serve.deps import SettingsDep, WorklistDep, worklist_unavailable
 from cxrtriage.serve.errors import ApiError
 from cxrtriage.worklist import KEY_PATTERN, MAX_PER_PAGE, MAX_VERSION, READING_ORDER
 
-__all__ = ["StateChange", "router", "set_state_endpoint", "versions_endpoint", "worklist", "worklist_item_endpoint"]
+__all__ = [
+    "StateChange",
+    "router",
+    "set_state_endpoint",
+    "use_worklist",
+    "versions_endpoint",
+    "worklist",
+    "worklist_item_endpoint",
+]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "the worklist database cannot be opened"}}
 _BAD_KEY: dict[int | str, dict[str, Any]] = {
@@ -65,8 +73,8 @@ class StateChange(BaseModel):
     )
 
 
-async def _use(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A worklist call in a worker thread; the 503 when the database fails."""
+async def use_worklist(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A worklist call in a worker thread; the 503 when the database fails (the feedback routes use it too)."""
     try:
         return await run_in_threadpool(call, *args, **kwargs)
     except (OSError, sqlite3.Error) as exc:
@@ -128,7 +136,7 @@ async def worklist(
     store: WorklistDep, settings: SettingsDep, status: Status = "active", page: Page = 1, per_page: PerPage = 50
 ) -> Response:
     """``GET /worklist``: one page of a list in reading order; reading it changes no study's state."""
-    listing = await _use(store.page, status, page, per_page)
+    listing = await use_worklist(store.page, status, page, per_page)
     return JSONResponse({**listing, "order": READING_ORDER, "max_wait_min": settings.worklist_max_wait_min})
 
 
@@ -148,9 +156,9 @@ async def worklist(
     },
 )
 async def worklist_item_endpoint(key: Key, store: WorklistDep, version: Version = None) -> Response:
-    result = await _use(store.result, key, version)
+    result = await use_worklist(store.result, key, version)
     if result is None:
-        if version is not None and await _use(store.item, key) is not None:
+        if version is not None and await use_worklist(store.item, key) is not None:
             raise ApiError(404, f"this study has no version {version} (GET /worklist/{key}/versions)", "NotFound")
         raise ApiError(404, "no study with this key on the worklist", "NotFound")
     return JSONResponse(result)
@@ -196,10 +204,10 @@ async def worklist_item_endpoint(key: Key, store: WorklistDep, version: Version 
 )
 async def versions_endpoint(key: Key, store: WorklistDep) -> Response:
     """``GET /worklist/{key}/versions``: the history of a study sent more than once; reading it changes nothing."""
-    versions = await _use(store.versions, key)
+    versions = await use_worklist(store.versions, key)
     if versions is None:
         raise ApiError(404, "no study with this key on the worklist", "NotFound")
-    item = await _use(store.item, key)
+    item = await use_worklist(store.item, key)
     return JSONResponse({"key": key, "label_changed": item["label_changed"] if item else None, "versions": versions})
 
 
@@ -216,7 +224,7 @@ async def versions_endpoint(key: Key, store: WorklistDep) -> Response:
 )
 async def set_state_endpoint(key: Key, change: StateChange, store: WorklistDep) -> Response:
     """``POST /worklist/{key}/state``: a reader opened, reported or returned a study."""
-    row = await _use(store.set_state, key, change.state)
+    row = await use_worklist(store.set_state, key, change.state)
     if row is None:
         raise ApiError(404, "no study with this key on the worklist", "NotFound")
     return JSONResponse(row)

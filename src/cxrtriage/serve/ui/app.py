@@ -45,6 +45,7 @@ from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.ui.audit import UiAudit
 from cxrtriage.serve.ui.details import ModelFacts, details_html, model_facts
+from cxrtriage.serve.ui.feedback import build_feedback_panel
 from cxrtriage.serve.ui.monitoring import MONITOR_CSS, build_monitoring_tab
 from cxrtriage.serve.ui.render import (
     PLACEHOLDER_HTML,
@@ -203,7 +204,7 @@ def build_blocks(
     def cleared(message_html: str) -> tuple:
         """An error: the reason in the red box, and no trace of any earlier result."""
         blank = shown("")
-        return (shown(message_html), blank, blank, blank, None, [], blank, blank, blank, None, footer())
+        return (shown(message_html), blank, blank, blank, None, [], blank, blank, blank, None, footer(), "")
 
     def run(
         source: bytes | str, prior_report: str | None
@@ -259,6 +260,7 @@ def build_blocks(
             shown(details_html(pred, facts)),
             data,
             footer(),
+            key or "",  # the reader-feedback panel follows it (serve/ui/feedback.py)
         )
 
     # delete_cache: the rendered images in Gradio's cache (the UI's files directory) go after RENDERED_MAX_AGE_S
@@ -335,6 +337,7 @@ def build_blocks(
                         provenance = gr.HTML("", elem_id="cxr-provenance", visible=False)
                         details = gr.HTML("", elem_id="cxr-details", visible=False)
                         filed = gr.HTML("", elem_id="cxr-filed", visible=False)
+                        filed_key = build_feedback_panel(open_worklist, audit, prefix="cxr-fb")
                         with gr.Accordion("Full result (JSON)", open=False):
                             raw = gr.JSON(label="Prediction", elem_id="cxr-json")
             with gr.Tab("Worklist", id="worklist", elem_id="cxr-tab-worklist") as worklist_tab:
@@ -343,7 +346,7 @@ def build_blocks(
                 build_monitoring_tab(settings, monitoring_tab, stop_timers=[wl_timer])  # drift (reader role)
         foot = gr.HTML(footer(), elem_id="cxr-footer")
 
-        outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot]
+        outputs = [error, label, filed, explanation, image, crops, warnings, provenance, details, raw, foot, filed_key]
         upload.change(None, inputs=upload, outputs=chosen, js="(f) => (f && f.path) ? f.path : ''")
         triage.__annotations__["request"] = gr.Request  # the class itself, so that gradio passes the request
         button.click(

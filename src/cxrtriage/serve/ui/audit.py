@@ -6,7 +6,9 @@ the event's payload, not in the path. So the UI's handlers add a record of what 
 
 * ``result.read``: a reader opened a study in the Worklist tab (what ``GET /worklist/{key}`` records);
 * ``worklist.state``: Mark reported / Return to list (``POST /worklist/{key}/state``);
-* ``triage``: the Triage tab filed a result (``POST /predict``), under the accession typed, else a random key.
+* ``triage``: the Triage tab filed a result (``POST /predict``), under the accession typed, else a random key;
+* ``feedback.record``: a reader saved an assessment of a result (``POST /worklist/{key}/feedback``), from either
+  tab; ``refused`` when a value was not accepted (:mod:`cxrtriage.serve.ui.feedback`).
 
 ``study`` is the worklist key; ``outcome`` is ``ok``, ``not_found`` (no such study on the worklist) or ``failed``
 (the worklist could not be read or written). Who: the principal the guard put on the request of the Gradio event
@@ -32,10 +34,10 @@ from cxrtriage.config import Settings
 from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.audit_middleware import append_or_report, scope_event
 
-__all__ = ["UiAudit"]
+__all__ = ["UiAudit", "scope_of"]
 
 
-def _scope_of(request: Any) -> dict[str, Any]:
+def scope_of(request: Any) -> dict[str, Any]:
     """The ASGI scope of a Gradio event's request (:class:`gradio.Request` wraps Starlette's), else empty."""
     scope = getattr(getattr(request, "request", None), "scope", None)
     return scope if isinstance(scope, dict) else {}
@@ -58,6 +60,6 @@ class UiAudit:
     def record(self, request: Any, action: str, study: str | None, outcome: str) -> bool:
         """Append one record of ``action`` on ``study`` by the principal of the Gradio event's ``request``; False
         (logged at ERROR) when it could not be written. Blocking (``fsync``): call it from a worker thread."""
-        event = scope_event(_scope_of(request), action, outcome, study)
+        event = scope_event(scope_of(request), action, outcome, study)
         what = f"UI request {event.request_id} ({action}, {outcome})"
         return append_or_report(self.audit, event, what, self.on_failure)

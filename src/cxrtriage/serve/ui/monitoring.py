@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from cxrtriage.config import Settings
 from cxrtriage.monitoring.monitor import parse_window, run_monitor, site_dir_of
+from cxrtriage.monitoring.record import utc_now
 from cxrtriage.monitoring.report import MONITOR_CSS, report_html
 from cxrtriage.monitoring.store import MonitorStore
 from cxrtriage.optional import require
+from cxrtriage.worklist.feedback import agreement_since
 
 if TYPE_CHECKING:  # pragma: no cover
     import gradio as gr
@@ -36,13 +38,13 @@ AgreementSource = Callable[[], Mapping[str, Any] | None]
 
 
 def monitoring_html(settings: Settings, window: str, agreement: AgreementSource | None = None) -> str:
-    """The report's HTML for ``window``; a sentence in a red box when the records cannot be read."""
+    """The report's HTML for ``window``; a sentence in a red box when the records cannot be read. ``agreement``:
+    the readers' agreement to judge, else theirs over the same window (reader feedback, in the worklist's file)."""
     try:
+        span = parse_window(window)
+        agreed = agreement() if agreement is not None else agreement_since(settings.worklist_path, utc_now() - span)
         report, buckets = run_monitor(
-            MonitorStore.from_settings(settings),
-            span=parse_window(window),
-            site_dir=site_dir_of(settings),
-            agreement=agreement() if agreement is not None else None,
+            MonitorStore.from_settings(settings), span=span, site_dir=site_dir_of(settings), agreement=agreed
         )
     except (OSError, ValueError) as exc:
         log.warning("monitoring report failed: %s", type(exc).__name__)

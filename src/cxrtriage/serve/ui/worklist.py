@@ -5,7 +5,9 @@ set its state.
 Opening a study marks it ``opened`` (only when it was ``new``); "Mark reported" moves it off the active list (it
 stays under the Reported and All filters); "Return to list" makes it ``new`` again. Refreshing the list never
 changes a state. Opening a study, setting its state and filing a result of the Triage tab each leave a record in
-the audit trail with the study's key and the reader (:mod:`cxrtriage.serve.ui.audit`). The HTML is drawn by
+the audit trail with the study's key and the reader (:mod:`cxrtriage.serve.ui.audit`). Under the open study, the
+reader-feedback panel (:mod:`cxrtriage.serve.ui.feedback`); above the table, how often readers agreed with the
+triage (refreshed with the list). The HTML is drawn by
 :mod:`cxrtriage.serve.ui.worklist_render` (pure functions); Gradio is imported only inside
 :func:`build_worklist_tab`.
 """
@@ -24,11 +26,13 @@ from cxrtriage.optional import require
 from cxrtriage.schema import Prediction
 from cxrtriage.serve.crops import with_crop_urls
 from cxrtriage.serve.ui.audit import UiAudit
+from cxrtriage.serve.ui.feedback import FeedbackOpener, build_feedback_panel, current_agreement_html
+from cxrtriage.serve.ui.feedback_render import FEEDBACK_CSS
 from cxrtriage.serve.ui.worklist_render import (
     FILTERS,
     REFRESH_S,
     STUDY_PLACEHOLDER_HTML,
-    WORKLIST_CSS,
+    TABLE_CSS,
     filed_html,
     format_wait,
     study_html,
@@ -57,6 +61,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: the tab's CSS and the reader-feedback panel's (both tabs show the panel; the page takes this one string)
+WORKLIST_CSS = TABLE_CSS + FEEDBACK_CSS
 
 #: rows per page of the tab (``GET /worklist`` takes ``per_page``)
 PER_PAGE = 50
@@ -205,13 +212,15 @@ def build_worklist_tab(
     on its Refresh button. Opening a study and its two buttons are recorded in ``audit`` (the refreshes and the
     pager are the middleware's ``ui.event``)."""
     gr = require("gradio", extra="demo", purpose="the web UI")
+    open_feedback = FeedbackOpener(open_worklist)
 
     def listing(status: str, page: str | None, selected: str | None) -> tuple:
-        """The table, the summary, the page kept, and Previous/Next enabled where they lead somewhere."""
+        """The table, the summary, the page kept, Previous/Next enabled where they lead somewhere, and the readers'
+        agreement with the triage."""
         table, summary, shown, pages = worklist_page(open_worklist, status, _page_number(page), selected or None)
         prev_btn = gr.update(interactive=shown > 1)
         next_btn = gr.update(interactive=shown < pages)
-        return table, summary, str(shown), prev_btn, next_btn
+        return table, summary, str(shown), prev_btn, next_btn, current_agreement_html(open_feedback)
 
     def moved(step: int) -> Callable[..., tuple]:
         return lambda status, page, selected: listing(status, str(max(1, _page_number(page) + step)), selected)
@@ -249,6 +258,7 @@ def build_worklist_tab(
         "in an earlier version of the study) before every routine one, overdue ones first in each, then oldest first. "
         "Click a row to open it.</p>"
     )
+    agreement = gr.HTML("", elem_id="cxr-wl-agreement")  # how often readers agreed (serve/ui/feedback.py)
     with gr.Row(equal_height=False, elem_id="cxr-wl-toolbar"):
         status = gr.Radio(
             list(FILTERS),
@@ -278,10 +288,11 @@ def build_worklist_tab(
                 )
                 back = gr.Button("Return to list", size="sm", visible=False, elem_id="cxr-wl-return")
             study = gr.HTML(STUDY_PLACEHOLDER_HTML, elem_id="cxr-wl-study")
+            build_feedback_panel(open_worklist, audit, prefix="cxr-wl-fb", key=selected)  # follows the open study
 
     quiet: dict[str, Any] = {"api_name": False, "show_progress": "hidden"}
     state = [status, page, selected]
-    table_out = [worklist, summary, page, prev_btn, next_btn]
+    table_out = [worklist, summary, page, prev_btn, next_btn, agreement]
     tab.select(shown, inputs=state, outputs=[*table_out, timer], **quiet)
     for other in others:
         other.select(lambda: gr.Timer(active=False), outputs=timer, **quiet)

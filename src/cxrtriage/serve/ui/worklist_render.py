@@ -48,7 +48,8 @@ STUDY_PLACEHOLDER_HTML = (
 UNAVAILABLE_TITLE = "The worklist is unavailable"
 NO_VALUE = "—"
 
-WORKLIST_CSS = """
+#: the Worklist tab's table and study view (``serve/ui/worklist.py`` adds the feedback panel's for the page)
+TABLE_CSS = """
 .cxr-wl-intro {margin:0; color:#444;}
 #cxr-wl-toolbar {align-items:center;}
 #cxr-wl-summary p {font-weight:600; margin:0 0 0 8px; text-align:left;}
