@@ -411,6 +411,7 @@ class Triage:
             needs_review=d.needs_review,
             model=self.info,
             explainer=self.explainer.info if self.explainer is not None else None,
+            model_logit=round(float(case.output.logit), 6),
             timings_ms={k: round(v, 2) for k, v in case.timings.items()},
             warnings=case.warnings,
             image=image_info,

@@ -120,6 +120,11 @@ class Prediction(BaseModel):
         description="the explainer (MedGemma) that added the "
         "explanation, second opinion or box, with its own version and sha256",
     )
+    model_logit: float | None = Field(
+        default=None,
+        description="the classifier's own uncalibrated output (logit), before any site profile's calibration: what "
+        "`cxrtriage commission` fits a site's calibration on, so a stored result can be re-commissioned",
+    )
     timings_ms: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     image: dict[str, object] = Field(default_factory=dict, description="non-identifying image metadata")

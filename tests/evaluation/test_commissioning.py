@@ -155,6 +155,43 @@ def test_commission_writes_a_profile_that_serves_and_a_report_that_stands_alone(
     assert p.threshold == pytest.approx(site["threshold"], abs=1e-4)
 
 
+def test_readers_judgement_re_commissions_the_site_without_its_images(
+    site_gold: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The loop a site runs after go-live: results filed on the worklist, readers' assessments exported
+    (``cxrtriage feedback export``: ``worklist:KEY`` rows), and ``commission --worklist`` fits the same calibration and
+    threshold from those stored results as from the films themselves (each result keeps the model's logit)."""
+    from cxrtriage.cli.main import main
+    from cxrtriage.evaluation.gold import gold_rows
+    from cxrtriage.pipeline import Triage
+    from cxrtriage.worklist import Worklist
+    from cxrtriage.worklist.feedback import FeedbackStore
+
+    gold, films = site_gold
+    engine = Triage(settings=Settings(), crops_dir=tmp_path / "crops")
+    worklist = Worklist(tmp_path / "state" / "worklist.sqlite")
+    readers = FeedbackStore(worklist)
+    for n, row in gold_rows(gold):
+        p = engine.predict(films / row["path"], save_crops=False)
+        assert p.model_logit is not None
+        worklist.add(p, f"ACC-{n}")
+        readers.record(f"ACC-{n}", agrees=p.label == row["label"], label=row["label"], reader="dr-a")
+    exported = tmp_path / "readers.jsonl"
+    assert main(["feedback", "export", "--worklist", str(worklist.path), "--out", str(exported)]) == 0
+    by_films, by_readers = tmp_path / "films", tmp_path / "readers"
+    common = ["--name", "Test Site", "--site-head", "off"]
+    assert main(["commission", "--gold", str(gold), "--data-dir", str(films), "--out", str(by_films), *common]) == 0
+    argv = ["commission", "--gold", str(exported), "--worklist", str(worklist.path), "--out", str(by_readers)]
+    assert main([*argv, *common]) == 0
+    a, b = (json.loads((d / "site.json").read_text()) for d in (by_films, by_readers))
+    assert b["sample"] == a["sample"]  # 44 films, none unreadable
+    assert b["calibration"]["a"] == pytest.approx(a["calibration"]["a"], abs=1e-3)
+    assert b["calibration"]["b"] == pytest.approx(a["calibration"]["b"], abs=1e-3)
+    assert b["threshold"] == pytest.approx(a["threshold"], abs=1e-3)
+    records = [json.loads(line) for line in (by_readers / "reference.jsonl").read_text().splitlines()]
+    assert len(records) == 44 and all(r["image"] is None for r in records)  # no pixels were there to describe
+
+
 def test_too_few_films_of_a_class_exits_2_and_writes_no_profile(
     site_gold: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -1,6 +1,6 @@
 """The readers' export (``cxrtriage feedback export``) is read by ``cxrtriage commission --gold``'s own reader: every
 line's truth is the reader's label. Its ``path`` is ``worklist:KEY`` (the service keeps no image path), so
-commission counts those rows as images it cannot open until the site puts the film's path there."""
+commission reads the stored result the reader assessed; one filed by another model is refused with the reason."""
 
 from __future__ import annotations
 
@@ -29,5 +29,7 @@ def test_commission_reads_the_export(tmp_path: Path) -> None:
         ("worklist:ACC-1", 0),
         ("worklist:ACC-2", 0),  # the reader disagreed with Urgent: their label is the truth
     ]
-    sample = triage_sample(None, out, tmp_path)  # type: ignore[arg-type] - no row reaches the engine
-    assert len(sample.unreadable) == 3 and "no such file" in sample.unreadable[0]
+    engine = type("Engine", (), {"info": type("Info", (), {"sha256": "f" * 64, "backend": "bundled"})()})()
+    sample = triage_sample(engine, out, tmp_path, worklist=worklist)  # type: ignore[arg-type]
+    assert len(sample.unreadable) == 3 and "filed by model" in sample.unreadable[0]
+    assert "no worklist was given" in triage_sample(engine, out, tmp_path).unreadable[0]  # type: ignore[arg-type]

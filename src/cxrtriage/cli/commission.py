@@ -20,9 +20,11 @@ def cmd_commission(args: argparse.Namespace) -> int:
     from cxrtriage.evaluation.commissioning_report import write_site
     from cxrtriage.evaluation.input_files import InputProblem
     from cxrtriage.pipeline import Triage
+    from cxrtriage.worklist import Worklist
 
     settings = command_settings(args).model_copy(update={"site_dir": None})  # fitted from the bundled point
     data_dir = Path(args.data_dir) if args.data_dir else settings.find_data_dir()
+    worklist_file = Path(args.worklist) if args.worklist else settings.worklist_path
     try:
         engine = Triage.from_config(settings)
         done = commission(
@@ -34,12 +36,14 @@ def cmd_commission(args: argparse.Namespace) -> int:
             target=args.target_sensitivity,
             site_head=args.site_head,
             progress=lambda i, n: print(f"\r{i}/{n} films", end="", file=sys.stderr, flush=True),
+            worklist=Worklist(worklist_file) if worklist_file.is_file() else None,  # never creates one
         )
     except (InputProblem, ValueError, CXRTriageError) as exc:  # TooFewCases is a ValueError: no profile written
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
     given = ["--gold", args.gold, "--name", args.name, "--out", args.out]
     given += ["--data-dir", args.data_dir] if args.data_dir else []
+    given += ["--worklist", args.worklist] if args.worklist else []
     given += ["--target-sensitivity", f"{args.target_sensitivity:g}", "--site-head", args.site_head]
     command = "cxrtriage commission " + shlex.join(given)  # what was run, rebuilt from the parsed options
     paths = write_site(done, Path(args.out), command)
@@ -71,6 +75,11 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--name", required=True, help="the site's name, shown with every result")
     s.add_argument("--out", required=True, metavar="SITE_DIR", help="folder for the profile and its report")
     s.add_argument("--data-dir", help="folder that relative 'path's start from (default: CXRTRIAGE_DATA_DIR)")
+    s.add_argument(
+        "--worklist",
+        help="the worklist whose stored results 'worklist:KEY' rows name (cxrtriage feedback export; default: "
+        "CXRTRIAGE_WORKLIST_PATH)",
+    )
     s.add_argument(
         "--target-sensitivity", type=float, default=0.95, help="sensitivity the site's threshold keeps (default 0.95)"
     )

@@ -19,11 +19,13 @@ import numpy as np
 
 from cxrtriage.errors import InputError
 from cxrtriage.evaluation.commissioning_fit import Cases, OutOfFold, SiteFit, check_sample, figures, fit_site
+from cxrtriage.evaluation.commissioning_stored import is_stored, stored_case
 from cxrtriage.evaluation.gold import gold_label, gold_rows
 from cxrtriage.evaluation.input_files import InputProblem, listed_ids
 from cxrtriage.monitoring.record import RECORD_KEYS
 from cxrtriage.pipeline import Triage
 from cxrtriage.site.profile import SiteProfile
+from cxrtriage.worklist import Worklist
 
 #: the keys of one monitor record (issue 25): the commissioning films are the monitor's reference
 REFERENCE_KEYS = RECORD_KEYS
@@ -38,7 +40,7 @@ class Sample:
     base_scores: list[float] = field(default_factory=list)
     embeddings: list[np.ndarray | None] = field(default_factory=list)
     similarity: list[float | None] = field(default_factory=list)
-    images: list[dict[str, Any]] = field(default_factory=list)
+    images: list[dict[str, Any] | None] = field(default_factory=list)  # None: a stored result (no pixels)
     refused: list[dict[str, Any]] = field(default_factory=list)  # image stats of each refused film
     unreadable: list[str] = field(default_factory=list)  # "file:line: why"
 
@@ -67,9 +69,12 @@ def resolve(ref: str, data_dir: Path | None) -> Path | None:
     return path if path.is_absolute() or data_dir is None else Path(data_dir) / path
 
 
-def triage_sample(engine: Triage, gold: Path, data_dir: Path | None, *, progress: Any = None) -> Sample:
+def triage_sample(
+    engine: Triage, gold: Path, data_dir: Path | None, *, progress: Any = None, worklist: Worklist | None = None
+) -> Sample:
     """Every row of ``gold`` through ``engine``: its truth, base logit, bundled score, embedding, similarity and
-    image statistics; refused films and rows that cannot be opened counted apart."""
+    image statistics; refused films and rows that cannot be opened counted apart. A ``worklist:KEY`` row (a
+    reader's assessment, ``cxrtriage feedback export``) is read from ``worklist``'s stored result instead."""
     sample = Sample()
     rows = gold_rows(gold)
     if not rows:
@@ -77,6 +82,18 @@ def triage_sample(engine: Triage, gold: Path, data_dir: Path | None, *, progress
     for i, (lineno, row) in enumerate(rows, start=1):
         where = f"{gold}:{lineno}"
         y = gold_label(row, where)
+        if is_stored(str(row.get("path", ""))):
+            got = stored_case(str(row["path"]), row, worklist, engine)
+            if isinstance(got, str):
+                sample.unreadable.append(f"{where}: {got}")
+                continue
+            sample.labels.append(y)
+            sample.logits.append(got.logit)
+            sample.base_scores.append(got.base_score)
+            sample.embeddings.append(None)
+            sample.similarity.append(got.similarity)
+            sample.images.append(None)
+            continue
         path = resolve(str(row.get("path", "")), data_dir) if row.get("path") else None
         if path is None or not path.is_file():
             sample.unreadable.append(f"{where}: {'no path' if path is None else 'no such file ' + str(path)}")
@@ -129,6 +146,7 @@ def commission(
     site_head: str = "auto",
     seed: int = 0,
     progress: Any = None,
+    worklist: Worklist | None = None,
 ) -> Commissioned:
     """Triage the site's sample, fit and cross-validate its operating point, and return the profile for
     ``out`` (written by :func:`cxrtriage.evaluation.commissioning_report.write_site`). Raises
@@ -138,7 +156,7 @@ def commission(
         raise ValueError("commission an engine without a site profile: the fit starts from the bundled operating point")
     if not 0.5 < target < 1.0:
         raise InputProblem(f"--target-sensitivity must lie between 0.5 and 1, got {target}")
-    sample = triage_sample(engine, gold, data_dir, progress=progress)
+    sample = triage_sample(engine, gold, data_dir, progress=progress, worklist=worklist)
     cases = sample.cases()
     try:
         check_sample(cases.labels)

@@ -66,7 +66,7 @@ FINDINGS = (
 MAX_COMMENT_CHARS = 500
 MAX_READER_CHARS = 64
 #: the keys of one gold-file line (:func:`gold_row`), in the order they are written
-GOLD_KEYS = ("path", "label", "reader", "time", "agrees", "finding", "comment")
+GOLD_KEYS = ("path", "version", "label", "reader", "time", "agrees", "finding", "comment")
 #: the gold file's ``path`` of a study: its worklist key behind this prefix
 PATH_PREFIX = "worklist:"
 #: how a reader was identified when authentication is off: the name they typed
@@ -253,6 +253,7 @@ def gold_row(record: Mapping[str, Any]) -> dict[str, Any]:
     whether they agreed with the result, the finding and the comment."""
     return {
         "path": study_path(str(record["key"])),
+        "version": int(record["version"]),  # the result the reader assessed: commission re-reads that one
         "label": record["label"],
         "reader": record["reader"],
         "time": record["time"],
