@@ -83,6 +83,11 @@ def test_the_figures_are_cross_validated_and_say_so() -> None:
     assert set(rec["specificity_at_sensitivity"]) == {"0.95", "0.98", "0.99"}
     assert rec["ece"] < out["base"]["ece"]
     assert folds["recalibration"].scores.shape == (80,)
+    # recalibration is monotone: it ranks as the base model does, never as five pooled folds' scales would
+    assert (
+        rec["auc"] == out["base"]["auc"]
+        and rec["specificity_at_sensitivity"] == out["base"]["specificity_at_sensitivity"]
+    )
 
 
 def test_a_site_head_is_adopted_only_when_nested_cross_validation_says_it_beats_recalibration() -> None:

@@ -201,13 +201,16 @@ def _rates(labels: np.ndarray, urgent: np.ndarray, review: np.ndarray | None = N
     return op
 
 
-def _ranking(labels: np.ndarray, scores: np.ndarray, seed: int) -> dict:
-    lo, hi = metrics.bootstrap_auc_ci(labels, scores, n_boot=2000, seed=seed)
+def _ranking(labels: np.ndarray, scores: np.ndarray, seed: int, order: np.ndarray | None = None) -> dict:
+    """AUC (bootstrap CI) and specificity at high sensitivities of ``order`` (default ``scores``: what ranks the
+    films), ECE of ``scores`` (the calibrated probabilities)."""
+    rank = scores if order is None else order
+    lo, hi = metrics.bootstrap_auc_ci(labels, rank, n_boot=2000, seed=seed)
     return {
-        "auc": metrics.roc_auc(labels, scores),
+        "auc": metrics.roc_auc(labels, rank),
         "auc_ci95": [lo, hi],
         "specificity_at_sensitivity": {
-            f"{t:.2f}": metrics.specificity_at_sensitivity(labels, scores, t) for t in HIGH_SENSITIVITIES
+            f"{t:.2f}": metrics.specificity_at_sensitivity(labels, rank, t) for t in HIGH_SENSITIVITIES
         },
         "ece": metrics.expected_calibration_error(labels, scores),
     }
@@ -248,7 +251,12 @@ def figures(
             "how": f"{out['folds']}-fold stratified cross-validation inside the sample: each fold labelled by a "
             "calibration, threshold and review band fitted on the other folds",
             "fold_thresholds": oof.thresholds,
-            **_ranking(y, oof.scores, seed),
+            # recalibration is a monotone map of the logit, so it ranks the films as the base model does; pooling
+            # the folds' separately fitted maps would mix five scales and blur that ranking, so it is not pooled
+            "ranking": "the base model's (recalibration keeps its order)"
+            if not with_head
+            else "the folds' out-of-fold scores, pooled",
+            **_ranking(y, oof.scores, seed, order=None if with_head else cases.logits),
             **_rates(y, oof.urgent, oof.review),
         }
     out["adopted"] = _adopted(out)

@@ -77,17 +77,18 @@ def run(data_dir: Path, out: Path, site_dir: Path, command: str, site_head: str 
     from cxrtriage.pipeline import Triage
 
     first, second = halves(data_dir)
-    work = Path(tempfile.mkdtemp(prefix="commission-holdout-"))
-    gold_a, gold_b = work / "commission_half.jsonl", work / "measure_half.jsonl"
-    write_jsonl(first, gold_a)
-    write_jsonl(second, gold_b)
-    settings = Settings(crops_dir=work / "crops")
-    engine = Triage.from_config(settings)
-    done = commission(engine, gold_a, name="Shenzhen half A", out=site_dir, data_dir=data_dir, site_head=site_head)
-    write_site(done, site_dir, f"{command} (commission on half A)")
-    held = triage_sample(engine, gold_b, data_dir)
-    cases = held.cases()
-    after = done.fit.scores(cases)
+    with tempfile.TemporaryDirectory(prefix="commission-holdout-") as tmp:  # gold lists, crops: nothing left
+        work = Path(tmp)
+        gold_a, gold_b = work / "commission_half.jsonl", work / "measure_half.jsonl"
+        write_jsonl(first, gold_a)
+        write_jsonl(second, gold_b)
+        settings = Settings(crops_dir=work / "crops")
+        engine = Triage.from_config(settings)
+        done = commission(engine, gold_a, name="Shenzhen half A", out=site_dir, data_dir=data_dir, site_head=site_head)
+        write_site(done, site_dir, f"{command} (commission on half A)")
+        held = triage_sample(engine, gold_b, data_dir)
+        cases = held.cases()
+        after = done.fit.scores(cases)
     report = {
         "command": command,
         "source": "shenzhen",
@@ -124,15 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m cxrtriage.evaluation.commissioning_holdout " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    site_dir = args.site_dir or Path(tempfile.mkdtemp(prefix="site-shenzhen-"))
-    r = run(args.data_dir.resolve(), args.out, site_dir, command, args.site_head)
+    with tempfile.TemporaryDirectory(prefix="site-shenzhen-") as tmp:  # the profile is kept only where asked
+        site_dir = args.site_dir or Path(tmp)
+        r = run(args.data_dir.resolve(), args.out, site_dir, command, args.site_head)
     for when in ("before", "after"):
         m = r["held_out_half"][when]
         print(
             f"{when}: threshold {m['threshold']:.4f} specificity {m['specificity']:.3f} sensitivity "
             f"{m['sensitivity']:.3f} (95% CI {m['sensitivity_ci95'][0]:.3f}-{m['sensitivity_ci95'][1]:.3f})"
         )
-    print(f"adopted {r['adopted']}; wrote {args.out} and the profile in {site_dir}")
+    kept = f" and the profile in {args.site_dir}" if args.site_dir else ""
+    print(f"adopted {r['adopted']}; wrote {args.out}{kept}")
     if args.update_card:
         from cxrtriage.evaluation.model_card import update_bundle_commissioning
 

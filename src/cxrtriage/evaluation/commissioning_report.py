@@ -85,10 +85,12 @@ def _charts(done: Commissioned) -> list[tuple[str, str]]:
     plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     plots.roc_plot({"base model": (y, base)}, thresholds={"base model": f["base"]["threshold"]}, ax=axes[0])
-    plots.roc_plot({"site, cross-validated": (y, site)}, ax=axes[0])
+    if f["adopted"] == "site_head":  # recalibration keeps the base model's order: its ROC is the base curve
+        plots.roc_plot({"site head, cross-validated": (y, site)}, ax=axes[0])
     plots.reliability_plot(y, base, name="base calibration", ax=axes[1])
     plots.reliability_plot(y, site, name="site calibration (cross-validated)", ax=axes[2])
-    charts = [("ROC and calibration before (base) and after (site, out-of-fold scores)", _png(fig))]
+    roc = "ROC (recalibration keeps the base model's ranking)" if f["adopted"] != "site_head" else "ROC"
+    charts = [(f"{roc} and calibration before (base) and after (site, out-of-fold scores)", _png(fig))]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.4))
     plots.score_histogram(
         y, base, threshold=f["base"]["threshold"], review_band=f["base"]["review_band"], name="base", ax=axes[0]
