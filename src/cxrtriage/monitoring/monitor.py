@@ -84,9 +84,10 @@ def _from_file(path: Path, kind: str) -> Reference:
         site = f" of site {', '.join(sites)}" if sites else ""
         day = f", {_day(records[0])}" if records else ""
         return Reference(
-            "commissioning", f"the commissioning sample{site} ({len(records)} cases{day}; {path})", records
+            "commissioning", f"the commissioning sample{site} ({len(records)} cases{day}; {path.name})", records
         )
-    return Reference("file", f"the reference file {path} ({len(records)} records)", records)
+    # the file's name, not its folder: the report is shown to readers, who have no business with server paths
+    return Reference("file", f"the reference file {path.name} ({len(records)} records)", records)
 
 
 def _day(record: Mapping[str, Any]) -> str:
