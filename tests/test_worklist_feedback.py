@@ -155,6 +155,7 @@ def test_the_gold_export_reads_back_as_a_gold_file(store: FeedbackStore, tmp_pat
     assert [tuple(r) for r in rows] == [GOLD_KEYS, GOLD_KEYS]
     assert rows[0] == {
         "path": "worklist:ACC-U",
+        "version": 1,  # the result the reader assessed: commission --worklist re-reads that one
         "label": "Non-Urgent",
         "reader": "dr-smith",
         "time": "2026-12-07T15:00:00Z",
