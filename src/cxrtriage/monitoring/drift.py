@@ -175,8 +175,13 @@ class _Judge:
             n_recent=n_new,
         )
 
+    def _hits(self, key: str, value: Any, *, refusals: bool = False) -> tuple[int, int, int, int]:
+        """(matches, records) in the reference and in the window: triaged results, or every record with refusals."""
+        ref, new = (self.ref_all, self.new_all) if refusals else (self.ref, self.new)
+        return _count(ref, key, value), len(ref), _count(new, key, value), len(new)
+
     def urgent_rate(self) -> Figure:
-        hits = (_count(self.ref, "label", "Urgent"), len(self.ref), _count(self.new, "label", "Urgent"), len(self.new))
+        hits = self._hits("label", "Urgent")
         return self._rate(
             "urgent_rate",
             "urgent rate",
@@ -189,12 +194,7 @@ class _Judge:
         )
 
     def review_rate(self) -> Figure:
-        hits = (
-            _count(self.ref, "needs_review", True),
-            len(self.ref),
-            _count(self.new, "needs_review", True),
-            len(self.new),
-        )
+        hits = self._hits("needs_review", True)
         return self._rate(
             "review_rate",
             "review rate",
@@ -207,12 +207,7 @@ class _Judge:
         )
 
     def refusal_rate(self) -> Figure:
-        hits = (
-            _count(self.ref_all, "outcome", "refused"),
-            len(self.ref_all),
-            _count(self.new_all, "outcome", "refused"),
-            len(self.new_all),
-        )
+        hits = self._hits("outcome", "refused", refusals=True)
         return self._rate(
             "refusal_rate",
             "refusal rate",
