@@ -29,6 +29,8 @@ P = "prototype/eval/pacs_demo.json"
 OP = "prototype/eval/operating_points.json"
 #: generation 2's figures, kept beside the files that the next generation's commands overwrite
 M2, OP2 = "prototype/eval/metrics_gen2.json", "prototype/eval/operating_points_gen2.json"
+#: site commissioning measured on a held-back source: commissioned on one half, measured on the other
+C = "prototype/eval/commissioning_shenzhen.json"
 
 #: the commands that write each source file (numbers.json names it beside every number)
 WRITTEN_BY = {
@@ -39,9 +41,10 @@ WRITTEN_BY = {
     H: "make bench-hai-def",
     L: "make loadtest",
     T: "make notebooks PROFILE=full",
-    J: "make export / cxrtriage fit-finding-probe",
+    J: "make export / cxrtriage fit-view-probe / cxrtriage fit-finding-probe",
     P: "make pacs-check",
     OP: "cxrtriage evaluate-operating-points --update-card",
+    C: "python -m cxrtriage.evaluation.commissioning_holdout --data-dir ../shared/data --update-card",
     M2: "make evaluate (generation 2; kept as cp prototype/eval/metrics.json prototype/eval/metrics_gen2.json)",
     OP2: "cxrtriage evaluate-operating-points --generation 'generation 2 (shipped)' "
     "--out prototype/eval/operating_points_gen2.json",
@@ -138,6 +141,12 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "rsna_n_opacity": (A, "rsna_localisation/validation_and_test_patients/n_opacity", "{}"),
     "crops_off_lungs": (A, "rsna_localisation/validation_and_test_patients/crops_off_lungs", "{}"),
     "crops_total": (A, "rsna_localisation/validation_and_test_patients/crops_total", "{}"),
+    "comm_n": (C, "measure_half/n", "{}"),
+    "comm_spec_before": (C, "held_out_half/before/specificity", F3),
+    "comm_spec_after": (C, "held_out_half/after/specificity", F3),
+    "comm_sens": (C, "held_out_half/after/sensitivity", F3),
+    "comm_sens_lo": (C, "held_out_half/after/sensitivity_ci95/0", F3),
+    "comm_sens_hi": (C, "held_out_half/after/sensitivity_ci95/1", F3),
     "laterals_n": (J, "view_probe/validation/laterals", "{}"),
     "laterals_refused": (J, "view_probe/validation/cv5_laterals_refused", "{}"),
     "laterals_review": (J, "view_probe/validation/cv5_laterals_review", "{}"),
