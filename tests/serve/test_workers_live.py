@@ -2,14 +2,17 @@
 the bundled sample films sent from two client threads until both workers have answered. What must hold for all of
 them together: ``/metrics`` counts every request whichever worker took it (and whichever took the scrape), the
 gauge of ready workers says 2, every study is on the one worklist, and the one audit trail's chain verifies
-(``cxrtriage audit verify``). Which worker answered is read from prometheus_client's per-process files in the
-server's metrics directory (made under the ``TMPDIR`` it is given), one process at a time."""
+(``cxrtriage audit verify``). Then a worker is killed (-9): its counts stay in the sums, uvicorn starts another,
+and the gauge never counts the dead one beside its replacement. Which worker answered is read from
+prometheus_client's per-process files in the server's metrics directory (made under the ``TMPDIR`` it is given),
+one process at a time."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +29,7 @@ from cxrtriage.data import bundled_samples
 from cxrtriage.security.audit import verify_report
 from cxrtriage.worklist import Worklist
 
-pytestmark = pytest.mark.slow  # two workers each load the model: about 30 s on two shared cores
+pytestmark = pytest.mark.slow  # two workers load the model, one is killed and replaced: about 10 s on two cores
 
 ROOT = Path(__file__).resolve().parents[2]
 FILMS = [p for p in bundled_samples() if p.suffix == ".png"]
@@ -102,6 +105,14 @@ def two_workers(tmp_path: Path):
     assert not list(tmp.glob("cxrtriage-metrics-*")), "the metrics directory is removed when the server stops"
 
 
+def _scrape(base: str) -> str:
+    with httpx.Client(timeout=10) as client:  # a new connection: any worker may answer
+        return client.get(f"{base}/metrics").text
+
+
+PREDICT_2XX = ("http_requests_total", '{handler="/predict",method="POST",status="2xx"}')
+
+
 def test_two_workers_count_file_and_audit_as_one_service(two_workers) -> None:
     base, state, tmp = two_workers
     sent: list[str] = []
@@ -125,12 +136,12 @@ def test_two_workers_count_file_and_audit_as_one_service(two_workers) -> None:
     assert sum(by_worker.values()) == len(sent)
 
     for _ in range(4):  # every scrape, whichever worker answers it, counts every request
-        metrics = httpx.get(f"{base}/metrics", timeout=10).text
-        assert _sample(metrics, "http_requests_total", '{handler="/predict",method="POST",status="2xx"}') == len(sent)
+        metrics = _scrape(base)
+        assert _sample(metrics, *PREDICT_2XX) == len(sent)
         assert _sample(metrics, "cxrtriage_inference_seconds_count") == len(sent)
         assert _sample(metrics, "cxrtriage_workers_ready") == 2
         # computed from the shared files by the worker that answers, once: not summed over the workers
-        assert metrics.count("cxrtriage_monitor_results{period=\"recent\"}") == 1
+        assert metrics.count('cxrtriage_monitor_results{period="recent"}') == 1
 
     listed = {item["key"] for item in Worklist(state / "worklist.sqlite").items()}
     assert listed == set(sent)
@@ -143,3 +154,19 @@ def test_two_workers_count_file_and_audit_as_one_service(two_workers) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+    # a worker dies without a clean exit: its counts stay, its "ready" goes, and its replacement takes its place
+    victim = max(by_worker, key=lambda pid: by_worker[pid])
+    os.kill(victim, signal.SIGKILL)
+    deadline, ready_seen = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        metrics = _scrape(base)
+        ready_seen.append(_sample(metrics, "cxrtriage_workers_ready"))
+        assert _sample(metrics, *PREDICT_2XX) == len(sent)
+        if len(_predictions_by_worker(tmp)) == 3 and ready_seen[-1] == 2:
+            break
+        time.sleep(0.3)
+    assert ready_seen[-1] == 2 and max(ready_seen) == 2, ready_seen
+    print("ready gauge after the kill:", ready_seen)
+    send(1000)
+    assert _sample(_scrape(base), *PREDICT_2XX) == len(sent) + 1

@@ -24,8 +24,9 @@ value, so summing them would multiply it by N.
 Gauges kept by the workers themselves say how they merge (``multiprocess_mode``); the service has one,
 ``cxrtriage_workers_ready`` (``livesum``: the number of live workers whose model is loaded; an exited worker's 1 must
 not count, which is what the ``live`` modes drop). A worker that stops cleanly removes its live-gauge files
-(:func:`worker_exited`); one that was killed leaves them, so each worker removes those of dead processes when it
-starts (:func:`forget_dead_workers`), which covers uvicorn replacing a crashed worker.
+(:func:`worker_exited`); one that was killed leaves them, so those of dead processes are removed when a worker starts
+and before each scrape (:func:`forget_dead_workers`: a look at a few file names), which covers uvicorn replacing a
+crashed worker.
 """
 
 from __future__ import annotations
@@ -104,13 +105,19 @@ def scrape_registry(registry: CollectorRegistry, computed: Iterable[Collector]) 
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A killed worker stays a zombie until uvicorn's supervisor reaps it (seconds later, after
+    its health check times out), and signal 0 still reaches a zombie, so on Linux its state is read too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process took the number: not ours, but not known dead either
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # the state follows the command name's ")"
+    except (OSError, IndexError):  # not Linux, or gone meanwhile: signal 0 reached it
+        return True
 
 
 def forget_dead_workers() -> int:

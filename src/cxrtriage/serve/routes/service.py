@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.deps import NOT_READY_RETRY_S, EngineStateDep, RuntimeDep
+from cxrtriage.serve.worker_metrics import forget_dead_workers
 
 __all__ = ["health", "metrics", "ready", "root", "router", "status"]
 
@@ -62,6 +63,7 @@ async def status(runtime: RuntimeDep) -> dict[str, Any]:
     responses={**AUTH_RESPONSES, 200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}},
 )
 def metrics(runtime: RuntimeDep) -> Response:
+    forget_dead_workers()  # a worker killed a moment ago no longer counts as ready
     return Response(generate_latest(runtime.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
