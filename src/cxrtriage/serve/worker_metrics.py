@@ -13,6 +13,9 @@ to choose where metric values live (memory-mapped files in that directory instea
 worker imports it while unpickling the app factory, before any of our code runs in it, so the only place that can
 set it is the parent's environment, which every spawned worker (and every worker uvicorn restarts) inherits. A
 fresh directory per start means files left by an earlier run (killed with -9, say) are never summed into this one.
+Started another way (``uvicorn demo_app.service.app:app --workers N``), the service honours a
+``PROMETHEUS_MULTIPROC_DIR`` the operator sets; emptying it between runs is then theirs to do, as prometheus_client's
+documentation says.
 
 What ``/metrics`` answers in a worker (:func:`scrape_registry`): the files of every worker, live or exited, merged by
 :class:`prometheus_client.multiprocess.MultiProcessCollector` (counters and histograms summed: a worker that was
