@@ -285,8 +285,8 @@ class ServiceRuntime:
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
         self._feedback: FeedbackStore | None = None
-        # ... and the readers' agreement, read at each scrape: both from shared files, so reported once however many
-        # workers there are (the other metrics are each worker's, summed over all of them with --workers N)
+        # the drift gauges and the readers' agreement, computed at each scrape from shared files: reported once however
+        # many workers there are (the other metrics are each worker's, summed over all of them with --workers N)
         computed = (MonitorCollector(self.monitor_report), AgreementCollector(lambda: self.feedback))
         for collector in computed:
             self.registry.register(collector)
