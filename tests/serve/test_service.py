@@ -193,7 +193,8 @@ def test_cli_serve_gives_every_worker_the_cli_settings(
 ) -> None:
     """`cxrtriage serve --workers 2 --port ... --backend ... --model ...`: uvicorn gets the app factory and the
     header-timeout protocol bound to the settings the CLI built; its Config, pickled into each spawned worker,
-    carries them, and nothing is written to the environment on the way."""
+    carries them, and nothing is written to the environment on the way but, while the workers run, prometheus_client's
+    own PROMETHEUS_MULTIPROC_DIR: a fresh directory, removed afterwards (serve/worker_metrics.py)."""
     import os
     import pickle
 
@@ -205,13 +206,16 @@ def test_cli_serve_gives_every_worker_the_cli_settings(
     from cxrtriage.serve.protocol import HeaderTimeoutH11Protocol
 
     started: list[Any] = []
+    metrics_dirs: list[str] = []
 
     class FakeMultiprocess:
         def __init__(self, config: Any, **_: Any) -> None:
             started.append(config)
 
-        def run(self) -> None:
-            pass
+        def run(self) -> None:  # where the workers would be spawned: they inherit this environment
+            folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            assert os.path.isdir(folder) and os.listdir(folder) == []
+            metrics_dirs.append(folder)
 
     monkeypatch.setattr(uvicorn.supervisors, "Multiprocess", FakeMultiprocess)
     monkeypatch.setattr(uvicorn.Config, "bind_socket", lambda self: None)
@@ -223,6 +227,7 @@ def test_cli_serve_gives_every_worker_the_cli_settings(
         == 0
     )
     assert dict(os.environ) == before
+    assert len(metrics_dirs) == 1 and not os.path.exists(metrics_dirs[0])
     (config,) = started
     assert config.workers == 2 and config.port == 9123 and config.host == "127.0.0.1"
     assert config.factory is True and config.access_log is False and config.timeout_graceful_shutdown == 5.0
@@ -240,6 +245,8 @@ def test_cli_serve_gives_every_worker_the_cli_settings(
 
 
 def test_cli_serve_single_process_runs_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
     import uvicorn
 
     from cxrtriage.cli.main import main
@@ -247,11 +254,13 @@ def test_cli_serve_single_process_runs_the_server(monkeypatch: pytest.MonkeyPatc
     ran: list[Any] = []
 
     def fake_run(self: Any, sockets: Any = None) -> None:
+        assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # one worker: its registry, as before
         ran.append(self.config)
         self.started = True
 
     monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     monkeypatch.setenv("CXRTRIAGE_MAX_QUEUE", "5")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     assert main(["serve", "--host", "127.0.0.2", "--port", "9124"]) == 0
     (config,) = ran
     assert (config.workers, config.host, config.port) == (1, "127.0.0.2", 9124)

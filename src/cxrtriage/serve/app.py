@@ -17,8 +17,8 @@ Endpoints:
   (its history; :mod:`cxrtriage.serve.routes.feedback`).
 * ``GET /login``, ``POST /login``, ``POST /logout``: the web UI's sign-in with a personal access key (an API key's
   name and secret) and its session cookie (:mod:`cxrtriage.serve.routes.login`).
-* ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up),
-  ``GET /status`` (model, size, latency, counters), ``GET /metrics`` (Prometheus), ``/docs`` (OpenAPI),
+* ``GET /health`` (process alive), ``GET /ready`` (503 until the model is loaded and warmed up), ``GET /status``
+  (model, size, latency, counters), ``GET /metrics`` (Prometheus, over every worker), ``/docs`` (OpenAPI),
   ``/static/crops/*`` (thumbnails, read-only), ``/ui`` (Gradio UI, when :mod:`cxrtriage.serve.ui.app` is available).
 
 ``/predict`` status codes: 200; 400 malformed multipart body; 408 upload stalled for ``body_timeout_s``; 413 body
@@ -44,7 +44,7 @@ The model loads in the background after start-up, so ``/health`` answers at once
 
 This module assembles the app, in this order: the settings; the
 :class:`~cxrtriage.serve.runtime.ServiceRuntime` (what one app owns, at ``app.state.runtime``, where
-:mod:`cxrtriage.serve.deps` finds it for the routes); middleware and ``/metrics``; the exception handlers of
+:mod:`cxrtriage.serve.deps` finds it for the routes); middleware and the request metrics; the exception handlers of
 :mod:`cxrtriage.serve.errors`; the routers of :mod:`cxrtriage.serve.routes` (one per resource; the request ->
 Prediction step of :mod:`cxrtriage.serve.routes.predict` is re-exported here); the crops directory
 (:mod:`cxrtriage.serve.crops`); the UI mount.
@@ -70,9 +70,8 @@ from cxrtriage.errors import InputError
 from cxrtriage.files import private_dir
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
-from cxrtriage.security.principal import Role
 from cxrtriage.serve.audit_middleware import install_audit
-from cxrtriage.serve.auth import AUTH_RESPONSES, PrefixAuthMiddleware, RouteRoles, require
+from cxrtriage.serve.auth import PrefixAuthMiddleware, RouteRoles
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.csrf import CrossSiteRequestMiddleware, NoCorsMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
@@ -98,6 +97,7 @@ from cxrtriage.serve.runtime import (
     warm_up,
 )
 from cxrtriage.serve.session_cookie import SessionCookieMiddleware
+from cxrtriage.serve.worker_metrics import forget_dead_workers, worker_exited
 
 __all__ = [
     "CROPS_URL",
@@ -116,22 +116,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("cxrtriage.serve.app")
-
-
-def _document_metrics_as_prometheus_text(app: FastAPI) -> None:
-    """The instrumentator's /metrics route answers Prometheus text; say so in the OpenAPI schema (it would
-    otherwise claim application/json)."""
-    from fastapi.responses import PlainTextResponse
-    from fastapi.routing import APIRoute
-
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path == "/metrics":
-            route.response_class = PlainTextResponse
-            route.responses = {
-                **route.responses,  # the refusals of its role (admin)
-                200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"},
-            }
-            route.summary = "Prometheus metrics (text exposition format)"
 
 
 def create_app(
@@ -155,6 +139,7 @@ def create_app(
         if not runtime.guard.authenticator.enforced():  # on every start, whoever starts it (cxrtriage serve, uvicorn)
             log.warning("no authentication is configured: every endpoint is open (%s)", HOW_TO_CONFIGURE)
         runtime.reset_limiter()
+        forget_dead_workers()  # --workers N: a killed worker's live gauges leave /metrics (serve/worker_metrics.py)
         await run_in_threadpool(runtime.prune)
         tasks = [
             asyncio.create_task(load_in_background(runtime.state, loader, settings.warmup)),
@@ -166,6 +151,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            worker_exited()
 
     app = FastAPI(
         title="cxrtriage",
@@ -192,15 +178,9 @@ def create_app(
         busy=runtime.busy_retry_after_s,
         drain_timeout_s=min(2.0, settings.body_timeout_s),
     )
-    Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
-        app,
-        endpoint="/metrics",
-        include_in_schema=True,
-        tags=["service"],
-        dependencies=[require(Role.ADMIN)],  # it counts what this site triages
-        responses=AUTH_RESPONSES,
-    )
-    _document_metrics_as_prometheus_text(app)
+    # the request metrics; GET /metrics is the service's own route (serve/routes/service.py): the instrumentator's
+    # would drop the computed gauges with several workers (serve/worker_metrics.py)
+    Instrumentator(registry=runtime.registry, excluded_handlers=["/metrics"]).instrument(app)
 
     def on_done(scope: Scope, status: int, _elapsed: float) -> None:
         if scope.get("method") == "POST" and scope.get("path") == "/predict":

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cxrtriage.config import Settings
 from cxrtriage.errors import ModelError, ServiceBusyError
@@ -30,6 +30,7 @@ from cxrtriage.security.audit import AuditLog
 from cxrtriage.serve.guard import Guard
 from cxrtriage.serve.monitor_metrics import MonitorCollector
 from cxrtriage.serve.reader_agreement import AgreementCollector, current_agreement
+from cxrtriage.serve.worker_metrics import scrape_registry
 from cxrtriage.site import site_info
 from cxrtriage.worklist import Worklist
 from cxrtriage.worklist.feedback import FeedbackStore, agreement_since
@@ -81,10 +82,11 @@ def warm_up(engine: Engine) -> None:
 class EngineState:
     """Readiness of the engine, shared between the loader task, request handlers and the UI (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[bool], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._error: str | None = None
+        self._on_change = on_change  # told whether the engine is ready after each change (a gauge of /metrics)
 
     @property
     def ready(self) -> bool:
@@ -104,10 +106,14 @@ class EngineState:
     def set_ready(self, engine: Engine) -> None:
         with self._lock:
             self._engine, self._error = engine, None
+        if self._on_change is not None:
+            self._on_change(True)
 
     def set_failed(self, message: str) -> None:
         with self._lock:
             self._engine, self._error = None, message
+        if self._on_change is not None:
+            self._on_change(False)
 
     def get_engine(self) -> Engine:
         """The loaded engine; :class:`ModelError` while loading or after a failed load."""
@@ -247,9 +253,16 @@ class ServiceRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.guard = Guard(settings)  # a half-configured single sign-on is refused here, before anything starts
-        self.state = EngineState()
         self.stats = ServiceStats(settings.latency_window)
         self.registry = CollectorRegistry(auto_describe=True)  # per app: several apps may live in one process
+        # livesum: with several workers, /metrics shows how many live ones have their model (serve/worker_metrics.py)
+        self.workers_ready = Gauge(
+            "cxrtriage_workers_ready",
+            "Worker processes whose model is loaded and warmed up (live workers only)",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self.state = EngineState(on_change=lambda ready: self.workers_ready.set(int(ready)))
         self.inference_seconds = Histogram(
             "cxrtriage_inference_seconds",
             "Wall time of one triage inference (decode to explanation)",
@@ -269,11 +282,16 @@ class ServiceRuntime:
         self.monitor = MonitorStore.from_settings(settings)
         #: reader agreement for the monitor (reader feedback's ``agreement``: overall, urgent, non_urgent, n), or None
         self.agreement: Callable[[], Mapping[str, Any] | None] = self.window_agreement
-        self.registry.register(MonitorCollector(self.monitor_report))
         self._limiter: InferenceLimiter | None = None
         self._worklist: Worklist | None = None
         self._feedback: FeedbackStore | None = None
-        self.registry.register(AgreementCollector(lambda: self.feedback))  # readers' agreement, read at each scrape
+        # the drift gauges and the readers' agreement, computed at each scrape from shared files: reported once however
+        # many workers there are (the other metrics are each worker's, summed over all of them with --workers N)
+        computed = (MonitorCollector(self.monitor_report), AgreementCollector(lambda: self.feedback))
+        for collector in computed:
+            self.registry.register(collector)
+        #: what GET /metrics generates from (serve/worker_metrics.py: this registry, or every worker's files)
+        self.metrics_registry = scrape_registry(self.registry, computed)
         self.ui_mounted = False
         self._prune_lock = threading.Lock()
         self._last_prune = -math.inf

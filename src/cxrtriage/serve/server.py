@@ -5,6 +5,11 @@ timeout bound, both handed to uvicorn as objects rather than import strings. Wit
 uvicorn pickles its ``Config`` into each (spawned) worker, so every worker builds its app from the same settings
 object: the CLI's options reach the workers without being written to the environment. ``uvicorn.run`` refuses an
 app object with ``workers > 1``, so the two ways of running are spelled out here (as ``uvicorn.run`` does them).
+
+With several workers, the supervisor runs inside :func:`cxrtriage.serve.worker_metrics.shared_metrics_dir`: a fresh
+directory where every worker keeps its Prometheus values, so that ``/metrics`` answers for all of them. That one
+variable (``PROMETHEUS_MULTIPROC_DIR``) does go through the environment, because prometheus_client reads it at import
+in each spawned worker, before the pickled settings are unpacked; its module says why and how.
 """
 
 from __future__ import annotations
@@ -59,11 +64,14 @@ def run_server(settings: Settings, *, workers: int = 1, log_config: dict[str, An
     config = uvicorn_config(settings, workers=workers, log_config=log_config)
     server = uvicorn.Server(config=config)
     if config.workers > 1:
+        from cxrtriage.serve.worker_metrics import shared_metrics_dir
+
         sockets = [config.bind_socket()]
-        if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn releases take the target
-            Multiprocess(config, target=server.run, sockets=sockets).run()
-        else:
-            Multiprocess(config, sockets=sockets).run()
+        with shared_metrics_dir():  # before the workers are spawned: they inherit it (serve/worker_metrics.py)
+            if "target" in inspect.signature(Multiprocess).parameters:  # older uvicorn releases take the target
+                Multiprocess(config, target=server.run, sockets=sockets).run()
+            else:
+                Multiprocess(config, sockets=sockets).run()
         return 0
     try:
         server.run()

@@ -2,7 +2,7 @@
 :mod:`~cxrtriage.serve.routes.predict` (``POST /predict``), :mod:`~cxrtriage.serve.routes.worklist`
 (``GET /worklist``, ``GET /worklist/{key}``, ``POST /worklist/{key}/state``),
 :mod:`~cxrtriage.serve.routes.feedback` (``POST`` and ``GET /worklist/{key}/feedback``: readers' assessments),
-:mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/``) and
+:mod:`~cxrtriage.serve.routes.service` (``/health``, ``/ready``, ``/status``, ``/metrics``, ``/``) and
 :mod:`~cxrtriage.serve.routes.login` (the web UI's ``/login`` and ``/logout`` pages). Routes declare what they need
 from :mod:`cxrtriage.serve.deps`; :func:`api_router` is what ``create_app`` includes."""
 

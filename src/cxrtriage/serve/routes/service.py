@@ -1,21 +1,24 @@
 """The service's own routes (OpenAPI tag ``service``): ``GET /health`` (the process answers), ``GET /ready`` (the
 model is loaded and warmed up; what an orchestrator polls), ``GET /status`` (model identity, size, latency,
-counters; admin) and ``GET /`` (to the UI, or to the API docs when the UI is not mounted); the others are open.
-``/metrics`` is the instrumentator's, exposed by ``create_app`` (admin). The handlers have no docstrings: FastAPI
-would publish them as the operations' descriptions."""
+counters of the worker that answers; admin), ``GET /metrics`` (Prometheus text: the instrumentator's request
+metrics and the service's own, summed over every worker with ``--workers N``: :mod:`cxrtriage.serve.worker_metrics`;
+admin) and ``GET /`` (to the UI, or to the API docs when the UI is not mounted); the others are open. The handlers
+have no docstrings: FastAPI would publish them as the operations' descriptions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cxrtriage.security.principal import Role
 from cxrtriage.serve.auth import AUTH_RESPONSES, require
 from cxrtriage.serve.deps import NOT_READY_RETRY_S, EngineStateDep, RuntimeDep
+from cxrtriage.serve.worker_metrics import forget_dead_workers
 
-__all__ = ["health", "ready", "root", "router", "status"]
+__all__ = ["health", "metrics", "ready", "root", "router", "status"]
 
 router = APIRouter(tags=["service"])
 
@@ -49,6 +52,19 @@ async def ready(state: EngineStateDep) -> JSONResponse:
 )
 async def status(runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.status()
+
+
+# admin, as /status; a plain def: the computed gauges read the state files, in a worker thread
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    dependencies=[require(Role.ADMIN)],
+    response_class=PlainTextResponse,
+    responses={**AUTH_RESPONSES, 200: {"description": "Prometheus text exposition format (text/plain; version=0.0.4)"}},
+)
+def metrics(runtime: RuntimeDep) -> Response:
+    forget_dead_workers()  # a worker killed a moment ago no longer counts as ready
+    return Response(generate_latest(runtime.metrics_registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/", include_in_schema=False)
