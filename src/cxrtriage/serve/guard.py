@@ -50,8 +50,10 @@ from cxrtriage.security.authenticate import (
 from cxrtriage.security.keys import KeyStoreError
 from cxrtriage.security.principal import ANONYMOUS, Principal, Role
 from cxrtriage.security.sessions import COOKIE_NAME, SessionRejected, Sessions
+from cxrtriage.security.shared_failures import SharedFailureLimiter
 from cxrtriage.serve.errors import ApiError
 from cxrtriage.serve.middleware import scope_request_id
+from cxrtriage.serve.worker_metrics import multiprocess_dir
 
 __all__ = ["API_KEY_HEADER", "Guard", "client_address", "credential_of", "session_cookie_of"]
 
@@ -95,12 +97,22 @@ def _state(scope: Scope) -> dict[str, Any]:
     return state
 
 
+def failure_limiter(settings: Settings) -> FailureLimiter | SharedFailureLimiter:
+    """This process's own count of failed authentications; with several workers (``serve --workers N``: the shared
+    metrics folder is set) one count in the state folder that every worker reads and writes, so that the limit per
+    client address holds for the service, not for each worker."""
+    if multiprocess_dir() is None:
+        return FailureLimiter(settings.auth_failures_per_min)
+    path = settings.state_dir / "auth_failures.sqlite"
+    return SharedFailureLimiter(path, settings.auth_failures_per_min)
+
+
 class Guard:
     """Authentication and roles of one app: its :class:`Authenticator` and its :class:`FailureLimiter`."""
 
     def __init__(self, settings: Settings) -> None:
         self.authenticator = Authenticator(settings)
-        self.failures = FailureLimiter(settings.auth_failures_per_min)
+        self.failures = failure_limiter(settings)
         self.sessions = Sessions.from_settings(settings, self.authenticator.keys)
 
     def _refuse(self, scope: Scope, status: int, reason: str, detail: str, error_type: str, **headers: str) -> ApiError:
