@@ -12,6 +12,9 @@ process pinned to one CPU (``os.sched_setaffinity``) and ONNX Runtime at one thr
   ONNX model alone (the classifier and the segmentation network), at one thread.
 
     python scripts/profile_predict.py [--repeats 40] [--out prototype/eval/predict_profile.json]
+    python scripts/profile_predict.py --before bbadd9b --out prototype/eval/predict_profile_before.json
+
+``--before REF`` profiles that commit's ``src/`` (unpacked with git archive) instead of this tree's.
 
 Only timings and function names are written; no pixel leaves the machine.
 """
@@ -117,11 +120,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40, help="predicts per input kind (and as many profiled)")
     parser.add_argument("--out", type=Path, default=REPO / "prototype/eval/predict_profile.json")
     parser.add_argument("--data", type=Path, help="data directory (default: the configured one)")
+    parser.add_argument("--before", metavar="GIT_REF", help="profile this commit's src/ instead of this tree's")
+    parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)  # the tree to import (set by --before)
     args = parser.parse_args()
+    if args.before:  # run again against the unpacked tree, so that nothing of this one is imported
+        import subprocess
+
+        sys.path.insert(0, str(REPO / "src"))
+        from cxrtriage.evaluation.trees import short_commit, unpack_src
+
+        with tempfile.TemporaryDirectory(prefix="profile-before-") as tmp:
+            src = unpack_src(args.before, Path(tmp), REPO)
+            rest = [a for a in sys.argv[1:] if a not in ("--before", args.before)]
+            cmd = [sys.executable, "-P", str(Path(__file__).resolve()), *rest, "--src", str(src)]
+            env = {**os.environ, "PYTHONPATH": str(src), "PROFILE_COMMIT": short_commit(args.before, REPO),
+                   "PROFILE_COMMAND": " ".join(["python", "scripts/profile_predict.py", *sys.argv[1:]])}  # fmt: skip
+            raise SystemExit(subprocess.run(cmd, env=env).returncode)  # noqa: S603 - this script
     cpu = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     os.environ["CXRTRIAGE_THREADS"] = "1"
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path.insert(0, str(args.src or REPO / "src"))
     from cxrtriage.config import Settings
     from cxrtriage.data import load_split_records
     from cxrtriage.evaluation.bench import _bench_image
@@ -143,7 +161,9 @@ def main() -> None:
             "what": "Triage.predict pinned to one CPU with one ONNX Runtime thread: per-stage p50 (the result's "
             "timings_ms) and the functions with the most own time (cProfile, ms per predict), per input kind; "
             "floors: the PNG decode and each ONNX model alone",
-            "command": " ".join(["python", "scripts/profile_predict.py", *sys.argv[1:]]),
+            "command": os.environ.get("PROFILE_COMMAND")
+            or " ".join(["python", "scripts/profile_predict.py", *sys.argv[1:]]),
+            "tree": os.environ.get("PROFILE_COMMIT") or "this working tree",
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), pinned to CPU {cpu}",
             "load_average_at_start": load,
             "inputs": {k: profile_inputs(engine, v, args.repeats) for k, v in kinds.items() if v},
