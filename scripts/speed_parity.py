@@ -14,9 +14,11 @@ This script checks both, with the baseline's ``src/`` unpacked from git (``git a
    anything differs, the label and review agreement and the largest score difference say how much.
 3. **timing**: the field stage of both trees on the 1024 px bench image (and on it placed on a canvas), calls
    interleaved in this process; then end-to-end ``predict`` of both trees on that image, one call at a time,
-   alternating between the two trees' worker processes, so both see the same machine load.
+   alternating between the two trees' worker processes, so both see the same machine load (``--one-core``: both
+   pinned to one CPU with one ONNX thread; :mod:`cxrtriage.evaluation.trees`).
 
     python scripts/speed_parity.py --baseline a41a028 [--repeats 60] [--out prototype/eval/speed_parity.json]
+    python scripts/speed_parity.py --baseline bbadd9b --one-core --out prototype/eval/speed_parity_26.json
 
 No image leaves the machine: thumbnails go to a temporary folder that is removed, and the output holds counts,
 file names of mismatches (none expected) and timings only.
