@@ -131,7 +131,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="profile-before-") as tmp:
             src = unpack_src(args.before, Path(tmp), REPO)
             rest = [a for a in sys.argv[1:] if a not in ("--before", args.before)]
-            cmd = [sys.executable, "-P", str(Path(__file__).resolve()), *rest, "--src", str(src)]
+            cmd = [sys.executable, str(Path(__file__).resolve()), *rest, "--src", str(src)]
             env = {**os.environ, "PYTHONPATH": str(src), "PROFILE_COMMIT": short_commit(args.before, REPO),
                    "PROFILE_COMMAND": " ".join(["python", "scripts/profile_predict.py", *sys.argv[1:]])}  # fmt: skip
             raise SystemExit(subprocess.run(cmd, env=env).returncode)  # noqa: S603 - this script

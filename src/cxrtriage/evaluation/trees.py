@@ -7,7 +7,7 @@ runs its own pipeline, not this one's. With ``cpu`` set, both workers are pinned
 (``os.sched_setaffinity``) and their ONNX Runtime sessions get one thread (``CXRTRIAGE_THREADS=1``; inter-op work is
 sequential by default): the "one core" figures of issue 26.
 
-This file is also the workers' entry point (``python -P trees.py bench --image X``): at module level it imports the
+This file is also the workers' entry point (run by path, see :data:`_RUN_FILE`): at module level it imports the
 standard library only, so that it runs against either tree.
 """
 
@@ -24,6 +24,11 @@ from pathlib import Path
 #: the commit before issue 26's per-image speed-up: what ``make bench`` compares this tree with by default
 DEFAULT_BEFORE = "bbadd9b"
 WARMUP = 3
+#: runs a file by path as ``__main__`` without putting its folder first on ``sys.path`` (where the sibling modules
+#: would shadow top-level names); ``python -P`` does that from Python 3.11 only
+_RUN_FILE = (
+    "import runpy, sys; sys.path.pop(0); sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 def repo_root() -> Path | None:
@@ -79,7 +84,7 @@ def time_trees(trees: dict[str, Path], image: Path, repeats: int, cpu: int | Non
     args = ["bench", "--image", str(image), *(["--cpu", str(cpu)] if cpu is not None else [])]
     procs = {
         label: subprocess.Popen(  # noqa: S603 - this file, with fixed arguments
-            [sys.executable, "-P", str(Path(__file__).resolve()), *args],
+            [sys.executable, "-c", _RUN_FILE, str(Path(__file__).resolve()), *args],
             env={**os.environ, **env_extra, "PYTHONPATH": str(src)},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
