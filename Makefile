@@ -106,8 +106,10 @@ GEN2_COMMIT := abbacd4
 build/gen2_bundle/model.json:
 	mkdir -p build/gen2_bundle && git archive $(GEN2_COMMIT) src/cxrtriage/weights | tar -x -C build/gen2_bundle --strip-components=3
 
+# the commit the one-core before/after (bench_results.json "one_core") compares this tree with: before issue 26
+BENCH_BEFORE ?= bbadd9b
 bench: install build/gen2_bundle/model.json
-	$(BIN)/cxrtriage bench --checkpoint runs/seed_1129/checkpoint.pt --baseline-model build/gen2_bundle --out prototype/eval/bench_results.json --update-card
+	$(BIN)/cxrtriage bench --checkpoint runs/seed_1129/checkpoint.pt --baseline-model build/gen2_bundle --before $(BENCH_BEFORE) --out prototype/eval/bench_results.json --update-card
 
 bench-hai-def: install
 	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json

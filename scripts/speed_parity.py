@@ -7,15 +7,18 @@ This script checks both, with the baseline's ``src/`` unpacked from git (``git a
 1. **field**: every test-split film of NIH, pediatric, Shenzhen and JSRT, in every acquisition variant of
    ``cxrtriage.imaging.acquisition.VARIANTS``, goes through the baseline's ``find_field`` and this tree's, both loaded
    in this process: the rectangles must be the same.
-2. **predict**: the same films, as they are and on the two canvas variants, through ``Triage.predict`` of each tree
-   (one process per tree, the bundled model and segmentation): label, score, review flag, warnings, explanation,
-   image facts (exposed field, layout residual, similarity), anatomy, findings and crops (boxes, and the sha256 of
-   each thumbnail's PNG) must be equal; a refusal must be the same refusal.
+2. **predict**: the same films, as they are and on the two canvas variants, and the shared DICOM files, through
+   ``Triage.predict`` of each tree (one process per tree, the bundled model and segmentation): label, score, review
+   flag, warnings, explanation, image facts (exposed field, layout residual, similarity), anatomy, findings and
+   crops (boxes, and the sha256 of each thumbnail's PNG) must be equal; a refusal must be the same refusal. Where
+   anything differs, the label and review agreement and the largest score difference say how much.
 3. **timing**: the field stage of both trees on the 1024 px bench image (and on it placed on a canvas), calls
    interleaved in this process; then end-to-end ``predict`` of both trees on that image, one call at a time,
-   alternating between the two trees' worker processes, so both see the same machine load.
+   alternating between the two trees' worker processes, so both see the same machine load (``--one-core``: both
+   pinned to one CPU with one ONNX thread; :mod:`cxrtriage.evaluation.trees`).
 
     python scripts/speed_parity.py --baseline a41a028 [--repeats 60] [--out prototype/eval/speed_parity.json]
+    python scripts/speed_parity.py --baseline bbadd9b --one-core --out prototype/eval/speed_parity_26.json
 
 No image leaves the machine: thumbnails go to a temporary folder that is removed, and the output holds counts,
 file names of mismatches (none expected) and timings only.
@@ -34,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -56,11 +58,9 @@ def _films(data_dir: Path) -> dict[str, list[Path]]:
     return _load(REPO / "scripts/gate_robustness.py", "_gate_robustness")._films(data_dir, None)
 
 
-def _unpack(rev: str, into: Path) -> Path:
-    """The baseline's ``src/`` folder, from git."""
-    archive = subprocess.run(["git", "archive", rev, "src"], cwd=REPO, capture_output=True, check=True)  # noqa: S603,S607
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)  # noqa: S603,S607
-    return into / "src"
+def _dicoms(data_dir: Path) -> list[Path]:
+    """The shared DICOM files (data/README.md: ``dicom/``)."""
+    return sorted((data_dir / "dicom").glob("*.dcm"))
 
 
 def _digest(prediction: object, refused: str | None) -> dict:
@@ -96,25 +96,13 @@ def worker_parity(data_dir: Path) -> dict:
                     except NotAChestXrayError as exc:
                         pred, refused = None, str(exc)
                     out[f"{source}/{path.name}/{name}"] = _digest(pred, refused)
+        for path in _dicoms(data_dir):  # as files: their headers (MONOCHROME1, modality) take part
+            try:
+                pred, refused = engine.predict(path), None
+            except NotAChestXrayError as exc:
+                pred, refused = None, str(exc)
+            out[f"dicom/{path.name}/original"] = _digest(pred, refused)
         return out
-    finally:
-        shutil.rmtree(crops, ignore_errors=True)
-
-
-def worker_bench(image: Path) -> None:
-    """Time one ``predict`` of ``image`` per line read from stdin, answering each with its milliseconds."""
-    from cxrtriage.pipeline import Triage
-
-    crops = Path(tempfile.mkdtemp(prefix="speed-bench-"))
-    try:
-        engine = Triage(crops_dir=crops)
-        for _ in range(3):
-            engine.predict(image)
-        print("ready", flush=True)
-        for _ in sys.stdin:
-            t = time.perf_counter()
-            engine.predict(image)
-            print(f"{(time.perf_counter() - t) * 1e3:.3f}", flush=True)
     finally:
         shutil.rmtree(crops, ignore_errors=True)
 
@@ -162,7 +150,13 @@ def check_predictions(baseline_src: Path, data_dir: Path) -> dict:
     differ = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     refused = sum("refused" in v for v in after.values())
     crops = sum(len(v.get("crops") or []) for v in after.values())
+    both = [(before[k], after[k]) for k in before.keys() & after.keys()]
+    deltas = [abs(a["score"] - b["score"]) for b, a in both if "score" in a and "score" in b]
     return {"results": len(after), "identical": len(after) - len(differ), "refused": refused, "crops": crops,
+            "same_label_or_refusal": sum(b.get("label", b.get("refused")) == a.get("label", a.get("refused"))
+                                         for b, a in both),
+            "same_needs_review": sum(b.get("needs_review") == a.get("needs_review") for b, a in both),
+            "max_abs_score_delta": max(deltas, default=0.0),
             "variants": list(PREDICT_VARIANTS), "differ": differ}  # fmt: skip
 
 
@@ -186,28 +180,13 @@ def time_fields(before: ModuleType, after: ModuleType, image: Path, repeats: int
     return out
 
 
-def time_predict(baseline_src: Path, image: Path, repeats: int) -> dict:
-    """Part 3b: end-to-end predict of both trees, alternating one call at a time between their worker processes."""
-    procs = {}
-    for label, src in (("before", baseline_src), ("after", REPO / "src")):
-        cmd, env = _worker(src, "bench", "--image", str(image))
-        procs[label] = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
-    try:
-        for proc in procs.values():
-            if proc.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
-                raise RuntimeError("a bench worker did not start")
-        ms: dict[str, list[float]] = {label: [] for label in procs}
-        for i in range(repeats):
-            order = list(procs) if i % 2 == 0 else list(procs)[::-1]  # neither tree always goes first
-            for label in order:
-                procs[label].stdin.write("go\n")  # type: ignore[union-attr]
-                procs[label].stdin.flush()  # type: ignore[union-attr]
-                ms[label].append(float(procs[label].stdout.readline()))  # type: ignore[union-attr]
-    finally:
-        for proc in procs.values():
-            proc.stdin.close()  # type: ignore[union-attr]
-            proc.wait(timeout=60)
-    return {label: _stats(v) for label, v in ms.items()}
+def time_predict(baseline_src: Path, image: Path, repeats: int, cpu: int | None) -> dict:
+    """Part 3b: end-to-end predict of both trees, alternating one call at a time between their worker processes
+    (:func:`cxrtriage.evaluation.trees.time_trees`; ``cpu``: both pinned to it with one ONNX thread)."""
+    from cxrtriage.evaluation.trees import time_trees
+
+    timed = time_trees({"before": baseline_src, "after": REPO / "src"}, image, repeats, cpu)
+    return {label: t["end_to_end"] for label, t in timed.items()}
 
 
 def main() -> None:
@@ -218,22 +197,21 @@ def main() -> None:
     parser.add_argument("--skip-parity", action="store_true", help="timings only (parts 1 and 2 skipped)")
     parser.add_argument("--data", type=Path, help="data directory (default: the configured one)")
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("parity", "bench"), help=argparse.SUPPRESS)
+    parser.add_argument("--one-core", action="store_true", help="time predict pinned to one CPU, one ONNX thread")
+    parser.add_argument("--worker", choices=("parity",), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker == "bench":
-        worker_bench(args.image)
-        return
     if args.worker == "parity":
         print(json.dumps(worker_parity(args.data)))
         return
     sys.path.insert(0, str(REPO / "src"))
     from cxrtriage.config import Settings
     from cxrtriage.evaluation.bench import _bench_image
+    from cxrtriage.evaluation.trees import pick_cpu, unpack_src
 
     data_dir = args.data or Settings().find_data_dir(required=True)
     tmp = Path(tempfile.mkdtemp(prefix="speed-parity-"))
     try:
-        baseline_src = _unpack(args.baseline, tmp)
+        baseline_src = unpack_src(args.baseline, tmp, REPO)
         before = _load(baseline_src / "cxrtriage/imaging/exposed_field.py", "_field_before")
         after = _load(REPO / "src/cxrtriage/imaging/exposed_field.py", "_field_after")
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)  # noqa: S607
@@ -252,7 +230,9 @@ def main() -> None:
             result["predict_parity"] = check_predictions(baseline_src, data_dir)
         image = _bench_image(tmp)
         result["field_stage_ms"] = time_fields(before, after, image, args.repeats)
-        result["predict_ms"] = time_predict(baseline_src, image, args.repeats)
+        cpu = pick_cpu() if args.one_core else None
+        result["predict_ms"] = time_predict(baseline_src, image, args.repeats, cpu)
+        result["predict_pinned_cpu"] = cpu
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

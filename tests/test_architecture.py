@@ -10,7 +10,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "cxrtriage"
 
-BASE = {"errors", "config", "optional", "schema", "decision", "files", "log_text", "crop_urls"}
+BASE = {"errors", "config", "optional", "schema", "decision", "files", "log_text", "crop_urls", "memory"}
 #: stage -> the stages it may import (besides itself and BASE)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "schema": set(),
     "decision": set(),
     "files": set(),
+    "memory": set(),
     "log_text": set(),  # loggable(): outside text escaped before it reaches a log line
     "crop_urls": set(),  # the crop URL rule, shared by the service and the DICOM node (no web imports)
     "data": set(),

@@ -56,6 +56,7 @@ from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_origina
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import clip_unit, resize_square
+from cxrtriage.memory import keep_freed_memory
 from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenance
 from cxrtriage.site import site_info, with_site
 
@@ -155,6 +156,7 @@ class Triage:
         settings: Settings | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        keep_freed_memory()  # the buffers a request frees serve the next one (memory.py: page faults otherwise)
         if backend is None:
             backend, loaded_explainer = load_stages(backend_name, model_dir, self.settings)
             explainer = explainer or loaded_explainer

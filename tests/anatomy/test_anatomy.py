@@ -468,3 +468,17 @@ def test_pipeline_without_segmenter_keeps_similar_training_cases(engine, data_di
     bare = Triage(backend=engine.backend, crops_dir=tmp_path, segmenter=None)
     pred = bare.predict(path, save_crops=False)
     assert any(p.source.startswith("training_case:") for p in pred.provenance), pred.provenance
+
+
+def test_largest_component_is_the_first_of_components_ties_to_the_raster_first() -> None:
+    """``largest_component`` paints only the largest piece: the same mask as ``components(...)[0]``, and of two
+    pieces of equal size the one whose first pixel comes first in raster order."""
+    rng = np.random.default_rng(26)
+    for _ in range(20):
+        mask = rng.random((40, 37)) > 0.55
+        assert np.array_equal(largest_component(mask), components(mask)[0])
+    tie = np.zeros((10, 10), dtype=bool)
+    tie[6:8, 1:3] = True  # lower piece, 4 px
+    tie[1:3, 6:8] = True  # upper piece, 4 px: first in raster order
+    assert np.array_equal(largest_component(tie), tie & (np.arange(10)[:, None] < 5))
+    assert not largest_component(np.zeros((5, 5), dtype=bool)).any()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_bench_reports_numbers(data_dir, tmp_path, capsys):
     from cxrtriage.cli.main import main
@@ -16,8 +18,45 @@ def test_bench_reports_numbers(data_dir, tmp_path, capsys):
     assert 0 < r["model_int8_size_mb"] < 10
     assert r["peak_rss_mb_total"] > 0
     assert {"decode", "model", "crops", "neighbours", "total"} <= set(r["end_to_end_breakdown_p50_ms"])
+    one = r["one_core"]  # the default --before: the commit before issue 26, pinned to one CPU with this tree
     printed = capsys.readouterr().out
     assert "end_to_end" in printed and "peak RSS" in printed
+    if "skipped" in one:  # an installed package, or a clone without that commit: said, not failed
+        assert "git" in one["skipped"] and "one core:" in printed
+        return
+    assert one["before"]["ref"] == "bbadd9b" and one["before"]["end_to_end"]["n"] == 3
+    assert one["after"]["end_to_end"]["n"] == 3 and one["speedup_p50"] > 0
+    assert {"decode", "segment", "model", "crops", "total"} <= set(one["after"]["breakdown_p50_ms"])
+    assert "one core (CPU" in printed
+
+
+def test_bench_before_none_skips_the_one_core_comparison(data_dir, tmp_path):
+    from cxrtriage.cli.main import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--repeats", "2", "--before", "none", "--out", str(out)]) == 0
+    assert "one_core" not in json.loads(out.read_text())
+
+
+def test_trees_summarise_stage_medians_and_the_end_to_end_spread():
+    from cxrtriage.evaluation.trees import summarise
+
+    calls = [{"ms": ms, "timings": {"decode": d, "total": ms - 1}} for ms, d in ((10.0, 2.0), (30.0, 4.0), (20.0, 9.0))]
+    out = summarise(calls)
+    assert out["end_to_end"] == {"p50_ms": 20.0, "p95_ms": 30.0, "n": 3}
+    assert out["breakdown_p50_ms"] == {"decode": 4.0, "total": 19.0}
+
+
+def test_trees_unpack_an_earlier_commit_source(tmp_path):
+    from cxrtriage.evaluation.trees import DEFAULT_BEFORE, repo_root, short_commit, unpack_src
+
+    repo = repo_root()
+    if repo is None:
+        pytest.skip("not a git checkout")
+    src = unpack_src(DEFAULT_BEFORE, tmp_path, repo)
+    assert (src / "cxrtriage" / "pipeline.py").is_file()
+    assert not (src / "cxrtriage" / "memory.py").exists()  # it came with issue 26's speed-up, after that commit
+    assert short_commit(DEFAULT_BEFORE, repo) == DEFAULT_BEFORE
 
 
 def test_model_comparisons_are_carried_only_for_the_same_model_and_say_so(tmp_path):

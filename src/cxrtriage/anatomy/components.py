@@ -54,19 +54,24 @@ def _run_groups(mask: np.ndarray, diagonal: bool) -> tuple[list[tuple[int, int, 
     return runs, list(groups.values())
 
 
+def _by_size(runs: list[tuple[int, int, int]], groups: list[list[int]]) -> list[list[int]]:
+    """The groups largest first (stable: of equal sizes, the one whose first pixel comes first in raster order)."""
+    return sorted(groups, key=lambda g: -sum(runs[i][2] - runs[i][1] for i in g))
+
+
+def _paint(shape: tuple[int, ...], runs: list[tuple[int, int, int]], group: list[int]) -> np.ndarray:
+    m = np.zeros(shape, dtype=bool)
+    for i in group:
+        r, s, e = runs[i]
+        m[r, s:e] = True
+    return m
+
+
 def components(mask: np.ndarray) -> list[np.ndarray]:
     """The 4-connected components of ``mask``, largest first, each as a boolean mask of the same shape."""
     mask = np.asarray(mask, dtype=bool)
     runs, groups = _run_groups(mask, diagonal=False)
-    ordered = sorted(groups, key=lambda g: -sum(runs[i][2] - runs[i][1] for i in g))
-    out = []
-    for g in ordered:
-        m = np.zeros_like(mask)
-        for i in g:
-            r, s, e = runs[i]
-            m[r, s:e] = True
-        out.append(m)
-    return out
+    return [_paint(mask.shape, runs, g) for g in _by_size(runs, groups)]
 
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -84,9 +89,11 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 4-connected component (an all-False mask when there is none)."""
-    parts = components(mask)
-    return parts[0] if parts else np.zeros(np.shape(mask), dtype=bool)
+    """The largest 4-connected component (an all-False mask when there is none); only that one is painted (the
+    segmentation's three structures are measured on every request, their stray islands need no masks)."""
+    mask = np.asarray(mask, dtype=bool)
+    runs, groups = _run_groups(mask, diagonal=False)
+    return _paint(mask.shape, runs, _by_size(runs, groups)[0]) if groups else np.zeros(mask.shape, dtype=bool)
 
 
 def grow(mask: np.ndarray, radius: int) -> np.ndarray:

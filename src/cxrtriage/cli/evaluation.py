@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from cxrtriage.cli.options import SubCommands, command_settings, data_dir_or_exit
+from cxrtriage.evaluation.trees import DEFAULT_BEFORE  # stdlib only at import
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -112,6 +113,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=args.out,
         update_card=args.update_card,
         baseline_model=args.baseline_model,
+        before=None if args.before in ("", "none") else args.before,
     )
     return 0
 
@@ -264,6 +266,13 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument(
         "--baseline-model",
         help="another model bundle (e.g. the previous generation's) timed in the same run, calls interleaved",
+    )
+    s.add_argument(
+        "--before",
+        default=DEFAULT_BEFORE,
+        metavar="GIT_REF",
+        help="time this commit's src/ (unpacked with git archive) against this tree, both pinned to one CPU, calls "
+        f"alternating (default {DEFAULT_BEFORE}, the commit before issue 26's speed-up; 'none' to skip)",
     )
     s.add_argument(
         "--update-card",

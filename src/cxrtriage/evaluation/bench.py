@@ -2,7 +2,10 @@
 
 End-to-end predict on a 1024x1024 PNG (decode, preprocess, model, map, crops, neighbours, thumbnails), then the
 model alone as int8 ONNX, fp32 ONNX and torch (when available), model size and peak RSS. With a baseline bundle
-(``--baseline-model DIR``, e.g. the previous generation) both are timed in one run, their calls interleaved.
+(``--baseline-model DIR``, e.g. the previous generation) both are timed in one run, their calls interleaved. With
+``--before REF`` (default :data:`~cxrtriage.evaluation.trees.DEFAULT_BEFORE`) the end-to-end predict of that commit's
+``src/`` and of this tree run in two worker processes pinned to one CPU with one ONNX thread, calls alternating:
+the before/after of one run on one machine (``one_core``), with this tree's stage breakdown on that core.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PIL import Image
 from cxrtriage import config
 from cxrtriage.backends.bundled import DEFAULT_FP32_PATH, INDEX_FILE
 from cxrtriage.data import load_split_records
+from cxrtriage.evaluation import trees
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import to_model_input
 from cxrtriage.pipeline import Triage
@@ -99,6 +103,33 @@ def bench_against(engine: Triage, baseline_dir: Path, image: Path, repeats: int,
     }
 
 
+def bench_before_after(before: str, image: Path, repeats: int, tmp: Path) -> dict:
+    """``one_core``: ``before``'s tree and this one, pinned to one CPU, calls alternating (see
+    :mod:`cxrtriage.evaluation.trees`); a note instead when this is no git checkout or git does not know ``before``."""
+    repo = trees.repo_root()
+    if repo is None:
+        return {"skipped": "not a git checkout: the earlier commit's source cannot be unpacked"}
+    try:
+        commit = trees.short_commit(before, repo)
+    except ValueError as exc:
+        return {"skipped": str(exc)}
+    (tmp / "before").mkdir()
+    src = trees.unpack_src(before, tmp / "before", repo)
+    cpu = trees.pick_cpu()
+    load = [round(v, 2) for v in os.getloadavg()]
+    timed = trees.time_trees({"before": src, "after": Path(trees.__file__).resolve().parents[2]}, image, repeats, cpu)
+    after, earlier = timed["after"], timed["before"]
+    return {
+        "what": "end-to-end predict of the 1024 px PNG by the commit before and by this tree, each in its own "
+        "process pinned to one CPU with one ONNX Runtime thread, calls alternating",
+        "cpu": cpu,
+        "load_average_at_start": load,
+        "before": {"ref": before, "commit": commit, **earlier},
+        "after": after,
+        "speedup_p50": round(earlier["end_to_end"]["p50_ms"] / after["end_to_end"]["p50_ms"], 2),
+    }
+
+
 def run_bench(
     *,
     repeats: int = 50,
@@ -107,6 +138,7 @@ def run_bench(
     out: str | None = None,
     update_card: bool = False,
     baseline_model: str | None = None,
+    before: str | None = None,
 ) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="cxrtriage-bench-"))
     try:
@@ -120,7 +152,8 @@ def run_bench(
             "image": "1024x1024 8-bit PNG (NIH test image upsampled)",
             "command": f"cxrtriage bench --repeats {repeats}"
             + (f" --checkpoint {checkpoint}" if checkpoint else "")
-            + (f" --baseline-model {baseline_model}" if baseline_model else ""),
+            + (f" --baseline-model {baseline_model}" if baseline_model else "")
+            + (f" --before {before}" if before else ""),
         }
         results["end_to_end"] = _stats(times_ms(lambda: engine.predict(image), repeats))
         parts = {}
@@ -170,6 +203,8 @@ def run_bench(
             results["model_torch_fp32"] = "skipped: no --checkpoint given or found"
         if baseline_model:
             results["baseline"] = bench_against(engine, Path(baseline_model), image, repeats, tmp / "crops")
+        if before:
+            results["one_core"] = bench_before_after(before, image, repeats, tmp)
         results["peak_rss_mb_total"] = round(peak_rss_mb(), 1)
         if out:
             carry_comparisons(results, Path(out))
@@ -236,6 +271,16 @@ def _print(r: dict) -> None:
             f"{now['end_to_end']['p50_ms']} vs {b['end_to_end']['p50_ms']} ms, model p50 "
             f"{now['model_int8_onnx']['p50_ms']} vs {b['model_int8_onnx']['p50_ms']} ms"
         )
+    one = r.get("one_core") or {}
+    if "after" in one:
+        print(
+            f"  one core (CPU {one['cpu']}), alternating: {one['before']['ref']} ({one['before']['commit']}) p50 "
+            f"{one['before']['end_to_end']['p50_ms']} ms -> this tree {one['after']['end_to_end']['p50_ms']} ms "
+            f"({one['speedup_p50']}x)"
+        )
+        print(f"  one-core breakdown p50 (ms): {one['after']['breakdown_p50_ms']}")
+    elif one:
+        print(f"  one core: {one['skipped']}")
     if "int8_speedup_vs_fp32" in r:
         print(f"  int8 speed-up vs fp32 ONNX: {r['int8_speedup_vs_fp32']}x")
     print(

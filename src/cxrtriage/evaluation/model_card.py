@@ -225,6 +225,17 @@ def render(meta: dict, card: dict[str, Any] | None = None) -> str:
                 + ".",
                 "",
             ]
+        one = bench.get("one_core") or {}
+        if "after" in one:
+            before, after = one["before"], one["after"]
+            lines += [
+                f"On one core (pinned to CPU {one['cpu']}, one ONNX Runtime thread), calls alternating with the "
+                f"tree of commit {before['commit']} (`--before {before['ref']}`): end-to-end p50 "
+                f"{before['end_to_end']['p50_ms']} ms before, {after['end_to_end']['p50_ms']} ms now "
+                f"({one['speedup_p50']}x; load average {one['load_average_at_start'][0]} at the start). "
+                "Now, by stage (ms): " + ", ".join(f"{k} {v}" for k, v in after["breakdown_p50_ms"].items()) + ".",
+                "",
+            ]
         carried = bench.get("carried_from_previous_run")
         if carried:
             lines += [

@@ -101,8 +101,12 @@ def colourfulness(arr: np.ndarray) -> float | None:
     total = 0.0
     rows = max(1, (4 * 1024 * 1024) // max(1, arr.shape[1]))  # row chunks: no full-size float copy
     for r0 in range(0, arr.shape[0], rows):
-        chunk = rgb[r0 : r0 + rows].astype(np.float32)
-        total += float((chunk.max(axis=2) - chunk.min(axis=2)).sum(dtype=np.float64))
+        chunk = rgb[r0 : r0 + rows]
+        # channel by channel: numpy's max/min over a last axis of length 3 took ~1.5 ms each on a 224 px RGB JPEG
+        # (the pediatric films), the element-wise form a tenth of it; the same values (float32 of exact integers)
+        r, g, b = (chunk[..., c].astype(np.float32) for c in range(3))
+        spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+        total += float(spread.sum(dtype=np.float64))
     return float(total / (arr.shape[0] * arr.shape[1]) / span)
 
 
