@@ -1,0 +1,161 @@
+"""What ``cxrtriage batch SOURCE...`` triages: every SOURCE becomes rows of one input schema (:data:`INPUT_SCHEMA`).
+
+* an image file: one row;
+* a folder (local or a URI): every file below it, recursively, whose suffix is PNG, JPEG or DICOM, and every file
+  without a suffix (DICOM archives often name files by UID alone; one that is not an image becomes an error row,
+  never a silent omission); hidden files are left out;
+* a manifest (``.csv``, ``.jsonl``, ``.parquet``) with a ``path`` column and optional ``prior_report`` and
+  ``accession`` columns; a relative path is relative to the manifest's folder (the manifest travels with its images).
+
+Only names are listed here, on the driver: the images themselves are read in the workers. A folder's listing is
+held by the driver (about 100 bytes a file); a manifest is read by Ray's read tasks, never whole on the driver, which
+is why an archive of millions of films is best given as a manifest.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from cxrtriage.archive.storage import HIDDEN_PREFIXES, Location, is_dir, is_uri, locate
+
+#: the suffixes a folder's images may have (any case); files without a suffix are taken too (DICOM by UID)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
+MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".parquet"})
+#: optional manifest columns copied to every row
+OPTIONAL_COLUMNS = ("prior_report", "accession")
+#: one row per input: ``path`` as given, the folder a relative path is read from (``root``), the optional columns
+INPUT_SCHEMA = pa.schema([("path", pa.string()), ("root", pa.string())] + [(c, pa.string()) for c in OPTIONAL_COLUMNS])
+
+
+class SourceError(ValueError):
+    """A SOURCE that cannot be read: not there, not an image, folder or manifest, or a manifest without ``path``."""
+
+
+def _suffix(name: str) -> str:
+    return posixpath.splitext(name)[1].lower()
+
+
+def is_manifest(text: str) -> bool:
+    return _suffix(text) in MANIFEST_SUFFIXES
+
+
+def _is_image_name(name: str) -> bool:
+    base = posixpath.basename(name)
+    return not base.startswith(HIDDEN_PREFIXES) and (_suffix(base) in IMAGE_SUFFIXES or "." not in base)
+
+
+def list_folder(loc: Location) -> Iterator[str]:
+    """The image files below a folder, sorted, each as the user would write it (the folder as given + the relative
+    path), so the row's ``path`` reads back to the same file."""
+    infos = loc.fs.get_file_info(pafs.FileSelector(loc.path, recursive=True))
+    rel = sorted(
+        posixpath.relpath(i.path, loc.path) for i in infos if i.type == pafs.FileType.File and _is_image_name(i.path)
+    )
+    for r in rel:
+        if any(part.startswith(HIDDEN_PREFIXES) for part in r.split("/")[:-1]):
+            continue  # inside a hidden folder (.git, a killed run's leftovers)
+        yield posixpath.join(loc.text, r) if is_uri(loc.text) else str(_join_local(loc.text, r))
+
+
+def _join_local(folder: str, rel: str) -> str:
+    import os
+
+    return os.path.join(folder, *rel.split("/"))
+
+
+def manifest_columns(loc: Location) -> list[str]:
+    """A manifest's column names, read from its header alone (checked before any work starts)."""
+    suffix = _suffix(loc.path)
+    if suffix == ".parquet":
+        with loc.fs.open_input_file(loc.path) as fh:
+            return list(pq.read_schema(fh).names)
+    with loc.fs.open_input_stream(loc.path) as stream:
+        head = stream.read(1 << 16)
+    first = head.split(b"\n", 1)[0]
+    reader = pajson.read_json if suffix == ".jsonl" else pacsv.read_csv
+    return list(reader(pa.BufferReader(first + b"\n")).schema.names)
+
+
+def manifest_root(text: str) -> str:
+    """The folder a manifest's relative paths are read from: its own."""
+    return posixpath.dirname(text) if is_uri(text) else _dirname_local(text)
+
+
+def _dirname_local(text: str) -> str:
+    import os
+
+    return os.path.dirname(os.path.abspath(text))
+
+
+def normalise(batch: pa.Table, root: str) -> pa.Table:
+    """A manifest's batch as :data:`INPUT_SCHEMA` (other columns dropped; numbers in ``accession`` kept as text)."""
+    n = batch.num_rows
+    columns: dict[str, Any] = {"path": batch.column("path").cast(pa.string()), "root": pa.array([root] * n)}
+    for name in OPTIONAL_COLUMNS:
+        columns[name] = batch.column(name).cast(pa.string()) if name in batch.column_names else pa.nulls(n, pa.string())
+    return pa.table(columns, schema=INPUT_SCHEMA)
+
+
+def _read_manifest(ray: ModuleType, loc: Location) -> Any:
+    suffix = _suffix(loc.path)
+    where = loc.text if is_uri(loc.text) else loc.path
+    light = {"num_cpus": 0.25}  # read tasks must leave room for the actors (see run.actor_cpus)
+    if suffix == ".parquet":
+        return ray.data.read_parquet(where, ray_remote_args=light)
+    if suffix == ".jsonl":
+        return ray.data.read_json(where, lines=True, ray_remote_args=light)
+    # every column as text: an accession "00123" must not become the number 123
+    opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("path", *OPTIONAL_COLUMNS)})
+    return ray.data.read_csv(where, convert_options=opts, ray_remote_args=light)
+
+
+def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple[Any, int]:
+    """One Ray dataset of every SOURCE's rows in blocks of ``block_rows`` (a block is what one actor takes at a
+    time: one big block would keep every other actor idle), and how many rows there are (for the progress bar's
+    ETA). Raises :class:`SourceError` for a source that is not there or a manifest without a ``path`` column."""
+    items: list[dict[str, Any]] = []
+    parts, total = [], 0
+    for text in sources:
+        loc = locate(text)
+        info = loc.fs.get_file_info(loc.path)
+        if info.type == pafs.FileType.NotFound:
+            raise SourceError(f"{text}: no such file or folder")
+        if is_dir(loc):
+            items += [{"path": p, "root": "", "prior_report": None, "accession": None} for p in list_folder(loc)]
+        elif is_manifest(text):
+            columns = manifest_columns(loc)
+            if "path" not in columns:
+                raise SourceError(f"{text}: a manifest needs a 'path' column (it has: {', '.join(columns)})")
+            root = manifest_root(text)
+            ds = _read_manifest(ray, loc).map_batches(
+                normalise, fn_kwargs={"root": root}, batch_format="pyarrow", batch_size=block_rows, num_cpus=0.25
+            )
+            parts.append(ds)
+            total += ds.count()
+        else:
+            items.append({"path": text, "root": "", "prior_report": None, "accession": None})
+    if items:
+        table = pa.Table.from_pylist(items, schema=INPUT_SCHEMA)
+        blocks = [table.slice(i, block_rows) for i in range(0, table.num_rows, block_rows)]
+        parts.insert(0, ray.data.from_arrow(blocks))
+        total += len(items)
+    if not parts:
+        raise SourceError("no inputs: give image files, folders or manifests")
+    dataset = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    return dataset, total
+
+
+def resolve(path: str, root: str | None) -> str:
+    """Where a row's file is: ``path`` itself when absolute, a URI or without a root, else under ``root``."""
+    if not root or is_uri(path) or path.startswith("/"):
+        return path
+    return posixpath.join(root, path) if is_uri(root) else _join_local(root, path)
