@@ -12,6 +12,7 @@ never holds them.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -44,6 +45,7 @@ class BatchOptions:
     settings: Settings
     workers: int | None = None  # None: one per CPU of the cluster
     address: str | None = None  # None: a local Ray started for this run (or the one already running in-process)
+    num_cpus: int | None = None  # the local cluster's CPUs (None: this machine's)
     resume: bool = False
     batch_size: int = 64
     jsonl: str | None = None
@@ -58,7 +60,7 @@ def actor_cpus(cluster_cpus: float, workers: int) -> float:
     return max(0.05, (cluster_cpus - RESERVED_CPUS) / workers)
 
 
-def start_ray(address: str | None) -> Any:
+def start_ray(address: str | None, num_cpus: int | None = None) -> Any:
     """Ray, imported here only (``pip install 'cxrtriage[batch]'`` when missing), connected to ``address`` or to a
     local cluster of this machine's CPUs, with no dashboard and nothing to set up; an already initialised Ray (a
     test session's) is used as it is."""
@@ -72,9 +74,9 @@ def start_ray(address: str | None) -> Any:
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
-            ray.init(
-                num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level="WARNING", log_to_driver=False
-            )
+            cpus = num_cpus or os.cpu_count() or 1
+            ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its start/finish lines and the note on progress bars
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours (tqdm) counts images, not blocks
     context.print_on_execution_start = False
@@ -92,7 +94,7 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
             f"{options.out} already holds results: add --resume to finish it, or choose another --out"
         )
     out.fs.create_dir(out.path, recursive=True)
-    ray = start_ray(options.address)
+    ray = start_ray(options.address, options.num_cpus)
     dataset, total = input_dataset(ray, options.sources, options.batch_size)
     cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
     workers = options.workers or max(1, int(cluster_cpus))

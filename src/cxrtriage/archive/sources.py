@@ -2,8 +2,8 @@
 
 * an image file: one row;
 * a folder (local or a URI): every file below it, recursively, whose suffix is PNG, JPEG or DICOM, and every file
-  without a suffix (DICOM archives often name files by UID alone; one that is not an image becomes an error row,
-  never a silent omission); hidden files are left out;
+  without a suffix or named by a UID (DICOM archives often name files so; one that is not an image becomes an error
+  row, never a silent omission); hidden files and folders are left out;
 * a manifest (``.csv``, ``.jsonl``, ``.parquet``) with a ``path`` column and optional ``prior_report`` and
   ``accession`` columns; a relative path is relative to the manifest's folder (the manifest travels with its images).
 
@@ -14,6 +14,7 @@ is why an archive of millions of films is best given as a manifest.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Iterator
 from types import ModuleType
@@ -49,8 +50,10 @@ def is_manifest(text: str) -> bool:
 
 
 def _is_image_name(name: str) -> bool:
+    """PNG, JPEG, DICOM by suffix, or a name without one or ending in digits (a DICOM file named by its UID)."""
     base = posixpath.basename(name)
-    return not base.startswith(HIDDEN_PREFIXES) and (_suffix(base) in IMAGE_SUFFIXES or "." not in base)
+    suffix = _suffix(base)
+    return not base.startswith(HIDDEN_PREFIXES) and (suffix in IMAGE_SUFFIXES or suffix[1:].isdigit() or not suffix)
 
 
 def list_folder(loc: Location) -> Iterator[str]:
@@ -105,17 +108,28 @@ def normalise(batch: pa.Table, root: str) -> pa.Table:
     return pa.table(columns, schema=INPUT_SCHEMA)
 
 
-def _read_manifest(ray: ModuleType, loc: Location) -> Any:
+def normalise_lines(batch: pa.Table, root: str) -> pa.Table:
+    """A JSONL manifest's lines (``read_text``'s ``text`` column) as :data:`INPUT_SCHEMA`: parsed here rather than
+    by Ray's JSON reader, which goes through pandas (an accession "00123" would become 123, a missing report NaN)."""
+    records = [json.loads(line) for line in batch.column("text").to_pylist() if line.strip()]
+    columns = ("path", *OPTIONAL_COLUMNS)
+    table = pa.table({c: [None if r.get(c) is None else str(r[c]) for r in records] for c in columns})
+    return normalise(table, root)
+
+
+def _read_manifest(ray: ModuleType, loc: Location, root: str, block_rows: int) -> Any:
+    """The manifest read by Ray's read tasks (a quarter CPU each: they must leave room for the actors, see
+    :func:`cxrtriage.archive.run.actor_cpus`) and normalised in blocks of ``block_rows``."""
     suffix = _suffix(loc.path)
     where = loc.text if is_uri(loc.text) else loc.path
-    light = {"num_cpus": 0.25}  # read tasks must leave room for the actors (see run.actor_cpus)
     if suffix == ".parquet":
-        return ray.data.read_parquet(where, ray_remote_args=light)
-    if suffix == ".jsonl":
-        return ray.data.read_json(where, lines=True, ray_remote_args=light)
-    # every column as text: an accession "00123" must not become the number 123
-    opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("path", *OPTIONAL_COLUMNS)})
-    return ray.data.read_csv(where, convert_options=opts, ray_remote_args=light)
+        ds, fn = ray.data.read_parquet(where, num_cpus=0.25), normalise
+    elif suffix == ".jsonl":
+        ds, fn = ray.data.read_text(where, num_cpus=0.25), normalise_lines
+    else:  # every column as text: an accession "00123" must not become the number 123
+        opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("path", *OPTIONAL_COLUMNS)})
+        ds, fn = ray.data.read_csv(where, convert_options=opts, num_cpus=0.25), normalise
+    return ds.map_batches(fn, fn_kwargs={"root": root}, batch_format="pyarrow", batch_size=block_rows, num_cpus=0.25)
 
 
 def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple[Any, int]:
@@ -135,10 +149,7 @@ def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple
             columns = manifest_columns(loc)
             if "path" not in columns:
                 raise SourceError(f"{text}: a manifest needs a 'path' column (it has: {', '.join(columns)})")
-            root = manifest_root(text)
-            ds = _read_manifest(ray, loc).map_batches(
-                normalise, fn_kwargs={"root": root}, batch_format="pyarrow", batch_size=block_rows, num_cpus=0.25
-            )
+            ds = _read_manifest(ray, loc, manifest_root(text), block_rows)
             parts.append(ds)
             total += ds.count()
         else:

@@ -38,6 +38,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         settings=settings,
         workers=args.workers,
         address=args.address,
+        num_cpus=args.num_cpus,
         resume=args.resume,
         batch_size=args.batch_size,
         jsonl=args.jsonl,
@@ -76,6 +77,7 @@ def add_parser(sub: SubCommands) -> None:
     s.add_argument("--resume", action="store_true", help="skip inputs already in --out (same path and content hash)")
     s.add_argument("--workers", type=int, help="actors, each with its own model (default: one per CPU of the cluster)")
     s.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto); default: a local one")
+    s.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all of this machine's)")
     s.add_argument("--batch-size", type=int, default=64, help="inputs per actor call and per part file (default 64)")
     s.add_argument("--jsonl", metavar="FILE", help="also write every row as `cxrtriage predict` prints it")
     s.add_argument("--crops", metavar="DIR", help="save the evidence crop thumbnails into DIR (default: none)")

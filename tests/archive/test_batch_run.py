@@ -1,0 +1,90 @@
+"""``cxrtriage batch`` on the session's 2-CPU Ray cluster: every input one row (failures included), folders, a
+manifest given as a file:// URI, the summary, the JSONL and output formats, and no deadlock with 2 actors on 2 CPUs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cxrtriage.archive.run import RESERVED_CPUS, BatchOptions, actor_cpus, run_batch
+from cxrtriage.config import Settings
+from cxrtriage.interop.outputs import requested_outputs
+
+#: a run of a dozen small inputs takes ~20 s on 2 busy cores; far past it, the actors and read tasks deadlocked
+DEADLOCK_S = 240
+
+
+def run_with_timeout(options: BatchOptions) -> dict:
+    """``run_batch`` in a thread: a run still going after DEADLOCK_S fails the test instead of hanging it."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = run_batch(options)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(DEADLOCK_S)
+    assert not thread.is_alive(), f"cxrtriage batch did not finish in {DEADLOCK_S} s (actors and reads deadlocked?)"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def test_actors_and_read_tasks_fit_the_cluster() -> None:
+    for cpus, workers in ((2, 1), (2, 2), (16, 16), (4, 3)):
+        assert workers * actor_cpus(cpus, workers) + RESERVED_CPUS <= cpus + 1e-9
+
+
+def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_path: Path) -> None:
+    manifest = archive / "manifest.jsonl"
+    rows = [
+        {"path": "study0/00001323_001.png", "accession": "00123", "prior_report": "Large right pneumothorax."},
+        {"path": str(archive / "study1" / "00001383_000.png"), "accession": "A7"},
+        {"path": "study1/missing.png"},
+    ]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, jsonl, formats = tmp_path / "results.parquet", tmp_path / "rows.jsonl", tmp_path / "formats"
+    options = BatchOptions(
+        sources=[str(archive), manifest.as_uri()],
+        out=str(out),
+        settings=Settings(),
+        workers=2,
+        batch_size=2,
+        jsonl=str(jsonl),
+        outputs=requested_outputs({}, ["json"], str(formats)),
+        progress=False,
+    )
+    result = run_with_timeout(options)
+
+    df = pd.read_parquet(out)
+    folder_inputs = 4 + 2  # the four samples, the DICOM named by UID, the broken PNG (not the hidden or .txt file)
+    assert len(df) == folder_inputs + len(rows) == result["rows"]
+    assert sorted(df.path[df.path.str.startswith(str(archive))].unique())[:1]  # folder rows keep the folder as given
+    assert set(df.path) >= {r["path"] for r in rows}  # manifest rows keep the path as written
+    by_path = df.set_index("path")
+    assert by_path.loc[str(archive / "study1" / "1.2.840.113619"), "source_format"] == "dicom"
+    broken = by_path.loc[str(archive / "study0" / "broken.png")]
+    assert broken.error_type == "InvalidImageError" and broken.label is None and bool(broken.needs_review)
+    missing = by_path.loc["study1/missing.png"]
+    assert missing.error == "file not found" and missing.sha256 is None
+    first = by_path.loc["study0/00001323_001.png"]
+    assert first.accession == "00123" and first.label in ("Urgent", "Non-Urgent")
+    assert any(p["source"] == "prior_report" for p in json.loads(first.prediction)["provenance"])
+    assert json.loads(first.outputs)["json_path"].startswith(str(formats))
+
+    summary = json.loads((tmp_path / "results.summary.json").read_text())
+    assert summary["rows"] == len(df) and summary["run"]["failed"] == 2 and summary["run"]["workers"] == 2
+    assert sum(summary["by_label"].values()) + sum(summary["by_error_type"].values()) == len(df)
+    assert sum(summary["score_histogram"]["counts"]) == df.score.notna().sum()
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == len(df) and sum("error" in line for line in lines) == 2
+
+    with pytest.raises(FileExistsError, match="--resume"):  # never mixed into an earlier run's results silently
+        run_batch(options)
