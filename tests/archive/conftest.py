@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-SAMPLES = Path(__file__).resolve().parents[2] / "src" / "cxrtriage" / "samples"
+from archive_helpers import sample_files
 
 
 @pytest.fixture(scope="session")
@@ -22,11 +21,6 @@ def ray_cluster():
             yield ray
         finally:
             ray.shutdown()
-
-
-def sample_files() -> list[Path]:
-    """The bundled samples: two NIH PNGs, a pediatric JPEG, a DICOM."""
-    return sorted(p for p in SAMPLES.rglob("*") if p.suffix in {".png", ".jpeg", ".dcm"})
 
 
 @pytest.fixture

@@ -4,37 +4,15 @@ manifest given as a file:// URI, the summary, the JSONL and output formats, and 
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from archive_helpers import run_with_timeout
 
 from cxrtriage.archive.run import RESERVED_CPUS, BatchOptions, actor_cpus, run_batch
 from cxrtriage.config import Settings
 from cxrtriage.interop.outputs import requested_outputs
-
-#: a run of a dozen small inputs takes ~20 s on 2 busy cores; far past it, the actors and read tasks deadlocked
-DEADLOCK_S = 240
-
-
-def run_with_timeout(options: BatchOptions) -> dict:
-    """``run_batch`` in a thread: a run still going after DEADLOCK_S fails the test instead of hanging it."""
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["result"] = run_batch(options)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(DEADLOCK_S)
-    assert not thread.is_alive(), f"cxrtriage batch did not finish in {DEADLOCK_S} s (actors and reads deadlocked?)"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def test_actors_and_read_tasks_fit_the_cluster() -> None:
