@@ -28,9 +28,11 @@ def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_pa
         {"path": "study1/missing.png"},
     ]
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (archive / "list.csv").write_text("path,accession\nstudy1/person1019_bacteria_2950.jpeg,00042\n")
+    pd.DataFrame({"path": ["study1/00001383_000.png"], "accession": ["P1"]}).to_parquet(archive / "list.parquet")
     out, jsonl, formats = tmp_path / "results.parquet", tmp_path / "rows.jsonl", tmp_path / "formats"
     options = BatchOptions(
-        sources=[str(archive), manifest.as_uri()],
+        sources=[str(archive), manifest.as_uri(), str(archive / "list.csv"), str(archive / "list.parquet")],
         out=str(out),
         settings=Settings(),
         workers=2,
@@ -43,7 +45,7 @@ def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_pa
 
     df = pd.read_parquet(out)
     folder_inputs = 4 + 2  # the four samples, the DICOM named by UID, the broken PNG (not the hidden or .txt file)
-    assert len(df) == folder_inputs + len(rows) == result["rows"]
+    assert len(df) == folder_inputs + len(rows) + 2 == result["rows"]
     assert sorted(df.path[df.path.str.startswith(str(archive))].unique())[:1]  # folder rows keep the folder as given
     assert set(df.path) >= {r["path"] for r in rows}  # manifest rows keep the path as written
     by_path = df.set_index("path")
@@ -54,6 +56,9 @@ def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_pa
     assert missing.error == "file not found" and missing.sha256 is None
     first = by_path.loc["study0/00001323_001.png"]
     assert first.accession == "00123" and first.label in ("Urgent", "Non-Urgent")
+    assert set(df.accession.dropna()) == {"00123", "A7", "00042", "P1"}  # accession numbers stay text
+    p1 = df[df.accession.eq("P1")].iloc[0]
+    assert p1.path == "study1/00001383_000.png" and p1.label is not None  # read from the manifest's folder
     assert any(p["source"] == "prior_report" for p in json.loads(first.prediction)["provenance"])
     assert json.loads(first.outputs)["json_path"].startswith(str(formats))
 

@@ -51,7 +51,7 @@ def prepare_inputs(tmp: Path, images: int, inputs: int) -> tuple[Path, list[str]
     files = []
     for rec in records:
         pixels = load_image(rec.path).pixels
-        img = Image.fromarray(np.round(pixels * 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BILINEAR)
+        img = Image.fromarray(np.round(pixels * 255).astype(np.uint8)).resize((SIZE, SIZE), Image.Resampling.BILINEAR)
         target = folder / Path(rec.path).name
         img.save(target)
         files.append(str(target))

@@ -52,6 +52,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except (SourceError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the parts written so far are complete: say how to finish
+        print(f"\ninterrupted: the same command with --resume finishes {args.out}", file=sys.stderr)
+        return 130
     print_summary(result)
     failed = result["run"]["failed"]
     if failed:

@@ -9,6 +9,7 @@ so that the two commands cannot drift apart in what a file is called or when a f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from cxrtriage.files import replace_atomically
 from cxrtriage.interop.context import OutputContext
@@ -58,7 +59,11 @@ def write_output(fmt: OutputFormat, context: OutputContext, folder: Path, stem: 
     """One format of one result -> ``folder/stem+suffix`` (a free name, written atomically); returns the path."""
     data = fmt.encode(fmt.render(context))
     target = free_name(folder, stem, fmt.suffix)
-    replace_atomically(target, lambda fh: fh.write(data))
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    replace_atomically(target, write)
     return str(target)
 
 
