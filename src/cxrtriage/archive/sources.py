@@ -7,9 +7,10 @@
 * a manifest (``.csv``, ``.jsonl``, ``.parquet``) with a ``path`` column and optional ``prior_report`` and
   ``accession`` columns; a relative path is relative to the manifest's folder (the manifest travels with its images).
 
-Only names are listed here, on the driver: the images themselves are read in the workers. A folder's listing is
-held by the driver (about 100 bytes a file); a manifest is read by Ray's read tasks, never whole on the driver, which
-is why an archive of millions of films is best given as a manifest.
+Only names are read here, on the driver: the images themselves are read in the workers. The rows go into Ray's
+object store block by block (about 100 bytes an input: 100 MB for a million); a folder's listing is held whole by
+the driver while it is made, a manifest is streamed, which is why an archive of millions of films is best given as
+a manifest.
 """
 
 from __future__ import annotations
@@ -108,61 +109,92 @@ def normalise(batch: pa.Table, root: str) -> pa.Table:
     return pa.table(columns, schema=INPUT_SCHEMA)
 
 
-def normalise_lines(batch: pa.Table, root: str) -> pa.Table:
-    """A JSONL manifest's lines (``read_text``'s ``text`` column) as :data:`INPUT_SCHEMA`: parsed here rather than
-    by Ray's JSON reader, which goes through pandas (an accession "00123" would become 123, a missing report NaN)."""
-    records = [json.loads(line) for line in batch.column("text").to_pylist() if line.strip()]
+def _records_table(records: list[dict[str, Any]]) -> pa.Table:
     columns = ("path", *OPTIONAL_COLUMNS)
-    table = pa.table({c: [None if r.get(c) is None else str(r[c]) for r in records] for c in columns})
-    return normalise(table, root)
+    return pa.table(
+        {c: pa.array([None if r.get(c) is None else str(r[c]) for r in records], pa.string()) for c in columns}
+    )
 
 
-def _read_manifest(ray: ModuleType, loc: Location, root: str, block_rows: int) -> Any:
-    """The manifest read by Ray's read tasks (a quarter CPU each: they must leave room for the actors, see
-    :func:`cxrtriage.archive.run.actor_cpus`) and normalised in blocks of ``block_rows``."""
+def _lines(stream: Any, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a pyarrow input stream (which has no readline), a megabyte read at a time."""
+    rest = b""
+    while data := stream.read(chunk):
+        *lines, rest = (rest + data).split(b"\n")
+        yield from lines
+    if rest:
+        yield rest
+
+
+def manifest_batches(text: str, block_rows: int) -> Iterator[pa.Table]:
+    """A manifest's rows (``path`` and the optional columns, as text), ``block_rows`` at a time, streamed from the
+    file: never the whole manifest in memory. Read here rather than by Ray's readers: its JSON reader goes through
+    pandas (an accession "00123" would become 123, a missing report NaN), its Parquet reader lists files in a task
+    of a whole CPU, which the actors may hold for the whole run, and a manifest read as one block went to one actor."""
+    loc = locate(text)
     suffix = _suffix(loc.path)
-    where = loc.text if is_uri(loc.text) else loc.path
     if suffix == ".parquet":
-        ds, fn = ray.data.read_parquet(where, num_cpus=0.25), normalise
+        with loc.fs.open_input_file(loc.path) as fh:
+            pf = pq.ParquetFile(fh)
+            present = [c for c in ("path", *OPTIONAL_COLUMNS) if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=block_rows, columns=present):
+                yield pa.Table.from_batches([batch])
     elif suffix == ".jsonl":
-        ds, fn = ray.data.read_text(where, num_cpus=0.25), normalise_lines
+        with loc.fs.open_input_stream(loc.path) as stream:
+            records: list[dict[str, Any]] = []
+            for line in _lines(stream):
+                if line.strip():
+                    records.append(json.loads(line))
+                if len(records) == block_rows:
+                    yield _records_table(records)
+                    records = []
+            if records:
+                yield _records_table(records)
     else:  # every column as text: an accession "00123" must not become the number 123
-        opts = pacsv.ConvertOptions(column_types={c: pa.string() for c in ("path", *OPTIONAL_COLUMNS)})
-        ds, fn = ray.data.read_csv(where, convert_options=opts, num_cpus=0.25), normalise
-    return ds.map_batches(fn, fn_kwargs={"root": root}, batch_format="pyarrow", batch_size=block_rows, num_cpus=0.25)
+        text_columns = {c: pa.string() for c in ("path", *OPTIONAL_COLUMNS)}
+        with loc.fs.open_input_stream(loc.path) as stream:
+            reader = pacsv.open_csv(stream, convert_options=pacsv.ConvertOptions(column_types=text_columns))
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                for i in range(0, table.num_rows, block_rows):
+                    yield table.slice(i, block_rows)
 
 
 def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple[Any, int]:
-    """One Ray dataset of every SOURCE's rows in blocks of ``block_rows`` (a block is what one actor takes at a
-    time: one big block would keep every other actor idle), and how many rows there are (for the progress bar's
-    ETA). Raises :class:`SourceError` for a source that is not there or a manifest without a ``path`` column."""
-    items: list[dict[str, Any]] = []
-    parts, total = [], 0
+    """One Ray dataset of every SOURCE's rows in blocks of ``block_rows``, and how many rows there are (for the
+    progress bar's ETA). Each block is put into Ray's object store as it is read, so the driver holds one block at a
+    time and every block is a unit an idle actor can take (one big block would keep every other actor idle; Ray's
+    own readers were no help here: see :func:`manifest_batches`). Raises :class:`SourceError` for a source that is
+    not there or a manifest without a ``path`` column, before any work."""
+    files: list[str] = []
+    manifests: list[str] = []
     for text in sources:
         loc = locate(text)
-        info = loc.fs.get_file_info(loc.path)
-        if info.type == pafs.FileType.NotFound:
+        if loc.fs.get_file_info(loc.path).type == pafs.FileType.NotFound:
             raise SourceError(f"{text}: no such file or folder")
         if is_dir(loc):
-            items += [{"path": p, "root": "", "prior_report": None, "accession": None} for p in list_folder(loc)]
+            files += list_folder(loc)
         elif is_manifest(text):
             columns = manifest_columns(loc)
             if "path" not in columns:
                 raise SourceError(f"{text}: a manifest needs a 'path' column (it has: {', '.join(columns)})")
-            ds = _read_manifest(ray, loc, manifest_root(text), block_rows)
-            parts.append(ds)
-            total += ds.count()
+            manifests.append(text)
         else:
-            items.append({"path": text, "root": "", "prior_report": None, "accession": None})
-    if items:
-        table = pa.Table.from_pylist(items, schema=INPUT_SCHEMA)
-        blocks = [table.slice(i, block_rows) for i in range(0, table.num_rows, block_rows)]
-        parts.insert(0, ray.data.from_arrow(blocks))
-        total += len(items)
-    if not parts:
+            files.append(text)
+    refs, total = [], 0
+    for i in range(0, len(files), block_rows):
+        block = normalise(_records_table([{"path": p} for p in files[i : i + block_rows]]), "")
+        refs.append(ray.put(block))
+        total += block.num_rows
+    for text in manifests:
+        root = manifest_root(text)
+        for table in manifest_batches(text, block_rows):
+            block = normalise(table, root)
+            refs.append(ray.put(block))
+            total += block.num_rows
+    if not refs:
         raise SourceError("no inputs: give image files, folders or manifests")
-    dataset = parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
-    return dataset, total
+    return ray.data.from_arrow_refs(refs), total
 
 
 def resolve(path: str, root: str | None) -> str:
