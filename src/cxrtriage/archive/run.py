@@ -1,10 +1,11 @@
 """``cxrtriage batch``'s run: start (or join) Ray, stream every input through a pool of :class:`TriageWorker`
 actors, follow them, summarise.
 
-Sizing (the 2-CPU deadlock, /work/shared/PLATFORM.md): an actor holds its CPUs for the whole run, and the read
-tasks need some too; if the actors took every CPU the read tasks would wait forever. So the actors share the
-cluster's CPUs less :data:`RESERVED_CPUS` (what the read and normalise tasks ask for, 0.25 each), and each actor's
-onnxruntime gets as many threads as it has whole CPUs (:func:`~cxrtriage.archive.worker.with_threads`). The plan is
+Sizing (the 2-CPU deadlock, /work/shared/PLATFORM.md): an actor holds its CPUs for the whole run; if the actors
+took every CPU, any task of Ray Data's (a read, a split) would wait forever. The inputs are put into the object store
+by the driver (:func:`~cxrtriage.archive.sources.input_dataset`), so today no such task is planned, but the actors
+still share the cluster's CPUs less :data:`RESERVED_CPUS`, and each actor's onnxruntime gets as many threads as it
+has whole CPUs (:func:`~cxrtriage.archive.worker.with_threads`). The plan is
 read -> map: no shuffle, no sort, no all-to-all step, so any number of machines can share the inputs and the driver
 never holds them.
 """
@@ -32,7 +33,7 @@ from cxrtriage.config import Settings
 from cxrtriage.files import replace_atomically
 from cxrtriage.interop.outputs import Outputs
 
-#: CPUs kept for Ray Data's read and normalise tasks (0.25 each), never given to the actors
+#: CPUs never given to the actors: room for any task of Ray Data's (the plan has none today; a reader would)
 RESERVED_CPUS = 0.5
 
 
