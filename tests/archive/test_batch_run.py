@@ -71,3 +71,13 @@ def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_pa
 
     with pytest.raises(FileExistsError, match="--resume"):  # never mixed into an earlier run's results silently
         run_batch(options)
+
+
+def test_a_bad_source_is_refused_before_ray_starts(tmp_path: Path, capsys) -> None:
+    from cxrtriage.cli.main import main
+
+    (tmp_path / "list.csv").write_text("file,accession\na.png,1\n")
+    assert main(["batch", str(tmp_path / "list.csv"), "--out", str(tmp_path / "r.parquet")]) == 2
+    assert "a manifest needs a 'path' column (it has: file, accession)" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.parquet")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from cxrtriage.archive import progress, summary
 from cxrtriage.archive.resume import done_keys
 from cxrtriage.archive.rows import predict_line
-from cxrtriage.archive.sources import input_dataset
+from cxrtriage.archive.sources import input_dataset, sort_sources
 from cxrtriage.archive.storage import Location, locate, part_files
 from cxrtriage.archive.worker import DONE, SKIPPED, TriageWorker, WorkerJob, with_threads
 from cxrtriage.config import Settings
@@ -94,9 +94,10 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
         raise FileExistsError(
             f"{options.out} already holds results: add --resume to finish it, or choose another --out"
         )
+    sources = sort_sources(options.sources)
     out.fs.create_dir(out.path, recursive=True)
     ray = start_ray(options.address, options.num_cpus)
-    dataset, total = input_dataset(ray, options.sources, options.batch_size)
+    dataset, total = input_dataset(ray, sources, options.batch_size)
     cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
     workers = options.workers or max(1, int(cluster_cpus))
     cpus = actor_cpus(cluster_cpus, workers)

@@ -16,8 +16,10 @@ a manifest.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -67,12 +69,10 @@ def list_folder(loc: Location) -> Iterator[str]:
     for r in rel:
         if any(part.startswith(HIDDEN_PREFIXES) for part in r.split("/")[:-1]):
             continue  # inside a hidden folder (.git, a killed run's leftovers)
-        yield posixpath.join(loc.text, r) if is_uri(loc.text) else str(_join_local(loc.text, r))
+        yield posixpath.join(loc.text, r) if is_uri(loc.text) else _join_local(loc.text, r)
 
 
 def _join_local(folder: str, rel: str) -> str:
-    import os
-
     return os.path.join(folder, *rel.split("/"))
 
 
@@ -83,8 +83,7 @@ def manifest_columns(loc: Location) -> list[str]:
         with loc.fs.open_input_file(loc.path) as fh:
             return list(pq.read_schema(fh).names)
     with loc.fs.open_input_stream(loc.path) as stream:
-        head = stream.read(1 << 16)
-    first = head.split(b"\n", 1)[0]
+        first = next(_lines(stream), b"")  # the header line, however long (a JSONL line holds a whole report)
     reader = pajson.read_json if suffix == ".jsonl" else pacsv.read_csv
     return list(reader(pa.BufferReader(first + b"\n")).schema.names)
 
@@ -95,8 +94,6 @@ def manifest_root(text: str) -> str:
 
 
 def _dirname_local(text: str) -> str:
-    import os
-
     return os.path.dirname(os.path.abspath(text))
 
 
@@ -160,12 +157,17 @@ def manifest_batches(text: str, block_rows: int) -> Iterator[pa.Table]:
                     yield table.slice(i, block_rows)
 
 
-def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple[Any, int]:
-    """One Ray dataset of every SOURCE's rows in blocks of ``block_rows``, and how many rows there are (for the
-    progress bar's ETA). Each block is put into Ray's object store as it is read, so the driver holds one block at a
-    time and every block is a unit an idle actor can take (one big block would keep every other actor idle; Ray's
-    own readers were no help here: see :func:`manifest_batches`). Raises :class:`SourceError` for a source that is
-    not there or a manifest without a ``path`` column, before any work."""
+@dataclass(frozen=True)
+class Sources:
+    """The SOURCE arguments sorted out (checked before Ray starts): image files (folders listed), manifests."""
+
+    files: list[str]
+    manifests: list[str]
+
+
+def sort_sources(sources: list[str]) -> Sources:
+    """Each SOURCE as files or a manifest; :class:`SourceError` for one that is not there, a manifest without a
+    ``path`` column, or no inputs at all: said before any cluster is started."""
     files: list[str] = []
     manifests: list[str] = []
     for text in sources:
@@ -181,19 +183,30 @@ def input_dataset(ray: ModuleType, sources: list[str], block_rows: int) -> tuple
             manifests.append(text)
         else:
             files.append(text)
+    if not files and not manifests:
+        raise SourceError("no inputs: the folders hold no PNG, JPEG or DICOM files")
+    return Sources(files, manifests)
+
+
+def input_dataset(ray: ModuleType, sources: Sources, block_rows: int) -> tuple[Any, int]:
+    """One Ray dataset of every input row in blocks of ``block_rows``, and how many rows there are (for the progress
+    bar's ETA). Each block is put into Ray's object store as it is read, so the driver holds one block at a time and
+    every block is a unit an idle actor can take (one big block would keep every other actor idle; Ray's own readers
+    were no help here: see :func:`manifest_batches`)."""
     refs, total = [], 0
+    files = sources.files
     for i in range(0, len(files), block_rows):
         block = normalise(_records_table([{"path": p} for p in files[i : i + block_rows]]), "")
         refs.append(ray.put(block))
         total += block.num_rows
-    for text in manifests:
+    for text in sources.manifests:
         root = manifest_root(text)
         for table in manifest_batches(text, block_rows):
             block = normalise(table, root)
             refs.append(ray.put(block))
             total += block.num_rows
     if not refs:
-        raise SourceError("no inputs: give image files, folders or manifests")
+        raise SourceError("no inputs: the manifests list no paths")
     return ray.data.from_arrow_refs(refs), total
 
 

@@ -6,6 +6,7 @@ every Parquet reader skips because their names start with ``.``)."""
 
 from __future__ import annotations
 
+import os
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -40,8 +41,6 @@ def locate(text: str) -> Location:
     if is_uri(text):
         filesystem, path = pafs.FileSystem.from_uri(text)
         return Location(filesystem, path.rstrip("/") or "/", text)
-    import os
-
     return Location(pafs.LocalFileSystem(), os.path.abspath(text), text)
 
 
