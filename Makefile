@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 # Two installs into the same .venv, each with its stamp: the service's (make demo, demo-cli, smoke: no torch, no
 # transformers, no scikit-learn) and everything else's (make test and the other targets), which adds the rest.
 DEMO_EXTRAS := demo,interop
-ALL_EXTRAS := train,demo,hai-def,notebooks,dev,interop
+ALL_EXTRAS := train,demo,hai-def,notebooks,dev,interop,batch
 DEMO_STAMP := $(VENV)/.demo-installed-stamp
 STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
+.PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-batch bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
 
 help:
 	@echo "make install   create .venv and install cxrtriage with every extra (training, HAI-DEF, notebooks, tests: torch, transformers)"
@@ -27,6 +27,7 @@ help:
 	@echo "make test      run the offline test suite"
 	@echo "make lint      ruff (lint + format check) over the tree, mypy over the run-time stages"
 	@echo "make bench     speed / memory benchmark of the bundled model"
+	@echo "make bench-batch  images/s of sequential cxrtriage predict and cxrtriage batch (Ray, 1 and 2 workers) on the same 2,000 NIH 1024 px inputs -> prototype/eval/batch_bench.json (~6 min on 2 cores)"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
 	@echo "make request-memory  peak memory of one request for the largest and hostile inputs -> prototype/eval/request_memory.json"
@@ -110,6 +111,9 @@ build/gen2_bundle/model.json:
 BENCH_BEFORE ?= bbadd9b
 bench: install build/gen2_bundle/model.json
 	$(BIN)/cxrtriage bench --checkpoint runs/seed_1129/checkpoint.pt --baseline-model build/gen2_bundle --before $(BENCH_BEFORE) --out prototype/eval/bench_results.json --update-card
+
+bench-batch: install
+	$(BIN)/python -m cxrtriage.archive.bench --out prototype/eval/batch_bench.json
 
 bench-hai-def: install
 	$(BIN)/cxrtriage hai-def bench --out prototype/eval/hai_def_bench.json

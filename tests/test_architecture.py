@@ -62,6 +62,8 @@ ALLOWED: dict[str, set[str]] = {
         "site",  # commissioning writes the site profile the run-time code loads
     },
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
+    # cxrtriage batch on Ray Data: the pipeline per actor, the output formats as predict writes them, the bench's data
+    "archive": {"imaging", "pipeline", "interop", "data"},
     "cli": {
         "imaging",
         "anatomy",
@@ -75,6 +77,7 @@ ALLOWED: dict[str, set[str]] = {
         "hai_def",
         "interop",
         "pacs",
+        "archive",
         "worklist",
         "security",
         "site",

@@ -1,6 +1,7 @@
 """Command line ``cxrtriage``: the top-level parser and the exit codes; each command group lives in its own module.
 
 - run-time (:mod:`cxrtriage.cli.runtime`): ``predict``, ``segment``, ``demo``, ``serve``
+- archive scale (:mod:`cxrtriage.cli.archive`): ``batch`` (Ray Data, Parquet, resumable; the ``[batch]`` extra)
 - evaluation (:mod:`cxrtriage.cli.evaluation`): ``evaluate``, ``evaluate-anatomy``, ``evaluate-generalisation``,
   ``evaluate-operating-points``, ``bench``, ``test-set``, ``ratings export | summarise``
 - training (:mod:`cxrtriage.cli.training`): ``train``, ``export``, ``recalibrate``, ``fit-view-probe``,
@@ -27,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cxrtriage.cli import audit, deliverables, evaluation, feedback, hai_def, pacs, runtime, security, training
+from cxrtriage.cli import archive, audit, deliverables, evaluation, feedback, hai_def, pacs, runtime, security, training
 from cxrtriage.cli import commission as commissioning
 from cxrtriage.cli import monitoring as monitoring_cli
 from cxrtriage.errors import ConfigurationError
@@ -35,6 +36,7 @@ from cxrtriage.errors import ConfigurationError
 #: the command groups in the order ``cxrtriage --help`` lists them; each registers its subcommands
 GROUPS = (
     runtime,
+    archive,
     evaluation,
     training,
     hai_def,
