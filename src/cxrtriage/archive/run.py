@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from cxrtriage.archive import progress, summary
-from cxrtriage.archive.resume import done_keys
+from cxrtriage.archive.resume import check_same_model
 from cxrtriage.archive.rows import predict_line
 from cxrtriage.archive.sources import input_dataset, sort_sources
 from cxrtriage.archive.storage import Location, locate, part_files
@@ -70,11 +70,15 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> Any:
     ray = require("ray", extra="batch", purpose="cxrtriage batch")
     require("ray.data", extra="batch", purpose="cxrtriage batch")
     if not ray.is_initialized():
-        # a local cluster listens on loopback only: Ray's token authentication adds nothing there
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        # Ray's C++ core logs at ERROR, on every run, that Ray Data's actors have "constructor arguments in the
+        # object store" (ray-project/ray#53727; harmless here: an actor rebuilds itself from the job); failures
+        # still reach this process as Python exceptions. RAY_BACKEND_LOG_LEVEL=error shows those lines again.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
+            # a local cluster listens on loopback only: Ray's token authentication adds nothing there
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             cpus = num_cpus or os.cpu_count() or 1
             ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its start/finish lines and the note on progress bars
@@ -95,6 +99,8 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
             f"{options.out} already holds results: add --resume to finish it, or choose another --out"
         )
     sources = sort_sources(options.sources)
+    if existing:
+        check_same_model(out, options.settings, options.out)
     out.fs.create_dir(out.path, recursive=True)
     ray = start_ray(options.address, options.num_cpus)
     dataset, total = input_dataset(ray, sources, options.batch_size)
@@ -102,11 +108,10 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
     workers = options.workers or max(1, int(cluster_cpus))
     cpus = actor_cpus(cluster_cpus, workers)
     settings = with_threads(options.settings, cpus)
-    job = WorkerJob(settings, options.out, options.save_crops, options.outputs, options.prior_report)
-    done = done_keys(out) if options.resume else frozenset()
+    job = WorkerJob(settings, options.out, options.save_crops, options.outputs, options.prior_report, options.resume)
     statuses = dataset.map_batches(
         TriageWorker,
-        fn_constructor_kwargs={"job": job, "done": done},
+        fn_constructor_kwargs={"job": job},
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=cpus,
         batch_size=options.batch_size,

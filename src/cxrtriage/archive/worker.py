@@ -3,8 +3,10 @@ decoded and triaged here (never on the driver), written as one atomic Parquet pa
 go back to the driver for the progress bar.
 
 A failed input is a row with its error, never a failed job: anything raised for one input (an unreadable file, a
-refused image, a bug) becomes that input's ``error_type`` and ``error``. ``--resume``: an input whose (path, content
-hash) is in ``done`` is hashed and skipped, not triaged again.
+refused image, a bug) becomes that input's ``error_type`` and ``error``. ``--resume``: each actor reads the finished
+inputs from the output's part files itself (:func:`~cxrtriage.archive.resume.done_keys`, two columns), so nothing
+the size of the archive is shipped from the driver; an input whose (path, content hash) is there is hashed and
+skipped, not triaged again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from cxrtriage.archive import rows as result_rows
-from cxrtriage.archive.resume import key
+from cxrtriage.archive.resume import done_keys, key
 from cxrtriage.archive.sources import resolve
 from cxrtriage.archive.storage import is_uri, locate, read_bytes, write_part
 from cxrtriage.config import Settings
@@ -44,18 +46,19 @@ class WorkerJob:
     save_crops: bool = False
     outputs: Outputs | None = None
     prior_report: str | None = None
+    resume: bool = False
 
 
 class TriageWorker:
     """The callable class of ``map_batches``: Ray builds one per actor, so the model loads once per actor."""
 
-    def __init__(self, job: WorkerJob, done: frozenset[str] = frozenset()) -> None:
+    def __init__(self, job: WorkerJob) -> None:
         from cxrtriage.pipeline import Triage
 
         self.job = job
         self.engine = Triage.from_config(job.settings)
         self.out = locate(job.out)
-        self.done = done
+        self.done = done_keys(self.out) if job.resume else frozenset()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         for folder in {folder for _, folder in job.outputs or []}:
             folder.mkdir(parents=True, exist_ok=True)
