@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pyarrow.parquet as pq
 
-from cxrtriage.config import Settings
-
 from cxrtriage.archive.storage import Location, part_files
+from cxrtriage.config import Settings
 
 
 def key(path: str, sha256: str) -> str:
