@@ -40,14 +40,9 @@ N_JPEGS = 5
 
 
 def _ms(fn, repeats: int) -> float:  # noqa: ANN001 - any callable
-    for _ in range(3):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t) * 1e3)
-    return round(statistics.median(out), 2)
+    from cxrtriage.evaluation.bench import times_ms
+
+    return round(statistics.median(times_ms(fn, repeats)), 2)
 
 
 def _top(profile: cProfile.Profile, calls: int) -> list[dict]:
