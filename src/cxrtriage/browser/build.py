@@ -50,6 +50,20 @@ class BrowserBuildError(RuntimeError):
     """The page cannot be built (no npm and no node_modules, a model file that does not match its sha256)."""
 
 
+#: where ``make browser`` builds the page, relative to the checkout; ``cxrtriage serve`` serves it at /local
+DEFAULT_OUT = Path("build") / "browser"
+
+
+def built_page(start: Path | None = None) -> Path | None:
+    """The built page ``cxrtriage serve`` mounts: ``build/browser`` of the working directory, else of the checkout
+    this package runs from (src layout); None when neither holds one (the service then has no /local)."""
+    checkout = Path(__file__).resolve().parents[3]
+    for folder in ((start or Path.cwd()) / DEFAULT_OUT, checkout / DEFAULT_OUT):
+        if (folder / "index.html").is_file() and (folder / "config.json").is_file():
+            return folder
+    return None
+
+
 def page_source(root: Path) -> Path:
     return root / "demo_app" / "browser"
 

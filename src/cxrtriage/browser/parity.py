@@ -122,3 +122,22 @@ def _compare(engine: Any, files: Sequence[Path], page_results: Sequence[dict[str
             row["same_label"] = bool(ref.get("refused")) and bool(page.get("refused"))
         rows.append(row)
     return rows
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures the README quotes: agreement, the largest score difference, top-box overlap, speed."""
+    scored = [r for r in rows if "score_diff" in r]
+    ious = [r["top_box_iou"] for r in rows if "top_box_iou" in r]
+    times = sorted(r["browser_ms"] for r in rows if r.get("browser_ms") is not None)
+    return {
+        "files": len(rows),
+        "scored_by_both": len(scored),
+        "same_label": sum(bool(r["same_label"]) for r in rows),
+        "max_score_diff": max((r["score_diff"] for r in scored), default=None),
+        "top_box_pairs": len(ious),
+        "top_box_iou_min": min(ious, default=None),
+        "top_box_iou_below_0_5": sum(v < 0.5 for v in ious),
+        "box_count_differs": sum(r["boxes"][0] != r["boxes"][1] for r in scored),
+        "browser_ms_median": times[len(times) // 2] if times else None,
+        "browser_ms_max": times[-1] if times else None,
+    }
