@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 IMG ?=
 PORT ?= 7860
 
-.PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-batch bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help
+.PHONY: install-demo lint pacs-demo pacs-check container-test notebooks prototype-md install demo demo-cli smoke test test-slow bench bench-batch bench-hai-def loadtest request-memory reliability-md evaluate generalisation qa space writeup video deliverables train export clean help browser browser-parity
 
 help:
 	@echo "make install   create .venv and install cxrtriage with every extra (training, HAI-DEF, notebooks, tests: torch, transformers)"
@@ -40,6 +40,8 @@ help:
 	@echo "make screenshots  the result page after triaging a bundled sample at 1366x768 and 1920x1080 -> build/screenshots/; the first becomes docs/images/quickstart.png"
 	@echo "make deliverables  writeup.pdf, video/demo.mp4 and the executed notebooks' HTML (~4 min after make evaluate)"
 	@echo "make qa        the specification's QA checklist against the repository (prints what is missing)"
+	@echo "make browser  the static page that triages in the browser (onnxruntime-web, bundled models) -> build/browser; serve it with python -m http.server (needs npm once)"
+	@echo "make browser-parity  the page in headless chromium vs cxrtriage predict on 33 shared files -> prototype/eval/browser_parity.json (~1 min)"
 	@echo "make space     assemble the Hugging Face Space in build/space and serve it as the Space would (python app.py)"
 	@echo "make train export   retrain and re-export the bundled model (needs the data directory)"
 	@echo "make generalisation  2 more seeds of the shipped recipe + leave-one-source-out runs, exported and scored -> prototype/eval/generalisation.json (~80 min on 2 cores)"
@@ -183,3 +185,9 @@ clean:
 screenshots: install
 	$(BIN)/cxrtriage screenshots --out-dir build/screenshots
 	mkdir -p docs/images && cp build/screenshots/result_1366x768.png docs/images/quickstart.png
+
+browser: $(STAMP)
+	$(BIN)/python -m cxrtriage.browser --out build/browser
+
+browser-parity: $(STAMP)
+	$(BIN)/python scripts/browser_parity.py

@@ -64,6 +64,8 @@ ALLOWED: dict[str, set[str]] = {
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     # cxrtriage batch on Ray Data: the pipeline per actor, the output formats as predict writes them, the bench's data
     "archive": {"imaging", "pipeline", "interop", "data"},
+    # the static browser page's build: config.json from the run-time stages' constants; serve mounts what it built
+    "browser": {"imaging", "anatomy", "backends", "explain", "pipeline"},
     "cli": {
         "imaging",
         "anatomy",
@@ -88,6 +90,8 @@ ALLOWED: dict[str, set[str]] = {
 # commissioning (one block, kept apart)
 for _user in ("serve", "pacs", "cli", "evaluation"):
     ALLOWED[_user].add("monitoring")
+for _user in ("serve", "cli"):
+    ALLOWED[_user].add("browser")
 RUN_TIME = {
     "imaging",
     "anatomy",

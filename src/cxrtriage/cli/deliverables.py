@@ -69,6 +69,19 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
     return _build_deliverable("screenshots", build)
 
 
+def cmd_browser_build(args: argparse.Namespace) -> int:
+    """The static browser page as a plain folder (``make browser``)."""
+    from cxrtriage.browser.build import BrowserBuildError, build
+
+    def run(root: Path) -> None:
+        try:
+            print(build((root / args.out).resolve(), root))
+        except BrowserBuildError as exc:
+            raise RuntimeError(str(exc)) from exc
+
+    return _build_deliverable("browser-build", run)
+
+
 def add_parser(sub: SubCommands) -> None:
     """Register ``writeup`` and ``video`` on the main CLI's subcommands."""
     s = sub.add_parser(
@@ -101,3 +114,11 @@ def add_parser(sub: SubCommands) -> None:
     )
     s.add_argument("--out-dir", default="build/screenshots", help="relative to the checkout")
     s.set_defaults(func=cmd_screenshots)
+
+    s = sub.add_parser(
+        "browser-build",
+        help="the static triage page (onnxruntime-web, the bundled models) as a plain folder that works offline "
+        "(needs npm once, for demo_app/browser/node_modules)",
+    )
+    s.add_argument("--out", default="build/browser", help="relative to the checkout (default build/browser)")
+    s.set_defaults(func=cmd_browser_build)

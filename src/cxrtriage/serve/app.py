@@ -99,6 +99,9 @@ from cxrtriage.serve.runtime import (
 from cxrtriage.serve.session_cookie import SessionCookieMiddleware
 from cxrtriage.serve.worker_metrics import forget_dead_workers, worker_exited
 
+#: where the built browser page is served (``make browser``; absent until built)
+BROWSER_PAGE_URL = "/local"
+
 __all__ = [
     "CROPS_URL",
     "Engine",
@@ -197,6 +200,7 @@ def create_app(
     mount_offline_docs(app, "cxrtriage")
     app.include_router(api_router(settings))
     app.mount(CROPS_URL, CropFiles(directory=settings.crops_dir, check_dir=False), name="crops")
+    _mount_browser_page(app)
 
     # UI hook: cxrtriage.serve.ui.app mounts Gradio at /ui (its file routes before the mount); the API works without it
     if settings.ui:
@@ -232,6 +236,19 @@ class MeasuredEngine:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
+
+
+def _mount_browser_page(app: FastAPI) -> None:
+    """The static browser page (``make browser``) at ``/local`` when it is built. Read-only and open to everyone
+    (no role, like the offline API docs): it is code and model weights that the package already ships, holds no
+    patient data, and the images a user drops on it are analysed in their browser and never sent here."""
+    from starlette.staticfiles import StaticFiles
+
+    from cxrtriage.browser.build import built_page
+
+    folder = built_page()
+    if folder is not None:
+        app.mount(BROWSER_PAGE_URL, StaticFiles(directory=folder, html=True), name="local")
 
 
 def _mount_ui(app: FastAPI, runtime: ServiceRuntime) -> bool:

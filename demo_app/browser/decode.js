@@ -1,0 +1,144 @@
+// Decode a dropped file into grey [0, 1] pixels in display polarity plus the header facts the gate reads, mirroring
+// src/cxrtriage/imaging/ (raster.py, arrays.py, dicom.py). PNG and JPEG are decoded by the browser; DICOM by
+// dicom-parser (a classic script: window.dicomParser), JPEG-baseline frames again by the browser.
+const f32 = Math.fround;
+const IMPLICIT_LE = "1.2.840.10008.1.2";
+const JPEG_BASELINE = new Set(["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"]);
+const UNCOMPRESSED = new Set([IMPLICIT_LE, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]);
+
+function isDicom(bytes) {
+  if (bytes.length > 132 && String.fromCharCode(...bytes.subarray(128, 132)) === "DICM") return true;
+  // ACR-NEMA style (no preamble): starts with a group 0008 (or 0002) tag, little endian
+  return bytes.length > 8 && bytes[1] === 0 && (bytes[0] === 8 || bytes[0] === 2) && bytes[3] === 0;
+}
+
+async function rgbaOf(blob) {
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  const { data } = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  bitmap.close();
+  return { rgba: data, w: canvas.width, h: canvas.height };
+}
+
+/** arrays.colourfulness on RGBA: mean channel spread over the value range; null for a grey image. */
+function toGrey({ rgba, w, h }) {
+  const out = new Float32Array(w * h);
+  let grey = true;
+  let lo = 255;
+  let hi = 0;
+  let spread = 0;
+  for (let i = 0; i < w * h; i++) {
+    const r = rgba[4 * i];
+    const g = rgba[4 * i + 1];
+    const b = rgba[4 * i + 2];
+    if (r !== g || g !== b) grey = false;
+    lo = Math.min(lo, r, g, b);
+    hi = Math.max(hi, r, g, b);
+    spread += Math.max(r, g, b) - Math.min(r, g, b);
+  }
+  for (let i = 0; i < w * h; i++) {
+    const r = rgba[4 * i];
+    out[i] = grey ? f32(r / 255) : f32((f32(0.299) * r + f32(0.587) * rgba[4 * i + 1] + f32(0.114) * rgba[4 * i + 2]) / 255);
+  }
+  const colourfulness = grey ? null : hi > lo ? spread / (w * h) / (hi - lo) : 0;
+  return { img: { data: out, h, w }, colourfulness };
+}
+
+function str(ds, tag) {
+  const v = ds.string(tag);
+  return v ? v.trim() : null;
+}
+
+function num(ds, tag) {
+  const v = ds.floatString(tag);
+  return Number.isFinite(v) ? v : null;
+}
+
+async function decodeDicom(bytes) {
+  const dp = globalThis.dicomParser;
+  let ds;
+  try {
+    ds = dp.parseDicom(bytes, { TransferSyntaxUID: IMPLICIT_LE });
+  } catch (e) {
+    throw new Error("the DICOM file cannot be parsed");
+  }
+  const syntax = str(ds, "x00020010") || IMPLICIT_LE;
+  const pixel = ds.elements.x7fe00010;
+  if (!pixel) throw new Error("the DICOM file has no pixel data");
+  const rows = ds.uint16("x00280010");
+  const cols = ds.uint16("x00280011");
+  const bits = ds.uint16("x00280100");
+  const stored = ds.uint16("x00280101") || bits;
+  const signed = ds.uint16("x00280103") === 1;
+  const spp = ds.uint16("x00280002") || 1;
+  const photometric = (str(ds, "x00280004") || "MONOCHROME2").toUpperCase();
+  const meta = {
+    source_format: "dicom", width: cols, height: rows, modality: str(ds, "x00080060"),
+    view_position: str(ds, "x00185101"), body_part: str(ds, "x00180015"), photometric_interpretation: photometric,
+    bits_stored: stored, colourfulness: null, warnings: [],
+  };
+  if (spp !== 1) throw new Error("colour DICOM images are not supported in the browser; use the server");
+  let values;
+  if (JPEG_BASELINE.has(syntax)) {
+    const frame = dp.readEncapsulatedImageFrame(ds, pixel, 0, dp.createJPEGBasicOffsetTable(ds, pixel));
+    const { img } = toGrey(await rgbaOf(new Blob([frame], { type: "image/jpeg" })));
+    values = Float64Array.from(img.data, (v) => Math.round(v * 255));
+  } else if (UNCOMPRESSED.has(syntax)) {
+    const n = rows * cols;
+    const buf = bytes.buffer;
+    const off = bytes.byteOffset + pixel.dataOffset;
+    const big = syntax === "1.2.840.10008.1.2.2";
+    const view = new DataView(buf, off, pixel.length);
+    values = new Float64Array(n);
+    const mask = stored < 32 ? 2 ** stored - 1 : 0xffffffff;
+    for (let i = 0; i < n; i++) {
+      let v = bits === 8 ? view.getUint8(i) : view.getUint16(2 * i, !big);
+      v &= mask;
+      if (signed && v >= 2 ** (stored - 1)) v -= 2 ** stored;
+      values[i] = v;
+    }
+  } else {
+    throw new Error(`this DICOM transfer syntax (${syntax}) is not decoded in the browser; use the server`);
+  }
+  const slope = num(ds, "x00281053");
+  const intercept = num(ds, "x00281052");
+  if (slope !== null || intercept !== null) for (let i = 0; i < values.length; i++) values[i] = values[i] * (slope ?? 1) + (intercept ?? 0);
+  const centre = num(ds, "x00281050");
+  const width = num(ds, "x00281051");
+  const out = new Float32Array(values.length);
+  if (ds.elements.x00283010) meta.warnings.push("the DICOM VOI LUT Sequence is not applied in the browser; min-max scaling used");
+  if (centre !== null && width !== null && width >= 1 && !ds.elements.x00283010) {
+    // pydicom LINEAR windowing, normalised to its output range
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      out[i] = width === 1 ? (v > centre - 0.5 ? 1 : 0) : Math.min(1, Math.max(0, (v - (centre - 0.5)) / (width - 1) + 0.5));
+    }
+  } else {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    for (let i = 0; i < values.length; i++) out[i] = hi > lo ? (values[i] - lo) / (hi - lo) : 0;
+  }
+  if (photometric === "MONOCHROME1") for (let i = 0; i < out.length; i++) out[i] = f32(1 - out[i]);
+  return { img: { data: out, h: rows, w: cols }, meta };
+}
+
+/** A File -> {img, meta}; throws Error with a sentence a user can read. */
+export async function decodeFile(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  if (isDicom(bytes)) return decodeDicom(bytes);
+  const png = bytes[0] === 0x89 && bytes[1] === 0x50;
+  const jpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
+  if (!png && !jpeg) throw new Error("the file is not a PNG, JPEG or DICOM file");
+  let decoded;
+  try {
+    decoded = await rgbaOf(new Blob([bytes]));
+  } catch (e) {
+    throw new Error(`the ${png ? "PNG" : "JPEG"} file is corrupt or truncated and cannot be read`);
+  }
+  const { img, colourfulness } = toGrey(decoded);
+  const meta = { source_format: png ? "png" : "jpeg", width: img.w, height: img.h, colourfulness, warnings: [] };
+  return { img, meta };
+}

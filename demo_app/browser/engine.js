@@ -1,0 +1,182 @@
+// The triage pipeline in the browser: the stages of src/cxrtriage/pipeline.py that can run here (exposed field,
+// gate statistics, polarity, layout, segmentation + frontal check, classifier, view probe, decision, evidence).
+// Server-only: the similarity to the training films (its index is not shipped), prior-report analysis, similar cases.
+import * as ort from "./vendor/ort.wasm.min.mjs";
+import { decodeFile } from "./decode.js";
+import { findField } from "./field.js";
+import { clipUnit, crop, imageStatistics, invert, layoutResidual, percentile, polarityContrast, toModelInput } from "./preprocess.js";
+import { lungShare, measureAnatomy, symmetry, zone } from "./anatomy.js";
+import { classActivationMap, findEvidenceBoxes, peakProminence } from "./evidence.js";
+
+ort.env.wasm.wasmPaths = new URL("./vendor/", import.meta.url).href;
+ort.env.wasm.numThreads = 1; // no SharedArrayBuffer: works without cross-origin isolation
+ort.env.wasm.proxy = false;
+
+export class NotAChestXray extends Error {}
+
+const round4 = (v) => Math.round(v * 1e4) / 1e4;
+const NON_RADIOGRAPH = new Set(["CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO", "SEG", "KO", "PR", "DOC", "XC", "BMD"]);
+const LATERAL = new Set(["LL", "RL", "LAT", "LATERAL", "LLD", "RLD"]);
+export const SERVER_ONLY_NOTE =
+  "not checked in the browser: the similarity to the training films (the server refuses, or sends for review, a film far from them)";
+
+export async function loadEngine(base = "./") {
+  const cfg = await (await fetch(new URL("config.json", new URL(base, location.href)))).json();
+  const opts = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+  const t0 = performance.now();
+  const [classifier, segmenter] = await Promise.all([
+    ort.InferenceSession.create(cfg.classifier.file, opts),
+    ort.InferenceSession.create(cfg.segmenter.file, opts),
+  ]);
+  return { cfg, classifier, segmenter, loadMs: performance.now() - t0 };
+}
+
+function gateHeaderAndStatistics(img, meta, g) {
+  if (meta.modality && NON_RADIOGRAPH.has(meta.modality.toUpperCase())) throw new NotAChestXray(`this DICOM is a ${meta.modality} image, not a chest radiograph (expected CR or DX)`);
+  if (meta.view_position && LATERAL.has(meta.view_position.toUpperCase())) throw new NotAChestXray(`this is a lateral view (${meta.view_position}); cxrtriage only triages frontal (PA/AP) chest radiographs`);
+  if (Math.min(img.h, img.w) < g.MIN_SIDE) throw new NotAChestXray(`image is ${img.w}x${img.h} pixels; at least ${g.MIN_SIDE} px on each side is needed`);
+  const aspect = Math.max(img.h, img.w) / Math.min(img.h, img.w);
+  if (aspect > g.MAX_ASPECT) throw new NotAChestXray(`aspect ratio ${aspect.toFixed(1)}:1 is not that of a chest radiograph`);
+  if (meta.colourfulness !== null && meta.colourfulness !== undefined && meta.colourfulness > g.MAX_COLOURFULNESS) throw new NotAChestXray("this is a colour image (a photograph or screenshot?), not a grey-scale chest radiograph");
+  const stats = imageStatistics(img);
+  if (stats.std < g.MIN_STD) {
+    if (percentile(img.data, 99) - percentile(img.data, 1) < g.MIN_LOW_CONTRAST_SPREAD) throw new NotAChestXray("the image is blank or has almost no contrast");
+    stats.lowContrast = true;
+  }
+  if (stats.roughness > g.MAX_ROUGHNESS) throw new NotAChestXray("the image looks like noise or a screenshot, not a chest radiograph");
+  if (stats.roughness < g.MIN_ROUGHNESS) throw new NotAChestXray("the image is a smooth synthetic pattern, not a chest radiograph");
+  return stats;
+}
+
+async function run(session, input, size) {
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", input.data, [1, 1, size[0], size[1]]) };
+  return session.run(feeds);
+}
+
+function decide(score, cfg, doubts) {
+  const threshold = round4(cfg.threshold);
+  const band = [round4(cfg.review_band[0]), round4(cfg.review_band[1])];
+  const s = round4(score);
+  const inBand = band[0] <= s && s < band[1];
+  let label = s >= threshold || inBand ? "Urgent" : "Non-Urgent";
+  const warnings = [];
+  const reasons = inBand ? ["the score is too close to the threshold for the model to call"] : [];
+  for (const why of doubts) {
+    label = "Urgent";
+    warnings.push(`atypical frontal radiograph: ${why}; labelled Urgent for human review`);
+    reasons.push(`the film looks atypical, as ${why}`);
+  }
+  return { label, score: s, threshold, review_band: band, needs_review: inBand || doubts.length > 0, warnings, reasons };
+}
+
+/** Triage one file: the result in the API's field names (the ones computed here), plus what the page draws. */
+export async function triage(engine, file) {
+  const { cfg } = engine;
+  const rules = cfg.rules;
+  const timings = {};
+  let t = performance.now();
+  const tick = (name) => { const now = performance.now(); timings[name] = Math.round((now - t) * 100) / 100; t = now; };
+  const start = t;
+  const { img: decoded, meta } = await decodeFile(file);
+  tick("decode");
+  const warnings = [...meta.warnings];
+  const [fx0, fy0, fx1, fy1] = findField(clipUnit(decoded), rules.field);
+  let pixels = crop(decoded, fx0, fy0, fx1, fy1);
+  tick("field");
+  const stats = gateHeaderAndStatistics(pixels, meta, rules.gate);
+  const layout = cfg.layout;
+  const size = cfg.classifier.preprocess.input_size;
+  let flipped = false;
+  if (meta.photometric_interpretation === "MONOCHROME1" && polarityContrast(pixels) < -rules.polarity.INVERSION_MARGIN &&
+      layoutResidual(invert(pixels), layout, size) < layoutResidual(pixels, layout, size) - rules.polarity.FLIP_MARGIN) {
+    pixels = invert(pixels);
+    flipped = true;
+    warnings.push("the MONOCHROME1 image looked like a negative (lung fields brighter than the mediastinum, and its inverse has a far more typical chest layout; a Photometric Interpretation tag error?) and was analysed with positive polarity");
+  }
+  const residual = layoutResidual(pixels, layout, size);
+  tick("gate");
+  const seg = cfg.segmenter;
+  const segSize = seg.preprocess.input_size;
+  const segInput = toModelInput(pixels, seg.preprocess);
+  const segOut = await run(engine.segmenter, segInput, [segSize, segSize]);
+  const logits = Object.values(segOut)[0].data;
+  const probs = Float32Array.from(logits, (v) => 1 / (1 + Math.exp(-v)));
+  const anatomy = measureAnatomy(probs, segSize, seg.structures, seg.threshold, rules.anatomy, symmetry(segInput.data, segSize));
+  tick("segment");
+  const doubts = [];
+  const maxResidual = cfg.classifier.max_layout_residual;
+  if (residual > maxResidual * rules.frontal.HARD_LAYOUT_FACTOR) throw new NotAChestXray(`the image does not have the layout of a frontal chest radiograph (layout residual ${residual.toFixed(2)} > ${maxResidual.toFixed(2)})`);
+  if (residual > maxResidual && !anatomy.typicalPair) throw new NotAChestXray(`the image does not have the layout of a frontal chest radiograph (layout residual ${residual.toFixed(2)} > ${maxResidual.toFixed(2)}) and ${anatomy.lungs.length ? "no typical pair of lungs was found" : "no lung field was found"}`);
+  doubts.push(...anatomy.problems);
+  if (residual > maxResidual) doubts.push(`its coarse layout is unusual for a frontal chest film (layout residual ${residual.toFixed(2)} > ${maxResidual.toFixed(2)}: lines and tubes, rotation, collimation or cropping?)`);
+  if (stats.lowContrast) {
+    if (!anatomy.typicalPair) throw new NotAChestXray("the image is blank or has almost no contrast");
+    doubts.push(`its contrast is very low (grey-level spread ${stats.std.toFixed(3)}); window it before reading`);
+  }
+  const model = cfg.classifier;
+  const x = toModelInput(pixels, model.preprocess);
+  tick("preprocess");
+  const outs = await run(engine.classifier, x, [size, size]);
+  tick("model");
+  const logit = outs.urgency_logit.data[0];
+  const fm = outs.feature_map;
+  const [, c, fh, fw] = fm.dims;
+  const cam = classActivationMap(fm.data, c, fh, fw, model.head.weight);
+  const embedding = new Float64Array(c);
+  for (let k = 0; k < c; k++) { let acc = 0; for (let i = 0; i < fh * fw; i++) acc += fm.data[k * fh * fw + i]; embedding[k] = acc / (fh * fw); }
+  const score = 1 / (1 + Math.exp(-(model.calibration.a * logit + model.calibration.b)));
+  const probe = model.view_probe;
+  let viewScore = null;
+  if (probe.coef) {
+    const norm = Math.hypot(...embedding) || 1;
+    const inputs = [...Array.from(embedding, (v) => v / norm), ...anatomy.viewFeatures];
+    if (inputs.length === probe.coef.length) {
+      let z = probe.intercept;
+      for (let i = 0; i < inputs.length; i++) z += ((inputs[i] - probe.mean[i]) / probe.scale[i]) * probe.coef[i];
+      viewScore = 1 / (1 + Math.exp(-z));
+      if (viewScore > probe.reject_with_lungs_above || (viewScore > probe.reject_above && !anatomy.typicalPair)) {
+        const cut = anatomy.typicalPair ? probe.reject_with_lungs_above : probe.reject_above;
+        throw new NotAChestXray(`this looks like a lateral view (view probe ${viewScore.toFixed(2)} > ${cut.toFixed(2)}: no right and left lung side by side); cxrtriage only triages frontal (PA/AP) chest radiographs`);
+      }
+      if (viewScore > probe.review_above) doubts.push(`it may be a lateral view (view probe ${viewScore.toFixed(2)} > ${probe.review_above.toFixed(2)})`);
+    }
+  }
+  if (!anatomy.typicalPair) doubts.push("the browser cannot run the server's similarity check, which a film without a typical pair of lungs must pass");
+  const decision = decide(score, model, doubts);
+  warnings.push(...decision.warnings);
+  // evidence (pipeline._find_evidence), boxes in the analysed field's pixels, then shifted to the decoded image's
+  const ev = rules.evidence;
+  const region = anatomy.lungs.length ? anatomy.region : null;
+  let boxes = findEvidenceBoxes(cam, pixels.w, pixels.h, {
+    maxBoxes: ev.MAX_CROPS, minStrength: ev.MIN_STRENGTH, upsampleBy: ev.UPSAMPLE, allowed: region, allowedSize: segSize,
+    zoneOf: (px, py) => zone(anatomy, px, py),
+  });
+  if (region) boxes = boxes.filter((b) => lungShare(anatomy, [b.x / pixels.w, b.y / pixels.h, (b.x + b.w) / pixels.w, (b.y + b.h) / pixels.h]) >= ev.MIN_BOX_LUNG_SHARE);
+  if (decision.label === "Non-Urgent") {
+    const standsOut = peakProminence(cam, region, segSize) >= ev.NON_URGENT_MIN_PROMINENCE;
+    boxes = boxes.filter((b) => standsOut && b.strength >= ev.NON_URGENT_MIN_STRENGTH).slice(0, 1);
+  }
+  const crops = boxes.map((b) => ({ x: b.x + fx0, y: b.y + fy0, w: b.w, h: b.h, strength: round4(b.strength), region: b.region, source: b.source }));
+  tick("evidence");
+  timings.total = Math.round((performance.now() - start) * 100) / 100;
+  const image = { ...meta, warnings: undefined, layout_residual: round4(residual) };
+  if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = [fx0, fy0, fx1 - fx0, fy1 - fy0];
+  if (viewScore !== null) image.view_probe = round4(viewScore);
+  const anatomyInfo = {
+    lungs_found: anatomy.lungs.map(([side]) => side),
+    right_lung_area_fraction: round4(anatomy.right ? anatomy.right.area : 0),
+    left_lung_area_fraction: round4(anatomy.left ? anatomy.left.area : 0),
+    cardiothoracic_ratio: anatomy.ctr !== null ? Math.round(anatomy.ctr * 1000) / 1000 : null,
+    segmenter: `${seg.name} ${seg.version}`,
+  };
+  return {
+    result: {
+      label: decision.label, score: decision.score, threshold: decision.threshold, review_band: decision.review_band,
+      needs_review: decision.needs_review, review_reasons: decision.reasons, crops, warnings,
+      model: { name: model.name, version: model.version, sha256: model.sha256, backend: "bundled-onnxruntime-web" },
+      model_logit: Math.round(logit * 1e6) / 1e6, timings_ms: timings, image, anatomy: anatomyInfo,
+      not_checked: [SERVER_ONLY_NOTE], polarity_flipped: flipped,
+    },
+    display: { decoded, flipped },
+  };
+}

@@ -1,0 +1,211 @@
+"""``cxrtriage browser-build --out DIR`` (``make browser``): the static page of ``demo_app/browser/`` as a plain
+folder that any static file server (or ``cxrtriage serve`` at ``/local``) can serve, and that works offline.
+
+What goes in, and why each piece:
+
+* the page itself (HTML, ES modules, CSS) from ``demo_app/browser/``;
+* ``vendor/``: onnxruntime-web's WebAssembly build (``ort.wasm.min.mjs`` plus the ``.mjs``/``.wasm`` pair it loads)
+  and dicom-parser, copied from ``node_modules`` (``npm ci`` from the committed lock file when they are missing),
+  so nothing is fetched from outside the folder at run time;
+* ``models/``: the bundled ``model.onnx`` and ``segment.onnx``, checked against the sha256 in their metadata;
+* ``config.json``: what the page decides with, written from ``model.json`` / ``segment.json`` and the Python
+  modules' own constants (:func:`browser_config`), so the threshold, review band, calibration and the rules'
+  numbers have one home each, in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess  # noqa: S404 - npm ci, a fixed argument list, no shell
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrtriage import config
+from cxrtriage.anatomy import frontal, measure
+from cxrtriage.backends.bundle_config import META_FILE
+from cxrtriage.explain import evidence
+from cxrtriage.files import sha256_file
+from cxrtriage.imaging import exposed_field, gate, polarity
+from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE
+from cxrtriage.schema import MAX_CROPS
+
+#: the page's own files (relative to demo_app/browser/)
+PAGE_SUFFIXES = (".html", ".js", ".css")
+#: vendored run-time files: node_modules path -> name under vendor/
+VENDOR_FILES = {
+    "onnxruntime-web/dist/ort.wasm.min.mjs": "ort.wasm.min.mjs",
+    "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.mjs",
+    "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm": "ort-wasm-simd-threaded.wasm",
+    "dicom-parser/dist/dicomParser.min.js": "dicomParser.min.js",
+    "dicom-parser/LICENSE": "dicom-parser.LICENSE",
+}
+MODEL_FILES = ("model.onnx", "segment.onnx")
+SEGMENT_META = "segment.json"
+
+
+class BrowserBuildError(RuntimeError):
+    """The page cannot be built (no npm and no node_modules, a model file that does not match its sha256)."""
+
+
+#: where ``make browser`` builds the page, relative to the checkout; ``cxrtriage serve`` serves it at /local
+DEFAULT_OUT = Path("build") / "browser"
+
+
+def built_page(start: Path | None = None) -> Path | None:
+    """The built page ``cxrtriage serve`` mounts: ``build/browser`` of the working directory, else of the checkout
+    this package runs from (src layout); None when neither holds one (the service then has no /local)."""
+    checkout = Path(__file__).resolve().parents[3]
+    for folder in ((start or Path.cwd()) / DEFAULT_OUT, checkout / DEFAULT_OUT):
+        if (folder / "index.html").is_file() and (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def page_source(root: Path) -> Path:
+    return root / "demo_app" / "browser"
+
+
+def ensure_node_modules(source: Path) -> Path:
+    """``node_modules`` of the page, installed with ``npm ci`` (the lock file's exact versions, no install scripts)
+    when a vendored file is missing."""
+    modules = source / "node_modules"
+    if all((modules / name).is_file() for name in VENDOR_FILES):
+        return modules
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BrowserBuildError(f"{modules} is incomplete and npm is not installed: install Node.js and npm")
+    done = subprocess.run(  # noqa: S603 - fixed arguments
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    missing = [name for name in VENDOR_FILES if not (modules / name).is_file()]
+    if done.returncode != 0 or missing:
+        detail = done.stderr.strip()[-600:] or f"missing after it: {', '.join(missing)}"
+        raise BrowserBuildError(f"npm ci in {source} failed (exit {done.returncode}): {detail}")
+    return modules
+
+
+def _model_block(meta: dict[str, Any], sha: str) -> dict[str, Any]:
+    return {"name": meta["name"], "version": meta["version"], "sha256": sha, "preprocess": meta["preprocess"]}
+
+
+def browser_config(weights_dir: Path) -> dict[str, Any]:
+    """Everything the page decides with, from the model metadata and the Python modules' constants."""
+    model = json.loads((weights_dir / META_FILE).read_text(encoding="utf-8"))
+    segment = json.loads((weights_dir / SEGMENT_META).read_text(encoding="utf-8"))
+    with np.load(weights_dir / "index.npz", allow_pickle=False) as z:
+        layout = {
+            "mean": z["layout_mean"].astype(np.float32).tolist(),
+            "components": z["layout_components"].astype(np.float32).tolist(),
+        }
+    probe = model.get("view_probe") or {}
+    return {
+        "disclaimer": "For clinical decision support only — not a diagnostic tool.",
+        "classifier": {
+            **_model_block(model, model["sha256"]),
+            "file": "models/model.onnx",
+            "size_bytes": (weights_dir / "model.onnx").stat().st_size,
+            "labels": model["labels"],
+            "threshold": model["threshold"],
+            "review_band": model["review_band"],
+            "calibration": {"a": model["calibration"]["a"], "b": model["calibration"]["b"]},
+            "head": {"weight": model["head"]["weight"], "bias": model["head"]["bias"]},
+            "max_layout_residual": model["ood"]["max_layout_residual"],
+            "view_probe": {
+                k: probe[k]
+                for k in (
+                    "mean",
+                    "scale",
+                    "coef",
+                    "intercept",
+                    "reject_above",
+                    "review_above",
+                    "reject_with_lungs_above",
+                )
+                if k in probe
+            },
+        },
+        "segmenter": {
+            **_model_block(segment, segment["sha256"]),
+            "file": "models/segment.onnx",
+            "size_bytes": (weights_dir / "segment.onnx").stat().st_size,
+            "structures": segment["structures"],
+            "threshold": segment.get("threshold", 0.5),
+        },
+        "layout": {**layout, "thumb": 32},
+        "rules": {
+            "field": {
+                k: getattr(exposed_field, k)
+                for k in (
+                    "WORK_SIDE",
+                    "DARK_TOL",
+                    "FLAT_TOL",
+                    "MIN_CONTENT_SHARE",
+                    "MAX_AREA_SHARE",
+                    "MIN_AREA_SHARE",
+                    "MIN_SIDE",
+                )
+            },
+            "gate": {
+                k: getattr(gate, k)
+                for k in (
+                    "MIN_SIDE",
+                    "MAX_ASPECT",
+                    "MIN_STD",
+                    "MIN_LOW_CONTRAST_SPREAD",
+                    "MAX_COLOURFULNESS",
+                    "MAX_ROUGHNESS",
+                    "MIN_ROUGHNESS",
+                )
+            },
+            "polarity": {"INVERSION_MARGIN": polarity.INVERSION_MARGIN, "FLIP_MARGIN": polarity.FLIP_MARGIN},
+            "frontal": {"HARD_LAYOUT_FACTOR": frontal.HARD_LAYOUT_FACTOR},
+            "anatomy": {
+                k: getattr(measure, k)
+                for k in (
+                    "MIN_LUNG_FRACTION",
+                    "MIN_CONFIDENCE",
+                    "MIN_HEART_FRACTION",
+                    "MIN_AREA_RATIO",
+                    "EVIDENCE_MARGIN",
+                )
+            },
+            "evidence": {
+                "UPSAMPLE": evidence.UPSAMPLE,
+                "MIN_STRENGTH": evidence.MIN_STRENGTH,
+                "NON_URGENT_MIN_STRENGTH": evidence.NON_URGENT_MIN_STRENGTH,
+                "NON_URGENT_MIN_PROMINENCE": evidence.NON_URGENT_MIN_PROMINENCE,
+                "MIN_BOX_LUNG_SHARE": MIN_BOX_LUNG_SHARE,
+                "MAX_CROPS": MAX_CROPS,
+            },
+        },
+    }
+
+
+def build(out: Path, root: Path, weights_dir: Path | None = None) -> Path:
+    """Build the page into ``out`` (replaced if it exists); returns ``out``."""
+    weights_dir = weights_dir or config.BUNDLED_WEIGHTS_DIR
+    source = page_source(root)
+    modules = ensure_node_modules(source)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "vendor").mkdir(parents=True)
+    (out / "models").mkdir()
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix in PAGE_SUFFIXES:
+            shutil.copy2(path, out / path.name)
+    for name, target in VENDOR_FILES.items():
+        shutil.copy2(modules / name, out / "vendor" / target)
+    cfg = browser_config(weights_dir)
+    for name, block in (("model.onnx", cfg["classifier"]), ("segment.onnx", cfg["segmenter"])):
+        if sha256_file(weights_dir / name) != block["sha256"]:
+            raise BrowserBuildError(f"{weights_dir / name} does not match the sha256 in its metadata")
+        shutil.copy2(weights_dir / name, out / "models" / name)
+    (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    return out
