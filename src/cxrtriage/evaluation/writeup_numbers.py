@@ -31,6 +31,8 @@ OP = "prototype/eval/operating_points.json"
 M2, OP2 = "prototype/eval/metrics_gen2.json", "prototype/eval/operating_points_gen2.json"
 #: site commissioning measured on a held-back source: commissioned on one half, measured on the other
 C = "prototype/eval/commissioning_shenzhen.json"
+#: archive scale (cxrtriage batch on Ray) and the page that triages in the browser
+BB, BP = "prototype/eval/batch_bench.json", "prototype/eval/browser_parity.json"
 
 #: the commands that write each source file (numbers.json names it beside every number)
 WRITTEN_BY = {
@@ -45,6 +47,8 @@ WRITTEN_BY = {
     P: "make pacs-check",
     OP: "cxrtriage evaluate-operating-points --update-card",
     C: "python -m cxrtriage.evaluation.commissioning_holdout --data-dir ../shared/data --update-card",
+    BB: "make bench-batch",
+    BP: "make browser-parity",
     M2: "make evaluate (generation 2; kept as cp prototype/eval/metrics.json prototype/eval/metrics_gen2.json)",
     OP2: "cxrtriage evaluate-operating-points --generation 'generation 2 (shipped)' "
     "--out prototype/eval/operating_points_gen2.json",
@@ -142,6 +146,11 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "crops_off_lungs": (A, "rsna_localisation/validation_and_test_patients/crops_off_lungs", "{}"),
     "crops_total": (A, "rsna_localisation/validation_and_test_patients/crops_total", "{}"),
     "comm_n": (C, "measure_half/n", "{}"),
+    "batch_ips_seq": (BB, "configs/sequential_predict/images_per_s", F0),
+    "batch_ips2": (BB, "configs/ray_2_workers/images_per_s", F0),
+    "br_n": (BP, "summary/files", "{}"),
+    "br_same": (BP, "summary/same_label", "{}"),
+    "br_max_diff": (BP, "summary/max_score_diff", "{:.4f}"),
     "comm_spec_before": (C, "held_out_half/before/specificity", F3),
     "comm_spec_after": (C, "held_out_half/after/specificity", F3),
     "comm_sens": (C, "held_out_half/after/sensitivity", F3),
