@@ -150,7 +150,6 @@ NUMBERS: dict[str, tuple[str, str, str]] = {
     "batch_ips2": (BB, "configs/ray_2_workers/images_per_s", F0),
     "br_n": (BP, "summary/files", "{}"),
     "br_same": (BP, "summary/same_label", "{}"),
-    "br_max_diff": (BP, "summary/max_score_diff", "{:.4f}"),
     "comm_spec_before": (C, "held_out_half/before/specificity", F3),
     "comm_spec_after": (C, "held_out_half/after/specificity", F3),
     "comm_sens": (C, "held_out_half/after/sensitivity", F3),
