@@ -4,26 +4,55 @@ import { loadEngine, NotAChestXray, triage } from "./engine.js";
 const $ = (id) => document.getElementById(id);
 let engine = null;
 
-function draw(display, crops) {
+// The analysed image in display polarity (MONOCHROME1 shown inverted), on a canvas of its own size.
+function greyCanvas(display) {
   const { decoded, flipped } = display;
-  const canvas = $("image");
+  const canvas = document.createElement("canvas");
   canvas.width = decoded.w;
   canvas.height = decoded.h;
-  const ctx = canvas.getContext("2d");
   const rgba = new Uint8ClampedArray(decoded.w * decoded.h * 4);
   for (let i = 0; i < decoded.data.length; i++) {
     const v = Math.round((flipped ? 1 - decoded.data[i] : decoded.data[i]) * 255);
     rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = v;
     rgba[4 * i + 3] = 255;
   }
-  ctx.putImageData(new ImageData(rgba, decoded.w, decoded.h), 0, 0);
-  ctx.lineWidth = Math.max(2, decoded.w / 200);
+  canvas.getContext("2d").putImageData(new ImageData(rgba, decoded.w, decoded.h), 0, 0);
+  return canvas;
+}
+
+function draw(source, crops) {
+  const canvas = $("image");
+  const w = (canvas.width = source.width);
+  canvas.height = source.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(source, 0, 0);
+  ctx.lineWidth = Math.max(2, w / 200);
   ctx.strokeStyle = "#ff3b30";
   ctx.fillStyle = "#ff3b30";
-  ctx.font = `${Math.max(12, decoded.w / 40)}px sans-serif`;
+  ctx.font = `${Math.max(12, w / 40)}px sans-serif`;
   crops.forEach((b, i) => {
     ctx.strokeRect(b.x, b.y, b.w, b.h);
-    ctx.fillText(`${i + 1}`, b.x + 4, b.y + Math.max(12, decoded.w / 40));
+    ctx.fillText(`${i + 1}`, b.x + 4, b.y + Math.max(12, w / 40));
+  });
+}
+
+// The evidence crops, as the server's thumbnails are cut (explain/evidence.py save_crop_thumbnails): the box with a
+// margin of THUMB_MARGIN x its size, clipped to the image, scaled so its long side is THUMB_SIZE; nothing drawn on it.
+function cropThumbnails(source, crops, { THUMB_MARGIN, THUMB_SIZE }) {
+  return crops.map((b, i) => {
+    const mx = Math.round(THUMB_MARGIN * b.w), my = Math.round(THUMB_MARGIN * b.h);
+    const x0 = Math.max(0, b.x - mx), y0 = Math.max(0, b.y - my);
+    const x1 = Math.min(source.width, b.x + b.w + mx), y1 = Math.min(source.height, b.y + b.h + my);
+    const scale = THUMB_SIZE / Math.max(x1 - x0, y1 - y0);
+    const thumb = document.createElement("canvas");
+    thumb.width = Math.max(1, Math.round((x1 - x0) * scale));
+    thumb.height = Math.max(1, Math.round((y1 - y0) * scale));
+    thumb.getContext("2d").drawImage(source, x0, y0, x1 - x0, y1 - y0, 0, 0, thumb.width, thumb.height);
+    const figure = document.createElement("figure");
+    const caption = Object.assign(document.createElement("figcaption"), { textContent: `${i + 1}: ${b.region}` });
+    thumb.setAttribute("aria-label", `evidence crop ${i + 1}, ${b.region}`);
+    figure.append(thumb, caption);
+    return figure;
   });
 }
 
@@ -48,7 +77,9 @@ async function handle(file) {
   $("error").textContent = "";
   try {
     const { result, display } = await triage(engine, file);
-    draw(display, result.crops);
+    const source = greyCanvas(display);
+    draw(source, result.crops);
+    $("crops").replaceChildren(...cropThumbnails(source, result.crops, engine.cfg.rules.evidence));
     show(result);
     $("result").hidden = false;
     $("result-json").textContent = JSON.stringify({ file: file.name, ...result }, null, 1);

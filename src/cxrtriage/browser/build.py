@@ -183,6 +183,8 @@ def browser_config(weights_dir: Path) -> dict[str, Any]:
                 "NON_URGENT_MIN_PROMINENCE": evidence.NON_URGENT_MIN_PROMINENCE,
                 "MIN_BOX_LUNG_SHARE": MIN_BOX_LUNG_SHARE,
                 "MAX_CROPS": MAX_CROPS,
+                "THUMB_SIZE": evidence.THUMB_SIZE,
+                "THUMB_MARGIN": evidence.THUMB_MARGIN,
             },
         },
     }

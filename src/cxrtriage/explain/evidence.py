@@ -40,6 +40,9 @@ __all__ = [
 UPSAMPLE = 4
 #: Half-width (as a fraction of image width) of the central band called mediastinal.
 CENTRAL_BAND = 0.1
+#: a crop thumbnail's long side (px), and the context around its box (a share of the box's size on each side)
+THUMB_SIZE = 224
+THUMB_MARGIN = 0.1
 
 # When a result shows a crop (the pipeline's evidence stage). The rule's numbers live here, in one place.
 #: every box (Urgent results too) holds at least this share of the positive map mass: :func:`find_evidence_boxes`
@@ -325,8 +328,8 @@ def save_crop_thumbnails(
     boxes: Sequence[EvidenceBox],
     out_dir: Path | None = None,
     *,
-    thumb_size: int = 224,
-    margin: float = 0.1,
+    thumb_size: int = THUMB_SIZE,
+    margin: float = THUMB_MARGIN,
 ) -> list[Crop]:
     """Write one PNG thumbnail per box and return the matching :class:`Crop` records.
 
