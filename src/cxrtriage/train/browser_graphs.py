@@ -109,7 +109,9 @@ def build_segment_full(weights_dir: Path, resize: str = RESIZE_PIL) -> onnx.Mode
     cfg = PreprocessConfig.from_mapping(meta["preprocess"])
     model, pre = _prepare(weights_dir / SEGMENT_MODEL_FILE, cfg, resize)
     post = GraphPart("post")
-    post.op("Sigmoid", [model.graph.output[0].name], out="probs")
+    # Segmenter.segment's 1 / (1 + exp(-logits)) in float32, op for op (not Sigmoid, which rounds its own way)
+    exp = post.op("Exp", [post.op("Neg", [model.graph.output[0].name])])
+    post.op("Reciprocal", [post.op("Add", [post.const(1.0), exp])], out="probs")
     f, hw = TensorProto.FLOAT, cfg.hw
     outputs = [
         helper.make_tensor_value_info("probs", f, ["batch", len(meta["structures"]), *hw]),

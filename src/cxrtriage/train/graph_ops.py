@@ -85,6 +85,15 @@ def resize_pil_bilinear(part: GraphPart, x: str, height: int, width: int, out: s
     )
 
 
+def sequential_sum(part: GraphPart, x: str, axis: int, *, keepdims: bool) -> str:
+    """The sum along ``axis`` in index order (``ss += ...`` as Pillow's loops add): the last element of a
+    ``CumSum``. ``ReduceSum`` may add in another order, and in float64 that is enough to decide a float32 rounding
+    tie the other way once in a few hundred images (measured)."""
+    total = part.op("CumSum", [x, part.const(axis, "axis", np.int64)])
+    last = part.op("Gather", [total, part.const(np.array([-1]) if keepdims else -1, "last", np.int64)], axis=axis)
+    return last
+
+
 def _pil_coefficients(part: GraphPart, in_size: str, out_size: int) -> tuple[str, str]:
     """Pillow's ``precompute_coeffs`` for the bilinear filter, from a dynamic input length (int64 [1]): the
     source index [out, ksize] (int64, clamped) and normalised weight [out, ksize] (float64, 0 past each window)
@@ -131,7 +140,9 @@ def _pil_coefficients(part: GraphPart, in_size: str, out_size: int) -> tuple[str
     col = part.const(np.array([-1, 1]), "shape", np.int64)
     xmin_c, center_c, count_c = (part.op("Reshape", [v, col]) for v in (xmin, center, count))
     pos = part.op("Add", [xmin_c, taps])  # [out, ksize]: x + xmin
-    ss = part.op("Div", [part.const(1.0, dtype=np.float64), filterscale])
+    # Reciprocal, not Div(1, f): onnxruntime rewrites Div(1, f) followed by Mul into one Div (DivMulFusion),
+    # which rounds differently from Pillow in a few coefficients
+    ss = part.op("Reciprocal", [filterscale])
     arg = part.op(
         "Mul", [part.op("Add", [part.op("Sub", [pos, center_c]), half]), ss]
     )  # ((x + xmin) - center + 0.5) * ss
@@ -141,7 +152,7 @@ def _pil_coefficients(part: GraphPart, in_size: str, out_size: int) -> tuple[str
     )
     inside = part.op("Less", [taps, count_c])
     w = part.op("Where", [inside, tri, part.const(0.0, dtype=np.float64)])
-    k = part.op("Div", [w, part.op("ReduceSum", [w, part.const(np.array([1]), "axes", np.int64)], keepdims=1)])
+    k = part.op("Div", [w, sequential_sum(part, w, 1, keepdims=True)])
     last = part.op("Sub", [size64, part.const(1.0, dtype=np.float64)])
     index = part.op("Cast", [part.op("Min", [pos, last])], to=TensorProto.INT64)
     return index, k
@@ -156,9 +167,7 @@ def _pil_pass(part: GraphPart, x32: str, axis: int, out_size: int) -> str:
     gathered = part.op("Gather", [x64, index], axis=axis)  # axis 3: [N,1,H,out,k]; axis 2: [N,1,out,k,W]
     if axis == 2:
         k = part.op("Unsqueeze", [k, part.const(np.array([2]), "axes", np.int64)])  # [out, k, 1]
-    total = part.op(
-        "ReduceSum", [part.op("Mul", [gathered, k]), part.const(np.array([axis + 1]), "axes", np.int64)], keepdims=0
-    )
+    total = sequential_sum(part, part.op("Mul", [gathered, k]), axis + 1, keepdims=False)
     return part.op("Cast", [total], to=TensorProto.FLOAT)
 
 
