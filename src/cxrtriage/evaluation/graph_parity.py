@@ -76,6 +76,7 @@ def engine_crop(path: Path, backend: BundledOnnxBackend, settings: Settings) -> 
 
 def _session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # as the engine's sessions here: the timings compare like with like
     opts.log_severity_level = 3
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
@@ -101,7 +102,7 @@ def compare_one(crop: np.ndarray, backend: BundledOnnxBackend, segmenter: Segmen
     python_ms = (time.perf_counter() - t) * 1e3
     x_py = to_model_input(squashed, backend.preprocess_cfg)
     xs_py = to_model_input(crop, segmenter.preprocess_cfg)
-    row: dict = {"python_ms": python_ms, "shape": list(crop.shape), "score": out.score}
+    row: dict = {"python_ms": python_ms, "score": out.score}
     for mode, (cls, sgm) in graphs.items():
         t = time.perf_counter()
         g = dict(zip([o.name for o in cls.get_outputs()], cls.run(None, {"crop": crop[None, None]})))
@@ -168,6 +169,7 @@ def summarise(rows: list[dict], mode: str, threshold: float, band: Sequence[floa
         },
         "worst_score_image": rows[worst]["file"] if worst is not None else None,
         "graph_ms_median": float(np.median([x["graph_ms"] for x in m])),
+        "python_ms_median": float(np.median([r["python_ms"] for r in rows])),
     }
 
 
