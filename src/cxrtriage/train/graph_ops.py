@@ -158,23 +158,27 @@ def _pil_coefficients(part: GraphPart, in_size: str, out_size: int) -> tuple[str
     return index, k
 
 
-def _pil_pass(part: GraphPart, x32: str, axis: int, out_size: int) -> str:
-    """One separable pass of Pillow's float resample along ``axis`` (2: rows, 3: columns) of [N, 1, H, W]: the
-    taps summed in float64, the result stored as float32 (Pillow's "F" image between and after the passes)."""
-    in_size = part.op("Shape", [x32], start=axis, end=axis + 1)
+def _pil_rows_pass(part: GraphPart, x32: str, out_size: int) -> str:
+    """One separable pass of Pillow's float resample along the rows (axis 2) of [N, 1, H, W]: the taps summed in
+    float64 in Pillow's order, the result stored as float32 (Pillow's "F" image between and after the passes).
+    Along rows, each tap a ``Gather`` fetches is a whole contiguous row (along columns it would be single
+    elements: measured 25 ms of a 1024 px image's 35)."""
+    in_size = part.op("Shape", [x32], start=2, end=3)
     index, k = _pil_coefficients(part, in_size, out_size)
-    x64 = part.op("Cast", [x32], to=TensorProto.DOUBLE)
-    gathered = part.op("Gather", [x64, index], axis=axis)  # axis 3: [N,1,H,out,k]; axis 2: [N,1,out,k,W]
-    if axis == 2:
-        k = part.op("Unsqueeze", [k, part.const(np.array([2]), "axes", np.int64)])  # [out, k, 1]
-    total = sequential_sum(part, part.op("Mul", [gathered, k]), axis + 1, keepdims=False)
+    # gathered in float32, then widened: the same values, half the bytes moved (float32 -> float64 is exact)
+    gathered = part.op("Cast", [part.op("Gather", [x32, index], axis=2)], to=TensorProto.DOUBLE)  # [N,1,out,k,W]
+    k = part.op("Unsqueeze", [k, part.const(np.array([2]), "axes", np.int64)])  # [out, k, 1]
+    total = sequential_sum(part, part.op("Mul", [gathered, k]), 3, keepdims=False)
     return part.op("Cast", [total], to=TensorProto.FLOAT)
 
 
 def resize_pil_exact(part: GraphPart, x: str, height: int, width: int) -> str:
-    """[N, 1, H, W] -> [N, 1, height, width] as Pillow resizes an "F" image with BILINEAR: columns first, then rows,
-    each in float64 with Pillow's own coefficients. A pass whose size does not change is Pillow's identity."""
-    return _pil_pass(part, _pil_pass(part, x, 3, width), 2, height)
+    """[N, 1, H, W] -> [N, 1, height, width] as Pillow resizes an "F" image with BILINEAR: columns first (on the
+    transposed image), then rows, each with Pillow's own coefficients. A pass whose size does not change is
+    Pillow's identity."""
+    swap = [0, 1, 3, 2]
+    across = part.op("Transpose", [_pil_rows_pass(part, part.op("Transpose", [x], perm=swap), width)], perm=swap)
+    return _pil_rows_pass(part, across, height)
 
 
 def quantize_uint8(part: GraphPart, x: str) -> str:
