@@ -227,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pediatric", type=int, default=DEFAULT_PEDIATRIC, help="pediatric test films to take")
     args = parser.parse_args(argv)
     data_dir = args.data or Settings().find_data_dir(required=True)
+    if data_dir is None:  # find_data_dir(required=True) raises instead; for the type checker
+        raise SystemExit("no data directory")
     command = "python -m cxrtriage.evaluation.graph_parity " + " ".join(sys.argv[1:] if argv is None else argv)
     report = run(data_dir, args.out, args.pediatric, command.strip())
     for mode, s in report["modes"].items():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
@@ -55,15 +56,13 @@ class GraphPart:
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def op(
-        self, op_type: str, inputs: list[str], hint: str | None = None, out: str | None = None, **attrs: object
-    ) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, out: str | None = None, **attrs: Any) -> str:
         """One node with one output (named ``out`` or made up); returns the output's name."""
         output = out or self.name(hint or op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=self.name(op_type), **attrs))
         return output
 
-    def op_n(self, op_type: str, inputs: list[str], n_out: int, **attrs: object) -> list[str]:
+    def op_n(self, op_type: str, inputs: list[str], n_out: int, **attrs: Any) -> list[str]:
         outputs = [self.name(f"{op_type.lower()}_out") for _ in range(n_out)]
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=self.name(op_type), **attrs))
         return outputs
