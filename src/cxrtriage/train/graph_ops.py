@@ -4,11 +4,14 @@ Export-time code (needs ``onnx``, never torch; the run-time stages never import 
 ``preprocess.py`` and keeps its arithmetic (float32 where numpy works in float32, float64 where it works in float64),
 so that the graph and the Python path give the same model input, not merely a similar one:
 
-* the squash resize: PIL's bilinear resize of an "F" image widens its triangle filter when it shrinks (it
-  antialiases) and renormalises the weights at the border. ONNX ``Resize`` (opset >= 18) with ``mode=linear``,
-  ``antialias=1``, ``exclude_outside=1`` and ``half_pixel`` coordinates is the same filter (measured: within
-  ~2e-5 of PIL for every size tried; without ``exclude_outside`` the border rows differ by up to 0.05, without
-  ``antialias`` a 2x shrink differs by up to 0.3);
+* the squash resize: Pillow's bilinear resize of an "F" image widens its triangle filter when it shrinks (it
+  antialiases), renormalises the weights at the border, sums each pass in float64 and stores float32 between and
+  after the passes. :func:`resize_pil_exact` does exactly that with Pillow's own coefficients (``Resample.c``) in
+  plain ops, to the bit. ONNX ``Resize`` (opset 18, ``mode=linear``, ``antialias=1``, ``exclude_outside=1``,
+  ``half_pixel``: :func:`resize_pil_bilinear`) is the same filter within ~2e-5 (without ``exclude_outside`` the
+  border rows differ by up to 0.05, without ``antialias`` a 2x shrink by up to 0.3), but its float32 sums decide
+  the 8-bit rounding ties of the next step otherwise: on 8-bit films hundreds of model-input pixels differ by one
+  grey level (``prototype/eval/graph_parity.json``);
 * ``quantize: uint8``: ``round(x * 255) / 255`` (ONNX ``Round`` rounds half to even, as ``np.round`` does);
 * ``window: percentile-1-99``: ``np.percentile``'s linear method needs two order statistics per percentile; a
   ``TopK`` of the smallest (largest) few hundred values gives them exactly, then numpy's own lerp
