@@ -223,7 +223,7 @@ def build(out: Path, root: Path, weights_dir: Path | None = None) -> Path:
 
     written = {path.name for path in write_graphs(out / "models", weights_dir)}
     if written != set(GRAPH_FILES.values()):
-        raise BrowserBuildError(f"the graph builder wrote {sorted(written)}, the page loads {sorted(GRAPH_FILES.values())}")
+        raise BrowserBuildError(f"the graph builder wrote {sorted(written)}, the page loads {GRAPH_FILES}")
     cfg = browser_config(weights_dir, out / "models")
     (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return out
