@@ -65,7 +65,8 @@ ALLOWED: dict[str, set[str]] = {
     # cxrtriage batch on Ray Data: the pipeline per actor, the output formats as predict writes them, the bench's data
     "archive": {"imaging", "pipeline", "interop", "data"},
     # the static browser page's build: config.json from the run-time stages' constants; serve mounts what it built
-    "browser": {"imaging", "anatomy", "backends", "explain", "pipeline"},
+    # and the two ONNX graphs it runs, built by train/browser_graphs (imported lazily: serve never loads onnx)
+    "browser": {"imaging", "anatomy", "backends", "explain", "pipeline", "train"},
     "cli": {
         "imaging",
         "anatomy",

@@ -1,12 +1,15 @@
 // The triage pipeline in the browser: the stages of src/cxrtriage/pipeline.py that can run here (exposed field,
 // gate statistics, polarity, layout, segmentation + frontal check, classifier, view probe, decision, evidence).
 // Server-only: the similarity to the training films (its index is not shipped), prior-report analysis, similar cases.
+// The models run as classify_full.onnx / segment_full.onnx (src/cxrtriage/train/browser_graphs.py): each takes the
+// exposed-field crop in [0, 1] at its own size and does the resize, quantization, window, normalisation, calibration,
+// sigmoid and activation map itself, as the engine does them in numpy, so none of that arithmetic is written here.
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import { decodeFile } from "./decode.js";
 import { findField } from "./field.js";
-import { clipUnit, crop, imageStatistics, invert, layoutResidual, percentile, polarityContrast, toModelInput } from "./preprocess.js";
+import { clipUnit, crop, imageStatistics, invert, layoutResidual, percentile, polarityContrast } from "./preprocess.js";
 import { lungShare, measureAnatomy, symmetry, zone } from "./anatomy.js";
-import { classActivationMap, findEvidenceBoxes, peakProminence } from "./evidence.js";
+import { findEvidenceBoxes, peakProminence } from "./evidence.js";
 
 ort.env.wasm.wasmPaths = new URL("./vendor/", import.meta.url).href;
 ort.env.wasm.numThreads = 1; // no SharedArrayBuffer: works without cross-origin isolation
@@ -48,9 +51,15 @@ function gateHeaderAndStatistics(img, meta, g) {
   return stats;
 }
 
-async function run(session, input, size) {
-  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", input.data, [1, 1, size[0], size[1]]) };
-  return session.run(feeds);
+/** One graph on the crop ([1, 1, h, w] in [0, 1]); its outputs by name. */
+async function run(session, img) {
+  return session.run({ [session.inputNames[0]]: new ort.Tensor("float32", img.data, [1, 1, img.h, img.w]) });
+}
+
+/** The `resized` output (the float resize to the model size, before quantizing) as an image. */
+function resizedOf(outs) {
+  const [, , h, w] = outs.resized.dims;
+  return { data: outs.resized.data, h, w };
 }
 
 function decide(score, cfg, doubts) {
@@ -84,24 +93,27 @@ export async function triage(engine, file) {
   let pixels = crop(decoded, fx0, fy0, fx1, fy1);
   tick("field");
   const stats = gateHeaderAndStatistics(pixels, meta, rules.gate);
-  const layout = cfg.layout;
-  const size = cfg.classifier.preprocess.input_size;
-  let flipped = false;
-  if (meta.photometric_interpretation === "MONOCHROME1" && polarityContrast(pixels) < -rules.polarity.INVERSION_MARGIN &&
-      layoutResidual(invert(pixels), layout, size) < layoutResidual(pixels, layout, size) - rules.polarity.FLIP_MARGIN) {
-    pixels = invert(pixels);
-    flipped = true;
-    warnings.push("the MONOCHROME1 image looked like a negative (lung fields brighter than the mediastinum, and its inverse has a far more typical chest layout; a Photometric Interpretation tag error?) and was analysed with positive polarity");
-  }
-  const residual = layoutResidual(pixels, layout, size);
   tick("gate");
+  // the classifier graph first: its `resized` output is what the layout gate (and the polarity check) read
+  let outs = await run(engine.classifier, pixels);
+  tick("model");
+  const layout = cfg.layout;
+  let flipped = false;
+  if (meta.photometric_interpretation === "MONOCHROME1" && polarityContrast(pixels) < -rules.polarity.INVERSION_MARGIN) {
+    const inverse = invert(pixels);
+    const inverseOuts = await run(engine.classifier, inverse);
+    if (layoutResidual(resizedOf(inverseOuts), layout) < layoutResidual(resizedOf(outs), layout) - rules.polarity.FLIP_MARGIN) {
+      [pixels, outs, flipped] = [inverse, inverseOuts, true];
+      warnings.push("the MONOCHROME1 image looked like a negative (lung fields brighter than the mediastinum, and its inverse has a far more typical chest layout; a Photometric Interpretation tag error?) and was analysed with positive polarity");
+    }
+    tick("polarity");
+  }
+  const residual = layoutResidual(resizedOf(outs), layout);
   const seg = cfg.segmenter;
-  const segSize = seg.preprocess.input_size;
-  const segInput = toModelInput(pixels, seg.preprocess);
-  const segOut = await run(engine.segmenter, segInput, [segSize, segSize]);
-  const logits = Object.values(segOut)[0].data;
-  const probs = Float32Array.from(logits, (v) => 1 / (1 + Math.exp(-v)));
-  const anatomy = measureAnatomy(probs, segSize, seg.structures, seg.threshold, rules.anatomy, symmetry(segInput.data, segSize));
+  const segOut = await run(engine.segmenter, pixels);
+  const segSize = segOut.probs.dims[2];
+  const sym = symmetry(segOut.model_input.data, segSize);
+  const anatomy = measureAnatomy(segOut.probs.data, segSize, seg.structures, seg.threshold, rules.anatomy, sym);
   tick("segment");
   const doubts = [];
   const maxResidual = cfg.classifier.max_layout_residual;
@@ -114,17 +126,11 @@ export async function triage(engine, file) {
     doubts.push(`its contrast is very low (grey-level spread ${stats.std.toFixed(3)}); window it before reading`);
   }
   const model = cfg.classifier;
-  const x = toModelInput(pixels, model.preprocess);
-  tick("preprocess");
-  const outs = await run(engine.classifier, x, [size, size]);
-  tick("model");
-  const logit = outs.urgency_logit.data[0];
-  const fm = outs.feature_map;
-  const [, c, fh, fw] = fm.dims;
-  const cam = classActivationMap(fm.data, c, fh, fw, model.head.weight);
-  const embedding = new Float64Array(c);
-  for (let k = 0; k < c; k++) { let acc = 0; for (let i = 0; i < fh * fw; i++) acc += fm.data[k * fh * fw + i]; embedding[k] = acc / (fh * fw); }
-  const score = 1 / (1 + Math.exp(-(model.calibration.a * logit + model.calibration.b)));
+  const logit = outs.logit.data[0];
+  const score = outs.score.data[0];
+  const [, fh, fw] = outs.cam.dims;
+  const cam = { data: Float64Array.from(outs.cam.data), h: fh, w: fw };
+  const embedding = Float64Array.from(outs.embedding.data);
   const probe = model.view_probe;
   let viewScore = null;
   if (probe.coef) {

@@ -1,16 +1,7 @@
 // Evidence boxes from the class activation map, mirroring src/cxrtriage/explain/evidence.py (find_evidence_boxes,
-// peak_prominence) and the pipeline's evidence stage. The CAM is {data: Float64Array, h, w}.
+// peak_prominence) and the pipeline's evidence stage. The CAM is {data: Float64Array, h, w}: the classifier graph's
+// `cam` output (head weight . feature map).
 import { labelComponents, nearestResize } from "./anatomy.js";
-
-/** CAM[i, j] = weight . fmap[:, i, j] (backends/cam.py); fmap is [C, h, w] flat. */
-export function classActivationMap(fmap, c, h, w, weight) {
-  const cam = new Float64Array(h * w);
-  for (let k = 0; k < c; k++) {
-    const wk = weight[k];
-    for (let i = 0; i < h * w; i++) cam[i] += wk * fmap[k * h * w + i];
-  }
-  return { data: cam, h, w };
-}
 
 function upsample(cam, f) {
   const { h, w, data } = cam;

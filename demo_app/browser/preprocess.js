@@ -1,7 +1,8 @@
-// Image -> model input, mirroring src/cxrtriage/imaging/preprocess.py (to_model_input) and the statistics the gate
-// and polarity check compute. Images are {data: Float32Array, h, w}, grey in [0, 1], display polarity.
-// The resize is Pillow's float ("F") bilinear resample: a triangle filter whose support grows with the shrink
-// factor (antialias), applied horizontally then vertically, accumulated in double and stored as float32.
+// The statistics the gate, the polarity check and the layout gate compute on small copies of the image, mirroring
+// imaging/gate.py, polarity.py and layout.py. Images are {data: Float32Array, h, w}, grey in [0, 1], display polarity.
+// The model inputs are not made here: the ONNX graphs make them. The 128 px and 32 px copies are Pillow's float ("F")
+// bilinear resample: a triangle filter whose support grows with the shrink factor (antialias), applied horizontally
+// then vertically, accumulated in double and stored as float32.
 
 const f32 = Math.fround;
 
@@ -63,11 +64,6 @@ export function resize(img, oh, ow) {
   return { data: data === img.data ? new Float32Array(data) : data, h, w };
 }
 
-function roundHalfEven(v) {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
 /** numpy's linear-interpolated percentile of an array. */
 export function percentile(data, p) {
   const sorted = Float64Array.from(data).sort();
@@ -75,26 +71,6 @@ export function percentile(data, p) {
   const lo = Math.floor(pos);
   const hi = Math.min(lo + 1, sorted.length - 1);
   return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
-}
-
-const MIN_WINDOW_SPREAD = 1 / 255;
-
-/** (1, 1, S, S) float32 input of a model from its `preprocess` block (squash-bilinear, uint8, optional window). */
-export function toModelInput(img, pre) {
-  const [h, w] = Array.isArray(pre.input_size) ? pre.input_size : [pre.input_size, pre.input_size];
-  const x = resize(clipUnit(img), h, w).data;
-  if (pre.quantize === "uint8") {
-    for (let i = 0; i < x.length; i++) x[i] = f32(Math.min(255, Math.max(0, roundHalfEven(f32(x[i] * 255)))) / 255);
-  }
-  if (pre.window === "percentile-1-99") {
-    const lo = percentile(x, 1);
-    const hi = percentile(x, 99);
-    if (hi - lo >= MIN_WINDOW_SPREAD) for (let i = 0; i < x.length; i++) x[i] = Math.min(1, Math.max(0, (x[i] - lo) / (hi - lo)));
-  }
-  const mean = f32(pre.mean);
-  const std = f32(pre.std);
-  for (let i = 0; i < x.length; i++) x[i] = f32(f32(x[i] - mean) / std);
-  return { data: x, h, w };
 }
 
 export function clipUnit(img) {
@@ -140,9 +116,10 @@ export function imageStatistics(img) {
   return { std, roughness: lap / (126 * 126) / Math.max(std, 1e-6) };
 }
 
-/** layout.ChestLayoutModel.residual: share of a 32 px thumbnail's variance the chest components leave unexplained. */
-export function layoutResidual(img, layout, inputSize) {
-  const t = resize(resize(img, inputSize, inputSize), layout.thumb, layout.thumb).data;
+/** layout.ChestLayoutModel.residual: share of a 32 px thumbnail's variance the chest components leave unexplained;
+ * `resized` is the classifier graph's `resized` output (the crop at the model's input size, before quantizing). */
+export function layoutResidual(resized, layout) {
+  const t = resize(resized, layout.thumb, layout.thumb).data;
   const [m, sd] = meanStd(t);
   const x = Float64Array.from(t, (v) => (v - m) / Math.max(sd, 1e-6));
   const z = x.map((v, i) => v - layout.mean[i]);

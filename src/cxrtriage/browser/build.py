@@ -7,10 +7,14 @@ What goes in, and why each piece:
 * ``vendor/``: onnxruntime-web's WebAssembly build (``ort.wasm.min.mjs`` plus the ``.mjs``/``.wasm`` pair it loads)
   and dicom-parser, copied from ``node_modules`` (``npm ci`` from the committed lock file when they are missing),
   so nothing is fetched from outside the folder at run time;
-* ``models/``: the bundled ``model.onnx`` and ``segment.onnx``, checked against the sha256 in their metadata;
+* ``models/``: ``classify_full.onnx`` and ``segment_full.onnx`` (:mod:`cxrtriage.train.browser_graphs`): the
+  bundled ``model.onnx`` and ``segment.onnx`` (checked against the sha256 in their metadata first) with their
+  resize, 8-bit quantization, percentile window, normalisation, calibration, sigmoid and activation map inside the
+  graph, bit-identical to the engine's Pillow/numpy path (``prototype/eval/graph_parity.json``), so the page does
+  none of that arithmetic in JavaScript;
 * ``config.json``: what the page decides with, written from ``model.json`` / ``segment.json`` and the Python
-  modules' own constants (:func:`browser_config`), so the threshold, review band, calibration and the rules'
-  numbers have one home each, in Python.
+  modules' own constants (:func:`browser_config`), so the threshold, review band and the rules' numbers have one
+  home each, in Python, plus each graph's file, sha256 and size.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ VENDOR_FILES = {
 }
 MODEL_FILES = ("model.onnx", "segment.onnx")
 SEGMENT_META = "segment.json"
+#: the graphs the page runs, under models/ (names as cxrtriage.train.browser_graphs writes them)
+GRAPH_FILES = {"classifier": "classify_full.onnx", "segmenter": "segment_full.onnx"}
 
 
 class BrowserBuildError(RuntimeError):
@@ -91,12 +97,22 @@ def ensure_node_modules(source: Path) -> Path:
     return modules
 
 
-def _model_block(meta: dict[str, Any], sha: str) -> dict[str, Any]:
-    return {"name": meta["name"], "version": meta["version"], "sha256": sha, "preprocess": meta["preprocess"]}
+def _model_block(meta: dict[str, Any], graph: Path) -> dict[str, Any]:
+    """Name, version and sha256 of the bundled model (what the API reports), and the graph the page runs."""
+    return {
+        "name": meta["name"],
+        "version": meta["version"],
+        "sha256": meta["sha256"],
+        "preprocess": meta["preprocess"],
+        "file": f"models/{graph.name}",
+        "graph_sha256": sha256_file(graph),
+        "size_bytes": graph.stat().st_size,
+    }
 
 
-def browser_config(weights_dir: Path) -> dict[str, Any]:
-    """Everything the page decides with, from the model metadata and the Python modules' constants."""
+def browser_config(weights_dir: Path, models_dir: Path) -> dict[str, Any]:
+    """Everything the page decides with, from the model metadata and the Python modules' constants; ``models_dir``
+    holds the built graphs (:data:`GRAPH_FILES`)."""
     model = json.loads((weights_dir / META_FILE).read_text(encoding="utf-8"))
     segment = json.loads((weights_dir / SEGMENT_META).read_text(encoding="utf-8"))
     with np.load(weights_dir / "index.npz", allow_pickle=False) as z:
@@ -108,14 +124,10 @@ def browser_config(weights_dir: Path) -> dict[str, Any]:
     return {
         "disclaimer": "For clinical decision support only — not a diagnostic tool.",
         "classifier": {
-            **_model_block(model, model["sha256"]),
-            "file": "models/model.onnx",
-            "size_bytes": (weights_dir / "model.onnx").stat().st_size,
+            **_model_block(model, models_dir / GRAPH_FILES["classifier"]),
             "labels": model["labels"],
             "threshold": model["threshold"],
             "review_band": model["review_band"],
-            "calibration": {"a": model["calibration"]["a"], "b": model["calibration"]["b"]},
-            "head": {"weight": model["head"]["weight"], "bias": model["head"]["bias"]},
             "max_layout_residual": model["ood"]["max_layout_residual"],
             "view_probe": {
                 k: probe[k]
@@ -132,9 +144,7 @@ def browser_config(weights_dir: Path) -> dict[str, Any]:
             },
         },
         "segmenter": {
-            **_model_block(segment, segment["sha256"]),
-            "file": "models/segment.onnx",
-            "size_bytes": (weights_dir / "segment.onnx").stat().st_size,
+            **_model_block(segment, models_dir / GRAPH_FILES["segmenter"]),
             "structures": segment["structures"],
             "threshold": segment.get("threshold", 0.5),
         },
@@ -204,10 +214,16 @@ def build(out: Path, root: Path, weights_dir: Path | None = None) -> Path:
             shutil.copy2(path, out / path.name)
     for name, target in VENDOR_FILES.items():
         shutil.copy2(modules / name, out / "vendor" / target)
-    cfg = browser_config(weights_dir)
-    for name, block in (("model.onnx", cfg["classifier"]), ("segment.onnx", cfg["segmenter"])):
-        if sha256_file(weights_dir / name) != block["sha256"]:
+    for name, meta in zip(MODEL_FILES, (META_FILE, SEGMENT_META), strict=True):
+        expected = json.loads((weights_dir / meta).read_text(encoding="utf-8"))["sha256"]
+        if sha256_file(weights_dir / name) != expected:
             raise BrowserBuildError(f"{weights_dir / name} does not match the sha256 in its metadata")
-        shutil.copy2(weights_dir / name, out / "models" / name)
+    # export-time code (onnx), imported here so that serve, which imports built_page from this module, never loads it
+    from cxrtriage.train.browser_graphs import write_graphs
+
+    written = {path.name for path in write_graphs(out / "models", weights_dir)}
+    if written != set(GRAPH_FILES.values()):
+        raise BrowserBuildError(f"the graph builder wrote {sorted(written)}, the page loads {GRAPH_FILES}")
+    cfg = browser_config(weights_dir, out / "models")
     (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return out

@@ -1,0 +1,27 @@
+"""The page's config.json names the graphs it runs (not the raw models) with their sha256 and size, so a page that
+loads a stale or swapped graph can be told from the one that was built, and keeps the bundled model's own sha256 for
+the result's ``model`` block (the API's field)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cxrtriage import config
+from cxrtriage.browser.build import GRAPH_FILES, browser_config
+from cxrtriage.files import sha256_file
+from cxrtriage.train.browser_graphs import write_graphs
+
+
+def test_config_names_the_built_graphs_with_their_sha256_and_size(tmp_path: Path) -> None:
+    write_graphs(tmp_path / "models")
+    cfg = browser_config(config.BUNDLED_WEIGHTS_DIR, tmp_path / "models")
+    meta = json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text(encoding="utf-8"))
+    for role, name in GRAPH_FILES.items():
+        graph = tmp_path / "models" / name
+        assert cfg[role]["file"] == f"models/{name}"
+        assert cfg[role]["graph_sha256"] == sha256_file(graph)
+        assert cfg[role]["size_bytes"] == graph.stat().st_size
+    assert cfg["classifier"]["sha256"] == meta["sha256"]
+    # the calibration and the CAM head are inside the graph: the page has no copy of them to drift
+    assert "calibration" not in cfg["classifier"] and "head" not in cfg["classifier"]
