@@ -11,18 +11,9 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-#: headless, and nothing that reaches the network on its own (the tests assert the UI contacts no other host)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
+# headless, and nothing that reaches the network on its own (the tests assert the UI contacts no other host): the
+# same Chromium and flags as the browser page's parity check
+from cxrtriage.browser.parity import CHROMIUM, CHROMIUM_ARGS
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
