@@ -34,10 +34,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     """FastAPI's TestClient sends ``Host: testserver``: the tests' services answer to it besides the loopback names
     (the default of ``CXRTRIAGE_ALLOWED_HOSTS`` does not include it). Set before collection, since some test modules
-    build their app at import."""
+    build their app at import.
+
+    anyio (a pytest plugin, so pytest rewrites its modules' asserts on import) loads ``anyio.open_file`` lazily; when
+    the session's first file response imports it on an event-loop thread, CPython 3.11's compiler can fail with "AST
+    constructor recursion depth mismatch" (seen in CI on the first ``/local`` file). Importing it here, on the main
+    thread before any server starts, takes that race away."""
     import os
 
+    import anyio
+
     os.environ.setdefault("CXRTRIAGE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+    anyio.open_file  # noqa: B018 - the attribute access is the lazy import
 
 
 @pytest.fixture(scope="session", autouse=True)

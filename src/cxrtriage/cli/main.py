@@ -8,7 +8,8 @@
   ``fit-finding-probe``, ``train-segmenter``, ``export-segmenter``, ``split``
 - HAI-DEF models (:mod:`cxrtriage.cli.hai_def`): ``hai-def tiny | train-probe | export-onnx | finetune |
   convert-gguf | bench``
-- deliverables (:mod:`cxrtriage.cli.deliverables`): ``writeup``, ``video``, ``screenshots``
+- deliverables (:mod:`cxrtriage.cli.deliverables`): ``writeup``, ``video``, ``screenshots``, ``browser-build`` (the
+  static page that triages in the browser)
 - PACS (:mod:`cxrtriage.cli.pacs`): ``dicom-node``, ``orthanc-pull``, ``pacs-demo``
 - audit trail (:mod:`cxrtriage.cli.audit`): ``audit verify | export``
 - security (:mod:`cxrtriage.cli.security`): ``keys create | list | revoke``
