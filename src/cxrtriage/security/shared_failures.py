@@ -50,12 +50,16 @@ class SharedFailureLimiter:
             self._fall_back(exc)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction. The check every protected request
+        makes is one SELECT, read without the write lock, so that checks never queue behind each other."""
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            if write:
+                db.execute("BEGIN IMMEDIATE")
             yield db
-            db.execute("COMMIT")
+            if write:
+                db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -77,7 +81,7 @@ class SharedFailureLimiter:
             return self._fallback.retry_after(client)
         now = self._clock()
         try:
-            with self._db() as db:
+            with self._db(write=False) as db:
                 rows = db.execute(
                     "SELECT at FROM failures WHERE client = ? AND at > ? ORDER BY at DESC LIMIT ?",
                     (client, now - self.window_s, self.limit),
