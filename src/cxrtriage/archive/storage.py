@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,14 +57,20 @@ def read_bytes(text: str) -> bytes:
         return stream.read()
 
 
+def write_atomically(fs: pafs.FileSystem, path: str, write: Callable[[Any], None]) -> str:
+    """``write(stream)`` into a hidden temporary beside ``path``, then moved into place: a reader never sees half."""
+    tmp = posixpath.join(posixpath.dirname(path), f".{posixpath.basename(path)}.tmp")
+    with fs.open_output_stream(tmp) as stream:
+        write(stream)
+    fs.move(tmp, path)
+    return path
+
+
 def write_part(folder: Location, table: pa.Table) -> str:
-    """``table`` as ``part-<uuid>.parquet`` in ``folder``, written under a hidden name and moved into place."""
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    tmp = folder.join(f".{name}.tmp")
-    with folder.fs.open_output_stream(tmp) as stream:
-        pq.write_table(table, stream)
-    folder.fs.move(tmp, folder.join(name))
-    return folder.join(name)
+    """``table`` as ``part-<uuid>.parquet`` in ``folder``, written atomically."""
+    return write_atomically(
+        folder.fs, folder.join(f"part-{uuid.uuid4().hex}.parquet"), lambda stream: pq.write_table(table, stream)
+    )
 
 
 def part_files(folder: Location) -> list[str]:

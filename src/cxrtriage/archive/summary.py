@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from cxrtriage.archive.storage import Location, part_files
+from cxrtriage.archive.storage import Location, part_files, write_atomically
 
 #: the score histogram's bins: tenths of the calibrated score
 SCORE_BINS = np.linspace(0.0, 1.0, 11)
@@ -70,13 +70,8 @@ def summarise(out: Location, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_summary(out: Location, summary: dict[str, Any]) -> str:
-    target = summary_location(out)
     data = (json.dumps(summary, indent=2) + "\n").encode()
-    tmp = posixpath.join(posixpath.dirname(target.path), f".{posixpath.basename(target.path)}.tmp")
-    with out.fs.open_output_stream(tmp) as stream:
-        stream.write(data)
-    out.fs.move(tmp, target.path)
-    return target.path
+    return write_atomically(out.fs, summary_location(out).path, lambda stream: stream.write(data))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from cxrtriage.interop.context import OutputContext
 from cxrtriage.interop.outputs import Outputs, write_outputs
 
 #: what each input sends back to the driver: enough to count, nothing of the result itself
-STATUS_SCHEMA = pa.schema([("status", pa.string()), ("label", pa.string()), ("error_type", pa.string())])
+STATUS_SCHEMA = pa.schema([("status", pa.string()), ("error_type", pa.string())])
 DONE, SKIPPED = "done", "skipped"
 
 
@@ -68,10 +68,10 @@ class TriageWorker:
         for item in batch.to_pylist():
             row = self.triage(item)
             if row is None:
-                status.append({"status": SKIPPED, "label": None, "error_type": None})
+                status.append({"status": SKIPPED, "error_type": None})
                 continue
             rows.append(row)
-            status.append({"status": DONE, "label": row["label"], "error_type": row["error_type"]})
+            status.append({"status": DONE, "error_type": row["error_type"]})
         if rows:
             write_part(self.out, result_rows.to_table(rows))
         return pa.Table.from_pylist(status, schema=STATUS_SCHEMA)

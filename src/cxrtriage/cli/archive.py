@@ -22,9 +22,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1 or args.batch_size < 1:
         print("error: --workers and --batch-size must be at least 1", file=sys.stderr)
         return 2
+    prior = None
     try:
         outputs = requested_outputs({option: getattr(args, option) for option in SHORTHANDS}, args.format, args.out_dir)
-        prior = Path(args.prior_report_file).read_text(encoding="utf-8") if args.prior_report_file else None
+        if args.prior_report_file:  # read as `predict` reads it: a stray byte is replaced, not an error
+            prior = Path(args.prior_report_file).read_text(encoding="utf-8", errors="replace")
     except (ValueError, MissingDependency) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
