@@ -22,7 +22,7 @@ def _build_deliverable(name: str, build: Callable[[Path], object]) -> int:
     root = project_root()
     if root is None:
         print(
-            f"error: run `cxrtriage {name}` inside a cxrtriage checkout (it reads prototype/eval/ and docs/)",
+            f"error: run `cxrtriage {name}` inside a cxrtriage checkout (it builds from the checkout's files)",
             file=sys.stderr,
         )
         return 2
