@@ -34,7 +34,7 @@ from cxrtriage.explain import evidence
 from cxrtriage.files import sha256_file
 from cxrtriage.imaging import exposed_field, gate, polarity
 from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE
-from cxrtriage.schema import MAX_CROPS
+from cxrtriage.schema import DISCLAIMER, MAX_CROPS
 
 #: the page's own files (relative to demo_app/browser/)
 PAGE_SUFFIXES = (".html", ".js", ".css")
@@ -122,7 +122,7 @@ def browser_config(weights_dir: Path, models_dir: Path) -> dict[str, Any]:
         }
     probe = model.get("view_probe") or {}
     return {
-        "disclaimer": "For clinical decision support only — not a diagnostic tool.",
+        "disclaimer": DISCLAIMER,
         "classifier": {
             **_model_block(model, models_dir / GRAPH_FILES["classifier"]),
             "labels": model["labels"],
