@@ -187,7 +187,7 @@ screenshots: install
 	mkdir -p docs/images && cp build/screenshots/result_1366x768.png docs/images/quickstart.png
 
 browser: $(STAMP)
-	$(BIN)/python -m cxrtriage.browser --out build/browser
+	$(BIN)/cxrtriage browser-build --out build/browser
 
 browser-parity: $(STAMP)
 	$(BIN)/python scripts/browser_parity.py
