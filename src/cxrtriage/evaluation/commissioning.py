@@ -44,6 +44,23 @@ class Sample:
     refused: list[dict[str, Any]] = field(default_factory=list)  # image stats of each refused film
     unreadable: list[str] = field(default_factory=list)  # "file:line: why"
 
+    def add(
+        self,
+        label: int,
+        logit: float,
+        base_score: float,
+        embedding: np.ndarray | None,
+        similarity: float | None,
+        image: dict[str, Any] | None,
+    ) -> None:
+        """One usable film (or stored result), into every parallel list at once."""
+        self.labels.append(label)
+        self.logits.append(logit)
+        self.base_scores.append(base_score)
+        self.embeddings.append(embedding)
+        self.similarity.append(similarity)
+        self.images.append(image)
+
     def cases(self) -> Cases:
         usable = all(e is not None for e in self.embeddings) and self.embeddings
         return Cases(
@@ -87,12 +104,7 @@ def triage_sample(
             if isinstance(got, str):
                 sample.unreadable.append(f"{where}: {got}")
                 continue
-            sample.labels.append(y)
-            sample.logits.append(got.logit)
-            sample.base_scores.append(got.base_score)
-            sample.embeddings.append(None)
-            sample.similarity.append(got.similarity)
-            sample.images.append(None)
+            sample.add(y, got.logit, got.base_score, None, got.similarity, None)
             continue
         path = resolve(str(row.get("path", "")), data_dir) if row.get("path") else None
         if path is None or not path.is_file():
@@ -111,13 +123,15 @@ def triage_sample(
         if run.output is None:  # run() always sets it; a check that survives python -O
             raise RuntimeError("the pipeline returned no classifier output")
         p = run.prediction
-        sample.labels.append(y)
-        sample.logits.append(float(run.output.logit))
-        sample.base_scores.append(float(run.output.score))
-        sample.embeddings.append(run.output.embedding)
         sim = p.image.get("knn_similarity")
-        sample.similarity.append(float(sim) if isinstance(sim, (int, float)) else None)
-        sample.images.append(image_stats(run.pixels, loaded.meta.width, loaded.meta.height))
+        sample.add(
+            y,
+            float(run.output.logit),
+            float(run.output.score),
+            run.output.embedding,
+            float(sim) if isinstance(sim, (int, float)) else None,
+            image_stats(run.pixels, loaded.meta.width, loaded.meta.height),
+        )
         if progress is not None:
             progress(i, len(rows))
     return sample
