@@ -94,6 +94,27 @@ def test_boxes_are_in_original_pixels(engine, data_dir, tmp_path):
     assert abs(b.x - 2 * a.x) <= 24 and abs(b.w - 2 * a.w) <= 24
 
 
+def test_a_large_film_is_analysed_reduced_and_cropped_at_full_resolution(engine, data_dir, tmp_path):
+    """A film of 1024 px or more is analysed box-averaged (imaging/analysis_size.py): the answer of a 512 px NIH film
+    stays when the same film arrives at 2048 px, while its thumbnails are cut from the 2048 px pixels."""
+    from cxrtriage.explain.evidence import EvidenceBox, save_crop_thumbnails
+
+    src = data_dir / "nih" / "images" / "00000150_002.png"
+    big = tmp_path / "big.png"
+    Image.open(src).resize((2048, 2048), Image.BILINEAR).save(big)
+    small_pred = engine.predict(src)
+    triaged = engine.run(big)
+    big_pred = triaged.prediction
+    assert big_pred.label == small_pred.label and big_pred.score == pytest.approx(small_pred.score, abs=0.02)
+    assert triaged.pixels.shape == (2048, 2048)  # what Secondary Capture gets: the decoded resolution
+    assert big_pred.crops
+    for crop in big_pred.crops:
+        assert crop.x % 4 == 0 and crop.w % 4 == 0  # a box of the 512 px analysis image, scaled by 4
+        box = EvidenceBox(crop.x, crop.y, crop.w, crop.h, None, (crop.x, crop.y), crop.region)
+        (again,) = save_crop_thumbnails(triaged.pixels, [box], tmp_path / "again")
+        assert np.array_equal(np.asarray(Image.open(crop.thumb_path)), np.asarray(Image.open(again.thumb_path)))
+
+
 def test_prior_report_is_quoted_verbatim_and_never_downgrades(engine, test_records):
     rec = next(r for r in test_records if r.dataset == "nih")
     report = "FINDINGS: Large right pneumothorax. No pleural effusion.\nIMPRESSION: Right pneumothorax."

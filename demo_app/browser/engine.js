@@ -7,7 +7,7 @@
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import { decodeFile } from "./decode.js";
 import { findField } from "./field.js";
-import { clipUnit, crop, imageStatistics, invert, layoutResidual, percentile, polarityContrast } from "./preprocess.js";
+import { analysisImage, clipUnit, crop, imageStatistics, invert, layoutResidual, percentile, polarityContrast } from "./preprocess.js";
 import { lungShare, measureAnatomy, symmetry, zone } from "./anatomy.js";
 import { findEvidenceBoxes, peakProminence } from "./evidence.js";
 
@@ -89,8 +89,10 @@ export async function triage(engine, file) {
   const { img: decoded, meta } = await decodeFile(file);
   tick("decode");
   const warnings = [...meta.warnings];
-  const [fx0, fy0, fx1, fy1] = findField(clipUnit(decoded), rules.field);
-  let pixels = crop(decoded, fx0, fy0, fx1, fy1);
+  const { img: analysed, k } = analysisImage(decoded, rules.analysis.ANALYSIS_SIDE);
+  tick("analysis_size");
+  const [fx0, fy0, fx1, fy1] = findField(clipUnit(analysed), rules.field);
+  let pixels = crop(analysed, fx0, fy0, fx1, fy1);
   tick("field");
   const stats = gateHeaderAndStatistics(pixels, meta, rules.gate);
   tick("gate");
@@ -162,11 +164,12 @@ export async function triage(engine, file) {
     const standsOut = peakProminence(cam, region, segSize) >= ev.NON_URGENT_MIN_PROMINENCE;
     boxes = boxes.filter((b) => standsOut && b.strength >= ev.NON_URGENT_MIN_STRENGTH).slice(0, 1);
   }
-  const crops = boxes.map((b) => ({ x: b.x + fx0, y: b.y + fy0, w: b.w, h: b.h, strength: round4(b.strength), region: b.region, source: b.source }));
+  // in the decoded image's pixels, as the engine maps them (pipeline.Case.to_decoded)
+  const crops = boxes.map((b) => ({ x: (b.x + fx0) * k, y: (b.y + fy0) * k, w: b.w * k, h: b.h * k, strength: round4(b.strength), region: b.region, source: b.source }));
   tick("evidence");
   timings.total = Math.round((performance.now() - start) * 100) / 100;
   const image = { ...meta, warnings: undefined, layout_residual: round4(residual) };
-  if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = [fx0, fy0, fx1 - fx0, fy1 - fy0];
+  if (fx0 || fy0 || fx1 !== analysed.w || fy1 !== analysed.h) image.exposed_field = [fx0 * k, fy0 * k, (fx1 - fx0) * k, (fy1 - fy0) * k];
   if (viewScore !== null) image.view_probe = round4(viewScore);
   const anatomyInfo = {
     lungs_found: anatomy.lungs.map(([side]) => side),

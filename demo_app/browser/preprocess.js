@@ -73,6 +73,27 @@ export function percentile(data, p) {
   return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
 }
 
+/** The analysis image (src/cxrtriage/imaging/analysis_size.py): a film whose longer side is k * side px or more
+ * (k >= 2) is box-averaged over k x k blocks, the partial edge dropped; each block summed in doubles in the engine's
+ * order (rows, then columns of the block, from zero), divided by k * k and rounded to float32: the engine's bits. */
+export function analysisImage(img, side) {
+  const k = Math.max(1, Math.floor(Math.max(img.h, img.w) / side));
+  if (k === 1) return { img, k };
+  const h = Math.floor(img.h / k), w = Math.floor(img.w / k);
+  const total = new Float64Array(h * w);
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j < k; j++) {
+      for (let y = 0; y < h; y++) {
+        const row = (y * k + i) * img.w + j;
+        for (let x = 0; x < w; x++) total[y * w + x] += img.data[row + x * k];
+      }
+    }
+  }
+  const out = new Float32Array(h * w);
+  for (let n = 0; n < out.length; n++) out[n] = total[n] / (k * k);
+  return { img: { data: out, h, w }, k };
+}
+
 export function clipUnit(img) {
   let inside = true;
   for (const v of img.data) if (v < 0 || v > 1) { inside = false; break; }

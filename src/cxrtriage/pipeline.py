@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging import gate
+from cxrtriage.imaging.analysis_size import analysis_image
 from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
@@ -91,11 +92,12 @@ class Case:
 
     loaded: LoadedImage
     prior_report: str | None
-    pixels: np.ndarray  # the exposed field at working resolution, display polarity (flipped by the gate when needed)
+    pixels: np.ndarray  # the exposed field of the analysis image, display polarity (flipped by the gate when needed)
     warnings: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    scale: int = 1  # the decoded image is this many times the analysis image (imaging/analysis_size.py)
     flipped: bool = False
-    exposed: ExposedField | None = None  # where ``pixels`` lie in the decoded image (set by the field stage)
+    exposed: ExposedField | None = None  # where ``pixels`` lie in the analysis image (set by the field stage)
     model_pixels: np.ndarray = None  # type: ignore[assignment]  # what the classifier gets (set by the gate)
     residual: float | None = None  # coarse layout residual
     anatomy: Anatomy | None = None
@@ -115,6 +117,34 @@ class Case:
         known = len(self.decision.reasons) if self.decision is not None else 0
         self.warnings += [r.warning for r in new.reasons[known:] if r.warning]
         self.decision = new
+
+    def display(self) -> np.ndarray:
+        """The decoded image (its working resolution, not the analysis image's) in display polarity."""
+        return (1.0 - self.loaded.pixels).astype(np.float32) if self.flipped else self.loaded.pixels
+
+    def field_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the analysed field in the decoded image's pixels."""
+        if self.exposed is None or self.exposed.is_whole:
+            height, width = self.loaded.pixels.shape
+            return 0, 0, width, height
+        k, f = self.scale, self.exposed
+        return f.x0 * k, f.y0 * k, f.x1 * k, f.y1 * k
+
+    def to_decoded(self, boxes: list[EvidenceBox]) -> list[EvidenceBox]:
+        """Boxes found on the analysed field, in the decoded image's pixels (where the thumbnails are cut)."""
+        x0, y0, _, _ = self.field_box()
+        k = self.scale
+        return [
+            replace(
+                b,
+                x=x0 + b.x * k,
+                y=y0 + b.y * k,
+                w=b.w * k,
+                h=b.h * k,
+                peak_xy=(x0 + b.peak_xy[0] * k, y0 + b.peak_xy[1] * k),
+            )
+            for b in boxes
+        ]
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,13 +234,17 @@ class Triage:
         and writes one :class:`Case`."""
         t_start = time.perf_counter()
         loaded = image if isinstance(image, LoadedImage) else self.load(image)
+        t = time.perf_counter()
+        pixels, scale = analysis_image(loaded.pixels)
         case = Case(
             loaded=loaded,
             prior_report=prior_report,
-            pixels=loaded.pixels,
+            pixels=pixels,
             warnings=[*loaded.meta.warnings, *self.backend.warnings],
+            scale=scale,
         )
         case.timings["decode"] = loaded.decode_ms  # also when the caller decoded it (once) beforehand
+        case.timings["analysis_size"] = (time.perf_counter() - t) * 1e3
         if image is loaded:  # decoded by the caller: the total still counts the decode
             t_start -= loaded.decode_ms / 1e3
         self._find_field(case)
@@ -221,9 +255,9 @@ class Triage:
         self._find_evidence(case)
         self._read_prior_report(case)
         self._explain(case)
-        prediction = self._assemble(case, save_crops, t_start)
-        pixels = (1.0 - loaded.pixels).astype(np.float32) if case.flipped else loaded.pixels
-        return Triaged(prediction, loaded, pixels, case.flipped, case.output)  # in the fields' order
+        display = case.display()
+        prediction = self._assemble(case, display, save_crops, t_start)
+        return Triaged(prediction, loaded, display, case.flipped, case.output)  # in the fields' order
 
     def _find_field(self, case: Case) -> None:
         """The exposed field (imaging/exposed_field.py): a film on a black canvas or inside wide black borders is
@@ -372,7 +406,8 @@ class Triage:
     def _second_opinion(self, case: Case, explainer: Explainer) -> None:
         """The optional explainer stage (MedGemma)."""
         t = time.perf_counter()
-        extra = explainer.explain(case.pixels, case.prior_report, case.decision.label)
+        x0, y0, x1, y1 = case.field_box()  # the explainer reads the field at the decoded resolution
+        extra = explainer.explain(case.display()[y0:y1, x0:x1], case.prior_report, case.decision.label)
         case.explanation = extra.explanation or case.explanation
         case.provenance += [p for p in extra.provenance if not _quoted_already(p, case.provenance)]
         case.warnings += extra.warnings
@@ -380,11 +415,13 @@ class Triage:
         if extra.box_xywh:
             # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
             height, width = case.pixels.shape
-            case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh(extra.box_xywh, (width, height), "medgemma")]
+            xywh = tuple(int(v) // case.scale for v in extra.box_xywh)  # it read the field at the decoded resolution
+            case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh(xywh, (width, height), "medgemma")]
         case.timings["explain"] = (time.perf_counter() - t) * 1e3
 
-    def _assemble(self, case: Case, save_crops: bool, t_start: float) -> Prediction:
-        """The Prediction. Thumbnails last: every step that can fail has run, so a failure leaves no files behind."""
+    def _assemble(self, case: Case, display: np.ndarray, save_crops: bool, t_start: float) -> Prediction:
+        """The Prediction. Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
+        They are cut from ``display`` (the decoded image in display polarity), with the boxes mapped to its pixels."""
         meta, d = case.loaded.meta, case.decision
         image_info = meta.to_dict()
         if case.knn_similarity is not None:
@@ -392,14 +429,17 @@ class Triage:
         if case.residual is not None:
             image_info["layout_residual"] = round(case.residual, 4)
         if case.exposed is not None and not case.exposed.is_whole:
-            image_info["exposed_field"] = case.exposed.xywh((meta.width, meta.height))
+            x0, y0, x1, y1 = case.field_box()
+            decoded = ExposedField(x0, y0, x1, y1, case.loaded.pixels.shape)  # type: ignore[arg-type]
+            image_info["exposed_field"] = decoded.xywh((meta.width, meta.height))
         anatomy_info = None
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
         t = time.perf_counter()
-        crops = save_crop_thumbnails(case.pixels, case.boxes, self.crops_dir) if save_crops and case.boxes else []
-        height, width = case.exposed.shape if case.exposed is not None else case.pixels.shape
-        crops = to_original_pixels(crops, (width, height), (meta.width, meta.height), case.exposed)
+        boxes = case.to_decoded(case.boxes)
+        crops = save_crop_thumbnails(display, boxes, self.crops_dir) if save_crops and boxes else []
+        height, width = display.shape
+        crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))
         case.timings["crops"] = (time.perf_counter() - t) * 1e3
         case.timings["total"] = (time.perf_counter() - t_start) * 1e3
         return Prediction(

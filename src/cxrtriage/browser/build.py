@@ -32,7 +32,7 @@ from cxrtriage.anatomy import frontal, measure
 from cxrtriage.backends.bundle_config import META_FILE
 from cxrtriage.explain import evidence
 from cxrtriage.files import sha256_file
-from cxrtriage.imaging import exposed_field, gate, polarity
+from cxrtriage.imaging import analysis_size, exposed_field, gate, polarity
 from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE
 from cxrtriage.schema import DISCLAIMER, MAX_CROPS
 
@@ -150,6 +150,7 @@ def browser_config(weights_dir: Path, models_dir: Path) -> dict[str, Any]:
         },
         "layout": {**layout, "thumb": 32},
         "rules": {
+            "analysis": {"ANALYSIS_SIDE": analysis_size.ANALYSIS_SIDE},
             "field": {
                 k: getattr(exposed_field, k)
                 for k in (

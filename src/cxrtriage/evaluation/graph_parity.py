@@ -38,6 +38,7 @@ from cxrtriage.anatomy.segmenter import Segmentation, Segmenter
 from cxrtriage.backends.bundled import BundledOnnxBackend
 from cxrtriage.config import Settings
 from cxrtriage.data import jsrt_records, jsrt_split, load_split_records
+from cxrtriage.imaging.analysis_size import analysis_image
 from cxrtriage.imaging.exposed_field import find_field
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.polarity import should_flip
@@ -64,9 +65,11 @@ def parity_images(data_dir: Path, pediatric: int = DEFAULT_PEDIATRIC) -> list[tu
 
 
 def engine_crop(path: Path, backend: BundledOnnxBackend, settings: Settings) -> np.ndarray:
-    """The exposed field in display polarity at working resolution: what the engine's later stages analyse."""
+    """The exposed field of the analysis image (imaging/analysis_size.py) in display polarity: what the engine's later
+    stages analyse."""
     loaded = load_image(path, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
-    crop = find_field(loaded.pixels).crop(loaded.pixels)
+    pixels, _ = analysis_image(loaded.pixels)
+    crop = find_field(pixels).crop(pixels)
     layout = backend.layout
     mono1 = (loaded.meta.photometric_interpretation or "").upper() == "MONOCHROME1"
     if layout is not None and mono1 and should_flip(crop, layout):
@@ -206,7 +209,7 @@ def run(data_dir: Path, out: Path, pediatric: int = DEFAULT_PEDIATRIC, command: 
         "threshold": threshold,
         "review_band": list(band) if band else None,
         "counts": {**counts, "total": len(rows)},
-        "engine_path": "find_field crop -> resize_square to 256 -> BundledOnnxBackend.analyze; Segmenter.segment(crop)",
+        "engine_path": "analysis_image -> find_field crop -> resize_square to 256 -> BundledOnnxBackend.analyze; Segmenter.segment(crop)",
         "graph_path": "classify_full.onnx and segment_full.onnx on the crop at its own size",
         "python_ms_median": float(np.median([r["python_ms"] for r in rows])),
         "modes": {mode: summarise(rows, mode, threshold, band) for mode in (RESIZE_PIL, RESIZE_OP)},
