@@ -209,7 +209,10 @@ def run(data_dir: Path, out: Path, pediatric: int = DEFAULT_PEDIATRIC, command: 
         "threshold": threshold,
         "review_band": list(band) if band else None,
         "counts": {**counts, "total": len(rows)},
-        "engine_path": "analysis_image -> find_field crop -> resize_square to 256 -> BundledOnnxBackend.analyze; Segmenter.segment(crop)",
+        "engine_path": (
+            "analysis_image -> find_field crop -> resize_square to 256 -> BundledOnnxBackend.analyze; "
+            "Segmenter.segment(crop)"
+        ),
         "graph_path": "classify_full.onnx and segment_full.onnx on the crop at its own size",
         "python_ms_median": float(np.median([r["python_ms"] for r in rows])),
         "modes": {mode: summarise(rows, mode, threshold, band) for mode in (RESIZE_PIL, RESIZE_OP)},
