@@ -137,6 +137,28 @@ def check_fields(before: ModuleType, after: ModuleType, data_dir: Path) -> dict:
     return {**counts, "differ": differ, "variants": list(VARIANTS)}
 
 
+def _no_thumbs(digest: dict) -> dict:
+    """A digest without its thumbnails' hashes: the answer (label, score, boxes, ...) alone."""
+    return {**digest, "crops": [{k: v for k, v in c.items() if k != "thumb_sha256"} for c in digest.get("crops") or []]}
+
+
+def _by_source(before: dict, after: dict) -> dict:
+    """Per dataset and variant (the key's first and last parts): results, answers identical apart from the
+    thumbnails, same label (or refusal), and the largest score difference."""
+    out: dict[str, dict] = {}
+    for key in sorted(before.keys() & after.keys()):
+        parts = key.split("/")
+        b, a = before[key], after[key]
+        row = out.setdefault(f"{parts[0]}/{parts[-1]}", {"results": 0, "same_answer": 0, "same_label": 0,
+                                                         "max_abs_score_delta": 0.0})  # fmt: skip
+        row["results"] += 1
+        row["same_answer"] += _no_thumbs(b) == _no_thumbs(a)
+        row["same_label"] += b.get("label", b.get("refused")) == a.get("label", a.get("refused"))
+        if "score" in a and "score" in b:
+            row["max_abs_score_delta"] = round(max(row["max_abs_score_delta"], abs(a["score"] - b["score"])), 4)
+    return out
+
+
 def check_predictions(baseline_src: Path, data_dir: Path) -> dict:
     """Part 2: every digest of this tree against the baseline's."""
     procs = {}
@@ -153,6 +175,9 @@ def check_predictions(baseline_src: Path, data_dir: Path) -> dict:
     both = [(before[k], after[k]) for k in before.keys() & after.keys()]
     deltas = [abs(a["score"] - b["score"]) for b, a in both if "score" in a and "score" in b]
     return {"results": len(after), "identical": len(after) - len(differ), "refused": refused, "crops": crops,
+            "identical_apart_from_thumbnails": sum(_no_thumbs(before[k]) == _no_thumbs(after[k])
+                                                   for k in before.keys() & after.keys()),
+            "by_source": _by_source(before, after),
             "same_label_or_refusal": sum(b.get("label", b.get("refused")) == a.get("label", a.get("refused"))
                                          for b, a in both),
             "same_needs_review": sum(b.get("needs_review") == a.get("needs_review") for b, a in both),

@@ -89,10 +89,11 @@ export async function triage(engine, file) {
   const { img: decoded, meta } = await decodeFile(file);
   tick("decode");
   const warnings = [...meta.warnings];
-  const { img: analysed, k } = analysisImage(decoded, rules.analysis.ANALYSIS_SIDE);
-  tick("analysis_size");
-  const [fx0, fy0, fx1, fy1] = findField(clipUnit(analysed), rules.field);
-  let pixels = crop(analysed, fx0, fy0, fx1, fy1);
+  const [fx0, fy0, fx1, fy1] = findField(clipUnit(decoded), rules.field);
+  // the field, box-averaged when it is 1024 px or more (src/cxrtriage/imaging/analysis_size.py)
+  const analysed = analysisImage(crop(decoded, fx0, fy0, fx1, fy1), rules.analysis.ANALYSIS_SIDE);
+  const k = analysed.k;
+  let pixels = analysed.img;
   tick("field");
   const stats = gateHeaderAndStatistics(pixels, meta, rules.gate);
   tick("gate");
@@ -165,11 +166,11 @@ export async function triage(engine, file) {
     boxes = boxes.filter((b) => standsOut && b.strength >= ev.NON_URGENT_MIN_STRENGTH).slice(0, 1);
   }
   // in the decoded image's pixels, as the engine maps them (pipeline.Case.to_decoded)
-  const crops = boxes.map((b) => ({ x: (b.x + fx0) * k, y: (b.y + fy0) * k, w: b.w * k, h: b.h * k, strength: round4(b.strength), region: b.region, source: b.source }));
+  const crops = boxes.map((b) => ({ x: fx0 + b.x * k, y: fy0 + b.y * k, w: b.w * k, h: b.h * k, strength: round4(b.strength), region: b.region, source: b.source }));
   tick("evidence");
   timings.total = Math.round((performance.now() - start) * 100) / 100;
   const image = { ...meta, warnings: undefined, layout_residual: round4(residual) };
-  if (fx0 || fy0 || fx1 !== analysed.w || fy1 !== analysed.h) image.exposed_field = [fx0 * k, fy0 * k, (fx1 - fx0) * k, (fy1 - fy0) * k];
+  if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = [fx0, fy0, fx1 - fx0, fy1 - fy0];
   if (viewScore !== null) image.view_probe = round4(viewScore);
   const anatomyInfo = {
     lungs_found: anatomy.lungs.map(([side]) => side),

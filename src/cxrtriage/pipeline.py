@@ -92,12 +92,12 @@ class Case:
 
     loaded: LoadedImage
     prior_report: str | None
-    pixels: np.ndarray  # the exposed field of the analysis image, display polarity (flipped by the gate when needed)
+    pixels: np.ndarray  # the exposed field, box-averaged for analysis, display polarity (flipped by the gate if needed)
     warnings: list[str]
     timings: dict[str, float] = field(default_factory=dict)
-    scale: int = 1  # the decoded image is this many times the analysis image (imaging/analysis_size.py)
+    scale: int = 1  # the field in the decoded image is this many times ``pixels`` (imaging/analysis_size.py)
     flipped: bool = False
-    exposed: ExposedField | None = None  # where ``pixels`` lie in the analysis image (set by the field stage)
+    exposed: ExposedField | None = None  # where the field lies in the decoded image (set by the field stage)
     model_pixels: np.ndarray = None  # type: ignore[assignment]  # what the classifier gets (set by the gate)
     residual: float | None = None  # coarse layout residual
     anatomy: Anatomy | None = None
@@ -124,11 +124,10 @@ class Case:
 
     def field_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the analysed field in the decoded image's pixels."""
-        if self.exposed is None or self.exposed.is_whole:
+        if self.exposed is None:
             height, width = self.loaded.pixels.shape
             return 0, 0, width, height
-        k, f = self.scale, self.exposed
-        return f.x0 * k, f.y0 * k, f.x1 * k, f.y1 * k
+        return self.exposed.x0, self.exposed.y0, self.exposed.x1, self.exposed.y1
 
     def to_decoded(self, boxes: list[EvidenceBox]) -> list[EvidenceBox]:
         """Boxes found on the analysed field, in the decoded image's pixels (where the thumbnails are cut)."""
@@ -234,17 +233,13 @@ class Triage:
         and writes one :class:`Case`."""
         t_start = time.perf_counter()
         loaded = image if isinstance(image, LoadedImage) else self.load(image)
-        t = time.perf_counter()
-        pixels, scale = analysis_image(loaded.pixels)
         case = Case(
             loaded=loaded,
             prior_report=prior_report,
-            pixels=pixels,
+            pixels=loaded.pixels,
             warnings=[*loaded.meta.warnings, *self.backend.warnings],
-            scale=scale,
         )
         case.timings["decode"] = loaded.decode_ms  # also when the caller decoded it (once) beforehand
-        case.timings["analysis_size"] = (time.perf_counter() - t) * 1e3
         if image is loaded:  # decoded by the caller: the total still counts the decode
             t_start -= loaded.decode_ms / 1e3
         self._find_field(case)
@@ -261,10 +256,11 @@ class Triage:
 
     def _find_field(self, case: Case) -> None:
         """The exposed field (imaging/exposed_field.py): a film on a black canvas or inside wide black borders is
-        analysed without them by every later stage; the boxes are mapped back when the result is assembled."""
+        analysed without them by every later stage, box-averaged when it is 1024 px or more
+        (imaging/analysis_size.py); the boxes are mapped back when the result is assembled."""
         t = time.perf_counter()
         case.exposed = find_field(case.pixels)
-        case.pixels = case.exposed.crop(case.pixels)
+        case.pixels, case.scale = analysis_image(case.exposed.crop(case.pixels))
         case.timings["field"] = (time.perf_counter() - t) * 1e3
 
     def _gate(self, case: Case) -> None:
@@ -429,9 +425,7 @@ class Triage:
         if case.residual is not None:
             image_info["layout_residual"] = round(case.residual, 4)
         if case.exposed is not None and not case.exposed.is_whole:
-            x0, y0, x1, y1 = case.field_box()
-            decoded = ExposedField(x0, y0, x1, y1, case.loaded.pixels.shape)  # type: ignore[arg-type]
-            image_info["exposed_field"] = decoded.xywh((meta.width, meta.height))
+            image_info["exposed_field"] = case.exposed.xywh((meta.width, meta.height))
         anatomy_info = None
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]

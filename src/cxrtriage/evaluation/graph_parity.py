@@ -38,8 +38,7 @@ from cxrtriage.anatomy.segmenter import Segmentation, Segmenter
 from cxrtriage.backends.bundled import BundledOnnxBackend
 from cxrtriage.config import Settings
 from cxrtriage.data import jsrt_records, jsrt_split, load_split_records
-from cxrtriage.imaging.analysis_size import analysis_image
-from cxrtriage.imaging.exposed_field import find_field
+from cxrtriage.imaging.exposed_field import analysed_region
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.polarity import should_flip
 from cxrtriage.imaging.preprocess import clip_unit, resize_square, to_model_input
@@ -65,11 +64,10 @@ def parity_images(data_dir: Path, pediatric: int = DEFAULT_PEDIATRIC) -> list[tu
 
 
 def engine_crop(path: Path, backend: BundledOnnxBackend, settings: Settings) -> np.ndarray:
-    """The exposed field of the analysis image (imaging/analysis_size.py) in display polarity: what the engine's later
-    stages analyse."""
+    """The exposed field, box-averaged for analysis (``analysed_region``), in display polarity: what the engine's
+    later stages analyse."""
     loaded = load_image(path, max_pixels=settings.max_pixels, max_working_pixels=settings.max_working_pixels)
-    pixels, _ = analysis_image(loaded.pixels)
-    crop = find_field(pixels).crop(pixels)
+    crop = analysed_region(loaded.pixels)
     layout = backend.layout
     mono1 = (loaded.meta.photometric_interpretation or "").upper() == "MONOCHROME1"
     if layout is not None and mono1 and should_flip(crop, layout):
@@ -210,7 +208,7 @@ def run(data_dir: Path, out: Path, pediatric: int = DEFAULT_PEDIATRIC, command: 
         "review_band": list(band) if band else None,
         "counts": {**counts, "total": len(rows)},
         "engine_path": (
-            "analysis_image -> find_field crop -> resize_square to 256 -> BundledOnnxBackend.analyze; "
+            "find_field crop -> analysis_image -> resize_square to 256 -> BundledOnnxBackend.analyze; "
             "Segmenter.segment(crop)"
         ),
         "graph_path": "classify_full.onnx and segment_full.onnx on the crop at its own size",

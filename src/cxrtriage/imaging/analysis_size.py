@@ -1,11 +1,13 @@
-"""The analysis image: every stage after decoding reads a film of at most ``2 * ANALYSIS_SIDE - 1`` px a side.
+"""The analysis image: every stage after the exposed field reads a film of at most ``2 * ANALYSIS_SIDE - 1`` px a side.
 
-Why: the classifier sees 256 px and the segmentation 192 px; the exposed field and the gate's layout work on 256 px
-copies. Analysing a 1024 px film whole spent about a fifth of a prediction resizing and scanning pixels that no
-stage needs (``scripts/profile_predict.py``, issue 26). A film whose longer side is ``k * ANALYSIS_SIDE`` px or more
-(``k >= 2``) is shrunk by the whole factor ``k``, a box mean over ``k x k`` blocks; NIH's 512 px films, and anything
-below 1024 px, are analysed exactly as decoded. The evidence thumbnails and the DICOM Secondary Capture are still
-cut from the decoded resolution (:mod:`cxrtriage.pipeline`), and boxes are reported in original pixels.
+Why: the classifier sees 256 px and the segmentation 192 px; the gate's layout works on a 256 px copy. Analysing a
+1024 px film whole spent about a fifth of a prediction resizing and scanning pixels that no stage needs
+(``scripts/profile_predict.py``, issue 26). The exposed field (:mod:`~cxrtriage.imaging.exposed_field`, found on the
+decoded image) whose longer side is ``k * ANALYSIS_SIDE`` px or more (``k >= 2``) is shrunk by the whole factor
+``k``, a box mean over ``k x k`` blocks; NIH's 512 px films, and any field below 1024 px, are analysed exactly as
+decoded. The factor follows the field, not the image: a small film on a wide canvas is not shrunk. The evidence
+thumbnails and the DICOM Secondary Capture are still cut from the decoded resolution (:mod:`cxrtriage.pipeline`),
+and boxes are reported in original pixels.
 
 How: the last ``H mod k`` rows and ``W mod k`` columns are left out (at most ``k - 1`` px, at the bottom and right
 edges); each block is summed in float64 in the order rows then columns of the block, starting from zero, then

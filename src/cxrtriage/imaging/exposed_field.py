@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from cxrtriage.imaging.analysis_size import analysis_image
 from cxrtriage.imaging.preprocess import clip_unit
 from cxrtriage.schema import Crop
 
@@ -197,9 +198,10 @@ def find_field(pixels: np.ndarray) -> ExposedField:
 
 
 def analysed_region(pixels: np.ndarray) -> np.ndarray:
-    """The exposed field of ``pixels``: what every stage after decoding analyses (the whole image when it is all
-    film). The one definition the pipeline and a model whose preprocessing says ``exposed_field`` share."""
-    return find_field(pixels).crop(pixels)
+    """The exposed field of ``pixels`` (the whole image when it is all film), box-averaged when it is 1024 px or more
+    (:func:`~cxrtriage.imaging.analysis_size.analysis_image`): what every later stage of the pipeline analyses. The
+    one definition the pipeline and training, calibration and the probes share."""
+    return analysis_image(find_field(pixels).crop(pixels))[0]
 
 
 def to_original_pixels(
