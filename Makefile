@@ -27,7 +27,7 @@ help:
 	@echo "make test      run the offline test suite"
 	@echo "make lint      ruff (lint + format check) over the tree, mypy over the run-time stages"
 	@echo "make bench     speed / memory benchmark of the bundled model"
-	@echo "make bench-batch  images/s of sequential cxrtriage predict and cxrtriage batch (Ray, 1 and 2 workers) on the same 2,000 NIH 1024 px inputs -> prototype/eval/batch_bench.json (~10 min on 2 cores)"
+	@echo "make bench-batch  images/s of sequential cxrtriage predict and cxrtriage batch (Ray, 1 and 2 workers) on the same 2,000 NIH 1024 px inputs, 3 interleaved rounds, medians -> prototype/eval/batch_bench.json (~17 min on 2 cores)"
 	@echo "make bench-hai-def  MedSigLIP / MedGemma / GGUF speed at real sizes, RANDOM weights (~30 min, ~12 GB RAM)"
 	@echo "make loadtest  start the server, 60 s at 8 then 32 clients over real images -> prototype/eval/loadtest.json (LOADTEST_ARGS=...)"
 	@echo "make request-memory  peak memory of one request for the largest and hostile inputs -> prototype/eval/request_memory.json"
