@@ -78,8 +78,8 @@ async function handle(file) {
   try {
     const { result, display } = await triage(engine, file);
     const source = greyCanvas(display);
-    draw(source, result.crops);
-    $("crops").replaceChildren(...cropThumbnails(source, result.crops, engine.cfg.rules.evidence));
+    draw(source, display.boxes);
+    $("crops").replaceChildren(...cropThumbnails(source, display.boxes, engine.cfg.rules.evidence));
     show(result);
     $("result").hidden = false;
     $("result-json").textContent = JSON.stringify({ file: file.name, ...result }, null, 1);

@@ -46,6 +46,52 @@ function toGrey({ rgba, w, h }) {
   return { img: { data: out, h, w }, colourfulness };
 }
 
+/** arrays.reduction_factor: the whole factor a DICOM above `work` pixels is box-averaged by before its LUTs. */
+function reductionFactor(w, h, work) {
+  return w * h <= work ? 1 : Math.ceil(Math.sqrt((w * h) / work));
+}
+
+/** dicom._reduce_array: k x k block means of the stored values, the partial edge dropped. The sums of whole numbers
+ * are exact (below 2^24 for k < 16 and 16-bit values), so the float32 mean is numpy's whatever its order. */
+function reduceValues(values, rows, cols, k) {
+  const h = Math.max(1, Math.floor(rows / k)), w = Math.max(1, Math.floor(cols / k));
+  const out = new Float64Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let i = 0; i < k; i++) {
+      const row = (y * k + i) * cols;
+      for (let x = 0; x < w; x++) {
+        let sum = out[y * w + x];
+        for (let j = 0; j < k; j++) sum += values[row + x * k + j];
+        out[y * w + x] = sum;
+      }
+    }
+  }
+  for (let n = 0; n < out.length; n++) out[n] = f32(out[n] / (k * k));
+  return { values: out, h, w };
+}
+
+/** numpy's rint: halves to even. */
+function rint(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** The first VOI LUT of the VOI LUT Sequence as {first, entries}, or null (dicom._voi_lut_unit reads the same). */
+function voiLut(ds) {
+  const seq = ds.elements.x00283010;
+  const item = seq && seq.items && seq.items[0] && seq.items[0].dataSet;
+  if (!item || !item.elements.x00283002 || !item.elements.x00283006) return null;
+  const count = item.uint16("x00283002", 0) || 65536;
+  const signedFirst = item.elements.x00283002.vr === "SS";
+  const first = signedFirst ? item.int16("x00283002", 1) : item.uint16("x00283002", 1);
+  const el = item.elements.x00283006;
+  if (el.length !== 2 * count) throw new Error("LUT data and descriptor disagree");
+  const view = new DataView(item.byteArray.buffer, item.byteArray.byteOffset + el.dataOffset, el.length);
+  const entries = new Float64Array(count);
+  for (let i = 0; i < count; i++) entries[i] = view.getUint16(2 * i, true);
+  return { first, entries };
+}
+
 function str(ds, tag) {
   const v = ds.string(tag);
   return v ? v.trim() : null;
@@ -56,7 +102,7 @@ function num(ds, tag) {
   return Number.isFinite(v) ? v : null;
 }
 
-async function decodeDicom(bytes) {
+async function decodeDicom(bytes, maxWorkingPixels) {
   const dp = globalThis.dicomParser;
   let ds;
   try {
@@ -102,14 +148,41 @@ async function decodeDicom(bytes) {
   } else {
     throw new Error(`this DICOM transfer syntax (${syntax}) is not decoded in the browser; use the server`);
   }
+  let [h, w] = [rows, cols];
+  const k = reductionFactor(cols, rows, maxWorkingPixels);
+  if (k > 1) {  // before the LUTs, as the engine does
+    ({ values, h, w } = reduceValues(values, rows, cols, k));
+    meta.reduction = Math.round((cols / w) * 1e4) / 1e4;
+    meta.warnings.push(`large image (${cols} x ${rows}): analysed at 1/${k} resolution to bound memory (CXRTRIAGE_MAX_WORKING_PIXELS); boxes are in original pixels`);
+  }
   const slope = num(ds, "x00281053");
   const intercept = num(ds, "x00281052");
   if (slope !== null || intercept !== null) for (let i = 0; i < values.length; i++) values[i] = values[i] * (slope ?? 1) + (intercept ?? 0);
   const centre = num(ds, "x00281050");
   const width = num(ds, "x00281051");
   const out = new Float32Array(values.length);
-  if (ds.elements.x00283010) meta.warnings.push("the DICOM VOI LUT Sequence is not applied in the browser; min-max scaling used");
-  if (centre !== null && width !== null && width >= 1 && !ds.elements.x00283010) {
+  let lut = null;
+  let lutBroken = false;
+  if (ds.elements.x00283010) {
+    try {
+      lut = voiLut(ds);
+    } catch (e) {
+      lutBroken = true;
+      meta.warnings.push("the DICOM VOI LUT is invalid; min-max scaling used instead");
+    }
+  }
+  if (lut) {
+    // dicom._voi_lut_unit: each value (rounded) clamped into the LUT's range, looked up, then normalised by the
+    // min..max of the LUT's own entries
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of lut.entries) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    const last = lut.entries.length - 1;
+    for (let i = 0; i < values.length; i++) {
+      const at = Math.min(last, Math.max(0, rint(values[i]) - lut.first));
+      out[i] = hi > lo ? Math.min(1, Math.max(0, (lut.entries[at] - lo) / (hi - lo))) : 0;
+    }
+  } else if (centre !== null && width !== null && width >= 1 && !lutBroken) {
     // pydicom LINEAR windowing, normalised to its output range
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
@@ -122,13 +195,13 @@ async function decodeDicom(bytes) {
     for (let i = 0; i < values.length; i++) out[i] = hi > lo ? (values[i] - lo) / (hi - lo) : 0;
   }
   if (photometric === "MONOCHROME1") for (let i = 0; i < out.length; i++) out[i] = f32(1 - out[i]);
-  return { img: { data: out, h: rows, w: cols }, meta };
+  return { img: { data: out, h, w }, meta };
 }
 
 /** A File -> {img, meta}; throws Error with a sentence a user can read. */
-export async function decodeFile(file) {
+export async function decodeFile(file, maxWorkingPixels = Infinity) {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (isDicom(bytes)) return decodeDicom(bytes);
+  if (isDicom(bytes)) return decodeDicom(bytes, maxWorkingPixels);
   const png = bytes[0] === 0x89 && bytes[1] === 0x50;
   const jpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
   if (!png && !jpeg) throw new Error("the file is not a PNG, JPEG or DICOM file");

@@ -62,6 +62,30 @@ function resizedOf(outs) {
   return { data: outs.resized.data, h, w };
 }
 
+/** Python's round(): halves to even. */
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** exposed_field.to_original_pixels: boxes of the decoded image (w x h) in the original's pixels (a DICOM decoded
+ * at 1/k, above CXRTRIAGE_MAX_WORKING_PIXELS). */
+function toOriginal(boxes, [aw, ah], [ow, oh]) {
+  if (aw === ow && ah === oh) return boxes;
+  const sx = ow / aw, sy = oh / ah;
+  return boxes.map((c) => {
+    const x = Math.min(ow - 1, Math.trunc(c.x * sx)), y = Math.min(oh - 1, Math.trunc(c.y * sy));
+    return { ...c, x, y, w: Math.max(1, Math.min(ow - x, roundHalfEven(c.w * sx))), h: Math.max(1, Math.min(oh - y, roundHalfEven(c.h * sy))) };
+  });
+}
+
+/** ExposedField.xywh(original): the field as [x, y, w, h] in the original's pixels. */
+function fieldInOriginal([x0, y0, x1, y1], [aw, ah], [ow, oh]) {
+  const sx = ow / aw, sy = oh / ah;
+  const x = Math.trunc(x0 * sx), y = Math.trunc(y0 * sy);
+  return [x, y, Math.max(1, roundHalfEven(x1 * sx) - x), Math.max(1, roundHalfEven(y1 * sy) - y)];
+}
+
 function decide(score, cfg, doubts) {
   const threshold = round4(cfg.threshold);
   const band = [round4(cfg.review_band[0]), round4(cfg.review_band[1])];
@@ -86,7 +110,7 @@ export async function triage(engine, file) {
   let t = performance.now();
   const tick = (name) => { const now = performance.now(); timings[name] = Math.round((now - t) * 100) / 100; t = now; };
   const start = t;
-  const { img: decoded, meta } = await decodeFile(file);
+  const { img: decoded, meta } = await decodeFile(file, rules.analysis.MAX_WORKING_PIXELS);
   tick("decode");
   const warnings = [...meta.warnings];
   const [fx0, fy0, fx1, fy1] = findField(clipUnit(decoded), rules.field);
@@ -166,11 +190,13 @@ export async function triage(engine, file) {
     boxes = boxes.filter((b) => standsOut && b.strength >= ev.NON_URGENT_MIN_STRENGTH).slice(0, 1);
   }
   // in the decoded image's pixels, as the engine maps them (pipeline.Case.to_decoded)
-  const crops = boxes.map((b) => ({ x: fx0 + b.x * k, y: fy0 + b.y * k, w: b.w * k, h: b.h * k, strength: round4(b.strength), region: b.region, source: b.source }));
+  const shown = boxes.map((b) => ({ x: fx0 + b.x * k, y: fy0 + b.y * k, w: b.w * k, h: b.h * k, strength: round4(b.strength), region: b.region, source: b.source }));
+  const sizes = [[decoded.w, decoded.h], [meta.width, meta.height]];
+  const crops = toOriginal(shown, ...sizes);
   tick("evidence");
   timings.total = Math.round((performance.now() - start) * 100) / 100;
   const image = { ...meta, warnings: undefined, layout_residual: round4(residual) };
-  if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = [fx0, fy0, fx1 - fx0, fy1 - fy0];
+  if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = fieldInOriginal([fx0, fy0, fx1, fy1], ...sizes);
   if (viewScore !== null) image.view_probe = round4(viewScore);
   const anatomyInfo = {
     lungs_found: anatomy.lungs.map(([side]) => side),
@@ -187,6 +213,6 @@ export async function triage(engine, file) {
       model_logit: Math.round(logit * 1e6) / 1e6, timings_ms: timings, image, anatomy: anatomyInfo,
       not_checked: [SERVER_ONLY_NOTE], polarity_flipped: flipped,
     },
-    display: { decoded, flipped },
+    display: { decoded, flipped, boxes: shown }, // the boxes in the decoded image's pixels, where they are drawn
   };
 }

@@ -10,38 +10,26 @@ Playwright or npm (and an installed demo_app/browser/node_modules) is missing.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from cxrtriage.browser.build import VENDOR_FILES, build, page_source
+from cxrtriage.browser.build import build
 from cxrtriage.browser.files import parity_files
-from cxrtriage.browser.parity import CHROMIUM, compare, run_page, serve_folder
+from cxrtriage.browser.parity import compare, page_skip_reason, run_page, serve_folder
 
 ROOT = Path(__file__).resolve().parents[2]
+
 MAX_SCORE_DIFF = 0.01
 MIN_TOP_BOX_IOU = 0.5
 
 pytestmark = pytest.mark.data  # ~25 s: in `make test`, so CI runs it (issue 27: "the parity test passes in CI")
 
 
-def _skip_reason() -> str | None:
-    if not CHROMIUM.is_file():
-        return f"{CHROMIUM} missing (apt-get install chromium)"
-    if importlib.util.find_spec("playwright") is None:
-        return "Playwright is not installed (the [dev] extra)"
-    modules = page_source(ROOT) / "node_modules"
-    if not all((modules / name).is_file() for name in VENDOR_FILES) and shutil.which("npm") is None:
-        return "demo_app/browser/node_modules is not installed and npm is missing (cannot vendor onnxruntime-web)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def page_and_reference(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    reason = _skip_reason()
+    reason = page_skip_reason(ROOT)
     if reason:
         pytest.skip(reason)
     files = parity_files(data_dir)

@@ -150,7 +150,11 @@ def browser_config(weights_dir: Path, models_dir: Path) -> dict[str, Any]:
         },
         "layout": {**layout, "thumb": 32},
         "rules": {
-            "analysis": {"ANALYSIS_SIDE": analysis_size.ANALYSIS_SIDE},
+            "analysis": {
+                "ANALYSIS_SIDE": analysis_size.ANALYSIS_SIDE,
+                # a DICOM above it is box-averaged before its LUTs, as imaging/dicom.py does with the default setting
+                "MAX_WORKING_PIXELS": config.DEFAULT_MAX_WORKING_PIXELS,
+            },
             "field": {
                 k: getattr(exposed_field, k)
                 for k in (

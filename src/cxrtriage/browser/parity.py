@@ -30,6 +30,23 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 120_000
 
 
+def page_skip_reason(root: Path) -> str | None:
+    """Why the page cannot run here (no Chromium, no Playwright, no onnxruntime-web to vendor), or None."""
+    import importlib.util
+    import shutil
+
+    from cxrtriage.browser.build import VENDOR_FILES, page_source
+
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} missing (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (the [dev] extra)"
+    modules = page_source(root) / "node_modules"
+    if not all((modules / name).is_file() for name in VENDOR_FILES) and shutil.which("npm") is None:
+        return "demo_app/browser/node_modules is not installed and npm is missing (cannot vendor onnxruntime-web)"
+    return None
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {
         **http.server.SimpleHTTPRequestHandler.extensions_map,
