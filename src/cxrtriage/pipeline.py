@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from PIL import Image
 from cxrtriage import decision
 from cxrtriage.anatomy import frontal
 from cxrtriage.anatomy.measure import Anatomy, measure
-from cxrtriage.anatomy.segmenter import SEGMENT_MODEL_FILE, Segmenter
+from cxrtriage.anatomy.segmenter import Segmenter, installed_segmenter
 from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.finding_probe import read_findings
@@ -46,14 +46,15 @@ from cxrtriage.explain.evidence import (
     find_evidence_boxes,
     peak_prominence,
     save_crop_thumbnails,
+    scaled_boxes,
 )
-from cxrtriage.explain.provenance import case_provenance, redact_quotes, report_provenance
+from cxrtriage.explain.provenance import case_provenance, quoted_already, redact_quotes, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging import gate
 from cxrtriage.imaging.analysis_size import analysis_image
-from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels
+from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels, whole
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import clip_unit, resize_square
@@ -66,22 +67,6 @@ ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 DEFAULT_SEGMENTER = "bundled"
 #: an evidence box must have at least this share of its area on the segmented lung fields
 MIN_BOX_LUNG_SHARE = 0.1
-
-
-def default_segmenter(settings: Settings | None = None) -> Segmenter | None:
-    """The lung-and-heart segmentation of ``settings`` (``segmenter_dir``, ``threads``; None: the environment's), or
-    None when its files are not there (the pipeline then falls back to image-geometry zones and the layout gate
-    alone, and says so in a warning)."""
-    settings = settings if settings is not None else Settings()
-    directory = settings.segmenter_dir
-    return Segmenter(directory, threads=settings.threads) if (directory / SEGMENT_MODEL_FILE).is_file() else None
-
-
-def _quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
-    """True for a prior-report quote already contained in a quote the pipeline itself took from the report."""
-    return item.source == "prior_report" and any(
-        item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report"
-    )
 
 
 @dataclass(eq=False)
@@ -121,29 +106,6 @@ class Case:
     def display(self) -> np.ndarray:
         """The decoded image (its working resolution, not the analysis image's) in display polarity."""
         return (1.0 - self.loaded.pixels).astype(np.float32) if self.flipped else self.loaded.pixels
-
-    def field_box(self) -> tuple[int, int, int, int]:
-        """(x0, y0, x1, y1) of the analysed field in the decoded image's pixels."""
-        if self.exposed is None:
-            height, width = self.loaded.pixels.shape
-            return 0, 0, width, height
-        return self.exposed.x0, self.exposed.y0, self.exposed.x1, self.exposed.y1
-
-    def to_decoded(self, boxes: list[EvidenceBox]) -> list[EvidenceBox]:
-        """Boxes found on the analysed field, in the decoded image's pixels (where the thumbnails are cut)."""
-        x0, y0, _, _ = self.field_box()
-        k = self.scale
-        return [
-            replace(
-                b,
-                x=x0 + b.x * k,
-                y=y0 + b.y * k,
-                w=b.w * k,
-                h=b.h * k,
-                peak_xy=(x0 + b.peak_xy[0] * k, y0 + b.peak_xy[1] * k),
-            )
-            for b in boxes
-        ]
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,7 +158,7 @@ class Triage:
         self.n_neighbours = n_neighbours
         if isinstance(segmenter, str) and segmenter != DEFAULT_SEGMENTER:
             raise ValueError(f"segmenter must be a Segmenter, None or {DEFAULT_SEGMENTER!r}, not {segmenter!r}")
-        self.segmenter: Segmenter | None = default_segmenter(self.settings) if isinstance(segmenter, str) else segmenter
+        self.segmenter = installed_segmenter(self.settings) if isinstance(segmenter, str) else segmenter
 
     @classmethod
     def from_config(cls, settings: Settings) -> Triage:
@@ -402,17 +364,18 @@ class Triage:
     def _second_opinion(self, case: Case, explainer: Explainer) -> None:
         """The optional explainer stage (MedGemma)."""
         t = time.perf_counter()
-        x0, y0, x1, y1 = case.field_box()  # the explainer reads the field at the decoded resolution
-        extra = explainer.explain(case.display()[y0:y1, x0:x1], case.prior_report, case.decision.label)
+        decoded = case.loaded.pixels.shape
+        field = case.exposed or whole((decoded[0], decoded[1]))  # the explainer reads it at the decoded resolution
+        extra = explainer.explain(field.crop(case.display()), case.prior_report, case.decision.label)
         case.explanation = extra.explanation or case.explanation
-        case.provenance += [p for p in extra.provenance if not _quoted_already(p, case.provenance)]
+        case.provenance += [p for p in extra.provenance if not quoted_already(p, case.provenance)]
         case.warnings += extra.warnings
         case.settle(decision.with_second_opinion(case.decision, extra.disagrees))
         if extra.box_xywh:
             # MedGemma's box becomes one more crop (kept within MAX_CROPS by dropping the weakest CAM box)
             height, width = case.pixels.shape
-            xywh = tuple(int(v) // case.scale for v in extra.box_xywh)  # it read the field at the decoded resolution
-            case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh(xywh, (width, height), "medgemma")]
+            x, y, w, h = (int(v) // case.scale for v in extra.box_xywh)  # it read the field at the decoded resolution
+            case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh((x, y, w, h), (width, height), "medgemma")]
         case.timings["explain"] = (time.perf_counter() - t) * 1e3
 
     def _assemble(self, case: Case, display: np.ndarray, save_crops: bool, t_start: float) -> Prediction:
@@ -430,7 +393,8 @@ class Triage:
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
         t = time.perf_counter()
-        boxes = case.to_decoded(case.boxes)
+        field = case.exposed or whole((display.shape[0], display.shape[1]))
+        boxes = scaled_boxes(case.boxes, (field.x0, field.y0), case.scale)  # in the decoded image's pixels
         crops = save_crop_thumbnails(display, boxes, self.crops_dir) if save_crops and boxes else []
         height, width = display.shape
         crops = to_original_pixels(crops, (width, height), (meta.width, meta.height))

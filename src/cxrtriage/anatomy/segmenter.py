@@ -149,3 +149,12 @@ class Segmenter:
             symmetry=symmetry,
             centre_brightness=centre,
         )
+
+
+def installed_segmenter(settings: config.Settings | None = None) -> Segmenter | None:
+    """The lung-and-heart segmentation of ``settings`` (``segmenter_dir``, ``threads``; None: the environment's), or
+    None when its files are not there (the pipeline then falls back to image-geometry zones and the layout gate
+    alone, and says so in a warning)."""
+    settings = settings if settings is not None else config.Settings()
+    directory = settings.segmenter_dir
+    return Segmenter(directory, threads=settings.threads) if (directory / SEGMENT_MODEL_FILE).is_file() else None

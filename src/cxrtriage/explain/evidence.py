@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ __all__ = [
     "find_evidence_boxes",
     "peak_prominence",
     "save_crop_thumbnails",
+    "scaled_boxes",
 ]
 
 #: The CAM is upsampled by this factor before thresholding, for smoother boxes.
@@ -302,6 +303,23 @@ def cam_peak(cam: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int]:
     x = min(int((j + 0.5) * width / w), width - 1)
     y = min(int((i + 0.5) * height / h), height - 1)
     return x, y
+
+
+def scaled_boxes(boxes: Sequence[EvidenceBox], origin: tuple[int, int], k: int) -> list[EvidenceBox]:
+    """Boxes of an analysis image that is the field at ``origin`` (x, y) of a larger image, box-averaged by ``k``
+    (imaging/analysis_size.py), in that larger image's pixels: where the thumbnails are cut."""
+    x0, y0 = origin
+    return [
+        replace(
+            b,
+            x=x0 + b.x * k,
+            y=y0 + b.y * k,
+            w=b.w * k,
+            h=b.h * k,
+            peak_xy=(x0 + b.peak_xy[0] * k, y0 + b.peak_xy[1] * k),
+        )
+        for b in boxes
+    ]
 
 
 # ----------------------------------------------------------------------------- thumbnails

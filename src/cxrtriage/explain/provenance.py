@@ -69,3 +69,10 @@ def redact_quotes(
     said = redactor.redact(explanation)
     kinds |= said.kinds
     return out, said.text, REDACTED_WARNING.format(kinds=describe(frozenset(kinds))) if kinds else None
+
+
+def quoted_already(item: Provenance, provenance: list[Provenance]) -> bool:
+    """True for a prior-report quote already contained in a quote the pipeline itself took from the report."""
+    return item.source == "prior_report" and any(
+        item.snippet.lower() in q.snippet.lower() for q in provenance if q.source == "prior_report"
+    )
