@@ -71,7 +71,7 @@ from cxrtriage.files import private_dir
 from cxrtriage.schema import DISCLAIMER, Prediction
 from cxrtriage.security.authenticate import HOW_TO_CONFIGURE
 from cxrtriage.serve.audit_middleware import install_audit
-from cxrtriage.serve.auth import PrefixAuthMiddleware, RouteRoles
+from cxrtriage.serve.auth import BROWSER_PAGE_URL, PrefixAuthMiddleware, RouteRoles
 from cxrtriage.serve.crops import CROPS_URL, with_crop_urls
 from cxrtriage.serve.csrf import CrossSiteRequestMiddleware, NoCorsMiddleware
 from cxrtriage.serve.docs import mount_offline_docs
@@ -99,10 +99,8 @@ from cxrtriage.serve.runtime import (
 from cxrtriage.serve.session_cookie import SessionCookieMiddleware
 from cxrtriage.serve.worker_metrics import forget_dead_workers, worker_exited
 
-#: where the built browser page is served (``make browser``; absent until built)
-BROWSER_PAGE_URL = "/local"
-
 __all__ = [
+    "BROWSER_PAGE_URL",
     "CROPS_URL",
     "Engine",
     "EngineState",

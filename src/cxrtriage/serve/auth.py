@@ -53,6 +53,7 @@ from cxrtriage.serve.session_cookie import LOGIN_PATH, LOGOUT_PATH, browser_refu
 __all__ = [
     "AUTH_RESPONSES",
     "OPEN_PATHS",
+    "BROWSER_PAGE_URL",
     "PREFIX_ROLES",
     "PrefixAuthMiddleware",
     "RoleRequirement",
@@ -78,7 +79,9 @@ _SESSION_METHODS = frozenset({"GET", "HEAD"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: ``scope["state"]`` key: the role an early check (:class:`PrefixAuthMiddleware`) already granted this request
 _CHECKED_ROLE = "auth_checked_role"
-OPEN_PREFIXES = (ASSETS_URL,)
+#: the static browser page (``make browser``), mounted when built: code and shipped weights, no patient data
+BROWSER_PAGE_URL = "/local"
+OPEN_PREFIXES = (ASSETS_URL, BROWSER_PAGE_URL)
 
 #: the answers every protected operation documents (routers pass them as ``responses=``)
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
