@@ -14,15 +14,24 @@ float32 in [0, 1], display polarity; outputs
 [N, structures, S, S] (sigmoid of the logits), ``model_input`` (the symmetry check's input) and ``resized``.
 
 Both are built from the bundle's files and its metadata (the ``preprocess`` block through
-:class:`~cxrtriage.imaging.preprocess.PreprocessConfig`, the same parser the engine uses), never from constants here.
-Export-time code: ``python -m cxrtriage.train.browser_graphs --out DIR``; the engine does not load these graphs
-(yet): ``cxrtriage.evaluation.graph_parity`` measures how far they are from the engine's own path.
+:class:`~cxrtriage.imaging.preprocess.PreprocessConfig`, the same parser the engine uses), never from constants here,
+and recorded in ``graphs.json`` (:mod:`cxrtriage.graph_manifest`: each graph's sha256 and size, and the sha256 of the
+model file and metadata it was built from). The bundled copies live in ``src/cxrtriage/weights/`` and are rebuilt by
+one command (``make export`` runs it after exporting the models)::
+
+    python -m cxrtriage.train.browser_graphs --out src/cxrtriage/weights
+
+Export-time code (needs ``onnx``). The engine runs these graphs when the manifest matches its files
+(``BundledOnnxBackend.analyze``, ``Segmenter.segment``; otherwise their numpy path, which gives the same answers), and
+``cxrtriage browser-build`` copies them for the page, so the Python engine and the browser run one numeric path.
+``cxrtriage.evaluation.graph_parity`` measures how far the graphs are from the numpy path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,12 +43,18 @@ from cxrtriage import config
 from cxrtriage.anatomy.segmenter import SEGMENT_META_FILE, SEGMENT_MODEL_FILE
 from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.bundled import DEFAULT_FEATURE_MAP_OUTPUT, DEFAULT_LOGIT_OUTPUT, MODEL_FILE
+from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, SEGMENT_FULL_FILE, manifest_entry, write_manifest
 from cxrtriage.imaging.preprocess import PreprocessConfig
 from cxrtriage.train.graph_ops import RESIZE_OP, RESIZE_PIL, GraphPart, model_input_nodes
 
-CLASSIFY_FULL_FILE = "classify_full.onnx"
-SEGMENT_FULL_FILE = "segment_full.onnx"
+__all__ = ["CLASSIFY_FULL_FILE", "SEGMENT_FULL_FILE", "build_classify_full", "build_segment_full", "write_graphs"]
 CROP_INPUT = "crop"
+#: each graph and the files of the bundle it is built from (what graphs.json records)
+GRAPH_SOURCES = {
+    CLASSIFY_FULL_FILE: (MODEL_FILE, META_FILE),
+    SEGMENT_FULL_FILE: (SEGMENT_MODEL_FILE, SEGMENT_META_FILE),
+}
+REBUILD_COMMAND = "python -m cxrtriage.train.browser_graphs --out src/cxrtriage/weights"
 
 
 def _graft(model: onnx.ModelProto, pre: GraphPart, post: GraphPart, outputs: Sequence[onnx.ValueInfoProto]) -> None:
@@ -122,15 +137,20 @@ def build_segment_full(weights_dir: Path, resize: str = RESIZE_PIL) -> onnx.Mode
     return model
 
 
-def write_graphs(out_dir: Path, weights_dir: Path | None = None, resize: str = RESIZE_PIL) -> list[Path]:
-    """Build both graphs from the bundle in ``weights_dir`` (default: the installed one) into ``out_dir``."""
+def write_graphs(
+    out_dir: Path, weights_dir: Path | None = None, resize: str = RESIZE_PIL, command: str = REBUILD_COMMAND
+) -> list[Path]:
+    """Build both graphs from the bundle in ``weights_dir`` (default: the installed one) into ``out_dir``, with the
+    manifest (``graphs.json``) that names what each was built from."""
     src = Path(weights_dir) if weights_dir else config.BUNDLED_WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, entries = [], {}
     for name, build in ((CLASSIFY_FULL_FILE, build_classify_full), (SEGMENT_FULL_FILE, build_segment_full)):
         path = out_dir / name
         onnx.save(build(src, resize), str(path))
+        entries[name] = manifest_entry(path, [src / f for f in GRAPH_SOURCES[name]], resize)
         written.append(path)
+    write_manifest(out_dir, entries, command)
     return written
 
 
@@ -145,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Pillow's resample in plain ops (default) or ONNX Resize (antialias): see graph_ops",
     )
     args = parser.parse_args(argv)
-    for path in write_graphs(args.out, args.weights, args.resize):
+    command = "python -m cxrtriage.train.browser_graphs " + " ".join(sys.argv[1:] if argv is None else argv)
+    for path in write_graphs(args.out, args.weights, args.resize, command.strip()):
         print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
