@@ -5,7 +5,7 @@ float32 in [0, 1], display polarity; outputs
 
 * ``score`` [N] float64: the calibrated urgency score (Platt ``a``, ``b`` of model.json, float64 as
   ``backends.calibration.platt``), so the threshold and review band of model.json apply to it unchanged;
-* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map), ``embedding``
+* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map, summed in float64 as numpy does), ``embedding``
   [N, C] (the feature map's spatial mean, what the similar-case index and the OOD gate read);
 * ``model_input`` [N, 1, S, S] and ``resized`` [N, 1, S, S] (the float resize before quantizing: the layout gate's
   input), so a caller never resizes the image itself.
@@ -96,8 +96,12 @@ def build_classify_full(weights_dir: Path, resize: str = RESIZE_PIL) -> onnx.Mod
     post = GraphPart("post")
     logit = post.op("Reshape", [DEFAULT_LOGIT_OUTPUT, post.const(np.array([-1]), "shape", np.int64)], out="logit")
     weight = np.asarray(bundle.head.weight, dtype=np.float32)
-    cam = post.op("Conv", [DEFAULT_FEATURE_MAP_OUTPUT, post.const(weight.reshape(1, -1, 1, 1), "head_w")])
-    post.op("Squeeze", [cam, post.const(np.array([1]), "axis", np.int64)], out="cam")
+    # backends.cam.class_activation_map: the weighted channel sum in float64, then float32 (a float32 Conv differs by
+    # up to 4e-6, which moves the evidence boxes' strength in its 8th decimal)
+    fmap64 = post.op("Cast", [DEFAULT_FEATURE_MAP_OUTPUT], to=TensorProto.DOUBLE)
+    channels_last = post.op("Transpose", [fmap64], perm=[0, 2, 3, 1])
+    cam64 = post.op("MatMul", [channels_last, post.const(weight.astype(np.float64), "head_w", np.float64)])
+    post.op("Cast", [cam64], out="cam", to=TensorProto.FLOAT)
     axes = post.const(np.array([2, 3]), "axes", np.int64)
     post.op("ReduceMean", [DEFAULT_FEATURE_MAP_OUTPUT, axes], out="embedding", keepdims=0)
     # calibration.platt: 1 / (1 + exp(-(a * logit + b))) in float64
