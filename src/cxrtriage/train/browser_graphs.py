@@ -5,8 +5,9 @@ float32 in [0, 1], display polarity; outputs
 
 * ``score`` [N] float64: the calibrated urgency score (Platt ``a``, ``b`` of model.json, float64 as
   ``backends.calibration.platt``), so the threshold and review band of model.json apply to it unchanged;
-* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map, summed in float64 as numpy does), ``embedding``
-  [N, C] (the feature map's spatial mean, what the similar-case index and the OOD gate read);
+* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map, summed in float64
+  as numpy does), ``embedding`` [N, C] (the feature map's spatial mean, what the similar-case index and the OOD gate
+  read);
 * ``model_input`` [N, 1, S, S] and ``resized`` [N, 1, S, S] (the float resize before quantizing: the layout gate's
   input), so a caller never resizes the image itself.
 
