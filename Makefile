@@ -146,6 +146,8 @@ train: install
 export: install
 	$(BIN)/cxrtriage export-segmenter --checkpoint runs/segment/checkpoint.pt
 	$(BIN)/cxrtriage export $(foreach m,$(MEMBERS),--checkpoint $(m)/checkpoint.pt) --fp32-copy runs/bundled/model.fp32.onnx --trace prototype/eval/export_trace.txt
+	# the same models with their numeric path inside (classify_full.onnx, segment_full.onnx + graphs.json): what the engine and the browser page run
+	$(BIN)/python -m cxrtriage.train.browser_graphs --out src/cxrtriage/weights
 
 writeup: install
 	$(BIN)/cxrtriage writeup --out writeup.pdf

@@ -94,11 +94,13 @@ def profile_inputs(engine, paths: list[Path], repeats: int) -> dict:  # noqa: AN
 
 def floors(engine, image: Path, repeats: int) -> dict:  # noqa: ANN001 - a Triage
     """The PNG decode alone and each ONNX model alone on its preprocessed input, one thread."""
+    from cxrtriage.anatomy.segmenter import Segmenter
     from cxrtriage.imaging.preprocess import to_model_input
 
     pixels = engine.load(image).pixels  # the engine's limits, as predict decodes (no settings read per call)
     x_cls = to_model_input(pixels, engine.backend.preprocess_cfg)
-    seg = engine.segmenter
+    # the network alone: the engine's segmenter session may be segment_full.onnx (preprocessing inside the graph)
+    seg = Segmenter(engine.segmenter.model_dir, threads=1, graphs=False) if engine.segmenter is not None else None
     out = {
         "decode_png_1024_ms": _ms(lambda: engine.load(image), repeats),
         "classifier_onnx_ms": _ms(lambda: engine.backend.run(x_cls), repeats),

@@ -10,7 +10,18 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "cxrtriage"
 
-BASE = {"errors", "config", "optional", "schema", "decision", "files", "log_text", "crop_urls", "memory"}
+BASE = {
+    "errors",
+    "config",
+    "optional",
+    "schema",
+    "decision",
+    "files",
+    "log_text",
+    "crop_urls",
+    "memory",
+    "graph_manifest",
+}
 #: stage -> the stages it may import (besides itself and BASE)
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -19,6 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "schema": set(),
     "decision": set(),
     "files": set(),
+    "graph_manifest": set(),  # which bundled graph was built from which model file (the engine and the page's build)
     "memory": set(),
     "log_text": set(),  # loggable(): outside text escaped before it reaches a log line
     "crop_urls": set(),  # the crop URL rule, shared by the service and the DICOM node (no web imports)
@@ -31,7 +43,8 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"imaging"},
     "explain": {"imaging", "backends", "anatomy"},
     "site": {"backends"},  # a site profile (cxrtriage commission): loaded and applied around the classifier
-    "pipeline": {"imaging", "anatomy", "backends", "explain", "data", "site"},
+    "case": {"imaging", "anatomy", "backends", "explain"},  # the record a radiograph carries through the pipeline
+    "pipeline": {"imaging", "anatomy", "backends", "explain", "data", "site", "case"},
     "interop": {"imaging"},
     "serve": {
         "imaging",
@@ -64,9 +77,9 @@ ALLOWED: dict[str, set[str]] = {
     "hai_def": {"imaging", "anatomy", "backends", "explain", "data", "evaluation", "train"},
     # cxrtriage batch on Ray Data: the pipeline per actor, the output formats as predict writes them, the bench's data
     "archive": {"imaging", "pipeline", "interop", "data"},
-    # the static browser page's build: config.json from the run-time stages' constants; serve mounts what it built
-    # and the two ONNX graphs it runs, built by train/browser_graphs (imported lazily: serve never loads onnx)
-    "browser": {"imaging", "anatomy", "backends", "explain", "pipeline", "train"},
+    # the static browser page's build: config.json from the run-time stages' constants and the two bundled ONNX
+    # graphs it runs (copied, never built: no onnx); serve mounts what it built
+    "browser": {"imaging", "anatomy", "backends", "explain", "pipeline"},
     "cli": {
         "imaging",
         "anatomy",
@@ -98,6 +111,7 @@ RUN_TIME = {
     "anatomy",
     "backends",
     "explain",
+    "case",
     "pipeline",
     "serve",
     "data",

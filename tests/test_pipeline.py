@@ -273,20 +273,29 @@ def test_no_pydicom_sample_file_is_triaged(engine):
     assert triaged == []
 
 
-def test_layout_gate_copy_feeds_the_model_without_changing_results(engine, data_dir) -> None:
-    """The pipeline hands the layout gate's squashed copy to the bundled model (one resize instead of two); the
-    model's output must be exactly what the full-size image gives."""
+def test_layout_gate_reads_the_classifier_graphs_resized_image(engine, data_dir) -> None:
+    """With classify_full.onnx the classifier runs before the layout gate and the gate reads the graph's ``resized``:
+    exactly the squash the gate would make itself. Without the graph (numpy path) the pipeline hands the gate's
+    squashed copy to the model (one resize instead of two), whose output is exactly what the full image gives."""
+    from cxrtriage.backends.bundled import BundledOnnxBackend
     from cxrtriage.imaging.load import load_image
     from cxrtriage.imaging.preprocess import resize_square
 
     backend = engine.backend
     size = backend.layout.input_size
-    assert backend.accepts_squashed(size) and not backend.accepts_squashed(size + 1)
+    assert backend.returns_resized(size) and not backend.accepts_squashed(size)
     path = sorted((data_dir / "nih" / "images").glob("*.png"))[0]
     pixels = load_image(path).pixels
-    full, squashed = backend.analyze(pixels), backend.analyze(resize_square(pixels, size))
+    graph = backend.analyze(pixels)
+    assert np.array_equal(graph.resized, resize_square(pixels, size))
+    numpy_path = BundledOnnxBackend(graphs=False)
+    assert numpy_path.accepts_squashed(size) and not numpy_path.accepts_squashed(size + 1)
+    assert not numpy_path.returns_resized(size)
+    full, squashed = numpy_path.analyze(pixels), numpy_path.analyze(resize_square(pixels, size))
     assert full.logit == squashed.logit and (full.cam == squashed.cam).all()
     assert (full.embedding == squashed.embedding).all()
+    assert graph.logit == full.logit and abs(graph.score - full.score) < 1e-12
+    assert np.array_equal(graph.cam, full.cam) and np.allclose(graph.embedding, full.embedding, atol=1e-6)
 
 
 class _PinnedScore:

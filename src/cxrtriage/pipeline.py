@@ -21,27 +21,25 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from cxrtriage import decision
 from cxrtriage.anatomy import frontal
-from cxrtriage.anatomy.measure import Anatomy, measure
+from cxrtriage.anatomy.measure import measure
 from cxrtriage.anatomy.segmenter import Segmenter, installed_segmenter
 from cxrtriage.backends import Backend, Explainer, load_stages
 from cxrtriage.backends.base import BackendOutput
 from cxrtriage.backends.finding_probe import read_findings
+from cxrtriage.case import Case
 from cxrtriage.config import Settings
-from cxrtriage.decision import Decision
 from cxrtriage.errors import NotAChestXrayError
 from cxrtriage.explain.evidence import (
     NON_URGENT_MIN_PROMINENCE,
     NON_URGENT_MIN_STRENGTH,
-    EvidenceBox,
     box_from_xywh,
     find_evidence_boxes,
     peak_prominence,
@@ -50,16 +48,16 @@ from cxrtriage.explain.evidence import (
 )
 from cxrtriage.explain.provenance import case_provenance, quoted_already, redact_quotes, report_provenance
 from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
-from cxrtriage.explain.report import ReportAnalysis, analyze_prior_report
+from cxrtriage.explain.report import analyze_prior_report
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging import gate
 from cxrtriage.imaging.analysis_size import analysis_image
-from cxrtriage.imaging.exposed_field import ExposedField, find_field, to_original_pixels, whole
+from cxrtriage.imaging.exposed_field import find_field, to_original_pixels, whole
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import clip_unit, resize_square
 from cxrtriage.memory import keep_freed_memory
-from cxrtriage.schema import MAX_CROPS, Finding, ModelInfo, Prediction, Provenance
+from cxrtriage.schema import MAX_CROPS, ModelInfo, Prediction
 from cxrtriage.site import site_info, with_site
 
 ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
@@ -67,45 +65,6 @@ ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 DEFAULT_SEGMENTER = "bundled"
 #: an evidence box must have at least this share of its area on the segmented lung fields
 MIN_BOX_LUNG_SHARE = 0.1
-
-
-@dataclass(eq=False)
-class Case:
-    """One radiograph on its way through :class:`Triage`'s stages: each stage reads what the earlier ones wrote.
-    ``doubts`` are the image's reasons for review (atypical film), which only :mod:`cxrtriage.decision` turns into
-    a label, a review flag and warnings."""
-
-    loaded: LoadedImage
-    prior_report: str | None
-    pixels: np.ndarray  # the exposed field, box-averaged for analysis, display polarity (flipped by the gate if needed)
-    warnings: list[str]
-    timings: dict[str, float] = field(default_factory=dict)
-    scale: int = 1  # the field in the decoded image is this many times ``pixels`` (imaging/analysis_size.py)
-    flipped: bool = False
-    exposed: ExposedField | None = None  # where the field lies in the decoded image (set by the field stage)
-    model_pixels: np.ndarray = None  # type: ignore[assignment]  # what the classifier gets (set by the gate)
-    residual: float | None = None  # coarse layout residual
-    anatomy: Anatomy | None = None
-    doubts: list[str] = field(default_factory=list)
-    output: BackendOutput = None  # type: ignore[assignment]  # set by the classify stage
-    knn_similarity: float | None = None
-    neighbours: list[Any] = field(default_factory=list)
-    decision: Decision = None  # type: ignore[assignment]  # set by the decide stage
-    boxes: list[EvidenceBox] = field(default_factory=list)
-    report: ReportAnalysis | None = None
-    findings: list[Finding] = field(default_factory=list)
-    explanation: str = ""
-    provenance: list[Provenance] = field(default_factory=list)
-
-    def settle(self, new: Decision) -> None:
-        """Take the decision's latest word, with the warnings of the escalations it added, in the order made."""
-        known = len(self.decision.reasons) if self.decision is not None else 0
-        self.warnings += [r.warning for r in new.reasons[known:] if r.warning]
-        self.decision = new
-
-    def display(self) -> np.ndarray:
-        """The decoded image (its working resolution, not the analysis image's) in display polarity."""
-        return (1.0 - self.loaded.pixels).astype(np.float32) if self.flipped else self.loaded.pixels
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,17 +192,28 @@ class Triage:
         stats = gate.check_header_and_statistics(case.pixels, meta, allow_low_contrast=self.segmenter is not None)
         layout = self.backend.layout
         case.model_pixels = case.pixels
+        classify_ms = 0.0  # the classifier's time when it runs inside the gate (reported as its own stages)
         if layout is not None:
             if (meta.photometric_interpretation or "").upper() == "MONOCHROME1" and should_flip(case.pixels, layout):
                 case.pixels = (1.0 - case.pixels).astype(np.float32)
                 case.flipped = True
                 case.warnings.append(FLIP_WARNING)
-            # one squash to the model size serves the layout gate and, when the backend says its result is the
-            # same for a pre-squashed image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at
-            # a 2500x2000 DICOM)
-            squashed = resize_square(clip_unit(case.pixels), layout.input_size)
+            size = layout.input_size
+            if self.backend.returns_resized(size):
+                # the classifier's graph resizes the field itself and hands the result back (classify_full.onnx's
+                # ``resized``), so it runs first and the layout gate reads that image, as the browser page does
+                t_cls = time.perf_counter()
+                case.model_pixels = case.pixels  # after the polarity flip
+                self._classify(case)
+                classify_ms = (time.perf_counter() - t_cls) * 1e3
+                resized = case.output.resized
+                squashed = resized if resized is not None else resize_square(clip_unit(case.pixels), size)
+            else:
+                # one squash serves the layout gate and, when the backend's result is the same for a pre-squashed
+                # image, the model too (saves a full-size resize: ~5 ms at 1024 px, ~18 ms at a 2500x2000 DICOM)
+                squashed = resize_square(clip_unit(case.pixels), size)
+                case.model_pixels = squashed if self.backend.accepts_squashed(size) else case.pixels
             case.residual = layout.residual(squashed)
-            case.model_pixels = squashed if self.backend.accepts_squashed(layout.input_size) else case.pixels
         if self.segmenter is not None:
             t_seg = time.perf_counter()
             case.anatomy = measure(self.segmenter.segment(case.pixels))
@@ -261,11 +231,13 @@ class Triage:
                 "the lung segmentation is not installed: evidence zones come from image geometry "
                 "and the frontal-view check from the coarse layout only"
             )
-        case.timings["gate"] = (time.perf_counter() - t) * 1e3 - case.timings.get("segment", 0.0)
+        case.timings["gate"] = (time.perf_counter() - t) * 1e3 - case.timings.get("segment", 0.0) - classify_ms
 
     def _classify(self, case: Case) -> None:
-        case.output = self.backend.analyze(case.model_pixels)
-        case.timings.update(case.output.timings_ms)
+        """The classifier, once: in the gate when it returns the resized image the layout gate reads, else here."""
+        if case.output is None:
+            case.output = self.backend.analyze(case.model_pixels)
+            case.timings.update(case.output.timings_ms)
 
     def _check_view_and_similarity(self, case: Case) -> None:
         """After the model: the embedding against the training films (refuse, or doubt for a film with two lungs),

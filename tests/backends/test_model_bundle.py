@@ -24,6 +24,13 @@ def test_model_is_small_and_matches_its_sha256():
     assert meta["training_data"]["split_sha256"] == split_sha256()
 
 
+def test_every_bundled_model_file_together_stays_under_10_mb():
+    """The networks, the index and the two graphs that wrap the networks (classify_full.onnx, segment_full.onnx)."""
+    files = [p for p in config.BUNDLED_WEIGHTS_DIR.iterdir() if p.suffix in (".onnx", ".npz")]
+    assert {"classify_full.onnx", "segment_full.onnx", "model.onnx", "segment.onnx"} <= {p.name for p in files}
+    assert sum(p.stat().st_size for p in files) < 10 * 1024 * 1024
+
+
 def test_metadata_carries_preprocessing_and_operating_point():
     meta = _meta()
     assert meta["labels"] == ["Non-Urgent", "Urgent"]

@@ -5,20 +5,18 @@ the result's ``model`` block (the API's field)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from cxrtriage import config
 from cxrtriage.browser.build import GRAPH_FILES, browser_config
 from cxrtriage.files import sha256_file
-from cxrtriage.train.browser_graphs import write_graphs
 
 
-def test_config_names_the_built_graphs_with_their_sha256_and_size(tmp_path: Path) -> None:
-    write_graphs(tmp_path / "models")
-    cfg = browser_config(config.BUNDLED_WEIGHTS_DIR, tmp_path / "models")
+def test_config_names_the_bundled_graphs_with_their_sha256_and_size() -> None:
+    """The page's build copies the bundled graphs (the engine's) and names them; no onnx needed."""
+    cfg = browser_config(config.BUNDLED_WEIGHTS_DIR, config.BUNDLED_WEIGHTS_DIR)
     meta = json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text(encoding="utf-8"))
     for role, name in GRAPH_FILES.items():
-        graph = tmp_path / "models" / name
+        graph = config.BUNDLED_WEIGHTS_DIR / name
         assert cfg[role]["file"] == f"models/{name}"
         assert cfg[role]["graph_sha256"] == sha256_file(graph)
         assert cfg[role]["size_bytes"] == graph.stat().st_size

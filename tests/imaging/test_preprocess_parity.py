@@ -77,11 +77,14 @@ def test_train_time_and_serve_time_inputs_are_the_same_array(data_dir: Path) -> 
 
 
 def test_the_served_model_gets_that_input(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """BundledOnnxBackend feeds ONNX exactly to_model_input's array (the pipeline's squashed shortcut included)."""
+    """BundledOnnxBackend feeds ONNX exactly to_model_input's array: on the numpy path (the pipeline's squashed
+    shortcut included) and inside classify_full.onnx (its ``model_input`` output), which the engine runs."""
     from cxrtriage.backends.bundled import BundledOnnxBackend
     from cxrtriage.imaging.preprocess import resize_square
 
-    backend = BundledOnnxBackend()
+    graph = BundledOnnxBackend().graph
+    assert graph is not None
+    backend = BundledOnnxBackend(graphs=False)
     seen: list[np.ndarray] = []
     real = backend.run_outputs
     monkeypatch.setattr(backend, "run_outputs", lambda x: seen.append(x.copy()) or real(x))
@@ -92,6 +95,8 @@ def test_the_served_model_gets_that_input(data_dir: Path, monkeypatch: pytest.Mo
     expected = to_model_input(pixels, META["preprocess"])
     np.testing.assert_array_equal(seen[0], expected)
     np.testing.assert_array_equal(seen[1], expected)
+    crop = np.ascontiguousarray(pixels, dtype=np.float32)[None, None]
+    np.testing.assert_array_equal(graph.run(["model_input"], {"crop": crop})[0], expected)
 
 
 def test_percentile_window_is_the_same_in_training_and_serving() -> None:

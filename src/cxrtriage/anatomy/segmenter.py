@@ -5,6 +5,11 @@ with the ``preprocess`` block of ``segment.json``, percentile window included) a
 structure at its input size. :class:`Segmentation` turns them into masks at any size: the probability is
 resized bilinearly, thresholded at 0.5, and only the largest connected piece of each structure is kept (a
 structure is one piece of anatomy; stray islands are noise).
+
+When ``segment_full.onnx`` is there and ``graphs.json`` says it was built from this ``segment.onnx`` and
+``segment.json`` (:func:`cxrtriage.graph_manifest.current_graph`), :meth:`Segmenter.segment` runs it instead: the
+same preprocessing, network and sigmoid inside one graph, the one the browser page runs (``probs`` = its sigmoid,
+the symmetry check reads its ``model_input``); without it, the numpy path, which gives the same masks.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from cxrtriage import config
 from cxrtriage.anatomy.components import grow, largest_component
 from cxrtriage.errors import ModelError
 from cxrtriage.files import sha256_file
+from cxrtriage.graph_manifest import SEGMENT_FULL_FILE, current_graph
 from cxrtriage.imaging.preprocess import PreprocessConfig, to_model_input
 
 SEGMENT_MODEL_FILE = "segment.onnx"
@@ -104,7 +110,15 @@ class Segmenter:
     whoever builds it (the engine: from its settings' ``segmenter_dir`` and ``threads``); nothing is read from the
     environment here."""
 
-    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        verify: bool = True,
+        graphs: bool = True,
+    ) -> None:
+        """``graphs=False``: the numpy path even when a current ``segment_full.onnx`` is there."""
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir) if model_dir else config.BUNDLED_WEIGHTS_DIR
@@ -128,7 +142,10 @@ class Segmenter:
         opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's default (Settings.threads)
         opts.log_severity_level = 3
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        graph = current_graph(self.model_dir / SEGMENT_FULL_FILE, [self.model_path, meta_path]) if graphs else None
+        # one session: the graph (which holds the network) or the network alone
+        self.graph = graph is not None
+        self.session = ort.InferenceSession(str(graph or self.model_path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     @property
@@ -137,9 +154,14 @@ class Segmenter:
 
     def segment(self, pixels: np.ndarray) -> Segmentation:
         """Segment a grey float [0, 1] (H, W) image in display polarity."""
-        x = to_model_input(pixels, self.preprocess_cfg)
-        logits = self.session.run(None, {self.input_name: x})[0][0]
-        probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        if self.graph:
+            crop = np.ascontiguousarray(pixels, dtype=np.float32)[None, None]
+            out, x = self.session.run(["probs", "model_input"], {self.input_name: crop})
+            probs = out[0]
+        else:
+            x = to_model_input(pixels, self.preprocess_cfg)
+            logits = self.session.run(None, {self.input_name: x})[0][0]
+            probs = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         symmetry, centre = _symmetry(x[0, 0])
         return Segmentation(
             probs=probs,

@@ -28,6 +28,9 @@ class BackendOutput:
     cam: np.ndarray | None = None  # (h, w) class activation map over the squashed input, positive = urgent
     embedding: np.ndarray | None = None  # image embedding for similar cases / OOD gate
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: (S, S) float32: the image squashed to the model size before quantizing, when the backend resized it itself
+    #: (``classify_full.onnx``'s ``resized``): the layout gate reads it instead of resizing again
+    resized: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class Backend(Protocol):
     def accepts_squashed(self, size: int) -> bool:
         """True when ``analyze`` gives the same result for an image already squashed to ``size`` x ``size`` (the
         pipeline then reuses the gate's resize instead of a second full-size one)."""
+        ...
+
+    def returns_resized(self, size: int) -> bool:
+        """True when ``analyze`` of the field returns it squashed to ``size`` x ``size`` (``BackendOutput.resized``):
+        the pipeline then runs the classifier before the layout gate and hands it that image, as the browser page
+        does (one resize, inside the graph)."""
         ...
 
     def footprint_mb(self) -> float:

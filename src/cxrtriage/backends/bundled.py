@@ -18,6 +18,14 @@ never opens.
 Bundles: the shipped CNN (:mod:`cxrtriage.train.export`, backend "bundled") and the MedSigLIP vision tower + linear
 probe (:func:`cxrtriage.hai_def.onnx_export.export_medsiglip_bundle`, backend "medsiglip-onnx": outputs
 ``image_embedding`` and ``urgency_logit``, no CAM).
+
+The shipped CNN also comes as ``classify_full.onnx`` (:mod:`cxrtriage.train.browser_graphs`): the model with its
+resize, 8-bit step, normalisation, Platt calibration, CAM and embedding inside the graph, the one the browser page
+runs. When ``graphs.json`` says it was built from this ``model.onnx`` and ``model.json``
+(:func:`cxrtriage.graph_manifest.current_graph`), :meth:`BundledOnnxBackend.analyze` runs it on the field as it is;
+otherwise (another bundle, a stale or missing graph) the numpy path below, which gives the same answers
+(``prototype/eval/graph_parity.json``). ``model.onnx`` stays loaded for batch callers (:meth:`run`: evaluation,
+commissioning, the bench).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from cxrtriage.backends.finding_probe import load_finding_probes
 from cxrtriage.backends.view_probe import ViewProbe
 from cxrtriage.errors import ModelError
 from cxrtriage.files import sha256_file
+from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, current_graph
 from cxrtriage.imaging.layout import ChestLayoutModel
 from cxrtriage.imaging.preprocess import SQUASH_BILINEAR, to_model_input
 from cxrtriage.schema import ModelInfo
@@ -49,6 +58,8 @@ DEFAULT_FP32_PATH = Path("runs") / "bundled" / FP32_FILE
 #: output_roles assumed when model.json has none: the bundled CNN's outputs
 DEFAULT_LOGIT_OUTPUT = "urgency_logit"
 DEFAULT_FEATURE_MAP_OUTPUT = "feature_map"
+#: what :meth:`BundledOnnxBackend.analyze` reads from ``classify_full.onnx``, in this order
+GRAPH_OUTPUTS = ("score", "logit", "cam", "embedding", "resized")
 
 
 def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
@@ -65,7 +76,16 @@ def load_layout(index_path: Path, input_size: int) -> ChestLayoutModel | None:
 class BundledOnnxBackend:
     """Runs ``model.onnx`` with the preprocessing, output roles, calibration and operating point from ``model.json``."""
 
-    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None, verify: bool = True) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        threads: int | None = None,
+        verify: bool = True,
+        graphs: bool = True,
+    ) -> None:
+        """``graphs=False``: the numpy path even when a current ``classify_full.onnx`` is there (what
+        ``evaluation/graph_parity`` compares the graph with)."""
         import onnxruntime as ort
 
         self.model_dir = Path(model_dir) if model_dir else config.BUNDLED_WEIGHTS_DIR
@@ -87,6 +107,13 @@ class BundledOnnxBackend:
         # (CAM, neighbours, thumbnails) more than the model itself takes.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        # the graph wraps only the bundled CNN's layout (no output_roles, a linear head): anything else never has one
+        graph = (
+            current_graph(self.model_dir / CLASSIFY_FULL_FILE, [self.model_path, self.model_dir / META_FILE])
+            if graphs and cfg.output_roles is None and cfg.head is not None
+            else None
+        )
+        self.graph = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"]) if graph else None
         self.preprocess_cfg = cfg.preprocess_config  # parsed once into frozen values; every inference uses them
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -140,7 +167,14 @@ class BundledOnnxBackend:
         """True when ``analyze`` of an image already squashed to size x size gives exactly the result for the
         original (the float squash-bilinear resize to the same size is an identity copy), so the pipeline may hand
         over the layout gate's copy instead of resizing twice."""
+        if self.graph is not None:  # the graph resizes the field itself (returns_resized)
+            return False
         return self.preprocess_cfg.resize == SQUASH_BILINEAR and self.preprocess_cfg.hw == (size, size)
+
+    def returns_resized(self, size: int) -> bool:
+        """True when ``classify_full.onnx`` runs: it hands back the field squashed to the model size (``resized``,
+        the float image before the 8-bit step), which the layout gate reads."""
+        return self.graph is not None and self.preprocess_cfg.hw == (size, size)
 
     def calibrate(self, logit: float | np.ndarray) -> float | np.ndarray:
         return platt(logit, self._a, self._b)
@@ -160,6 +194,12 @@ class BundledOnnxBackend:
         return self._logits(outs), (outs[self.feature_map_output] if self.feature_map_output else None)
 
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
+        """Score a (H, W) float [0, 1] grey image: through ``classify_full.onnx`` when it runs, else the numpy path.
+        ``timings_ms``: ``preprocess`` (numpy path: the resize, 8-bit step and normalisation; graph: only the copy
+        into the graph's float32 [1, 1, H, W] input, since the resize runs inside it), ``model`` (graph: everything
+        from the resize to the score, CAM and embedding) and, on the numpy path, ``cam`` (or ``head``)."""
+        if self.graph is not None:
+            return self._analyze_graph(pixels)
         t0 = time.perf_counter()
         x = to_model_input(pixels, self.preprocess_cfg)
         t1 = time.perf_counter()
@@ -178,6 +218,21 @@ class BundledOnnxBackend:
         timings["cam" if cam is not None else "head"] = (time.perf_counter() - t2) * 1e3
         return BackendOutput(
             logit=logit, score=float(self.calibrate(logit)), cam=cam, embedding=embedding, timings_ms=timings
+        )
+
+    def _analyze_graph(self, pixels: np.ndarray) -> BackendOutput:
+        t0 = time.perf_counter()
+        crop = np.ascontiguousarray(pixels, dtype=np.float32)[None, None]
+        t1 = time.perf_counter()
+        score, logit, cam, embedding, resized = self.graph.run(GRAPH_OUTPUTS, {"crop": crop})  # type: ignore[union-attr]
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (time.perf_counter() - t1) * 1e3}
+        return BackendOutput(
+            logit=float(logit[0]),
+            score=float(score[0]),
+            cam=cam[0],
+            embedding=embedding[0],
+            timings_ms=timings,
+            resized=resized[0, 0],
         )
 
     def footprint_mb(self) -> float:

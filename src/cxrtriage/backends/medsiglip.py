@@ -289,6 +289,10 @@ class MedSigLIPBackend:
         """MedSigLIP's processor resizes with its own filter from the full image: a pre-squashed one differs."""
         return False
 
+    def returns_resized(self, size: int) -> bool:
+        """No: its resize lives in the processor (the layout gate squashes for itself)."""
+        return False
+
     def analyze(self, pixels: np.ndarray) -> BackendOutput:
         t0 = time.perf_counter()
         emb = self.embed([pixels])[0]

@@ -7,11 +7,12 @@ What goes in, and why each piece:
 * ``vendor/``: onnxruntime-web's WebAssembly build (``ort.wasm.min.mjs`` plus the ``.mjs``/``.wasm`` pair it loads)
   and dicom-parser, copied from ``node_modules`` (``npm ci`` from the committed lock file when they are missing),
   so nothing is fetched from outside the folder at run time;
-* ``models/``: ``classify_full.onnx`` and ``segment_full.onnx`` (:mod:`cxrtriage.train.browser_graphs`): the
-  bundled ``model.onnx`` and ``segment.onnx`` (checked against the sha256 in their metadata first) with their
-  resize, 8-bit quantization, percentile window, normalisation, calibration, sigmoid and activation map inside the
-  graph, bit-identical to the engine's Pillow/numpy path (``prototype/eval/graph_parity.json``), so the page does
-  none of that arithmetic in JavaScript;
+* ``models/``: ``classify_full.onnx`` and ``segment_full.onnx``, copied from the bundled weights (built by
+  :mod:`cxrtriage.train.browser_graphs`, so this build needs no ``onnx``): the bundled ``model.onnx`` and
+  ``segment.onnx`` with their resize, 8-bit quantization, percentile window, normalisation, calibration, sigmoid and
+  activation map inside the graph. They are the graphs the Python engine runs too, so the page and ``cxrtriage
+  predict`` share that arithmetic; each is checked against ``graphs.json`` first (its own sha256, and the sha256 of
+  the model file and metadata it was built from: :func:`cxrtriage.graph_manifest.stale_reason`);
 * ``config.json``: what the page decides with, written from ``model.json`` / ``segment.json`` and the Python
   modules' own constants (:func:`browser_config`), so the threshold, review band and the rules' numbers have one
   home each, in Python, plus each graph's file, sha256 and size.
@@ -32,6 +33,7 @@ from cxrtriage.anatomy import frontal, measure
 from cxrtriage.backends.bundle_config import META_FILE
 from cxrtriage.explain import evidence
 from cxrtriage.files import sha256_file
+from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, SEGMENT_FULL_FILE, stale_reason
 from cxrtriage.imaging import analysis_size, exposed_field, gate, polarity
 from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE
 from cxrtriage.schema import DISCLAIMER, MAX_CROPS
@@ -48,8 +50,8 @@ VENDOR_FILES = {
 }
 MODEL_FILES = ("model.onnx", "segment.onnx")
 SEGMENT_META = "segment.json"
-#: the graphs the page runs, under models/ (names as cxrtriage.train.browser_graphs writes them)
-GRAPH_FILES = {"classifier": "classify_full.onnx", "segmenter": "segment_full.onnx"}
+#: the graphs the page runs, under models/ (the bundled ones, as cxrtriage.train.browser_graphs writes them)
+GRAPH_FILES = {"classifier": CLASSIFY_FULL_FILE, "segmenter": SEGMENT_FULL_FILE}
 
 
 class BrowserBuildError(RuntimeError):
@@ -219,16 +221,14 @@ def build(out: Path, root: Path, weights_dir: Path | None = None) -> Path:
             shutil.copy2(path, out / path.name)
     for name, target in VENDOR_FILES.items():
         shutil.copy2(modules / name, out / "vendor" / target)
-    for name, meta in zip(MODEL_FILES, (META_FILE, SEGMENT_META), strict=True):
+    for name, meta, graph in zip(MODEL_FILES, (META_FILE, SEGMENT_META), GRAPH_FILES.values(), strict=True):
         expected = json.loads((weights_dir / meta).read_text(encoding="utf-8"))["sha256"]
         if sha256_file(weights_dir / name) != expected:
             raise BrowserBuildError(f"{weights_dir / name} does not match the sha256 in its metadata")
-    # export-time code (onnx), imported here so that serve, which imports built_page from this module, never loads it
-    from cxrtriage.train.browser_graphs import write_graphs
-
-    written = {path.name for path in write_graphs(out / "models", weights_dir)}
-    if written != set(GRAPH_FILES.values()):
-        raise BrowserBuildError(f"the graph builder wrote {sorted(written)}, the page loads {GRAPH_FILES}")
+        stale = stale_reason(weights_dir / graph, [weights_dir / name, weights_dir / meta])
+        if stale is not None:
+            raise BrowserBuildError(f"the page would run a graph that is not the bundled model's: {stale}")
+        shutil.copy2(weights_dir / graph, out / "models" / graph)
     cfg = browser_config(weights_dir, out / "models")
     (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return out

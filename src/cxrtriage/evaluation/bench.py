@@ -29,6 +29,7 @@ from cxrtriage import config
 from cxrtriage.backends.bundled import DEFAULT_FP32_PATH, INDEX_FILE
 from cxrtriage.data import load_split_records
 from cxrtriage.evaluation import trees
+from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, SEGMENT_FULL_FILE
 from cxrtriage.imaging.load import load_image
 from cxrtriage.imaging.preprocess import to_model_input
 from cxrtriage.pipeline import Triage
@@ -167,10 +168,12 @@ def run_bench(
         results["model_int8_size_mb"] = round(backend.footprint_mb(), 3)
         seg = engine.segmenter
         index = backend.model_dir / INDEX_FILE
+        graphs = [backend.model_dir / CLASSIFY_FULL_FILE, *([seg.model_dir / SEGMENT_FULL_FILE] if seg else [])]
         files = [
             backend.model_path,
             *([index] if index.is_file() else []),
             *([seg.model_path] if seg is not None else []),
+            *(g for g in graphs if g.is_file()),  # the same models with their numeric path inside (graph_manifest)
         ]
         results["bundled_model_files_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 3)
         results["bundled_model_files"] = [f.name for f in files]

@@ -176,7 +176,8 @@ def summarise(rows: list[dict], mode: str, threshold: float, band: Sequence[floa
 
 def run(data_dir: Path, out: Path, pediatric: int = DEFAULT_PEDIATRIC, command: str = "") -> dict:
     settings = Settings()
-    backend, segmenter = BundledOnnxBackend(threads=1), Segmenter(threads=1)
+    # the numpy path (graphs=False): by default the engine runs the bundled graphs and would compare them to themselves
+    backend, segmenter = BundledOnnxBackend(threads=1, graphs=False), Segmenter(threads=1, graphs=False)
     images = parity_images(data_dir, pediatric)
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {}

@@ -44,6 +44,9 @@ class SiteBackend:
     def accepts_squashed(self, size: int) -> bool:
         return self.base.accepts_squashed(size)
 
+    def returns_resized(self, size: int) -> bool:
+        return self.base.returns_resized(size)
+
     def footprint_mb(self) -> float:
         return self.base.footprint_mb()
 

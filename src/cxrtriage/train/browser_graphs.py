@@ -5,8 +5,9 @@ float32 in [0, 1], display polarity; outputs
 
 * ``score`` [N] float64: the calibrated urgency score (Platt ``a``, ``b`` of model.json, float64 as
   ``backends.calibration.platt``), so the threshold and review band of model.json apply to it unchanged;
-* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map), ``embedding``
-  [N, C] (the feature map's spatial mean, what the similar-case index and the OOD gate read);
+* ``logit`` [N] float32, ``cam`` [N, h, w] (``backends.cam``: the head weight . the feature map, summed in float64
+  as numpy does), ``embedding`` [N, C] (the feature map's spatial mean, what the similar-case index and the OOD gate
+  read);
 * ``model_input`` [N, 1, S, S] and ``resized`` [N, 1, S, S] (the float resize before quantizing: the layout gate's
   input), so a caller never resizes the image itself.
 
@@ -14,15 +15,24 @@ float32 in [0, 1], display polarity; outputs
 [N, structures, S, S] (sigmoid of the logits), ``model_input`` (the symmetry check's input) and ``resized``.
 
 Both are built from the bundle's files and its metadata (the ``preprocess`` block through
-:class:`~cxrtriage.imaging.preprocess.PreprocessConfig`, the same parser the engine uses), never from constants here.
-Export-time code: ``python -m cxrtriage.train.browser_graphs --out DIR``; the engine does not load these graphs
-(yet): ``cxrtriage.evaluation.graph_parity`` measures how far they are from the engine's own path.
+:class:`~cxrtriage.imaging.preprocess.PreprocessConfig`, the same parser the engine uses), never from constants here,
+and recorded in ``graphs.json`` (:mod:`cxrtriage.graph_manifest`: each graph's sha256 and size, and the sha256 of the
+model file and metadata it was built from). The bundled copies live in ``src/cxrtriage/weights/`` and are rebuilt by
+one command (``make export`` runs it after exporting the models)::
+
+    python -m cxrtriage.train.browser_graphs --out src/cxrtriage/weights
+
+Export-time code (needs ``onnx``). The engine runs these graphs when the manifest matches its files
+(``BundledOnnxBackend.analyze``, ``Segmenter.segment``; otherwise their numpy path, which gives the same answers), and
+``cxrtriage browser-build`` copies them for the page, so the Python engine and the browser run one numeric path.
+``cxrtriage.evaluation.graph_parity`` measures how far the graphs are from the numpy path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,12 +44,18 @@ from cxrtriage import config
 from cxrtriage.anatomy.segmenter import SEGMENT_META_FILE, SEGMENT_MODEL_FILE
 from cxrtriage.backends.bundle_config import META_FILE, BundleConfig
 from cxrtriage.backends.bundled import DEFAULT_FEATURE_MAP_OUTPUT, DEFAULT_LOGIT_OUTPUT, MODEL_FILE
+from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, SEGMENT_FULL_FILE, manifest_entry, write_manifest
 from cxrtriage.imaging.preprocess import PreprocessConfig
 from cxrtriage.train.graph_ops import RESIZE_OP, RESIZE_PIL, GraphPart, model_input_nodes
 
-CLASSIFY_FULL_FILE = "classify_full.onnx"
-SEGMENT_FULL_FILE = "segment_full.onnx"
+__all__ = ["CLASSIFY_FULL_FILE", "SEGMENT_FULL_FILE", "build_classify_full", "build_segment_full", "write_graphs"]
 CROP_INPUT = "crop"
+#: each graph and the files of the bundle it is built from (what graphs.json records)
+GRAPH_SOURCES = {
+    CLASSIFY_FULL_FILE: (MODEL_FILE, META_FILE),
+    SEGMENT_FULL_FILE: (SEGMENT_MODEL_FILE, SEGMENT_META_FILE),
+}
+REBUILD_COMMAND = "python -m cxrtriage.train.browser_graphs --out src/cxrtriage/weights"
 
 
 def _graft(model: onnx.ModelProto, pre: GraphPart, post: GraphPart, outputs: Sequence[onnx.ValueInfoProto]) -> None:
@@ -81,8 +97,12 @@ def build_classify_full(weights_dir: Path, resize: str = RESIZE_PIL) -> onnx.Mod
     post = GraphPart("post")
     logit = post.op("Reshape", [DEFAULT_LOGIT_OUTPUT, post.const(np.array([-1]), "shape", np.int64)], out="logit")
     weight = np.asarray(bundle.head.weight, dtype=np.float32)
-    cam = post.op("Conv", [DEFAULT_FEATURE_MAP_OUTPUT, post.const(weight.reshape(1, -1, 1, 1), "head_w")])
-    post.op("Squeeze", [cam, post.const(np.array([1]), "axis", np.int64)], out="cam")
+    # backends.cam.class_activation_map: the weighted channel sum in float64, then float32 (a float32 Conv differs by
+    # up to 4e-6, which moves the evidence boxes' strength in its 8th decimal)
+    fmap64 = post.op("Cast", [DEFAULT_FEATURE_MAP_OUTPUT], to=TensorProto.DOUBLE)
+    channels_last = post.op("Transpose", [fmap64], perm=[0, 2, 3, 1])
+    cam64 = post.op("MatMul", [channels_last, post.const(weight.astype(np.float64), "head_w", np.float64)])
+    post.op("Cast", [cam64], out="cam", to=TensorProto.FLOAT)
     axes = post.const(np.array([2, 3]), "axes", np.int64)
     post.op("ReduceMean", [DEFAULT_FEATURE_MAP_OUTPUT, axes], out="embedding", keepdims=0)
     # calibration.platt: 1 / (1 + exp(-(a * logit + b))) in float64
@@ -122,15 +142,20 @@ def build_segment_full(weights_dir: Path, resize: str = RESIZE_PIL) -> onnx.Mode
     return model
 
 
-def write_graphs(out_dir: Path, weights_dir: Path | None = None, resize: str = RESIZE_PIL) -> list[Path]:
-    """Build both graphs from the bundle in ``weights_dir`` (default: the installed one) into ``out_dir``."""
+def write_graphs(
+    out_dir: Path, weights_dir: Path | None = None, resize: str = RESIZE_PIL, command: str = REBUILD_COMMAND
+) -> list[Path]:
+    """Build both graphs from the bundle in ``weights_dir`` (default: the installed one) into ``out_dir``, with the
+    manifest (``graphs.json``) that names what each was built from."""
     src = Path(weights_dir) if weights_dir else config.BUNDLED_WEIGHTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    written, entries = [], {}
     for name, build in ((CLASSIFY_FULL_FILE, build_classify_full), (SEGMENT_FULL_FILE, build_segment_full)):
         path = out_dir / name
         onnx.save(build(src, resize), str(path))
+        entries[name] = manifest_entry(path, [src / f for f in GRAPH_SOURCES[name]], resize)
         written.append(path)
+    write_manifest(out_dir, entries, command)
     return written
 
 
@@ -145,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Pillow's resample in plain ops (default) or ONNX Resize (antialias): see graph_ops",
     )
     args = parser.parse_args(argv)
-    for path in write_graphs(args.out, args.weights, args.resize):
+    command = "python -m cxrtriage.train.browser_graphs " + " ".join(sys.argv[1:] if argv is None else argv)
+    for path in write_graphs(args.out, args.weights, args.resize, command.strip()):
         print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 

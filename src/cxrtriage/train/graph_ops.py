@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
+from cxrtriage.graph_manifest import EXACT_RESIZE
 from cxrtriage.imaging.preprocess import (
     MIN_WINDOW_SPREAD,
     PERCENTILE_WINDOW,
@@ -243,7 +244,7 @@ def percentile_window(part: GraphPart, x: str, height: int, width: int) -> str:
 
 
 #: how the graph resizes: Pillow's coefficients and float64 sums in plain ONNX ops (``pil``), or ONNX ``Resize``
-RESIZE_PIL, RESIZE_OP = "pil", "resize-op"
+RESIZE_PIL, RESIZE_OP = EXACT_RESIZE, "resize-op"  # the engine runs only graphs built with RESIZE_PIL
 
 
 def model_input_nodes(
