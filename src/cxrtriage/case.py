@@ -3,6 +3,7 @@ stages themselves so that ``pipeline.py`` holds the order and the rules, and thi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ from cxrtriage.backends.base import BackendOutput
 from cxrtriage.decision import Decision
 from cxrtriage.explain.evidence import EvidenceBox
 from cxrtriage.explain.report import ReportAnalysis
-from cxrtriage.imaging.exposed_field import ExposedField
+from cxrtriage.imaging.exposed_field import ExposedField, whole
 from cxrtriage.imaging.load import LoadedImage
 from cxrtriage.schema import Finding, Provenance
 
@@ -52,6 +53,15 @@ class Case:
         self.warnings += [r.warning for r in new.reasons[known:] if r.warning]
         self.decision = new
 
+    @functools.cached_property
     def display(self) -> np.ndarray:
-        """The decoded image (its working resolution, not the analysis image's) in display polarity."""
+        """The decoded image (its working resolution, not the analysis image's) in display polarity: read once the
+        gate has settled the polarity, and made once (a flipped film is a full-size copy)."""
         return (1.0 - self.loaded.pixels).astype(np.float32) if self.flipped else self.loaded.pixels
+
+    def field(self) -> ExposedField:
+        """Where the analysed field lies in the decoded image (the whole of it before the field stage has run)."""
+        if self.exposed is not None:
+            return self.exposed
+        height, width = self.loaded.pixels.shape[:2]
+        return whole((height, width))

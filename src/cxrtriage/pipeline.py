@@ -51,8 +51,7 @@ from cxrtriage.explain.report import DEFAULT_MAX_CHARS as REPORT_MAX_CHARS
 from cxrtriage.explain.report import analyze_prior_report
 from cxrtriage.explain.text import build_explanation
 from cxrtriage.imaging import gate
-from cxrtriage.imaging.analysis_size import analysis_image
-from cxrtriage.imaging.exposed_field import find_field, to_original_pixels, whole
+from cxrtriage.imaging.exposed_field import analysed_field, to_original_pixels
 from cxrtriage.imaging.load import ImageSource, LoadedImage, load_image
 from cxrtriage.imaging.polarity import FLIP_WARNING, should_flip
 from cxrtriage.imaging.preprocess import clip_unit, resize_square
@@ -171,17 +170,15 @@ class Triage:
         self._find_evidence(case)
         self._read_prior_report(case)
         self._explain(case)
-        display = case.display()
-        prediction = self._assemble(case, display, save_crops, t_start)
-        return Triaged(prediction, loaded, display, case.flipped, case.output)  # in the fields' order
+        prediction = self._assemble(case, save_crops, t_start)
+        return Triaged(prediction, loaded, case.display, case.flipped, case.output)  # in the fields' order
 
     def _find_field(self, case: Case) -> None:
         """The exposed field (imaging/exposed_field.py): a film on a black canvas or inside wide black borders is
         analysed without them by every later stage, box-averaged when it is 1024 px or more
         (imaging/analysis_size.py); the boxes are mapped back when the result is assembled."""
         t = time.perf_counter()
-        case.exposed = find_field(case.pixels)
-        case.pixels, case.scale = analysis_image(case.exposed.crop(case.pixels))
+        case.exposed, case.pixels, case.scale = analysed_field(case.pixels)
         case.timings["field"] = (time.perf_counter() - t) * 1e3
 
     def _gate(self, case: Case) -> None:
@@ -336,9 +333,8 @@ class Triage:
     def _second_opinion(self, case: Case, explainer: Explainer) -> None:
         """The optional explainer stage (MedGemma)."""
         t = time.perf_counter()
-        decoded = case.loaded.pixels.shape
-        field = case.exposed or whole((decoded[0], decoded[1]))  # the explainer reads it at the decoded resolution
-        extra = explainer.explain(field.crop(case.display()), case.prior_report, case.decision.label)
+        # the explainer reads the field at the decoded resolution
+        extra = explainer.explain(case.field().crop(case.display), case.prior_report, case.decision.label)
         case.explanation = extra.explanation or case.explanation
         case.provenance += [p for p in extra.provenance if not quoted_already(p, case.provenance)]
         case.warnings += extra.warnings
@@ -350,9 +346,9 @@ class Triage:
             case.boxes = case.boxes[: MAX_CROPS - 1] + [box_from_xywh((x, y, w, h), (width, height), "medgemma")]
         case.timings["explain"] = (time.perf_counter() - t) * 1e3
 
-    def _assemble(self, case: Case, display: np.ndarray, save_crops: bool, t_start: float) -> Prediction:
+    def _assemble(self, case: Case, save_crops: bool, t_start: float) -> Prediction:
         """The Prediction. Thumbnails last: every step that can fail has run, so a failure leaves no files behind.
-        They are cut from ``display`` (the decoded image in display polarity), with the boxes mapped to its pixels."""
+        They are cut from ``case.display`` (the decoded image in display polarity), the boxes mapped to its pixels."""
         meta, d = case.loaded.meta, case.decision
         image_info = meta.to_dict()
         if case.knn_similarity is not None:
@@ -365,7 +361,7 @@ class Triage:
         if case.anatomy is not None:  # measured by self.segmenter
             anatomy_info = {**case.anatomy.measurements(), "segmenter": self.segmenter.name}  # type: ignore[union-attr]
         t = time.perf_counter()
-        field = case.exposed or whole((display.shape[0], display.shape[1]))
+        display, field = case.display, case.field()
         boxes = scaled_boxes(case.boxes, (field.x0, field.y0), case.scale)  # in the decoded image's pixels
         crops = save_crop_thumbnails(display, boxes, self.crops_dir) if save_crops and boxes else []
         height, width = display.shape

@@ -197,11 +197,18 @@ def find_field(pixels: np.ndarray) -> ExposedField:
     return ExposedField(x0, y0, x1, y1, (h, w))
 
 
+def analysed_field(pixels: np.ndarray) -> tuple[ExposedField, np.ndarray, int]:
+    """(the exposed field of ``pixels``, that field box-averaged when it is 1024 px or more, the factor k):
+    :func:`~cxrtriage.imaging.analysis_size.analysis_image` of the field, what every later stage of the pipeline
+    analyses. The one definition the pipeline and training, calibration and the probes share."""
+    field = find_field(pixels)
+    analysed, k = analysis_image(field.crop(pixels))
+    return field, analysed, k
+
+
 def analysed_region(pixels: np.ndarray) -> np.ndarray:
-    """The exposed field of ``pixels`` (the whole image when it is all film), box-averaged when it is 1024 px or more
-    (:func:`~cxrtriage.imaging.analysis_size.analysis_image`): what every later stage of the pipeline analyses. The
-    one definition the pipeline and training, calibration and the probes share."""
-    return analysis_image(find_field(pixels).crop(pixels))[0]
+    """The pixels of :func:`analysed_field` alone (training, calibration and the probes need no box mapping)."""
+    return analysed_field(pixels)[1]
 
 
 def to_original_pixels(
