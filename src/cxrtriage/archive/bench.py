@@ -75,23 +75,23 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     import psutil
 
     started = time.perf_counter()
-    err = tempfile.TemporaryFile(mode="w+")  # not a pipe: one nobody reads until the end can fill and stall the command
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)  # noqa: S603
-    me = psutil.Process(proc.pid)
-    driver = worker = 0.0
-    while proc.poll() is None:
-        try:
-            driver = max(driver, me.memory_info().rss / 2**20)
-            for child in psutil.process_iter(["cmdline", "memory_info"]):
-                if ACTOR_TITLE in " ".join(child.info["cmdline"] or []) and child.info["memory_info"] is not None:
-                    worker = max(worker, child.info["memory_info"].rss / 2**20)
-        except psutil.Error:
-            pass
-        time.sleep(0.2)
-    wall = time.perf_counter() - started
-    err.seek(0)
-    stderr = err.read()
-    err.close()
+    # stderr to a file, not a pipe: a pipe nobody reads until the end can fill and stall the command
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)  # noqa: S603
+        me = psutil.Process(proc.pid)
+        driver = worker = 0.0
+        while proc.poll() is None:
+            try:
+                driver = max(driver, me.memory_info().rss / 2**20)
+                for child in psutil.process_iter(["cmdline", "memory_info"]):
+                    if ACTOR_TITLE in " ".join(child.info["cmdline"] or []) and child.info["memory_info"] is not None:
+                        worker = max(worker, child.info["memory_info"].rss / 2**20)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        stderr = err.read()
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"{' '.join(cmd[:5])}... exited {proc.returncode}: {stderr[-2000:]}")
     out = {"wall_s": round(wall, 2), "driver_peak_rss_mb": round(driver, 1)}
@@ -117,9 +117,9 @@ def run_bench(out: Path, inputs: int, images: int, memory_inputs: int | None, ro
             runs.setdefault("sequential_predict", []).append(seq | {"images_per_s": round(inputs / seq["wall_s"], 2)})
             for workers in (1, 2):
                 results = tmp / f"ray{workers}-{r}.parquet"
-                cmd = [*cli, "batch", str(manifest), "--out", str(results), "--workers", str(workers)]
+                cmd = [*cli, "batch", str(manifest), "--out", str(results), "--workers", str(workers), "--no-progress"]
                 cmd += ["--num-cpus", str(os.cpu_count() or 2), "--crops", str(tmp / f"crops-{workers}")]
-                run = measured([*cmd, "--no-progress"], env)
+                run = measured(cmd, env)
                 summary = json.loads((tmp / f"ray{workers}-{r}.summary.json").read_text())
                 runs.setdefault(f"ray_{workers}_worker{'s' if workers > 1 else ''}", []).append(
                     run
