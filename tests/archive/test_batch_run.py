@@ -4,13 +4,15 @@ manifest given as a file:// URI, the summary, the JSONL and output formats, and 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from archive_helpers import run_with_timeout
+from archive_helpers import run_with_timeout, sample_files
 
 from cxrtriage.archive.run import RESERVED_CPUS, BatchOptions, actor_cpus, run_batch
+from cxrtriage.archive.sources import file_block_rows
 from cxrtriage.config import Settings
 from cxrtriage.interop.outputs import requested_outputs
 
@@ -18,6 +20,22 @@ from cxrtriage.interop.outputs import requested_outputs
 def test_actors_and_read_tasks_fit_the_cluster() -> None:
     for cpus, workers in ((2, 1), (2, 2), (16, 16), (4, 3)):
         assert workers * actor_cpus(cpus, workers) + RESERVED_CPUS <= cpus + 1e-9
+
+
+def test_a_few_files_are_cut_so_that_every_worker_gets_some() -> None:
+    assert [file_block_rows(n, 64, 2) for n in (1, 3, 20, 128, 1000)] == [1, 2, 10, 64, 64]
+    assert file_block_rows(5, 64, 16) == 1 and file_block_rows(0, 64, 2) == 1
+
+
+def test_one_file_runs_on_one_worker_without_ray_warnings(ray_cluster, tmp_path: Path, recwarn) -> None:
+    """A folder of one film: one actor, not an idle second one and Ray's warning about it."""
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(sample_files()[0], folder)
+    options = BatchOptions(sources=[str(folder)], out=str(tmp_path / "r.parquet"), settings=Settings(), progress=False)
+    result = run_with_timeout(options)
+    assert result["run"]["workers"] == 1 and result["rows"] == 1
+    assert not [w for w in recwarn if "concurrent actors" in str(w.message)]
 
 
 def test_folder_and_manifest_uri_into_parquet(ray_cluster, archive: Path, tmp_path: Path) -> None:

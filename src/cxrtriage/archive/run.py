@@ -103,9 +103,11 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
         check_same_model(out, options.settings, options.out)
     out.fs.create_dir(out.path, recursive=True)
     ray = start_ray(options.address, options.num_cpus)
-    dataset, total = input_dataset(ray, sources, options.batch_size)
     cluster_cpus = float(ray.cluster_resources().get("CPU", 1.0))
     workers = options.workers or max(1, int(cluster_cpus))
+    if not sources.manifests:  # no more actors than files: an idle one only costs its start (and Ray warns)
+        workers = min(workers, len(sources.files))
+    dataset, total = input_dataset(ray, sources, options.batch_size, workers)
     cpus = actor_cpus(cluster_cpus, workers)
     settings = with_threads(options.settings, cpus)
     job = WorkerJob(settings, options.out, options.save_crops, options.outputs, options.prior_report, options.resume)
@@ -114,7 +116,7 @@ def run_batch(options: BatchOptions) -> dict[str, Any]:
         fn_constructor_kwargs={"job": job},
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=cpus,
-        batch_size=options.batch_size,
+        batch_size=None,  # a batch is one block: Ray would otherwise merge small blocks and idle a worker
         batch_format="pyarrow",
     )
     started = time.perf_counter()

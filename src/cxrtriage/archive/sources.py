@@ -188,13 +188,15 @@ def sort_sources(sources: list[str]) -> Sources:
     return Sources(files, manifests)
 
 
-def input_dataset(ray: ModuleType, sources: Sources, block_rows: int) -> tuple[Any, int]:
-    """One Ray dataset of every input row in blocks of ``block_rows``, and how many rows there are (for the progress
-    bar's ETA). Each block is put into Ray's object store as it is read, so the driver holds one block at a time and
-    every block is a unit an idle actor can take (one big block would keep every other actor idle; Ray's own readers
-    were no help here: see :func:`manifest_batches`)."""
+def input_dataset(ray: ModuleType, sources: Sources, block_rows: int, workers: int = 1) -> tuple[Any, int]:
+    """One Ray dataset of every input row in blocks of at most ``block_rows``, and how many rows there are (for the
+    progress bar's ETA). Each block is put into Ray's object store as it is read, so the driver holds one block at a
+    time and every block is a unit an idle actor can take (one big block would keep every other actor idle; Ray's own
+    readers were no help here: see :func:`manifest_batches`). Listed files are cut into at least ``workers`` blocks,
+    so that a folder of a few films keeps every worker busy too."""
     refs, total = [], 0
     files = sources.files
+    block_rows = file_block_rows(len(files), block_rows, workers)
     for i in range(0, len(files), block_rows):
         block = normalise(_records_table([{"path": p} for p in files[i : i + block_rows]]), "")
         refs.append(ray.put(block))
@@ -208,6 +210,11 @@ def input_dataset(ray: ModuleType, sources: Sources, block_rows: int) -> tuple[A
     if not refs:
         raise SourceError("no inputs: the manifests list no paths")
     return ray.data.from_arrow_refs(refs), total
+
+
+def file_block_rows(n_files: int, block_rows: int, workers: int) -> int:
+    """Rows per block for ``n_files`` listed files: ``block_rows``, or fewer when that would leave a worker idle."""
+    return max(1, min(block_rows, -(-n_files // max(1, workers))))
 
 
 def resolve(path: str, root: str | None) -> str:
