@@ -27,6 +27,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = build(Path(tmp) / "browser", ROOT)
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        index_bytes = (folder / cfg["similarity"]["file"]).stat().st_size
         with serve_folder(folder) as url:
             page, late, ready_s = run_page(url, files)
     rows = compare(files, page)
@@ -36,6 +37,7 @@ def main() -> None:
         "page_ready_s": round(ready_s, 2),
         "requests_while_triaging": late,
         "model_bytes": cfg["classifier"]["size_bytes"] + cfg["segmenter"]["size_bytes"],
+        "similarity_index_bytes": index_bytes,
         "machine": {
             "cpus": os.cpu_count(),
             "load_1min_at_end": round(os.getloadavg()[0], 2),

@@ -56,7 +56,7 @@ function cropThumbnails(source, crops, { THUMB_MARGIN, THUMB_SIZE }) {
   });
 }
 
-function show(result) {
+function show(result, similar) {
   $("label").textContent = result.label.toUpperCase() + (result.needs_review ? " — needs a radiologist's review" : "");
   $("label").className = result.label === "Urgent" ? "urgent" : "non-urgent";
   $("score").textContent = `score ${result.score.toFixed(4)} · threshold ${result.threshold.toFixed(4)} · review band [${result.review_band.map((v) => v.toFixed(4)).join(", ")})`;
@@ -67,8 +67,11 @@ function show(result) {
   $("evidence").textContent = result.crops.length
     ? result.crops.map((c, i) => `${i + 1}: ${c.region} (${Math.round(c.strength * 100)}% of the positive map)`).join(" · ")
     : "No evidence box (none stands out).";
+  $("similar").textContent = similar.length
+    ? `Most similar training films: ${similar.map((n) => `${n.key} (${n.urgent ? "Urgent" : "Non-Urgent"}, similarity ${n.similarity.toFixed(2)})`).join(" · ")}`
+    : "";
   const warnings = $("warnings");
-  warnings.replaceChildren(...[...result.warnings, ...result.not_checked].map((w) => Object.assign(document.createElement("li"), { textContent: w })));
+  warnings.replaceChildren(...result.warnings.map((w) => Object.assign(document.createElement("li"), { textContent: w })));
   $("speed").textContent = `Analysed in this browser in ${result.timings_ms.total.toFixed(0)} ms (model ${result.timings_ms.model.toFixed(0)} ms, segmentation ${result.timings_ms.segment.toFixed(0)} ms).`;
 }
 
@@ -80,7 +83,7 @@ async function handle(file) {
     const source = greyCanvas(display);
     draw(source, display.boxes);
     $("crops").replaceChildren(...cropThumbnails(source, display.boxes, engine.cfg.rules.evidence));
-    show(result);
+    show(result, display.similar);
     $("result").hidden = false;
     $("result-json").textContent = JSON.stringify({ file: file.name, ...result }, null, 1);
     $("status").textContent = "";
@@ -106,7 +109,7 @@ async function start() {
   }
   const { classifier, segmenter } = engine.cfg;
   const mb = (classifier.size_bytes + segmenter.size_bytes) / 1e6;
-  $("model-info").textContent = `${classifier.name} ${classifier.version} + ${segmenter.name} ${segmenter.version}: ${mb.toFixed(1)} MB of int8 ONNX, loaded in ${engine.loadMs.toFixed(0)} ms, run by onnxruntime-web (WebAssembly, 1 thread).`;
+  $("model-info").textContent = `${classifier.name} ${classifier.version} + ${segmenter.name} ${segmenter.version}: ${mb.toFixed(1)} MB of int8 ONNX and a ${(engine.embeddings.byteLength / 1e6).toFixed(1)} MB similarity index, loaded in ${engine.loadMs.toFixed(0)} ms, run by onnxruntime-web (WebAssembly, 1 thread).`;
   $("status").textContent = "Ready: choose or drop a chest radiograph (PNG, JPEG or DICOM).";
   $("file").disabled = false;
   $("file").addEventListener("change", (ev) => handleAll([...ev.target.files]));

@@ -1,6 +1,7 @@
 // The triage pipeline in the browser: the stages of src/cxrtriage/pipeline.py that can run here (exposed field,
-// gate statistics, polarity, layout, segmentation + frontal check, classifier, view probe, decision, evidence).
-// Server-only: the similarity to the training films (its index is not shipped), prior-report analysis, similar cases.
+// gate statistics, polarity, layout, segmentation + frontal check, classifier, similarity to the training films and
+// similar cases (the engine's index, models/index.f32), view probe, decision, evidence). Server-only: prior-report
+// analysis (the page takes no report).
 // The models run as classify_full.onnx / segment_full.onnx (src/cxrtriage/train/browser_graphs.py): each takes the
 // exposed-field crop in [0, 1] at its own size and does the resize, quantization, window, normalisation, calibration,
 // sigmoid and activation map itself, as the engine does them in numpy, so none of that arithmetic is written here.
@@ -20,18 +21,50 @@ export class NotAChestXray extends Error {}
 const round4 = (v) => Math.round(v * 1e4) / 1e4;
 const NON_RADIOGRAPH = new Set(["CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OCT", "OP", "SM", "ES", "IVUS", "ECG", "SR", "PX", "IO", "SEG", "KO", "PR", "DOC", "XC", "BMD"]);
 const LATERAL = new Set(["LL", "RL", "LAT", "LATERAL", "LLD", "RLD"]);
-export const SERVER_ONLY_NOTE =
-  "not checked in the browser: the similarity to the training films (the server refuses, or sends for review, a film far from them)";
 
 export async function loadEngine(base = "./") {
   const cfg = await (await fetch(new URL("config.json", new URL(base, location.href)))).json();
   const opts = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
   const t0 = performance.now();
-  const [classifier, segmenter] = await Promise.all([
+  const [classifier, segmenter, index] = await Promise.all([
     ort.InferenceSession.create(cfg.classifier.file, opts),
     ort.InferenceSession.create(cfg.segmenter.file, opts),
+    fetch(new URL(cfg.similarity.file, new URL(base, location.href))).then((r) => r.arrayBuffer()),
   ]);
-  return { cfg, classifier, segmenter, loadMs: performance.now() - t0 };
+  const embeddings = new Float32Array(index);
+  if (embeddings.length !== cfg.similarity.rows * cfg.similarity.dims) throw new Error(`${cfg.similarity.file} is not the index config.json describes`);
+  return { cfg, classifier, segmenter, embeddings, loadMs: performance.now() - t0 };
+}
+
+/** embedding_index.py: the embedding centred on the training films' mean and L2-normalised (in float32, as numpy
+ * does), its cosine similarity to each training film, the mean of the k highest (knn_similarity, what the
+ * out-of-distribution check reads) and the nearest films. */
+function similarToTraining(embeddings, sim, embedding) {
+  const d = sim.dims;
+  const q = new Float32Array(d);
+  for (let i = 0; i < d; i++) q[i] = embedding[i] - sim.centre[i];
+  let ss = 0;
+  for (let i = 0; i < d; i++) ss += q[i] * q[i];
+  const norm = Math.max(Math.fround(Math.sqrt(ss)), 1e-8);
+  for (let i = 0; i < d; i++) q[i] = q[i] / norm;
+  const sims = new Float64Array(sim.rows);
+  for (let r = 0; r < sim.rows; r++) {
+    let dot = 0;
+    for (let i = 0, o = r * d; i < d; i++) dot += embeddings[o + i] * q[i];
+    sims[r] = dot;
+  }
+  const order = Array.from(sims.keys()).sort((a, b) => sims[b] - sims[a]);
+  const k = Math.max(1, Math.min(sim.k, sim.rows));
+  const knn = order.slice(0, k).reduce((acc, r) => acc + sims[r], 0) / k;
+  return { knn, nearest: order.slice(0, sim.neighbours).map((r) => ({ key: sim.keys[r], urgent: sim.urgent[r], similarity: sims[r] })) };
+}
+
+/** provenance.case_provenance: a similar training case as the API quotes it. */
+function caseProvenance(n, sim) {
+  return {
+    source: `training_case:${n.key}`, relation: "similar_case", similarity: round4(n.similarity),
+    snippet: `similar training image (${sim.populations[n.key.split("/")[0]] ?? n.key.split("/")[0]}), labelled ${n.urgent ? "Urgent" : "Non-Urgent"}, cosine similarity ${n.similarity.toFixed(2)}`,
+  };
 }
 
 function gateHeaderAndStatistics(img, meta, g) {
@@ -158,6 +191,15 @@ export async function triage(engine, file) {
   const [, fh, fw] = outs.cam.dims;
   const cam = { data: Float64Array.from(outs.cam.data), h: fh, w: fw };
   const embedding = Float64Array.from(outs.embedding.data);
+  // pipeline._check_view_and_similarity: the similarity to the training films first (refuse a film without a
+  // typical pair of lungs that resembles none of them, doubt one with), then the view probe
+  const similar = similarToTraining(engine.embeddings, cfg.similarity, embedding);
+  const minSim = cfg.similarity.min_knn_similarity;
+  if (minSim !== null && similar.knn < minSim) {
+    const why = `similarity ${similar.knn.toFixed(2)} < ${minSim.toFixed(2)}`;
+    if (!anatomy.typicalPair) throw new NotAChestXray(`the image does not resemble the frontal chest radiographs the model was trained on (${why})`);
+    doubts.push(`it resembles the training films less than usual (${why})`);
+  }
   const probe = model.view_probe;
   let viewScore = null;
   if (probe.coef) {
@@ -174,7 +216,6 @@ export async function triage(engine, file) {
       if (viewScore > probe.review_above) doubts.push(`it may be a lateral view (view probe ${viewScore.toFixed(2)} > ${probe.review_above.toFixed(2)})`);
     }
   }
-  if (!anatomy.typicalPair) doubts.push("the browser cannot run the server's similarity check, which a film without a typical pair of lungs must pass");
   const decision = decide(score, model, doubts);
   warnings.push(...decision.warnings);
   // evidence (pipeline._find_evidence), boxes in the analysed field's pixels, then shifted to the decoded image's
@@ -195,7 +236,7 @@ export async function triage(engine, file) {
   const crops = toOriginal(shown, ...sizes);
   tick("evidence");
   timings.total = Math.round((performance.now() - start) * 100) / 100;
-  const image = { ...meta, warnings: undefined, layout_residual: round4(residual) };
+  const image = { ...meta, warnings: undefined, knn_similarity: round4(similar.knn), layout_residual: round4(residual) };
   if (fx0 || fy0 || fx1 !== decoded.w || fy1 !== decoded.h) image.exposed_field = fieldInOriginal([fx0, fy0, fx1, fy1], ...sizes);
   if (viewScore !== null) image.view_probe = round4(viewScore);
   const anatomyInfo = {
@@ -209,10 +250,12 @@ export async function triage(engine, file) {
     result: {
       label: decision.label, score: decision.score, threshold: decision.threshold, review_band: decision.review_band,
       needs_review: decision.needs_review, review_reasons: decision.reasons, crops, warnings,
+      provenance: similar.nearest.map((n) => caseProvenance(n, cfg.similarity)),
       model: { name: model.name, version: model.version, sha256: model.sha256, backend: "bundled-onnxruntime-web" },
       model_logit: Math.round(logit * 1e6) / 1e6, timings_ms: timings, image, anatomy: anatomyInfo,
-      not_checked: [SERVER_ONLY_NOTE], polarity_flipped: flipped,
+      polarity_flipped: flipped,
     },
-    display: { decoded, flipped, boxes: shown }, // the boxes in the decoded image's pixels, where they are drawn
+    // the boxes in the decoded image's pixels, where they are drawn; the similar films for the page's line
+    display: { decoded, flipped, boxes: shown, similar: similar.nearest },
   };
 }

@@ -64,6 +64,8 @@ ImageInput = str | os.PathLike | bytes | np.ndarray | Image.Image | LoadedImage
 DEFAULT_SEGMENTER = "bundled"
 #: an evidence box must have at least this share of its area on the segmented lung fields
 MIN_BOX_LUNG_SHARE = 0.1
+#: similar training cases a result quotes
+N_NEIGHBOURS = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +102,7 @@ class Triage:
         backend_name: str = "bundled",
         model_dir: str | Path | None = None,
         crops_dir: str | Path | None = None,
-        n_neighbours: int = 3,
+        n_neighbours: int = N_NEIGHBOURS,
         segmenter: Segmenter | str | None = DEFAULT_SEGMENTER,
         settings: Settings | None = None,
     ) -> None:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 MAX_SCORE_DIFF = 0.01
 MIN_TOP_BOX_IOU = 0.5
+MAX_KNN_DIFF = 0.01
 
 pytestmark = pytest.mark.data  # ~25 s: in `make test`, so CI runs it (issue 27: "the parity test passes in CI")
 
@@ -58,6 +59,16 @@ def test_same_label_and_score_as_predict(page_and_reference) -> None:
     far = [r for r in rows if r.get("score_diff", 0.0) > MAX_SCORE_DIFF]
     assert not far, json.dumps(far, indent=1)
     assert sum("score_diff" in r for r in rows) >= 30
+
+
+def test_same_similarity_review_flag_and_similar_cases_as_predict(page_and_reference) -> None:
+    """The page runs the server's similarity check on the engine's index: the same statistic, the same review flag,
+    the same three similar training films (or the same nearest one and near ties for the rest)."""
+    _, _, _, rows = page_and_reference
+    scored = [r for r in rows if "score_diff" in r]
+    assert all(r["knn_similarity_diff"] <= MAX_KNN_DIFF for r in scored), json.dumps(scored, indent=1)
+    differ = [r for r in scored if not (r["same_review_flag"] and r["similar_cases_agree"])]
+    assert not differ, json.dumps(differ, indent=1)
 
 
 def test_top_evidence_box_overlaps(page_and_reference) -> None:

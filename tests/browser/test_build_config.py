@@ -23,3 +23,21 @@ def test_config_names_the_bundled_graphs_with_their_sha256_and_size() -> None:
     assert cfg["classifier"]["sha256"] == meta["sha256"]
     # the calibration and the CAM head are inside the graph: the page has no copy of them to drift
     assert "calibration" not in cfg["classifier"] and "head" not in cfg["classifier"]
+
+
+def test_the_page_gets_the_engines_similarity_index(tmp_path) -> None:
+    """The similarity check and the similar cases read the index the engine reads, in the numbers it computes with."""
+    import numpy as np
+
+    from cxrtriage.backends.embedding_index import EmbeddingIndex
+    from cxrtriage.browser.build import write_index
+
+    block = write_index(config.BUNDLED_WEIGHTS_DIR, tmp_path)
+    index = EmbeddingIndex.load(config.BUNDLED_WEIGHTS_DIR / "index.npz")
+    rows = np.frombuffer((tmp_path / "index.f32").read_bytes(), dtype="<f4").reshape(block["rows"], block["dims"])
+    assert np.array_equal(rows, index.embeddings) and block["sha256"] == sha256_file(tmp_path / "index.f32")
+    assert block["keys"] == [str(k) for k in index.keys] and block["urgent"] == [bool(v) for v in index.labels]
+    assert np.array_equal(np.asarray(block["centre"], dtype=np.float32), index.centre)
+    ood = json.loads((config.BUNDLED_WEIGHTS_DIR / "model.json").read_text(encoding="utf-8"))["ood"]
+    assert (block["k"], block["min_knn_similarity"]) == (ood["k"], ood["min_knn_similarity"])
+    assert block["populations"]["nih"] == "adult (NIH)" and block["neighbours"] == 3

@@ -13,6 +13,10 @@ What goes in, and why each piece:
   activation map inside the graph. They are the graphs the Python engine runs too, so the page and ``cxrtriage
   predict`` share that arithmetic; each is checked against ``graphs.json`` first (its own sha256, and the sha256 of
   the model file and metadata it was built from: :func:`cxrtriage.graph_manifest.stale_reason`);
+* ``models/index.f32``: the similar-case index the engine ships (``index.npz``: the training films' centred,
+  L2-normalised embeddings, as little-endian float32 rows), so the page runs the same similarity check against the
+  training films (refuse a film without a typical pair of lungs that resembles none of them, doubt one with) and
+  names the same similar cases; its keys, labels, centre, k and threshold go in ``config.json``;
 * ``config.json``: what the page decides with, written from ``model.json`` / ``segment.json`` and the Python
   modules' own constants (:func:`browser_config`), so the threshold, review band and the rules' numbers have one
   home each, in Python, plus each graph's file, sha256 and size.
@@ -31,11 +35,11 @@ import numpy as np
 from cxrtriage import config
 from cxrtriage.anatomy import frontal, measure
 from cxrtriage.backends.bundle_config import META_FILE
-from cxrtriage.explain import evidence
+from cxrtriage.explain import evidence, provenance
 from cxrtriage.files import sha256_file
 from cxrtriage.graph_manifest import CLASSIFY_FULL_FILE, SEGMENT_FULL_FILE, stale_reason
 from cxrtriage.imaging import analysis_size, exposed_field, gate, polarity
-from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE
+from cxrtriage.pipeline import MIN_BOX_LUNG_SHARE, N_NEIGHBOURS
 from cxrtriage.schema import DISCLAIMER, MAX_CROPS
 
 #: the page's own files (relative to demo_app/browser/)
@@ -52,6 +56,8 @@ MODEL_FILES = ("model.onnx", "segment.onnx")
 SEGMENT_META = "segment.json"
 #: the graphs the page runs, under models/ (the bundled ones, as cxrtriage.train.browser_graphs writes them)
 GRAPH_FILES = {"classifier": CLASSIFY_FULL_FILE, "segmenter": SEGMENT_FULL_FILE}
+#: the similar-case index's embeddings, under models/
+INDEX_FILE = "index.f32"
 
 
 class BrowserBuildError(RuntimeError):
@@ -109,6 +115,31 @@ def _model_block(meta: dict[str, Any], graph: Path) -> dict[str, Any]:
         "file": f"models/{graph.name}",
         "graph_sha256": sha256_file(graph),
         "size_bytes": graph.stat().st_size,
+    }
+
+
+def write_index(weights_dir: Path, models_dir: Path) -> dict[str, Any]:
+    """``models/index.f32`` (the index's embeddings as the engine computes with them: float32, row-major) and what
+    the page needs beside it: keys, labels, the population each key's snippet names, the centre, and the
+    out-of-distribution rule (k and the threshold of ``model.json``'s ``ood`` block)."""
+    model = json.loads((weights_dir / META_FILE).read_text(encoding="utf-8"))
+    with np.load(weights_dir / "index.npz", allow_pickle=False) as z:
+        embeddings = np.ascontiguousarray(z["embeddings"], dtype="<f4")
+        keys, labels, centre = [str(k) for k in z["keys"]], z["labels"].astype(bool).tolist(), z["centre"]
+    path = models_dir / INDEX_FILE
+    path.write_bytes(embeddings.tobytes())
+    return {
+        "file": f"models/{INDEX_FILE}",
+        "sha256": sha256_file(path),
+        "rows": int(embeddings.shape[0]),
+        "dims": int(embeddings.shape[1]),
+        "keys": keys,
+        "urgent": labels,
+        "populations": {k.split("/", 1)[0]: provenance.population(k) for k in keys},
+        "centre": centre.astype(np.float32).tolist(),
+        "k": int(model["ood"]["k"]),
+        "min_knn_similarity": model["ood"].get("min_knn_similarity"),
+        "neighbours": N_NEIGHBOURS,
     }
 
 
@@ -229,6 +260,6 @@ def build(out: Path, root: Path, weights_dir: Path | None = None) -> Path:
         if stale is not None:
             raise BrowserBuildError(f"the page would run a graph that is not the bundled model's: {stale}")
         shutil.copy2(weights_dir / graph, out / "models" / graph)
-    cfg = browser_config(weights_dir, out / "models")
+    cfg = {**browser_config(weights_dir, out / "models"), "similarity": write_index(weights_dir, out / "models")}
     (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return out

@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 TIMEOUT_MS = 120_000
+#: how far the page's similarities may be from predict's (the score's tolerance of the issue)
+SIMILARITY_TOLERANCE = 0.01
 
 
 def page_skip_reason(root: Path) -> str | None:
@@ -130,7 +132,13 @@ def _compare(engine: Any, files: Sequence[Path], page_results: Sequence[dict[str
         row["browser_ms"] = (page.get("timings_ms") or {}).get("total")
         if "score" in ref and "score" in page:
             row["same_label"] = ref["label"] == page["label"]
+            row["same_review_flag"] = ref["needs_review"] == page["needs_review"]
             row["score_diff"] = round(abs(ref["score"] - page["score"]), 6)
+            sims = [(r.get("image") or {}).get("knn_similarity") for r in (ref, page)]
+            if None not in sims:
+                row["knn_similarity_diff"] = round(abs(sims[0] - sims[1]), 6)
+            row["same_similar_cases"] = [c for c, _ in _cases(ref)] == [c for c, _ in _cases(page)]
+            row["similar_cases_agree"] = cases_agree(_cases(ref), _cases(page))
             ref_crops, page_crops = ref.get("crops") or [], page.get("crops") or []
             row["boxes"] = [len(ref_crops), len(page_crops)]
             if ref_crops and page_crops:
@@ -139,6 +147,26 @@ def _compare(engine: Any, files: Sequence[Path], page_results: Sequence[dict[str
             row["same_label"] = bool(ref.get("refused")) and bool(page.get("refused"))
         rows.append(row)
     return rows
+
+
+def _cases(result: dict[str, Any]) -> list[tuple[str, float]]:
+    """The similar training cases a result names, with their similarity, in its order."""
+    return [
+        (p["source"], p["similarity"]) for p in result.get("provenance") or [] if p.get("relation") == "similar_case"
+    ]
+
+
+def cases_agree(a: list[tuple[str, float]], b: list[tuple[str, float]], tol: float = SIMILARITY_TOLERANCE) -> bool:
+    """Two lists of similar cases name the same nearest case, and any case only one of them names is a near tie:
+    its similarity within ``tol`` of the other list's last (the page's WebAssembly kernels move the embedding, and so
+    every similarity, by up to about a thousandth)."""
+    if [c for c, _ in a] == [c for c, _ in b]:
+        return True
+    if not a or not b or a[0][0] != b[0][0]:
+        return False
+    only_a = [sim for c, sim in a if c not in dict(b)]
+    only_b = [sim for c, sim in b if c not in dict(a)]
+    return all(abs(sim - b[-1][1]) <= tol for sim in only_a) and all(abs(sim - a[-1][1]) <= tol for sim in only_b)
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -151,6 +179,12 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "scored_by_both": len(scored),
         "same_label": sum(bool(r["same_label"]) for r in rows),
         "max_score_diff": max((r["score_diff"] for r in scored), default=None),
+        "same_review_flag": sum(bool(r.get("same_review_flag")) for r in scored),
+        "max_knn_similarity_diff": max(
+            (r["knn_similarity_diff"] for r in scored if "knn_similarity_diff" in r), default=None
+        ),
+        "same_similar_cases": sum(bool(r.get("same_similar_cases")) for r in scored),
+        "similar_cases_agree": sum(bool(r.get("similar_cases_agree")) for r in scored),
         "top_box_pairs": len(ious),
         "top_box_iou_min": min(ious, default=None),
         "top_box_iou_below_0_5": sum(v < 0.5 for v in ious),

@@ -31,18 +31,22 @@ def report_provenance(report: ReportAnalysis | None) -> list[Provenance]:
     ]
 
 
+def population(key: str) -> str:
+    """Who a training case's film is of, from its key (``<dataset>/<image id>``), as a result's snippet names it."""
+    dataset = key.split("/", 1)[0]
+    return "adult (NIH)" if dataset == "nih" else "pediatric" if dataset == "kermany" else dataset
+
+
 def case_provenance(neighbours: list[Neighbour]) -> list[Provenance]:
     out = []
     for n in neighbours:
-        dataset = n.key.split("/", 1)[0]
-        population = "adult (NIH)" if dataset == "nih" else "pediatric" if dataset == "kermany" else dataset
         label = "Urgent" if n.urgent else "Non-Urgent"
         out.append(
             Provenance(
                 source=f"training_case:{n.key}",
                 relation="similar_case",
                 similarity=round(n.similarity, 4),
-                snippet=f"similar training image ({population}), labelled {label}, "
+                snippet=f"similar training image ({population(n.key)}), labelled {label}, "
                 f"cosine similarity {n.similarity:.2f}",
             )
         )
